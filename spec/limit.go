@@ -1,0 +1,114 @@
+package spec
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limit is a parsed rate limit such as "100/minute" or "5000/15m".
+type Limit struct {
+	Requests uint32
+	// Window is the length of one window.
+	Window time.Duration
+	// Unit is "second", "minute", "hour" or "day" when the limit was written
+	// with a named unit (the units envoyproxy/ratelimit understands), and ""
+	// for a Gatehouse duration window such as "30s".
+	Unit string
+}
+
+var namedUnits = map[string]time.Duration{
+	"second": time.Second,
+	"minute": time.Minute,
+	"hour":   time.Hour,
+	"day":    24 * time.Hour,
+}
+
+// String writes the limit back in spec form.
+func (l Limit) String() string {
+	if l.Unit != "" {
+		return fmt.Sprintf("%d/%s", l.Requests, l.Unit)
+	}
+	return fmt.Sprintf("%d/%s", l.Requests, l.Window)
+}
+
+// ParseLimit parses "N/second|minute|hour|day" or "N/<Go duration>".
+func ParseLimit(s string) (Limit, error) {
+	count, per, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Limit{}, fmt.Errorf("limit %q must look like N/unit, e.g. 100/minute or 5000/15m", s)
+	}
+	n, err := strconv.ParseUint(count, 10, 64)
+	if err != nil {
+		return Limit{}, fmt.Errorf("limit %q: request count %q is not a whole number", s, count)
+	}
+	if n == 0 {
+		return Limit{}, fmt.Errorf("limit %q: request count must be greater than 0", s)
+	}
+	if n > math.MaxUint32 {
+		return Limit{}, fmt.Errorf("limit %q: request count is larger than %d", s, uint32(math.MaxUint32))
+	}
+	if w, ok := namedUnits[per]; ok {
+		return Limit{Requests: uint32(n), Window: w, Unit: per}, nil
+	}
+	w, err := time.ParseDuration(per)
+	if err != nil {
+		return Limit{}, fmt.Errorf("limit %q: unknown unit %q: want second, minute, hour, day or a duration such as 30s", s, per)
+	}
+	if w < time.Second {
+		return Limit{}, fmt.Errorf("limit %q: window %s is under 1s", s, w)
+	}
+	if w%time.Second != 0 {
+		return Limit{}, fmt.Errorf("limit %q: window %s is not a whole number of seconds", s, w)
+	}
+	return Limit{Requests: uint32(n), Window: w}, nil
+}
+
+// Descriptor source kinds usable in rateLimits[].by.
+const (
+	SourceIdentitySubject = "identity.subject"
+	SourceIdentityClaim   = "identity.claim" // identity.claim.<name>
+	SourceAPIKeyID        = "apikey.id"
+	SourceHeader          = "header" // header.<name>
+	SourceClientIP        = "client.ip"
+	SourceRequestMethod   = "request.method"
+	SourceRequestPath     = "request.path"
+)
+
+// Source is a parsed descriptor source: Kind is one of the Source*
+// constants, Arg the claim or header name where the kind takes one.
+type Source struct {
+	Kind string
+	Arg  string
+}
+
+// Key is the descriptor key the source produces on the wire: the source
+// text itself, e.g. "identity.subject" or "header.x-tenant".
+func (s Source) Key() string {
+	if s.Arg == "" {
+		return s.Kind
+	}
+	return s.Kind + "." + s.Arg
+}
+
+// ParseSource parses one rateLimits[].by item.
+func ParseSource(s string) (Source, error) {
+	switch s {
+	case SourceIdentitySubject, SourceAPIKeyID, SourceClientIP, SourceRequestMethod, SourceRequestPath:
+		return Source{Kind: s}, nil
+	}
+	for _, kind := range []string{SourceIdentityClaim, SourceHeader} {
+		if arg, ok := strings.CutPrefix(s, kind+"."); ok {
+			if arg == "" || strings.ContainsAny(arg, " \t/") {
+				return Source{}, fmt.Errorf("source %q: %s needs a name after the dot", s, kind)
+			}
+			if kind == SourceHeader {
+				arg = strings.ToLower(arg)
+			}
+			return Source{Kind: kind, Arg: arg}, nil
+		}
+	}
+	return Source{}, fmt.Errorf("unknown source %q: want identity.subject, identity.claim.<name>, apikey.id, header.<name>, client.ip, request.method or request.path", s)
+}
