@@ -1,0 +1,41 @@
+# Gatehouse. `make run` starts the whole suite in one process; `make test`
+# installs what the tests need (as root, with apt/npm/go install) and runs
+# every test with the race detector.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/gatehouse
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+export CGO_ENABLED := 1
+
+.PHONY: build run test test-deps bench fuzz lint clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
+
+run: build
+	./$(BIN) dev
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+test: test-deps
+	$(GO) test -race -timeout 18m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target for FUZZTIME (default 10s); `make fuzz FUZZTIME=60s` for a longer run.
+FUZZTIME ?= 10s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@test -x .tools/staticcheck || GOBIN=$(CURDIR)/.tools $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.7.0
+	.tools/staticcheck ./...
+
+clean:
+	rm -rf bin .gatehouse
+	$(GO) clean -testcache

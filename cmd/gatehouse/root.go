@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// version is set by the linker: -ldflags "-X main.version=...".
+var version = "dev"
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "gatehouse",
+		Short:         "Gatehouse: edge policy (auth, rate limits, access logs) for Envoy fleets",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newVersionCmd(),
+		newSpecCmd(),
+		// Role subcommands register here, one line each.
+	)
+	for _, c := range root.Commands() {
+		bindEnv(c, "GATEHOUSE")
+	}
+	return root
+}
+
+// bindEnv gives every flag of cmd and its children an environment twin:
+// GATEHOUSE_<SUBCOMMAND>_<FLAG>, upper case, '-' as '_'. A flag given on
+// the command line wins over its twin. The twin is applied when the command
+// runs, so a bad value fails with the variable's name.
+func bindEnv(cmd *cobra.Command, prefix string) {
+	name := prefix + "_" + envName(cmd.Name())
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		var err error
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if err != nil || f.Changed || f.Name == "help" {
+				return
+			}
+			key := name + "_" + envName(f.Name)
+			if v, ok := os.LookupEnv(key); ok {
+				if serr := c.Flags().Set(f.Name, v); serr != nil {
+					err = fmt.Errorf("environment variable %s: %w", key, serr)
+				}
+			}
+		})
+		if err != nil || prev == nil {
+			return err
+		}
+		return prev(c, args)
+	}
+	for _, sub := range cmd.Commands() {
+		bindEnv(sub, name)
+	}
+}
+
+func envName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				fmt.Fprintf(cmd.OutOrStdout(), "gatehouse %s (%s)\n", v, bi.GoVersion)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "gatehouse %s\n", v)
+			return nil
+		},
+	}
+}

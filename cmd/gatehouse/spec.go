@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+func newSpecCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "spec",
+		Short: "Work with EdgeRoute specs offline",
+	}
+	cmd.AddCommand(newSpecValidateCmd())
+	return cmd
+}
+
+func newSpecValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE|DIR...",
+		Short: "Validate EdgeRoute specs; print every problem",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			docs, err := spec.Load(args...)
+			var problems spec.ErrorList
+			if err != nil && !errors.As(err, &problems) {
+				return err
+			}
+			if len(problems) > 0 {
+				for _, p := range problems {
+					fmt.Fprintln(cmd.ErrOrStderr(), p)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d problem(s) in %d spec(s)\n", len(problems), len(docs))
+				return exitCode(1)
+			}
+			for _, d := range docs {
+				r := d.EdgeRoute
+				fmt.Fprintf(cmd.OutOrStdout(), "ok %s (%s): team %s, %d host(s), %d route(s), %d upstream(s)\n",
+					r.Metadata.Name, d.File, r.Metadata.Team, len(r.Spec.Hosts), len(r.Spec.Routes), len(r.Spec.Upstreams))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,90 @@
+// Package resource is the wire contract between the control plane and the
+// sidecars: which xDS resource types carry sidecar config, how they are
+// named, and how a payload is wrapped. It holds no state and imports no
+// Gatehouse package, so both sides can depend on it.
+//
+// Sidecar payloads travel as envoy.config.core.v3.TypedExtensionConfig
+// resources (the ECDS type, which carries a name) whose typed_config is an
+// xds.type.v3.TypedStruct: the payload type URL plus the payload as a
+// google.protobuf.Struct built from its JSON form. One resource per spec and
+// concern, named "<prefix><spec name>", so one changed spec changes one
+// resource. The RateLimitConfig of domain "gatehouse" is served as well, for
+// envoyproxy/ratelimit.
+package resource
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/cncf/xds/go/xds/type/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// xDS type URLs the sidecars subscribe to.
+const (
+	ExtensionConfigType = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+	RateLimitConfigType = "type.googleapis.com/ratelimit.config.ratelimit.v3.RateLimitConfig"
+)
+
+// Payload type URLs inside the TypedStruct, and the resource name prefix of
+// each concern.
+const (
+	AuthzPolicyType      = "type.googleapis.com/gatehouse.authz.v1.SpecPolicy"
+	AuthzPrefix          = "gatehouse.authz/"
+	RateLimitRulesType   = "type.googleapis.com/gatehouse.ratelimit.v1.SpecRules"
+	RateLimitPrefix      = "gatehouse.ratelimit/"
+	AccessLogSettingType = "type.googleapis.com/gatehouse.accesslog.v1.SpecSettings"
+	AccessLogPrefix      = "gatehouse.accesslog/"
+)
+
+// RateLimitDomain is the rate-limit domain of every EdgeRoute limit.
+const RateLimitDomain = "gatehouse"
+
+// Wrap encodes v (any JSON-marshalable value) as a named extension config
+// with the given payload type.
+func Wrap(name, payloadType string, v any) (*corev3.TypedExtensionConfig, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
+	}
+	st := &structpb.Struct{}
+	if err := protojson.Unmarshal(raw, st); err != nil {
+		return nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
+	}
+	ts, err := anypb.New(&v3.TypedStruct{TypeUrl: payloadType, Value: st})
+	if err != nil {
+		return nil, fmt.Errorf("resource %s: %w", name, err)
+	}
+	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: ts}, nil
+}
+
+// Unwrap decodes a resource made by Wrap into v, checking the payload type.
+func Unwrap(res *corev3.TypedExtensionConfig, payloadType string, v any) error {
+	ts := &v3.TypedStruct{}
+	if err := res.GetTypedConfig().UnmarshalTo(ts); err != nil {
+		return fmt.Errorf("resource %s: typed_config is not an xds.type.v3.TypedStruct: %w", res.GetName(), err)
+	}
+	if ts.GetTypeUrl() != payloadType {
+		return fmt.Errorf("resource %s: payload type is %q, want %q", res.GetName(), ts.GetTypeUrl(), payloadType)
+	}
+	raw, err := protojson.Marshal(ts.GetValue())
+	if err != nil {
+		return fmt.Errorf("resource %s: %w", res.GetName(), err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("resource %s: decoding payload: %w", res.GetName(), err)
+	}
+	return nil
+}
+
+// SpecName returns the spec a resource belongs to, given its prefix, and
+// whether the name carries that prefix.
+func SpecName(resourceName, prefix string) (string, bool) {
+	return strings.CutPrefix(resourceName, prefix)
+}

@@ -1,0 +1,130 @@
+// Package testenv starts real servers for tests (redis-server today) on
+// free loopback ports and stops them when the test ends. It is imported by
+// tests only.
+package testenv
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Redis is a redis-server process started for one test.
+type Redis struct {
+	Addr string // 127.0.0.1:PORT
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	args []string
+}
+
+// RedisBinary finds redis-server or fails the test with what to do.
+func RedisBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("testenv: redis-server is not installed; run `make test` (it installs it as root with apt-get install -y redis-server) or install it yourself")
+	}
+	return bin
+}
+
+// StartRedis starts a standalone redis-server on a free loopback port with
+// persistence off; extra are additional "--name value" arguments. The
+// server is killed when the test ends.
+func StartRedis(t testing.TB, extra ...string) *Redis {
+	t.Helper()
+	r := &Redis{Dir: t.TempDir()}
+	r.Port = FreePort(t)
+	r.Addr = "127.0.0.1:" + strconv.Itoa(r.Port)
+	r.args = append([]string{
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+		"--save", "", "--appendonly", "no", "--dir", r.Dir,
+		"--protected-mode", "yes",
+	}, extra...)
+	r.start(t)
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *Redis) start(t testing.TB) {
+	t.Helper()
+	bin := RedisBinary(t)
+	logf, err := os.Create(filepath.Join(r.Dir, fmt.Sprintf("redis-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	r.cmd = exec.Command(bin, r.args...)
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("testenv: starting redis-server: %v", err)
+	}
+	go func() { _ = r.cmd.Wait(); logf.Close() }()
+	if err := waitPing(r.Addr, 10*time.Second); err != nil {
+		r.kill()
+		t.Fatalf("testenv: redis-server on %s did not answer PING: %v (log in %s)", r.Addr, err, logf.Name())
+	}
+}
+
+// Stop kills the server (as a crash would: SIGKILL), keeping its port.
+func (r *Redis) Stop() { r.kill() }
+
+// Restart starts the server again on the same port after Stop.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.start(t)
+}
+
+func (r *Redis) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		for i := 0; i < 100 && r.cmd.ProcessState == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// waitPing speaks just enough RESP to see the server answer PONG.
+func waitPing(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			_, err = c.Write([]byte("*1\r\n$4\r\nPING\r\n"))
+			if err == nil {
+				var line string
+				line, err = bufio.NewReader(c).ReadString('\n')
+				if err == nil && strings.HasPrefix(line, "+PONG") {
+					c.Close()
+					return nil
+				}
+				if err == nil {
+					err = fmt.Errorf("unexpected reply %q", line)
+				}
+			}
+			c.Close()
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return last
+}
