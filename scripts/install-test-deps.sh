@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 apt_pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || apt_pkgs+=("$2"); }
+# Debian packages, by the command that shows them installed.
 need redis-server redis-server
+need node nodejs
+need npm npm
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -18,3 +21,22 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+# npm packages (test emulators), installed into .tools/node. Add yours to the list.
+npm_pkgs=(s3rver@3.7.1 dynalite@4.0.0)
+missing=()
+for p in "${npm_pkgs[@]}"; do
+  [ -d ".tools/node/node_modules/${p%@*}" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing npm packages: ${missing[*]}"
+  mkdir -p .tools/node
+  npm install --silent --no-audit --no-fund --prefix .tools/node "${missing[@]}" >/dev/null
+fi
+
+# Go-installed tools, into .tools/bin. Add yours as "name=module/cmd@version".
+go_tools=()
+for t in "${go_tools[@]}"; do
+  name=${t%%=*}; pkg=${t#*=}
+  [ -x ".tools/bin/$name" ] || { echo "installing $pkg"; GOBIN="$PWD/.tools/bin" go install "$pkg"; }
+done
