@@ -93,6 +93,17 @@ func (s Source) Key() string {
 	return s.Kind + "." + s.Arg
 }
 
+// DescriptorKey is the rate-limit descriptor key Envoy sends for this
+// source. It is Key() for every source except client.ip: Envoy's
+// remote_address action always uses the key "remote_address", so that is
+// the key in the RateLimitConfig too (envoyproxy/ratelimit sees the same).
+func (s Source) DescriptorKey() string {
+	if s.Kind == SourceClientIP {
+		return "remote_address"
+	}
+	return s.Key()
+}
+
 // ParseSource parses one rateLimits[].by item.
 func ParseSource(s string) (Source, error) {
 	switch s {
