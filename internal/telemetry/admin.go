@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,15 +60,16 @@ func (a *Admin) ready(w http.ResponseWriter, _ *http.Request) {
 		checks[k] = v
 	}
 	a.mu.Unlock()
-	failed := false
+	var failures []string
 	for name, f := range checks {
 		if err := f(); err != nil {
-			failed = true
-			fmt.Fprintf(w, "%s: %v\n", name, err)
+			failures = append(failures, fmt.Sprintf("%s: %v", name, err))
 		}
 	}
-	if failed {
+	if len(failures) > 0 {
+		sort.Strings(failures)
 		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(failures, "\n"))
 		return
 	}
 	fmt.Fprintln(w, "ready")

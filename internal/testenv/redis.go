@@ -33,6 +33,7 @@ type Redis struct {
 	Port int
 	Dir  string
 	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
 	args []string
 }
 
@@ -76,7 +77,9 @@ func (r *Redis) start(t testing.TB) {
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("testenv: starting redis-server: %v", err)
 	}
-	go func() { _ = r.cmd.Wait(); logf.Close() }()
+	done := make(chan struct{})
+	r.done = done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); logf.Close(); close(done) }(r.cmd)
 	if err := waitPing(r.Addr, 10*time.Second); err != nil {
 		r.kill()
 		t.Fatalf("testenv: redis-server on %s did not answer PING: %v (log in %s)", r.Addr, err, logf.Name())
@@ -95,8 +98,9 @@ func (r *Redis) Restart(t testing.TB) {
 func (r *Redis) kill() {
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Kill()
-		for i := 0; i < 100 && r.cmd.ProcessState == nil; i++ {
-			time.Sleep(10 * time.Millisecond)
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
 		}
 	}
 }
