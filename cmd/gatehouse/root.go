@@ -23,6 +23,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newSpecCmd(),
+		newDevCmd(),
 		// Role subcommands register here, one line each.
 	)
 	for _, c := range root.Commands() {
