@@ -1,0 +1,120 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Admiral-Piett/goaws/app/gosqs"
+	"github.com/Admiral-Piett/goaws/app/models"
+	"github.com/Admiral-Piett/goaws/app/router"
+	"github.com/sirupsen/logrus"
+)
+
+// GoAWS is goaws v0.5.4 (an SQS emulator) served in-process through its
+// own router on a 127.0.0.1 port: the released binary binds 0.0.0.0, and
+// this way nothing listens beyond loopback. goaws keeps its queues in
+// package globals, so one GoAWS runs per test binary at a time; StartGoAWS
+// serialises callers and clears the queues.
+type GoAWS struct {
+	Endpoint string // http://127.0.0.1:PORT
+	Port     int
+
+	mu   sync.Mutex
+	srv  *http.Server
+	done chan struct{}
+}
+
+var (
+	goawsMu       sync.Mutex // one GoAWS per process: goaws state is global
+	goawsTaskOnce sync.Once
+)
+
+// StartGoAWS serves goaws on a free loopback port until the test ends.
+func StartGoAWS(t testing.TB) *GoAWS {
+	t.Helper()
+	goawsMu.Lock()
+	logrus.SetLevel(logrus.WarnLevel)
+	g := &GoAWS{Port: FreePort(t)}
+	g.Endpoint = "http://127.0.0.1:" + strconv.Itoa(g.Port)
+	models.SyncQueues.Lock()
+	models.SyncQueues.Queues = map[string]*models.Queue{}
+	models.SyncQueues.Unlock()
+	models.CurrentEnvironment.Host = "127.0.0.1"
+	models.CurrentEnvironment.Port = strconv.Itoa(g.Port)
+	models.CurrentEnvironment.Region = ""
+	models.CurrentEnvironment.AccountID = "000000000000"
+	models.CurrentEnvironment.QueueAttributeDefaults.VisibilityTimeout = 30
+	models.CurrentEnvironment.QueueAttributeDefaults.MaximumMessageSize = 262144
+	models.CurrentEnvironment.QueueAttributeDefaults.MessageRetentionPeriod = 345600
+	// goaws' visibility-timeout sweep; it runs for the life of the test binary.
+	goawsTaskOnce.Do(func() { go gosqs.PeriodicTasks(200*time.Millisecond, make(chan bool)) })
+	if err := g.serve(); err != nil {
+		goawsMu.Unlock()
+		t.Fatalf("testenv: starting goaws on %s: %v", g.Endpoint, err)
+	}
+	t.Cleanup(func() {
+		g.Stop()
+		goawsMu.Unlock()
+	})
+	return g
+}
+
+func (g *GoAWS) serve() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.srv != nil {
+		return nil
+	}
+	var l net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the port may linger briefly after Stop
+		if l, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(g.Port)); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: router.New(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logrus.Errorf("goaws: %v", err)
+		}
+	}()
+	g.srv, g.done = srv, done
+	return nil
+}
+
+// Stop closes the listener and every connection, as an outage would; the
+// queues and their messages stay in memory for Restart.
+func (g *GoAWS) Stop() {
+	g.mu.Lock()
+	srv, done := g.srv, g.done
+	g.srv = nil
+	g.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	_ = srv.Close()
+	<-done
+}
+
+// Restart serves again on the same port after Stop.
+func (g *GoAWS) Restart(t testing.TB) {
+	t.Helper()
+	if err := g.serve(); err != nil {
+		t.Fatalf("testenv: restarting goaws on %s: %v", g.Endpoint, err)
+	}
+}
