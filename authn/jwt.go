@@ -1,0 +1,319 @@
+package authn
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// DefaultMaxTokenSize caps the bytes of a bearer token.
+const DefaultMaxTokenSize = 8 << 10
+
+// asymmetric is every algorithm a provider may pin: never none, never HMAC.
+var asymmetric = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"EdDSA": true,
+}
+
+// JWTConfig is one JWT provider.
+type JWTConfig struct {
+	Name       string
+	Issuer     string
+	Audiences  []string
+	Algorithms []string      // pinned; default RS256, ES256, EdDSA
+	ClockSkew  time.Duration // for exp, nbf and iat
+	// MaxTokenSize caps the token (default DefaultMaxTokenSize).
+	MaxTokenSize int
+	// Fingerprint identifies this configuration in the token cache; two
+	// providers share cached tokens only when their fingerprints are equal.
+	// Default: derived from the fields above.
+	Fingerprint string
+}
+
+// JWT verifies bearer tokens of one issuer.
+type JWT struct {
+	cfg   JWTConfig
+	algs  map[string]bool
+	auds  map[string]bool
+	keys  KeySource
+	cache *TokenCache
+	clock func() time.Time
+}
+
+// NewJWT builds a provider. cache may be nil (no caching); clock nil means
+// time.Now.
+func NewJWT(cfg JWTConfig, keys KeySource, cache *TokenCache, clock func() time.Time) (*JWT, error) {
+	if cfg.Issuer == "" {
+		return nil, fmt.Errorf("jwt provider %q: issuer is required", cfg.Name)
+	}
+	if len(cfg.Audiences) == 0 {
+		return nil, fmt.Errorf("jwt provider %q: at least one audience is required", cfg.Name)
+	}
+	if keys == nil {
+		return nil, fmt.Errorf("jwt provider %q: no key source", cfg.Name)
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{"RS256", "ES256", "EdDSA"}
+	}
+	if cfg.MaxTokenSize <= 0 {
+		cfg.MaxTokenSize = DefaultMaxTokenSize
+	}
+	if cfg.ClockSkew < 0 {
+		return nil, fmt.Errorf("jwt provider %q: negative clock skew", cfg.Name)
+	}
+	p := &JWT{cfg: cfg, algs: map[string]bool{}, auds: map[string]bool{}, keys: keys, cache: cache, clock: clock}
+	for _, a := range cfg.Algorithms {
+		if !asymmetric[a] {
+			return nil, fmt.Errorf("jwt provider %q: algorithm %q is not allowed (public-key algorithms only; never none or HMAC)", cfg.Name, a)
+		}
+		p.algs[a] = true
+	}
+	for _, a := range cfg.Audiences {
+		p.auds[a] = true
+	}
+	if p.clock == nil {
+		p.clock = time.Now
+	}
+	if p.cfg.Fingerprint == "" {
+		b, _ := json.Marshal(cfg)
+		sum := sha256.Sum256(b)
+		p.cfg.Fingerprint = hex.EncodeToString(sum[:8])
+	}
+	return p, nil
+}
+
+// Name is the provider name.
+func (p *JWT) Name() string { return p.cfg.Name }
+
+// BearerToken extracts the token of an Authorization header value
+// ("Bearer <token>", scheme case-insensitive), and whether there is one.
+func BearerToken(authorization string) (string, bool) {
+	if len(authorization) < 7 || !strings.EqualFold(authorization[:7], "bearer ") {
+		return "", false
+	}
+	t := strings.TrimSpace(authorization[7:])
+	return t, t != ""
+}
+
+type jwtHeader struct {
+	Alg  string   `json:"alg"`
+	Kid  string   `json:"kid"`
+	Crit []string `json:"crit"`
+	// jku, x5u, jwk, x5c are deliberately not decoded: keys come only from
+	// the provider's configured key source.
+}
+
+// Authenticate verifies token and returns the caller. A refusal is an
+// *Error; its Detail never contains the token.
+func (p *JWT) Authenticate(ctx context.Context, token string) (*Identity, error) {
+	if len(token) > p.cfg.MaxTokenSize {
+		return nil, p.refuse(CodeTokenTooLarge, fmt.Sprintf("token is %d bytes, over the %d-byte limit", len(token), p.cfg.MaxTokenSize))
+	}
+	now := p.clock()
+	cur := p.keys.Current()
+	var gen uint64
+	if cur != nil {
+		gen = cur.gen
+	}
+	var key cacheKey
+	if p.cache != nil {
+		key = newCacheKey(p.cfg.Fingerprint, token)
+		if id := p.cache.get(key, now, gen); id != nil {
+			return id, nil
+		}
+	}
+	id, set, err := p.verify(ctx, token, now, cur)
+	if err != nil {
+		return nil, err
+	}
+	if p.cache != nil && set != nil {
+		p.cache.put(key, id, now, set.gen)
+	}
+	return id, nil
+}
+
+func (p *JWT) refuse(code, detail string) *Error { return refuse(p.cfg.Name, code, detail) }
+
+func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeySet) (*Identity, *KeySet, error) {
+	switch strings.Count(token, ".") {
+	case 2:
+	case 4:
+		return nil, nil, p.refuse(CodeUnsupportedToken, "token is a JWE (5 parts); only signed compact JWS tokens are accepted")
+	default:
+		return nil, nil, p.refuse(CodeMalformedToken, "token is not a compact JWS (header.payload.signature)")
+	}
+	h64, rest, _ := strings.Cut(token, ".")
+	p64, s64, _ := strings.Cut(rest, ".")
+	hb, err := base64.RawURLEncoding.DecodeString(h64)
+	if err != nil || len(hb) == 0 {
+		return nil, nil, p.refuse(CodeMalformedToken, "header is not base64url")
+	}
+	var hdr jwtHeader
+	if err := json.Unmarshal(hb, &hdr); err != nil {
+		return nil, nil, p.refuse(CodeMalformedToken, "header is not a JSON object")
+	}
+	if hdr.Alg == "" || strings.EqualFold(hdr.Alg, "none") {
+		return nil, nil, p.refuse(CodeAlgorithmRefused, "unsigned tokens (alg none or missing) are never accepted")
+	}
+	if !p.algs[hdr.Alg] {
+		return nil, nil, p.refuse(CodeAlgorithmRefused, fmt.Sprintf("algorithm %s is not one this provider accepts (%s)", safeShort(hdr.Alg), strings.Join(p.cfg.Algorithms, ", ")))
+	}
+	if p64 == "" || s64 == "" {
+		return nil, nil, p.refuse(CodeMalformedToken, "token has an empty payload or signature")
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(s64); err != nil {
+		return nil, nil, p.refuse(CodeMalformedToken, "signature is not base64url")
+	}
+	if len(hdr.Crit) > 0 {
+		return nil, nil, p.refuse(CodeUnsupportedToken, "token has critical header extensions this verifier does not understand")
+	}
+
+	var k *verifyKey
+	var why string
+	if set != nil {
+		k, why = set.find(hdr.Kid, hdr.Alg)
+	}
+	if k == nil && why == "" {
+		// Unknown kid (or no keys yet): the key source may refresh, at
+		// most once per its interval however many tokens ask.
+		set = p.keys.RefreshForKID(ctx, hdr.Kid)
+		if set == nil {
+			return nil, nil, p.refuse(CodeKeysUnavailable, "the provider's signing keys are not available")
+		}
+		k, why = set.find(hdr.Kid, hdr.Alg)
+	}
+	if why != "" {
+		return nil, nil, p.refuse(CodeKeyRefused, "the signing key is refused: "+why)
+	}
+	if k == nil {
+		return nil, nil, p.refuse(CodeUnknownKey, "no key of the provider matches the token's kid and algorithm")
+	}
+	payload, err := jws.Verify([]byte(token), jws.WithKey(jwa.SignatureAlgorithm(hdr.Alg), k.raw))
+	if err != nil {
+		return nil, nil, p.refuse(CodeBadSignature, "signature does not verify")
+	}
+	id, err := p.claims(payload, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return id, set, nil
+}
+
+func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
+	var claims map[string]any
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&claims); err != nil || claims == nil {
+		return nil, p.refuse(CodeMalformedToken, "payload is not a JSON object")
+	}
+	skew := p.cfg.ClockSkew
+	iss, _ := claims["iss"].(string)
+	if iss != p.cfg.Issuer {
+		return nil, p.refuse(CodeIssuerMismatch, "token issuer is not the provider's issuer")
+	}
+	if !p.audienceOK(claims["aud"]) {
+		return nil, p.refuse(CodeAudienceMismatch, "token audience is not one the provider accepts")
+	}
+	expRaw, ok := claims["exp"]
+	if !ok {
+		return nil, p.refuse(CodeMissingExp, "token has no exp claim; tokens must expire")
+	}
+	exp, ok := numericDate(expRaw)
+	if !ok {
+		return nil, p.refuse(CodeInvalidClaims, "exp is not a NumericDate")
+	}
+	if !now.Before(exp.Add(skew)) {
+		return nil, p.refuse(CodeExpired, "token expired")
+	}
+	if v, ok := claims["nbf"]; ok {
+		nbf, ok := numericDate(v)
+		if !ok {
+			return nil, p.refuse(CodeInvalidClaims, "nbf is not a NumericDate")
+		}
+		if now.Add(skew).Before(nbf) {
+			return nil, p.refuse(CodeNotYetValid, "token is not valid yet (nbf in the future)")
+		}
+	}
+	if v, ok := claims["iat"]; ok {
+		iat, ok := numericDate(v)
+		if !ok {
+			return nil, p.refuse(CodeInvalidClaims, "iat is not a NumericDate")
+		}
+		if now.Add(skew).Before(iat) {
+			return nil, p.refuse(CodeIssuedInFuture, "token was issued in the future (iat)")
+		}
+	}
+	id := &Identity{Provider: p.cfg.Name, Kind: KindJWT, Claims: claims, ExpiresAt: exp}
+	if v, ok := claims["sub"]; ok {
+		s, ok := v.(string)
+		if !ok {
+			return nil, p.refuse(CodeInvalidClaims, "sub is not a string")
+		}
+		id.Subject = s
+	}
+	id.Scopes = scopes(claims)
+	return id, nil
+}
+
+func (p *JWT) audienceOK(v any) bool {
+	switch a := v.(type) {
+	case string:
+		return p.auds[a]
+	case []any:
+		for _, x := range a {
+			if s, ok := x.(string); ok && p.auds[s] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func numericDate(v any) (time.Time, bool) {
+	f, ok := v.(float64)
+	if !ok || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
+		return time.Time{}, false
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), true
+}
+
+// scopes reads "scope" (space-separated string) or "scp" (array or string).
+func scopes(claims map[string]any) []string {
+	if s, ok := claims["scope"].(string); ok {
+		return strings.Fields(s)
+	}
+	switch v := claims["scp"].(type) {
+	case string:
+		return strings.Fields(v)
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// safeShort quotes at most 16 bytes of an attacker-controlled value for an
+// error message.
+func safeShort(s string) string {
+	if len(s) > 16 {
+		s = s[:16] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
