@@ -1,0 +1,219 @@
+package ratelimit
+
+import (
+	"fmt"
+	"strings"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+
+	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
+)
+
+// Rules is a loaded configuration: every domain's descriptor tree, ready for
+// lookup. It is immutable; a reload builds a new Rules and swaps it in.
+type Rules struct {
+	domains map[string]*node
+	// Sources lists where the rules came from, for logs and /debug.
+	Sources []string
+}
+
+type node struct {
+	// children by descriptor key, then value ("" = any value).
+	children  map[string]map[string]*node
+	wildcards []wildcard
+	limit     *Limit
+}
+
+type wildcard struct {
+	final string   // "key_val*ue" as configured
+	parts []string // final split on '*'
+	node  *node
+}
+
+// NewRules compiles validated domains into a lookup structure; metrics may
+// be nil. Two domains with the same name are an error.
+func NewRules(domains []*config.Domain, m *Metrics) (*Rules, error) {
+	r := &Rules{domains: map[string]*node{}}
+	for _, d := range domains {
+		if err := config.Validate(d); err != nil {
+			return nil, err
+		}
+		if _, dup := r.domains[d.Name]; dup {
+			return nil, fmt.Errorf("%s: duplicate domain '%s'", d.Source, d.Name)
+		}
+		root := &node{}
+		if err := root.load(d.Name, d.Name, d.Descriptors, m); err != nil {
+			return nil, err
+		}
+		r.domains[d.Name] = root
+		r.Sources = append(r.Sources, d.Source)
+	}
+	return r, nil
+}
+
+func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) error {
+	for i := range ds {
+		d := &ds[i]
+		final := d.Key
+		if d.Value != "" {
+			final += "_" + d.Value
+		}
+		child := &node{}
+		if p := d.Policy; p != nil {
+			l, err := newLimit(p, d.ShadowMode)
+			if err != nil {
+				return fmt.Errorf("%s: %w", d.Source, err)
+			}
+			l.Rule = parent + "." + final
+			l.stats = m.rule(domain, l.Rule)
+			child.limit = l
+		}
+		if err := child.load(domain, parent+"."+final, d.Descriptors, m); err != nil {
+			return err
+		}
+		if n.children == nil {
+			n.children = map[string]map[string]*node{}
+		}
+		byValue := n.children[d.Key]
+		if byValue == nil {
+			byValue = map[string]*node{}
+			n.children[d.Key] = byValue
+		}
+		byValue[d.Value] = child
+		if strings.Contains(final, "*") {
+			n.wildcards = append(n.wildcards, wildcard{final: final, parts: strings.Split(final, "*"), node: child})
+		}
+	}
+	return nil
+}
+
+func newLimit(p *config.Policy, shadow bool) (*Limit, error) {
+	l := &Limit{
+		Requests:  p.RequestsPerUnit,
+		Window:    p.Window,
+		Burst:     p.Burst,
+		Local:     p.Local,
+		Shadow:    shadow,
+		Unlimited: p.Unlimited,
+		Name:      p.Name,
+		Replaces:  p.Replaces,
+	}
+	switch p.EffectiveAlgorithm() {
+	case config.SlidingWindow:
+		l.Algorithm = SlidingWindow
+	case config.TokenBucket:
+		l.Algorithm = TokenBucket
+	}
+	if !l.Unlimited && l.Requests == 0 && l.Algorithm != FixedWindow {
+		return nil, fmt.Errorf("%s needs requests_per_unit above 0", l.Algorithm)
+	}
+	l.current = &rlsv3.RateLimitResponse_RateLimit{
+		Name:            p.Name,
+		RequestsPerUnit: p.RequestsPerUnit,
+		Unit:            responseUnit(p.Window),
+	}
+	return l, nil
+}
+
+// responseUnit maps a window to the RLS response unit, UNKNOWN when the
+// window is not one of Envoy's units (e.g. 30s).
+func responseUnit(w interface{ Seconds() float64 }) rlsv3.RateLimitResponse_RateLimit_Unit {
+	switch w.Seconds() {
+	case 1:
+		return rlsv3.RateLimitResponse_RateLimit_SECOND
+	case 60:
+		return rlsv3.RateLimitResponse_RateLimit_MINUTE
+	case 3600:
+		return rlsv3.RateLimitResponse_RateLimit_HOUR
+	case 86400:
+		return rlsv3.RateLimitResponse_RateLimit_DAY
+	case 7 * 86400:
+		return rlsv3.RateLimitResponse_RateLimit_WEEK
+	case 30 * 86400:
+		return rlsv3.RateLimitResponse_RateLimit_MONTH
+	case 365 * 86400:
+		return rlsv3.RateLimitResponse_RateLimit_YEAR
+	}
+	return rlsv3.RateLimitResponse_RateLimit_UNKNOWN
+}
+
+// HasDomain reports whether a domain is loaded.
+func (r *Rules) HasDomain(domain string) bool {
+	_, ok := r.domains[domain]
+	return ok
+}
+
+// Lookup finds the limit for one request descriptor with
+// envoyproxy/ratelimit's semantics: walk the tree entry by entry, at each
+// level preferring key+value, then a wildcard value, then the key alone;
+// a limit applies only when the descriptor ends exactly at its level. It
+// returns nil when nothing matches. Lookup does not handle per-descriptor
+// limit overrides; Service does.
+func (r *Rules) Lookup(domain string, d *ratelimitv3.RateLimitDescriptor) *Limit {
+	if r == nil {
+		return nil
+	}
+	n := r.domains[domain]
+	if n == nil {
+		return nil
+	}
+	entries := d.GetEntries()
+	var found *Limit
+	for i, e := range entries {
+		var next *node
+		if byValue := n.children[e.GetKey()]; byValue != nil && e.GetValue() != "" {
+			next = byValue[e.GetValue()]
+		}
+		if next == nil && len(n.wildcards) > 0 {
+			final := e.GetKey() + "_" + e.GetValue()
+			for _, w := range n.wildcards {
+				if wildcardMatch(w.parts, final) {
+					next = w.node
+					break
+				}
+			}
+		}
+		if next == nil {
+			if byValue := n.children[e.GetKey()]; byValue != nil {
+				next = byValue[""]
+			}
+		}
+		if next != nil && next.limit != nil && i == len(entries)-1 {
+			found = next.limit
+		}
+		if next == nil || len(next.children) == 0 {
+			break
+		}
+		n = next
+	}
+	return found
+}
+
+// wildcardMatch reports whether value matches a pattern split on '*'; each
+// '*' matches any run of characters (envoyproxy/ratelimit's matching).
+func wildcardMatch(parts []string, value string) bool {
+	if len(parts) == 1 {
+		return parts[0] == value
+	}
+	first, last := parts[0], parts[len(parts)-1]
+	if !strings.HasPrefix(value, first) || !strings.HasSuffix(value, last) {
+		return false
+	}
+	fixed := 0
+	for _, p := range parts {
+		fixed += len(p)
+	}
+	if len(value) < fixed {
+		return false
+	}
+	rest := value[len(first) : len(value)-len(last)]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(rest, p)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(p):]
+	}
+	return true
+}

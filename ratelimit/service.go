@@ -1,0 +1,463 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Bounds on a request; anything larger is INVALID_ARGUMENT.
+const (
+	MaxDescriptors      = 64
+	MaxEntries          = 32
+	MaxEntryBytes       = 4096
+	MaxDomainBytes      = 256
+	maxHitsAddend       = 1 << 32
+	nearLimitRatio      = 0.8
+	defaultBackendLabel = "backend"
+)
+
+// FailureMode decides descriptors when the shared backend fails.
+type FailureMode int
+
+// Failure modes.
+const (
+	FailAllow FailureMode = iota // answer OK (fail open), the default
+	FailDeny                     // answer OVER_LIMIT (fail closed)
+)
+
+// ParseFailureMode parses "allow" or "deny".
+func ParseFailureMode(s string) (FailureMode, error) {
+	switch s {
+	case "allow", "":
+		return FailAllow, nil
+	case "deny":
+		return FailDeny, nil
+	}
+	return FailAllow, fmt.Errorf("failure mode %q: want allow or deny", s)
+}
+
+func (f FailureMode) String() string {
+	if f == FailDeny {
+		return "deny"
+	}
+	return "allow"
+}
+
+// Options configure a Service. Backend is required.
+type Options struct {
+	// Backend counts shared-scope limits (Memory, or a Redis backend).
+	Backend Backend
+	// BackendName labels backend metrics ("memory", "redis").
+	BackendName string
+	// Local counts local-scope limits; default a fresh Memory. When Backend
+	// is itself a *Memory, it is used for both.
+	Local *Memory
+	// Clock defaults to SystemClock.
+	Clock Clock
+	// Log defaults to slog.Default() is never used: a nil Log discards.
+	Log *slog.Logger
+	// Metrics may be nil (no metrics).
+	Metrics *Metrics
+	// FailureMode applies when Backend returns an error.
+	FailureMode FailureMode
+	// GlobalShadowMode turns every OVER_LIMIT overall code into OK (still
+	// counted and reported per descriptor).
+	GlobalShadowMode bool
+	// ResponseHeaders adds RateLimit-Limit, RateLimit-Remaining and
+	// RateLimit-Reset (draft-ietf-httpapi-ratelimit-headers) for the
+	// descriptor closest to its limit.
+	ResponseHeaders bool
+	// KeyPrefix is prepended to every backend key (envoyproxy's
+	// CACHE_KEY_PREFIX); default "".
+	KeyPrefix string
+}
+
+// Service answers RLS ShouldRateLimit requests. It is safe for concurrent
+// use; SetRules swaps the configuration atomically, without blocking or
+// dropping requests in flight.
+type Service struct {
+	rules   atomic.Pointer[Rules]
+	backend Backend
+	name    string
+	local   *Memory
+	clock   Clock
+	log     *slog.Logger
+	metrics *Metrics
+	opts    Options
+	pool    sync.Pool
+}
+
+// New builds a Service.
+func New(o Options) (*Service, error) {
+	if o.Backend == nil {
+		return nil, errors.New("ratelimit: Options.Backend is required")
+	}
+	s := &Service{backend: o.Backend, name: o.BackendName, local: o.Local, clock: o.Clock, log: o.Log, metrics: o.Metrics, opts: o}
+	if s.name == "" {
+		s.name = defaultBackendLabel
+	}
+	if s.local == nil {
+		if m, ok := o.Backend.(*Memory); ok {
+			s.local = m
+		} else {
+			s.local = NewMemory()
+		}
+	}
+	if s.clock == nil {
+		s.clock = SystemClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.pool.New = func() any { return new(scratch) }
+	s.rules.Store(&Rules{domains: map[string]*node{}})
+	return s, nil
+}
+
+// SetRules replaces the configuration.
+func (s *Service) SetRules(r *Rules) { s.rules.Store(r) }
+
+// Rules is the configuration in use.
+func (s *Service) Rules() *Rules { return s.rules.Load() }
+
+// InvalidRequestError is a malformed request (INVALID_ARGUMENT at the RLS
+// boundary).
+type InvalidRequestError struct{ Reason string }
+
+func (e *InvalidRequestError) Error() string { return "invalid rate limit request: " + e.Reason }
+
+func invalid(format string, args ...any) error {
+	return &InvalidRequestError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks a request's shape: domain, descriptors and entries
+// present and of sane size.
+func Validate(req *rlsv3.RateLimitRequest) error {
+	if req == nil {
+		return invalid("no request")
+	}
+	if req.GetDomain() == "" {
+		return invalid("rate limit domain must not be empty")
+	}
+	if len(req.GetDomain()) > MaxDomainBytes {
+		return invalid("domain is %d bytes, over %d", len(req.GetDomain()), MaxDomainBytes)
+	}
+	ds := req.GetDescriptors()
+	if len(ds) == 0 {
+		return invalid("rate limit descriptor list must not be empty")
+	}
+	if len(ds) > MaxDescriptors {
+		return invalid("%d descriptors, over the limit of %d", len(ds), MaxDescriptors)
+	}
+	for i, d := range ds {
+		es := d.GetEntries()
+		if len(es) == 0 {
+			return invalid("descriptor %d has no entries", i)
+		}
+		if len(es) > MaxEntries {
+			return invalid("descriptor %d has %d entries, over the limit of %d", i, len(es), MaxEntries)
+		}
+		size := 0
+		for j, e := range es {
+			if e.GetKey() == "" {
+				return invalid("descriptor %d entry %d has an empty key", i, j)
+			}
+			size += len(e.GetKey()) + len(e.GetValue())
+		}
+		if size > MaxEntryBytes {
+			return invalid("descriptor %d entries are %d bytes, over %d", i, size, MaxEntryBytes)
+		}
+		if h := d.GetHitsAddend(); h != nil && h.GetValue() >= maxHitsAddend {
+			return invalid("descriptor %d hits_addend %d is too large", i, h.GetValue())
+		}
+		if o := d.GetLimit(); o != nil && responseWindow(rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit())) == 0 {
+			return invalid("descriptor %d limit override has unit %s", i, o.GetUnit())
+		}
+	}
+	return nil
+}
+
+func responseWindow(u rlsv3.RateLimitResponse_RateLimit_Unit) time.Duration {
+	switch u {
+	case rlsv3.RateLimitResponse_RateLimit_SECOND:
+		return time.Second
+	case rlsv3.RateLimitResponse_RateLimit_MINUTE:
+		return time.Minute
+	case rlsv3.RateLimitResponse_RateLimit_HOUR:
+		return time.Hour
+	case rlsv3.RateLimitResponse_RateLimit_DAY:
+		return 24 * time.Hour
+	case rlsv3.RateLimitResponse_RateLimit_WEEK:
+		return 7 * 24 * time.Hour
+	case rlsv3.RateLimitResponse_RateLimit_MONTH:
+		return 30 * 24 * time.Hour
+	case rlsv3.RateLimitResponse_RateLimit_YEAR:
+		return 365 * 24 * time.Hour
+	}
+	return 0
+}
+
+// scratch is per-call working memory, pooled.
+type scratch struct {
+	limits  []*Limit
+	addends []uint64
+	shared  []Hit
+	sharedI []int
+	local   []Hit
+	localI  []int
+	results []Result
+	lres    []Result
+	key     []byte
+}
+
+// ShouldRateLimit decides one request: it looks up every descriptor's
+// limit, counts the matched ones in one backend call (local-scope limits in
+// memory), and answers as Envoy expects. The error is an
+// *InvalidRequestError for a malformed request; backend failures are
+// answered by the failure mode, not returned.
+func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if err := Validate(req); err != nil {
+		if s.metrics != nil {
+			s.metrics.invalid.Inc()
+		}
+		return nil, err
+	}
+	rules := s.rules.Load()
+	now := s.clock.Now()
+	nowMs := now.UnixMilli()
+	ds := req.GetDescriptors()
+	n := len(ds)
+
+	sc := s.pool.Get().(*scratch)
+	defer s.pool.Put(sc)
+	sc.limits = grow(sc.limits, n)
+	sc.addends = grow(sc.addends, n)
+	sc.results = grow(sc.results, n)
+	sc.shared, sc.sharedI, sc.local, sc.localI = sc.shared[:0], sc.sharedI[:0], sc.local[:0], sc.localI[:0]
+
+	var replacing map[string]bool
+	requestAddend := uint64(max(1, req.GetHitsAddend()))
+	for i, d := range ds {
+		var l *Limit
+		if o := d.GetLimit(); o != nil && rules.HasDomain(req.GetDomain()) {
+			l = overrideLimit(o)
+		} else {
+			l = rules.Lookup(req.GetDomain(), d)
+		}
+		sc.limits[i] = l
+		if h := d.GetHitsAddend(); h != nil {
+			sc.addends[i] = h.GetValue()
+		} else {
+			sc.addends[i] = requestAddend
+		}
+		if l != nil && len(l.Replaces) > 0 {
+			if replacing == nil {
+				replacing = map[string]bool{}
+			}
+			for _, name := range l.Replaces {
+				replacing[name] = true
+			}
+		}
+	}
+	for i, l := range sc.limits {
+		if l == nil || l.Unlimited || (l.Name != "" && replacing[l.Name]) {
+			if l != nil && !l.Unlimited {
+				sc.limits[i] = nil
+			}
+			continue
+		}
+		h := Hit{Key: s.key(sc, req.GetDomain(), ds[i], l, nowMs), Limit: l, Addend: sc.addends[i]}
+		if l.Local {
+			sc.local, sc.localI = append(sc.local, h), append(sc.localI, i)
+		} else {
+			sc.shared, sc.sharedI = append(sc.shared, h), append(sc.sharedI, i)
+		}
+	}
+
+	failed := false
+	if len(sc.shared) > 0 {
+		sc.lres = grow(sc.lres, len(sc.shared))
+		start := time.Now()
+		err := s.backend.Decide(ctx, now, sc.shared, sc.lres)
+		if _, mem := s.backend.(*Memory); !mem {
+			reason := ""
+			if err != nil {
+				reason = "error"
+				if errors.Is(err, context.DeadlineExceeded) {
+					reason = "timeout"
+				}
+			}
+			s.metrics.ObserveBackend(s.name, time.Since(start).Seconds(), reason)
+		}
+		if err != nil {
+			failed = true
+			s.log.Warn("rate limit backend failed; applying failure mode", "backend", s.name, "failure_mode", s.opts.FailureMode.String(), "descriptors", len(sc.shared), "error", err)
+			if s.metrics != nil {
+				s.metrics.failureMode.WithLabelValues(s.opts.FailureMode.String()).Add(float64(len(sc.shared)))
+			}
+		}
+		for j, i := range sc.sharedI {
+			if failed {
+				sc.results[i] = s.failureResult(sc.shared[j].Limit, nowMs)
+			} else {
+				sc.results[i] = sc.lres[j]
+			}
+		}
+	}
+	if len(sc.local) > 0 {
+		sc.lres = grow(sc.lres, len(sc.local))
+		_ = s.local.Decide(ctx, now, sc.local, sc.lres)
+		for j, i := range sc.localI {
+			sc.results[i] = sc.lres[j]
+		}
+	}
+	return s.respond(sc, n, failed), nil
+}
+
+func (s *Service) failureResult(l *Limit, nowMs int64) Result {
+	r := Result{ResetMillis: fixedReset(nowMs, max(1, l.WindowMillis()))}
+	if s.opts.FailureMode == FailDeny {
+		r.Over = true
+		r.Used = l.Capacity() + 1
+	}
+	return r
+}
+
+func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLimitResponse {
+	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}
+	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
+	resp.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	var closest *rlsv3.RateLimitResponse_DescriptorStatus
+	var closestLimit *Limit
+	over := false
+	for i := 0; i < n; i++ {
+		st := &statuses[i]
+		resp.Statuses[i] = st
+		st.Code = rlsv3.RateLimitResponse_OK
+		l := sc.limits[i]
+		if l == nil {
+			continue
+		}
+		if l.Unlimited {
+			st.LimitRemaining = math.MaxUint32
+			continue
+		}
+		r := &sc.results[i]
+		if !backendFailed || l.Local {
+			l.stats.record(l, r, sc.addends[i])
+		}
+		st.CurrentLimit = l.current
+		st.DurationUntilReset = durationpb.New(time.Duration(r.ResetMillis) * time.Millisecond)
+		capacity := l.Capacity()
+		if r.Over {
+			if !l.Shadow {
+				st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+				over = true
+			}
+		} else if r.Used < capacity {
+			st.LimitRemaining = uint32(min(capacity-r.Used, math.MaxUint32))
+		}
+		if closest == nil || st.Code == rlsv3.RateLimitResponse_OVER_LIMIT && closest.Code != rlsv3.RateLimitResponse_OVER_LIMIT ||
+			st.Code == closest.Code && st.LimitRemaining < closest.LimitRemaining {
+			closest, closestLimit = st, l
+		}
+	}
+	if over {
+		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+		if s.opts.GlobalShadowMode {
+			resp.OverallCode = rlsv3.RateLimitResponse_OK
+			if s.metrics != nil {
+				s.metrics.globalShadow.Inc()
+			}
+		}
+	}
+	if s.metrics != nil {
+		s.metrics.requests.WithLabelValues(codeLabel(resp.OverallCode)).Inc()
+	}
+	if s.opts.ResponseHeaders && closest != nil {
+		reset := closest.GetDurationUntilReset().AsDuration()
+		secs := int64((reset + time.Second - 1) / time.Second)
+		resp.ResponseHeadersToAdd = []*corev3.HeaderValue{
+			{Key: "RateLimit-Limit", Value: strconv.FormatUint(closestLimit.Capacity(), 10) + ", " +
+				strconv.FormatUint(closestLimit.Capacity(), 10) + ";w=" + strconv.FormatInt(int64(closestLimit.Window/time.Second), 10)},
+			{Key: "RateLimit-Remaining", Value: strconv.FormatUint(uint64(closest.LimitRemaining), 10)},
+			{Key: "RateLimit-Reset", Value: strconv.FormatInt(secs, 10)},
+		}
+	}
+	return resp
+}
+
+func codeLabel(c rlsv3.RateLimitResponse_Code) string {
+	if c == rlsv3.RateLimitResponse_OVER_LIMIT {
+		return "over_limit"
+	}
+	return "ok"
+}
+
+// overrideLimit is the limit Envoy sent with the descriptor (a route-level
+// override): a fixed window, never shadow, counted as rule "override".
+func overrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) *Limit {
+	return &Limit{
+		Requests: o.GetRequestsPerUnit(),
+		Window:   responseWindow(rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit())),
+		Rule:     "override",
+		current: &rlsv3.RateLimitResponse_RateLimit{
+			RequestsPerUnit: o.GetRequestsPerUnit(),
+			Unit:            rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit()),
+		},
+	}
+}
+
+// key builds the backend key of a descriptor. Fixed windows use
+// envoyproxy/ratelimit's format, so both services can share a Redis:
+// <prefix><domain>_<key>_<value>_..._<window start, unix seconds>. Sliding
+// windows and token buckets get their own namespaces (their values are not
+// plain counters): <prefix>gh:sw:<window s>:<domain>_<key>_<value>_... and
+// gh:tb:.
+func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescriptor, l *Limit, nowMs int64) string {
+	b := append(sc.key[:0], s.opts.KeyPrefix...)
+	winS := int64(l.Window / time.Second)
+	switch l.Algorithm {
+	case SlidingWindow:
+		b = append(b, "gh:sw:"...)
+		b = strconv.AppendInt(b, winS, 10)
+		b = append(b, ':')
+	case TokenBucket:
+		b = append(b, "gh:tb:"...)
+		b = strconv.AppendInt(b, winS, 10)
+		b = append(b, ':')
+	}
+	b = append(b, domain...)
+	b = append(b, '_')
+	for _, e := range d.GetEntries() {
+		b = append(b, e.GetKey()...)
+		b = append(b, '_')
+		b = append(b, e.GetValue()...)
+		b = append(b, '_')
+	}
+	if l.Algorithm == FixedWindow {
+		nowS := nowMs / 1000
+		b = strconv.AppendInt(b, nowS/winS*winS, 10)
+	}
+	sc.key = b
+	return string(b)
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
