@@ -1,0 +1,353 @@
+// Package duckstore is the embedded access-log store: one DuckDB file owned
+// by the accesslog process (DuckDB allows one writing process per file, so
+// the query API lives in the same process). It implements
+// accesslog.Store with the Appender for batch inserts, a batches table for
+// the hash chain, and day-granular retention. It must not import the
+// sidecars, the control plane or cmd/.
+package duckstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/accesslog/internal/sqlq"
+)
+
+// Config opens a store.
+type Config struct {
+	Path        string // the DuckDB file
+	MemoryLimit string // DuckDB memory_limit, default "512MB"
+	Threads     int    // DuckDB threads, default 2
+	ReadOnly    bool   // open for reading only (verify while no writer runs)
+	Log         *slog.Logger
+}
+
+// Store is a DuckDB-backed accesslog.Store.
+type Store struct {
+	db   *sql.DB
+	conn *sql.Conn // the one writing connection
+	log  *slog.Logger
+	mu   sync.Mutex // serialises writes
+	ro   bool
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS logs (
+	time TIMESTAMP NOT NULL, request_id VARCHAR, kind VARCHAR, log_type VARCHAR,
+	node VARCHAR, node_group VARCHAR, route VARCHAR, authority VARCHAR,
+	method VARCHAR, path VARCHAR, query VARCHAR, status UINTEGER,
+	response_flags VARCHAR, duration_us BIGINT, bytes_in UBIGINT, bytes_out UBIGINT,
+	client_ip VARCHAR, client_port UINTEGER, tls_version VARCHAR, tls_sni VARCHAR,
+	peer_principal VARCHAR, user_agent VARCHAR, headers VARCHAR,
+	upstream_cluster VARCHAR, upstream_host VARCHAR, subject VARCHAR,
+	provider VARCHAR, auth_kind VARCHAR, apikey_id VARCHAR, rule VARCHAR,
+	decision VARCHAR, denied BOOLEAN, batch UBIGINT NOT NULL, idx UINTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+	seq UBIGINT PRIMARY KEY, spool_seq UBIGINT NOT NULL, count UINTEGER NOT NULL,
+	min_time TIMESTAMP, max_time TIMESTAMP, prev_hash VARCHAR NOT NULL,
+	hash VARCHAR NOT NULL, pruned BOOLEAN NOT NULL DEFAULT false
+);`
+
+var dialect = sqlq.Dialect{
+	TimeMS: "epoch_ms(time)",
+	TimeRange: func(since, until time.Time) (string, []any) {
+		return "time >= ? AND time < ?", []any{since.UTC(), until.UTC()}
+	},
+}
+
+// Open opens (creating if needed) the DuckDB file.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("duckstore: no path")
+	}
+	if cfg.MemoryLimit == "" {
+		cfg.MemoryLimit = "512MB"
+	}
+	if cfg.Threads <= 0 {
+		cfg.Threads = 2
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	q := url.Values{}
+	q.Set("memory_limit", cfg.MemoryLimit)
+	q.Set("threads", fmt.Sprint(cfg.Threads))
+	if cfg.ReadOnly {
+		q.Set("access_mode", "READ_ONLY")
+	}
+	connector, err := duckdb.NewConnector(cfg.Path+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("duckstore: opening %s: %w", cfg.Path, err)
+	}
+	db := sql.OpenDB(connector)
+	s := &Store{db: db, log: cfg.Log, ro: cfg.ReadOnly}
+	if !cfg.ReadOnly {
+		if _, err := db.ExecContext(ctx, schema); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("duckdb %s: creating schema: %w", cfg.Path, err)
+		}
+		if s.conn, err = db.Conn(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
+		}
+	}
+	return s, nil
+}
+
+// DB exposes the database for read-only tooling (benchmarks, archive).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the file.
+func (s *Store) Close() error {
+	var err error
+	if s.conn != nil {
+		err = s.conn.Close()
+	}
+	return errors.Join(err, s.db.Close())
+}
+
+// WriteBatch appends the batch's rows and header in one transaction. A
+// batch whose seq is already stored is skipped (spool replay after a
+// crash).
+func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
+	if s.ro {
+		return errors.New("duckstore: opened read-only")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int
+	if err := s.conn.QueryRowContext(ctx, "SELECT count(*) FROM batches WHERE seq = ?", b.Seq).Scan(&n); err != nil {
+		return fmt.Errorf("duckdb: checking batch %d: %w", b.Seq, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)
+	}
+	err := s.conn.Raw(func(dc any) error {
+		app, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "", "logs")
+		if err != nil {
+			return err
+		}
+		for i := range b.Records {
+			r := &b.Records[i]
+			if err := app.AppendRow(toDriver(sqlq.Values(r, r.Time.UTC()))...); err != nil {
+				app.Close()
+				return fmt.Errorf("row %d: %w", i, err)
+			}
+		}
+		return app.Close()
+	})
+	if err == nil {
+		_, err = s.conn.ExecContext(ctx, `INSERT INTO batches (seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned)
+			VALUES (?, ?, ?, ?, ?, ?, ?, false)`, b.Seq, b.SpoolSeq, b.Count, b.MinTime.UTC(), b.MaxTime.UTC(), b.PrevHash, b.Hash)
+	}
+	if err == nil {
+		_, err = s.conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		_, rerr := s.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return errors.Join(fmt.Errorf("duckdb: writing batch %d (%d rows): %w", b.Seq, len(b.Records), err), rerr)
+	}
+	return nil
+}
+
+func toDriver(vals []any) []driver.Value {
+	out := make([]driver.Value, len(vals))
+	for i, v := range vals {
+		out[i] = v
+	}
+	return out
+}
+
+// Head returns the last batch header.
+func (s *Store) Head(ctx context.Context) (accesslog.BatchHeader, error) {
+	hs, err := s.headers(ctx, "ORDER BY seq DESC LIMIT 1")
+	if err != nil || len(hs) == 0 {
+		return accesslog.BatchHeader{}, err
+	}
+	return hs[0], nil
+}
+
+// Headers returns headers from seq on.
+func (s *Store) Headers(ctx context.Context, from uint64) ([]accesslog.BatchHeader, error) {
+	return s.headers(ctx, "WHERE seq >= ? ORDER BY seq", from)
+}
+
+func (s *Store) headers(ctx context.Context, tail string, args ...any) ([]accesslog.BatchHeader, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned FROM batches "+tail, args...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: reading batch headers: %w", err)
+	}
+	defer rows.Close()
+	var out []accesslog.BatchHeader
+	for rows.Next() {
+		var h accesslog.BatchHeader
+		var minT, maxT sql.NullTime
+		if err := rows.Scan(&h.Seq, &h.SpoolSeq, &h.Count, &minT, &maxT, &h.PrevHash, &h.Hash, &h.Pruned); err != nil {
+			return nil, fmt.Errorf("duckdb: reading batch headers: %w", err)
+		}
+		h.MinTime, h.MaxTime = minT.Time.UTC(), maxT.Time.UTC()
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// BatchRecords returns one batch's records in index order.
+func (s *Store) BatchRecords(ctx context.Context, seq uint64) ([]accesslog.Record, error) {
+	var out []accesslog.Record
+	err := s.scan(ctx, "SELECT "+sqlq.Columns("time")+" FROM logs WHERE batch = ? ORDER BY idx", []any{seq}, func(r *accesslog.Record) error {
+		out = append(out, *r)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) scan(ctx context.Context, q string, args []any, fn func(*accesslog.Record) error) error {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("duckdb query: %w", err)
+	}
+	defer rows.Close()
+	var r accesslog.Record
+	var t time.Time
+	targets := sqlq.ScanTargets(&r, &t)
+	for rows.Next() {
+		if err := rows.Scan(targets...); err != nil {
+			return fmt.Errorf("duckdb scan: %w", err)
+		}
+		r.Time = t.UTC()
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+const order = " ORDER BY time DESC, batch DESC, idx DESC"
+
+// Query returns matching records, newest first.
+func (s *Store) Query(ctx context.Context, f accesslog.Filter) ([]accesslog.Record, error) {
+	out := make([]accesslog.Record, 0, min(f.Limit, 1024))
+	err := s.Export(ctx, f, func(r *accesslog.Record) error {
+		out = append(out, *r)
+		return nil
+	})
+	return out, err
+}
+
+// Export streams matching records, newest first.
+func (s *Store) Export(ctx context.Context, f accesslog.Filter, fn func(*accesslog.Record) error) error {
+	where, args := sqlq.Where(dialect, f)
+	q := "SELECT " + sqlq.Columns("time") + " FROM logs WHERE " + where + order
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	return s.scan(ctx, q, args, fn)
+}
+
+// Stats groups matching records.
+func (s *Store) Stats(ctx context.Context, q accesslog.StatsQuery) ([]accesslog.Group, error) {
+	col, err := groupCol(q.GroupBy)
+	if err != nil {
+		return nil, err
+	}
+	where, args := sqlq.Where(dialect, q.Filter)
+	sqlText := "SELECT CAST(" + col + " AS VARCHAR) AS k, count(*) AS n, count(*) FILTER (WHERE denied) AS d, " +
+		"coalesce(quantile_cont(duration_us, 0.5), 0), coalesce(quantile_cont(duration_us, 0.99), 0) FROM logs WHERE " + where +
+		" GROUP BY k ORDER BY n DESC, k LIMIT " + fmt.Sprint(max(q.Limit, 1))
+	rows, err := s.db.QueryContext(ctx, sqlText, args...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb stats: %w", err)
+	}
+	defer rows.Close()
+	var out []accesslog.Group
+	for rows.Next() {
+		var g accesslog.Group
+		var k sql.NullString
+		var p50, p99 float64
+		if err := rows.Scan(&k, &g.Count, &g.Denied, &p50, &p99); err != nil {
+			return nil, fmt.Errorf("duckdb stats: %w", err)
+		}
+		g.Key, g.P50MS, g.P99MS = k.String, p50/1000, p99/1000
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+func groupCol(g string) (string, error) {
+	for _, c := range accesslog.GroupByColumns {
+		if c == g {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("group_by: %q is not one of %s", g, strings.Join(accesslog.GroupByColumns, ", "))
+}
+
+// Histogram counts requests and denials per bucket.
+func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.Duration) ([]accesslog.Bucket, error) {
+	where, args := sqlq.Where(dialect, f)
+	ms := bucket.Milliseconds()
+	if ms <= 0 {
+		return nil, fmt.Errorf("histogram: bucket %s is too small", bucket)
+	}
+	q := fmt.Sprintf("SELECT (epoch_ms(time) // %d) * %d AS b, count(*), count(*) FILTER (WHERE denied) FROM logs WHERE %s GROUP BY b ORDER BY b", ms, ms, where)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb histogram: %w", err)
+	}
+	defer rows.Close()
+	var out []accesslog.Bucket
+	for rows.Next() {
+		var b accesslog.Bucket
+		var start int64
+		if err := rows.Scan(&start, &b.Count, &b.Denied); err != nil {
+			return nil, fmt.Errorf("duckdb histogram: %w", err)
+		}
+		b.Start = time.UnixMilli(start).UTC()
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// DropBefore deletes every row older than cutoff's UTC day and marks the
+// batches that had rows before it as pruned; their headers stay so the
+// chain still verifies.
+func (s *Store) DropBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	if s.ro {
+		return 0, errors.New("duckstore: opened read-only")
+	}
+	day := cutoff.UTC().Truncate(24 * time.Hour)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return 0, fmt.Errorf("duckdb retention: %w", err)
+	}
+	res, err := s.conn.ExecContext(ctx, "DELETE FROM logs WHERE batch IN (SELECT seq FROM batches WHERE min_time < ? AND NOT pruned)", day)
+	var n int64
+	if err == nil {
+		n, _ = res.RowsAffected()
+		_, err = s.conn.ExecContext(ctx, "UPDATE batches SET pruned = true WHERE min_time < ? AND NOT pruned", day)
+	}
+	if err == nil {
+		_, err = s.conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		_, rerr := s.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return 0, errors.Join(fmt.Errorf("duckdb retention before %s: %w", day.Format(time.DateOnly), err), rerr)
+	}
+	return n, nil
+}

@@ -1,0 +1,321 @@
+package duckstore_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
+)
+
+func openStore(t *testing.T, path string) *duckstore.Store {
+	t.Helper()
+	s, err := duckstore.Open(context.Background(), duckstore.Config{Path: path, MemoryLimit: "256MB", Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func records(seed uint64, n int, start time.Time, span time.Duration) []accesslog.Record {
+	p := accesslog.NewPolicy(nil, nil)
+	out := make([]accesslog.Record, 0, n)
+	for _, e := range accesslogtest.Random(seed, n, start, span) {
+		out = append(out, p.FromHTTP("node-1", "us-east-1", e.HTTP()))
+	}
+	return out
+}
+
+type running struct {
+	in   *accesslog.Ingester
+	m    *accesslog.Metrics
+	stop func()
+}
+
+func startIngester(t *testing.T, s accesslog.Store, spool string, batch int) *running {
+	t.Helper()
+	m := accesslog.NewMetrics(prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, SpoolDir: spool, BatchSize: batch, FlushInterval: 20 * time.Millisecond, Metrics: m, RetryMax: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ingester: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return &running{in: in, m: m, stop: stop}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestIngestQueryStatsVerifyTamper(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	recs := records(1, 1000, now.Add(-30*time.Minute), 30*time.Minute)
+	r := startIngester(t, s, filepath.Join(dir, "spool"), 100)
+	for i := 0; i < len(recs); i += 50 {
+		r.in.Add(slices.Clone(recs[i : i+50])...)
+	}
+	waitFor(t, "1000 stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 1000 })
+	ctx := context.Background()
+
+	// Filters against the same filter applied in Go.
+	f, err := accesslog.ParseFilter(url.Values{"since": {"1h"}, "status": {"403"}, "limit": {"10000"}}, now.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Query(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int
+	for _, rec := range recs {
+		if rec.Status == 403 {
+			want++
+		}
+	}
+	if len(got) != want || want == 0 {
+		t.Fatalf("status=403: got %d rows, want %d", len(got), want)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Time.After(got[i-1].Time) {
+			t.Fatalf("not newest first at %d", i)
+		}
+	}
+
+	// Cursor pagination visits every row once, in order.
+	all, err := s.Query(ctx, accesslog.Filter{Since: now.Add(-time.Hour), Until: now.Add(time.Hour), Limit: 5000})
+	if err != nil || len(all) != 1000 {
+		t.Fatalf("all: %d rows, %v", len(all), err)
+	}
+	var paged []accesslog.Record
+	page := accesslog.Filter{Since: now.Add(-time.Hour), Until: now.Add(time.Hour), Limit: 37}
+	for i := 0; i < 100; i++ {
+		rows, err := s.Query(ctx, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, rows...)
+		if len(rows) < page.Limit {
+			break
+		}
+		c := accesslog.CursorOf(&rows[len(rows)-1])
+		page.After = &c
+	}
+	if len(paged) != 1000 {
+		t.Fatalf("paged %d rows, want 1000", len(paged))
+	}
+	for i := range paged {
+		if paged[i].Batch != all[i].Batch || paged[i].Index != all[i].Index {
+			t.Fatalf("page row %d is %d/%d, want %d/%d", i, paged[i].Batch, paged[i].Index, all[i].Batch, all[i].Index)
+		}
+	}
+
+	// Stats by client_ip equal a Go count.
+	counts := map[string]int64{}
+	denied := map[string]int64{}
+	for _, rec := range recs {
+		counts[rec.ClientIP]++
+		if rec.Denied() {
+			denied[rec.ClientIP]++
+		}
+	}
+	groups, err := s.Stats(ctx, accesslog.StatsQuery{Filter: accesslog.Filter{Since: now.Add(-time.Hour), Until: now.Add(time.Hour), Limit: 5}, GroupBy: "client_ip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if counts[keys[i]] != counts[keys[j]] {
+			return counts[keys[i]] > counts[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	if len(groups) != 5 {
+		t.Fatalf("groups: %d", len(groups))
+	}
+	for i, g := range groups {
+		if g.Key != keys[i] || g.Count != counts[keys[i]] || g.Denied != denied[keys[i]] {
+			t.Fatalf("group %d = %+v, want %s count %d denied %d", i, g, keys[i], counts[keys[i]], denied[keys[i]])
+		}
+		if g.P99MS < g.P50MS || g.P50MS <= 0 {
+			t.Fatalf("group %d percentiles %+v", i, g)
+		}
+	}
+	hist, err := s.Histogram(ctx, accesslog.Filter{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, totalDenied int64
+	for _, b := range hist {
+		total += b.Count
+		totalDenied += b.Denied
+	}
+	var wantDenied int64
+	for _, d := range denied {
+		wantDenied += d
+	}
+	if total != 1000 || totalDenied != wantDenied {
+		t.Fatalf("histogram totals %d/%d, want 1000/%d", total, totalDenied, wantDenied)
+	}
+
+	res, err := accesslog.Verify(ctx, s)
+	if err != nil || !res.OK || res.Records != 1000 || res.Batches != 10 {
+		t.Fatalf("verify clean store: %+v %v", res, err)
+	}
+	r.stop()
+	// An edit to one row breaks its batch and only its batch.
+	if _, err := s.DB().ExecContext(ctx, "UPDATE logs SET subject = 'mallory' WHERE batch = 4 AND idx = 7"); err != nil {
+		t.Fatal(err)
+	}
+	res, err = accesslog.Verify(ctx, s)
+	if err != nil || res.OK || res.BrokenBatch != 4 {
+		t.Fatalf("verify after tampering: %+v %v", res, err)
+	}
+	// Deleting a row is caught as well.
+	if _, err := s.DB().ExecContext(ctx, "UPDATE logs SET subject = (SELECT subject FROM logs WHERE batch = 4 AND idx = 6) WHERE batch = 4 AND idx = 7"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, "DELETE FROM logs WHERE batch = 2 AND idx = 0"); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = accesslog.Verify(ctx, s)
+	if res.OK || res.BrokenBatch != 2 {
+		t.Fatalf("verify after delete: %+v", res)
+	}
+}
+
+// flaky wraps the real store and fails writes while down is set: a store
+// outage as the ingester sees it.
+type flaky struct {
+	accesslog.Store
+	down   atomic.Bool
+	writes atomic.Int64
+}
+
+func (f *flaky) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
+	if f.down.Load() {
+		return errors.New("injected outage")
+	}
+	f.writes.Add(1)
+	return f.Store.WriteBatch(ctx, b)
+}
+
+func TestOutageSpillsAndRestartReplays(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	fs := &flaky{Store: s}
+	fs.down.Store(true)
+	now := time.Now().UTC()
+	recs := records(2, 3000, now.Add(-time.Minute), time.Minute)
+	r := startIngester(t, fs, filepath.Join(dir, "spool"), 100)
+	for i := 0; i < len(recs); i += 100 {
+		r.in.Add(slices.Clone(recs[i : i+100])...)
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, "3000 spooled", func() bool { return testutil.ToFloat64(r.m.Spooled) == 3000 })
+	if st := testutil.ToFloat64(r.m.Stored); st != 0 {
+		t.Fatalf("stored %v during the outage", st)
+	}
+	if sp := testutil.ToFloat64(r.m.Spilled); sp == 0 {
+		t.Fatalf("nothing counted as spilled during the outage")
+	}
+	r.stop() // a restart while the store is still down
+
+	fs.down.Store(false)
+	r2 := startIngester(t, fs, filepath.Join(dir, "spool"), 100)
+	waitFor(t, "3000 stored after restart", func() bool { return testutil.ToFloat64(r2.m.Stored) == 3000 })
+	r2.stop()
+	got, err := s.Query(context.Background(), accesslog.Filter{Limit: 10000})
+	if err != nil || len(got) != 3000 {
+		t.Fatalf("rows after replay: %d %v", len(got), err)
+	}
+	ids := map[string]bool{}
+	for _, g := range got {
+		ids[g.RequestID] = true
+	}
+	if len(ids) != 3000 {
+		t.Fatalf("%d distinct request ids, want 3000 (duplicates or losses)", len(ids))
+	}
+	res, err := accesslog.Verify(context.Background(), s)
+	if err != nil || !res.OK || res.Records != 3000 {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	// Stored segments are removed; only the newest may stay.
+	if matches, _ := filepath.Glob(filepath.Join(dir, "spool", "*.seg")); len(matches) > 1 {
+		t.Fatalf("spool still holds %d segments after everything was stored", len(matches))
+	}
+}
+
+func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	r := startIngester(t, s, filepath.Join(dir, "spool"), 1000)
+	var n int
+	for d := 3; d >= 0; d-- {
+		recs := records(uint64(10+d), 200, today.Add(-time.Duration(d)*24*time.Hour+time.Hour), time.Hour)
+		r.in.Add(recs...)
+		n += len(recs)
+		waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == float64(n) })
+	}
+	r.stop()
+	dropped, err := s.DropBefore(context.Background(), today.Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped != 400 {
+		t.Fatalf("dropped %d rows, want 400 (days -3 and -2)", dropped)
+	}
+	got, err := s.Query(context.Background(), accesslog.Filter{Limit: 10000})
+	if err != nil || len(got) != 400 {
+		t.Fatalf("rows left: %d %v", len(got), err)
+	}
+	for _, g := range got {
+		if g.Time.Before(today.Add(-24 * time.Hour)) {
+			t.Fatalf("row from %s survived retention", g.Time)
+		}
+	}
+	res, err := accesslog.Verify(context.Background(), s)
+	if err != nil || !res.OK || res.Pruned != 2 || res.Records != 400 {
+		t.Fatalf("verify after retention: %+v %v", res, err)
+	}
+}

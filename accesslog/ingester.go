@@ -1,0 +1,320 @@
+package accesslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// IngesterConfig configures an Ingester. Zero values get defaults.
+type IngesterConfig struct {
+	Store         Store
+	SpoolDir      string        // required: the on-disk segment log
+	BatchSize     int           // entries per spool frame and store batch (default 10000)
+	FlushInterval time.Duration // longest an entry waits in memory (default 100ms): the crash-loss window
+	BufferEntries int           // in-memory bound; beyond it entries are dropped (default 200000)
+	MaxSpoolBytes int64         // disk bound of the spool (default 1 GiB)
+	SegmentBytes  int64         // spool segment size (default 64 MiB)
+	RetryMax      time.Duration // longest wait between store retries (default 5s)
+	Log           *slog.Logger
+	Metrics       *Metrics
+	Now           func() time.Time
+}
+
+// Ingester takes records without ever waiting on storage: Add appends to a
+// bounded in-memory buffer; one goroutine moves the buffer into the spool
+// (fsynced segment log) every FlushInterval or BatchSize entries; another
+// writes spooled batches to the store in spool order, chaining each
+// batch's hash to the previous one, retrying while the store is down and
+// replaying from disk what did not fit in memory or survived a restart.
+type Ingester struct {
+	cfg   IngesterConfig
+	log   *slog.Logger
+	m     *Metrics
+	spool *spool
+
+	mu      sync.Mutex
+	pending []Record
+	kick    chan struct{}
+
+	handoff chan memBatch
+
+	headMu sync.Mutex
+	head   BatchHeader
+}
+
+type memBatch struct {
+	seq  uint64
+	recs []Record
+}
+
+// NewIngester opens the spool (recovering it after a crash) and reads the
+// chain head from the store.
+func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("accesslog: ingester needs a store")
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("accesslog: ingester needs a spool directory")
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 10000
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 100 * time.Millisecond
+	}
+	if cfg.BufferEntries <= 0 {
+		cfg.BufferEntries = 200000
+	}
+	if cfg.MaxSpoolBytes <= 0 {
+		cfg.MaxSpoolBytes = 1 << 30
+	}
+	if cfg.SegmentBytes <= 0 {
+		cfg.SegmentBytes = 64 << 20
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	sp, err := openSpool(cfg.SpoolDir, cfg.MaxSpoolBytes, cfg.SegmentBytes)
+	if err != nil {
+		return nil, fmt.Errorf("accesslog: %w", err)
+	}
+	head, err := cfg.Store.Head(ctx)
+	if err != nil {
+		sp.close()
+		return nil, fmt.Errorf("accesslog: reading the chain head from the store: %w", err)
+	}
+	in := &Ingester{
+		cfg: cfg, log: cfg.Log, m: cfg.Metrics, spool: sp, head: head,
+		kick:    make(chan struct{}, 1),
+		handoff: make(chan memBatch, 4),
+	}
+	in.m.SpoolBytes.Set(float64(sp.size()))
+	return in, nil
+}
+
+// Add takes records (already redacted). It never blocks on storage: when
+// the in-memory buffer is full the records are dropped and counted.
+func (in *Ingester) Add(recs ...Record) {
+	in.mu.Lock()
+	if len(in.pending)+len(recs) > in.cfg.BufferEntries {
+		in.mu.Unlock()
+		in.m.Dropped.WithLabelValues("buffer_full").Add(float64(len(recs)))
+		return
+	}
+	in.pending = append(in.pending, recs...)
+	n := len(in.pending)
+	in.mu.Unlock()
+	in.m.Buffered.Add(float64(len(recs)))
+	if n >= in.cfg.BatchSize {
+		select {
+		case in.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Head is the last batch header written by this ingester (or found at
+// start).
+func (in *Ingester) Head() BatchHeader {
+	in.headMu.Lock()
+	defer in.headMu.Unlock()
+	return in.head
+}
+
+// Run moves records to the spool and the store until ctx ends, then
+// spools what is still in memory and returns. Batches not yet stored stay
+// in the spool for the next start.
+func (in *Ingester) Run(ctx context.Context) error {
+	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- in.storeLoop(storeCtx) }()
+	err := in.spoolLoop(ctx)
+	close(in.handoff)
+	// Give the store writer a moment to finish what is in memory; what is
+	// left is on disk already.
+	select {
+	case serr := <-done:
+		err = errors.Join(err, serr)
+	case <-time.After(5 * time.Second):
+		stopStore()
+		err = errors.Join(err, <-done)
+	}
+	stopStore()
+	return errors.Join(err, in.spool.close())
+}
+
+func (in *Ingester) spoolLoop(ctx context.Context) error {
+	t := time.NewTicker(in.cfg.FlushInterval)
+	defer t.Stop()
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			in.flush(&buf)
+			return nil
+		case <-t.C:
+		case <-in.kick:
+		}
+		in.flush(&buf)
+	}
+}
+
+// flush moves the buffer into the spool, in BatchSize frames.
+func (in *Ingester) flush(buf *[]byte) {
+	in.mu.Lock()
+	recs := in.pending
+	in.pending = nil
+	in.mu.Unlock()
+	for len(recs) > 0 {
+		n := min(len(recs), in.cfg.BatchSize)
+		batch := recs[:n:n]
+		recs = recs[n:]
+		seq, b, err := in.spool.append(*buf, batch)
+		*buf = b
+		in.m.Buffered.Sub(float64(n))
+		if err != nil {
+			reason := "spool_error"
+			if errors.Is(err, errSpoolFull) {
+				reason = "spool_full"
+			}
+			in.m.Dropped.WithLabelValues(reason).Add(float64(n))
+			in.log.Error("access-log entries dropped: cannot spool", "entries", n, "reason", reason, "error", err)
+			continue
+		}
+		in.m.Spooled.Add(float64(n))
+		in.m.SpoolBytes.Set(float64(in.spool.size()))
+		select {
+		case in.handoff <- memBatch{seq: seq, recs: batch}:
+		default:
+			// The store writer is behind: the batch waits on disk.
+			in.m.Spilled.Add(float64(n))
+		}
+	}
+}
+
+func (in *Ingester) storeLoop(ctx context.Context) error {
+	head := in.Head()
+	expected := max(head.SpoolSeq+1, in.spool.released)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	catchUp := func(to uint64) error {
+		if to <= expected {
+			return nil
+		}
+		return in.spool.read(expected, to, func(seq uint64, recs []Record) error {
+			if seq != expected {
+				return fmt.Errorf("spool frame %d missing (found %d)", expected, seq)
+			}
+			if err := in.write(ctx, seq, recs); err != nil {
+				return err
+			}
+			expected = seq + 1
+			return nil
+		})
+	}
+	for {
+		in.m.Backlog.Set(float64(in.spool.nextSeq() - expected))
+		var b memBatch
+		var ok bool
+		select {
+		case b, ok = <-in.handoff:
+			if !ok {
+				return nil
+			}
+		case <-tick.C:
+			if err := catchUp(in.spool.nextSeq()); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				in.log.Error("access-log spool replay failed", "error", err)
+			}
+			continue
+		}
+		if b.seq < expected {
+			continue // already stored from disk
+		}
+		if err := catchUp(b.seq); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			in.log.Error("access-log spool replay failed", "error", err)
+			continue
+		}
+		if err := in.write(ctx, b.seq, b.recs); err != nil {
+			return nil // ctx ended; the batch is in the spool
+		}
+		expected = b.seq + 1
+	}
+}
+
+// write stores one spooled batch, retrying with backoff until it succeeds
+// or ctx ends.
+func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error {
+	head := in.Head()
+	if seq <= head.SpoolSeq {
+		return nil
+	}
+	b := &Batch{Records: recs}
+	b.Seq = head.Seq + 1
+	b.SpoolSeq = seq
+	b.Count = uint32(len(recs))
+	b.PrevHash = head.Hash
+	for i := range recs {
+		recs[i].Batch, recs[i].Index = b.Seq, uint32(i)
+		t := recs[i].Time
+		if i == 0 || t.Before(b.MinTime) {
+			b.MinTime = t
+		}
+		if i == 0 || t.After(b.MaxTime) {
+			b.MaxTime = t
+		}
+	}
+	var err error
+	if b.Hash, err = ChainHash(b.PrevHash, b.Seq, recs); err != nil {
+		return err
+	}
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := in.cfg.Store.WriteBatch(ctx, b)
+		if err == nil {
+			in.m.WriteTime.Observe(time.Since(start).Seconds())
+			in.m.BatchSize.Observe(float64(len(recs)))
+			in.m.Stored.Add(float64(len(recs)))
+			in.headMu.Lock()
+			in.head = b.BatchHeader
+			in.headMu.Unlock()
+			if rerr := in.spool.release(seq + 1); rerr != nil {
+				in.log.Warn("access-log spool cleanup failed", "error", rerr)
+			}
+			in.m.SpoolBytes.Set(float64(in.spool.size()))
+			if attempt > 1 {
+				in.log.Info("access-log store is writable again", "batch", b.Seq, "attempts", attempt)
+			}
+			return nil
+		}
+		in.m.StoreErrors.Inc()
+		if attempt == 1 || attempt%20 == 0 {
+			in.log.Warn("access-log store write failed; entries stay in the spool and are retried", "batch", b.Seq, "spool_seq", seq, "entries", len(recs), "attempt", attempt, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, in.cfg.RetryMax)
+	}
+}

@@ -1,0 +1,45 @@
+package accesslog
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the access-log pipeline's counters and gauges. Labels are
+// bounded (reason is one of a fixed set).
+type Metrics struct {
+	Received    prometheus.Counter     // entries taken from ALS streams
+	SampledOut  prometheus.Counter     // entries dropped by the route's sampleRate
+	Spooled     prometheus.Counter     // entries fsynced to the spool (crash-safe)
+	Stored      prometheus.Counter     // entries committed to the store
+	Spilled     prometheus.Counter     // entries that waited on disk because the store was slow or down
+	Dropped     *prometheus.CounterVec // entries lost, by reason: buffer_full, spool_full, spool_error
+	StoreErrors prometheus.Counter     // failed store writes (retried)
+	Buffered    prometheus.Gauge       // entries in memory, not yet in the spool
+	SpoolBytes  prometheus.Gauge       // bytes in the spool
+	Backlog     prometheus.Gauge       // spool batches not yet stored
+	WriteTime   prometheus.Histogram   // seconds per batch write to the store
+	BatchSize   prometheus.Histogram   // entries per stored batch
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Received:    prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_received_total", Help: "Access-log entries received from Envoy."}),
+		SampledOut:  prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_sampled_out_total", Help: "Entries dropped by the route's sample rate."}),
+		Spooled:     prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_spooled_total", Help: "Entries fsynced to the on-disk spool."}),
+		Stored:      prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_stored_total", Help: "Entries committed to the store."}),
+		Spilled:     prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_spilled_total", Help: "Entries that waited in the spool because the store was slow or down."}),
+		Dropped:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_accesslog_dropped_total", Help: "Entries lost, by reason."}, []string{"reason"}),
+		StoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_store_errors_total", Help: "Failed batch writes to the store (retried)."}),
+		Buffered:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_buffered_entries", Help: "Entries in memory not yet in the spool."}),
+		SpoolBytes:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_bytes", Help: "Bytes in the on-disk spool."}),
+		Backlog:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_backlog_batches", Help: "Spooled batches not yet stored."}),
+		WriteTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_store_write_seconds", Help: "Time per batch write to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		BatchSize:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_batch_entries", Help: "Entries per stored batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+	}
+	for _, r := range []string{"buffer_full", "spool_full", "spool_error"} {
+		m.Dropped.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize)
+	}
+	return m
+}

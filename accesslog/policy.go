@@ -1,0 +1,331 @@
+package accesslog
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"hash/fnv"
+	"net/url"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+)
+
+// Mask replaces a redacted value when no HMAC key is configured.
+const Mask = "REDACTED"
+
+// ExtAuthzNamespace is the dynamic-metadata namespace the authz sidecar
+// writes and Envoy attaches to ALS entries.
+const ExtAuthzNamespace = "envoy.filters.http.ext_authz"
+
+// Policy turns ALS entries into redacted records under the current spec
+// settings. It is immutable; build a new one when settings change.
+type Policy struct {
+	routes     map[string]*routePolicy
+	defaults   *routePolicy
+	hmacKey    []byte
+	headerWord []string
+}
+
+type routePolicy struct {
+	keep        map[string]bool // nil: keep every header Envoy sent
+	redact      map[string]bool
+	redactQuery map[string]bool
+	sample      float64
+}
+
+// NewPolicy compiles the settings of every spec. hmacKey, when not empty,
+// makes masked values "REDACTED.<16 hex of HMAC-SHA256(key, value)>" so
+// equal secrets can be correlated without being stored; the key itself is
+// never stored or logged.
+func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
+	p := &Policy{
+		routes:     map[string]*routePolicy{},
+		hmacKey:    append([]byte(nil), hmacKey...),
+		headerWord: []string{"token", "secret", "password", "api-key", "apikey", "session", "credential"},
+	}
+	p.defaults = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), sample: 1}
+	for _, s := range specs {
+		if s == nil {
+			continue
+		}
+		for id, rs := range s.Routes {
+			rp := &routePolicy{
+				keep:        set(rs.Headers, nil),
+				redact:      set(DefaultRedactHeaders, rs.Redact),
+				redactQuery: set(DefaultRedactQuery, rs.RedactQuery),
+				sample:      rs.SampleRate,
+			}
+			if rp.keep == nil {
+				rp.keep = map[string]bool{}
+			}
+			p.routes[id] = rp
+		}
+	}
+	return p
+}
+
+// Routes is the number of routes the policy knows.
+func (p *Policy) Routes() int { return len(p.routes) }
+
+func set(a, b []string) map[string]bool {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(a)+len(b))
+	for _, s := range a {
+		m[strings.ToLower(s)] = true
+	}
+	for _, s := range b {
+		m[strings.ToLower(s)] = true
+	}
+	return m
+}
+
+func (p *Policy) route(id string) *routePolicy {
+	if rp, ok := p.routes[id]; ok {
+		return rp
+	}
+	return p.defaults
+}
+
+// mask returns the stored form of a secret value.
+func (p *Policy) mask(v string) string {
+	if len(p.hmacKey) == 0 || v == "" {
+		return Mask
+	}
+	m := hmac.New(sha256.New, p.hmacKey)
+	m.Write([]byte(v))
+	return Mask + "." + hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
+	if rp.redact[name] || p.defaults.redact[name] {
+		return true
+	}
+	for _, w := range p.headerWord {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactQuery masks the values of secret-named parameters in a raw query
+// string, keeping everything else byte for byte.
+func (p *Policy) RedactQuery(route, raw string) string {
+	if raw == "" {
+		return ""
+	}
+	rp := p.route(route)
+	var b strings.Builder
+	b.Grow(len(raw))
+	first := true
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		if !first {
+			b.WriteByte('&')
+		}
+		first = false
+		name, val, hasVal := strings.Cut(part, "=")
+		key := strings.ToLower(name)
+		if un, err := url.QueryUnescape(name); err == nil {
+			key = strings.ToLower(un)
+		}
+		if rp.redactQuery[key] || p.defaults.redactQuery[key] {
+			b.WriteString(name)
+			b.WriteByte('=')
+			if un, err := url.QueryUnescape(val); err == nil {
+				val = un
+			}
+			b.WriteString(url.QueryEscape(p.mask(val)))
+			continue
+		}
+		b.WriteString(name)
+		if hasVal {
+			b.WriteByte('=')
+			b.WriteString(val)
+		}
+	}
+	return b.String()
+}
+
+// Keep reports whether an entry survives sampling: denied entries always
+// do; others with probability SampleRate, decided by the request id so a
+// request is kept or dropped consistently.
+func (p *Policy) Keep(r *Record) bool {
+	rp := p.route(r.Route)
+	if rp.sample >= 1 || r.Denied() {
+		return true
+	}
+	h := fnv.New64a()
+	h.Write([]byte(r.RequestID))
+	return float64(h.Sum64()%1_000_000) < rp.sample*1_000_000
+}
+
+// FromHTTP converts one HTTP ALS entry, redacting as it goes. node and
+// group come from the stream's identifier.
+func (p *Policy) FromHTTP(node, group string, e *alv3.HTTPAccessLogEntry) Record {
+	c := e.GetCommonProperties()
+	r := Record{Kind: "http", Node: node, NodeGroup: group}
+	p.common(&r, c)
+	if c.GetAccessLogType() == alv3.AccessLogType_NotSet {
+		r.LogType = "DownstreamEnd"
+	}
+	req := e.GetRequest()
+	resp := e.GetResponse()
+	r.RequestID = req.GetRequestId()
+	r.Authority = req.GetAuthority()
+	if m := req.GetRequestMethod(); m != corev3.RequestMethod_METHOD_UNSPECIFIED {
+		r.Method = m.String()
+	}
+	path, query, _ := strings.Cut(req.GetPath(), "?")
+	r.Path = path
+	r.Query = p.RedactQuery(r.Route, query)
+	r.UserAgent = req.GetUserAgent()
+	r.BytesIn = req.GetRequestBodyBytes()
+	r.BytesOut = resp.GetResponseBodyBytes()
+	r.Status = resp.GetResponseCode().GetValue()
+	r.Headers = p.headers(r.Route, req.GetRequestHeaders())
+	return r
+}
+
+// FromTCP converts one TCP ALS entry.
+func (p *Policy) FromTCP(node, group string, e *alv3.TCPAccessLogEntry) Record {
+	r := Record{Kind: "tcp", Node: node, NodeGroup: group}
+	p.common(&r, e.GetCommonProperties())
+	if e.GetCommonProperties().GetAccessLogType() == alv3.AccessLogType_NotSet {
+		r.LogType = "TcpConnectionEnd"
+	}
+	r.BytesIn = e.GetConnectionProperties().GetReceivedBytes()
+	r.BytesOut = e.GetConnectionProperties().GetSentBytes()
+	return r
+}
+
+func (p *Policy) headers(route string, h map[string]string) string {
+	if len(h) == 0 {
+		return ""
+	}
+	rp := p.route(route)
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		k = strings.ToLower(k)
+		if rp.keep != nil && !rp.keep[k] && !rp.redact[k] {
+			continue
+		}
+		if p.secretHeader(rp, k) {
+			v = p.mask(v)
+		}
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(out) // map[string]string always encodes; keys sorted
+	return string(b)
+}
+
+func (p *Policy) common(r *Record, c *alv3.AccessLogCommon) {
+	if t := c.GetStartTime(); t != nil {
+		r.Time = t.AsTime().UTC().Truncate(time.Millisecond)
+	}
+	if c.GetAccessLogType() != alv3.AccessLogType_NotSet {
+		r.LogType = c.GetAccessLogType().String()
+	}
+	r.Route = c.GetRouteName()
+	if d := c.GetDuration(); d != nil {
+		r.DurationUS = d.AsDuration().Microseconds()
+	} else if d := c.GetTimeToLastDownstreamTxByte(); d != nil {
+		r.DurationUS = d.AsDuration().Microseconds()
+	}
+	if sa := c.GetDownstreamRemoteAddress().GetSocketAddress(); sa != nil {
+		r.ClientIP = sa.GetAddress()
+		r.ClientPort = sa.GetPortValue()
+	}
+	if tls := c.GetTlsProperties(); tls != nil {
+		if tls.GetTlsVersion() != alv3.TLSProperties_VERSION_UNSPECIFIED {
+			r.TLSVersion = tls.GetTlsVersion().String()
+		}
+		r.TLSSNI = tls.GetTlsSniHostname()
+		if pc := tls.GetPeerCertificateProperties(); pc != nil {
+			for _, san := range pc.GetSubjectAltName() {
+				if u := san.GetUri(); u != "" {
+					r.PeerPrincipal = u
+					break
+				}
+			}
+			if r.PeerPrincipal == "" {
+				r.PeerPrincipal = pc.GetSubject()
+			}
+		}
+	}
+	r.UpstreamCluster = c.GetUpstreamCluster()
+	if sa := c.GetUpstreamRemoteAddress().GetSocketAddress(); sa != nil {
+		r.UpstreamHost = sa.GetAddress()
+		if port := sa.GetPortValue(); port != 0 {
+			r.UpstreamHost += ":" + itoa(port)
+		}
+	}
+	r.ResponseFlags = flagCodes(c.GetResponseFlags())
+	if md := c.GetMetadata().GetFilterMetadata()[ExtAuthzNamespace]; md != nil {
+		f := md.GetFields()
+		r.Subject = f["subject"].GetStringValue()
+		r.Provider = f["provider"].GetStringValue()
+		r.AuthKind = f["kind"].GetStringValue()
+		r.APIKeyID = f["apikey_id"].GetStringValue()
+		r.Rule = f["rule"].GetStringValue()
+		r.Decision = f["decision"].GetStringValue()
+	}
+}
+
+func itoa(v uint32) string {
+	var b [10]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+func flagCodes(f *alv3.ResponseFlags) string {
+	if f == nil {
+		return ""
+	}
+	flags := []struct {
+		on   bool
+		code string
+	}{
+		{f.GetFailedLocalHealthcheck(), "LH"}, {f.GetNoHealthyUpstream(), "UH"},
+		{f.GetUpstreamRequestTimeout(), "UT"}, {f.GetLocalReset(), "LR"},
+		{f.GetUpstreamRemoteReset(), "UR"}, {f.GetUpstreamConnectionFailure(), "UF"},
+		{f.GetUpstreamConnectionTermination(), "UC"}, {f.GetUpstreamOverflow(), "UO"},
+		{f.GetNoRouteFound(), "NR"}, {f.GetDelayInjected(), "DI"},
+		{f.GetFaultInjected(), "FI"}, {f.GetRateLimited(), "RL"},
+		{f.GetUnauthorizedDetails() != nil, "UAEX"}, {f.GetRateLimitServiceError(), "RLSE"},
+		{f.GetDownstreamConnectionTermination(), "DC"}, {f.GetUpstreamRetryLimitExceeded(), "URX"},
+		{f.GetStreamIdleTimeout(), "SI"}, {f.GetInvalidEnvoyRequestHeaders(), "IH"},
+		{f.GetDownstreamProtocolError(), "DPE"}, {f.GetUpstreamMaxStreamDurationReached(), "UMSDR"},
+		{f.GetResponseFromCacheFilter(), "RFCF"}, {f.GetNoFilterConfigFound(), "NFCF"},
+		{f.GetDurationTimeout(), "DT"}, {f.GetUpstreamProtocolError(), "UPE"},
+		{f.GetNoClusterFound(), "NC"}, {f.GetOverloadManager(), "OM"},
+		{f.GetDnsResolutionFailure(), "DF"}, {f.GetDownstreamRemoteReset(), "DR"},
+	}
+	var b strings.Builder
+	for _, fl := range flags {
+		if fl.on {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(fl.code)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,170 @@
+package accesslog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Record is one access-log entry in the flat schema every store keeps.
+// Secrets are masked before a Record exists (see Policy.FromHTTP).
+type Record struct {
+	Time            time.Time `json:"time"`           // request start, UTC, millisecond precision
+	RequestID       string    `json:"request_id"`     // x-request-id
+	Kind            string    `json:"kind"`           // "http" or "tcp"
+	LogType         string    `json:"log_type"`       // Envoy AccessLogType, e.g. DownstreamEnd
+	Node            string    `json:"node"`           // Envoy node id
+	NodeGroup       string    `json:"node_group"`     // Envoy node cluster
+	Route           string    `json:"route"`          // <spec>/<route>
+	Authority       string    `json:"authority"`      // Host / :authority
+	Method          string    `json:"method"`         // GET, POST, ...
+	Path            string    `json:"path"`           // path without the query
+	Query           string    `json:"query"`          // raw query, secrets masked
+	Status          uint32    `json:"status"`         // HTTP status; 0 for tcp
+	ResponseFlags   string    `json:"response_flags"` // Envoy short codes, comma-separated (UAEX, RL, ...)
+	DurationUS      int64     `json:"duration_us"`    // total duration in microseconds
+	BytesIn         uint64    `json:"bytes_in"`       // request body (http) or received bytes (tcp)
+	BytesOut        uint64    `json:"bytes_out"`      // response body (http) or sent bytes (tcp)
+	ClientIP        string    `json:"client_ip"`      // downstream remote address
+	ClientPort      uint32    `json:"client_port"`    //
+	TLSVersion      string    `json:"tls_version"`    // TLSv1_2, TLSv1_3, ...
+	TLSSNI          string    `json:"tls_sni"`        //
+	PeerPrincipal   string    `json:"peer_principal"` // peer certificate URI SAN, or subject
+	UserAgent       string    `json:"user_agent"`     //
+	Headers         string    `json:"headers"`        // kept request headers as a JSON object, secrets masked
+	UpstreamCluster string    `json:"upstream_cluster"`
+	UpstreamHost    string    `json:"upstream_host"`
+	Subject         string    `json:"subject"`   // ext_authz metadata
+	Provider        string    `json:"provider"`  //
+	AuthKind        string    `json:"auth_kind"` // jwt | apiKey | mtls
+	APIKeyID        string    `json:"apikey_id"` //
+	Rule            string    `json:"rule"`      //
+	Decision        string    `json:"decision"`  // allow | deny | shadow-deny
+
+	// Where the record is stored: its batch in the hash chain and its index
+	// in that batch. Set by the store; not part of the hashed content.
+	Batch uint64 `json:"batch"`
+	Index uint32 `json:"index"`
+}
+
+// Denied reports whether the request was refused by auth or rate limiting:
+// an ext_authz deny, Envoy's UAEX or RL flag, or status 401, 403 or 429.
+func (r *Record) Denied() bool {
+	if r.Decision == "deny" || r.Status == 401 || r.Status == 403 || r.Status == 429 {
+		return true
+	}
+	return hasFlag(r.ResponseFlags, "UAEX") || hasFlag(r.ResponseFlags, "RL")
+}
+
+func hasFlag(flags, f string) bool {
+	for flags != "" {
+		var cur string
+		cur, flags, _ = strings.Cut(flags, ",")
+		if cur == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Columns is the order of the stored columns, shared by every backend and
+// by the CSV export.
+var Columns = []string{
+	"time", "request_id", "kind", "log_type", "node", "node_group", "route",
+	"authority", "method", "path", "query", "status", "response_flags",
+	"duration_us", "bytes_in", "bytes_out", "client_ip", "client_port",
+	"tls_version", "tls_sni", "peer_principal", "user_agent", "headers",
+	"upstream_cluster", "upstream_host", "subject", "provider", "auth_kind",
+	"apikey_id", "rule", "decision",
+}
+
+// strs lists the string fields in Columns order (minus the non-strings),
+// for encoding.
+func (r *Record) strs() [24]*string {
+	return [24]*string{
+		&r.RequestID, &r.Kind, &r.LogType, &r.Node, &r.NodeGroup, &r.Route,
+		&r.Authority, &r.Method, &r.Path, &r.Query, &r.ResponseFlags,
+		&r.ClientIP, &r.TLSVersion, &r.TLSSNI, &r.PeerPrincipal, &r.UserAgent,
+		&r.Headers, &r.UpstreamCluster, &r.UpstreamHost, &r.Subject,
+		&r.Provider, &r.AuthKind, &r.APIKeyID, &r.Rule,
+	}
+}
+
+// AppendBinary appends the canonical binary form of r's content (every
+// column, not Batch/Index) to b. The spool and the hash chain both use it,
+// so a stored record hashes the same as the record that was received.
+func (r *Record) AppendBinary(b []byte) []byte {
+	b = binary.AppendVarint(b, r.Time.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(r.Status))
+	b = binary.AppendVarint(b, r.DurationUS)
+	b = binary.AppendUvarint(b, r.BytesIn)
+	b = binary.AppendUvarint(b, r.BytesOut)
+	b = binary.AppendUvarint(b, uint64(r.ClientPort))
+	for _, s := range r.strs() {
+		b = binary.AppendUvarint(b, uint64(len(*s)))
+		b = append(b, *s...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Decision)))
+	return append(b, r.Decision...)
+}
+
+var errShort = errors.New("truncated record")
+
+// DecodeBinary reads one record written by AppendBinary from b and returns
+// the rest of b.
+func (r *Record) DecodeBinary(b []byte) ([]byte, error) {
+	var err error
+	next := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			err = errShort
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	nextInt := func() int64 {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			err = errShort
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	str := func() string {
+		l := next()
+		if err != nil {
+			return ""
+		}
+		if l > uint64(len(b)) {
+			err = errShort
+			return ""
+		}
+		s := string(b[:l])
+		b = b[l:]
+		return s
+	}
+	ms := nextInt()
+	r.Time = time.UnixMilli(ms).UTC()
+	st := next()
+	r.DurationUS = nextInt()
+	r.BytesIn = next()
+	r.BytesOut = next()
+	port := next()
+	if st > math.MaxUint32 || port > math.MaxUint32 {
+		return b, fmt.Errorf("record: status or port out of range")
+	}
+	r.Status, r.ClientPort = uint32(st), uint32(port)
+	for _, s := range r.strs() {
+		*s = str()
+	}
+	r.Decision = str()
+	if err != nil {
+		return b, fmt.Errorf("record: %w", err)
+	}
+	return b, nil
+}
