@@ -508,3 +508,7 @@ descriptors:
 		t.Fatalf("keys %v, want %v", got, want)
 	}
 }
+
+func wrapperspbUInt64(v uint64) *wrapperspb.UInt64Value { return wrapperspb.UInt64(v) }
+
+func asInvalid(err error, target **InvalidRequestError) bool { return errors.As(err, target) }
