@@ -32,7 +32,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 type clock struct{ ns atomic.Int64 }
 
 func newClock(t time.Time) *clock { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *clock) Now() time.Time  { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Now() time.Time   { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Add(d time.Duration) {
 	c.ns.Add(int64(d))
 }

@@ -1,0 +1,447 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatehouse-edge/gatehouse/authn/authntest"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+const issuer = "https://idp.test/"
+
+var (
+	keyOnce sync.Once
+	signer  *authntest.Key
+)
+
+func key() *authntest.Key {
+	keyOnce.Do(func() { signer = authntest.NewRSA("k1", 2048) })
+	return signer
+}
+
+// petstore is a spec exercising every provider kind and rule kind.
+func petstore(jwks string) string {
+	return `apiVersion: gatehouse/v1
+kind: EdgeRoute
+metadata: {name: petstore, team: pets}
+spec:
+  hosts: [petstore.example.com]
+  upstreams: [{name: api, endpoints: ["10.0.0.5:8080"]}]
+  identity:
+    jwt:
+      - name: corp
+        issuer: ` + issuer + `
+        audiences: [petstore]
+        jwks: '` + jwks + `'
+        algorithms: [RS256]
+        forwardClaims: {sub: x-user-id, email: x-user-email}
+    apiKeys:
+      - name: partners
+        header: x-api-key
+        keys:
+          - {id: acme, sha256: "` + authntest.HashKey("acme-key") + `", labels: {plan: gold}}
+          - {id: globex, sha256: "` + authntest.HashKey("globex-key") + `", labels: {plan: free}}
+      - name: legacy
+        query: api_key
+        keys: [{id: old, sha256: "` + authntest.HashKey("old-key") + `"}]
+    mtls:
+      - name: internal
+        principals: ["spiffe://corp/ns/*/sa/*"]
+  routes:
+    - name: read
+      match: {pathPrefix: /pets, methods: [GET]}
+      upstream: api
+      auth:
+        anyOf: [corp, partners, internal]
+        rules:
+          - {allow: false, when: 'request.ip.startsWith("203.0.113.")'}
+          - {allow: true, scopes: ["pets:read"]}
+          - {allow: true, claims: {groups: admins}}
+          - {allow: true, when: 'identity.kind == "apiKey" && identity.labels.plan == "gold"'}
+          - {allow: true, when: 'identity.kind == "mtls" && request.headers["x-team"] == "pets"'}
+      rateLimits:
+        - {name: per-tenant, by: [identity.claim.tenant, identity.subject], limit: 10/second}
+    - name: open
+      match: {pathPrefix: /any}
+      upstream: api
+      auth: {anyOf: [corp, legacy]}
+    - name: shadow
+      match: {pathPrefix: /shadow}
+      upstream: api
+      auth:
+        mode: shadow
+        anyOf: [corp]
+        rules: [{allow: true, scopes: [admin]}]
+    - name: health
+      match: {path: /health}
+      upstream: api
+`
+}
+
+func compile(t testing.TB, jwks string) *SpecPolicy {
+	t.Helper()
+	docs, err := spec.Parse("petstore.yaml", []byte(petstore(jwks)))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if err := spec.Validate(docs); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	p, err := Compile(&docs[0].EdgeRoute)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return p
+}
+
+type clk struct{ ns atomic.Int64 }
+
+func (c *clk) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func newEngine(t testing.TB, opts Options, policies ...*SpecPolicy) (*Engine, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	opts.Registry = reg
+	if opts.Clock == nil {
+		c := &clk{}
+		c.ns.Store(t0.UnixNano())
+		opts.Clock = c.Now
+	}
+	e, err := NewEngine(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if len(policies) > 0 {
+		if err := e.Update(policies); err != nil {
+			t.Fatalf("update: %v", err)
+		}
+	}
+	return e, reg
+}
+
+func token(mod func(map[string]any)) string {
+	c := map[string]any{"iss": issuer, "aud": "petstore", "sub": "alice", "email": "alice@example.com",
+		"exp": t0.Add(time.Hour).Unix(), "scope": "pets:read", "tenant": "t-1"}
+	if mod != nil {
+		mod(c)
+	}
+	return key().Sign(c, nil)
+}
+
+func bearer(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
+
+func TestCompileRoundTripsThroughTheWireContract(t *testing.T) {
+	p := compile(t, string(authntest.JWKS(key())))
+	res, err := resource.Wrap(resource.AuthzPrefix+p.Spec, resource.AuthzPolicyType, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back SpecPolicy
+	if err := resource.Unwrap(res, resource.AuthzPolicyType, &back); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(p, &back); d != "" {
+		t.Fatalf("policy changed over the wire (-sent +received):\n%s", d)
+	}
+	if got := p.Routes[0].MetadataClaims; len(got) != 1 || got[0] != "tenant" {
+		t.Fatalf("metadata claims = %v", got)
+	}
+	if p.Routes[3].Mode != spec.ModePublic || p.Routes[2].Mode != spec.ModeShadow {
+		t.Fatalf("modes: %+v", p.Routes)
+	}
+}
+
+func TestDecide(t *testing.T) {
+	e, _ := newEngine(t, Options{}, compile(t, string(authntest.JWKS(key()))))
+	ctx := context.Background()
+	other := authntest.NewRSA("k1", 2048)
+	cases := []struct {
+		name       string
+		req        Request
+		status     int
+		code       string
+		decision   string
+		rule       string
+		subject    string
+		wwwAuthHas string
+	}{
+		{"missing gatehouse.route", Request{Headers: bearer(token(nil))}, 403, ReasonUnknownRoute, "deny", "", "", ""},
+		{"unknown route", Request{RouteID: "petstore/nope", Headers: bearer(token(nil))}, 403, ReasonUnknownRoute, "deny", "", "", ""},
+		{"no credentials", Request{RouteID: "petstore/read"}, 401, "no_credentials", "deny", "", "", `Bearer realm="petstore/read"`},
+		{"basic auth is not a bearer token", Request{RouteID: "petstore/read", Headers: map[string]string{"authorization": "Basic YTpi"}}, 401, "no_credentials", "deny", "", "", `realm="petstore/read"`},
+		{"scope rule", Request{RouteID: "petstore/read", SourceIP: "10.1.1.1", Headers: bearer(token(nil))}, 200, ReasonAllowed, "allow", "rules[1]", "alice", ""},
+		{"bearer scheme case-insensitive", Request{RouteID: "petstore/read", Headers: map[string]string{"authorization": "bEaReR " + token(nil)}}, 200, ReasonAllowed, "allow", "rules[1]", "alice", ""},
+		{"CEL deny by ip wins first", Request{RouteID: "petstore/read", SourceIP: "203.0.113.9", Headers: bearer(token(nil))}, 403, ReasonRuleDenied, "deny", "rules[0]", "alice", ""},
+		{"claim array contains", Request{RouteID: "petstore/read", Headers: bearer(token(func(c map[string]any) { c["scope"] = ""; c["groups"] = []string{"x", "admins"} }))}, 200, ReasonAllowed, "allow", "rules[2]", "alice", ""},
+		{"no rule matches", Request{RouteID: "petstore/read", Headers: bearer(token(func(c map[string]any) { c["scope"] = "other" }))}, 403, ReasonNoRuleMatched, "deny", "no-match", "alice", ""},
+		{"expired token", Request{RouteID: "petstore/read", Headers: bearer(token(func(c map[string]any) { c["exp"] = t0.Add(-time.Hour).Unix() }))}, 401, "token_expired", "deny", "", "", `error="invalid_token", error_description="token expired"`},
+		{"foreign signature", Request{RouteID: "petstore/read", Headers: bearer(other.Sign(map[string]any{"iss": issuer, "aud": "petstore", "exp": t0.Add(time.Hour).Unix()}, nil))}, 401, "bad_signature", "deny", "", "", `error="invalid_token"`},
+		{"api key with gold label (CEL labels)", Request{RouteID: "petstore/read", Headers: map[string]string{"x-api-key": "acme-key"}}, 200, ReasonAllowed, "allow", "rules[3]", "acme", ""},
+		{"api key with free label", Request{RouteID: "petstore/read", Headers: map[string]string{"x-api-key": "globex-key"}}, 403, ReasonNoRuleMatched, "deny", "no-match", "globex", ""},
+		{"unknown api key", Request{RouteID: "petstore/read", Headers: map[string]string{"x-api-key": "guess"}}, 401, "unknown_api_key", "deny", "", "", `error="invalid_token"`},
+		{"first present provider decides: bad JWT beats good key", Request{RouteID: "petstore/read", Headers: map[string]string{"authorization": "Bearer x.y.z", "x-api-key": "acme-key"}}, 401, "malformed_token", "deny", "", "", ""},
+		{"mtls inside globs with header", Request{RouteID: "petstore/read", Principal: "spiffe://corp/ns/pets/sa/api", Headers: map[string]string{"x-team": "pets"}}, 200, ReasonAllowed, "allow", "rules[4]", "spiffe://corp/ns/pets/sa/api", ""},
+		{"mtls principal outside globs", Request{RouteID: "petstore/read", Principal: "spiffe://other/ns/pets/sa/api"}, 401, "principal_not_allowed", "deny", "", "", ""},
+		{"no rules: any authenticated caller", Request{RouteID: "petstore/open", Headers: bearer(token(func(c map[string]any) { c["scope"] = "" }))}, 200, ReasonAllowed, "allow", "any-authenticated", "alice", ""},
+		{"api key in query", Request{RouteID: "petstore/open", Query: "a=1&api_key=old-key"}, 200, ReasonAllowed, "allow", "any-authenticated", "old", ""},
+		{"shadow: would deny, allows", Request{RouteID: "petstore/shadow", Headers: bearer(token(nil))}, 200, ReasonNoRuleMatched, "shadow-deny", "no-match", "alice", ""},
+		{"shadow: no credentials, allows", Request{RouteID: "petstore/shadow"}, 200, "no_credentials", "shadow-deny", "", "", ""},
+		{"shadow: allowed", Request{RouteID: "petstore/shadow", Headers: bearer(token(func(c map[string]any) { c["scope"] = "admin" }))}, 200, ReasonAllowed, "allow", "rules[0]", "alice", ""},
+		{"public route", Request{RouteID: "petstore/health"}, 200, ReasonPublic, "allow", "public", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.RequestID = "req-1"
+			d := e.Decide(ctx, tc.req)
+			if d.Status != tc.status || d.ReasonCode != tc.code || d.Metadata.Decision != tc.decision || d.Metadata.Rule != tc.rule || d.Metadata.Subject != tc.subject {
+				t.Fatalf("got status %d code %q decision %q rule %q subject %q (reason %q); want %d %q %q %q %q",
+					d.Status, d.ReasonCode, d.Metadata.Decision, d.Metadata.Rule, d.Metadata.Subject, d.Reason, tc.status, tc.code, tc.decision, tc.rule, tc.subject)
+			}
+			if d.Allow != (tc.status == 200) {
+				t.Fatalf("allow = %v with status %d", d.Allow, d.Status)
+			}
+			if !strings.Contains(d.WWWAuthenticate, tc.wwwAuthHas) || (tc.status != 401 && d.WWWAuthenticate != "") {
+				t.Fatalf("WWW-Authenticate = %q, want it to contain %q", d.WWWAuthenticate, tc.wwwAuthHas)
+			}
+			if tc.status == 401 && !strings.HasPrefix(d.WWWAuthenticate, `Bearer realm="`) {
+				t.Fatalf("401 without a Bearer challenge: %q", d.WWWAuthenticate)
+			}
+			if !d.Allow {
+				var body map[string]any
+				if err := json.Unmarshal([]byte(d.Body), &body); err != nil || body["request_id"] != "req-1" || body["error"] != tc.code {
+					t.Fatalf("deny body %q: %v", d.Body, err)
+				}
+			}
+			for _, v := range tc.req.Headers {
+				if strings.Contains(d.Reason+d.Body+d.WWWAuthenticate, v) {
+					t.Fatalf("decision echoes a credential")
+				}
+			}
+		})
+	}
+}
+
+func TestAllowedHeadersAndMetadata(t *testing.T) {
+	e, _ := newEngine(t, Options{}, compile(t, string(authntest.JWKS(key()))))
+	h := bearer(token(func(c map[string]any) { delete(c, "email") }))
+	h["x-user-email"] = "spoofed@evil.test"
+	d := e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: h})
+	if !d.Allow {
+		t.Fatalf("denied: %s", d.Reason)
+	}
+	if diff := cmp.Diff([]Header{{"x-user-id", "alice"}}, d.HeadersToSet); diff != "" {
+		t.Fatalf("headers to set:\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"x-user-email", "authorization"}, d.HeadersToRemove); diff != "" {
+		t.Fatalf("headers to remove (spoofed claim header and credential):\n%s", diff)
+	}
+	want := Metadata{Subject: "alice", Provider: "corp", Kind: "jwt", Rule: "rules[1]", Decision: "allow", Claims: map[string]string{"tenant": "t-1"}}
+	if diff := cmp.Diff(want, d.Metadata); diff != "" {
+		t.Fatalf("metadata:\n%s", diff)
+	}
+	// An API-key caller loses the key header and any forwarded-claim header
+	// it sent itself.
+	d = e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: map[string]string{"x-api-key": "acme-key", "x-user-id": "root"}})
+	if diff := cmp.Diff([]string{"x-user-email", "x-user-id", "x-api-key"}, d.HeadersToRemove); diff != "" || len(d.HeadersToSet) != 0 {
+		t.Fatalf("api key caller: remove %v set %v:\n%s", d.HeadersToRemove, d.HeadersToSet, diff)
+	}
+	if d.Metadata.APIKeyID != "acme" {
+		t.Fatalf("apikey_id = %q", d.Metadata.APIKeyID)
+	}
+	d = e.Decide(context.Background(), Request{RouteID: "petstore/open", Query: "api_key=old-key"})
+	if diff := cmp.Diff([]string{"api_key"}, d.QueryToRemove); diff != "" {
+		t.Fatalf("query to remove:\n%s", diff)
+	}
+	// Denied requests carry metadata too.
+	d = e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(func(c map[string]any) { c["scope"] = "" }))})
+	if d.Allow || d.Metadata.Subject != "alice" || d.Metadata.Decision != "deny" || d.Metadata.Claims["tenant"] != "t-1" {
+		t.Fatalf("denied metadata: %+v", d.Metadata)
+	}
+
+	keep, _ := newEngine(t, Options{KeepCredential: true}, compile(t, string(authntest.JWKS(key()))))
+	d = keep.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))})
+	for _, h := range d.HeadersToRemove {
+		if h == "authorization" {
+			t.Fatal("KeepCredential still removes the Authorization header")
+		}
+	}
+}
+
+func TestNoPolicyDeniesAndUpdateKeepsLastGood(t *testing.T) {
+	e, reg := newEngine(t, Options{})
+	if d := e.Decide(context.Background(), Request{RouteID: "petstore/health"}); d.Allow || d.Status != 403 || d.ReasonCode != ReasonNoPolicy {
+		t.Fatalf("before any policy: %+v", d)
+	}
+	if e.Ready() == nil {
+		t.Fatal("ready without policies")
+	}
+	good := compile(t, string(authntest.JWKS(key())))
+	if err := e.Update([]*SpecPolicy{good}); err != nil {
+		t.Fatal(err)
+	}
+	bad := *good
+	bad.Routes = append([]RoutePolicy(nil), good.Routes...)
+	bad.Routes[0].Rules = []Rule{{Allow: true, When: `request.method`}} // not boolean
+	err := e.Update([]*SpecPolicy{&bad})
+	if err == nil || !strings.Contains(err.Error(), "petstore/read") || !strings.Contains(err.Error(), "boolean") {
+		t.Fatalf("bad policy error = %v", err)
+	}
+	if d := e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))}); !d.Allow {
+		t.Fatalf("last good policy not kept: %+v", d)
+	}
+	dup := *good
+	if err := e.Update([]*SpecPolicy{good, &dup}); err == nil {
+		t.Fatal("the same spec twice accepted")
+	}
+	if n := testutil.ToFloat64(e.metrics.updates.WithLabelValues("failure")); n != 2 {
+		t.Fatalf("failed updates = %v", n)
+	}
+	// Revoking an API key is an update without it.
+	revoked := compile(t, string(authntest.JWKS(key())))
+	for i := range revoked.Providers {
+		if revoked.Providers[i].Name == "partners" {
+			revoked.Providers[i].APIKey.Keys = revoked.Providers[i].APIKey.Keys[1:]
+		}
+	}
+	if err := e.Update([]*SpecPolicy{revoked}); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: map[string]string{"x-api-key": "acme-key"}}); d.Status != 401 || d.ReasonCode != "unknown_api_key" {
+		t.Fatalf("revoked key: %+v", d)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "gatehouse_authz_checks_total"); n == 0 {
+		t.Fatal("no check metrics")
+	}
+}
+
+func TestCELCostLimit(t *testing.T) {
+	p := compile(t, string(authntest.JWKS(key())))
+	p.Routes[1].Rules = []Rule{{Allow: true, When: `[1,2,3,4,5,6,7,8,9,10].all(x, [1,2,3,4,5,6,7,8,9,10].all(y, [1,2,3,4,5,6,7,8,9,10].all(z, x+y+z > 0)))`}}
+	e, _ := newEngine(t, Options{CELCostLimit: 100}, p)
+	d := e.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(token(nil))})
+	if d.Allow || d.ReasonCode != ReasonRuleError {
+		t.Fatalf("over-cost rule: %+v", d)
+	}
+	e2, _ := newEngine(t, Options{CELCostLimit: 1 << 20}, p)
+	if d := e2.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(token(nil))}); !d.Allow {
+		t.Fatalf("same rule under a high limit: %+v", d)
+	}
+}
+
+func TestCELMissingClaimFailsClosed(t *testing.T) {
+	p := compile(t, string(authntest.JWKS(key())))
+	p.Routes[1].Rules = []Rule{{Allow: false, When: `identity.claims.banned == true`}, {Allow: true}}
+	e, _ := newEngine(t, Options{}, p)
+	d := e.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(token(nil))})
+	if d.Allow || d.ReasonCode != ReasonRuleError {
+		t.Fatalf("a deny rule that cannot be evaluated must not fall through to allow: %+v", d)
+	}
+}
+
+// Swapping policies never blocks or breaks concurrent decisions.
+func TestUpdateWhileDeciding(t *testing.T) {
+	p := compile(t, string(authntest.JWKS(key())))
+	e, _ := newEngine(t, Options{}, p)
+	tok := token(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000 && ctx.Err() == nil; i++ {
+				if d := e.Decide(ctx, Request{RouteID: "petstore/read", Headers: bearer(tok)}); !d.Allow {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < 50 && ctx.Err() == nil; i++ {
+		if err := e.Update([]*SpecPolicy{compile(t, string(authntest.JWKS(key())))}); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d decisions denied during updates", bad.Load())
+	}
+}
+
+func TestRemoteJWKSSharedAndStoppedOnUpdate(t *testing.T) {
+	srv := authntest.NewJWKSServer(authntest.JWKS(key()))
+	defer srv.Close()
+	mk := func(uri string) *SpecPolicy {
+		p := compile(t, string(authntest.JWKS(key())))
+		p.Providers[0].JWT.JWKS, p.Providers[0].JWT.JWKSURI = "", uri
+		return p
+	}
+	e, _ := newEngine(t, Options{JWKSRefreshInterval: time.Hour})
+	if err := e.Update([]*SpecPolicy{mk(srv.URI())}); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))}); !d.Allow {
+		t.Fatalf("remote JWKS: %+v", d)
+	}
+	// Same URI in a new update: the running source is reused, no refetch.
+	for i := 0; i < 3; i++ {
+		if err := e.Update([]*SpecPolicy{mk(srv.URI())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := srv.Fetches(); got != 1 {
+		t.Fatalf("updates with the same jwksUri fetched %d times, want 1", got)
+	}
+	if err := e.Update([]*SpecPolicy{compile(t, string(authntest.JWKS(key())))}); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	n := len(e.jwks)
+	e.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d JWKS sources still running after their provider went away", n)
+	}
+}
+
+func TestQueryValue(t *testing.T) {
+	for _, tc := range []struct{ raw, name, want string }{
+		{"api_key=abc", "api_key", "abc"},
+		{"x=1&api_key=a%2Bb", "api_key", "a+b"},
+		{"api%5Fkey=z", "api_key", "z"},
+		{"api_keyx=1", "api_key", ""},
+		{"", "api_key", ""},
+	} {
+		if got := queryValue(tc.raw, tc.name); got != tc.want {
+			t.Errorf("queryValue(%q) = %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
+
+func ExampleEngine_Decide() {
+	e, _ := NewEngine(Options{})
+	defer e.Close()
+	_ = e.Update([]*SpecPolicy{{Spec: "shop", Routes: []RoutePolicy{{ID: "shop/health", Mode: "public"}}}})
+	d := e.Decide(context.Background(), Request{RouteID: "shop/health"})
+	fmt.Println(d.Status, d.Metadata.Decision)
+	d = e.Decide(context.Background(), Request{RouteID: "shop/admin"})
+	fmt.Println(d.Status, d.ReasonCode)
+	// Output:
+	// 200 allow
+	// 403 unknown_route
+}
