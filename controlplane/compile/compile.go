@@ -1,0 +1,357 @@
+// Package compile turns a source revision into validated xDS resources per
+// node group: it parses and validates each spec, builds its Envoy
+// resources (package envoy) and its sidecar resources (the domain
+// libraries' own Compile functions, wrapped by package resource), checks
+// every resource with ValidateAll recursing into every Any plus
+// referential checks, prunes a spec that fails (recording why, for the
+// broker) and assembles what is left per node group.
+//
+// Compiling is incremental: a spec whose bytes did not change is not
+// parsed, compiled or validated again. A Compiler is used by one goroutine
+// at a time; a Result is immutable and safe to share. It must not import
+// snapshot, xds or the sidecars.
+package compile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+// Options shape the compiled config of every node group.
+type Options struct {
+	// Sidecars are the sidecar addresses in the CDS sidecar clusters;
+	// default envoy.DefaultSidecars.
+	Sidecars envoy.Sidecars
+	// HTTPAddress is the address the HTTP listener binds; default
+	// 0.0.0.0:8080.
+	HTTPAddress string
+	Upstream    envoy.UpstreamOptions
+	Log         *slog.Logger
+}
+
+// Compiler compiles revisions, reusing the work of unchanged specs.
+type Compiler struct {
+	opts            Options
+	log             *slog.Logger
+	sidecarClusters []*clusterv3.Cluster
+	optsKey         string
+	files           map[string]*fileEntry // key: content hash of origin+bytes
+}
+
+// New checks the options and builds a Compiler.
+func New(o Options) (*Compiler, error) {
+	if o.Sidecars == (envoy.Sidecars{}) {
+		o.Sidecars = envoy.DefaultSidecars
+	}
+	if o.HTTPAddress == "" {
+		o.HTTPAddress = "0.0.0.0:8080"
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sc, err := envoy.SidecarClusters(o.Sidecars)
+	if err != nil {
+		return nil, fmt.Errorf("compile options: %w", err)
+	}
+	for _, c := range sc {
+		if err := ValidateAll(c); err != nil {
+			return nil, fmt.Errorf("compile options: cluster %s: %w", c.GetName(), err)
+		}
+	}
+	if _, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: o.HTTPAddress, RouteConfig: envoy.RouteConfigName}); err != nil {
+		return nil, fmt.Errorf("compile options: %w", err)
+	}
+	return &Compiler{
+		opts:            o,
+		log:             log.With("component", "compile"),
+		sidecarClusters: sc,
+		optsKey:         fmt.Sprintf("%+v|%s|%+v", o.Sidecars, o.HTTPAddress, o.Upstream),
+		files:           map[string]*fileEntry{},
+	}, nil
+}
+
+// fileEntry is one source spec (one file's bytes), parsed and compiled.
+type fileEntry struct {
+	specs []*Spec
+}
+
+// Spec is one EdgeRoute of a revision, compiled or failed.
+type Spec struct {
+	Name     string // metadata.name ("" when the document has none)
+	Origin   string // where it came from (source.Spec.Origin)
+	Revision int64  // source.Spec.Revision
+	// Err is why the spec is left out of the published config; nil when
+	// it is published.
+	Err error
+	// NodeGroups are the groups serving the spec; empty means all.
+	NodeGroups []string
+
+	doc        *spec.Document
+	key        string // content hash of the document
+	vhost      *routev3.VirtualHost
+	clusters   []*clusterv3.Cluster
+	clas       []*endpointv3.ClusterLoadAssignment
+	sidecar    []*corev3.TypedExtensionConfig
+	rules      *ratelimit.SpecRules
+	alsHeaders []string
+}
+
+// Document is the parsed spec (nil when it did not parse).
+func (s *Spec) Document() *spec.Document { return s.doc }
+
+// Published reports whether the spec made it into the config.
+func (s *Spec) Published() bool { return s.Err == nil }
+
+// servesGroup reports whether the spec belongs in a node group.
+func (s *Spec) servesGroup(g string) bool {
+	return len(s.NodeGroups) == 0 || slices.Contains(s.NodeGroups, g)
+}
+
+// Compile compiles a revision. It never fails as a whole: every spec ends
+// up published or with an error, and the Result says which.
+func (c *Compiler) Compile(rev source.Revision) *Result {
+	next := make(map[string]*fileEntry, len(rev.Specs))
+	var all []*Spec
+	for _, src := range rev.Specs {
+		key := fileKey(src)
+		fe, ok := c.files[key]
+		if !ok {
+			fe = c.compileFile(src)
+		}
+		next[key] = fe
+		for _, s := range fe.specs {
+			// The per-spec store revision may change without the bytes
+			// changing; keep the status current without recompiling.
+			s.Revision = src.Revision
+			all = append(all, s)
+		}
+	}
+	c.files = next
+	return c.assemble(rev.ID, all)
+}
+
+func fileKey(s source.Spec) string {
+	h := sha256.New()
+	h.Write([]byte(s.Origin))
+	h.Write([]byte{0})
+	h.Write([]byte(s.Name))
+	h.Write([]byte{0})
+	h.Write(s.Data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// compileFile parses one source spec and compiles each document in it.
+func (c *Compiler) compileFile(src source.Spec) *fileEntry {
+	docs, err := spec.Parse(src.Origin, src.Data)
+	var problems spec.ErrorList
+	if err != nil && !errors.As(err, &problems) {
+		problems = spec.ErrorList{{File: src.Origin, Reason: err.Error()}}
+	}
+	fe := &fileEntry{}
+	if len(docs) == 0 {
+		fe.specs = []*Spec{{Name: src.Name, Origin: src.Origin, Err: problems}}
+		return fe
+	}
+	// Structural problems that cannot be pinned on one document fail the
+	// whole file: a syntax error may have hidden documents after it.
+	byName := problems.BySpec()
+	names := map[string]bool{}
+	for _, d := range docs {
+		names[d.Name()] = true
+	}
+	var fileWide spec.ErrorList
+	for name, errs := range byName {
+		if name == "" || !names[name] {
+			fileWide = append(fileWide, errs...)
+		}
+	}
+	for _, d := range docs {
+		s := &Spec{Name: d.Name(), Origin: src.Origin, doc: d}
+		if s.Name == "" {
+			s.Name = src.Name
+		}
+		if src.Name != "" && d.Name() != "" && d.Name() != src.Name {
+			s.Err = fmt.Errorf("%s: metadata.name is %q but the store holds it as %q", src.Origin, d.Name(), src.Name)
+		} else if errs := append(append(spec.ErrorList(nil), fileWide...), byName[d.Name()]...); d.Name() != "" && len(errs) > 0 {
+			s.Err = errs
+		} else if len(fileWide) > 0 {
+			s.Err = fileWide
+		} else {
+			c.compileSpec(s)
+		}
+		fe.specs = append(fe.specs, s)
+	}
+	return fe
+}
+
+// compileSpec validates one document on its own and builds and validates
+// all of its resources. On failure s.Err says what, where and why.
+func (c *Compiler) compileSpec(s *Spec) {
+	if err := spec.ValidateOne(s.doc); err != nil {
+		s.Err = err
+		return
+	}
+	r := &s.doc.EdgeRoute
+	s.NodeGroups = slices.Clone(r.Spec.NodeGroups)
+	if err := c.buildSpec(s, r); err != nil {
+		s.Err = fmt.Errorf("%s: spec %s: %w", s.Origin, s.Name, err)
+		return
+	}
+	raw, _ := r.CanonicalJSON()
+	sum := sha256.Sum256(raw)
+	s.key = hex.EncodeToString(sum[:8])
+}
+
+func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
+	vh, err := envoy.VirtualHost(r)
+	if err != nil {
+		return err
+	}
+	if err := ValidateAll(vh); err != nil {
+		return fmt.Errorf("virtual host: %w", err)
+	}
+	s.vhost = vh
+	for i, u := range r.Spec.Upstreams {
+		cl, cla, err := envoy.UpstreamCluster(r.Metadata.Name, u, c.opts.Upstream)
+		if err != nil {
+			return fmt.Errorf("spec.upstreams[%d]: %w", i, err)
+		}
+		if err := ValidateAll(cl); err != nil {
+			return fmt.Errorf("spec.upstreams[%d]: cluster %s: %w", i, cl.GetName(), err)
+		}
+		s.clusters = append(s.clusters, cl)
+		if cla != nil {
+			if err := ValidateAll(cla); err != nil {
+				return fmt.Errorf("spec.upstreams[%d]: endpoints of %s: %w", i, cl.GetName(), err)
+			}
+			s.clas = append(s.clas, cla)
+		}
+	}
+	headers := map[string]bool{}
+	for _, rt := range r.Spec.Routes {
+		if rt.AccessLog != nil {
+			for _, h := range rt.AccessLog.Headers {
+				headers[strings.ToLower(h)] = true
+			}
+		}
+	}
+	for h := range headers {
+		s.alsHeaders = append(s.alsHeaders, h)
+	}
+	sort.Strings(s.alsHeaders)
+
+	// Sidecar resources, each from its domain library's compiler.
+	rules, err := ratelimit.Compile(r)
+	if err != nil {
+		return fmt.Errorf("rate limits: %w", err)
+	}
+	s.rules = rules
+	rl, err := resource.Wrap(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rules)
+	if err != nil {
+		return err
+	}
+	s.sidecar = append(s.sidecar, rl)
+	for _, tec := range s.sidecar {
+		if err := ValidateAll(tec); err != nil {
+			return fmt.Errorf("sidecar resource %s: %w", tec.GetName(), err)
+		}
+	}
+	return checkSpecReferences(s)
+}
+
+// checkSpecReferences are the referential checks within one spec: every
+// route's cluster is one of the spec's, every EDS cluster has endpoints,
+// and the rate-limit rules the sidecar gets are exactly the limits Envoy
+// asks about, with the same descriptor keys in the same order.
+func checkSpecReferences(s *Spec) error {
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, cl := range s.clusters {
+		clusters[cl.GetName()] = cl
+	}
+	clas := map[string]bool{}
+	for _, cla := range s.clas {
+		clas[cla.GetClusterName()] = true
+	}
+	for name, cl := range clusters {
+		if cl.GetType() == clusterv3.Cluster_EDS && !clas[cl.GetEdsClusterConfig().GetServiceName()] {
+			return fmt.Errorf("cluster %s is EDS but has no endpoints", name)
+		}
+	}
+	type limitKey struct{ route, name string }
+	want := map[limitKey][]string{}
+	for _, rt := range s.vhost.GetRoutes() {
+		cl := rt.GetRoute().GetCluster()
+		if _, ok := clusters[cl]; !ok {
+			return fmt.Errorf("route %s: cluster %q does not exist", rt.GetName(), cl)
+		}
+		for i, rl := range rt.GetRoute().GetRateLimits() {
+			acts := rl.GetActions()
+			if len(acts) < 2 || acts[0].GetGenericKey().GetDescriptorKey() != "route" || acts[1].GetGenericKey().GetDescriptorKey() != "limit" {
+				return fmt.Errorf("route %s: rate_limits[%d] does not start with the route and limit entries", rt.GetName(), i)
+			}
+			want[limitKey{acts[0].GetGenericKey().GetDescriptorValue(), acts[1].GetGenericKey().GetDescriptorValue()}] = descriptorKeys(acts)
+		}
+	}
+	if s.rules != nil {
+		got := map[limitKey]bool{}
+		for _, l := range s.rules.Limits {
+			k := limitKey{l.Route, l.Name}
+			keys, ok := want[k]
+			if !ok {
+				return fmt.Errorf("rate-limit rule %s/%s has no Envoy rate_limits entry", l.Route, l.Name)
+			}
+			var ruleKeys []string
+			for _, d := range l.Descriptor {
+				ruleKeys = append(ruleKeys, d.Key)
+			}
+			if !slices.Equal(keys, ruleKeys) {
+				return fmt.Errorf("rate limit %s/%s: Envoy sends descriptor keys %v but the sidecar rule expects %v", l.Route, l.Name, keys, ruleKeys)
+			}
+			got[k] = true
+		}
+		for k := range want {
+			if !got[k] {
+				return fmt.Errorf("route %s: limit %s has no rate-limit rule for the sidecar", k.route, k.name)
+			}
+		}
+	}
+	return nil
+}
+
+// descriptorKeys are the descriptor keys a rate_limits entry produces.
+func descriptorKeys(acts []*routev3.RateLimit_Action) []string {
+	keys := make([]string, 0, len(acts))
+	for _, a := range acts {
+		switch {
+		case a.GetGenericKey() != nil:
+			keys = append(keys, a.GetGenericKey().GetDescriptorKey())
+		case a.GetRemoteAddress() != nil:
+			keys = append(keys, "remote_address")
+		case a.GetRequestHeaders() != nil:
+			keys = append(keys, a.GetRequestHeaders().GetDescriptorKey())
+		case a.GetMetadata() != nil:
+			keys = append(keys, a.GetMetadata().GetDescriptorKey())
+		default:
+			keys = append(keys, "?")
+		}
+	}
+	return keys
+}

@@ -1,0 +1,285 @@
+package compile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/ratelimit"
+)
+
+// Resources are one node group's xDS resources by type URL.
+type Resources map[string][]types.Resource
+
+// Result is one compiled revision: the status of every spec and, per node
+// group, the resources to publish. It is immutable.
+type Result struct {
+	// Revision is the source revision id; Version the xDS version string
+	// every resource of this result carries.
+	Revision, Version string
+	// Specs is every spec of the revision in source order, published or
+	// not (Spec.Err).
+	Specs []*Spec
+
+	published []*Spec // sorted by name
+	opts      Options
+	sidecars  []*clusterv3.Cluster
+
+	mu     sync.Mutex
+	groups map[string]groupResult
+}
+
+type groupResult struct {
+	res      Resources
+	warnings []string
+	err      error
+}
+
+// Published are the specs that made it into the config, by name.
+func (r *Result) Published() []*Spec { return r.published }
+
+// Failed are the specs left out.
+func (r *Result) Failed() []*Spec {
+	var out []*Spec
+	for _, s := range r.Specs {
+		if s.Err != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// NodeGroups are the node groups the published specs name explicitly.
+// Specs without nodeGroups serve every group, including ones not listed.
+func (r *Result) NodeGroups() []string {
+	set := map[string]bool{}
+	for _, s := range r.published {
+		for _, g := range s.NodeGroups {
+			set[g] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// assemble applies the cross-spec checks and builds the Result.
+func (c *Compiler) assemble(revID string, all []*Spec) *Result {
+	names := map[string]*Spec{}
+	hosts := map[string]*Spec{}
+	var published []*Spec
+	for _, s := range all {
+		if s.Err != nil {
+			continue
+		}
+		if other, ok := names[s.Name]; ok {
+			s.Err = fmt.Errorf("%s: metadata.name: %q is already the name of the EdgeRoute in %s", s.Origin, s.Name, other.Origin)
+			continue
+		}
+		conflict := ""
+		for i, h := range s.doc.EdgeRoute.Spec.Hosts {
+			if other, ok := hosts[strings.ToLower(h)]; ok {
+				conflict = fmt.Sprintf("%s: spec.hosts[%d]: host %q already belongs to EdgeRoute %q (%s); a host belongs to one EdgeRoute only", s.Origin, i, h, other.Name, other.Origin)
+				break
+			}
+		}
+		if conflict != "" {
+			s.Err = fmt.Errorf("%s", conflict)
+			continue
+		}
+		names[s.Name] = s
+		for _, h := range s.doc.EdgeRoute.Spec.Hosts {
+			hosts[strings.ToLower(h)] = s
+		}
+		published = append(published, s)
+	}
+	sort.Slice(published, func(i, j int) bool { return published[i].Name < published[j].Name })
+
+	h := sha256.New()
+	h.Write([]byte(c.optsKey))
+	for _, s := range published {
+		fmt.Fprintf(h, "\x00%s\x00%s\x00%v", s.Name, s.key, s.NodeGroups)
+	}
+	version := hex.EncodeToString(h.Sum(nil)[:6])
+	if revID != "" {
+		version = revID + "." + version
+	}
+	return &Result{
+		Revision:  revID,
+		Version:   version,
+		Specs:     all,
+		published: published,
+		opts:      c.opts,
+		sidecars:  c.sidecarClusters,
+		groups:    map[string]groupResult{},
+	}
+}
+
+// Resources returns (building on first use) the validated resources of a
+// node group and the warnings about them (limits envoyproxy/ratelimit
+// cannot serve). Safe for concurrent use.
+func (r *Result) Resources(group string) (Resources, []string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if g, ok := r.groups[group]; ok {
+		return g.res, g.warnings, g.err
+	}
+	res, warnings, err := r.build(group)
+	if err != nil {
+		err = fmt.Errorf("node group %s, version %s: %w", group, r.Version, err)
+	}
+	r.groups[group] = groupResult{res, warnings, err}
+	return res, warnings, err
+}
+
+func (r *Result) build(group string) (Resources, []string, error) {
+	var (
+		vhosts   []*routev3.VirtualHost
+		clusters = append([]types.Resource(nil), toResources(r.sidecars)...)
+		clas     []types.Resource
+		exts     []types.Resource
+		rules    []*ratelimit.SpecRules
+		headers  = map[string]bool{}
+	)
+	for _, s := range r.published {
+		if !s.servesGroup(group) {
+			continue
+		}
+		vhosts = append(vhosts, s.vhost)
+		clusters = append(clusters, toResources(s.clusters)...)
+		clas = append(clas, toResources(s.clas)...)
+		exts = append(exts, toResources(s.sidecar)...)
+		if s.rules != nil {
+			rules = append(rules, s.rules)
+		}
+		for _, h := range s.alsHeaders {
+			headers[h] = true
+		}
+	}
+	alsHeaders := make([]string, 0, len(headers))
+	for h := range headers {
+		alsHeaders = append(alsHeaders, h)
+	}
+	sort.Strings(alsHeaders)
+
+	lis, err := envoy.Listener(envoy.ListenerOptions{
+		Name: envoy.HTTPListener, Address: r.opts.HTTPAddress,
+		RouteConfig: envoy.RouteConfigName, AccessLogHeaders: alsHeaders,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ValidateAll(lis); err != nil {
+		return nil, nil, fmt.Errorf("listener %s: %w", lis.GetName(), err)
+	}
+	// The route table's own fields are validated on an empty table; every
+	// virtual host in it was validated when its spec was compiled.
+	rc := envoy.RouteConfiguration(envoy.RouteConfigName, r.Version, nil)
+	if err := ValidateAll(rc); err != nil {
+		return nil, nil, fmt.Errorf("route configuration %s: %w", rc.GetName(), err)
+	}
+	rc.VirtualHosts = vhosts
+
+	rlc, warnings := ratelimit.RateLimitConfig(rules)
+	if err := ValidateAll(rlc); err != nil {
+		return nil, nil, fmt.Errorf("rate limit config %s: %w", rlc.GetName(), err)
+	}
+	res := Resources{
+		resourcev3.ListenerType:      {lis},
+		resourcev3.RouteType:         {rc},
+		resourcev3.ClusterType:       clusters,
+		resourcev3.EndpointType:      clas,
+		resource.ExtensionConfigType: exts,
+		resource.RateLimitConfigType: {rlc},
+	}
+	if err := CheckReferences(res); err != nil {
+		return nil, nil, err
+	}
+	return res, warnings, nil
+}
+
+func toResources[T types.Resource](in []T) []types.Resource {
+	out := make([]types.Resource, len(in))
+	for i, v := range in {
+		out[i] = v
+	}
+	return out
+}
+
+// CheckReferences are the referential checks across one node group's
+// resources: every listener's connection manager names an existing route
+// table and its filters' gRPC clusters exist; every route targets an
+// existing cluster; every EDS cluster has endpoints; the rate-limit config
+// is for domain gatehouse.
+func CheckReferences(res Resources) error {
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, r := range res[resourcev3.ClusterType] {
+		c := r.(*clusterv3.Cluster)
+		if _, dup := clusters[c.GetName()]; dup {
+			return fmt.Errorf("cluster %q is defined twice", c.GetName())
+		}
+		clusters[c.GetName()] = c
+	}
+	clas := map[string]bool{}
+	for _, r := range res[resourcev3.EndpointType] {
+		clas[r.(interface{ GetClusterName() string }).GetClusterName()] = true
+	}
+	for name, c := range clusters {
+		if c.GetType() == clusterv3.Cluster_EDS && !clas[c.GetEdsClusterConfig().GetServiceName()] {
+			return fmt.Errorf("cluster %s: EDS service %q has no ClusterLoadAssignment", name, c.GetEdsClusterConfig().GetServiceName())
+		}
+	}
+	routes := map[string]*routev3.RouteConfiguration{}
+	for _, r := range res[resourcev3.RouteType] {
+		rc := r.(*routev3.RouteConfiguration)
+		routes[rc.GetName()] = rc
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, rt := range vh.GetRoutes() {
+				if cl := rt.GetRoute().GetCluster(); cl != "" && clusters[cl] == nil {
+					return fmt.Errorf("route table %s: route %s targets cluster %q, which does not exist", rc.GetName(), rt.GetName(), cl)
+				}
+			}
+		}
+	}
+	for _, r := range res[resourcev3.ListenerType] {
+		l := r.(*listenerv3.Listener)
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if f.GetTypedConfig().UnmarshalTo(hcm) != nil {
+					continue
+				}
+				if name := hcm.GetRds().GetRouteConfigName(); routes[name] == nil {
+					return fmt.Errorf("listener %s: route table %q does not exist", l.GetName(), name)
+				}
+				for _, want := range []string{envoy.AuthzCluster, envoy.RateLimitCluster, envoy.AccessLogCluster} {
+					if clusters[want] == nil {
+						return fmt.Errorf("listener %s: its filters call cluster %q, which does not exist", l.GetName(), want)
+					}
+				}
+			}
+		}
+	}
+	for _, r := range res[resource.RateLimitConfigType] {
+		if d := r.(*rlsconfv3.RateLimitConfig).GetDomain(); d != resource.RateLimitDomain {
+			return fmt.Errorf("rate limit config for domain %q, want %q", d, resource.RateLimitDomain)
+		}
+	}
+	return nil
+}

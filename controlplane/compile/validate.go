@@ -1,0 +1,157 @@
+package compile
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// validator is what protoc-gen-validate generates on every Envoy message.
+type validator interface{ ValidateAll() error }
+
+// ValidateAll runs protoc-gen-validate's ValidateAll on m and on every
+// message packed in an Any anywhere inside it, recursively (PGV itself
+// stops at an Any). An Any whose type is not linked into this binary is an
+// error: Envoy would reject what we cannot check. Errors name the path of
+// the Any, e.g. "filter_chains[0].filters[0].typed_config(…HttpConnectionManager).http_filters[0].typed_config(…ExtAuthz): …".
+func ValidateAll(m proto.Message) error {
+	var errs []error
+	validateMsg(m.ProtoReflect(), "", &errs)
+	return errors.Join(errs...)
+}
+
+func validateMsg(m protoreflect.Message, path string, errs *[]error) {
+	if v, ok := m.Interface().(validator); ok {
+		if err := v.ValidateAll(); err != nil {
+			*errs = append(*errs, prefix(path, err))
+		}
+	}
+	walkAnys(m, path, errs)
+}
+
+func prefix(path string, err error) error {
+	if path == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// walkAnys finds the Any fields under m (only descending into fields whose
+// type can hold one) and validates what they carry.
+func walkAnys(m protoreflect.Message, path string, errs *[]error) {
+	if m.Descriptor().FullName() == anyName {
+		a, ok := m.Interface().(*anypb.Any)
+		if !ok {
+			return
+		}
+		inner, err := unpack(a)
+		if err != nil {
+			*errs = append(*errs, prefix(path, err))
+			return
+		}
+		validateMsg(inner.ProtoReflect(), fmt.Sprintf("%s(%s)", path, inner.ProtoReflect().Descriptor().FullName()), errs)
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if !mayHoldAny(fd) {
+			return true
+		}
+		name := string(fd.Name())
+		if path != "" {
+			name = path + "." + name
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walkAnys(l.Get(i).Message(), fmt.Sprintf("%s[%d]", name, i), errs)
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				walkAnys(mv.Message(), fmt.Sprintf("%s[%q]", name, k.String()), errs)
+				return true
+			})
+		default:
+			walkAnys(v.Message(), name, errs)
+		}
+		return true
+	})
+}
+
+const anyName = "google.protobuf.Any"
+
+func unpack(a *anypb.Any) (proto.Message, error) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.GetTypeUrl())
+	if err != nil {
+		return nil, fmt.Errorf("Any of type %q: the type is unknown to the control plane, so it cannot be validated: %w", a.GetTypeUrl(), err)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(a.GetValue(), m); err != nil {
+		return nil, fmt.Errorf("Any of type %q does not decode: %w", a.GetTypeUrl(), err)
+	}
+	return m, nil
+}
+
+// holdsAny caches, per message type, whether any Any can occur inside it.
+var holdsAny sync.Map // protoreflect.FullName → bool
+
+func mayHoldAny(fd protoreflect.FieldDescriptor) bool {
+	var md protoreflect.MessageDescriptor
+	switch {
+	case fd.IsMap():
+		md = fd.MapValue().Message()
+	default:
+		md = fd.Message()
+	}
+	if md == nil {
+		return false
+	}
+	return messageHoldsAny(md, map[protoreflect.FullName]bool{})
+}
+
+func messageHoldsAny(md protoreflect.MessageDescriptor, visiting map[protoreflect.FullName]bool) bool {
+	if md.FullName() == anyName {
+		return true
+	}
+	if v, ok := holdsAny.Load(md.FullName()); ok {
+		return v.(bool)
+	}
+	if visiting[md.FullName()] {
+		return false // a cycle adds nothing the other fields do not
+	}
+	visiting[md.FullName()] = true
+	found := false
+	fields := md.Fields()
+	for i := 0; i < fields.Len() && !found; i++ {
+		f := fields.Get(i)
+		var sub protoreflect.MessageDescriptor
+		if f.IsMap() {
+			sub = f.MapValue().Message()
+		} else {
+			sub = f.Message()
+		}
+		if sub != nil && messageHoldsAny(sub, visiting) {
+			found = true
+		}
+	}
+	delete(visiting, md.FullName())
+	// Only cache definite answers reached outside a cycle.
+	if found || len(visiting) == 0 {
+		holdsAny.Store(md.FullName(), found)
+	}
+	return found
+}
+
+// shortType is the last element of a type URL, for messages.
+func shortType(typeURL string) string {
+	if i := strings.LastIndexByte(typeURL, '.'); i >= 0 {
+		return typeURL[i+1:]
+	}
+	return typeURL
+}

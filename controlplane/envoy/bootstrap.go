@@ -1,0 +1,62 @@
+package envoy
+
+import (
+	"fmt"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// BootstrapOptions describe one fleet node.
+type BootstrapOptions struct {
+	NodeID    string
+	NodeGroup string // node.cluster
+	XDSServer string // host:port of the control plane
+	Sidecars  Sidecars
+	AdminAddr string // host:port of Envoy's admin; default 127.0.0.1:9901
+}
+
+// Bootstrap is the static config an Envoy node starts from: its node
+// identity, LDS and CDS over one ADS stream to the control plane, and the
+// xDS and sidecar clusters as static clusters. CDS carries the sidecar
+// clusters too; Envoy keeps a static cluster and skips a dynamic one of
+// the same name, so the bootstrap's addresses win on nodes started from it
+// and ext_authz can reach the authz sidecar before CDS arrives.
+func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
+	if o.NodeID == "" || o.NodeGroup == "" || o.XDSServer == "" {
+		return nil, fmt.Errorf("bootstrap: node id, node group and xDS server are required")
+	}
+	if o.AdminAddr == "" {
+		o.AdminAddr = "127.0.0.1:9901"
+	}
+	xds, err := GRPCCluster(XDSCluster, o.XDSServer)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	sidecars, err := SidecarClusters(o.Sidecars)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	admin, err := socketAddress(o.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: admin: %w", err)
+	}
+	return &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Id: o.NodeID, Cluster: o.NodeGroup},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:                   corev3.ApiConfigSource_GRPC,
+				TransportApiVersion:       corev3.ApiVersion_V3,
+				GrpcServices:              []*corev3.GrpcService{grpcService(XDSCluster, 0)},
+				SetNodeOnFirstMessageOnly: true,
+			},
+			LdsConfig: ads(),
+			CdsConfig: ads(),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Clusters: append([]*clusterv3.Cluster{xds}, sidecars...),
+		},
+		Admin: &bootstrapv3.Admin{Address: admin},
+	}, nil
+}

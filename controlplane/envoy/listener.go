@@ -1,0 +1,151 @@
+package envoy
+
+import (
+	"fmt"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+)
+
+// Timeouts of the calls Envoy makes to the sidecars.
+const (
+	AuthzTimeout     = 500 * time.Millisecond
+	RateLimitTimeout = 100 * time.Millisecond
+)
+
+// ListenerOptions describe one HTTP(S) listener of a node group.
+type ListenerOptions struct {
+	Name    string // HTTPListener or HTTPSListener
+	Address string // host:port to bind, e.g. 0.0.0.0:8080
+	// RouteConfig is the RDS name the connection manager asks for.
+	RouteConfig string
+	// AccessLogHeaders are the request headers to keep in the access log
+	// (the union of what the node group's routes ask for), sorted.
+	AccessLogHeaders []string
+	// TLSSecret, when set, makes this an HTTPS listener terminating TLS
+	// with the SDS secret of that name.
+	TLSSecret string
+}
+
+// Listener builds a listener whose one filter chain is the HTTP connection
+// manager with the Gatehouse filters: ext_authz (fail closed, peer
+// certificate included), ratelimit (domain gatehouse, X-RateLimit headers
+// on), router; and a gRPC access log to the accesslog sidecar.
+func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
+	addr, err := socketAddress(o.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", o.Name, err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: o.Name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    ads(),
+			RouteConfigName: o.RouteConfig,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extAuthzFilter())}},
+			{Name: RateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(rateLimitFilter())}},
+			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+		},
+		AccessLog: []*accesslogv3.AccessLog{{
+			Name:       "envoy.access_loggers.http_grpc",
+			ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(AccessLogConfig(o.AccessLogHeaders))},
+		}},
+		// The edge: the peer is the client, Host ports do not pick vhosts,
+		// and paths are normalized before routes and policies see them.
+		UseRemoteAddress:             wrapperspb.Bool(true),
+		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT,
+	}
+	chain := &listenerv3.FilterChain{
+		Filters: []*listenerv3.Filter{{
+			Name:       HCMFilter,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+		}},
+	}
+	if o.TLSSecret != "" {
+		chain.TransportSocket = &corev3.TransportSocket{
+			Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
+				CommonTlsContext: &tlsv3.CommonTlsContext{
+					TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: o.TLSSecret, SdsConfig: ads()}},
+					AlpnProtocols:                  []string{"h2", "http/1.1"},
+				},
+			})},
+		}
+	}
+	return &listenerv3.Listener{
+		Name:         o.Name,
+		Address:      addr,
+		FilterChains: []*listenerv3.FilterChain{chain},
+	}, nil
+}
+
+func extAuthzFilter() *extauthzv3.ExtAuthz {
+	return &extauthzv3.ExtAuthz{
+		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpcService(AuthzCluster, AuthzTimeout)},
+		TransportApiVersion:    corev3.ApiVersion_V3,
+		FailureModeAllow:       false,
+		IncludePeerCertificate: true,
+	}
+}
+
+func rateLimitFilter() *ratelimitv3.RateLimit {
+	return &ratelimitv3.RateLimit{
+		Domain:  resource.RateLimitDomain,
+		Timeout: durationpb.New(RateLimitTimeout),
+		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
+			GrpcService:         grpcService(RateLimitCluster, RateLimitTimeout),
+			TransportApiVersion: corev3.ApiVersion_V3,
+		},
+		EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
+	}
+}
+
+// AccessLogConfig is the ALS v3 logger: every request to the accesslog
+// sidecar, with the given request headers (the route name and the
+// ext_authz dynamic metadata travel in common properties).
+func AccessLogConfig(headers []string) *grpcalsv3.HttpGrpcAccessLogConfig {
+	return &grpcalsv3.HttpGrpcAccessLogConfig{
+		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+			LogName:             AccessLogName,
+			GrpcService:         grpcService(AccessLogCluster, time.Second),
+			TransportApiVersion: corev3.ApiVersion_V3,
+		},
+		AdditionalRequestHeadersToLog: headers,
+	}
+}
+
+// RouteConfiguration assembles a node group's route table. The revision
+// rides on the table-level ext_authz context extensions, which Envoy
+// merges into every route's (more specific keys win), so a new revision
+// does not rebuild every route.
+func RouteConfiguration(name, revision string, vhosts []*routev3.VirtualHost) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name:         name,
+		VirtualHosts: vhosts,
+		TypedPerFilterConfig: map[string]*anypb.Any{
+			ExtAuthzFilter: mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+				CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{ContextRevision: revision}},
+			}}),
+		},
+	}
+}
