@@ -24,6 +24,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newSpecCmd(),
 		newDevCmd(),
+		newAuthzCmd(),
 		// Role subcommands register here, one line each.
 	)
 	for _, c := range root.Commands() {

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
+)
+
+func newAuthzCmd() *cobra.Command {
+	var (
+		cfg  authzsidecar.Config
+		logc telemetry.LogConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "authz",
+		Short: "Run the authz sidecar: Envoy ext_authz v3 (JWT/JWKS, API keys, mTLS, per-route rules)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := telemetry.NewLogger(os.Stderr, logc)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			return authzsidecar.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9001", "ext_authz gRPC listen address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9091", "admin HTTP listen address (/metrics, /healthz, /readyz)")
+	f.StringVar(&cfg.SpecDir, "spec-dir", "", "load EdgeRoute specs from this directory instead of the control plane")
+	f.StringVar(&cfg.XDSServer, "xds-server", "", "control plane xDS address (host:port)")
+	f.StringVar(&cfg.NodeID, "node-id", "", "xDS node id")
+	f.StringVar(&cfg.NodeCluster, "node-cluster", "", "xDS node cluster (node group)")
+	f.BoolVar(&cfg.KeepCredential, "keep-credential", false, "forward the Authorization / API-key header upstream instead of removing it")
+	f.IntVar(&cfg.MaxTokenSize, "max-token-size", 8<<10, "largest bearer token accepted, in bytes")
+	f.IntVar(&cfg.TokenCacheSize, "token-cache-size", 10000, "verified-token cache entries (negative disables)")
+	f.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", 0, "longest a verified token is cached (0 = 5m; never past its exp)")
+	f.StringVar(&logc.Format, "log-format", "text", "text|json")
+	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	return cmd
+}

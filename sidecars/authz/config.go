@@ -1,0 +1,66 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+// LoadSpecDir loads, validates and compiles every spec in dir, through the
+// same authz.Compile the control plane uses.
+func LoadSpecDir(dir string) ([]*authz.SpecPolicy, error) {
+	docs, err := spec.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spec dir %s: %w", dir, err)
+	}
+	out := make([]*authz.SpecPolicy, 0, len(docs))
+	for _, d := range docs {
+		p, err := authz.Compile(&d.EdgeRoute)
+		if err != nil {
+			return nil, fmt.Errorf("spec dir %s: %s: %w", dir, d.File, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// PoliciesFromResources decodes the authz policies among TypedExtensionConfig
+// resources: those named resource.AuthzPrefix+<spec>; other concerns'
+// resources are skipped. Any undecodable authz resource fails the whole set
+// (the caller NACKs and keeps its last good policies).
+func PoliciesFromResources(resources []*anypb.Any) ([]*authz.SpecPolicy, error) {
+	var out []*authz.SpecPolicy
+	var problems []string
+	for _, a := range resources {
+		var tec corev3.TypedExtensionConfig
+		if err := a.UnmarshalTo(&tec); err != nil {
+			problems = append(problems, fmt.Sprintf("resource of type %s is not a TypedExtensionConfig: %v", a.GetTypeUrl(), err))
+			continue
+		}
+		specName, ok := resource.SpecName(tec.GetName(), resource.AuthzPrefix)
+		if !ok {
+			continue
+		}
+		var p authz.SpecPolicy
+		if err := resource.Unwrap(&tec, resource.AuthzPolicyType, &p); err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if p.Spec != specName {
+			problems = append(problems, fmt.Sprintf("resource %s carries the policy of spec %q", tec.GetName(), p.Spec))
+			continue
+		}
+		out = append(out, &p)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
+}

@@ -1,0 +1,146 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+// ServiceName is the gRPC service Envoy calls; its health status turns
+// SERVING once a policy set is loaded.
+const ServiceName = "envoy.service.auth.v3.Authorization"
+
+// Config is the sidecar's configuration (`gatehouse authz` flags).
+type Config struct {
+	GRPCAddr  string // default 127.0.0.1:9001
+	AdminAddr string // default 127.0.0.1:9091
+	// Exactly one policy source: SpecDir, or XDSServer with NodeID.
+	SpecDir     string
+	XDSServer   string
+	NodeID      string
+	NodeCluster string
+
+	KeepCredential bool          // forward the credential upstream
+	MaxTokenSize   int           // bytes; default 8 KiB
+	TokenCacheSize int           // default 10,000; negative disables
+	TokenCacheTTL  time.Duration // default 5m
+
+	Log      *slog.Logger         // default: discard
+	Registry *prometheus.Registry // default: telemetry.NewRegistry()
+	// HTTPClient fetches JWKS (default: 5 s timeout).
+	HTTPClient *http.Client
+	// Ready, when set, is called with the bound addresses once both
+	// listeners are open (tests use ":0").
+	Ready func(grpcAddr, adminAddr net.Addr)
+}
+
+// Run serves ext_authz until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = "127.0.0.1:9001"
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = "127.0.0.1:9091"
+	}
+	switch {
+	case cfg.SpecDir != "" && cfg.XDSServer != "":
+		return errors.New("authz: set either --spec-dir or --xds-server, not both")
+	case cfg.SpecDir == "" && cfg.XDSServer == "":
+		return errors.New("authz: a policy source is required: --spec-dir DIR or --xds-server HOST:PORT --node-id ID")
+	case cfg.XDSServer != "" && cfg.NodeID == "":
+		return errors.New("authz: --xds-server needs --node-id")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "authz")
+	reg := cfg.Registry
+	if reg == nil {
+		reg = telemetry.NewRegistry()
+	}
+	eng, err := authz.NewEngine(authz.Options{
+		Log: log, Registry: reg, HTTPClient: cfg.HTTPClient, KeepCredential: cfg.KeepCredential,
+		MaxTokenSize: cfg.MaxTokenSize, TokenCacheSize: cfg.TokenCacheSize, TokenCacheTTL: cfg.TokenCacheTTL,
+	})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+
+	gs := telemetry.NewGRPCServer(log)
+	authv3.RegisterAuthorizationServer(gs.Server, NewServer(eng))
+	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	admin := telemetry.NewAdmin(log, reg)
+	admin.AddReadyCheck("authz_policy", eng.Ready)
+
+	update := func(ps []*authz.SpecPolicy) error {
+		if err := eng.Update(ps); err != nil {
+			return err
+		}
+		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
+		return nil
+	}
+	if cfg.SpecDir != "" {
+		ps, err := LoadSpecDir(cfg.SpecDir)
+		if err != nil {
+			return err
+		}
+		if err := update(ps); err != nil {
+			return fmt.Errorf("authz: spec dir %s: %w", cfg.SpecDir, err)
+		}
+	}
+
+	gl, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("authz: grpc listener %s: %w", cfg.GRPCAddr, err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("authz: admin listener %s: %w", cfg.AdminAddr, err)
+	}
+	log.Info("authz admin listening", "addr", al.Addr().String())
+	if cfg.Ready != nil {
+		cfg.Ready(gl.Addr(), al.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
+	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
+	if cfg.XDSServer != "" {
+		g.Go(func() error {
+			return xdsclient.Run(gctx, xdsclient.Config{
+				Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
+				TypeURL: resource.ExtensionConfigType, Log: log,
+			}, func(version string, res []*anypb.Any) error {
+				ps, err := PoliciesFromResources(res)
+				if err == nil {
+					err = update(ps)
+				}
+				if err != nil {
+					log.Warn("authz policies rejected; keeping the last good set", "version", version, "error", err)
+					return err
+				}
+				log.Info("authz policies accepted", "version", version, "specs", len(ps))
+				return nil
+			})
+		})
+	}
+	return g.Wait()
+}

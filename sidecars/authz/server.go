@@ -1,0 +1,152 @@
+package authz
+
+import (
+	"context"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gatehouse-edge/gatehouse/authz"
+)
+
+// RouteExtension is the context extension naming the route (ROUTE_SPEC.md).
+const RouteExtension = "gatehouse.route"
+
+// MetadataNamespace is where Envoy files the dynamic metadata we return.
+const MetadataNamespace = "envoy.filters.http.ext_authz"
+
+// ReasonHeader carries the reason of every denial.
+const ReasonHeader = "x-gatehouse-reason"
+
+// Decider is what the server needs of the engine.
+type Decider interface {
+	Decide(ctx context.Context, req authz.Request) authz.Decision
+}
+
+// Server is the ext_authz v3 Authorization service.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	d Decider
+}
+
+// NewServer serves decisions of d.
+func NewServer(d Decider) *Server { return &Server{d: d} }
+
+// Check answers one ext_authz request. A denial is a CheckResponse, never
+// a gRPC error.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	d := s.d.Decide(ctx, RequestFrom(req))
+	return Response(&d), nil
+}
+
+// RequestFrom maps an Envoy CheckRequest to an authz.Request.
+func RequestFrom(req *authv3.CheckRequest) authz.Request {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	path, query, _ := strings.Cut(h.GetPath(), "?")
+	headers := h.GetHeaders()
+	if len(headers) == 0 && h.GetHeaderMap() != nil {
+		// encode_raw_headers: values arrive as raw bytes.
+		hm := h.GetHeaderMap().GetHeaders()
+		headers = make(map[string]string, len(hm))
+		for _, hv := range hm {
+			v := hv.GetValue()
+			if v == "" {
+				v = string(hv.GetRawValue())
+			}
+			headers[strings.ToLower(hv.GetKey())] = v
+		}
+	}
+	id := h.GetId()
+	if rid := headers["x-request-id"]; rid != "" {
+		id = rid
+	}
+	return authz.Request{
+		RouteID:   attrs.GetContextExtensions()[RouteExtension],
+		Method:    h.GetMethod(),
+		Path:      path,
+		Query:     query,
+		Host:      h.GetHost(),
+		Headers:   headers,
+		SourceIP:  attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		Principal: attrs.GetSource().GetPrincipal(),
+		RequestID: id,
+	}
+}
+
+// Response maps a Decision to a CheckResponse.
+func Response(d *authz.Decision) *authv3.CheckResponse {
+	resp := &authv3.CheckResponse{DynamicMetadata: metadata(&d.Metadata)}
+	if d.Allow {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.HeadersToRemove, QueryParametersToRemove: d.QueryToRemove}
+		for _, h := range d.HeadersToSet {
+			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+		resp.Status = &statuspb.Status{Code: int32(code.Code_OK)}
+		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: ok}
+		return resp
+	}
+	grpcCode, httpCode := code.Code_PERMISSION_DENIED, typev3.StatusCode_Forbidden
+	if d.Status == 401 {
+		grpcCode, httpCode = code.Code_UNAUTHENTICATED, typev3.StatusCode_Unauthorized
+	}
+	headers := []*corev3.HeaderValueOption{
+		header(ReasonHeader, headerSafe(d.ReasonCode+": "+d.Reason)),
+		header("content-type", "application/json"),
+	}
+	if d.WWWAuthenticate != "" {
+		headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
+	}
+	resp.Status = &statuspb.Status{Code: int32(grpcCode), Message: d.ReasonCode}
+	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: httpCode},
+		Headers: headers,
+		Body:    d.Body,
+	}}
+	return resp
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD}
+}
+
+// metadata is the dynamic metadata of the wire contract.
+func metadata(m *authz.Metadata) *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"subject":  structpb.NewStringValue(m.Subject),
+		"provider": structpb.NewStringValue(m.Provider),
+		"kind":     structpb.NewStringValue(m.Kind),
+		"rule":     structpb.NewStringValue(m.Rule),
+		"decision": structpb.NewStringValue(m.Decision),
+	}
+	if m.APIKeyID != "" {
+		f["apikey_id"] = structpb.NewStringValue(m.APIKeyID)
+	}
+	if len(m.Claims) > 0 {
+		c := make(map[string]*structpb.Value, len(m.Claims))
+		for k, v := range m.Claims {
+			c[k] = structpb.NewStringValue(v)
+		}
+		f["claims"] = structpb.NewStructValue(&structpb.Struct{Fields: c})
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+// headerSafe keeps a header value to printable ASCII.
+func headerSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
