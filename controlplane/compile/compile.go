@@ -26,7 +26,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 
+	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
@@ -111,6 +113,7 @@ type Spec struct {
 	clas       []*endpointv3.ClusterLoadAssignment
 	sidecar    []*corev3.TypedExtensionConfig
 	rules      *ratelimit.SpecRules
+	policy     *authz.SpecPolicy
 	alsHeaders []string
 }
 
@@ -259,6 +262,16 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 	sort.Strings(s.alsHeaders)
 
 	// Sidecar resources, each from its domain library's compiler.
+	pol, err := authz.Compile(r)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	s.policy = pol
+	az, err := resource.Wrap(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
+	if err != nil {
+		return err
+	}
+	s.sidecar = append(s.sidecar, az)
 	rules, err := ratelimit.Compile(r)
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
@@ -273,6 +286,13 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 		if err := ValidateAll(tec); err != nil {
 			return fmt.Errorf("sidecar resource %s: %w", tec.GetName(), err)
 		}
+	}
+	// What the sidecars will decode must decode.
+	if err := resource.Unwrap(az, resource.AuthzPolicyType, &authz.SpecPolicy{}); err != nil {
+		return err
+	}
+	if err := resource.Unwrap(rl, resource.RateLimitRulesType, &ratelimit.SpecRules{}); err != nil {
+		return err
 	}
 	return checkSpecReferences(s)
 }
@@ -309,6 +329,9 @@ func checkSpecReferences(s *Spec) error {
 			}
 			want[limitKey{acts[0].GetGenericKey().GetDescriptorValue(), acts[1].GetGenericKey().GetDescriptorValue()}] = descriptorKeys(acts)
 		}
+	}
+	if err := checkAuthzReferences(s); err != nil {
+		return err
 	}
 	if s.rules != nil {
 		got := map[limitKey]bool{}
@@ -354,4 +377,60 @@ func descriptorKeys(acts []*routev3.RateLimit_Action) []string {
 		}
 	}
 	return keys
+}
+
+// checkAuthzReferences: the authz policy and the Envoy routes agree. Every
+// route Envoy sends to ext_authz has a policy (or the sidecar would deny
+// it), public routes have ext_authz disabled, the policy names no route
+// Envoy lacks, and every identity.claim.<name> a rate limit reads is a
+// claim the sidecar puts into the dynamic metadata.
+func checkAuthzReferences(s *Spec) error {
+	if s.policy == nil {
+		return fmt.Errorf("no authz policy was compiled")
+	}
+	pols := map[string]authz.RoutePolicy{}
+	for _, rp := range s.policy.Routes {
+		pols[rp.ID] = rp
+	}
+	seen := map[string]bool{}
+	for _, rt := range s.vhost.GetRoutes() {
+		id := rt.GetName()
+		seen[id] = true
+		rp, ok := pols[id]
+		per := &extauthzv3.ExtAuthzPerRoute{}
+		if err := rt.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter].UnmarshalTo(per); err != nil {
+			return fmt.Errorf("route %s: ext_authz per-route config: %w", id, err)
+		}
+		disabled := per.GetDisabled()
+		switch {
+		case !ok && !disabled:
+			return fmt.Errorf("route %s: Envoy checks it with ext_authz but the authz policy has no entry for it", id)
+		case ok && (rp.Mode == spec.ModePublic) != disabled:
+			return fmt.Errorf("route %s: authz mode %s but ext_authz disabled=%v", id, rp.Mode, disabled)
+		case !disabled && per.GetCheckSettings().GetContextExtensions()[envoy.ContextRoute] != id:
+			return fmt.Errorf("route %s: context extension %s is %q", id, envoy.ContextRoute, per.GetCheckSettings().GetContextExtensions()[envoy.ContextRoute])
+		}
+		claims := map[string]bool{}
+		for _, c := range rp.MetadataClaims {
+			claims[c] = true
+		}
+		for _, rl := range rt.GetRoute().GetRateLimits() {
+			for _, a := range rl.GetActions() {
+				md := a.GetMetadata()
+				if md == nil {
+					continue
+				}
+				path := md.GetMetadataKey().GetPath()
+				if len(path) == 2 && path[0].GetKey() == "claims" && !claims[path[1].GetKey()] {
+					return fmt.Errorf("route %s: a rate limit reads claim %q from the ext_authz metadata, but the authz policy does not put it there", id, path[1].GetKey())
+				}
+			}
+		}
+	}
+	for id := range pols {
+		if !seen[id] {
+			return fmt.Errorf("authz policy names route %s, which Envoy does not have", id)
+		}
+	}
+	return nil
 }
