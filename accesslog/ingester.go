@@ -19,6 +19,7 @@ type IngesterConfig struct {
 	MaxSpoolBytes int64         // disk bound of the spool (default 1 GiB)
 	SegmentBytes  int64         // spool segment size (default 64 MiB)
 	RetryMax      time.Duration // longest wait between store retries (default 5s)
+	StopGrace     time.Duration // at shutdown, how long the store writer may drain memory (default 5s)
 	Log           *slog.Logger
 	Metrics       *Metrics
 	Now           func() time.Time
@@ -77,6 +78,9 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 5 * time.Second
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 5 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -148,7 +152,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	select {
 	case serr := <-done:
 		err = errors.Join(err, serr)
-	case <-time.After(5 * time.Second):
+	case <-time.After(in.cfg.StopGrace):
 		stopStore()
 		err = errors.Join(err, <-done)
 	}

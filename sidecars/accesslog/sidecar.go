@@ -1,0 +1,282 @@
+// Package accesslogsidecar is the accesslog role: it serves Envoy's
+// AccessLogService (ALS v3) over gRPC, turns entries into redacted records
+// with the accesslog library, feeds the Ingester, runs retention and the
+// S3 archive, and serves the query API and web page over HTTP. Redaction
+// settings come from a spec directory or from the control plane over xDS.
+// It is wiring only: the logic lives in accesslog/...; it must not import
+// cmd/ or other sidecars.
+package accesslogsidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/accesslog/api"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+// Default addresses (DESIGN.md).
+const (
+	DefaultGRPCAddr = "127.0.0.1:9002"
+	DefaultHTTPAddr = "127.0.0.1:9003"
+)
+
+// Config configures Run. Listeners, when set, take precedence over the
+// addresses (gatehouse dev and tests pre-open them).
+type Config struct {
+	GRPCAddr     string
+	HTTPAddr     string
+	GRPCListener net.Listener
+	HTTPListener net.Listener
+
+	// Store is "duckdb:PATH" or "clickhouse://HOST:PORT/DB[?username=&password_file=]".
+	Store             string
+	DuckDBMemoryLimit string // default 512MB
+	DuckDBThreads     int    // default 2
+	// SpoolDir holds the on-disk segment log; default "<duckdb file>.spool",
+	// or "./gatehouse-accesslog.spool" with ClickHouse.
+	SpoolDir string
+
+	// Archive is "s3://bucket/prefix" for hourly Parquet objects; empty: off.
+	Archive         string
+	ArchiveEndpoint string // S3 endpoint URL override (s3rver, MinIO); path-style is then used
+	ArchiveRegion   string // default from the AWS config, else us-east-1
+	// Retention drops whole days older than this; 0 keeps everything.
+	Retention time.Duration
+
+	// SpecDir: compile redaction settings from EdgeRoute files here.
+	SpecDir string
+	// XDSServer/NodeID/NodeCluster: subscribe to settings from the control plane.
+	XDSServer   string
+	NodeID      string
+	NodeCluster string
+
+	// APITokenFile lists bearer tokens, one per line; APITokens adds tokens
+	// in process (gatehouse dev). At least one is required.
+	APITokenFile string
+	APITokens    []string
+	// RedactHMACKeyFile, when set, keeps an HMAC of masked values.
+	RedactHMACKeyFile string
+
+	BatchSize     int
+	FlushInterval time.Duration
+
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	// Ready, when set, is called once both listeners are open.
+	Ready func(Addrs)
+}
+
+// Addrs are the addresses Run listens on.
+type Addrs struct{ GRPC, HTTP string }
+
+// Run serves until ctx ends, then stops accepting entries, spools what is
+// in memory and closes the store.
+func Run(ctx context.Context, cfg Config) (err error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "accesslog")
+	reg := cfg.Registry
+	if reg == nil {
+		reg = telemetry.NewRegistry()
+	}
+	tokens, err := loadTokens(cfg)
+	if err != nil {
+		return err
+	}
+	var hmacKey []byte
+	if cfg.RedactHMACKeyFile != "" {
+		if hmacKey, err = os.ReadFile(cfg.RedactHMACKeyFile); err != nil {
+			return fmt.Errorf("accesslog: redact HMAC key: %w", err)
+		}
+		hmacKey = []byte(strings.TrimSpace(string(hmacKey)))
+		if len(hmacKey) < 16 {
+			return fmt.Errorf("accesslog: redact HMAC key in %s is shorter than 16 bytes", cfg.RedactHMACKeyFile)
+		}
+	}
+	store, spoolDir, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("accesslog: closing store: %w", cerr))
+		}
+	}()
+
+	metrics := accesslog.NewMetrics(reg)
+	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
+		Store: store, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval,
+		Log: log, Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	settings := newSettings(log, hmacKey)
+
+	gl, hl, err := listeners(cfg)
+	if err != nil {
+		return err
+	}
+	defer gl.Close()
+	defer hl.Close()
+
+	admin := telemetry.NewAdmin(log, reg)
+	admin.AddReadyCheck("settings", settings.ready)
+	apiHandler, err := api.NewHandler(api.Config{Store: store, Tokens: tokens, Log: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", admin.Handler())
+	mux.Handle("/healthz", admin.Handler())
+	mux.Handle("/readyz", admin.Handler())
+	mux.Handle("/", apiHandler)
+
+	gs := telemetry.NewGRPCServer(log)
+	accesslogv3.RegisterAccessLogServiceServer(gs, &alsServer{settings: settings, ing: ing, m: metrics, log: log})
+
+	if cfg.Ready != nil {
+		cfg.Ready(Addrs{GRPC: gl.Addr().String(), HTTP: hl.Addr().String()})
+	}
+	log.Info("accesslog serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir)
+
+	// The ingester outlives the servers: it stops after the gRPC server has
+	// drained, so every entry Envoy sent is spooled.
+	ingCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	ingDone := make(chan error, 1)
+	go func() { ingDone <- ing.Run(ingCtx) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
+	g.Go(func() error { return telemetry.ServeHTTP(gctx, hl, mux) })
+	g.Go(func() error { return settings.run(gctx, cfg) })
+	if cfg.Retention > 0 {
+		g.Go(func() error { return runRetention(gctx, store, cfg.Retention, log) })
+	}
+	if cfg.Archive != "" {
+		arch, err := newArchiver(gctx, cfg, store, spoolDir, log, reg)
+		if err != nil {
+			stopIngest()
+			<-ingDone
+			return err
+		}
+		g.Go(func() error { return arch.run(gctx) })
+	}
+	err = g.Wait()
+	stopIngest()
+	return errors.Join(err, <-ingDone)
+}
+
+func loadTokens(cfg Config) (*api.Tokens, error) {
+	var toks []string
+	if cfg.APITokenFile != "" {
+		if _, err := api.LoadTokens(cfg.APITokenFile); err != nil {
+			return nil, fmt.Errorf("accesslog: %w", err)
+		}
+		b, _ := os.ReadFile(cfg.APITokenFile)
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				toks = append(toks, l)
+			}
+		}
+	}
+	toks = append(toks, cfg.APITokens...)
+	if len(toks) == 0 {
+		return nil, errors.New("accesslog: the query API needs --api-token-file (one bearer token per line)")
+	}
+	t, err := api.NewTokens(toks...)
+	if err != nil {
+		return nil, fmt.Errorf("accesslog: %w", err)
+	}
+	return t, nil
+}
+
+func listeners(cfg Config) (net.Listener, net.Listener, error) {
+	gl, hl := cfg.GRPCListener, cfg.HTTPListener
+	var err error
+	if gl == nil {
+		addr := cfg.GRPCAddr
+		if addr == "" {
+			addr = DefaultGRPCAddr
+		}
+		if gl, err = net.Listen("tcp", addr); err != nil {
+			return nil, nil, fmt.Errorf("accesslog: gRPC listener on %s: %w", addr, err)
+		}
+	}
+	if hl == nil {
+		addr := cfg.HTTPAddr
+		if addr == "" {
+			addr = DefaultHTTPAddr
+		}
+		if hl, err = net.Listen("tcp", addr); err != nil {
+			gl.Close()
+			return nil, nil, fmt.Errorf("accesslog: HTTP listener on %s: %w", addr, err)
+		}
+	}
+	return gl, hl, nil
+}
+
+// redactStoreURL drops credentials from a store URL for logging.
+func redactStoreURL(s string) string {
+	if i := strings.Index(s, "?"); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.Index(s, "@"); i >= 0 {
+		if j := strings.Index(s, "://"); j >= 0 && j < i {
+			s = s[:j+3] + s[i+1:]
+		}
+	}
+	return s
+}
+
+// defaultSpool is the spool next to a DuckDB file.
+func defaultSpool(path string) string {
+	return filepath.Clean(path) + ".spool"
+}
+
+// settingsHolder owns the current redaction policy.
+type settingsHolder struct {
+	log     *slog.Logger
+	hmacKey []byte
+	policy  atomic.Pointer[accesslog.Policy]
+	loaded  atomic.Bool
+}
+
+func newSettings(log *slog.Logger, hmacKey []byte) *settingsHolder {
+	s := &settingsHolder{log: log, hmacKey: hmacKey}
+	s.policy.Store(accesslog.NewPolicy(nil, hmacKey))
+	return s
+}
+
+func (s *settingsHolder) current() *accesslog.Policy { return s.policy.Load() }
+
+func (s *settingsHolder) set(specs []*accesslog.SpecSettings) {
+	p := accesslog.NewPolicy(specs, s.hmacKey)
+	s.policy.Store(p)
+	s.loaded.Store(true)
+	s.log.Info("access-log settings loaded", "specs", len(specs), "routes", p.Routes())
+}
+
+func (s *settingsHolder) ready() error {
+	if !s.loaded.Load() {
+		return errors.New("redaction settings not loaded yet")
+	}
+	return nil
+}
