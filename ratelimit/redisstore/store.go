@@ -1,0 +1,451 @@
+// Package redisstore is the Redis backend of package ratelimit, on
+// go-redis/v9 (standalone, Sentinel, Cluster). All hits of one request —
+// and of every request that arrives while a call is in flight — are decided
+// by one Lua script call (EVALSHA); on a Cluster, one call per hash slot,
+// pipelined. Every call has a deadline; the queue in front of Redis is
+// bounded so requests never pile up; keys already over their fixed window
+// are answered from a local cache until the window ends.
+//
+// It owns the Redis wire format of counters (fixed windows in
+// envoyproxy/ratelimit's format). It must not import the sidecars, gRPC or
+// xDS.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse-edge/gatehouse/ratelimit"
+)
+
+// Defaults.
+const (
+	DefaultTimeout   = 50 * time.Millisecond
+	DefaultMaxBatch  = 512
+	DefaultWorkers   = 4
+	DefaultQueueSize = 4096
+	DefaultCacheSize = 100000
+)
+
+// ErrQueueFull is returned when more requests wait for Redis than the queue
+// holds; the service then applies its failure mode at once.
+var ErrQueueFull = errors.New("redis backend: request queue is full")
+
+// Options configure a Store. Client or URL is required.
+type Options struct {
+	// URL is redis://[:password@]host:port[/db] (standalone),
+	// redis+sentinel://[:password@]host:port[,host:port...]/master[/db], or
+	// redis+cluster://[:password@]host:port[,host:port...].
+	URL string
+	// Client, when set, is used instead of URL (and not closed by Close).
+	Client redis.UniversalClient
+	// Timeout bounds every Redis call, waiting in the queue included;
+	// default 50ms.
+	Timeout time.Duration
+	// MaxBatch bounds the keys of one script call; default 512.
+	MaxBatch int
+	// Workers is the number of script calls in flight at once; default 4.
+	Workers int
+	// QueueSize bounds requests waiting for a worker; default 4096.
+	QueueSize int
+	// CacheSize bounds the over-limit cache (keys); 0 means default,
+	// negative disables the cache.
+	CacheSize int
+	Log       *slog.Logger
+	Metrics   *ratelimit.Metrics
+}
+
+// Store is the Redis backend. It implements ratelimit.Backend.
+type Store struct {
+	client  redis.UniversalClient
+	owned   bool
+	cluster bool
+	o       Options
+	log     *slog.Logger
+	queue   chan *job
+	wg      sync.WaitGroup
+	stop    chan struct{}
+	once    sync.Once
+	cache   *overCache
+	jobs    sync.Pool
+}
+
+type job struct {
+	now  time.Time
+	hits []ratelimit.Hit
+	out  []ratelimit.Result
+	idx  []int // positions in the caller's hits (those not answered by the cache)
+	err  error
+	done chan struct{}
+}
+
+// ParseURL turns a --redis-url into go-redis options (see Options.URL).
+func ParseURL(raw string) (*redis.UniversalOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	o := &redis.UniversalOptions{}
+	if u.User != nil {
+		o.Username = u.User.Username()
+		o.Password, _ = u.User.Password()
+	}
+	hosts := strings.Split(u.Host, ",")
+	for _, h := range hosts {
+		if h == "" {
+			return nil, fmt.Errorf("redis url %s: empty host", Redact(raw))
+		}
+		if !strings.Contains(h, ":") {
+			h += ":6379"
+		}
+		o.Addrs = append(o.Addrs, h)
+	}
+	path := strings.Trim(u.Path, "/")
+	parts := []string{}
+	if path != "" {
+		parts = strings.Split(path, "/")
+	}
+	db := func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("redis url %s: database %q is not a number", Redact(raw), s)
+		}
+		o.DB = n
+		return nil
+	}
+	switch u.Scheme {
+	case "redis":
+		if len(hosts) != 1 {
+			return nil, fmt.Errorf("redis url %s: redis:// takes one host; use redis+cluster:// or redis+sentinel:// for several", Redact(raw))
+		}
+		if len(parts) > 1 {
+			return nil, fmt.Errorf("redis url %s: path must be /db", Redact(raw))
+		}
+		if len(parts) == 1 {
+			if err := db(parts[0]); err != nil {
+				return nil, err
+			}
+		}
+	case "redis+sentinel":
+		if len(parts) == 0 || len(parts) > 2 {
+			return nil, fmt.Errorf("redis url %s: want redis+sentinel://host:port[,host:port]/master[/db]", Redact(raw))
+		}
+		o.MasterName = parts[0]
+		o.SentinelPassword = o.Password
+		if len(parts) == 2 {
+			if err := db(parts[1]); err != nil {
+				return nil, err
+			}
+		}
+	case "redis+cluster":
+		if len(parts) > 0 {
+			return nil, fmt.Errorf("redis url %s: a cluster has no database path", Redact(raw))
+		}
+		o.IsClusterMode = true
+	default:
+		return nil, fmt.Errorf("redis url %s: scheme %q: want redis, redis+sentinel or redis+cluster", Redact(raw), u.Scheme)
+	}
+	return o, nil
+}
+
+// Redact masks the password of a redis URL for logs.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "<unparsable redis url>"
+		}
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// New connects (lazily: the first call dials) and starts the workers.
+func New(o Options) (*Store, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	s := &Store{o: o, log: o.Log, client: o.Client, queue: make(chan *job, o.QueueSize), stop: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.client == nil {
+		uo, err := ParseURL(o.URL)
+		if err != nil {
+			return nil, err
+		}
+		uo.ContextTimeoutEnabled = true
+		uo.DialTimeout = max(o.Timeout, 100*time.Millisecond)
+		uo.ReadTimeout, uo.WriteTimeout = o.Timeout, o.Timeout
+		uo.PoolTimeout = o.Timeout
+		uo.MaxRetries = -1
+		uo.PoolSize = o.Workers * 2
+		uo.MinIdleConns = 0
+		s.client = redis.NewUniversalClient(uo)
+		s.owned = true
+	}
+	_, s.cluster = s.client.(*redis.ClusterClient)
+	if o.CacheSize > 0 {
+		s.cache = newOverCache(o.CacheSize)
+	}
+	s.jobs.New = func() any { return &job{done: make(chan struct{}, 1)} }
+	for i := 0; i < o.Workers; i++ {
+		s.wg.Add(1)
+		go s.worker()
+	}
+	return s, nil
+}
+
+// Client is the underlying go-redis client.
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
+// Ping checks Redis answers, for readiness.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, max(s.o.Timeout, 100*time.Millisecond))
+	defer cancel()
+	return s.client.Ping(ctx).Err()
+}
+
+// Close stops the workers (requests still queued fail) and closes the
+// client if the Store made it.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		if s.owned {
+			err = s.client.Close()
+		}
+	})
+	return err
+}
+
+// Decide implements ratelimit.Backend.
+func (s *Store) Decide(ctx context.Context, now time.Time, hits []ratelimit.Hit, out []ratelimit.Result) error {
+	j := s.jobs.Get().(*job)
+	j.now, j.hits, j.out, j.err = now, j.hits[:0], j.out[:0], nil
+	j.idx = j.idx[:0]
+	nowMs := now.UnixMilli()
+	for i := range hits {
+		h := &hits[i]
+		if s.cache != nil && h.Limit.Algorithm == ratelimit.FixedWindow && h.Addend > 0 {
+			if s.cache.over(h.Key, nowMs) {
+				out[i] = ratelimit.Result{Over: true, Used: uint64(h.Limit.Requests) + h.Addend, FromCache: true,
+					ResetMillis: h.Limit.WindowMillis() - nowMs%h.Limit.WindowMillis()}
+				continue
+			}
+		}
+		j.hits = append(j.hits, *h)
+		j.idx = append(j.idx, i)
+	}
+	if len(j.hits) == 0 {
+		s.jobs.Put(j)
+		return nil
+	}
+	j.out = append(j.out, make([]ratelimit.Result, len(j.hits))...)
+	timer := time.NewTimer(s.o.Timeout)
+	defer timer.Stop()
+	select {
+	case s.queue <- j:
+	default:
+		s.jobs.Put(j)
+		return ErrQueueFull
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		// The worker still owns j; it is dropped, not pooled.
+		return fmt.Errorf("redis backend: %w", ctx.Err())
+	case <-timer.C:
+		return fmt.Errorf("redis backend: no answer within %s: %w", s.o.Timeout, context.DeadlineExceeded)
+	}
+	if j.err != nil {
+		err := j.err
+		s.jobs.Put(j)
+		return err
+	}
+	for k, i := range j.idx {
+		out[i] = j.out[k]
+		if s.cache != nil && out[i].Over && hits[i].Limit.Algorithm == ratelimit.FixedWindow {
+			s.cache.add(hits[i].Key, nowMs+out[i].ResetMillis, nowMs)
+		}
+	}
+	s.jobs.Put(j)
+	return nil
+}
+
+func (s *Store) worker() {
+	defer s.wg.Done()
+	batch := make([]*job, 0, 64)
+	for {
+		var first *job
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			for {
+				select {
+				case j := <-s.queue:
+					j.err = errors.New("redis backend: closed")
+					j.done <- struct{}{}
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		keys := len(first.hits)
+	drain:
+		for keys < s.o.MaxBatch {
+			select {
+			case j := <-s.queue:
+				batch = append(batch, j)
+				keys += len(j.hits)
+			default:
+				break drain
+			}
+		}
+		s.run(batch, keys)
+		for _, j := range batch {
+			j.done <- struct{}{}
+		}
+	}
+}
+
+// call is one script invocation: its keys and args, and where each key's
+// result goes.
+type call struct {
+	keys []string
+	args []any
+	dst  []*ratelimit.Result
+}
+
+func (c *call) add(now time.Time, h *ratelimit.Hit, dst *ratelimit.Result) {
+	alg := "f"
+	switch h.Limit.Algorithm {
+	case ratelimit.SlidingWindow:
+		alg = "s"
+	case ratelimit.TokenBucket:
+		alg = "t"
+	}
+	c.keys = append(c.keys, h.Key)
+	c.args = append(c.args, alg, now.UnixMicro(), h.Addend, h.Limit.Requests, h.Limit.WindowMillis(), h.Limit.Capacity())
+	c.dst = append(c.dst, dst)
+}
+
+func (s *Store) run(batch []*job, keys int) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	defer cancel()
+	start := time.Now()
+	var calls []*call
+	if s.cluster {
+		bySlot := map[int]*call{}
+		for _, j := range batch {
+			for i := range j.hits {
+				sl := slot(j.hits[i].Key)
+				c := bySlot[sl]
+				if c == nil {
+					c = &call{}
+					bySlot[sl] = c
+					calls = append(calls, c)
+				}
+				c.add(j.now, &j.hits[i], &j.out[i])
+			}
+		}
+	} else {
+		c := &call{keys: make([]string, 0, keys), args: make([]any, 0, keys*6), dst: make([]*ratelimit.Result, 0, keys)}
+		for _, j := range batch {
+			for i := range j.hits {
+				c.add(j.now, &j.hits[i], &j.out[i])
+			}
+		}
+		calls = []*call{c}
+	}
+	err := s.exec(ctx, calls)
+	reason := ""
+	if err != nil {
+		reason = "error"
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			reason = "timeout"
+		}
+		err = fmt.Errorf("redis backend: deciding %d keys: %w", keys, err)
+		for _, j := range batch {
+			j.err = err
+		}
+	}
+	s.o.Metrics.ObserveBackend("redis", time.Since(start).Seconds(), reason)
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// exec runs the calls in one round trip per node: EVALSHA, and on NOSCRIPT
+// (a restarted or new server) load the script and retry once.
+func (s *Store) exec(ctx context.Context, calls []*call) error {
+	for attempt := 0; ; attempt++ {
+		var cmds []*redis.Cmd
+		var err error
+		if len(calls) == 1 {
+			cmd := decideScript.EvalSha(ctx, s.client, calls[0].keys, calls[0].args...)
+			cmds, err = []*redis.Cmd{cmd}, cmd.Err()
+		} else {
+			pipe := s.client.Pipeline()
+			for _, c := range calls {
+				cmds = append(cmds, decideScript.EvalSha(ctx, pipe, c.keys, c.args...))
+			}
+			_, err = pipe.Exec(ctx)
+		}
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+			if lerr := decideScript.Load(ctx, s.client).Err(); lerr != nil {
+				return fmt.Errorf("loading script: %w", lerr)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for i, c := range calls {
+			vals, err := cmds[i].Int64Slice()
+			if err != nil {
+				return fmt.Errorf("script reply: %w", err)
+			}
+			if len(vals) != 3*len(c.dst) {
+				return fmt.Errorf("script reply has %d values for %d keys", len(vals), len(c.dst))
+			}
+			for k, dst := range c.dst {
+				used, over, reset := vals[3*k], vals[3*k+1], vals[3*k+2]
+				r := ratelimit.Result{Used: uint64(max(used, 0)), Over: over == 1, ResetMillis: reset}
+				if c.args[6*k] == "t" {
+					r.ResetMillis = (reset + 999) / 1000
+				}
+				*dst = r
+			}
+		}
+		return nil
+	}
+}
