@@ -60,6 +60,10 @@ type Operation struct {
 	// Payload is what the operation applies: the requested canonical spec
 	// JSON for provision/update; empty otherwise.
 	Payload []byte `json:"payload,omitempty"`
+	// ParamsHash identifies the request (see Instance.ParamsHash and
+	// Binding.ParamsHash); it becomes the record's hash when the operation
+	// succeeds.
+	ParamsHash string `json:"params_hash,omitempty"`
 	// Revision is the store revision the worker wrote for this operation
 	// (0 until written); the operation succeeds once the control plane
 	// reports it published.

@@ -273,4 +273,3 @@ func (q *Queue) Len(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
-

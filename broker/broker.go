@@ -1,0 +1,131 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse-edge/gatehouse/broker/api"
+	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/broker/queue"
+	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+// Defaults for the broker role.
+const (
+	DefaultHTTPAddr  = "127.0.0.1:8080"
+	DefaultAdminAddr = "127.0.0.1:8083"
+)
+
+// Config configures the broker role. Either StoreURL/QueueURL or
+// Store/Queue (already open, e.g. shared in-process by `gatehouse dev`).
+type Config struct {
+	HTTPAddr  string // OSB API (default 127.0.0.1:8080)
+	AdminAddr string // /metrics, /healthz, /readyz (default 127.0.0.1:8083; "-" = none)
+	StoreURL  string // sqlite:PATH | dynamodb://TABLE
+	QueueURL  string // sqlite:PATH | sqs://QUEUE-URL
+	Store     store.Store
+	Queue     queue.Queue
+	Backend   backend.Options
+	Username  string
+	Password  string // never logged
+	// BindWait: see api.Config.BindWait.
+	BindWait time.Duration
+	// SweepInterval and SweepGrace tune the outbox sweeper (defaults 5s).
+	SweepInterval, SweepGrace time.Duration
+	Logger                    *slog.Logger
+	Registry                  *prometheus.Registry
+	// Listener, when set, serves the OSB API instead of HTTPAddr (tests).
+	Listener net.Listener
+	// Started, when set, is called with the OSB API's address once it
+	// listens.
+	Started func(addr string)
+}
+
+// Run serves the OSB API and runs the outbox sweeper until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil || cfg.Registry == nil {
+		return errors.New("broker: Logger and Registry are required")
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = DefaultHTTPAddr
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = DefaultAdminAddr
+	}
+	log := cfg.Logger.With("component", "broker")
+	st, q := cfg.Store, cfg.Queue
+	if st == nil {
+		s, err := backend.OpenStore(ctx, cfg.StoreURL, cfg.Backend)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		defer s.Close()
+		st = s
+	}
+	if q == nil {
+		qq, err := backend.OpenQueue(ctx, cfg.QueueURL, cfg.Backend)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		defer qq.Close()
+		q = qq
+	}
+	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
+		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	sw, err := NewSweeper(st, q, cfg.Logger, cfg.Registry)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	sw.Interval, sw.Grace = cfg.SweepInterval, cfg.SweepGrace
+	l := cfg.Listener
+	if l == nil {
+		if l, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("broker: listening for the OSB API on %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.AdminAddr != "-" {
+		al, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("broker: listening for the admin server on %s: %w", cfg.AdminAddr, err)
+		}
+		admin := telemetry.NewAdmin(cfg.Logger, cfg.Registry)
+		admin.AddReadyCheck("store", func() error {
+			c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return st.Ping(c)
+		})
+		g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
+		log.Info("admin listening", "addr", al.Addr().String())
+	}
+	g.Go(func() error { return telemetry.ServeHTTP(gctx, l, h) })
+	g.Go(func() error { sw.Run(gctx); return nil })
+	log.Info("OSB API listening", "addr", l.Addr().String(), "store", redactRef(cfg.StoreURL), "queue", redactRef(cfg.QueueURL))
+	if cfg.Started != nil {
+		cfg.Started(l.Addr().String())
+	}
+	return g.Wait()
+}
+
+// redactRef keeps a backend reference loggable (they carry no secrets, but
+// an SQS URL could carry a presigned query string).
+func redactRef(ref string) string {
+	for i, c := range ref {
+		if c == '?' {
+			return ref[:i] + "?…"
+		}
+	}
+	return ref
+}

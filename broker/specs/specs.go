@@ -1,0 +1,128 @@
+// Package specs is how the broker reads EdgeRoutes: parse and validate
+// OSB parameters with the spec package (the same code the control plane
+// runs), check hosts against the other stored specs, and merge binding API
+// keys into their apiKeys provider. It must not import the api, queue or
+// worker packages, nor the control plane.
+package specs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+// Parse parses data as exactly one EdgeRoute and validates it on its own.
+// Problems come back as a spec.ErrorList with field paths; origin names
+// the input in them (e.g. "parameters").
+func Parse(origin string, data []byte) (*spec.Document, error) {
+	docs, err := spec.Parse(origin, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) != 1 {
+		return nil, spec.ErrorList{{File: origin, Reason: fmt.Sprintf("want exactly one EdgeRoute document, got %d", len(docs))}}
+	}
+	if err := spec.ValidateOne(docs[0]); err != nil {
+		return nil, err
+	}
+	return docs[0], nil
+}
+
+// CheckHosts reports every host of d owned by another stored spec, as
+// ROUTE_SPEC.md requires ("a host belongs to one EdgeRoute only").
+func CheckHosts(x *store.HostIndex, d *spec.Document) error {
+	conflicts := x.Conflicts(d.Name(), d.EdgeRoute.Spec.Hosts)
+	if len(conflicts) == 0 {
+		return nil
+	}
+	var l spec.ErrorList
+	for i, h := range d.EdgeRoute.Spec.Hosts {
+		if owner, ok := conflicts[h]; ok {
+			l = append(l, &spec.Error{File: d.File, Line: d.Line(fmt.Sprintf("spec.hosts[%d]", i)), Spec: d.Name(),
+				Path: fmt.Sprintf("spec.hosts[%d]", i), Reason: fmt.Sprintf("host %q already belongs to EdgeRoute %q; a host belongs to one EdgeRoute only", h, owner)})
+		}
+	}
+	return l
+}
+
+// Canonical returns the canonical JSON of d.
+func Canonical(d *spec.Document) ([]byte, error) {
+	b, err := d.EdgeRoute.CanonicalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("spec %q: canonical JSON: %w", d.Name(), err)
+	}
+	return b, nil
+}
+
+// Merge returns the canonical JSON of the spec in base (canonical JSON,
+// without binding keys) with the key of every active binding added to its
+// apiKeys provider, validated again as a whole (a binding key id or hash
+// clashing with a declared key is an error).
+func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
+	origin := "broker:" + name
+	d, err := Parse(origin, base)
+	if err != nil {
+		return nil, err
+	}
+	active := make([]store.Binding, 0, len(bindings))
+	for _, b := range bindings {
+		if b.Active() {
+			active = append(active, b)
+		}
+	}
+	if len(active) == 0 {
+		return Canonical(d)
+	}
+	sort.Slice(active, func(i, j int) bool { return active[i].ID < active[j].ID })
+	id := d.EdgeRoute.Spec.Identity
+	var missing []string
+	for _, b := range active {
+		found := false
+		for i := 0; id != nil && i < len(id.APIKeys); i++ {
+			p := &id.APIKeys[i]
+			if p.Name == b.Provider {
+				p.Keys = append(p.Keys, spec.APIKey{ID: b.KeyID, SHA256: b.SHA256, Labels: b.Labels})
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, fmt.Sprintf("binding %q: the spec has no apiKeys provider %q", b.ID, b.Provider))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("merging binding keys into %q: %v", name, missing)
+	}
+	merged, err := Canonical(d)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Parse(origin, merged); err != nil {
+		return nil, fmt.Errorf("spec %q with its binding keys: %w", name, err)
+	}
+	return merged, nil
+}
+
+// Hash is a stable digest of the parts, used to tell an identical request
+// from a conflicting one.
+func Hash(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Problems returns the items of a spec.ErrorList inside err, or nil.
+func Problems(err error) spec.ErrorList {
+	var l spec.ErrorList
+	if errors.As(err, &l) {
+		return l
+	}
+	return nil
+}

@@ -1,0 +1,466 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/dns"
+	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+// errStale: the operation was finished or replaced meanwhile.
+var errStale = errors.New("operation no longer current")
+
+const casTries = 10
+
+// updateInstance applies f to the instance while opID is its current,
+// in-progress operation, retrying lost conditional writes.
+func (w *Worker) updateInstance(ctx context.Context, id, opID string, f func(*store.Instance)) error {
+	for range casTries {
+		in, err := w.cfg.Store.GetInstance(ctx, id)
+		if err != nil {
+			return retry("reading instance %s: %w", id, err)
+		}
+		if in.Op.ID != opID || !in.Op.InProgress() {
+			return errStale
+		}
+		f(&in)
+		in.Op.UpdatedAt = w.cfg.Now().UTC()
+		if _, err := w.cfg.Store.PutInstance(ctx, in); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrConflict) {
+			return retry("writing instance %s: %w", id, err)
+		}
+		w.m.conflicts.WithLabelValues("instance").Inc()
+	}
+	return retry("instance %s: %d conditional writes lost in a row", id, casTries)
+}
+
+func (w *Worker) updateBinding(ctx context.Context, instanceID, id, opID string, f func(*store.Binding)) error {
+	for range casTries {
+		b, err := w.cfg.Store.GetBinding(ctx, instanceID, id)
+		if err != nil {
+			return retry("reading binding %s: %w", id, err)
+		}
+		if b.Op.ID != opID || !b.Op.InProgress() {
+			return errStale
+		}
+		f(&b)
+		b.Op.UpdatedAt = w.cfg.Now().UTC()
+		if _, err := w.cfg.Store.PutBinding(ctx, b); err == nil {
+			return nil
+		} else if !errors.Is(err, store.ErrConflict) {
+			return retry("writing binding %s: %w", id, err)
+		}
+		w.m.conflicts.WithLabelValues("binding").Inc()
+	}
+	return retry("binding %s: %d conditional writes lost in a row", id, casTries)
+}
+
+// done turns errStale into success (somebody else finished the job).
+func done(err error) error {
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	return err
+}
+
+// writeSpec writes the spec at a new revision, once per operation: if the
+// latest write is already this operation's (a redelivery after a crash),
+// its revision is returned. build runs again after every lost race, so a
+// concurrent writer's change (another binding's key) is never dropped.
+func (w *Worker) writeSpec(ctx context.Context, name, instanceID, opID string, deleted bool, build func() ([]byte, error)) (int64, error) {
+	for range casTries {
+		prev := int64(0)
+		cur, err := w.cfg.Store.GetSpec(ctx, name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return 0, retry("reading spec %q: %w", name, err)
+		case cur.WrittenBy == opID:
+			return cur.Revision, nil
+		default:
+			prev = cur.Revision
+		}
+		var body []byte
+		if !deleted {
+			if body, err = build(); err != nil {
+				return 0, err
+			}
+		}
+		rev, err := w.cfg.Store.PutSpec(ctx, store.StoredSpec{Name: name, InstanceID: instanceID, JSON: body, Deleted: deleted, WrittenBy: opID}, prev)
+		if err == nil {
+			w.m.specWrites.Inc()
+			return rev, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return 0, retry("writing spec %q: %w", name, err)
+		}
+		w.m.conflicts.WithLabelValues("spec").Inc()
+	}
+	return 0, retry("spec %q: %d conditional writes lost in a row", name, casTries)
+}
+
+// waitPublished waits for the control plane's verdict on revision rev.
+// It returns the control plane's error text ("" = published), or a
+// retryable error when no verdict came within PublishWait.
+func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (string, error) {
+	deadline := time.NewTimer(w.cfg.PublishWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(w.cfg.Poll)
+	defer tick.Stop()
+	for {
+		p, err := w.cfg.Store.GetPublication(ctx, name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return "", retry("reading the publication of %q: %w", name, err)
+		case p.Revision >= rev && p.Error == "":
+			return "", nil
+		case p.Revision == rev:
+			return p.Error, nil
+		case p.Revision > rev:
+			return fmt.Sprintf("a later revision %d was rejected: %s", p.Revision, p.Error), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", retry("waiting for revision %d of %q: %w", rev, name, ctx.Err())
+		case <-deadline.C:
+			w.m.publishTimeouts.Inc()
+			return "", retry("the control plane has not reported revision %d of EdgeRoute %q published within %s", rev, name, w.cfg.PublishWait)
+		case <-tick.C:
+		}
+	}
+}
+
+// problemsText is the operation description for an invalid spec.
+func problemsText(what string, err error) string {
+	if l := specs.Problems(err); l != nil {
+		return fmt.Sprintf("%s has %d problem(s):\n%s", what, len(l), l.Error())
+	}
+	return fmt.Sprintf("%s: %v", what, err)
+}
+
+// check validates a spec the way the control plane will, against the
+// other stored specs.
+func (w *Worker) check(ctx context.Context, payload []byte) (*spec.Document, string, error) {
+	d, err := specs.Parse("parameters", payload)
+	if err != nil {
+		return nil, problemsText("the EdgeRoute", err), nil
+	}
+	if err := w.hosts.Refresh(ctx, w.cfg.Store); err != nil {
+		return nil, "", retry("%w", err)
+	}
+	if err := specs.CheckHosts(w.hosts, d); err != nil {
+		return nil, problemsText("the EdgeRoute", err), nil
+	}
+	if w.cfg.Compile != nil {
+		if err := w.cfg.Compile(d); err != nil {
+			return nil, problemsText("compiling the EdgeRoute", err), nil
+		}
+	}
+	return d, "", nil
+}
+
+func (w *Worker) finishInstance(ctx context.Context, in store.Instance, state store.OpState, desc string, f func(*store.Instance)) error {
+	return done(w.updateInstance(ctx, in.ID, in.Op.ID, func(i *store.Instance) {
+		i.Op.State, i.Op.Description = state, desc
+		if f != nil {
+			f(i)
+		}
+	}))
+}
+
+// failProvision fails an instance operation; a provision that never went
+// live gives its name back.
+func (w *Worker) failInstance(ctx context.Context, in store.Instance, desc string) error {
+	if err := w.finishInstance(ctx, in, store.StateFailed, desc, nil); err != nil {
+		return err
+	}
+	w.m.ops.WithLabelValues(string(in.Op.Kind), "failed").Inc()
+	if in.Op.Kind == store.OpProvision && len(in.Spec) == 0 {
+		if err := w.cfg.Store.ReleaseName(ctx, in.SpecName, in.ID); err != nil {
+			w.log.Warn("releasing the name of a failed provision", "instance", in.ID, "spec", in.SpecName, "err", err)
+		}
+	}
+	return nil
+}
+
+// rollback restores the spec the instance had before opID wrote it (a
+// deletion when it had none), if opID's write is still the latest.
+func (w *Worker) rollback(ctx context.Context, in store.Instance, opID string) {
+	cur, err := w.cfg.Store.GetSpec(ctx, in.SpecName)
+	if err != nil || cur.WrittenBy != opID {
+		return
+	}
+	live, _ := w.cfg.Store.GetInstance(ctx, in.ID)
+	deleted := len(live.Spec) == 0 || live.Deleted
+	_, err = w.writeSpec(ctx, in.SpecName, in.ID, opID+"/rollback", deleted, func() ([]byte, error) {
+		bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
+		if err != nil {
+			return nil, retry("listing bindings: %w", err)
+		}
+		return specs.Merge(in.SpecName, live.Spec, bs)
+	})
+	if err != nil {
+		w.log.Error("rolling back the spec failed; the control plane keeps serving its last good version", "spec", in.SpecName, "err", err)
+	}
+}
+
+func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) error {
+	op := in.Op
+	rev := op.Revision
+	if rev == 0 {
+		d, problems, err := w.check(ctx, op.Payload)
+		if err != nil {
+			return err
+		}
+		if problems != "" {
+			return w.failInstance(ctx, in, problems)
+		}
+		rev, err = w.writeSpec(ctx, d.Name(), in.ID, op.ID, false, func() ([]byte, error) {
+			bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
+			if err != nil {
+				return nil, retry("listing bindings of %s: %w", in.ID, err)
+			}
+			return specs.Merge(d.Name(), op.Payload, bs)
+		})
+		if err != nil {
+			var r retryable
+			if !errors.As(err, &r) {
+				return w.failInstance(ctx, in, problemsText("merging binding keys into the EdgeRoute", err))
+			}
+			return err
+		}
+		if err := w.updateInstance(ctx, in.ID, op.ID, func(i *store.Instance) {
+			i.Op.Revision = rev
+			i.Op.Description = fmt.Sprintf("revision %d written; waiting for the control plane to publish it", rev)
+		}); err != nil {
+			return done(err)
+		}
+	}
+	cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+	if err != nil {
+		return err
+	}
+	if cpErr != "" {
+		if err := w.failInstance(ctx, in, fmt.Sprintf("the control plane rejected revision %d of EdgeRoute %q: %s", rev, in.SpecName, cpErr)); err != nil {
+			return err
+		}
+		w.rollback(ctx, in, op.ID)
+		return nil
+	}
+	if err := w.dnsStep(ctx, in, op.Payload); err != nil {
+		return err
+	}
+	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q is live at store revision %d", in.SpecName, rev), func(i *store.Instance) {
+		i.Spec, i.ParamsHash = op.Payload, op.ParamsHash
+	}); err != nil {
+		return err
+	}
+	w.m.ops.WithLabelValues(string(op.Kind), "succeeded").Inc()
+	w.log.Info("operation succeeded", "op", op.ID, "kind", string(op.Kind), "instance", in.ID, "spec", in.SpecName, "revision", rev, "attempt", attempt)
+	return nil
+}
+
+func hostsOf(payload []byte) []string {
+	if len(payload) == 0 {
+		return nil
+	}
+	d, err := specs.Parse("stored", payload)
+	if err != nil {
+		return nil
+	}
+	return d.EdgeRoute.Spec.Hosts
+}
+
+// dnsStep points the new spec's hosts at the fleet and removes the records
+// of hosts it no longer has. Idempotent (UPSERT; a missing record is
+// already deleted).
+func (w *Worker) dnsStep(ctx context.Context, in store.Instance, payload []byte) error {
+	if w.cfg.DNS == nil {
+		return nil
+	}
+	want := hostsOf(payload)
+	keep := map[string]bool{}
+	for _, h := range want {
+		keep[h] = true
+	}
+	var gone []string
+	for _, h := range hostsOf(in.Spec) {
+		if !keep[h] {
+			gone = append(gone, h)
+		}
+	}
+	if len(want) > 0 {
+		if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Upsert, want, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+			return retry("dns step: %w", err)
+		}
+	}
+	if len(gone) > 0 {
+		if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Delete, gone, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+			return retry("dns step: %w", err)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int) error {
+	op := in.Op
+	rev := op.Revision
+	if rev == 0 {
+		cur, err := w.cfg.Store.GetSpec(ctx, in.SpecName)
+		switch {
+		case errors.Is(err, store.ErrNotFound), err == nil && cur.Deleted && cur.WrittenBy != op.ID, err == nil && cur.InstanceID != in.ID:
+			rev = -1 // nothing of ours in the route store
+		case err != nil:
+			return retry("reading spec %q: %w", in.SpecName, err)
+		default:
+			if rev, err = w.writeSpec(ctx, in.SpecName, in.ID, op.ID, true, nil); err != nil {
+				return err
+			}
+		}
+		if err := w.updateInstance(ctx, in.ID, op.ID, func(i *store.Instance) {
+			i.Op.Revision = rev
+			i.Op.Description = fmt.Sprintf("deletion written at revision %d; waiting for the control plane to publish it", rev)
+		}); err != nil {
+			return done(err)
+		}
+	}
+	if rev > 0 {
+		cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+		if err != nil {
+			return err
+		}
+		if cpErr != "" {
+			return w.failInstance(ctx, in, fmt.Sprintf("the control plane rejected the deletion of EdgeRoute %q (revision %d): %s", in.SpecName, rev, cpErr))
+		}
+	}
+	if w.cfg.DNS != nil {
+		if hs := hostsOf(in.Spec); len(hs) > 0 {
+			if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Delete, hs, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+				return retry("dns step: %w", err)
+			}
+		}
+	}
+	bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
+	if err != nil {
+		return retry("listing bindings of %s: %w", in.ID, err)
+	}
+	for _, b := range bs {
+		if b.Deleted {
+			continue
+		}
+		b.Deleted = true
+		if _, err := w.cfg.Store.PutBinding(ctx, b); err != nil {
+			return retry("deleting binding %s with its instance: %w", b.ID, err)
+		}
+	}
+	if err := w.cfg.Store.ReleaseName(ctx, in.SpecName, in.ID); err != nil {
+		return retry("%w", err)
+	}
+	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q deleted", in.SpecName), func(i *store.Instance) {
+		i.Deleted, i.Spec = true, nil
+	}); err != nil {
+		return err
+	}
+	w.m.ops.WithLabelValues(string(op.Kind), "succeeded").Inc()
+	w.log.Info("operation succeeded", "op", op.ID, "kind", string(op.Kind), "instance", in.ID, "spec", in.SpecName, "revision", rev, "attempt", attempt)
+	return nil
+}
+
+func (w *Worker) finishBinding(ctx context.Context, b store.Binding, state store.OpState, desc string, f func(*store.Binding)) error {
+	err := done(w.updateBinding(ctx, b.InstanceID, b.ID, b.Op.ID, func(x *store.Binding) {
+		x.Op.State, x.Op.Description = state, desc
+		if f != nil {
+			f(x)
+		}
+	}))
+	if err == nil {
+		w.m.ops.WithLabelValues(string(b.Op.Kind), string(state)).Inc()
+	}
+	return err
+}
+
+func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int) error {
+	op := b.Op
+	in, err := w.cfg.Store.GetInstance(ctx, b.InstanceID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return retry("reading instance %s: %w", b.InstanceID, err)
+	}
+	if err != nil || in.Deleted || len(in.Spec) == 0 {
+		if op.Kind == store.OpUnbind {
+			return w.finishBinding(ctx, b, store.StateSucceeded, "the instance is gone, and its keys with it", func(x *store.Binding) { x.Deleted = true })
+		}
+		return w.finishBinding(ctx, b, store.StateFailed, fmt.Sprintf("instance %s has no live EdgeRoute to add the key to", b.InstanceID), nil)
+	}
+	rev := op.Revision
+	if rev == 0 {
+		rev, err = w.writeSpec(ctx, in.SpecName, in.ID, op.ID, false, func() ([]byte, error) {
+			bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
+			if err != nil {
+				return nil, retry("listing bindings of %s: %w", in.ID, err)
+			}
+			return specs.Merge(in.SpecName, in.Spec, bs)
+		})
+		if err != nil {
+			var r retryable
+			if !errors.As(err, &r) {
+				return w.finishBinding(ctx, b, store.StateFailed, problemsText("adding the key to the EdgeRoute", err), nil)
+			}
+			return err
+		}
+		if err := w.updateBinding(ctx, b.InstanceID, b.ID, op.ID, func(x *store.Binding) {
+			x.Op.Revision = rev
+			x.Op.Description = fmt.Sprintf("revision %d written; waiting for the control plane to publish it", rev)
+		}); err != nil {
+			return done(err)
+		}
+	}
+	cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+	if err != nil {
+		return err
+	}
+	if cpErr != "" {
+		if err := w.finishBinding(ctx, b, store.StateFailed, fmt.Sprintf("the control plane rejected revision %d of EdgeRoute %q: %s", rev, in.SpecName, cpErr), nil); err != nil {
+			return err
+		}
+		w.rollback(ctx, in, op.ID)
+		return nil
+	}
+	if op.Kind == store.OpUnbind {
+		err = w.finishBinding(ctx, b, store.StateSucceeded, fmt.Sprintf("key %q revoked at store revision %d", b.KeyID, rev), func(x *store.Binding) { x.Deleted = true })
+	} else {
+		err = w.finishBinding(ctx, b, store.StateSucceeded, fmt.Sprintf("key %q is live at store revision %d", b.KeyID, rev), nil)
+	}
+	if err == nil {
+		w.log.Info("operation succeeded", "op", op.ID, "kind", string(op.Kind), "instance", in.ID, "binding", b.ID, "revision", rev, "attempt", attempt)
+	}
+	return err
+}
+
+// failOp fails a task's operation after the last attempt.
+func (w *Worker) failOp(ctx context.Context, t taskRef, reason string) error {
+	if t.BindingID != "" {
+		b, err := w.cfg.Store.GetBinding(ctx, t.InstanceID, t.BindingID)
+		if err != nil || b.Op.ID != t.OpID {
+			return err
+		}
+		return w.finishBinding(ctx, b, store.StateFailed, reason, nil)
+	}
+	in, err := w.cfg.Store.GetInstance(ctx, t.InstanceID)
+	if err != nil || in.Op.ID != t.OpID || !in.Op.InProgress() {
+		return err
+	}
+	if err := w.failInstance(ctx, in, reason); err != nil {
+		return err
+	}
+	if in.Op.Kind != store.OpDeprovision {
+		w.rollback(ctx, in, in.Op.ID)
+	}
+	return nil
+}
