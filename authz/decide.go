@@ -206,7 +206,15 @@ func (e *Engine) rules(ctx context.Context, r *route, req *Request, id *authn.Id
 				act.r.f.r, act.i.f.id = req, id
 			}
 			out, _, err := ru.prg.ContextEval(ctx, act)
+			if err != nil && ru.allow {
+				// An allow rule that cannot be evaluated does not match:
+				// that grants nothing a false condition would not.
+				e.log.Debug("authz rule error; allow rule skipped", "route", r.id, "rule", ru.name, "error", err)
+				continue
+			}
 			if err != nil {
+				// A deny rule that cannot be evaluated must not fall
+				// through to a later allow: fail closed.
 				d := deny(403, ReasonRuleError, ru.name+": `when` could not be evaluated")
 				d.Metadata.Rule = ru.name
 				e.log.Debug("authz rule error", "route", r.id, "rule", ru.name, "error", err)

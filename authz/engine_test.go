@@ -330,15 +330,23 @@ func TestNoPolicyDeniesAndUpdateKeepsLastGood(t *testing.T) {
 }
 
 func TestCELCostLimit(t *testing.T) {
-	p := compile(t, string(authntest.JWKS(key())))
-	p.Routes[1].Rules = []Rule{{Allow: true, When: `[1,2,3,4,5,6,7,8,9,10].all(x, [1,2,3,4,5,6,7,8,9,10].all(y, [1,2,3,4,5,6,7,8,9,10].all(z, x+y+z > 0)))`}}
-	e, _ := newEngine(t, Options{CELCostLimit: 100}, p)
-	d := e.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(token(nil))})
-	if d.Allow || d.ReasonCode != ReasonRuleError {
-		t.Fatalf("over-cost rule: %+v", d)
+	const expensive = `[1,2,3,4,5,6,7,8,9,10].all(x, [1,2,3,4,5,6,7,8,9,10].all(y, [1,2,3,4,5,6,7,8,9,10].all(z, x+y+z > 0)))`
+	decide := func(limit uint64, rules ...Rule) Decision {
+		p := compile(t, string(authntest.JWKS(key())))
+		p.Routes[1].Rules = rules
+		e, _ := newEngine(t, Options{CELCostLimit: limit}, p)
+		return e.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(token(nil))})
 	}
-	e2, _ := newEngine(t, Options{CELCostLimit: 1 << 20}, p)
-	if d := e2.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(token(nil))}); !d.Allow {
+	// A deny rule over the cost limit fails closed.
+	if d := decide(100, Rule{Allow: false, When: expensive}, Rule{Allow: true}); d.Allow || d.ReasonCode != ReasonRuleError {
+		t.Fatalf("over-cost deny rule: %+v", d)
+	}
+	// An allow rule over the cost limit does not match.
+	if d := decide(100, Rule{Allow: true, When: expensive}); d.Allow || d.ReasonCode != ReasonNoRuleMatched {
+		t.Fatalf("over-cost allow rule: %+v", d)
+	}
+	// Under a high limit the same rule runs.
+	if d := decide(1<<20, Rule{Allow: true, When: expensive}); !d.Allow || d.Metadata.Rule != "rules[0]" {
 		t.Fatalf("same rule under a high limit: %+v", d)
 	}
 }
