@@ -25,6 +25,8 @@ func newRootCmd() *cobra.Command {
 		newSpecCmd(),
 		newDevCmd(),
 		newAuthzCmd(),
+		newAccesslogCmd(),
+		newLogsCmd(),
 		// Role subcommands register here, one line each.
 	)
 	for _, c := range root.Commands() {

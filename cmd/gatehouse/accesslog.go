@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+)
+
+func newAccesslogCmd() *cobra.Command {
+	var (
+		cfg       accesslogsidecar.Config
+		logc      telemetry.LogConfig
+		retention string
+	)
+	cmd := &cobra.Command{
+		Use:   "accesslog",
+		Short: "Run the accesslog sidecar: Envoy ALS v3 receiver, redaction, log store, query API and web page",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := telemetry.NewLogger(os.Stderr, logc)
+			if err != nil {
+				return err
+			}
+			if cfg.Retention, err = parseRetention(retention); err != nil {
+				return err
+			}
+			cfg.Log = log
+			ctx, stop := telemetry.SignalContext(cmd.Context())
+			defer stop()
+			return accesslogsidecar.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", accesslogsidecar.DefaultGRPCAddr, "ALS gRPC listen address")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", accesslogsidecar.DefaultHTTPAddr, "query API, web page, /metrics, /healthz, /readyz listen address")
+	f.StringVar(&cfg.Store, "store", "duckdb:gatehouse-accesslog.duckdb", "log store: duckdb:PATH or clickhouse://[USER@]HOST:PORT/DB[?password_file=F]")
+	f.StringVar(&cfg.SpoolDir, "spool-dir", "", "on-disk segment log (default: <duckdb file>.spool)")
+	f.StringVar(&cfg.DuckDBMemoryLimit, "duckdb-memory-limit", "512MB", "DuckDB memory_limit")
+	f.IntVar(&cfg.DuckDBThreads, "duckdb-threads", 2, "DuckDB threads")
+	f.StringVar(&cfg.Archive, "archive", "", "hourly Parquet archive: s3://bucket/prefix (AWS credentials from the standard chain)")
+	f.StringVar(&cfg.ArchiveEndpoint, "archive-endpoint", "", "S3 endpoint URL override (path-style), e.g. for MinIO or s3rver")
+	f.StringVar(&cfg.ArchiveRegion, "archive-region", "", "S3 region (default from the AWS configuration)")
+	f.StringVar(&retention, "retention", "", "drop whole days older than this (30d, 720h); empty keeps everything")
+	f.StringVar(&cfg.SpecDir, "spec-dir", "", "compile redaction settings from EdgeRoute specs in this directory")
+	f.StringVar(&cfg.XDSServer, "xds-server", "", "control plane xDS address (host:port)")
+	f.StringVar(&cfg.NodeID, "node-id", "", "xDS node id")
+	f.StringVar(&cfg.NodeCluster, "node-cluster", "", "xDS node cluster (node group)")
+	f.StringVar(&cfg.APITokenFile, "api-token-file", "", "bearer tokens for the query API, one per line (required)")
+	f.StringVar(&cfg.RedactHMACKeyFile, "redact-hmac-key-file", "", "keep HMAC-SHA256 of masked values with this key, for correlation")
+	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "entries per spool frame and store batch")
+	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")
+	f.StringVar(&logc.Format, "log-format", "text", "text|json")
+	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	return cmd
+}
+
+// parseRetention reads "30d" or a Go duration; empty is 0 (keep all).
+func parseRetention(s string) (time.Duration, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("--retention %q: want a number of days (30d) or a duration (720h)", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 24*time.Hour {
+		return 0, fmt.Errorf("--retention %q: want a number of days (30d) or a duration of at least 24h", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,272 @@
+package authz
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+)
+
+type running struct {
+	grpcAddr, adminAddr string
+	done                chan error
+}
+
+// startRun runs the sidecar on 127.0.0.1:0 and stops it at cleanup.
+func startRun(t *testing.T, cfg Config) *running {
+	t.Helper()
+	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	r := &running{done: make(chan error, 1)}
+	ready := make(chan struct{})
+	cfg.Ready = func(g, a net.Addr) { r.grpcAddr, r.adminAddr = g.String(), a.String(); close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { r.done <- Run(ctx, cfg) }()
+	select {
+	case <-ready:
+	case err := <-r.done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("Run did not listen within 10s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not stop within 15s")
+		}
+	})
+	return r
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunSpecDir(t *testing.T) {
+	dir := t.TempDir()
+	writeSpec(t, dir, "petstore")
+	writeSpec(t, dir, "billing")
+	r := startRun(t, Config{SpecDir: dir})
+
+	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hs, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{Service: ServiceName})
+	if err != nil || hs.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", hs, err)
+	}
+	c := dial(t, r.grpcAddr)
+	for _, spec := range []string{"petstore", "billing"} {
+		resp, err := c.Check(ctxT(t), checkRequest(spec+"/read", map[string]string{"authorization": "Bearer " + token(spec, nil)}, ""))
+		if err != nil || resp.GetOkResponse() == nil {
+			t.Fatalf("%s: %v %v", spec, resp, err)
+		}
+	}
+	// A petstore token is not a billing token.
+	resp, _ := c.Check(ctxT(t), checkRequest("billing/read", map[string]string{"authorization": "Bearer " + token("petstore", nil)}, ""))
+	if resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("cross-spec token: %v", resp)
+	}
+	if code, body := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 200 {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
+	for _, want := range []string{
+		`gatehouse_authz_checks_total{decision="allow",reason="allowed",route="petstore/read"} 1`,
+		`gatehouse_authz_checks_total{decision="deny",reason="audience_not_accepted",route="billing/read"} 1`,
+		`gatehouse_authz_decision_duration_seconds_count 3`,
+		`gatehouse_authz_routes 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestRunRefusesBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, cfg := range []Config{
+		{},
+		{SpecDir: dir, XDSServer: "127.0.0.1:1", NodeID: "n"},
+		{XDSServer: "127.0.0.1:1"},
+		{SpecDir: dir}, // empty directory
+	} {
+		cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+		if err := Run(context.Background(), cfg); err == nil {
+			t.Errorf("Run(%+v) started", cfg)
+		}
+	}
+}
+
+// xdsServer is a real go-control-plane ADS server on loopback recording
+// the requests (ACKs and NACKs) it receives.
+type xdsServer struct {
+	cache cachev3.SnapshotCache
+	addr  string
+	mu    sync.Mutex
+	reqs  []*discoveryv3.DiscoveryRequest
+}
+
+func startXDS(t *testing.T) *xdsServer {
+	t.Helper()
+	s := &xdsServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = l.Addr().String()
+	gs := grpc.NewServer()
+	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+		s.mu.Lock()
+		s.reqs = append(s.reqs, r)
+		s.mu.Unlock()
+		return nil
+	}}
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(context.Background(), s.cache, cb))
+	go func() { _ = gs.Serve(l) }()
+	t.Cleanup(gs.Stop)
+	return s
+}
+
+func (s *xdsServer) set(t *testing.T, version string, policies ...*authz.SpecPolicy) {
+	t.Helper()
+	var res []types.Resource
+	for _, p := range policies {
+		tec, err := resource.Wrap(resource.AuthzPrefix+p.Spec, resource.AuthzPolicyType, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = append(res, tec)
+	}
+	// Another concern's resource of the same type is not ours to read.
+	other, err := resource.Wrap(resource.RateLimitPrefix+"petstore", resource.RateLimitRulesType, map[string]any{"whatever": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = append(res, other)
+	snap, err := cachev3.NewSnapshot(version, map[string][]types.Resource{resource.ExtensionConfigType: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cache.SetSnapshot(context.Background(), "authz-1", snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls until ok (bounded by 10 s).
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRunXDS(t *testing.T) {
+	x := startXDS(t)
+	r := startRun(t, Config{XDSServer: x.addr, NodeID: "authz-1", NodeCluster: "us-east-1"})
+	c := dial(t, r.grpcAddr)
+	check := func(route string) (status int, reason string) {
+		resp, err := c.Check(ctxT(t), checkRequest(route, map[string]string{"authorization": "Bearer " + token("petstore", nil)}, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetOkResponse() != nil {
+			return 200, ""
+		}
+		return int(resp.GetDeniedResponse().GetStatus().GetCode()), respHeaders(resp)["x-gatehouse-reason"]
+	}
+	// No policy yet: fail closed.
+	if s, reason := check("petstore/read"); s != 403 || !strings.HasPrefix(reason, "no_policy") {
+		t.Fatalf("before any policy: %d %q", s, reason)
+	}
+	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
+		t.Fatalf("readyz before policy = %d", code)
+	}
+
+	good := compileSpec(t, "petstore")
+	x.set(t, "v1", good)
+	waitFor(t, "policy v1 to be served", func() bool { s, _ := check("petstore/read"); return s == 200 })
+	waitFor(t, "ACK of v1", func() bool { return x.acked("v1") })
+
+	// v2 is broken: NACKed, and v1 keeps serving.
+	bad := compileSpec(t, "petstore")
+	bad.Routes[0].Rules = []authz.Rule{{Allow: true, When: "request.path"}}
+	x.set(t, "v2", bad)
+	nack := x.waitNACK(t)
+	if !strings.Contains(nack.GetErrorDetail().GetMessage(), "boolean") || nack.GetVersionInfo() != "v1" {
+		t.Fatalf("NACK = version %q detail %q", nack.GetVersionInfo(), nack.GetErrorDetail().GetMessage())
+	}
+	if s, _ := check("petstore/read"); s != 200 {
+		t.Fatalf("last good policy not kept after a NACK: %d", s)
+	}
+
+	// v3 drops petstore for billing: petstore routes become unknown (403).
+	x.set(t, "v3", compileSpec(t, "billing"))
+	waitFor(t, "policy v3", func() bool { s, _ := check("petstore/read"); return s == 403 })
+	if _, reason := check("petstore/read"); !strings.HasPrefix(reason, "unknown_route") {
+		t.Fatalf("removed route: %q", reason)
+	}
+	waitFor(t, "ACK of v3", func() bool { return x.acked("v3") })
+}
+
+func (s *xdsServer) acked(version string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.reqs {
+		if r.GetVersionInfo() == version && r.GetErrorDetail() == nil && r.GetResponseNonce() != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *xdsServer) waitNACK(t *testing.T) *discoveryv3.DiscoveryRequest {
+	t.Helper()
+	var nack *discoveryv3.DiscoveryRequest
+	waitFor(t, "a NACK", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range s.reqs {
+			if r.GetErrorDetail() != nil {
+				nack = r
+				return true
+			}
+		}
+		return false
+	})
+	return nack
+}
