@@ -118,12 +118,17 @@ func desc(kv ...string) *ratelimitv3.RateLimitDescriptor {
 // requires identical responses: the Lua script is the Go arithmetic.
 func TestSameAnswersAsMemory(t *testing.T) {
 	r := testenv.StartRedis(t)
+	sameAnswers(t, "redis://"+r.Addr, 1500)
+}
+
+func sameAnswers(t *testing.T, url string, steps int) *Store {
 	clk := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
 	mem := newService(t, ratelimit.NewMemory(), clk, rulesYAML, ratelimit.FailAllow)
-	red := newService(t, newStore(t, Options{URL: "redis://" + r.Addr, Timeout: 2 * time.Second, CacheSize: -1}), clk, rulesYAML, ratelimit.FailAllow)
+	st := newStore(t, Options{URL: url, Timeout: 2 * time.Second, CacheSize: -1})
+	red := newService(t, st, clk, rulesYAML, ratelimit.FailAllow)
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := []string{"fixed", "sliding", "bucket", "odd"}
-	for i := 0; i < 1500; i++ {
+	for i := 0; i < steps; i++ {
 		var ds []*ratelimitv3.RateLimitDescriptor
 		for n := 1 + rng.IntN(3); n > 0; n-- {
 			d := desc(keys[rng.IntN(len(keys))], strconv.Itoa(rng.IntN(3)))
@@ -146,6 +151,7 @@ func TestSameAnswersAsMemory(t *testing.T) {
 		}
 		clk.Advance(time.Duration(rng.IntN(4000)) * time.Millisecond)
 	}
+	return st
 }
 
 // TestEnvoyproxyKeyFormat: fixed-window counters are the keys, values and
