@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatehouse-edge/gatehouse/authn/authntest"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+)
+
+// TestAuthzCommand runs `gatehouse authz` with flags and their environment
+// twins, then calls Check on it over gRPC.
+func TestAuthzCommand(t *testing.T) {
+	dir := t.TempDir()
+	key := authntest.NewRSA("k1", 2048)
+	doc := `apiVersion: gatehouse/v1
+kind: EdgeRoute
+metadata: {name: shop, team: t}
+spec:
+  hosts: [shop.example.com]
+  upstreams: [{name: api, endpoints: ["10.0.0.5:8080"]}]
+  identity:
+    jwt: [{name: corp, issuer: "https://idp.test/", audiences: [shop], jwks: '` + string(authntest.JWKS(key)) + `'}]
+  routes:
+    - {name: cart, match: {pathPrefix: /cart}, upstream: api, auth: {anyOf: [corp]}}
+`
+	if err := os.WriteFile(filepath.Join(dir, "shop.yaml"), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	t.Setenv("GATEHOUSE_AUTHZ_SPEC_DIR", dir)
+	t.Setenv("GATEHOUSE_AUTHZ_ADMIN_ADDR", adminAddr)
+	t.Setenv("GATEHOUSE_AUTHZ_LOG_LEVEL", "warn")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		root := newRootCmd()
+		root.SetArgs([]string{"authz", "--grpc-addr", grpcAddr})
+		done <- root.ExecuteContext(ctx)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gatehouse authz: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("gatehouse authz did not stop")
+		}
+	}()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin %s not ready: %v", adminAddr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok := key.Sign(map[string]any{"iss": "https://idp.test/", "aud": "shop", "sub": "u1", "exp": time.Now().Add(time.Hour).Unix()}, nil)
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/cart", Headers: map[string]string{"authorization": "Bearer " + tok}}},
+		ContextExtensions: map[string]string{"gatehouse.route": "shop/cart"},
+	}}
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(cctx, req)
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check: %v %v", resp, err)
+	}
+	req.Attributes.ContextExtensions = nil
+	if resp, err := authv3.NewAuthorizationClient(conn).Check(cctx, req); err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 403 {
+		t.Fatalf("Check without gatehouse.route: %v %v", resp, err)
+	}
+}
+
+func TestAuthzCommandNeedsAPolicySource(t *testing.T) {
+	_, errOut, code := run(t, "authz", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	if code == 0 {
+		t.Fatal("started without --spec-dir or --xds-server")
+	}
+	if want := "--spec-dir"; !strings.Contains(errOut, want) {
+		t.Fatalf("stderr %q does not mention %s", errOut, want)
+	}
+}
