@@ -44,6 +44,9 @@ type provider struct {
 	// default, the credential header.
 	remove      []string
 	removeQuery []string
+	// removeAllSet is remove without this provider's own forward headers:
+	// what is removed when every forwarded claim is present.
+	removeAllSet []string
 }
 
 type forwardClaim struct{ claim, header string }
@@ -266,6 +269,15 @@ func (b *builder) route(rp RoutePolicy, providers map[string]*provider) (*route,
 				cp.remove = appendUnique(cp.remove, p.apiKey.Header())
 			case p.apiKey != nil:
 				cp.removeQuery = []string{p.apiKey.Query()}
+			}
+		}
+		own := map[string]bool{}
+		for _, f := range p.forward {
+			own[f.header] = true
+		}
+		for _, h := range cp.remove {
+			if !own[h] {
+				cp.removeAllSet = append(cp.removeAllSet, h)
 			}
 		}
 		r.providers[i] = &cp

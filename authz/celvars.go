@@ -18,7 +18,7 @@ import (
 
 // activation resolves `request` and `identity` for one evaluation.
 type activation struct {
-	req *Request
+	req Request
 	id  *authn.Identity
 	r   fieldMap[requestFields]
 	i   fieldMap[identityFields]

@@ -196,16 +196,26 @@ func (e *Engine) rules(ctx context.Context, r *route, req *Request, id *authn.Id
 			Metadata: Metadata{Decision: DecisionAllow, Rule: "any-authenticated"}}
 	}
 	var act *activation
+	defer func() {
+		if act != nil {
+			*act = activation{}
+			e.acts.Put(act)
+		}
+	}()
 	for _, ru := range r.rules {
 		if !hasScopes(id, ru.scopes) || !hasClaims(id, ru.claims) {
 			continue
 		}
 		if ru.prg != nil {
 			if act == nil {
-				act = &activation{req: req, id: id}
-				act.r.f.r, act.i.f.id = req, id
+				// Pooled, with a copy of the request, so neither the
+				// activation nor the request escapes per decision.
+				act = e.acts.Get().(*activation)
+				act.req = *req
+				act.r.f.r, act.i.f.id = &act.req, id
 			}
-			out, _, err := ru.prg.ContextEval(ctx, act)
+			// The cost limit bounds the evaluation; no context needed.
+			out, _, err := ru.prg.Eval(act)
 			if err != nil && ru.allow {
 				// An allow rule that cannot be evaluated does not match:
 				// that grants nothing a false condition would not.
@@ -347,6 +357,10 @@ func (e *Engine) upstreamHeaders(d *Decision, p *provider, id *authn.Identity, r
 		if v, ok := claimString(id, f.claim); ok {
 			d.HeadersToSet = append(d.HeadersToSet, Header{Name: f.header, Value: v})
 		}
+	}
+	if len(d.HeadersToSet) == len(p.forward) {
+		d.HeadersToRemove = p.removeAllSet
+		return
 	}
 	for _, h := range p.remove {
 		set := false

@@ -53,6 +53,7 @@ type Engine struct {
 	env     *cel.Env
 
 	snap atomic.Pointer[snapshot]
+	acts sync.Pool // *activation
 
 	mu      sync.Mutex // serializes Update and Close
 	jwks    map[string]*jwksRunner
@@ -105,6 +106,7 @@ func NewEngine(opts Options) (*Engine, error) {
 	if opts.TokenCacheSize >= 0 {
 		e.cache = authn.NewTokenCache(opts.TokenCacheSize, opts.TokenCacheTTL, am)
 	}
+	e.acts.New = func() any { return new(activation) }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }

@@ -135,12 +135,26 @@ func checkRequest(route string, headers map[string]string, principal string) *au
 // startCheckServer serves ext_authz for e on 127.0.0.1:0 and returns a client.
 func startCheckServer(t testing.TB, e *authz.Engine) authv3.AuthorizationClient {
 	t.Helper()
+	return startCheckServerFor(t, NewServer(e))
+}
+
+// noop answers every Check with OK, doing nothing: the benchmark floor.
+type noop struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+}
+
+func startCheckServerFor(t testing.TB, srv authv3.AuthorizationServer) authv3.AuthorizationClient {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, NewServer(e))
+	authv3.RegisterAuthorizationServer(gs, srv)
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 	return dial(t, l.Addr().String())
