@@ -214,7 +214,7 @@ func (p *Policy) headers(route string, h map[string]string) string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
 		k = strings.ToLower(k)
-		if rp.keep != nil && !rp.keep[k] && !rp.redact[k] {
+		if rp.keep != nil && !rp.keep[k] {
 			continue
 		}
 		if p.secretHeader(rp, k) {

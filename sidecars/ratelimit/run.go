@@ -1,0 +1,294 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
+	"github.com/gatehouse-edge/gatehouse/ratelimit/redisstore"
+)
+
+// Config is the sidecar's configuration (`gatehouse ratelimit` flags).
+type Config struct {
+	GRPCAddr  string // default 127.0.0.1:8081
+	AdminAddr string // default 127.0.0.1:6070
+	// Config sources; at least one. They combine: envoyproxy YAML domains,
+	// spec rules (domain gatehouse) and xDS.
+	ConfigDir   string
+	SpecDir     string
+	XDSServer   string
+	NodeID      string
+	NodeCluster string
+
+	Backend      string        // memory (default) | redis
+	RedisURL     string        // see redisstore.Options.URL
+	RedisTimeout time.Duration // default 50ms
+	FailureMode  string        // allow (default) | deny
+	// GlobalShadowMode answers OK to everything while still counting.
+	GlobalShadowMode bool
+	// ResponseHeaders adds RateLimit-Limit/-Remaining/-Reset.
+	ResponseHeaders bool
+	// KeyPrefix is prepended to Redis keys (envoyproxy's CACHE_KEY_PREFIX).
+	KeyPrefix string
+	// ReloadDelay batches directory changes; default 200ms.
+	ReloadDelay time.Duration
+
+	Log      *slog.Logger         // default: discard
+	Registry *prometheus.Registry // default: telemetry.NewRegistry()
+	Clock    ratelimit.Clock      // default: the system clock
+	// Ready, when set, is called with the bound addresses once both
+	// listeners are open (tests use ":0").
+	Ready func(grpcAddr, adminAddr net.Addr)
+}
+
+// Sidecar is a configured rate-limit service without listeners: what Run
+// serves, and what `gatehouse explain` and tests call in-process.
+type Sidecar struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	svc     *ratelimit.Service
+	store   *redisstore.Store
+	sources *sources
+}
+
+// New checks cfg, builds the backend and loads the directory sources once.
+func New(cfg Config) (*Sidecar, error) {
+	if cfg.ConfigDir == "" && cfg.SpecDir == "" && cfg.XDSServer == "" {
+		return nil, errors.New("ratelimit: a config source is required: --config-dir DIR, --spec-dir DIR or --xds-server HOST:PORT --node-id ID")
+	}
+	if cfg.XDSServer != "" && cfg.NodeID == "" {
+		return nil, errors.New("ratelimit: --xds-server needs --node-id")
+	}
+	mode, err := ratelimit.ParseFailureMode(cfg.FailureMode)
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: --failure-mode: %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "ratelimit")
+	reg := cfg.Registry
+	if reg == nil {
+		reg = telemetry.NewRegistry()
+	}
+	metrics, err := ratelimit.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := newSourceMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, log: log, reg: reg}
+	var backend ratelimit.Backend
+	switch cfg.Backend {
+	case "", "memory":
+		backend = ratelimit.NewMemory()
+		cfg.Backend = "memory"
+	case "redis":
+		if cfg.RedisURL == "" {
+			return nil, errors.New("ratelimit: --backend redis needs --redis-url")
+		}
+		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Log: log, Metrics: metrics})
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: %w", err)
+		}
+		s.store, backend = st, st
+		log.Info("redis backend", "url", redisstore.Redact(cfg.RedisURL), "timeout", st.Timeout().String())
+	default:
+		return nil, fmt.Errorf("ratelimit: --backend %q: want memory or redis", cfg.Backend)
+	}
+	s.svc, err = ratelimit.New(ratelimit.Options{
+		Backend: backend, BackendName: cfg.Backend, Clock: cfg.Clock, Log: log, Metrics: metrics,
+		FailureMode: mode, GlobalShadowMode: cfg.GlobalShadowMode, ResponseHeaders: cfg.ResponseHeaders, KeyPrefix: cfg.KeyPrefix,
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.sources = &sources{svc: s.svc, m: metrics, sm: sm, log: log}
+	if cfg.ConfigDir != "" {
+		if err := s.ReloadConfigDir(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if cfg.SpecDir != "" {
+		if err := s.ReloadSpecDir(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Service is the decision API: ShouldRateLimit in-process.
+func (s *Sidecar) Service() *ratelimit.Service { return s.svc }
+
+// Close releases the backend.
+func (s *Sidecar) Close() error {
+	if s.store != nil {
+		return s.store.Close()
+	}
+	return nil
+}
+
+// ReloadConfigDir re-reads --config-dir; on error the previous rules stay.
+func (s *Sidecar) ReloadConfigDir() error {
+	ds, err := config.LoadDir(s.cfg.ConfigDir)
+	if err != nil {
+		s.sources.failed("config_dir")
+		s.log.Error("config dir rejected; previous config keeps serving", "dir", s.cfg.ConfigDir, "error", err)
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	return s.sources.update("config_dir", func(n *sources) { n.dir = ds })
+}
+
+// ReloadSpecDir re-reads --spec-dir; on error the previous rules stay.
+func (s *Sidecar) ReloadSpecDir() error {
+	rs, err := LoadSpecDir(s.cfg.SpecDir)
+	if err != nil {
+		s.sources.failed("spec_dir")
+		s.log.Error("spec dir rejected; previous config keeps serving", "dir", s.cfg.SpecDir, "error", err)
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	return s.sources.update("spec_dir", func(n *sources) { n.specs = rs })
+}
+
+// HandleRateLimitConfigs is the xDS handler for RateLimitConfig resources.
+func (s *Sidecar) HandleRateLimitConfigs(version string, res []*anypb.Any) error {
+	ds, err := DomainsFromResources(res)
+	if err == nil {
+		err = s.sources.update("xds_rls", func(n *sources) { n.xdsRLC = ds })
+	}
+	if err != nil {
+		return fmt.Errorf("RateLimitConfig version %s: %w", version, err)
+	}
+	return nil
+}
+
+// HandleExtensionConfigs is the xDS handler for the Gatehouse rule
+// resources (TypedExtensionConfig, names with resource.RateLimitPrefix).
+func (s *Sidecar) HandleExtensionConfigs(version string, res []*anypb.Any) error {
+	rs, err := RulesFromResources(res)
+	if err == nil {
+		err = s.sources.update("xds_ext", func(n *sources) { n.xdsExt = rs })
+	}
+	if err != nil {
+		return fmt.Errorf("rate limit rules version %s: %w", version, err)
+	}
+	return nil
+}
+
+// Ready reports nil once rules are loaded and the backend answers.
+func (s *Sidecar) Ready(ctx context.Context) error {
+	if err := s.sources.ready(); err != nil {
+		return err
+	}
+	if s.store != nil {
+		if err := s.store.Ping(ctx); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run serves RLS v3 until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = "127.0.0.1:8081"
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = "127.0.0.1:6070"
+	}
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	log := s.log
+
+	gs := telemetry.NewGRPCServer(log)
+	rlsv3.RegisterRateLimitServiceServer(gs.Server, NewServer(s.svc))
+	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	admin := telemetry.NewAdmin(log, s.reg)
+	admin.AddReadyCheck("ratelimit", func() error { return s.Ready(ctx) })
+
+	gl, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("ratelimit: grpc listener %s: %w", cfg.GRPCAddr, err)
+	}
+	al, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("ratelimit: admin listener %s: %w", cfg.AdminAddr, err)
+	}
+	log.Info("ratelimit admin listening", "addr", al.Addr().String())
+	if cfg.Ready != nil {
+		cfg.Ready(gl.Addr(), al.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
+	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
+	g.Go(func() error {
+		// gRPC health follows readiness.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			st := healthpb.HealthCheckResponse_SERVING
+			if s.sources.ready() != nil {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+			}
+			gs.Health.SetServingStatus(ServiceName, st)
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	delay := cfg.ReloadDelay
+	if delay <= 0 {
+		delay = 200 * time.Millisecond
+	}
+	if cfg.ConfigDir != "" {
+		g.Go(func() error { return watchDir(gctx, log, cfg.ConfigDir, delay, func() { _ = s.ReloadConfigDir() }) })
+	}
+	if cfg.SpecDir != "" {
+		g.Go(func() error { return watchDir(gctx, log, cfg.SpecDir, delay, func() { _ = s.ReloadSpecDir() }) })
+	}
+	if cfg.XDSServer != "" {
+		for _, sub := range []struct {
+			typeURL string
+			h       xdsclient.Handler
+		}{
+			{resource.RateLimitConfigType, s.HandleRateLimitConfigs},
+			{resource.ExtensionConfigType, s.HandleExtensionConfigs},
+		} {
+			g.Go(func() error {
+				return xdsclient.Run(gctx, xdsclient.Config{
+					Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
+					TypeURL: sub.typeURL, Log: log.With("type_url", sub.typeURL),
+				}, sub.h)
+			})
+		}
+	}
+	return g.Wait()
+}
