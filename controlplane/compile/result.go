@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -50,6 +51,12 @@ type groupResult struct {
 
 // Published are the specs that made it into the config, by name.
 func (r *Result) Published() []*Spec { return r.published }
+
+// Has reports whether r published s with the same content.
+func (r *Result) Has(s *Spec) bool {
+	i := sort.Search(len(r.published), func(i int) bool { return r.published[i].Name >= s.Name })
+	return i < len(r.published) && r.published[i].Name == s.Name && r.published[i].key == s.key && slices.Equal(r.published[i].NodeGroups, s.NodeGroups)
+}
 
 // Failed are the specs left out.
 func (r *Result) Failed() []*Spec {

@@ -1,0 +1,197 @@
+// Package controlplane wires the control-plane pipeline together, the way
+// it reads: source (revisions of specs) → compile (validated resources per
+// node group) → snapshot (what each group is served, last known good,
+// canary) → xds (ADS to the fleet and the sidecars). One goroutine owns
+// every rebuild: source events are batched by a hold-off timer, then one
+// compile runs; NACKs and the rollout's soak timer arrive on the same
+// goroutine. It also serves the /debug endpoints.
+//
+// `gatehouse controlplane` calls Run; `gatehouse dev` builds one with New,
+// registers its ADS service and debug handlers on servers it owns, and
+// calls (*ControlPlane).Run.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+)
+
+// Config is everything a control plane needs. Source is required.
+type Config struct {
+	Source   source.Source
+	Reporter source.Reporter // default source.Discard
+	Compile  compile.Options
+	// HoldOff batches source events: a rebuild starts this long after the
+	// first event of a burst. Default 100ms.
+	HoldOff time.Duration
+	// CanaryGroup, when set, gets every new version first; the rest of the
+	// fleet follows after Soak without a NACK from the canary.
+	CanaryGroup string
+	Soak        time.Duration // default 60s
+	Log         *slog.Logger
+	Registry    *prometheus.Registry // required
+	Now         func() time.Time
+}
+
+// ControlPlane is one running pipeline.
+type ControlPlane struct {
+	cfg      Config
+	log      *slog.Logger
+	compiler *compile.Compiler
+	xds      *xds.Server
+	pub      *snapshot.Publisher
+	metrics  *metrics
+	reports  chan []report
+
+	pendingMu sync.Mutex
+	pending   *source.Revision
+	notify    chan struct{}
+	nacks     chan xds.NACK
+
+	stateMu sync.Mutex
+	state   State
+}
+
+// New builds a control plane; nothing runs until Run.
+func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("controlplane: a source is required")
+	}
+	if cfg.Registry == nil {
+		return nil, errors.New("controlplane: a Prometheus registry is required")
+	}
+	if cfg.Reporter == nil {
+		cfg.Reporter = source.Discard
+	}
+	if cfg.HoldOff <= 0 {
+		cfg.HoldOff = 100 * time.Millisecond
+	}
+	if cfg.Soak <= 0 {
+		cfg.Soak = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Compile.Log = log
+	comp, err := compile.New(cfg.Compile)
+	if err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{
+		cfg:      cfg,
+		log:      log.With("component", "controlplane"),
+		compiler: comp,
+		metrics:  newMetrics(cfg.Registry),
+		reports:  make(chan []report, 64),
+		notify:   make(chan struct{}, 1),
+		nacks:    make(chan xds.NACK, 1024),
+	}
+	cp.xds = xds.New(ctx, xds.Options{
+		Log:      log,
+		Registry: cfg.Registry,
+		OnNACK:   cp.onNACK,
+		OnGroup:  func(g string) { cp.pub.Ensure(context.Background(), g) },
+		Now:      cfg.Now,
+	})
+	cp.pub = snapshot.New(cp.xds, log, cfg.Registry)
+	cp.state.Rollout.Phase = PhaseIdle
+	return cp, nil
+}
+
+// RegisterXDS adds the ADS service (SotW and delta) to g.
+func (cp *ControlPlane) RegisterXDS(g *grpc.Server) { cp.xds.Register(g) }
+
+// XDS is the xDS server (node status, snapshots).
+func (cp *ControlPlane) XDS() *xds.Server { return cp.xds }
+
+// Publisher is what each node group is served.
+func (cp *ControlPlane) Publisher() *snapshot.Publisher { return cp.pub }
+
+// Run watches the source and rebuilds until ctx ends.
+func (cp *ControlPlane) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := cp.cfg.Source.Watch(ctx, cp.offer); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { cp.reportLoop(ctx); return nil })
+	g.Go(func() error { cp.loop(ctx); return nil })
+	return g.Wait()
+}
+
+// offer is the source callback: keep only the newest revision and wake
+// the loop. It never blocks.
+func (cp *ControlPlane) offer(rev source.Revision) {
+	cp.pendingMu.Lock()
+	cp.pending = &rev
+	cp.pendingMu.Unlock()
+	select {
+	case cp.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (cp *ControlPlane) onNACK(n xds.NACK) {
+	cp.metrics.nacks.Inc()
+	select {
+	case cp.nacks <- n:
+	default:
+		cp.metrics.nacksDropped.Inc()
+	}
+}
+
+// loop is the one goroutine that compiles and publishes.
+func (cp *ControlPlane) loop(ctx context.Context) {
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	holding := false
+	soak := time.NewTimer(time.Hour)
+	soak.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			hold.Stop()
+			soak.Stop()
+			return
+		case <-cp.notify:
+			if !holding {
+				holding = true
+				hold.Reset(cp.cfg.HoldOff)
+			}
+		case <-hold.C:
+			holding = false
+			cp.pendingMu.Lock()
+			rev := cp.pending
+			cp.pending = nil
+			cp.pendingMu.Unlock()
+			if rev != nil && cp.rebuild(ctx, *rev) {
+				soak.Reset(cp.cfg.Soak)
+			}
+		case n := <-cp.nacks:
+			if cp.canaryRejected(ctx, n) {
+				soak.Stop()
+			}
+		case <-soak.C:
+			cp.promote(ctx)
+		}
+	}
+}

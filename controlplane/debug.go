@@ -1,0 +1,79 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+// RegisterDebug adds /debug/nodes, /debug/config and /debug/specs to an
+// admin server, and a readiness check that passes once a version is
+// published.
+func (cp *ControlPlane) RegisterDebug(a *telemetry.Admin) {
+	a.Handle("GET /debug/nodes", http.HandlerFunc(cp.debugNodes))
+	a.Handle("GET /debug/config", http.HandlerFunc(cp.debugConfig))
+	a.Handle("GET /debug/specs", http.HandlerFunc(cp.debugSpecs))
+	a.AddReadyCheck("controlplane", func() error {
+		if cp.pub.Good() == nil {
+			return errors.New("no version published yet")
+		}
+		return nil
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// debugNodes: connected nodes, node group, ACKed version per type, last NACK.
+func (cp *ControlPlane) debugNodes(w http.ResponseWriter, _ *http.Request) {
+	nodes := cp.xds.Nodes()
+	writeJSON(w, http.StatusOK, struct {
+		Count int              `json:"count"`
+		Nodes []xds.NodeStatus `json:"nodes"`
+	}{len(nodes), nodes})
+}
+
+// debugConfig: the resources a node group is served, as JSON.
+func (cp *ControlPlane) debugConfig(w http.ResponseWriter, r *http.Request) {
+	group := r.URL.Query().Get("node_group")
+	if group == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "node_group is required, e.g. /debug/config?node_group=us-east-1", "served": cp.pub.State().Served})
+		return
+	}
+	res := cp.pub.Served(group)
+	if res == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no version is published yet"})
+		return
+	}
+	resources, warnings, err := res.Resources(group)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	out, err := compile.Render(group, res.Version, resources, warnings)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, "%s\n", out)
+}
+
+// debugSpecs: revision, per-spec status and errors, publishing and rollout.
+func (cp *ControlPlane) debugSpecs(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		State
+		Publishing snapshot.State `json:"publishing"`
+	}{cp.State(), cp.pub.State()})
+}

@@ -1,0 +1,192 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+)
+
+// Rollout phases.
+const (
+	PhaseIdle       = "idle"        // the fleet is on the last good version
+	PhaseSoaking    = "soaking"     // the canary group has a candidate
+	PhaseRolledBack = "rolled_back" // the canary NACKed; waiting for the next revision
+)
+
+// State is what /debug/specs shows.
+type State struct {
+	Revision    string       `json:"revision"`
+	Version     string       `json:"version"`
+	CompiledAt  time.Time    `json:"compiled_at"`
+	CompileTime string       `json:"compile_time"`
+	Specs       []SpecStatus `json:"specs"`
+	Rollout     Rollout      `json:"rollout"`
+	// Refused is set when the newest compile was not published (empty,
+	// or a node group's config failed to build).
+	Refused string `json:"refused,omitempty"`
+}
+
+// SpecStatus is one spec of the newest revision.
+type SpecStatus struct {
+	Name      string `json:"name"`
+	Origin    string `json:"origin"`
+	Revision  int64  `json:"revision,omitempty"`
+	Published bool   `json:"published"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Rollout is the state of the staged rollout.
+type Rollout struct {
+	Phase       string    `json:"phase"`
+	CanaryGroup string    `json:"canary_group,omitempty"`
+	Candidate   string    `json:"candidate_version,omitempty"`
+	Since       time.Time `json:"since,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// State returns a copy of the current state.
+func (cp *ControlPlane) State() State {
+	cp.stateMu.Lock()
+	defer cp.stateMu.Unlock()
+	st := cp.state
+	st.Specs = append([]SpecStatus(nil), st.Specs...)
+	return st
+}
+
+// rebuild compiles rev and publishes it (to everyone, or to the canary).
+// It reports whether a canary soak started.
+func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
+	start := time.Now()
+	res := cp.compiler.Compile(rev)
+	took := time.Since(start)
+	cp.metrics.compileSeconds.Observe(took.Seconds())
+	cp.metrics.specs.WithLabelValues("published").Set(float64(len(res.Published())))
+	cp.metrics.specs.WithLabelValues("failed").Set(float64(len(res.Failed())))
+
+	st := State{Revision: res.Revision, Version: res.Version, CompiledAt: cp.cfg.Now(), CompileTime: took.String()}
+	for _, s := range res.Specs {
+		ss := SpecStatus{Name: s.Name, Origin: s.Origin, Revision: s.Revision, Published: s.Err == nil}
+		if s.Err != nil {
+			ss.Error = s.Err.Error()
+		}
+		st.Specs = append(st.Specs, ss)
+	}
+	cp.log.Info("compiled", "revision", res.Revision, "version", res.Version, "published", len(res.Published()), "failed", len(res.Failed()), "took", took)
+	for _, s := range res.Failed() {
+		cp.log.Warn("spec left out", "spec", s.Name, "origin", s.Origin, "error", s.Err)
+	}
+
+	// Failed specs are reported now; published ones once the fleet has them.
+	var failed []report
+	for _, s := range res.Failed() {
+		failed = append(failed, report{s.Name, s.Revision, s.Err})
+	}
+
+	var err error
+	soaking := false
+	if cp.cfg.CanaryGroup == "" || cp.pub.Good() == nil {
+		err = cp.pub.PublishAll(ctx, res)
+	} else {
+		err = cp.pub.PublishCanary(ctx, cp.cfg.CanaryGroup, res)
+		soaking = err == nil && cp.pub.Good() != res
+	}
+	cp.stateMu.Lock()
+	prev := cp.state.Rollout
+	cp.state = st
+	switch {
+	case err != nil:
+		cp.state.Refused = err.Error()
+		cp.state.Rollout = prev
+	case soaking:
+		cp.state.Rollout = Rollout{Phase: PhaseSoaking, CanaryGroup: cp.cfg.CanaryGroup, Candidate: res.Version, Since: cp.cfg.Now()}
+	default:
+		cp.state.Rollout = Rollout{Phase: PhaseIdle}
+	}
+	cp.stateMu.Unlock()
+
+	if err != nil {
+		cp.log.Error("new version not published; the fleet keeps the last good one", "version", res.Version, "error", err)
+		for _, s := range res.Published() {
+			failed = append(failed, report{s.Name, s.Revision, fmt.Errorf("not published: %w", err)})
+		}
+		cp.report(failed)
+		return false
+	}
+	if !soaking {
+		cp.report(append(failed, publishedReports(res)...))
+		return false
+	}
+	cp.report(failed)
+	return true
+}
+
+func publishedReports(res *compile.Result) []report {
+	out := make([]report, 0, len(res.Published()))
+	for _, s := range res.Published() {
+		out = append(out, report{s.Name, s.Revision, nil})
+	}
+	return out
+}
+
+// canaryRejected handles a NACK: when it is the canary rejecting the
+// candidate, the rollout stops and the canary returns to the last good
+// version. Other NACKs are recorded by the xDS server only; the node waits
+// for the next version. It reports whether a rollout was stopped.
+func (cp *ControlPlane) canaryRejected(ctx context.Context, n xds.NACK) bool {
+	st := cp.pub.State()
+	if st.CandidateVersion == "" || n.NodeGroup != st.CanaryGroup || n.Version != st.CandidateVersion {
+		return false
+	}
+	cand := cp.pub.Served(st.CanaryGroup)
+	if err := cp.pub.Rollback(ctx); err != nil {
+		cp.log.Error("rollback failed", "error", err)
+		return false
+	}
+	reason := fmt.Sprintf("canary node %s (group %s) rejected version %s (%s): %s", n.NodeID, n.NodeGroup, n.Version, shortType(n.TypeURL), n.Message)
+	cp.stateMu.Lock()
+	cp.state.Rollout = Rollout{Phase: PhaseRolledBack, CanaryGroup: st.CanaryGroup, Candidate: n.Version, Since: cp.cfg.Now(), Reason: reason}
+	cp.stateMu.Unlock()
+	// The specs that differ from the last good version are the suspects.
+	if cand != nil {
+		good := cp.pub.Good()
+		var reps []report
+		for _, s := range cand.Published() {
+			if good == nil || !good.Has(s) {
+				reps = append(reps, report{s.Name, s.Revision, fmt.Errorf("rolled back: %s", reason)})
+			}
+		}
+		cp.report(reps)
+	}
+	return true
+}
+
+// promote sends the soaked candidate to the whole fleet.
+func (cp *ControlPlane) promote(ctx context.Context) {
+	st := cp.pub.State()
+	if st.CandidateVersion == "" {
+		return
+	}
+	cand := cp.pub.Served(st.CanaryGroup)
+	if err := cp.pub.PublishAll(ctx, cand); err != nil {
+		cp.log.Error("promotion failed; the fleet keeps the last good version", "version", cand.Version, "error", err)
+		return
+	}
+	cp.stateMu.Lock()
+	cp.state.Rollout = Rollout{Phase: PhaseIdle}
+	cp.stateMu.Unlock()
+	cp.log.Info("canary soaked without NACK; promoted to the fleet", "version", cand.Version)
+	cp.report(publishedReports(cand))
+}
+
+func shortType(typeURL string) string {
+	for i := len(typeURL) - 1; i >= 0; i-- {
+		if typeURL[i] == '.' {
+			return typeURL[i+1:]
+		}
+	}
+	return typeURL
+}

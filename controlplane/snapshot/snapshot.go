@@ -1,0 +1,280 @@
+// Package snapshot turns compiled results into go-control-plane snapshots,
+// one per node group, and decides which result each group is served: the
+// last good result fleet-wide, or the rollout's candidate for the canary
+// group. It refuses to publish an empty or inconsistent result, so a bad
+// compile never replaces a good snapshot. It must not import xds internals
+// beyond the small Cache interface below, nor source.
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+)
+
+// Cache is where snapshots go (xds.Server implements it).
+type Cache interface {
+	SetSnapshot(ctx context.Context, group string, snap *cachev3.Snapshot) error
+}
+
+// Publisher owns which compiled result each node group is served.
+type Publisher struct {
+	cache   Cache
+	log     *slog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	good    *compile.Result // fleet-wide last known good
+	canary  string          // canary group while a candidate is in flight
+	cand    *compile.Result // the candidate
+	groups  map[string]bool // every group ever served
+	served  map[string]string
+	lastErr error
+}
+
+// New builds a Publisher. reg may be nil.
+func New(c Cache, log *slog.Logger, reg *prometheus.Registry) *Publisher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{cache: c, log: log.With("component", "snapshot"), metrics: newMetrics(reg), groups: map[string]bool{}, served: map[string]string{}}
+}
+
+// ErrEmpty is returned for a result with no published spec.
+var ErrEmpty = errors.New("no spec compiled: refusing to replace the served config with an empty one")
+
+// Build is the snapshot of a node group for a result, checked for
+// consistency (every EDS cluster and RDS name resolves).
+func Build(res *compile.Result, group string) (*cachev3.Snapshot, error) {
+	r, _, err := res.Resources(group)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := cachev3.NewSnapshot(res.Version, r)
+	if err != nil {
+		return nil, fmt.Errorf("node group %s: %w", group, err)
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, res.Version, err)
+	}
+	return snap, nil
+}
+
+// groupList is every group to (re)publish for res: known groups plus the
+// groups res names. Caller holds p.mu.
+func (p *Publisher) groupList(res *compile.Result) []string {
+	set := map[string]bool{}
+	for g := range p.groups {
+		set[g] = true
+	}
+	if res != nil {
+		for _, g := range res.NodeGroups() {
+			set[g] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PublishAll serves res to every group and makes it the last known good.
+// A result that is empty or fails to build for any group is refused and
+// nothing changes.
+func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(res.Published()) == 0 {
+		p.refused(ErrEmpty)
+		return ErrEmpty
+	}
+	groups := p.groupList(res)
+	snaps := make(map[string]*cachev3.Snapshot, len(groups))
+	for _, g := range groups {
+		s, err := Build(res, g)
+		if err != nil {
+			p.refused(err)
+			return err
+		}
+		snaps[g] = s
+	}
+	for _, g := range groups {
+		if err := p.cache.SetSnapshot(ctx, g, snaps[g]); err != nil {
+			return fmt.Errorf("node group %s: %w", g, err)
+		}
+		p.groups[g] = true
+		p.served[g] = res.Version
+	}
+	p.good, p.cand, p.canary, p.lastErr = res, nil, "", nil
+	p.metrics.published.Inc()
+	p.log.Info("published", "version", res.Version, "specs", len(res.Published()), "node_groups", len(groups))
+	return nil
+}
+
+// PublishCanary serves res to the canary group only; everyone else stays
+// on the last known good. With no last known good yet, there is nothing to
+// protect and res goes to everyone (PublishAll).
+func (p *Publisher) PublishCanary(ctx context.Context, group string, res *compile.Result) error {
+	p.mu.Lock()
+	if p.good == nil {
+		p.mu.Unlock()
+		return p.PublishAll(ctx, res)
+	}
+	defer p.mu.Unlock()
+	if len(res.Published()) == 0 {
+		p.refused(ErrEmpty)
+		return ErrEmpty
+	}
+	// Check every group now, so a promotion cannot fail to build later.
+	for _, g := range p.groupList(res) {
+		if _, err := Build(res, g); err != nil {
+			p.refused(err)
+			return err
+		}
+	}
+	snap, err := Build(res, group)
+	if err != nil {
+		p.refused(err)
+		return err
+	}
+	if err := p.cache.SetSnapshot(ctx, group, snap); err != nil {
+		return fmt.Errorf("node group %s: %w", group, err)
+	}
+	p.groups[group] = true
+	p.served[group] = res.Version
+	p.cand, p.canary = res, group
+	p.log.Info("canary published", "version", res.Version, "node_group", group)
+	return nil
+}
+
+// Rollback puts the canary group back on the last known good and drops the
+// candidate.
+func (p *Publisher) Rollback(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cand == nil || p.good == nil {
+		return nil
+	}
+	snap, err := Build(p.good, p.canary)
+	if err != nil {
+		return err
+	}
+	if err := p.cache.SetSnapshot(ctx, p.canary, snap); err != nil {
+		return err
+	}
+	p.served[p.canary] = p.good.Version
+	p.log.Warn("canary rolled back", "node_group", p.canary, "rejected_version", p.cand.Version, "version", p.good.Version)
+	p.cand, p.canary = nil, ""
+	p.metrics.rollbacks.Inc()
+	return nil
+}
+
+// Ensure gives a group a snapshot if it has none yet: the candidate for the
+// canary group during a rollout, the last known good otherwise. It is what
+// a node of a new group gets on its first request.
+func (p *Publisher) Ensure(ctx context.Context, group string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.groups[group] {
+		return
+	}
+	res := p.good
+	if p.cand != nil && group == p.canary {
+		res = p.cand
+	}
+	if res == nil {
+		// Nothing compiled yet: the node's watch waits, and the first
+		// publish includes this group.
+		p.groups[group] = true
+		return
+	}
+	snap, err := Build(res, group)
+	if err != nil {
+		p.log.Error("cannot build a snapshot for a new node group", "node_group", group, "error", err)
+		return
+	}
+	if err := p.cache.SetSnapshot(ctx, group, snap); err != nil {
+		p.log.Error("setting snapshot", "node_group", group, "error", err)
+		return
+	}
+	p.groups[group] = true
+	p.served[group] = res.Version
+}
+
+func (p *Publisher) refused(err error) {
+	p.lastErr = err
+	p.metrics.refused.Inc()
+	p.log.Error("refusing to publish; keeping the served config", "error", err)
+}
+
+// State is what /debug shows about publishing.
+type State struct {
+	GoodVersion      string            `json:"good_version,omitempty"`
+	CandidateVersion string            `json:"candidate_version,omitempty"`
+	CanaryGroup      string            `json:"canary_group,omitempty"`
+	Served           map[string]string `json:"served"` // node group → version
+	LastError        string            `json:"last_error,omitempty"`
+}
+
+// State reports the current publishing state.
+func (p *Publisher) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := State{Served: map[string]string{}, CanaryGroup: p.canary}
+	for g, v := range p.served {
+		st.Served[g] = v
+	}
+	if p.good != nil {
+		st.GoodVersion = p.good.Version
+	}
+	if p.cand != nil {
+		st.CandidateVersion = p.cand.Version
+	}
+	if p.lastErr != nil {
+		st.LastError = p.lastErr.Error()
+	}
+	return st
+}
+
+// Served is the result a node group is served now (nil when none).
+func (p *Publisher) Served(group string) *compile.Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cand != nil && group == p.canary {
+		return p.cand
+	}
+	return p.good
+}
+
+// Good is the last known good result (nil before the first publish).
+func (p *Publisher) Good() *compile.Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.good
+}
+
+type metrics struct {
+	published, refused, rollbacks prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_controlplane_published_total", Help: "Versions published to the whole fleet."}),
+		refused:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_controlplane_publish_refused_total", Help: "Compiled results refused (empty or failing to build); the served config was kept."}),
+		rollbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_controlplane_rollbacks_total", Help: "Canary rollouts rolled back after a NACK."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.published, m.refused, m.rollbacks)
+	}
+	return m
+}

@@ -1,0 +1,314 @@
+// Package xds serves the compiled snapshots over ADS, state-of-the-world
+// and delta (go-control-plane's server), and watches what the fleet does
+// with them: which nodes are connected, which version of each type every
+// node ACKed, and every NACK (recorded per node, counted, and handed to the
+// rollout). It fixes go-control-plane#962: after a NACK, SotW does not
+// re-send the rejected version in a loop; the node waits for the next
+// version.
+//
+// Snapshots are keyed by node group (node.cluster). The package knows
+// nothing of specs; it must not import compile, snapshot or rollout.
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// GroupHash keys snapshots by node group: node.cluster.
+type GroupHash struct{}
+
+// ID implements cachev3.NodeHash.
+func (GroupHash) ID(n *corev3.Node) string { return n.GetCluster() }
+
+// NACK is one rejection by one node.
+type NACK struct {
+	NodeID    string
+	NodeGroup string
+	TypeURL   string
+	Version   string // the version rejected
+	Message   string
+	At        time.Time
+}
+
+// Options configure a Server.
+type Options struct {
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	// OnNACK is called (synchronously, from the stream's goroutine; keep
+	// it short) for every NACK.
+	OnNACK func(NACK)
+	// OnGroup is called, synchronously, the first time a stream of a node
+	// group sends a request, before the request is served: the caller can
+	// set that group's snapshot in time for the first response.
+	OnGroup func(group string)
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is the ADS server plus its node tracker.
+type Server struct {
+	cache   cachev3.SnapshotCache
+	xds     serverv3.Server
+	tracker *tracker
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New builds a Server with its own snapshot cache.
+func New(ctx context.Context, o Options) *Server {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "xds")
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	// ads=false: go-control-plane's ADS mode leaves a named request
+	// unanswered unless the snapshot holds exactly those names, which would
+	// starve a sidecar subscribing to its own spec's resources.
+	inner := cachev3.NewSnapshotCache(false, GroupHash{}, nil)
+	m := newMetrics(o.Registry)
+	t := newTracker(o, m, log, inner)
+	s := &Server{cache: inner, tracker: t, log: log, metrics: m}
+	s.xds = serverv3.NewServer(ctx, &nackCache{SnapshotCache: inner, t: t}, t)
+	return s
+}
+
+// Register adds the ADS service to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// SetSnapshot publishes a snapshot for a node group.
+func (s *Server) SetSnapshot(ctx context.Context, group string, snap *cachev3.Snapshot) error {
+	return s.cache.SetSnapshot(ctx, group, snap)
+}
+
+// Snapshot returns a node group's current snapshot, if any.
+func (s *Server) Snapshot(group string) (cachev3.ResourceSnapshot, bool) {
+	snap, err := s.cache.GetSnapshot(group)
+	return snap, err == nil
+}
+
+// Nodes is the state of every connected stream, sorted by node id.
+func (s *Server) Nodes() []NodeStatus { return s.tracker.nodes() }
+
+// nackCache wraps the snapshot cache so that a SotW NACK of the current
+// version does not make the cache answer again at once with that same
+// version (go-control-plane#962): the NACK request is presented to the
+// cache as if the node held the current version, so the watch waits for
+// the next one. A NACK of an older version, sent after a newer one was
+// published, is passed through and gets the newer version.
+type nackCache struct {
+	cachev3.SnapshotCache
+	t *tracker
+}
+
+func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	if req.GetErrorDetail() != nil {
+		group := req.GetNode().GetCluster()
+		if snap, err := c.SnapshotCache.GetSnapshot(group); err == nil {
+			current := snap.GetVersion(req.GetTypeUrl())
+			if rejected, ok := c.t.sentVersion(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce()); ok && rejected == current {
+				r := proto.Clone(req).(*discoveryv3.DiscoveryRequest)
+				r.VersionInfo = current
+				req = r
+				c.t.metrics.suppressed.WithLabelValues(typeLabel(req.GetTypeUrl())).Inc()
+			}
+		}
+	}
+	return c.SnapshotCache.CreateWatch(req, sub, out)
+}
+
+// tracker implements the server callbacks: per-stream node state.
+type tracker struct {
+	opts    Options
+	metrics *metrics
+	log     *slog.Logger
+	cache   cachev3.SnapshotCache
+
+	mu      sync.Mutex
+	streams map[int64]*stream
+	groups  map[string]int // streams per group
+	sent    map[sentKey]sent
+}
+
+type sentKey struct{ node, typeURL string }
+type sent struct{ nonce, version string }
+
+type stream struct {
+	id        int64
+	delta     bool
+	node      *corev3.Node
+	since     time.Time
+	acked     map[string]string // type → version
+	lastNACK  *NACK
+	responses map[string]string // type → nonce of the last response
+	nonceVer  map[string]string // nonce → version, last few
+}
+
+func newTracker(o Options, m *metrics, log *slog.Logger, c cachev3.SnapshotCache) *tracker {
+	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[int64]*stream{}, groups: map[string]int{}, sent: map[sentKey]sent{}}
+}
+
+func (t *tracker) sentVersion(node, typeURL, nonce string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.sent[sentKey{node, typeURL}]
+	if !ok || s.nonce != nonce {
+		return "", false
+	}
+	return s.version, true
+}
+
+func (t *tracker) open(id int64, delta bool) {
+	t.mu.Lock()
+	t.streams[id] = &stream{id: id, delta: delta, since: t.opts.Now(), acked: map[string]string{}, nonceVer: map[string]string{}}
+	t.mu.Unlock()
+	t.metrics.streams.WithLabelValues(protoLabel(delta)).Inc()
+}
+
+func (t *tracker) close(id int64) {
+	t.mu.Lock()
+	s := t.streams[id]
+	delete(t.streams, id)
+	if s != nil && s.node != nil {
+		t.groups[s.node.GetCluster()]--
+		if t.groups[s.node.GetCluster()] <= 0 {
+			delete(t.groups, s.node.GetCluster())
+		}
+		// Keep the sent-version table bounded by live nodes.
+		for k := range t.sent {
+			if k.node == s.node.GetId() {
+				delete(t.sent, k)
+			}
+		}
+	}
+	t.mu.Unlock()
+	if s != nil {
+		t.metrics.streams.WithLabelValues(protoLabel(s.delta)).Dec()
+	}
+}
+
+// request records one request; it returns the node group when this is the
+// stream's first request.
+func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version string, errMsg *string) {
+	t.mu.Lock()
+	s := t.streams[id]
+	if s == nil {
+		t.mu.Unlock()
+		return
+	}
+	newGroup := ""
+	if s.node == nil && node != nil {
+		s.node = node
+		t.groups[node.GetCluster()]++
+		newGroup = node.GetCluster()
+	}
+	kind := "initial"
+	var nack *NACK
+	switch {
+	case nonce == "":
+	case errMsg != nil:
+		kind = "nack"
+		rejected := s.nonceVer[nonce]
+		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected, Message: *errMsg, At: t.opts.Now()}
+		s.lastNACK = nack
+	default:
+		kind = "ack"
+		if v, ok := s.nonceVer[nonce]; ok {
+			version = v
+		}
+		s.acked[typeURL] = version
+	}
+	t.mu.Unlock()
+	t.metrics.requests.WithLabelValues(typeLabel(typeURL), kind).Inc()
+	if newGroup != "" && t.opts.OnGroup != nil {
+		t.opts.OnGroup(newGroup)
+	}
+	if nack != nil {
+		t.log.Warn("node rejected config (NACK)", "node_id", nack.NodeID, "node_group", nack.NodeGroup, "type_url", typeURL, "version", nack.Version, "error", nack.Message)
+		if t.opts.OnNACK != nil {
+			t.opts.OnNACK(*nack)
+		}
+	}
+}
+
+// response records what was sent with which nonce.
+func (t *tracker) response(id int64, typeURL, nonce, version string) {
+	t.mu.Lock()
+	if s := t.streams[id]; s != nil {
+		// Only the latest nonce per type can be answered (older ones are
+		// stale to the server); keep the table to one entry per type.
+		if s.responses == nil {
+			s.responses = map[string]string{}
+		}
+		if old, ok := s.responses[typeURL]; ok {
+			delete(s.nonceVer, old)
+		}
+		s.responses[typeURL] = nonce
+		s.nonceVer[nonce] = version
+		if s.node != nil {
+			t.sent[sentKey{s.node.GetId(), typeURL}] = sent{nonce, version}
+		}
+	}
+	t.mu.Unlock()
+	t.metrics.responses.WithLabelValues(typeLabel(typeURL)).Inc()
+}
+
+// Callbacks (serverv3.Callbacks).
+
+func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	t.open(id, false)
+	return nil
+}
+func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	t.open(id, true)
+	return nil
+}
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+
+func (t *tracker) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
+	var msg *string
+	if r.GetErrorDetail() != nil {
+		m := r.GetErrorDetail().GetMessage()
+		msg = &m
+	}
+	t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), msg)
+	return nil
+}
+
+func (t *tracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
+	t.response(id, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
+}
+
+func (t *tracker) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+	var msg *string
+	if r.GetErrorDetail() != nil {
+		m := r.GetErrorDetail().GetMessage()
+		msg = &m
+	}
+	t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", msg)
+	return nil
+}
+
+func (t *tracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
+	t.response(id, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
+}
+
+func (t *tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+func (t *tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}
