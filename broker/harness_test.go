@@ -286,7 +286,7 @@ func edgeRoute(name string, hosts ...string) map[string]any {
 		"spec": map[string]any{
 			"hosts":     hosts,
 			"upstreams": []any{map[string]any{"name": "api", "endpoints": []string{"10.0.0.5:8080"}}},
-			"identity": map[string]any{"apiKeys": []any{map[string]any{"name": "partners", "header": "x-api-key"}}},
+			"identity":  map[string]any{"apiKeys": []any{map[string]any{"name": "partners", "header": "x-api-key"}}},
 			"routes": []any{map[string]any{
 				"name": "all", "match": map[string]any{"pathPrefix": "/"}, "upstream": "api",
 				"auth": map[string]any{"mode": "enforce", "anyOf": []string{"partners"}},
