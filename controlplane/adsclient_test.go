@@ -91,7 +91,12 @@ func (h *harness) waitServed(group string, ok func(string) bool) string {
 	h.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if v := h.cp.Publisher().State().Served[group]; v != "" && ok(v) {
+		st := h.cp.Publisher().State()
+		v := st.Served[group]
+		if group == "" {
+			v = st.GoodVersion
+		}
+		if v != "" && ok(v) {
 			return v
 		}
 		time.Sleep(10 * time.Millisecond)
