@@ -27,6 +27,7 @@ func newRootCmd() *cobra.Command {
 		newAuthzCmd(),
 		newAccesslogCmd(),
 		newLogsCmd(),
+		newRatelimitCmd(),
 		// Role subcommands register here, one line each.
 	)
 	for _, c := range root.Commands() {

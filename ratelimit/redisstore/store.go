@@ -449,3 +449,6 @@ func (s *Store) exec(ctx context.Context, calls []*call) error {
 		return nil
 	}
 }
+
+// Timeout is the deadline of every Redis call.
+func (s *Store) Timeout() time.Duration { return s.o.Timeout }

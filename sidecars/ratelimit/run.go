@@ -230,6 +230,25 @@ func Run(ctx context.Context, cfg Config) error {
 	admin := telemetry.NewAdmin(log, s.reg)
 	admin.AddReadyCheck("ratelimit", func() error { return s.Ready(ctx) })
 
+	delay := cfg.ReloadDelay
+	if delay <= 0 {
+		delay = 200 * time.Millisecond
+	}
+	var watchers []func(context.Context) error
+	for _, w := range []struct {
+		dir    string
+		reload func() error
+	}{{cfg.ConfigDir, s.ReloadConfigDir}, {cfg.SpecDir, s.ReloadSpecDir}} {
+		if w.dir == "" {
+			continue
+		}
+		loop, err := watchDir(log, w.dir, delay, func() { _ = w.reload() })
+		if err != nil {
+			return err
+		}
+		watchers = append(watchers, loop)
+	}
+
 	gl, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("ratelimit: grpc listener %s: %w", cfg.GRPCAddr, err)
@@ -245,6 +264,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	for _, loop := range watchers {
+		g.Go(func() error { return loop(gctx) })
+	}
 	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
 	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
 	g.Go(func() error {
@@ -264,16 +286,6 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 	})
-	delay := cfg.ReloadDelay
-	if delay <= 0 {
-		delay = 200 * time.Millisecond
-	}
-	if cfg.ConfigDir != "" {
-		g.Go(func() error { return watchDir(gctx, log, cfg.ConfigDir, delay, func() { _ = s.ReloadConfigDir() }) })
-	}
-	if cfg.SpecDir != "" {
-		g.Go(func() error { return watchDir(gctx, log, cfg.SpecDir, delay, func() { _ = s.ReloadSpecDir() }) })
-	}
 	if cfg.XDSServer != "" {
 		for _, sub := range []struct {
 			typeURL string

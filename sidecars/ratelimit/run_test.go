@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -177,9 +177,17 @@ func TestReplayOverGRPC(t *testing.T) {
 		t.Fatalf("readyz %d %s", code, body)
 	}
 	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
+	if testing.Verbose() {
+		for _, l := range strings.Split(metrics, "\n") {
+			if strings.Contains(l, "remote_address") {
+				t.Log(l)
+			}
+		}
+	}
 	for _, want := range []string{
-		`gatehouse_ratelimit_total_hits{domain="api",rule="api.remote_address"} 7`,
+		`gatehouse_ratelimit_total_hits{domain="api",rule="api.remote_address"} 9`,
 		`gatehouse_ratelimit_over_limit{domain="api",rule="api.remote_address"} 2`,
+		`gatehouse_ratelimit_near_limit{domain="api",rule="api.remote_address"} 1`,
 		`gatehouse_ratelimit_shadow_mode{domain="api",rule="api.canary"} 1`,
 		`gatehouse_ratelimit_invalid_requests_total 2`,
 		`gatehouse_ratelimit_config_last_reload_success{source="config_dir"} 1`,
@@ -281,7 +289,7 @@ spec:
       upstream: api
       rateLimits:
         - name: per-user
-          by: [identity.subject]
+          by: [header.x-user]
           limit: 2/30s
           algorithm: sliding-window
 `
@@ -294,19 +302,19 @@ func TestSpecDir(t *testing.T) {
 	r := startRun(t, Config{SpecDir: dir})
 	var codes []string
 	for i := 0; i < 3; i++ {
-		codes = append(codes, r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "identity.subject", "alice").OverallCode.String())
+		codes = append(codes, r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "header.x-user", "alice").OverallCode.String())
 	}
 	if strings.Join(codes, ",") != "OK,OK,OVER_LIMIT" {
 		t.Fatalf("spec limit 2/30s: %v", codes)
 	}
 	// Another user has their own counter.
-	if c := r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "identity.subject", "bob").OverallCode; c != rlsv3.RateLimitResponse_OK {
+	if c := r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "header.x-user", "bob").OverallCode; c != rlsv3.RateLimitResponse_OK {
 		t.Fatalf("bob: %s", c)
 	}
 	// A spec change is picked up.
 	os.WriteFile(filepath.Join(dir, "petstore.yaml"), []byte(strings.Replace(specYAML, "2/30s", "50/30s", 1)), 0o644)
 	waitFor(t, "the new spec limit", func() bool {
-		return r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "identity.subject", "carol").Statuses[0].GetCurrentLimit().GetRequestsPerUnit() == 50
+		return r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "header.x-user", "carol").Statuses[0].GetCurrentLimit().GetRequestsPerUnit() == 50
 	})
 }
 
@@ -394,14 +402,14 @@ func TestXDS(t *testing.T) {
 	// RateLimitConfig for domain gatehouse as any control plane would serve it.
 	ghFromRLC := &rlsconfv3.RateLimitConfig{Name: "gatehouse", Domain: "gatehouse", Descriptors: []*rlsconfv3.RateLimitDescriptor{{
 		Key: "route", Value: "petstore/list", Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "limit", Value: "per-user",
-			Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "identity.subject", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_MINUTE, RequestsPerUnit: 9}}}}},
+			Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "header.x-user", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_MINUTE, RequestsPerUnit: 9}}}}},
 	}}}
 	r := startRun(t, Config{XDSServer: x.addr, NodeID: "rl-1", NodeCluster: "us-east-1"})
 	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
 		t.Fatalf("readyz before any config = %d", code)
 	}
 	gh := func(user string) *rlsv3.RateLimitResponse_DescriptorStatus {
-		return r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "identity.subject", user).Statuses[0]
+		return r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "header.x-user", user).Statuses[0]
 	}
 
 	// v1: only RateLimitConfig (what envoyproxy/ratelimit would get).

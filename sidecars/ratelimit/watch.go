@@ -13,15 +13,24 @@ import (
 // have been quiet for delay. Editors and config-map updates write in
 // several steps; batching them avoids loading half-written files twice.
 // The directory itself is watched, so renames and symlink swaps count.
-func watchDir(ctx context.Context, log *slog.Logger, dir string, delay time.Duration, reload func()) error {
+// The watch is set up before watchDir returns, so no change after it
+// returns is missed; the returned function runs the loop until ctx ends.
+func watchDir(log *slog.Logger, dir string, delay time.Duration, reload func()) (func(context.Context) error, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("ratelimit: watching %s: %w", dir, err)
+		return nil, fmt.Errorf("ratelimit: watching %s: %w", dir, err)
 	}
-	defer w.Close()
 	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("ratelimit: watching %s: %w", dir, err)
+		w.Close()
+		return nil, fmt.Errorf("ratelimit: watching %s: %w", dir, err)
 	}
+	return func(ctx context.Context) error {
+		defer w.Close()
+		return watchLoop(ctx, log, w, dir, delay, reload)
+	}, nil
+}
+
+func watchLoop(ctx context.Context, log *slog.Logger, w *fsnotify.Watcher, dir string, delay time.Duration, reload func()) error {
 	var timer *time.Timer
 	var fire <-chan time.Time
 	for {
