@@ -120,6 +120,13 @@ type Spec struct {
 // Document is the parsed spec (nil when it did not parse).
 func (s *Spec) Document() *spec.Document { return s.doc }
 
+// AuthzPolicy is the spec's compiled authz policy (nil when it failed).
+func (s *Spec) AuthzPolicy() *authz.SpecPolicy { return s.policy }
+
+// RateLimitRules are the spec's compiled rate-limit rules (nil when it
+// failed).
+func (s *Spec) RateLimitRules() *ratelimit.SpecRules { return s.rules }
+
 // Published reports whether the spec made it into the config.
 func (s *Spec) Published() bool { return s.Err == nil }
 
