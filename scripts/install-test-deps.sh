@@ -10,6 +10,8 @@ need() { command -v "$1" >/dev/null 2>&1 || apt_pkgs+=("$2"); }
 need redis-server redis-server
 need node nodejs
 need npm npm
+need chromium chromium
+need clickhouse-server clickhouse-server
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

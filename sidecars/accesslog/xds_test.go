@@ -1,0 +1,183 @@
+package accesslogsidecar_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+
+	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+type nackLog struct {
+	mu    sync.Mutex
+	nacks []string
+	acks  []string
+}
+
+func (n *nackLog) last() (acks, nacks []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.acks...), append([]string(nil), n.nacks...)
+}
+
+// TestSettingsFromXDS runs a real go-control-plane ADS server, serves the
+// settings Compile makes from a spec, and checks the sidecar redacts by
+// them; a malformed resource is NACKed and the last good settings stay.
+func TestSettingsFromXDS(t *testing.T) {
+	snap := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	nl := &nackLog{}
+	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
+		nl.mu.Lock()
+		defer nl.mu.Unlock()
+		if req.GetResponseNonce() == "" {
+			return nil
+		}
+		if req.GetErrorDetail() != nil {
+			nl.nacks = append(nl.nacks, req.GetErrorDetail().GetMessage())
+		} else {
+			nl.acks = append(nl.acks, req.GetVersionInfo())
+		}
+		return nil
+	}}
+	srv := serverv3.NewServer(context.Background(), snap, cb)
+	gs := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(l) }()
+	defer gs.Stop()
+
+	docs, err := spec.Parse("petstore.yaml", []byte(petSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := docs[0].EdgeRoute
+	r.Spec.Routes[0].AccessLog.Redact = append(r.Spec.Routes[0].AccessLog.Redact, "x-trace")
+	ss, err := accesslog.Compile(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := resource.Wrap(resource.AccessLogPrefix+"petstore", resource.AccessLogSettingType, ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another concern's resource on the same type must be ignored.
+	other, err := resource.Wrap(resource.AuthzPrefix+"petstore", resource.AuthzPolicyType, map[string]any{"x": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setSnap := func(version string, rs ...types.Resource) {
+		s, err := cachev3.NewSnapshot(version, map[resourcev3.Type][]types.Resource{resourcev3.ExtensionConfigType: rs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snap.SetSnapshot(context.Background(), "accesslog-1", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setSnap("v1", res, other)
+
+	dir := t.TempDir()
+	s := startSidecar(t, dir, func(c *accesslogsidecar.Config) {
+		c.SpecDir = ""
+		c.XDSServer = l.Addr().String()
+		c.NodeID = "accesslog-1"
+		c.NodeCluster = "us-east-1"
+	})
+	c := apiClient{t: t, base: "http://" + s.httpAddr, seen: &bytes.Buffer{}}
+	headersOf := func(reqID string) map[string]string {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			recs := c.logs(url.Values{"request_id": {reqID}}).Records
+			if len(recs) == 1 {
+				h := map[string]string{}
+				if err := json.Unmarshal([]byte(recs[0].Headers), &h); err != nil {
+					t.Fatal(err)
+				}
+				return h
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("entry %s not stored", reqID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	entry := func(id string) accesslogtest.Entry {
+		e := accesslogtest.Random(3, 1, time.Now().Add(-time.Minute), time.Second)[0]
+		e.Route, e.RequestID = "petstore/list-pets", id
+		e.Headers = map[string]string{"x-trace": "trace-value", "user-agent": "ua", "x-unlisted": "v"}
+		return e
+	}
+	send(t, s.grpcAddr, []*alv3.HTTPAccessLogEntry{entry("r1").HTTP()}, nil)
+	h := headersOf("r1")
+	if h["x-trace"] != accesslog.Mask || h["user-agent"] != "ua" || h["x-unlisted"] != "" {
+		t.Fatalf("xDS settings not applied: %v", h)
+	}
+	if acks, _ := nl.last(); len(acks) == 0 {
+		t.Fatalf("no ACK seen")
+	}
+
+	// A resource with the access-log prefix but a wrong payload is NACKed.
+	bad, err := resource.Wrap(resource.AccessLogPrefix+"broken", resource.AccessLogSettingType, map[string]any{"spec": "broken", "routes": "not-a-map"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setSnap("v2", res, bad)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, nacks := nl.last()
+		if len(nacks) > 0 {
+			if !strings.Contains(nacks[0], "broken") {
+				t.Fatalf("NACK message %q does not name the resource", nacks[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no NACK for a malformed resource")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	send(t, s.grpcAddr, []*alv3.HTTPAccessLogEntry{entry("r2").HTTP()}, nil)
+	if h := headersOf("r2"); h["x-trace"] != accesslog.Mask {
+		t.Fatalf("last good settings lost after NACK: %v", h)
+	}
+
+	// A good update without the extra redaction applies.
+	r.Spec.Routes[0].AccessLog.Redact = nil
+	ss2, _ := accesslog.Compile(&r)
+	res2, _ := resource.Wrap(resource.AccessLogPrefix+"petstore", resource.AccessLogSettingType, ss2)
+	setSnap("v3", res2)
+	deadline = time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		id := "r3-" + string(rune('a'+i%26)) + time.Now().Format("150405.000000")
+		send(t, s.grpcAddr, []*alv3.HTTPAccessLogEntry{entry(id).HTTP()}, nil)
+		if h := headersOf(id); h["x-trace"] == "trace-value" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("settings v3 never applied")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
