@@ -433,3 +433,8 @@ func (s *Store) DropBefore(ctx context.Context, cutoff time.Time) (int64, error)
 	}
 	return n, nil
 }
+
+// Exec runs a statement (administration and tests).
+func (s *Store) Exec(ctx context.Context, stmt string, args ...any) error {
+	return s.conn.Exec(ctx, stmt, args...)
+}
