@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newAccesslogCmd(),
 		newLogsCmd(),
 		newRatelimitCmd(),
+		newControlplaneCmd(), newExplainCmd(), newBootstrapCmd(),
 		// Role subcommands register here, one line each.
 	)
 	for _, c := range root.Commands() {

@@ -14,7 +14,7 @@ func newSpecCmd() *cobra.Command {
 		Use:   "spec",
 		Short: "Work with EdgeRoute specs offline",
 	}
-	cmd.AddCommand(newSpecValidateCmd())
+	cmd.AddCommand(newSpecValidateCmd(), newSpecRenderCmd())
 	return cmd
 }
 

@@ -183,3 +183,36 @@ func (d *Dir) Watch(ctx context.Context, fn func(Revision)) error {
 		}
 	}
 }
+
+// ReadPaths reads files and directories (as a Dir reads them) into one
+// revision, for offline tools such as `gatehouse spec render`.
+func ReadPaths(paths ...string) (Revision, error) {
+	var specs []Spec
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return Revision{}, fmt.Errorf("reading specs: %w", err)
+		}
+		if st.IsDir() {
+			d, err := NewDir(p, Options{})
+			if err != nil {
+				return Revision{}, err
+			}
+			rev, err := d.Read()
+			if err != nil {
+				return Revision{}, err
+			}
+			if len(rev.Specs) == 0 {
+				return Revision{}, fmt.Errorf("%s holds no .yaml, .yml or .json files", p)
+			}
+			specs = append(specs, rev.Specs...)
+			continue
+		}
+		data, err := readLimited(p)
+		if err != nil {
+			return Revision{}, fmt.Errorf("reading specs: %w", err)
+		}
+		specs = append(specs, Spec{Origin: p, Data: data})
+	}
+	return Revision{ID: RevisionID(specs), Specs: specs}, nil
+}

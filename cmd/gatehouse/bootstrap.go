@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
+)
+
+func newBootstrapCmd() *cobra.Command {
+	var o envoy.BootstrapOptions
+	cmd := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Print the Envoy bootstrap of a fleet node (ADS to the control plane, sidecar clusters) as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.NodeID == "" {
+				h, err := os.Hostname()
+				if err != nil {
+					return fmt.Errorf("--node-id not given and no hostname: %w", err)
+				}
+				o.NodeID = h
+			}
+			if o.NodeGroup == "" || o.XDSServer == "" {
+				return fmt.Errorf("--node-group and --xds-server are required")
+			}
+			b, err := envoy.Bootstrap(o)
+			if err != nil {
+				return err
+			}
+			if err := compile.ValidateAll(b); err != nil {
+				return fmt.Errorf("bootstrap does not validate: %w", err)
+			}
+			out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.NodeGroup, "node-group", "", "node group (node.cluster) of this Envoy")
+	f.StringVar(&o.NodeID, "node-id", "", "node id (default: the hostname)")
+	f.StringVar(&o.XDSServer, "xds-server", "", "control plane xDS address host:port")
+	f.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9901", "Envoy admin address")
+	f.StringVar(&o.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address")
+	f.StringVar(&o.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address")
+	f.StringVar(&o.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address")
+	return cmd
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+func newControlplaneCmd() *cobra.Command {
+	var (
+		cfg                controlplane.Config
+		xdsAddr, adminAddr string
+		ref                string
+		srcOpts            source.Options
+		logc               telemetry.LogConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "controlplane",
+		Short: "Run the xDS control plane: compile EdgeRoutes into Envoy and sidecar config and serve it over ADS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := telemetry.NewLogger(os.Stderr, logc)
+			if err != nil {
+				return err
+			}
+			if ref == "" {
+				return fmt.Errorf("--source is required (file:DIR, s3://bucket/prefix or broker:<store URL>; env GATEHOUSE_CONTROLPLANE_SOURCE)")
+			}
+			ctx := cmd.Context()
+			srcOpts.Log = log
+			src, rep, err := source.Open(ctx, ref, srcOpts)
+			if err != nil {
+				return err
+			}
+			cfg.Source, cfg.Reporter, cfg.Log = src, rep, log
+			cfg.Registry = telemetry.NewRegistry()
+			l, err := controlplane.Listen(xdsAddr, adminAddr)
+			if err != nil {
+				return err
+			}
+			return controlplane.Run(ctx, cfg, l)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&xdsAddr, "xds-addr", "127.0.0.1:18000", "xDS (ADS gRPC) listen address")
+	f.StringVar(&adminAddr, "admin-addr", "127.0.0.1:18001", "admin HTTP listen address (/metrics, /healthz, /readyz, /debug/...)")
+	f.StringVar(&ref, "source", "", "where specs come from: file:DIR, s3://bucket/prefix or broker:<store URL>")
+	f.DurationVar(&srcOpts.PollInterval, "poll-interval", 0, "how often S3/the broker store are polled (0 = 5s; a directory is re-read every 30s besides its events)")
+	f.StringVar(&srcOpts.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible stores (path-style addressing); credentials come from the AWS environment")
+	f.StringVar(&srcOpts.S3Region, "s3-region", "", "S3 region (default: from the AWS environment)")
+	f.DurationVar(&cfg.HoldOff, "hold-off", 100*time.Millisecond, "batch source changes for this long before one rebuild")
+	f.StringVar(&cfg.CanaryGroup, "canary-group", "", "node group that gets every new version first (empty: no staged rollout)")
+	f.DurationVar(&cfg.Soak, "soak", time.Minute, "how long the canary group must run a new version without NACK before the fleet gets it")
+	f.StringVar(&cfg.Compile.HTTPAddress, "listener-addr", "0.0.0.0:8080", "address the Envoy HTTP listener binds on the fleet")
+	f.StringVar(&cfg.Compile.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address as seen from Envoy (cluster gatehouse_authz)")
+	f.StringVar(&cfg.Compile.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address as seen from Envoy (cluster gatehouse_ratelimit)")
+	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
+	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
+	f.StringVar(&logc.Format, "log-format", "text", "text|json")
+	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	return cmd
+}
