@@ -15,12 +15,14 @@ import (
 // provider's key set changes (key rotation). The cache is bounded (LRU).
 type TokenCache struct {
 	lru     *lru.Cache[cacheKey, *cacheEntry]
+	refused *lru.Cache[cacheKey, *cacheEntry] // separate, so refusals never evict valid tokens
 	ttl     time.Duration
 	metrics *Metrics
 }
 
 type cacheEntry struct {
 	id     *Identity
+	err    *Error
 	until  time.Time
 	keyGen uint64
 }
@@ -35,7 +37,8 @@ func NewTokenCache(size int, ttl time.Duration, m *Metrics) *TokenCache {
 		ttl = 5 * time.Minute
 	}
 	c, _ := lru.New[cacheKey, *cacheEntry](size) // only fails for size <= 0
-	return &TokenCache{lru: c, ttl: ttl, metrics: m}
+	r, _ := lru.New[cacheKey, *cacheEntry](max(size/4, 1))
+	return &TokenCache{lru: c, refused: r, ttl: ttl, metrics: m}
 }
 
 // Len is the number of cached tokens.
@@ -52,17 +55,30 @@ func newCacheKey(fingerprint, token string) cacheKey {
 	return cacheKey{provider: fingerprint, token: sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))}
 }
 
-func (c *TokenCache) get(key cacheKey, now time.Time, keyGen uint64) *Identity {
-	e, ok := c.lru.Get(key)
-	if ok && (!now.Before(e.until) || e.keyGen != keyGen) {
-		c.lru.Remove(key)
-		ok = false
+// get returns the cached identity, or the cached refusal, or neither.
+func (c *TokenCache) get(key cacheKey, now time.Time, keyGen uint64) (*Identity, *Error) {
+	if e, ok := c.lookup(c.lru, key, now, keyGen); ok {
+		c.metrics.cacheResult("hit")
+		return e.id, nil
 	}
-	c.metrics.cacheResult(ok)
+	if e, ok := c.lookup(c.refused, key, now, keyGen); ok {
+		c.metrics.cacheResult("refusal_hit")
+		return nil, e.err
+	}
+	c.metrics.cacheResult("miss")
+	return nil, nil
+}
+
+func (c *TokenCache) lookup(l *lru.Cache[cacheKey, *cacheEntry], key cacheKey, now time.Time, keyGen uint64) (*cacheEntry, bool) {
+	e, ok := l.Get(key)
 	if !ok {
-		return nil
+		return nil, false
 	}
-	return e.id
+	if !now.Before(e.until) || e.keyGen != keyGen {
+		l.Remove(key)
+		return nil, false
+	}
+	return e, true
 }
 
 func (c *TokenCache) put(key cacheKey, id *Identity, now time.Time, keyGen uint64) {
@@ -71,4 +87,8 @@ func (c *TokenCache) put(key cacheKey, id *Identity, now time.Time, keyGen uint6
 		until = id.ExpiresAt
 	}
 	c.lru.Add(key, &cacheEntry{id: id, until: until, keyGen: keyGen})
+}
+
+func (c *TokenCache) putRefusal(key cacheKey, err *Error, now time.Time, keyGen uint64) {
+	c.refused.Add(key, &cacheEntry{err: err, until: now.Add(c.ttl), keyGen: keyGen})
 }

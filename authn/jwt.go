@@ -45,8 +45,9 @@ type JWTConfig struct {
 // JWT verifies bearer tokens of one issuer.
 type JWT struct {
 	cfg   JWTConfig
-	algs  map[string]bool
-	auds  map[string]bool
+	algs      map[string]bool
+	auds      map[string]bool
+	verifiers map[string]jws.Verifier // jwx verifiers, stateless, one per pinned algorithm
 	keys  KeySource
 	cache *TokenCache
 	clock func() time.Time
@@ -73,12 +74,17 @@ func NewJWT(cfg JWTConfig, keys KeySource, cache *TokenCache, clock func() time.
 	if cfg.ClockSkew < 0 {
 		return nil, fmt.Errorf("jwt provider %q: negative clock skew", cfg.Name)
 	}
-	p := &JWT{cfg: cfg, algs: map[string]bool{}, auds: map[string]bool{}, keys: keys, cache: cache, clock: clock}
+	p := &JWT{cfg: cfg, algs: map[string]bool{}, auds: map[string]bool{}, verifiers: map[string]jws.Verifier{}, keys: keys, cache: cache, clock: clock}
 	for _, a := range cfg.Algorithms {
 		if !asymmetric[a] {
 			return nil, fmt.Errorf("jwt provider %q: algorithm %q is not allowed (public-key algorithms only; never none or HMAC)", cfg.Name, a)
 		}
+		v, err := jws.NewVerifier(jwa.SignatureAlgorithm(a))
+		if err != nil {
+			return nil, fmt.Errorf("jwt provider %q: algorithm %q: %w", cfg.Name, a, err)
+		}
 		p.algs[a] = true
+		p.verifiers[a] = v
 	}
 	for _, a := range cfg.Audiences {
 		p.auds[a] = true
@@ -130,12 +136,20 @@ func (p *JWT) Authenticate(ctx context.Context, token string) (*Identity, error)
 	var key cacheKey
 	if p.cache != nil {
 		key = newCacheKey(p.cfg.Fingerprint, token)
-		if id := p.cache.get(key, now, gen); id != nil {
+		if id, refusal := p.cache.get(key, now, gen); id != nil {
 			return id, nil
+		} else if refusal != nil {
+			return nil, refusal
 		}
 	}
 	id, set, err := p.verify(ctx, token, now, cur)
 	if err != nil {
+		// A refusal that holds for good under these keys (bad signature,
+		// expired, wrong issuer or audience, ...) is remembered too, so a
+		// client retrying a dead token costs no signature check either.
+		if e, ok := err.(*Error); ok && p.cache != nil && set != nil && permanent(e.Code) {
+			p.cache.putRefusal(key, e, now, set.gen)
+		}
 		return nil, err
 	}
 	if p.cache != nil && set != nil {
@@ -173,7 +187,8 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	if p64 == "" || s64 == "" {
 		return nil, nil, p.refuse(CodeMalformedToken, "token has an empty payload or signature")
 	}
-	if _, err := base64.RawURLEncoding.DecodeString(s64); err != nil {
+	sig, err := base64.RawURLEncoding.DecodeString(s64)
+	if err != nil {
 		return nil, nil, p.refuse(CodeMalformedToken, "signature is not base64url")
 	}
 	if len(hdr.Crit) > 0 {
@@ -200,13 +215,18 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	if k == nil {
 		return nil, nil, p.refuse(CodeUnknownKey, "no key of the provider matches the token's kid and algorithm")
 	}
-	payload, err := jws.Verify([]byte(token), jws.WithKey(jwa.SignatureAlgorithm(hdr.Alg), k.raw))
+	payload, err := base64.RawURLEncoding.DecodeString(p64)
 	if err != nil {
-		return nil, nil, p.refuse(CodeBadSignature, "signature does not verify")
+		return nil, nil, p.refuse(CodeMalformedToken, "payload is not base64url")
+	}
+	// The signing input is the token up to the last dot, verified with the
+	// key and algorithm chosen above, never with keys named by the token.
+	if err := p.verifiers[hdr.Alg].Verify([]byte(token[:len(h64)+1+len(p64)]), sig, k.raw); err != nil {
+		return nil, set, p.refuse(CodeBadSignature, "signature does not verify")
 	}
 	id, err := p.claims(payload, now)
 	if err != nil {
-		return nil, nil, err
+		return nil, set, err
 	}
 	return id, set, nil
 }
@@ -307,6 +327,16 @@ func scopes(claims map[string]any) []string {
 		return out
 	}
 	return nil
+}
+
+// permanent reports whether a refusal holds for as long as the key set
+// and provider configuration do: such refusals may be cached.
+func permanent(code string) bool {
+	switch code {
+	case CodeBadSignature, CodeExpired, CodeIssuerMismatch, CodeAudienceMismatch, CodeMissingExp, CodeInvalidClaims:
+		return true
+	}
+	return false
 }
 
 // safeShort quotes at most 16 bytes of an attacker-controlled value for an

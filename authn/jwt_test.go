@@ -428,3 +428,47 @@ func TestTokenCache(t *testing.T) {
 		t.Fatalf("cache holds %d entries, bound is 2", cache.Len())
 	}
 }
+
+func TestRefusalCache(t *testing.T) {
+	keys()
+	clk := newClock(t0)
+	reg := prometheus.NewRegistry()
+	m, _ := NewMetrics(reg)
+	cache := NewTokenCache(100, time.Minute, m)
+	p := staticProvider(t, clk, cache, authntest.JWKS(rsaKey))
+	forged := attacker.Sign(claims(nil), nil) // same kid, other key
+	expired := rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = t0.Add(-time.Hour).Unix() }), nil)
+	notYet := rsaKey.Sign(claims(func(c map[string]any) { c["nbf"] = t0.Add(time.Hour).Unix() }), nil)
+	for i := 0; i < 3; i++ {
+		if _, err := p.Authenticate(context.Background(), forged); code(err) != CodeBadSignature {
+			t.Fatalf("forged: %v", err)
+		}
+		if _, err := p.Authenticate(context.Background(), expired); code(err) != CodeExpired {
+			t.Fatalf("expired: %v", err)
+		}
+		if _, err := p.Authenticate(context.Background(), notYet); code(err) != CodeNotYetValid {
+			t.Fatalf("not yet valid: %v", err)
+		}
+	}
+	if got := testutil.ToFloat64(m.cacheRefHit); got != 4 {
+		t.Fatalf("refusal hits = %v, want 4 (forged and expired twice each; nbf refusals are not cached)", got)
+	}
+	// The nbf token becomes valid later: it was never cached as refused.
+	clk.Add(2 * time.Hour)
+	p2 := staticProvider(t, clk, cache, authntest.JWKS(rsaKey))
+	if _, err := p2.Authenticate(context.Background(), rsaKey.Sign(claims(func(c map[string]any) {
+		c["nbf"] = t0.Add(time.Hour).Unix()
+		c["exp"] = t0.Add(3 * time.Hour).Unix()
+	}), nil)); err != nil {
+		t.Fatalf("token after its nbf: %v", err)
+	}
+	// A new key set (the forger's key published) drops the cached refusal.
+	p3 := staticProvider(t, clk, cache, authntest.JWKS(attacker))
+	forged2 := attacker.Sign(claims(func(c map[string]any) { c["exp"] = t0.Add(5 * time.Hour).Unix() }), nil)
+	if _, err := p.Authenticate(context.Background(), forged2); code(err) != CodeBadSignature {
+		t.Fatalf("forged2 under the old set: %v", err)
+	}
+	if _, err := p3.Authenticate(context.Background(), forged2); err != nil {
+		t.Fatalf("refusal survived a key set change: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ type Metrics struct {
 	jwksAge     *prometheus.Desc
 	cacheHit    prometheus.Counter
 	cacheMiss   prometheus.Counter
+	cacheRefHit prometheus.Counter
 
 	mu      sync.Mutex
 	sources map[*RemoteJWKS]struct{}
@@ -29,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"jwks_uri", "result"}),
 		cacheLookup: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_authn_token_cache_lookups_total",
-			Help: "Verified-token cache lookups by result (hit|miss); hit ratio = hit / (hit + miss).",
+			Help: "Verified-token cache lookups by result: hit (verified token), refusal_hit (token refused before for good), miss; hit ratio = (hit + refusal_hit) / all.",
 		}, []string{"result"}),
 		jwksAge: prometheus.NewDesc("gatehouse_authn_jwks_age_seconds",
 			"Seconds since the last successful fetch of a JWKS (its staleness); tokens are refused once it exceeds the configured maximum.",
@@ -43,6 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m.cacheHit = m.cacheLookup.WithLabelValues("hit")
 	m.cacheMiss = m.cacheLookup.WithLabelValues("miss")
+	m.cacheRefHit = m.cacheLookup.WithLabelValues("refusal_hit")
 	return m, nil
 }
 
@@ -76,13 +78,16 @@ func (m *Metrics) removeSource(r *RemoteJWKS) {
 	m.mu.Unlock()
 }
 
-func (m *Metrics) cacheResult(hit bool) {
+func (m *Metrics) cacheResult(result string) {
 	if m == nil {
 		return
 	}
-	if hit {
+	switch result {
+	case "hit":
 		m.cacheHit.Inc()
-	} else {
+	case "refusal_hit":
+		m.cacheRefHit.Inc()
+	default:
 		m.cacheMiss.Inc()
 	}
 }

@@ -1,0 +1,496 @@
+// Command authz-load is the load generator behind `make bench-authz`. It
+// starts two ext_authz gRPC servers as child processes on 127.0.0.1 — a
+// do-nothing server that answers OK (the floor) and `gatehouse authz
+// --spec-dir` with a generated spec — drives each with the same
+// Envoy-shaped CheckRequests (1,000 distinct users, 20 % invalid tokens),
+// and prints requests/s, p50/p99 latency and the server's CPU time per
+// check, read from /proc/<pid>/stat, next to the floor.
+//
+// It imports the authz sidecar only for its wire constants; it must not be
+// imported by anything.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gatehouse-edge/gatehouse/authn/authntest"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve-noop" {
+		if err := serveNoop(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "authz-load serve-noop:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "authz-load:", err)
+		os.Exit(1)
+	}
+}
+
+// noop answers every Check with OK and does nothing else.
+type noop struct{ authv3.UnimplementedAuthorizationServer }
+
+func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+}
+
+func serveNoop(args []string) error {
+	fs := flag.NewFlagSet("serve-noop", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := telemetry.SignalContext(context.Background())
+	defer stop()
+	// The same server options as the authz sidecar, so only the work differs.
+	gs := telemetry.NewGRPCServer(slog.New(slog.DiscardHandler))
+	authv3.RegisterAuthorizationServer(gs.Server, noop{})
+	return gs.ListenAndServe(ctx, *addr)
+}
+
+type config struct {
+	gatehouse   string
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	conns       int
+	users       int
+	invalid     float64
+	maxRequests int64
+	rounds      int
+}
+
+func run() error {
+	var c config
+	flag.StringVar(&c.gatehouse, "gatehouse", "bin/gatehouse", "path of the gatehouse binary")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "measured load per server and round")
+	flag.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
+	flag.IntVar(&c.concurrency, "concurrency", 32, "concurrent in-flight Checks")
+	flag.IntVar(&c.conns, "conns", 4, "gRPC connections (Envoy uses a few per worker)")
+	flag.IntVar(&c.users, "users", 1000, "distinct users (tokens)")
+	flag.Float64Var(&c.invalid, "invalid", 0.2, "share of requests with an invalid token")
+	flag.Int64Var(&c.maxRequests, "max-requests", 2_000_000, "stop a measurement after this many requests")
+	flag.IntVar(&c.rounds, "rounds", 2, "measurement rounds (servers alternate each round)")
+	flag.Parse()
+	if c.duration <= 0 || c.duration > 10*time.Minute || c.concurrency < 1 || c.conns < 1 || c.users < 1 || c.invalid < 0 || c.invalid >= 1 || c.rounds < 1 {
+		return errors.New("flags out of range")
+	}
+
+	dir, err := os.MkdirTemp("", "authz-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	w, err := newWorkload(dir, c.users, c.invalid)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	noopAddr, gateAddr, adminAddr := freeAddr(), freeAddr(), freeAddr()
+	noopProc, err := start(self, "serve-noop", "-addr", noopAddr)
+	if err != nil {
+		return err
+	}
+	defer noopProc.stop()
+	gateProc, err := start(c.gatehouse, "authz", "--grpc-addr", gateAddr, "--admin-addr", adminAddr,
+		"--spec-dir", dir, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer gateProc.stop()
+	for _, s := range []struct{ addr, svc string }{{noopAddr, ""}, {gateAddr, "envoy.service.auth.v3.Authorization"}} {
+		if err := waitServing(s.addr, s.svc); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("authz-load: %d users, %.0f%% invalid tokens, %d in flight over %d connections, %s per measurement, %d rounds\n",
+		c.users, c.invalid*100, c.concurrency, c.conns, c.duration, c.rounds)
+	results := map[string][]result{}
+	for r := 0; r < c.rounds; r++ {
+		order := []struct {
+			name string
+			addr string
+			p    *proc
+		}{{"noop (floor)", noopAddr, noopProc}, {"gatehouse", gateAddr, gateProc}}
+		if r%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, s := range order {
+			res, err := measure(c, w, s.addr, s.p, s.name == "gatehouse")
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			results[s.name] = append(results[s.name], res)
+		}
+	}
+	floor := combine(results["noop (floor)"])
+	gate := combine(results["gatehouse"])
+	fmt.Printf("\n%-14s %10s %10s %9s %9s %14s %8s\n", "server", "requests", "req/s", "p50", "p99", "cpu µs/check", "vs floor")
+	for _, row := range []struct {
+		name string
+		r    result
+	}{{"noop (floor)", floor}, {"gatehouse", gate}} {
+		fmt.Printf("%-14s %10d %10.0f %9s %9s %14.1f %7.2fx\n", row.name, row.r.requests, row.r.rps(),
+			row.r.p50.Round(time.Microsecond), row.r.p99.Round(time.Microsecond), row.r.cpuPerCheck(), row.r.cpuPerCheck()/floor.cpuPerCheck())
+	}
+	fmt.Printf("\ngatehouse answers: %d allowed, %d denied (401: %d, 403: %d); wrong answers: %d\n",
+		gate.allowed, gate.denied, gate.denied401, gate.denied403, gate.wrong)
+	if gate.wrong > 0 {
+		return fmt.Errorf("%d wrong answers", gate.wrong)
+	}
+	return nil
+}
+
+// workload is the set of Envoy-shaped requests: valid tokens of distinct
+// users and invalid ones of several kinds.
+type workload struct {
+	valid   []*authv3.CheckRequest
+	invalid []*authv3.CheckRequest
+	share   float64
+}
+
+const issuer = "https://idp.bench/"
+
+func newWorkload(dir string, users int, invalidShare float64) (*workload, error) {
+	k := authntest.NewRSA("bench-1", 2048)
+	spec := `apiVersion: gatehouse/v1
+kind: EdgeRoute
+metadata: {name: bench, team: perf}
+spec:
+  hosts: [api.bench.example.com]
+  upstreams: [{name: api, endpoints: ["127.0.0.1:8080"]}]
+  identity:
+    jwt:
+      - name: corp
+        issuer: ` + issuer + `
+        audiences: [bench]
+        jwks: '` + string(authntest.JWKS(k)) + `'
+        algorithms: [RS256]
+        forwardClaims: {sub: x-user-id}
+  routes:
+    - name: api
+      match: {pathPrefix: /api}
+      upstream: api
+      auth:
+        anyOf: [corp]
+        rules:
+          - {allow: false, when: 'request.ip.startsWith("203.0.113.")'}
+          - {allow: true, scopes: ["api:read"]}
+          - {allow: true, claims: {groups: admins}}
+      rateLimits:
+        - {name: per-tenant, by: [identity.claim.tenant], limit: 1000/second}
+`
+	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(spec), 0o600); err != nil {
+		return nil, err
+	}
+	exp := time.Now().Add(2 * time.Hour).Unix()
+	claims := func(u int) map[string]any {
+		return map[string]any{"iss": issuer, "aud": "bench", "sub": "user-" + strconv.Itoa(u), "exp": exp,
+			"iat": time.Now().Add(-time.Minute).Unix(), "scope": "api:read profile", "tenant": "t-" + strconv.Itoa(u%50),
+			"email": "user-" + strconv.Itoa(u) + "@bench.example.com"}
+	}
+	w := &workload{share: invalidShare}
+	for u := 0; u < users; u++ {
+		w.valid = append(w.valid, envoyRequest(k.Sign(claims(u), nil), u))
+	}
+	foreign := authntest.NewRSA("bench-1", 2048)
+	nInvalid := users / 4
+	if nInvalid < 4 {
+		nInvalid = 4
+	}
+	for i := 0; i < nInvalid; i++ {
+		c := claims(users + i)
+		var tok string
+		switch i % 4 {
+		case 0: // expired
+			c["exp"] = time.Now().Add(-time.Hour).Unix()
+			tok = k.Sign(c, nil)
+		case 1: // signed by someone else with our kid
+			tok = foreign.Sign(c, nil)
+		case 2: // wrong audience
+			c["aud"] = "other"
+			tok = k.Sign(c, nil)
+		case 3: // garbage
+			tok = "eyJhbGciOiJSUzI1NiJ9." + strconv.Itoa(i) + ".!!"
+		}
+		w.invalid = append(w.invalid, envoyRequest(tok, users+i))
+	}
+	return w, nil
+}
+
+// envoyRequest is shaped like what Envoy's ext_authz filter sends.
+func envoyRequest(tok string, u int) *authv3.CheckRequest {
+	ip := fmt.Sprintf("10.%d.%d.%d", u/65536%256, u/256%256, u%256)
+	path := "/api/orders/" + strconv.Itoa(u%97) + "?page=2"
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(30000 + u%30000)}}}}},
+		Destination: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 443}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: strconv.Itoa(u), Method: "GET", Path: path, Host: "api.bench.example.com", Scheme: "https", Protocol: "HTTP/2",
+			Headers: map[string]string{
+				":authority": "api.bench.example.com", ":method": "GET", ":path": path, ":scheme": "https",
+				"authorization": "Bearer " + tok, "user-agent": "bench/1.0", "accept": "application/json",
+				"x-request-id": fmt.Sprintf("%08x-bench", u), "x-forwarded-for": ip, "x-forwarded-proto": "https",
+			},
+		}},
+		ContextExtensions: map[string]string{"gatehouse.route": "bench/api", "gatehouse.revision": "r1"},
+	}}
+}
+
+type result struct {
+	requests                              int64
+	elapsed                               time.Duration
+	cpu                                   time.Duration
+	p50, p99                              time.Duration
+	allowed, denied, denied401, denied403 int64
+	wrong                                 int64
+}
+
+func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+func (r result) cpuPerCheck() float64 {
+	return float64(r.cpu.Microseconds()) / float64(r.requests)
+}
+
+func combine(rs []result) result {
+	var out result
+	var p50, p99 []time.Duration
+	for _, r := range rs {
+		out.requests += r.requests
+		out.elapsed += r.elapsed
+		out.cpu += r.cpu
+		out.allowed += r.allowed
+		out.denied += r.denied
+		out.denied401 += r.denied401
+		out.denied403 += r.denied403
+		out.wrong += r.wrong
+		p50 = append(p50, r.p50)
+		p99 = append(p99, r.p99)
+	}
+	slices.Sort(p50)
+	slices.Sort(p99)
+	out.p50, out.p99 = p50[len(p50)/2], p99[len(p99)/2]
+	return out
+}
+
+func measure(c config, w *workload, addr string, p *proc, check bool) (result, error) {
+	var clients []authv3.AuthorizationClient
+	for i := 0; i < c.conns; i++ {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return result{}, err
+		}
+		defer conn.Close()
+		clients = append(clients, authv3.NewAuthorizationClient(conn))
+	}
+	// Warm up: connections, caches, JIT-free but GC-sized heaps.
+	if _, err := load(c, w, clients, c.warmup, false); err != nil {
+		return result{}, err
+	}
+	cpu0, err := p.cpu()
+	if err != nil {
+		return result{}, err
+	}
+	res, err := load(c, w, clients, c.duration, check)
+	if err != nil {
+		return result{}, err
+	}
+	cpu1, err := p.cpu()
+	if err != nil {
+		return result{}, err
+	}
+	res.cpu = cpu1 - cpu0
+	return res, nil
+}
+
+func load(c config, w *workload, clients []authv3.AuthorizationClient, d time.Duration, check bool) (result, error) {
+	// Calls carry no deadline (a gRPC deadline racing the end of the run
+	// would count as an error); the loop stops at the end time instead.
+	ctx := context.Background()
+	var stopping atomic.Bool
+	stopTimer := time.AfterFunc(d, func() { stopping.Store(true) })
+	defer stopTimer.Stop()
+	var (
+		n, allowed, d401, d403, wrong atomic.Int64
+		mu                            sync.Mutex
+		lat                           []time.Duration
+		firstErr                      error
+		wg                            sync.WaitGroup
+	)
+	start := time.Now()
+	for g := 0; g < c.concurrency; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), uint64(start.UnixNano())))
+			client := clients[g%len(clients)]
+			local := make([]time.Duration, 0, 4096)
+			for !stopping.Load() && n.Load() < c.maxRequests {
+				bad := rng.Float64() < w.share
+				var req *authv3.CheckRequest
+				if bad {
+					req = w.invalid[rng.IntN(len(w.invalid))]
+				} else {
+					req = w.valid[rng.IntN(len(w.valid))]
+				}
+				t := time.Now()
+				resp, err := client.Check(ctx, req)
+				el := time.Since(t)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				n.Add(1)
+				local = append(local, el)
+				if resp.GetOkResponse() != nil {
+					allowed.Add(1)
+					if check && bad {
+						wrong.Add(1)
+					}
+					continue
+				}
+				switch resp.GetDeniedResponse().GetStatus().GetCode() {
+				case 401:
+					d401.Add(1)
+				case 403:
+					d403.Add(1)
+				}
+				if check && !bad {
+					wrong.Add(1)
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	if len(lat) == 0 {
+		return result{}, errors.New("no request completed")
+	}
+	slices.Sort(lat)
+	return result{
+		requests: n.Load(), elapsed: elapsed,
+		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
+		allowed: allowed.Load(), denied: d401.Load() + d403.Load(), denied401: d401.Load(), denied403: d403.Load(),
+		wrong: wrong.Load(),
+	}, nil
+}
+
+// proc is a child server process.
+type proc struct{ cmd *exec.Cmd }
+
+func start(bin string, args ...string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	return &proc{cmd: cmd}, nil
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// clockTick is USER_HZ, 100 on Linux for every architecture Go supports.
+const clockTick = 100
+
+// cpu is the process's user+system CPU time from /proc/<pid>/stat.
+func (p *proc) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc stat: %q", s)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parsing /proc stat: %q", s)
+	}
+	return time.Duration(ut+st) * time.Second / clockTick, nil
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitServing(addr, service string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	h := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := h.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server %s not serving %q after 15s: %v", addr, service, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
