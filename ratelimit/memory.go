@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
 )
@@ -67,7 +68,7 @@ func (m *Memory) decide(nowMs int64, nowUs float64, h *Hit) Result {
 			return peekEmpty(l, nowMs)
 		}
 		e = &memEntry{}
-		sh.m[h.Key] = e
+		sh.m[strings.Clone(h.Key)] = e
 		sh.inserts++
 		if sh.inserts >= 1024 && sh.inserts >= len(sh.m)/2 {
 			sh.sweep(nowMs)

@@ -10,10 +10,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -97,6 +99,11 @@ type Service struct {
 	metrics *Metrics
 	opts    Options
 	pool    sync.Pool
+	// memOnly: the shared backend is the in-process Memory, so keys may
+	// point into per-call scratch (Memory copies what it keeps).
+	memOnly bool
+	reqOK   prometheus.Counter
+	reqOver prometheus.Counter
 }
 
 // New builds a Service.
@@ -107,6 +114,11 @@ func New(o Options) (*Service, error) {
 	s := &Service{backend: o.Backend, name: o.BackendName, local: o.Local, clock: o.Clock, log: o.Log, metrics: o.Metrics, opts: o}
 	if s.name == "" {
 		s.name = defaultBackendLabel
+	}
+	_, s.memOnly = o.Backend.(*Memory)
+	if s.metrics != nil {
+		s.reqOK = s.metrics.requests.WithLabelValues("ok")
+		s.reqOver = s.metrics.requests.WithLabelValues("over_limit")
 	}
 	if s.local == nil {
 		if m, ok := o.Backend.(*Memory); ok {
@@ -246,6 +258,10 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	sc.addends = grow(sc.addends, n)
 	sc.results = grow(sc.results, n)
 	sc.shared, sc.sharedI, sc.local, sc.localI = sc.shared[:0], sc.sharedI[:0], sc.local[:0], sc.localI[:0]
+	if cap(sc.key) < 64*n {
+		sc.key = make([]byte, 0, 128*n)
+	}
+	sc.key = sc.key[:0]
 
 	var replacing map[string]bool
 	requestAddend := uint64(max(1, req.GetHitsAddend()))
@@ -278,7 +294,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			}
 			continue
 		}
-		h := Hit{Key: s.key(sc, req.GetDomain(), ds[i], l, nowMs), Limit: l, Addend: sc.addends[i]}
+		h := Hit{Key: s.key(sc, req.GetDomain(), ds[i], l, nowMs, s.memOnly || l.Local), Limit: l, Addend: sc.addends[i]}
 		if l.Local {
 			sc.local, sc.localI = append(sc.local, h), append(sc.localI, i)
 		} else {
@@ -289,9 +305,12 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	failed := false
 	if len(sc.shared) > 0 {
 		sc.lres = grow(sc.lres, len(sc.shared))
-		start := time.Now()
+		var start time.Time
+		if !s.memOnly {
+			start = time.Now()
+		}
 		err := s.backend.Decide(ctx, now, sc.shared, sc.lres)
-		if _, mem := s.backend.(*Memory); !mem {
+		if !s.memOnly {
 			reason := ""
 			if err != nil {
 				reason = "error"
@@ -336,9 +355,8 @@ func (s *Service) failureResult(l *Limit, nowMs int64) Result {
 }
 
 func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLimitResponse {
-	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}
-	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
-	resp.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	resp, statuses, durs := newResponse(n)
+	resp.OverallCode = rlsv3.RateLimitResponse_OK
 	var closest *rlsv3.RateLimitResponse_DescriptorStatus
 	var closestLimit *Limit
 	over := false
@@ -359,7 +377,9 @@ func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLim
 			l.stats.record(l, r, sc.addends[i])
 		}
 		st.CurrentLimit = l.current
-		st.DurationUntilReset = durationpb.New(time.Duration(r.ResetMillis) * time.Millisecond)
+		d := &durs[i]
+		d.Seconds, d.Nanos = r.ResetMillis/1000, int32(r.ResetMillis%1000)*1e6
+		st.DurationUntilReset = d
 		capacity := l.Capacity()
 		if r.Over {
 			if !l.Shadow {
@@ -384,7 +404,11 @@ func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLim
 		}
 	}
 	if s.metrics != nil {
-		s.metrics.requests.WithLabelValues(codeLabel(resp.OverallCode)).Inc()
+		if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT {
+			s.reqOver.Inc()
+		} else {
+			s.reqOK.Inc()
+		}
 	}
 	if s.opts.ResponseHeaders && closest != nil {
 		reset := closest.GetDurationUntilReset().AsDuration()
@@ -399,11 +423,36 @@ func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLim
 	return resp
 }
 
-func codeLabel(c rlsv3.RateLimitResponse_Code) string {
-	if c == rlsv3.RateLimitResponse_OVER_LIMIT {
-		return "over_limit"
+// smallResponse holds a response for up to 4 descriptors in one
+// allocation (Envoy typically sends one to three).
+type smallResponse struct {
+	resp rlsv3.RateLimitResponse
+	ptrs [4]*rlsv3.RateLimitResponse_DescriptorStatus
+	sts  [4]rlsv3.RateLimitResponse_DescriptorStatus
+	durs [4]durationpb.Duration
+}
+
+// oneResponse is smallResponse for the common single descriptor.
+type oneResponse struct {
+	resp rlsv3.RateLimitResponse
+	ptrs [1]*rlsv3.RateLimitResponse_DescriptorStatus
+	sts  [1]rlsv3.RateLimitResponse_DescriptorStatus
+	durs [1]durationpb.Duration
+}
+
+func newResponse(n int) (*rlsv3.RateLimitResponse, []rlsv3.RateLimitResponse_DescriptorStatus, []durationpb.Duration) {
+	if n == 1 {
+		b := &oneResponse{}
+		b.resp.Statuses = b.ptrs[:]
+		return &b.resp, b.sts[:], b.durs[:]
 	}
-	return "ok"
+	if n <= 4 {
+		b := &smallResponse{}
+		b.resp.Statuses = b.ptrs[:n]
+		return &b.resp, b.sts[:n], b.durs[:n]
+	}
+	resp := &rlsv3.RateLimitResponse{Statuses: make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)}
+	return resp, make([]rlsv3.RateLimitResponse_DescriptorStatus, n), make([]durationpb.Duration, n)
 }
 
 // overrideLimit is the limit Envoy sent with the descriptor (a route-level
@@ -426,8 +475,9 @@ func overrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) *Limit 
 // windows and token buckets get their own namespaces (their values are not
 // plain counters): <prefix>gh:sw:<window s>:<domain>_<key>_<value>_... and
 // gh:tb:.
-func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescriptor, l *Limit, nowMs int64) string {
-	b := append(sc.key[:0], s.opts.KeyPrefix...)
+func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescriptor, l *Limit, nowMs int64, borrowed bool) string {
+	start := len(sc.key)
+	b := append(sc.key, s.opts.KeyPrefix...)
 	winS := int64(l.Window / time.Second)
 	switch l.Algorithm {
 	case SlidingWindow:
@@ -452,7 +502,11 @@ func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescri
 		b = strconv.AppendInt(b, nowS/winS*winS, 10)
 	}
 	sc.key = b
-	return string(b)
+	if borrowed {
+		// Valid until the call ends; Memory copies keys it keeps.
+		return unsafe.String(&b[start], len(b)-start)
+	}
+	return string(b[start:])
 }
 
 func grow[T any](s []T, n int) []T {
