@@ -44,13 +44,13 @@ type JWTConfig struct {
 
 // JWT verifies bearer tokens of one issuer.
 type JWT struct {
-	cfg   JWTConfig
+	cfg       JWTConfig
 	algs      map[string]bool
 	auds      map[string]bool
 	verifiers map[string]jws.Verifier // jwx verifiers, stateless, one per pinned algorithm
-	keys  KeySource
-	cache *TokenCache
-	clock func() time.Time
+	keys      KeySource
+	cache     *TokenCache
+	clock     func() time.Time
 }
 
 // NewJWT builds a provider. cache may be nil (no caching); clock nil means

@@ -53,7 +53,9 @@ func main() {
 }
 
 // noop answers every Check with OK and does nothing else.
-type noop struct{ authv3.UnimplementedAuthorizationServer }
+type noop struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
