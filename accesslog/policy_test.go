@@ -1,0 +1,141 @@
+package accesslog
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+func TestCompileExampleSpecs(t *testing.T) {
+	docs, err := spec.Load(filepath.Join("..", "deploy", "examples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var petstore *SpecSettings
+	for _, d := range docs {
+		s, err := Compile(&d.EdgeRoute)
+		if err != nil {
+			t.Fatalf("%s: %v", d.Name(), err)
+		}
+		if len(s.Routes) != len(d.EdgeRoute.Spec.Routes) {
+			t.Fatalf("%s: %d routes compiled", d.Name(), len(s.Routes))
+		}
+		// Settings survive JSON (the xDS payload).
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back SpecSettings
+		if err := json.Unmarshal(b, &back); err != nil || len(back.Routes) != len(s.Routes) {
+			t.Fatalf("round trip: %v", err)
+		}
+		if d.Name() == "petstore" {
+			petstore = s
+		}
+	}
+	if petstore == nil {
+		t.Fatal("petstore example missing")
+	}
+	lp := petstore.Routes["petstore/list-pets"]
+	if !slices.Equal(lp.Headers, []string{"user-agent", "x-request-id"}) || !slices.Contains(lp.Redact, "x-api-key") || lp.SampleRate != 1 {
+		t.Fatalf("list-pets settings %+v", lp)
+	}
+	if _, err := Compile(nil); err == nil {
+		t.Fatal("nil spec compiled")
+	}
+	bad := spec.EdgeRoute{Metadata: spec.Metadata{Name: "x"}, Spec: spec.Spec{Routes: []spec.Route{{Name: "a"}, {Name: "a"}}}}
+	if _, err := Compile(&bad); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Fatalf("duplicate routes: %v", err)
+	}
+}
+
+func TestRedactQuery(t *testing.T) {
+	p := NewPolicy([]*SpecSettings{{Spec: "s", Routes: map[string]RouteSettings{"s/r": {RedactQuery: []string{"partner_code"}, SampleRate: 1}}}}, nil)
+	for in, want := range map[string]string{
+		"page=2":                            "page=2",
+		"token=abc&page=2":                  "token=REDACTED&page=2",
+		"API_KEY=abc":                       "API_KEY=REDACTED",
+		"access%5Ftoken=abc":                "access%5Ftoken=REDACTED",
+		"partner_code=zz&x":                 "partner_code=REDACTED&x",
+		"a=1&&b":                            "a=1&&b",
+		"password":                          "password=REDACTED",
+		"sig=a%20b&X-Amz-Signature=ff&q=ok": "sig=REDACTED&X-Amz-Signature=REDACTED&q=ok",
+	} {
+		if got := p.RedactQuery("s/r", in); got != want {
+			t.Errorf("RedactQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// The route-specific name is not masked on other routes.
+	if got := p.RedactQuery("other/route", "partner_code=zz"); got != "partner_code=zz" {
+		t.Errorf("other route: %q", got)
+	}
+}
+
+func TestHMACMaskCorrelatesWithoutStoring(t *testing.T) {
+	p := NewPolicy(nil, []byte("0123456789abcdef-hmac-key"))
+	e := &alv3.HTTPAccessLogEntry{
+		CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0))},
+		Request: &alv3.HTTPRequestProperties{Path: "/x?token=s3cr3t-value", RequestMethod: corev3.RequestMethod_GET,
+			RequestHeaders: map[string]string{"Authorization": "Bearer s3cr3t-value", "X-Other-Token": "s3cr3t-value"}},
+	}
+	r := p.FromHTTP("n", "g", e)
+	if strings.Contains(r.Query+r.Headers, "s3cr3t") {
+		t.Fatalf("secret kept: %q %q", r.Query, r.Headers)
+	}
+	var h map[string]string
+	if err := json.Unmarshal([]byte(r.Headers), &h); err != nil {
+		t.Fatal(err)
+	}
+	// Same secret, same tag; the header whose name says token is masked too.
+	if !strings.HasPrefix(h["authorization"], Mask+".") || h["authorization"] == h["x-other-token"] || r.Query != "token="+h["x-other-token"] {
+		t.Fatalf("hmac tags differ or missing: %v %q", h, r.Query)
+	}
+	other := NewPolicy(nil, []byte("another-key-0123456789")).FromHTTP("n", "g", e)
+	if other.Headers == r.Headers {
+		t.Fatal("tag does not depend on the key")
+	}
+}
+
+func TestSamplingKeepsDenials(t *testing.T) {
+	p := NewPolicy([]*SpecSettings{{Spec: "s", Routes: map[string]RouteSettings{"s/r": {SampleRate: 0.1}}}}, nil)
+	kept, keptDenied := 0, 0
+	for i := 0; i < 10000; i++ {
+		r := Record{Route: "s/r", RequestID: "req-" + string(rune('a'+i%26)) + "-" + time.Duration(i).String(), Status: 200}
+		if p.Keep(&r) {
+			kept++
+		}
+		r.Status = 403
+		if p.Keep(&r) {
+			keptDenied++
+		}
+	}
+	if kept < 700 || kept > 1300 {
+		t.Fatalf("kept %d of 10000 at rate 0.1", kept)
+	}
+	if keptDenied != 10000 {
+		t.Fatalf("kept %d of 10000 denials", keptDenied)
+	}
+}
+
+func TestRecordBinaryRoundTrip(t *testing.T) {
+	r := Record{Time: time.UnixMilli(1767225600123).UTC(), RequestID: "id", Kind: "http", Route: "a/b", Status: 403,
+		DurationUS: 1234, BytesIn: 1 << 40, ClientIP: "::1", ClientPort: 65535, Headers: `{"a":"b"}`, Decision: "deny", Subject: "ü"}
+	b := r.AppendBinary(nil)
+	var back Record
+	rest, err := back.DecodeBinary(b)
+	if err != nil || len(rest) != 0 || back != r {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	if _, err := new(Record).DecodeBinary(b[:len(b)-1]); err == nil {
+		t.Fatal("truncated record decoded")
+	}
+}
