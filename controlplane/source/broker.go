@@ -3,15 +3,96 @@ package source
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/broker/store"
 )
 
-// OpenBroker opens the broker's route store at storeURL as a Source and a
+// Feed reads the broker's revisioned route store: a snapshot at start,
+// then the change feed, polled. Each spec carries its store revision, and
+// the store is also the Reporter the control plane tells what became of
+// each revision.
+type Feed struct {
+	feed store.Feed
+	poll time.Duration
+	log  *slog.Logger
+}
+
+// NewFeed wraps a broker store feed.
+func NewFeed(f store.Feed, o Options) *Feed {
+	poll := o.PollInterval
+	if poll <= 0 {
+		poll = 5 * time.Second
+	}
+	return &Feed{feed: f, poll: poll, log: o.log().With("component", "source", "source", "broker")}
+}
+
+// OpenBroker opens the broker's route store at storeURL (sqlite:PATH or
+// dynamodb://TABLE, as `gatehouse broker --store` takes) as a Source and a
 // Reporter.
-//
-// The broker issue implements the store; until its package lands this
-// returns an error rather than pretending to read it.
 func OpenBroker(ctx context.Context, storeURL string, o Options) (Source, Reporter, error) {
-	_ = ctx
-	_ = o
-	return nil, nil, fmt.Errorf("broker source %q: the broker route store package is not available in this build yet", storeURL)
+	st, err := backend.OpenStore(ctx, storeURL, backend.Options{AWSEndpoint: o.AWSEndpoint, AWSRegion: o.S3Region})
+	if err != nil {
+		return nil, nil, fmt.Errorf("broker source: %w", err)
+	}
+	return NewFeed(st, o), st, nil
+}
+
+// Watch implements Source.
+func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
+	specs := map[string]store.StoredSpec{}
+	var cursor int64
+	loaded := false
+	t := time.NewTicker(f.poll)
+	defer t.Stop()
+	for {
+		changed := false
+		if !loaded {
+			rev, all, err := f.feed.Snapshot(ctx)
+			if err == nil {
+				for _, s := range all {
+					specs[s.Name] = s
+				}
+				cursor, loaded, changed = rev, true, true
+			} else if ctx.Err() == nil {
+				f.log.Warn("reading the route store failed; retrying", "error", err)
+			}
+		} else {
+			next, changes, err := f.feed.Changes(ctx, cursor)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				f.log.Warn("reading the change feed failed; keeping the last revision", "error", err)
+			case err == nil:
+				for _, c := range changes {
+					if c.Deleted {
+						delete(specs, c.Name)
+					} else {
+						specs[c.Name] = c
+					}
+					changed = true
+				}
+				cursor = next
+			}
+		}
+		if changed {
+			fn(f.revision(cursor, specs))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (f *Feed) revision(cursor int64, specs map[string]store.StoredSpec) Revision {
+	out := make([]Spec, 0, len(specs))
+	for _, s := range specs {
+		out = append(out, Spec{Name: s.Name, Origin: "broker:" + s.Name, Revision: s.Revision, Data: s.JSON})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return Revision{ID: fmt.Sprintf("b%d", cursor), Specs: out}
 }

@@ -30,6 +30,9 @@ type Options struct {
 	S3Region    string
 	S3AccessKey string
 	S3SecretKey string
+	// AWSEndpoint overrides the AWS endpoint of the broker's DynamoDB
+	// store (an emulator).
+	AWSEndpoint string
 }
 
 func (o Options) log() *slog.Logger {
