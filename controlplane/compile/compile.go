@@ -28,6 +28,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 
+	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
@@ -255,18 +256,11 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 			s.clas = append(s.clas, cla)
 		}
 	}
-	headers := map[string]bool{}
+
+	routeIDs := map[string]bool{}
 	for _, rt := range r.Spec.Routes {
-		if rt.AccessLog != nil {
-			for _, h := range rt.AccessLog.Headers {
-				headers[strings.ToLower(h)] = true
-			}
-		}
+		routeIDs[spec.RouteID(r.Metadata.Name, rt.Name)] = true
 	}
-	for h := range headers {
-		s.alsHeaders = append(s.alsHeaders, h)
-	}
-	sort.Strings(s.alsHeaders)
 
 	// Sidecar resources, each from its domain library's compiler.
 	pol, err := authz.Compile(r)
@@ -289,6 +283,29 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 		return err
 	}
 	s.sidecar = append(s.sidecar, rl)
+	logs, err := accesslog.Compile(r)
+	if err != nil {
+		return fmt.Errorf("access log: %w", err)
+	}
+	al, err := resource.Wrap(resource.AccessLogPrefix+r.Metadata.Name, resource.AccessLogSettingType, logs)
+	if err != nil {
+		return err
+	}
+	s.sidecar = append(s.sidecar, al)
+	// Envoy must send the headers the accesslog sidecar keeps.
+	headers := map[string]bool{}
+	for id, rs := range logs.Routes {
+		if !routeIDs[id] {
+			return fmt.Errorf("access-log settings name route %s, which the spec does not have", id)
+		}
+		for _, h := range rs.Headers {
+			headers[strings.ToLower(h)] = true
+		}
+	}
+	for h := range headers {
+		s.alsHeaders = append(s.alsHeaders, h)
+	}
+	sort.Strings(s.alsHeaders)
 	for _, tec := range s.sidecar {
 		if err := ValidateAll(tec); err != nil {
 			return fmt.Errorf("sidecar resource %s: %w", tec.GetName(), err)
@@ -299,6 +316,9 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 		return err
 	}
 	if err := resource.Unwrap(rl, resource.RateLimitRulesType, &ratelimit.SpecRules{}); err != nil {
+		return err
+	}
+	if err := resource.Unwrap(al, resource.AccessLogSettingType, &accesslog.SpecSettings{}); err != nil {
 		return err
 	}
 	return checkSpecReferences(s)
