@@ -153,7 +153,7 @@ func startCheckServerFor(t testing.TB, srv authv3.AuthorizationServer) authv3.Au
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, srv)
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -24,6 +26,14 @@ import (
 // ServiceName is the gRPC service Envoy calls; its health status turns
 // SERVING once a policy set is loaded.
 const ServiceName = "envoy.service.auth.v3.Authorization"
+
+// ServerOptions are the gRPC server options of the sidecar on top of
+// telemetry's defaults: a pool of stream workers, so Checks run on
+// goroutines whose stacks have already grown instead of growing a fresh
+// goroutine's stack on every request.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0)))}
+}
 
 // Config is the sidecar's configuration (`gatehouse authz` flags).
 type Config struct {
@@ -83,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer eng.Close()
 
-	gs := telemetry.NewGRPCServer(log)
+	gs := telemetry.NewGRPCServer(log, ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs.Server, NewServer(eng))
 	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	admin := telemetry.NewAdmin(log, reg)

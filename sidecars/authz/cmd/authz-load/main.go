@@ -6,8 +6,8 @@
 // and prints requests/s, p50/p99 latency and the server's CPU time per
 // check, read from /proc/<pid>/stat, next to the floor.
 //
-// It imports the authz sidecar only for its wire constants; it must not be
-// imported by anything.
+// The floor server uses the authz sidecar's gRPC server options, so only
+// the work differs. Nothing may import this package.
 package main
 
 import (
@@ -36,6 +36,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
 
 func main() {
@@ -70,7 +71,7 @@ func serveNoop(args []string) error {
 	ctx, stop := telemetry.SignalContext(context.Background())
 	defer stop()
 	// The same server options as the authz sidecar, so only the work differs.
-	gs := telemetry.NewGRPCServer(slog.New(slog.DiscardHandler))
+	gs := telemetry.NewGRPCServer(slog.New(slog.DiscardHandler), authzsidecar.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs.Server, noop{})
 	return gs.ListenAndServe(ctx, *addr)
 }
