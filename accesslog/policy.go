@@ -4,11 +4,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"hash"
 	"hash/fnv"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -27,6 +30,7 @@ type Policy struct {
 	routes     map[string]*routePolicy
 	defaults   *routePolicy
 	hmacKey    []byte
+	hmacs      sync.Pool // keyed HMAC-SHA256 states, Reset between uses
 	headerWord []string
 }
 
@@ -46,6 +50,9 @@ func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
 		routes:     map[string]*routePolicy{},
 		hmacKey:    append([]byte(nil), hmacKey...),
 		headerWord: []string{"token", "secret", "password", "api-key", "apikey", "session", "credential"},
+	}
+	if len(p.hmacKey) > 0 {
+		p.hmacs.New = func() any { return hmac.New(sha256.New, p.hmacKey) }
 	}
 	p.defaults = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), sample: 1}
 	for _, s := range specs {
@@ -97,9 +104,15 @@ func (p *Policy) mask(v string) string {
 	if len(p.hmacKey) == 0 || v == "" {
 		return Mask
 	}
-	m := hmac.New(sha256.New, p.hmacKey)
+	m := p.hmacs.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(v))
-	return Mask + "." + hex.EncodeToString(m.Sum(nil)[:8])
+	var sum [sha256.Size]byte
+	var out [len(Mask) + 1 + 16]byte
+	copy(out[:], Mask+".")
+	hex.Encode(out[len(Mask)+1:], m.Sum(sum[:0])[:8])
+	p.hmacs.Put(m)
+	return string(out[:])
 }
 
 func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
@@ -211,7 +224,9 @@ func (p *Policy) headers(route string, h map[string]string) string {
 		return ""
 	}
 	rp := p.route(route)
-	out := make(map[string]string, len(h))
+	type kv struct{ k, v string }
+	var stack [16]kv
+	kept := stack[:0]
 	for k, v := range h {
 		k = strings.ToLower(k)
 		if rp.keep != nil && !rp.keep[k] {
@@ -220,13 +235,53 @@ func (p *Policy) headers(route string, h map[string]string) string {
 		if p.secretHeader(rp, k) {
 			v = p.mask(v)
 		}
-		out[k] = v
+		kept = append(kept, kv{k, v})
 	}
-	if len(out) == 0 {
+	if len(kept) == 0 {
 		return ""
 	}
-	b, _ := json.Marshal(out) // map[string]string always encodes; keys sorted
-	return string(b)
+	slices.SortFunc(kept, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	b := make([]byte, 0, 128)
+	b = append(b, '{')
+	for i, e := range kept {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, e.k)
+		b = append(b, ':')
+		b = appendJSONString(b, e.v)
+	}
+	return string(append(b, '}'))
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 func (p *Policy) common(r *Record, c *alv3.AccessLogCommon) {

@@ -139,3 +139,37 @@ func TestRecordBinaryRoundTrip(t *testing.T) {
 		t.Fatal("truncated record decoded")
 	}
 }
+
+func TestHeadersJSONIsValid(t *testing.T) {
+	p := NewPolicy(nil, nil)
+	in := map[string]string{"X-Quote": `a"b\c`, "x-ctl": "a\x00b\n\tc", "x-utf8": "grüße → 東京", "x-bad": "a\xffb", "x-html": "<script>&"}
+	got := p.headers("any", in)
+	var back map[string]string
+	if err := json.Unmarshal([]byte(got), &back); err != nil {
+		t.Fatalf("not JSON: %s: %v", got, err)
+	}
+	want := map[string]string{"x-quote": `a"b\c`, "x-ctl": "a\x00b\n\tc", "x-utf8": "grüße → 東京", "x-bad": "a\ufffdb", "x-html": "<script>&"}
+	if len(back) != len(want) {
+		t.Fatalf("got %v", back)
+	}
+	for k, v := range want {
+		if back[k] != v {
+			t.Fatalf("%s = %q, want %q", k, back[k], v)
+		}
+	}
+}
+
+func FuzzHeadersJSON(f *testing.F) {
+	f.Add("user-agent", "curl/8\x00\"\\")
+	p := NewPolicy(nil, nil)
+	f.Fuzz(func(t *testing.T, k, v string) {
+		got := p.headers("r", map[string]string{k: v})
+		if got == "" {
+			return
+		}
+		var back map[string]string
+		if err := json.Unmarshal([]byte(got), &back); err != nil {
+			t.Fatalf("%q: %v", got, err)
+		}
+	})
+}
