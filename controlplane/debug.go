@@ -61,7 +61,7 @@ func (cp *ControlPlane) debugConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	out, err := compile.Render(group, res.Version, resources, warnings)
+	out, err := compile.Render(group, res.GroupVersion(group), resources, warnings)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return

@@ -102,7 +102,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 		cp.state.Refused = err.Error()
 		cp.state.Rollout = prev
 	case soaking:
-		cp.state.Rollout = Rollout{Phase: PhaseSoaking, CanaryGroup: cp.cfg.CanaryGroup, Candidate: res.Version, Since: cp.cfg.Now()}
+		cp.state.Rollout = Rollout{Phase: PhaseSoaking, CanaryGroup: cp.cfg.CanaryGroup, Candidate: res.GroupVersion(cp.cfg.CanaryGroup), Since: cp.cfg.Now()}
 	default:
 		cp.state.Rollout = Rollout{Phase: PhaseIdle}
 	}

@@ -105,8 +105,9 @@ func TestCanarySoakPromotes(t *testing.T) {
 	if f2.GetVersionInfo() == f1.GetVersionInfo() {
 		t.Fatal("fleet got the same version")
 	}
-	if st := h.waitRollout(controlplane.PhaseIdle); st.Version != f2.GetVersionInfo() {
-		t.Errorf("state version %s, fleet got %s", st.Version, f2.GetVersionInfo())
+	h.waitRollout(controlplane.PhaseIdle)
+	if v := h.cp.Publisher().State().Served["us-east-1"]; v != f2.GetVersionInfo() {
+		t.Errorf("served version %s, fleet got %s", v, f2.GetVersionInfo())
 	}
 }
 

@@ -40,7 +40,7 @@ func newSpecRenderCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := compile.Render(group, res.Version, r, warnings)
+			out, err := compile.Render(group, res.GroupVersion(group), r, warnings)
 			if err != nil {
 				return err
 			}

@@ -62,7 +62,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := Render(group, res.Version, r, warnings)
+			got, err := Render(group, res.GroupVersion(group), r, warnings)
 			if err != nil {
 				t.Fatal(err)
 			}

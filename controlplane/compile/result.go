@@ -28,8 +28,10 @@ type Resources map[string][]types.Resource
 // Result is one compiled revision: the status of every spec and, per node
 // group, the resources to publish. It is immutable.
 type Result struct {
-	// Revision is the source revision id; Version the xDS version string
-	// every resource of this result carries.
+	// Revision is the source revision id; Version identifies the whole
+	// result. The resources of one node group all carry that group's
+	// GroupVersion, which changes only when the group's content does, so
+	// a change to one group's specs re-sends nothing to the others.
 	Revision, Version string
 	// Specs is every spec of the revision in source order, published or
 	// not (Spec.Err).
@@ -37,10 +39,12 @@ type Result struct {
 
 	published []*Spec // sorted by name
 	opts      Options
+	optsKey   string
 	sidecars  []*clusterv3.Cluster
 
-	mu     sync.Mutex
-	groups map[string]groupResult
+	mu       sync.Mutex
+	groups   map[string]groupResult
+	versions map[string]string
 }
 
 type groupResult struct {
@@ -133,9 +137,37 @@ func (c *Compiler) assemble(revID string, all []*Spec) *Result {
 		Specs:     all,
 		published: published,
 		opts:      c.opts,
+		optsKey:   c.optsKey,
 		sidecars:  c.sidecarClusters,
 		groups:    map[string]groupResult{},
+		versions:  map[string]string{},
 	}
+}
+
+// GroupVersion is the xDS version string of a node group's resources: a
+// hash of exactly what the group is served (its specs' content and the
+// compile options). It is also the gatehouse.revision the authz sidecar
+// sees. Safe for concurrent use.
+func (r *Result) GroupVersion(group string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.groupVersion(group)
+}
+
+func (r *Result) groupVersion(group string) string {
+	if v, ok := r.versions[group]; ok {
+		return v
+	}
+	h := sha256.New()
+	h.Write([]byte(r.optsKey))
+	for _, s := range r.published {
+		if s.servesGroup(group) {
+			fmt.Fprintf(h, "\x00%s\x00%s\x00%v", s.Name, s.key, s.NodeGroups)
+		}
+	}
+	v := hex.EncodeToString(h.Sum(nil)[:8])
+	r.versions[group] = v
+	return v
 }
 
 // Resources returns (building on first use) the validated resources of a
@@ -149,7 +181,7 @@ func (r *Result) Resources(group string) (Resources, []string, error) {
 	}
 	res, warnings, err := r.build(group)
 	if err != nil {
-		err = fmt.Errorf("node group %s, version %s: %w", group, r.Version, err)
+		err = fmt.Errorf("node group %s, version %s: %w", group, r.groupVersion(group), err)
 	}
 	r.groups[group] = groupResult{res, warnings, err}
 	return res, warnings, err
@@ -197,7 +229,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 	}
 	// The route table's own fields are validated on an empty table; every
 	// virtual host in it was validated when its spec was compiled.
-	rc := envoy.RouteConfiguration(envoy.RouteConfigName, r.Version, nil)
+	rc := envoy.RouteConfiguration(envoy.RouteConfigName, r.groupVersion(group), nil)
 	if err := ValidateAll(rc); err != nil {
 		return nil, nil, fmt.Errorf("route configuration %s: %w", rc.GetName(), err)
 	}

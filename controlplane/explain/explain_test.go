@@ -54,7 +54,7 @@ func TestExplainWithoutCredentials(t *testing.T) {
 	if out.Route != "petstore/list-pets" || out.Cluster != "petstore/api" {
 		t.Fatalf("matched %q → %q", out.Route, out.Cluster)
 	}
-	if out.Auth.Mode != "enforce" || !out.Auth.ExtAuthz || out.Auth.ContextExtensions["gatehouse.route"] != "petstore/list-pets" || out.Auth.ContextExtensions["gatehouse.revision"] != res.Version {
+	if out.Auth.Mode != "enforce" || !out.Auth.ExtAuthz || out.Auth.ContextExtensions["gatehouse.route"] != "petstore/list-pets" || out.Auth.ContextExtensions["gatehouse.revision"] != res.GroupVersion("any") {
 		t.Errorf("auth = %+v", out.Auth)
 	}
 	want := []Descriptor{

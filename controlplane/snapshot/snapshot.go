@@ -58,12 +58,13 @@ func Build(res *compile.Result, group string) (*cachev3.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := cachev3.NewSnapshot(res.Version, r)
+	version := res.GroupVersion(group)
+	snap, err := cachev3.NewSnapshot(version, r)
 	if err != nil {
 		return nil, fmt.Errorf("node group %s: %w", group, err)
 	}
 	if err := snap.Consistent(); err != nil {
-		return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, res.Version, err)
+		return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, version, err)
 	}
 	return snap, nil
 }
@@ -113,7 +114,7 @@ func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
 			return fmt.Errorf("node group %s: %w", g, err)
 		}
 		p.groups[g] = true
-		p.served[g] = res.Version
+		p.served[g] = res.GroupVersion(g)
 	}
 	p.good, p.cand, p.canary, p.lastErr = res, nil, "", nil
 	p.metrics.published.Inc()
@@ -151,7 +152,7 @@ func (p *Publisher) PublishCanary(ctx context.Context, group string, res *compil
 		return fmt.Errorf("node group %s: %w", group, err)
 	}
 	p.groups[group] = true
-	p.served[group] = res.Version
+	p.served[group] = res.GroupVersion(group)
 	p.cand, p.canary = res, group
 	p.log.Info("canary published", "version", res.Version, "node_group", group)
 	return nil
@@ -172,8 +173,8 @@ func (p *Publisher) Rollback(ctx context.Context) error {
 	if err := p.cache.SetSnapshot(ctx, p.canary, snap); err != nil {
 		return err
 	}
-	p.served[p.canary] = p.good.Version
-	p.log.Warn("canary rolled back", "node_group", p.canary, "rejected_version", p.cand.Version, "version", p.good.Version)
+	p.served[p.canary] = p.good.GroupVersion(p.canary)
+	p.log.Warn("canary rolled back", "node_group", p.canary, "rejected_version", p.cand.GroupVersion(p.canary), "version", p.good.GroupVersion(p.canary))
 	p.cand, p.canary = nil, ""
 	p.metrics.rollbacks.Inc()
 	return nil
@@ -208,7 +209,7 @@ func (p *Publisher) Ensure(ctx context.Context, group string) {
 		return
 	}
 	p.groups[group] = true
-	p.served[group] = res.Version
+	p.served[group] = res.GroupVersion(group)
 }
 
 func (p *Publisher) refused(err error) {
@@ -219,6 +220,8 @@ func (p *Publisher) refused(err error) {
 
 // State is what /debug shows about publishing.
 type State struct {
+	// GoodVersion is the Version of the last good result; CandidateVersion
+	// the canary group's GroupVersion of the candidate.
 	GoodVersion      string            `json:"good_version,omitempty"`
 	CandidateVersion string            `json:"candidate_version,omitempty"`
 	CanaryGroup      string            `json:"canary_group,omitempty"`
@@ -238,7 +241,7 @@ func (p *Publisher) State() State {
 		st.GoodVersion = p.good.Version
 	}
 	if p.cand != nil {
-		st.CandidateVersion = p.cand.Version
+		st.CandidateVersion = p.cand.GroupVersion(p.canary)
 	}
 	if p.lastErr != nil {
 		st.LastError = p.lastErr.Error()
