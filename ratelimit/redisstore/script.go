@@ -2,31 +2,34 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// decideScript decides every key it is given in one call. Per key i,
-// ARGV[(i-1)*6+1 ..] = algorithm (f|s|t), now (µs), addend, requests,
-// window (ms), capacity. It returns three integers per key: used, over
+// decideScript decides every key it is given in one call. ARGV[1] is now
+// (µs, one instant for the whole call); per key i, ARGV[(i-1)*5+2 ..] =
+// algorithm (f|s|t), addend, requests, window (ms), capacity. It returns three integers per key: used, over
 // (0|1), reset (ms for f and s, µs for t). The arithmetic is step for step
 // that of package ratelimit's stepFixed, stepSliding and stepToken.
 //
-// Fixed windows use envoyproxy/ratelimit's keys and commands (INCRBY, then
-// EXPIRE to the unit's length), so both services can share one Redis.
+// Fixed windows use envoyproxy/ratelimit's keys and counters (INCRBY; the
+// TTL is the window's length, set when the hit creates the key), so both
+// services can share one Redis.
 var decideScript = redis.NewScript(`
 local out = {}
+local nowUs = tonumber(ARGV[1])
+local now = math.floor(nowUs / 1000)
 for i = 1, #KEYS do
-  local a = (i - 1) * 6
+  local a = (i - 1) * 5 + 1
   local alg = ARGV[a + 1]
-  local nowUs = tonumber(ARGV[a + 2])
-  local addend = tonumber(ARGV[a + 3])
-  local limit = tonumber(ARGV[a + 4])
-  local win = tonumber(ARGV[a + 5])
-  local cap = tonumber(ARGV[a + 6])
+  local addend = tonumber(ARGV[a + 2])
+  local limit = tonumber(ARGV[a + 3])
+  local win = tonumber(ARGV[a + 4])
+  local cap = tonumber(ARGV[a + 5])
   local key = KEYS[i]
-  local now = math.floor(nowUs / 1000)
   local used, over, reset
   if alg == 'f' then
     if addend > 0 then
       used = redis.call('INCRBY', key, addend)
-      redis.call('EXPIRE', key, math.floor(win / 1000))
+      if used == addend then
+        redis.call('EXPIRE', key, math.floor(win / 1000))
+      end
     else
       used = tonumber(redis.call('GET', key)) or 0
     end

@@ -31,7 +31,7 @@ import (
 const (
 	DefaultTimeout   = 50 * time.Millisecond
 	DefaultMaxBatch  = 512
-	DefaultWorkers   = 4
+	DefaultWorkers   = 2
 	DefaultQueueSize = 4096
 	DefaultCacheSize = 100000
 )
@@ -48,8 +48,8 @@ type Options struct {
 	URL string
 	// Client, when set, is used instead of URL (and not closed by Close).
 	Client redis.UniversalClient
-	// Timeout bounds every Redis call, waiting in the queue included;
-	// default 50ms.
+	// Timeout bounds every Redis call, and the wait for a free worker;
+	// default 50ms. A caller waits at most about twice Timeout.
 	Timeout time.Duration
 	// MaxBatch bounds the keys of one script call; default 512.
 	MaxBatch int
@@ -84,6 +84,7 @@ type job struct {
 	hits []ratelimit.Hit
 	out  []ratelimit.Result
 	idx  []int // positions in the caller's hits (those not answered by the cache)
+	enq  time.Time
 	err  error
 	done chan struct{}
 }
@@ -267,8 +268,7 @@ func (s *Store) Decide(ctx context.Context, now time.Time, hits []ratelimit.Hit,
 		return nil
 	}
 	j.out = append(j.out, make([]ratelimit.Result, len(j.hits))...)
-	timer := time.NewTimer(s.o.Timeout)
-	defer timer.Stop()
+	j.enq = time.Now()
 	select {
 	case s.queue <- j:
 	default:
@@ -280,8 +280,6 @@ func (s *Store) Decide(ctx context.Context, now time.Time, hits []ratelimit.Hit,
 	case <-ctx.Done():
 		// The worker still owns j; it is dropped, not pooled.
 		return fmt.Errorf("redis backend: %w", ctx.Err())
-	case <-timer.C:
-		return fmt.Errorf("redis backend: no answer within %s: %w", s.o.Timeout, context.DeadlineExceeded)
 	}
 	if j.err != nil {
 		err := j.err
@@ -316,17 +314,33 @@ func (s *Store) worker() {
 				}
 			}
 		}
-		batch = append(batch[:0], first)
-		keys := len(first.hits)
+		// A caller waits at most about twice the timeout: a job that
+		// waited in the queue for longer than the timeout is failed
+		// without touching Redis, and a Redis call gets the timeout.
+		now := time.Now()
+		batch = batch[:0]
+		keys := 0
+		take := func(j *job) {
+			if now.Sub(j.enq) > s.o.Timeout {
+				j.err = fmt.Errorf("redis backend: waited %s for a connection, over the %s deadline: %w", now.Sub(j.enq).Round(time.Millisecond), s.o.Timeout, context.DeadlineExceeded)
+				j.done <- struct{}{}
+				return
+			}
+			batch = append(batch, j)
+			keys += len(j.hits)
+		}
+		take(first)
 	drain:
 		for keys < s.o.MaxBatch {
 			select {
 			case j := <-s.queue:
-				batch = append(batch, j)
-				keys += len(j.hits)
+				take(j)
 			default:
 				break drain
 			}
+		}
+		if len(batch) == 0 {
+			continue
 		}
 		s.run(batch, keys)
 		for _, j := range batch {
@@ -343,7 +357,7 @@ type call struct {
 	dst  []*ratelimit.Result
 }
 
-func (c *call) add(now time.Time, h *ratelimit.Hit, dst *ratelimit.Result) {
+func (c *call) add(h *ratelimit.Hit, dst *ratelimit.Result) {
 	alg := "f"
 	switch h.Limit.Algorithm {
 	case ratelimit.SlidingWindow:
@@ -352,7 +366,7 @@ func (c *call) add(now time.Time, h *ratelimit.Hit, dst *ratelimit.Result) {
 		alg = "t"
 	}
 	c.keys = append(c.keys, h.Key)
-	c.args = append(c.args, alg, now.UnixMicro(), h.Addend, h.Limit.Requests, h.Limit.WindowMillis(), h.Limit.Capacity())
+	c.args = append(c.args, alg, h.Addend, h.Limit.Requests, h.Limit.WindowMillis(), h.Limit.Capacity())
 	c.dst = append(c.dst, dst)
 }
 
@@ -360,6 +374,14 @@ func (s *Store) run(batch []*job, keys int) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
 	start := time.Now()
+	// One instant for the batch: the latest of its requests' clocks.
+	now := batch[0].now
+	for _, j := range batch[1:] {
+		if j.now.After(now) {
+			now = j.now
+		}
+	}
+	nowArg := now.UnixMicro()
 	var calls []*call
 	if s.cluster {
 		bySlot := map[int]*call{}
@@ -368,18 +390,19 @@ func (s *Store) run(batch []*job, keys int) {
 				sl := slot(j.hits[i].Key)
 				c := bySlot[sl]
 				if c == nil {
-					c = &call{}
+					c = &call{args: []any{nowArg}}
 					bySlot[sl] = c
 					calls = append(calls, c)
 				}
-				c.add(j.now, &j.hits[i], &j.out[i])
+				c.add(&j.hits[i], &j.out[i])
 			}
 		}
 	} else {
-		c := &call{keys: make([]string, 0, keys), args: make([]any, 0, keys*6), dst: make([]*ratelimit.Result, 0, keys)}
+		c := &call{keys: make([]string, 0, keys), args: make([]any, 1, 1+keys*5), dst: make([]*ratelimit.Result, 0, keys)}
+		c.args[0] = nowArg
 		for _, j := range batch {
 			for i := range j.hits {
-				c.add(j.now, &j.hits[i], &j.out[i])
+				c.add(&j.hits[i], &j.out[i])
 			}
 		}
 		calls = []*call{c}
@@ -440,7 +463,7 @@ func (s *Store) exec(ctx context.Context, calls []*call) error {
 			for k, dst := range c.dst {
 				used, over, reset := vals[3*k], vals[3*k+1], vals[3*k+2]
 				r := ratelimit.Result{Used: uint64(max(used, 0)), Over: over == 1, ResetMillis: reset}
-				if c.args[6*k] == "t" {
+				if c.args[1+5*k] == "t" {
 					r.ResetMillis = (reset + 999) / 1000
 				}
 				*dst = r
