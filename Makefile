@@ -48,3 +48,16 @@ BENCH_AUTHZ_FLAGS ?= -duration 10s -rounds 2
 bench-authz: build
 	$(GO) build -o bin/authz-load ./sidecars/authz/cmd/authz-load
 	./bin/authz-load -gatehouse ./$(BIN) $(BENCH_AUTHZ_FLAGS)
+
+# ratelimit: envoyproxy/ratelimit and Gatehouse on one redis-server, same
+# config directory, same load generator; prints the table of
+# docs/PERFORMANCE.md (## ratelimit) and replays the scripted allow/deny
+# sequence against both. BENCH_RATELIMIT_FLAGS e.g. "-duration 20s".
+RATELIMIT_ENVOYPROXY := github.com/envoyproxy/ratelimit/src/service_cmd@v1.4.1-0.20260122083618-3fb702589d36
+BENCH_RATELIMIT_FLAGS ?= -duration 10s
+.PHONY: bench-ratelimit
+bench-ratelimit: build
+	@test -x .tools/bin/service_cmd || { echo "installing $(RATELIMIT_ENVOYPROXY)"; GOBIN=$(CURDIR)/.tools/bin $(GO) install $(RATELIMIT_ENVOYPROXY); }
+	$(GO) build -o .tools/bin/ratelimitbench ./sidecars/ratelimit/ratelimitbench
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./ratelimit/...
+	.tools/bin/ratelimitbench compare -envoyproxy .tools/bin/service_cmd -gatehouse ./$(BIN) $(BENCH_RATELIMIT_FLAGS)

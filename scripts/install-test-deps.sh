@@ -8,6 +8,7 @@ apt_pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || apt_pkgs+=("$2"); }
 # Debian packages, by the command that shows them installed.
 need redis-server redis-server
+need redis-cli redis-tools
 need node nodejs
 need npm npm
 need chromium chromium
