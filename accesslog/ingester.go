@@ -13,7 +13,8 @@ import (
 type IngesterConfig struct {
 	Store         Store
 	SpoolDir      string        // required: the on-disk segment log
-	BatchSize     int           // entries per spool frame and store batch (default 10000)
+	BatchSize     int           // most entries per spool frame (default 10000)
+	StoreBatch    int           // most entries per store batch, combining frames (default 100000)
 	FlushInterval time.Duration // longest an entry waits in memory (default 100ms): the crash-loss window
 	BufferEntries int           // in-memory bound; beyond it entries are dropped (default 200000)
 	MaxSpoolBytes int64         // disk bound of the spool (default 1 GiB)
@@ -63,6 +64,9 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 10000
+	}
+	if cfg.StoreBatch < cfg.BatchSize {
+		cfg.StoreBatch = max(100000, cfg.BatchSize)
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 100 * time.Millisecond
@@ -214,19 +218,49 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 	expected := max(head.SpoolSeq+1, in.spool.released)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	catchUp := func(to uint64) error {
-		if to <= expected {
+	// Consecutive spool frames are combined into store batches of up to
+	// StoreBatch records: fewer, larger transactions when the store is
+	// behind or the rate is high.
+	var acc []Record
+	var accLast uint64
+	flushAcc := func() error {
+		if len(acc) == 0 {
 			return nil
 		}
-		return in.spool.read(expected, to, func(seq uint64, recs []Record) error {
-			if seq != expected {
-				return fmt.Errorf("spool frame %d missing (found %d)", expected, seq)
-			}
-			if err := in.write(ctx, seq, recs); err != nil {
+		err := in.write(ctx, accLast, acc)
+		if err == nil {
+			expected = accLast + 1
+		}
+		acc = nil
+		return err
+	}
+	add := func(seq uint64, recs []Record) error {
+		if len(acc) > 0 && len(acc)+len(recs) > in.cfg.StoreBatch {
+			if err := flushAcc(); err != nil {
 				return err
 			}
-			expected = seq + 1
+		}
+		if len(acc) == 0 {
+			acc = make([]Record, 0, max(len(recs), min(in.cfg.StoreBatch, 4*len(recs))))
+		}
+		acc = append(acc, recs...)
+		accLast = seq
+		return nil
+	}
+	catchUp := func(to uint64) error {
+		from := expected
+		if len(acc) > 0 {
+			from = accLast + 1
+		}
+		if to <= from {
 			return nil
+		}
+		return in.spool.read(from, to, func(seq uint64, recs []Record) error {
+			if seq != from {
+				return fmt.Errorf("spool frame %d missing (found %d)", from, seq)
+			}
+			from = seq + 1
+			return add(seq, recs)
 		})
 	}
 	for {
@@ -236,31 +270,61 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 		select {
 		case b, ok = <-in.handoff:
 			if !ok {
+				if err := flushAcc(); err != nil && ctx.Err() == nil {
+					in.log.Error("access-log store write failed at shutdown; entries stay in the spool", "error", err)
+				}
 				return nil
 			}
 		case <-tick.C:
-			if err := catchUp(in.spool.nextSeq()); err != nil {
+			err := catchUp(in.spool.nextSeq())
+			if err == nil {
+				err = flushAcc()
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				in.log.Error("access-log spool replay failed", "error", err)
+				acc = nil
 			}
 			continue
 		}
-		if b.seq < expected {
-			continue // already stored from disk
+		batches := []memBatch{b}
+	drain:
+		for n := len(b.recs); n < in.cfg.StoreBatch; {
+			select {
+			case b2, ok := <-in.handoff:
+				if !ok {
+					break drain
+				}
+				batches = append(batches, b2)
+				n += len(b2.recs)
+			default:
+				break drain
+			}
 		}
-		if err := catchUp(b.seq); err != nil {
+		var err error
+		for _, b := range batches {
+			if b.seq < expected || (len(acc) > 0 && b.seq <= accLast) {
+				continue // already stored or taken from disk
+			}
+			if err = catchUp(b.seq); err != nil {
+				break
+			}
+			if err = add(b.seq, b.recs); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = flushAcc()
+		}
+		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil // the batches are in the spool
 			}
 			in.log.Error("access-log spool replay failed", "error", err)
-			continue
+			acc = nil
 		}
-		if err := in.write(ctx, b.seq, b.recs); err != nil {
-			return nil // ctx ended; the batch is in the spool
-		}
-		expected = b.seq + 1
 	}
 }
 

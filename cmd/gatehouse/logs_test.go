@@ -42,7 +42,7 @@ func TestLogsCLI(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- accesslogsidecar.Run(ctx, accesslogsidecar.Config{GRPCListener: gl, HTTPListener: hl, Store: "duckdb:" + storePath,
-			APITokenFile: tokFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1, BatchSize: 100, FlushInterval: 10 * time.Millisecond})
+			APITokenFile: tokFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1, BatchSize: 100, StoreBatch: 100, FlushInterval: 10 * time.Millisecond})
 	}()
 	stopped := false
 	stop := func() {

@@ -72,8 +72,9 @@ type Config struct {
 	// RedactHMACKeyFile, when set, keeps an HMAC of masked values.
 	RedactHMACKeyFile string
 
-	BatchSize     int
-	FlushInterval time.Duration
+	BatchSize     int           // most entries per spool frame (default 10000)
+	StoreBatch    int           // most entries per store batch (default 100000)
+	FlushInterval time.Duration // crash-loss window (default 100ms)
 
 	Log      *slog.Logger
 	Registry *prometheus.Registry
@@ -122,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	metrics := accesslog.NewMetrics(reg)
 	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
-		Store: store, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, FlushInterval: cfg.FlushInterval,
+		Store: store, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, FlushInterval: cfg.FlushInterval,
 		Log: log, Metrics: metrics,
 	})
 	if err != nil {
