@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"unsafe"
 )
 
@@ -74,4 +75,9 @@ func (p *APIKeys) Authenticate(key string) (*Identity, error) {
 		return nil, refuse(p.cfg.Name, CodeUnknownAPIKey, "API key is not known (or was revoked)")
 	}
 	return e.id, nil
+}
+
+// LogValue prints the provider without its key hashes.
+func (p *APIKeys) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("provider", p.cfg.Name), slog.Int("keys", len(p.byHash)))
 }

@@ -19,7 +19,6 @@ import (
 // activation resolves `request` and `identity` for one evaluation.
 type activation struct {
 	req Request
-	id  *authn.Identity
 	r   fieldMap[requestFields]
 	i   fieldMap[identityFields]
 }
@@ -148,7 +147,7 @@ func (m *fieldMap[F]) Get(key ref.Val) ref.Val {
 }
 
 func (m *fieldMap[F]) Iterator() traits.Iterator {
-	return types.NewStringList(types.DefaultTypeAdapter, m.f.keys()).(traits.Lister).Iterator()
+	return types.NewStringList(types.DefaultTypeAdapter, m.f.keys()).Iterator()
 }
 
 func (m *fieldMap[F]) Find(key ref.Val) (ref.Val, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
@@ -109,6 +110,9 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		d.Body = denyBody(d.Status, d.ReasonCode, d.Reason, req.RequestID)
 	}
 	e.metrics.observe(r, &d, time.Since(start))
+	if e.log.Enabled(ctx, slog.LevelDebug) {
+		e.log.LogAttrs(ctx, slog.LevelDebug, "authz decision", slog.Any("request", req), slog.Any("decision", d))
+	}
 	return d
 }
 
@@ -406,4 +410,29 @@ type denyJSON struct {
 func denyBody(status int, code, reason, requestID string) string {
 	b, _ := json.Marshal(denyJSON{Status: status, Error: code, Reason: reason, RequestID: requestID})
 	return string(b)
+}
+
+// LogValue prints the request without credentials: header names only, and
+// no query (API keys may travel in it).
+func (r Request) LogValue() slog.Value {
+	names := make([]string, 0, len(r.Headers))
+	for k := range r.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return slog.GroupValue(
+		slog.String("route", r.RouteID), slog.String("method", r.Method), slog.String("path", r.Path),
+		slog.String("host", r.Host), slog.String("source_ip", r.SourceIP), slog.String("principal", r.Principal),
+		slog.String("request_id", r.RequestID), slog.Any("header_names", names),
+	)
+}
+
+// LogValue prints the outcome without header values or claims.
+func (d Decision) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Bool("allow", d.Allow), slog.Int("status", d.Status),
+		slog.String("reason_code", d.ReasonCode), slog.String("reason", d.Reason),
+		slog.String("decision", d.Metadata.Decision), slog.String("rule", d.Metadata.Rule),
+		slog.String("provider", d.Metadata.Provider), slog.String("subject", d.Metadata.Subject),
+	)
 }

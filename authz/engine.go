@@ -55,13 +55,11 @@ type Engine struct {
 	snap atomic.Pointer[snapshot]
 	acts sync.Pool // *activation
 
-	mu      sync.Mutex // serializes Update and Close
-	jwks    map[string]*jwksRunner
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closed  bool
-	updates atomic.Uint64
+	mu     sync.Mutex // serializes Update and Close
+	jwks   map[string]*jwksRunner
+	ctx    context.Context
+	cancel context.CancelFunc
+	closed bool
 }
 
 type jwksRunner struct {
