@@ -16,6 +16,7 @@ import (
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -23,6 +24,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
+	"github.com/gatehouse-edge/gatehouse/ratelimit/replay"
 )
 
 type fakeClock struct {
@@ -402,8 +404,17 @@ func TestDeadlineOnSlowRedis(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	st := newStore(t, Options{URL: "redis://" + l.Addr().String(), Timeout: 50 * time.Millisecond})
-	svc := newService(t, st, ratelimit.SystemClock{}, rulesYAML, ratelimit.FailDeny)
+	reg := prometheus.NewRegistry()
+	m, err := ratelimit.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t, Options{URL: "redis://" + l.Addr().String(), Timeout: 50 * time.Millisecond, Metrics: m})
+	svc, err := ratelimit.New(ratelimit.Options{Backend: st, BackendName: "redis", Metrics: m, FailureMode: ratelimit.FailDeny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.SetRules(rules(t, rulesYAML))
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		resp, err := svc.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("fixed", "x")}})
@@ -414,6 +425,82 @@ func TestDeadlineOnSlowRedis(t *testing.T) {
 		if err != nil || resp.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
 			t.Fatalf("deny mode with a silent Redis: %v %v", resp, err)
 		}
+	}
+	// The failures are visible: timeouts by reason, latency observed, and
+	// descriptors decided by the failure mode.
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			labels := ""
+			for _, lp := range mt.GetLabel() {
+				labels += lp.GetName() + "=" + lp.GetValue() + ","
+			}
+			v := mt.GetCounter().GetValue()
+			if h := mt.GetHistogram(); h != nil {
+				v = float64(h.GetSampleCount())
+			}
+			got[mf.GetName()+"{"+labels+"}"] += v
+		}
+	}
+	for _, k := range []string{
+		"gatehouse_ratelimit_backend_errors_total{backend=redis,reason=timeout,}",
+		"gatehouse_ratelimit_failure_mode_total{mode=deny,}",
+	} {
+		if got[k] < 5 {
+			t.Errorf("%s = %v, want >= 5 (all: %v)", k, got[k], got)
+		}
+	}
+	// One histogram sample per batch in the store plus one per request in the service.
+	if got["gatehouse_ratelimit_backend_seconds{backend=redis,}"] < 5 {
+		t.Errorf("backend latency not observed: %v", got)
+	}
+}
+
+// TestLocalScopeStaysInMemory: a spec limit with scope local is counted in
+// the sidecar's memory even though the backend is Redis.
+func TestLocalScopeStaysInMemory(t *testing.T) {
+	r := testenv.StartRedis(t)
+	st := newStore(t, Options{URL: "redis://" + r.Addr, Timeout: time.Second})
+	d, err := ratelimit.Domain([]*ratelimit.SpecRules{{Spec: "s", Limits: []ratelimit.SpecLimit{
+		{Route: "s/r", Name: "local", Descriptor: []ratelimit.DescriptorEntry{{Key: "route", Value: "s/r"}, {Key: "limit", Value: "local"}},
+			Requests: 2, WindowSeconds: 60, Algorithm: "token-bucket", Scope: "local"},
+		{Route: "s/r", Name: "shared", Descriptor: []ratelimit.DescriptorEntry{{Key: "route", Value: "s/r"}, {Key: "limit", Value: "shared"}},
+			Requests: 5, WindowSeconds: 60, Algorithm: "fixed-window", Scope: "shared"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := ratelimit.NewRules([]*config.Domain{d}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ratelimit.New(ratelimit.Options{Backend: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.SetRules(rr)
+	var codes []string
+	for i := 0; i < 3; i++ {
+		resp, err := svc.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "gatehouse", Descriptors: []*ratelimitv3.RateLimitDescriptor{
+			desc("route", "s/r", "limit", "local"), desc("route", "s/r", "limit", "shared")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, resp.Statuses[0].Code.String()+"/"+resp.Statuses[1].Code.String())
+	}
+	if strings.Join(codes, " ") != "OK/OK OK/OK OVER_LIMIT/OK" {
+		t.Fatalf("codes %v", codes)
+	}
+	keys, err := st.Client().Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || !strings.Contains(keys[0], "limit_shared_") {
+		t.Fatalf("redis keys %v: only the shared limit may be in Redis", keys)
 	}
 }
 
@@ -450,5 +537,41 @@ func TestSlot(t *testing.T) {
 		if got := slot(key); got != want {
 			t.Errorf("slot(%q) = %d, want %d", key, got, want)
 		}
+	}
+}
+
+// TestReplayScriptOnRedis replays the scripted sequence (the one
+// `make bench-ratelimit` also replays against envoyproxy/ratelimit) on the
+// Redis backend, from the unchanged envoyproxy config directory.
+func TestReplayScriptOnRedis(t *testing.T) {
+	r := testenv.StartRedis(t)
+	domains, err := config.LoadDir("../testdata/replay/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := ratelimit.NewRules(domains, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ratelimit.New(ratelimit.Options{Backend: newStore(t, Options{URL: "redis://" + r.Addr, Timeout: time.Second})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.SetRules(rr)
+	f, err := os.Open("../testdata/replay/script.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	steps, err := replay.Parse(f, "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mism, err := replay.Run(context.Background(), steps, svc.ShouldRateLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mism {
+		t.Error(m)
 	}
 }
