@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,12 +18,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
+	"github.com/gatehouse-edge/gatehouse/broker/queue/sqsqueue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
@@ -329,3 +334,23 @@ func (p *pipeline) provision(t testing.TB, id string, params any) {
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 var _ = fmt.Sprint
+
+type sqstypesName = sqstypes.QueueAttributeName
+
+func sqsClientFor(t *testing.T, q *sqsqueue.Queue) *sqs.Client {
+	t.Helper()
+	u, err := url.Parse(q.DeadLetterURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(u.Scheme + "://" + u.Host), Credentials: staticCreds()})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

@@ -30,6 +30,12 @@ type Options struct {
 	// DeadLetterURL is the SQS dead-letter queue (default: the queue URL
 	// with "-dlq" appended).
 	DeadLetterURL string
+	// CreateResources creates the DynamoDB table and the SQS queues if they
+	// are missing (development, emulators).
+	CreateResources bool
+	// MaxReceive is the SQS redrive policy's maxReceiveCount when queues
+	// are created (default 5; the worker dead-letters by itself first, this catches crash loops).
+	MaxReceive int
 }
 
 func sqlitePath(ref, prefix string) (string, error) {
