@@ -18,9 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -139,16 +142,44 @@ func (s *Spec) servesGroup(g string) bool {
 // Compile compiles a revision. It never fails as a whole: every spec ends
 // up published or with an error, and the Result says which.
 func (c *Compiler) Compile(rev source.Revision) *Result {
+	keys := make([]string, len(rev.Specs))
 	next := make(map[string]*fileEntry, len(rev.Specs))
-	var all []*Spec
-	for _, src := range rev.Specs {
-		key := fileKey(src)
-		fe, ok := c.files[key]
-		if !ok {
-			fe = c.compileFile(src)
+	var todo []int
+	for i, src := range rev.Specs {
+		keys[i] = fileKey(src)
+		if fe, ok := c.files[keys[i]]; ok {
+			next[keys[i]] = fe
+		} else if _, dup := next[keys[i]]; !dup {
+			next[keys[i]] = nil
+			todo = append(todo, i)
 		}
-		next[key] = fe
-		for _, s := range fe.specs {
+	}
+	// New or changed specs compile in parallel, one worker per CPU; each
+	// is independent of the others until assemble.
+	compiled := make([]*fileEntry, len(todo))
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	var wg sync.WaitGroup
+	var nextJob atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(nextJob.Add(1)) - 1
+				if j >= len(todo) {
+					return
+				}
+				compiled[j] = c.compileFile(rev.Specs[todo[j]])
+			}
+		}()
+	}
+	wg.Wait()
+	for j, i := range todo {
+		next[keys[i]] = compiled[j]
+	}
+	var all []*Spec
+	for i, src := range rev.Specs {
+		for _, s := range next[keys[i]].specs {
 			// The per-spec store revision may change without the bytes
 			// changing; keep the status current without recompiling.
 			s.Revision = src.Revision
@@ -310,16 +341,6 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 		if err := ValidateAll(tec); err != nil {
 			return fmt.Errorf("sidecar resource %s: %w", tec.GetName(), err)
 		}
-	}
-	// What the sidecars will decode must decode.
-	if err := resource.Unwrap(az, resource.AuthzPolicyType, &authz.SpecPolicy{}); err != nil {
-		return err
-	}
-	if err := resource.Unwrap(rl, resource.RateLimitRulesType, &ratelimit.SpecRules{}); err != nil {
-		return err
-	}
-	if err := resource.Unwrap(al, resource.AccessLogSettingType, &accesslog.SpecSettings{}); err != nil {
-		return err
 	}
 	return checkSpecReferences(s)
 }

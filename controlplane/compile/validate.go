@@ -3,6 +3,7 @@ package compile
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -45,7 +46,8 @@ func prefix(path string, err error) error {
 // walkAnys finds the Any fields under m (only descending into fields whose
 // type can hold one) and validates what they carry.
 func walkAnys(m protoreflect.Message, path string, errs *[]error) {
-	if m.Descriptor().FullName() == anyName {
+	md := m.Descriptor()
+	if md.FullName() == anyName {
 		a, ok := m.Interface().(*anypb.Any)
 		if !ok {
 			return
@@ -58,10 +60,11 @@ func walkAnys(m protoreflect.Message, path string, errs *[]error) {
 		validateMsg(inner.ProtoReflect(), fmt.Sprintf("%s(%s)", path, inner.ProtoReflect().Descriptor().FullName()), errs)
 		return
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if !mayHoldAny(fd) {
-			return true
+	for _, fd := range anyFields(md) {
+		if !m.Has(fd) {
+			continue
 		}
+		v := m.Get(fd)
 		name := string(fd.Name())
 		if path != "" {
 			name = path + "." + name
@@ -70,7 +73,7 @@ func walkAnys(m protoreflect.Message, path string, errs *[]error) {
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				walkAnys(l.Get(i).Message(), fmt.Sprintf("%s[%d]", name, i), errs)
+				walkAnys(l.Get(i).Message(), name+"["+strconv.Itoa(i)+"]", errs)
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
@@ -80,8 +83,25 @@ func walkAnys(m protoreflect.Message, path string, errs *[]error) {
 		default:
 			walkAnys(v.Message(), name, errs)
 		}
-		return true
-	})
+	}
+}
+
+// fieldsWithAny caches, per message type, the fields that can hold an Any.
+var fieldsWithAny sync.Map // protoreflect.MessageDescriptor → []protoreflect.FieldDescriptor
+
+func anyFields(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	if v, ok := fieldsWithAny.Load(md); ok {
+		return v.([]protoreflect.FieldDescriptor)
+	}
+	var out []protoreflect.FieldDescriptor
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if fd := fields.Get(i); mayHoldAny(fd) {
+			out = append(out, fd)
+		}
+	}
+	fieldsWithAny.Store(md, out)
+	return out
 }
 
 const anyName = "google.protobuf.Any"
