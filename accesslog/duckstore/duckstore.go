@@ -249,8 +249,44 @@ func (s *Store) Query(ctx context.Context, f accesslog.Filter) ([]accesslog.Reco
 	return out, err
 }
 
-// Export streams matching records, newest first.
+// Export streams matching records, newest first. With a limit it walks
+// back from Until in widening time windows (1h, then 1 day, then the
+// rest), so a
+// newest-first page reads only the recent row groups (DuckDB skips the
+// others by their min/max time).
 func (s *Store) Export(ctx context.Context, f accesslog.Filter, fn func(*accesslog.Record) error) error {
+	if f.Limit <= 0 || f.Since.IsZero() || f.Until.IsZero() {
+		return s.export(ctx, f, fn)
+	}
+	left := f.Limit
+	hi := f.Until
+	if f.After != nil {
+		if c := time.UnixMilli(f.After.TimeMS + 1).UTC(); c.Before(hi) {
+			hi = c
+		}
+	}
+	for _, w := range []time.Duration{time.Hour, 24 * time.Hour, 0} {
+		if left <= 0 || !hi.After(f.Since) {
+			break
+		}
+		lo := hi.Add(-w)
+		if w == 0 || lo.Before(f.Since) {
+			lo = f.Since
+		}
+		win := f
+		win.Since, win.Until, win.Limit = lo, hi, left
+		if err := s.export(ctx, win, func(r *accesslog.Record) error {
+			left--
+			return fn(r)
+		}); err != nil {
+			return err
+		}
+		hi = lo
+	}
+	return nil
+}
+
+func (s *Store) export(ctx context.Context, f accesslog.Filter, fn func(*accesslog.Record) error) error {
 	where, args := sqlq.Where(dialect, f)
 	q := "SELECT " + sqlq.Columns("time") + " FROM logs WHERE " + where + order
 	if f.Limit > 0 {
