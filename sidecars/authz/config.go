@@ -1,9 +1,16 @@
 package authz
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -63,4 +70,63 @@ func PoliciesFromResources(resources []*anypb.Any) ([]*authz.SpecPolicy, error) 
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+// dirState fingerprints the spec files of dir (names, sizes, mtimes).
+func dirState(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		switch strings.ToLower(filepath.Ext(e.Name())) {
+		case ".yaml", ".yml", ".json":
+		default:
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return "", err
+		}
+		lines = append(lines, fmt.Sprintf("%s %d %d", e.Name(), info.Size(), info.ModTime().UnixNano()))
+	}
+	sort.Strings(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return string(sum[:]), nil
+}
+
+// watchSpecDir reloads the specs of dir when its files change, until ctx
+// ends. A reload that fails is logged and the last good policies stay.
+func watchSpecDir(ctx context.Context, dir string, every time.Duration, update func([]*authz.SpecPolicy) error, log *slog.Logger) {
+	if every == 0 {
+		every = 2 * time.Second
+	}
+	last, _ := dirState(dir)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := dirState(dir)
+		if err != nil || st == last {
+			continue
+		}
+		last = st
+		ps, err := LoadSpecDir(dir)
+		if err == nil {
+			err = update(ps)
+		}
+		if err != nil {
+			log.Warn("spec dir reload failed; keeping the last good policies", "spec_dir", dir, "error", err)
+			continue
+		}
+		log.Info("spec dir reloaded", "spec_dir", dir, "specs", len(ps))
+	}
 }

@@ -40,7 +40,11 @@ type Config struct {
 	GRPCAddr  string // default 127.0.0.1:9001
 	AdminAddr string // default 127.0.0.1:9091
 	// Exactly one policy source: SpecDir, or XDSServer with NodeID.
-	SpecDir     string
+	SpecDir string
+	// SpecPoll is how often SpecDir is checked for changes (default 2s;
+	// negative disables). A change that does not load keeps the last good
+	// policies.
+	SpecPoll    time.Duration
 	XDSServer   string
 	NodeID      string
 	NodeCluster string
@@ -133,6 +137,9 @@ func Run(ctx context.Context, cfg Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
 	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
+	if cfg.SpecDir != "" && cfg.SpecPoll >= 0 {
+		g.Go(func() error { watchSpecDir(gctx, cfg.SpecDir, cfg.SpecPoll, update, log); return nil })
+	}
 	if cfg.XDSServer != "" {
 		g.Go(func() error {
 			return xdsclient.Run(gctx, xdsclient.Config{

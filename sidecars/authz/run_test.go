@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +271,41 @@ func (s *xdsServer) waitNACK(t *testing.T) *discoveryv3.DiscoveryRequest {
 		return false
 	})
 	return nack
+}
+
+func TestRunSpecDirReload(t *testing.T) {
+	dir := t.TempDir()
+	writeSpec(t, dir, "petstore")
+	r := startRun(t, Config{SpecDir: dir, SpecPoll: 20 * time.Millisecond})
+	c := dial(t, r.grpcAddr)
+	status := func(spec string) int {
+		resp, err := c.Check(ctxT(t), checkRequest(spec+"/read", map[string]string{"authorization": "Bearer " + token(spec, nil)}, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetOkResponse() != nil {
+			return 200
+		}
+		return int(resp.GetDeniedResponse().GetStatus().GetCode())
+	}
+	if status("billing") != 403 {
+		t.Fatal("billing served before it exists")
+	}
+	writeSpec(t, dir, "billing")
+	waitFor(t, "billing to load", func() bool { return status("billing") == 200 })
+	// A broken file keeps the last good policies.
+	if err := os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("apiVersion: gatehouse/v1\nkind: EdgeRoute\nnope: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if status("billing") != 200 || status("petstore") != 200 {
+		t.Fatal("a broken spec file replaced the last good policies")
+	}
+	if err := os.Remove(filepath.Join(dir, "broken.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "billing.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "billing to go", func() bool { return status("billing") == 403 })
 }
