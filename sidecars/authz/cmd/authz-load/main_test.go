@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
+)
+
+func client(t *testing.T, addr string) authv3.AuthorizationClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+// The load generator's workload is answered as it expects by the real
+// sidecar (valid → allowed, invalid → 401), and it counts what it sends.
+func TestLoadAgainstTheSidecarAndTheFloor(t *testing.T) {
+	dir := t.TempDir()
+	w, err := newWorkload(dir, 40, 0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- authzsidecar.Run(ctx, authzsidecar.Config{SpecDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			SpecPoll: -1, Ready: func(g, _ net.Addr) { addrs <- g.String() }})
+	}()
+	var sidecar string
+	select {
+	case sidecar = <-addrs:
+	case err := <-done:
+		t.Fatalf("sidecar: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not start")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := telemetry.NewGRPCServer(slog.New(slog.DiscardHandler), authzsidecar.ServerOptions()...)
+	authv3.RegisterAuthorizationServer(gs.Server, noop{})
+	noopDone := make(chan error, 1)
+	go func() { noopDone <- gs.Serve(ctx, l, time.Second) }()
+
+	c := config{concurrency: 4, maxRequests: 400}
+	res, err := load(c, w, []authv3.AuthorizationClient{client(t, sidecar)}, 5*time.Second, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.requests < 400 || res.requests > 400+int64(c.concurrency) {
+		t.Fatalf("requests = %d, want 400 (bounded by -max-requests)", res.requests)
+	}
+	if res.wrong != 0 || res.allowed == 0 || res.denied == 0 || res.denied401 != res.denied {
+		t.Fatalf("sidecar answers: %+v", res)
+	}
+	res, err = load(c, w, []authv3.AuthorizationClient{client(t, l.Addr().String())}, 5*time.Second, false)
+	if err != nil || res.allowed != res.requests {
+		t.Fatalf("floor: %+v %v", res, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-noopDone
+}
+
+func TestProcCPU(t *testing.T) {
+	p := &proc{cmd: &exec.Cmd{Process: &os.Process{Pid: os.Getpid()}}}
+	a, err := p.cpu()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for i := 0; i < 50_000_000; i++ { // bounded busy work
+		x += i % 7
+	}
+	b, err := p.cpu()
+	if err != nil || b < a {
+		t.Fatalf("cpu went from %v to %v (%v), x=%d", a, b, err, x)
+	}
+}
+
+func TestCombineTakesMedians(t *testing.T) {
+	r := combine([]result{
+		{requests: 10, elapsed: time.Second, cpu: 10 * time.Millisecond, p50: 1 * time.Millisecond, p99: 9 * time.Millisecond},
+		{requests: 30, elapsed: time.Second, cpu: 30 * time.Millisecond, p50: 3 * time.Millisecond, p99: 7 * time.Millisecond},
+		{requests: 20, elapsed: time.Second, cpu: 20 * time.Millisecond, p50: 2 * time.Millisecond, p99: 8 * time.Millisecond},
+	})
+	if r.requests != 60 || r.p50 != 2*time.Millisecond || r.p99 != 8*time.Millisecond || r.cpuPerCheck() != 1000 || r.rps() != 20 {
+		t.Fatalf("combined: %+v cpu/check %v rps %v", r, r.cpuPerCheck(), r.rps())
+	}
+}
