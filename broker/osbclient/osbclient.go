@@ -1,0 +1,225 @@
+// Package osbclient is a small Open Service Broker client for Gatehouse's
+// broker, used by `gatehouse routes` and `gatehouse keys`: provision,
+// update, deprovision, bind, unbind and last_operation polling with
+// progress callbacks. It must not import the broker's server packages
+// other than api (for the catalog ids and wire types).
+package osbclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/api"
+)
+
+// Client talks to one broker.
+type Client struct {
+	BaseURL  string // http://127.0.0.1:8080
+	Username string
+	Password string // never printed
+	// Identity, when set, is sent as X-Broker-API-Originating-Identity.
+	Identity string
+	HTTP     *http.Client
+}
+
+// Error is a non-success OSB answer.
+type Error struct {
+	Method, Path string
+	Code         int
+	Kind         string // OSB "error" (AsyncRequired, ConcurrencyError, ...)
+	Description  string
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s %s: HTTP %d", e.Method, e.Path, e.Code)
+	if e.Kind != "" {
+		s += " " + e.Kind
+	}
+	if e.Description != "" {
+		s += ": " + e.Description
+	}
+	return s
+}
+
+// Response is a decoded OSB answer.
+type Response struct {
+	Code        int
+	Operation   string           `json:"operation"`
+	State       string           `json:"state"`
+	Description string           `json:"description"`
+	Credentials *api.Credentials `json:"credentials"`
+	Parameters  json.RawMessage  `json:"parameters"`
+	RetryAfter  time.Duration
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any, ok ...int) (*Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(c.Username, c.Password)
+	req.Header.Set("X-Broker-API-Version", "2.17")
+	req.Header.Set("X-Broker-API-Request-Identity", newID())
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Identity != "" {
+		req.Header.Set("X-Broker-API-Originating-Identity", c.Identity)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 60 * time.Second}
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	for _, code := range ok {
+		if res.StatusCode == code {
+			r := &Response{Code: code}
+			if len(bytes.TrimSpace(raw)) > 0 {
+				if err := json.Unmarshal(raw, r); err != nil {
+					return nil, fmt.Errorf("%s %s: HTTP %d with a body that is not JSON: %w", method, path, code, err)
+				}
+			}
+			if s := res.Header.Get("Retry-After"); s != "" {
+				if d, err := time.ParseDuration(s + "s"); err == nil {
+					r.RetryAfter = d
+				}
+			}
+			return r, nil
+		}
+	}
+	e := &Error{Method: method, Path: path, Code: res.StatusCode}
+	var eb struct {
+		Error       string `json:"error"`
+		Description string `json:"description"`
+	}
+	if json.Unmarshal(raw, &eb) == nil {
+		e.Kind, e.Description = eb.Error, eb.Description
+	} else {
+		e.Description = strings.TrimSpace(string(raw))
+	}
+	return nil, e
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func instancePath(id string) string { return "/v2/service_instances/" + url.PathEscape(id) }
+
+func bindingPath(id, bid string) string {
+	return instancePath(id) + "/service_bindings/" + url.PathEscape(bid)
+}
+
+var idsQuery = "service_id=" + api.ServiceID + "&plan_id=" + api.PlanID
+
+// Provision sends PUT (202 started, 200 already so).
+func (c *Client) Provision(ctx context.Context, id string, spec json.RawMessage) (*Response, error) {
+	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": spec,
+		"organization_guid": "gatehouse-cli", "space_guid": "gatehouse-cli"}
+	return c.do(ctx, "PUT", instancePath(id)+"?accepts_incomplete=true", body, 200, 201, 202)
+}
+
+// Update sends PATCH.
+func (c *Client) Update(ctx context.Context, id string, spec json.RawMessage) (*Response, error) {
+	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": spec}
+	return c.do(ctx, "PATCH", instancePath(id)+"?accepts_incomplete=true", body, 200, 202)
+}
+
+// Deprovision sends DELETE (410 means already gone).
+func (c *Client) Deprovision(ctx context.Context, id string) (*Response, error) {
+	return c.do(ctx, "DELETE", instancePath(id)+"?accepts_incomplete=true&"+idsQuery, nil, 200, 202, 410)
+}
+
+// Instance fetches the instance (its parameters are the spec).
+func (c *Client) Instance(ctx context.Context, id string) (*Response, error) {
+	return c.do(ctx, "GET", instancePath(id), nil, 200)
+}
+
+// LastOperation polls once; Code 410 means the instance is gone.
+func (c *Client) LastOperation(ctx context.Context, id, op string) (*Response, error) {
+	q := "?" + idsQuery
+	if op != "" {
+		q += "&operation=" + url.QueryEscape(op)
+	}
+	return c.do(ctx, "GET", instancePath(id)+"/last_operation"+q, nil, 200, 410)
+}
+
+// Bind creates a binding: an API key for provider.
+func (c *Client) Bind(ctx context.Context, id, bid, provider string, labels map[string]string) (*Response, error) {
+	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID,
+		"parameters": api.BindParameters{Provider: provider, Labels: labels}}
+	return c.do(ctx, "PUT", bindingPath(id, bid)+"?accepts_incomplete=true", body, 200, 201, 202)
+}
+
+// Unbind revokes a binding's key.
+func (c *Client) Unbind(ctx context.Context, id, bid string) (*Response, error) {
+	return c.do(ctx, "DELETE", bindingPath(id, bid)+"?accepts_incomplete=true&"+idsQuery, nil, 200, 202, 410)
+}
+
+// BindingLastOperation polls a binding once; 410 means it is gone.
+func (c *Client) BindingLastOperation(ctx context.Context, id, bid, op string) (*Response, error) {
+	q := "?" + idsQuery
+	if op != "" {
+		q += "&operation=" + url.QueryEscape(op)
+	}
+	return c.do(ctx, "GET", bindingPath(id, bid)+"/last_operation"+q, nil, 200, 410)
+}
+
+// Wait polls until the operation leaves "in progress" (or the resource
+// is gone), calling progress whenever the description changes. It is
+// bounded by ctx and by timeout.
+func Wait(ctx context.Context, timeout time.Duration, poll func(context.Context) (*Response, error), progress func(*Response)) (*Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	delay := 100 * time.Millisecond
+	for {
+		r, err := poll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if r.Code == http.StatusGone || r.State != "in progress" {
+			return r, nil
+		}
+		if progress != nil && r.Description != last {
+			progress(r)
+			last = r.Description
+		}
+		if r.RetryAfter > 0 && r.RetryAfter < delay {
+			delay = r.RetryAfter
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("still in progress after %s: %s", timeout, r.Description)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}

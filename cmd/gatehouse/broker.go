@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-edge/gatehouse/broker"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+// brokerPassword reads a secret from a file (trailing newline trimmed).
+func brokerPassword(path, what string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("--%s is required", what)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", what, err)
+	}
+	p := strings.TrimRight(string(b), "\r\n")
+	if p == "" {
+		return "", fmt.Errorf("--%s: %s is empty", what, path)
+	}
+	return p, nil
+}
+
+func newBrokerCmd() *cobra.Command {
+	var (
+		cfg          broker.Config
+		logc         telemetry.LogConfig
+		passwordFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "broker",
+		Short: "Run the Open Service Broker (v2.17) API: product teams provision EdgeRoutes and API keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := telemetry.NewLogger(os.Stderr, logc)
+			if err != nil {
+				return err
+			}
+			if cfg.Password, err = brokerPassword(passwordFile, "password-file"); err != nil {
+				return err
+			}
+			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			return broker.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.HTTPAddr, "http-addr", broker.DefaultHTTPAddr, "OSB API listen address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", broker.DefaultAdminAddr, `admin HTTP listen address (/metrics, /healthz, /readyz); "-" for none`)
+	f.StringVar(&cfg.StoreURL, "store", "sqlite:.gatehouse/broker-store.db", "store: sqlite:PATH or dynamodb://TABLE")
+	f.StringVar(&cfg.QueueURL, "queue", "sqlite:.gatehouse/broker-queue.db", "queue: sqlite:PATH or sqs://QUEUE-URL")
+	f.StringVar(&cfg.Username, "username", "broker", "basic-auth user name")
+	f.StringVar(&passwordFile, "password-file", "", "file holding the basic-auth password (required)")
+	brokerAWSFlags(cmd, &cfg.Backend.AWSEndpoint, &cfg.Backend.AWSRegion, &cfg.Backend.DeadLetterURL, &cfg.Backend.CreateResources)
+	f.DurationVar(&cfg.BindWait, "bind-wait", 20*time.Second, "how long PUT binding waits for the key to go live before answering 202")
+	f.DurationVar(&cfg.SweepInterval, "sweep-interval", 5*time.Second, "outbox sweeper interval")
+	f.StringVar(&logc.Format, "log-format", "text", "text|json")
+	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	return cmd
+}
+
+func brokerAWSFlags(cmd *cobra.Command, endpoint, region, dlq *string, create *bool) {
+	f := cmd.Flags()
+	f.StringVar(endpoint, "aws-endpoint", "", "AWS endpoint override for DynamoDB and SQS (emulators, VPC endpoints); credentials and region come from the standard AWS config chain")
+	f.StringVar(region, "aws-region", "", "AWS region override")
+	f.StringVar(dlq, "dlq", "", "SQS dead-letter queue URL (default: the queue URL + \"-dlq\")")
+	f.BoolVar(create, "aws-create", false, "create the DynamoDB table and SQS queues if missing")
+}
