@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("GATEHOUSE_ACCESSLOG_CHILD"); dir != "" {
 		os.Exit(runChild(dir))
 	}
+	if spec := os.Getenv("GATEHOUSE_ACCESSLOG_LOADGEN"); spec != "" {
+		os.Exit(loadgen(spec))
+	}
 	os.Exit(m.Run())
 }
 
@@ -56,7 +59,7 @@ func runChild(dir string) int {
 	return 0
 }
 
-func metric(t *testing.T, httpAddr, name string) float64 {
+func metric(t testing.TB, httpAddr, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {

@@ -67,7 +67,7 @@ type sidecar struct {
 	stopped                            bool
 }
 
-func startSidecar(t *testing.T, dir string, mutate func(*accesslogsidecar.Config)) *sidecar {
+func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config)) *sidecar {
 	t.Helper()
 	specDir := filepath.Join(dir, "specs")
 	if err := os.MkdirAll(specDir, 0o755); err != nil {
@@ -108,7 +108,7 @@ func startSidecar(t *testing.T, dir string, mutate func(*accesslogsidecar.Config
 	return s
 }
 
-func (s *sidecar) stop(t *testing.T) func() {
+func (s *sidecar) stop(t testing.TB) func() {
 	return func() {
 		if s.stopped {
 			return
@@ -126,7 +126,7 @@ func (s *sidecar) stop(t *testing.T) func() {
 	}
 }
 
-func waitReady(t *testing.T, addr string) {
+func waitReady(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
