@@ -61,3 +61,18 @@ bench-ratelimit: build
 	$(GO) build -o .tools/bin/ratelimitbench ./sidecars/ratelimit/ratelimitbench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1s ./ratelimit/...
 	.tools/bin/ratelimitbench compare -envoyproxy .tools/bin/service_cmd -gatehouse ./$(BIN) $(BENCH_RATELIMIT_FLAGS)
+
+# accesslog: the numbers of docs/PERFORMANCE.md (## accesslog). Query
+# latencies on a 10M-row DuckDB file (built once into BENCH_ACCESSLOG_DIR,
+# reused after), ingest over ALS gRPC from a separate process, and the
+# redaction / encoding micro benchmarks.
+BENCH_ACCESSLOG_ROWS ?= 10000000
+BENCH_ACCESSLOG_DIR ?= /tmp/gatehouse-bench-accesslog
+BENCH_ACCESSLOG_INGEST ?= 1000000
+.PHONY: bench-accesslog
+bench-accesslog:
+	mkdir -p $(BENCH_ACCESSLOG_DIR)
+	$(GO) test -run '^$$' -bench . -benchmem ./accesslog
+	GATEHOUSE_BENCH_ROWS=$(BENCH_ACCESSLOG_ROWS) GATEHOUSE_BENCH_DIR=$(BENCH_ACCESSLOG_DIR) \
+		$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x -timeout 60m ./accesslog/duckstore
+	$(GO) test -run '^$$' -bench IngestGRPC -benchtime $(BENCH_ACCESSLOG_INGEST)x -timeout 30m ./sidecars/accesslog

@@ -42,6 +42,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.StringVar(&cfg.HTTPAddr, "http-addr", accesslogsidecar.DefaultHTTPAddr, "query API, web page, /metrics, /healthz, /readyz listen address")
 	f.StringVar(&cfg.Store, "store", "duckdb:gatehouse-accesslog.duckdb", "log store: duckdb:PATH or clickhouse://[USER@]HOST:PORT/DB[?password_file=F]")
 	f.StringVar(&cfg.SpoolDir, "spool-dir", "", "on-disk segment log (default: <duckdb file>.spool)")
+	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 1<<30, "disk bound of the spool; beyond it entries are dropped and counted")
 	f.StringVar(&cfg.DuckDBMemoryLimit, "duckdb-memory-limit", "512MB", "DuckDB memory_limit")
 	f.IntVar(&cfg.DuckDBThreads, "duckdb-threads", 2, "DuckDB threads")
 	f.StringVar(&cfg.Archive, "archive", "", "hourly Parquet archive: s3://bucket/prefix (AWS credentials from the standard chain)")

@@ -50,6 +50,9 @@ type Config struct {
 	// SpoolDir holds the on-disk segment log; default "<duckdb file>.spool",
 	// or "./gatehouse-accesslog.spool" with ClickHouse.
 	SpoolDir string
+	// SpoolMaxBytes bounds the spool on disk (default 1 GiB): how much of a
+	// store outage is absorbed before entries are dropped (and counted).
+	SpoolMaxBytes int64
 
 	// Archive is "s3://bucket/prefix" for hourly Parquet objects; empty: off.
 	Archive         string
@@ -123,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	metrics := accesslog.NewMetrics(reg)
 	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
-		Store: store, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, FlushInterval: cfg.FlushInterval,
+		Store: store, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
 		Log: log, Metrics: metrics,
 	})
 	if err != nil {
