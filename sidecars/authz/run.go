@@ -97,9 +97,23 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer eng.Close()
 
+	if cfg.SpecDir != "" {
+		ps, err := LoadSpecDir(cfg.SpecDir)
+		if err != nil {
+			return err
+		}
+		if err := eng.Update(ps); err != nil {
+			return fmt.Errorf("authz: spec dir %s: %w", cfg.SpecDir, err)
+		}
+	}
+
 	gs := telemetry.NewGRPCServer(log, ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs.Server, NewServer(eng))
-	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	if eng.Ready() == nil {
+		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
+	} else {
+		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	admin := telemetry.NewAdmin(log, reg)
 	admin.AddReadyCheck("authz_policy", eng.Ready)
 
@@ -110,23 +124,16 @@ func Run(ctx context.Context, cfg Config) error {
 		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 		return nil
 	}
-	if cfg.SpecDir != "" {
-		ps, err := LoadSpecDir(cfg.SpecDir)
-		if err != nil {
-			return err
-		}
-		if err := update(ps); err != nil {
-			return fmt.Errorf("authz: spec dir %s: %w", cfg.SpecDir, err)
-		}
-	}
 
 	gl, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
+		gs.Stop()
 		return fmt.Errorf("authz: grpc listener %s: %w", cfg.GRPCAddr, err)
 	}
 	al, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		gl.Close()
+		gs.Stop()
 		return fmt.Errorf("authz: admin listener %s: %w", cfg.AdminAddr, err)
 	}
 	log.Info("authz admin listening", "addr", al.Addr().String())
