@@ -76,3 +76,16 @@ bench-accesslog:
 	GATEHOUSE_BENCH_ROWS=$(BENCH_ACCESSLOG_ROWS) GATEHOUSE_BENCH_DIR=$(BENCH_ACCESSLOG_DIR) \
 		$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x -timeout 60m ./accesslog/duckstore
 	$(GO) test -run '^$$' -bench IngestGRPC -benchtime $(BENCH_ACCESSLOG_INGEST)x -timeout 30m ./sidecars/accesslog
+
+# controlplane: the numbers of docs/PERFORMANCE.md (## controlplane). The
+# compile benchmarks, then `gatehouse controlplane` as its own process with
+# BENCH_XDS_SPECS specs and BENCH_XDS_NODES simulated Envoy nodes (ADS
+# streams from xdsbench, a separate process) in 13 node groups.
+BENCH_XDS_SPECS ?= 1000
+BENCH_XDS_NODES ?= 2000
+BENCH_XDS_FLAGS ?=
+.PHONY: bench-xds
+bench-xds: build
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./controlplane/compile
+	$(GO) build -o .tools/bin/xdsbench ./controlplane/xdsbench
+	.tools/bin/xdsbench -gatehouse ./$(BIN) -specs $(BENCH_XDS_SPECS) -nodes $(BENCH_XDS_NODES) -groups 13 $(BENCH_XDS_FLAGS)

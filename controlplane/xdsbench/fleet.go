@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Type URLs a simulated Envoy subscribes to, in Envoy's order.
+const (
+	cdsType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	edsType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	ldsType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	rdsType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+)
+
+var allTypes = []string{cdsType, edsType, ldsType, rdsType}
+
+// node is one simulated Envoy: one ADS stream, CDS and LDS wildcard, EDS
+// for its EDS clusters, RDS for the route table. It ACKs every response at
+// once and records when each version was ACKed.
+type node struct {
+	id, group string
+
+	mu     sync.Mutex
+	acked  map[string]string // type → version
+	at     map[string]time.Time
+	err    error
+	notify chan struct{}
+}
+
+func newNode(id, group string) *node {
+	return &node{id: id, group: group, acked: map[string]string{}, at: map[string]time.Time{}, notify: make(chan struct{}, 1)}
+}
+
+// converged reports whether every type is ACKed at a version other than
+// the ones in before, and when the last of them was.
+func (n *node) converged(before map[string]string) (bool, time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var last time.Time
+	for _, t := range allTypes {
+		v, ok := n.acked[t]
+		if !ok || v == before[t] {
+			return false, time.Time{}
+		}
+		if n.at[t].After(last) {
+			last = n.at[t]
+		}
+	}
+	return true, last
+}
+
+func (n *node) versions() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]string, len(n.acked))
+	for k, v := range n.acked {
+		out[k] = v
+	}
+	return out
+}
+
+// run keeps the stream until ctx ends.
+func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		n.fail(err)
+		return
+	}
+	send := func(r *discoveryv3.DiscoveryRequest) bool {
+		if err := st.Send(r); err != nil {
+			n.fail(err)
+			return false
+		}
+		return true
+	}
+	if !send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: n.id, Cluster: n.group, UserAgentName: "xdsbench"}, TypeUrl: cdsType}) ||
+		!send(&discoveryv3.DiscoveryRequest{TypeUrl: ldsType}) ||
+		!send(&discoveryv3.DiscoveryRequest{TypeUrl: rdsType, ResourceNames: []string{"gatehouse_routes"}}) {
+		return
+	}
+	var edsNames []string
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.fail(err)
+			}
+			return
+		}
+		t := resp.GetTypeUrl()
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+		switch t {
+		case rdsType:
+			ack.ResourceNames = []string{"gatehouse_routes"}
+		case edsType:
+			ack.ResourceNames = edsNames
+		}
+		if !send(ack) {
+			return
+		}
+		n.mu.Lock()
+		n.acked[t], n.at[t] = resp.GetVersionInfo(), time.Now()
+		n.mu.Unlock()
+		select {
+		case n.notify <- struct{}{}:
+		default:
+		}
+		if t == cdsType {
+			// Like Envoy: (re)subscribe to the endpoints of the EDS clusters.
+			names := make([]string, 0, len(resp.GetResources()))
+			for _, a := range resp.GetResources() {
+				c := &clusterv3.Cluster{}
+				if err := a.UnmarshalTo(c); err != nil {
+					n.fail(fmt.Errorf("decoding a cluster: %w", err))
+					return
+				}
+				if c.GetType() == clusterv3.Cluster_EDS {
+					names = append(names, c.GetEdsClusterConfig().GetServiceName())
+				}
+			}
+			if !equal(names, edsNames) {
+				edsNames = names
+				n.mu.Lock()
+				v := n.acked[edsType]
+				n.mu.Unlock()
+				if !send(&discoveryv3.DiscoveryRequest{TypeUrl: edsType, ResourceNames: edsNames, VersionInfo: v}) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (n *node) fail(err error) {
+	n.mu.Lock()
+	if n.err == nil {
+		n.err = err
+	}
+	n.mu.Unlock()
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// fleet is the simulated nodes and their connections.
+type fleet struct {
+	nodes []*node
+	conns []*grpc.ClientConn
+	wg    sync.WaitGroup
+}
+
+// startFleet opens nodes streams spread over connections of perConn
+// streams each, node i in group i%groups.
+func startFleet(ctx context.Context, addr string, nodes, groups, perConn int) (*fleet, error) {
+	f := &fleet{}
+	var conn *grpc.ClientConn
+	for i := 0; i < nodes; i++ {
+		if i%perConn == 0 {
+			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+			if err != nil {
+				f.close()
+				return nil, err
+			}
+			conn = c
+			f.conns = append(f.conns, c)
+		}
+		n := newNode(fmt.Sprintf("node-%05d", i), fmt.Sprintf("group-%02d", i%groups))
+		f.nodes = append(f.nodes, n)
+		f.wg.Add(1)
+		go func(c *grpc.ClientConn) { defer f.wg.Done(); n.run(ctx, c) }(conn)
+	}
+	return f, nil
+}
+
+func (f *fleet) close() {
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.wg.Wait()
+}
+
+// waitConverged waits until every node has ACKed a new version of every
+// type (relative to before[i]) and returns each node's convergence time.
+func (f *fleet) waitConverged(ctx context.Context, before []map[string]string, timeout time.Duration) ([]time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	out := make([]time.Time, len(f.nodes))
+	done := make([]bool, len(f.nodes))
+	left := len(f.nodes)
+	for left > 0 {
+		for i, n := range f.nodes {
+			if done[i] {
+				continue
+			}
+			n.mu.Lock()
+			err := n.err
+			n.mu.Unlock()
+			if err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.id, err)
+			}
+			var b map[string]string
+			if before != nil {
+				b = before[i]
+			}
+			if ok, at := n.converged(b); ok {
+				out[i], done[i] = at, true
+				left--
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d nodes did not converge within %s", left, len(f.nodes), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,313 @@
+// Command xdsbench is `make bench-xds`: it writes N EdgeRoute specs into a
+// directory, starts `gatehouse controlplane` on it as a separate process,
+// connects a fleet of simulated Envoy nodes (ADS streams spread over node
+// groups) from this process, changes one spec at a time and measures how
+// long until every node has received and ACKed the new version (p50, p99,
+// max), the control plane's compile time, its CPU time per change and its
+// memory per connected node.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
+)
+
+// Config is one benchmark run.
+type Config struct {
+	Specs, Nodes, Groups, PerConn, Changes int
+	Timeout                                time.Duration
+}
+
+// Report is what a run measured.
+type Report struct {
+	Specs, Nodes, Groups   int
+	InitialConvergence     string    `json:"initial_convergence"`
+	Changes                []Change  `json:"changes"`
+	Latencies              Latencies `json:"latency"`
+	CompileSeconds         float64   `json:"compile_seconds_mean"`
+	RSSBeforeMiB           float64   `json:"rss_before_mib"`
+	RSSAfterMiB            float64   `json:"rss_after_mib"`
+	KiBPerNode             float64   `json:"kib_per_node"`
+	CPUPerChangeMillis     float64   `json:"cpu_ms_per_change"`
+	ControlPlaneCPUSeconds float64   `json:"control_plane_cpu_seconds_total"`
+}
+
+// Change is one spec change.
+type Change struct {
+	Spec string `json:"spec"`
+	P50  string `json:"p50"`
+	P99  string `json:"p99"`
+	Max  string `json:"max"`
+}
+
+// Latencies summarize every node of every change.
+type Latencies struct {
+	P50, P99, Max string
+}
+
+// target is the control plane being measured.
+type target struct {
+	xdsAddr, adminAddr string
+	pid                int // 0 when in-process (no CPU/RSS numbers)
+	specDir            string
+}
+
+func main() {
+	var cfg Config
+	var bin string
+	flag.IntVar(&cfg.Specs, "specs", 1000, "EdgeRoute specs (3 routes each)")
+	flag.IntVar(&cfg.Nodes, "nodes", 2000, "simulated Envoy nodes (one ADS stream each)")
+	flag.IntVar(&cfg.Groups, "groups", 13, "node groups")
+	flag.IntVar(&cfg.PerConn, "streams-per-conn", 20, "ADS streams per gRPC connection")
+	flag.IntVar(&cfg.Changes, "changes", 5, "spec changes to measure")
+	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "longest wait for the fleet to converge")
+	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
+	flag.Parse()
+	if err := mainErr(cfg, bin); err != nil {
+		fmt.Fprintln(os.Stderr, "xdsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr(cfg Config, bin string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "xdsbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := writeSpecs(dir, cfg); err != nil {
+		return err
+	}
+	tg, stop, err := startControlPlane(ctx, bin, dir)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rep, err := Run(ctx, cfg, tg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, len(rep.Changes))
+	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
+	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
+	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
+	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis)
+	fmt.Printf("control plane RSS: %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
+	out, _ := json.MarshalIndent(rep, "", "  ")
+	fmt.Printf("%s\n", out)
+	return nil
+}
+
+func writeSpecs(dir string, cfg Config) error {
+	for i := 0; i < cfg.Specs; i++ {
+		if err := os.WriteFile(filepath.Join(dir, benchspec.Name(i)+".yaml"), benchspec.Spec(i, cfg.Groups, 0), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func startControlPlane(ctx context.Context, bin, dir string) (target, func(), error) {
+	xdsAddr, err := freeAddr()
+	if err != nil {
+		return target{}, nil, err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return target{}, nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "controlplane", "--source", "file:"+dir,
+		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--hold-off", "50ms")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return target{}, nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	tg := target{xdsAddr: xdsAddr, adminAddr: adminAddr, pid: cmd.Process.Pid, specDir: dir}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return tg, stop, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return target{}, nil, errors.New("the control plane did not become ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Run connects the fleet to tg, waits for it to converge, then changes
+// cfg.Changes specs (ones every group serves) one after the other and
+// measures each convergence.
+func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
+	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups}
+	rep.RSSBeforeMiB = rssMiB(tg.pid)
+	start := time.Now()
+	f, err := startFleet(ctx, tg.xdsAddr, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1))
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	if _, err := f.waitConverged(ctx, nil, cfg.Timeout); err != nil {
+		return nil, fmt.Errorf("initial convergence: %w", err)
+	}
+	rep.InitialConvergence = time.Since(start).Round(time.Millisecond).String()
+	time.Sleep(500 * time.Millisecond) // let the heap settle before measuring
+	rep.RSSAfterMiB = rssMiB(tg.pid)
+	if cfg.Nodes > 0 {
+		rep.KiBPerNode = (rep.RSSAfterMiB - rep.RSSBeforeMiB) * 1024 / float64(cfg.Nodes)
+	}
+
+	var all []time.Duration
+	cpu0 := cpuSeconds(tg.pid)
+	for k := 0; k < cfg.Changes; k++ {
+		// A spec every group serves: 0, GlobalEvery, 2*GlobalEvery, ...
+		globals := (cfg.Specs + benchspec.GlobalEvery - 1) / benchspec.GlobalEvery
+		i := (k % globals) * benchspec.GlobalEvery
+		before := make([]map[string]string, len(f.nodes))
+		for j, n := range f.nodes {
+			before[j] = n.versions()
+		}
+		t0 := time.Now()
+		if err := os.WriteFile(filepath.Join(tg.specDir, benchspec.Name(i)+".yaml"), benchspec.Spec(i, cfg.Groups, k+1), 0o644); err != nil {
+			return nil, err
+		}
+		at, err := f.waitConverged(ctx, before, cfg.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("change %d (%s): %w", k, benchspec.Name(i), err)
+		}
+		lat := make([]time.Duration, len(at))
+		for j, a := range at {
+			lat[j] = a.Sub(t0)
+		}
+		all = append(all, lat...)
+		p50, p99, mx := percentiles(lat)
+		rep.Changes = append(rep.Changes, Change{Spec: benchspec.Name(i), P50: p50, P99: p99, Max: mx})
+	}
+	if cfg.Changes > 0 {
+		rep.CPUPerChangeMillis = (cpuSeconds(tg.pid) - cpu0) * 1000 / float64(cfg.Changes)
+	}
+	rep.ControlPlaneCPUSeconds = cpuSeconds(tg.pid)
+	rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max = percentiles(all)
+	rep.CompileSeconds = compileMean(tg.adminAddr)
+	return rep, nil
+}
+
+func percentiles(d []time.Duration) (string, string, string) {
+	if len(d) == 0 {
+		return "-", "-", "-"
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	r := func(x time.Duration) string { return x.Round(100 * time.Microsecond).String() }
+	return r(at(0.50)), r(at(0.99)), r(s[len(s)-1])
+}
+
+// rssMiB is the resident set of pid (0 when unknown).
+func rssMiB(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// cpuSeconds is utime+stime of pid from /proc (0 when unknown).
+func cpuSeconds(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// compileMean reads gatehouse_controlplane_compile_seconds from /metrics.
+func compileMean(adminAddr string) float64 {
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum, count float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "gatehouse_controlplane_compile_seconds_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "gatehouse_controlplane_compile_seconds_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / count
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+)
+
+// TestSmallFleet is the small version of `make bench-xds` that runs in
+// `make test`: a control plane (in-process here) with 40 specs, 60 nodes
+// in 3 groups, two changes; every node must receive and ACK every change.
+func TestSmallFleet(t *testing.T) {
+	cfg := Config{Specs: 40, Nodes: 60, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute}
+	dir := t.TempDir()
+	if err := writeSpecs(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.NewDir(dir, source.Options{HoldOff: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := controlplane.Listen("127.0.0.1:0", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := target{xdsAddr: l.XDS.Addr().String(), adminAddr: l.Admin.Addr().String(), specDir: dir}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := controlplane.Run(ctx, controlplane.Config{Source: src, Registry: prometheus.NewRegistry(), HoldOff: 20 * time.Millisecond}, l); err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	rep, err := Run(ctx, cfg, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Changes) != 2 || rep.Latencies.Max == "-" {
+		t.Fatalf("report = %+v", rep)
+	}
+	if rep.CompileSeconds <= 0 {
+		t.Errorf("compile time not read from /metrics: %+v", rep)
+	}
+}
