@@ -50,6 +50,7 @@ type RemoteJWKS struct {
 	lastAttempt time.Time
 	lastSuccess atomic.Int64 // unix nanoseconds
 	inflight    chan struct{}
+	life        context.Context // Run's context; fetches end with it
 }
 
 // NewRemoteJWKS builds the source; call Run to start fetching.
@@ -78,7 +79,7 @@ func NewRemoteJWKS(cfg RemoteJWKSConfig) (*RemoteJWKS, error) {
 	}
 	// The label drops any query string: bounded, and never a credential.
 	label := u.Scheme + "://" + u.Host + u.Path
-	return &RemoteJWKS{cfg: cfg, label: label}, nil
+	return &RemoteJWKS{cfg: cfg, label: label, life: context.Background()}, nil
 }
 
 // URI is the configured JWKS URI.
@@ -90,6 +91,9 @@ func (r *RemoteJWKS) Run(ctx context.Context) {
 		m.addSource(r)
 		defer m.removeSource(r)
 	}
+	r.mu.Lock()
+	r.life = ctx
+	r.mu.Unlock()
 	t := time.NewTicker(r.cfg.RefreshInterval)
 	defer t.Stop()
 	for {
@@ -128,9 +132,12 @@ func (r *RemoteJWKS) Age() (time.Duration, bool) {
 // MinRefreshInterval ago; a caller arriving while a fetch is in flight
 // waits for that fetch instead of starting another (single flight).
 func (r *RemoteJWKS) RefreshForKID(ctx context.Context, kid string) *KeySet {
-	// Detached from the request: one caller giving up must not abort the
-	// fetch the others share. Client.Timeout bounds it.
-	if ch := r.startFetch(context.WithoutCancel(ctx), false); ch != nil {
+	// Bound to the source's lifetime, not the request: one caller giving
+	// up must not abort the fetch the others share. Client.Timeout bounds it.
+	r.mu.Lock()
+	life := r.life
+	r.mu.Unlock()
+	if ch := r.startFetch(life, false); ch != nil {
 		select {
 		case <-ch:
 		case <-ctx.Done():

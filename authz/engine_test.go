@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -452,4 +454,66 @@ func ExampleEngine_Decide() {
 	// Output:
 	// 200 allow
 	// 403 unknown_route
+}
+
+// Neither an update in progress nor a JWKS server that hangs blocks a
+// decision: Decide takes no update lock, Update does not fetch keys, and a
+// Check that must wait for keys gives up with its context (fail closed).
+func TestDecideNeverBlocks(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		_, _ = w.Write(authntest.JWKS(key()))
+	}))
+	defer hang.Close()
+	defer unblock() // runs before hang.Close: let the handler return
+
+	good := compile(t, string(authntest.JWKS(key())))
+	e, _ := newEngine(t, Options{}, good)
+
+	// An update holding the lock does not stop decisions.
+	e.mu.Lock()
+	done := make(chan Decision, 1)
+	go func() { done <- e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))}) }()
+	select {
+	case d := <-done:
+		if !d.Allow {
+			t.Errorf("decision during an update: %+v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Decide blocked on an update in progress")
+	}
+	e.mu.Unlock()
+
+	// Update with a jwksUri whose server hangs returns without the keys.
+	remote := compile(t, string(authntest.JWKS(key())))
+	remote.Providers[0].JWT.JWKS, remote.Providers[0].JWT.JWKSURI = "", hang.URL+"/jwks.json"
+	upd := make(chan error, 1)
+	go func() { upd <- e.Update([]*SpecPolicy{remote}) }()
+	select {
+	case err := <-upd:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update waited for a JWKS fetch")
+	}
+	// A token needing those keys waits at most for its own context.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	d := e.Decide(ctx, Request{RouteID: "petstore/read", Headers: bearer(token(nil))})
+	if d.Allow || d.Status != 401 || d.ReasonCode != "keys_unavailable" {
+		t.Fatalf("decision without keys: %+v", d)
+	}
+	// API keys on the same route do not need the JWKS at all.
+	if d := e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: map[string]string{"x-api-key": "acme-key"}}); !d.Allow {
+		t.Fatalf("api key while JWKS hangs: %+v", d)
+	}
+	unblock()
 }
