@@ -480,7 +480,9 @@ func TestDecideNeverBlocks(t *testing.T) {
 	// An update holding the lock does not stop decisions.
 	e.mu.Lock()
 	done := make(chan Decision, 1)
-	go func() { done <- e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))}) }()
+	go func() {
+		done <- e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))})
+	}()
 	select {
 	case d := <-done:
 		if !d.Allow {
