@@ -11,6 +11,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -209,6 +210,10 @@ func (s *Sidecar) Ready(ctx context.Context) error {
 	return nil
 }
 
+// streamWorkers bounds the reused stream goroutines (more streams get
+// their own goroutine, as without the option).
+const streamWorkers = 256
+
 // Run serves RLS v3 until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.GRPCAddr == "" {
@@ -224,7 +229,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer s.Close()
 	log := s.log
 
-	gs := telemetry.NewGRPCServer(log)
+	// A fixed pool of stream goroutines: handlers park while Redis answers,
+	// and fresh goroutines per request would grow their stacks every time.
+	gs := telemetry.NewGRPCServer(log, grpc.NumStreamWorkers(streamWorkers))
 	rlsv3.RegisterRateLimitServiceServer(gs.Server, NewServer(s.svc))
 	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	admin := telemetry.NewAdmin(log, s.reg)
