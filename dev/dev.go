@@ -2,69 +2,426 @@ package dev
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatehouse-edge/gatehouse/broker"
+	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/broker/worker"
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
+	ratelimitsidecar "github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// Config is what `gatehouse dev` needs.
+// DemoAPIKey is the petstore example's demo API key (its SHA-256 is in
+// deploy/examples/petstore.yaml). It exists to be tried; never ship it.
+const DemoAPIKey = "gh_demo_acme_0123456789"
+
+// BrokerUser is the OSB basic-auth user in dev mode; the password is
+// generated on first start and kept in the data directory.
+const BrokerUser = "gatehouse"
+
+// Config is what `gatehouse dev` needs. DefaultConfig fills the DESIGN.md
+// addresses.
 type Config struct {
 	DataDir     string // embedded stores live here (./.gatehouse)
 	ExamplesDir string // specs provisioned on first start (deploy/examples)
-	IdPAddr     string // demo identity provider (127.0.0.1:9081)
-	EchoAddr    string // demo upstream (127.0.0.1:9080)
-	Out         io.Writer
-	Log         *slog.Logger
+	NodeGroup   string // node.cluster of the dev sidecars (and of an Envoy you attach)
+
+	BrokerAddr, BrokerAdminAddr     string
+	XDSAddr, ControlPlaneAdminAddr  string
+	AuthzAddr, AuthzAdminAddr       string
+	RateLimitAddr, RateLimitAdmin   string
+	AccessLogGRPCAddr, AccessLogAPI string
+	EnvoyListenerAddr               string // what the compiled listener binds (for an Envoy you attach)
+	IdPAddr                         string // demo identity provider
+	EchoAddr                        string // demo upstream
+
+	Out io.Writer
+	Log *slog.Logger
+	// Ready, when set, is called once every role serves and the examples
+	// are live (tests).
+	Ready func(Endpoints)
 }
 
-// endpoint is one line of the table printed at start.
-type endpoint struct{ role, addr, what string }
+// DefaultConfig is the configuration `make run` uses.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: ".gatehouse", ExamplesDir: "deploy/examples", NodeGroup: "dev",
+		BrokerAddr: "127.0.0.1:8080", BrokerAdminAddr: "127.0.0.1:8083",
+		XDSAddr: "127.0.0.1:18000", ControlPlaneAdminAddr: "127.0.0.1:18001",
+		AuthzAddr: "127.0.0.1:9001", AuthzAdminAddr: "127.0.0.1:9091",
+		RateLimitAddr: "127.0.0.1:8081", RateLimitAdmin: "127.0.0.1:6070",
+		AccessLogGRPCAddr: "127.0.0.1:9002", AccessLogAPI: "127.0.0.1:9003",
+		EnvoyListenerAddr: "0.0.0.0:10080",
+		IdPAddr:           "127.0.0.1:9081", EchoAddr: "127.0.0.1:9080",
+	}
+}
+
+// Endpoints is what a running suite exposes, with the credentials to use it.
+type Endpoints struct {
+	Broker, BrokerUser, BrokerPassword string // OSB API base URL and basic auth
+	XDS, ControlPlaneAdmin             string
+	Authz, RateLimit, AccessLogGRPC    string
+	AccessLogAPI, AccessLogToken       string // query API base URL and bearer token
+	IdP, Echo                          string
+	NodeGroup                          string
+	Provisioned                        []string // example specs provisioned by this start
+}
 
 // Run starts the suite and blocks until ctx ends.
 func Run(ctx context.Context, c Config) error {
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dev: data directory: %w", err)
+	}
 	idp, err := LoadIdP(c.DataDir)
 	if err != nil {
 		return err
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	var eps []endpoint
-	serve := func(role, addr, what string, h http.Handler) error {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s: %w", role, err)
-		}
-		eps = append(eps, endpoint{role, l.Addr().String(), what})
-		g.Go(func() error { return telemetry.ServeHTTP(ctx, l, h) })
-		return nil
-	}
-	if err := serve("demo-idp", c.IdPAddr, "JWKS at /.well-known/jwks.json (dev only)", idp.Handler()); err != nil {
-		return err
-	}
-	if err := serve("demo-echo", c.EchoAddr, "echo upstream of the petstore example (dev only)", EchoHandler()); err != nil {
-		return err
-	}
-	token, err := idp.Mint(TokenRequest{Subject: "alice", Scopes: []string{"pets:read"}, Groups: []string{"adopters"}, TTL: 12 * time.Hour}, time.Now())
+	brokerPassword, err := secretFile(filepath.Join(c.DataDir, "broker-password"))
 	if err != nil {
 		return err
 	}
-	printTable(c.Out, eps)
-	fmt.Fprintf(c.Out, "\nsample token (sub alice, scope pets:read, 12h):\n  %s\nmint another: bin/gatehouse dev token --sub bob --scope pets:read\nCtrl-C stops everything.\n", token)
+	logToken, err := secretFile(filepath.Join(c.DataDir, "accesslog-token"))
+	if err != nil {
+		return err
+	}
+
+	st, err := backend.OpenStore(ctx, "sqlite:"+filepath.Join(c.DataDir, "store.db"), backend.Options{})
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer st.Close()
+	q, err := backend.OpenQueue(ctx, "sqlite:"+filepath.Join(c.DataDir, "queue.db"), backend.Options{})
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer q.Close()
+
+	ep := Endpoints{
+		Broker: "http://" + c.BrokerAddr, BrokerUser: BrokerUser, BrokerPassword: brokerPassword,
+		XDS: c.XDSAddr, ControlPlaneAdmin: "http://" + c.ControlPlaneAdminAddr,
+		Authz: c.AuthzAddr, RateLimit: c.RateLimitAddr, AccessLogGRPC: c.AccessLogGRPCAddr,
+		AccessLogAPI: "http://" + c.AccessLogAPI, AccessLogToken: logToken,
+		IdP: "http://" + c.IdPAddr, Echo: "http://" + c.EchoAddr, NodeGroup: c.NodeGroup,
+	}
+	compileOpts := compile.Options{
+		Sidecars:    envoy.Sidecars{Authz: c.AuthzAddr, RateLimit: c.RateLimitAddr, AccessLog: c.AccessLogGRPCAddr},
+		HTTPAddress: c.EnvoyListenerAddr,
+		Log:         c.Log,
+	}
+	cpListeners, err := controlplane.Listen(c.XDSAddr, c.ControlPlaneAdminAddr)
+	if err != nil {
+		return fmt.Errorf("dev: control plane: %w", err)
+	}
+	checker, err := NewSpecChecker(compileOpts)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	var ready readiness
+	g.Go(func() error {
+		return controlplane.Run(gctx, controlplane.Config{
+			Source:   source.NewFeed(st, source.Options{PollInterval: 100 * time.Millisecond, Log: c.Log}),
+			Reporter: st,
+			Compile:  compileOpts,
+			HoldOff:  20 * time.Millisecond,
+			Log:      c.Log,
+			Registry: telemetry.NewRegistry(),
+		}, cpListeners)
+	})
+	brokerUp := ready.add()
+	g.Go(func() error {
+		return broker.Run(gctx, broker.Config{
+			HTTPAddr: c.BrokerAddr, AdminAddr: c.BrokerAdminAddr, Store: st, Queue: q,
+			Username: BrokerUser, Password: brokerPassword,
+			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
+			Logger: c.Log, Registry: telemetry.NewRegistry(),
+			Started: func(string) { brokerUp() },
+		})
+	})
+	g.Go(func() error {
+		return worker.Run(gctx, worker.Config{
+			Store: st, Queue: q, Logger: c.Log, Registry: telemetry.NewRegistry(),
+			PublishWait: 10 * time.Second, BackoffBase: 200 * time.Millisecond,
+			Compile: checker.Check,
+		})
+	})
+	authzUp := ready.add()
+	g.Go(func() error {
+		return authzsidecar.Run(gctx, authzsidecar.Config{
+			GRPCAddr: c.AuthzAddr, AdminAddr: c.AuthzAdminAddr,
+			XDSServer: c.XDSAddr, NodeID: "dev-authz", NodeCluster: c.NodeGroup,
+			Log: c.Log, Registry: telemetry.NewRegistry(),
+			Ready: func(net.Addr, net.Addr) { authzUp() },
+		})
+	})
+	rlUp := ready.add()
+	g.Go(func() error {
+		return ratelimitsidecar.Run(gctx, ratelimitsidecar.Config{
+			GRPCAddr: c.RateLimitAddr, AdminAddr: c.RateLimitAdmin,
+			XDSServer: c.XDSAddr, NodeID: "dev-ratelimit", NodeCluster: c.NodeGroup,
+			Backend: "memory", ResponseHeaders: true,
+			Log: c.Log, Registry: telemetry.NewRegistry(),
+			Ready: func(net.Addr, net.Addr) { rlUp() },
+		})
+	})
+	alUp := ready.add()
+	g.Go(func() error {
+		return accesslogsidecar.Run(gctx, accesslogsidecar.Config{
+			GRPCAddr: c.AccessLogGRPCAddr, HTTPAddr: c.AccessLogAPI,
+			Store:     "duckdb:" + filepath.Join(c.DataDir, "accesslog.duckdb"),
+			Retention: 7 * 24 * time.Hour,
+			XDSServer: c.XDSAddr, NodeID: "dev-accesslog", NodeCluster: c.NodeGroup,
+			APITokens: []string{logToken},
+			Log:       c.Log, Registry: telemetry.NewRegistry(),
+			Ready: func(accesslogsidecar.Addrs) { alUp() },
+		})
+	})
+	for _, s := range []struct {
+		role, addr string
+		h          http.Handler
+	}{{"demo-idp", c.IdPAddr, idp.Handler()}, {"demo-echo", c.EchoAddr, EchoHandler()}} {
+		l, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			cancel()
+			return errors.Join(fmt.Errorf("dev: %s: %w", s.role, err), g.Wait())
+		}
+		g.Go(func() error { return telemetry.ServeHTTP(gctx, l, s.h) })
+	}
+
+	g.Go(func() error {
+		if err := ready.wait(gctx, 60*time.Second); err != nil {
+			return fmt.Errorf("dev: roles did not start: %w", err)
+		}
+		provisioned, err := provisionExamples(gctx, c, ep, st)
+		if err != nil {
+			return err
+		}
+		ep.Provisioned = provisioned
+		printBanner(c.Out, c, ep, idp)
+		if c.Ready != nil {
+			c.Ready(ep)
+		}
+		return nil
+	})
 	return g.Wait()
 }
 
-func printTable(w io.Writer, eps []endpoint) {
+// readiness counts roles that have not reported they serve.
+type readiness struct {
+	mu      sync.Mutex
+	pending int
+	done    chan struct{}
+}
+
+func (r *readiness) add() func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	r.pending++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.pending--
+			if r.pending == 0 {
+				close(r.done)
+			}
+		})
+	}
+}
+
+func (r *readiness) wait(ctx context.Context, within time.Duration) error {
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(within):
+		return fmt.Errorf("%d role(s) not serving after %s", r.pending, within)
+	}
+}
+
+// secretFile returns the secret kept in path, creating a random one on
+// first use (mode 0600).
+func secretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("dev: %w", err)
+	}
+	buf := make([]byte, 18)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("dev: writing %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// provisionExamples provisions every example spec through the OSB API on
+// the first start (an empty store), waiting until each is live, with a
+// progress line per spec. A later start finds the specs and does nothing.
+func provisionExamples(ctx context.Context, c Config, ep Endpoints, st store.Feed) ([]string, error) {
+	_, existing, err := st.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dev: reading the route store: %w", err)
+	}
+	if len(existing) > 0 || c.ExamplesDir == "" {
+		return nil, nil
+	}
+	docs, err := spec.Load(c.ExamplesDir)
+	if err != nil {
+		return nil, fmt.Errorf("dev: example specs: %w", err)
+	}
+	client := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword, Identity: "gatehouse " + base64.StdEncoding.EncodeToString([]byte(`{"user":"gatehouse-dev"}`))}
+	var names []string
+	for _, d := range docs {
+		name := d.Name()
+		body, err := d.EdgeRoute.CanonicalJSON()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c.Out, "provisioning %s (%s) ...", name, d.File)
+		resp, err := client.Provision(ctx, name, body)
+		if err != nil {
+			fmt.Fprintln(c.Out, " failed")
+			return nil, fmt.Errorf("dev: provisioning %s: %w", name, err)
+		}
+		final, err := osbclient.Wait(ctx, 60*time.Second, func(ctx context.Context) (*osbclient.Response, error) {
+			return client.LastOperation(ctx, name, resp.Operation)
+		}, func(r *osbclient.Response) { fmt.Fprintf(c.Out, " %s ...", r.Description) })
+		if err != nil {
+			fmt.Fprintln(c.Out, " failed")
+			return nil, fmt.Errorf("dev: waiting for %s: %w", name, err)
+		}
+		if final.State != "succeeded" {
+			fmt.Fprintln(c.Out, " failed")
+			return nil, fmt.Errorf("dev: provisioning %s ended %s: %s", name, final.State, final.Description)
+		}
+		fmt.Fprintln(c.Out, " live")
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// SpecChecker compiles one spec with the control plane's compiler, so the
+// worker refuses what the control plane would leave out before anything
+// is stored.
+type SpecChecker struct {
+	mu sync.Mutex
+	c  *compile.Compiler
+}
+
+// NewSpecChecker builds a checker with the control plane's options.
+func NewSpecChecker(o compile.Options) (*SpecChecker, error) {
+	c, err := compile.New(o)
+	if err != nil {
+		return nil, err
+	}
+	return &SpecChecker{c: c}, nil
+}
+
+// Check compiles and validates d on its own.
+func (s *SpecChecker) Check(d *spec.Document) error {
+	body, err := d.EdgeRoute.CanonicalJSON()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res := s.c.Compile(source.Revision{ID: "check", Specs: []source.Spec{{Name: d.Name(), Origin: d.File, Data: body}}})
+	for _, f := range res.Failed() {
+		return f.Err
+	}
+	return nil
+}
+
+func printBanner(w io.Writer, c Config, ep Endpoints, idp *IdP) {
+	token, err := idp.Mint(TokenRequest{Subject: "alice", Scopes: []string{"pets:read"}, Groups: []string{"adopters"}, TTL: 12 * time.Hour}, time.Now())
+	if err != nil {
+		token = "(minting failed: " + err.Error() + ")"
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROLE\tADDRESS\tWHAT")
-	for _, e := range eps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.role, e.addr, e.what)
+	fmt.Fprintln(tw, "\nROLE\tADDRESS\tWHAT")
+	rows := [][3]string{
+		{"broker", ep.Broker, "OSB API, basic auth " + ep.BrokerUser + " / password in " + filepath.Join(c.DataDir, "broker-password")},
+		{"controlplane", ep.XDS, "xDS (ADS); admin and /debug on " + ep.ControlPlaneAdmin},
+		{"authz", ep.Authz, "ext_authz gRPC; admin http://" + c.AuthzAdminAddr},
+		{"ratelimit", ep.RateLimit, "RLS gRPC; admin http://" + c.RateLimitAdmin},
+		{"accesslog", ep.AccessLogGRPC, "ALS gRPC; query API and web page " + ep.AccessLogAPI},
+		{"demo-idp", ep.IdP, "JWKS of the petstore example (dev only)"},
+		{"demo-echo", ep.Echo, "the petstore upstream (dev only)"},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r[0], r[1], r[2])
 	}
 	tw.Flush()
+	fmt.Fprintf(w, `
+example routes (node group %q; attach an Envoy with: bin/gatehouse bootstrap --node-group %s --xds-server %s):
+  GET  https://petstore.example.com/pets        JWT with scope pets:read, or API key (plan gold); 100/min per user
+  POST https://petstore.example.com/pets/adopt  JWT in group adopters; token bucket 10/min, burst 3
+  GET  https://petstore.example.com/healthz     public
+  GET  https://status.example.com/              public; 50/s per client IP
+
+try:
+  bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'authorization: Bearer %s'
+  bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'x-api-key: %s'
+  bin/gatehouse dev token --sub bob --scope pets:read
+  curl -s -u %s:$(cat %s) -H 'X-Broker-API-Version: 2.17' %s/v2/catalog
+  curl -s -H "Authorization: Bearer $(cat %s)" '%s/v1/logs?since=1h&limit=10'
+  open %s/ in a browser (token: %s)
+
+sample token (sub alice, scope pets:read, groups adopters; 12h):
+  %s
+demo API key of the petstore example: %s
+
+Ctrl-C stops everything; data stays in %s.
+`, c.NodeGroup, c.NodeGroup, ep.XDS,
+		c.ExamplesDir, token, c.ExamplesDir, DemoAPIKey,
+		ep.BrokerUser, filepath.Join(c.DataDir, "broker-password"), ep.Broker,
+		filepath.Join(c.DataDir, "accesslog-token"), ep.AccessLogAPI,
+		ep.AccessLogAPI, filepath.Join(c.DataDir, "accesslog-token"),
+		token, DemoAPIKey, c.DataDir)
 }

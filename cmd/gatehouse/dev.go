@@ -12,7 +12,7 @@ import (
 )
 
 func newDevCmd() *cobra.Command {
-	c := dev.Config{}
+	c := dev.DefaultConfig()
 	var logc telemetry.LogConfig
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -28,13 +28,18 @@ func newDevCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.DataDir, "data-dir", ".gatehouse", "directory of the embedded stores")
-	f.StringVar(&c.ExamplesDir, "examples", "deploy/examples", "specs provisioned on first start")
-	f.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9081", "demo identity provider address")
-	f.StringVar(&c.EchoAddr, "echo-addr", "127.0.0.1:9080", "demo echo upstream address")
+	cmd.PersistentFlags().StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded stores (and of the demo IdP key)")
+	f.StringVar(&c.ExamplesDir, "examples", c.ExamplesDir, "specs provisioned on first start (empty: none)")
+	f.StringVar(&c.NodeGroup, "node-group", c.NodeGroup, "node group (node.cluster) of the dev sidecars and of an Envoy you attach")
+	f.StringVar(&c.BrokerAddr, "broker-addr", c.BrokerAddr, "OSB API address")
+	f.StringVar(&c.XDSAddr, "xds-addr", c.XDSAddr, "control plane xDS address")
+	f.StringVar(&c.EnvoyListenerAddr, "envoy-listener-addr", c.EnvoyListenerAddr, "address the compiled Envoy listener binds")
+	f.StringVar(&c.IdPAddr, "idp-addr", c.IdPAddr, "demo identity provider address")
+	f.StringVar(&c.EchoAddr, "echo-addr", c.EchoAddr, "demo echo upstream address")
 	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
 	f.StringVar(&logc.Format, "log-format", "text", "text|json")
 	cmd.AddCommand(newDevTokenCmd(&c.DataDir))
+	cmd.Flags().SortFlags = false
 	return cmd
 }
 
