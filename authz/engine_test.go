@@ -519,3 +519,14 @@ func TestDecideNeverBlocks(t *testing.T) {
 	}
 	unblock()
 }
+
+func TestCompileRefusesUnusableInlineKeys(t *testing.T) {
+	docs, err := spec.Parse("weak.yaml", []byte(petstore(string(authntest.JWKS(authntest.NewRSA("weak", 1024))))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Compile(&docs[0].EdgeRoute)
+	if err == nil || !strings.Contains(err.Error(), "spec.identity.jwt[0].jwks") || !strings.Contains(err.Error(), "1024 bits") {
+		t.Fatalf("compile of a JWKS holding only an RSA-1024 key: %v", err)
+	}
+}

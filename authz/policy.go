@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -95,6 +96,13 @@ func Compile(r *spec.EdgeRoute) (*SpecPolicy, error) {
 		for i, j := range id.JWT {
 			if j.JWKSURI == "" && j.JWKS == "" {
 				fail("spec.identity.jwt[%d]: keys are required: set jwksUri or jwks", i)
+			}
+			if j.JWKS != "" {
+				// Caught here, before the policy ships, rather than as a
+				// NACK from every sidecar.
+				if _, err := authn.ParseKeySet([]byte(j.JWKS)); err != nil {
+					fail("spec.identity.jwt[%d].jwks: %v", i, err)
+				}
 			}
 			kinds[j.Name] = "jwt"
 			p.Providers = append(p.Providers, Provider{Name: j.Name, Kind: "jwt", JWT: &JWTProvider{
