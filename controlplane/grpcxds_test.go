@@ -1,0 +1,86 @@
+package controlplane_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/xds"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+)
+
+// TestGRPCGoXDSClientNACK uses grpc-go's own xDS client (the xds:///
+// resolver) as an independent consumer. Asked for listener
+// "gatehouse_http", it gets Envoy's server listener, which is not an API
+// listener a gRPC client can use, and rejects it. This is the setup of
+// go-control-plane#962 (a grpc-go client NACKing): the control plane must
+// record the NACK with grpc-go's message and must not answer it with the
+// same version in a loop.
+func TestGRPCGoXDSClientNACK(t *testing.T) {
+	h := startControlPlane(t, controlplane.Config{}, map[string]string{"a.yaml": specYAML("a", "a.example.com", "10.0.0.1:80")})
+	bootstrap := `{
+		"xds_servers": [{"server_uri": "` + h.addr + `", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "grpc-go-1", "cluster": "us-east-1"}
+	}`
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///gatehouse_http", grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Connect()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var nack string
+		for _, n := range h.cp.XDS().Nodes() {
+			if n.NodeID == "grpc-go-1" && n.LastNACK != nil {
+				nack = n.LastNACK.TypeURL + ": " + n.LastNACK.Message
+			}
+		}
+		if nack != "" {
+			if !strings.Contains(nack, ldsType) {
+				t.Fatalf("grpc-go NACKed %q, want the listener", nack)
+			}
+			t.Logf("grpc-go NACK recorded: %s", nack)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no NACK from grpc-go recorded; nodes: %+v", h.cp.XDS().Nodes())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// No resend loop: count listener responses over two seconds.
+	before := counterValue(t, h, "gatehouse_xds_responses_total", "listener")
+	time.Sleep(2 * time.Second)
+	if after := counterValue(t, h, "gatehouse_xds_responses_total", "listener"); after-before > 1 {
+		t.Fatalf("%v listener responses in 2s after grpc-go's NACK: the rejected version is being re-sent", after-before)
+	}
+}
+
+func counterValue(t *testing.T, h *harness, name, typ string) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == typ {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
