@@ -12,6 +12,7 @@ import (
 // IngesterConfig configures an Ingester. Zero values get defaults.
 type IngesterConfig struct {
 	Store         Store
+	Writer        uint32        // this process's chain in a shared store (0 for an embedded one)
 	SpoolDir      string        // required: the on-disk segment log
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch, combining frames (default 100000)
@@ -95,11 +96,14 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Writer > MaxWriter {
+		return nil, fmt.Errorf("accesslog: writer id %d is above %d", cfg.Writer, MaxWriter)
+	}
 	sp, err := openSpool(cfg.SpoolDir, cfg.MaxSpoolBytes, cfg.SegmentBytes)
 	if err != nil {
 		return nil, fmt.Errorf("accesslog: %w", err)
 	}
-	head, err := cfg.Store.Head(ctx)
+	head, err := cfg.Store.Head(ctx, cfg.Writer)
 	if err != nil {
 		sp.close()
 		return nil, fmt.Errorf("accesslog: reading the chain head from the store: %w", err)
@@ -337,6 +341,9 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 	}
 	b := &Batch{Records: recs}
 	b.Seq = head.Seq + 1
+	if head.Seq == 0 {
+		b.Seq = SeqOf(in.cfg.Writer, 1)
+	}
 	b.SpoolSeq = seq
 	b.Count = uint32(len(recs))
 	b.PrevHash = head.Hash

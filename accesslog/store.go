@@ -9,9 +9,24 @@ import (
 	"time"
 )
 
+// WriterBits is how many low bits of a batch seq count batches within one
+// writer's chain; the bits above are the writer id. Every process writing
+// to a shared store (ClickHouse) keeps its own chain, so writers never
+// contend for the next seq; an embedded store has writer 0.
+const WriterBits = 40
+
+// SeqOf is the batch seq of the n-th batch (from 1) of writer w.
+func SeqOf(w uint32, n uint64) uint64 { return uint64(w)<<WriterBits | n }
+
+// WriterOf is the writer of a batch seq.
+func WriterOf(seq uint64) uint32 { return uint32(seq >> WriterBits) }
+
+// MaxWriter is the largest writer id.
+const MaxWriter = 1<<(64-WriterBits) - 1
+
 // BatchHeader is the hash-chain entry of one stored batch.
 type BatchHeader struct {
-	Seq      uint64    `json:"seq"`       // 1, 2, 3, ... in store order
+	Seq      uint64    `json:"seq"`       // SeqOf(writer, 1), SeqOf(writer, 2), ... in store order
 	SpoolSeq uint64    `json:"spool_seq"` // the spool frame it came from (idempotent replay)
 	Count    uint32    `json:"count"`
 	MinTime  time.Time `json:"min_time"`
@@ -57,8 +72,9 @@ type Store interface {
 	// after an error nothing of it is visible, or a retry with the same
 	// batch replaces what was left.
 	WriteBatch(ctx context.Context, b *Batch) error
-	// Head returns the last stored header, or a zero header when empty.
-	Head(ctx context.Context) (BatchHeader, error)
+	// Head returns the last stored header of a writer's chain, or a zero
+	// header when it has none.
+	Head(ctx context.Context, writer uint32) (BatchHeader, error)
 	// Headers returns every header with Seq >= from, in Seq order.
 	Headers(ctx context.Context, from uint64) ([]BatchHeader, error)
 	// BatchRecords returns the records of one batch in index order.
@@ -89,8 +105,9 @@ type VerifyResult struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
-// Verify walks the whole chain: each header must link to the previous
-// one, and each unpruned batch's records must hash to its header.
+// Verify walks every writer's chain: each header must link to the
+// previous one of its writer, and each unpruned batch's records must hash
+// to its header.
 func Verify(ctx context.Context, s Store) (VerifyResult, error) {
 	hs, err := s.Headers(ctx, 0)
 	if err != nil {
@@ -110,13 +127,17 @@ func Verify(ctx context.Context, s Store) (VerifyResult, error) {
 			return res, err
 		}
 		res.Batches++
-		if i > 0 && h.Seq != prevSeq+1 {
+		first := i == 0 || WriterOf(h.Seq) != WriterOf(prevSeq)
+		if !first && h.Seq != prevSeq+1 {
 			return fail(prevSeq+1, "batch %d is missing (next header is %d)", prevSeq+1, h.Seq)
 		}
-		if i == 0 && h.Seq != 1 && !h.Pruned {
-			return fail(h.Seq, "chain starts at batch %d, batches before it are missing", h.Seq)
+		if first && h.Seq != SeqOf(WriterOf(h.Seq), 1) && !h.Pruned {
+			return fail(h.Seq, "chain of writer %d starts at batch %d, batches before it are missing", WriterOf(h.Seq), h.Seq)
 		}
-		if i > 0 && h.PrevHash != prevHash {
+		if first && h.Seq == SeqOf(WriterOf(h.Seq), 1) && h.PrevHash != "" {
+			return fail(h.Seq, "batch %d is the first of its chain but links to %.12s…", h.Seq, h.PrevHash)
+		}
+		if !first && h.PrevHash != prevHash {
 			return fail(h.Seq, "batch %d links to %.12s…, but batch %d hashes to %.12s…", h.Seq, h.PrevHash, prevSeq, prevHash)
 		}
 		prevSeq, prevHash = h.Seq, h.Hash

@@ -223,9 +223,9 @@ func (s *Store) insertHeader(ctx context.Context, h accesslog.BatchHeader) error
 	return nil
 }
 
-// Head returns the last header.
-func (s *Store) Head(ctx context.Context) (accesslog.BatchHeader, error) {
-	hs, err := s.headers(ctx, "ORDER BY seq DESC LIMIT 1")
+// Head returns the last header of a writer.
+func (s *Store) Head(ctx context.Context, writer uint32) (accesslog.BatchHeader, error) {
+	hs, err := s.headers(ctx, "WHERE seq >= ? AND seq < ? ORDER BY seq DESC LIMIT 1", accesslog.SeqOf(writer, 0), accesslog.SeqOf(writer+1, 0))
 	if err != nil || len(hs) == 0 {
 		return accesslog.BatchHeader{}, err
 	}

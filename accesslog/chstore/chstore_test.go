@@ -37,10 +37,14 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 }
 
 func startIngester(t *testing.T, s accesslog.Store, spool string) (*accesslog.Ingester, *accesslog.Metrics, func()) {
+	return startWriter(t, s, spool, 0)
+}
+
+func startWriter(t *testing.T, s accesslog.Store, spool string, writer uint32) (*accesslog.Ingester, *accesslog.Metrics, func()) {
 	t.Helper()
 	m := accesslog.NewMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
-	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, SpoolDir: spool, BatchSize: 200, StoreBatch: 200,
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, Writer: writer, SpoolDir: spool, BatchSize: 200, StoreBatch: 200,
 		FlushInterval: 20 * time.Millisecond, Metrics: m, RetryMax: 200 * time.Millisecond, StopGrace: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -222,5 +226,49 @@ func TestClickHouseRetentionDropsPartitions(t *testing.T) {
 	res, err := accesslog.Verify(ctx, s)
 	if err != nil || !res.OK || res.Pruned != 2 || res.Records != 300 {
 		t.Fatalf("verify after retention: %+v %v", res, err)
+	}
+}
+
+// TestClickHouseSharedByTwoWriters: two sidecars' ingesters write to one
+// database at the same time; each keeps its own chain and both verify.
+func TestClickHouseSharedByTwoWriters(t *testing.T) {
+	srv := testenv.StartClickHouse(t)
+	ctx := context.Background()
+	var stores []*chstore.Store
+	for i := 0; i < 2; i++ {
+		s, err := chstore.Open(ctx, chstore.Config{Addr: srv.TCPAddr, Database: "shared"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	now := time.Now().UTC()
+	in1, m1, stop1 := startWriter(t, stores[0], filepath.Join(t.TempDir(), "spool"), 7)
+	in2, m2, stop2 := startWriter(t, stores[1], filepath.Join(t.TempDir(), "spool"), 9)
+	for i := 0; i < 5; i++ {
+		in1.Add(records(uint64(100+i), 150, now.Add(-20*time.Minute), 10*time.Minute)...)
+		in2.Add(records(uint64(200+i), 150, now.Add(-20*time.Minute), 10*time.Minute)...)
+		time.Sleep(30 * time.Millisecond)
+	}
+	waitFor(t, "both stored", 30*time.Second, func() bool {
+		return testutil.ToFloat64(m1.Stored) == 750 && testutil.ToFloat64(m2.Stored) == 750
+	})
+	stop1()
+	stop2()
+	res, err := accesslog.Verify(ctx, stores[0])
+	if err != nil || !res.OK || res.Records != 1500 {
+		t.Fatalf("verify shared store: %+v %v", res, err)
+	}
+	hs, err := stores[0].Headers(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writers := map[uint32]int{}
+	for _, h := range hs {
+		writers[accesslog.WriterOf(h.Seq)]++
+	}
+	if len(writers) != 2 || writers[7] == 0 || writers[9] == 0 {
+		t.Fatalf("chains by writer: %v", writers)
 	}
 }

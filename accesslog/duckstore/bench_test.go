@@ -55,7 +55,7 @@ func loadBench(b *testing.B) (*duckstore.Store, time.Time) {
 			return
 		}
 		benchStore = s
-		head, err := s.Head(context.Background())
+		head, err := s.Head(context.Background(), 0)
 		if err != nil {
 			benchErr = err
 			return

@@ -173,9 +173,9 @@ func toDriver(vals []any) []driver.Value {
 	return out
 }
 
-// Head returns the last batch header.
-func (s *Store) Head(ctx context.Context) (accesslog.BatchHeader, error) {
-	hs, err := s.headers(ctx, "ORDER BY seq DESC LIMIT 1")
+// Head returns the last batch header of a writer.
+func (s *Store) Head(ctx context.Context, writer uint32) (accesslog.BatchHeader, error) {
+	hs, err := s.headers(ctx, "WHERE seq >= ? AND seq < ? ORDER BY seq DESC LIMIT 1", accesslog.SeqOf(writer, 0), accesslog.SeqOf(writer+1, 0))
 	if err != nil || len(hs) == 0 {
 		return accesslog.BatchHeader{}, err
 	}

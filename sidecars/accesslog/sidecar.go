@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -125,8 +126,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}()
 
 	metrics := accesslog.NewMetrics(reg)
+	writer := writerID(cfg)
 	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
-		Store: store, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
+		Store: store, Writer: writer, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
 		Log: log, Metrics: metrics,
 	})
 	if err != nil {
@@ -159,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{GRPC: gl.Addr().String(), HTTP: hl.Addr().String()})
 	}
-	log.Info("accesslog serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir)
+	log.Info("accesslog serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir, "chain_writer", writer)
 
 	// The ingester outlives the servers: it stops after the gRPC server has
 	// drained, so every entry Envoy sent is spooled.
@@ -235,6 +237,22 @@ func listeners(cfg Config) (net.Listener, net.Listener, error) {
 		}
 	}
 	return gl, hl, nil
+}
+
+// writerID names this process's hash chain. An embedded store has one
+// writer (0); a shared ClickHouse store gets a chain per sidecar, derived
+// from the node id (or host name) so it is stable across restarts.
+func writerID(cfg Config) uint32 {
+	if !strings.HasPrefix(cfg.Store, "clickhouse://") {
+		return 0
+	}
+	name := cfg.NodeID
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return 1 + h.Sum32()%(accesslog.MaxWriter-1)
 }
 
 // redactStoreURL drops credentials from a store URL for logging.
