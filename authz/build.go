@@ -1,6 +1,9 @@
 package authz
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -160,9 +163,17 @@ func (b *builder) provider(specName string, pp Provider) (*provider, error) {
 		if b.e.cache != nil {
 			cache = b.e.cache
 		}
+		// Providers share cached tokens only when everything that decides
+		// a token's fate is equal, keys included.
+		fp, _ := json.Marshal(struct {
+			Name string
+			JWT  *JWTProvider
+			Max  int
+		}{pp.Name, j, o.MaxTokenSize})
+		sum := sha256.Sum256(fp)
 		jwt, err := authn.NewJWT(authn.JWTConfig{
 			Name: pp.Name, Issuer: j.Issuer, Audiences: j.Audiences, Algorithms: j.Algorithms,
-			ClockSkew: skew, MaxTokenSize: o.MaxTokenSize,
+			ClockSkew: skew, MaxTokenSize: o.MaxTokenSize, Fingerprint: hex.EncodeToString(sum[:12]),
 		}, keys, cache, o.Clock)
 		if err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/gatehouse-edge/gatehouse/authn"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Request is what the engine needs of one HTTP request. Headers has
@@ -121,7 +122,7 @@ func deny(status int, code, reason string) Decision {
 }
 
 func (e *Engine) decide(ctx context.Context, r *route, req *Request) Decision {
-	if r.mode == "public" {
+	if r.mode == spec.ModePublic {
 		return Decision{Allow: true, Status: 200, ReasonCode: ReasonPublic, Reason: "public route",
 			Metadata: Metadata{Decision: DecisionAllow, Rule: "public"}}
 	}
@@ -184,7 +185,7 @@ func (e *Engine) decide(ctx context.Context, r *route, req *Request) Decision {
 			}
 		}
 	}
-	if !d.Allow && r.mode == "shadow" {
+	if !d.Allow && r.mode == spec.ModeShadow {
 		d.Allow, d.Status, d.WWWAuthenticate = true, 200, ""
 		d.Metadata.Decision = DecisionShadowDeny
 	}

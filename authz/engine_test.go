@@ -530,3 +530,24 @@ func TestCompileRefusesUnusableInlineKeys(t *testing.T) {
 		t.Fatalf("compile of a JWKS holding only an RSA-1024 key: %v", err)
 	}
 }
+
+// Two specs whose JWT providers differ only in their keys never share a
+// cached verdict.
+func TestTokenCacheIsPerProviderKeys(t *testing.T) {
+	a := compile(t, string(authntest.JWKS(key())))
+	b := compile(t, string(authntest.JWKS(authntest.NewRSA("k1", 2048))))
+	b.Spec = "other"
+	for i := range b.Routes {
+		b.Routes[i].ID = strings.Replace(b.Routes[i].ID, "petstore/", "other/", 1)
+	}
+	e, _ := newEngine(t, Options{}, a, b)
+	h := bearer(token(nil))
+	for i := 0; i < 3; i++ {
+		if d := e.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: h}); !d.Allow {
+			t.Fatalf("round %d: own keys: %+v", i, d)
+		}
+		if d := e.Decide(context.Background(), Request{RouteID: "other/open", Headers: h}); d.Allow || d.ReasonCode != "bad_signature" {
+			t.Fatalf("round %d: other keys: %+v", i, d)
+		}
+	}
+}
