@@ -27,6 +27,7 @@ type Metrics struct {
 	backendLatency *prometheus.HistogramVec
 	failureMode    *prometheus.CounterVec
 	invalid        prometheus.Counter
+	batchKeys      *prometheus.HistogramVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -55,9 +56,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Descriptors decided by the failure mode because the backend failed."}, []string{"mode"}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "invalid_requests_total",
 			Help: "Requests rejected as INVALID_ARGUMENT."}),
+		batchKeys: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "backend_batch_keys",
+			Help:    "Keys decided per backend round trip (requests batched together), by backend.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}}, []string{"backend"}),
 	}
 	for _, col := range []prometheus.Collector{m.totalHits, m.overLimit, m.nearLimit, m.withinLimit, m.shadowMode, m.overCache,
-		m.requests, m.globalShadow, m.backendErrors, m.backendLatency, m.failureMode, m.invalid} {
+		m.requests, m.globalShadow, m.backendErrors, m.backendLatency, m.failureMode, m.invalid, m.batchKeys} {
 		if err := reg.Register(col); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -79,6 +83,14 @@ func (m *Metrics) ObserveBackend(backend string, seconds float64, reason string)
 	if reason != "" {
 		m.backendErrors.WithLabelValues(backend, reason).Inc()
 	}
+}
+
+// ObserveBatch records how many keys one backend round trip decided.
+func (m *Metrics) ObserveBatch(backend string, keys int) {
+	if m == nil {
+		return
+	}
+	m.batchKeys.WithLabelValues(backend).Observe(float64(keys))
 }
 
 // ruleStats are the per-rule counters, resolved once per loaded config so

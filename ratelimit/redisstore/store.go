@@ -420,6 +420,7 @@ func (s *Store) run(batch []*job, keys int) {
 		}
 	}
 	s.o.Metrics.ObserveBackend("redis", time.Since(start).Seconds(), reason)
+	s.o.Metrics.ObserveBatch("redis", keys)
 }
 
 func isTimeout(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,11 +239,11 @@ func runCompare(args []string) error {
 			mism, n, err := replayAgainst(addr, *script, run+strconv.Itoa(ti))
 			switch {
 			case err != nil:
-				replayNotes = append(replayNotes, fmt.Sprintf("%s: replay failed: %v", tg.name, err))
+				replayNotes = append(replayNotes, fmt.Sprintf("replay %s: failed: %v", tg.name, err))
 			case len(mism) > 0:
-				replayNotes = append(replayNotes, fmt.Sprintf("%s: %d of %d steps differ: %s", tg.name, len(mism), n, strings.Join(mism, "; ")))
+				replayNotes = append(replayNotes, fmt.Sprintf("replay %s: %d of %d steps differ: %s", tg.name, len(mism), n, strings.Join(mism, "; ")))
 			default:
-				replayNotes = append(replayNotes, fmt.Sprintf("%s: all %d scripted steps gave the expected allow/deny", tg.name, n))
+				replayNotes = append(replayNotes, fmt.Sprintf("replay %s: all %d scripted steps gave the expected allow/deny", tg.name, n))
 			}
 		}
 		wl := ld
@@ -258,6 +259,11 @@ func runCompare(args []string) error {
 		res, err := drive(ml)
 		c1, _ := cpuSeconds(p.cmd.Process.Pid)
 		r1, _ := cpuSeconds(redis.cmd.Process.Pid)
+		if tg.name == "gatehouse ratelimit" {
+			if note := batchNote(ap); note != "" {
+				replayNotes = append(replayNotes, note)
+			}
+		}
 		p.stop()
 		if err != nil {
 			return err
@@ -281,7 +287,31 @@ func runCompare(args []string) error {
 	}
 	fmt.Println()
 	for _, n := range replayNotes {
-		fmt.Println("replay:", n)
+		fmt.Println(n)
 	}
 	return nil
+}
+
+// batchNote reads Gatehouse's batch-size histogram from its admin port.
+func batchNote(adminPort int) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, `gatehouse_ratelimit_backend_batch_keys_sum{backend="redis"} `); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, `gatehouse_ratelimit_backend_batch_keys_count{backend="redis"} `); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if count == 0 {
+		return ""
+	}
+	return fmt.Sprintf("batching gatehouse ratelimit: %.0f Redis script calls, %.1f keys per call on average (warm-up included)", count, sum/count)
 }
