@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,6 +31,7 @@ type Publisher struct {
 	cache   Cache
 	log     *slog.Logger
 	metrics *metrics
+	marshal *marshaler
 
 	mu      sync.Mutex
 	good    *compile.Result // fleet-wide last known good
@@ -45,15 +47,16 @@ func New(c Cache, log *slog.Logger, reg *prometheus.Registry) *Publisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{cache: c, log: log.With("component", "snapshot"), metrics: newMetrics(reg), groups: map[string]bool{}, served: map[string]string{}}
+	return &Publisher{cache: c, log: log.With("component", "snapshot"), metrics: newMetrics(reg), marshal: newMarshaler(), groups: map[string]bool{}, served: map[string]string{}}
 }
 
 // ErrEmpty is returned for a result with no published spec.
 var ErrEmpty = errors.New("no spec compiled: refusing to replace the served config with an empty one")
 
 // Build is the snapshot of a node group for a result, checked for
-// consistency (every EDS cluster and RDS name resolves).
-func Build(res *compile.Result, group string) (*cachev3.Snapshot, error) {
+// consistency (every EDS cluster and RDS name resolves) and with every
+// resource encoded once.
+func (p *Publisher) Build(res *compile.Result, group string) (*cachev3.Snapshot, error) {
 	r, _, err := res.Resources(group)
 	if err != nil {
 		return nil, err
@@ -66,7 +69,17 @@ func Build(res *compile.Result, group string) (*cachev3.Snapshot, error) {
 	if err := snap.Consistent(); err != nil {
 		return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, version, err)
 	}
-	return snap, nil
+	wrapped := make(map[string][]types.Resource, len(r))
+	for typ, list := range r {
+		out := make([]types.Resource, len(list))
+		for i, x := range list {
+			if out[i], err = p.marshal.wrap(cachev3.GetResourceName(x), x); err != nil {
+				return nil, fmt.Errorf("node group %s: encoding %s %s: %w", group, typ, cachev3.GetResourceName(x), err)
+			}
+		}
+		wrapped[typ] = out
+	}
+	return cachev3.NewSnapshot(version, wrapped)
 }
 
 // groupList is every group to (re)publish for res: known groups plus the
@@ -102,7 +115,7 @@ func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
 	groups := p.groupList(res)
 	snaps := make(map[string]*cachev3.Snapshot, len(groups))
 	for _, g := range groups {
-		s, err := Build(res, g)
+		s, err := p.Build(res, g)
 		if err != nil {
 			p.refused(err)
 			return err
@@ -117,6 +130,7 @@ func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
 		p.served[g] = res.GroupVersion(g)
 	}
 	p.good, p.cand, p.canary, p.lastErr = res, nil, "", nil
+	p.marshal.rotate()
 	p.metrics.published.Inc()
 	p.log.Info("published", "version", res.Version, "specs", len(res.Published()), "node_groups", len(groups))
 	return nil
@@ -138,12 +152,12 @@ func (p *Publisher) PublishCanary(ctx context.Context, group string, res *compil
 	}
 	// Check every group now, so a promotion cannot fail to build later.
 	for _, g := range p.groupList(res) {
-		if _, err := Build(res, g); err != nil {
+		if _, err := p.Build(res, g); err != nil {
 			p.refused(err)
 			return err
 		}
 	}
-	snap, err := Build(res, group)
+	snap, err := p.Build(res, group)
 	if err != nil {
 		p.refused(err)
 		return err
@@ -166,7 +180,7 @@ func (p *Publisher) Rollback(ctx context.Context) error {
 	if p.cand == nil || p.good == nil {
 		return nil
 	}
-	snap, err := Build(p.good, p.canary)
+	snap, err := p.Build(p.good, p.canary)
 	if err != nil {
 		return err
 	}
@@ -199,7 +213,7 @@ func (p *Publisher) Ensure(ctx context.Context, group string) {
 		p.groups[group] = true
 		return
 	}
-	snap, err := Build(res, group)
+	snap, err := p.Build(res, group)
 	if err != nil {
 		p.log.Error("cannot build a snapshot for a new node group", "node_group", group, "error", err)
 		return
