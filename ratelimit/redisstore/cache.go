@@ -36,9 +36,3 @@ func (c *overCache) add(key string, endMs, nowMs int64) {
 	}
 	c.m[key] = endMs
 }
-
-func (c *overCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
-}

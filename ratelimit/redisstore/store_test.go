@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -80,7 +81,8 @@ func TestMain(m *testing.M) {
 	// go-redis logs dial failures through a package-level logger; the
 	// kill/restart test makes many on purpose.
 	redis.SetLogger(quietLogger{})
-	os.Exit(m.Run())
+	// Store.Close must stop every worker it started.
+	goleak.VerifyTestMain(m)
 }
 
 type quietLogger struct{}
@@ -573,5 +575,22 @@ func TestReplayScriptOnRedis(t *testing.T) {
 	}
 	for _, m := range mism {
 		t.Error(m)
+	}
+}
+
+func TestOverCacheBounded(t *testing.T) {
+	c := newOverCache(2)
+	c.add("a", 100, 0)
+	c.add("b", 200, 0)
+	c.add("c", 300, 0) // full, nothing expired: not cached
+	if !c.over("a", 50) || !c.over("b", 50) || c.over("c", 50) {
+		t.Fatal("bound not respected")
+	}
+	if c.over("a", 100) {
+		t.Fatal("entry outlived its window")
+	}
+	c.add("c", 300, 150) // "a" expired at 100: swept, "c" fits
+	if !c.over("c", 150) || c.over("a", 50) {
+		t.Fatal("expired entries not swept")
 	}
 }

@@ -118,25 +118,6 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-func copyDir(t *testing.T, from string) string {
-	t.Helper()
-	dir := t.TempDir()
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // TestReplayOverGRPC replays the scripted sequence through a real gRPC
 // server loaded from the envoyproxy/ratelimit config directory.
 func TestReplayOverGRPC(t *testing.T) {
