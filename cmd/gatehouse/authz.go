@@ -18,7 +18,13 @@ func newAuthzCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "authz",
 		Short: "Run the authz sidecar: Envoy ext_authz v3 (JWT/JWKS, API keys, mTLS, per-route rules)",
-		Args:  cobra.NoArgs,
+		Long: `Run the authz sidecar: Envoy's ext_authz v3 Check service on --grpc-addr, deciding
+each request by the policy of the route named in its gatehouse.route context
+extension. Policies come from --spec-dir (reloaded on change) or from the control
+plane over xDS (--xds-server with --node-id). Admin (/metrics, /healthz, /readyz)
+on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
+(e.g. GATEHOUSE_AUTHZ_SPEC_DIR); a flag on the command line wins.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := telemetry.NewLogger(os.Stderr, logc)
 			if err != nil {
