@@ -304,14 +304,17 @@ func TestSpecDir(t *testing.T) {
 type xdsServer struct {
 	cache cachev3.SnapshotCache
 	addr  string
+	stop  func()
 	mu    sync.Mutex
 	reqs  []*discoveryv3.DiscoveryRequest
 }
 
-func startXDS(t *testing.T) *xdsServer {
+func startXDS(t *testing.T) *xdsServer { return startXDSAt(t, "127.0.0.1:0") }
+
+func startXDSAt(t *testing.T, addr string) *xdsServer {
 	t.Helper()
 	x := &xdsServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,6 +328,7 @@ func startXDS(t *testing.T) *xdsServer {
 	}}
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(context.Background(), x.cache, cb))
 	go func() { _ = gs.Serve(l) }()
+	x.stop = gs.Stop
 	t.Cleanup(gs.Stop)
 	return x
 }
@@ -457,4 +461,28 @@ func compileSpec(t *testing.T, y string) *ratelimit.SpecRules {
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"))
+}
+
+// TestXDSReconnect: the control plane goes away and comes back; the last
+// good config serves meanwhile and the new one arrives after reconnecting.
+func TestXDSReconnect(t *testing.T) {
+	x := startXDS(t)
+	cfg := func(n uint32) []*rlsconfv3.RateLimitConfig {
+		return []*rlsconfv3.RateLimitConfig{{Name: "api", Domain: "api", Descriptors: []*rlsconfv3.RateLimitDescriptor{{
+			Key: "k", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR, RequestsPerUnit: n}}}}}
+	}
+	x.set(t, "v1", cfg(3), nil)
+	r := startRun(t, Config{XDSServer: x.addr, NodeID: "rl-1"})
+	limit := func() uint32 { return r.call(t, "api", "k", "x").Statuses[0].GetCurrentLimit().GetRequestsPerUnit() }
+	waitFor(t, "v1", func() bool { return limit() == 3 })
+	x.stop()
+	for i := 0; i < 20; i++ {
+		if l := limit(); l != 3 {
+			t.Fatalf("while the control plane is down the limit is %d, want the last good 3", l)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	y := startXDSAt(t, x.addr)
+	y.set(t, "v2", cfg(8), nil)
+	waitFor(t, "v2 after reconnecting", func() bool { return limit() == 8 })
 }
