@@ -512,3 +512,41 @@ descriptors:
 func wrapperspbUInt64(v uint64) *wrapperspb.UInt64Value { return wrapperspb.UInt64(v) }
 
 func asInvalid(err error, target **InvalidRequestError) bool { return errors.As(err, target) }
+
+// TestLongUnitsKeys: week, month (30 days) and year (365 days) windows
+// start where envoyproxy/ratelimit's UnitToDivider puts them.
+func TestLongUnitsKeys(t *testing.T) {
+	var got []string
+	rec := BackendFunc(func(_ context.Context, _ time.Time, h []Hit, _ []Result) error {
+		for _, x := range h {
+			got = append(got, x.Key)
+		}
+		return nil
+	})
+	s, _ := newTestService(t, `
+domain: d
+descriptors:
+  - key: w
+    rate_limit: {unit: week, requests_per_unit: 1}
+  - key: m
+    rate_limit: {unit: MONTH, requests_per_unit: 1}
+  - key: y
+    rate_limit: {unit: year, requests_per_unit: 1}
+`, Options{Backend: rec})
+	resp := call(t, s, req("d", desc("w", "1"), desc("m", "1"), desc("y", "1")))
+	now := t0.Unix()
+	want := []string{
+		fmt.Sprintf("d_w_1_%d", now/604800*604800),
+		fmt.Sprintf("d_m_1_%d", now/2592000*2592000),
+		fmt.Sprintf("d_y_1_%d", now/31536000*31536000),
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
+	units := []rlsv3.RateLimitResponse_RateLimit_Unit{rlsv3.RateLimitResponse_RateLimit_WEEK, rlsv3.RateLimitResponse_RateLimit_MONTH, rlsv3.RateLimitResponse_RateLimit_YEAR}
+	for i, u := range units {
+		if resp.Statuses[i].CurrentLimit.GetUnit() != u {
+			t.Errorf("status %d unit %s, want %s", i, resp.Statuses[i].CurrentLimit.GetUnit(), u)
+		}
+	}
+}
