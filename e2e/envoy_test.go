@@ -1,0 +1,297 @@
+package e2e
+
+// This file plays Envoy honestly: it takes the Listener and
+// RouteConfiguration a node received over ADS and derives, from them alone,
+// what Envoy would do with a request — which route it matches, the
+// ext_authz CheckRequest (with the route's context extensions), the rate
+// limit descriptors (from the route's rate_limits actions and the Check's
+// dynamic metadata), and the ALS entry. It knows nothing about specs.
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+const (
+	extAuthzFilterName  = "envoy.filters.http.ext_authz"
+	rateLimitFilterName = "envoy.filters.http.ratelimit"
+)
+
+// httpRequest is one request as it reaches Envoy's HCM.
+type httpRequest struct {
+	Method, Host, Path string
+	Headers            map[string]string // lower-case names
+	ClientIP           string
+}
+
+func (r httpRequest) header(name string) (string, bool) {
+	switch name {
+	case ":method":
+		return r.Method, true
+	case ":path":
+		return r.Path, true
+	case ":authority", "host":
+		return r.Host, true
+	}
+	v, ok := r.Headers[name]
+	return v, ok
+}
+
+// hcmOf returns the HTTP connection manager of a listener's first chain.
+func hcmOf(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			h := &hcmv3.HttpConnectionManager{}
+			if err := f.GetTypedConfig().UnmarshalTo(h); err == nil {
+				return h, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("listener %s has no HTTP connection manager", l.GetName())
+}
+
+// rateLimitDomain reads the ratelimit filter's domain from the HCM.
+func rateLimitDomain(h *hcmv3.HttpConnectionManager) (string, error) {
+	for _, f := range h.GetHttpFilters() {
+		if f.GetName() != rateLimitFilterName {
+			continue
+		}
+		rl := &ratelimitv3.RateLimit{}
+		if err := f.GetTypedConfig().UnmarshalTo(rl); err != nil {
+			return "", err
+		}
+		return rl.GetDomain(), nil
+	}
+	return "", fmt.Errorf("no ratelimit filter in the HCM")
+}
+
+// selectVirtualHost picks the virtual host as Envoy does: exact domain,
+// then the longest suffix wildcard, then "*".
+func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
+	host = strings.ToLower(host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	var best *routev3.VirtualHost
+	bestLen := -1
+	var star *routev3.VirtualHost
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, d := range vh.GetDomains() {
+			d = strings.ToLower(d)
+			switch {
+			case d == host:
+				return vh
+			case d == "*":
+				star = vh
+			case strings.HasPrefix(d, "*") && strings.HasSuffix(host, d[1:]) && len(host) > len(d)-1:
+				if len(d) > bestLen {
+					best, bestLen = vh, len(d)
+				}
+			}
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return star
+}
+
+func stringMatch(sm *matcherv3.StringMatcher, v string) (bool, error) {
+	switch p := sm.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		return v == p.Exact, nil
+	case *matcherv3.StringMatcher_Prefix:
+		return strings.HasPrefix(v, p.Prefix), nil
+	case *matcherv3.StringMatcher_Suffix:
+		return strings.HasSuffix(v, p.Suffix), nil
+	case *matcherv3.StringMatcher_Contains:
+		return strings.Contains(v, p.Contains), nil
+	case *matcherv3.StringMatcher_SafeRegex:
+		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
+		if err != nil {
+			return false, err
+		}
+		return re.MatchString(v), nil
+	}
+	return false, fmt.Errorf("unsupported string matcher %T", sm.GetMatchPattern())
+}
+
+func headerMatches(hm *routev3.HeaderMatcher, r httpRequest) (bool, error) {
+	v, present := r.header(hm.GetName())
+	var ok bool
+	switch s := hm.GetHeaderMatchSpecifier().(type) {
+	case *routev3.HeaderMatcher_PresentMatch:
+		ok = present == s.PresentMatch
+	case *routev3.HeaderMatcher_StringMatch:
+		if !present {
+			ok = false
+			break
+		}
+		var err error
+		if ok, err = stringMatch(s.StringMatch, v); err != nil {
+			return false, err
+		}
+	case *routev3.HeaderMatcher_ExactMatch:
+		ok = present && v == s.ExactMatch
+	case *routev3.HeaderMatcher_PrefixMatch:
+		ok = present && strings.HasPrefix(v, s.PrefixMatch)
+	default:
+		return false, fmt.Errorf("unsupported header matcher %T", hm.GetHeaderMatchSpecifier())
+	}
+	return ok != hm.GetInvertMatch(), nil
+}
+
+// matchRoute returns the first route of the virtual host that matches.
+func matchRoute(rc *routev3.RouteConfiguration, r httpRequest) (*routev3.VirtualHost, *routev3.Route, error) {
+	vh := selectVirtualHost(rc, r.Host)
+	if vh == nil {
+		return nil, nil, nil
+	}
+	path, _, _ := strings.Cut(r.Path, "?")
+	for _, rt := range vh.GetRoutes() {
+		m := rt.GetMatch()
+		var ok bool
+		switch p := m.GetPathSpecifier().(type) {
+		case *routev3.RouteMatch_Prefix:
+			ok = strings.HasPrefix(path, p.Prefix)
+		case *routev3.RouteMatch_Path:
+			ok = path == p.Path
+		case *routev3.RouteMatch_SafeRegex:
+			re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
+			if err != nil {
+				return nil, nil, err
+			}
+			ok = re.MatchString(path)
+		default:
+			return nil, nil, fmt.Errorf("route %s: unsupported path specifier %T", rt.GetName(), m.GetPathSpecifier())
+		}
+		for _, hm := range m.GetHeaders() {
+			if !ok {
+				break
+			}
+			var err error
+			if ok, err = headerMatches(hm, r); err != nil {
+				return nil, nil, err
+			}
+		}
+		if ok {
+			return vh, rt, nil
+		}
+	}
+	return vh, nil, nil
+}
+
+// authzSettings merges the ext_authz per-filter config of the route table,
+// the virtual host and the route, most specific last, as Envoy does.
+// disabled reports an ext_authz that is switched off for the route.
+func authzSettings(rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *routev3.Route) (ctxExt map[string]string, disabled bool, err error) {
+	ctxExt = map[string]string{}
+	for _, cfgs := range []map[string]*anypb.Any{rc.GetTypedPerFilterConfig(), vh.GetTypedPerFilterConfig(), rt.GetTypedPerFilterConfig()} {
+		a, ok := cfgs[extAuthzFilterName]
+		if !ok {
+			continue
+		}
+		per := &extauthzv3.ExtAuthzPerRoute{}
+		if err := a.UnmarshalTo(per); err != nil {
+			return nil, false, err
+		}
+		if per.GetDisabled() {
+			disabled = true
+			continue
+		}
+		disabled = false
+		for k, v := range per.GetCheckSettings().GetContextExtensions() {
+			ctxExt[k] = v
+		}
+	}
+	return ctxExt, disabled, nil
+}
+
+// descriptors builds the rate-limit descriptors of a route from its
+// rate_limits actions. authzMeta is the ext_authz filter's dynamic
+// metadata. An action that cannot produce its entry drops the whole
+// descriptor (skip_if_absent false), as Envoy does.
+func descriptors(rt *routev3.Route, r httpRequest, authzMeta *structpb.Struct) []*rlcommonv3.RateLimitDescriptor {
+	var out []*rlcommonv3.RateLimitDescriptor
+	for _, rl := range rt.GetRoute().GetRateLimits() {
+		d := &rlcommonv3.RateLimitDescriptor{}
+		complete := true
+		for _, a := range rl.GetActions() {
+			var key, value string
+			switch s := a.GetActionSpecifier().(type) {
+			case *routev3.RateLimit_Action_GenericKey_:
+				key, value = s.GenericKey.GetDescriptorKey(), s.GenericKey.GetDescriptorValue()
+				if key == "" {
+					key = "generic_key"
+				}
+			case *routev3.RateLimit_Action_RemoteAddress_:
+				key, value = "remote_address", r.ClientIP
+			case *routev3.RateLimit_Action_RequestHeaders_:
+				v, ok := r.header(s.RequestHeaders.GetHeaderName())
+				if !ok {
+					if s.RequestHeaders.GetSkipIfAbsent() {
+						continue
+					}
+					complete = false
+				}
+				key, value = s.RequestHeaders.GetDescriptorKey(), v
+			case *routev3.RateLimit_Action_Metadata:
+				md := s.Metadata.GetMetadataKey()
+				var v *structpb.Value
+				if md.GetKey() == extAuthzFilterName && authzMeta != nil {
+					v = structpb.NewStructValue(authzMeta)
+					for _, seg := range md.GetPath() {
+						v = v.GetStructValue().GetFields()[seg.GetKey()]
+						if v == nil {
+							break
+						}
+					}
+				}
+				if v == nil || v.GetStringValue() == "" {
+					if s.Metadata.GetDefaultValue() != "" {
+						key, value = s.Metadata.GetDescriptorKey(), s.Metadata.GetDefaultValue()
+						break
+					}
+					complete = false
+				}
+				key, value = s.Metadata.GetDescriptorKey(), v.GetStringValue()
+			default:
+				complete = false
+			}
+			if !complete {
+				break
+			}
+			d.Entries = append(d.Entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: key, Value: value})
+		}
+		if complete && len(d.Entries) > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// sortedKeys is for stable error messages.
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var _ = corev3.ApiVersion_V3
