@@ -127,17 +127,11 @@ func TestRateLimitConfig(t *testing.T) {
 // TestSpecRulesEnforced: the compiled domain matches exactly the
 // descriptors Envoy sends for the spec's rate_limits actions.
 func TestSpecRulesEnforced(t *testing.T) {
-	d, err := Domain([]*SpecRules{compilePetstore(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules, err := NewRules([]*config.Domain{d}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := newFakeClock(t0)
-	s, _ := New(Options{Backend: NewMemory(), Clock: clk})
-	s.SetRules(rules)
+	s, err := NewForSpecs([]*SpecRules{compilePetstore(t)}, Options{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
 	perIP := desc("route", "petstore/list-pets", "limit", "per-ip", "remote_address", "203.0.113.7")
 	tenant := desc("route", "petstore/list-pets", "limit", "per-tenant", "header.x-tenant", "acme", "request.method", "GET")
 	orders := desc("route", "petstore/orders", "limit", "all")
