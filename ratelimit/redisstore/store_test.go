@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -592,5 +593,54 @@ func TestOverCacheBounded(t *testing.T) {
 	c.add("c", 300, 150) // "a" expired at 100: swept, "c" fits
 	if !c.over("c", 150) || c.over("a", 50) {
 		t.Fatal("expired entries not swept")
+	}
+}
+
+// TestQueueBounded: with Redis silent and the one worker stuck, callers
+// beyond the queue are refused at once (ErrQueueFull) instead of piling
+// up, and the ones queued give up after the deadline.
+func TestQueueBounded(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	st := newStore(t, Options{URL: "redis://" + l.Addr().String(), Timeout: 300 * time.Millisecond, Workers: 1, QueueSize: 1, CacheSize: -1})
+	lim := &ratelimit.Limit{Requests: 10, Window: time.Minute}
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		go func() {
+			out := make([]ratelimit.Result, 1)
+			errs <- st.Decide(context.Background(), time.Now(), []ratelimit.Hit{{Key: "k" + strconv.Itoa(i), Limit: lim, Addend: 1}}, out)
+		}()
+		time.Sleep(5 * time.Millisecond)
+	}
+	full, deadline := 0, 0
+	for i := 0; i < 10; i++ {
+		select {
+		case err := <-errs:
+			switch {
+			case errors.Is(err, ErrQueueFull):
+				full++
+			case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+				deadline++
+			default:
+				t.Errorf("unexpected result: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a caller hung")
+		}
+	}
+	if full == 0 || deadline == 0 {
+		t.Fatalf("queue full %d, deadline %d: want both", full, deadline)
 	}
 }
