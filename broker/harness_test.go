@@ -216,7 +216,7 @@ type resp struct {
 
 func (r resp) str(k string) string { s, _ := r.Body[k].(string); return s }
 
-var client = &http.Client{Timeout: 30 * time.Second}
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxIdleConns: 128}}
 
 // do sends an OSB request with basic auth and API version 2.17 unless
 // headers override them ("-" removes a header).

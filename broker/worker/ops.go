@@ -111,8 +111,9 @@ func (w *Worker) writeSpec(ctx context.Context, name, instanceID, opID string, d
 func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (string, error) {
 	deadline := time.NewTimer(w.cfg.PublishWait)
 	defer deadline.Stop()
-	tick := time.NewTicker(w.cfg.Poll)
-	defer tick.Stop()
+	// Poll often at first (the usual wait is a few milliseconds), then
+	// back off so many waiting tasks do not flood the store.
+	delay := w.cfg.Poll
 	for {
 		p, err := w.cfg.Store.GetPublication(ctx, name)
 		switch {
@@ -132,8 +133,9 @@ func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (str
 		case <-deadline.C:
 			w.m.publishTimeouts.Inc()
 			return "", retry("the control plane has not reported revision %d of EdgeRoute %q published within %s", rev, name, w.cfg.PublishWait)
-		case <-tick.C:
+		case <-time.After(delay):
 		}
+		delay = min(delay*3/2+time.Millisecond, 25*time.Millisecond)
 	}
 }
 

@@ -127,45 +127,60 @@ func Run(ctx context.Context, cfg Config) error {
 	return w.Run(ctx)
 }
 
-// Run receives and runs tasks with Concurrency goroutines until ctx ends;
-// tasks in flight finish their current step first (their messages come
-// back if they cannot).
+// Run receives and runs up to Concurrency tasks at once until ctx ends.
+// One receive loop asks the queue for as many messages as there are free
+// slots (at most 10, SQS's batch size), so idle workers do not each poll.
+// On shutdown tasks in flight stop at their next step; their messages
+// come back after the visibility timeout.
 func (w *Worker) Run(ctx context.Context) error {
+	slots := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
-	for i := 0; i < w.cfg.Concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.loop(ctx)
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
-func (w *Worker) loop(ctx context.Context) {
+	defer wg.Wait()
 	failures := 0
 	for ctx.Err() == nil {
-		ms, err := w.cfg.Queue.Receive(ctx, 1, 2*time.Second)
+		select { // at least one free slot
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		n := 1
+		for n < 10 {
+			select {
+			case slots <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+		ms, err := w.cfg.Queue.Receive(ctx, n, 2*time.Second)
+		for i := len(ms); i < n; i++ {
+			<-slots // give back what we did not use
+		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
 			}
 			failures++
 			d := backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, failures)
 			w.log.Warn("receiving from the queue failed; backing off", "err", err, "retry_in", d)
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-time.After(d):
 			}
 			continue
 		}
 		failures = 0
 		for _, m := range ms {
-			w.Handle(ctx, m)
+			wg.Add(1)
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				w.Handle(ctx, m)
+			}()
 		}
 	}
+	return nil
 }
 
 // backoff is base*2^(n-1), capped, with up to 20% jitter.

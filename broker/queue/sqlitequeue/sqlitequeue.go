@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -109,6 +110,16 @@ func newReceipt() string {
 
 func (q *Queue) take(ctx context.Context, max int) ([]queue.Message, error) {
 	now := time.Now()
+	// An empty poll stays a read: no write transaction unless there is
+	// something to take.
+	var one int
+	err := q.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE visible_at <= ? LIMIT 1`, now.UnixNano()).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, q.fail("receive", err)
+	}
 	tx, err := q.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, q.fail("receive", err)

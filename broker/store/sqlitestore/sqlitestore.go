@@ -66,7 +66,8 @@ INSERT OR IGNORE INTO meta (k, v) VALUES ('revision', 0);
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	db   *sql.DB
+	db   *sql.DB // writer: one connection, writes queue in Go
+	rdb  *sql.DB // readers: WAL lets them run beside the writer
 	path string
 }
 
@@ -82,7 +83,26 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite store %s: creating schema: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	rdb, err := OpenReaders(path, 4)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, rdb: rdb, path: path}, nil
+}
+
+// OpenReaders opens a pool of n read-only connections to path.
+func OpenReaders(path string, n int) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	return db, nil
 }
 
 // OpenDB opens a SQLite file the way the broker's embedded backends share
@@ -104,7 +124,7 @@ func OpenDB(path string) (*sql.DB, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.rdb.Close(), s.db.Close()) }
 
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -140,7 +160,7 @@ func outboxOf(op store.Operation) int {
 func (s *Store) GetInstance(ctx context.Context, id string) (store.Instance, error) {
 	var in store.Instance
 	var doc []byte
-	err := s.db.QueryRowContext(ctx, `SELECT ver, doc FROM instances WHERE id = ?`, id).Scan(&in.Version, &doc)
+	err := s.rdb.QueryRowContext(ctx, `SELECT ver, doc FROM instances WHERE id = ?`, id).Scan(&in.Version, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, fmt.Errorf("instance %q: %w", id, store.ErrNotFound)
 	}
@@ -188,7 +208,7 @@ func (s *Store) PutInstance(ctx context.Context, in store.Instance) (int64, erro
 func (s *Store) GetBinding(ctx context.Context, instanceID, id string) (store.Binding, error) {
 	var b store.Binding
 	var doc []byte
-	err := s.db.QueryRowContext(ctx, `SELECT ver, doc FROM bindings WHERE instance_id = ? AND id = ?`, instanceID, id).Scan(&b.Version, &doc)
+	err := s.rdb.QueryRowContext(ctx, `SELECT ver, doc FROM bindings WHERE instance_id = ? AND id = ?`, instanceID, id).Scan(&b.Version, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, fmt.Errorf("binding %q of instance %q: %w", id, instanceID, store.ErrNotFound)
 	}
@@ -234,7 +254,7 @@ func (s *Store) PutBinding(ctx context.Context, b store.Binding) (int64, error) 
 
 // ListBindings lists every binding record of an instance, deleted or not.
 func (s *Store) ListBindings(ctx context.Context, instanceID string) ([]store.Binding, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT ver, doc FROM bindings WHERE instance_id = ? ORDER BY id`, instanceID)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT ver, doc FROM bindings WHERE instance_id = ? ORDER BY id`, instanceID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store %s: listing bindings of %q: %w", s.path, instanceID, err)
 	}
@@ -310,7 +330,7 @@ func what(instanceID, bindingID string) string {
 
 // PendingOutbox lists operations the queue has not accepted yet.
 func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit int) ([]store.OutboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `
+	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT id, '', doc, op_created FROM instances WHERE outbox = 1 AND op_created < ?
 		UNION ALL
 		SELECT instance_id, id, doc, op_created FROM bindings WHERE outbox = 1 AND op_created < ?
@@ -372,7 +392,7 @@ func (s *Store) ReleaseName(ctx context.Context, name, instanceID string) error 
 func (s *Store) GetSpec(ctx context.Context, name string) (store.StoredSpec, error) {
 	var sp store.StoredSpec
 	var del int
-	err := s.db.QueryRowContext(ctx, `SELECT name, rev, instance_id, deleted, written_by, json FROM specs WHERE name = ?`, name).
+	err := s.rdb.QueryRowContext(ctx, `SELECT name, rev, instance_id, deleted, written_by, json FROM specs WHERE name = ?`, name).
 		Scan(&sp.Name, &sp.Revision, &sp.InstanceID, &del, &sp.WrittenBy, &sp.JSON)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sp, fmt.Errorf("spec %q: %w", name, store.ErrNotFound)
@@ -439,7 +459,7 @@ func (s *Store) Snapshot(ctx context.Context) (int64, []store.StoredSpec, error)
 	var rev int64
 	var specs []store.StoredSpec
 	// One read transaction, so the revision and the rows agree.
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return 0, nil, fmt.Errorf("sqlite store %s: snapshot: %w", s.path, err)
 	}
@@ -460,7 +480,7 @@ func (s *Store) Snapshot(ctx context.Context) (int64, []store.StoredSpec, error)
 // Changes returns the spec writes after since, in revision order. Only the
 // latest write of each spec is kept, which is all a consumer needs.
 func (s *Store) Changes(ctx context.Context, since int64) (int64, []store.StoredSpec, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, rev, instance_id, deleted, written_by, json FROM specs WHERE rev > ? ORDER BY rev`, since)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT name, rev, instance_id, deleted, written_by, json FROM specs WHERE rev > ? ORDER BY rev`, since)
 	if err != nil {
 		return since, nil, fmt.Errorf("sqlite store %s: changes since %d: %w", s.path, since, err)
 	}
@@ -494,7 +514,7 @@ func (s *Store) ReportPublished(ctx context.Context, name string, revision int64
 func (s *Store) GetPublication(ctx context.Context, name string) (store.Publication, error) {
 	p := store.Publication{SpecName: name}
 	var at int64
-	err := s.db.QueryRowContext(ctx, `SELECT rev, error, reported_at FROM publications WHERE name = ?`, name).Scan(&p.Revision, &p.Error, &at)
+	err := s.rdb.QueryRowContext(ctx, `SELECT rev, error, reported_at FROM publications WHERE name = ?`, name).Scan(&p.Revision, &p.Error, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("publication of %q: %w", name, store.ErrNotFound)
 	}
