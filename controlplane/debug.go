@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
@@ -19,6 +20,10 @@ func (cp *ControlPlane) RegisterDebug(a *telemetry.Admin) {
 	a.Handle("GET /debug/nodes", http.HandlerFunc(cp.debugNodes))
 	a.Handle("GET /debug/config", http.HandlerFunc(cp.debugConfig))
 	a.Handle("GET /debug/specs", http.HandlerFunc(cp.debugSpecs))
+	// Profiles, for `make bench-xds` and production triage (the admin
+	// port binds loopback by default).
+	a.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	a.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	a.AddReadyCheck("controlplane", func() error {
 		if cp.pub.Good() == nil {
 			return errors.New("no version published yet")
