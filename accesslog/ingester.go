@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -187,9 +188,16 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 // flush moves the buffer into the spool, in BatchSize frames.
 func (in *Ingester) flush(buf *[]byte) {
 	in.mu.Lock()
-	recs := in.pending
+	pending := in.pending
 	in.pending = nil
 	in.mu.Unlock()
+	for _, recs := range splitByDay(pending) {
+		in.spoolDay(buf, recs)
+	}
+}
+
+// spoolDay writes records of one UTC day as BatchSize frames.
+func (in *Ingester) spoolDay(buf *[]byte, recs []Record) {
 	for len(recs) > 0 {
 		n := min(len(recs), in.cfg.BatchSize)
 		batch := recs[:n:n]
@@ -217,6 +225,45 @@ func (in *Ingester) flush(buf *[]byte) {
 	}
 }
 
+// dayOf is the UTC day of a record. Frames and store batches never mix
+// days, so retention drops whole batches and every kept row stays
+// verifiable.
+func dayOf(r *Record) int64 { return r.Time.Unix() / 86400 }
+
+// splitByDay groups records by UTC day, oldest day first, keeping order
+// within a day. The common case (one day) does not copy.
+func splitByDay(recs []Record) [][]Record {
+	if len(recs) == 0 {
+		return nil
+	}
+	d0 := dayOf(&recs[0])
+	mixed := false
+	for i := range recs {
+		if dayOf(&recs[i]) != d0 {
+			mixed = true
+			break
+		}
+	}
+	if !mixed {
+		return [][]Record{recs}
+	}
+	byDay := map[int64][]Record{}
+	var days []int64
+	for _, r := range recs {
+		d := dayOf(&r)
+		if _, ok := byDay[d]; !ok {
+			days = append(days, d)
+		}
+		byDay[d] = append(byDay[d], r)
+	}
+	slices.Sort(days)
+	out := make([][]Record, len(days))
+	for i, d := range days {
+		out[i] = byDay[d]
+	}
+	return out
+}
+
 func (in *Ingester) storeLoop(ctx context.Context) error {
 	head := in.Head()
 	expected := max(head.SpoolSeq+1, in.spool.released)
@@ -239,7 +286,11 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 		return err
 	}
 	add := func(seq uint64, recs []Record) error {
-		if len(acc) > 0 && len(acc)+len(recs) > in.cfg.StoreBatch {
+		if len(recs) == 0 {
+			accLast = max(accLast, seq)
+			return nil
+		}
+		if len(acc) > 0 && (len(acc)+len(recs) > in.cfg.StoreBatch || dayOf(&acc[0]) != dayOf(&recs[0])) {
 			if err := flushAcc(); err != nil {
 				return err
 			}

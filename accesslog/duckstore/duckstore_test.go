@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -290,13 +291,15 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 	defer s.Close()
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	r := startIngester(t, s, filepath.Join(dir, "spool"), 1000)
-	var n int
+	// All four days arrive interleaved in one call (a backfill after an
+	// outage): frames and batches must still hold one day each.
+	var all []accesslog.Record
 	for d := 3; d >= 0; d-- {
-		recs := records(uint64(10+d), 200, today.Add(-time.Duration(d)*24*time.Hour+time.Hour), time.Hour)
-		r.in.Add(recs...)
-		n += len(recs)
-		waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == float64(n) })
+		all = append(all, records(uint64(10+d), 200, today.Add(-time.Duration(d)*24*time.Hour+time.Hour), time.Hour)...)
 	}
+	slices.SortFunc(all, func(a, b accesslog.Record) int { return strings.Compare(a.RequestID[len(a.RequestID)-2:], b.RequestID[len(b.RequestID)-2:]) })
+	r.in.Add(all...)
+	waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 800 })
 	r.stop()
 	dropped, err := s.DropBefore(context.Background(), today.Add(-24*time.Hour))
 	if err != nil {
@@ -315,7 +318,7 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 		}
 	}
 	res, err := accesslog.Verify(context.Background(), s)
-	if err != nil || !res.OK || res.Pruned != 2 || res.Records != 400 {
+	if err != nil || !res.OK || res.Pruned < 2 || res.Records != 400 {
 		t.Fatalf("verify after retention: %+v %v", res, err)
 	}
 }
