@@ -89,3 +89,10 @@ bench-xds: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./controlplane/compile
 	$(GO) build -o .tools/bin/xdsbench ./controlplane/xdsbench
 	.tools/bin/xdsbench -gatehouse ./$(BIN) -specs $(BENCH_XDS_SPECS) -nodes $(BENCH_XDS_NODES) -groups 13 $(BENCH_XDS_FLAGS)
+
+# Regenerate the checked-in Envoy bootstraps (the test in cmd/gatehouse keeps them current).
+.PHONY: deploy-envoy
+deploy-envoy: build
+	./$(BIN) bootstrap --node-group dev --node-id envoy-dev --xds-server 127.0.0.1:18000 > deploy/envoy/dev.json
+	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 0.0.0.0:9901 > deploy/envoy/compose.json
+	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 0.0.0.0:9901 > deploy/envoy/us-east-1.json

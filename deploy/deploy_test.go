@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // resolves the Any in the sidecar clusters
+	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
 )
 
@@ -263,6 +266,38 @@ func TestComposeReferences(t *testing.T) {
 		for _, sec := range s.Secrets {
 			if _, ok := c.Secrets[sec]; !ok {
 				t.Errorf("service %s uses undeclared secret %s", name, sec)
+			}
+		}
+	}
+}
+
+func TestEnvoyBootstrapsAreValid(t *testing.T) {
+	files, _ := filepath.Glob("envoy/*.json")
+	if len(files) < 3 {
+		t.Fatalf("found %d Envoy bootstraps, want dev, compose and us-east-1", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := &bootstrapv3.Bootstrap{}
+		if err := (protojson.UnmarshalOptions{}).Unmarshal(b, bs); err != nil {
+			t.Fatalf("%s: not an Envoy v3 bootstrap: %v", f, err)
+		}
+		if err := bs.ValidateAll(); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if bs.GetDynamicResources().GetAdsConfig() == nil || bs.GetNode().GetCluster() == "" {
+			t.Fatalf("%s: no ADS config or node group", f)
+		}
+		names := map[string]bool{}
+		for _, c := range bs.GetStaticResources().GetClusters() {
+			names[c.GetName()] = true
+		}
+		for _, want := range []string{"gatehouse_xds", "gatehouse_authz", "gatehouse_ratelimit", "gatehouse_accesslog"} {
+			if !names[want] {
+				t.Errorf("%s: no static cluster %s", f, want)
 			}
 		}
 	}
