@@ -104,8 +104,34 @@ func TestClickHouseStoreWiring(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Store outage: the ALS stream still completes (Recv never waits on
+	// the store), entries wait in the spool and land after the restart.
+	srv.Stop()
+	more := accesslogtest.Random(42, 400, time.Now().UTC().Add(-20*time.Minute), 10*time.Minute)
+	start := time.Now()
+	send(t, s.grpcAddr, httpEntries(more), nil)
+	t.Logf("400 entries sent while ClickHouse was down in %s", time.Since(start))
+	for deadline := time.Now().Add(20 * time.Second); metric(t, s.httpAddr, "gatehouse_accesslog_store_errors_total") < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("no store error counted while ClickHouse was down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := metric(t, s.httpAddr, "gatehouse_accesslog_stored_total"); st != 400 {
+		t.Fatalf("stored %v while ClickHouse was down", st)
+	}
+	if sp := metric(t, s.httpAddr, "gatehouse_accesslog_spooled_total"); sp != 800 {
+		t.Fatalf("spooled %v, want 800", sp)
+	}
+	srv.Restart(t)
+	for deadline := time.Now().Add(60 * time.Second); metric(t, s.httpAddr, "gatehouse_accesslog_stored_total") != 800; {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart only %v of 800 stored", metric(t, s.httpAddr, "gatehouse_accesslog_stored_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	code, b := c.get("/v1/verify", nil, apiToken)
-	if code != 200 || !strings.Contains(string(b), `"ok":true`) {
+	if code != 200 || !strings.Contains(string(b), `"ok":true`) || !strings.Contains(string(b), `"records":800`) {
 		t.Fatalf("verify: %d %s", code, b)
 	}
 	if code, b := c.get("/v1/stats", url.Values{"group_by": {"decision"}}, apiToken); code != 200 || !strings.Contains(string(b), `"key":"deny"`) {
