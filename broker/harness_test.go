@@ -25,6 +25,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/api"
+	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
 	"github.com/gatehouse-edge/gatehouse/broker/queue/sqsqueue"
@@ -108,6 +109,7 @@ type pipeline struct {
 	CP    *fakeControlPlane
 	log   *slog.Logger
 	dir   string
+	opts  pipelineOpts
 }
 
 const (
@@ -126,6 +128,7 @@ type pipelineOpts struct {
 	bindWait    time.Duration
 	sweep       time.Duration
 	logs        io.Writer
+	dns         dns.Provisioner
 }
 
 func testLogger(t testing.TB, w io.Writer) *slog.Logger {
@@ -182,6 +185,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	}()
 	if !o.noWorker {
 		p.startWorker(ctx, t, &wg, o)
+		p.opts = o
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return p
@@ -193,7 +197,8 @@ func (p *pipeline) workerConfig(o pipelineOpts) worker.Config {
 	}
 	return worker.Config{Store: p.Store, Queue: p.Queue, Logger: p.log, Registry: prometheus.NewRegistry(),
 		Concurrency: o.workers, Visibility: o.visibility, PublishWait: o.publishWait, MaxAttempts: o.maxAttempts,
-		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond}
+		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond,
+		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60}
 }
 
 func (p *pipeline) startWorker(ctx context.Context, t testing.TB, wg *sync.WaitGroup, o pipelineOpts) {
