@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,6 +209,24 @@ func secretEntries(n int, start time.Time) ([]accesslogtest.Entry, []*alv3.HTTPA
 	return es, out
 }
 
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type apiClient struct {
 	t    *testing.T
 	base string
@@ -247,7 +267,10 @@ func (c apiClient) logs(q url.Values) api.LogsResponse {
 
 func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 	dir := t.TempDir()
-	s := startSidecar(t, dir, nil)
+	logBuf := &syncBuffer{}
+	s := startSidecar(t, dir, func(c *accesslogsidecar.Config) {
+		c.Log = slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	start := time.Now().UTC().Add(-15 * time.Minute).Truncate(time.Millisecond)
 	es, entries := secretEntries(1200, start)
 	tcp := []*alv3.TCPAccessLogEntry{{
@@ -477,6 +500,9 @@ func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 	}
 	if bytes.Contains(c.seen.Bytes(), []byte(secret)) || !bytes.Contains(c.seen.Bytes(), []byte(marker)) {
 		t.Fatalf("API output: secret present or marker absent")
+	}
+	if l := logBuf.String(); strings.Contains(l, secret) || strings.Contains(l, apiToken) || !strings.Contains(l, "accesslog serving") {
+		t.Fatalf("the sidecar's log holds a secret or the API token (or is empty):\n%s", l)
 	}
 	// DuckDB compresses strings, so also ask DuckDB itself.
 	st2, err := duckstore.Open(context.Background(), duckstore.Config{Path: s.storePath, ReadOnly: true})
