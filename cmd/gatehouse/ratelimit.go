@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,7 @@ func newRatelimitCmd() *cobra.Command {
 	var (
 		cfg  rlsidecar.Config
 		logc telemetry.LogConfig
+		gogc int
 	)
 	cmd := &cobra.Command{
 		Use:   "ratelimit",
@@ -24,6 +26,13 @@ func newRatelimitCmd() *cobra.Command {
 				return err
 			}
 			cfg.Log = log
+			// The sidecar's live heap is a few MB, so with Go's default
+			// GOGC=100 the collector runs every few milliseconds under
+			// load and costs about a third of the CPU per request. An
+			// explicit GOGC in the environment wins.
+			if _, set := os.LookupEnv("GOGC"); !set && gogc != 0 {
+				debug.SetGCPercent(gogc)
+			}
 			return rlsidecar.Run(cmd.Context(), cfg)
 		},
 	}
@@ -42,6 +51,7 @@ func newRatelimitCmd() *cobra.Command {
 	f.BoolVar(&cfg.GlobalShadowMode, "shadow-mode", false, "count and report, never answer OVER_LIMIT")
 	f.BoolVar(&cfg.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset headers")
 	f.StringVar(&cfg.KeyPrefix, "key-prefix", "", "prefix of every Redis key (envoyproxy's CACHE_KEY_PREFIX)")
+	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for this process (Go's GOGC; the GOGC variable wins; 0 keeps Go's default)")
 	f.StringVar(&logc.Format, "log-format", "text", "text|json")
 	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
 	return cmd
