@@ -42,7 +42,7 @@ const DemoAPIKey = "gh_demo_acme_0123456789"
 
 // BrokerUser is the OSB basic-auth user in dev mode; the password is
 // generated on first start and kept in the data directory.
-const BrokerUser = "gatehouse"
+const BrokerUser = "broker"
 
 // Config is what `gatehouse dev` needs. DefaultConfig fills the DESIGN.md
 // addresses.
@@ -409,8 +409,10 @@ try:
   bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'authorization: Bearer %s'
   bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'x-api-key: %s'
   bin/gatehouse dev token --sub bob --scope pets:read
+  bin/gatehouse routes status petstore --broker-url %s --password-file %s
+  bin/gatehouse routes apply -f %s/petstore.yaml --wait --broker-url %s --password-file %s
+  bin/gatehouse logs query --since 1h --server %s --token-file %s
   curl -s -u %s:$(cat %s) -H 'X-Broker-API-Version: 2.17' %s/v2/catalog
-  curl -s -H "Authorization: Bearer $(cat %s)" '%s/v1/logs?since=1h&limit=10'
   open %s/ in a browser (token: %s)
 
 sample token (sub alice, scope pets:read, groups adopters; 12h):
@@ -420,8 +422,10 @@ demo API key of the petstore example: %s
 Ctrl-C stops everything; data stays in %s.
 `, c.NodeGroup, c.NodeGroup, ep.XDS,
 		c.ExamplesDir, token, c.ExamplesDir, DemoAPIKey,
+		ep.Broker, filepath.Join(c.DataDir, "broker-password"),
+		c.ExamplesDir, ep.Broker, filepath.Join(c.DataDir, "broker-password"),
+		ep.AccessLogAPI, filepath.Join(c.DataDir, "accesslog-token"),
 		ep.BrokerUser, filepath.Join(c.DataDir, "broker-password"), ep.Broker,
-		filepath.Join(c.DataDir, "accesslog-token"), ep.AccessLogAPI,
 		ep.AccessLogAPI, filepath.Join(c.DataDir, "accesslog-token"),
 		token, DemoAPIKey, c.DataDir)
 }
