@@ -68,6 +68,9 @@ func NewRemoteJWKS(cfg RemoteJWKSConfig) (*RemoteJWKS, error) {
 	if cfg.MinRefreshInterval <= 0 {
 		cfg.MinRefreshInterval = 30 * time.Second
 	}
+	if cfg.MinRefreshInterval > cfg.RefreshInterval {
+		cfg.MinRefreshInterval = cfg.RefreshInterval
+	}
 	if cfg.MaxStaleness <= 0 {
 		cfg.MaxStaleness = 24 * time.Hour
 	}
@@ -137,7 +140,7 @@ func (r *RemoteJWKS) RefreshForKID(ctx context.Context, kid string) *KeySet {
 	r.mu.Lock()
 	life := r.life
 	r.mu.Unlock()
-	if ch := r.startFetch(life, false); ch != nil {
+	if ch := r.startFetch(life); ch != nil {
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -147,16 +150,16 @@ func (r *RemoteJWKS) RefreshForKID(ctx context.Context, kid string) *KeySet {
 }
 
 // startFetch starts a fetch unless one is in flight (then it returns that
-// one's channel) or, when !force, one started within MinRefreshInterval
+// one's channel) or one started within MinRefreshInterval
 // (then it returns nil). The channel closes when the fetch is done.
-func (r *RemoteJWKS) startFetch(ctx context.Context, force bool) <-chan struct{} {
+func (r *RemoteJWKS) startFetch(ctx context.Context) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.inflight != nil {
 		return r.inflight
 	}
 	now := r.cfg.Clock()
-	if !force && !r.lastAttempt.IsZero() && now.Sub(r.lastAttempt) < r.cfg.MinRefreshInterval {
+	if !r.lastAttempt.IsZero() && now.Sub(r.lastAttempt) < r.cfg.MinRefreshInterval {
 		return nil
 	}
 	r.lastAttempt = now
@@ -172,7 +175,14 @@ func (r *RemoteJWKS) startFetch(ctx context.Context, force bool) <-chan struct{}
 	return ch
 }
 
-func (r *RemoteJWKS) fetchShared(ctx context.Context) { <-r.startFetch(ctx, true) }
+// fetchShared is the background fetch: it joins a fetch in flight and
+// skips when one started within MinRefreshInterval (e.g. for an unknown
+// kid just before the tick).
+func (r *RemoteJWKS) fetchShared(ctx context.Context) {
+	if ch := r.startFetch(ctx); ch != nil {
+		<-ch
+	}
+}
 
 // fetch runs one fetch and records it; callers go through startFetch's single
 // flight, so fetches never overlap.
