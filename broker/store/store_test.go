@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,10 +32,13 @@ func TestWatchDeliversSnapshotsOnChange(t *testing.T) {
 	var got [][]string
 	done := make(chan error, 1)
 	go func() {
-		done <- store.Watch(ctx, s, 5*time.Millisecond, func(_ int64, specs []store.StoredSpec) {
+		done <- store.Watch(ctx, s, 5*time.Millisecond, func(_ int64, specs, deleted []store.StoredSpec) {
 			var names []string
 			for _, sp := range specs {
 				names = append(names, sp.Name)
+			}
+			for _, sp := range deleted {
+				names = append(names, "-"+sp.Name)
 			}
 			mu.Lock()
 			got = append(got, names)
@@ -59,17 +63,24 @@ func TestWatchDeliversSnapshotsOnChange(t *testing.T) {
 	if g := waitFor(1); len(g[0]) != 1 || g[0][0] != "a" {
 		t.Fatalf("first delivery = %v", g[0])
 	}
-	if _, err := s.PutSpec(ctx, store.StoredSpec{Name: "b", JSON: []byte(`{}`)}, 0); err != nil {
+	rb, err := s.PutSpec(ctx, store.StoredSpec{Name: "b", JSON: []byte(`{}`)}, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if g := waitFor(2); len(g[1]) != 2 {
 		t.Fatalf("after adding b: %v", g[1])
 	}
+	if _, err := s.PutSpec(ctx, store.StoredSpec{Name: "b", Deleted: true}, rb); err != nil {
+		t.Fatal(err)
+	}
+	if g := waitFor(3); strings.Join(g[2], ",") != "a,-b" {
+		t.Fatalf("after deleting b: %v, want live a and deleted b", g[2])
+	}
 	time.Sleep(50 * time.Millisecond) // no change: no delivery
 	mu.Lock()
 	n := len(got)
 	mu.Unlock()
-	if n != 2 {
+	if n != 3 {
 		t.Fatalf("deliveries without a change: %v", got)
 	}
 	cancel()

@@ -8,11 +8,14 @@ import (
 // Watch is the control plane's way in: it calls fn with every live spec
 // (and the store revision they reflect) once at start and again after
 // every change, polling the change feed every interval, until ctx ends.
-// fn is never called concurrently and never twice for the same set of
-// (name, revision) pairs. A failing read is retried at the next interval,
-// the last delivered set staying in force; Watch returns nil when ctx
-// ends. ReportPublished on the Store is the way back.
-func Watch(ctx context.Context, f Feed, interval time.Duration, fn func(revision int64, specs []StoredSpec)) error {
+// deleted lists the deletions (tombstones) among the changes behind this
+// call (on the first call: every tombstone in the store): once a config
+// without those specs is live, report each tombstone's Revision through
+// ReportPublished, as for a live spec — the broker's deprovision waits for
+// it. fn is never called concurrently. A failing read is retried at the
+// next interval, the last delivered set staying in force; Watch returns
+// nil when ctx ends.
+func Watch(ctx context.Context, f Feed, interval time.Duration, fn func(revision int64, specs, deleted []StoredSpec)) error {
 	if interval <= 0 {
 		interval = 200 * time.Millisecond
 	}
@@ -35,9 +38,16 @@ func Watch(ctx context.Context, f Feed, interval time.Duration, fn func(revision
 				for _, s := range specs {
 					set[s.Name] = s.Revision
 				}
+				var deleted []StoredSpec
+				for _, c := range changes {
+					if c.Deleted && last[c.Name] != -c.Revision {
+						deleted = append(deleted, c)
+						set[c.Name] = -c.Revision // remember it as delivered
+					}
+				}
 				if !sameSet(set, last) || last == nil {
 					last = set
-					fn(max(rev, next), specs)
+					fn(max(rev, next), specs, deleted)
 				}
 			}
 		}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+// startCommand runs `gatehouse args...` until the test ends.
+func startCommand(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(os.Stderr)
+	root.SetErr(os.Stderr)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gatehouse %s: %v", args[0], err)
+		}
+	})
+}
+
+// controlPlaneDouble plays the control plane against the store file
+// through its own handle: it watches the feed, validates each spec with
+// the spec package and reports it published (or the validation error);
+// deletions are reported published once seen.
+func controlPlaneDouble(t *testing.T, path string) {
+	s, err := sqlitestore.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = store.Watch(ctx, s, 5*time.Millisecond, func(_ int64, specs, deleted []store.StoredSpec) {
+			for _, sp := range specs {
+				docs, err := spec.Parse("broker:"+sp.Name, sp.JSON)
+				if err == nil {
+					err = spec.Validate(docs)
+				}
+				_ = s.ReportPublished(ctx, sp.Name, sp.Revision, err)
+			}
+			for _, d := range deleted {
+				_ = s.ReportPublished(ctx, d.Name, d.Revision, nil)
+			}
+		})
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait(); s.Close() })
+}
+
+func TestRoutesAndKeysCLI(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte("cli-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	storePath, queuePath := filepath.Join(dir, "store.db"), filepath.Join(dir, "queue.db")
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startCommand(t, "broker", "--http-addr", addr, "--admin-addr", "-", "--store", "sqlite:"+storePath,
+		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--log-level", "warn")
+	t.Setenv("GATEHOUSE_WORKER_ADMIN_ADDR", "-") // the env twin of --admin-addr
+	startCommand(t, "worker", "--store", "sqlite:"+storePath, "--queue", "sqlite:"+queuePath, "--log-level", "warn")
+	controlPlaneDouble(t, storePath)
+
+	specFile := filepath.Join(dir, "pets.yaml")
+	if err := os.WriteFile(specFile, []byte(`apiVersion: gatehouse/v1
+kind: EdgeRoute
+metadata: {name: clipets, team: pets}
+spec:
+  hosts: [clipets.example.com]
+  upstreams: [{name: api, endpoints: ["10.0.0.5:8080"]}]
+  identity:
+    apiKeys: [{name: partners, header: x-api-key}]
+  routes:
+    - name: all
+      match: {pathPrefix: /}
+      upstream: api
+      auth: {mode: enforce, anyOf: [partners]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn := []string{"--broker-url", "http://" + addr, "--username", "ops", "--password-file", pw}
+	cli := func(args ...string) (string, string, int) {
+		t.Helper()
+		// wait for the broker to listen (bounded)
+		var out, errOut string
+		var code int
+		for i := 0; i < 100; i++ {
+			out, errOut, code = run(t, append(args, conn...)...)
+			if !strings.Contains(errOut, "connection refused") {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return out, errOut, code
+	}
+
+	out, errOut, code := cli("routes", "apply", "-f", specFile, "--wait")
+	if code != 0 || !strings.Contains(out, "clipets: accepted") || !strings.Contains(out, "clipets: succeeded") {
+		t.Fatalf("routes apply: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, code = cli("routes", "apply", "-f", specFile)
+	if code != 0 || !strings.Contains(out, "clipets: unchanged") {
+		t.Fatalf("second apply: exit %d\n%s", code, out)
+	}
+	out, _, code = cli("routes", "status", "clipets")
+	if code != 0 || !strings.Contains(out, "succeeded") {
+		t.Fatalf("routes status: exit %d\n%s", code, out)
+	}
+
+	out, errOut, code = cli("keys", "create", "clipets", "--provider", "partners", "--label", "plan=gold", "--id", "k1")
+	if code != 0 || !strings.Contains(out, "api key:  gh_") || !strings.Contains(out, "header:   x-api-key") {
+		t.Fatalf("keys create: exit %d\n%s\n%s", code, out, errOut)
+	}
+	_, errOut, code = cli("keys", "create", "clipets", "--provider", "nope")
+	if code == 0 || !strings.Contains(errOut, `"nope" is not an apiKeys provider`) {
+		t.Fatalf("keys create with an unknown provider: exit %d\n%s", code, errOut)
+	}
+	out, errOut, code = cli("keys", "revoke", "clipets", "k1")
+	if code != 0 || !strings.Contains(out, "clipets/k1: revoked") {
+		t.Fatalf("keys revoke: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// A spec the broker refuses: every problem on stderr, exit 1.
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("apiVersion: gatehouse/v1\nkind: EdgeRoute\nmetadata: {name: Bad}\nspec: {hosts: []}\n"), 0o600)
+	_, errOut, code = cli("routes", "apply", "-f", bad)
+	if code != 1 || !strings.Contains(errOut, "metadata.name") || !strings.Contains(errOut, "spec.hosts") {
+		t.Fatalf("apply of a bad spec: exit %d\n%s", code, errOut)
+	}
+
+	out, errOut, code = cli("routes", "delete", "clipets", "--wait")
+	if code != 0 || !strings.Contains(out, "clipets: deleted") {
+		t.Fatalf("routes delete: exit %d\n%s\n%s", code, out, errOut)
+	}
+	s, err := sqlitestore.Open(context.Background(), storePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if sp, err := s.GetSpec(context.Background(), "clipets"); err != nil || !sp.Deleted {
+		t.Fatalf("after delete the route store has %+v, %v", sp, err)
+	}
+	_, errOut, code = run(t, "routes", "status", "clipets", "--broker-url", "http://"+addr, "--password-file", filepath.Join(dir, "missing"))
+	if code == 0 || !strings.Contains(errOut, "password-file") {
+		t.Fatalf("missing password file: exit %d %s", code, errOut)
+	}
+}
