@@ -19,8 +19,22 @@ import (
 // the SQLite store and queue, a real worker and a control plane double,
 // one subtest per rule of issue 7 point 2.
 func TestOSBConformance(t *testing.T) {
-	p := newPipeline(t, pipelineOpts{})
+	var logs syncBuffer
+	p := newPipeline(t, pipelineOpts{logs: &logs})
 	ctx := context.Background()
+	var issuedKeys []string
+	defer func() {
+		// Secrets never reach the logs: not the broker password, not a key.
+		out := logs.String()
+		if !strings.Contains(out, "provision accepted") {
+			t.Error("the test captured no broker logs")
+		}
+		for _, secret := range append(issuedKeys, password) {
+			if strings.Contains(out, secret) {
+				t.Errorf("a secret (%.6s...) is in the logs", secret)
+			}
+		}
+	}()
 
 	t.Run("Catalog", func(t *testing.T) {
 		r := p.do(t, "GET", "/v2/catalog", nil)
@@ -268,6 +282,7 @@ func TestOSBConformance(t *testing.T) {
 		p.expect(t, r, 201, "bind")
 		creds, _ := r.Body["credentials"].(map[string]any)
 		key, _ := creds["api_key"].(string)
+		issuedKeys = append(issuedKeys, key)
 		if !strings.HasPrefix(key, api.KeyPrefix) || len(key) < 40 || creds["header"] != "x-api-key" {
 			t.Fatalf("credentials = %v", creds)
 		}
