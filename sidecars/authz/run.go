@@ -2,12 +2,14 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
+	"sort"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -116,6 +118,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	admin := telemetry.NewAdmin(log, reg)
 	admin.AddReadyCheck("authz_policy", eng.Ready)
+	admin.Handle("GET /debug/authz/routes", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		routes := eng.Routes()
+		sort.Strings(routes)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"routes": routes})
+	}))
 
 	update := func(ps []*authz.SpecPolicy) error {
 		if err := eng.Update(ps); err != nil {

@@ -102,6 +102,9 @@ func TestRunSpecDir(t *testing.T) {
 	if code, body := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d %s", code, body)
 	}
+	if _, body := httpGet(t, "http://"+r.adminAddr+"/debug/authz/routes"); strings.TrimSpace(body) != `{"routes":["billing/read","petstore/read"]}` {
+		t.Fatalf("/debug/authz/routes = %s", body)
+	}
 	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
 	for _, want := range []string{
 		`gatehouse_authz_checks_total{decision="allow",reason="allowed",route="petstore/read"} 1`,
