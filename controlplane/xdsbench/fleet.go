@@ -6,11 +6,12 @@ import (
 	"sync"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 )
 
 // Type URLs a simulated Envoy subscribes to, in Envoy's order.
@@ -28,16 +29,20 @@ var allTypes = []string{cdsType, edsType, ldsType, rdsType}
 // once and records when each version was ACKed.
 type node struct {
 	id, group string
+	// eds are the EDS clusters the node asks endpoints for; known from the
+	// generated specs, so the simulated node need not decode its clusters
+	// (a real Envoy does; here that would load the machine the control
+	// plane is measured on).
+	eds []string
 
-	mu     sync.Mutex
-	acked  map[string]string // type → version
-	at     map[string]time.Time
-	err    error
-	notify chan struct{}
+	mu    sync.Mutex
+	acked map[string]string // type → version
+	at    map[string]time.Time
+	err   error
 }
 
-func newNode(id, group string) *node {
-	return &node{id: id, group: group, acked: map[string]string{}, at: map[string]time.Time{}, notify: make(chan struct{}, 1)}
+func newNode(id, group string, eds []string) *node {
+	return &node{id: id, group: group, eds: eds, acked: map[string]string{}, at: map[string]time.Time{}}
 }
 
 // converged reports whether every type is ACKed at a version other than
@@ -87,7 +92,9 @@ func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
 		!send(&discoveryv3.DiscoveryRequest{TypeUrl: rdsType, ResourceNames: []string{"gatehouse_routes"}}) {
 		return
 	}
-	var edsNames []string
+	if !send(&discoveryv3.DiscoveryRequest{TypeUrl: edsType, ResourceNames: n.eds}) {
+		return
+	}
 	for {
 		resp, err := st.Recv()
 		if err != nil {
@@ -102,7 +109,7 @@ func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
 		case rdsType:
 			ack.ResourceNames = []string{"gatehouse_routes"}
 		case edsType:
-			ack.ResourceNames = edsNames
+			ack.ResourceNames = n.eds
 		}
 		if !send(ack) {
 			return
@@ -110,33 +117,6 @@ func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
 		n.mu.Lock()
 		n.acked[t], n.at[t] = resp.GetVersionInfo(), time.Now()
 		n.mu.Unlock()
-		select {
-		case n.notify <- struct{}{}:
-		default:
-		}
-		if t == cdsType {
-			// Like Envoy: (re)subscribe to the endpoints of the EDS clusters.
-			names := make([]string, 0, len(resp.GetResources()))
-			for _, a := range resp.GetResources() {
-				c := &clusterv3.Cluster{}
-				if err := a.UnmarshalTo(c); err != nil {
-					n.fail(fmt.Errorf("decoding a cluster: %w", err))
-					return
-				}
-				if c.GetType() == clusterv3.Cluster_EDS {
-					names = append(names, c.GetEdsClusterConfig().GetServiceName())
-				}
-			}
-			if !equal(names, edsNames) {
-				edsNames = names
-				n.mu.Lock()
-				v := n.acked[edsType]
-				n.mu.Unlock()
-				if !send(&discoveryv3.DiscoveryRequest{TypeUrl: edsType, ResourceNames: edsNames, VersionInfo: v}) {
-					return
-				}
-			}
-		}
 	}
 }
 
@@ -148,18 +128,6 @@ func (n *node) fail(err error) {
 	n.mu.Unlock()
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // fleet is the simulated nodes and their connections.
 type fleet struct {
 	nodes []*node
@@ -169,8 +137,16 @@ type fleet struct {
 
 // startFleet opens nodes streams spread over connections of perConn
 // streams each, node i in group i%groups.
-func startFleet(ctx context.Context, addr string, nodes, groups, perConn int) (*fleet, error) {
+func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int) (*fleet, error) {
 	f := &fleet{}
+	eds := make([][]string, groups)
+	for i := 0; i < specs; i++ {
+		for g := range eds {
+			if i%benchspec.GlobalEvery == 0 || i%groups == g {
+				eds[g] = append(eds[g], benchspec.Name(i)+"/api")
+			}
+		}
+	}
 	var conn *grpc.ClientConn
 	for i := 0; i < nodes; i++ {
 		if i%perConn == 0 {
@@ -183,7 +159,7 @@ func startFleet(ctx context.Context, addr string, nodes, groups, perConn int) (*
 			conn = c
 			f.conns = append(f.conns, c)
 		}
-		n := newNode(fmt.Sprintf("node-%05d", i), fmt.Sprintf("group-%02d", i%groups))
+		n := newNode(fmt.Sprintf("node-%05d", i), benchspec.Group(i, groups), eds[i%groups])
 		f.nodes = append(f.nodes, n)
 		f.wg.Add(1)
 		go func(c *grpc.ClientConn) { defer f.wg.Done(); n.run(ctx, c) }(conn)

@@ -41,6 +41,9 @@ type Report struct {
 	Changes                []Change  `json:"changes"`
 	Latencies              Latencies `json:"latency"`
 	CompileSeconds         float64   `json:"compile_seconds_mean"`
+	HeapBeforeMiB          float64   `json:"live_heap_before_mib"`
+	HeapAfterMiB           float64   `json:"live_heap_after_mib"`
+	HeapKiBPerNode         float64   `json:"live_heap_kib_per_node"`
 	RSSBeforeMiB           float64   `json:"rss_before_mib"`
 	RSSAfterMiB            float64   `json:"rss_after_mib"`
 	KiBPerNode             float64   `json:"kib_per_node"`
@@ -110,7 +113,8 @@ func mainErr(cfg Config, bin string) error {
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
 	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis)
-	fmt.Printf("control plane RSS: %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
+	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
+	fmt.Printf("control plane RSS (high-water, includes the in-flight responses of the initial push): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
 	out, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Printf("%s\n", out)
 	return nil
@@ -184,8 +188,9 @@ func startControlPlane(ctx context.Context, bin, dir string) (target, func(), er
 func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups}
 	rep.RSSBeforeMiB = rssMiB(tg.pid)
+	rep.HeapBeforeMiB = liveHeapMiB(tg.adminAddr)
 	start := time.Now()
-	f, err := startFleet(ctx, tg.xdsAddr, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1))
+	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1))
 	if err != nil {
 		return nil, err
 	}
@@ -194,10 +199,12 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		return nil, fmt.Errorf("initial convergence: %w", err)
 	}
 	rep.InitialConvergence = time.Since(start).Round(time.Millisecond).String()
-	time.Sleep(500 * time.Millisecond) // let the heap settle before measuring
+	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
 	rep.RSSAfterMiB = rssMiB(tg.pid)
+	rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
 	if cfg.Nodes > 0 {
 		rep.KiBPerNode = (rep.RSSAfterMiB - rep.RSSBeforeMiB) * 1024 / float64(cfg.Nodes)
+		rep.HeapKiBPerNode = (rep.HeapAfterMiB - rep.HeapBeforeMiB) * 1024 / float64(cfg.Nodes)
 	}
 
 	var all []time.Duration
@@ -287,6 +294,39 @@ func cpuSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(fields[11], 64)
 	st, _ := strconv.ParseFloat(fields[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// liveHeapMiB forces a GC in the control plane (the heap profile endpoint
+// with gc=1) and reads the live heap from /metrics.
+func liveHeapMiB(adminAddr string) float64 {
+	// Twice: objects parked in sync.Pools (gRPC's buffer pools) survive
+	// one collection in the pools' victim cache.
+	for i := 0; i < 2; i++ {
+		resp, err := http.Get("http://" + adminAddr + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return metric(adminAddr, "go_memstats_heap_alloc_bytes") / (1 << 20)
+}
+
+// metric reads one unlabeled sample from /metrics.
+func metric(adminAddr, name string) float64 {
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // compileMean reads gatehouse_controlplane_compile_seconds from /metrics.
