@@ -96,3 +96,10 @@ deploy-envoy: build
 	./$(BIN) bootstrap --node-group dev --node-id envoy-dev --xds-server 127.0.0.1:18000 > deploy/envoy/dev.json
 	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 0.0.0.0:9901 > deploy/envoy/compose.json
 	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 0.0.0.0:9901 > deploy/envoy/us-east-1.json
+
+# Broker: provisions/s through the embedded pipeline (32 concurrent OSB
+# clients) and PUT -> last_operation succeeded latency (2 clients).
+.PHONY: bench-broker
+bench-broker:
+	$(GO) test -run '^$$' -bench EmbeddedPipeline -benchmem -benchtime 2000x ./broker -args -broker.clients=32
+	$(GO) test -run '^$$' -bench EmbeddedPipeline -benchmem -benchtime 500x ./broker -args -broker.clients=2

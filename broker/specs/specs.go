@@ -64,11 +64,6 @@ func Canonical(d *spec.Document) ([]byte, error) {
 // apiKeys provider, validated again as a whole (a binding key id or hash
 // clashing with a declared key is an error).
 func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
-	origin := "broker:" + name
-	d, err := Parse(origin, base)
-	if err != nil {
-		return nil, err
-	}
 	active := make([]store.Binding, 0, len(bindings))
 	for _, b := range bindings {
 		if b.Active() {
@@ -76,7 +71,12 @@ func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
 		}
 	}
 	if len(active) == 0 {
-		return Canonical(d)
+		return base, nil // base is canonical and was validated when it was accepted
+	}
+	origin := "broker:" + name
+	d, err := Parse(origin, base)
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(active, func(i, j int) bool { return active[i].ID < active[j].ID })
 	id := d.EdgeRoute.Spec.Identity
