@@ -196,6 +196,12 @@ func TestOSBConformance(t *testing.T) {
 			t.Fatalf("DELETE while in progress: %s", del.Raw)
 		}
 
+		bad := p.do(t, "PUT", "/v2/service_instances/pet9?accepts_incomplete=true", provisionBody(edgeRoute("pet9")),
+			"X-Broker-API-Originating-Identity", "cloudfoundry not-base64!")
+		p.expect(t, bad, 400, "malformed Originating-Identity")
+		if bad.str("description") == "" || bad.str("error") == "" {
+			t.Fatalf("error body without error/description: %s", bad.Raw)
+		}
 		in, err := p.Store.GetInstance(ctx, "pet")
 		if err != nil || in.Op.OriginatingIdentity != identity {
 			t.Fatalf("originating identity not recorded with the operation: %q, %v", in.Op.OriginatingIdentity, err)
