@@ -73,8 +73,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// ObserveBackend records one backend call's latency and failure (reason ""
-// for success). Backends call it; a nil Metrics ignores it.
+// ObserveBackend records the backend latency one request saw (queueing
+// for a batch included) and its failure (reason "" for success, "error",
+// "timeout"). The Service calls it; a nil Metrics ignores it.
 func (m *Metrics) ObserveBackend(backend string, seconds float64, reason string) {
 	if m == nil {
 		return

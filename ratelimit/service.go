@@ -314,7 +314,8 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			reason := ""
 			if err != nil {
 				reason = "error"
-				if errors.Is(err, context.DeadlineExceeded) {
+				var t interface{ Timeout() bool }
+				if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &t) && t.Timeout() {
 					reason = "timeout"
 				}
 			}

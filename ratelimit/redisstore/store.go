@@ -267,7 +267,12 @@ func (s *Store) Decide(ctx context.Context, now time.Time, hits []ratelimit.Hit,
 		s.jobs.Put(j)
 		return nil
 	}
-	j.out = append(j.out, make([]ratelimit.Result, len(j.hits))...)
+	if cap(j.out) < len(j.hits) {
+		j.out = make([]ratelimit.Result, len(j.hits))
+	} else {
+		j.out = j.out[:len(j.hits)]
+		clear(j.out)
+	}
 	j.enq = time.Now()
 	select {
 	case s.queue <- j:
@@ -408,18 +413,14 @@ func (s *Store) run(batch []*job, keys int) {
 		calls = []*call{c}
 	}
 	err := s.exec(ctx, calls)
-	reason := ""
 	if err != nil {
-		reason = "error"
-		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			reason = "timeout"
-		}
-		err = fmt.Errorf("redis backend: deciding %d keys: %w", keys, err)
+		err = fmt.Errorf("redis backend: deciding %d keys in %s: %w", keys, time.Since(start).Round(time.Microsecond), err)
 		for _, j := range batch {
 			j.err = err
 		}
 	}
-	s.o.Metrics.ObserveBackend("redis", time.Since(start).Seconds(), reason)
+	// Latency and errors are recorded per request by the Service; the
+	// store adds how many keys each round trip carried.
 	s.o.Metrics.ObserveBatch("redis", keys)
 }
 

@@ -457,7 +457,7 @@ func TestDeadlineOnSlowRedis(t *testing.T) {
 			t.Errorf("%s = %v, want >= 5 (all: %v)", k, got[k], got)
 		}
 	}
-	// One histogram sample per batch in the store plus one per request in the service.
+	// One latency sample per request.
 	if got["gatehouse_ratelimit_backend_seconds{backend=redis,}"] < 5 {
 		t.Errorf("backend latency not observed: %v", got)
 	}
