@@ -141,11 +141,10 @@ type tracker struct {
 
 	mu      sync.Mutex
 	streams map[int64]*stream
-	groups  map[string]int // streams per group
-	sent    map[sentKey]sent
+	groups  map[string]int             // streams per group
+	sent    map[string]map[string]sent // node id → type URL → last response
 }
 
-type sentKey struct{ node, typeURL string }
 type sent struct{ nonce, version string }
 
 type stream struct {
@@ -160,13 +159,13 @@ type stream struct {
 }
 
 func newTracker(o Options, m *metrics, log *slog.Logger, c cachev3.SnapshotCache) *tracker {
-	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[int64]*stream{}, groups: map[string]int{}, sent: map[sentKey]sent{}}
+	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[int64]*stream{}, groups: map[string]int{}, sent: map[string]map[string]sent{}}
 }
 
 func (t *tracker) sentVersion(node, typeURL, nonce string) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s, ok := t.sent[sentKey{node, typeURL}]
+	s, ok := t.sent[node][typeURL]
 	if !ok || s.nonce != nonce {
 		return "", false
 	}
@@ -190,11 +189,7 @@ func (t *tracker) close(id int64) {
 			delete(t.groups, s.node.GetCluster())
 		}
 		// Keep the sent-version table bounded by live nodes.
-		for k := range t.sent {
-			if k.node == s.node.GetId() {
-				delete(t.sent, k)
-			}
-		}
+		delete(t.sent, s.node.GetId())
 	}
 	t.mu.Unlock()
 	if s != nil {
@@ -261,7 +256,12 @@ func (t *tracker) response(id int64, typeURL, nonce, version string) {
 		s.responses[typeURL] = nonce
 		s.nonceVer[nonce] = version
 		if s.node != nil {
-			t.sent[sentKey{s.node.GetId(), typeURL}] = sent{nonce, version}
+			byType := t.sent[s.node.GetId()]
+			if byType == nil {
+				byType = map[string]sent{}
+				t.sent[s.node.GetId()] = byType
+			}
+			byType[typeURL] = sent{nonce, version}
 		}
 	}
 	t.mu.Unlock()
