@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,8 +40,8 @@ func openDynamo(ctx context.Context, table string, o Options) (store.Store, erro
 		return nil, fmt.Errorf("store dynamodb://%s: %w", table, err)
 	}
 	c := dynamodb.NewFromConfig(cfg, func(d *dynamodb.Options) {
-		if o.AWSEndpoint != "" {
-			d.BaseEndpoint = aws.String(o.AWSEndpoint)
+		if e := firstOf(o.DynamoDBEndpoint, o.AWSEndpoint); e != "" {
+			d.BaseEndpoint = aws.String(e)
 		}
 	})
 	s := dynamostore.New(c, table)
@@ -57,9 +58,13 @@ func openSQS(ctx context.Context, url string, o Options) (queue.Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue sqs://%s: %w", url, err)
 	}
+	endpoint := firstOf(o.SQSEndpoint, o.AWSEndpoint)
+	if u, err := neturl.Parse(url); endpoint == "" && err == nil && u.Scheme == "http" {
+		endpoint = "http://" + u.Host
+	}
 	c := sqs.NewFromConfig(cfg, func(s *sqs.Options) {
-		if o.AWSEndpoint != "" {
-			s.BaseEndpoint = aws.String(o.AWSEndpoint)
+		if endpoint != "" {
+			s.BaseEndpoint = aws.String(endpoint)
 		}
 	})
 	dlq := o.DeadLetterURL
@@ -73,6 +78,15 @@ func openSQS(ctx context.Context, url string, o Options) (queue.Queue, error) {
 		}
 	}
 	return sqsqueue.New(c, url, dlq, sqsqueue.Options{Visibility: o.Visibility}), nil
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func maxReceive(n int) int {

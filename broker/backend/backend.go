@@ -21,8 +21,13 @@ import (
 
 // Options are the settings shared by the backends.
 type Options struct {
-	// AWSEndpoint overrides the AWS endpoint (an emulator, a VPC endpoint).
-	AWSEndpoint string
+	// AWSEndpoint overrides the AWS endpoint of DynamoDB and SQS (an
+	// emulator, a VPC endpoint); DynamoDBEndpoint and SQSEndpoint override
+	// it per service. An sqs:// queue URL on plain http (an emulator) is
+	// its own endpoint unless one is set.
+	AWSEndpoint      string
+	DynamoDBEndpoint string
+	SQSEndpoint      string
 	// AWSRegion overrides the region from the config chain.
 	AWSRegion string
 	// Visibility is the queue's visibility timeout (default 30s).

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/broker"
+	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
@@ -57,7 +58,7 @@ func newBrokerCmd() *cobra.Command {
 	f.StringVar(&cfg.QueueURL, "queue", "sqlite:.gatehouse/broker-queue.db", "queue: sqlite:PATH or sqs://QUEUE-URL")
 	f.StringVar(&cfg.Username, "username", "broker", "basic-auth user name")
 	f.StringVar(&passwordFile, "password-file", "", "file holding the basic-auth password (required)")
-	brokerAWSFlags(cmd, &cfg.Backend.AWSEndpoint, &cfg.Backend.AWSRegion, &cfg.Backend.DeadLetterURL, &cfg.Backend.CreateResources)
+	brokerAWSFlags(cmd, &cfg.Backend)
 	f.DurationVar(&cfg.BindWait, "bind-wait", 20*time.Second, "how long PUT binding waits for the key to go live before answering 202")
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", 5*time.Second, "outbox sweeper interval")
 	f.StringVar(&logc.Format, "log-format", "text", "text|json")
@@ -65,10 +66,12 @@ func newBrokerCmd() *cobra.Command {
 	return cmd
 }
 
-func brokerAWSFlags(cmd *cobra.Command, endpoint, region, dlq *string, create *bool) {
+func brokerAWSFlags(cmd *cobra.Command, o *backend.Options) {
 	f := cmd.Flags()
-	f.StringVar(endpoint, "aws-endpoint", "", "AWS endpoint override for DynamoDB and SQS (emulators, VPC endpoints); credentials and region come from the standard AWS config chain")
-	f.StringVar(region, "aws-region", "", "AWS region override")
-	f.StringVar(dlq, "dlq", "", "SQS dead-letter queue URL (default: the queue URL + \"-dlq\")")
-	f.BoolVar(create, "aws-create", false, "create the DynamoDB table and SQS queues if missing")
+	f.StringVar(&o.AWSEndpoint, "aws-endpoint", "", "AWS endpoint override for DynamoDB and SQS (emulators, VPC endpoints); credentials and region come from the standard AWS config chain")
+	f.StringVar(&o.DynamoDBEndpoint, "dynamodb-endpoint", "", "DynamoDB endpoint override (wins over --aws-endpoint)")
+	f.StringVar(&o.SQSEndpoint, "sqs-endpoint", "", "SQS endpoint override (wins over --aws-endpoint; an http:// queue URL is its own endpoint)")
+	f.StringVar(&o.AWSRegion, "aws-region", "", "AWS region override")
+	f.StringVar(&o.DeadLetterURL, "dlq", "", "SQS dead-letter queue URL (default: the queue URL + \"-dlq\")")
+	f.BoolVar(&o.CreateResources, "aws-create", false, "create the DynamoDB table and SQS queues if missing")
 }

@@ -89,7 +89,7 @@ func newWorkerCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&storeURL, "store", "sqlite:.gatehouse/broker-store.db", "store: sqlite:PATH or dynamodb://TABLE")
 	f.StringVar(&queueURL, "queue", "sqlite:.gatehouse/broker-queue.db", "queue: sqlite:PATH or sqs://QUEUE-URL")
-	brokerAWSFlags(cmd, &be.AWSEndpoint, &be.AWSRegion, &be.DeadLetterURL, &be.CreateResources)
+	brokerAWSFlags(cmd, &be)
 	f.StringVar(&adminAddr, "admin-addr", "127.0.0.1:8084", `admin HTTP listen address; "-" for none`)
 	f.IntVar(&cfg.Concurrency, "concurrency", 4, "tasks run at once")
 	f.IntVar(&cfg.MaxAttempts, "max-attempts", 5, "deliveries before a task is dead-lettered and its operation failed")
