@@ -326,7 +326,7 @@ func (s *Store) Stats(ctx context.Context, q accesslog.StatsQuery) ([]accesslog.
 		return nil, fmt.Errorf("group_by: %q is not one of %s", q.GroupBy, strings.Join(accesslog.GroupByColumns, ", "))
 	}
 	where, args := sqlq.Where(dialect, q.Filter)
-	sqlText := "SELECT toString(" + col + ") AS k, count() AS n, countIf(denied = 1), quantileExact(0.5)(duration_us), quantileExact(0.99)(duration_us) FROM logs WHERE " +
+	sqlText := "SELECT toString(" + col + ") AS k, count() AS n, countIf(denied = 1), toInt64(quantileTDigest(0.5)(duration_us)), toInt64(quantileTDigest(0.99)(duration_us)) FROM logs WHERE " +
 		where + " GROUP BY k ORDER BY n DESC, k LIMIT " + strconv.Itoa(max(q.Limit, 1))
 	rows, err := s.conn.Query(ctx, sqlText, args...)
 	if err != nil {

@@ -303,7 +303,7 @@ func (s *Store) Stats(ctx context.Context, q accesslog.StatsQuery) ([]accesslog.
 	}
 	where, args := sqlq.Where(dialect, q.Filter)
 	sqlText := "SELECT CAST(" + col + " AS VARCHAR) AS k, count(*) AS n, count(*) FILTER (WHERE denied) AS d, " +
-		"coalesce(quantile_cont(duration_us, 0.5), 0), coalesce(quantile_cont(duration_us, 0.99), 0) FROM logs WHERE " + where +
+		"coalesce(approx_quantile(duration_us, 0.5), 0), coalesce(approx_quantile(duration_us, 0.99), 0) FROM logs WHERE " + where +
 		" GROUP BY k ORDER BY n DESC, k LIMIT " + fmt.Sprint(max(q.Limit, 1))
 	rows, err := s.db.QueryContext(ctx, sqlText, args...)
 	if err != nil {
