@@ -45,6 +45,10 @@ type fakeControlPlane struct {
 	mu     sync.Mutex
 	reject func(name string) error
 	seen   []int64
+	// ignoreDeletes: like a control plane that never reports tombstones.
+	ignoreDeletes atomic.Bool
+	// resync: read the feed from the start again (a restarted control plane).
+	resync atomic.Bool
 }
 
 func startControlPlane(t testing.TB, feed store.Feed) *fakeControlPlane {
@@ -55,6 +59,9 @@ func startControlPlane(t testing.TB, feed store.Feed) *fakeControlPlane {
 		defer close(done)
 		var cursor int64
 		for ctx.Err() == nil {
+			if cp.resync.Swap(false) {
+				cursor = 0
+			}
 			if !cp.paused.Load() {
 				next, changes, err := feed.Changes(ctx, cursor)
 				if err == nil {
@@ -76,6 +83,9 @@ func startControlPlane(t testing.TB, feed store.Feed) *fakeControlPlane {
 
 func (cp *fakeControlPlane) publish(ctx context.Context, c store.StoredSpec) {
 	var verdict error
+	if c.Deleted && cp.ignoreDeletes.Load() {
+		return
+	}
 	if !c.Deleted {
 		docs, err := spec.Parse("broker:"+c.Name, c.JSON)
 		if err == nil {
@@ -129,6 +139,7 @@ type pipelineOpts struct {
 	sweep       time.Duration
 	logs        io.Writer
 	dns         dns.Provisioner
+	unconfirmed time.Duration
 }
 
 func testLogger(t testing.TB, w io.Writer) *slog.Logger {
@@ -198,7 +209,7 @@ func (p *pipeline) workerConfig(o pipelineOpts) worker.Config {
 	return worker.Config{Store: p.Store, Queue: p.Queue, Logger: p.log, Registry: prometheus.NewRegistry(),
 		Concurrency: o.workers, Visibility: o.visibility, PublishWait: o.publishWait, MaxAttempts: o.maxAttempts,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond,
-		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60}
+		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed}
 }
 
 func (p *pipeline) startWorker(ctx context.Context, t testing.TB, wg *sync.WaitGroup, o pipelineOpts) {

@@ -12,6 +12,9 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
+// errNoReport: the control plane did not report within PublishWait.
+var errNoReport = errors.New("no report from the control plane")
+
 // errStale: the operation was finished or replaced meanwhile.
 var errStale = errors.New("operation no longer current")
 
@@ -132,7 +135,7 @@ func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (str
 			return "", retry("waiting for revision %d of %q: %w", rev, name, ctx.Err())
 		case <-deadline.C:
 			w.m.publishTimeouts.Inc()
-			return "", retry("the control plane has not reported revision %d of EdgeRoute %q published within %s", rev, name, w.cfg.PublishWait)
+			return "", retryable{fmt.Errorf("the control plane has not reported revision %d of EdgeRoute %q published within %s: %w", rev, name, w.cfg.PublishWait, errNoReport)}
 		case <-time.After(delay):
 		}
 		delay = min(delay*3/2+time.Millisecond, 25*time.Millisecond)
@@ -333,8 +336,13 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 			return done(err)
 		}
 	}
+	confirmed := "published"
 	if rev > 0 {
 		cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+		if errors.Is(err, errNoReport) && w.cfg.UnconfirmedDeleteAfter > 0 && w.cfg.Now().Sub(op.CreatedAt) >= w.cfg.UnconfirmedDeleteAfter {
+			w.log.Warn("the control plane did not report the deletion; finishing the deprovision anyway", "spec", in.SpecName, "revision", rev, "waited", w.cfg.Now().Sub(op.CreatedAt).Round(time.Second))
+			confirmed, err = "not confirmed by the control plane", nil
+		}
 		if err != nil {
 			return err
 		}
@@ -365,7 +373,7 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 	if err := w.cfg.Store.ReleaseName(ctx, in.SpecName, in.ID); err != nil {
 		return retry("%w", err)
 	}
-	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q deleted", in.SpecName), func(i *store.Instance) {
+	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q deleted (store revision %d, %s)", in.SpecName, rev, confirmed), func(i *store.Instance) {
 		i.Deleted, i.Spec = true, nil
 	}); err != nil {
 		return err

@@ -50,6 +50,13 @@ type Config struct {
 	// Poll is how often the worker looks for the control plane's report
 	// (default 10ms).
 	Poll time.Duration
+	// UnconfirmedDeleteAfter: a deprovision whose deletion (tombstone)
+	// revision the control plane has not reported this long after the
+	// request succeeds anyway, saying so in its description (default 30s;
+	// negative: wait for the report, retrying like any other task). A
+	// control plane reports deletions by calling ReportPublished with the
+	// tombstone's revision once a config without the spec is live.
+	UnconfirmedDeleteAfter time.Duration
 	// DNS is the optional DNS step; nil means off.
 	DNS dns.Provisioner
 	// DNSTarget and DNSTTL describe the records the DNS step writes.
@@ -104,6 +111,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 10 * time.Millisecond
+	}
+	if cfg.UnconfirmedDeleteAfter == 0 {
+		cfg.UnconfirmedDeleteAfter = 30 * time.Second
 	}
 	if cfg.DNSTTL <= 0 {
 		cfg.DNSTTL = 300

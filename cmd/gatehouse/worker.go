@@ -95,6 +95,7 @@ func newWorkerCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxAttempts, "max-attempts", 5, "deliveries before a task is dead-lettered and its operation failed")
 	f.DurationVar(&cfg.PublishWait, "publish-wait", 30*time.Second, "how long one attempt waits for the control plane's report")
 	f.DurationVar(&cfg.Visibility, "visibility", 30*time.Second, "queue visibility timeout (extended while working)")
+	f.DurationVar(&cfg.UnconfirmedDeleteAfter, "unconfirmed-delete-after", 30*time.Second, "finish a deprovision whose deletion the control plane has not reported after this long (negative: wait for the report)")
 	f.StringVar(&dnsZone, "dns-zone", "", "Route 53 hosted zone id: create a CNAME per EdgeRoute host (off when empty)")
 	f.StringVar(&cfg.DNSTarget, "dns-target", "", "the CNAME target (the edge fleet's name)")
 	f.Int64Var(&cfg.DNSTTL, "dns-ttl", 300, "DNS record TTL, seconds")

@@ -1,0 +1,50 @@
+package broker_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/api"
+)
+
+// TestDeprovisionWithoutDeletionReport: a control plane that never reports
+// deletions. Strict mode (negative UnconfirmedDeleteAfter) keeps the
+// operation in progress; the default finishes it after the wait, saying
+// the deletion was not confirmed.
+func TestDeprovisionWithoutDeletionReport(t *testing.T) {
+	q := "?accepts_incomplete=true&service_id=" + api.ServiceID + "&plan_id=" + api.PlanID
+	t.Run("strict", func(t *testing.T) {
+		p := newPipeline(t, pipelineOpts{publishWait: 100 * time.Millisecond, unconfirmed: -1, maxAttempts: 100})
+		p.CP.ignoreDeletes.Store(true)
+		p.provision(t, "s1", edgeRoute("strict"))
+		r := p.do(t, "DELETE", "/v2/service_instances/s1"+q, nil)
+		p.expect(t, r, 202, "deprovision")
+		time.Sleep(time.Second)
+		lo := p.do(t, "GET", "/v2/service_instances/s1/last_operation", nil)
+		if lo.Code != 200 || lo.str("state") != "in progress" {
+			t.Fatalf("strict deprovision without a report: %d %s", lo.Code, lo.Raw)
+		}
+		p.CP.ignoreDeletes.Store(false) // the control plane catches up (it re-reads the feed from the start)
+		p.CP.resync.Store(true)
+		if last := p.waitOp(t, "/v2/service_instances/s1", r.str("operation"), 20*time.Second); last.Code != http.StatusGone {
+			t.Fatalf("after the report: %d %s", last.Code, last.Raw)
+		}
+	})
+	t.Run("default", func(t *testing.T) {
+		p := newPipeline(t, pipelineOpts{publishWait: 100 * time.Millisecond, unconfirmed: 300 * time.Millisecond})
+		p.CP.ignoreDeletes.Store(true)
+		p.provision(t, "s2", edgeRoute("lenient"))
+		r := p.do(t, "DELETE", "/v2/service_instances/s2"+q, nil)
+		p.expect(t, r, 202, "deprovision")
+		// last_operation turns 410 once done; the history keeps the text.
+		if last := p.waitOp(t, "/v2/service_instances/s2", r.str("operation"), 20*time.Second); last.Code != http.StatusGone {
+			t.Fatalf("deprovision: %d %s", last.Code, last.Raw)
+		}
+		in, err := p.Store.GetInstance(t.Context(), "s2")
+		if err != nil || !in.Deleted || !strings.Contains(in.Op.Description, "not confirmed by the control plane") {
+			t.Fatalf("instance after an unconfirmed deletion: %+v, %v", in.Op, err)
+		}
+	})
+}
