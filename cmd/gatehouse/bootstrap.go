@@ -47,6 +47,7 @@ func newBootstrapCmd() *cobra.Command {
 	f.StringVar(&o.NodeGroup, "node-group", "", "node group (node.cluster) of this Envoy")
 	f.StringVar(&o.NodeID, "node-id", "", "node id (default: the hostname)")
 	f.StringVar(&o.XDSServer, "xds-server", "", "control plane xDS address host:port")
+	f.BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS: after a change only changed resources are sent")
 	f.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9901", "Envoy admin address")
 	f.StringVar(&o.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address")
 	f.StringVar(&o.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address")

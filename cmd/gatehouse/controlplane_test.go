@@ -48,6 +48,13 @@ func TestBootstrapValidates(t *testing.T) {
 	if b.GetDynamicResources().GetAdsConfig().GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != "gatehouse_xds" || b.GetDynamicResources().GetCdsConfig().GetAds() == nil {
 		t.Errorf("dynamic resources = %v", b.GetDynamicResources())
 	}
+	if b.GetDynamicResources().GetAdsConfig().GetApiType().String() != "GRPC" {
+		t.Errorf("api type = %v, want GRPC (state of the world) by default", b.GetDynamicResources().GetAdsConfig().GetApiType())
+	}
+	out, _, _ = run(t, "bootstrap", "--node-id", "n", "--xds-server", "10.1.2.3:18000", "--delta")
+	if err := protojson.Unmarshal([]byte(out), b); err != nil || b.GetDynamicResources().GetAdsConfig().GetApiType().String() != "DELTA_GRPC" {
+		t.Errorf("--delta: %v, api type %v", err, b.GetDynamicResources().GetAdsConfig().GetApiType())
+	}
 	if _, errOut, code := run(t, "bootstrap", "--node-group", "g"); code == 0 || !strings.Contains(errOut, "--xds-server") {
 		t.Errorf("missing --xds-server: exit %d, %q", code, errOut)
 	}

@@ -15,6 +15,9 @@ type BootstrapOptions struct {
 	XDSServer string // host:port of the control plane
 	Sidecars  Sidecars
 	AdminAddr string // host:port of Envoy's admin; default 127.0.0.1:9901
+	// Delta selects incremental xDS (DELTA_GRPC): after a change Envoy is
+	// sent only the resources that changed, not every resource of the type.
+	Delta bool
 }
 
 // Bootstrap is the static config an Envoy node starts from: its node
@@ -42,11 +45,15 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: admin: %w", err)
 	}
+	apiType := corev3.ApiConfigSource_GRPC
+	if o.Delta {
+		apiType = corev3.ApiConfigSource_DELTA_GRPC
+	}
 	return &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.NodeID, Cluster: o.NodeGroup},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
-				ApiType:                   corev3.ApiConfigSource_GRPC,
+				ApiType:                   apiType,
 				TransportApiVersion:       corev3.ApiVersion_V3,
 				GrpcServices:              []*corev3.GrpcService{grpcService(XDSCluster, 0)},
 				SetNodeOnFirstMessageOnly: true,

@@ -29,6 +29,7 @@ var allTypes = []string{cdsType, edsType, ldsType, rdsType}
 // once and records when each version was ACKed.
 type node struct {
 	id, group string
+	delta     bool
 	// eds are the EDS clusters the node asks endpoints for; known from the
 	// generated specs, so the simulated node need not decode its clusters
 	// (a real Envoy does; here that would load the machine the control
@@ -46,12 +47,19 @@ func newNode(id, group string, eds []string) *node {
 }
 
 // converged reports whether every type is ACKed at a version other than
-// the ones in before, and when the last of them was.
+// the ones in before, and when the last of them was. Over delta xDS only
+// changed resources are sent, so after a change (before != nil) only the
+// types a bench change touches are waited for: the endpoints and the route
+// table (whose revision changes).
 func (n *node) converged(before map[string]string) (bool, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var last time.Time
-	for _, t := range allTypes {
+	types := allTypes
+	if n.delta && before != nil {
+		types = []string{edsType, rdsType}
+	}
+	for _, t := range types {
 		v, ok := n.acked[t]
 		if !ok || v == before[t] {
 			return false, time.Time{}
@@ -75,6 +83,10 @@ func (n *node) versions() map[string]string {
 
 // run keeps the stream until ctx ends.
 func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
+	if n.delta {
+		n.runDelta(ctx, conn)
+		return
+	}
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		n.fail(err)
@@ -120,6 +132,43 @@ func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
 	}
 }
 
+// runDelta is run over delta xDS (what Envoy does with DELTA_GRPC).
+func (n *node) runDelta(ctx context.Context, conn *grpc.ClientConn) {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		n.fail(err)
+		return
+	}
+	subs := []*discoveryv3.DeltaDiscoveryRequest{
+		{Node: &corev3.Node{Id: n.id, Cluster: n.group, UserAgentName: "xdsbench"}, TypeUrl: cdsType},
+		{TypeUrl: ldsType},
+		{TypeUrl: rdsType, ResourceNamesSubscribe: []string{"gatehouse_routes"}},
+		{TypeUrl: edsType, ResourceNamesSubscribe: n.eds},
+	}
+	for _, r := range subs {
+		if err := st.Send(r); err != nil {
+			n.fail(err)
+			return
+		}
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.fail(err)
+			}
+			return
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}); err != nil {
+			n.fail(err)
+			return
+		}
+		n.mu.Lock()
+		n.acked[resp.GetTypeUrl()], n.at[resp.GetTypeUrl()] = resp.GetSystemVersionInfo(), time.Now()
+		n.mu.Unlock()
+	}
+}
+
 func (n *node) fail(err error) {
 	n.mu.Lock()
 	if n.err == nil {
@@ -137,7 +186,7 @@ type fleet struct {
 
 // startFleet opens nodes streams spread over connections of perConn
 // streams each, node i in group i%groups.
-func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int) (*fleet, error) {
+func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int, delta bool) (*fleet, error) {
 	f := &fleet{}
 	eds := make([][]string, groups)
 	for i := 0; i < specs; i++ {
@@ -160,6 +209,7 @@ func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn 
 			f.conns = append(f.conns, c)
 		}
 		n := newNode(fmt.Sprintf("node-%05d", i), benchspec.Group(i, groups), eds[i%groups])
+		n.delta = delta
 		f.nodes = append(f.nodes, n)
 		f.wg.Add(1)
 		go func(c *grpc.ClientConn) { defer f.wg.Done(); n.run(ctx, c) }(conn)

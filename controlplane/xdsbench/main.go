@@ -32,11 +32,13 @@ import (
 type Config struct {
 	Specs, Nodes, Groups, PerConn, Changes int
 	Timeout                                time.Duration
+	Delta                                  bool
 }
 
 // Report is what a run measured.
 type Report struct {
 	Specs, Nodes, Groups   int
+	Protocol               string    `json:"protocol"`
 	InitialConvergence     string    `json:"initial_convergence"`
 	Changes                []Change  `json:"changes"`
 	Latencies              Latencies `json:"latency"`
@@ -80,6 +82,7 @@ func main() {
 	flag.IntVar(&cfg.PerConn, "streams-per-conn", 20, "ADS streams per gRPC connection")
 	flag.IntVar(&cfg.Changes, "changes", 5, "spec changes to measure")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "longest wait for the fleet to converge")
+	flag.BoolVar(&cfg.Delta, "delta", false, "simulated nodes use delta xDS instead of state of the world")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
 	if err := mainErr(cfg, bin); err != nil {
@@ -108,7 +111,7 @@ func mainErr(cfg Config, bin string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, len(rep.Changes))
+	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups over %s xDS, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, rep.Protocol, len(rep.Changes))
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
@@ -186,11 +189,14 @@ func startControlPlane(ctx context.Context, bin, dir string) (target, func(), er
 // cfg.Changes specs (ones every group serves) one after the other and
 // measures each convergence.
 func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
-	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups}
+	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups, Protocol: "sotw"}
+	if cfg.Delta {
+		rep.Protocol = "delta"
+	}
 	rep.RSSBeforeMiB = rssMiB(tg.pid)
 	rep.HeapBeforeMiB = liveHeapMiB(tg.adminAddr)
 	start := time.Now()
-	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1))
+	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Delta)
 	if err != nil {
 		return nil, err
 	}

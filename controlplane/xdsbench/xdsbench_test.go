@@ -16,7 +16,13 @@ import (
 // `make test`: a control plane (in-process here) with 40 specs, 60 nodes
 // in 3 groups, two changes; every node must receive and ACK every change.
 func TestSmallFleet(t *testing.T) {
-	cfg := Config{Specs: 40, Nodes: 60, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute}
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) { smallFleet(t, delta) })
+	}
+}
+
+func smallFleet(t *testing.T, delta bool) {
+	cfg := Config{Specs: 40, Nodes: 60, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute, Delta: delta}
 	dir := t.TempDir()
 	if err := writeSpecs(dir, cfg); err != nil {
 		t.Fatal(err)
