@@ -10,23 +10,48 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
+	"github.com/gatehouse-edge/gatehouse/authz"
 )
 
-// In-process Check: CheckRequest → Decision → CheckResponse, cached JWT.
+// In-process Check (CheckRequest → Decision → CheckResponse, no network)
+// for a cached JWT, an uncached RS256 JWT, an API key and a CEL rule.
 func BenchmarkCheckInProcess(b *testing.B) {
-	s := NewServer(newEngine(b, compileSpec(b, "petstore")))
-	req := checkRequest("petstore/read", map[string]string{"authorization": "Bearer " + token("petstore", nil)}, "")
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, _ := s.Check(ctx, req)
-			if resp.GetOkResponse() == nil {
-				b.Error("denied")
-				return
+	jwt := map[string]string{"authorization": "Bearer " + token("petstore", nil)}
+	for _, bc := range []struct {
+		name    string
+		opts    authz.Options
+		headers map[string]string
+		rule    string
+	}{
+		{"cached-jwt", authz.Options{}, jwt, "rules[0]"},
+		{"uncached-rs256", authz.Options{TokenCacheSize: -1}, jwt, "rules[0]"},
+		{"api-key-cel", authz.Options{}, map[string]string{"x-api-key": "acme-key"}, "rules[1]"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e, err := authz.NewEngine(bc.opts)
+			if err != nil {
+				b.Fatal(err)
 			}
-		}
-	})
+			defer e.Close()
+			if err := e.Update([]*authz.SpecPolicy{compileSpec(b, "petstore")}); err != nil {
+				b.Fatal(err)
+			}
+			s := NewServer(e)
+			req := checkRequest("petstore/read", bc.headers, "")
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, _ := s.Check(ctx, req)
+					if resp.GetOkResponse() == nil || resp.GetDynamicMetadata().GetFields()["rule"].GetStringValue() != bc.rule {
+						b.Errorf("not allowed by %s: %v", bc.rule, resp)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 // Check over a real gRPC connection on loopback, cached JWT.
