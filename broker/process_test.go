@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/broker/queue/sqsqueue"
@@ -36,7 +37,20 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envWorker) == "1" {
 		os.Exit(workerProcess())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	client.CloseIdleConnections()
+	if code == 0 {
+		// Every test stops what it started: servers, workers, sweepers,
+		// emulators' clients. goaws' visibility sweep runs for the life of
+		// the binary by design (testenv starts it once).
+		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/Admiral-Piett/goaws/app/gosqs.PeriodicTasks"),
+			goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func workerProcess() int {
@@ -138,6 +152,7 @@ func TestWorkerProcessSIGKILLed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { q.Close() })
 			p := newPipeline(t, pipelineOpts{store: s.st, queue: q, noWorker: true, visibility: time.Second})
 			p.CP.paused.Store(true)
 			first := startWorkerProcess(t, s.storeURL, s.queueURL, s.endpnt)
