@@ -24,7 +24,8 @@ type Sweeper struct {
 	Batch    int           // operations per sweep (default 500)
 	Now      func() time.Time
 
-	swept prometheus.Counter
+	swept   prometheus.Counter
+	pending prometheus.Gauge
 }
 
 // NewSweeper registers the sweeper's metric on reg.
@@ -33,10 +34,16 @@ func NewSweeper(s store.Store, q queue.Queue, log *slog.Logger, reg *prometheus.
 		Name: "gatehouse_broker_outbox_swept_total",
 		Help: "Operations the outbox sweeper enqueued because the API's enqueue had not happened.",
 	})
-	if err := reg.Register(c); err != nil {
-		return nil, err
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gatehouse_broker_outbox_pending",
+		Help: "Operations past the grace time whose message the queue has not accepted, at the last sweep.",
+	})
+	for _, m := range []prometheus.Collector{c, g} {
+		if err := reg.Register(m); err != nil {
+			return nil, err
+		}
 	}
-	return &Sweeper{Store: s, Queue: q, Log: log.With("component", "broker-sweeper"), swept: c}, nil
+	return &Sweeper{Store: s, Queue: q, Log: log.With("component", "broker-sweeper"), swept: c, pending: g}, nil
 }
 
 func (s *Sweeper) defaults() {
@@ -62,6 +69,9 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int, error) {
 	items, err := s.Store.PendingOutbox(ctx, s.Now().Add(-s.Grace), s.Batch)
 	if err != nil {
 		return 0, err
+	}
+	if s.pending != nil {
+		s.pending.Set(float64(len(items)))
 	}
 	n := 0
 	for _, it := range items {
