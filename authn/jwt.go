@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -114,11 +115,30 @@ func BearerToken(authorization string) (string, bool) {
 }
 
 type jwtHeader struct {
-	Alg  string   `json:"alg"`
-	Kid  string   `json:"kid"`
-	Crit []string `json:"crit"`
+	Alg  string
+	Kid  string
+	Crit []string
 	// jku, x5u, jwk, x5c are deliberately not decoded: keys come only from
 	// the provider's configured key source.
+}
+
+// parseHeader reads alg, kid and crit by their exact (case-sensitive)
+// names, as RFC 7515 requires; encoding/json's struct matching would take
+// "ALG" for "alg".
+func parseHeader(b []byte) (jwtHeader, error) {
+	var raw map[string]json.RawMessage
+	var h jwtHeader
+	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
+		return h, errors.New("header is not a JSON object")
+	}
+	for name, dst := range map[string]any{"alg": &h.Alg, "kid": &h.Kid, "crit": &h.Crit} {
+		if v, ok := raw[name]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return h, fmt.Errorf("header %s has the wrong type", name)
+			}
+		}
+	}
+	return h, nil
 }
 
 // Authenticate verifies token and returns the caller. A refusal is an
@@ -174,9 +194,9 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	if err != nil || len(hb) == 0 {
 		return nil, nil, p.refuse(CodeMalformedToken, "header is not base64url")
 	}
-	var hdr jwtHeader
-	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return nil, nil, p.refuse(CodeMalformedToken, "header is not a JSON object")
+	hdr, err := parseHeader(hb)
+	if err != nil {
+		return nil, nil, p.refuse(CodeMalformedToken, err.Error())
 	}
 	if hdr.Alg == "" || strings.EqualFold(hdr.Alg, "none") {
 		return nil, nil, p.refuse(CodeAlgorithmRefused, "unsigned tokens (alg none or missing) are never accepted")

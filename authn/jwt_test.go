@@ -124,6 +124,9 @@ func TestJWTSecurity(t *testing.T) {
 		{"alg none", authntest.Unsigned(map[string]any{"alg": "none", "kid": "k1"}, claims(nil), nil), CodeAlgorithmRefused},
 		{"alg NoNe", authntest.Unsigned(map[string]any{"alg": "NoNe", "kid": "k1"}, claims(nil), []byte("x")), CodeAlgorithmRefused},
 		{"alg missing", authntest.Unsigned(map[string]any{"kid": "k1"}, claims(nil), []byte("x")), CodeAlgorithmRefused},
+		{"ALG is not alg", authntest.Unsigned(map[string]any{"ALG": "RS256", "kid": "k1"}, claims(nil), []byte("x")), CodeAlgorithmRefused},
+		{"alg not a string", authntest.Unsigned(map[string]any{"alg": 256, "kid": "k1"}, claims(nil), []byte("x")), CodeMalformedToken},
+		{"header not an object", "WyJhIl0." + strings.SplitN(rsaKey.Sign(claims(nil), nil), ".", 2)[1], CodeMalformedToken},
 		{"HS256 signed with the RSA public key", hs256WithPublicKey(), CodeAlgorithmRefused},
 		{"algorithm not pinned (RS512)", func() string {
 			k := *rsaKey
