@@ -44,6 +44,10 @@ type Limit struct {
 	Burst     uint32 // token bucket capacity; 0 means Requests
 	Local     bool   // never leaves this process, whatever the backend
 	Shadow    bool   // counted and reported, never OVER_LIMIT
+	// Quota (quota_mode): over-limit hits are counted and reported in
+	// metrics, the descriptor's status stays OK (envoyproxy/ratelimit
+	// v1.4's behaviour).
+	Quota bool
 	Unlimited bool
 	Name      string
 	Replaces  []string

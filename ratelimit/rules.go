@@ -23,12 +23,18 @@ type node struct {
 	children  map[string]map[string]*node
 	wildcards []wildcard
 	limit     *Limit
+	// shareThreshold: values matched by this node's wildcard share one
+	// counter (share_threshold).
+	shareThreshold bool
 }
 
 type wildcard struct {
 	final string   // "key_val*ue" as configured
 	parts []string // final split on '*'
 	node  *node
+	// shared is the wildcard value ("files*") that replaces the request's
+	// value in the counter key when share_threshold is set; "" otherwise.
+	shared string
 }
 
 // NewRules compiles validated domains into a lookup structure; metrics may
@@ -62,6 +68,7 @@ func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) e
 		child := &node{}
 		if p := d.Policy; p != nil {
 			l, err := newLimit(p, d.ShadowMode)
+			l.Quota = d.QuotaMode
 			if err != nil {
 				return fmt.Errorf("%s: %w", d.Source, err)
 			}
@@ -69,6 +76,7 @@ func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) e
 			l.stats = m.rule(domain, l.Rule)
 			child.limit = l
 		}
+		child.shareThreshold = d.ShareThreshold
 		if err := child.load(domain, parent+"."+final, d.Descriptors, m); err != nil {
 			return err
 		}
@@ -82,7 +90,11 @@ func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) e
 		}
 		byValue[d.Value] = child
 		if strings.Contains(final, "*") {
-			n.wildcards = append(n.wildcards, wildcard{final: final, parts: strings.Split(final, "*"), node: child})
+			w := wildcard{final: final, parts: strings.Split(final, "*"), node: child}
+			if d.ShareThreshold {
+				w.shared = strings.TrimPrefix(final, d.Key+"_")
+			}
+			n.wildcards = append(n.wildcards, w)
 		}
 	}
 	return nil
@@ -151,15 +163,25 @@ func (r *Rules) HasDomain(domain string) bool {
 // returns nil when nothing matches. Lookup does not handle per-descriptor
 // limit overrides; Service does.
 func (r *Rules) Lookup(domain string, d *ratelimitv3.RateLimitDescriptor) *Limit {
+	l, _ := r.match(domain, d, nil)
+	return l
+}
+
+// match is Lookup that also reports, for share_threshold wildcards, the
+// value each entry counts under: shared[i] is the wildcard pattern for
+// entry i, or "" for the request's own value. shared is nil when no entry
+// shares; buf, when long enough, is used for it.
+func (r *Rules) match(domain string, d *ratelimitv3.RateLimitDescriptor, buf []string) (*Limit, []string) {
 	if r == nil {
-		return nil
+		return nil, nil
 	}
 	n := r.domains[domain]
 	if n == nil {
-		return nil
+		return nil, nil
 	}
 	entries := d.GetEntries()
 	var found *Limit
+	var shared []string
 	for i, e := range entries {
 		var next *node
 		if byValue := n.children[e.GetKey()]; byValue != nil && e.GetValue() != "" {
@@ -170,6 +192,17 @@ func (r *Rules) Lookup(domain string, d *ratelimitv3.RateLimitDescriptor) *Limit
 			for _, w := range n.wildcards {
 				if wildcardMatch(w.parts, final) {
 					next = w.node
+					if w.shared != "" {
+						if shared == nil {
+							if cap(buf) >= len(entries) {
+								shared = buf[:len(entries)]
+								clear(shared)
+							} else {
+								shared = make([]string, len(entries))
+							}
+						}
+						shared[i] = w.shared
+					}
 					break
 				}
 			}
@@ -187,7 +220,10 @@ func (r *Rules) Lookup(domain string, d *ratelimitv3.RateLimitDescriptor) *Limit
 		}
 		n = next
 	}
-	return found
+	if found == nil {
+		return nil, nil
+	}
+	return found, shared
 }
 
 // wildcardMatch reports whether value matches a pattern split on '*'; each

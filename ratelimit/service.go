@@ -232,6 +232,8 @@ type scratch struct {
 	results []Result
 	lres    []Result
 	key     []byte
+	// shares[i] are descriptor i's share_threshold values (nil: none).
+	shares [][]string
 }
 
 // ShouldRateLimit decides one request: it looks up every descriptor's
@@ -257,6 +259,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	sc.limits = grow(sc.limits, n)
 	sc.addends = grow(sc.addends, n)
 	sc.results = grow(sc.results, n)
+	sc.shares = grow(sc.shares, n)
 	sc.shared, sc.sharedI, sc.local, sc.localI = sc.shared[:0], sc.sharedI[:0], sc.local[:0], sc.localI[:0]
 	if cap(sc.key) < 64*n {
 		sc.key = make([]byte, 0, 128*n)
@@ -270,7 +273,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		if o := d.GetLimit(); o != nil && rules.HasDomain(req.GetDomain()) {
 			l = overrideLimit(o)
 		} else {
-			l = rules.Lookup(req.GetDomain(), d)
+			l, sc.shares[i] = rules.match(req.GetDomain(), d, sc.shares[i])
 		}
 		sc.limits[i] = l
 		if h := d.GetHitsAddend(); h != nil {
@@ -294,7 +297,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			}
 			continue
 		}
-		h := Hit{Key: s.key(sc, req.GetDomain(), ds[i], l, nowMs, s.memOnly || l.Local), Limit: l, Addend: sc.addends[i]}
+		h := Hit{Key: s.key(sc, req.GetDomain(), ds[i], sc.shares[i], l, nowMs, s.memOnly || l.Local), Limit: l, Addend: sc.addends[i]}
 		if l.Local {
 			sc.local, sc.localI = append(sc.local, h), append(sc.localI, i)
 		} else {
@@ -383,7 +386,10 @@ func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLim
 		st.DurationUntilReset = d
 		capacity := l.Capacity()
 		if r.Over {
-			if !l.Shadow {
+			// Shadow mode and quota mode (as envoyproxy/ratelimit v1.4
+			// does it: the violation is counted, the status stays OK)
+			// never fail the request.
+			if !l.Shadow && !l.Quota {
 				st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 				over = true
 			}
@@ -476,7 +482,7 @@ func overrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) *Limit 
 // windows and token buckets get their own namespaces (their values are not
 // plain counters): <prefix>gh:sw:<window s>:<domain>_<key>_<value>_... and
 // gh:tb:.
-func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescriptor, l *Limit, nowMs int64, borrowed bool) string {
+func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescriptor, shared []string, l *Limit, nowMs int64, borrowed bool) string {
 	start := len(sc.key)
 	b := append(sc.key, s.opts.KeyPrefix...)
 	winS := int64(l.Window / time.Second)
@@ -492,10 +498,14 @@ func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescri
 	}
 	b = append(b, domain...)
 	b = append(b, '_')
-	for _, e := range d.GetEntries() {
+	for i, e := range d.GetEntries() {
 		b = append(b, e.GetKey()...)
 		b = append(b, '_')
-		b = append(b, e.GetValue()...)
+		if shared != nil && shared[i] != "" {
+			b = append(b, shared[i]...) // share_threshold: one counter for the pattern
+		} else {
+			b = append(b, e.GetValue()...)
+		}
 		b = append(b, '_')
 	}
 	if l.Algorithm == FixedWindow {

@@ -550,3 +550,55 @@ descriptors:
 		}
 	}
 }
+
+// TestShareThreshold: values matched by a share_threshold wildcard count
+// against one counter; without it each value has its own.
+func TestShareThreshold(t *testing.T) {
+	var keys []string
+	mem := NewMemory()
+	rec := BackendFunc(func(ctx context.Context, now time.Time, h []Hit, out []Result) error {
+		for _, x := range h {
+			keys = append(keys, x.Key)
+		}
+		return mem.Decide(ctx, now, h, out)
+	})
+	s, _ := newTestService(t, `
+domain: d
+descriptors:
+  - key: file
+    value: files*
+    share_threshold: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: tenant
+    value: t-*
+    share_threshold: true
+    descriptors:
+      - key: user
+        rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: path
+    value: /api/*
+    rate_limit: {unit: hour, requests_per_unit: 1}
+`, Options{Backend: rec})
+	var codes []string
+	for _, v := range []string{"files/a", "files/b", "files/c"} {
+		codes = append(codes, call(t, s, req("d", desc("file", v))).OverallCode.String())
+	}
+	for _, v := range []string{"/api/a", "/api/b"} {
+		codes = append(codes, call(t, s, req("d", desc("path", v))).OverallCode.String())
+	}
+	codes = append(codes, call(t, s, req("d", desc("tenant", "t-1", "user", "u"))).OverallCode.String())
+	codes = append(codes, call(t, s, req("d", desc("tenant", "t-2", "user", "u"))).OverallCode.String())
+	if got := strings.Join(codes, ","); got != "OK,OK,OVER_LIMIT,OK,OK,OK,OVER_LIMIT" {
+		t.Fatalf("codes %s", got)
+	}
+	hour := t0.Unix() / 3600 * 3600
+	for _, want := range []string{fmt.Sprintf("d_file_files*_%d", hour), fmt.Sprintf("d_path_/api/b_%d", hour), fmt.Sprintf("d_tenant_t-*_user_u_%d", hour)} {
+		found := false
+		for _, k := range keys {
+			found = found || k == want
+		}
+		if !found {
+			t.Errorf("no key %q among %v", want, keys)
+		}
+	}
+}

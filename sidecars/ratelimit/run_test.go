@@ -166,10 +166,11 @@ func TestReplayOverGRPC(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		`gatehouse_ratelimit_total_hits{domain="api",rule="api.remote_address"} 9`,
-		`gatehouse_ratelimit_over_limit{domain="api",rule="api.remote_address"} 2`,
+		`gatehouse_ratelimit_total_hits{domain="api",rule="api.remote_address"} 11`,
+		`gatehouse_ratelimit_over_limit{domain="api",rule="api.remote_address"} 3`,
 		`gatehouse_ratelimit_near_limit{domain="api",rule="api.remote_address"} 1`,
 		`gatehouse_ratelimit_shadow_mode{domain="api",rule="api.canary"} 1`,
+		`gatehouse_ratelimit_over_limit{domain="api",rule="api.quota"} 3`,
 		`gatehouse_ratelimit_invalid_requests_total 2`,
 		`gatehouse_ratelimit_config_last_reload_success{source="config_dir"} 1`,
 	} {
