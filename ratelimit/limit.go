@@ -47,7 +47,7 @@ type Limit struct {
 	// Quota (quota_mode): over-limit hits are counted and reported in
 	// metrics, the descriptor's status stays OK (envoyproxy/ratelimit
 	// v1.4's behaviour).
-	Quota bool
+	Quota     bool
 	Unlimited bool
 	Name      string
 	Replaces  []string
