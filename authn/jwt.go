@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -253,8 +252,7 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 
 func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
 	var claims map[string]any
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&claims); err != nil || claims == nil {
+	if err := json.Unmarshal(payload, &claims); err != nil || claims == nil {
 		return nil, p.refuse(CodeMalformedToken, "payload is not a JSON object")
 	}
 	skew := p.cfg.ClockSkew
