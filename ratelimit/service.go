@@ -271,7 +271,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	for i, d := range ds {
 		var l *Limit
 		if o := d.GetLimit(); o != nil && rules.HasDomain(req.GetDomain()) {
-			l = overrideLimit(o)
+			l, sc.shares[i] = overrideLimit(o), nil
 		} else {
 			l, sc.shares[i] = rules.match(req.GetDomain(), d, sc.shares[i])
 		}

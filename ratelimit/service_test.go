@@ -602,3 +602,34 @@ descriptors:
 		}
 	}
 }
+
+// TestScratchReuse: a pooled call's share_threshold values never leak into
+// the next call's keys (an override reuses the slot).
+func TestScratchReuse(t *testing.T) {
+	var keys []string
+	rec := BackendFunc(func(_ context.Context, _ time.Time, h []Hit, _ []Result) error {
+		for _, x := range h {
+			keys = append(keys, x.Key)
+		}
+		return nil
+	})
+	s, _ := newTestService(t, `
+domain: d
+descriptors:
+  - key: file
+    value: files*
+    share_threshold: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+`, Options{Backend: rec})
+	override := desc("file", "files/x")
+	override.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 5, Unit: typev3.RateLimitUnit_HOUR}
+	for i := 0; i < 50; i++ {
+		call(t, s, req("d", desc("file", "files/a")))
+		call(t, s, req("d", override))
+	}
+	for i, k := range keys {
+		if i%2 == 1 && !strings.HasPrefix(k, "d_file_files/x_") {
+			t.Fatalf("override key %q took the shared pattern of an earlier call", k)
+		}
+	}
+}
