@@ -181,12 +181,23 @@ func FuzzShouldRateLimit(f *testing.F) {
 	f.Add("d", "bucket", "", "", "", uint64(0), uint32(5))
 	f.Add("", "", "", "thirty", "*", uint64(1<<40), uint32(1<<31))
 	f.Add("d", "tenant", "acme-*", "x", "y", uint64(3), uint32(2))
+	f.Add("d", "file", "f1x2", "y", "z", uint64(1), uint32(0))
+	f.Add("d", "quota", "q", "quota", "q", uint64(2), uint32(1))
 	s, _ := newTestService(f, algoYAML+`
   - key: tenant
     value: acme-*
     descriptors:
       - key: x
         rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: file
+    value: f*x*
+    share_threshold: true
+    descriptors:
+      - key: y
+        rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: quota
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
 `, Options{ResponseHeaders: true})
 	f.Fuzz(func(t *testing.T, domain, k1, v1, k2, v2 string, addend uint64, reqAddend uint32) {
 		d1 := desc(k1, v1)
