@@ -104,6 +104,10 @@ type Service struct {
 	memOnly bool
 	reqOK   prometheus.Counter
 	reqOver prometheus.Counter
+	// lastWarn is when (unix ms) the backend failure was last logged.
+	lastWarn atomic.Int64
+	// overrides holds the "override" rule stats per configured domain.
+	overrides sync.Map
 }
 
 // New builds a Service.
@@ -271,7 +275,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	for i, d := range ds {
 		var l *Limit
 		if o := d.GetLimit(); o != nil && rules.HasDomain(req.GetDomain()) {
-			l, sc.shares[i] = overrideLimit(o), nil
+			l, sc.shares[i] = overrideLimit(o, s.overrideStats(req.GetDomain())), nil
 		} else {
 			l, sc.shares[i] = rules.match(req.GetDomain(), d, sc.shares[i])
 		}
@@ -326,7 +330,12 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		}
 		if err != nil {
 			failed = true
-			s.log.Warn("rate limit backend failed; applying failure mode", "backend", s.name, "failure_mode", s.opts.FailureMode.String(), "descriptors", len(sc.shared), "error", err)
+			// At most one line a second: an outage at 10k requests/s must
+			// not become 10k log lines/s.
+			if last := s.lastWarn.Load(); nowMs-last >= 1000 && s.lastWarn.CompareAndSwap(last, nowMs) {
+				s.log.Warn("rate limit backend failed; applying failure mode", "backend", s.name, "failure_mode", s.opts.FailureMode.String(),
+					"descriptors", len(sc.shared), "error", err)
+			}
 			if s.metrics != nil {
 				s.metrics.failureMode.WithLabelValues(s.opts.FailureMode.String()).Add(float64(len(sc.shared)))
 			}
@@ -464,16 +473,30 @@ func newResponse(n int) (*rlsv3.RateLimitResponse, []rlsv3.RateLimitResponse_Des
 
 // overrideLimit is the limit Envoy sent with the descriptor (a route-level
 // override): a fixed window, never shadow, counted as rule "override".
-func overrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) *Limit {
+func overrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride, stats *ruleStats) *Limit {
 	return &Limit{
 		Requests: o.GetRequestsPerUnit(),
 		Window:   responseWindow(rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit())),
 		Rule:     "override",
+		stats:    stats,
 		current: &rlsv3.RateLimitResponse_RateLimit{
 			RequestsPerUnit: o.GetRequestsPerUnit(),
 			Unit:            rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit()),
 		},
 	}
+}
+
+// overrideStats are the metrics of Envoy's limit overrides in a domain
+// (only configured domains get here, so the labels stay bounded).
+func (s *Service) overrideStats(domain string) *ruleStats {
+	if s.metrics == nil {
+		return nil
+	}
+	if v, ok := s.overrides.Load(domain); ok {
+		return v.(*ruleStats)
+	}
+	v, _ := s.overrides.LoadOrStore(domain, s.metrics.rule(domain, "override"))
+	return v.(*ruleStats)
 }
 
 // key builds the backend key of a descriptor. Fixed windows use

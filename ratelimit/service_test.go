@@ -281,7 +281,11 @@ func TestHitsAddendAndPeek(t *testing.T) {
 }
 
 func TestLimitOverride(t *testing.T) {
-	s, _ := newTestService(t, algoYAML, Options{})
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newTestService(t, algoYAML, Options{Metrics: m})
 	d := desc("anything", "x")
 	d.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: typev3.RateLimitUnit_HOUR}
 	if resp := call(t, s, req("d", d)); resp.OverallCode != rlsv3.RateLimitResponse_OK || resp.Statuses[0].CurrentLimit.GetUnit() != rlsv3.RateLimitResponse_RateLimit_HOUR {
@@ -289,6 +293,9 @@ func TestLimitOverride(t *testing.T) {
 	}
 	if resp := call(t, s, req("d", d)); resp.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
 		t.Fatalf("override second: %v", resp)
+	}
+	if v := testutil.ToFloat64(m.totalHits.WithLabelValues("d", "override")); v != 2 {
+		t.Fatalf("override total_hits = %v, want 2", v)
 	}
 }
 
