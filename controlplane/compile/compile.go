@@ -15,6 +15,7 @@ package compile
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,7 @@ type Compiler struct {
 	sidecarClusters []*clusterv3.Cluster
 	optsKey         string
 	files           map[string]*fileEntry // key: content hash of origin+bytes
+	groups          *groupCache
 }
 
 // New checks the options and builds a Compiler.
@@ -91,6 +93,7 @@ func New(o Options) (*Compiler, error) {
 		sidecarClusters: sc,
 		optsKey:         fmt.Sprintf("%+v|%s|%+v", o.Sidecars, o.HTTPAddress, o.Upstream),
 		files:           map[string]*fileEntry{},
+		groups:          newGroupCache(),
 	}, nil
 }
 
@@ -117,6 +120,7 @@ type Spec struct {
 	clas       []*endpointv3.ClusterLoadAssignment
 	sidecar    []*corev3.TypedExtensionConfig
 	rules      *ratelimit.SpecRules
+	rulesKey   string // content hash of rules, with the spec name
 	policy     *authz.SpecPolicy
 	alsHeaders []string
 }
@@ -187,6 +191,7 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 		}
 	}
 	c.files = next
+	c.groups.rotate()
 	return c.assemble(rev.ID, all)
 }
 
@@ -313,6 +318,12 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 	if err != nil {
 		return err
 	}
+	rulesJSON, err := json.Marshal(rules)
+	if err != nil {
+		return fmt.Errorf("rate limits: %w", err)
+	}
+	sum := sha256.Sum256(rulesJSON)
+	s.rulesKey = hex.EncodeToString(sum[:12])
 	s.sidecar = append(s.sidecar, rl)
 	logs, err := accesslog.Compile(r)
 	if err != nil {

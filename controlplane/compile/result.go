@@ -40,6 +40,7 @@ type Result struct {
 	published []*Spec // sorted by name
 	opts      Options
 	optsKey   string
+	shared    *groupCache
 	sidecars  []*clusterv3.Cluster
 
 	mu       sync.Mutex
@@ -138,6 +139,7 @@ func (c *Compiler) assemble(revID string, all []*Spec) *Result {
 		published: published,
 		opts:      c.opts,
 		optsKey:   c.optsKey,
+		shared:    c.groups,
 		sidecars:  c.sidecarClusters,
 		groups:    map[string]groupResult{},
 		versions:  map[string]string{},
@@ -189,12 +191,13 @@ func (r *Result) Resources(group string) (Resources, []string, error) {
 
 func (r *Result) build(group string) (Resources, []string, error) {
 	var (
-		vhosts   []*routev3.VirtualHost
-		clusters = append([]types.Resource(nil), toResources(r.sidecars)...)
-		clas     []types.Resource
-		exts     []types.Resource
-		rules    []*ratelimit.SpecRules
-		headers  = map[string]bool{}
+		vhosts    []*routev3.VirtualHost
+		clusters  = append([]types.Resource(nil), toResources(r.sidecars)...)
+		clas      []types.Resource
+		exts      []types.Resource
+		rules     []*ratelimit.SpecRules
+		rulesKeys []string
+		headers   = map[string]bool{}
 	)
 	for _, s := range r.published {
 		if !s.servesGroup(group) {
@@ -206,6 +209,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		exts = append(exts, toResources(s.sidecar)...)
 		if s.rules != nil {
 			rules = append(rules, s.rules)
+			rulesKeys = append(rulesKeys, s.rulesKey)
 		}
 		for _, h := range s.alsHeaders {
 			headers[h] = true
@@ -217,15 +221,9 @@ func (r *Result) build(group string) (Resources, []string, error) {
 	}
 	sort.Strings(alsHeaders)
 
-	lis, err := envoy.Listener(envoy.ListenerOptions{
-		Name: envoy.HTTPListener, Address: r.opts.HTTPAddress,
-		RouteConfig: envoy.RouteConfigName, AccessLogHeaders: alsHeaders,
-	})
+	lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders)
 	if err != nil {
 		return nil, nil, err
-	}
-	if err := ValidateAll(lis); err != nil {
-		return nil, nil, fmt.Errorf("listener %s: %w", lis.GetName(), err)
 	}
 	// The route table's own fields are validated on an empty table; every
 	// virtual host in it was validated when its spec was compiled.
@@ -235,9 +233,9 @@ func (r *Result) build(group string) (Resources, []string, error) {
 	}
 	rc.VirtualHosts = vhosts
 
-	rlc, warnings := ratelimit.RateLimitConfig(rules)
-	if err := ValidateAll(rlc); err != nil {
-		return nil, nil, fmt.Errorf("rate limit config %s: %w", rlc.GetName(), err)
+	rlc, warnings, err := r.shared.rateLimitConfig(rules, rulesKeys)
+	if err != nil {
+		return nil, nil, err
 	}
 	res := Resources{
 		resourcev3.ListenerType:      {lis},
@@ -321,4 +319,82 @@ func CheckReferences(res Resources) error {
 		}
 	}
 	return nil
+}
+
+// groupCache keeps the per-group pieces that depend on little of a group's
+// content, across results: the listener (on the access-log headers) and
+// the RateLimitConfig (on the rate-limit rules), so a change that leaves
+// them alone does not rebuild and revalidate them for every group. It is
+// bounded: entries not used by the last two results are dropped.
+type groupCache struct {
+	mu             sync.Mutex
+	listeners      map[string]*listenerv3.Listener
+	prevListeners  map[string]*listenerv3.Listener
+	rlcs, prevRLCs map[string]rlcEntry
+}
+
+type rlcEntry struct {
+	rlc      *rlsconfv3.RateLimitConfig
+	warnings []string
+}
+
+func newGroupCache() *groupCache {
+	return &groupCache{listeners: map[string]*listenerv3.Listener{}, prevListeners: map[string]*listenerv3.Listener{}, rlcs: map[string]rlcEntry{}, prevRLCs: map[string]rlcEntry{}}
+}
+
+// rotate starts a new generation (called once per Compile).
+func (g *groupCache) rotate() {
+	g.mu.Lock()
+	g.prevListeners, g.listeners = g.listeners, map[string]*listenerv3.Listener{}
+	g.prevRLCs, g.rlcs = g.rlcs, map[string]rlcEntry{}
+	g.mu.Unlock()
+}
+
+func (g *groupCache) listener(addr string, headers []string) (*listenerv3.Listener, error) {
+	key := addr + "\x00" + strings.Join(headers, ",")
+	g.mu.Lock()
+	l, ok := g.listeners[key]
+	if !ok {
+		if l, ok = g.prevListeners[key]; ok {
+			g.listeners[key] = l
+		}
+	}
+	g.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: addr, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: headers})
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateAll(l); err != nil {
+		return nil, fmt.Errorf("listener %s: %w", l.GetName(), err)
+	}
+	g.mu.Lock()
+	g.listeners[key] = l
+	g.mu.Unlock()
+	return l, nil
+}
+
+func (g *groupCache) rateLimitConfig(rules []*ratelimit.SpecRules, keys []string) (*rlsconfv3.RateLimitConfig, []string, error) {
+	key := strings.Join(keys, ",")
+	g.mu.Lock()
+	e, ok := g.rlcs[key]
+	if !ok {
+		if e, ok = g.prevRLCs[key]; ok {
+			g.rlcs[key] = e
+		}
+	}
+	g.mu.Unlock()
+	if ok {
+		return e.rlc, e.warnings, nil
+	}
+	rlc, warnings := ratelimit.RateLimitConfig(rules)
+	if err := ValidateAll(rlc); err != nil {
+		return nil, nil, fmt.Errorf("rate limit config %s: %w", rlc.GetName(), err)
+	}
+	g.mu.Lock()
+	g.rlcs[key] = rlcEntry{rlc, warnings}
+	g.mu.Unlock()
+	return rlc, warnings, nil
 }
