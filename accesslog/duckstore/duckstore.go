@@ -295,31 +295,65 @@ func (s *Store) export(ctx context.Context, f accesslog.Filter, fn func(*accessl
 	return s.scan(ctx, q, args, fn)
 }
 
-// Stats groups matching records.
+// quantileExpr computes the p50 and p99 of duration_us in phase 2 of
+// Stats.
+var quantileExpr = "coalesce(reservoir_quantile(duration_us, 0.5, 16384), 0), coalesce(reservoir_quantile(duration_us, 0.99, 16384), 0)"
+
+// Stats groups matching records in two steps: counts for every group
+// (cheap), then p50/p99 only for the top groups (quantile state per group
+// is what makes a high-cardinality GROUP BY slow). The quantiles come
+// from a 16,384-value reservoir sample per group: exact for smaller
+// groups, an estimate for larger ones.
 func (s *Store) Stats(ctx context.Context, q accesslog.StatsQuery) ([]accesslog.Group, error) {
 	col, err := groupCol(q.GroupBy)
 	if err != nil {
 		return nil, err
 	}
 	where, args := sqlq.Where(dialect, q.Filter)
-	sqlText := "SELECT CAST(" + col + " AS VARCHAR) AS k, count(*) AS n, count(*) FILTER (WHERE denied) AS d, " +
-		"coalesce(approx_quantile(duration_us, 0.5), 0), coalesce(approx_quantile(duration_us, 0.99), 0) FROM logs WHERE " + where +
-		" GROUP BY k ORDER BY n DESC, k LIMIT " + fmt.Sprint(max(q.Limit, 1))
-	rows, err := s.db.QueryContext(ctx, sqlText, args...)
+	key := "CAST(" + col + " AS VARCHAR)"
+	rows, err := s.db.QueryContext(ctx, "SELECT "+key+" AS k, count(*) AS n, count(*) FILTER (WHERE denied) AS d FROM logs WHERE "+where+
+		" GROUP BY k ORDER BY n DESC, k LIMIT "+fmt.Sprint(max(q.Limit, 1)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb stats: %w", err)
 	}
-	defer rows.Close()
 	var out []accesslog.Group
+	idx := map[string]int{}
 	for rows.Next() {
 		var g accesslog.Group
 		var k sql.NullString
-		var p50, p99 float64
-		if err := rows.Scan(&k, &g.Count, &g.Denied, &p50, &p99); err != nil {
+		if err := rows.Scan(&k, &g.Count, &g.Denied); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("duckdb stats: %w", err)
 		}
-		g.Key, g.P50MS, g.P99MS = k.String, p50/1000, p99/1000
+		g.Key = k.String
+		idx[g.Key] = len(out)
 		out = append(out, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return out, err
+	}
+	ph := make([]string, len(out))
+	qargs := append([]any{}, args...)
+	for i, g := range out {
+		ph[i] = "?"
+		qargs = append(qargs, g.Key)
+	}
+	rows, err = s.db.QueryContext(ctx, "SELECT "+key+" AS k, "+quantileExpr+" FROM logs WHERE "+where+" AND "+key+
+		" IN ("+strings.Join(ph, ", ")+") GROUP BY k", qargs...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb stats quantiles: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k sql.NullString
+		var p50, p99 float64
+		if err := rows.Scan(&k, &p50, &p99); err != nil {
+			return nil, fmt.Errorf("duckdb stats quantiles: %w", err)
+		}
+		if i, ok := idx[k.String]; ok {
+			out[i].P50MS, out[i].P99MS = p50/1000, p99/1000
+		}
 	}
 	return out, rows.Err()
 }
