@@ -88,6 +88,9 @@ func Parse(r io.Reader, run string) ([]Step, error) {
 			}
 			req.Descriptors = append(req.Descriptors, d)
 		}
+		if len(req.Descriptors) == 0 {
+			return nil, fmt.Errorf("script line %d: want at least one descriptor", line)
+		}
 		st.Request = req
 		steps = append(steps, st)
 	}
