@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -109,11 +108,11 @@ const anyName = "google.protobuf.Any"
 func unpack(a *anypb.Any) (proto.Message, error) {
 	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.GetTypeUrl())
 	if err != nil {
-		return nil, fmt.Errorf("Any of type %q: the type is unknown to the control plane, so it cannot be validated: %w", a.GetTypeUrl(), err)
+		return nil, fmt.Errorf("embedded message of type %q: the type is unknown to the control plane, so it cannot be validated: %w", a.GetTypeUrl(), err)
 	}
 	m := mt.New().Interface()
 	if err := proto.Unmarshal(a.GetValue(), m); err != nil {
-		return nil, fmt.Errorf("Any of type %q does not decode: %w", a.GetTypeUrl(), err)
+		return nil, fmt.Errorf("embedded message of type %q does not decode: %w", a.GetTypeUrl(), err)
 	}
 	return m, nil
 }
@@ -166,12 +165,4 @@ func messageHoldsAny(md protoreflect.MessageDescriptor, visiting map[protoreflec
 		holdsAny.Store(md.FullName(), found)
 	}
 	return found
-}
-
-// shortType is the last element of a type URL, for messages.
-func shortType(typeURL string) string {
-	if i := strings.LastIndexByte(typeURL, '.'); i >= 0 {
-		return typeURL[i+1:]
-	}
-	return typeURL
 }
