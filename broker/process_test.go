@@ -66,7 +66,7 @@ func workerProcess() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	err = worker.Run(ctx, worker.Config{Store: st, Queue: q, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	err = worker.Run(ctx, worker.Config{Store: st, Queue: q, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: prometheus.NewRegistry(), Visibility: time.Second, PublishWait: time.Minute, Poll: 2 * time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -159,10 +159,10 @@ func TestWorkerProcessSIGKILLed(t *testing.T) {
 			r := p.do(t, "PUT", "/v2/service_instances/p1?accepts_incomplete=true", provisionBody(edgeRoute("sigkill")))
 			p.expect(t, r, 202, "provision")
 			var in store.Instance
-			deadline := time.Now().Add(30 * time.Second)
+			deadline := time.Now().Add(90 * time.Second)
 			for in.Op.Revision == 0 {
 				if time.Now().After(deadline) {
-					t.Fatal("the worker process never wrote the spec")
+					t.Fatalf("the worker process never wrote the spec: %+v", in.Op)
 				}
 				time.Sleep(5 * time.Millisecond)
 				in, _ = s.st.GetInstance(ctx, "p1")
