@@ -229,6 +229,7 @@ func (w *Worker) Handle(ctx context.Context, m queue.Message) {
 		return
 	}
 	log := w.log.With("op", task.OpID, "instance", task.InstanceID, "binding", task.BindingID, "attempt", m.Attempts)
+	log.Debug("task received", "message", m.ID)
 	hctx, stop := context.WithCancel(ctx)
 	var hb sync.WaitGroup
 	hb.Add(1)
