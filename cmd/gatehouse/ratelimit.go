@@ -47,6 +47,8 @@ func newRatelimitCmd() *cobra.Command {
 	f.StringVar(&cfg.Backend, "backend", "memory", "counter backend: memory|redis")
 	f.StringVar(&cfg.RedisURL, "redis-url", "", "redis://host:port[/db], redis+sentinel://h:p[,h:p]/master, redis+cluster://h:p[,h:p]")
 	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", 0, "deadline of every Redis call (0 = 50ms)")
+	f.IntVar(&cfg.RedisWorkers, "redis-workers", 0, "Redis script calls in flight at once (0 = 2; fewer = larger batches)")
+	f.IntVar(&cfg.RedisCacheSize, "redis-cache-size", 0, "keys in the over-limit cache (0 = 100000, negative disables)")
 	f.StringVar(&cfg.FailureMode, "failure-mode", "allow", "answer when Redis fails: allow|deny")
 	f.BoolVar(&cfg.GlobalShadowMode, "shadow-mode", false, "count and report, never answer OVER_LIMIT")
 	f.BoolVar(&cfg.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset headers")

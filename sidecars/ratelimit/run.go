@@ -38,6 +38,12 @@ type Config struct {
 	Backend      string        // memory (default) | redis
 	RedisURL     string        // see redisstore.Options.URL
 	RedisTimeout time.Duration // default 50ms
+	// RedisWorkers is the number of script calls in flight (default 2);
+	// fewer means larger batches and less Redis CPU per request.
+	RedisWorkers int
+	// RedisCacheSize bounds the over-limit cache (keys; default 100,000;
+	// negative disables it).
+	RedisCacheSize int
 	FailureMode  string        // allow (default) | deny
 	// GlobalShadowMode answers OK to everything while still counting.
 	GlobalShadowMode bool
@@ -106,7 +112,8 @@ func New(cfg Config) (*Sidecar, error) {
 		if cfg.RedisURL == "" {
 			return nil, errors.New("ratelimit: --backend redis needs --redis-url")
 		}
-		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Log: log, Metrics: metrics})
+		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Workers: cfg.RedisWorkers,
+			CacheSize: cfg.RedisCacheSize, Log: log, Metrics: metrics})
 		if err != nil {
 			return nil, fmt.Errorf("ratelimit: %w", err)
 		}
