@@ -44,7 +44,7 @@ type Config struct {
 	// RedisCacheSize bounds the over-limit cache (keys; default 100,000;
 	// negative disables it).
 	RedisCacheSize int
-	FailureMode  string        // allow (default) | deny
+	FailureMode    string // allow (default) | deny
 	// GlobalShadowMode answers OK to everything while still counting.
 	GlobalShadowMode bool
 	// ResponseHeaders adds RateLimit-Limit/-Remaining/-Reset.
