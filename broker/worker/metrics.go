@@ -15,6 +15,7 @@ type metrics struct {
 	specWrites      prometheus.Counter
 	publishTimeouts prometheus.Counter
 	duration        prometheus.Histogram
+	ackBatch        prometheus.Histogram
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -44,8 +45,13 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Help:    "Time from receiving a task to finishing it.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
+		ackBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gatehouse_broker_worker_ack_batch_size",
+			Help:    "Messages acknowledged per batch delete.",
+			Buckets: []float64{1, 2, 4, 6, 8, 10},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.tasks, m.ops, m.conflicts, m.specWrites, m.publishTimeouts, m.duration} {
+	for _, c := range []prometheus.Collector{m.tasks, m.ops, m.conflicts, m.specWrites, m.publishTimeouts, m.duration, m.ackBatch} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -77,6 +77,7 @@ type Worker struct {
 	log   *slog.Logger
 	m     *metrics
 	hosts *store.HostIndex
+	acks  chan queue.Message // batched acknowledgements while Run runs
 }
 
 // New checks cfg and builds a worker.
@@ -144,8 +145,15 @@ func Run(ctx context.Context, cfg Config) error {
 // come back after the visibility timeout.
 func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.cfg.Concurrency)
+	w.acks = make(chan queue.Message, w.cfg.Concurrency)
+	ackDone := make(chan struct{})
+	go func() { defer close(ackDone); w.ackLoop(w.acks) }()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		close(w.acks)
+		<-ackDone
+	}()
 	failures := 0
 	for ctx.Err() == nil {
 		select { // at least one free slot
@@ -259,9 +267,7 @@ func (w *Worker) Handle(ctx context.Context, m queue.Message) {
 	case err == nil:
 		w.m.tasks.WithLabelValues("done").Inc()
 		w.m.duration.Observe(w.cfg.Now().Sub(start).Seconds())
-		if derr := w.cfg.Queue.Delete(ctx, m); derr != nil {
-			log.Warn("acknowledging the message failed; it will be redelivered and recognised as done", "err", derr)
-		}
+		w.ack(ctx, m)
 	case errors.As(err, &r) && m.Attempts < w.cfg.MaxAttempts:
 		w.m.tasks.WithLabelValues("retry").Inc()
 		d := backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, m.Attempts)
@@ -278,6 +284,58 @@ func (w *Worker) Handle(ctx context.Context, m queue.Message) {
 		}
 		if derr := w.cfg.Queue.DeadLetter(ctx, m, reason); derr != nil {
 			log.Error("dead-lettering failed", "err", derr)
+		}
+	}
+}
+
+// ack acknowledges m: batched through the ack loop while Run runs,
+// directly otherwise.
+func (w *Worker) ack(ctx context.Context, m queue.Message) {
+	if w.acks != nil {
+		w.acks <- m
+		return
+	}
+	if err := w.cfg.Queue.Delete(ctx, m); err != nil {
+		w.log.Warn("acknowledging the message failed; it will be redelivered and recognised as done", "message", m.ID, "err", err)
+	}
+}
+
+// ackLoop deletes acknowledged messages in batches of up to 10 (SQS's
+// batch size), waiting at most 10ms to fill a batch, until acks is
+// closed; then it flushes what is left.
+func (w *Worker) ackLoop(acks <-chan queue.Message) {
+	var batch []queue.Message
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := w.cfg.Queue.Delete(ctx, batch...); err != nil {
+			w.log.Warn("acknowledging messages failed; they will be redelivered and recognised as done", "messages", len(batch), "err", err)
+		}
+		w.m.ackBatch.Observe(float64(len(batch)))
+		batch = batch[:0]
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case m, ok := <-acks:
+			if !ok {
+				flush()
+				return
+			}
+			if len(batch) == 0 {
+				timer.Reset(10 * time.Millisecond)
+			}
+			batch = append(batch, m)
+			if len(batch) == 10 {
+				timer.Stop()
+				flush()
+			}
+		case <-timer.C:
+			flush()
 		}
 	}
 }
