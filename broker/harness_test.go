@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -347,9 +345,6 @@ func (p *pipeline) provision(t testing.TB, id string, params any) {
 	}
 }
 
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
-
-var _ = fmt.Sprint
 
 type sqstypesName = sqstypes.QueueAttributeName
 
