@@ -8,12 +8,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/ratelimit"
 )
 
 // startCluster starts three redis-server processes in cluster mode and
@@ -81,6 +86,44 @@ func TestCluster(t *testing.T) {
 	}
 	if _, ok := st.Client().(*redis.ClusterClient); !ok {
 		t.Fatalf("redis+cluster:// made a %T", st.Client())
+	}
+
+	// Concurrent requests of three descriptors each (three slots): batches
+	// mix requests and slots; every limit is still exact.
+	svc := newService(t, newStore(t, Options{URL: url, Timeout: 5 * time.Second, CacheSize: -1}), ratelimit.SystemClock{}, `
+domain: c
+descriptors:
+  - key: a
+    rate_limit: {unit: hour, requests_per_unit: 100}
+  - key: b
+    rate_limit: {unit: hour, requests_per_unit: 100, algorithm: sliding-window}
+  - key: c
+    rate_limit: {unit: hour, requests_per_unit: 1, algorithm: token-bucket, burst: 100}
+`, ratelimit.FailDeny)
+	var okA, okB, okC atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 15; i++ {
+				resp, err := svc.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "c", Descriptors: []*ratelimitv3.RateLimitDescriptor{
+					desc("a", "x"), desc("b", "y"), desc("c", "z")}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for j, n := range []*atomic.Int64{&okA, &okB, &okC} {
+					if resp.Statuses[j].Code == rlsv3.RateLimitResponse_OK {
+						n.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if okA.Load() != 100 || okB.Load() != 100 || okC.Load() != 100 {
+		t.Fatalf("allowed %d/%d/%d of 240 each, want exactly 100 each", okA.Load(), okB.Load(), okC.Load())
 	}
 }
 
