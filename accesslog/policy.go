@@ -32,6 +32,20 @@ type Policy struct {
 	hmacKey    []byte
 	hmacs      sync.Pool // keyed HMAC-SHA256 states, Reset between uses
 	headerWord []string
+	strict     bool // no settings yet: mask every value but a few safe headers
+}
+
+// safeHeaders keep their values under StrictPolicy.
+var safeHeaders = map[string]bool{"user-agent": true, "x-request-id": true, "content-type": true, "accept": true}
+
+// StrictPolicy is the policy before any settings have arrived: a spec may
+// name secret headers or query parameters the defaults do not know, so
+// every header value (but user-agent, x-request-id, content-type, accept)
+// and every query value is masked.
+func StrictPolicy(hmacKey []byte) *Policy {
+	p := NewPolicy(nil, hmacKey)
+	p.strict = true
+	return p
 }
 
 type routePolicy struct {
@@ -116,6 +130,9 @@ func (p *Policy) mask(v string) string {
 }
 
 func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
+	if p.strict {
+		return !safeHeaders[name]
+	}
 	if rp.redact[name] || p.defaults.redact[name] {
 		return true
 	}
@@ -149,7 +166,7 @@ func (p *Policy) RedactQuery(route, raw string) string {
 		if un, err := url.QueryUnescape(name); err == nil {
 			key = strings.ToLower(un)
 		}
-		if rp.redactQuery[key] || p.defaults.redactQuery[key] {
+		if p.strict || rp.redactQuery[key] || p.defaults.redactQuery[key] {
 			b.WriteString(name)
 			b.WriteByte('=')
 			if un, err := url.QueryUnescape(val); err == nil {

@@ -173,3 +173,23 @@ func FuzzHeadersJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestStrictPolicyMasksEverything(t *testing.T) {
+	p := StrictPolicy(nil)
+	e := &alv3.HTTPAccessLogEntry{
+		CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0)), RouteName: "s/r"},
+		Request: &alv3.HTTPRequestProperties{Path: "/x?partner_code=abc&page=2",
+			RequestHeaders: map[string]string{"x-custom-secret": "abc", "user-agent": "ua", "x-request-id": "id1"}},
+	}
+	r := p.FromHTTP("n", "g", e)
+	if r.Query != "partner_code=REDACTED&page=REDACTED" {
+		t.Fatalf("query %q", r.Query)
+	}
+	var h map[string]string
+	if err := json.Unmarshal([]byte(r.Headers), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h["x-custom-secret"] != Mask || h["user-agent"] != "ua" || h["x-request-id"] != "id1" {
+		t.Fatalf("headers %v", h)
+	}
+}

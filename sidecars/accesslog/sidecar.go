@@ -283,7 +283,8 @@ type settingsHolder struct {
 
 func newSettings(log *slog.Logger, hmacKey []byte) *settingsHolder {
 	s := &settingsHolder{log: log, hmacKey: hmacKey}
-	s.policy.Store(accesslog.NewPolicy(nil, hmacKey))
+	// Until settings arrive, mask everything a spec could call secret.
+	s.policy.Store(accesslog.StrictPolicy(hmacKey))
 	return s
 }
 
