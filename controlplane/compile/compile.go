@@ -182,13 +182,8 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 		next[keys[i]] = compiled[j]
 	}
 	var all []*Spec
-	for i, src := range rev.Specs {
-		for _, s := range next[keys[i]].specs {
-			// The per-spec store revision may change without the bytes
-			// changing; keep the status current without recompiling.
-			s.Revision = src.Revision
-			all = append(all, s)
-		}
+	for i := range rev.Specs {
+		all = append(all, next[keys[i]].specs...)
 	}
 	c.files = next
 	c.groups.rotate()
@@ -200,7 +195,10 @@ func fileKey(s source.Spec) string {
 	h.Write([]byte(s.Origin))
 	h.Write([]byte{0})
 	h.Write([]byte(s.Name))
-	h.Write([]byte{0})
+	// The store revision is part of the key: a Spec is immutable once
+	// compiled (Results share them), so a new revision with the same bytes
+	// is a new Spec (cheap, and rare).
+	fmt.Fprintf(h, "\x00%d\x00", s.Revision)
 	h.Write(s.Data)
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -214,7 +212,7 @@ func (c *Compiler) compileFile(src source.Spec) *fileEntry {
 	}
 	fe := &fileEntry{}
 	if len(docs) == 0 {
-		fe.specs = []*Spec{{Name: src.Name, Origin: src.Origin, Err: problems}}
+		fe.specs = []*Spec{{Name: src.Name, Origin: src.Origin, Revision: src.Revision, Err: problems}}
 		return fe
 	}
 	// Structural problems that cannot be pinned on one document fail the
@@ -231,7 +229,7 @@ func (c *Compiler) compileFile(src source.Spec) *fileEntry {
 		}
 	}
 	for _, d := range docs {
-		s := &Spec{Name: d.Name(), Origin: src.Origin, doc: d}
+		s := &Spec{Name: d.Name(), Origin: src.Origin, Revision: src.Revision, doc: d}
 		if s.Name == "" {
 			s.Name = src.Name
 		}
