@@ -345,7 +345,6 @@ func (p *pipeline) provision(t testing.TB, id string, params any) {
 	}
 }
 
-
 type sqstypesName = sqstypes.QueueAttributeName
 
 func sqsClientFor(t *testing.T, q *sqsqueue.Queue) *sqs.Client {

@@ -1,0 +1,93 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/route53"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/broker/dns"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+)
+
+// RoleConfig is the `gatehouse worker` process: backends by URL, an admin
+// server and the DNS step by flags. Worker carries the rest (Logger and
+// Registry required; Store and Queue are opened from the URLs).
+type RoleConfig struct {
+	Worker    Config
+	StoreURL  string // sqlite:PATH | dynamodb://TABLE
+	QueueURL  string // sqlite:PATH | sqs://QUEUE-URL
+	Backend   backend.Options
+	AdminAddr string // /metrics, /healthz, /readyz; "" or "-" for none
+	// DNSZone turns on the Route 53 step for that hosted zone; DNSDryRun
+	// logs the change set instead. Worker.DNSTarget is then required.
+	DNSZone     string
+	DNSEndpoint string
+	DNSDryRun   bool
+}
+
+// RunRole opens the backends, serves the admin endpoints and runs the
+// worker until ctx ends.
+func RunRole(ctx context.Context, rc RoleConfig) error {
+	cfg := rc.Worker
+	if cfg.Logger == nil || cfg.Registry == nil {
+		return fmt.Errorf("broker worker: Logger and Registry are required")
+	}
+	if rc.Backend.Visibility == 0 {
+		rc.Backend.Visibility = cfg.Visibility
+	}
+	st, err := backend.OpenStore(ctx, rc.StoreURL, rc.Backend)
+	if err != nil {
+		return fmt.Errorf("broker worker: %w", err)
+	}
+	defer st.Close()
+	q, err := backend.OpenQueue(ctx, rc.QueueURL, rc.Backend)
+	if err != nil {
+		return fmt.Errorf("broker worker: %w", err)
+	}
+	defer q.Close()
+	cfg.Store, cfg.Queue = st, q
+	switch {
+	case rc.DNSDryRun:
+		cfg.DNS = dns.DryRun{Log: cfg.Logger.With("component", "broker-dns")}
+	case rc.DNSZone != "":
+		awsCfg, err := backend.AWSConfig(ctx, rc.Backend)
+		if err != nil {
+			return fmt.Errorf("broker worker: dns step: %w", err)
+		}
+		c := route53.NewFromConfig(awsCfg, func(o *route53.Options) {
+			if rc.DNSEndpoint != "" {
+				o.BaseEndpoint = &rc.DNSEndpoint
+			}
+		})
+		cfg.DNS = &dns.Route53{Client: c, ZoneID: rc.DNSZone, Log: cfg.Logger.With("component", "broker-dns")}
+	}
+	if cfg.DNS != nil && cfg.DNSTarget == "" {
+		return fmt.Errorf("broker worker: the DNS step needs a target (--dns-target)")
+	}
+	w, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if rc.AdminAddr != "" && rc.AdminAddr != "-" {
+		l, err := net.Listen("tcp", rc.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("broker worker: admin listener on %s: %w", rc.AdminAddr, err)
+		}
+		admin := telemetry.NewAdmin(cfg.Logger, cfg.Registry)
+		admin.AddReadyCheck("store", func() error {
+			c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return st.Ping(c)
+		})
+		g.Go(func() error { return telemetry.ServeHTTP(gctx, l, admin.Handler()) })
+		cfg.Logger.Info("worker admin listening", "component", "broker-worker", "addr", l.Addr().String())
+	}
+	g.Go(func() error { return w.Run(gctx) })
+	return g.Wait()
+}
