@@ -53,6 +53,12 @@ func New(db *dynamodb.Client, table string) *Store {
 	return &Store{db: db, table: table, now: time.Now}
 }
 
+// SetClock replaces the clock (tests).
+func (s *Store) SetClock(now func() time.Time) { s.now = now }
+
+// Table is the table's name.
+func (s *Store) Table() string { return s.table }
+
 // Close is a no-op (the client holds no resources that need closing).
 func (s *Store) Close() error { return nil }
 
@@ -484,8 +490,14 @@ func (s *Store) allSpecs(ctx context.Context, filter string, vals map[string]typ
 	return out, err
 }
 
-// Snapshot scans every spec; the revision is the highest one written.
+// Snapshot scans every spec. The revision is the highest one written,
+// unless a revision allocated before it may still land (see Changes):
+// then it is 0, so a consumer that resumes Changes from it misses nothing.
 func (s *Store) Snapshot(ctx context.Context) (int64, []store.StoredSpec, error) {
+	ctr, err := s.get(ctx, "meta", "revision")
+	if err != nil {
+		return 0, nil, err
+	}
 	all, err := s.allSpecs(ctx, "", nil)
 	if err != nil {
 		return 0, nil, err
@@ -499,7 +511,18 @@ func (s *Store) Snapshot(ctx context.Context) (int64, []store.StoredSpec, error)
 		}
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
-	return rev, live, nil
+	return s.safeCursor(ctr, 0, rev), live, nil
+}
+
+// safeCursor is how far a change-feed consumer may advance: to maxRev
+// once every allocated revision has landed (or the outstanding one is
+// older than AbandonAfter), else nowhere past since.
+func (s *Store) safeCursor(ctr map[string]types.AttributeValue, since, maxRev int64) int64 {
+	allocated, at := getN(ctr, "rev"), time.Unix(0, getN(ctr, "at"))
+	if allocated <= maxRev || s.now().Sub(at) > AbandonAfter {
+		return max(since, maxRev)
+	}
+	return since
 }
 
 // Changes returns the spec writes above since. Revisions are allocated
@@ -511,7 +534,6 @@ func (s *Store) Changes(ctx context.Context, since int64) (int64, []store.Stored
 	if err != nil {
 		return since, nil, err
 	}
-	allocated, at := getN(ctr, "rev"), time.Unix(0, getN(ctr, "at"))
 	all, err := s.allSpecs(ctx, "", nil)
 	if err != nil {
 		return since, nil, err
@@ -525,11 +547,7 @@ func (s *Store) Changes(ctx context.Context, since int64) (int64, []store.Stored
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
-	next := since
-	if allocated <= maxRev || s.now().Sub(at) > AbandonAfter {
-		next = max(since, maxRev)
-	}
-	return next, out, nil
+	return s.safeCursor(ctr, since, maxRev), out, nil
 }
 
 // ReportPublished records the verdict unless a newer one is recorded.
