@@ -54,7 +54,7 @@ func loadBench(b *testing.B) (*duckstore.Store, time.Time) {
 			}
 			dir = d
 		}
-		path := filepath.Join(dir, fmt.Sprintf("bench-%d-v1.duckdb", n))
+		path := filepath.Join(dir, fmt.Sprintf("bench-%d-v2.duckdb", n))
 		benchEnd = time.Date(2026, 6, 8, 0, 0, 0, 0, time.UTC)
 		s, err := duckstore.Open(context.Background(), duckstore.Config{Path: path, MemoryLimit: "1GB", Threads: 2})
 		if err != nil {
