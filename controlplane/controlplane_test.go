@@ -153,6 +153,9 @@ func TestNACKIsRecordedAndNotResent(t *testing.T) {
 	if got := testutil.ToFloat64(mustCounter(t, h, "gatehouse_xds_nack_resends_suppressed_total")); got < 1 {
 		t.Errorf("suppressed re-sends = %v", got)
 	}
+	if got := gaugeValue(t, h, "gatehouse_xds_streams_rejecting"); got != 1 {
+		t.Errorf("streams rejecting = %v, want 1", got)
+	}
 
 	h.write("a.yaml", specYAML("a", "a.example.com", "10.0.0.2:80"))
 	v2 := c.recv(cdsType)
@@ -162,6 +165,9 @@ func TestNACKIsRecordedAndNotResent(t *testing.T) {
 	c.send(cdsType, nil, v2.GetVersionInfo(), v2.GetNonce(), "")
 	if n := c.count(500 * time.Millisecond); n != 0 {
 		t.Errorf("%d responses after ACKing the new version", n)
+	}
+	if got := gaugeValue(t, h, "gatehouse_xds_streams_rejecting"); got != 0 {
+		t.Errorf("streams rejecting after the ACK = %v, want 0", got)
 	}
 }
 
@@ -309,4 +315,19 @@ func mustCounter(t *testing.T, h *harness, name string) prometheus.Collector {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
 	c.Add(total)
 	return c
+}
+
+func gaugeValue(t *testing.T, h *harness, name string) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("gauge %s not found", name)
+	return 0
 }

@@ -66,6 +66,7 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	responses  *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
+	rejecting  prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -83,8 +84,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "gatehouse_xds_nack_resends_suppressed_total", Help: "NACKs of the current version that did not trigger a re-send of that same version.",
 		}, []string{"type"}),
 	}
+	m.rejecting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gatehouse_xds_streams_rejecting", Help: "Streams whose latest answer for some type is a NACK (which nodes: /debug/nodes).",
+	})
 	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed)
+		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed, m.rejecting)
 	}
 	return m
 }

@@ -154,6 +154,7 @@ type stream struct {
 	since     time.Time
 	acked     map[string]string // type → version
 	lastNACK  *NACK
+	rejecting map[string]bool   // types whose last answer was a NACK
 	responses map[string]string // type → nonce of the last response
 	nonceVer  map[string]string // nonce → version, last few
 }
@@ -179,10 +180,33 @@ func (t *tracker) open(id int64, delta bool) {
 	t.metrics.streams.WithLabelValues(protoLabel(delta)).Inc()
 }
 
+// setRejecting tracks which streams currently reject a type, for the
+// gatehouse_xds_streams_rejecting gauge. Caller holds t.mu.
+func (t *tracker) setRejecting(s *stream, typeURL string, on bool) {
+	before := len(s.rejecting) > 0
+	if on {
+		if s.rejecting == nil {
+			s.rejecting = map[string]bool{}
+		}
+		s.rejecting[typeURL] = true
+	} else {
+		delete(s.rejecting, typeURL)
+	}
+	switch after := len(s.rejecting) > 0; {
+	case after && !before:
+		t.metrics.rejecting.Inc()
+	case before && !after:
+		t.metrics.rejecting.Dec()
+	}
+}
+
 func (t *tracker) close(id int64) {
 	t.mu.Lock()
 	s := t.streams[id]
 	delete(t.streams, id)
+	if s != nil && len(s.rejecting) > 0 {
+		t.metrics.rejecting.Dec()
+	}
 	if s != nil && s.node != nil {
 		t.groups[s.node.GetCluster()]--
 		if t.groups[s.node.GetCluster()] <= 0 {
@@ -218,11 +242,13 @@ func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version s
 	case nonce == "":
 	case errMsg != nil:
 		kind = "nack"
+		t.setRejecting(s, typeURL, true)
 		rejected := s.nonceVer[nonce]
 		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected, Message: *errMsg, At: t.opts.Now()}
 		s.lastNACK = nack
 	default:
 		kind = "ack"
+		t.setRejecting(s, typeURL, false)
 		if v, ok := s.nonceVer[nonce]; ok {
 			version = v
 		}
