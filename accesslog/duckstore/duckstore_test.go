@@ -297,7 +297,9 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 	for d := 3; d >= 0; d-- {
 		all = append(all, records(uint64(10+d), 200, today.Add(-time.Duration(d)*24*time.Hour+time.Hour), time.Hour)...)
 	}
-	slices.SortFunc(all, func(a, b accesslog.Record) int { return strings.Compare(a.RequestID[len(a.RequestID)-2:], b.RequestID[len(b.RequestID)-2:]) })
+	slices.SortFunc(all, func(a, b accesslog.Record) int {
+		return strings.Compare(a.RequestID[len(a.RequestID)-2:], b.RequestID[len(b.RequestID)-2:])
+	})
 	r.in.Add(all...)
 	waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 800 })
 	r.stop()
