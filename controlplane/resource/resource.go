@@ -14,11 +14,12 @@ package resource
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/cncf/xds/go/xds/type/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -87,4 +88,40 @@ func Unwrap(res *corev3.TypedExtensionConfig, payloadType string, v any) error {
 // whether the name carries that prefix.
 func SpecName(resourceName, prefix string) (string, bool) {
 	return strings.CutPrefix(resourceName, prefix)
+}
+
+// Collect decodes one concern's payloads from a set of TypedExtensionConfig
+// resources (one xDS response): those whose name has prefix are unwrapped
+// as payloadType into a T; the others belong to another concern and are
+// skipped. specOf names the spec a payload says it is for, which must match
+// the resource name. Any bad resource fails the whole set, so the caller
+// NACKs and keeps its last good config.
+func Collect[T any](resources []*anypb.Any, prefix, payloadType string, specOf func(*T) string) ([]*T, error) {
+	var out []*T
+	var problems []string
+	for _, a := range resources {
+		tec := &corev3.TypedExtensionConfig{}
+		if err := a.UnmarshalTo(tec); err != nil {
+			problems = append(problems, fmt.Sprintf("resource of type %s is not a TypedExtensionConfig: %v", a.GetTypeUrl(), err))
+			continue
+		}
+		name, ok := SpecName(tec.GetName(), prefix)
+		if !ok {
+			continue
+		}
+		v := new(T)
+		if err := Unwrap(tec, payloadType, v); err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if got := specOf(v); got != name {
+			problems = append(problems, fmt.Sprintf("resource %s carries the payload of spec %q", tec.GetName(), got))
+			continue
+		}
+		out = append(out, v)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
 }

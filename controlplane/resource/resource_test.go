@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 type payload struct {
@@ -39,5 +41,41 @@ func TestUnwrapRejectsWrongPayloadType(t *testing.T) {
 	var out payload
 	if err := Unwrap(res, AuthzPolicyType, &out); err == nil {
 		t.Fatal("Unwrap accepted a payload of another type")
+	}
+}
+
+func TestCollect(t *testing.T) {
+	mk := func(name, typ string, p payload) *anypb.Any {
+		res, err := Wrap(name, typ, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := anypb.New(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	specOf := func(p *payload) string { return p.Name }
+	good := []*anypb.Any{
+		mk(AuthzPrefix+"a", AuthzPolicyType, payload{Name: "a"}),
+		mk(RateLimitPrefix+"a", RateLimitRulesType, payload{Name: "a"}), // another concern: skipped
+		mk(AuthzPrefix+"b", AuthzPolicyType, payload{Name: "b", Requests: 7}),
+	}
+	got, err := Collect(good, AuthzPrefix, AuthzPolicyType, specOf)
+	if err != nil || len(got) != 2 || got[1].Requests != 7 {
+		t.Fatalf("Collect = %+v, %v", got, err)
+	}
+	for name, bad := range map[string]*anypb.Any{
+		"spec mismatch": mk(AuthzPrefix+"c", AuthzPolicyType, payload{Name: "other"}),
+		"payload type":  mk(AuthzPrefix+"c", RateLimitRulesType, payload{Name: "c"}),
+		"not an extension config": func() *anypb.Any {
+			a, _ := anypb.New(&structpb.Struct{})
+			return a
+		}(),
+	} {
+		if _, err := Collect(append(good, bad), AuthzPrefix, AuthzPolicyType, specOf); err == nil {
+			t.Errorf("%s: Collect accepted a bad resource", name)
+		}
 	}
 }

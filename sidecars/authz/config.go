@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
@@ -43,33 +41,7 @@ func LoadSpecDir(dir string) ([]*authz.SpecPolicy, error) {
 // resources are skipped. Any undecodable authz resource fails the whole set
 // (the caller NACKs and keeps its last good policies).
 func PoliciesFromResources(resources []*anypb.Any) ([]*authz.SpecPolicy, error) {
-	var out []*authz.SpecPolicy
-	var problems []string
-	for _, a := range resources {
-		var tec corev3.TypedExtensionConfig
-		if err := a.UnmarshalTo(&tec); err != nil {
-			problems = append(problems, fmt.Sprintf("resource of type %s is not a TypedExtensionConfig: %v", a.GetTypeUrl(), err))
-			continue
-		}
-		specName, ok := resource.SpecName(tec.GetName(), resource.AuthzPrefix)
-		if !ok {
-			continue
-		}
-		var p authz.SpecPolicy
-		if err := resource.Unwrap(&tec, resource.AuthzPolicyType, &p); err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		if p.Spec != specName {
-			problems = append(problems, fmt.Sprintf("resource %s carries the policy of spec %q", tec.GetName(), p.Spec))
-			continue
-		}
-		out = append(out, &p)
-	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
-	}
-	return out, nil
+	return resource.Collect(resources, resource.AuthzPrefix, resource.AuthzPolicyType, func(p *authz.SpecPolicy) string { return p.Spec })
 }
 
 // dirState fingerprints the spec files of dir (names, sizes, mtimes).

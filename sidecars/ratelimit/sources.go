@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -152,33 +151,7 @@ func LoadSpecDir(dir string) ([]*ratelimit.SpecRules, error) {
 // resources (names with resource.RateLimitPrefix; other concerns' are
 // skipped). It returns nil when there is none. Any bad one fails the set.
 func RulesFromResources(resources []*anypb.Any) ([]*ratelimit.SpecRules, error) {
-	var out []*ratelimit.SpecRules
-	var problems []string
-	for _, a := range resources {
-		var tec corev3.TypedExtensionConfig
-		if err := a.UnmarshalTo(&tec); err != nil {
-			problems = append(problems, fmt.Sprintf("resource of type %s is not a TypedExtensionConfig: %v", a.GetTypeUrl(), err))
-			continue
-		}
-		name, ok := resource.SpecName(tec.GetName(), resource.RateLimitPrefix)
-		if !ok {
-			continue
-		}
-		var r ratelimit.SpecRules
-		if err := resource.Unwrap(&tec, resource.RateLimitRulesType, &r); err != nil {
-			problems = append(problems, err.Error())
-			continue
-		}
-		if r.Spec != name {
-			problems = append(problems, fmt.Sprintf("resource %s carries the rules of spec %q", tec.GetName(), r.Spec))
-			continue
-		}
-		out = append(out, &r)
-	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
-	}
-	return out, nil
+	return resource.Collect(resources, resource.RateLimitPrefix, resource.RateLimitRulesType, func(r *ratelimit.SpecRules) string { return r.Spec })
 }
 
 // DomainsFromResources decodes RateLimitConfig resources as
