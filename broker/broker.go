@@ -38,10 +38,12 @@ type Config struct {
 	Password  string // never logged
 	// BindWait: see api.Config.BindWait.
 	BindWait time.Duration
-	// SweepInterval and SweepGrace tune the outbox sweeper (defaults 5s).
-	SweepInterval, SweepGrace time.Duration
-	Logger                    *slog.Logger
-	Registry                  *prometheus.Registry
+	// SweepInterval and SweepGrace tune the outbox sweeper (defaults 5s);
+	// OpDeadline fails operations no worker finished (see
+	// Sweeper.Deadline; default 1h).
+	SweepInterval, SweepGrace, OpDeadline time.Duration
+	Logger                                *slog.Logger
+	Registry                              *prometheus.Registry
 	// Listener, when set, serves the OSB API instead of HTTPAddr (tests).
 	Listener net.Listener
 	// Started, when set, is called with the OSB API's address once it
@@ -87,7 +89,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	sw.Interval, sw.Grace = cfg.SweepInterval, cfg.SweepGrace
+	sw.Interval, sw.Grace, sw.Deadline = cfg.SweepInterval, cfg.SweepGrace, cfg.OpDeadline
 	l := cfg.Listener
 	if l == nil {
 		if l, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {

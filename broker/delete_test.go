@@ -48,3 +48,18 @@ func TestDeprovisionWithoutDeletionReport(t *testing.T) {
 		}
 	})
 }
+
+// TestOverdueOperationFails: with no worker at all the message is never
+// handled; past the deadline the sweeper fails the operation, which frees
+// the instance (and its name) for another try.
+func TestOverdueOperationFails(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{noWorker: true, deadline: 300 * time.Millisecond})
+	r := p.do(t, "PUT", "/v2/service_instances/od?accepts_incomplete=true", provisionBody(edgeRoute("overdue")))
+	p.expect(t, r, 202, "provision")
+	last := p.waitOp(t, "/v2/service_instances/od", r.str("operation"), 20*time.Second)
+	if last.str("state") != "failed" || !strings.Contains(last.str("description"), "no worker finished this provision within 300ms") {
+		t.Fatalf("last_operation = %s", last.Raw)
+	}
+	// The name is free and the instance can be provisioned again.
+	p.expect(t, p.do(t, "PUT", "/v2/service_instances/od?accepts_incomplete=true", provisionBody(edgeRoute("overdue"))), 202, "provision again")
+}

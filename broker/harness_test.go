@@ -138,6 +138,7 @@ type pipelineOpts struct {
 	logs        io.Writer
 	dns         dns.Provisioner
 	unconfirmed time.Duration
+	deadline    time.Duration
 }
 
 func testLogger(t testing.TB, w io.Writer) *slog.Logger {
@@ -187,7 +188,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
 			Logger: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
-			BindWait: o.bindWait, SweepInterval: o.sweep, SweepGrace: o.sweep})
+			BindWait: o.bindWait, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)
 		}

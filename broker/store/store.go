@@ -215,6 +215,10 @@ type Store interface {
 	// PendingOutbox lists in-progress operations not yet enqueued that were
 	// created before olderThan, at most limit.
 	PendingOutbox(ctx context.Context, olderThan time.Time, limit int) ([]OutboxItem, error)
+	// Overdue lists in-progress operations (enqueued or not) created
+	// before createdBefore, at most limit: the sweeper fails them (their
+	// message was lost, e.g. dead-lettered after crash loops).
+	Overdue(ctx context.Context, createdBefore time.Time, limit int) ([]OutboxItem, error)
 
 	// ClaimName reserves a spec name for an instance (idempotent for the
 	// same instance; ErrConflict if another holds it); ReleaseName frees it

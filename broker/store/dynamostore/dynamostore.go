@@ -166,9 +166,14 @@ func (s *Store) get(ctx context.Context, pk, sk string) (map[string]types.Attrib
 	return out.Item, nil
 }
 
+// outboxOf is the outbox attribute: 1 in progress and not enqueued (the
+// sweeper's work), 2 in progress and enqueued, 0 finished.
 func outboxOf(op store.Operation) int64 {
-	if op.InProgress() && !op.Enqueued {
+	switch {
+	case op.InProgress() && !op.Enqueued:
 		return 1
+	case op.InProgress():
+		return 2
 	}
 	return 0
 }
@@ -334,11 +339,20 @@ func (s *Store) scan(ctx context.Context, in *dynamodb.ScanInput, what string, f
 
 // PendingOutbox scans for operations not yet enqueued.
 func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit int) ([]store.OutboxItem, error) {
+	return s.inProgress(ctx, "outbox = :one", olderThan, limit)
+}
+
+// Overdue scans for in-progress operations created before createdBefore.
+func (s *Store) Overdue(ctx context.Context, createdBefore time.Time, limit int) ([]store.OutboxItem, error) {
+	return s.inProgress(ctx, "outbox >= :one", createdBefore, limit)
+}
+
+func (s *Store) inProgress(ctx context.Context, cond string, before time.Time, limit int) ([]store.OutboxItem, error) {
 	var out []store.OutboxItem
 	err := s.scan(ctx, &dynamodb.ScanInput{
-		FilterExpression:          aws.String("outbox = :one AND op_created < :t"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": num(1), ":t": num(olderThan.UnixNano())},
-	}, "listing the outbox", func(item map[string]types.AttributeValue) error {
+		FilterExpression:          aws.String(cond + " AND op_created < :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": num(1), ":t": num(before.UnixNano())},
+	}, "listing in-progress operations", func(item map[string]types.AttributeValue) error {
 		var rec struct {
 			InstanceID string          `json:"instance_id"`
 			ID         string          `json:"id"`

@@ -36,8 +36,8 @@ CREATE TABLE IF NOT EXISTS bindings (
 	op_created INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (instance_id, id)
 );
-CREATE INDEX IF NOT EXISTS instances_outbox ON instances(outbox) WHERE outbox = 1;
-CREATE INDEX IF NOT EXISTS bindings_outbox ON bindings(outbox) WHERE outbox = 1;
+CREATE INDEX IF NOT EXISTS instances_inprogress ON instances(outbox, op_created) WHERE outbox > 0;
+CREATE INDEX IF NOT EXISTS bindings_inprogress ON bindings(outbox, op_created) WHERE outbox > 0;
 CREATE TABLE IF NOT EXISTS names (
 	name TEXT PRIMARY KEY,
 	instance_id TEXT NOT NULL
@@ -149,9 +149,14 @@ func (s *Store) tx(ctx context.Context, what string, f func(*sql.Tx) error) erro
 	return nil
 }
 
+// outboxOf is the outbox column: 1 in progress and not enqueued (the
+// sweeper's work), 2 in progress and enqueued, 0 finished.
 func outboxOf(op store.Operation) int {
-	if op.InProgress() && !op.Enqueued {
+	switch {
+	case op.InProgress() && !op.Enqueued:
 		return 1
+	case op.InProgress():
+		return 2
 	}
 	return 0
 }
@@ -301,7 +306,7 @@ func (s *Store) MarkEnqueued(ctx context.Context, instanceID, bindingID, opID st
 			}
 			in.Op.Enqueued = true
 			doc, _ = json.Marshal(in)
-			_, err = tx.ExecContext(ctx, `UPDATE instances SET ver = ver + 1, doc = ?, outbox = 0 WHERE id = ?`, doc, instanceID)
+			_, err = tx.ExecContext(ctx, `UPDATE instances SET ver = ver + 1, doc = ?, outbox = 2 WHERE id = ?`, doc, instanceID)
 		} else {
 			var b store.Binding
 			if err := json.Unmarshal(doc, &b); err != nil {
@@ -312,7 +317,7 @@ func (s *Store) MarkEnqueued(ctx context.Context, instanceID, bindingID, opID st
 			}
 			b.Op.Enqueued = true
 			doc, _ = json.Marshal(b)
-			_, err = tx.ExecContext(ctx, `UPDATE bindings SET ver = ver + 1, doc = ?, outbox = 0 WHERE instance_id = ? AND id = ?`, doc, instanceID, bindingID)
+			_, err = tx.ExecContext(ctx, `UPDATE bindings SET ver = ver + 1, doc = ?, outbox = 2 WHERE instance_id = ? AND id = ?`, doc, instanceID, bindingID)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite store %s: marking enqueued: %w", s.path, err)
@@ -330,13 +335,22 @@ func what(instanceID, bindingID string) string {
 
 // PendingOutbox lists operations the queue has not accepted yet.
 func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit int) ([]store.OutboxItem, error) {
+	return s.inProgress(ctx, "outbox = 1", olderThan, limit)
+}
+
+// Overdue lists in-progress operations created before createdBefore.
+func (s *Store) Overdue(ctx context.Context, createdBefore time.Time, limit int) ([]store.OutboxItem, error) {
+	return s.inProgress(ctx, "outbox > 0", createdBefore, limit)
+}
+
+func (s *Store) inProgress(ctx context.Context, cond string, before time.Time, limit int) ([]store.OutboxItem, error) {
 	rows, err := s.rdb.QueryContext(ctx, `
-		SELECT id, '', doc, op_created FROM instances WHERE outbox = 1 AND op_created < ?
+		SELECT id, '', doc, op_created FROM instances WHERE `+cond+` AND op_created < ?
 		UNION ALL
-		SELECT instance_id, id, doc, op_created FROM bindings WHERE outbox = 1 AND op_created < ?
-		ORDER BY 4 LIMIT ?`, olderThan.UnixNano(), olderThan.UnixNano(), limit)
+		SELECT instance_id, id, doc, op_created FROM bindings WHERE `+cond+` AND op_created < ?
+		ORDER BY 4 LIMIT ?`, before.UnixNano(), before.UnixNano(), limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite store %s: listing the outbox: %w", s.path, err)
+		return nil, fmt.Errorf("sqlite store %s: listing in-progress operations: %w", s.path, err)
 	}
 	defer rows.Close()
 	var out []store.OutboxItem
@@ -345,13 +359,13 @@ func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit in
 		var doc []byte
 		var created int64
 		if err := rows.Scan(&it.InstanceID, &it.BindingID, &doc, &created); err != nil {
-			return nil, fmt.Errorf("sqlite store %s: listing the outbox: %w", s.path, err)
+			return nil, fmt.Errorf("sqlite store %s: listing in-progress operations: %w", s.path, err)
 		}
 		var rec struct {
 			Op store.Operation `json:"op"`
 		}
 		if err := json.Unmarshal(doc, &rec); err != nil {
-			return nil, fmt.Errorf("sqlite store %s: decoding outbox record: %w", s.path, err)
+			return nil, fmt.Errorf("sqlite store %s: decoding an operation record: %w", s.path, err)
 		}
 		it.OpID, it.CreatedAt = rec.Op.ID, time.Unix(0, created)
 		out = append(out, it)

@@ -140,6 +140,25 @@ func outbox(t *testing.T, s store.Store) {
 	if err != nil || !got.Op.Enqueued || got.Version != 2 {
 		t.Fatalf("instance after MarkEnqueued = %+v, %v; want Enqueued at version 2", got, err)
 	}
+	// Overdue: in progress, enqueued or not; finished operations are not.
+	over, err := s.Overdue(ctx, now(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops = nil
+	for _, it := range over {
+		ops = append(ops, it.OpID)
+	}
+	if d := cmp.Diff([]string{"op1", "op2"}, ops); d != "" {
+		t.Fatalf("Overdue op ids (-want +got):\n%s", d)
+	}
+	got.Op.State = store.StateSucceeded
+	if _, err := s.PutInstance(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if over, err = s.Overdue(ctx, now(), 10); err != nil || len(over) != 1 || over[0].OpID != "op2" {
+		t.Fatalf("Overdue after op1 finished = %+v, %v; want only op2", over, err)
+	}
 }
 
 func names(t *testing.T, s store.Store) {
