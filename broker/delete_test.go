@@ -63,3 +63,24 @@ func TestOverdueOperationFails(t *testing.T) {
 	// The name is free and the instance can be provisioned again.
 	p.expect(t, p.do(t, "PUT", "/v2/service_instances/od?accepts_incomplete=true", provisionBody(edgeRoute("overdue"))), 202, "provision again")
 }
+
+// TestUpdateKeepsBindingKeys: keys issued by bindings survive an update
+// of the spec (they are merged into every revision the worker writes).
+func TestUpdateKeepsBindingKeys(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{})
+	p.provision(t, "u1", edgeRoute("keeper"))
+	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": map[string]any{"provider": "partners"}}
+	r := p.do(t, "PUT", "/v2/service_instances/u1/service_bindings/k1?accepts_incomplete=true", body)
+	p.expect(t, r, 201, "bind")
+	b, _ := p.Store.GetBinding(t.Context(), "u1", "k1")
+	r = p.do(t, "PATCH", "/v2/service_instances/u1?accepts_incomplete=true", map[string]any{"service_id": api.ServiceID,
+		"parameters": edgeRoute("keeper", "keeper.example.com", "keeper2.example.com")})
+	p.expect(t, r, 202, "update")
+	if last := p.waitOp(t, "/v2/service_instances/u1", r.str("operation"), 20*time.Second); last.str("state") != "succeeded" {
+		t.Fatal(last.Raw)
+	}
+	sp, _ := p.Store.GetSpec(t.Context(), "keeper")
+	if !strings.Contains(string(sp.JSON), "keeper2.example.com") || !strings.Contains(string(sp.JSON), b.SHA256) {
+		t.Fatalf("after the update the spec lost the binding key or the change: %s", sp.JSON)
+	}
+}
