@@ -12,15 +12,26 @@ import (
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/broker/api"
+	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 )
 
 // TestOSBConformance drives the OSB v2.17 API over HTTP on 127.0.0.1 with
-// the SQLite store and queue, a real worker and a control plane double,
-// one subtest per rule of issue 7 point 2.
+// a real worker and a control plane double, one subtest per rule of issue
+// 7 point 2, on the embedded backends (SQLite store and queue) and on
+// DynamoDB (dynalite) + SQS (goaws).
 func TestOSBConformance(t *testing.T) {
+	for _, be := range allBackends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			st, q := be.open(t, 2*time.Second)
+			osbConformance(t, st, q)
+		})
+	}
+}
+
+func osbConformance(t *testing.T, st store.Store, q queue.Queue) {
 	var logs syncBuffer
-	p := newPipeline(t, pipelineOpts{logs: &logs})
+	p := newPipeline(t, pipelineOpts{logs: &logs, store: st, queue: q})
 	ctx := context.Background()
 	var issuedKeys []string
 	defer func() {
