@@ -227,8 +227,12 @@ func TestTwoWorkersConflict(t *testing.T) {
 			}
 			var wg sync.WaitGroup
 			var regs []*prometheus.Registry
+			// Both workers read the spec before either writes it: the
+			// rendezvous makes the race certain instead of likely.
+			rv := &rendezvousStore{Store: st, n: 2, arrived: make(chan struct{}, 2), release: make(chan struct{})}
 			for _, m := range ms {
 				cfg := p.workerConfig(pipelineOpts{visibility: vis})
+				cfg.Store = rv
 				regs = append(regs, cfg.Registry)
 				w, err := worker.New(cfg)
 				if err != nil {
@@ -237,6 +241,7 @@ func TestTwoWorkersConflict(t *testing.T) {
 				wg.Add(1)
 				go func() { defer wg.Done(); w.Handle(ctx, m) }()
 			}
+			rv.wait(t)
 			wg.Wait()
 			writes := 0.0
 			for _, reg := range regs {
@@ -309,4 +314,80 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// rendezvousStore is the real store with one fault injected: the first n
+// GetSpec calls wait for each other, so n workers race for the same
+// conditional write.
+type rendezvousStore struct {
+	store.Store
+	mu      sync.Mutex
+	n       int
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (r *rendezvousStore) GetSpec(ctx context.Context, name string) (store.StoredSpec, error) {
+	r.mu.Lock()
+	hold := r.n > 0
+	if hold {
+		r.n--
+	}
+	r.mu.Unlock()
+	if hold {
+		r.arrived <- struct{}{}
+		select {
+		case <-r.release:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return r.Store.GetSpec(ctx, name)
+}
+
+// wait releases the callers once all n arrived (bounded).
+func (r *rendezvousStore) wait(t *testing.T) {
+	t.Helper()
+	for i := 0; i < cap(r.arrived); i++ {
+		select {
+		case <-r.arrived:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of %d workers reached the spec read", i, cap(r.arrived))
+		}
+	}
+	close(r.release)
+}
+
+// TestRedeliveryAfterCrashBetweenWrites: the worker died after writing
+// the spec but before recording the revision in the operation. The next
+// delivery finds its operation's write in the store and does not write
+// again.
+func TestRedeliveryAfterCrashBetweenWrites(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{noWorker: true})
+	ctx := context.Background()
+	r := p.do(t, "PUT", "/v2/service_instances/cw?accepts_incomplete=true", provisionBody(edgeRoute("crashwrite")))
+	p.expect(t, r, 202, "provision")
+	in, err := p.Store.GetInstance(ctx, "cw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the dead worker left: the spec written by this operation, the
+	// operation without its revision.
+	rev, err := p.Store.PutSpec(ctx, store.StoredSpec{Name: "crashwrite", InstanceID: "cw", JSON: in.Op.Payload, WrittenBy: in.Op.ID}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.workerConfig(pipelineOpts{})
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = worker.Run(wctx, cfg) }()
+	defer func() { stop(); <-done }()
+	last := p.waitOp(t, "/v2/service_instances/cw", r.str("operation"), 20*time.Second)
+	if last.str("state") != "succeeded" {
+		t.Fatal(last.Raw)
+	}
+	sp, _ := p.Store.GetSpec(ctx, "crashwrite")
+	in, _ = p.Store.GetInstance(ctx, "cw")
+	if writes := counterValue(t, cfg.Registry, "gatehouse_broker_worker_spec_writes_total"); writes != 0 || sp.Revision != rev || in.Op.Revision != rev {
+		t.Fatalf("redelivery wrote %v time(s); spec at %d, operation at %d, want both %d", writes, sp.Revision, in.Op.Revision, rev)
+	}
 }
