@@ -457,10 +457,18 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 func (w *Worker) failOp(ctx context.Context, t taskRef, reason string) error {
 	if t.BindingID != "" {
 		b, err := w.cfg.Store.GetBinding(ctx, t.InstanceID, t.BindingID)
-		if err != nil || b.Op.ID != t.OpID {
+		if err != nil || b.Op.ID != t.OpID || !b.Op.InProgress() {
 			return err
 		}
-		return w.finishBinding(ctx, b, store.StateFailed, reason, nil)
+		if err := w.finishBinding(ctx, b, store.StateFailed, reason, nil); err != nil {
+			return err
+		}
+		// Put the spec back as the bindings now say (a failed bind's key
+		// leaves it, a failed unbind's key stays).
+		if in, err := w.cfg.Store.GetInstance(ctx, t.InstanceID); err == nil && !in.Deleted && len(in.Spec) > 0 {
+			w.rollback(ctx, in, b.Op.ID)
+		}
+		return nil
 	}
 	in, err := w.cfg.Store.GetInstance(ctx, t.InstanceID)
 	if err != nil || in.Op.ID != t.OpID || !in.Op.InProgress() {
