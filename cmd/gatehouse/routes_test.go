@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +74,8 @@ func TestRoutesAndKeysCLI(t *testing.T) {
 	}
 	storePath, queuePath := filepath.Join(dir, "store.db"), filepath.Join(dir, "queue.db")
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startCommand(t, "broker", "--http-addr", addr, "--admin-addr", "-", "--store", "sqlite:"+storePath,
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	startCommand(t, "broker", "--http-addr", addr, "--admin-addr", admin, "--store", "sqlite:"+storePath,
 		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--log-level", "warn")
 	t.Setenv("GATEHOUSE_WORKER_ADMIN_ADDR", "-") // the env twin of --admin-addr
 	startCommand(t, "worker", "--store", "sqlite:"+storePath, "--queue", "sqlite:"+queuePath, "--log-level", "warn")
@@ -118,6 +121,18 @@ spec:
 	out, _, code = cli("routes", "apply", "-f", specFile)
 	if code != 0 || !strings.Contains(out, "clipets: unchanged") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
+	}
+	// The broker's admin server: readiness checks the store; metrics count requests by route pattern.
+	for path, want := range map[string]string{"/readyz": "ready", "/metrics": `gatehouse_broker_requests_total{code="202",route="PUT /v2/service_instances/{id}"} 1`} {
+		res, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("GET %s: %d, body lacks %q:\n%.2000s", path, res.StatusCode, want, b)
+		}
 	}
 	out, _, code = cli("routes", "status", "clipets")
 	if code != 0 || !strings.Contains(out, "succeeded") {
