@@ -131,3 +131,10 @@ func redactRef(ref string) string {
 	}
 	return ref
 }
+
+// LogValue prints the configuration without the password.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("http_addr", c.HTTPAddr), slog.String("admin_addr", c.AdminAddr),
+		slog.String("store", redactRef(c.StoreURL)), slog.String("queue", redactRef(c.QueueURL)),
+		slog.String("username", c.Username), slog.String("password", "[redacted]"))
+}

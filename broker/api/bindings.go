@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -330,4 +331,21 @@ func (a *API) bindingLastOperation(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", fmt.Sprint(int(a.cfg.RetryAfter.Round(1e9).Seconds())))
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// LogValue keeps the key out of logs: only whether it is set.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("api_key", redacted(c.APIKey)),
+		slog.String("api_key_id", c.APIKeyID),
+		slog.String("provider", c.Provider),
+		slog.Any("hosts", c.Hosts),
+	)
+}
+
+func redacted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
 }

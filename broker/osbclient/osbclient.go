@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,6 +30,15 @@ type Client struct {
 	// Identity, when set, is sent as X-Broker-API-Originating-Identity.
 	Identity string
 	HTTP     *http.Client
+}
+
+// LogValue keeps the password out of logs.
+func (c *Client) LogValue() slog.Value {
+	pw := ""
+	if c.Password != "" {
+		pw = "[redacted]"
+	}
+	return slog.GroupValue(slog.String("base_url", c.BaseURL), slog.String("username", c.Username), slog.String("password", pw))
 }
 
 // Error is a non-success OSB answer.
