@@ -3,10 +3,12 @@ package duckstore_test
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -322,5 +324,76 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 	res, err := accesslog.Verify(context.Background(), s)
 	if err != nil || !res.OK || res.Pruned < 2 || res.Records != 400 {
 		t.Fatalf("verify after retention: %+v %v", res, err)
+	}
+}
+
+// fnvCollision finds two different subjects with the same 32-bit lookup
+// hash (birthday search, bounded).
+func fnvCollision(t *testing.T) (string, string) {
+	seen := map[uint32]string{}
+	for i := 0; i < 2_000_000; i++ {
+		s := "user-" + strconv.Itoa(i)
+		h := fnv.New32a()
+		h.Write([]byte(s))
+		if o, ok := seen[h.Sum32()]; ok {
+			return o, s
+		}
+		seen[h.Sum32()] = s
+	}
+	t.Fatal("no FNV-32a collision found")
+	return "", ""
+}
+
+// TestLookupHashCollisions: two subjects share a lookup hash; a subject
+// query returns exactly the rows of the one asked for, on every page.
+func TestLookupHashCollisions(t *testing.T) {
+	a, b := fnvCollision(t)
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	now := time.Now().UTC()
+	recs := records(9, 300, now.Add(-time.Hour), 50*time.Minute)
+	want := 0
+	for i := range recs {
+		switch {
+		case i%3 == 0:
+			recs[i].Subject = a
+			want++
+		case i%3 == 1:
+			recs[i].Subject = b // interleaved collisions
+		}
+	}
+	r := startIngester(t, s, filepath.Join(dir, "spool"), 1000)
+	r.in.Add(recs...)
+	waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 300 })
+	f := accesslog.Filter{Since: now.Add(-2 * time.Hour), Until: now, Subject: a, Limit: 7}
+	got := 0
+	for i := 0; i < 100; i++ {
+		page, err := s.Query(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range page {
+			if rec.Subject != a {
+				t.Fatalf("subject %q returned for %q", rec.Subject, a)
+			}
+		}
+		got += len(page)
+		if len(page) < f.Limit {
+			break
+		}
+		c := accesslog.CursorOf(&page[len(page)-1])
+		f.After = &c
+	}
+	if got != want {
+		t.Fatalf("paged %d rows of %s, want %d", got, a, want)
+	}
+	all, err := s.Query(context.Background(), accesslog.Filter{Subject: b, Limit: 1000})
+	if err != nil || len(all) != 100 {
+		t.Fatalf("subject %s: %d rows %v", b, len(all), err)
+	}
+	st, err := s.Stats(context.Background(), accesslog.StatsQuery{Filter: accesslog.Filter{Since: now.Add(-2 * time.Hour), Until: now, Subject: a, Limit: 10}, GroupBy: "subject"})
+	if err != nil || len(st) != 1 || st[0].Count != int64(want) {
+		t.Fatalf("stats for %s: %+v %v", a, st, err)
 	}
 }
