@@ -50,7 +50,13 @@ type Options struct {
 	// 0.0.0.0:8080.
 	HTTPAddress string
 	Upstream    envoy.UpstreamOptions
-	Log         *slog.Logger
+	// ProxylessGroups are node groups of proxyless gRPC clients (grpc-go
+	// with an xds:/// target) rather than Envoys: their listeners are API
+	// listeners named by each spec host (wildcard hosts excepted), and
+	// their route table carries no Envoy filter overrides or rate-limit
+	// actions (gRPC clients enforce neither).
+	ProxylessGroups []string
+	Log             *slog.Logger
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -91,10 +97,19 @@ func New(o Options) (*Compiler, error) {
 		opts:            o,
 		log:             log.With("component", "compile"),
 		sidecarClusters: sc,
-		optsKey:         fmt.Sprintf("%+v|%s|%+v", o.Sidecars, o.HTTPAddress, o.Upstream),
+		optsKey:         optsKey(o),
 		files:           map[string]*fileEntry{},
 		groups:          newGroupCache(),
 	}, nil
+}
+
+// optsKey is the part of every version string that depends on options.
+func optsKey(o Options) string {
+	k := fmt.Sprintf("%+v|%s|%+v", o.Sidecars, o.HTTPAddress, o.Upstream)
+	if len(o.ProxylessGroups) > 0 {
+		k += fmt.Sprintf("|proxyless=%v", o.ProxylessGroups)
+	}
+	return k
 }
 
 // fileEntry is one source spec (one file's bytes), parsed and compiled.

@@ -16,6 +16,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
@@ -221,15 +222,39 @@ func (r *Result) build(group string) (Resources, []string, error) {
 	}
 	sort.Strings(alsHeaders)
 
-	lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders)
-	if err != nil {
-		return nil, nil, err
+	listeners := []types.Resource{}
+	if slices.Contains(r.opts.ProxylessGroups, group) {
+		for _, s := range r.published {
+			if !s.servesGroup(group) {
+				continue
+			}
+			for _, h := range s.doc.EdgeRoute.Spec.Hosts {
+				if !strings.HasPrefix(h, "*") {
+					listeners = append(listeners, envoy.APIListener(strings.ToLower(h), envoy.RouteConfigName))
+				}
+			}
+		}
+		for _, l := range listeners {
+			if err := ValidateAll(l.(*listenerv3.Listener)); err != nil {
+				return nil, nil, fmt.Errorf("API listener %s: %w", l.(*listenerv3.Listener).GetName(), err)
+			}
+		}
+		vhosts = proxylessRoutes(vhosts)
+	} else {
+		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders)
+		if err != nil {
+			return nil, nil, err
+		}
+		listeners = append(listeners, lis)
 	}
 	// The route table's own fields are validated on an empty table; every
 	// virtual host in it was validated when its spec was compiled.
 	rc := envoy.RouteConfiguration(envoy.RouteConfigName, r.groupVersion(group), nil)
 	if err := ValidateAll(rc); err != nil {
 		return nil, nil, fmt.Errorf("route configuration %s: %w", rc.GetName(), err)
+	}
+	if slices.Contains(r.opts.ProxylessGroups, group) {
+		rc.TypedPerFilterConfig = nil
 	}
 	rc.VirtualHosts = vhosts
 
@@ -238,7 +263,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		return nil, nil, err
 	}
 	res := Resources{
-		resourcev3.ListenerType:      {lis},
+		resourcev3.ListenerType:      listeners,
 		resourcev3.RouteType:         {rc},
 		resourcev3.ClusterType:       clusters,
 		resourcev3.EndpointType:      clas,
@@ -296,6 +321,15 @@ func CheckReferences(res Resources) error {
 	}
 	for _, r := range res[resourcev3.ListenerType] {
 		l := r.(*listenerv3.Listener)
+		if api := l.GetApiListener().GetApiListener(); api != nil {
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := api.UnmarshalTo(hcm); err != nil {
+				return fmt.Errorf("API listener %s: %w", l.GetName(), err)
+			}
+			if name := hcm.GetRds().GetRouteConfigName(); routes[name] == nil {
+				return fmt.Errorf("API listener %s: route table %q does not exist", l.GetName(), name)
+			}
+		}
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
 				hcm := &hcmv3.HttpConnectionManager{}
@@ -397,4 +431,23 @@ func (g *groupCache) rateLimitConfig(rules []*ratelimit.SpecRules, keys []string
 	g.rlcs[key] = rlcEntry{rlc, warnings}
 	g.mu.Unlock()
 	return rlc, warnings, nil
+}
+
+// proxylessRoutes copies virtual hosts without what only Envoy uses:
+// per-filter overrides (ext_authz) and rate-limit actions. gRPC clients
+// reject overrides for filters they do not have.
+func proxylessRoutes(vhosts []*routev3.VirtualHost) []*routev3.VirtualHost {
+	out := make([]*routev3.VirtualHost, len(vhosts))
+	for i, vh := range vhosts {
+		c := proto.Clone(vh).(*routev3.VirtualHost)
+		c.TypedPerFilterConfig = nil
+		for _, rt := range c.GetRoutes() {
+			rt.TypedPerFilterConfig = nil
+			if a := rt.GetRoute(); a != nil {
+				a.RateLimits = nil
+			}
+		}
+		out[i] = c
+	}
+	return out
 }

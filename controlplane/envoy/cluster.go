@@ -13,6 +13,7 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -51,7 +52,13 @@ func UpstreamCluster(specName string, u spec.Upstream, o UpstreamOptions) (*clus
 	case len(u.Endpoints) > 0:
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads(), ServiceName: name}
-		cla := &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{}}}
+		// One named locality of weight 1: Envoy ignores both unless
+		// locality-aware balancing is on; proxyless gRPC rejects a locality
+		// without an id and skips zero-weight ones.
+		cla := &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			Locality:            &corev3.Locality{Zone: "default"},
+			LoadBalancingWeight: wrapperspb.UInt32(1),
+		}}}
 		for i, ep := range u.Endpoints {
 			addr, err := socketAddress(ep)
 			if err != nil {

@@ -149,3 +149,25 @@ func RouteConfiguration(name, revision string, vhosts []*routev3.VirtualHost) *r
 		},
 	}
 }
+
+// APIListener is the listener a proxyless gRPC client (grpc-go's xds:///
+// resolver) asks for by its target name: an API listener whose connection
+// manager routes with the named route table and only the router filter.
+// Envoy itself accepts API listeners only in its bootstrap, so these go
+// to proxyless node groups only.
+func APIListener(name, routeConfig string) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    ads(),
+			RouteConfigName: routeConfig,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+		},
+	}
+	return &listenerv3.Listener{
+		Name:        name,
+		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
+	}
+}

@@ -14,8 +14,10 @@ import (
 	"sort"
 	"sync"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
@@ -66,8 +68,12 @@ func (p *Publisher) Build(res *compile.Result, group string) (*cachev3.Snapshot,
 	if err != nil {
 		return nil, fmt.Errorf("node group %s: %w", group, err)
 	}
-	if err := snap.Consistent(); err != nil {
-		return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, version, err)
+	// go-control-plane's own check does not follow API listeners (proxyless
+	// groups); compile.CheckReferences, already run, does.
+	if !hasAPIListener(r) {
+		if err := snap.Consistent(); err != nil {
+			return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, version, err)
+		}
 	}
 	wrapped := make(map[string][]types.Resource, len(r))
 	for typ, list := range r {
@@ -294,4 +300,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		reg.MustRegister(m.published, m.refused, m.rollbacks)
 	}
 	return m
+}
+
+func hasAPIListener(r compile.Resources) bool {
+	for _, x := range r[resourcev3.ListenerType] {
+		if l, ok := x.(*listenerv3.Listener); ok && l.GetApiListener() != nil {
+			return true
+		}
+	}
+	return false
 }
