@@ -88,7 +88,7 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 		case <-time.After(5 * time.Second):
 		}
 	})
-	if err := waitHTTP(s.Endpoint, exited, 15*time.Second); err != nil {
+	if err := waitHTTP(s.Endpoint, exited, 45*time.Second); err != nil {
 		t.Fatalf("testenv: s3rver on %s did not answer: %v (log in %s)", s.Endpoint, err, logf.Name())
 	}
 	return s
