@@ -94,6 +94,7 @@ func (s *settingsHolder) watchDir(ctx context.Context, dir string) error {
 			reload = nil
 			specs, err := CompileDir(dir)
 			if err != nil {
+				s.lastOK.Set(0)
 				s.log.Error("spec-dir reload failed; keeping the last good settings", "dir", dir, "error", err)
 				continue
 			}
@@ -129,6 +130,7 @@ func (s *settingsHolder) fromXDS(version string, resources []*anypb.Any) error {
 		specs = append(specs, ss)
 	}
 	if err := errors.Join(errs...); err != nil {
+		s.lastOK.Set(0)
 		s.log.Error("rejecting access-log settings from xDS", "version", version, "error", err)
 		return err
 	}

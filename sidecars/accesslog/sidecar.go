@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	settings := newSettings(log, hmacKey)
+	settings := newSettings(log, hmacKey, reg)
 
 	gl, hl, err := listeners(cfg)
 	if err != nil {
@@ -279,10 +279,16 @@ type settingsHolder struct {
 	hmacKey []byte
 	policy  atomic.Pointer[accesslog.Policy]
 	loaded  atomic.Bool
+	routes  prometheus.Gauge // routes with settings
+	lastOK  prometheus.Gauge // 1 when the last load or reload was accepted
 }
 
-func newSettings(log *slog.Logger, hmacKey []byte) *settingsHolder {
-	s := &settingsHolder{log: log, hmacKey: hmacKey}
+func newSettings(log *slog.Logger, hmacKey []byte, reg prometheus.Registerer) *settingsHolder {
+	s := &settingsHolder{log: log, hmacKey: hmacKey,
+		routes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_settings_routes", Help: "Routes with access-log settings."}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_settings_last_reload_success", Help: "1 when the last settings load was accepted, 0 when it was rejected (the previous settings stay)."}),
+	}
+	reg.MustRegister(s.routes, s.lastOK)
 	// Until settings arrive, mask everything a spec could call secret.
 	s.policy.Store(accesslog.StrictPolicy(hmacKey))
 	return s
@@ -294,6 +300,8 @@ func (s *settingsHolder) set(specs []*accesslog.SpecSettings) {
 	p := accesslog.NewPolicy(specs, s.hmacKey)
 	s.policy.Store(p)
 	s.loaded.Store(true)
+	s.routes.Set(float64(p.Routes()))
+	s.lastOK.Set(1)
 	s.log.Info("access-log settings loaded", "specs", len(specs), "routes", p.Routes())
 }
 

@@ -137,6 +137,9 @@ func TestSettingsFromXDS(t *testing.T) {
 	if acks, _ := nl.last(); len(acks) == 0 {
 		t.Fatalf("no ACK seen")
 	}
+	if v := metric(t, s.httpAddr, "gatehouse_accesslog_settings_routes"); v != 1 {
+		t.Fatalf("settings_routes = %v, want 1", v)
+	}
 
 	// A resource with the access-log prefix but a wrong payload is NACKed.
 	bad, err := resource.Wrap(resource.AccessLogPrefix+"broken", resource.AccessLogSettingType, map[string]any{"spec": "broken", "routes": "not-a-map"})
@@ -157,6 +160,9 @@ func TestSettingsFromXDS(t *testing.T) {
 			t.Fatal("no NACK for a malformed resource")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if v := metric(t, s.httpAddr, "gatehouse_accesslog_settings_last_reload_success"); v != 0 {
+		t.Fatalf("last_reload_success = %v after a NACK", v)
 	}
 	send(t, s.grpcAddr, []*alv3.HTTPAccessLogEntry{entry("r2").HTTP()}, nil)
 	if h := headersOf("r2"); h["x-trace"] != accesslog.Mask {
