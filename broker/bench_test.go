@@ -3,6 +3,7 @@ package broker_test
 import (
 	"flag"
 	"fmt"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"runtime"
 	"sort"
 	"sync"
@@ -19,8 +20,21 @@ import (
 // sees "succeeded". It reports provisions/s and the PUT->succeeded latency
 // (p50, p99) as the client sees it (polling every 2ms).
 func BenchmarkEmbeddedPipeline(b *testing.B) {
+	benchPipeline(b, newPipeline(b, pipelineOpts{workers: 32}))
+}
+
+// BenchmarkEmulatorPipeline is the same pipeline on DynamoDB (dynalite)
+// and SQS (goaws, in-process): a functional baseline for the scale-out
+// backends, bound by the emulators, not a prediction for AWS.
+func BenchmarkEmulatorPipeline(b *testing.B) {
+	d := testenv.StartDynalite(b)
+	g := testenv.StartGoAWS(b)
+	q, _ := sqsQueue(b, g, 5*time.Second)
+	benchPipeline(b, newPipeline(b, pipelineOpts{workers: 32, store: dynamoStore(b, d), queue: q}))
+}
+
+func benchPipeline(b *testing.B, p *pipeline) {
 	b.ReportAllocs()
-	p := newPipeline(b, pipelineOpts{workers: 32})
 	var n atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration

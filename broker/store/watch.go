@@ -40,10 +40,13 @@ func Watch(ctx context.Context, f Feed, interval time.Duration, fn func(revision
 				}
 				var deleted []StoredSpec
 				for _, c := range changes {
-					if c.Deleted && last[c.Name] != -c.Revision {
-						deleted = append(deleted, c)
-						set[c.Name] = -c.Revision // remember it as delivered
+					if !c.Deleted {
+						continue
 					}
+					if last[c.Name] != -c.Revision {
+						deleted = append(deleted, c)
+					}
+					set[c.Name] = -c.Revision // delivered: not again, even if the feed repeats it
 				}
 				if !sameSet(set, last) || last == nil {
 					last = set

@@ -9,7 +9,7 @@
 //	inst#<id>  inst        instance: doc (JSON), ver, outbox, op_created
 //	inst#<id>  bind#<bid>  binding:  doc, ver, outbox, op_created
 //	name#<n>   claim       name claim: inst
-//	spec#<n>   spec        spec: rev, inst, deleted, written_by, json
+//	spec#<n>   spec        spec: rev, alloc_at, inst, deleted, written_by, json
 //	spec#<n>   pub         publication: rev, error, at
 //	meta       revision    counter: rev (last allocated), at (unix ns)
 package dynamostore
@@ -30,11 +30,14 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 )
 
-// AbandonAfter is how long an allocated store revision may stay without
-// its spec write before Changes stops waiting for it (a writer that
-// crashed between allocating and writing). Writers give up on an
-// allocation older than half of it.
-const AbandonAfter = 30 * time.Second
+// SettleWindow bounds how long after its revision is allocated a spec
+// write may land: a writer allocates a revision (one counter update), then
+// writes the spec (a conditional put) within SettleWindow/2 or not at all.
+// So every revision allocated more than SettleWindow ago has landed or
+// never will, and the change-feed cursor only moves past those: recent
+// writes may be returned again (consumers dedupe by name and revision),
+// a late one is never skipped.
+const SettleWindow = 5 * time.Second
 
 // maxScanPages bounds every scan.
 const maxScanPages = 10000
@@ -463,11 +466,14 @@ func (s *Store) PutSpec(ctx context.Context, sp store.StoredSpec, prevRevision i
 	if err != nil {
 		return 0, err
 	}
-	if s.now().Sub(at) > AbandonAfter/2 {
-		return 0, fmt.Errorf("dynamodb table %s: revision %d for spec %q was allocated too long ago; retry", s.table, rev, sp.Name)
+	budget := SettleWindow/2 - s.now().Sub(at)
+	if budget <= 0 {
+		return 0, fmt.Errorf("dynamodb table %s: revision %d for spec %q was allocated more than %s ago; not writing it (retry)", s.table, rev, sp.Name, SettleWindow/2)
 	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
 	item := key("spec#"+sp.Name, "spec")
-	item["rev"], item["inst"], item["deleted"], item["written_by"] = num(rev), str(sp.InstanceID), &types.AttributeValueMemberBOOL{Value: sp.Deleted}, str(sp.WrittenBy)
+	item["rev"], item["alloc_at"], item["inst"], item["deleted"], item["written_by"] = num(rev), num(at.UnixNano()), str(sp.InstanceID), &types.AttributeValueMemberBOOL{Value: sp.Deleted}, str(sp.WrittenBy)
 	if !sp.Deleted {
 		item["json"] = bin(sp.JSON)
 	}
@@ -487,81 +493,74 @@ func (s *Store) PutSpec(ctx context.Context, sp store.StoredSpec, prevRevision i
 	return rev, nil
 }
 
-func (s *Store) allSpecs(ctx context.Context, filter string, vals map[string]types.AttributeValue) ([]store.StoredSpec, error) {
-	expr := "sk = :spec"
-	if filter != "" {
-		expr += " AND " + filter
-	}
-	if vals == nil {
-		vals = map[string]types.AttributeValue{}
-	}
-	vals[":spec"] = str("spec")
-	var out []store.StoredSpec
-	err := s.scan(ctx, &dynamodb.ScanInput{FilterExpression: &expr, ExpressionAttributeValues: vals}, "reading specs", func(item map[string]types.AttributeValue) error {
-		out = append(out, specFrom(item))
-		return nil
-	})
-	return out, err
+// settled is the highest revision among specs allocated before the
+// settle window, or every revision when nothing was allocated within it.
+type feedScan struct {
+	specs   []store.StoredSpec
+	maxRev  int64
+	settled int64
 }
 
-// Snapshot scans every spec. The revision is the highest one written,
-// unless a revision allocated before it may still land (see Changes):
-// then it is 0, so a consumer that resumes Changes from it misses nothing.
-func (s *Store) Snapshot(ctx context.Context) (int64, []store.StoredSpec, error) {
+func (s *Store) scanFeed(ctx context.Context) (feedScan, error) {
+	var f feedScan
 	ctr, err := s.get(ctx, "meta", "revision")
 	if err != nil {
-		return 0, nil, err
+		return f, err
 	}
-	all, err := s.allSpecs(ctx, "", nil)
+	horizon := s.now().Add(-SettleWindow).UnixNano()
+	expr := "sk = :spec"
+	err = s.scan(ctx, &dynamodb.ScanInput{FilterExpression: &expr, ExpressionAttributeValues: map[string]types.AttributeValue{":spec": str("spec")}},
+		"reading specs", func(item map[string]types.AttributeValue) error {
+			sp := specFrom(item)
+			f.specs = append(f.specs, sp)
+			f.maxRev = max(f.maxRev, sp.Revision)
+			if getN(item, "alloc_at") < horizon {
+				f.settled = max(f.settled, sp.Revision)
+			}
+			return nil
+		})
+	if err != nil {
+		return f, err
+	}
+	if getN(ctr, "at") < horizon { // no allocation in the window: all settled
+		f.settled = f.maxRev
+	}
+	return f, nil
+}
+
+// Snapshot scans every spec. Its revision is the settled one (see
+// SettleWindow), so a consumer resuming Changes from it misses nothing.
+func (s *Store) Snapshot(ctx context.Context) (int64, []store.StoredSpec, error) {
+	f, err := s.scanFeed(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	var rev int64
-	live := all[:0]
-	for _, sp := range all {
-		rev = max(rev, sp.Revision)
+	live := make([]store.StoredSpec, 0, len(f.specs))
+	for _, sp := range f.specs {
 		if !sp.Deleted {
 			live = append(live, sp)
 		}
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
-	return s.safeCursor(ctr, 0, rev), live, nil
+	return f.settled, live, nil
 }
 
-// safeCursor is how far a change-feed consumer may advance: to maxRev
-// once every allocated revision has landed (or the outstanding one is
-// older than AbandonAfter), else nowhere past since.
-func (s *Store) safeCursor(ctr map[string]types.AttributeValue, since, maxRev int64) int64 {
-	allocated, at := getN(ctr, "rev"), time.Unix(0, getN(ctr, "at"))
-	if allocated <= maxRev || s.now().Sub(at) > AbandonAfter {
-		return max(since, maxRev)
-	}
-	return since
-}
-
-// Changes returns the spec writes above since. Revisions are allocated
-// before the write lands, so while an allocation is outstanding (younger
-// than AbandonAfter) the cursor stays at since: the same changes may come
-// again, a late write is never skipped.
+// Changes returns every spec write above since, in revision order, and a
+// cursor that only moves past settled revisions (see SettleWindow): a
+// write from the last few seconds may be returned again; none is skipped.
 func (s *Store) Changes(ctx context.Context, since int64) (int64, []store.StoredSpec, error) {
-	ctr, err := s.get(ctx, "meta", "revision")
+	f, err := s.scanFeed(ctx)
 	if err != nil {
 		return since, nil, err
 	}
-	all, err := s.allSpecs(ctx, "", nil)
-	if err != nil {
-		return since, nil, err
-	}
-	var maxRev int64
 	var out []store.StoredSpec
-	for _, sp := range all {
-		maxRev = max(maxRev, sp.Revision)
+	for _, sp := range f.specs {
 		if sp.Revision > since {
 			out = append(out, sp)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
-	return s.safeCursor(ctr, since, maxRev), out, nil
+	return max(since, f.settled), out, nil
 }
 
 // ReportPublished records the verdict unless a newer one is recorded.

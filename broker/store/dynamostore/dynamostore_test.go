@@ -3,13 +3,13 @@ package dynamostore_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/dynamostore"
@@ -44,11 +44,11 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestCursorWaitsForAllocatedRevisions: a revision allocated but not yet
-// written (a writer between its two calls, or one that lost a race) holds
-// the change-feed cursor back, so the late write is not skipped; a lost
-// allocation is given up after AbandonAfter.
-func TestCursorWaitsForAllocatedRevisions(t *testing.T) {
+// TestCursorOnlyPassesSettledRevisions: revisions are allocated before
+// their write lands, so the change-feed cursor moves only past revisions
+// allocated more than SettleWindow ago; recent writes come again, none is
+// skipped, and a lost allocation never blocks the cursor for good.
+func TestCursorOnlyPassesSettledRevisions(t *testing.T) {
 	d := testenv.StartDynalite(t)
 	db := client(d.Endpoint)
 	ctx := context.Background()
@@ -71,32 +71,43 @@ func TestCursorWaitsForAllocatedRevisions(t *testing.T) {
 	if r3 != r1+2 {
 		t.Fatalf("revisions %d, %d: want one allocation lost in between", r1, r3)
 	}
-	// Fully written up to the counter: the cursor advances.
+	// Fresh writes are returned, but the cursor does not pass them.
 	next, ch, err := s.Changes(ctx, 0)
-	if err != nil || next != r3 || len(ch) != 2 {
-		t.Fatalf("Changes(0) = %d, %d changes, %v; want cursor %d", next, len(ch), err, r3)
+	if err != nil || next != 0 || len(ch) != 2 {
+		t.Fatalf("Changes(0) right after the writes = cursor %d, %d changes, %v; want cursor 0 and both", next, len(ch), err)
 	}
-	// Allocate without writing (a writer mid-way): the cursor holds.
-	if _, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(tablesName(s)), Key: map[string]types.AttributeValue{
-		"pk": &types.AttributeValueMemberS{Value: "meta"}, "sk": &types.AttributeValueMemberS{Value: "revision"}},
-		UpdateExpression:          aws.String("ADD rev :one SET #at = :now"),
-		ExpressionAttributeNames:  map[string]string{"#at": "at"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": &types.AttributeValueMemberN{Value: "1"}, ":now": &types.AttributeValueMemberN{Value: fmt.Sprint(time.Now().UnixNano())}},
-	}); err != nil {
+	if rev, specs, err := s.Snapshot(ctx); err != nil || rev != 0 || len(specs) != 2 {
+		t.Fatalf("Snapshot right after the writes = %d, %d specs, %v; want revision 0 and both", rev, len(specs), err)
+	}
+	// Seen a settle window later, everything up to r3 has landed or never will.
+	later := func() time.Time { return time.Now().Add(dynamostore.SettleWindow + time.Second) }
+	s.SetClock(later)
+	if next, _, err = s.Changes(ctx, 0); err != nil || next != r3 {
+		t.Fatalf("Changes(0) a settle window later: cursor %d, %v; want %d", next, err, r3)
+	}
+	// A new write (allocated "now" on the shifted clock) holds the cursor at r3.
+	r4, err := s.PutSpec(ctx, store.StoredSpec{Name: "c", JSON: []byte(`{}`)}, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	next, _, err = s.Changes(ctx, 1)
-	if err != nil || next != 1 {
-		t.Fatalf("Changes(1) with an outstanding allocation: cursor %d, %v; want it held at 1", next, err)
+	next, ch, err = s.Changes(ctx, r3)
+	if err != nil || next != r3 || len(ch) != 1 || ch[0].Revision != r4 {
+		t.Fatalf("Changes(%d) after a fresh write = cursor %d, %+v, %v; want the write and cursor %d", r3, next, ch, err, r3)
 	}
-	if rev, _, err := s.Snapshot(ctx); err != nil || rev != 0 {
-		t.Fatalf("Snapshot with an outstanding allocation: revision %d, %v; want 0", rev, err)
+	// A writer that stalls between allocating and writing gives up
+	// rather than land a write the cursor may already have passed.
+	calls := 0
+	s.SetClock(func() time.Time {
+		calls++
+		if calls == 1 { // the allocation
+			return time.Now()
+		}
+		return time.Now().Add(dynamostore.SettleWindow)
+	})
+	if _, err := s.PutSpec(ctx, store.StoredSpec{Name: "d", JSON: []byte(`{}`)}, 0); err == nil || !strings.Contains(err.Error(), "not writing it") {
+		t.Fatalf("a stalled writer: err = %v", err)
 	}
-	// The same allocation, as seen AbandonAfter later, is given up.
-	s.SetClock(func() time.Time { return time.Now().Add(dynamostore.AbandonAfter + time.Second) })
-	if next, _, err = s.Changes(ctx, 1); err != nil || next != r3 {
-		t.Fatalf("Changes(1) after AbandonAfter: cursor %d, %v; want %d", next, err, r3)
+	if _, err := s.GetSpec(ctx, "d"); err == nil {
+		t.Fatal("the stalled write landed")
 	}
 }
-
-func tablesName(s *dynamostore.Store) string { return s.Table() }

@@ -214,23 +214,25 @@ func specs(t *testing.T, s store.Store) {
 	if err != nil || !got.Deleted || got.Revision != r3 || got.WrittenBy != "op3" || got.JSON != nil {
 		t.Fatalf("GetSpec(a) after delete = %+v, %v", got, err)
 	}
+	// A backend may hold its cursors back for writes that may still be
+	// landing (DynamoDB); it may never run ahead of what it returned.
 	rev, snap, err := s.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rev < r3 || len(snap) != 1 || snap[0].Name != "b" || string(snap[0].JSON) != `{"n":"b"}` || snap[0].Revision != r2 {
-		t.Fatalf("Snapshot = %d, %+v; want revision >= %d and only b at %d", rev, snap, r3, r2)
+	if rev > r3 || len(snap) != 1 || snap[0].Name != "b" || string(snap[0].JSON) != `{"n":"b"}` || snap[0].Revision != r2 {
+		t.Fatalf("Snapshot = %d, %+v; want revision <= %d and only b at %d", rev, snap, r3, r2)
 	}
 	next, ch, err := s.Changes(ctx, r1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ch) != 2 || ch[0].Name != "b" || ch[1].Name != "a" || !ch[1].Deleted || next != r3 {
-		t.Fatalf("Changes(%d) = %d, %+v; want b then deleted a, cursor %d", r1, next, ch, r3)
+	if len(ch) != 2 || ch[0].Name != "b" || ch[1].Name != "a" || !ch[1].Deleted || next < r1 || next > r3 {
+		t.Fatalf("Changes(%d) = %d, %+v; want b then deleted a, cursor in [%d, %d]", r1, next, ch, r1, r3)
 	}
-	next2, ch, err := s.Changes(ctx, next)
-	if err != nil || len(ch) != 0 || next2 != next {
-		t.Fatalf("Changes(%d) = %d, %+v, %v; want nothing new", next, next2, ch, err)
+	next2, ch, err := s.Changes(ctx, r3)
+	if err != nil || len(ch) != 0 || next2 != r3 {
+		t.Fatalf("Changes(%d) = %d, %+v, %v; want nothing new", r3, next2, ch, err)
 	}
 	if _, err := s.GetSpec(ctx, "zzz"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetSpec of a missing spec: err = %v", err)
