@@ -259,9 +259,18 @@ func osbConformance(t *testing.T, st store.Store, q queue.Queue) {
 	})
 
 	t.Run("UpdateLastOperationFields", func(t *testing.T) {
+		p.CP.paused.Store(true)
 		r := p.do(t, "PATCH", "/v2/service_instances/pet?accepts_incomplete=true", map[string]any{"service_id": api.ServiceID,
 			"parameters": edgeRoute("petstore", "petstore.example.com", "pets.example.org")})
 		p.expect(t, r, 202, "update")
+		g := p.do(t, "GET", "/v2/service_instances/pet", nil)
+		p.expect(t, g, 422, "GET while updating")
+		if g.str("error") != "ConcurrencyError" {
+			t.Fatalf("GET while updating: %s", g.Raw)
+		}
+		bind := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": map[string]any{"provider": "partners"}}
+		p.expect(t, p.do(t, "PUT", "/v2/service_instances/pet/service_bindings/busy?accepts_incomplete=true", bind), 422, "bind while updating")
+		p.CP.paused.Store(false)
 		last := p.waitOp(t, "/v2/service_instances/pet", r.str("operation"), 20*time.Second)
 		if last.str("state") != "succeeded" || last.Body["instance_usable"] != true || last.Body["update_repeatable"] != true {
 			t.Fatalf("update last_operation = %s", last.Raw)
