@@ -38,7 +38,14 @@ var (
 // StartGoAWS serves goaws on a free loopback port until the test ends.
 func StartGoAWS(t testing.TB) *GoAWS {
 	t.Helper()
-	goawsMu.Lock()
+	// Another test of this binary may hold goaws; wait for it (bounded),
+	// and fail rather than hang if one test starts two.
+	for deadline := time.Now().Add(2 * time.Minute); !goawsMu.TryLock(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: goaws is still in use by another test after 2m (one GoAWS per test binary at a time; a test cannot start two)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	logrus.SetLevel(logrus.WarnLevel)
 	g := &GoAWS{Port: FreePort(t)}
 	g.Endpoint = "http://127.0.0.1:" + strconv.Itoa(g.Port)
