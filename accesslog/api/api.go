@@ -90,7 +90,10 @@ type Config struct {
 	Log      *slog.Logger
 	Registry prometheus.Registerer // optional
 	Now      func() time.Time
-	// Head, when set, reports the ingester's chain head for /v1/verify.
+	// Head, when set, is the last batch this process wrote (the
+	// ingester's head). /v1/verify then also checks that the stored chain
+	// still ends there: removing the newest batches leaves a chain that
+	// links correctly, and only the writer knows where it should end.
 	Head func() accesslog.BatchHeader
 }
 
@@ -372,6 +375,22 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request) error {
 	res, err := accesslog.Verify(r.Context(), h.cfg.Store)
 	if err != nil {
 		return err
+	}
+	if res.OK && h.cfg.Head != nil {
+		if want := h.cfg.Head(); want.Seq != 0 {
+			got, err := h.cfg.Store.Head(r.Context(), accesslog.WriterOf(want.Seq))
+			if err != nil {
+				return err
+			}
+			if got.Seq < want.Seq || (got.Seq == want.Seq && got.Hash != want.Hash) {
+				res.OK = false
+				res.BrokenBatch = got.Seq + 1
+				if got.Seq == want.Seq {
+					res.BrokenBatch = got.Seq
+				}
+				res.Reason = fmt.Sprintf("this process wrote up to batch %d (hash %.12s…) but the stored chain ends at batch %d: the newest batches were removed or replaced", want.Seq, want.Hash, got.Seq)
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil

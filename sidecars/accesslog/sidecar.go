@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	admin := telemetry.NewAdmin(log, reg)
 	admin.AddReadyCheck("settings", settings.ready)
-	apiHandler, err := api.NewHandler(api.Config{Store: store, Tokens: tokens, Log: log, Registry: reg})
+	apiHandler, err := api.NewHandler(api.Config{Store: store, Tokens: tokens, Log: log, Registry: reg, Head: ing.Head})
 	if err != nil {
 		return err
 	}
