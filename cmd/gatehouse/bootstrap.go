@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -35,11 +37,17 @@ func newBootstrapCmd() *cobra.Command {
 			if err := compile.ValidateAll(b); err != nil {
 				return fmt.Errorf("bootstrap does not validate: %w", err)
 			}
-			out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+			raw, err := protojson.Marshal(b)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", out)
+			// protojson varies its spacing on purpose; re-indent so the
+			// output is byte-stable (checked-in bootstraps are diffed).
+			var out bytes.Buffer
+			if err := json.Indent(&out, raw, "", "  "); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n", out.Bytes())
 			return nil
 		},
 	}
