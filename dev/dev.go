@@ -143,7 +143,7 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("dev: control plane: %w", err)
 	}
-	checker, err := NewSpecChecker(compileOpts)
+	checker, err := compile.NewChecker(compileOpts)
 	if err != nil {
 		return err
 	}
@@ -344,38 +344,6 @@ func provisionExamples(ctx context.Context, c Config, ep Endpoints, st store.Fee
 		names = append(names, name)
 	}
 	return names, nil
-}
-
-// SpecChecker compiles one spec with the control plane's compiler, so the
-// worker refuses what the control plane would leave out before anything
-// is stored.
-type SpecChecker struct {
-	mu sync.Mutex
-	c  *compile.Compiler
-}
-
-// NewSpecChecker builds a checker with the control plane's options.
-func NewSpecChecker(o compile.Options) (*SpecChecker, error) {
-	c, err := compile.New(o)
-	if err != nil {
-		return nil, err
-	}
-	return &SpecChecker{c: c}, nil
-}
-
-// Check compiles and validates d on its own.
-func (s *SpecChecker) Check(d *spec.Document) error {
-	body, err := d.EdgeRoute.CanonicalJSON()
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	res := s.c.Compile(source.Revision{ID: "check", Specs: []source.Spec{{Name: d.Name(), Origin: d.File, Data: body}}})
-	for _, f := range res.Failed() {
-		return f.Err
-	}
-	return nil
 }
 
 func printBanner(w io.Writer, c Config, ep Endpoints, idp *IdP) {
