@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/fsnotify/fsnotify"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -106,30 +105,8 @@ func (s *settingsHolder) watchDir(ctx context.Context, dir string) error {
 // fromXDS decodes every accesslog resource of a response; any bad one
 // rejects the whole response (NACK) and the last good settings stay.
 func (s *settingsHolder) fromXDS(version string, resources []*anypb.Any) error {
-	var specs []*accesslog.SpecSettings
-	var errs []error
-	for _, a := range resources {
-		tec := &corev3.TypedExtensionConfig{}
-		if err := a.UnmarshalTo(tec); err != nil {
-			errs = append(errs, fmt.Errorf("resource of type %s: %w", a.GetTypeUrl(), err))
-			continue
-		}
-		name, ok := resource.SpecName(tec.GetName(), resource.AccessLogPrefix)
-		if !ok {
-			continue // another sidecar's resource
-		}
-		ss := &accesslog.SpecSettings{}
-		if err := resource.Unwrap(tec, resource.AccessLogSettingType, ss); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if ss.Spec != name {
-			errs = append(errs, fmt.Errorf("resource %s carries settings of spec %q", tec.GetName(), ss.Spec))
-			continue
-		}
-		specs = append(specs, ss)
-	}
-	if err := errors.Join(errs...); err != nil {
+	specs, err := resource.Collect(resources, resource.AccessLogPrefix, resource.AccessLogSettingType, func(ss *accesslog.SpecSettings) string { return ss.Spec })
+	if err != nil {
 		s.lastOK.Set(0)
 		s.log.Error("rejecting access-log settings from xDS", "version", version, "error", err)
 		return err
