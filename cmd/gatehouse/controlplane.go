@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
@@ -58,7 +59,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.DurationVar(&cfg.HoldOff, "hold-off", 100*time.Millisecond, "batch source changes for this long before one rebuild")
 	f.StringVar(&cfg.CanaryGroup, "canary-group", "", "node group that gets every new version first (empty: no staged rollout)")
 	f.DurationVar(&cfg.Soak, "soak", time.Minute, "how long the canary group must run a new version without NACK before the fleet gets it")
-	f.StringVar(&cfg.Compile.HTTPAddress, "listener-addr", "0.0.0.0:8080", "address the Envoy HTTP listener binds on the fleet")
+	f.StringVar(&cfg.Compile.HTTPAddress, "listener-addr", compile.DefaultHTTPAddress, "address the Envoy HTTP listener binds on the fleet")
 	f.StringVar(&cfg.Compile.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address as seen from Envoy (cluster gatehouse_authz)")
 	f.StringVar(&cfg.Compile.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address as seen from Envoy (cluster gatehouse_ratelimit)")
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")

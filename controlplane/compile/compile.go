@@ -41,13 +41,18 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
+// DefaultHTTPAddress is where the Envoy HTTP listener binds unless
+// Options.HTTPAddress says otherwise. Not 8080: that is the broker's
+// default (127.0.0.1:8080), and both may run on one host.
+const DefaultHTTPAddress = "0.0.0.0:10080"
+
 // Options shape the compiled config of every node group.
 type Options struct {
 	// Sidecars are the sidecar addresses in the CDS sidecar clusters;
 	// default envoy.DefaultSidecars.
 	Sidecars envoy.Sidecars
 	// HTTPAddress is the address the HTTP listener binds; default
-	// 0.0.0.0:8080.
+	// DefaultHTTPAddress.
 	HTTPAddress string
 	Upstream    envoy.UpstreamOptions
 	// ProxylessGroups are node groups of proxyless gRPC clients (grpc-go
@@ -75,7 +80,7 @@ func New(o Options) (*Compiler, error) {
 		o.Sidecars = envoy.DefaultSidecars
 	}
 	if o.HTTPAddress == "" {
-		o.HTTPAddress = "0.0.0.0:8080"
+		o.HTTPAddress = DefaultHTTPAddress
 	}
 	log := o.Log
 	if log == nil {

@@ -31,7 +31,7 @@ const (
 // ListenerOptions describe one HTTP(S) listener of a node group.
 type ListenerOptions struct {
 	Name    string // HTTPListener or HTTPSListener
-	Address string // host:port to bind, e.g. 0.0.0.0:8080
+	Address string // host:port to bind, e.g. 0.0.0.0:10080
 	// RouteConfig is the RDS name the connection manager asks for.
 	RouteConfig string
 	// AccessLogHeaders are the request headers to keep in the access log
