@@ -85,4 +85,20 @@ func TestBrokerSourceReportsBack(t *testing.T) {
 	if p := waitPub("a", ra2); p.Error != "" {
 		t.Errorf("a's update reported as failed: %s", p.Error)
 	}
+
+	// A deletion is confirmed once a version without the spec is live.
+	rc := put("c", specYAML("c", "c.example.com", "10.0.0.3:80"), 0)
+	waitPub("c", rc)
+	rdel, err := st.PutSpec(ctx, store.StoredSpec{Name: "a", InstanceID: "i-a", Deleted: true}, ra2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := waitPub("a", rdel); p.Error != "" {
+		t.Errorf("a's deletion reported as failed: %s", p.Error)
+	}
+	for _, g := range cp.Publisher().Good().Published() {
+		if g.Name == "a" {
+			t.Fatal("the deleted spec is still in the published version")
+		}
+	}
 }

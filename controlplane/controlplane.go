@@ -63,6 +63,10 @@ type ControlPlane struct {
 
 	stateMu sync.Mutex
 	state   State
+
+	// deleted are the spec deletions not yet live on the whole fleet;
+	// owned by the loop goroutine.
+	deleted []report
 }
 
 // New builds a control plane; nothing runs until Run.
@@ -142,6 +146,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 // the loop. It never blocks.
 func (cp *ControlPlane) offer(rev source.Revision) {
 	cp.pendingMu.Lock()
+	if cp.pending != nil {
+		// The newer revision replaces the pending one, but the deletions
+		// the older one carried must still be reported.
+		rev.Deleted = append(append([]source.Spec(nil), cp.pending.Deleted...), rev.Deleted...)
+	}
 	cp.pending = &rev
 	cp.pendingMu.Unlock()
 	select {

@@ -80,7 +80,11 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 		cp.log.Warn("spec left out", "spec", s.Name, "origin", s.Origin, "error", s.Err)
 	}
 
-	// Failed specs are reported now; published ones once the fleet has them.
+	// Failed specs are reported now; published ones, and deletions, once
+	// the fleet has them.
+	for _, d := range rev.Deleted {
+		cp.deleted = append(cp.deleted, report{d.Name, d.Revision, nil})
+	}
 	var failed []report
 	for _, s := range res.Failed() {
 		failed = append(failed, report{s.Name, s.Revision, s.Err})
@@ -117,7 +121,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 		return false
 	}
 	if !soaking {
-		cp.report(append(failed, publishedReports(res)...))
+		cp.report(append(append(failed, publishedReports(res)...), cp.takeDeleted(res)...))
 		return false
 	}
 	cp.report(failed)
@@ -179,7 +183,31 @@ func (cp *ControlPlane) promote(ctx context.Context) {
 	cp.state.Rollout = Rollout{Phase: PhaseIdle}
 	cp.stateMu.Unlock()
 	cp.log.Info("canary soaked without NACK; promoted to the fleet", "version", cand.Version)
-	cp.report(publishedReports(cand))
+	cp.report(append(publishedReports(cand), cp.takeDeleted(cand)...))
+}
+
+// takeDeleted returns the pending deletion reports for specs that the
+// now-live result res no longer serves and keeps those it still serves; a
+// spec created again after its deletion needs no deletion report.
+func (cp *ControlPlane) takeDeleted(res *compile.Result) []report {
+	live := map[string]int64{}
+	for _, s := range res.Published() {
+		live[s.Name] = s.Revision
+	}
+	var out, keep []report
+	for _, d := range cp.deleted {
+		rev, ok := live[d.spec]
+		switch {
+		case !ok:
+			out = append(out, d)
+		case rev > d.revision:
+			// created again after the deletion: nothing left to confirm
+		default:
+			keep = append(keep, d)
+		}
+	}
+	cp.deleted = keep
+	return out
 }
 
 func shortType(typeURL string) string {

@@ -45,6 +45,7 @@ func OpenBroker(ctx context.Context, storeURL string, o Options) (Source, Report
 func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 	specs := map[string]store.StoredSpec{}
 	var cursor int64
+	var deleted []Spec // since the last revision delivered
 	loaded := false
 	t := time.NewTicker(f.poll)
 	defer t.Stop()
@@ -69,6 +70,7 @@ func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 				for _, c := range changes {
 					if c.Deleted {
 						delete(specs, c.Name)
+						deleted = append(deleted, Spec{Name: c.Name, Origin: "broker:" + c.Name, Revision: c.Revision})
 					} else {
 						specs[c.Name] = c
 					}
@@ -78,7 +80,9 @@ func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 			}
 		}
 		if changed {
-			fn(f.revision(cursor, specs))
+			rev := f.revision(cursor, specs)
+			rev.Deleted, deleted = deleted, nil
+			fn(rev)
 		}
 		select {
 		case <-ctx.Done():

@@ -42,6 +42,11 @@ type Revision struct {
 	// version string.
 	ID    string
 	Specs []Spec
+	// Deleted lists the specs removed since the previous revision this
+	// source delivered (Name and the store Revision of the deletion). The
+	// control plane reports each one to the Reporter, with a nil error,
+	// once a version without it is live on the fleet.
+	Deleted []Spec
 }
 
 // Source delivers revisions.
