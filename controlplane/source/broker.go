@@ -45,7 +45,8 @@ func OpenBroker(ctx context.Context, storeURL string, o Options) (Source, Report
 func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 	specs := map[string]store.StoredSpec{}
 	var cursor int64
-	var deleted []Spec // since the last revision delivered
+	var deleted []Spec         // since the last revision delivered
+	seen := map[string]int64{} // newest store revision applied, per spec
 	loaded := false
 	t := time.NewTicker(f.poll)
 	defer t.Stop()
@@ -56,6 +57,7 @@ func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 			if err == nil {
 				for _, s := range all {
 					specs[s.Name] = s
+					seen[s.Name] = s.Revision
 				}
 				cursor, loaded, changed = rev, true, true
 			} else if ctx.Err() == nil {
@@ -68,6 +70,12 @@ func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 				f.log.Warn("reading the change feed failed; keeping the last revision", "error", err)
 			case err == nil:
 				for _, c := range changes {
+					// A store may hand a recent change out again (DynamoDB's
+					// feed does, for a few seconds): only newer revisions count.
+					if c.Revision <= seen[c.Name] {
+						continue
+					}
+					seen[c.Name] = c.Revision
 					if c.Deleted {
 						delete(specs, c.Name)
 						deleted = append(deleted, Spec{Name: c.Name, Origin: "broker:" + c.Name, Revision: c.Revision})
