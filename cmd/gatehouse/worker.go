@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
@@ -26,6 +27,13 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			// Validate and compile with the control plane's own code before
+			// anything is stored.
+			checker, err := compile.NewChecker(compile.Options{Log: log})
+			if err != nil {
+				return err
+			}
+			cfg.Compile = checker.Check
 			return worker.RunRole(cmd.Context(), rc)
 		},
 	}
