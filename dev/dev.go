@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse-edge/gatehouse/broker"
-	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
@@ -116,15 +115,11 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 
-	st, err := backend.OpenStore(ctx, "sqlite:"+filepath.Join(c.DataDir, "store.db"), backend.Options{})
+	st, q, err := broker.OpenEmbedded(ctx, c.DataDir, 30*time.Second)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer st.Close()
-	q, err := backend.OpenQueue(ctx, "sqlite:"+filepath.Join(c.DataDir, "queue.db"), backend.Options{})
-	if err != nil {
-		return fmt.Errorf("dev: %w", err)
-	}
 	defer q.Close()
 
 	ep := Endpoints{
