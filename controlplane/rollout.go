@@ -112,6 +112,10 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	}
 	cp.stateMu.Unlock()
 
+	if err != nil && len(res.Specs) == 0 && cp.pub.Good() == nil {
+		cp.log.Info("no EdgeRoute specs yet; nothing to serve until the first one arrives")
+		return false
+	}
 	if err != nil {
 		cp.log.Error("new version not published; the fleet keeps the last good one", "version", res.Version, "error", err)
 		for _, s := range res.Published() {

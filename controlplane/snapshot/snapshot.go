@@ -115,6 +115,11 @@ func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(res.Published()) == 0 {
+		if p.good == nil && len(res.Specs) == 0 {
+			// A fresh store: nothing served, nothing to serve. Not a refusal.
+			p.lastErr = ErrEmpty
+			return ErrEmpty
+		}
 		p.refused(ErrEmpty)
 		return ErrEmpty
 	}
