@@ -1,9 +1,13 @@
 package resource
 
 import (
+	"encoding/json"
 	"testing"
 
+	xdstype "github.com/cncf/xds/go/xds/type/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -76,6 +80,53 @@ func TestCollect(t *testing.T) {
 	} {
 		if _, err := Collect(append(good, bad), AuthzPrefix, AuthzPolicyType, specOf); err == nil {
 			t.Errorf("%s: Collect accepted a bad resource", name)
+		}
+	}
+}
+
+// Wrap builds the Struct without protojson; it must be exactly the Struct
+// protojson.Unmarshal makes of the payload's JSON form.
+func TestWrapStructMatchesProtojson(t *testing.T) {
+	type inner struct {
+		F   float64           `json:"f"`
+		N   *int              `json:"n"`
+		L   []any             `json:"l"`
+		M   map[string]string `json:"m"`
+		E   []string          `json:"e"`
+		Nil []string          `json:"nil"`
+	}
+	in := map[string]any{
+		"s":     "héllo \u2028 <tag> & \"q\"",
+		"big":   uint64(1<<63 + 12345),
+		"neg":   -42,
+		"float": 1.5e-7,
+		"bool":  true,
+		"null":  nil,
+		"inner": inner{F: 3.25, L: []any{1, "two", false, nil, map[string]any{"x": []int{}}}, M: map[string]string{"b": "2", "a": "1"}, E: []string{}},
+		"list":  []payload{{Name: "a", Requests: 4000000000, Window: 86400 * 1e9}},
+	}
+	res, err := Wrap("x", AuthzPolicyType, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &xdstype.TypedStruct{}
+	if err := res.GetTypedConfig().UnmarshalTo(ts); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &structpb.Struct{}
+	if err := protojson.Unmarshal(raw, want); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, ts.GetValue(), protocmp.Transform()); d != "" {
+		t.Fatalf("Struct (-protojson +Wrap):\n%s", d)
+	}
+	for _, bad := range []any{nil, []int{1}, "s", 3} {
+		if _, err := Wrap("x", AuthzPolicyType, bad); err == nil {
+			t.Errorf("Wrap(%#v) accepted a payload that is not a JSON object", bad)
 		}
 	}
 }
