@@ -83,7 +83,13 @@ type Rule struct {
 // Compile builds the SpecPolicy of a spec. It is pure. It checks what the
 // engine relies on (provider references, CEL compiling to bool, modes); a
 // spec that passed spec.Validate always compiles.
-func Compile(r *spec.EdgeRoute) (*SpecPolicy, error) {
+func Compile(r *spec.EdgeRoute) (*SpecPolicy, error) { return CompileWith(r, nil) }
+
+// CompileWith is Compile with the `when` expressions checked by chk (nil:
+// a fresh checker), which may have seen them before: the control plane
+// shares one per compile run and goroutine between spec validation and
+// this, so each expression is compiled once.
+func CompileWith(r *spec.EdgeRoute, chk *spec.CELChecker) (*SpecPolicy, error) {
 	if r == nil {
 		return nil, fmt.Errorf("authz compile: nil spec")
 	}
@@ -123,9 +129,11 @@ func Compile(r *spec.EdgeRoute) (*SpecPolicy, error) {
 			p.Providers = append(p.Providers, Provider{Name: m.Name, Kind: "mtls", MTLS: &MTLSProvider{Principals: append([]string(nil), m.Principals...)}})
 		}
 	}
-	env, err := spec.NewCELEnv()
-	if err != nil {
-		return nil, err
+	if chk == nil {
+		var err error
+		if chk, err = spec.NewCELChecker(); err != nil {
+			return nil, err
+		}
 	}
 	for ri, rt := range r.Spec.Routes {
 		rp := RoutePolicy{ID: spec.RouteID(name, rt.Name), Mode: rt.AuthMode()}
@@ -141,7 +149,7 @@ func Compile(r *spec.EdgeRoute) (*SpecPolicy, error) {
 			rp.AnyOf = append([]string(nil), a.AnyOf...)
 			for i, rule := range a.Rules {
 				if rule.When != "" {
-					if _, err := spec.CompileWhen(env, rule.When); err != nil {
+					if err := chk.Check(rule.When); err != nil {
 						fail("spec.routes[%d].auth.rules[%d].when: %v", ri, i, err)
 					}
 				}

@@ -28,3 +28,34 @@ func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 	}
 	return ast, nil
 }
+
+// CELChecker type-checks `when` expressions against one CEL environment
+// and remembers each expression's verdict, so a run over many specs (the
+// control plane compiles every rule for validation and again for the authz
+// policy) checks each distinct expression once. The verdict of an
+// expression depends on its text only. A CELChecker is not safe for
+// concurrent use; make one per goroutine and run.
+type CELChecker struct {
+	env  *cel.Env
+	seen map[string]error
+}
+
+// NewCELChecker builds a checker with a fresh NewCELEnv environment.
+func NewCELChecker() (*CELChecker, error) {
+	env, err := NewCELEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &CELChecker{env: env, seen: map[string]error{}}, nil
+}
+
+// Check reports what CompileWhen reports for expr, compiling it only the
+// first time this checker sees it.
+func (c *CELChecker) Check(expr string) error {
+	if err, ok := c.seen[expr]; ok {
+		return err
+	}
+	_, err := CompileWhen(c.env, expr)
+	c.seen[expr] = err
+	return err
+}

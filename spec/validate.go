@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"cel.dev/cel-go/cel"
 )
 
 var (
@@ -38,15 +36,33 @@ var (
 // them (duplicate metadata.name, a host owned by two specs). It returns an
 // ErrorList with every problem, or nil.
 func Validate(docs []*Document) error {
-	env, err := NewCELEnv()
+	chk, err := NewCELChecker()
 	if err != nil {
 		return fmt.Errorf("building the CEL environment: %w", err)
 	}
+	return validate(docs, chk)
+}
+
+// ValidateOne validates a single document on its own (no cross-spec
+// checks); used where the other specs are checked elsewhere, e.g. the broker.
+func ValidateOne(d *Document) error { return Validate([]*Document{d}) }
+
+// ValidateOneWith is ValidateOne with the `when` expressions checked by
+// chk, which may have seen them before (one checker per compile run and
+// goroutine).
+func ValidateOneWith(d *Document, chk *CELChecker) error {
+	if chk == nil {
+		return ValidateOne(d)
+	}
+	return validate([]*Document{d}, chk)
+}
+
+func validate(docs []*Document, chk *CELChecker) error {
 	var all ErrorList
 	names := map[string]*Document{}
 	hosts := map[string]*Document{}
 	for _, d := range docs {
-		v := validator{doc: d, env: env}
+		v := validator{doc: d, cel: chk}
 		v.document()
 		r := &d.EdgeRoute
 		if other, ok := names[r.Metadata.Name]; ok && r.Metadata.Name != "" {
@@ -68,13 +84,9 @@ func Validate(docs []*Document) error {
 	return all.err()
 }
 
-// ValidateOne validates a single document on its own (no cross-spec
-// checks); used where the other specs are checked elsewhere, e.g. the broker.
-func ValidateOne(d *Document) error { return Validate([]*Document{d}) }
-
 type validator struct {
 	doc  *Document
-	env  *cel.Env
+	cel  *CELChecker
 	errs ErrorList
 }
 
@@ -485,7 +497,7 @@ func (v *validator) auth(p string, a *Auth, providers map[string]string) {
 		}
 		v.unique(rp+".scopes", r.Scopes, "scope")
 		if r.When != "" {
-			if _, err := CompileWhen(v.env, r.When); err != nil {
+			if err := v.cel.Check(r.When); err != nil {
 				v.fail(rp+".when", "%v", err)
 			}
 		}

@@ -188,12 +188,18 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// One CEL checker per worker and run: spec validation and
+			// authz.Compile share it, and specs repeat rules, so each
+			// distinct expression is compiled once per worker.
+			// On error chk is nil: validation and authz then build their
+			// own environment and report the error.
+			chk, _ := spec.NewCELChecker()
 			for {
 				j := int(nextJob.Add(1)) - 1
 				if j >= len(todo) {
 					return
 				}
-				compiled[j] = c.compileFile(rev.Specs[todo[j]])
+				compiled[j] = c.compileFile(rev.Specs[todo[j]], chk)
 			}
 		}()
 	}
@@ -224,7 +230,7 @@ func fileKey(s source.Spec) string {
 }
 
 // compileFile parses one source spec and compiles each document in it.
-func (c *Compiler) compileFile(src source.Spec) *fileEntry {
+func (c *Compiler) compileFile(src source.Spec, chk *spec.CELChecker) *fileEntry {
 	docs, err := spec.Parse(src.Origin, src.Data)
 	var problems spec.ErrorList
 	if err != nil && !errors.As(err, &problems) {
@@ -260,7 +266,7 @@ func (c *Compiler) compileFile(src source.Spec) *fileEntry {
 		} else if len(fileWide) > 0 {
 			s.Err = fileWide
 		} else {
-			c.compileSpec(s)
+			c.compileSpec(s, chk)
 		}
 		fe.specs = append(fe.specs, s)
 	}
@@ -269,14 +275,14 @@ func (c *Compiler) compileFile(src source.Spec) *fileEntry {
 
 // compileSpec validates one document on its own and builds and validates
 // all of its resources. On failure s.Err says what, where and why.
-func (c *Compiler) compileSpec(s *Spec) {
-	if err := spec.ValidateOne(s.doc); err != nil {
+func (c *Compiler) compileSpec(s *Spec, chk *spec.CELChecker) {
+	if err := spec.ValidateOneWith(s.doc, chk); err != nil {
 		s.Err = err
 		return
 	}
 	r := &s.doc.EdgeRoute
 	s.NodeGroups = slices.Clone(r.Spec.NodeGroups)
-	if err := c.buildSpec(s, r); err != nil {
+	if err := c.buildSpec(s, r, chk); err != nil {
 		s.Err = fmt.Errorf("%s: spec %s: %w", s.Origin, s.Name, err)
 		return
 	}
@@ -285,7 +291,7 @@ func (c *Compiler) compileSpec(s *Spec) {
 	s.key = hex.EncodeToString(sum[:8])
 }
 
-func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
+func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) error {
 	vh, err := envoy.VirtualHost(r)
 	if err != nil {
 		return err
@@ -317,7 +323,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute) error {
 	}
 
 	// Sidecar resources, each from its domain library's compiler.
-	pol, err := authz.Compile(r)
+	pol, err := authz.CompileWith(r, chk)
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
