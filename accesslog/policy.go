@@ -7,7 +7,6 @@ import (
 	"hash"
 	"hash/fnv"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -241,7 +240,6 @@ func (p *Policy) headers(route string, h map[string]string) string {
 		return ""
 	}
 	rp := p.route(route)
-	type kv struct{ k, v string }
 	var stack [16]kv
 	kept := stack[:0]
 	for k, v := range h {
@@ -254,21 +252,7 @@ func (p *Policy) headers(route string, h map[string]string) string {
 		}
 		kept = append(kept, kv{k, v})
 	}
-	if len(kept) == 0 {
-		return ""
-	}
-	slices.SortFunc(kept, func(a, b kv) int { return strings.Compare(a.k, b.k) })
-	b := make([]byte, 0, 128)
-	b = append(b, '{')
-	for i, e := range kept {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, e.k)
-		b = append(b, ':')
-		b = appendJSONString(b, e.v)
-	}
-	return string(append(b, '}'))
+	return headersJSON(kept)
 }
 
 // appendJSONString appends s as a JSON string; invalid UTF-8 becomes

@@ -21,9 +21,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
@@ -155,8 +155,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	mux.Handle("/readyz", admin.Handler())
 	mux.Handle("/", apiHandler)
 
-	gs := telemetry.NewGRPCServer(log)
-	accesslogv3.RegisterAccessLogServiceServer(gs, &alsServer{settings: settings, ing: ing, m: metrics, log: log})
+	// The ALS codec hands the stream handler raw messages; entries are
+	// read from the wire into records without building protobuf messages.
+	gs := telemetry.NewGRPCServer(log, grpc.ForceServerCodecV2(newALSCodec()))
+	gs.RegisterService(&alsServiceDesc, &alsServer{settings: settings, ing: ing, m: metrics, log: log})
 
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{GRPC: gl.Addr().String(), HTTP: hl.Addr().String()})
