@@ -31,6 +31,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/authz"
@@ -328,20 +330,25 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 		return fmt.Errorf("auth: %w", err)
 	}
 	s.policy = pol
-	az, err := resource.Wrap(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
+	// What each sidecar resource carries, so validating it needs no
+	// decoding of the payload just encoded.
+	packed := map[*anypb.Any]proto.Message{}
+	az, azTS, err := resource.WrapTyped(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
 	if err != nil {
 		return err
 	}
+	packed[az.GetTypedConfig()] = azTS
 	s.sidecar = append(s.sidecar, az)
 	rules, err := ratelimit.Compile(r)
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
 	}
 	s.rules = rules
-	rl, err := resource.Wrap(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rules)
+	rl, rlTS, err := resource.WrapTyped(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rules)
 	if err != nil {
 		return err
 	}
+	packed[rl.GetTypedConfig()] = rlTS
 	rulesJSON, err := json.Marshal(rules)
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
@@ -353,10 +360,11 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 	if err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
-	al, err := resource.Wrap(resource.AccessLogPrefix+r.Metadata.Name, resource.AccessLogSettingType, logs)
+	al, alTS, err := resource.WrapTyped(resource.AccessLogPrefix+r.Metadata.Name, resource.AccessLogSettingType, logs)
 	if err != nil {
 		return err
 	}
+	packed[al.GetTypedConfig()] = alTS
 	s.sidecar = append(s.sidecar, al)
 	// Envoy must send the headers the accesslog sidecar keeps.
 	headers := map[string]bool{}
@@ -373,7 +381,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 	}
 	sort.Strings(s.alsHeaders)
 	for _, tec := range s.sidecar {
-		if err := ValidateAll(tec); err != nil {
+		if err := validateAllKnown(tec, packed); err != nil {
 			return fmt.Errorf("sidecar resource %s: %w", tec.GetName(), err)
 		}
 	}

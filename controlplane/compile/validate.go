@@ -20,19 +20,32 @@ type validator interface{ ValidateAll() error }
 // stops at an Any). An Any whose type is not linked into this binary is an
 // error: Envoy would reject what we cannot check. Errors name the path of
 // the Any, e.g. "filter_chains[0].filters[0].typed_config(…HttpConnectionManager).http_filters[0].typed_config(…ExtAuthz): …".
-func ValidateAll(m proto.Message) error {
+func ValidateAll(m proto.Message) error { return validateAllKnown(m, nil) }
+
+// validateAllKnown is ValidateAll where an Any found in packed is checked
+// through the message it maps to instead of by decoding its bytes again:
+// the caller packed exactly that message into it (anypb.New) just before,
+// and a message that marshals decodes to an equal one. An entry whose type
+// does not match the Any's type URL is ignored (the Any is decoded).
+func validateAllKnown(m proto.Message, packed map[*anypb.Any]proto.Message) error {
 	var errs []error
-	validateMsg(m.ProtoReflect(), "", &errs)
+	w := anyWalker{packed: packed, errs: &errs}
+	w.validateMsg(m.ProtoReflect(), "")
 	return errors.Join(errs...)
 }
 
-func validateMsg(m protoreflect.Message, path string, errs *[]error) {
+type anyWalker struct {
+	packed map[*anypb.Any]proto.Message
+	errs   *[]error
+}
+
+func (w anyWalker) validateMsg(m protoreflect.Message, path string) {
 	if v, ok := m.Interface().(validator); ok {
 		if err := v.ValidateAll(); err != nil {
-			*errs = append(*errs, prefix(path, err))
+			*w.errs = append(*w.errs, prefix(path, err))
 		}
 	}
-	walkAnys(m, path, errs)
+	w.walkAnys(m, path)
 }
 
 func prefix(path string, err error) error {
@@ -44,19 +57,22 @@ func prefix(path string, err error) error {
 
 // walkAnys finds the Any fields under m (only descending into fields whose
 // type can hold one) and validates what they carry.
-func walkAnys(m protoreflect.Message, path string, errs *[]error) {
+func (w anyWalker) walkAnys(m protoreflect.Message, path string) {
 	md := m.Descriptor()
 	if md.FullName() == anyName {
 		a, ok := m.Interface().(*anypb.Any)
 		if !ok {
 			return
 		}
-		inner, err := unpack(a)
-		if err != nil {
-			*errs = append(*errs, prefix(path, err))
-			return
+		inner, ok := w.packed[a]
+		if !ok || !a.MessageIs(inner) {
+			var err error
+			if inner, err = unpack(a); err != nil {
+				*w.errs = append(*w.errs, prefix(path, err))
+				return
+			}
 		}
-		validateMsg(inner.ProtoReflect(), fmt.Sprintf("%s(%s)", path, inner.ProtoReflect().Descriptor().FullName()), errs)
+		w.validateMsg(inner.ProtoReflect(), fmt.Sprintf("%s(%s)", path, inner.ProtoReflect().Descriptor().FullName()))
 		return
 	}
 	for _, fd := range anyFields(md) {
@@ -72,15 +88,15 @@ func walkAnys(m protoreflect.Message, path string, errs *[]error) {
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				walkAnys(l.Get(i).Message(), name+"["+strconv.Itoa(i)+"]", errs)
+				w.walkAnys(l.Get(i).Message(), name+"["+strconv.Itoa(i)+"]")
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				walkAnys(mv.Message(), fmt.Sprintf("%s[%q]", name, k.String()), errs)
+				w.walkAnys(mv.Message(), fmt.Sprintf("%s[%q]", name, k.String()))
 				return true
 			})
 		default:
-			walkAnys(v.Message(), name, errs)
+			w.walkAnys(v.Message(), name)
 		}
 	}
 }

@@ -48,9 +48,17 @@ const RateLimitDomain = "gatehouse"
 // Wrap encodes v (any JSON-marshalable value) as a named extension config
 // with the given payload type.
 func Wrap(name, payloadType string, v any) (*corev3.TypedExtensionConfig, error) {
+	tec, _, err := WrapTyped(name, payloadType, v)
+	return tec, err
+}
+
+// WrapTyped is Wrap that also returns the TypedStruct packed into the
+// resource's typed_config, so a caller can check it without decoding the
+// Any again. The TypedStruct must not be modified.
+func WrapTyped(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
+		return nil, nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
 	}
 	// The JSON form decoded straight into structpb values: what
 	// protojson.Unmarshal into a Struct gives (numbers as float64), at a
@@ -60,17 +68,18 @@ func Wrap(name, payloadType string, v any) (*corev3.TypedExtensionConfig, error)
 		if err == nil {
 			err = errors.New("got null")
 		}
-		return nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
+		return nil, nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
 	}
 	st, err := structpb.NewStruct(m)
 	if err != nil {
-		return nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
+		return nil, nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
 	}
-	ts, err := anypb.New(&v3.TypedStruct{TypeUrl: payloadType, Value: st})
+	ts := &v3.TypedStruct{TypeUrl: payloadType, Value: st}
+	a, err := anypb.New(ts)
 	if err != nil {
-		return nil, fmt.Errorf("resource %s: %w", name, err)
+		return nil, nil, fmt.Errorf("resource %s: %w", name, err)
 	}
-	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: ts}, nil
+	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, ts, nil
 }
 
 // Unwrap decodes a resource made by Wrap into v, checking the payload type.
