@@ -226,7 +226,7 @@ func (s *suite) do(ctx context.Context, r httpRequest) outcome {
 		for k, v := range r.Headers {
 			headers[k] = v
 		}
-		path, query, _ := strings.Cut(r.Path, "?")
+		_, query, _ := strings.Cut(r.Path, "?")
 		resp, err := s.authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 				Address: r.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000},
@@ -236,7 +236,6 @@ func (s *suite) do(ctx context.Context, r httpRequest) outcome {
 			}},
 			ContextExtensions: ctxExt,
 		}})
-		_ = path
 		if err != nil {
 			t.Fatalf("Check: %v", err)
 		}

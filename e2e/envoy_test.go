@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"net"
 	"regexp"
-	"sort"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -145,10 +143,6 @@ func headerMatches(hm *routev3.HeaderMatcher, r httpRequest) (bool, error) {
 		if ok, err = stringMatch(s.StringMatch, v); err != nil {
 			return false, err
 		}
-	case *routev3.HeaderMatcher_ExactMatch:
-		ok = present && v == s.ExactMatch
-	case *routev3.HeaderMatcher_PrefixMatch:
-		ok = present && strings.HasPrefix(v, s.PrefixMatch)
 	default:
 		return false, fmt.Errorf("unsupported header matcher %T", hm.GetHeaderMatchSpecifier())
 	}
@@ -283,15 +277,3 @@ func descriptors(rt *routev3.Route, r httpRequest, authzMeta *structpb.Struct) [
 	}
 	return out
 }
-
-// sortedKeys is for stable error messages.
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-var _ = corev3.ApiVersion_V3
