@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -226,12 +227,29 @@ func yamlName(f reflect.StructField) string {
 }
 
 func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	f, ok := fieldsByTag(t)[name]
+	return f, ok
+}
+
+// structFields caches, per struct type, its fields by yaml name (type
+// information only: the same for every caller).
+var structFields sync.Map // reflect.Type → map[string]reflect.StructField
+
+func fieldsByTag(t reflect.Type) map[string]reflect.StructField {
+	if m, ok := structFields.Load(t); ok {
+		return m.(map[string]reflect.StructField)
+	}
+	m := make(map[string]reflect.StructField, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
-		if f := t.Field(i); yamlName(f) == name {
-			return f, true
+		f := t.Field(i)
+		if n := yamlName(f); n != "" {
+			if _, dup := m[n]; !dup {
+				m[n] = f
+			}
 		}
 	}
-	return reflect.StructField{}, false
+	structFields.Store(t, m)
+	return m
 }
 
 // suggest names a known field that differs from name only in case, which
