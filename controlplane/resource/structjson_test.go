@@ -1,0 +1,70 @@
+package resource
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+var structJSONSeeds = []string{
+	`{}`,
+	`{"a":1,"b":-2.5e-7,"c":1e+21,"d":18446744073709551615,"e":0}`,
+	`{"s":"plain","t":"\u003ctag\u003e \u0026 \"q\" \\ \n \u2028 h\u00e9llo","u":"héllo ☃"}`,
+	`{"l":[],"m":{},"n":null,"o":[true,false,null,1,"x",{"y":[[]]}]}`,
+}
+
+// structFromJSON gives what protojson.Unmarshal gives, and takes the
+// compact JSON json.Marshal writes.
+func TestStructFromJSONMatchesProtojson(t *testing.T) {
+	for _, in := range structJSONSeeds {
+		got, err := structFromJSON([]byte(in))
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		want := &structpb.Struct{}
+		if err := protojson.Unmarshal([]byte(in), want); err != nil {
+			t.Fatalf("%s: protojson: %v", in, err)
+		}
+		if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
+			t.Errorf("%s (-protojson +structFromJSON):\n%s", in, d)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `null`, `{"a":1`, `{"a":1}x`, `{"a" :1}`, `{"a":tru}`, `{"a":"\x01"}`, `{"dup":1,"dup":2}`} {
+		if _, err := structFromJSON([]byte(bad)); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
+
+func FuzzStructFromJSON(f *testing.F) {
+	for _, s := range structJSONSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var v any
+		if json.Unmarshal([]byte(in), &v) != nil {
+			return
+		}
+		raw, err := json.Marshal(v) // the form Wrap hands over
+		if err != nil {
+			return
+		}
+		want := &structpb.Struct{}
+		wantErr := protojson.Unmarshal(raw, want)
+		got, err := structFromJSON(raw)
+		if err != nil {
+			return // Wrap falls back to encoding/json
+		}
+		if wantErr != nil {
+			t.Fatalf("%s: structFromJSON accepted what protojson rejects (%v)", raw, wantErr)
+		}
+		if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
+			t.Fatalf("%s (-protojson +structFromJSON):\n%s", raw, d)
+		}
+	})
+}
