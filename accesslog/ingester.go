@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +18,7 @@ type IngesterConfig struct {
 	SpoolDir      string        // required: the on-disk segment log
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch, combining frames (default 100000)
-	FlushInterval time.Duration // longest an entry waits in memory (default 100ms): the crash-loss window
+	FlushInterval time.Duration // longest an entry waits in memory before it is fsynced (default 100ms): the crash-loss window
 	BufferEntries int           // in-memory bound; beyond it entries are dropped (default 200000)
 	MaxSpoolBytes int64         // disk bound of the spool (default 1 GiB)
 	SegmentBytes  int64         // spool segment size (default 64 MiB)
@@ -30,21 +31,32 @@ type IngesterConfig struct {
 
 // Ingester takes records without ever waiting on storage: Add appends to a
 // bounded in-memory buffer; one goroutine moves the buffer into the spool
-// (fsynced segment log) every FlushInterval or BatchSize entries; another
-// writes spooled batches to the store in spool order, chaining each
-// batch's hash to the previous one, retrying while the store is down and
-// replaying from disk what did not fit in memory or survived a restart.
+// (segment log) by group commit: it writes every pending record as
+// BatchSize frames and fsyncs once, and starts the next flush as soon as
+// records are pending again (at most every FlushInterval/10), so a record
+// waits for the flush in progress and its own (tens of milliseconds, the
+// crash-loss window; gatehouse_accesslog_spool_sync_lag_seconds shows it);
+// another goroutine writes spooled batches to the
+// store in spool order, chaining each batch's hash to the previous one,
+// retrying while the store is down and replaying from disk what did not
+// fit in memory or survived a restart. Spooled batches wait for the store
+// writer in memory up to StoreBatch entries (at least four frames);
+// beyond that they wait on disk only.
 type Ingester struct {
 	cfg   IngesterConfig
 	log   *slog.Logger
 	m     *Metrics
 	spool *spool
 
-	mu      sync.Mutex
-	pending []Record
-	kick    chan struct{}
+	mu           sync.Mutex
+	pending      []Record
+	pendingSince time.Time // when the oldest pending record was added
+	lastTake     int       // records the last flush took (spool goroutine only)
+	kick         chan struct{}
 
 	handoff chan memBatch
+	inMem   atomic.Int64  // entries in handoff, bounded by StoreBatch (at least 4 frames)
+	spilled atomic.Uint64 // the newest spool seq whose batch is on disk only
 
 	headMu sync.Mutex
 	head   BatchHeader
@@ -112,8 +124,9 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	in := &Ingester{
 		cfg: cfg, log: cfg.Log, m: cfg.Metrics, spool: sp, head: head,
 		kick:    make(chan struct{}, 1),
-		handoff: make(chan memBatch, 4),
+		handoff: make(chan memBatch, 1024),
 	}
+	in.spilled.Store(sp.nextSeq() - 1) // what a previous run left is on disk only
 	in.m.SpoolBytes.Set(float64(sp.size()))
 	return in, nil
 }
@@ -127,11 +140,15 @@ func (in *Ingester) Add(recs ...Record) {
 		in.m.Dropped.WithLabelValues("buffer_full").Add(float64(len(recs)))
 		return
 	}
+	first := len(in.pending) == 0
+	if first {
+		in.pendingSince = time.Now()
+	}
 	in.pending = append(in.pending, recs...)
 	n := len(in.pending)
 	in.mu.Unlock()
 	in.m.Buffered.Add(float64(len(recs)))
-	if n >= in.cfg.BatchSize {
+	if first || n >= in.cfg.BatchSize {
 		select {
 		case in.kick <- struct{}{}:
 		default:
@@ -170,9 +187,18 @@ func (in *Ingester) Run(ctx context.Context) error {
 }
 
 func (in *Ingester) spoolLoop(ctx context.Context) error {
+	// Group commit: a flush starts as soon as records are pending and the
+	// previous flush is done, but no sooner than gap after the previous
+	// one started, so there are at most 1/gap fsyncs a second and every
+	// record received during a flush shares the next one. The ticker is a
+	// safety net only.
+	gap := max(in.cfg.FlushInterval/10, time.Millisecond)
 	t := time.NewTicker(in.cfg.FlushInterval)
 	defer t.Stop()
+	wait := time.NewTimer(0)
+	defer wait.Stop()
 	var buf []byte
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -181,31 +207,79 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 		case <-t.C:
 		case <-in.kick:
 		}
+		if d := gap - time.Since(last); d > 0 {
+			wait.Reset(d)
+			select {
+			case <-ctx.Done():
+				in.flush(&buf)
+				return nil
+			case <-wait.C:
+			}
+		}
+		last = time.Now()
 		in.flush(&buf)
 	}
 }
 
-// flush moves the buffer into the spool, in BatchSize frames.
+// flush moves the buffer into the spool, in BatchSize frames, with one
+// fsync for all of them, then hands the frames to the store writer.
 func (in *Ingester) flush(buf *[]byte) {
+	// The taken records go to the store writer; the next buffer starts
+	// at the size of the last take, so Add rarely grows it.
+	next := make([]Record, 0, in.lastTake)
 	in.mu.Lock()
-	pending := in.pending
-	in.pending = nil
+	pending, since := in.pending, in.pendingSince
+	in.pending = next
 	in.mu.Unlock()
+	in.lastTake = len(pending)
+	var written []memBatch
 	for _, recs := range splitByDay(pending) {
-		in.spoolDay(buf, recs)
+		written = in.spoolDay(buf, recs, written)
+	}
+	if len(written) == 0 {
+		return
+	}
+	synced := true
+	if err := in.spool.sync(); err != nil {
+		// The frames are written (the store writer still gets them) but
+		// not known to be on disk.
+		synced = false
+		in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
+	} else {
+		in.m.SyncLag.Set(time.Since(since).Seconds())
+	}
+	in.m.SpoolBytes.Set(float64(in.spool.size()))
+	for _, b := range written {
+		n := len(b.recs)
+		in.m.Buffered.Sub(float64(n))
+		if synced {
+			in.m.Spooled.Add(float64(n))
+		}
+		if in.inMem.Add(int64(n)) <= int64(max(in.cfg.StoreBatch, 4*in.cfg.BatchSize)) {
+			select {
+			case in.handoff <- b:
+				continue
+			default:
+			}
+		}
+		// The store writer is behind: the batch waits on disk.
+		in.inMem.Add(-int64(n))
+		in.spilled.Store(b.seq)
+		in.m.Spilled.Add(float64(n))
 	}
 }
 
-// spoolDay writes records of one UTC day as BatchSize frames.
-func (in *Ingester) spoolDay(buf *[]byte, recs []Record) {
+// spoolDay writes records of one UTC day as BatchSize frames (not yet
+// fsynced) and appends them to written.
+func (in *Ingester) spoolDay(buf *[]byte, recs []Record, written []memBatch) []memBatch {
 	for len(recs) > 0 {
 		n := min(len(recs), in.cfg.BatchSize)
 		batch := recs[:n:n]
 		recs = recs[n:]
-		seq, b, err := in.spool.append(*buf, batch)
+		seq, b, err := in.spool.write(*buf, batch)
 		*buf = b
-		in.m.Buffered.Sub(float64(n))
 		if err != nil {
+			in.m.Buffered.Sub(float64(n))
 			reason := "spool_error"
 			if errors.Is(err, errSpoolFull) {
 				reason = "spool_full"
@@ -214,15 +288,9 @@ func (in *Ingester) spoolDay(buf *[]byte, recs []Record) {
 			in.log.Error("access-log entries dropped: cannot spool", "entries", n, "reason", reason, "error", err)
 			continue
 		}
-		in.m.Spooled.Add(float64(n))
-		in.m.SpoolBytes.Set(float64(in.spool.size()))
-		select {
-		case in.handoff <- memBatch{seq: seq, recs: batch}:
-		default:
-			// The store writer is behind: the batch waits on disk.
-			in.m.Spilled.Add(float64(n))
-		}
+		written = append(written, memBatch{seq: seq, recs: batch})
 	}
+	return written
 }
 
 // dayOf is the UTC day of a record. Frames and store batches never mix
@@ -285,7 +353,8 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 		acc = nil
 		return err
 	}
-	add := func(seq uint64, recs []Record) error {
+	// hint is how many records are known to follow (acc's first capacity).
+	add := func(seq uint64, recs []Record, hint int) error {
 		if len(recs) == 0 {
 			accLast = max(accLast, seq)
 			return nil
@@ -296,7 +365,7 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			}
 		}
 		if len(acc) == 0 {
-			acc = make([]Record, 0, max(len(recs), min(in.cfg.StoreBatch, 4*len(recs))))
+			acc = make([]Record, 0, max(len(recs), min(in.cfg.StoreBatch, hint)))
 		}
 		acc = append(acc, recs...)
 		accLast = seq
@@ -315,7 +384,7 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 				return fmt.Errorf("spool frame %d missing (found %d)", from, seq)
 			}
 			from = seq + 1
-			return add(seq, recs)
+			return add(seq, recs, 4*len(recs))
 		})
 	}
 	for {
@@ -324,6 +393,7 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 		var ok bool
 		select {
 		case b, ok = <-in.handoff:
+			in.inMem.Add(-int64(len(b.recs)))
 			if !ok {
 				if err := flushAcc(); err != nil && ctx.Err() == nil {
 					in.log.Error("access-log store write failed at shutdown; entries stay in the spool", "error", err)
@@ -331,7 +401,13 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 				return nil
 			}
 		case <-tick.C:
-			err := catchUp(in.spool.nextSeq())
+			// Read from disk what is not waiting in memory: while batches
+			// wait in the handoff, only up to the last spilled one.
+			to := in.spool.nextSeq()
+			if len(in.handoff) > 0 {
+				to = min(to, in.spilled.Load()+1)
+			}
+			err := catchUp(to)
 			if err == nil {
 				err = flushAcc()
 			}
@@ -345,13 +421,15 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			continue
 		}
 		batches := []memBatch{b}
+		n := len(b.recs)
 	drain:
-		for n := len(b.recs); n < in.cfg.StoreBatch; {
+		for n < in.cfg.StoreBatch {
 			select {
 			case b2, ok := <-in.handoff:
 				if !ok {
 					break drain
 				}
+				in.inMem.Add(-int64(len(b2.recs)))
 				batches = append(batches, b2)
 				n += len(b2.recs)
 			default:
@@ -366,7 +444,7 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			if err = catchUp(b.seq); err != nil {
 				break
 			}
-			if err = add(b.seq, b.recs); err != nil {
+			if err = add(b.seq, b.recs, n); err != nil {
 				break
 			}
 		}

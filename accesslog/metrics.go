@@ -13,6 +13,7 @@ type Metrics struct {
 	Dropped     *prometheus.CounterVec // entries lost, by reason: buffer_full, spool_full, spool_error
 	StoreErrors prometheus.Counter     // failed store writes (retried)
 	Buffered    prometheus.Gauge       // entries in memory, not yet in the spool
+	SyncLag     prometheus.Gauge       // at the last spool fsync, seconds since its oldest entry was received
 	SpoolBytes  prometheus.Gauge       // bytes in the spool
 	Backlog     prometheus.Gauge       // spool batches not yet stored
 	WriteTime   prometheus.Histogram   // seconds per batch write to the store
@@ -30,6 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_accesslog_dropped_total", Help: "Entries lost, by reason."}, []string{"reason"}),
 		StoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_store_errors_total", Help: "Failed batch writes to the store (retried)."}),
 		Buffered:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_buffered_entries", Help: "Entries in memory not yet in the spool."}),
+		SyncLag:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_sync_lag_seconds", Help: "At the last spool fsync, how long its oldest entry had waited in memory since it was received: what a crash just before that fsync would have lost."}),
 		SpoolBytes:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_bytes", Help: "Bytes in the on-disk spool."}),
 		Backlog:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_backlog_batches", Help: "Spooled batches not yet stored."}),
 		WriteTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_store_write_seconds", Help: "Time per batch write to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -39,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Dropped.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize)
+		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize)
 	}
 	return m
 }

@@ -150,9 +150,9 @@ func readFrame(r *bufio.Reader) (seq uint64, payload []byte, n int64, err error)
 	return seq, payload, int64(frameHeader) + int64(l), nil
 }
 
-// encodeBatch builds a frame payload for recs with the given seq.
+// encodeBatch appends a frame payload for recs with the given seq to buf.
 func encodeBatch(buf []byte, seq uint64, recs []Record) []byte {
-	buf = binary.AppendUvarint(buf[:0], seq)
+	buf = binary.AppendUvarint(buf, seq)
 	buf = binary.AppendUvarint(buf, uint64(len(recs)))
 	for i := range recs {
 		buf = recs[i].AppendBinary(buf)
@@ -198,14 +198,27 @@ func (s *spool) size() int64 {
 
 // append writes recs as the next frame, fsyncs it and returns its seq.
 func (s *spool) append(buf []byte, recs []Record) (uint64, []byte, error) {
+	seq, buf, err := s.write(buf, recs)
+	if err == nil {
+		err = s.sync()
+	}
+	return seq, buf, err
+}
+
+// write writes recs as the next frame without fsyncing it: the frame is
+// crash-safe only after the next sync (group commit: one fsync for every
+// frame of a flush).
+func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq := s.next
-	buf = encodeBatch(buf, seq, recs)
-	frame := make([]byte, frameHeader, frameHeader+len(buf))
-	binary.LittleEndian.PutUint32(frame[:4], uint32(len(buf)))
-	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(buf, crcTable))
-	frame = append(frame, buf...)
+	// The frame is built in buf: header space, then the payload.
+	var h [frameHeader]byte
+	frame := encodeBatch(append(buf[:0], h[:]...), seq, recs)
+	buf = frame
+	payload := frame[frameHeader:]
+	binary.LittleEndian.PutUint32(frame[:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, crcTable))
 	if s.total+int64(len(frame)) > s.maxBytes {
 		return 0, buf, errSpoolFull
 	}
@@ -217,9 +230,6 @@ func (s *spool) append(buf []byte, recs []Record) (uint64, []byte, error) {
 	if _, err := s.active.Write(frame); err != nil {
 		return 0, buf, fmt.Errorf("spool: writing frame %d: %w", seq, err)
 	}
-	if err := s.active.Sync(); err != nil {
-		return 0, buf, fmt.Errorf("spool: fsync frame %d: %w", seq, err)
-	}
 	cur := &s.segs[len(s.segs)-1]
 	cur.last = seq
 	cur.size += int64(len(frame))
@@ -228,10 +238,28 @@ func (s *spool) append(buf []byte, recs []Record) (uint64, []byte, error) {
 	return seq, buf, nil
 }
 
+// sync fsyncs the active segment (rotate fsyncs a segment it closes).
+func (s *spool) sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil {
+		return nil
+	}
+	if err := s.active.Sync(); err != nil {
+		return fmt.Errorf("spool: fsync: %w", err)
+	}
+	return nil
+}
+
 // rotate starts a new active segment whose first frame is seq. An existing
 // segment file (the newest one after a restart) is appended to.
 func (s *spool) rotate(seq uint64) error {
 	if s.active != nil {
+		// Frames written since the last sync must be on disk before the
+		// segment is closed.
+		if err := s.active.Sync(); err != nil {
+			return fmt.Errorf("spool: fsync: %w", err)
+		}
 		if err := s.active.Close(); err != nil {
 			return fmt.Errorf("spool: closing segment: %w", err)
 		}

@@ -93,9 +93,10 @@ func cpuTime() time.Duration {
 
 // BenchmarkIngestGRPC: b.N entries streamed over ALS gRPC by a separate
 // process into a sidecar with the embedded store, redaction on, until all
-// are stored. Reports entries/s, the sidecar's CPU per 1,000 entries and
-// the most entries seen in memory and not yet fsynced to the spool (what
-// kill -9 could lose at that moment).
+// are stored. Reports entries/s, the sidecar's CPU per 1,000 entries, the
+// most entries seen in memory and not yet fsynced to the spool (what
+// kill -9 could lose at that moment) and the longest an entry waited from
+// receipt to its spool fsync (the crash-loss window in time).
 func BenchmarkIngestGRPC(b *testing.B) {
 	dir := b.TempDir()
 	s := startSidecar(b, dir, func(c *accesslogsidecar.Config) {
@@ -116,7 +117,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var maxBuffered float64
+	var maxBuffered, maxLag float64
 	deadline := time.Now().Add(5 * time.Minute)
 	for loadDone := false; ; {
 		if !loadDone {
@@ -130,6 +131,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 			}
 		}
 		maxBuffered = max(maxBuffered, metric(b, s.httpAddr, "gatehouse_accesslog_buffered_entries"))
+		maxLag = max(maxLag, metric(b, s.httpAddr, "gatehouse_accesslog_spool_sync_lag_seconds"))
 		if metric(b, s.httpAddr, "gatehouse_accesslog_stored_total")-base >= float64(b.N) && loadDone {
 			break
 		}
@@ -146,5 +148,6 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "entries/s")
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries")
 	b.ReportMetric(maxBuffered, "max-unspooled-entries")
+	b.ReportMetric(maxLag*1000, "max-sync-lag-ms")
 	b.ReportMetric(0, "ns/op")
 }
