@@ -169,10 +169,15 @@ func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 		if err != nil {
 			return err
 		}
+		var row []driver.Value // reused: one row's values
 		for i := range b.Records {
 			r := &b.Records[i]
-			vals := append(sqlq.Values(r, r.Time.UTC()), lookupHash(r.ClientIP), lookupHash(r.Subject), lookupHash(r.RequestID))
-			if err := app.AppendRow(toDriver(vals)...); err != nil {
+			row = row[:0]
+			for _, v := range sqlq.Values(r, r.Time.UTC()) {
+				row = append(row, v)
+			}
+			row = append(row, lookupHash(r.ClientIP), lookupHash(r.Subject), lookupHash(r.RequestID))
+			if err := app.AppendRow(row...); err != nil {
 				app.Close()
 				return fmt.Errorf("row %d: %w", i, err)
 			}
@@ -191,14 +196,6 @@ func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 		return errors.Join(fmt.Errorf("duckdb: writing batch %d (%d rows): %w", b.Seq, len(b.Records), err), rerr)
 	}
 	return nil
-}
-
-func toDriver(vals []any) []driver.Value {
-	out := make([]driver.Value, len(vals))
-	for i, v := range vals {
-		out[i] = v
-	}
-	return out
 }
 
 // Head returns the last batch header of a writer.
