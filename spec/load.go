@@ -98,7 +98,8 @@ func syntaxError(file string, err error) *Error {
 }
 
 func decodeDocument(file string, index int, n *yaml.Node) (*Document, ErrorList) {
-	d := &Document{File: file, Index: index, lines: map[string]int{"": n.Line}}
+	d := &Document{File: file, Index: index, lines: make(map[string]int, 128)}
+	d.lines[""] = n.Line
 	w := walker{doc: d}
 	w.walk(n, reflect.TypeOf(EdgeRoute{}), "")
 	if n.Kind != yaml.MappingNode {
@@ -190,7 +191,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		for i, item := range n.Content {
-			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			w.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]")
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
