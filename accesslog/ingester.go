@@ -246,7 +246,9 @@ func (in *Ingester) flush(buf *[]byte) {
 		synced = false
 		in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
 	} else {
-		in.m.SyncLag.Set(time.Since(since).Seconds())
+		lag := time.Since(since).Seconds()
+		in.m.SyncLag.Set(lag)
+		in.m.SyncLags.Observe(lag)
 	}
 	in.m.SpoolBytes.Set(float64(in.spool.size()))
 	for _, b := range written {

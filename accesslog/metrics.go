@@ -14,6 +14,7 @@ type Metrics struct {
 	StoreErrors prometheus.Counter     // failed store writes (retried)
 	Buffered    prometheus.Gauge       // entries in memory, not yet in the spool
 	SyncLag     prometheus.Gauge       // at the last spool fsync, seconds since its oldest entry was received
+	SyncLags    prometheus.Histogram   // the same, for every spool fsync: the crash-loss window
 	SpoolBytes  prometheus.Gauge       // bytes in the spool
 	Backlog     prometheus.Gauge       // spool batches not yet stored
 	WriteTime   prometheus.Histogram   // seconds per batch write to the store
@@ -32,6 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_store_errors_total", Help: "Failed batch writes to the store (retried)."}),
 		Buffered:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_buffered_entries", Help: "Entries in memory not yet in the spool."}),
 		SyncLag:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_sync_lag_seconds", Help: "At the last spool fsync, how long its oldest entry had waited in memory since it was received: what a crash just before that fsync would have lost."}),
+		SyncLags:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_sync_lag_hist_seconds", Help: "Per spool fsync, how long its oldest entry had waited in memory since it was received (the crash-loss window).", Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}}),
 		SpoolBytes:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_bytes", Help: "Bytes in the on-disk spool."}),
 		Backlog:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_backlog_batches", Help: "Spooled batches not yet stored."}),
 		WriteTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_store_write_seconds", Help: "Time per batch write to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -41,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Dropped.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize)
+		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize)
 	}
 	return m
 }

@@ -149,5 +149,11 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries")
 	b.ReportMetric(maxBuffered, "max-unspooled-entries")
 	b.ReportMetric(maxLag*1000, "max-sync-lag-ms")
+	// Share of spool fsyncs whose oldest entry had waited at most 100 ms.
+	const h = "gatehouse_accesslog_spool_sync_lag_hist_seconds"
+	if n := metric(b, s.httpAddr, h+"_count"); n > 0 {
+		b.ReportMetric(100*metric(b, s.httpAddr, h+`_bucket{le="0.1"}`)/n, "%-syncs-within-100ms")
+		b.ReportMetric(100*metric(b, s.httpAddr, h+`_bucket{le="0.05"}`)/n, "%-syncs-within-50ms")
+	}
 	b.ReportMetric(0, "ns/op")
 }
