@@ -50,7 +50,7 @@ func newSpecRenderCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&group, "node-group", "default", "node group (Envoy node.cluster) to render for; specs without nodeGroups serve every group")
-	f.StringVar(&opts.HTTPAddress, "listener-addr", "0.0.0.0:8080", "address the Envoy HTTP listener binds")
+	f.StringVar(&opts.HTTPAddress, "listener-addr", compile.DefaultHTTPAddress, "address the Envoy HTTP listener binds")
 	f.StringVar(&opts.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address")
 	f.StringVar(&opts.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address")
 	f.StringVar(&opts.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address")
