@@ -6,6 +6,7 @@ import (
 	"time"
 
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
@@ -39,6 +40,43 @@ func BenchmarkFromHTTP(b *testing.B) {
 			}
 			i++
 		}
+	})
+}
+
+// BenchmarkFromHTTPWire is the ALS server's path: proto.Unmarshal of the
+// entry plus FromHTTP ("proto"), against the wire reader with one
+// WireDecoder per goroutine ("wire").
+func BenchmarkFromHTTPWire(b *testing.B) {
+	entries := benchEntries(1024)
+	wire := make([][]byte, len(entries))
+	for i, e := range entries {
+		wire[i], _ = proto.Marshal(e)
+	}
+	p := accesslog.NewPolicy([]*accesslog.SpecSettings{{Spec: "svc0", Routes: map[string]accesslog.RouteSettings{
+		"svc0/route0": {Headers: []string{"user-agent", "authorization"}, SampleRate: 1},
+	}}}, []byte("bench-hmac-key-0123456789"))
+	b.Run("proto", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				e := new(alv3.HTTPAccessLogEntry)
+				if err := proto.Unmarshal(wire[i%len(wire)], e); err != nil {
+					b.Fatal(err)
+				}
+				p.FromHTTP("node", "group", e)
+			}
+		})
+	})
+	b.Run("wire", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var d accesslog.WireDecoder
+			for i := 0; pb.Next(); i++ {
+				if _, err := d.FromHTTP(p, "node", "group", wire[i%len(wire)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	})
 }
 

@@ -112,6 +112,22 @@ func (p *Policy) route(id string) *routePolicy {
 	return p.defaults
 }
 
+// appendMask appends the stored form of the secret value v (mask's
+// result) to dst.
+func (p *Policy) appendMask(dst, v []byte) []byte {
+	if len(p.hmacKey) == 0 || len(v) == 0 {
+		return append(dst, Mask...)
+	}
+	m := p.hmacs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(v)
+	var sum [sha256.Size]byte
+	dst = append(dst, Mask+"."...)
+	dst = hex.AppendEncode(dst, m.Sum(sum[:0])[:8])
+	p.hmacs.Put(m)
+	return dst
+}
+
 // mask returns the stored form of a secret value.
 func (p *Policy) mask(v string) string {
 	if len(p.hmacKey) == 0 || v == "" {
@@ -257,7 +273,7 @@ func (p *Policy) headers(route string, h map[string]string) string {
 
 // appendJSONString appends s as a JSON string; invalid UTF-8 becomes
 // U+FFFD, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
@@ -274,7 +290,7 @@ func appendJSONString(b []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, "\\ufffd"...)
 		} else {

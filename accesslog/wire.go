@@ -1,10 +1,12 @@
 package accesslog
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -22,9 +24,29 @@ import (
 // in a field a Record keeps) falls back to proto.Unmarshal and FromHTTP,
 // so the result is the same either way. b is not retained.
 func (p *Policy) FromHTTPWire(node, group string, b []byte) (Record, error) {
-	var w wireHTTP
-	if w.parse(b) {
-		return p.fromWire(node, group, &w), nil
+	var d WireDecoder
+	return d.FromHTTP(p, node, group, b)
+}
+
+// WireDecoder is FromHTTPWire with buffers kept from entry to entry: the
+// strings of the records it returns are cut from shared blocks that are
+// never written again (a block lives as long as any of its strings), and
+// header names and masked values are built in reused scratch space. Use
+// one per stream; it is not safe for concurrent use.
+type WireDecoder struct {
+	w     wireHTTP
+	block []byte // the current string block; only appended to
+	keys  []byte // scratch: lower-cased header names
+	vals  []byte // scratch: masked header values
+	json  []byte // scratch: the headers JSON
+	kept  []wireKV
+}
+
+// FromHTTP converts one HTTPAccessLogEntry in wire form under p.
+func (d *WireDecoder) FromHTTP(p *Policy, node, group string, b []byte) (Record, error) {
+	d.w = wireHTTP{}
+	if d.w.parse(b) {
+		return p.fromWire(node, group, &d.w, d), nil
 	}
 	e := new(alv3.HTTPAccessLogEntry)
 	if err := proto.Unmarshal(b, e); err != nil {
@@ -59,8 +81,7 @@ type wireHTTP struct {
 	peer                    bool
 	flags                   uint32 // bit i-1: ResponseFlags field i (1..28)
 	flagsSet                bool
-	authz                   []byte // Struct of the ext_authz filter metadata
-	authzSet                bool
+	authz                   [len(authzKeys)][]byte // the ext_authz metadata strings
 
 	method                         int32
 	authority, path, ua, requestID []byte
@@ -363,6 +384,7 @@ func mapEntry(b []byte, msgValue bool) (k, v []byte, ok bool) {
 }
 
 // metadata reads core.v3.Metadata: filter_metadata=1 map<string, Struct>.
+// A map key sent again replaces the earlier entry.
 func (w *wireHTTP) metadata(b []byte) bool {
 	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
 		if num != 1 {
@@ -373,16 +395,28 @@ func (w *wireHTTP) metadata(b []byte) bool {
 		}
 		k, v, ok := mapEntry(val, true)
 		if ok && string(k) == ExtAuthzNamespace {
-			w.authz, w.authzSet = v, true
+			w.authz = [len(authzKeys)][]byte{}
+			ok = w.authzStruct(v)
 		}
 		return ok
 	})
 }
 
-// authzFields reads the ext_authz Struct (fields=1 map<string, Value>;
-// Value is a oneof, string_value=3) into r.
-func (w *wireHTTP) authzFields(r *Record) bool {
-	return walk(w.authz, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+// authzKeys are the ext_authz metadata fields a Record keeps, in the
+// order of wireHTTP.authz.
+var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision"}
+
+// valueKinds are the wire types of google.protobuf.Value's oneof members
+// (null_value=1 … list_value=6); a member sent with another wire type is
+// an unknown field to proto.
+var valueKinds = [7]protowire.Type{1: protowire.VarintType, 2: protowire.Fixed64Type, 3: protowire.BytesType,
+	4: protowire.VarintType, 5: protowire.BytesType, 6: protowire.BytesType}
+
+// authzStruct reads the ext_authz Struct (fields=1 map<string, Value>;
+// Value is a oneof, string_value=3; a key sent again replaces the earlier
+// entry) into w.authz.
+func (w *wireHTTP) authzStruct(b []byte) bool {
+	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
 		if num != 1 {
 			return true
 		}
@@ -393,40 +427,30 @@ func (w *wireHTTP) authzFields(r *Record) bool {
 		if !ok {
 			return false
 		}
-		var dst *string
-		switch string(k) {
-		case "subject":
-			dst = &r.Subject
-		case "provider":
-			dst = &r.Provider
-		case "kind":
-			dst = &r.AuthKind
-		case "apikey_id":
-			dst = &r.APIKeyID
-		case "rule":
-			dst = &r.Rule
-		case "decision":
-			dst = &r.Decision
-		default:
+		slot := -1
+		for i, key := range authzKeys {
+			if string(k) == key {
+				slot = i
+				break
+			}
+		}
+		if slot < 0 {
 			return true
 		}
 		var s []byte
 		ok = walk(v, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-			if num < 1 || num > 6 {
-				return true
+			if num < 1 || num > 6 || typ != valueKinds[num] {
+				return true // unknown to proto
 			}
 			s = nil
 			if num == 3 {
-				if typ != protowire.BytesType {
-					return false
-				}
 				var ok bool
 				s, ok = str(val)
 				return ok
 			}
 			return true
 		})
-		*dst = string(s)
+		w.authz[slot] = s
 		return ok
 	})
 }
@@ -508,7 +532,7 @@ func (t wireTime) duration() time.Duration {
 }
 
 // fromWire is FromHTTP (and common) over a parsed entry.
-func (p *Policy) fromWire(node, group string, w *wireHTTP) Record {
+func (p *Policy) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Record {
 	r := Record{Kind: "http", Node: node, NodeGroup: group}
 	if w.start.set {
 		r.Time = time.Unix(w.start.sec, int64(w.start.nano)).UTC().Truncate(time.Millisecond)
@@ -518,56 +542,55 @@ func (p *Policy) fromWire(node, group string, w *wireHTTP) Record {
 	} else {
 		r.LogType = "DownstreamEnd"
 	}
-	r.Route = string(w.route)
+	r.Route = d.str(w.route)
 	if w.duration.set {
 		r.DurationUS = w.duration.duration().Microseconds()
 	} else if w.lastTx.set {
 		r.DurationUS = w.lastTx.duration().Microseconds()
 	}
 	if w.client.set {
-		r.ClientIP = string(w.client.addr)
+		r.ClientIP = d.str(w.client.addr)
 		r.ClientPort = w.client.port
 	}
 	if w.tls {
 		if w.tlsVersion != int32(alv3.TLSProperties_VERSION_UNSPECIFIED) {
 			r.TLSVersion = alv3.TLSProperties_TLSVersion(w.tlsVersion).String()
 		}
-		r.TLSSNI = string(w.sni)
+		r.TLSSNI = d.str(w.sni)
 		if w.peer {
 			if len(w.sanURI) > 0 {
-				r.PeerPrincipal = string(w.sanURI)
+				r.PeerPrincipal = d.str(w.sanURI)
 			} else {
-				r.PeerPrincipal = string(w.subject)
+				r.PeerPrincipal = d.str(w.subject)
 			}
 		}
 	}
-	r.UpstreamCluster = string(w.upCluster)
+	r.UpstreamCluster = d.str(w.upCluster)
 	if w.upstream.set {
 		if w.upstream.port != 0 {
 			r.UpstreamHost = string(w.upstream.addr) + ":" + itoa(w.upstream.port)
 		} else {
-			r.UpstreamHost = string(w.upstream.addr)
+			r.UpstreamHost = d.str(w.upstream.addr)
 		}
 	}
 	if w.flagsSet {
 		r.ResponseFlags = flagString(w.flags)
 	}
-	if w.authzSet {
-		w.authzFields(&r)
-	}
-	r.RequestID = string(w.requestID)
-	r.Authority = string(w.authority)
+	r.Subject, r.Provider, r.AuthKind = d.str(w.authz[0]), d.str(w.authz[1]), d.str(w.authz[2])
+	r.APIKeyID, r.Rule, r.Decision = d.str(w.authz[3]), d.str(w.authz[4]), d.str(w.authz[5])
+	r.RequestID = d.str(w.requestID)
+	r.Authority = d.str(w.authority)
 	if w.method != int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {
 		r.Method = corev3.RequestMethod(w.method).String()
 	}
-	path, query, _ := strings.Cut(string(w.path), "?")
-	r.Path = path
-	r.Query = p.RedactQuery(r.Route, query)
-	r.UserAgent = string(w.ua)
+	path, query, _ := bytes.Cut(w.path, []byte("?"))
+	r.Path = d.str(path)
+	r.Query = p.RedactQuery(r.Route, unsafe.String(unsafe.SliceData(query), len(query))) // builds a new string
+	r.UserAgent = d.str(w.ua)
 	r.BytesIn = w.bodyIn
 	r.BytesOut = w.bodyOut
 	r.Status = w.status
-	r.Headers = p.wireHeaders(r.Route, w.headers)
+	r.Headers = p.wireHeaders(r.Route, w.headers, d)
 	return r
 }
 
@@ -593,16 +616,28 @@ func flagString(bits uint32) string {
 	return string(b)
 }
 
+// str returns b as a string cut from the current block.
+func (d *WireDecoder) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(d.block)-len(d.block) < len(b) {
+		d.block = make([]byte, 0, max(32<<10, len(b)))
+	}
+	start := len(d.block)
+	d.block = append(d.block, b...)
+	return unsafe.String(&d.block[start], len(b))
+}
+
 // wireHeaders is headers over the entries of the map as sent: a key sent
 // twice keeps its last value, as in the decoded map.
-func (p *Policy) wireHeaders(route string, h []wireKV) string {
+func (p *Policy) wireHeaders(route string, h []wireKV, d *WireDecoder) string {
 	if len(h) == 0 {
 		return ""
 	}
 	rp := p.route(route)
-	var stack [16]kv
-	kept := stack[:0]
-	var lower []byte
+	kept := d.kept[:0]
+	d.keys, d.vals = d.keys[:0], d.vals[:0]
 next:
 	for i, e := range h {
 		for _, later := range h[i+1:] {
@@ -610,27 +645,48 @@ next:
 				continue next
 			}
 		}
-		lower = appendLower(lower[:0], e.k)
-		if rp.keep != nil && !rp.keep[string(lower)] {
+		// Slices of the scratch stay valid when it grows: bytes already
+		// written are not rewritten within one entry.
+		start := len(d.keys)
+		d.keys = appendLower(d.keys, e.k)
+		k := d.keys[start:len(d.keys):len(d.keys)]
+		if rp.keep != nil && !rp.keep[string(k)] {
+			d.keys = d.keys[:start]
 			continue
 		}
-		k := string(lower)
-		var v string
-		if p.secretHeader(rp, k) {
-			v = p.mask(string(e.v))
-		} else {
-			v = string(e.v)
+		v := e.v
+		if p.secretHeader(rp, unsafe.String(unsafe.SliceData(k), len(k))) {
+			vs := len(d.vals)
+			d.vals = p.appendMask(d.vals, e.v)
+			v = d.vals[vs:len(d.vals):len(d.vals)]
 		}
-		kept = append(kept, kv{k, v})
+		kept = append(kept, wireKV{k, v})
 	}
-	return headersJSON(kept)
+	d.kept = kept
+	if len(kept) == 0 {
+		return ""
+	}
+	slices.SortFunc(kept, func(a, b wireKV) int { return bytes.Compare(a.k, b.k) })
+	b := append(d.json[:0], '{')
+	for i, e := range kept {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, e.k)
+		b = append(b, ':')
+		b = appendJSONString(b, e.v)
+	}
+	b = append(b, '}')
+	d.json = b
+	return d.str(b)
 }
 
-// appendLower is strings.ToLower for b.
+// appendLower appends strings.ToLower(b) to dst.
 func appendLower(dst, b []byte) []byte {
+	start := len(dst)
 	for _, c := range b {
 		if c >= utf8.RuneSelf {
-			return append(dst[:0], strings.ToLower(string(b))...)
+			return append(dst[:start], strings.ToLower(string(b))...)
 		}
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'

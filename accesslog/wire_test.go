@@ -86,16 +86,28 @@ func TestFromHTTPWireMatchesFromHTTP(t *testing.T) {
 		entries = append(entries, e.HTTP())
 	}
 	for pi, p := range wirePolicies() {
+		// One decoder for every entry: records decoded earlier must not
+		// change while its buffers are reused.
+		var d accesslog.WireDecoder
+		var got []accesslog.Record
 		for i, e := range entries {
 			b, err := proto.Marshal(e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := p.FromHTTPWire("n", "g", b)
+			r, err := d.FromHTTP(p, "n", "g", b)
 			if err != nil {
 				t.Fatalf("entry %d: %v", i, err)
 			}
-			sameRecord(t, "policy "+string(rune('0'+pi))+" entry "+string(rune('0'+i%10)), got, p.FromHTTP("n", "g", e))
+			one, err := p.FromHTTPWire("n", "g", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameRecord(t, "one-off decoder", one, r)
+			got = append(got, r)
+		}
+		for i, e := range entries {
+			sameRecord(t, "policy "+string(rune('0'+pi))+" entry "+string(rune('0'+i%10)), got[i], p.FromHTTP("n", "g", e))
 		}
 	}
 }

@@ -73,6 +73,7 @@ func (s *alsServer) streamRaw(stream grpc.ServerStream) error {
 	var node, group string
 	recs := make([]accesslog.Record, 0, 64)
 	var msg rawMessage
+	var dec accesslog.WireDecoder
 	for {
 		err := stream.RecvMsg(&msg)
 		if errors.Is(err, io.EOF) {
@@ -82,7 +83,7 @@ func (s *alsServer) streamRaw(stream grpc.ServerStream) error {
 			return err
 		}
 		var sampled int
-		recs, sampled, err = s.convertRaw(msg.b, &node, &group, recs[:0])
+		recs, sampled, err = s.convertRaw(&dec, msg.b, &node, &group, recs[:0])
 		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "access-log message: %v", err)
 		}
@@ -94,7 +95,7 @@ func (s *alsServer) streamRaw(stream grpc.ServerStream) error {
 // form (identifier=1; oneof http_logs=2 | tcp_logs=3, each a repeated
 // log_entry=1). Anything unusual at this level goes through
 // proto.Unmarshal.
-func (s *alsServer) convertRaw(b []byte, node, group *string, recs []accesslog.Record) ([]accesslog.Record, int, error) {
+func (s *alsServer) convertRaw(dec *accesslog.WireDecoder, b []byte, node, group *string, recs []accesslog.Record) ([]accesslog.Record, int, error) {
 	var httpLogs [][]byte
 	var id []byte
 	idSeen, ok := false, true
@@ -175,7 +176,7 @@ func (s *alsServer) convertRaw(b []byte, node, group *string, recs []accesslog.R
 				return recs, 0, errors.New("malformed http_logs")
 			}
 			h = h[n:]
-			r, err := p.FromHTTPWire(*node, *group, e)
+			r, err := dec.FromHTTP(p, *node, *group, e)
 			if err != nil {
 				return recs, 0, err
 			}

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gatehouse-edge/gatehouse/accesslog"
+
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 )
 
@@ -49,7 +51,7 @@ func TestConvertRawMatchesDecoded(t *testing.T) {
 	}
 	for i, b := range cases {
 		var n1, g1, n2, g2 string
-		raw, sampled1, err := s.convertRaw(b, &n1, &g1, nil)
+		raw, sampled1, err := s.convertRaw(new(accesslog.WireDecoder), b, &n1, &g1, nil)
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
@@ -62,7 +64,7 @@ func TestConvertRawMatchesDecoded(t *testing.T) {
 			t.Fatalf("case %d: raw %s/%s %d %v\ndecoded %s/%s %d %v", i, n1, g1, sampled1, raw, n2, g2, sampled2, dec)
 		}
 	}
-	if _, _, err := s.convertRaw([]byte{0x12, 0x05, 0x0a}, new(string), new(string), nil); err == nil {
+	if _, _, err := s.convertRaw(new(accesslog.WireDecoder), []byte{0x12, 0x05, 0x0a}, new(string), new(string), nil); err == nil {
 		t.Fatal("truncated message accepted")
 	}
 }
