@@ -209,6 +209,22 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // originatingIdentity validates the header ("platform base64(json)") and
 // returns it for the operation record; 400 when malformed.
+// asyncRequest checks what every state-changing OSB call needs —
+// accepts_incomplete=true (this broker is async only) and a well-formed
+// originating identity — and answers the error itself when one is missing.
+func asyncRequest(w http.ResponseWriter, r *http.Request) (identity string, ok bool) {
+	if !acceptsIncomplete(r) {
+		writeError(w, http.StatusUnprocessableEntity, errAsyncRequired, asyncRequiredDetail)
+		return "", false
+	}
+	identity, err := originatingIdentity(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+		return "", false
+	}
+	return identity, true
+}
+
 func originatingIdentity(r *http.Request) (string, error) {
 	v := r.Header.Get("X-Broker-API-Originating-Identity")
 	if v == "" {

@@ -99,13 +99,8 @@ func apiKeyProviders(er *spec.EdgeRoute) []string {
 
 func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	id, bid := r.PathValue("id"), r.PathValue("bid")
-	if !acceptsIncomplete(r) {
-		writeError(w, http.StatusUnprocessableEntity, errAsyncRequired, asyncRequiredDetail)
-		return
-	}
-	identity, err := originatingIdentity(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+	identity, ok := asyncRequest(w, r)
+	if !ok {
 		return
 	}
 	var req bindRequest
@@ -232,13 +227,8 @@ func (a *API) waitBinding(r *http.Request, id, bid, opID string) (store.Binding,
 
 func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	id, bid := r.PathValue("id"), r.PathValue("bid")
-	if !acceptsIncomplete(r) {
-		writeError(w, http.StatusUnprocessableEntity, errAsyncRequired, asyncRequiredDetail)
-		return
-	}
-	identity, err := originatingIdentity(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+	identity, ok := asyncRequest(w, r)
+	if !ok {
 		return
 	}
 	if !checkQueryIDs(w, r) {

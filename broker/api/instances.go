@@ -74,13 +74,8 @@ func (a *API) parseSpec(w http.ResponseWriter, r *http.Request, params json.RawM
 
 func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !acceptsIncomplete(r) {
-		writeError(w, http.StatusUnprocessableEntity, errAsyncRequired, asyncRequiredDetail)
-		return
-	}
-	identity, err := originatingIdentity(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+	identity, ok := asyncRequest(w, r)
+	if !ok {
 		return
 	}
 	var req provisionRequest
@@ -172,13 +167,8 @@ func (a *API) bindingBusy(r *http.Request, id string) (string, error) {
 
 func (a *API) update(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !acceptsIncomplete(r) {
-		writeError(w, http.StatusUnprocessableEntity, errAsyncRequired, asyncRequiredDetail)
-		return
-	}
-	identity, err := originatingIdentity(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+	identity, ok := asyncRequest(w, r)
+	if !ok {
 		return
 	}
 	var req provisionRequest
@@ -257,13 +247,8 @@ func checkQueryIDs(w http.ResponseWriter, r *http.Request) bool {
 
 func (a *API) deprovision(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !acceptsIncomplete(r) {
-		writeError(w, http.StatusUnprocessableEntity, errAsyncRequired, asyncRequiredDetail)
-		return
-	}
-	identity, err := originatingIdentity(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+	identity, ok := asyncRequest(w, r)
+	if !ok {
 		return
 	}
 	if !checkQueryIDs(w, r) {
