@@ -68,7 +68,9 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 
 func addr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
 
-func startSuite(t *testing.T, ctx context.Context) *suite {
+// devConfig is gatehouse dev's configuration on free loopback ports, with
+// the example specs pointed at this test's demo IdP and echo upstream.
+func devConfig(t *testing.T) (dev.Config, *lockedBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := dev.DefaultConfig()
@@ -81,7 +83,6 @@ func startSuite(t *testing.T, ctx context.Context) *suite {
 	cfg.IdPAddr, cfg.EchoAddr = addr(t), addr(t)
 	cfg.EnvoyListenerAddr = "127.0.0.1:10080"
 
-	// The examples, pointed at this test's demo IdP and echo upstream.
 	cfg.ExamplesDir = filepath.Join(dir, "examples")
 	if err := os.MkdirAll(cfg.ExamplesDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -104,30 +105,51 @@ func startSuite(t *testing.T, ctx context.Context) *suite {
 	out := &lockedBuffer{}
 	cfg.Out = out
 	cfg.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return cfg, out
+}
+
+// runDev starts dev.Run and waits until it is ready. stop cancels it, as
+// Ctrl-C does, and returns what Run returned (or a timeout).
+func runDev(t *testing.T, ctx context.Context, cfg dev.Config, out *lockedBuffer) (ep dev.Endpoints, stop func() error) {
+	t.Helper()
 	epc := make(chan dev.Endpoints, 1)
 	cfg.Ready = func(e dev.Endpoints) { epc <- e }
 	errc := make(chan error, 1)
-	runCtx, stop := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
 	go func() { errc <- dev.Run(runCtx, cfg) }()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("dev.Run returned %v after shutdown", err)
+	var once sync.Once
+	var stopErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-errc:
+			case <-time.After(30 * time.Second):
+				stopErr = fmt.Errorf("dev.Run did not stop within 30s of cancel")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("dev.Run did not stop within 30s of cancel")
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("dev.Run: %v", err)
 		}
 	})
-	s := &suite{t: t, output: &out.Buffer}
 	select {
-	case s.ep = <-epc:
+	case ep = <-epc:
 	case err := <-errc:
 		t.Fatalf("dev.Run: %v\n%s", err, out.String())
 	case <-time.After(120 * time.Second):
 		t.Fatalf("suite not ready after 120s:\n%s", out.String())
 	}
+	return ep, stop
+}
+
+func startSuite(t *testing.T, ctx context.Context) *suite {
+	t.Helper()
+	cfg, out := devConfig(t)
+	ep, _ := runDev(t, ctx, cfg, out)
+	s := &suite{t: t, ep: ep, output: &out.Buffer}
 	if len(s.ep.Provisioned) != 2 {
 		t.Fatalf("provisioned %v on first start, want both examples", s.ep.Provisioned)
 	}
