@@ -64,6 +64,14 @@ type Spec struct {
 	Upstreams  []Upstream `json:"upstreams" yaml:"upstreams"`
 	Identity   *Identity  `json:"identity,omitempty" yaml:"identity,omitempty"`
 	Routes     []Route    `json:"routes" yaml:"routes"`
+	// TLS, when set, serves the hosts over HTTPS too (Gatehouse extension).
+	TLS *ListenerTLS `json:"tls,omitempty" yaml:"tls,omitempty"`
+}
+
+// ListenerTLS names the certificate the edge presents for the spec's hosts:
+// the control plane's cert dir holds it as NAME.crt and NAME.key.
+type ListenerTLS struct {
+	Certificate string `json:"certificate" yaml:"certificate"`
 }
 
 // Upstream is a backend cluster: static endpoints or one DNS name.

@@ -143,6 +143,9 @@ func (v *validator) document() {
 		seen[lh] = true
 	}
 	v.unique("spec.nodeGroups", s.NodeGroups, "node group")
+	if s.TLS != nil && v.required("spec.tls.certificate", s.TLS.Certificate) && !nameRE.MatchString(s.TLS.Certificate) {
+		v.fail("spec.tls.certificate", "%q must be lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit", s.TLS.Certificate)
+	}
 
 	upstreams := map[string]bool{}
 	if len(s.Upstreams) == 0 {
