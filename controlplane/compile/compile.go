@@ -14,11 +14,14 @@ package compile
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -31,6 +34,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -48,6 +52,11 @@ import (
 // default (127.0.0.1:8080), and both may run on one host.
 const DefaultHTTPAddress = "0.0.0.0:10080"
 
+// DefaultHTTPSAddress is where the Envoy HTTPS listener binds unless
+// Options.HTTPSAddress says otherwise. There is an HTTPS listener only
+// when a published spec names a certificate (spec.tls.certificate).
+const DefaultHTTPSAddress = "0.0.0.0:10443"
+
 // Options shape the compiled config of every node group.
 type Options struct {
 	// Sidecars are the sidecar addresses in the CDS sidecar clusters;
@@ -56,7 +65,13 @@ type Options struct {
 	// HTTPAddress is the address the HTTP listener binds; default
 	// DefaultHTTPAddress.
 	HTTPAddress string
-	Upstream    envoy.UpstreamOptions
+	// HTTPSAddress is the address the HTTPS listener binds; default
+	// DefaultHTTPSAddress.
+	HTTPSAddress string
+	// CertDir holds the certificates specs name in spec.tls.certificate,
+	// as NAME.crt and NAME.key (PEM). Empty: a spec naming one fails.
+	CertDir  string
+	Upstream envoy.UpstreamOptions
 	// ProxylessGroups are node groups of proxyless gRPC clients (grpc-go
 	// with an xds:/// target) rather than Envoys: their listeners are API
 	// listeners named by each spec host (wildcard hosts excepted), and
@@ -84,6 +99,9 @@ func New(o Options) (*Compiler, error) {
 	if o.HTTPAddress == "" {
 		o.HTTPAddress = DefaultHTTPAddress
 	}
+	if o.HTTPSAddress == "" {
+		o.HTTPSAddress = DefaultHTTPSAddress
+	}
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -100,6 +118,9 @@ func New(o Options) (*Compiler, error) {
 	if _, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: o.HTTPAddress, RouteConfig: envoy.RouteConfigName}); err != nil {
 		return nil, fmt.Errorf("compile options: %w", err)
 	}
+	if _, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: o.HTTPSAddress, RouteConfig: envoy.RouteConfigName}); err != nil {
+		return nil, fmt.Errorf("compile options: %w", err)
+	}
 	return &Compiler{
 		opts:            o,
 		log:             log.With("component", "compile"),
@@ -113,6 +134,9 @@ func New(o Options) (*Compiler, error) {
 // optsKey is the part of every version string that depends on options.
 func optsKey(o Options) string {
 	k := fmt.Sprintf("%+v|%s|%+v", o.Sidecars, o.HTTPAddress, o.Upstream)
+	if o.CertDir != "" {
+		k += "|https=" + o.HTTPSAddress
+	}
 	if len(o.ProxylessGroups) > 0 {
 		k += fmt.Sprintf("|proxyless=%v", o.ProxylessGroups)
 	}
@@ -145,6 +169,7 @@ type Spec struct {
 	rulesKey   string // content hash of rules, with the spec name
 	policy     *authz.SpecPolicy
 	alsHeaders []string
+	secret     *tlsv3.Secret // the certificate spec.tls names, if any
 }
 
 // Document is the parsed spec (nil when it did not parse).
@@ -289,11 +314,53 @@ func (c *Compiler) compileSpec(s *Spec, chk *spec.CELChecker) {
 		return
 	}
 	raw, _ := r.CanonicalJSON()
-	sum := sha256.Sum256(raw)
-	s.key = hex.EncodeToString(sum[:8])
+	h := sha256.New()
+	h.Write(raw)
+	if s.secret != nil {
+		// A renewed certificate is new content for the spec.
+		tc := s.secret.GetTlsCertificate()
+		h.Write([]byte{0})
+		h.Write(tc.GetCertificateChain().GetInlineBytes())
+		h.Write([]byte{0})
+		h.Write(tc.GetPrivateKey().GetInlineBytes())
+	}
+	s.key = hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// loadCertificate reads NAME.crt and NAME.key from the cert dir and checks
+// that they parse as a matching certificate and key. Its errors never
+// carry the key bytes.
+func (c *Compiler) loadCertificate(name string) (*tlsv3.Secret, error) {
+	if c.opts.CertDir == "" {
+		return nil, fmt.Errorf("certificate %q: the control plane has no certificate directory (--cert-dir)", name)
+	}
+	certFile := filepath.Join(c.opts.CertDir, name+".crt")
+	keyFile := filepath.Join(c.opts.CertDir, name+".key")
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %q: %w", name, err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %q: %w", name, err)
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return nil, fmt.Errorf("certificate %q: %s and %s are not a matching PEM certificate and private key: %w", name, certFile, keyFile, err)
+	}
+	return envoy.Secret(name, certPEM, keyPEM), nil
 }
 
 func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) error {
+	if t := r.Spec.TLS; t != nil {
+		sec, err := c.loadCertificate(t.Certificate)
+		if err != nil {
+			return fmt.Errorf("spec.tls.certificate: %w", err)
+		}
+		if err := ValidateAll(sec); err != nil {
+			return fmt.Errorf("spec.tls.certificate: secret %s: %w", sec.GetName(), err)
+		}
+		s.secret = sec
+	}
 	vh, err := envoy.VirtualHost(r)
 	if err != nil {
 		return err

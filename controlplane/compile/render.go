@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -30,7 +32,7 @@ func Render(group, version string, res Resources, warnings []string) ([]byte, er
 	for _, t := range types {
 		list := []json.RawMessage{}
 		for _, r := range res[t] {
-			raw, err := protojson.Marshal(r.(proto.Message))
+			raw, err := protojson.Marshal(redact(r.(proto.Message)))
 			if err != nil {
 				return nil, fmt.Errorf("rendering a %s: %w", t, err)
 			}
@@ -48,4 +50,20 @@ func Render(group, version string, res Resources, warnings []string) ([]byte, er
 		out.Resources[t] = list
 	}
 	return json.MarshalIndent(out, "", "  ")
+}
+
+// Redacted replaces private key bytes in rendered output.
+const Redacted = "[redacted]"
+
+// redact returns m, or for an SDS secret a copy whose private key is
+// replaced by Redacted: key bytes never reach logs, /debug/config or
+// golden files.
+func redact(m proto.Message) proto.Message {
+	sec, ok := m.(*tlsv3.Secret)
+	if !ok || sec.GetTlsCertificate().GetPrivateKey() == nil {
+		return m
+	}
+	c := proto.Clone(sec).(*tlsv3.Secret)
+	c.GetTlsCertificate().PrivateKey = &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: Redacted}}
+	return c
 }

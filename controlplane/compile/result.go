@@ -13,6 +13,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
@@ -199,6 +200,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		rules     []*ratelimit.SpecRules
 		rulesKeys []string
 		headers   = map[string]bool{}
+		secrets   []types.Resource
 	)
 	for _, s := range r.published {
 		if !s.servesGroup(group) {
@@ -246,6 +248,14 @@ func (r *Result) build(group string) (Resources, []string, error) {
 			return nil, nil, err
 		}
 		listeners = append(listeners, lis)
+		https, secs, err := r.httpsListener(group, alsHeaders)
+		if err != nil {
+			return nil, nil, err
+		}
+		if https != nil {
+			listeners = append(listeners, https)
+			secrets = secs
+		}
 	}
 	// The route table's own fields are validated on an empty table; every
 	// virtual host in it was validated when its spec was compiled.
@@ -270,10 +280,53 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		resource.ExtensionConfigType: exts,
 		resource.RateLimitConfigType: {rlc},
 	}
+	if len(secrets) > 0 {
+		res[resourcev3.SecretType] = secrets
+	}
 	if err := CheckReferences(res); err != nil {
 		return nil, nil, err
 	}
 	return res, warnings, nil
+}
+
+// httpsListener builds the group's HTTPS listener and SDS secrets: one
+// filter chain per certificate the group's specs name, matching the hosts
+// of those specs by SNI. Nil when no spec of the group names one.
+func (r *Result) httpsListener(group string, alsHeaders []string) (*listenerv3.Listener, []types.Resource, error) {
+	hosts := map[string][]string{}
+	secrets := map[string]*tlsv3.Secret{}
+	var names []string
+	for _, s := range r.published {
+		if !s.servesGroup(group) || s.secret == nil {
+			continue
+		}
+		n := s.secret.GetName()
+		if _, ok := secrets[n]; !ok {
+			secrets[n] = s.secret
+			names = append(names, n)
+		}
+		for _, h := range s.doc.EdgeRoute.Spec.Hosts {
+			hosts[n] = append(hosts[n], strings.ToLower(h))
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil, nil
+	}
+	sort.Strings(names)
+	var chains []envoy.TLSChain
+	var out []types.Resource
+	for _, n := range names {
+		chains = append(chains, envoy.TLSChain{Secret: n, ServerNames: hosts[n]})
+		out = append(out, secrets[n])
+	}
+	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: r.opts.HTTPSAddress, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: alsHeaders, TLSChains: chains})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := ValidateAll(l); err != nil {
+		return nil, nil, fmt.Errorf("listener %s: %w", l.GetName(), err)
+	}
+	return l, out, nil
 }
 
 func toResources[T types.Resource](in []T) []types.Resource {

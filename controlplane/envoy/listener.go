@@ -13,6 +13,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -40,10 +41,21 @@ type ListenerOptions struct {
 	// TLSSecret, when set, makes this an HTTPS listener terminating TLS
 	// with the SDS secret of that name.
 	TLSSecret string
+	// TLSChains, when set, make this an HTTPS listener with one filter
+	// chain per certificate, picked by SNI (TLSSecret is then ignored).
+	TLSChains []TLSChain
 }
 
-// Listener builds a listener whose one filter chain is the HTTP connection
-// manager with the Gatehouse filters: ext_authz (fail closed, peer
+// TLSChain is one certificate of an HTTPS listener: the SDS secret and the
+// SNI server names (the hosts of the specs naming it) it serves.
+type TLSChain struct {
+	Secret      string
+	ServerNames []string
+}
+
+// Listener builds a listener whose filter chain (one per TLS certificate on
+// an HTTPS listener) is the HTTP connection manager with the Gatehouse
+// filters: ext_authz (fail closed, peer
 // certificate included), ratelimit (domain gatehouse, X-RateLimit headers
 // on), router; and a gRPC access log to the accesslog sidecar.
 func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
@@ -75,28 +87,69 @@ func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
 		MergeSlashes:                 true,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT,
 	}
-	chain := &listenerv3.FilterChain{
-		Filters: []*listenerv3.Filter{{
-			Name:       HCMFilter,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
-		}},
-	}
-	if o.TLSSecret != "" {
-		chain.TransportSocket = &corev3.TransportSocket{
-			Name: "envoy.transport_sockets.tls",
-			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
-				CommonTlsContext: &tlsv3.CommonTlsContext{
-					TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: o.TLSSecret, SdsConfig: ads()}},
-					AlpnProtocols:                  []string{"h2", "http/1.1"},
-				},
-			})},
+	hcmAny := mustAny(hcm)
+	newChain := func() *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{
+			Filters: []*listenerv3.Filter{{
+				Name:       HCMFilter,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
 		}
 	}
-	return &listenerv3.Listener{
+	var chains []*listenerv3.FilterChain
+	switch {
+	case len(o.TLSChains) > 0:
+		for _, tc := range o.TLSChains {
+			chain := newChain()
+			chain.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: tc.ServerNames}
+			chain.TransportSocket = downstreamTLS(tc.Secret)
+			chains = append(chains, chain)
+		}
+	case o.TLSSecret != "":
+		chain := newChain()
+		chain.TransportSocket = downstreamTLS(o.TLSSecret)
+		chains = append(chains, chain)
+	default:
+		chains = append(chains, newChain())
+	}
+	l := &listenerv3.Listener{
 		Name:         o.Name,
 		Address:      addr,
-		FilterChains: []*listenerv3.FilterChain{chain},
-	}, nil
+		FilterChains: chains,
+	}
+	if len(o.TLSChains) > 0 {
+		// SNI-based chain selection needs the TLS inspector.
+		l.ListenerFilters = []*listenerv3.ListenerFilter{{
+			Name:       "envoy.filters.listener.tls_inspector",
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+		}}
+	}
+	return l, nil
+}
+
+// downstreamTLS terminates TLS with the SDS secret of that name, fetched
+// over ADS.
+func downstreamTLS(secret string) *corev3.TransportSocket {
+	return &corev3.TransportSocket{
+		Name: "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
+			CommonTlsContext: &tlsv3.CommonTlsContext{
+				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: secret, SdsConfig: ads()}},
+				AlpnProtocols:                  []string{"h2", "http/1.1"},
+			},
+		})},
+	}
+}
+
+// Secret is the SDS secret of a certificate, with the PEM bytes inline.
+func Secret(name string, certPEM, keyPEM []byte) *tlsv3.Secret {
+	return &tlsv3.Secret{
+		Name: name,
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: certPEM}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: keyPEM}},
+		}},
+	}
 }
 
 func extAuthzFilter() *extauthzv3.ExtAuthz {
