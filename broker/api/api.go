@@ -209,6 +209,17 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // originatingIdentity validates the header ("platform base64(json)") and
 // returns it for the operation record; 400 when malformed.
+// storeWriteFailed answers a failed conditional write of what (e.g.
+// "instance i-1"): a lost race is the OSB ConcurrencyError (422, retry),
+// anything else an internal error.
+func (a *API) storeWriteFailed(w http.ResponseWriter, r *http.Request, err error, what string) {
+	if errors.Is(err, store.ErrConflict) {
+		writeError(w, http.StatusUnprocessableEntity, errConcurrency, what+" changed while this request was handled; retry")
+		return
+	}
+	a.internal(w, r, err)
+}
+
 // asyncRequest checks what every state-changing OSB call needs —
 // accepts_incomplete=true (this broker is async only) and a well-formed
 // originating identity — and answers the error itself when one is missing.

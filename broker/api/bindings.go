@@ -174,11 +174,7 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		ParamsHash: hash, Op: op, Version: cur.Version,
 	}
 	if _, err := a.cfg.Store.PutBinding(ctx, next); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("binding %s changed while this request was handled; retry", bid))
-			return
-		}
-		a.internal(w, r, err)
+		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
 	}
 	a.log.Info("bind accepted", "instance", id, "binding", bid, "provider", params.Provider, "op", op.ID, "originating_identity", identity)
@@ -260,11 +256,7 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	op := a.newOp(r, store.OpUnbind, identity)
 	cur.Op = op
 	if _, err := a.cfg.Store.PutBinding(ctx, cur); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("binding %s changed while this request was handled; retry", bid))
-			return
-		}
-		a.internal(w, r, err)
+		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
 	}
 	a.log.Info("unbind accepted", "instance", id, "binding", bid, "op", op.ID, "originating_identity", identity)

@@ -139,11 +139,7 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 		if cur.Version == 0 {
 			_ = a.cfg.Store.ReleaseName(ctx, d.Name(), id)
 		}
-		if errors.Is(err, store.ErrConflict) {
-			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s changed while this request was handled; retry", id))
-			return
-		}
-		a.internal(w, r, err)
+		a.storeWriteFailed(w, r, err, "instance "+id)
 		return
 	}
 	a.log.Info("provision accepted", "instance", id, "spec", d.Name(), "op", op.ID, "originating_identity", identity)
@@ -222,11 +218,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 	cur.History = pushHistory(cur.History, cur.Op)
 	cur.Op = op
 	if _, err := a.cfg.Store.PutInstance(ctx, cur); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s changed while this request was handled; retry", id))
-			return
-		}
-		a.internal(w, r, err)
+		a.storeWriteFailed(w, r, err, "instance "+id)
 		return
 	}
 	a.log.Info("update accepted", "instance", id, "spec", cur.SpecName, "op", op.ID, "originating_identity", identity)
@@ -283,11 +275,7 @@ func (a *API) deprovision(w http.ResponseWriter, r *http.Request) {
 	cur.History = pushHistory(cur.History, cur.Op)
 	cur.Op = op
 	if _, err := a.cfg.Store.PutInstance(ctx, cur); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s changed while this request was handled; retry", id))
-			return
-		}
-		a.internal(w, r, err)
+		a.storeWriteFailed(w, r, err, "instance "+id)
 		return
 	}
 	a.log.Info("deprovision accepted", "instance", id, "spec", cur.SpecName, "op", op.ID, "originating_identity", identity)
