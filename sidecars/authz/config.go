@@ -72,12 +72,14 @@ func dirState(dir string) (string, error) {
 }
 
 // watchSpecDir reloads the specs of dir when its files change, until ctx
-// ends. A reload that fails is logged and the last good policies stay.
-func watchSpecDir(ctx context.Context, dir string, every time.Duration, update func([]*authz.SpecPolicy) error, log *slog.Logger) {
+// ends. last is the fingerprint taken before the policies in force were
+// loaded, so a change made between that load and this loop's first tick
+// is still seen. A reload that fails is logged and the last good policies
+// stay.
+func watchSpecDir(ctx context.Context, dir, last string, every time.Duration, update func([]*authz.SpecPolicy) error, log *slog.Logger) {
 	if every == 0 {
 		every = 2 * time.Second
 	}
-	last, _ := dirState(dir)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -99,7 +99,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer eng.Close()
 
+	var specDirState string
 	if cfg.SpecDir != "" {
+		// Fingerprint first, load second: a file written during the load
+		// makes the watcher's first comparison differ, so it is reloaded.
+		specDirState, _ = dirState(cfg.SpecDir)
 		ps, err := LoadSpecDir(cfg.SpecDir)
 		if err != nil {
 			return err
@@ -153,7 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
 	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
 	if cfg.SpecDir != "" && cfg.SpecPoll >= 0 {
-		g.Go(func() error { watchSpecDir(gctx, cfg.SpecDir, cfg.SpecPoll, update, log); return nil })
+		g.Go(func() error { watchSpecDir(gctx, cfg.SpecDir, specDirState, cfg.SpecPoll, update, log); return nil })
 	}
 	if cfg.XDSServer != "" {
 		g.Go(func() error {
