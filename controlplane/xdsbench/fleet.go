@@ -200,7 +200,7 @@ func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn 
 	for i := 0; i < nodes; i++ {
 		if i%perConn == 0 {
 			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(newHeaderCodec())))
 			if err != nil {
 				f.close()
 				return nil, err

@@ -33,6 +33,10 @@ type Config struct {
 	Specs, Nodes, Groups, PerConn, Changes int
 	Timeout                                time.Duration
 	Delta                                  bool
+	// CPUProfile, when set, is where the control plane's CPU profile of
+	// the change phase is written (from its /debug/pprof/profile).
+	CPUProfile     string
+	ProfileSeconds int
 }
 
 // Report is what a run measured.
@@ -50,6 +54,7 @@ type Report struct {
 	RSSAfterMiB            float64   `json:"rss_after_mib"`
 	KiBPerNode             float64   `json:"kib_per_node"`
 	CPUPerChangeMillis     float64   `json:"cpu_ms_per_change"`
+	FleetCPUPerChangeMs    float64   `json:"fleet_cpu_ms_per_change"`
 	ControlPlaneCPUSeconds float64   `json:"control_plane_cpu_seconds_total"`
 }
 
@@ -83,6 +88,8 @@ func main() {
 	flag.IntVar(&cfg.Changes, "changes", 5, "spec changes to measure")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "longest wait for the fleet to converge")
 	flag.BoolVar(&cfg.Delta, "delta", false, "simulated nodes use delta xDS instead of state of the world")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
+	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
 	if err := mainErr(cfg, bin); err != nil {
@@ -115,7 +122,7 @@ func mainErr(cfg Config, bin string) error {
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
-	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis)
+	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms; the simulated fleet's: %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis, rep.FleetCPUPerChangeMs)
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
 	fmt.Printf("control plane RSS (high-water, includes the in-flight responses of the initial push): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
 	out, _ := json.MarshalIndent(rep, "", "  ")
@@ -214,7 +221,13 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	}
 
 	var all []time.Duration
-	cpu0 := cpuSeconds(tg.pid)
+	profiled := make(chan error, 1)
+	if cfg.CPUProfile != "" {
+		go func() { profiled <- fetchProfile(tg.adminAddr, cfg.ProfileSeconds, cfg.CPUProfile) }()
+	} else {
+		profiled <- nil
+	}
+	cpu0, fleet0 := cpuSeconds(tg.pid), cpuSeconds(os.Getpid())
 	for k := 0; k < cfg.Changes; k++ {
 		// A spec every group serves: 0, GlobalEvery, 2*GlobalEvery, ...
 		globals := (cfg.Specs + benchspec.GlobalEvery - 1) / benchspec.GlobalEvery
@@ -241,11 +254,34 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	}
 	if cfg.Changes > 0 {
 		rep.CPUPerChangeMillis = (cpuSeconds(tg.pid) - cpu0) * 1000 / float64(cfg.Changes)
+		if tg.pid != 0 { // else the control plane runs in this process too
+			rep.FleetCPUPerChangeMs = (cpuSeconds(os.Getpid()) - fleet0) * 1000 / float64(cfg.Changes)
+		}
 	}
 	rep.ControlPlaneCPUSeconds = cpuSeconds(tg.pid)
 	rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max = percentiles(all)
 	rep.CompileSeconds = compileMean(tg.adminAddr)
+	if err := <-profiled; err != nil {
+		return nil, err
+	}
 	return rep, nil
+}
+
+// fetchProfile saves seconds of the control plane's CPU profile to path.
+func fetchProfile(adminAddr string, seconds int, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", adminAddr, seconds))
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cpu profile: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func percentiles(d []time.Duration) (string, string, string) {

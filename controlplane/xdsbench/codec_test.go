@@ -1,0 +1,40 @@
+package main
+
+import (
+	"testing"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func TestHeaderCodecReadsWhatAnACKNeeds(t *testing.T) {
+	c := newHeaderCodec()
+	res := []*anypb.Any{{TypeUrl: cdsType, Value: []byte("\x0a\x03abc")}, {TypeUrl: cdsType, Value: make([]byte, 70000)}}
+	sotw, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: "g1-42", Resources: res, TypeUrl: cdsType, Nonce: "7", Canary: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got discoveryv3.DiscoveryResponse
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(sotw[:100]), mem.SliceBuffer(sotw[100:])}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.VersionInfo != "g1-42" || got.TypeUrl != cdsType || got.Nonce != "7" || len(got.Resources) != 0 {
+		t.Fatalf("sotw header = %q %q %q, %d resources", got.VersionInfo, got.TypeUrl, got.Nonce, len(got.Resources))
+	}
+	delta, err := proto.Marshal(&discoveryv3.DeltaDiscoveryResponse{SystemVersionInfo: "g2-9", TypeUrl: edsType, Nonce: "12", RemovedResources: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotDelta discoveryv3.DeltaDiscoveryResponse
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(delta)}, &gotDelta); err != nil {
+		t.Fatal(err)
+	}
+	if gotDelta.SystemVersionInfo != "g2-9" || gotDelta.TypeUrl != edsType || gotDelta.Nonce != "12" {
+		t.Fatalf("delta header = %+v", &gotDelta)
+	}
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(sotw[:1000])}, &got); err == nil {
+		t.Fatal("a truncated response decoded without error")
+	}
+}
