@@ -58,6 +58,17 @@ func Parse(file string, data []byte) ([]*Document, error) {
 	if len(data) > MaxDocumentSize {
 		return nil, ErrorList{{File: file, Reason: fmt.Sprintf("document is %d bytes, over the %d byte limit", len(data), MaxDocumentSize)}}
 	}
+	// A JSON object (the canonical form the broker store and the S3
+	// source hold) takes the fast path when it can; everything else, and
+	// every JSON document with a problem, is read as YAML.
+	if d, ok := parseJSON(file, data); ok {
+		return []*Document{d}, nil
+	}
+	return parseYAML(file, data)
+}
+
+// parseYAML is Parse through yaml.v3: any YAML, including JSON.
+func parseYAML(file string, data []byte) ([]*Document, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*Document
 	var problems ErrorList
