@@ -205,32 +205,12 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 			todo = append(todo, i)
 		}
 	}
-	// New or changed specs compile in parallel, one worker per CPU; each
-	// is independent of the others until assemble.
+	// New or changed specs compile in parallel; each is independent of
+	// the others until assemble.
 	compiled := make([]*fileEntry, len(todo))
-	workers := min(runtime.GOMAXPROCS(0), len(todo))
-	var wg sync.WaitGroup
-	var nextJob atomic.Int64
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// One CEL checker per worker and run: spec validation and
-			// authz.Compile share it, and specs repeat rules, so each
-			// distinct expression is compiled once per worker.
-			// On error chk is nil: validation and authz then build their
-			// own environment and report the error.
-			chk, _ := spec.NewCELChecker()
-			for {
-				j := int(nextJob.Add(1)) - 1
-				if j >= len(todo) {
-					return
-				}
-				compiled[j] = c.compileFile(rev.Specs[todo[j]], chk)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel(len(todo), func(j int, chk *spec.CELChecker) {
+		compiled[j] = c.compileFile(rev.Specs[todo[j]], chk)
+	})
 	for j, i := range todo {
 		next[keys[i]] = compiled[j]
 	}
@@ -241,6 +221,32 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 	c.files = next
 	c.groups.rotate()
 	return c.assemble(rev.ID, all)
+}
+
+// parallel runs job(0) … job(n-1) on one worker per CPU. Each worker has
+// its own CEL checker for the run: spec validation and authz.Compile
+// share it, and specs repeat rules, so each distinct expression is
+// compiled once per worker. (If building it fails, chk is nil: validation
+// and authz then build their own environment and report the error.)
+func parallel(n int, job func(j int, chk *spec.CELChecker)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chk, _ := spec.NewCELChecker()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= n {
+					return
+				}
+				job(j, chk)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func fileKey(s source.Spec) string {
