@@ -21,6 +21,7 @@ import (
 	"github.com/cncf/xds/go/xds/type/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -45,6 +46,9 @@ const (
 // RateLimitDomain is the rate-limit domain of every EdgeRoute limit.
 const RateLimitDomain = "gatehouse"
 
+// typedStructURL is the type URL anypb.New gives a TypedStruct.
+var typedStructURL = "type.googleapis.com/" + string((&v3.TypedStruct{}).ProtoReflect().Descriptor().FullName())
+
 // Wrap encodes v (any JSON-marshalable value) as a named extension config
 // with the given payload type.
 func Wrap(name, payloadType string, v any) (*corev3.TypedExtensionConfig, error) {
@@ -62,20 +66,34 @@ func WrapTyped(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *
 	}
 	// The JSON form decoded straight into structpb values: what
 	// protojson.Unmarshal into a Struct gives (numbers as float64), at a
-	// fraction of its cost. structFromJSON is the fast path; encoding/json
-	// decodes what it does not take.
-	st, err := structFromJSON(raw)
-	if err != nil {
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-			if err == nil {
-				err = errors.New("got null")
-			}
-			return nil, nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
+	// fraction of its cost, and in the same pass the Struct's wire form,
+	// so the Any needs no proto.Marshal. structAndWire is the fast path;
+	// encoding/json decodes what it does not take.
+	wire := make([]byte, 0, len(payloadType)+16+len(raw)+len(raw)/2)
+	wire = protowire.AppendTag(wire, 1, protowire.BytesType)
+	wire = protowire.AppendString(wire, payloadType)
+	wire = protowire.AppendTag(wire, 2, protowire.BytesType)
+	at := len(wire)
+	st, wire, err := structAndWire(raw, wire)
+	if err == nil {
+		// The Struct's length goes before it.
+		n := len(wire) - at
+		wire = append(wire, make([]byte, protowire.SizeVarint(uint64(n)))...)
+		copy(wire[at+protowire.SizeVarint(uint64(n)):], wire[at:at+n])
+		protowire.AppendVarint(wire[:at], uint64(n))
+		ts := &v3.TypedStruct{TypeUrl: payloadType, Value: st}
+		a := &anypb.Any{TypeUrl: typedStructURL, Value: wire}
+		return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, ts, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		if err == nil {
+			err = errors.New("got null")
 		}
-		if st, err = structpb.NewStruct(m); err != nil {
-			return nil, nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
-		}
+		return nil, nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
+	}
+	if st, err = structpb.NewStruct(m); err != nil {
+		return nil, nil, fmt.Errorf("resource %s: payload must be a JSON object: %w", name, err)
 	}
 	ts := &v3.TypedStruct{TypeUrl: payloadType, Value: st}
 	a, err := anypb.New(ts)

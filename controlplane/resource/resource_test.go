@@ -2,11 +2,13 @@ package resource
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	xdstype "github.com/cncf/xds/go/xds/type/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -34,6 +36,37 @@ func TestWrapUnwrapRoundTrip(t *testing.T) {
 	}
 	if name, ok := SpecName(res.GetName(), AuthzPrefix); !ok || name != "petstore" {
 		t.Fatalf("SpecName = %q, %v", name, ok)
+	}
+}
+
+// WrapTyped writes the Any's bytes itself; they decode to exactly the
+// TypedStruct it returns (which is what compile validates).
+func TestWrapTypedAnyHoldsTheTypedStruct(t *testing.T) {
+	in := map[string]any{"name": "petstore", "n": 1.5, "list": []any{"a", true, nil, map[string]any{"k": strings.Repeat("v", 200)}}, "empty": map[string]any{}}
+	tec, ts, err := WrapTyped(AuthzPrefix+"petstore", AuthzPolicyType, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tec.GetTypedConfig().GetTypeUrl(); got != "type.googleapis.com/xds.type.v3.TypedStruct" {
+		t.Fatalf("type URL %q", got)
+	}
+	got := &xdstype.TypedStruct{}
+	if err := tec.GetTypedConfig().UnmarshalTo(got); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(ts, got, protocmp.Transform()); d != "" {
+		t.Fatalf("Any holds another TypedStruct (-returned +packed):\n%s", d)
+	}
+	ref, err := anypb.New(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &xdstype.TypedStruct{}
+	if err := ref.UnmarshalTo(want); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(want, got) {
+		t.Fatal("Any differs in meaning from anypb.New of the same TypedStruct")
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -19,23 +21,90 @@ var errNotSimple = errors.New("not simple JSON")
 // protojson do), null becomes NullValue. Anything unexpected fails with
 // errNotSimple rather than guess.
 func structFromJSON(raw []byte) (*structpb.Struct, error) {
-	p := jsonParser{b: raw}
+	st, _, err := structAndWire(raw, nil)
+	return st, err
+}
+
+// structAndWire is structFromJSON that also appends to dst the protobuf
+// wire form of the Struct it returns, encoded in the same pass (fields in
+// the JSON's order, which json.Marshal makes deterministic). Decoding
+// those bytes gives a Struct equal to the one returned.
+func structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
+	p := jsonParser{b: raw, out: dst}
 	if !p.next('{') {
-		return nil, errNotSimple
+		return nil, nil, errNotSimple
 	}
 	st, err := p.object()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if p.i != len(p.b) {
-		return nil, errNotSimple
+		return nil, nil, errNotSimple
 	}
-	return st, nil
+	return st, p.out, nil
 }
 
 type jsonParser struct {
-	b []byte
-	i int
+	b   []byte
+	i   int
+	out []byte // the wire form so far
+
+	// Slabs the structpb messages of one payload are allocated from: a
+	// payload's values live and die together.
+	values  []structpb.Value
+	strings []structpb.Value_StringValue
+}
+
+// slab returns a pointer to the next zero element of *s, starting a new
+// chunk when it is full (elements are never moved or copied).
+func slab[T any](s *[]T) *T {
+	if len(*s) == cap(*s) {
+		*s = make([]T, 0, 32)
+	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
+}
+
+// Protobuf tags (field number << 3 | wire type) of the messages written.
+const (
+	tagStructFields = 1<<3 | 2 // Struct.fields, map entry
+	tagEntryKey     = 1<<3 | 2
+	tagEntryValue   = 2<<3 | 2
+	tagNull         = 1<<3 | 0 // Value.null_value
+	tagNumber       = 2<<3 | 1 // Value.number_value, fixed64
+	tagString       = 3<<3 | 2
+	tagBool         = 4<<3 | 0
+	tagStruct       = 5<<3 | 2
+	tagList         = 6<<3 | 2
+	tagListValues   = 1<<3 | 2 // ListValue.values
+)
+
+// open starts a length-delimited field: its tag and one byte for a length
+// under 128, which close widens if needed. It returns where the content
+// starts.
+func (p *jsonParser) open(tag byte) int {
+	p.out = append(p.out, tag, 0)
+	return len(p.out)
+}
+
+func (p *jsonParser) close(start int) {
+	n := len(p.out) - start
+	if n < 0x80 {
+		p.out[start-1] = byte(n)
+		return
+	}
+	k := protowire.SizeVarint(uint64(n))
+	for j := 1; j < k; j++ {
+		p.out = append(p.out, 0)
+	}
+	copy(p.out[start-1+k:], p.out[start:start+n])
+	protowire.AppendVarint(p.out[:start-1], uint64(n))
+}
+
+func (p *jsonParser) appendString(tag byte, s []byte) {
+	p.out = append(p.out, tag)
+	p.out = protowire.AppendVarint(p.out, uint64(len(s)))
+	p.out = append(p.out, s...)
 }
 
 func (p *jsonParser) next(c byte) bool {
@@ -46,24 +115,29 @@ func (p *jsonParser) next(c byte) bool {
 	return false
 }
 
-// object parses after the opening brace.
+// object parses after the opening brace, writing the Struct's fields.
 func (p *jsonParser) object() (*structpb.Struct, error) {
 	st := &structpb.Struct{Fields: map[string]*structpb.Value{}}
 	if p.next('}') {
 		return st, nil
 	}
 	for {
-		k, err := p.str()
+		entry := p.open(tagStructFields)
+		k, kb, err := p.str()
 		if err != nil {
 			return nil, err
 		}
+		p.appendString(tagEntryKey, kb)
 		if !p.next(':') {
 			return nil, errNotSimple
 		}
+		val := p.open(tagEntryValue)
 		v, err := p.value()
 		if err != nil {
 			return nil, err
 		}
+		p.close(val)
+		p.close(entry)
 		if _, dup := st.Fields[k]; dup {
 			return nil, errNotSimple // protojson refuses it; json.Marshal never writes it
 		}
@@ -78,53 +152,67 @@ func (p *jsonParser) object() (*structpb.Struct, error) {
 	}
 }
 
+// value parses one value and writes the fields of its Value message.
 func (p *jsonParser) value() (*structpb.Value, error) {
 	if p.i >= len(p.b) {
 		return nil, errNotSimple
 	}
+	v := slab(&p.values)
 	switch c := p.b[p.i]; {
 	case c == '{':
 		p.i++
+		at := p.open(tagStruct)
 		st, err := p.object()
 		if err != nil {
 			return nil, err
 		}
-		return structpb.NewStructValue(st), nil
+		p.close(at)
+		v.Kind = &structpb.Value_StructValue{StructValue: st}
 	case c == '[':
 		p.i++
+		at := p.open(tagList)
 		l := &structpb.ListValue{}
-		if p.next(']') {
-			return structpb.NewListValue(l), nil
+		if !p.next(']') {
+			for {
+				item := p.open(tagListValues)
+				iv, err := p.value()
+				if err != nil {
+					return nil, err
+				}
+				p.close(item)
+				l.Values = append(l.Values, iv)
+				if p.next(',') {
+					continue
+				}
+				if p.next(']') {
+					break
+				}
+				return nil, errNotSimple
+			}
 		}
-		for {
-			v, err := p.value()
-			if err != nil {
-				return nil, err
-			}
-			l.Values = append(l.Values, v)
-			if p.next(',') {
-				continue
-			}
-			if p.next(']') {
-				return structpb.NewListValue(l), nil
-			}
-			return nil, errNotSimple
-		}
+		p.close(at)
+		v.Kind = &structpb.Value_ListValue{ListValue: l}
 	case c == '"':
-		s, err := p.str()
+		s, sb, err := p.str()
 		if err != nil {
 			return nil, err
 		}
-		return structpb.NewStringValue(s), nil
+		p.appendString(tagString, sb)
+		sv := slab(&p.strings)
+		sv.StringValue = s
+		v.Kind = sv
 	case c == 't' && bytes.HasPrefix(p.b[p.i:], []byte("true")):
 		p.i += 4
-		return structpb.NewBoolValue(true), nil
+		p.out = append(p.out, tagBool, 1)
+		v.Kind = &structpb.Value_BoolValue{BoolValue: true}
 	case c == 'f' && bytes.HasPrefix(p.b[p.i:], []byte("false")):
 		p.i += 5
-		return structpb.NewBoolValue(false), nil
+		p.out = append(p.out, tagBool, 0)
+		v.Kind = &structpb.Value_BoolValue{BoolValue: false}
 	case c == 'n' && bytes.HasPrefix(p.b[p.i:], []byte("null")):
 		p.i += 4
-		return structpb.NewNullValue(), nil
+		p.out = append(p.out, tagNull, 0)
+		v.Kind = &structpb.Value_NullValue{}
 	case c == '-' || (c >= '0' && c <= '9'):
 		j := p.i
 		for j < len(p.b) && (p.b[j] == '-' || p.b[j] == '+' || p.b[j] == '.' || p.b[j] == 'e' || p.b[j] == 'E' || (p.b[j] >= '0' && p.b[j] <= '9')) {
@@ -135,15 +223,20 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 			return nil, errNotSimple
 		}
 		p.i = j
-		return structpb.NewNumberValue(f), nil
+		p.out = append(p.out, tagNumber)
+		p.out = protowire.AppendFixed64(p.out, math.Float64bits(f))
+		v.Kind = &structpb.Value_NumberValue{NumberValue: f}
+	default:
+		return nil, errNotSimple
 	}
-	return nil, errNotSimple
+	return v, nil
 }
 
-// str parses a string token; escaped strings go through encoding/json.
-func (p *jsonParser) str() (string, error) {
+// str parses a string token, returning it also as bytes (a view of the
+// input when unescaped); escaped strings go through encoding/json.
+func (p *jsonParser) str() (string, []byte, error) {
 	if !p.next('"') {
-		return "", errNotSimple
+		return "", nil, errNotSimple
 	}
 	start := p.i
 	escaped := false
@@ -157,17 +250,17 @@ func (p *jsonParser) str() (string, error) {
 			tok := p.b[start:p.i]
 			p.i++
 			if !escaped {
-				return string(tok), nil
+				return string(tok), tok, nil
 			}
 			var s string
 			if err := json.Unmarshal(p.b[start-1:p.i], &s); err != nil {
-				return "", errNotSimple
+				return "", nil, errNotSimple
 			}
-			return s, nil
+			return s, []byte(s), nil
 		case c < 0x20:
-			return "", errNotSimple
+			return "", nil, errNotSimple
 		}
 		p.i++
 	}
-	return "", errNotSimple
+	return "", nil, errNotSimple
 }

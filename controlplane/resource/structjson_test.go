@@ -2,10 +2,12 @@ package resource
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -15,6 +17,7 @@ var structJSONSeeds = []string{
 	`{"a":1,"b":-2.5e-7,"c":1e+21,"d":18446744073709551615,"e":0}`,
 	`{"s":"plain","t":"\u003ctag\u003e \u0026 \"q\" \\ \n \u2028 h\u00e9llo","u":"héllo ☃"}`,
 	`{"l":[],"m":{},"n":null,"o":[true,false,null,1,"x",{"y":[[]]}]}`,
+	`{"long":"` + strings.Repeat("x", 300) + `","nested":{"a":{"b":{"c":["` + strings.Repeat("y", 20000) + `"]}}},"":""}`,
 }
 
 // structFromJSON gives what protojson.Unmarshal gives, and takes the
@@ -33,6 +36,7 @@ func TestStructFromJSONMatchesProtojson(t *testing.T) {
 		if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
 			t.Errorf("%s (-protojson +structFromJSON):\n%s", in, d)
 		}
+		checkWire(t, in, []byte(in))
 	}
 	for _, bad := range []string{``, `[]`, `null`, `{"a":1`, `{"a":1}x`, `{"a" :1}`, `{"a":tru}`, `{"a":"\x01"}`, `{"dup":1,"dup":2}`} {
 		if _, err := structFromJSON([]byte(bad)); err == nil {
@@ -66,5 +70,37 @@ func FuzzStructFromJSON(f *testing.F) {
 		if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
 			t.Fatalf("%s (-protojson +structFromJSON):\n%s", raw, d)
 		}
+		checkWire(t, string(raw), raw)
 	})
+}
+
+// checkWire: the wire form structAndWire writes decodes to the Struct it
+// returns, and to what proto.Marshal of that Struct decodes to.
+func checkWire(t *testing.T, label string, raw []byte) {
+	t.Helper()
+	st, wire, err := structAndWire(raw, []byte("prefix"))
+	if err != nil {
+		t.Fatalf("%s: %v", label, err)
+	}
+	if string(wire[:6]) != "prefix" {
+		t.Fatalf("%s: the wire form does not extend dst", label)
+	}
+	got := &structpb.Struct{}
+	if err := proto.Unmarshal(wire[6:], got); err != nil {
+		t.Fatalf("%s: wire form does not decode: %v", label, err)
+	}
+	if d := cmp.Diff(st, got, protocmp.Transform()); d != "" {
+		t.Fatalf("%s: wire form decodes to another Struct (-returned +decoded):\n%s", label, d)
+	}
+	std, err := proto.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &structpb.Struct{}
+	if err := proto.Unmarshal(std, want); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(want, got) {
+		t.Fatalf("%s: wire form differs in meaning from proto.Marshal's", label)
+	}
 }
