@@ -114,11 +114,12 @@ func TestHTTPSListenerAndSecretOverADS(t *testing.T) {
 
 	c.send(ldsType, nil, "", "", "")
 	lds := c.recv(ldsType)
-	if got := names(t, lds, func() *listenerv3.Listener { return &listenerv3.Listener{} }); !slices.Equal(got, []string{"gatehouse_http", "gatehouse_https"}) {
+	got := names(t, lds, func() *listenerv3.Listener { return &listenerv3.Listener{} })
+	if !slices.Equal(slices.Sorted(slices.Values(got)), []string{"gatehouse_http", "gatehouse_https"}) {
 		t.Fatalf("LDS = %v", got)
 	}
 	https := &listenerv3.Listener{}
-	if err := lds.GetResources()[1].UnmarshalTo(https); err != nil {
+	if err := lds.GetResources()[slices.Index(got, "gatehouse_https")].UnmarshalTo(https); err != nil {
 		t.Fatal(err)
 	}
 	if sa := https.GetAddress().GetSocketAddress(); sa.GetAddress() != "0.0.0.0" || sa.GetPortValue() != 8443 {

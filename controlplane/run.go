@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
@@ -41,7 +42,7 @@ func Run(ctx context.Context, cfg Config, l Listeners) error {
 		return err
 	}
 	log := cp.log
-	gs := telemetry.NewGRPCServer(log)
+	gs := telemetry.NewGRPCServer(log, xds.ServerOptions()...)
 	cp.RegisterXDS(gs.Server)
 	admin := telemetry.NewAdmin(log, cfg.Registry)
 	cp.RegisterDebug(admin)

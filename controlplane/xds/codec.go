@@ -1,0 +1,59 @@
+package xds
+
+import (
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+
+	// Registers the "proto" codec this one delegates to.
+	_ "google.golang.org/grpc/encoding/proto"
+)
+
+// ServerOptions are the gRPC server options the ADS service wants: a codec
+// that sends a SotW response's shared, pre-encoded resources (sotwCache)
+// as they are, without copying them into a fresh buffer per stream. gRPC's
+// own codec would allocate (and zero) a buffer of the response's size for
+// every node: for a change pushed to thousands of nodes that is most of
+// the control plane's CPU.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")})}
+}
+
+// codec is gRPC's proto codec except for DiscoveryResponses carrying a
+// shared body, which it sends as two buffers: the small header fields,
+// encoded per message, and the body itself.
+type codec struct{ proto encoding.CodecV2 }
+
+func (codec) Name() string { return "proto" }
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+
+// sharedBodyMin is the body size from which the body is sent by reference;
+// smaller ones are cheaper to copy.
+const sharedBodyMin = 4 << 10
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(*discoveryv3.DiscoveryResponse)
+	if !ok || len(m.GetResources()) > 0 {
+		return c.proto.Marshal(v)
+	}
+	body := m.ProtoReflect().GetUnknown()
+	if len(body) < sharedBodyMin {
+		return c.proto.Marshal(v)
+	}
+	// Every known field but resources (empty here); the body holds them.
+	hdr, err := proto.Marshal(&discoveryv3.DiscoveryResponse{
+		VersionInfo:    m.GetVersionInfo(),
+		Canary:         m.GetCanary(),
+		TypeUrl:        m.GetTypeUrl(),
+		Nonce:          m.GetNonce(),
+		ControlPlane:   m.GetControlPlane(),
+		ResourceErrors: m.GetResourceErrors(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(body)}, nil
+}

@@ -1,0 +1,278 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// sotwCache answers state-of-the-world watches itself and leaves delta
+// watches, snapshot storage and lookups to go-control-plane's snapshot
+// cache. The reason is cost: go-control-plane builds every response
+// resource by resource, per stream (a fresh marshal, Any and bookkeeping
+// for each of hundreds of resources, for each of thousands of nodes),
+// although every node of a node group that asks for the same names gets
+// the same bytes. Here each (node group, type, version, names) response
+// body is encoded once and shared: a response is a DiscoveryResponse whose
+// resources field is those pre-encoded bytes, carried as the message's
+// unknown fields (protobuf fields may come in any order on the wire, so a
+// client reads the same message). The semantics are go-control-plane's
+// (non-ADS mode): answer when the version differs from the request's, or
+// when a subscribed name exists that the node has not been sent; named
+// requests get the named resources that exist; responses list resources
+// in name order.
+type sotwCache struct {
+	cachev3.SnapshotCache // snapshots, delta watches
+
+	mu     sync.Mutex
+	groups map[string]*sotwGroup
+	nextID int64
+}
+
+type sotwGroup struct {
+	snap    cachev3.ResourceSnapshot
+	types   map[string]*encodedType // type URL → encodings of snap's resources
+	watches map[int64]sotwWatch
+}
+
+type sotwWatch struct {
+	req *cachev3.Request
+	sub cachev3.Subscription
+	out chan cachev3.Response
+}
+
+// encodedType is one type of one snapshot, encoded.
+type encodedType struct {
+	version string
+	names   []string          // sorted
+	entries map[string][]byte // name → resources-field entry (tag, length, Any)
+	bodies  map[string][]byte // requested name set → concatenated entries
+}
+
+// maxBodies bounds the shared bodies per type and snapshot; requests for
+// more distinct name sets are encoded per response.
+const maxBodies = 64
+
+func newSotwCache(inner cachev3.SnapshotCache) *sotwCache {
+	return &sotwCache{SnapshotCache: inner, groups: map[string]*sotwGroup{}}
+}
+
+func (c *sotwCache) group(name string) *sotwGroup {
+	g := c.groups[name]
+	if g == nil {
+		g = &sotwGroup{watches: map[int64]sotwWatch{}}
+		c.groups[name] = g
+	}
+	return g
+}
+
+// SetSnapshot stores snap for the group (delta watches are answered by
+// the inner cache) and answers the group's SotW watches whose version it
+// changes.
+func (c *sotwCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+	if err := c.SnapshotCache.SetSnapshot(ctx, group, snap); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.group(group)
+	g.snap, g.types = snap, nil
+	for id, w := range g.watches {
+		if snap.GetVersion(w.req.GetTypeUrl()) == w.req.GetVersionInfo() {
+			continue
+		}
+		resp, err := g.response(w)
+		if err != nil {
+			return err
+		}
+		delete(g.watches, id)
+		select {
+		case w.out <- resp:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// ClearSnapshot forgets a group's snapshot; its open watches stay open.
+func (c *sotwCache) ClearSnapshot(group string) {
+	c.SnapshotCache.ClearSnapshot(group)
+	c.mu.Lock()
+	if g := c.groups[group]; g != nil {
+		g.snap, g.types = nil, nil
+	}
+	c.mu.Unlock()
+}
+
+// CreateWatch answers at once when the node is behind or lacks a
+// subscribed resource, and otherwise parks the watch until the next
+// snapshot of the node's group.
+func (c *sotwCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	name := GroupHash{}.ID(req.GetNode())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.group(name)
+	w := sotwWatch{req: req, sub: sub, out: out}
+	behind := false
+	if g.snap != nil {
+		var err error
+		if behind, err = g.behind(w); err != nil {
+			return nil, err
+		}
+	}
+	if behind {
+		resp, err := g.response(w)
+		if err != nil {
+			return nil, err
+		}
+		out <- resp // the server's channel has room for the one answer of a new watch
+		return func() {}, nil
+	}
+	c.nextID++
+	id := c.nextID
+	g.watches[id] = w
+	return func() {
+		c.mu.Lock()
+		delete(g.watches, id)
+		c.mu.Unlock()
+	}, nil
+}
+
+// behind reports whether w must be answered from the group's snapshot now.
+func (g *sotwGroup) behind(w sotwWatch) (bool, error) {
+	t := w.req.GetTypeUrl()
+	if g.snap.GetVersion(t) != w.req.GetVersionInfo() {
+		return true, nil
+	}
+	enc, err := g.encoded(t)
+	if err != nil {
+		return false, err
+	}
+	sent := w.sub.ReturnedResources()
+	if w.sub.IsWildcard() {
+		for _, r := range enc.names {
+			if _, ok := sent[r]; !ok {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	for r := range w.sub.SubscribedResources() {
+		if _, ok := sent[r]; !ok {
+			if _, ok := enc.entries[r]; ok {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// response is the answer to w from the group's current snapshot.
+func (g *sotwGroup) response(w sotwWatch) (*sharedResponse, error) {
+	t := w.req.GetTypeUrl()
+	enc, err := g.encoded(t)
+	if err != nil {
+		return nil, err
+	}
+	names := enc.names
+	if asked := w.req.GetResourceNames(); len(asked) > 0 {
+		names = make([]string, 0, len(asked))
+		for _, n := range asked {
+			if _, ok := enc.entries[n]; ok {
+				names = append(names, n)
+			}
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+	}
+	returned := make(map[string]string, len(names))
+	for _, n := range names {
+		returned[n] = enc.version
+	}
+	return &sharedResponse{req: w.req, version: enc.version, body: enc.body(names), returned: returned}, nil
+}
+
+// encoded returns type t of the group's snapshot, encoding it on first use.
+func (g *sotwGroup) encoded(t string) (*encodedType, error) {
+	if e := g.types[t]; e != nil {
+		return e, nil
+	}
+	res := g.snap.GetResources(t)
+	e := &encodedType{version: g.snap.GetVersion(t), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}}
+	for name, r := range res {
+		b, err := cachev3.MarshalResource(r)
+		if err != nil {
+			return nil, fmt.Errorf("xds: encoding %s %q: %w", t, name, err)
+		}
+		// Any{type_url: 1, value: 2}, as field 2 (resources) of the response.
+		anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(t)) + protowire.SizeTag(2) + protowire.SizeBytes(len(b))
+		entry := make([]byte, 0, protowire.SizeTag(2)+protowire.SizeBytes(anyLen))
+		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+		entry = protowire.AppendVarint(entry, uint64(anyLen))
+		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, t)
+		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+		entry = protowire.AppendBytes(entry, b)
+		e.entries[name] = entry
+		e.names = append(e.names, name)
+	}
+	slices.Sort(e.names)
+	if g.types == nil {
+		g.types = map[string]*encodedType{}
+	}
+	g.types[t] = e
+	return e, nil
+}
+
+// body concatenates the entries of names (sorted, all present), sharing
+// the result between requests for the same names.
+func (e *encodedType) body(names []string) []byte {
+	key := strings.Join(names, "\x00")
+	if b, ok := e.bodies[key]; ok {
+		return b
+	}
+	n := 0
+	for _, name := range names {
+		n += len(e.entries[name])
+	}
+	b := make([]byte, 0, n)
+	for _, name := range names {
+		b = append(b, e.entries[name]...)
+	}
+	if len(e.bodies) < maxBodies {
+		e.bodies[key] = b
+	}
+	return b
+}
+
+// sharedResponse is a cachev3.Response whose resources are pre-encoded
+// bytes shared by every stream that gets the same answer.
+type sharedResponse struct {
+	req      *cachev3.Request
+	version  string
+	body     []byte
+	returned map[string]string
+}
+
+// GetDiscoveryResponse builds a fresh message (the server sets its nonce)
+// around the shared body, which the message never modifies.
+func (r *sharedResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	out := &discoveryv3.DiscoveryResponse{VersionInfo: r.version, TypeUrl: r.req.GetTypeUrl()}
+	if len(r.body) > 0 {
+		out.ProtoReflect().SetUnknown(r.body[:len(r.body):len(r.body)])
+	}
+	return out, nil
+}
+
+func (r *sharedResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
+func (r *sharedResponse) GetVersion() (string, error)               { return r.version, nil }
+func (r *sharedResponse) GetResponseVersion() string                { return r.version }
+func (r *sharedResponse) GetReturnedResources() map[string]string   { return r.returned }
+func (r *sharedResponse) GetContext() context.Context               { return context.Background() }
