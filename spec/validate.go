@@ -405,7 +405,7 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 		v.fail(p+".match.pathPrefix", "%q must start with /", m.PathPrefix)
 	}
 	if m.PathRegex != "" {
-		if _, err := regexp.Compile(m.PathRegex); err != nil {
+		if err := CheckRegexp(m.PathRegex); err != nil {
 			v.fail(p+".match.pathRegex", "invalid regex: %v", err)
 		}
 	}
@@ -434,7 +434,7 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 			v.fail(hp, "exactly one of exact, prefix, regex or present is required")
 		}
 		if h.Regex != "" {
-			if _, err := regexp.Compile(h.Regex); err != nil {
+			if err := CheckRegexp(h.Regex); err != nil {
 				v.fail(hp+".regex", "invalid regex: %v", err)
 			}
 		}

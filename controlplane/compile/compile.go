@@ -417,15 +417,15 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 		return fmt.Errorf("rate limits: %w", err)
 	}
 	s.rules = rules
-	rl, rlTS, err := resource.WrapTyped(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rules)
-	if err != nil {
-		return err
-	}
-	packed[rl.GetTypedConfig()] = rlTS
 	rulesJSON, err := json.Marshal(rules)
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
 	}
+	rl, rlTS, err := resource.WrapTypedJSON(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rulesJSON)
+	if err != nil {
+		return err
+	}
+	packed[rl.GetTypedConfig()] = rlTS
 	sum := sha256.Sum256(rulesJSON)
 	s.rulesKey = hex.EncodeToString(sum[:12])
 	s.sidecar = append(s.sidecar, rl)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -28,36 +29,70 @@ func ValidateAll(m proto.Message) error { return validateAllKnown(m, nil) }
 // and a message that marshals decodes to an equal one. An entry whose type
 // does not match the Any's type URL is ignored (the Any is decoded).
 func validateAllKnown(m proto.Message, packed map[*anypb.Any]proto.Message) error {
-	var errs []error
-	w := anyWalker{packed: packed, errs: &errs}
-	w.validateMsg(m.ProtoReflect(), "")
-	return errors.Join(errs...)
+	w := anyWalker{packed: packed}
+	w.validateMsg(m.ProtoReflect())
+	return errors.Join(w.errs...)
 }
 
+// anyWalker walks a message tree. The path to where it is is kept as
+// segments and only turned into text for an error.
 type anyWalker struct {
 	packed map[*anypb.Any]proto.Message
-	errs   *[]error
+	errs   []error
+	path   []pathSeg
 }
 
-func (w anyWalker) validateMsg(m protoreflect.Message, path string) {
-	if v, ok := m.Interface().(validator); ok {
-		if err := v.ValidateAll(); err != nil {
-			*w.errs = append(*w.errs, prefix(path, err))
+// pathSeg is one step of a path: a field, a list index, a map key or the
+// message inside an Any.
+type pathSeg struct {
+	kind  byte // '.' field, '[' index, 'k' map key, '(' Any
+	name  string
+	index int
+}
+
+func (w *anyWalker) pathString() string {
+	var b strings.Builder
+	for _, s := range w.path {
+		switch s.kind {
+		case '.':
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s.name)
+		case '[':
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+		case 'k':
+			fmt.Fprintf(&b, "[%q]", s.name)
+		case '(':
+			b.WriteByte('(')
+			b.WriteString(s.name)
+			b.WriteByte(')')
 		}
 	}
-	w.walkAnys(m, path)
+	return b.String()
 }
 
-func prefix(path string, err error) error {
-	if path == "" {
-		return err
+func (w *anyWalker) fail(err error) {
+	if len(w.path) > 0 {
+		err = fmt.Errorf("%s: %w", w.pathString(), err)
 	}
-	return fmt.Errorf("%s: %w", path, err)
+	w.errs = append(w.errs, err)
+}
+
+func (w *anyWalker) validateMsg(m protoreflect.Message) {
+	if v, ok := m.Interface().(validator); ok {
+		if err := v.ValidateAll(); err != nil {
+			w.fail(err)
+		}
+	}
+	w.walkAnys(m)
 }
 
 // walkAnys finds the Any fields under m (only descending into fields whose
 // type can hold one) and validates what they carry.
-func (w anyWalker) walkAnys(m protoreflect.Message, path string) {
+func (w *anyWalker) walkAnys(m protoreflect.Message) {
 	md := m.Descriptor()
 	if md.FullName() == anyName {
 		a, ok := m.Interface().(*anypb.Any)
@@ -68,11 +103,14 @@ func (w anyWalker) walkAnys(m protoreflect.Message, path string) {
 		if !ok || !a.MessageIs(inner) {
 			var err error
 			if inner, err = unpack(a); err != nil {
-				*w.errs = append(*w.errs, prefix(path, err))
+				w.fail(err)
 				return
 			}
 		}
-		w.validateMsg(inner.ProtoReflect(), fmt.Sprintf("%s(%s)", path, inner.ProtoReflect().Descriptor().FullName()))
+		im := inner.ProtoReflect()
+		w.path = append(w.path, pathSeg{kind: '(', name: string(im.Descriptor().FullName())})
+		w.validateMsg(im)
+		w.path = w.path[:len(w.path)-1]
 		return
 	}
 	for _, fd := range anyFields(md) {
@@ -80,24 +118,26 @@ func (w anyWalker) walkAnys(m protoreflect.Message, path string) {
 			continue
 		}
 		v := m.Get(fd)
-		name := string(fd.Name())
-		if path != "" {
-			name = path + "." + name
-		}
+		w.path = append(w.path, pathSeg{kind: '.', name: string(fd.Name())})
 		switch {
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				w.walkAnys(l.Get(i).Message(), name+"["+strconv.Itoa(i)+"]")
+				w.path = append(w.path, pathSeg{kind: '[', index: i})
+				w.walkAnys(l.Get(i).Message())
+				w.path = w.path[:len(w.path)-1]
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				w.walkAnys(mv.Message(), fmt.Sprintf("%s[%q]", name, k.String()))
+				w.path = append(w.path, pathSeg{kind: 'k', name: k.String()})
+				w.walkAnys(mv.Message())
+				w.path = w.path[:len(w.path)-1]
 				return true
 			})
 		default:
-			w.walkAnys(v.Message(), name)
+			w.walkAnys(v.Message())
 		}
+		w.path = w.path[:len(w.path)-1]
 	}
 }
 

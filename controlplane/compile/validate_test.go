@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -37,5 +38,33 @@ func TestValidateAllKnown(t *testing.T) {
 	bad := &corev3.TypedExtensionConfig{Name: "x", TypedConfig: &anypb.Any{TypeUrl: good.TypeUrl}}
 	if err := validateAllKnown(bad, map[*anypb.Any]proto.Message{bad.TypedConfig: &extauthzv3.ExtAuthz{}}); err == nil {
 		t.Fatal("an empty ExtAuthzPerRoute passed")
+	}
+}
+
+// Errors name the path of what failed through lists, maps and Anys.
+func TestValidateAllErrorPaths(t *testing.T) {
+	bad, err := anypb.New(&extauthzv3.ExtAuthzPerRoute{}) // no override: invalid
+	if err != nil {
+		t.Fatal(err)
+	}
+	vh := &routev3.VirtualHost{Name: "vh", Domains: []string{"a.example.com"}, Routes: []*routev3.Route{
+		{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}}},
+		{
+			Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action:               &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}},
+			TypedPerFilterConfig: map[string]*anypb.Any{"envoy.filters.http.ext_authz": bad},
+		},
+	}}
+	err = ValidateAll(vh)
+	want := `routes[1].typed_per_filter_config["envoy.filters.http.ext_authz"](envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute): invalid ExtAuthzPerRoute.Override`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("ValidateAll = %v\nwant prefix %s", err, want)
+	}
+	unknown := &corev3.TypedExtensionConfig{Name: "x", TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/no.such.Type"}}
+	if err := ValidateAll(unknown); err == nil || !strings.HasPrefix(err.Error(), `typed_config: embedded message of type "type.googleapis.com/no.such.Type"`) {
+		t.Fatalf("unknown type: %v", err)
+	}
+	if err := ValidateAll(&corev3.TypedExtensionConfig{Name: ""}); err == nil || strings.HasPrefix(err.Error(), ":") {
+		t.Fatalf("top-level error: %v", err)
 	}
 }

@@ -84,7 +84,7 @@ func routeMatch(m spec.Match) (*routev3.RouteMatch, error) {
 	case m.Path != "":
 		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: m.Path}
 	case m.PathRegex != "":
-		if _, err := regexp.Compile(m.PathRegex); err != nil {
+		if err := spec.CheckRegexp(m.PathRegex); err != nil {
 			return nil, fmt.Errorf("match.pathRegex: %w", err)
 		}
 		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.PathRegex}}
@@ -126,7 +126,7 @@ func headerMatcher(h spec.HeaderMatch) (*routev3.HeaderMatcher, error) {
 	case h.Present != nil:
 		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: *h.Present}
 	case h.Regex != "":
-		if _, err := regexp.Compile(h.Regex); err != nil {
+		if err := spec.CheckRegexp(h.Regex); err != nil {
 			return nil, fmt.Errorf("regex: %w", err)
 		}
 		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{

@@ -64,6 +64,13 @@ func WrapTyped(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
 	}
+	return WrapTypedJSON(name, payloadType, raw)
+}
+
+// WrapTypedJSON is WrapTyped for a payload already encoded: raw must be
+// what json.Marshal wrote for it (a caller that also needs those bytes,
+// e.g. to hash them, then encodes only once).
+func WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
 	// The JSON form decoded straight into structpb values: what
 	// protojson.Unmarshal into a Struct gives (numbers as float64), at a
 	// fraction of its cost, and in the same pass the Struct's wire form,
