@@ -12,7 +12,7 @@ import (
 )
 
 // ServerOptions are the gRPC server options the ADS service wants: a codec
-// that sends a SotW response's shared, pre-encoded resources (sotwCache)
+// that sends a response's shared, pre-encoded resources (sharedCache)
 // as they are, without copying them into a fresh buffer per stream. gRPC's
 // own codec would allocate (and zero) a buffer of the response's size for
 // every node: for a change pushed to thousands of nodes that is most of
@@ -21,8 +21,8 @@ func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")})}
 }
 
-// codec is gRPC's proto codec except for DiscoveryResponses carrying a
-// shared body, which it sends as two buffers: the small header fields,
+// codec is gRPC's proto codec except for (Delta)DiscoveryResponses
+// carrying a shared body, which it sends as two buffers: the small header fields,
 // encoded per message, and the body itself.
 type codec struct{ proto encoding.CodecV2 }
 
@@ -35,25 +35,42 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unm
 const sharedBodyMin = 4 << 10
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(*discoveryv3.DiscoveryResponse)
-	if !ok || len(m.GetResources()) > 0 {
-		return c.proto.Marshal(v)
+	var hdr proto.Message
+	var body []byte
+	switch m := v.(type) {
+	case *discoveryv3.DiscoveryResponse:
+		if len(m.GetResources()) == 0 {
+			body = m.ProtoReflect().GetUnknown()
+			// Every known field but resources (empty here); the body holds them.
+			hdr = &discoveryv3.DiscoveryResponse{
+				VersionInfo:    m.GetVersionInfo(),
+				Canary:         m.GetCanary(),
+				TypeUrl:        m.GetTypeUrl(),
+				Nonce:          m.GetNonce(),
+				ControlPlane:   m.GetControlPlane(),
+				ResourceErrors: m.GetResourceErrors(),
+			}
+		}
+	case *discoveryv3.DeltaDiscoveryResponse:
+		if len(m.GetResources()) == 0 {
+			body = m.ProtoReflect().GetUnknown()
+			hdr = &discoveryv3.DeltaDiscoveryResponse{
+				SystemVersionInfo:    m.GetSystemVersionInfo(),
+				TypeUrl:              m.GetTypeUrl(),
+				RemovedResources:     m.GetRemovedResources(),
+				RemovedResourceNames: m.GetRemovedResourceNames(),
+				Nonce:                m.GetNonce(),
+				ControlPlane:         m.GetControlPlane(),
+				ResourceErrors:       m.GetResourceErrors(),
+			}
+		}
 	}
-	body := m.ProtoReflect().GetUnknown()
 	if len(body) < sharedBodyMin {
 		return c.proto.Marshal(v)
 	}
-	// Every known field but resources (empty here); the body holds them.
-	hdr, err := proto.Marshal(&discoveryv3.DiscoveryResponse{
-		VersionInfo:    m.GetVersionInfo(),
-		Canary:         m.GetCanary(),
-		TypeUrl:        m.GetTypeUrl(),
-		Nonce:          m.GetNonce(),
-		ControlPlane:   m.GetControlPlane(),
-		ResourceErrors: m.GetResourceErrors(),
-	})
+	b, err := proto.Marshal(hdr)
 	if err != nil {
 		return nil, err
 	}
-	return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(body)}, nil
+	return mem.BufferSlice{mem.SliceBuffer(b), mem.SliceBuffer(body)}, nil
 }

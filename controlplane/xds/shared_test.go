@@ -204,32 +204,99 @@ func TestSotwNodeBeforeSnapshot(t *testing.T) {
 	decoded(t, resp, func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, c)
 }
 
-// TestDeltaStillServed: delta streams are answered by go-control-plane's
-// cache behind the same Server.
-func TestDeltaStillServed(t *testing.T) {
+// TestDeltaSharedResponses: delta answers built from shared encodings
+// read, over real gRPC, as the published resources with go-control-plane's
+// content-hash versions; only changed resources and removals are sent; a
+// first wildcard request is answered even when there is nothing.
+func TestDeltaSharedResponses(t *testing.T) {
 	s, conn := startServer(t)
-	c := cluster("c-a", time.Second, 0)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v1", []types.Resource{c}, nil)); err != nil {
+	ca, cbig := cluster("c-a", time.Second, 0), cluster("c-big", 2*time.Second, 2*sharedBodyMin)
+	eb := endpoints("c-big", 9002)
+	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v1", []types.Resource{cbig, ca}, []types.Resource{eb})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "n1", Cluster: "edge"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+	send := func(r *discoveryv3.DeltaDiscoveryRequest) {
+		t.Helper()
+		if err := st.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv := func() *discoveryv3.DeltaDiscoveryResponse {
+		t.Helper()
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	check := func(r *discoveryv3.DeltaDiscoveryResponse, want []*clusterv3.Cluster, removed ...string) {
+		t.Helper()
+		if len(r.GetResources()) != len(want) {
+			t.Fatalf("%d resources, want %d", len(r.GetResources()), len(want))
+		}
+		for i, res := range r.GetResources() {
+			b, err := cachev3.MarshalResource(want[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.GetName() != want[i].GetName() || res.GetVersion() != cachev3.HashResource(b) {
+				t.Fatalf("resource %d = %s@%s, want %s@%s", i, res.GetName(), res.GetVersion(), want[i].GetName(), cachev3.HashResource(b))
+			}
+			c := &clusterv3.Cluster{}
+			if err := res.GetResource().UnmarshalTo(c); err != nil || !proto.Equal(c, want[i]) {
+				t.Fatalf("resource %d = %v (%v), want %v", i, c, err, want[i])
+			}
+		}
+		if !slices.Equal(r.GetRemovedResources(), removed) {
+			t.Fatalf("removed = %v, want %v", r.GetRemovedResources(), removed)
+		}
+	}
+	node := &corev3.Node{Id: "n1", Cluster: "edge"}
+	send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType})
+	cds := recv()
+	if cds.GetSystemVersionInfo() != "v1" || cds.GetTypeUrl() != resourcev3.ClusterType {
+		t.Fatalf("CDS %s at %q", cds.GetTypeUrl(), cds.GetSystemVersionInfo())
+	}
+	check(cds, []*clusterv3.Cluster{ca, cbig})
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: cds.GetNonce()})
+
+	// An empty wildcard type is still answered once.
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	lds := recv()
+	if lds.GetTypeUrl() != resourcev3.ListenerType || len(lds.GetResources()) != 0 {
+		t.Fatalf("LDS = %v", lds)
+	}
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ListenerType, ResponseNonce: lds.GetNonce()})
+
+	// v2 changes c-a, removes c-big, adds c-new: only those are sent.
+	ca2, cnew := cluster("c-a", 3*time.Second, 0), cluster("c-new", time.Second, 0)
+	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v2", []types.Resource{ca2, cnew}, []types.Resource{eb})); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := st.Recv()
-	if err != nil {
+	cds2 := recv()
+	if cds2.GetTypeUrl() != resourcev3.ClusterType || cds2.GetSystemVersionInfo() != "v2" {
+		t.Fatalf("after v2: %s at %q", cds2.GetTypeUrl(), cds2.GetSystemVersionInfo())
+	}
+	check(cds2, []*clusterv3.Cluster{ca2, cnew}, "c-big")
+	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: cds2.GetNonce()})
+
+	// v3 changes nothing the node holds: the next message is v4's.
+	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v3", []types.Resource{ca2, cnew}, nil)); err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, r := range resp.GetResources() {
-		names = append(names, r.GetName())
+	cbig2 := cluster("c-big", 5*time.Second, 2*sharedBodyMin)
+	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v4", []types.Resource{ca2, cnew, cbig2}, nil)); err != nil {
+		t.Fatal(err)
 	}
-	if !slices.Equal(names, []string{"c-a"}) {
-		t.Fatalf("delta CDS = %v", names)
+	cds4 := recv()
+	if cds4.GetSystemVersionInfo() != "v4" {
+		t.Fatalf("got %s at %q, want the v4 push", cds4.GetTypeUrl(), cds4.GetSystemVersionInfo())
 	}
+	check(cds4, []*clusterv3.Cluster{cbig2})
 }
 
 // TestCodecKnowsEveryResponseField: the codec re-encodes a shared
@@ -244,5 +311,14 @@ func TestCodecKnowsEveryResponseField(t *testing.T) {
 	want := []string{"version_info", "resources", "canary", "type_url", "nonce", "control_plane", "resource_errors"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("DiscoveryResponse fields = %v; update codec.Marshal, which copies %v", got, want)
+	}
+	fields = (&discoveryv3.DeltaDiscoveryResponse{}).ProtoReflect().Descriptor().Fields()
+	got = nil
+	for i := 0; i < fields.Len(); i++ {
+		got = append(got, string(fields.Get(i).Name()))
+	}
+	want = []string{"system_version_info", "resources", "type_url", "removed_resources", "removed_resource_names", "nonce", "control_plane", "resource_errors"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("DeltaDiscoveryResponse fields = %v; update codec.Marshal, which copies %v", got, want)
 	}
 }

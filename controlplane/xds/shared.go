@@ -12,33 +12,39 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// sotwCache answers state-of-the-world watches itself and leaves delta
-// watches, snapshot storage and lookups to go-control-plane's snapshot
+// sharedCache answers state-of-the-world and delta watches itself and
+// leaves snapshot storage and lookups to go-control-plane's snapshot
 // cache. The reason is cost: go-control-plane builds every response
-// resource by resource, per stream (a fresh marshal, Any and bookkeeping
-// for each of hundreds of resources, for each of thousands of nodes),
-// although every node of a node group that asks for the same names gets
-// the same bytes. Here each (node group, type, version, names) response
-// body is encoded once and shared: a response is a DiscoveryResponse whose
-// resources field is those pre-encoded bytes, carried as the message's
-// unknown fields (protobuf fields may come in any order on the wire, so a
-// client reads the same message). The semantics are go-control-plane's
-// (non-ADS mode): answer when the version differs from the request's, or
-// when a subscribed name exists that the node has not been sent; named
-// requests get the named resources that exist; responses list resources
-// in name order.
-type sotwCache struct {
-	cachev3.SnapshotCache // snapshots, delta watches
+// resource by resource, per stream (a fresh marshal, Any, and for delta a
+// SHA-256 of every resource sent, for each of hundreds of resources, for
+// each of thousands of nodes), although every node of a node group that is
+// in the same state gets the same bytes. Here each resource is encoded
+// (and, for delta, hashed) once per snapshot, and each response body (the
+// resources field of a group's answer for one set of names) once per
+// snapshot too, then shared: a response is a DiscoveryResponse or
+// DeltaDiscoveryResponse whose resources field is those bytes, carried as
+// the message's unknown fields (protobuf fields may come in any order on
+// the wire, so a client reads the same message), and the ADS codec sends
+// them by reference. The semantics are go-control-plane's (non-ADS mode).
+// SotW: answer when the version differs from the request's, or when a
+// subscribed name exists that the node has not been sent; named requests
+// get the named resources that exist. Delta: send the resources whose
+// version differs from what the node holds and the removed ones; answer
+// the first wildcard request even when empty. Resources are listed in
+// name order.
+type sharedCache struct {
+	cachev3.SnapshotCache // snapshot storage and lookups
 
 	mu     sync.Mutex
-	groups map[string]*sotwGroup
+	groups map[string]*sharedGroup
 	nextID int64
 }
 
-type sotwGroup struct {
+type sharedGroup struct {
 	snap    cachev3.ResourceSnapshot
 	types   map[string]*encodedType // type URL → encodings of snap's resources
 	watches map[int64]sotwWatch
+	deltas  map[int64]deltaWatch
 }
 
 type sotwWatch struct {
@@ -51,31 +57,36 @@ type sotwWatch struct {
 type encodedType struct {
 	version string
 	names   []string          // sorted
-	entries map[string][]byte // name → resources-field entry (tag, length, Any)
+	raw     map[string][]byte // name → the resource's encoding
+	entries map[string][]byte // name → SotW resources-field entry (tag, length, Any)
 	bodies  map[string][]byte // requested name set → concatenated entries
+
+	// Delta, built on first use.
+	versions     map[string]string // name → content hash
+	deltaEntries map[string][]byte // name → delta resources-field entry (Resource)
+	deltaBodies  map[string][]byte
 }
 
 // maxBodies bounds the shared bodies per type and snapshot; requests for
 // more distinct name sets are encoded per response.
 const maxBodies = 64
 
-func newSotwCache(inner cachev3.SnapshotCache) *sotwCache {
-	return &sotwCache{SnapshotCache: inner, groups: map[string]*sotwGroup{}}
+func newSharedCache(inner cachev3.SnapshotCache) *sharedCache {
+	return &sharedCache{SnapshotCache: inner, groups: map[string]*sharedGroup{}}
 }
 
-func (c *sotwCache) group(name string) *sotwGroup {
+func (c *sharedCache) group(name string) *sharedGroup {
 	g := c.groups[name]
 	if g == nil {
-		g = &sotwGroup{watches: map[int64]sotwWatch{}}
+		g = &sharedGroup{watches: map[int64]sotwWatch{}, deltas: map[int64]deltaWatch{}}
 		c.groups[name] = g
 	}
 	return g
 }
 
-// SetSnapshot stores snap for the group (delta watches are answered by
-// the inner cache) and answers the group's SotW watches whose version it
-// changes.
-func (c *sotwCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+// SetSnapshot stores snap for the group and answers the group's watches
+// it changes something for.
+func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
 	if err := c.SnapshotCache.SetSnapshot(ctx, group, snap); err != nil {
 		return err
 	}
@@ -98,11 +109,26 @@ func (c *sotwCache) SetSnapshot(ctx context.Context, group string, snap cachev3.
 			return ctx.Err()
 		}
 	}
+	for id, w := range g.deltas {
+		resp, err := g.delta(w)
+		if err != nil {
+			return err
+		}
+		if resp == nil {
+			continue
+		}
+		delete(g.deltas, id)
+		select {
+		case w.out <- resp:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
 // ClearSnapshot forgets a group's snapshot; its open watches stay open.
-func (c *sotwCache) ClearSnapshot(group string) {
+func (c *sharedCache) ClearSnapshot(group string) {
 	c.SnapshotCache.ClearSnapshot(group)
 	c.mu.Lock()
 	if g := c.groups[group]; g != nil {
@@ -114,7 +140,7 @@ func (c *sotwCache) ClearSnapshot(group string) {
 // CreateWatch answers at once when the node is behind or lacks a
 // subscribed resource, and otherwise parks the watch until the next
 // snapshot of the node's group.
-func (c *sotwCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+func (c *sharedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
 	name := GroupHash{}.ID(req.GetNode())
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -146,7 +172,7 @@ func (c *sotwCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 }
 
 // behind reports whether w must be answered from the group's snapshot now.
-func (g *sotwGroup) behind(w sotwWatch) (bool, error) {
+func (g *sharedGroup) behind(w sotwWatch) (bool, error) {
 	t := w.req.GetTypeUrl()
 	if g.snap.GetVersion(t) != w.req.GetVersionInfo() {
 		return true, nil
@@ -175,7 +201,7 @@ func (g *sotwGroup) behind(w sotwWatch) (bool, error) {
 }
 
 // response is the answer to w from the group's current snapshot.
-func (g *sotwGroup) response(w sotwWatch) (*sharedResponse, error) {
+func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 	t := w.req.GetTypeUrl()
 	enc, err := g.encoded(t)
 	if err != nil {
@@ -200,12 +226,12 @@ func (g *sotwGroup) response(w sotwWatch) (*sharedResponse, error) {
 }
 
 // encoded returns type t of the group's snapshot, encoding it on first use.
-func (g *sotwGroup) encoded(t string) (*encodedType, error) {
+func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 	if e := g.types[t]; e != nil {
 		return e, nil
 	}
 	res := g.snap.GetResources(t)
-	e := &encodedType{version: g.snap.GetVersion(t), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}}
+	e := &encodedType{version: g.snap.GetVersion(t), raw: make(map[string][]byte, len(res)), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}}
 	for name, r := range res {
 		b, err := cachev3.MarshalResource(r)
 		if err != nil {
@@ -220,6 +246,7 @@ func (g *sotwGroup) encoded(t string) (*encodedType, error) {
 		entry = protowire.AppendString(entry, t)
 		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
 		entry = protowire.AppendBytes(entry, b)
+		e.raw[name] = b
 		e.entries[name] = entry
 		e.names = append(e.names, name)
 	}
@@ -231,23 +258,27 @@ func (g *sotwGroup) encoded(t string) (*encodedType, error) {
 	return e, nil
 }
 
-// body concatenates the entries of names (sorted, all present), sharing
-// the result between requests for the same names.
-func (e *encodedType) body(names []string) []byte {
+// body concatenates the SotW entries of names (sorted, all present),
+// sharing the result between requests for the same names.
+func (e *encodedType) body(names []string) []byte { return concat(e.bodies, e.entries, names) }
+
+// concat joins the entries of names, remembering the result in bodies
+// (up to maxBodies name sets).
+func concat(bodies, entries map[string][]byte, names []string) []byte {
 	key := strings.Join(names, "\x00")
-	if b, ok := e.bodies[key]; ok {
+	if b, ok := bodies[key]; ok {
 		return b
 	}
 	n := 0
 	for _, name := range names {
-		n += len(e.entries[name])
+		n += len(entries[name])
 	}
 	b := make([]byte, 0, n)
 	for _, name := range names {
-		b = append(b, e.entries[name]...)
+		b = append(b, entries[name]...)
 	}
-	if len(e.bodies) < maxBodies {
-		e.bodies[key] = b
+	if len(bodies) < maxBodies {
+		bodies[key] = b
 	}
 	return b
 }
