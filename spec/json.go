@@ -124,8 +124,6 @@ func (p *jsonDecoder) eat(c byte) bool {
 	return false
 }
 
-func joinIndex(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-
 // value decodes the next value into v (of type t) and records its line at
 // path, as the walker does for every value it visits.
 func (p *jsonDecoder) value(v reflect.Value, t reflect.Type, path string) bool {

@@ -233,6 +233,9 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
+// joinIndex is the path of item i of the list at path.
+func joinIndex(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
 func yamlName(f reflect.StructField) string {
 	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 	return name

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,7 +74,7 @@ func validate(docs []*Document, chk *CELChecker) error {
 		for i, h := range r.Spec.Hosts {
 			h = strings.ToLower(h)
 			if other, ok := hosts[h]; ok && other != d {
-				v.fail(fmt.Sprintf("spec.hosts[%d]", i), "host %q already belongs to EdgeRoute %q (%s); a host belongs to one EdgeRoute only", h, other.Name(), other.File)
+				v.fail(joinIndex("spec.hosts", i), "host %q already belongs to EdgeRoute %q (%s); a host belongs to one EdgeRoute only", h, other.Name(), other.File)
 			} else {
 				hosts[h] = d
 			}
@@ -132,7 +133,7 @@ func (v *validator) document() {
 	}
 	seen := map[string]bool{}
 	for i, h := range s.Hosts {
-		p := fmt.Sprintf("spec.hosts[%d]", i)
+		p := joinIndex("spec.hosts", i)
 		lh := strings.ToLower(h)
 		switch {
 		case !hostRE.MatchString(lh):
@@ -152,7 +153,7 @@ func (v *validator) document() {
 		v.fail("spec.upstreams", "at least one upstream is required")
 	}
 	for i, u := range s.Upstreams {
-		p := fmt.Sprintf("spec.upstreams[%d]", i)
+		p := joinIndex("spec.upstreams", i)
 		if v.name(p+".name", u.Name) {
 			if upstreams[u.Name] {
 				v.fail(p+".name", "duplicate upstream name %q", u.Name)
@@ -169,7 +170,7 @@ func (v *validator) document() {
 	}
 	routes := map[string]bool{}
 	for i, rt := range s.Routes {
-		p := fmt.Sprintf("spec.routes[%d]", i)
+		p := joinIndex("spec.routes", i)
 		if v.name(p+".name", rt.Name) {
 			if routes[rt.Name] {
 				v.fail(p+".name", "duplicate route name %q", rt.Name)
@@ -192,16 +193,24 @@ func (v *validator) name(p, n string) bool {
 }
 
 func (v *validator) unique(p string, items []string, what string) {
-	seen := map[string]bool{}
+	var seen map[string]bool // for long lists; short ones are searched
+	if len(items) > 16 {
+		seen = make(map[string]bool, len(items))
+	}
 	for i, it := range items {
-		ip := fmt.Sprintf("%s[%d]", p, i)
+		var dup bool
+		if seen != nil {
+			dup = seen[it]
+			seen[it] = true
+		} else {
+			dup = slices.Contains(items[:i], it)
+		}
 		switch {
 		case it == "":
-			v.fail(ip, "empty %s", what)
-		case seen[it]:
-			v.fail(ip, "%s %q is listed twice", what, it)
+			v.fail(joinIndex(p, i), "empty %s", what)
+		case dup:
+			v.fail(joinIndex(p, i), "%s %q is listed twice", what, it)
 		}
-		seen[it] = true
 	}
 }
 
@@ -214,7 +223,7 @@ func (v *validator) upstream(p string, u Upstream) {
 	}
 	for i, e := range u.Endpoints {
 		if err := checkHostPort(e, true); err != nil {
-			v.fail(fmt.Sprintf("%s.endpoints[%d]", p, i), "%v", err)
+			v.fail(joinIndex(p+".endpoints", i), "%v", err)
 		}
 	}
 	if u.DNS != "" {
@@ -268,13 +277,13 @@ func (v *validator) identity(id *Identity) map[string]string {
 		providers[name] = kind
 	}
 	for i, j := range id.JWT {
-		p := fmt.Sprintf("spec.identity.jwt[%d]", i)
+		p := joinIndex("spec.identity.jwt", i)
 		add(p+".name", j.Name, "jwt")
 		v.jwt(p, j)
 	}
 	hashes := map[string]string{}
 	for i, k := range id.APIKeys {
-		p := fmt.Sprintf("spec.identity.apiKeys[%d]", i)
+		p := joinIndex("spec.identity.apiKeys", i)
 		add(p+".name", k.Name, "apiKey")
 		switch {
 		case k.Header != "" && k.Query != "":
@@ -286,7 +295,7 @@ func (v *validator) identity(id *Identity) map[string]string {
 		}
 		ids := map[string]bool{}
 		for ki, key := range k.Keys {
-			kp := fmt.Sprintf("%s.keys[%d]", p, ki)
+			kp := joinIndex(p+".keys", ki)
 			if v.required(kp+".id", key.ID) {
 				if ids[key.ID] {
 					v.fail(kp+".id", "duplicate key id %q", key.ID)
@@ -306,14 +315,14 @@ func (v *validator) identity(id *Identity) map[string]string {
 		}
 	}
 	for i, m := range id.MTLS {
-		p := fmt.Sprintf("spec.identity.mtls[%d]", i)
+		p := joinIndex("spec.identity.mtls", i)
 		add(p+".name", m.Name, "mtls")
 		if len(m.Principals) == 0 {
 			v.fail(p+".principals", "at least one principal glob is required")
 		}
 		for pi, g := range m.Principals {
 			if _, err := path.Match(g, ""); err != nil || g == "" {
-				v.fail(fmt.Sprintf("%s.principals[%d]", p, pi), "%q is not a valid glob", g)
+				v.fail(joinIndex(p+".principals", pi), "%q is not a valid glob", g)
 			}
 		}
 	}
@@ -350,7 +359,7 @@ func (v *validator) jwt(p string, j JWTProvider) {
 		}
 	}
 	for i, a := range j.Algorithms {
-		ap := fmt.Sprintf("%s.algorithms[%d]", p, i)
+		ap := joinIndex(p+".algorithms", i)
 		switch {
 		case strings.EqualFold(a, "none"):
 			v.fail(ap, "algorithm \"none\" is never allowed: unsigned tokens prove nothing")
@@ -410,14 +419,14 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 		}
 	}
 	for i, meth := range m.Methods {
-		mp := fmt.Sprintf("%s.match.methods[%d]", p, i)
+		mp := joinIndex(p+".match.methods", i)
 		if !methodRE.MatchString(meth) || !knownMethods[meth] {
 			v.fail(mp, "unknown HTTP method %q (upper case, e.g. GET)", meth)
 		}
 	}
 	v.unique(p+".match.methods", m.Methods, "method")
 	for i, h := range m.Headers {
-		hp := fmt.Sprintf("%s.match.headers[%d]", p, i)
+		hp := joinIndex(p+".match.headers", i)
 		if v.required(hp+".name", h.Name) && !headerRE.MatchString(h.Name) {
 			v.fail(hp+".name", "%q is not a lower-case HTTP header name", h.Name)
 		}
@@ -456,12 +465,12 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	if al := rt.AccessLog; al != nil {
 		for i, h := range al.Headers {
 			if !headerRE.MatchString(h) {
-				v.fail(fmt.Sprintf("%s.accessLog.headers[%d]", p, i), "%q is not a lower-case HTTP header name", h)
+				v.fail(joinIndex(p+".accessLog.headers", i), "%q is not a lower-case HTTP header name", h)
 			}
 		}
 		for i, h := range al.Redact {
 			if !headerRE.MatchString(h) {
-				v.fail(fmt.Sprintf("%s.accessLog.redact[%d]", p, i), "%q is not a lower-case HTTP header name", h)
+				v.fail(joinIndex(p+".accessLog.redact", i), "%q is not a lower-case HTTP header name", h)
 			}
 		}
 		if al.SampleRate != nil && (*al.SampleRate < 0 || *al.SampleRate > 1) {
@@ -489,12 +498,12 @@ func (v *validator) auth(p string, a *Auth, providers map[string]string) {
 	}
 	for i, name := range a.AnyOf {
 		if _, ok := providers[name]; !ok {
-			v.fail(fmt.Sprintf("%s.anyOf[%d]", p, i), "unknown identity provider %q: not declared in spec.identity", name)
+			v.fail(joinIndex(p+".anyOf", i), "unknown identity provider %q: not declared in spec.identity", name)
 		}
 	}
 	v.unique(p+".anyOf", a.AnyOf, "provider")
 	for i, r := range a.Rules {
-		rp := fmt.Sprintf("%s.rules[%d]", p, i)
+		rp := joinIndex(p+".rules", i)
 		if !v.present(rp + ".allow") {
 			v.fail(rp+".allow", "is required (true or false)")
 		}
@@ -510,7 +519,7 @@ func (v *validator) auth(p string, a *Auth, providers map[string]string) {
 func (v *validator) rateLimits(p string, limits []RateLimit, mode string) {
 	names := map[string]bool{}
 	for i, l := range limits {
-		lp := fmt.Sprintf("%s.rateLimits[%d]", p, i)
+		lp := joinIndex(p+".rateLimits", i)
 		if v.name(lp+".name", l.Name) {
 			if names[l.Name] {
 				v.fail(lp+".name", "duplicate rate limit name %q", l.Name)
@@ -522,7 +531,7 @@ func (v *validator) rateLimits(p string, limits []RateLimit, mode string) {
 		}
 		seen := map[string]bool{}
 		for bi, b := range l.By {
-			bp := fmt.Sprintf("%s.by[%d]", lp, bi)
+			bp := joinIndex(lp+".by", bi)
 			src, err := ParseSource(b)
 			if err != nil {
 				v.fail(bp, "%v", err)

@@ -40,6 +40,7 @@ type anyWalker struct {
 	packed map[*anypb.Any]proto.Message
 	errs   []error
 	path   []pathSeg
+	anys   int // Anys validated (for tests)
 }
 
 // pathSeg is one step of a path: a field, a list index, a map key or the
@@ -107,6 +108,7 @@ func (w *anyWalker) walkAnys(m protoreflect.Message) {
 				return
 			}
 		}
+		w.anys++
 		im := inner.ProtoReflect()
 		w.path = append(w.path, pathSeg{kind: '(', name: string(im.Descriptor().FullName())})
 		w.validateMsg(im)

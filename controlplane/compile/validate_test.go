@@ -8,7 +8,10 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 )
 
 // validateAllKnown checks a packed Any through the message given for it
@@ -60,11 +63,85 @@ func TestValidateAllErrorPaths(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("ValidateAll = %v\nwant prefix %s", err, want)
 	}
+	// An Any in a oneof member (the route action, then a rate-limit
+	// action's extension) deep in a list.
+	deep := &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"},
+			RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{
+				{ActionSpecifier: &routev3.RateLimit_Action_RemoteAddress_{RemoteAddress: &routev3.RateLimit_Action_RemoteAddress{}}},
+				{ActionSpecifier: &routev3.RateLimit_Action_Extension{Extension: &corev3.TypedExtensionConfig{Name: "e", TypedConfig: bad}}},
+			}}},
+		}},
+	}
+	err = ValidateAll(&routev3.VirtualHost{Name: "vh", Domains: []string{"a"}, Routes: []*routev3.Route{deep}})
+	want = `routes[0].route.rate_limits[0].actions[1].extension.typed_config(envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute): invalid ExtAuthzPerRoute.Override`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("ValidateAll = %v\nwant prefix %s", err, want)
+	}
 	unknown := &corev3.TypedExtensionConfig{Name: "x", TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/no.such.Type"}}
 	if err := ValidateAll(unknown); err == nil || !strings.HasPrefix(err.Error(), `typed_config: embedded message of type "type.googleapis.com/no.such.Type"`) {
 		t.Fatalf("unknown type: %v", err)
 	}
 	if err := ValidateAll(&corev3.TypedExtensionConfig{Name: ""}); err == nil || strings.HasPrefix(err.Error(), ":") {
 		t.Fatalf("top-level error: %v", err)
+	}
+}
+
+// countAnys counts, by brute force, every Any in m (any populated field,
+// recursively, and inside each Any).
+func countAnys(t *testing.T, m protoreflect.Message) int {
+	if a, ok := m.Interface().(*anypb.Any); ok {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 1 + countAnys(t, inner.ProtoReflect())
+	}
+	n := 0
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				n += countAnys(t, v.List().Get(i).Message())
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				n += countAnys(t, mv.Message())
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			n += countAnys(t, v.Message())
+		}
+		return true
+	})
+	return n
+}
+
+// The walker reaches every Any of every resource the bench specs compile
+// to (it only skips fields whose type cannot hold one).
+func TestValidateAllReachesEveryAny(t *testing.T) {
+	res := newCompiler(t).Compile(benchspec.Revision(20, benchGroups, -1, 0))
+	total := 0
+	for _, g := range []string{"group-00", "group-01"} {
+		rs, _, err := res.Resources(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, list := range rs {
+			for _, r := range list {
+				m := r.(proto.Message)
+				w := anyWalker{}
+				w.validateMsg(m.ProtoReflect())
+				if want := countAnys(t, m.ProtoReflect()); w.anys != want {
+					t.Fatalf("%T: walker validated %d Anys, there are %d", m, w.anys, want)
+				}
+				total += w.anys
+			}
+		}
+	}
+	if total == 0 {
+		t.Fatal("no Anys")
 	}
 }

@@ -31,6 +31,10 @@ func structFromJSON(raw []byte) (*structpb.Struct, error) {
 // those bytes gives a Struct equal to the one returned.
 func structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
 	p := jsonParser{b: raw, out: dst}
+	values, strs, objects := countJSON(raw)
+	p.values = make([]structpb.Value, 0, values)
+	p.strings = make([]structpb.Value_StringValue, 0, strs)
+	p.structs = make([]structpb.Struct, 0, objects)
 	if !p.next('{') {
 		return nil, nil, errNotSimple
 	}
@@ -53,13 +57,36 @@ type jsonParser struct {
 	// payload's values live and die together.
 	values  []structpb.Value
 	strings []structpb.Value_StringValue
+	structs []structpb.Struct
+}
+
+// countJSON bounds from above how many values, strings and objects raw
+// holds, so the slabs are allocated once: every value but the outermost
+// follows a ':', ',' or '['.
+func countJSON(raw []byte) (values, strs, objects int) {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case ':', ',', '[':
+			values++
+		case '{':
+			objects++
+		case '"':
+			strs++
+			for i++; i < len(raw) && raw[i] != '"'; i++ {
+				if raw[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return values, strs, objects
 }
 
 // slab returns a pointer to the next zero element of *s, starting a new
 // chunk when it is full (elements are never moved or copied).
 func slab[T any](s *[]T) *T {
 	if len(*s) == cap(*s) {
-		*s = make([]T, 0, 32)
+		*s = make([]T, 0, 8)
 	}
 	*s = (*s)[:len(*s)+1]
 	return &(*s)[len(*s)-1]
@@ -117,7 +144,8 @@ func (p *jsonParser) next(c byte) bool {
 
 // object parses after the opening brace, writing the Struct's fields.
 func (p *jsonParser) object() (*structpb.Struct, error) {
-	st := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	st := slab(&p.structs)
+	st.Fields = map[string]*structpb.Value{}
 	if p.next('}') {
 		return st, nil
 	}
