@@ -9,14 +9,13 @@ package duckstore
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -44,6 +43,9 @@ type Store struct {
 	// hashed: every row has the *_h lookup hashes (false for files written
 	// before they existed), so point filters can use them.
 	hashed bool
+	// rows is the batch WriteBatch is inserting, read by the rows
+	// table function (see rows.go).
+	rows atomic.Pointer[[]accesslog.Record]
 }
 
 // Lookup hashes: a point filter on a high-cardinality string column
@@ -52,9 +54,13 @@ type Store struct {
 // faster than comparing strings in DuckDB; the string comparison still
 // runs on the few rows that match.
 func lookupHash(s string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(s))
-	return h.Sum32()
+	// FNV-1a, 32 bit (hash/fnv's New32a), without its allocations.
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 const schema = `
@@ -124,6 +130,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
 		}
+		if err := s.registerRows(); err != nil {
+			s.conn.Close()
+			db.Close()
+			return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
+		}
 	}
 	var legacy int64
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM logs WHERE client_ip_h IS NULL LIMIT 1)").Scan(&legacy); err != nil {
@@ -145,9 +156,11 @@ func (s *Store) Close() error {
 	return errors.Join(err, s.db.Close())
 }
 
-// WriteBatch appends the batch's rows and header in one transaction. A
+// WriteBatch inserts the batch's rows and header in one transaction. A
 // batch whose seq is already stored is skipped (spool replay after a
-// crash).
+// crash). The rows go in by one INSERT … SELECT from a table function
+// that fills DuckDB's column vectors with typed values (rows.go): no
+// per-value boxing as with the Appender's AppendRow.
 func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 	if s.ro {
 		return errors.New("duckstore: opened read-only")
@@ -164,26 +177,9 @@ func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)
 	}
-	err := s.conn.Raw(func(dc any) error {
-		app, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "", "logs")
-		if err != nil {
-			return err
-		}
-		var row []driver.Value // reused: one row's values
-		for i := range b.Records {
-			r := &b.Records[i]
-			row = row[:0]
-			for _, v := range sqlq.Values(r, r.Time.UTC()) {
-				row = append(row, v)
-			}
-			row = append(row, lookupHash(r.ClientIP), lookupHash(r.Subject), lookupHash(r.RequestID))
-			if err := app.AppendRow(row...); err != nil {
-				app.Close()
-				return fmt.Errorf("row %d: %w", i, err)
-			}
-		}
-		return app.Close()
-	})
+	s.rows.Store(&b.Records)
+	_, err := s.conn.ExecContext(ctx, "INSERT INTO logs BY NAME SELECT * FROM "+rowsFunction+"()")
+	s.rows.Store(nil)
 	if err == nil {
 		_, err = s.conn.ExecContext(ctx, `INSERT INTO batches (seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned)
 			VALUES (?, ?, ?, ?, ?, ?, ?, false)`, b.Seq, b.SpoolSeq, b.Count, b.MinTime.UTC(), b.MaxTime.UTC(), b.PrevHash, b.Hash)
