@@ -35,8 +35,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/authz"
@@ -367,11 +365,14 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 		}
 		s.secret = sec
 	}
-	vh, err := envoy.VirtualHost(r)
+	// What each Any built here carries, so validating it (and the
+	// referential checks) need no decoding of the bytes just encoded.
+	packed := envoy.Packed{}
+	vh, err := envoy.VirtualHostPacked(r, packed)
 	if err != nil {
 		return err
 	}
-	if err := ValidateAll(vh); err != nil {
+	if err := validateAllKnown(vh, packed); err != nil {
 		return fmt.Errorf("virtual host: %w", err)
 	}
 	s.vhost = vh
@@ -403,9 +404,6 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 		return fmt.Errorf("auth: %w", err)
 	}
 	s.policy = pol
-	// What each sidecar resource carries, so validating it needs no
-	// decoding of the payload just encoded.
-	packed := map[*anypb.Any]proto.Message{}
 	az, azTS, err := resource.WrapTyped(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
 	if err != nil {
 		return err
@@ -458,14 +456,14 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 			return fmt.Errorf("sidecar resource %s: %w", tec.GetName(), err)
 		}
 	}
-	return checkSpecReferences(s)
+	return checkSpecReferences(s, packed)
 }
 
 // checkSpecReferences are the referential checks within one spec: every
 // route's cluster is one of the spec's, every EDS cluster has endpoints,
 // and the rate-limit rules the sidecar gets are exactly the limits Envoy
 // asks about, with the same descriptor keys in the same order.
-func checkSpecReferences(s *Spec) error {
+func checkSpecReferences(s *Spec, packed envoy.Packed) error {
 	clusters := map[string]*clusterv3.Cluster{}
 	for _, cl := range s.clusters {
 		clusters[cl.GetName()] = cl
@@ -494,7 +492,7 @@ func checkSpecReferences(s *Spec) error {
 			want[limitKey{acts[0].GetGenericKey().GetDescriptorValue(), acts[1].GetGenericKey().GetDescriptorValue()}] = descriptorKeys(acts)
 		}
 	}
-	if err := checkAuthzReferences(s); err != nil {
+	if err := checkAuthzReferences(s, packed); err != nil {
 		return err
 	}
 	if s.rules != nil {
@@ -548,7 +546,7 @@ func descriptorKeys(acts []*routev3.RateLimit_Action) []string {
 // it), public routes have ext_authz disabled, the policy names no route
 // Envoy lacks, and every identity.claim.<name> a rate limit reads is a
 // claim the sidecar puts into the dynamic metadata.
-func checkAuthzReferences(s *Spec) error {
+func checkAuthzReferences(s *Spec, packed envoy.Packed) error {
 	if s.policy == nil {
 		return fmt.Errorf("no authz policy was compiled")
 	}
@@ -561,9 +559,13 @@ func checkAuthzReferences(s *Spec) error {
 		id := rt.GetName()
 		seen[id] = true
 		rp, ok := pols[id]
-		per := &extauthzv3.ExtAuthzPerRoute{}
-		if err := rt.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter].UnmarshalTo(per); err != nil {
-			return fmt.Errorf("route %s: ext_authz per-route config: %w", id, err)
+		a := rt.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter]
+		per, ok := packed[a].(*extauthzv3.ExtAuthzPerRoute)
+		if !ok || !a.MessageIs(per) {
+			per = &extauthzv3.ExtAuthzPerRoute{}
+			if err := a.UnmarshalTo(per); err != nil {
+				return fmt.Errorf("route %s: ext_authz per-route config: %w", id, err)
+			}
 		}
 		disabled := per.GetDisabled()
 		switch {

@@ -77,6 +77,20 @@ func grpcService(cluster string, timeout time.Duration) *corev3.GrpcService {
 	return g
 }
 
+// Packed maps each Any a builder packed to the message packed into it, so
+// a caller can check that message without decoding the Any again. A nil
+// Packed records nothing.
+type Packed map[*anypb.Any]proto.Message
+
+// pack is mustAny that records what it packed.
+func (p Packed) pack(m proto.Message) *anypb.Any {
+	a := mustAny(m)
+	if p != nil {
+		p[a] = m
+	}
+	return a
+}
+
 // mustAny packs a message built in this package; packing only fails for
 // messages that cannot be marshaled, which would be a bug here.
 func mustAny(m proto.Message) *anypb.Any {

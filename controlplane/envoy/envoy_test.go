@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -59,5 +60,45 @@ func TestUpstreamTLSVerifiesSNI(t *testing.T) {
 	}
 	if c.GetType().String() != "STRICT_DNS" {
 		t.Errorf("type = %v", c.GetType())
+	}
+}
+
+// VirtualHostPacked records, for every Any it packs, exactly the message
+// in it, and builds the same virtual host as VirtualHost.
+func TestVirtualHostPacked(t *testing.T) {
+	docs, err := spec.ReadFiles("../../spec/testdata/valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		packed := Packed{}
+		vh, err := VirtualHostPacked(&d.EdgeRoute, packed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := VirtualHost(&d.EdgeRoute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(vh, plain) {
+			t.Fatalf("%s: VirtualHostPacked and VirtualHost differ", d.Name())
+		}
+		n := 0
+		for _, rt := range vh.GetRoutes() {
+			for name, a := range rt.GetTypedPerFilterConfig() {
+				m, ok := packed[a]
+				if !ok {
+					t.Fatalf("%s: route %s: %s not recorded", d.Name(), rt.GetName(), name)
+				}
+				got, err := a.UnmarshalNew()
+				if err != nil || !proto.Equal(got, m) {
+					t.Fatalf("%s: route %s: %s holds %v, recorded %v (%v)", d.Name(), rt.GetName(), name, got, m, err)
+				}
+				n++
+			}
+		}
+		if n != len(packed) || n == 0 {
+			t.Fatalf("%s: %d Anys, %d recorded", d.Name(), n, len(packed))
+		}
 	}
 }

@@ -18,13 +18,19 @@ import (
 // VirtualHost is one spec's virtual host: named after the spec, matching
 // its hosts, with its routes in spec order.
 func VirtualHost(r *spec.EdgeRoute) (*routev3.VirtualHost, error) {
+	return VirtualHostPacked(r, nil)
+}
+
+// VirtualHostPacked is VirtualHost that records in packed the message of
+// every Any it packs (the routes' per-filter configs).
+func VirtualHostPacked(r *spec.EdgeRoute, packed Packed) (*routev3.VirtualHost, error) {
 	name := r.Metadata.Name
 	vh := &routev3.VirtualHost{Name: name}
 	for _, h := range r.Spec.Hosts {
 		vh.Domains = append(vh.Domains, strings.ToLower(h))
 	}
 	for i := range r.Spec.Routes {
-		rt, err := Route(name, &r.Spec.Routes[i])
+		rt, err := route(name, &r.Spec.Routes[i], packed)
 		if err != nil {
 			return nil, fmt.Errorf("spec.routes[%d]: %w", i, err)
 		}
@@ -39,6 +45,10 @@ func ClusterName(specName, upstream string) string { return specName + "/" + ups
 // Route builds one Envoy route named "<spec>/<route>" (the name the access
 // log reports).
 func Route(specName string, rt *spec.Route) (*routev3.Route, error) {
+	return route(specName, rt, nil)
+}
+
+func route(specName string, rt *spec.Route, packed Packed) (*routev3.Route, error) {
 	id := spec.RouteID(specName, rt.Name)
 	match, err := routeMatch(rt.Match)
 	if err != nil {
@@ -61,7 +71,7 @@ func Route(specName string, rt *spec.Route) (*routev3.Route, error) {
 		Match:  match,
 		Action: &routev3.Route_Route{Route: action},
 		TypedPerFilterConfig: map[string]*anypb.Any{
-			ExtAuthzFilter: mustAny(ExtAuthzPerRoute(id, rt.AuthMode())),
+			ExtAuthzFilter: packed.pack(ExtAuthzPerRoute(id, rt.AuthMode())),
 		},
 	}, nil
 }
