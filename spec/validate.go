@@ -6,18 +6,9 @@ import (
 	"net"
 	"net/url"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-)
-
-var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	hostRE   = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
-	headerRE = regexp.MustCompile(`^[a-z0-9!#$%&'*+\-.^_|~` + "`" + `]+$`)
-	hexRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	methodRE = regexp.MustCompile(`^[A-Z]+$`)
 )
 
 var (
@@ -122,7 +113,7 @@ func (v *validator) document() {
 	if r.Kind != Kind {
 		v.fail("kind", "must be %q, got %q", Kind, r.Kind)
 	}
-	if v.required("metadata.name", r.Metadata.Name) && !nameRE.MatchString(r.Metadata.Name) {
+	if v.required("metadata.name", r.Metadata.Name) && !isName(r.Metadata.Name) {
 		v.fail("metadata.name", "%q must be lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit", r.Metadata.Name)
 	}
 	v.required("metadata.team", r.Metadata.Team)
@@ -136,7 +127,7 @@ func (v *validator) document() {
 		p := joinIndex("spec.hosts", i)
 		lh := strings.ToLower(h)
 		switch {
-		case !hostRE.MatchString(lh):
+		case !isHost(lh):
 			v.fail(p, "%q is not a DNS name (a leading \"*.\" wildcard is allowed)", h)
 		case seen[lh]:
 			v.fail(p, "host %q is listed twice", h)
@@ -144,7 +135,7 @@ func (v *validator) document() {
 		seen[lh] = true
 	}
 	v.unique("spec.nodeGroups", s.NodeGroups, "node group")
-	if s.TLS != nil && v.required("spec.tls.certificate", s.TLS.Certificate) && !nameRE.MatchString(s.TLS.Certificate) {
+	if s.TLS != nil && v.required("spec.tls.certificate", s.TLS.Certificate) && !isName(s.TLS.Certificate) {
 		v.fail("spec.tls.certificate", "%q must be lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit", s.TLS.Certificate)
 	}
 
@@ -185,7 +176,7 @@ func (v *validator) name(p, n string) bool {
 	if !v.required(p, n) {
 		return false
 	}
-	if !nameRE.MatchString(n) {
+	if !isName(n) {
 		v.fail(p, "%q must be lower-case letters, digits and '-', 1 to 63 characters", n)
 		return false
 	}
@@ -231,7 +222,7 @@ func (v *validator) upstream(p string, u Upstream) {
 			v.fail(p+".dns", "%v", err)
 		}
 	}
-	if u.TLS != nil && u.TLS.SNI != "" && !hostRE.MatchString(u.TLS.SNI) {
+	if u.TLS != nil && u.TLS.SNI != "" && !isHost(u.TLS.SNI) {
 		v.fail(p+".tls.sni", "%q is not a DNS name", u.TLS.SNI)
 	}
 	if u.ConnectTimeout != nil && (u.ConnectTimeout.Duration <= 0 || u.ConnectTimeout.Duration > MaxClockSkew) {
@@ -254,7 +245,7 @@ func checkHostPort(s string, static bool) error {
 	if static {
 		return fmt.Errorf("%q: static endpoints must be IP:port (use dns for a name)", s)
 	}
-	if !hostRE.MatchString(host) || strings.HasPrefix(host, "*") {
+	if !isHost(host) || strings.HasPrefix(host, "*") {
 		return fmt.Errorf("%q: %q is not a DNS name", s, host)
 	}
 	return nil
@@ -290,7 +281,7 @@ func (v *validator) identity(id *Identity) map[string]string {
 			v.fail(p, "set either header or query, not both")
 		case k.Header == "" && k.Query == "":
 			v.fail(p, "one of header or query is required")
-		case k.Header != "" && !headerRE.MatchString(k.Header):
+		case k.Header != "" && !isHeaderName(k.Header):
 			v.fail(p+".header", "%q is not a lower-case HTTP header name", k.Header)
 		}
 		ids := map[string]bool{}
@@ -304,7 +295,7 @@ func (v *validator) identity(id *Identity) map[string]string {
 			}
 			if v.required(kp+".sha256", key.SHA256) {
 				switch {
-				case !hexRE.MatchString(key.SHA256):
+				case !isHex64(key.SHA256):
 					v.fail(kp+".sha256", "must be 64 lower-case hex digits (the SHA-256 of the key), never the key itself")
 				case hashes[key.SHA256] != "":
 					v.fail(kp+".sha256", "the same key hash is already used by key %q", hashes[key.SHA256])
@@ -373,7 +364,7 @@ func (v *validator) jwt(p string, j JWTProvider) {
 		v.fail(p+".clockSkew", "must be between 0s and 5m, got %s", j.ClockSkew.Duration)
 	}
 	for claim, header := range j.ForwardClaims {
-		if !headerRE.MatchString(header) {
+		if !isHeaderName(header) {
 			v.fail(p+".forwardClaims."+claim, "%q is not a lower-case HTTP header name", header)
 		}
 	}
@@ -420,14 +411,14 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	}
 	for i, meth := range m.Methods {
 		mp := joinIndex(p+".match.methods", i)
-		if !methodRE.MatchString(meth) || !knownMethods[meth] {
+		if !isUpperWord(meth) || !knownMethods[meth] {
 			v.fail(mp, "unknown HTTP method %q (upper case, e.g. GET)", meth)
 		}
 	}
 	v.unique(p+".match.methods", m.Methods, "method")
 	for i, h := range m.Headers {
 		hp := joinIndex(p+".match.headers", i)
-		if v.required(hp+".name", h.Name) && !headerRE.MatchString(h.Name) {
+		if v.required(hp+".name", h.Name) && !isHeaderName(h.Name) {
 			v.fail(hp+".name", "%q is not a lower-case HTTP header name", h.Name)
 		}
 		n := 0
@@ -464,12 +455,12 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	v.rateLimits(p, rt.RateLimits, mode)
 	if al := rt.AccessLog; al != nil {
 		for i, h := range al.Headers {
-			if !headerRE.MatchString(h) {
+			if !isHeaderName(h) {
 				v.fail(joinIndex(p+".accessLog.headers", i), "%q is not a lower-case HTTP header name", h)
 			}
 		}
 		for i, h := range al.Redact {
-			if !headerRE.MatchString(h) {
+			if !isHeaderName(h) {
 				v.fail(joinIndex(p+".accessLog.redact", i), "%q is not a lower-case HTTP header name", h)
 			}
 		}

@@ -30,11 +30,14 @@ func structFromJSON(raw []byte) (*structpb.Struct, error) {
 // the JSON's order, which json.Marshal makes deterministic). Decoding
 // those bytes gives a Struct equal to the one returned.
 func structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
-	p := jsonParser{b: raw, out: dst}
-	values, strs, objects := countJSON(raw)
+	p := jsonParser{b: raw, s: string(raw), out: dst}
+	values, strs, objects, lists := countJSON(raw)
 	p.values = make([]structpb.Value, 0, values)
 	p.strings = make([]structpb.Value_StringValue, 0, strs)
 	p.structs = make([]structpb.Struct, 0, objects)
+	p.inStruct = make([]structpb.Value_StructValue, 0, objects)
+	p.lists = make([]structpb.ListValue, 0, lists)
+	p.inList = make([]structpb.Value_ListValue, 0, lists)
 	if !p.next('{') {
 		return nil, nil, errNotSimple
 	}
@@ -50,23 +53,32 @@ func structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
 
 type jsonParser struct {
 	b   []byte
+	s   string // b as a string: unescaped strings are substrings of it, not copies
 	i   int
 	out []byte // the wire form so far
 
 	// Slabs the structpb messages of one payload are allocated from: a
 	// payload's values live and die together.
-	values  []structpb.Value
-	strings []structpb.Value_StringValue
-	structs []structpb.Struct
+	values   []structpb.Value
+	strings  []structpb.Value_StringValue
+	structs  []structpb.Struct
+	inStruct []structpb.Value_StructValue
+	lists    []structpb.ListValue
+	inList   []structpb.Value_ListValue
+	numbers  []structpb.Value_NumberValue
+	bools    []structpb.Value_BoolValue
 }
 
 // countJSON bounds from above how many values, strings and objects raw
 // holds, so the slabs are allocated once: every value but the outermost
 // follows a ':', ',' or '['.
-func countJSON(raw []byte) (values, strs, objects int) {
+func countJSON(raw []byte) (values, strs, objects, lists int) {
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
-		case ':', ',', '[':
+		case '[':
+			lists++
+			values++
+		case ':', ',':
 			values++
 		case '{':
 			objects++
@@ -79,7 +91,7 @@ func countJSON(raw []byte) (values, strs, objects int) {
 			}
 		}
 	}
-	return values, strs, objects
+	return values, strs, objects, lists
 }
 
 // slab returns a pointer to the next zero element of *s, starting a new
@@ -195,11 +207,13 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 			return nil, err
 		}
 		p.close(at)
-		v.Kind = &structpb.Value_StructValue{StructValue: st}
+		sv := slab(&p.inStruct)
+		sv.StructValue = st
+		v.Kind = sv
 	case c == '[':
 		p.i++
 		at := p.open(tagList)
-		l := &structpb.ListValue{}
+		l := slab(&p.lists)
 		if !p.next(']') {
 			for {
 				item := p.open(tagListValues)
@@ -219,7 +233,9 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 			}
 		}
 		p.close(at)
-		v.Kind = &structpb.Value_ListValue{ListValue: l}
+		lv := slab(&p.inList)
+		lv.ListValue = l
+		v.Kind = lv
 	case c == '"':
 		s, sb, err := p.str()
 		if err != nil {
@@ -232,11 +248,13 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 	case c == 't' && bytes.HasPrefix(p.b[p.i:], []byte("true")):
 		p.i += 4
 		p.out = append(p.out, tagBool, 1)
-		v.Kind = &structpb.Value_BoolValue{BoolValue: true}
+		b := slab(&p.bools)
+		b.BoolValue = true
+		v.Kind = b
 	case c == 'f' && bytes.HasPrefix(p.b[p.i:], []byte("false")):
 		p.i += 5
 		p.out = append(p.out, tagBool, 0)
-		v.Kind = &structpb.Value_BoolValue{BoolValue: false}
+		v.Kind = slab(&p.bools)
 	case c == 'n' && bytes.HasPrefix(p.b[p.i:], []byte("null")):
 		p.i += 4
 		p.out = append(p.out, tagNull, 0)
@@ -253,7 +271,9 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 		p.i = j
 		p.out = append(p.out, tagNumber)
 		p.out = protowire.AppendFixed64(p.out, math.Float64bits(f))
-		v.Kind = &structpb.Value_NumberValue{NumberValue: f}
+		n := slab(&p.numbers)
+		n.NumberValue = f
+		v.Kind = n
 	default:
 		return nil, errNotSimple
 	}
@@ -278,7 +298,7 @@ func (p *jsonParser) str() (string, []byte, error) {
 			tok := p.b[start:p.i]
 			p.i++
 			if !escaped {
-				return string(tok), tok, nil
+				return p.s[start : p.i-1], tok, nil
 			}
 			var s string
 			if err := json.Unmarshal(p.b[start-1:p.i], &s); err != nil {
