@@ -29,8 +29,14 @@ type Config struct {
 	Path        string // the DuckDB file
 	MemoryLimit string // DuckDB memory_limit, default "512MB"
 	Threads     int    // DuckDB threads, default 2
-	ReadOnly    bool   // open for reading only (verify while no writer runs)
-	Log         *slog.Logger
+	// WriteThreads is DuckDB's thread count while WriteBatch runs (default
+	// 1; the setting is global, so queries running meanwhile get it too).
+	// With a second thread the writing connection busy-waits for the
+	// other thread's compression tasks in DuckDB's executor: ≈ 15 % more
+	// CPU per row on two cores, taken from decoding the next entries.
+	WriteThreads int
+	ReadOnly     bool // open for reading only (verify while no writer runs)
+	Log          *slog.Logger
 }
 
 // Store is a DuckDB-backed accesslog.Store.
@@ -40,6 +46,9 @@ type Store struct {
 	log  *slog.Logger
 	mu   sync.Mutex // serialises writes
 	ro   bool
+	// threads and writeThreads: DuckDB's threads for queries and while a
+	// batch is written.
+	threads, writeThreads int
 	// hashed: every row has the *_h lookup hashes (false for files written
 	// before they existed), so point filters can use them.
 	hashed bool
@@ -100,6 +109,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Threads <= 0 {
 		cfg.Threads = 2
 	}
+	if cfg.WriteThreads <= 0 {
+		cfg.WriteThreads = 1
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -114,7 +126,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("duckstore: opening %s: %w", cfg.Path, err)
 	}
 	db := sql.OpenDB(connector)
-	s := &Store{db: db, log: cfg.Log, ro: cfg.ReadOnly}
+	s := &Store{db: db, log: cfg.Log, ro: cfg.ReadOnly, threads: cfg.Threads, writeThreads: cfg.WriteThreads}
 	if !cfg.ReadOnly {
 		if _, err := db.ExecContext(ctx, schema); err != nil {
 			db.Close()
@@ -173,6 +185,16 @@ func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 	}
 	if n > 0 {
 		return nil
+	}
+	if s.writeThreads != s.threads {
+		if _, err := s.conn.ExecContext(ctx, fmt.Sprintf("SET GLOBAL threads = %d", s.writeThreads)); err != nil {
+			return fmt.Errorf("duckdb: write threads: %w", err)
+		}
+		defer func() {
+			if _, err := s.conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("SET GLOBAL threads = %d", s.threads)); err != nil {
+				s.log.Warn("duckdb: restoring the query threads failed", "error", err)
+			}
+		}()
 	}
 	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)

@@ -397,3 +397,45 @@ func TestLookupHashCollisions(t *testing.T) {
 		t.Fatalf("stats for %s: %+v %v", a, st, err)
 	}
 }
+
+// TestWriteBatchRestoresQueryThreads: a store with two query threads
+// writes with one (WriteThreads) and is back at two afterwards, with
+// every row and hash stored.
+func TestWriteBatchRestoresQueryThreads(t *testing.T) {
+	ctx := context.Background()
+	s, err := duckstore.Open(ctx, duckstore.Config{Path: filepath.Join(t.TempDir(), "t.duckdb"), MemoryLimit: "256MB", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs := records(3, 5000, time.Now().UTC().Truncate(time.Hour), time.Minute)
+	b := &accesslog.Batch{Records: recs}
+	b.Seq, b.SpoolSeq, b.Count = 1, 1, uint32(len(recs))
+	for i := range recs {
+		recs[i].Batch, recs[i].Index = b.Seq, uint32(i)
+	}
+	b.MinTime, b.MaxTime = recs[0].Time, recs[len(recs)-1].Time
+	if b.Hash, err = accesslog.ChainHash("", b.Seq, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	var threads string
+	if err := s.DB().QueryRowContext(ctx, "SELECT current_setting('threads')").Scan(&threads); err != nil {
+		t.Fatal(err)
+	}
+	if threads != "2" {
+		t.Errorf("threads after WriteBatch = %s, want 2", threads)
+	}
+	got, err := s.BatchRecords(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("stored %d rows, want %d", len(got), len(recs))
+	}
+	if h, err := accesslog.ChainHash("", b.Seq, got); err != nil || h != b.Hash {
+		t.Errorf("stored rows hash to %s (%v), want %s", h, err, b.Hash)
+	}
+}

@@ -189,6 +189,22 @@ func pollMetrics(httpAddr string, names ...string) []float64 {
 	return out
 }
 
+// peakRSSMiB is the process's peak resident set (VmHWM): Go heap, DuckDB
+// and everything else of the benchmark process.
+func peakRSSMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -252,6 +268,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "entries/s")
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries")
 	b.ReportMetric(maxBuffered, "max-unspooled-entries")
+	b.ReportMetric(peakRSSMiB(), "peak-rss-MiB")
 	// The load generator shares the cores: its CPU is the rest of the
 	// budget.
 	if ps := cmd.ProcessState; ps != nil {
