@@ -99,9 +99,9 @@ func BenchmarkCompileFull(b *testing.B) {
 				b.Fatal(err)
 			}
 			specs := make([]*Spec, len(docs))
-			parallel(len(docs), func(j int, chk *spec.CELChecker) {
+			parallel(len(docs), func(j int, w *worker) {
 				s := &Spec{Name: docs[j].Name(), Origin: docs[j].File, doc: docs[j]}
-				c.compileSpec(s, chk)
+				c.compileSpec(s, w)
 				specs[j] = s
 			})
 			res := c.assemble(rev.ID, specs)

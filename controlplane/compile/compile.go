@@ -206,8 +206,8 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 	// New or changed specs compile in parallel; each is independent of
 	// the others until assemble.
 	compiled := make([]*fileEntry, len(todo))
-	parallel(len(todo), func(j int, chk *spec.CELChecker) {
-		compiled[j] = c.compileFile(rev.Specs[todo[j]], chk)
+	parallel(len(todo), func(j int, w *worker) {
+		compiled[j] = c.compileFile(rev.Specs[todo[j]], w)
 	})
 	for j, i := range todo {
 		next[keys[i]] = compiled[j]
@@ -221,12 +221,21 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 	return c.assemble(rev.ID, all)
 }
 
-// parallel runs job(0) … job(n-1) on one worker per CPU. Each worker has
-// its own CEL checker for the run: spec validation and authz.Compile
-// share it, and specs repeat rules, so each distinct expression is
-// compiled once per worker. (If building it fails, chk is nil: validation
-// and authz then build their own environment and report the error.)
-func parallel(n int, job func(j int, chk *spec.CELChecker)) {
+// worker is what one compile goroutine keeps from one spec to the next.
+type worker struct {
+	// chk is the worker's CEL checker for the run: spec validation and
+	// authz.Compile share it, and specs repeat rules, so each distinct
+	// expression is compiled once per worker. (If building it fails, chk
+	// is nil: validation and authz then build their own environment and
+	// report the error.)
+	chk *spec.CELChecker
+	// wrap builds the sidecar resources; the TypedStructs it returns (to
+	// validate them) live until the next spec's buildSpec.
+	wrap resource.Wrapper
+}
+
+// parallel runs job(0) … job(n-1) on one worker per CPU.
+func parallel(n int, job func(j int, w *worker)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	var wg sync.WaitGroup
 	var next atomic.Int64
@@ -234,13 +243,14 @@ func parallel(n int, job func(j int, chk *spec.CELChecker)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			chk, _ := spec.NewCELChecker()
+			w := &worker{}
+			w.chk, _ = spec.NewCELChecker()
 			for {
 				j := int(next.Add(1)) - 1
 				if j >= n {
 					return
 				}
-				job(j, chk)
+				job(j, w)
 			}
 		}()
 	}
@@ -261,7 +271,7 @@ func fileKey(s source.Spec) string {
 }
 
 // compileFile parses one source spec and compiles each document in it.
-func (c *Compiler) compileFile(src source.Spec, chk *spec.CELChecker) *fileEntry {
+func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 	docs, err := spec.Parse(src.Origin, src.Data)
 	var problems spec.ErrorList
 	if err != nil && !errors.As(err, &problems) {
@@ -297,7 +307,7 @@ func (c *Compiler) compileFile(src source.Spec, chk *spec.CELChecker) *fileEntry
 		} else if len(fileWide) > 0 {
 			s.Err = fileWide
 		} else {
-			c.compileSpec(s, chk)
+			c.compileSpec(s, w)
 		}
 		fe.specs = append(fe.specs, s)
 	}
@@ -306,14 +316,14 @@ func (c *Compiler) compileFile(src source.Spec, chk *spec.CELChecker) *fileEntry
 
 // compileSpec validates one document on its own and builds and validates
 // all of its resources. On failure s.Err says what, where and why.
-func (c *Compiler) compileSpec(s *Spec, chk *spec.CELChecker) {
-	if err := spec.ValidateOneWith(s.doc, chk); err != nil {
+func (c *Compiler) compileSpec(s *Spec, w *worker) {
+	if err := spec.ValidateOneWith(s.doc, w.chk); err != nil {
 		s.Err = err
 		return
 	}
 	r := &s.doc.EdgeRoute
 	s.NodeGroups = slices.Clone(r.Spec.NodeGroups)
-	if err := c.buildSpec(s, r, chk); err != nil {
+	if err := c.buildSpec(s, r, w); err != nil {
 		s.Err = fmt.Errorf("%s: spec %s: %w", s.Origin, s.Name, err)
 		return
 	}
@@ -354,7 +364,10 @@ func (c *Compiler) loadCertificate(name string) (*tlsv3.Secret, error) {
 	return envoy.Secret(name, certPEM, keyPEM), nil
 }
 
-func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) error {
+func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
+	// The TypedStructs of the previous spec's sidecar resources were
+	// validated and dropped: their memory is free again.
+	w.wrap.Reset()
 	if t := r.Spec.TLS; t != nil {
 		sec, err := c.loadCertificate(t.Certificate)
 		if err != nil {
@@ -399,12 +412,12 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 	}
 
 	// Sidecar resources, each from its domain library's compiler.
-	pol, err := authz.CompileWith(r, chk)
+	pol, err := authz.CompileWith(r, w.chk)
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
 	s.policy = pol
-	az, azTS, err := resource.WrapTyped(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
+	az, azTS, err := w.wrap.WrapTyped(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
 	if err != nil {
 		return err
 	}
@@ -419,7 +432,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
 	}
-	rl, rlTS, err := resource.WrapTypedJSON(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rulesJSON)
+	rl, rlTS, err := w.wrap.WrapTypedJSON(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rulesJSON)
 	if err != nil {
 		return err
 	}
@@ -431,7 +444,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, chk *spec.CELChecker) e
 	if err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
-	al, alTS, err := resource.WrapTyped(resource.AccessLogPrefix+r.Metadata.Name, resource.AccessLogSettingType, logs)
+	al, alTS, err := w.wrap.WrapTyped(resource.AccessLogPrefix+r.Metadata.Name, resource.AccessLogSettingType, logs)
 	if err != nil {
 		return err
 	}

@@ -60,17 +60,42 @@ func Wrap(name, payloadType string, v any) (*corev3.TypedExtensionConfig, error)
 // resource's typed_config, so a caller can check it without decoding the
 // Any again. The TypedStruct must not be modified.
 func WrapTyped(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
-	}
-	return WrapTypedJSON(name, payloadType, raw)
+	return new(Wrapper).WrapTyped(name, payloadType, v)
 }
 
 // WrapTypedJSON is WrapTyped for a payload already encoded: raw must be
 // what json.Marshal wrote for it (a caller that also needs those bytes,
 // e.g. to hash them, then encodes only once).
 func WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
+	return new(Wrapper).WrapTypedJSON(name, payloadType, raw)
+}
+
+// A Wrapper wraps payloads as WrapTypedJSON does, but builds the
+// TypedStructs it returns in memory it reuses: they are valid only until
+// the next Reset. Use one where the TypedStructs are only looked at
+// briefly (the control plane validates them, then drops them) and many
+// payloads are wrapped, so their memory is not garbage each time. The
+// extension configs it returns own their memory and stay valid. A Wrapper
+// is used by one goroutine at a time; the zero value is ready to use.
+type Wrapper struct {
+	m messages
+}
+
+// Reset hands the memory of every TypedStruct returned so far out again:
+// they must not be used after it.
+func (w *Wrapper) Reset() { w.m.reset() }
+
+// WrapTyped is WrapTyped building the TypedStruct in w's memory.
+func (w *Wrapper) WrapTyped(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
+	}
+	return w.WrapTypedJSON(name, payloadType, raw)
+}
+
+// WrapTypedJSON is WrapTypedJSON building the TypedStruct in w's memory.
+func (w *Wrapper) WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
 	// The JSON form decoded straight into structpb values: what
 	// protojson.Unmarshal into a Struct gives (numbers as float64), at a
 	// fraction of its cost, and in the same pass the Struct's wire form,
@@ -81,7 +106,7 @@ func WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.TypedExtension
 	wire = protowire.AppendString(wire, payloadType)
 	wire = protowire.AppendTag(wire, 2, protowire.BytesType)
 	at := len(wire)
-	st, wire, err := structAndWire(raw, wire)
+	st, wire, err := w.m.structAndWire(raw, wire)
 	if err == nil {
 		// The Struct's length goes before it.
 		n := len(wire) - at

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	xdstype "github.com/cncf/xds/go/xds/type/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -160,6 +161,53 @@ func TestWrapStructMatchesProtojson(t *testing.T) {
 	for _, bad := range []any{nil, []int{1}, "s", 3} {
 		if _, err := Wrap("x", AuthzPolicyType, bad); err == nil {
 			t.Errorf("Wrap(%#v) accepted a payload that is not a JSON object", bad)
+		}
+	}
+}
+
+// A Wrapper reusing its memory gives, payload after payload, what
+// WrapTypedJSON gives, and the extension configs it returned earlier stay
+// intact after a Reset.
+func TestWrapperReuse(t *testing.T) {
+	payloads := []string{
+		`{"a":{"b":[1,2,{"c":"d"}],"e":true},"f":null,"g":"h"}`,
+		`{"x":[],"y":{},"z":[[["deep"]]]}`,
+		`{"a":{"b":[3],"e":false,"k1":"1","k2":"2","k3":"3","k4":"4","k5":"5","k6":"6","k7":"7","k8":"8","k9":"9"}}`,
+		`{"only":"one"}`,
+		`{"l":[{"m":1},{"n":2},{"o":[true,false,null,"s",-1.5e3]}]}`,
+	}
+	var w Wrapper
+	var kept []*corev3.TypedExtensionConfig
+	for round := 0; round < 3; round++ {
+		w.Reset()
+		for i := range payloads {
+			raw := []byte(payloads[(i+round)%len(payloads)])
+			tec, ts, err := w.WrapTypedJSON("x", AuthzPolicyType, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, want, err := WrapTypedJSON("x", AuthzPolicyType, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(want, ts, protocmp.Transform()); d != "" {
+				t.Fatalf("round %d, %s: reused memory gives another TypedStruct (-fresh +reused):\n%s", round, raw, d)
+			}
+			got := &xdstype.TypedStruct{}
+			if err := tec.GetTypedConfig().UnmarshalTo(got); err != nil || !proto.Equal(got, ts) {
+				t.Fatalf("round %d, %s: Any does not hold the TypedStruct (%v)", round, raw, err)
+			}
+			kept = append(kept, tec)
+		}
+	}
+	for i, tec := range kept {
+		got := &xdstype.TypedStruct{}
+		if err := tec.GetTypedConfig().UnmarshalTo(got); err != nil {
+			t.Fatal(err)
+		}
+		_, want, _ := WrapTypedJSON("x", AuthzPolicyType, []byte(payloads[(i%len(payloads)+i/len(payloads))%len(payloads)]))
+		if !proto.Equal(got, want) {
+			t.Fatalf("extension config %d changed after the Wrapper reused its memory", i)
 		}
 	}
 }

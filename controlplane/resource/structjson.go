@@ -30,14 +30,19 @@ func structFromJSON(raw []byte) (*structpb.Struct, error) {
 // the JSON's order, which json.Marshal makes deterministic). Decoding
 // those bytes gives a Struct equal to the one returned.
 func structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
-	p := jsonParser{b: raw, s: string(raw), out: dst}
+	return new(messages).structAndWire(raw, dst)
+}
+
+// structAndWire is structAndWire with the messages allocated from m.
+func (m *messages) structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
+	p := jsonParser{b: raw, s: string(raw), out: dst, m: m}
 	values, strs, objects, lists := countJSON(raw)
-	p.values = make([]structpb.Value, 0, values)
-	p.strings = make([]structpb.Value_StringValue, 0, strs)
-	p.structs = make([]structpb.Struct, 0, objects)
-	p.inStruct = make([]structpb.Value_StructValue, 0, objects)
-	p.lists = make([]structpb.ListValue, 0, lists)
-	p.inList = make([]structpb.Value_ListValue, 0, lists)
+	m.values.reserve(values)
+	m.strings.reserve(strs)
+	m.structs.reserve(objects)
+	m.inStruct.reserve(objects)
+	m.lists.reserve(lists)
+	m.inList.reserve(lists)
 	if !p.next('{') {
 		return nil, nil, errNotSimple
 	}
@@ -57,17 +62,72 @@ type jsonParser struct {
 	i   int
 	out []byte // the wire form so far
 
-	// Slabs the structpb messages of one payload are allocated from: a
-	// payload's values live and die together.
-	values   []structpb.Value
-	strings  []structpb.Value_StringValue
-	structs  []structpb.Struct
-	inStruct []structpb.Value_StructValue
-	lists    []structpb.ListValue
-	inList   []structpb.Value_ListValue
-	numbers  []structpb.Value_NumberValue
-	bools    []structpb.Value_BoolValue
+	m *messages
 }
+
+// messages are the arenas the structpb messages of payloads are allocated
+// from: the values of a payload live and die together. A Wrapper keeps
+// them from one payload to the next; otherwise each payload has its own.
+type messages struct {
+	values   arena[structpb.Value]
+	strings  arena[structpb.Value_StringValue]
+	structs  arena[structpb.Struct]
+	inStruct arena[structpb.Value_StructValue]
+	lists    arena[structpb.ListValue]
+	inList   arena[structpb.Value_ListValue]
+	numbers  arena[structpb.Value_NumberValue]
+	bools    arena[structpb.Value_BoolValue]
+}
+
+// reset makes every message allocated so far free for reuse.
+func (m *messages) reset() {
+	m.values.reset()
+	m.strings.reset()
+	m.structs.reset()
+	m.inStruct.reset()
+	m.lists.reset()
+	m.inList.reset()
+	m.numbers.reset()
+	m.bools.reset()
+}
+
+// arena hands out pointers to elements of chunks it allocates; reset
+// hands them out again. Elements are never moved or copied.
+type arena[T any] struct {
+	chunks [][]T
+	c, i   int // the next element is chunks[c][i]
+}
+
+// alloc returns an element, as it was when last handed out (or zero):
+// the caller sets every field it uses.
+func (a *arena[T]) alloc() *T {
+	for a.c < len(a.chunks) {
+		if ch := a.chunks[a.c]; a.i < len(ch) {
+			a.i++
+			return &ch[a.i-1]
+		}
+		a.c, a.i = a.c+1, 0
+	}
+	a.chunks = append(a.chunks, make([]T, 16))
+	a.i = 1
+	return &a.chunks[a.c][0]
+}
+
+// reserve makes room for n more elements in one allocation at most.
+func (a *arena[T]) reserve(n int) {
+	free := 0
+	for j := a.c; j < len(a.chunks); j++ {
+		free += len(a.chunks[j])
+	}
+	if a.c < len(a.chunks) {
+		free -= a.i
+	}
+	if free < n {
+		a.chunks = append(a.chunks, make([]T, n-free))
+	}
+}
+
+func (a *arena[T]) reset() { a.c, a.i = 0, 0 }
 
 // countJSON bounds from above how many values, strings and objects raw
 // holds, so the slabs are allocated once: every value but the outermost
@@ -92,16 +152,6 @@ func countJSON(raw []byte) (values, strs, objects, lists int) {
 		}
 	}
 	return values, strs, objects, lists
-}
-
-// slab returns a pointer to the next zero element of *s, starting a new
-// chunk when it is full (elements are never moved or copied).
-func slab[T any](s *[]T) *T {
-	if len(*s) == cap(*s) {
-		*s = make([]T, 0, 8)
-	}
-	*s = (*s)[:len(*s)+1]
-	return &(*s)[len(*s)-1]
 }
 
 // Protobuf tags (field number << 3 | wire type) of the messages written.
@@ -156,8 +206,12 @@ func (p *jsonParser) next(c byte) bool {
 
 // object parses after the opening brace, writing the Struct's fields.
 func (p *jsonParser) object() (*structpb.Struct, error) {
-	st := slab(&p.structs)
-	st.Fields = map[string]*structpb.Value{}
+	st := p.m.structs.alloc()
+	if st.Fields == nil {
+		st.Fields = map[string]*structpb.Value{}
+	} else {
+		clear(st.Fields) // a reused Struct keeps its map
+	}
 	if p.next('}') {
 		return st, nil
 	}
@@ -197,7 +251,7 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 	if p.i >= len(p.b) {
 		return nil, errNotSimple
 	}
-	v := slab(&p.values)
+	v := p.m.values.alloc()
 	switch c := p.b[p.i]; {
 	case c == '{':
 		p.i++
@@ -207,13 +261,14 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 			return nil, err
 		}
 		p.close(at)
-		sv := slab(&p.inStruct)
+		sv := p.m.inStruct.alloc()
 		sv.StructValue = st
 		v.Kind = sv
 	case c == '[':
 		p.i++
 		at := p.open(tagList)
-		l := slab(&p.lists)
+		l := p.m.lists.alloc()
+		l.Values = l.Values[:0] // a reused ListValue keeps its slice
 		if !p.next(']') {
 			for {
 				item := p.open(tagListValues)
@@ -233,7 +288,7 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 			}
 		}
 		p.close(at)
-		lv := slab(&p.inList)
+		lv := p.m.inList.alloc()
 		lv.ListValue = l
 		v.Kind = lv
 	case c == '"':
@@ -242,19 +297,21 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 			return nil, err
 		}
 		p.appendString(tagString, sb)
-		sv := slab(&p.strings)
+		sv := p.m.strings.alloc()
 		sv.StringValue = s
 		v.Kind = sv
 	case c == 't' && bytes.HasPrefix(p.b[p.i:], []byte("true")):
 		p.i += 4
 		p.out = append(p.out, tagBool, 1)
-		b := slab(&p.bools)
+		b := p.m.bools.alloc()
 		b.BoolValue = true
 		v.Kind = b
 	case c == 'f' && bytes.HasPrefix(p.b[p.i:], []byte("false")):
 		p.i += 5
 		p.out = append(p.out, tagBool, 0)
-		v.Kind = slab(&p.bools)
+		b := p.m.bools.alloc()
+		b.BoolValue = false
+		v.Kind = b
 	case c == 'n' && bytes.HasPrefix(p.b[p.i:], []byte("null")):
 		p.i += 4
 		p.out = append(p.out, tagNull, 0)
@@ -264,14 +321,14 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 		for j < len(p.b) && (p.b[j] == '-' || p.b[j] == '+' || p.b[j] == '.' || p.b[j] == 'e' || p.b[j] == 'E' || (p.b[j] >= '0' && p.b[j] <= '9')) {
 			j++
 		}
-		f, err := strconv.ParseFloat(string(p.b[p.i:j]), 64)
+		f, err := strconv.ParseFloat(p.s[p.i:j], 64)
 		if err != nil {
 			return nil, errNotSimple
 		}
 		p.i = j
 		p.out = append(p.out, tagNumber)
 		p.out = protowire.AppendFixed64(p.out, math.Float64bits(f))
-		n := slab(&p.numbers)
+		n := p.m.numbers.alloc()
 		n.NumberValue = f
 		v.Kind = n
 	default:

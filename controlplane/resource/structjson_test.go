@@ -71,8 +71,20 @@ func FuzzStructFromJSON(f *testing.F) {
 			t.Fatalf("%s (-protojson +structFromJSON):\n%s", raw, d)
 		}
 		checkWire(t, string(raw), raw)
+		// The same through a Wrapper that reuses the memory of the
+		// inputs fuzzed before.
+		fuzzWrapper.Reset()
+		_, ts, err := fuzzWrapper.WrapTypedJSON("x", AuthzPolicyType, raw)
+		if err != nil {
+			t.Fatalf("%s: Wrapper: %v", raw, err)
+		}
+		if d := cmp.Diff(want, ts.GetValue(), protocmp.Transform()); d != "" {
+			t.Fatalf("%s (-protojson +Wrapper):\n%s", raw, d)
+		}
 	})
 }
+
+var fuzzWrapper Wrapper
 
 // checkWire: the wire form structAndWire writes decodes to the Struct it
 // returns, and to what proto.Marshal of that Struct decodes to.
