@@ -16,7 +16,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -327,7 +326,9 @@ func (c *Compiler) compileSpec(s *Spec, w *worker) {
 		s.Err = fmt.Errorf("%s: spec %s: %w", s.Origin, s.Name, err)
 		return
 	}
-	raw, _ := r.CanonicalJSON()
+	// The canonical JSON form (r.CanonicalJSON, which is json.Marshal),
+	// written into the worker's memory: it is only hashed.
+	raw, _ := w.wrap.Encode(r)
 	h := sha256.New()
 	h.Write(raw)
 	if s.secret != nil {
@@ -428,7 +429,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 		return fmt.Errorf("rate limits: %w", err)
 	}
 	s.rules = rules
-	rulesJSON, err := json.Marshal(rules)
+	rulesJSON, err := w.wrap.Encode(rules)
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
 	}

@@ -29,7 +29,7 @@ func ValidateAll(m proto.Message) error { return validateAllKnown(m, nil) }
 // and a message that marshals decodes to an equal one. An entry whose type
 // does not match the Any's type URL is ignored (the Any is decoded).
 func validateAllKnown(m proto.Message, packed map[*anypb.Any]proto.Message) error {
-	w := anyWalker{packed: packed, path: make([]pathSeg, 0, 16)}
+	w := anyWalker{packed: packed, path: make([]pathSeg, 0, 8)}
 	w.validateMsg(m.ProtoReflect())
 	return errors.Join(w.errs...)
 }

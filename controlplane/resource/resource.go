@@ -13,6 +13,7 @@
 package resource
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,7 +79,24 @@ func WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.TypedExtension
 // extension configs it returns own their memory and stay valid. A Wrapper
 // is used by one goroutine at a time; the zero value is ready to use.
 type Wrapper struct {
-	m messages
+	m       messages
+	scratch []byte        // the Struct's wire form being built
+	buf     bytes.Buffer  // Encode's output
+	enc     *json.Encoder // writes to buf
+}
+
+// Encode is json.Marshal(v) written into w's memory: the bytes are valid
+// until the next Encode or WrapTyped.
+func (w *Wrapper) Encode(v any) ([]byte, error) {
+	if w.enc == nil {
+		w.enc = json.NewEncoder(&w.buf)
+	}
+	w.buf.Reset()
+	if err := w.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := w.buf.Bytes()
+	return b[:len(b)-1], nil // Encode adds a newline; json.Marshal does not
 }
 
 // Reset hands the memory of every TypedStruct returned so far out again:
@@ -87,7 +105,7 @@ func (w *Wrapper) Reset() { w.m.reset() }
 
 // WrapTyped is WrapTyped building the TypedStruct in w's memory.
 func (w *Wrapper) WrapTyped(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
-	raw, err := json.Marshal(v)
+	raw, err := w.Encode(v)
 	if err != nil {
 		return nil, nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
 	}
@@ -101,18 +119,16 @@ func (w *Wrapper) WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.T
 	// fraction of its cost, and in the same pass the Struct's wire form,
 	// so the Any needs no proto.Marshal. structAndWire is the fast path;
 	// encoding/json decodes what it does not take.
-	wire := make([]byte, 0, len(payloadType)+16+len(raw)+len(raw)/2)
-	wire = protowire.AppendTag(wire, 1, protowire.BytesType)
-	wire = protowire.AppendString(wire, payloadType)
-	wire = protowire.AppendTag(wire, 2, protowire.BytesType)
-	at := len(wire)
-	st, wire, err := w.m.structAndWire(raw, wire)
+	st, structWire, err := w.m.structAndWire(raw, w.scratch[:0])
 	if err == nil {
-		// The Struct's length goes before it.
-		n := len(wire) - at
-		wire = append(wire, make([]byte, protowire.SizeVarint(uint64(n)))...)
-		copy(wire[at+protowire.SizeVarint(uint64(n)):], wire[at:at+n])
-		protowire.AppendVarint(wire[:at], uint64(n))
+		w.scratch = structWire
+		// The TypedStruct: type_url, then the Struct.
+		n := len(payloadType) + len(structWire)
+		wire := make([]byte, 0, 2+protowire.SizeVarint(uint64(len(payloadType)))+protowire.SizeVarint(uint64(len(structWire)))+n)
+		wire = protowire.AppendTag(wire, 1, protowire.BytesType)
+		wire = protowire.AppendString(wire, payloadType)
+		wire = protowire.AppendTag(wire, 2, protowire.BytesType)
+		wire = protowire.AppendBytes(wire, structWire)
 		ts := &v3.TypedStruct{TypeUrl: payloadType, Value: st}
 		a := &anypb.Any{TypeUrl: typedStructURL, Value: wire}
 		return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, ts, nil

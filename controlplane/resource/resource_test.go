@@ -211,3 +211,25 @@ func TestWrapperReuse(t *testing.T) {
 		}
 	}
 }
+
+// Encode writes what json.Marshal writes.
+func TestWrapperEncodeIsMarshal(t *testing.T) {
+	var w Wrapper
+	for _, v := range []any{
+		payload{Name: "<a&b>", Requests: 1, Labels: map[string]string{"z": "1", "a": "\u2028"}},
+		map[string]any{"f": 1.5e-7, "n": nil, "l": []int{1, 2}},
+		"plain",
+	} {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := w.Encode(v)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("Encode(%v) = %s, %v; json.Marshal gives %s", v, got, err, want)
+		}
+	}
+	if _, err := w.Encode(func() {}); err == nil {
+		t.Fatal("Encode of a func succeeded")
+	}
+}
