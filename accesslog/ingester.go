@@ -344,6 +344,11 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 	// behind or the rate is high.
 	var acc []Record
 	var accLast uint64
+	// spare is acc's array after a write, cleared so that it keeps no
+	// record strings alive: the store keeps no reference to the records
+	// (Store.WriteBatch), so the next batch reuses it instead of growing a
+	// new one (up to StoreBatch records, kept for the process's life).
+	var spare []Record
 	flushAcc := func() error {
 		if len(acc) == 0 {
 			return nil
@@ -352,7 +357,8 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 		if err == nil {
 			expected = accLast + 1
 		}
-		acc = nil
+		clear(acc)
+		spare, acc = acc[:0], nil
 		return err
 	}
 	// hint is how many records are known to follow (acc's first capacity).
@@ -367,7 +373,11 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			}
 		}
 		if len(acc) == 0 {
-			acc = make([]Record, 0, max(len(recs), min(in.cfg.StoreBatch, hint)))
+			if n := max(len(recs), min(in.cfg.StoreBatch, hint)); cap(spare) >= n {
+				acc, spare = spare, nil
+			} else {
+				acc = make([]Record, 0, n)
+			}
 		}
 		acc = append(acc, recs...)
 		accLast = seq

@@ -70,7 +70,8 @@ func ChainHash(prevHex string, seq uint64, recs []Record) (string, error) {
 type Store interface {
 	// WriteBatch stores the records and header of one batch as one unit:
 	// after an error nothing of it is visible, or a retry with the same
-	// batch replaces what was left.
+	// batch replaces what was left. It keeps no reference to b.Records
+	// after it returns (the Ingester reuses the slice).
 	WriteBatch(ctx context.Context, b *Batch) error
 	// Head returns the last stored header of a writer's chain, or a zero
 	// header when it has none.
