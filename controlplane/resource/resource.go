@@ -1,7 +1,7 @@
 // Package resource is the wire contract between the control plane and the
 // sidecars: which xDS resource types carry sidecar config, how they are
-// named, and how a payload is wrapped. It holds no state and imports no
-// Gatehouse package, so both sides can depend on it.
+// named, and how a payload is wrapped. It keeps no global state and
+// imports no Gatehouse package, so both sides can depend on it.
 //
 // Sidecar payloads travel as envoy.config.core.v3.TypedExtensionConfig
 // resources (the ECDS type, which carries a name) whose typed_config is an
@@ -9,7 +9,8 @@
 // google.protobuf.Struct built from its JSON form. One resource per spec and
 // concern, named "<prefix><spec name>", so one changed spec changes one
 // resource. The RateLimitConfig of domain "gatehouse" is served as well, for
-// envoyproxy/ratelimit.
+// envoyproxy/ratelimit. A Wrapper does the wrapping in memory it reuses,
+// for the control plane's compile workers.
 package resource
 
 import (
