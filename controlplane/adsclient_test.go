@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
 )
 
 // Type URLs the fleet subscribes to.
@@ -64,7 +65,7 @@ func startControlPlane(t *testing.T, cfg controlplane.Config, specs map[string]s
 		t.Fatal(err)
 	}
 	h.addr = l.Addr().String()
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(xds.ServerOptions()...)
 	cp.RegisterXDS(gs)
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -41,9 +41,12 @@ type Config struct {
 	// fleet follows after Soak without a NACK from the canary.
 	CanaryGroup string
 	Soak        time.Duration // default 60s
-	Log         *slog.Logger
-	Registry    *prometheus.Registry // required
-	Now         func() time.Time
+	// CertPoll is how often Compile.CertDir is checked for renewed
+	// certificates (default 10s; negative: never).
+	CertPoll time.Duration
+	Log      *slog.Logger
+	Registry *prometheus.Registry // required
+	Now      func() time.Time
 }
 
 // ControlPlane is one running pipeline.
@@ -60,6 +63,11 @@ type ControlPlane struct {
 	pending   *source.Revision
 	notify    chan struct{}
 	nacks     chan xds.NACK
+	certs     chan struct{}
+
+	// lastRev is the last revision compiled (without its deletions);
+	// owned by the loop goroutine.
+	lastRev *source.Revision
 
 	stateMu sync.Mutex
 	state   State
@@ -106,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		reports:  make(chan []report, 64),
 		notify:   make(chan struct{}, 1),
 		nacks:    make(chan xds.NACK, 1024),
+		certs:    make(chan struct{}, 1),
 	}
 	cp.xds = xds.New(ctx, xds.Options{
 		Log:      log,
@@ -139,6 +148,13 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { cp.reportLoop(ctx); return nil })
 	g.Go(func() error { cp.loop(ctx); return nil })
+	if cp.cfg.Compile.CertDir != "" && cp.cfg.CertPoll >= 0 {
+		every := cp.cfg.CertPoll
+		if every == 0 {
+			every = 10 * time.Second
+		}
+		g.Go(func() error { cp.watchCerts(ctx, every); return nil })
+	}
 	return g.Wait()
 }
 
@@ -201,6 +217,8 @@ func (cp *ControlPlane) loop(ctx context.Context) {
 			}
 		case <-soak.C:
 			cp.promote(ctx)
+		case <-cp.certs:
+			cp.certsChanged()
 		}
 	}
 }

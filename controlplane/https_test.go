@@ -23,6 +23,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
@@ -206,5 +207,83 @@ func TestNoCertDirNoHTTPS(t *testing.T) {
 	lds := c.recv(ldsType)
 	if got := names(t, lds, func() *listenerv3.Listener { return &listenerv3.Listener{} }); !slices.Equal(got, []string{"gatehouse_http"}) {
 		t.Fatalf("LDS = %v", got)
+	}
+}
+
+// TestRenewedCertificateIsServed: a certificate renewed in the cert dir
+// reaches Envoy over SDS without a spec change or a restart, and a spec
+// that named a certificate not there yet is published once it appears.
+func TestRenewedCertificateIsServed(t *testing.T) {
+	certDir := t.TempDir()
+	writeCert(t, certDir, "shop-cert", "shop.example.com")
+	cfg := controlplane.Config{CertPoll: 20 * time.Millisecond}
+	cfg.Compile.CertDir = certDir
+	h := startControlPlane(t, cfg, map[string]string{
+		"shop.yaml":  withTLS(specYAML("shop", "shop.example.com", "127.0.0.1:9080"), "shop-cert"),
+		"later.yaml": withTLS(specYAML("later", "later.example.com", "127.0.0.1:9081"), "later-cert"),
+	})
+	c := dialADS(t, h.addr, "envoy-1", "edge")
+	secret := func(resp *discoveryv3.DiscoveryResponse) *tlsv3.Secret {
+		t.Helper()
+		if len(resp.GetResources()) != 1 {
+			t.Fatalf("SDS = %v", resp.GetResources())
+		}
+		sec := &tlsv3.Secret{}
+		if err := resp.GetResources()[0].UnmarshalTo(sec); err != nil {
+			t.Fatal(err)
+		}
+		return sec
+	}
+	c.send(sdsType, []string{"shop-cert"}, "", "", "")
+	first := c.recv(sdsType)
+	secret(first)
+	c.send(sdsType, []string{"shop-cert"}, first.GetVersionInfo(), first.GetNonce(), "")
+
+	// Renew shop-cert and add later-cert.
+	certPEM, keyPEM := writeCert(t, certDir, "shop-cert", "shop.example.com")
+	writeCert(t, certDir, "later-cert", "later.example.com")
+	renewed := c.recv(sdsType)
+	if renewed.GetVersionInfo() == first.GetVersionInfo() {
+		t.Fatalf("renewed secret sent at the old version %q", first.GetVersionInfo())
+	}
+	tc := secret(renewed).GetTlsCertificate()
+	if !bytes.Equal(tc.GetCertificateChain().GetInlineBytes(), certPEM) || !bytes.Equal(tc.GetPrivateKey().GetInlineBytes(), keyPEM) {
+		t.Fatal("SDS after renewal does not carry the renewed certificate and key")
+	}
+	c.send(sdsType, []string{"shop-cert"}, renewed.GetVersionInfo(), renewed.GetNonce(), "")
+
+	// A mismatched pair (the certificate of one key, another key) would
+	// take shop down: refused, shop stays published on the pair it has.
+	badCert, _ := writeCert(t, t.TempDir(), "x", "shop.example.com")
+	if err := os.WriteFile(filepath.Join(certDir, "shop-cert.crt"), badCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); h.cp.State().CertError == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a mismatched renewal was not refused")
+		}
+	}
+	if st := h.cp.State(); !strings.Contains(st.CertError, "shop") {
+		t.Fatalf("cert error = %q", st.CertError)
+	}
+	// Fixed: the good pair goes out and the error clears.
+	certPEM, _ = writeCert(t, certDir, "shop-cert", "shop.example.com")
+	fixed := c.recv(sdsType)
+	if !bytes.Equal(secret(fixed).GetTlsCertificate().GetCertificateChain().GetInlineBytes(), certPEM) {
+		t.Fatal("SDS after the fix does not carry the fixed certificate")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		published := 0
+		for _, s := range h.cp.State().Specs {
+			if s.Published {
+				published++
+			}
+		}
+		if published == 2 && h.cp.State().CertError == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after later-cert appeared: %+v", h.cp.State().Specs)
+		}
 	}
 }

@@ -9,6 +9,7 @@ type metrics struct {
 	nacksDropped   prometheus.Counter
 	reportsDropped prometheus.Counter
 	reportErrors   prometheus.Counter
+	certRefusals   prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -32,7 +33,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		reportErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_controlplane_report_errors_total", Help: "Spec status reports the reporter failed to deliver.",
 		}),
+		certRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_controlplane_cert_refusals_total", Help: "Certificate directory changes refused because they would break published specs.",
+		}),
 	}
-	reg.MustRegister(m.compileSeconds, m.specs, m.nacks, m.nacksDropped, m.reportsDropped, m.reportErrors)
+	reg.MustRegister(m.compileSeconds, m.specs, m.nacks, m.nacksDropped, m.reportsDropped, m.reportErrors, m.certRefusals)
 	return m
 }

@@ -28,6 +28,9 @@ type State struct {
 	// Refused is set when the newest compile was not published (empty,
 	// or a node group's config failed to build).
 	Refused string `json:"refused,omitempty"`
+	// CertError is set while a change of the certificate directory is
+	// refused because it would break published specs.
+	CertError string `json:"cert_error,omitempty"`
 }
 
 // SpecStatus is one spec of the newest revision.
@@ -60,6 +63,9 @@ func (cp *ControlPlane) State() State {
 // rebuild compiles rev and publishes it (to everyone, or to the canary).
 // It reports whether a canary soak started.
 func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
+	last := rev
+	last.Deleted = nil
+	cp.lastRev = &last
 	start := time.Now()
 	res := cp.compiler.Compile(rev)
 	took := time.Since(start)
@@ -100,6 +106,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	}
 	cp.stateMu.Lock()
 	prev := cp.state.Rollout
+	st.CertError = cp.state.CertError
 	cp.state = st
 	switch {
 	case err != nil:

@@ -62,6 +62,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.HTTPAddress, "listener-addr", compile.DefaultHTTPAddress, "address the Envoy HTTP listener binds on the fleet")
 	f.StringVar(&cfg.Compile.HTTPSAddress, "https-listener-addr", compile.DefaultHTTPSAddress, "address the Envoy HTTPS listener binds on the fleet (there is one only when a spec names a certificate)")
 	f.StringVar(&cfg.Compile.CertDir, "cert-dir", "", "directory of the certificates specs name in spec.tls.certificate, as NAME.crt and NAME.key (PEM), served to Envoy over SDS (empty: specs naming a certificate fail)")
+	f.DurationVar(&cfg.CertPoll, "cert-poll", 10*time.Second, "how often --cert-dir is checked for renewed or new certificates, which are then pushed over SDS (negative: never)")
 	f.StringVar(&cfg.Compile.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address as seen from Envoy (cluster gatehouse_authz)")
 	f.StringVar(&cfg.Compile.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address as seen from Envoy (cluster gatehouse_ratelimit)")
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
