@@ -50,8 +50,9 @@ type Ingester struct {
 
 	mu           sync.Mutex
 	pending      []Record
-	pendingSince time.Time // when the oldest pending record was added
-	lastTake     int       // records the last flush took (spool goroutine only)
+	pendingSince time.Time     // when the oldest pending record was added
+	flushed      chan struct{} // closed (and replaced) when a flush has written and fsynced what it took
+	lastTake     int           // records the last flush took (spool goroutine only)
 	kick         chan struct{}
 
 	handoff chan memBatch
@@ -124,6 +125,7 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	in := &Ingester{
 		cfg: cfg, log: cfg.Log, m: cfg.Metrics, spool: sp, head: head,
 		kick:    make(chan struct{}, 1),
+		flushed: make(chan struct{}),
 		handoff: make(chan memBatch, 1024),
 	}
 	in.spilled.Store(sp.nextSeq() - 1) // what a previous run left is on disk only
@@ -154,6 +156,31 @@ func (in *Ingester) Add(recs ...Record) {
 		default:
 		}
 	}
+}
+
+// Admit is called by a receiver before it reads more entries. While the
+// oldest entry not yet spooled has waited longer than FlushInterval/2 (the
+// spool goroutine is late: starved of CPU, or a slow fsync), it waits for
+// the next flush to finish, at most FlushInterval, so that senders slow
+// down (gRPC flow control) instead of the crash-loss window growing. It
+// never waits on the store.
+func (in *Ingester) Admit(ctx context.Context) {
+	in.mu.Lock()
+	late := len(in.pending) > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
+	flushed := in.flushed
+	in.mu.Unlock()
+	if !late {
+		return
+	}
+	start := time.Now()
+	t := time.NewTimer(in.cfg.FlushInterval)
+	defer t.Stop()
+	select {
+	case <-flushed:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	in.m.Throttled.Add(time.Since(start).Seconds())
 }
 
 // Head is the last batch header written by this ingester (or found at
@@ -228,9 +255,11 @@ func (in *Ingester) flush(buf *[]byte) {
 	// at the size of the last take, so Add rarely grows it.
 	next := make([]Record, 0, in.lastTake)
 	in.mu.Lock()
-	pending, since := in.pending, in.pendingSince
+	pending, since, flushed := in.pending, in.pendingSince, in.flushed
 	in.pending = next
+	in.flushed = make(chan struct{})
 	in.mu.Unlock()
+	defer close(flushed)
 	in.lastTake = len(pending)
 	var written []memBatch
 	for _, recs := range splitByDay(pending) {

@@ -19,6 +19,7 @@ type Metrics struct {
 	Backlog     prometheus.Gauge       // spool batches not yet stored
 	WriteTime   prometheus.Histogram   // seconds per batch write to the store
 	BatchSize   prometheus.Histogram   // entries per stored batch
+	Throttled   prometheus.Counter     // seconds ALS streams waited for a late spool flush (Ingester.Admit)
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -38,12 +39,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Backlog:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_backlog_batches", Help: "Spooled batches not yet stored."}),
 		WriteTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_store_write_seconds", Help: "Time per batch write to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		BatchSize:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_batch_entries", Help: "Entries per stored batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+		Throttled:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_receive_throttled_seconds_total", Help: "Seconds ALS streams waited before reading on because the spool flush was late (backpressure to Envoy)."}),
 	}
 	for _, r := range []string{"buffer_full", "spool_full", "spool_error"} {
 		m.Dropped.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize)
+		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize, m.Throttled)
 	}
 	return m
 }

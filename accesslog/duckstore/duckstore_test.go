@@ -439,3 +439,37 @@ func TestWriteBatchRestoresQueryThreads(t *testing.T) {
 		t.Errorf("stored rows hash to %s (%v), want %s", h, err, b.Hash)
 	}
 }
+
+// TestAdmitHoldsBackWhileTheSpoolIsLate: a receiver is held back (and the
+// wait counted) while entries wait for a late spool flush, not when the
+// spool is on time; held-back entries are still stored.
+func TestAdmitHoldsBackWhileTheSpoolIsLate(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := accesslog.NewMetrics(prometheus.NewRegistry())
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, SpoolDir: filepath.Join(dir, "spool"), FlushInterval: 40 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Admit(ctx) // nothing pending
+	if got := testutil.ToFloat64(m.Throttled); got != 0 {
+		t.Fatalf("throttled %v s with nothing pending", got)
+	}
+	// The spool goroutine is not running yet: the entry's flush is late.
+	in.Add(records(5, 1, time.Now().UTC(), time.Second)...)
+	time.Sleep(30 * time.Millisecond)
+	in.Admit(ctx)
+	if got := testutil.ToFloat64(m.Throttled); got <= 0 {
+		t.Fatalf("not throttled while the spool was late")
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	waitFor(t, "the held-back entry stored", func() bool { return testutil.ToFloat64(m.Stored) == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

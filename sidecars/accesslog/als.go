@@ -18,7 +18,9 @@ import (
 )
 
 // alsServer receives Envoy's access-log streams. Recv never waits on
-// storage: records go into the Ingester's bounded buffer.
+// storage: records go into the Ingester's bounded buffer; only a late
+// spool flush holds the next read back, for at most FlushInterval
+// (Ingester.Admit).
 type alsServer struct {
 	accesslogv3.UnimplementedAccessLogServiceServer
 	settings *settingsHolder
@@ -88,6 +90,9 @@ func (s *alsServer) streamRaw(stream grpc.ServerStream) error {
 			return status.Errorf(codes.InvalidArgument, "access-log message: %v", err)
 		}
 		s.add(recs, sampled)
+		// A late spool flush holds the next read back (flow control)
+		// rather than let the crash-loss window grow.
+		s.ing.Admit(stream.Context())
 	}
 }
 
