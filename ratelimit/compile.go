@@ -184,6 +184,7 @@ func RateLimitConfig(rules []*SpecRules) (*rlsconfv3.RateLimitConfig, []string) 
 	var warnings []string
 	sorted := append([]*SpecRules(nil), rules...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Spec < sorted[j].Spec })
+	idx := map[protoKey]*rlsconfv3.RateLimitDescriptor{}
 	for _, sr := range sorted {
 		for _, l := range sr.Limits {
 			id := l.Route + "/" + l.Name
@@ -202,7 +203,7 @@ func RateLimitConfig(rules []*SpecRules) (*rlsconfv3.RateLimitConfig, []string) 
 				continue
 			}
 			pol := &rlsconfv3.RateLimitPolicy{Unit: unit, RequestsPerUnit: l.Requests, Name: id}
-			protoInsert(&out.Descriptors, l.Descriptor, pol, l.Shadow)
+			protoInsert(idx, nil, &out.Descriptors, l.Descriptor, pol, l.Shadow)
 		}
 	}
 	return out, warnings
@@ -212,18 +213,22 @@ func protoUnitOf(w time.Duration) (rlsconfv3.RateLimitUnit, bool) {
 	return config.ProtoUnit(&config.Policy{Window: w})
 }
 
-func protoInsert(level *[]*rlsconfv3.RateLimitDescriptor, path []DescriptorEntry, pol *rlsconfv3.RateLimitPolicy, shadow bool) {
+// protoKey names a descriptor by its parent (nil at the top) and its
+// key/value, so protoInsert finds an existing one without scanning its
+// level (thousands of routes share the top level).
+type protoKey struct {
+	parent     *rlsconfv3.RateLimitDescriptor
+	key, value string
+}
+
+func protoInsert(idx map[protoKey]*rlsconfv3.RateLimitDescriptor, parent *rlsconfv3.RateLimitDescriptor, level *[]*rlsconfv3.RateLimitDescriptor, path []DescriptorEntry, pol *rlsconfv3.RateLimitPolicy, shadow bool) {
 	e := path[0]
-	var d *rlsconfv3.RateLimitDescriptor
-	for _, c := range *level {
-		if c.Key == e.Key && c.Value == e.Value {
-			d = c
-			break
-		}
-	}
+	k := protoKey{parent, e.Key, e.Value}
+	d := idx[k]
 	if d == nil {
 		d = &rlsconfv3.RateLimitDescriptor{Key: e.Key, Value: e.Value}
 		*level = append(*level, d)
+		idx[k] = d
 	}
 	if len(path) == 1 {
 		if d.RateLimit == nil {
@@ -231,7 +236,7 @@ func protoInsert(level *[]*rlsconfv3.RateLimitDescriptor, path []DescriptorEntry
 		}
 		return
 	}
-	protoInsert(&d.Descriptors, path[1:], pol, shadow)
+	protoInsert(idx, d, &d.Descriptors, path[1:], pol, shadow)
 }
 
 // NewForSpecs builds a Service serving domain "gatehouse" from the rules
