@@ -115,7 +115,12 @@ var errShort = errors.New("truncated record")
 
 // DecodeBinary reads one record written by AppendBinary from b and returns
 // the rest of b.
-func (r *Record) DecodeBinary(b []byte) ([]byte, error) {
+func (r *Record) DecodeBinary(b []byte) ([]byte, error) { return r.decodeBinary(b, "") }
+
+// decodeBinary is DecodeBinary; with back set, b is a suffix of back's
+// bytes and the record's strings are cut from back instead of copied
+// (one allocation per spool frame instead of one per field).
+func (r *Record) decodeBinary(b []byte, back string) ([]byte, error) {
 	var err error
 	next := func() uint64 {
 		v, n := binary.Uvarint(b)
@@ -144,7 +149,13 @@ func (r *Record) DecodeBinary(b []byte) ([]byte, error) {
 			err = errShort
 			return ""
 		}
-		s := string(b[:l])
+		var s string
+		if back != "" {
+			off := len(back) - len(b)
+			s = back[off : off+int(l)]
+		} else {
+			s = string(b[:l])
+		}
 		b = b[l:]
 		return s
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // spool is the on-disk segment log every batch passes through before it
@@ -160,8 +161,11 @@ func encodeBatch(buf []byte, seq uint64, recs []Record) []byte {
 	return buf
 }
 
-// decodeBatch reverses encodeBatch.
+// decodeBatch reverses encodeBatch. The records' strings share one copy
+// of the payload.
 func decodeBatch(payload []byte) (uint64, []Record, error) {
+	back := string(payload)
+	payload = unsafe.Slice(unsafe.StringData(back), len(back)) // read only
 	seq, k := binary.Uvarint(payload)
 	if k <= 0 {
 		return 0, nil, errors.New("spool frame: no seq")
@@ -175,7 +179,7 @@ func decodeBatch(payload []byte) (uint64, []Record, error) {
 	recs := make([]Record, n)
 	var err error
 	for i := range recs {
-		if payload, err = recs[i].DecodeBinary(payload); err != nil {
+		if payload, err = recs[i].decodeBinary(payload, back); err != nil {
 			return 0, nil, fmt.Errorf("spool frame %d record %d: %w", seq, i, err)
 		}
 	}

@@ -35,10 +35,10 @@ func (p *Policy) FromHTTPWire(node, group string, b []byte) (Record, error) {
 // one per stream; it is not safe for concurrent use.
 type WireDecoder struct {
 	w     wireHTTP
-	block []byte // the current string block; only appended to
-	keys  []byte // scratch: lower-cased header names
-	vals  []byte // scratch: masked header values
-	json  []byte // scratch: the headers JSON
+	block strings.Builder // the current string block; only appended to
+	keys  []byte          // scratch: lower-cased header names
+	vals  []byte          // scratch: masked header values
+	json  []byte          // scratch: the headers JSON
 	kept  []wireKV
 }
 
@@ -621,12 +621,16 @@ func (d *WireDecoder) str(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	if cap(d.block)-len(d.block) < len(b) {
-		d.block = make([]byte, 0, max(32<<10, len(b)))
+	// A strings.Builder grows without zeroing its buffer (a made []byte
+	// is zeroed first: a tenth of the decoder's time), and what it holds
+	// is never written again, so the cut strings stay valid.
+	if d.block.Cap()-d.block.Len() < len(b) {
+		d.block = strings.Builder{}
+		d.block.Grow(max(32<<10, len(b)))
 	}
-	start := len(d.block)
-	d.block = append(d.block, b...)
-	return unsafe.String(&d.block[start], len(b))
+	start := d.block.Len()
+	d.block.Write(b)
+	return d.block.String()[start:]
 }
 
 // wireHeaders is headers over the entries of the map as sent: a key sent
