@@ -20,29 +20,19 @@ type deltaWatch struct {
 // otherwise parks the watch until a snapshot of its group changes
 // something for it.
 func (c *sharedCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
-	name := GroupHash{}.ID(req.GetNode())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g := c.group(name)
-	w := deltaWatch{req: req, sub: sub, out: out}
-	if g.snap != nil {
-		resp, err := g.delta(w)
-		if err != nil {
-			return nil, err
-		}
-		if resp != nil {
-			out <- resp // the server's channel has room for one answer per type
-			return func() {}, nil
-		}
+	g := c.group(GroupHash{}.ID(req.GetNode()))
+	return answerOrPark(c, g, g.deltas, deltaWatch{req: req, sub: sub, out: out}, g.deltaAnswer)
+}
+
+// deltaAnswer is delta in the shape answer and answerOrPark take.
+func (g *sharedGroup) deltaAnswer(w deltaWatch) (cachev3.DeltaResponse, bool, error) {
+	resp, err := g.delta(w)
+	if err != nil || resp == nil {
+		return nil, false, err
 	}
-	c.nextID++
-	id := c.nextID
-	g.deltas[id] = w
-	return func() {
-		c.mu.Lock()
-		delete(g.deltas, id)
-		c.mu.Unlock()
-	}, nil
+	return resp, true, nil
 }
 
 // delta is the answer to w from the group's snapshot, nil when there is

@@ -94,37 +94,10 @@ func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev
 	defer c.mu.Unlock()
 	g := c.group(group)
 	g.snap, g.types = snap, nil
-	for id, w := range g.watches {
-		if snap.GetVersion(w.req.GetTypeUrl()) == w.req.GetVersionInfo() {
-			continue
-		}
-		resp, err := g.response(w)
-		if err != nil {
-			return err
-		}
-		delete(g.watches, id)
-		select {
-		case w.out <- resp:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := answer(ctx, g.watches, g.sotw); err != nil {
+		return err
 	}
-	for id, w := range g.deltas {
-		resp, err := g.delta(w)
-		if err != nil {
-			return err
-		}
-		if resp == nil {
-			continue
-		}
-		delete(g.deltas, id)
-		select {
-		case w.out <- resp:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return answer(ctx, g.deltas, g.deltaAnswer)
 }
 
 // ClearSnapshot forgets a group's snapshot; its open watches stay open.
@@ -138,37 +111,74 @@ func (c *sharedCache) ClearSnapshot(group string) {
 }
 
 // CreateWatch answers at once when the node is behind or lacks a
-// subscribed resource, and otherwise parks the watch until the next
-// snapshot of the node's group.
+// subscribed resource, and otherwise parks the watch until a snapshot of
+// the node's group changes that.
 func (c *sharedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
-	name := GroupHash{}.ID(req.GetNode())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g := c.group(name)
-	w := sotwWatch{req: req, sub: sub, out: out}
-	behind := false
-	if g.snap != nil {
-		var err error
-		if behind, err = g.behind(w); err != nil {
-			return nil, err
-		}
+	g := c.group(GroupHash{}.ID(req.GetNode()))
+	return answerOrPark(c, g, g.watches, sotwWatch{req: req, sub: sub, out: out}, g.sotw)
+}
+
+// sotw is the answer to w, if it needs one.
+func (g *sharedGroup) sotw(w sotwWatch) (cachev3.Response, bool, error) {
+	if behind, err := g.behind(w); err != nil || !behind {
+		return nil, false, err
 	}
-	if behind {
-		resp, err := g.response(w)
+	resp, err := g.response(w)
+	return resp, err == nil, err
+}
+
+// A watch is a parked SotW or delta request; R is its kind of answer.
+type watch[R any] interface{ channel() chan R }
+
+func (w sotwWatch) channel() chan cachev3.Response       { return w.out }
+func (w deltaWatch) channel() chan cachev3.DeltaResponse { return w.out }
+
+// answerOrPark sends w its answer now if respond has one, and otherwise
+// keeps it in m until answer or the stream's cancel removes it. The
+// server's channel always has room for the one answer of a new watch.
+// Caller holds c.mu.
+func answerOrPark[W watch[R], R any](c *sharedCache, g *sharedGroup, m map[int64]W, w W, respond func(W) (R, bool, error)) (func(), error) {
+	if g.snap != nil {
+		resp, ok, err := respond(w)
 		if err != nil {
 			return nil, err
 		}
-		out <- resp // the server's channel has room for the one answer of a new watch
-		return func() {}, nil
+		if ok {
+			w.channel() <- resp
+			return func() {}, nil
+		}
 	}
 	c.nextID++
 	id := c.nextID
-	g.watches[id] = w
+	m[id] = w
 	return func() {
 		c.mu.Lock()
-		delete(g.watches, id)
+		delete(m, id)
 		c.mu.Unlock()
 	}, nil
+}
+
+// answer sends each watch of m the answer respond has for it, if any, and
+// forgets the watches answered. Caller holds c.mu.
+func answer[W watch[R], R any](ctx context.Context, m map[int64]W, respond func(W) (R, bool, error)) error {
+	for id, w := range m {
+		resp, ok, err := respond(w)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		delete(m, id)
+		select {
+		case w.channel() <- resp:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // behind reports whether w must be answered from the group's snapshot now.
