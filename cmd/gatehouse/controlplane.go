@@ -21,6 +21,7 @@ func newControlplaneCmd() *cobra.Command {
 		ref                string
 		srcOpts            source.Options
 		logc               telemetry.LogConfig
+		gogc               int
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane",
@@ -34,6 +35,10 @@ func newControlplaneCmd() *cobra.Command {
 			if ref == "" {
 				return fmt.Errorf("--source is required (file:DIR, s3://bucket/prefix or broker:<store URL>; env GATEHOUSE_CONTROLPLANE_SOURCE)")
 			}
+			// Pushing a change to thousands of nodes allocates per stream;
+			// with Go's default GOGC=100 the collector takes a fifth of
+			// the CPU of a push (docs/PERFORMANCE.md, fleet convergence).
+			applyGOGC(gogc)
 			ctx := cmd.Context()
 			srcOpts.Log = log
 			src, rep, err := source.Open(ctx, ref, srcOpts)
@@ -68,6 +73,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
 	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
+	gogcFlag(f, &gogc, 400)
 	f.StringVar(&logc.Format, "log-format", "text", "text|json")
 	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
 	return cmd

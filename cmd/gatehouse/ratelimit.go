@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -30,9 +29,7 @@ func newRatelimitCmd() *cobra.Command {
 			// GOGC=100 the collector runs every few milliseconds under
 			// load and costs about a third of the CPU per request. An
 			// explicit GOGC in the environment wins.
-			if _, set := os.LookupEnv("GOGC"); !set && gogc != 0 {
-				debug.SetGCPercent(gogc)
-			}
+			applyGOGC(gogc)
 			return rlsidecar.Run(cmd.Context(), cfg)
 		},
 	}
@@ -53,7 +50,7 @@ func newRatelimitCmd() *cobra.Command {
 	f.BoolVar(&cfg.GlobalShadowMode, "shadow-mode", false, "count and report, never answer OVER_LIMIT")
 	f.BoolVar(&cfg.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset headers")
 	f.StringVar(&cfg.KeyPrefix, "key-prefix", "", "prefix of every Redis key (envoyproxy's CACHE_KEY_PREFIX)")
-	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for this process (Go's GOGC; the GOGC variable wins; 0 keeps Go's default)")
+	gogcFlag(f, &gogc, 400)
 	f.StringVar(&logc.Format, "log-format", "text", "text|json")
 	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
 	return cmd
