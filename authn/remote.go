@@ -188,6 +188,9 @@ func (r *RemoteJWKS) fetchShared(ctx context.Context) {
 // flight, so fetches never overlap.
 func (r *RemoteJWKS) fetch(ctx context.Context) {
 	err := r.fetchOnce(ctx)
+	if err != nil && ctx.Err() != nil {
+		return // shutting down: not a failure of the JWKS endpoint
+	}
 	if m := r.cfg.Metrics; m != nil {
 		res := "success"
 		if err != nil {
