@@ -574,8 +574,8 @@ func checkAuthzReferences(s *Spec, packed envoy.Packed) error {
 		seen[id] = true
 		rp, ok := pols[id]
 		a := rt.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter]
-		per, ok := packed[a].(*extauthzv3.ExtAuthzPerRoute)
-		if !ok || !a.MessageIs(per) {
+		per, known := packed[a].(*extauthzv3.ExtAuthzPerRoute)
+		if !known || !a.MessageIs(per) {
 			per = &extauthzv3.ExtAuthzPerRoute{}
 			if err := a.UnmarshalTo(per); err != nil {
 				return fmt.Errorf("route %s: ext_authz per-route config: %w", id, err)

@@ -159,10 +159,10 @@ const (
 	tagStructFields = 1<<3 | 2 // Struct.fields, map entry
 	tagEntryKey     = 1<<3 | 2
 	tagEntryValue   = 2<<3 | 2
-	tagNull         = 1<<3 | 0 // Value.null_value
+	tagNull         = 1 << 3   // Value.null_value (varint: wire type 0)
 	tagNumber       = 2<<3 | 1 // Value.number_value, fixed64
 	tagString       = 3<<3 | 2
-	tagBool         = 4<<3 | 0
+	tagBool         = 4 << 3 // varint
 	tagStruct       = 5<<3 | 2
 	tagList         = 6<<3 | 2
 	tagListValues   = 1<<3 | 2 // ListValue.values
