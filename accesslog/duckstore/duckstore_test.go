@@ -400,7 +400,8 @@ func TestLookupHashCollisions(t *testing.T) {
 
 // TestWriteBatchRestoresQueryThreads: a store with two query threads
 // writes with one (WriteThreads) and is back at two afterwards, with
-// every row and hash stored.
+// every row and hash stored; the checkpoint threshold is the store's
+// default.
 func TestWriteBatchRestoresQueryThreads(t *testing.T) {
 	ctx := context.Background()
 	s, err := duckstore.Open(ctx, duckstore.Config{Path: filepath.Join(t.TempDir(), "t.duckdb"), MemoryLimit: "256MB", Threads: 2})
@@ -427,6 +428,13 @@ func TestWriteBatchRestoresQueryThreads(t *testing.T) {
 	}
 	if threads != "2" {
 		t.Errorf("threads after WriteBatch = %s, want 2", threads)
+	}
+	var threshold string
+	if err := s.DB().QueryRowContext(ctx, "SELECT current_setting('checkpoint_threshold')").Scan(&threshold); err != nil {
+		t.Fatal(err)
+	}
+	if threshold != "244.1 MiB" { // 256MB as DuckDB prints it
+		t.Errorf("checkpoint_threshold = %s, want the 256MB default", threshold)
 	}
 	got, err := s.BatchRecords(ctx, b.Seq)
 	if err != nil {
