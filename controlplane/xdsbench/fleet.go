@@ -24,6 +24,10 @@ const (
 
 var allTypes = []string{cdsType, edsType, ldsType, rdsType}
 
+// envoyWindow is Envoy's default HTTP/2 initial stream and connection
+// window (initial_stream_window_size, initial_connection_window_size).
+const envoyWindow = 256 << 20
+
 // node is one simulated Envoy: one ADS stream, CDS and LDS wildcard, EDS
 // for its EDS clusters, RDS for the route table. It ACKs every response at
 // once and records when each version was ACKed.
@@ -199,7 +203,11 @@ func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn 
 	var conn *grpc.ClientConn
 	for i := 0; i < nodes; i++ {
 		if i%perConn == 0 {
+			// Flow-control windows as Envoy's HTTP/2 defaults (256 MiB per
+			// stream and per connection), so the control plane is not
+			// held back by window updates a real Envoy would not need.
 			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(newHeaderCodec())))
 			if err != nil {
 				f.close()
