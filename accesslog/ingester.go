@@ -19,7 +19,7 @@ type IngesterConfig struct {
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch, combining frames (default 100000)
 	FlushInterval time.Duration // longest an entry waits in memory before it is fsynced (default 100ms): the crash-loss window
-	BufferEntries int           // in-memory bound; beyond it entries are dropped (default 200000)
+	BufferEntries int           // in-memory bound: receivers wait (Admit) beyond half of it; Add drops beyond it (default 200000)
 	MaxSpoolBytes int64         // disk bound of the spool (default 1 GiB)
 	SegmentBytes  int64         // spool segment size (default 64 MiB)
 	RetryMax      time.Duration // longest wait between store retries (default 5s)
@@ -158,29 +158,48 @@ func (in *Ingester) Add(recs ...Record) {
 	}
 }
 
-// Admit is called by a receiver before it reads more entries. While the
-// oldest entry not yet spooled has waited longer than FlushInterval/2 (the
-// spool goroutine is late: starved of CPU, or a slow fsync), it waits for
-// the next flush to finish, at most FlushInterval, so that senders slow
-// down (gRPC flow control) instead of the crash-loss window growing. It
-// never waits on the store.
+// Admit is called by a receiver before it reads more entries, so that
+// senders slow down (gRPC flow control) instead of entries being lost or
+// the crash-loss window growing. It never waits on the store, only on the
+// spool goroutine:
+//   - while the in-memory buffer is more than half full it waits until a
+//     flush has made room (the other half takes what receivers already
+//     past Admit add), so Add does not drop what was read;
+//   - while the oldest entry not yet spooled has waited longer than
+//     FlushInterval/2 (the spool goroutine is late: starved of CPU, or a
+//     slow fsync) it waits for the next flush, at most FlushInterval.
+//
+// The time waited is counted in gatehouse_accesslog_receive_throttled_seconds_total.
 func (in *Ingester) Admit(ctx context.Context) {
-	in.mu.Lock()
-	late := len(in.pending) > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
-	flushed := in.flushed
-	in.mu.Unlock()
-	if !late {
-		return
+	var start time.Time
+	defer func() {
+		if !start.IsZero() {
+			in.m.Throttled.Add(time.Since(start).Seconds())
+		}
+	}()
+	for waitedLate := false; ; {
+		in.mu.Lock()
+		full := len(in.pending) > in.cfg.BufferEntries/2
+		late := len(in.pending) > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
+		flushed := in.flushed
+		in.mu.Unlock()
+		if !full && (!late || waitedLate) {
+			return
+		}
+		if start.IsZero() {
+			start = time.Now()
+		}
+		waitedLate = true
+		t := time.NewTimer(in.cfg.FlushInterval)
+		select {
+		case <-flushed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
 	}
-	start := time.Now()
-	t := time.NewTimer(in.cfg.FlushInterval)
-	defer t.Stop()
-	select {
-	case <-flushed:
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	in.m.Throttled.Add(time.Since(start).Seconds())
 }
 
 // Head is the last batch header written by this ingester (or found at

@@ -448,6 +448,56 @@ func TestWriteBatchRestoresQueryThreads(t *testing.T) {
 	}
 }
 
+// TestAdmitWaitsForRoomInsteadOfDropping: with the in-memory buffer more
+// than half full a receiver waits (however long the spool takes) until a
+// flush makes room, so nothing read is dropped; it is let go when the
+// flush comes, or when its stream ends.
+func TestAdmitWaitsForRoomInsteadOfDropping(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := accesslog.NewMetrics(prometheus.NewRegistry())
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, SpoolDir: filepath.Join(dir, "spool"), FlushInterval: 20 * time.Millisecond, BufferEntries: 10, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The spool goroutine is not running: 6 of 10 buffered stay there.
+	in.Add(records(6, 6, time.Now().UTC(), time.Second)...)
+	streamCtx, endStream := context.WithCancel(ctx)
+	admitted := make(chan struct{})
+	go func() { in.Admit(streamCtx); close(admitted) }()
+	select {
+	case <-admitted:
+		t.Fatal("admitted with the buffer more than half full")
+	case <-time.After(10 * 20 * time.Millisecond): // ten flush intervals
+	}
+	endStream()
+	<-admitted // a stream that ends is let go
+
+	admitted2 := make(chan struct{})
+	go func() { in.Admit(ctx); close(admitted2) }()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	waitFor(t, "a receiver let go once a flush made room", func() bool {
+		select {
+		case <-admitted2:
+			return true
+		default:
+			return false
+		}
+	})
+	waitFor(t, "every entry stored", func() bool { return testutil.ToFloat64(m.Stored) == 6 })
+	if d := testutil.ToFloat64(m.Dropped.WithLabelValues("buffer_full")); d != 0 {
+		t.Fatalf("%v entries dropped", d)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAdmitHoldsBackWhileTheSpoolIsLate: a receiver is held back (and the
 // wait counted) while entries wait for a late spool flush, not when the
 // spool is on time; held-back entries are still stored.
