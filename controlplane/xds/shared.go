@@ -87,11 +87,13 @@ func (c *sharedCache) group(name string) *sharedGroup {
 // SetSnapshot stores snap for the group and answers the group's watches
 // it changes something for.
 func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+	// Under c.mu, so the stored snapshot and the one watches are answered
+	// from cannot be two different ones of concurrent calls.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := c.SnapshotCache.SetSnapshot(ctx, group, snap); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	g := c.group(group)
 	g.snap, g.types = snap, nil
 	if err := answer(ctx, g.watches, g.sotw); err != nil {
@@ -102,8 +104,8 @@ func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev
 
 // ClearSnapshot forgets a group's snapshot; its open watches stay open.
 func (c *sharedCache) ClearSnapshot(group string) {
-	c.SnapshotCache.ClearSnapshot(group)
 	c.mu.Lock()
+	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
 		g.snap, g.types = nil, nil
 	}
