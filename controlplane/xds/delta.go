@@ -97,7 +97,7 @@ func (e *encodedType) buildDelta(t string) {
 		v := cachev3.HashResource(b)
 		e.versions[name] = v
 		// Resource{version: 1, resource: 2 (Any{type_url: 1, value: 2}), name: 3}
-		anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(t)) + protowire.SizeTag(2) + protowire.SizeBytes(len(b))
+		anyLen := anySize(t, b)
 		resLen := protowire.SizeTag(1) + protowire.SizeBytes(len(v)) + protowire.SizeTag(2) + protowire.SizeBytes(anyLen) + protowire.SizeTag(3) + protowire.SizeBytes(len(name))
 		entry := make([]byte, 0, protowire.SizeTag(2)+protowire.SizeBytes(resLen))
 		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
@@ -106,10 +106,7 @@ func (e *encodedType) buildDelta(t string) {
 		entry = protowire.AppendString(entry, v)
 		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
 		entry = protowire.AppendVarint(entry, uint64(anyLen))
-		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
-		entry = protowire.AppendString(entry, t)
-		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
-		entry = protowire.AppendBytes(entry, b)
+		entry = appendAny(entry, t, b)
 		entry = protowire.AppendTag(entry, 3, protowire.BytesType)
 		entry = protowire.AppendString(entry, name)
 		e.deltaEntries[name] = entry

@@ -249,15 +249,12 @@ func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 		if err != nil {
 			return nil, fmt.Errorf("xds: encoding %s %q: %w", t, name, err)
 		}
-		// Any{type_url: 1, value: 2}, as field 2 (resources) of the response.
-		anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(t)) + protowire.SizeTag(2) + protowire.SizeBytes(len(b))
-		entry := make([]byte, 0, protowire.SizeTag(2)+protowire.SizeBytes(anyLen))
+		// The Any as field 2 (resources) of the response.
+		n := anySize(t, b)
+		entry := make([]byte, 0, protowire.SizeTag(2)+protowire.SizeBytes(n))
 		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
-		entry = protowire.AppendVarint(entry, uint64(anyLen))
-		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
-		entry = protowire.AppendString(entry, t)
-		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
-		entry = protowire.AppendBytes(entry, b)
+		entry = protowire.AppendVarint(entry, uint64(n))
+		entry = appendAny(entry, t, b)
 		e.raw[name] = b
 		e.entries[name] = entry
 		e.names = append(e.names, name)
@@ -268,6 +265,19 @@ func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 	}
 	g.types[t] = e
 	return e, nil
+}
+
+// anySize is the encoded size of Any{type_url: t, value: b}.
+func anySize(t string, b []byte) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(len(t)) + protowire.SizeTag(2) + protowire.SizeBytes(len(b))
+}
+
+// appendAny appends the fields of Any{type_url: t, value: b}.
+func appendAny(dst []byte, t string, b []byte) []byte {
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendString(dst, t)
+	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	return protowire.AppendBytes(dst, b)
 }
 
 // body concatenates the SotW entries of names (sorted, all present),
