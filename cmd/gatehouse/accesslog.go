@@ -58,8 +58,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "most entries per spool frame")
 	f.IntVar(&cfg.StoreBatch, "store-batch", 100000, "most entries per store batch (consecutive spool frames are combined)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")
-	f.StringVar(&logc.Format, "log-format", "text", "text|json")
-	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }
 

@@ -62,8 +62,7 @@ func newBrokerCmd() *cobra.Command {
 	f.DurationVar(&cfg.BindWait, "bind-wait", 20*time.Second, "how long PUT binding waits for the key to go live before answering 202")
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", 5*time.Second, "outbox sweeper interval")
 	f.DurationVar(&cfg.OpDeadline, "op-deadline", time.Hour, "fail operations no worker finished within this (their message was lost); negative: never")
-	f.StringVar(&logc.Format, "log-format", "text", "text|json")
-	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }
 

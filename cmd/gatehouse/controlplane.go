@@ -74,7 +74,6 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
 	gogcFlag(f, &gogc, 400)
-	f.StringVar(&logc.Format, "log-format", "text", "text|json")
-	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

@@ -51,7 +51,6 @@ func newRatelimitCmd() *cobra.Command {
 	f.BoolVar(&cfg.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset headers")
 	f.StringVar(&cfg.KeyPrefix, "key-prefix", "", "prefix of every Redis key (envoyproxy's CACHE_KEY_PREFIX)")
 	gogcFlag(f, &gogc, 400)
-	f.StringVar(&logc.Format, "log-format", "text", "text|json")
-	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

@@ -52,7 +52,6 @@ func newWorkerCmd() *cobra.Command {
 	f.Int64Var(&cfg.DNSTTL, "dns-ttl", 300, "DNS record TTL, seconds")
 	f.BoolVar(&rc.DNSDryRun, "dns-dry-run", false, "log the DNS change set instead of applying it")
 	f.StringVar(&rc.DNSEndpoint, "dns-endpoint", "", "Route 53 endpoint override")
-	f.StringVar(&logc.Format, "log-format", "text", "text|json")
-	f.StringVar(&logc.Level, "log-level", "info", "debug|info|warn|error")
+	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

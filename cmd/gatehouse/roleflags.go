@@ -5,7 +5,18 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/pflag"
+
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
+
+// Flags every long-running role has.
+
+// logFlags adds --log-format and --log-level (default level def, help text
+// levels) to f.
+func logFlags(f *pflag.FlagSet, c *telemetry.LogConfig, def, levels string) {
+	f.StringVar(&c.Format, "log-format", "text", "text|json")
+	f.StringVar(&c.Level, "log-level", def, levels)
+}
 
 // gogcFlag adds --gogc with the role's default to f; applyGOGC sets it
 // unless GOGC is in the environment, which wins.
