@@ -2,70 +2,29 @@ package accesslogsidecar_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
-
-type nackLog struct {
-	mu    sync.Mutex
-	nacks []string
-	acks  []string
-}
-
-func (n *nackLog) last() (acks, nacks []string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return append([]string(nil), n.acks...), append([]string(nil), n.nacks...)
-}
 
 // TestSettingsFromXDS runs a real go-control-plane ADS server, serves the
 // settings Compile makes from a spec, and checks the sidecar redacts by
 // them; a malformed resource is NACKed and the last good settings stay.
 func TestSettingsFromXDS(t *testing.T) {
-	snap := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	nl := &nackLog{}
-	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
-		nl.mu.Lock()
-		defer nl.mu.Unlock()
-		if req.GetResponseNonce() == "" {
-			return nil
-		}
-		if req.GetErrorDetail() != nil {
-			nl.nacks = append(nl.nacks, req.GetErrorDetail().GetMessage())
-		} else {
-			nl.acks = append(nl.acks, req.GetVersionInfo())
-		}
-		return nil
-	}}
-	srv := serverv3.NewServer(context.Background(), snap, cb)
-	gs := grpc.NewServer()
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Serve(l) }()
-	defer gs.Stop()
+	x := testenv.StartXDS(t, "127.0.0.1:0")
 
 	docs, err := spec.Parse("petstore.yaml", []byte(petSpec))
 	if err != nil {
@@ -87,20 +46,14 @@ func TestSettingsFromXDS(t *testing.T) {
 		t.Fatal(err)
 	}
 	setSnap := func(version string, rs ...types.Resource) {
-		s, err := cachev3.NewSnapshot(version, map[resourcev3.Type][]types.Resource{resourcev3.ExtensionConfigType: rs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := snap.SetSnapshot(context.Background(), "accesslog-1", s); err != nil {
-			t.Fatal(err)
-		}
+		x.Set(t, "accesslog-1", version, map[resourcev3.Type][]types.Resource{resourcev3.ExtensionConfigType: rs})
 	}
 	setSnap("v1", res, other)
 
 	dir := t.TempDir()
 	s := startSidecar(t, dir, func(c *accesslogsidecar.Config) {
 		c.SpecDir = ""
-		c.XDSServer = l.Addr().String()
+		c.XDSServer = x.Addr
 		c.NodeID = "accesslog-1"
 		c.NodeCluster = "us-east-1"
 	})
@@ -134,7 +87,7 @@ func TestSettingsFromXDS(t *testing.T) {
 	if h["x-trace"] != accesslog.Mask || h["user-agent"] != "ua" || h["x-unlisted"] != "" {
 		t.Fatalf("xDS settings not applied: %v", h)
 	}
-	if acks, _ := nl.last(); len(acks) == 0 {
+	if !x.Acked("", "v1") {
 		t.Fatalf("no ACK seen")
 	}
 	if v := metric(t, s.httpAddr, "gatehouse_accesslog_settings_routes"); v != 1 {
@@ -149,10 +102,9 @@ func TestSettingsFromXDS(t *testing.T) {
 	setSnap("v2", res, bad)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		_, nacks := nl.last()
-		if len(nacks) > 0 {
-			if !strings.Contains(nacks[0], "broken") {
-				t.Fatalf("NACK message %q does not name the resource", nacks[0])
+		if nack := x.NACK(); nack != nil {
+			if msg := nack.GetErrorDetail().GetMessage(); !strings.Contains(msg, "broken") {
+				t.Fatalf("NACK message %q does not name the resource", msg)
 			}
 			break
 		}

@@ -8,20 +8,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 type running struct {
@@ -133,37 +131,13 @@ func TestRunRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// xdsServer is a real go-control-plane ADS server on loopback recording
-// the requests (ACKs and NACKs) it receives.
-type xdsServer struct {
-	cache cachev3.SnapshotCache
-	addr  string
-	mu    sync.Mutex
-	reqs  []*discoveryv3.DiscoveryRequest
-}
+// xdsServer serves authz policies from a plain go-control-plane ADS
+// server (testenv.XDS) to node authz-1.
+type xdsServer struct{ *testenv.XDS }
 
-func startXDS(t *testing.T) *xdsServer {
-	t.Helper()
-	s := &xdsServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	gs := grpc.NewServer()
-	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
-		s.mu.Lock()
-		s.reqs = append(s.reqs, r)
-		s.mu.Unlock()
-		return nil
-	}}
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(context.Background(), s.cache, cb))
-	go func() { _ = gs.Serve(l) }()
-	t.Cleanup(gs.Stop)
-	return s
-}
+func startXDS(t *testing.T) xdsServer { return xdsServer{testenv.StartXDS(t, "127.0.0.1:0")} }
 
-func (s *xdsServer) set(t *testing.T, version string, policies ...*authz.SpecPolicy) {
+func (s xdsServer) set(t *testing.T, version string, policies ...*authz.SpecPolicy) {
 	t.Helper()
 	var res []types.Resource
 	for _, p := range policies {
@@ -178,14 +152,7 @@ func (s *xdsServer) set(t *testing.T, version string, policies ...*authz.SpecPol
 	if err != nil {
 		t.Fatal(err)
 	}
-	res = append(res, other)
-	snap, err := cachev3.NewSnapshot(version, map[string][]types.Resource{resource.ExtensionConfigType: res})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cache.SetSnapshot(context.Background(), "authz-1", snap); err != nil {
-		t.Fatal(err)
-	}
+	s.Set(t, "authz-1", version, map[string][]types.Resource{resource.ExtensionConfigType: append(res, other)})
 }
 
 // waitFor polls until ok (bounded by 10 s).
@@ -202,7 +169,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 
 func TestRunXDS(t *testing.T) {
 	x := startXDS(t)
-	r := startRun(t, Config{XDSServer: x.addr, NodeID: "authz-1", NodeCluster: "us-east-1"})
+	r := startRun(t, Config{XDSServer: x.Addr, NodeID: "authz-1", NodeCluster: "us-east-1"})
 	c := dial(t, r.grpcAddr)
 	check := func(route string) (status int, reason string) {
 		resp, err := c.Check(ctxT(t), checkRequest(route, map[string]string{"authorization": "Bearer " + token("petstore", nil)}, ""))
@@ -248,32 +215,12 @@ func TestRunXDS(t *testing.T) {
 	waitFor(t, "ACK of v3", func() bool { return x.acked("v3") })
 }
 
-func (s *xdsServer) acked(version string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.reqs {
-		if r.GetVersionInfo() == version && r.GetErrorDetail() == nil && r.GetResponseNonce() != "" {
-			return true
-		}
-	}
-	return false
-}
+func (s xdsServer) acked(version string) bool { return s.Acked("", version) }
 
-func (s *xdsServer) waitNACK(t *testing.T) *discoveryv3.DiscoveryRequest {
+func (s xdsServer) waitNACK(t *testing.T) *discoveryv3.DiscoveryRequest {
 	t.Helper()
-	var nack *discoveryv3.DiscoveryRequest
-	waitFor(t, "a NACK", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, r := range s.reqs {
-			if r.GetErrorDetail() != nil {
-				nack = r
-				return true
-			}
-		}
-		return false
-	})
-	return nack
+	waitFor(t, "a NACK", func() bool { return s.NACK() != nil })
+	return s.NACK()
 }
 
 func TestRunSpecDirReload(t *testing.T) {

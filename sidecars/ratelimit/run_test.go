@@ -18,8 +18,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -29,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/replay"
 )
@@ -300,41 +299,15 @@ func TestSpecDir(t *testing.T) {
 	})
 }
 
-// xdsServer is an in-test go-control-plane ADS server that records the
-// requests (ACK, NACK) it receives.
-type xdsServer struct {
-	cache cachev3.SnapshotCache
-	addr  string
-	stop  func()
-	mu    sync.Mutex
-	reqs  []*discoveryv3.DiscoveryRequest
-}
+// xdsServer serves rate-limit resources from a plain go-control-plane
+// ADS server (testenv.XDS) to node rl-1.
+type xdsServer struct{ *testenv.XDS }
 
-func startXDS(t *testing.T) *xdsServer { return startXDSAt(t, "127.0.0.1:0") }
+func startXDS(t *testing.T) xdsServer { return startXDSAt(t, "127.0.0.1:0") }
 
-func startXDSAt(t *testing.T, addr string) *xdsServer {
-	t.Helper()
-	x := &xdsServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.addr = l.Addr().String()
-	gs := grpc.NewServer()
-	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
-		x.mu.Lock()
-		x.reqs = append(x.reqs, r)
-		x.mu.Unlock()
-		return nil
-	}}
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(context.Background(), x.cache, cb))
-	go func() { _ = gs.Serve(l) }()
-	x.stop = gs.Stop
-	t.Cleanup(gs.Stop)
-	return x
-}
+func startXDSAt(t *testing.T, addr string) xdsServer { return xdsServer{testenv.StartXDS(t, addr)} }
 
-func (x *xdsServer) set(t *testing.T, version string, rlc []*rlsconfv3.RateLimitConfig, rules []*ratelimit.SpecRules) {
+func (x xdsServer) set(t *testing.T, version string, rlc []*rlsconfv3.RateLimitConfig, rules []*ratelimit.SpecRules) {
 	t.Helper()
 	var ext []types.Resource
 	for _, r := range rules {
@@ -354,30 +327,7 @@ func (x *xdsServer) set(t *testing.T, version string, rlc []*rlsconfv3.RateLimit
 	for _, c := range rlc {
 		rl = append(rl, c)
 	}
-	snap, err := cachev3.NewSnapshot(version, map[string][]types.Resource{resource.ExtensionConfigType: ext, resource.RateLimitConfigType: rl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.cache.SetSnapshot(context.Background(), "rl-1", snap); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (x *xdsServer) find(ok func(*discoveryv3.DiscoveryRequest) bool) *discoveryv3.DiscoveryRequest {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for _, r := range x.reqs {
-		if ok(r) {
-			return r
-		}
-	}
-	return nil
-}
-
-func (x *xdsServer) acked(typeURL, version string) bool {
-	return x.find(func(r *discoveryv3.DiscoveryRequest) bool {
-		return r.GetTypeUrl() == typeURL && r.GetVersionInfo() == version && r.GetErrorDetail() == nil && r.GetResponseNonce() != ""
-	}) != nil
+	x.Set(t, "rl-1", version, map[string][]types.Resource{resource.ExtensionConfigType: ext, resource.RateLimitConfigType: rl})
 }
 
 func TestXDS(t *testing.T) {
@@ -390,7 +340,7 @@ func TestXDS(t *testing.T) {
 		Key: "route", Value: "petstore/list", Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "limit", Value: "per-user",
 			Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "header.x-user", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_MINUTE, RequestsPerUnit: 9}}}}},
 	}}}
-	r := startRun(t, Config{XDSServer: x.addr, NodeID: "rl-1", NodeCluster: "us-east-1"})
+	r := startRun(t, Config{XDSServer: x.Addr, NodeID: "rl-1", NodeCluster: "us-east-1"})
 	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
 		t.Fatalf("readyz before any config = %d", code)
 	}
@@ -402,7 +352,7 @@ func TestXDS(t *testing.T) {
 	x.set(t, "v1", []*rlsconfv3.RateLimitConfig{rlc, ghFromRLC}, nil)
 	waitFor(t, "v1 served", func() bool { return gh("a").GetCurrentLimit().GetRequestsPerUnit() == 9 })
 	waitFor(t, "ACK of v1 (both types)", func() bool {
-		return x.acked(resource.RateLimitConfigType, "v1") && x.acked(resource.ExtensionConfigType, "v1")
+		return x.Acked(resource.RateLimitConfigType, "v1") && x.Acked(resource.ExtensionConfigType, "v1")
 	})
 	if l := r.call(t, "api", "k", "x").Statuses[0].GetCurrentLimit().GetRequestsPerUnit(); l != 3 {
 		t.Fatalf("api domain limit %d", l)
@@ -416,14 +366,14 @@ func TestXDS(t *testing.T) {
 	if u := gh("c").GetCurrentLimit().GetUnit(); u != rlsv3.RateLimitResponse_RateLimit_UNKNOWN {
 		t.Fatalf("30s window reported as %s", u)
 	}
-	waitFor(t, "ACK of v2", func() bool { return x.acked(resource.ExtensionConfigType, "v2") })
+	waitFor(t, "ACK of v2", func() bool { return x.Acked(resource.ExtensionConfigType, "v2") })
 
 	// v3: a broken RateLimitConfig is NACKed with the reason; v2 keeps serving.
 	bad := &rlsconfv3.RateLimitConfig{Name: "api", Domain: "api", Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR, RequestsPerUnit: 1}}}}
 	x.set(t, "v3", []*rlsconfv3.RateLimitConfig{bad}, []*ratelimit.SpecRules{docsRules})
 	var nack *discoveryv3.DiscoveryRequest
 	waitFor(t, "a NACK", func() bool {
-		nack = x.find(func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil })
+		nack = x.Find(func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil })
 		return nack != nil
 	})
 	if nack.GetTypeUrl() != resource.RateLimitConfigType || nack.GetVersionInfo() != "v2" || !strings.Contains(nack.GetErrorDetail().GetMessage(), "descriptor has empty key") {
@@ -438,7 +388,7 @@ func TestXDS(t *testing.T) {
 	badRules.Limits[0].Algorithm = "leaky-bucket"
 	x.set(t, "v4", []*rlsconfv3.RateLimitConfig{rlc}, []*ratelimit.SpecRules{&badRules})
 	waitFor(t, "the extension NACK", func() bool {
-		return x.find(func(r *discoveryv3.DiscoveryRequest) bool {
+		return x.Find(func(r *discoveryv3.DiscoveryRequest) bool {
 			return r.GetTypeUrl() == resource.ExtensionConfigType && strings.Contains(r.GetErrorDetail().GetMessage(), "leaky-bucket")
 		}) != nil
 	})
@@ -473,17 +423,17 @@ func TestXDSReconnect(t *testing.T) {
 			Key: "k", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR, RequestsPerUnit: n}}}}}
 	}
 	x.set(t, "v1", cfg(3), nil)
-	r := startRun(t, Config{XDSServer: x.addr, NodeID: "rl-1"})
+	r := startRun(t, Config{XDSServer: x.Addr, NodeID: "rl-1"})
 	limit := func() uint32 { return r.call(t, "api", "k", "x").Statuses[0].GetCurrentLimit().GetRequestsPerUnit() }
 	waitFor(t, "v1", func() bool { return limit() == 3 })
-	x.stop()
+	x.Stop()
 	for i := 0; i < 20; i++ {
 		if l := limit(); l != 3 {
 			t.Fatalf("while the control plane is down the limit is %d, want the last good 3", l)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	y := startXDSAt(t, x.addr)
+	y := startXDSAt(t, x.Addr)
 	y.set(t, "v2", cfg(8), nil)
 	waitFor(t, "v2 after reconnecting", func() bool { return limit() == 8 })
 }
