@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,39 +42,7 @@ spec:
 	t.Setenv("GATEHOUSE_AUTHZ_ADMIN_ADDR", adminAddr)
 	t.Setenv("GATEHOUSE_AUTHZ_LOG_LEVEL", "warn")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		root := newRootCmd()
-		root.SetArgs([]string{"authz", "--grpc-addr", grpcAddr})
-		done <- root.ExecuteContext(ctx)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gatehouse authz: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("gatehouse authz did not stop")
-		}
-	}()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("admin %s not ready: %v", adminAddr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startRole(t, adminAddr, "authz", "--grpc-addr", grpcAddr)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +54,7 @@ spec:
 			Method: "GET", Path: "/cart", Headers: map[string]string{"authorization": "Bearer " + tok}}},
 		ContextExtensions: map[string]string{"gatehouse.route": "shop/cart"},
 	}}
-	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, ccancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer ccancel()
 	resp, err := authv3.NewAuthorizationClient(conn).Check(cctx, req)
 	if err != nil || resp.GetOkResponse() == nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,38 +37,7 @@ func TestRatelimitCommand(t *testing.T) {
 	t.Setenv("GATEHOUSE_RATELIMIT_FAILURE_MODE", "deny")
 	t.Setenv("GATEHOUSE_RATELIMIT_LOG_LEVEL", "warn")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		root := newRootCmd()
-		root.SetArgs([]string{"ratelimit", "--grpc-addr", grpcAddr, "--response-headers"})
-		done <- root.ExecuteContext(ctx)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gatehouse ratelimit: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("gatehouse ratelimit did not stop")
-		}
-	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startRole(t, adminAddr, "ratelimit", "--grpc-addr", grpcAddr, "--response-headers")
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
