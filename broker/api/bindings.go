@@ -232,20 +232,7 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	cur, err := a.cfg.Store.GetBinding(ctx, id, bid)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && cur.Deleted) {
-		writeJSON(w, http.StatusGone, struct{}{})
-		return
-	}
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	if cur.Op.InProgress() {
-		if cur.Op.Kind == store.OpUnbind {
-			writeJSON(w, http.StatusAccepted, operationBody{Operation: cur.Op.ID})
-			return
-		}
-		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("binding %s has a %s operation in progress", bid, cur.Op.Kind))
+	if a.answeredDelete(w, r, "binding "+bid, cur.Deleted, cur.Op, err, store.OpUnbind) {
 		return
 	}
 	in, err := a.cfg.Store.GetInstance(ctx, id)

@@ -248,20 +248,7 @@ func (a *API) deprovision(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	cur, err := a.cfg.Store.GetInstance(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && cur.Deleted) {
-		writeJSON(w, http.StatusGone, struct{}{})
-		return
-	}
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	if cur.Op.InProgress() {
-		if cur.Op.Kind == store.OpDeprovision {
-			writeJSON(w, http.StatusAccepted, operationBody{Operation: cur.Op.ID})
-			return
-		}
-		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s has a %s operation in progress", id, cur.Op.Kind))
+	if a.answeredDelete(w, r, "instance "+id, cur.Deleted, cur.Op, err, store.OpDeprovision) {
 		return
 	}
 	if bid, err := a.bindingBusy(r, id); err != nil {
@@ -370,4 +357,26 @@ func (a *API) instanceLastOperation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeLastOperation(w, op, len(cur.Spec) > 0)
+}
+
+// answeredDelete answers a DELETE from what the store read of the thing
+// (deleted, its current operation, the read's error) when that settles
+// it: 410 when it is gone, the running operation when a delete of the
+// same kind is already in progress (a repeated DELETE is idempotent), 422
+// ConcurrencyError when another operation is. It reports whether it
+// answered.
+func (a *API) answeredDelete(w http.ResponseWriter, r *http.Request, what string, deleted bool, op store.Operation, err error, kind store.OpKind) bool {
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && deleted):
+		writeJSON(w, http.StatusGone, struct{}{})
+	case err != nil:
+		a.internal(w, r, err)
+	case op.InProgress() && op.Kind == kind:
+		writeJSON(w, http.StatusAccepted, operationBody{Operation: op.ID})
+	case op.InProgress():
+		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("%s has a %s operation in progress", what, op.Kind))
+	default:
+		return false
+	}
+	return true
 }
