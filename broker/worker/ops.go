@@ -23,45 +23,45 @@ const casTries = 10
 // updateInstance applies f to the instance while opID is its current,
 // in-progress operation, retrying lost conditional writes.
 func (w *Worker) updateInstance(ctx context.Context, id, opID string, f func(*store.Instance)) error {
-	for range casTries {
-		in, err := w.cfg.Store.GetInstance(ctx, id)
-		if err != nil {
-			return retry("reading instance %s: %w", id, err)
-		}
-		if in.Op.ID != opID || !in.Op.InProgress() {
-			return errStale
-		}
-		f(&in)
-		in.Op.UpdatedAt = w.cfg.Now().UTC()
-		if _, err := w.cfg.Store.PutInstance(ctx, in); err == nil {
-			return nil
-		} else if !errors.Is(err, store.ErrConflict) {
-			return retry("writing instance %s: %w", id, err)
-		}
-		w.m.conflicts.WithLabelValues("instance").Inc()
-	}
-	return retry("instance %s: %d conditional writes lost in a row", id, casTries)
+	return casUpdate(w, "instance", id, opID,
+		func() (store.Instance, error) { return w.cfg.Store.GetInstance(ctx, id) },
+		func(in *store.Instance) *store.Operation { return &in.Op },
+		f,
+		func(in store.Instance) error { _, err := w.cfg.Store.PutInstance(ctx, in); return err })
 }
 
+// updateBinding is updateInstance for a binding.
 func (w *Worker) updateBinding(ctx context.Context, instanceID, id, opID string, f func(*store.Binding)) error {
+	return casUpdate(w, "binding", id, opID,
+		func() (store.Binding, error) { return w.cfg.Store.GetBinding(ctx, instanceID, id) },
+		func(b *store.Binding) *store.Operation { return &b.Op },
+		f,
+		func(b store.Binding) error { _, err := w.cfg.Store.PutBinding(ctx, b); return err })
+}
+
+// casUpdate reads a record, applies f while opID is its current,
+// in-progress operation (else errStale), stamps the operation and writes
+// the record conditionally, reading again after a lost write, up to
+// casTries times.
+func casUpdate[T any](w *Worker, kind, id, opID string, get func() (T, error), op func(*T) *store.Operation, f func(*T), put func(T) error) error {
 	for range casTries {
-		b, err := w.cfg.Store.GetBinding(ctx, instanceID, id)
+		rec, err := get()
 		if err != nil {
-			return retry("reading binding %s: %w", id, err)
+			return retry("reading %s %s: %w", kind, id, err)
 		}
-		if b.Op.ID != opID || !b.Op.InProgress() {
+		if o := op(&rec); o.ID != opID || !o.InProgress() {
 			return errStale
 		}
-		f(&b)
-		b.Op.UpdatedAt = w.cfg.Now().UTC()
-		if _, err := w.cfg.Store.PutBinding(ctx, b); err == nil {
+		f(&rec)
+		op(&rec).UpdatedAt = w.cfg.Now().UTC()
+		if err := put(rec); err == nil {
 			return nil
 		} else if !errors.Is(err, store.ErrConflict) {
-			return retry("writing binding %s: %w", id, err)
+			return retry("writing %s %s: %w", kind, id, err)
 		}
-		w.m.conflicts.WithLabelValues("binding").Inc()
+		w.m.conflicts.WithLabelValues(kind).Inc()
 	}
-	return retry("binding %s: %d conditional writes lost in a row", id, casTries)
+	return retry("%s %s: %d conditional writes lost in a row", kind, id, casTries)
 }
 
 // done turns errStale into success (somebody else finished the job).
