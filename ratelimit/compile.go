@@ -36,6 +36,9 @@ type SpecLimit struct {
 	Burst     uint32 `json:"burst,omitempty"`
 	Scope     string `json:"scope"`
 	Shadow    bool   `json:"shadow,omitempty"`
+	// OnFailure is "deny" or "allow" when the limit overrides the
+	// sidecar's --failure-mode for hits it cannot count; "" inherits it.
+	OnFailure string `json:"onFailure,omitempty"`
 }
 
 // DescriptorEntry is one (key, value) of a descriptor; Value "" matches any.
@@ -68,10 +71,14 @@ func Compile(r *spec.EdgeRoute) (*SpecRules, error) {
 				Burst:         rl.Burst,
 				Scope:         rl.EffectiveScope(),
 				Shadow:        rl.Shadow,
+				OnFailure:     rl.OnFailure,
 			}
 			for bi, by := range rl.By {
 				src, err := spec.ParseSource(by)
 				if err != nil {
+					return nil, fmt.Errorf("%s.by[%d]: %w", path, bi, err)
+				}
+				if err := spec.CheckSourceCredential(src, r.Spec.Identity); err != nil {
 					return nil, fmt.Errorf("%s.by[%d]: %w", path, bi, err)
 				}
 				sl.Descriptor = append(sl.Descriptor, DescriptorEntry{Key: src.DescriptorKey()})
@@ -109,6 +116,11 @@ func (l *SpecLimit) check() error {
 	default:
 		return fmt.Errorf("limit %s/%s: unknown scope %q", l.Route, l.Name, l.Scope)
 	}
+	switch l.OnFailure {
+	case "", spec.OnFailureAllow, spec.OnFailureDeny:
+	default:
+		return fmt.Errorf("limit %s/%s: onFailure %q: want allow or deny", l.Route, l.Name, l.OnFailure)
+	}
 	return nil
 }
 
@@ -136,6 +148,7 @@ func Domain(rules []*SpecRules) (*config.Domain, error) {
 				Algorithm:       l.Algorithm,
 				Burst:           l.Burst,
 				Local:           l.Scope == spec.ScopeLocal,
+				OnFailure:       l.OnFailure,
 			}
 			src := fmt.Sprintf("%s%s limit %s/%s", resource.RateLimitPrefix, sr.Spec, l.Route, l.Name)
 			if err := insert(&d.Descriptors, l.Descriptor, pol, l.Shadow, src); err != nil {

@@ -49,8 +49,14 @@ type Limit struct {
 	// v1.4's behaviour).
 	Quota     bool
 	Unlimited bool
-	Name      string
-	Replaces  []string
+	// FailClosed (spec onFailure: deny) answers OVER_LIMIT when the hit
+	// cannot be counted (backend error or timeout, full Redis queue, full
+	// Memory), whatever the service's failure mode; FailOpen (onFailure:
+	// allow) answers OK. Neither: the service's FailureMode decides.
+	FailClosed bool
+	FailOpen   bool
+	Name       string
+	Replaces   []string
 	// Rule names the config entry ("domain.key_value.key"), the metric label.
 	Rule string
 
@@ -89,6 +95,13 @@ type Result struct {
 	ResetMillis int64
 	// FromCache reports a backend answered from its over-limit cache.
 	FromCache bool
+	// Unstored reports the backend had no room for a new counter (Memory
+	// at its cap): the hit was not counted, and the service answers it
+	// with the limit's failure mode.
+	Unstored bool
+	// ByFailureMode reports the answer came from the failure mode, not
+	// from a counter (set by the service).
+	ByFailureMode bool
 }
 
 // Backend counts hits. Decide fills out[i] for hits[i], all at time now;

@@ -5,17 +5,32 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 const memoryShards = 256
 
+// DefaultMaxCounters is the cap on live counters of NewMemory.
+const DefaultMaxCounters = 1_000_000
+
 // Memory is the in-process backend: counters in sharded maps, each decision
 // under its shard's lock, so it is exact under any concurrency. Expired
 // counters are swept lazily as new ones are added. The zero value is not
 // usable; call NewMemory.
+//
+// The number of live counters is capped: clients choose descriptor values
+// (addresses, paths, headers), so without a cap they choose the sidecar's
+// memory. When a new counter would go over the cap, expired counters are
+// swept (at most once a second), and if there is still no room the hit is
+// not counted: its Result says Unstored and the service answers it with
+// the limit's failure mode. Existing counters keep counting, so nobody
+// already over a limit gets out of it by flooding new keys.
 type Memory struct {
 	seed   maphash.Seed
+	max    int64
+	live   atomic.Int64
+	swept  atomic.Int64 // unix ms of the last sweep of every shard
 	shards [memoryShards]memShard
 }
 
@@ -33,9 +48,17 @@ type memEntry struct {
 	tat      float64 // token bucket, µs
 }
 
-// NewMemory returns an empty memory backend.
-func NewMemory() *Memory {
-	m := &Memory{seed: maphash.MakeSeed()}
+// NewMemory returns an empty memory backend holding at most
+// DefaultMaxCounters counters.
+func NewMemory() *Memory { return NewBoundedMemory(DefaultMaxCounters) }
+
+// NewBoundedMemory returns an empty memory backend holding at most
+// maxCounters live counters (DefaultMaxCounters when maxCounters <= 0).
+func NewBoundedMemory(maxCounters int) *Memory {
+	if maxCounters <= 0 {
+		maxCounters = DefaultMaxCounters
+	}
+	m := &Memory{seed: maphash.MakeSeed(), max: int64(maxCounters)}
 	for i := range m.shards {
 		m.shards[i].m = make(map[string]*memEntry)
 	}
@@ -53,8 +76,10 @@ func (m *Memory) Decide(_ context.Context, now time.Time, hits []Hit, out []Resu
 }
 
 func (m *Memory) decide(nowMs int64, nowUs float64, h *Hit) Result {
-	l := h.Limit
-	winMs := l.WindowMillis()
+	return m.decideOnce(nowMs, nowUs, h, true)
+}
+
+func (m *Memory) decideOnce(nowMs int64, nowUs float64, h *Hit, mayRetry bool) Result {
 	sh := &m.shards[maphash.String(m.seed, h.Key)%memoryShards]
 	sh.mu.Lock()
 	e := sh.m[h.Key]
@@ -65,15 +90,57 @@ func (m *Memory) decide(nowMs int64, nowUs float64, h *Hit) Result {
 		if h.Addend == 0 {
 			// A peek at a counter that does not exist creates nothing.
 			sh.mu.Unlock()
-			return peekEmpty(l, nowMs)
+			return peekEmpty(h.Limit, nowMs)
+		}
+		if !m.reserve() {
+			// Full. Sweep every shard (at most once a second, outside
+			// this shard's lock: two shard locks are never held at once)
+			// and try once more; otherwise the hit is not counted.
+			sh.mu.Unlock()
+			if mayRetry && m.sweepAll(nowMs) {
+				return m.decideOnce(nowMs, nowUs, h, false)
+			}
+			return Result{Unstored: true}
 		}
 		e = &memEntry{}
 		sh.m[strings.Clone(h.Key)] = e
 		sh.inserts++
 		if sh.inserts >= 1024 && sh.inserts >= len(sh.m)/2 {
-			sh.sweep(nowMs)
+			m.live.Add(-int64(sh.sweep(nowMs)))
 		}
 	}
+	return m.step(sh, e, nowMs, nowUs, h)
+}
+
+// reserve takes room for one new counter; false when at the cap.
+func (m *Memory) reserve() bool {
+	if m.live.Add(1) > m.max {
+		m.live.Add(-1)
+		return false
+	}
+	return true
+}
+
+// sweepAll removes expired counters from every shard, at most once a
+// second; it reports whether it ran. The caller holds no shard lock.
+func (m *Memory) sweepAll(nowMs int64) bool {
+	last := m.swept.Load()
+	if nowMs-last < 1000 || !m.swept.CompareAndSwap(last, nowMs) {
+		return false
+	}
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		m.live.Add(-int64(sh.sweep(nowMs)))
+		sh.mu.Unlock()
+	}
+	return true
+}
+
+// step runs the limit's algorithm on e and unlocks sh.
+func (m *Memory) step(sh *memShard, e *memEntry, nowMs int64, nowUs float64, h *Hit) Result {
+	l := h.Limit
+	winMs := l.WindowMillis()
 	var r Result
 	switch l.Algorithm {
 	case FixedWindow:
@@ -107,14 +174,21 @@ func peekEmpty(l *Limit, nowMs int64) Result {
 	return Result{ResetMillis: fixedReset(nowMs, winMs)}
 }
 
-func (sh *memShard) sweep(nowMs int64) {
+// sweep removes the shard's expired counters and returns how many.
+func (sh *memShard) sweep(nowMs int64) int {
+	n := 0
 	for k, e := range sh.m {
 		if e.expireMs <= nowMs {
 			delete(sh.m, k)
+			n++
 		}
 	}
 	sh.inserts = 0
+	return n
 }
+
+// MaxCounters is the cap on live counters.
+func (m *Memory) MaxCounters() int { return int(m.max) }
 
 // Len is the number of live counters, for tests and debugging.
 func (m *Memory) Len() int {

@@ -26,6 +26,7 @@ type Metrics struct {
 	backendErrors  *prometheus.CounterVec
 	backendLatency *prometheus.HistogramVec
 	failureMode    *prometheus.CounterVec
+	memoryFull     *prometheus.CounterVec
 	invalid        prometheus.Counter
 	batchKeys      *prometheus.HistogramVec
 }
@@ -54,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}}, []string{"backend"}),
 		failureMode: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "failure_mode_total",
 			Help: "Descriptors decided by the failure mode because the backend failed."}, []string{"mode"}),
+		memoryFull: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "memory_full_total",
+			Help: "Descriptors decided by the failure mode because the memory backend was at --max-counters and had no room for a new counter."}, []string{"mode"}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "invalid_requests_total",
 			Help: "Requests rejected as INVALID_ARGUMENT."}),
 		batchKeys: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "backend_batch_keys",
@@ -61,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}}, []string{"backend"}),
 	}
 	for _, col := range []prometheus.Collector{m.totalHits, m.overLimit, m.nearLimit, m.withinLimit, m.shadowMode, m.overCache,
-		m.requests, m.globalShadow, m.backendErrors, m.backendLatency, m.failureMode, m.invalid, m.batchKeys} {
+		m.requests, m.globalShadow, m.backendErrors, m.backendLatency, m.failureMode, m.memoryFull, m.invalid, m.batchKeys} {
 		if err := reg.Register(col); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

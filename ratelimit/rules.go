@@ -68,10 +68,10 @@ func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) e
 		child := &node{}
 		if p := d.Policy; p != nil {
 			l, err := newLimit(p, d.ShadowMode)
-			l.Quota = d.QuotaMode
 			if err != nil {
 				return fmt.Errorf("%s: %w", d.Source, err)
 			}
+			l.Quota = d.QuotaMode
 			l.Rule = parent + "." + final
 			l.stats = m.rule(domain, l.Rule)
 			child.limit = l
@@ -110,6 +110,15 @@ func newLimit(p *config.Policy, shadow bool) (*Limit, error) {
 		Unlimited: p.Unlimited,
 		Name:      p.Name,
 		Replaces:  p.Replaces,
+	}
+	switch p.OnFailure {
+	case "deny":
+		l.FailClosed = true
+	case "allow":
+		l.FailOpen = true
+	case "":
+	default:
+		return nil, fmt.Errorf("on_failure %q: want allow or deny", p.OnFailure)
 	}
 	switch p.EffectiveAlgorithm() {
 	case config.SlidingWindow:

@@ -2,11 +2,14 @@ package ratelimit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,13 +20,21 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// Bounds on a request; anything larger is INVALID_ARGUMENT.
+// Bounds on a request; anything larger is INVALID_ARGUMENT. They bound
+// only what the configuration decides (how many descriptors and entries,
+// the keys); descriptor values come from the client and are never a
+// reason to refuse a request: a value longer than MaxKeyValueBytes is
+// counted under its hash (see HashedValue), so one long value cannot void
+// the other limits of the request.
 const (
 	MaxDescriptors      = 64
 	MaxEntries          = 32
-	MaxEntryBytes       = 4096
+	MaxEntryBytes       = 4096 // the keys of one descriptor, values not counted
 	MaxDomainBytes      = 256
 	maxHitsAddend       = 1 << 32
 	nearLimitRatio      = 0.8
@@ -190,10 +201,10 @@ func Validate(req *rlsv3.RateLimitRequest) error {
 			if e.GetKey() == "" {
 				return invalid("descriptor %d entry %d has an empty key", i, j)
 			}
-			size += len(e.GetKey()) + len(e.GetValue())
+			size += len(e.GetKey())
 		}
 		if size > MaxEntryBytes {
-			return invalid("descriptor %d entries are %d bytes, over %d", i, size, MaxEntryBytes)
+			return invalid("descriptor %d keys are %d bytes, over %d", i, size, MaxEntryBytes)
 		}
 		if h := d.GetHitsAddend(); h != nil && h.GetValue() >= maxHitsAddend {
 			return invalid("descriptor %d hits_addend %d is too large", i, h.GetValue())
@@ -336,14 +347,14 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 				s.log.Warn("rate limit backend failed; applying failure mode", "backend", s.name, "failure_mode", s.opts.FailureMode.String(),
 					"descriptors", len(sc.shared), "error", err)
 			}
-			if s.metrics != nil {
-				s.metrics.failureMode.WithLabelValues(s.opts.FailureMode.String()).Add(float64(len(sc.shared)))
-			}
 		}
 		for j, i := range sc.sharedI {
-			if failed {
-				sc.results[i] = s.failureResult(sc.shared[j].Limit, nowMs)
-			} else {
+			switch {
+			case failed:
+				sc.results[i] = s.failureResult(sc.shared[j].Limit, nowMs, "backend")
+			case sc.lres[j].Unstored:
+				sc.results[i] = s.failureResult(sc.shared[j].Limit, nowMs, "memory_full")
+			default:
 				sc.results[i] = sc.lres[j]
 			}
 		}
@@ -352,22 +363,49 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		sc.lres = grow(sc.lres, len(sc.local))
 		_ = s.local.Decide(ctx, now, sc.local, sc.lres)
 		for j, i := range sc.localI {
-			sc.results[i] = sc.lres[j]
+			if sc.lres[j].Unstored {
+				sc.results[i] = s.failureResult(sc.local[j].Limit, nowMs, "memory_full")
+			} else {
+				sc.results[i] = sc.lres[j]
+			}
 		}
 	}
-	return s.respond(sc, n, failed), nil
+	return s.respond(sc, n), nil
 }
 
-func (s *Service) failureResult(l *Limit, nowMs int64) Result {
-	r := Result{ResetMillis: fixedReset(nowMs, max(1, l.WindowMillis()))}
-	if s.opts.FailureMode == FailDeny {
+// failMode is the failure mode of one limit: its own (spec onFailure) or
+// the service's.
+func (s *Service) failMode(l *Limit) FailureMode {
+	switch {
+	case l.FailClosed:
+		return FailDeny
+	case l.FailOpen:
+		return FailAllow
+	}
+	return s.opts.FailureMode
+}
+
+// failureResult answers a hit that could not be counted (cause "backend":
+// the backend failed; "memory_full": no room for a new counter) with the
+// limit's failure mode, and counts it.
+func (s *Service) failureResult(l *Limit, nowMs int64, cause string) Result {
+	r := Result{ResetMillis: fixedReset(nowMs, max(1, l.WindowMillis())), ByFailureMode: true}
+	mode := s.failMode(l)
+	if mode == FailDeny {
 		r.Over = true
 		r.Used = l.Capacity() + 1
+	}
+	if s.metrics != nil {
+		if cause == "backend" {
+			s.metrics.failureMode.WithLabelValues(mode.String()).Inc()
+		} else {
+			s.metrics.memoryFull.WithLabelValues(mode.String()).Inc()
+		}
 	}
 	return r
 }
 
-func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLimitResponse {
+func (s *Service) respond(sc *scratch, n int) *rlsv3.RateLimitResponse {
 	resp, statuses, durs := newResponse(n)
 	resp.OverallCode = rlsv3.RateLimitResponse_OK
 	var closest *rlsv3.RateLimitResponse_DescriptorStatus
@@ -386,7 +424,7 @@ func (s *Service) respond(sc *scratch, n int, backendFailed bool) *rlsv3.RateLim
 			continue
 		}
 		r := &sc.results[i]
-		if !backendFailed || l.Local {
+		if !r.ByFailureMode {
 			l.stats.record(l, r, sc.addends[i])
 		}
 		st.CurrentLimit = l.current
@@ -499,12 +537,50 @@ func (s *Service) overrideStats(domain string) *ruleStats {
 	return v.(*ruleStats)
 }
 
+// MaxKeyValueBytes is the longest descriptor value that goes into a
+// counter key as it is; a longer one is counted under HashedValue.
+const MaxKeyValueBytes = 128
+
+// hashMark starts a hashed value in a counter key. A client value that
+// itself starts with it is hashed too, so no plain value can name the
+// counter of a hashed one.
+const hashMark = "#sha256:"
+
+// AppendKeyValue appends the form a descriptor value takes in a counter
+// key: the value itself when it is at most MaxKeyValueBytes long (and does
+// not start with the hash mark), otherwise "#sha256:" and the first 16
+// bytes of its SHA-256 in hex (41 bytes whatever the value's length).
+func AppendKeyValue(b []byte, v string) []byte {
+	if len(v) <= MaxKeyValueBytes && !strings.HasPrefix(v, hashMark) {
+		return append(b, v...)
+	}
+	// Sum256 keeps no reference to its input: no copy of a long value.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
+	b = append(b, hashMark...)
+	return hex.AppendEncode(b, sum[:16])
+}
+
+// HashedValue is AppendKeyValue as a string, for tests and tools.
+func HashedValue(v string) string { return string(AppendKeyValue(nil, v)) }
+
+// PathWithoutQuery is a request.path descriptor value without its query
+// string: Envoy sends ":path" whole, and a per-path limit must not be
+// escaped with a random "?x=". The fragment never reaches Envoy.
+func PathWithoutQuery(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
 // key builds the backend key of a descriptor. Fixed windows use
 // envoyproxy/ratelimit's format, so both services can share a Redis:
 // <prefix><domain>_<key>_<value>_..._<window start, unix seconds>. Sliding
 // windows and token buckets get their own namespaces (their values are not
 // plain counters): <prefix>gh:sw:<window s>:<domain>_<key>_<value>_... and
-// gh:tb:.
+// gh:tb:. A value longer than MaxKeyValueBytes is written as its hash
+// (AppendKeyValue); in domain gatehouse a request.path value is counted
+// without its query string (PathWithoutQuery).
 func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescriptor, shared []string, l *Limit, nowMs int64, borrowed bool) string {
 	start := len(sc.key)
 	b := append(sc.key, s.opts.KeyPrefix...)
@@ -521,13 +597,18 @@ func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescri
 	}
 	b = append(b, domain...)
 	b = append(b, '_')
+	gatehouse := domain == resource.RateLimitDomain
 	for i, e := range d.GetEntries() {
 		b = append(b, e.GetKey()...)
 		b = append(b, '_')
 		if shared != nil && shared[i] != "" {
 			b = append(b, shared[i]...) // share_threshold: one counter for the pattern
 		} else {
-			b = append(b, e.GetValue()...)
+			v := e.GetValue()
+			if gatehouse && e.GetKey() == spec.SourceRequestPath {
+				v = PathWithoutQuery(v)
+			}
+			b = AppendKeyValue(b, v)
 		}
 		b = append(b, '_')
 	}

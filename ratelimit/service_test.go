@@ -317,7 +317,9 @@ func TestInvalidRequests(t *testing.T) {
 	for i := range many {
 		many[i] = desc("fixed", "a")
 	}
-	long := desc("fixed", strings.Repeat("x", MaxEntryBytes))
+	// Keys come from the configuration and are bounded; values come from
+	// clients and are not (see TestLongValueDoesNotVoidLimits).
+	long := desc(strings.Repeat("k", MaxEntryBytes+1), "v")
 	huge := desc("fixed", "a")
 	huge.HitsAddend = wrapperspb.UInt64(math.MaxUint64)
 	cases := map[string]*rlsv3.RateLimitRequest{
@@ -327,7 +329,7 @@ func TestInvalidRequests(t *testing.T) {
 		"empty entries": req("d", &ratelimitv3.RateLimitDescriptor{}),
 		"empty key":     req("d", desc("", "v")),
 		"too many":      req("d", many...),
-		"long value":    req("d", long),
+		"long key":      req("d", long),
 		"huge addend":   req("d", huge),
 		"nil entry":     req("d", &ratelimitv3.RateLimitDescriptor{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{nil}}),
 	}

@@ -92,6 +92,10 @@ type Policy struct {
 	Algorithm string
 	Burst     uint32
 	Local     bool
+	// OnFailure (Gatehouse extension, spec onFailure) is "deny" or
+	// "allow" when the limit overrides the service's failure mode for
+	// hits that cannot be counted; "" inherits it.
+	OnFailure string
 }
 
 // EffectiveAlgorithm is Algorithm or FixedWindow.
