@@ -73,8 +73,13 @@ const (
 	SourceAPIKeyID        = "apikey.id"
 	SourceHeader          = "header" // header.<name>
 	SourceClientIP        = "client.ip"
-	SourceRequestMethod   = "request.method"
-	SourceRequestPath     = "request.path"
+	// SourceClientIP64 is client.ip with IPv6 clients grouped by their /64
+	// (an IPv6 client usually holds a whole /64, so per-address limits
+	// and counters would be its to multiply); IPv4 clients are counted per
+	// address, as with client.ip.
+	SourceClientIP64    = "client.ip/64"
+	SourceRequestMethod = "request.method"
+	SourceRequestPath   = "request.path"
 )
 
 // Source is a parsed descriptor source: Kind is one of the Source*
@@ -97,17 +102,76 @@ func (s Source) Key() string {
 // source. It is Key() for every source except client.ip: Envoy's
 // remote_address action always uses the key "remote_address", so that is
 // the key in the RateLimitConfig too (envoyproxy/ratelimit sees the same).
+//
+// client.ip/64 uses Envoy's masked_remote_address action (IPv6 prefix
+// length 64, IPv4 32), whose key is always "masked_remote_address" and
+// whose value is the client's network in CIDR form ("2001:db8:1:2::/64").
 func (s Source) DescriptorKey() string {
-	if s.Kind == SourceClientIP {
+	switch s.Kind {
+	case SourceClientIP:
 		return "remote_address"
+	case SourceClientIP64:
+		return "masked_remote_address"
 	}
 	return s.Key()
+}
+
+// Failure modes a rateLimits entry may set in onFailure.
+const (
+	OnFailureAllow = "allow"
+	OnFailureDeny  = "deny"
+)
+
+// CheckOnFailure checks a rateLimits[].onFailure value: "" (the sidecar's
+// --failure-mode), allow or deny.
+func CheckOnFailure(s string) error {
+	switch s {
+	case "", OnFailureAllow, OnFailureDeny:
+		return nil
+	}
+	return fmt.Errorf("unknown onFailure %q: want allow or deny (deny: answer 429 when the limit cannot be counted, for login or payment limits)", s)
+}
+
+// credentialHeaders carry credentials on every route: a limit keyed by
+// them would write the credential, in clear, into counter keys (Redis).
+var credentialHeaders = map[string]bool{
+	"authorization":       true,
+	"proxy-authorization": true,
+	"cookie":              true,
+}
+
+// CheckSourceCredential refuses a header source that carries a
+// credential: Authorization, Proxy-Authorization, Cookie, or a header an
+// apiKeys provider of the spec reads keys from. Counter keys hold
+// descriptor values as they are (Redis keys, debug output), so the limit
+// would store the secret in clear; the verified caller (apikey.id,
+// identity.subject) counts the same requests without it.
+func CheckSourceCredential(src Source, id *Identity) error {
+	if src.Kind != SourceHeader {
+		return nil
+	}
+	name := strings.ToLower(src.Arg)
+	what := ""
+	if credentialHeaders[name] {
+		what = "it carries credentials"
+	} else if id != nil {
+		for _, p := range id.APIKeys {
+			if p.Header != "" && strings.EqualFold(p.Header, name) {
+				what = fmt.Sprintf("apiKeys provider %q reads keys from it", p.Name)
+				break
+			}
+		}
+	}
+	if what == "" {
+		return nil
+	}
+	return fmt.Errorf("source %q is refused: %s, and a rate-limit key would hold it in clear; count the verified caller with apikey.id or identity.subject instead", src.Key(), what)
 }
 
 // ParseSource parses one rateLimits[].by item.
 func ParseSource(s string) (Source, error) {
 	switch s {
-	case SourceIdentitySubject, SourceAPIKeyID, SourceClientIP, SourceRequestMethod, SourceRequestPath:
+	case SourceIdentitySubject, SourceAPIKeyID, SourceClientIP, SourceClientIP64, SourceRequestMethod, SourceRequestPath:
 		return Source{Kind: s}, nil
 	}
 	for _, kind := range []string{SourceIdentityClaim, SourceHeader} {
@@ -121,5 +185,5 @@ func ParseSource(s string) (Source, error) {
 			return Source{Kind: kind, Arg: arg}, nil
 		}
 	}
-	return Source{}, fmt.Errorf("unknown source %q: want identity.subject, identity.claim.<name>, apikey.id, header.<name>, client.ip, request.method or request.path", s)
+	return Source{}, fmt.Errorf("unknown source %q: want identity.subject, identity.claim.<name>, apikey.id, header.<name>, client.ip, client.ip/64, request.method or request.path", s)
 }

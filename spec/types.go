@@ -256,6 +256,9 @@ type RateLimit struct {
 	Burst     uint32   `json:"burst,omitempty" yaml:"burst,omitempty"`
 	Scope     string   `json:"scope,omitempty" yaml:"scope,omitempty"`
 	Shadow    bool     `json:"shadow,omitempty" yaml:"shadow,omitempty"`
+	// OnFailure (allow|deny) overrides the sidecar's failure mode for
+	// this limit; see limit.go.
+	OnFailure string `json:"onFailure,omitempty" yaml:"onFailure,omitempty"`
 }
 
 // EffectiveAlgorithm is Algorithm or fixed-window.

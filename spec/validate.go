@@ -535,6 +535,12 @@ func (v *validator) rateLimits(p string, limits []RateLimit, mode string) {
 			if mode == ModePublic && (src.Kind == SourceIdentitySubject || src.Kind == SourceIdentityClaim || src.Kind == SourceAPIKeyID) {
 				v.fail(bp, "source %q needs an authenticated caller, but the route is public: the limit would never count", b)
 			}
+			if err := CheckSourceCredential(src, v.doc.EdgeRoute.Spec.Identity); err != nil {
+				v.fail(bp, "%v", err)
+			}
+		}
+		if err := CheckOnFailure(l.OnFailure); err != nil {
+			v.fail(lp+".onFailure", "%v", err)
 		}
 		if v.required(lp+".limit", l.Limit) {
 			if _, err := ParseLimit(l.Limit); err != nil {
