@@ -22,6 +22,7 @@ func newControlplaneCmd() *cobra.Command {
 		srcOpts            source.Options
 		logc               telemetry.LogConfig
 		gogc               int
+		rlFailure          string
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane",
@@ -34,6 +35,13 @@ func newControlplaneCmd() *cobra.Command {
 			}
 			if ref == "" {
 				return fmt.Errorf("--source is required (file:DIR, s3://bucket/prefix or broker:<store URL>; env GATEHOUSE_CONTROLPLANE_SOURCE)")
+			}
+			switch rlFailure {
+			case "allow":
+			case "deny":
+				cfg.Compile.RateLimitFailureModeDeny = true
+			default:
+				return fmt.Errorf("--ratelimit-failure-mode %q: want allow or deny", rlFailure)
 			}
 			// Pushing a change to thousands of nodes allocates per stream;
 			// with Go's default GOGC=100 the collector takes a fifth of
@@ -73,6 +81,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
 	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
+	f.StringVar(&rlFailure, "ratelimit-failure-mode", "allow", "what Envoy does when the ratelimit sidecar cannot answer: allow (requests pass, limits off) or deny (500, limits stay on); see docs/RUNBOOK.md")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd

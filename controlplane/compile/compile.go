@@ -75,7 +75,12 @@ type Options struct {
 	// their route table carries no Envoy filter overrides or rate-limit
 	// actions (gRPC clients enforce neither).
 	ProxylessGroups []string
-	Log             *slog.Logger
+	// RateLimitFailureModeDeny sets failure_mode_deny on Envoy's ratelimit
+	// filter: when the ratelimit sidecar cannot answer (down, over the
+	// 100ms timeout, an error), Envoy answers 500 instead of letting the
+	// request through (--ratelimit-failure-mode deny).
+	RateLimitFailureModeDeny bool
+	Log                      *slog.Logger
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -136,6 +141,9 @@ func optsKey(o Options) string {
 	}
 	if len(o.ProxylessGroups) > 0 {
 		k += fmt.Sprintf("|proxyless=%v", o.ProxylessGroups)
+	}
+	if o.RateLimitFailureModeDeny {
+		k += "|ratelimit-failure=deny"
 	}
 	return k
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -243,7 +244,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		}
 		vhosts = proxylessRoutes(vhosts)
 	} else {
-		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders)
+		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders, r.opts.RateLimitFailureModeDeny)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -319,7 +320,8 @@ func (r *Result) httpsListener(group string, alsHeaders []string) (*listenerv3.L
 		chains = append(chains, envoy.TLSChain{Secret: n, ServerNames: hosts[n]})
 		out = append(out, secrets[n])
 	}
-	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: r.opts.HTTPSAddress, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: alsHeaders, TLSChains: chains})
+	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: r.opts.HTTPSAddress, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: alsHeaders, TLSChains: chains,
+		RateLimitFailureModeDeny: r.opts.RateLimitFailureModeDeny})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -437,8 +439,8 @@ func (g *groupCache) rotate() {
 	g.mu.Unlock()
 }
 
-func (g *groupCache) listener(addr string, headers []string) (*listenerv3.Listener, error) {
-	key := addr + "\x00" + strings.Join(headers, ",")
+func (g *groupCache) listener(addr string, headers []string, rlDeny bool) (*listenerv3.Listener, error) {
+	key := addr + "\x00" + strings.Join(headers, ",") + "\x00" + strconv.FormatBool(rlDeny)
 	g.mu.Lock()
 	l, ok := g.listeners[key]
 	if !ok {
@@ -450,7 +452,7 @@ func (g *groupCache) listener(addr string, headers []string) (*listenerv3.Listen
 	if ok {
 		return l, nil
 	}
-	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: addr, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: headers})
+	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: addr, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: headers, RateLimitFailureModeDeny: rlDeny})
 	if err != nil {
 		return nil, err
 	}

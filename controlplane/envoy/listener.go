@@ -44,6 +44,10 @@ type ListenerOptions struct {
 	// TLSChains, when set, make this an HTTPS listener with one filter
 	// chain per certificate, picked by SNI (TLSSecret is then ignored).
 	TLSChains []TLSChain
+	// RateLimitFailureModeDeny makes the ratelimit filter fail closed:
+	// when the ratelimit service errs or times out, Envoy answers 500
+	// rather than letting the request through (the default).
+	RateLimitFailureModeDeny bool
 }
 
 // TLSChain is one certificate of an HTTPS listener: the SDS secret and the
@@ -72,7 +76,7 @@ func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extAuthzFilter())}},
-			{Name: RateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(rateLimitFilter())}},
+			{Name: RateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(rateLimitFilter(o.RateLimitFailureModeDeny))}},
 			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 		AccessLog: []*accesslogv3.AccessLog{{
@@ -161,10 +165,18 @@ func extAuthzFilter() *extauthzv3.ExtAuthz {
 	}
 }
 
-func rateLimitFilter() *ratelimitv3.RateLimit {
+// rateLimitFilter is Envoy's ratelimit filter. failureModeDeny decides
+// what Envoy does when the sidecar cannot answer: false (allow) keeps the
+// edge up and lets every request through, limits off, while the sidecar
+// is down or slow; true (deny) keeps limits on and answers 500 to every
+// request of a rate-limited route until it is back. (An answer the
+// sidecar does give is never affected: over-limit values are hashed, not
+// refused, so no request can make it err on purpose.)
+func rateLimitFilter(failureModeDeny bool) *ratelimitv3.RateLimit {
 	return &ratelimitv3.RateLimit{
-		Domain:  resource.RateLimitDomain,
-		Timeout: durationpb.New(RateLimitTimeout),
+		Domain:          resource.RateLimitDomain,
+		FailureModeDeny: failureModeDeny,
+		Timeout:         durationpb.New(RateLimitTimeout),
 		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
 			GrpcService:         grpcService(RateLimitCluster, RateLimitTimeout),
 			TransportApiVersion: corev3.ApiVersion_V3,

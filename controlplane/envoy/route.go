@@ -11,6 +11,7 @@ import (
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -189,6 +190,13 @@ func SourceAction(src spec.Source) *routev3.RateLimit_Action {
 	switch src.Kind {
 	case spec.SourceClientIP:
 		return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RemoteAddress_{RemoteAddress: &routev3.RateLimit_Action_RemoteAddress{}}}
+	case spec.SourceClientIP64:
+		// Key "masked_remote_address", value the client's /64 (IPv6) or
+		// /32 (IPv4) in CIDR form.
+		return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_MaskedRemoteAddress_{MaskedRemoteAddress: &routev3.RateLimit_Action_MaskedRemoteAddress{
+			V4PrefixMaskLen: wrapperspb.UInt32(32),
+			V6PrefixMaskLen: wrapperspb.UInt32(64),
+		}}}
 	case spec.SourceHeader:
 		return requestHeader(src.Arg, src.DescriptorKey())
 	case spec.SourceRequestMethod:
