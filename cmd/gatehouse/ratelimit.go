@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	rlsidecar "github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
 )
 
@@ -46,7 +47,8 @@ func newRatelimitCmd() *cobra.Command {
 	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", 0, "deadline of every Redis call (0 = 50ms)")
 	f.IntVar(&cfg.RedisWorkers, "redis-workers", 0, "Redis script calls in flight at once (0 = 2; fewer = larger batches)")
 	f.IntVar(&cfg.RedisCacheSize, "redis-cache-size", 0, "keys in the over-limit cache (0 = 100000, negative disables)")
-	f.StringVar(&cfg.FailureMode, "failure-mode", "allow", "answer when Redis fails: allow|deny")
+	f.StringVar(&cfg.FailureMode, "failure-mode", "allow", "answer when a hit cannot be counted (Redis fails or its queue is full, memory at --max-counters): allow|deny; a limit's onFailure overrides it")
+	f.IntVar(&cfg.MaxCounters, "max-counters", ratelimit.DefaultMaxCounters, "most live counters kept in memory; when full, hits needing a new counter get the failure mode (metric gatehouse_ratelimit_memory_full_total)")
 	f.BoolVar(&cfg.GlobalShadowMode, "shadow-mode", false, "count and report, never answer OVER_LIMIT")
 	f.BoolVar(&cfg.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset headers")
 	f.StringVar(&cfg.KeyPrefix, "key-prefix", "", "prefix of every Redis key (envoyproxy's CACHE_KEY_PREFIX)")

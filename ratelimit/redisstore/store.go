@@ -93,7 +93,20 @@ type job struct {
 func ParseURL(raw string) (*redis.UniversalOptions, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
+		// A *url.Error prints the whole URL, password included: keep
+		// only the reason.
+		// A *url.Error prints the whole URL, password included, and an
+		// EscapeError the bad escape, which may be in the password:
+		// keep only the kind of problem.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		var ee url.EscapeError
+		if errors.As(err, &ee) {
+			err = errors.New("invalid %-escape")
+		}
+		return nil, fmt.Errorf("redis url %s: %w", Redact(raw), err)
 	}
 	o := &redis.UniversalOptions{}
 	if u.User != nil {

@@ -45,6 +45,11 @@ type Config struct {
 	// negative disables it).
 	RedisCacheSize int
 	FailureMode    string // allow (default) | deny
+	// MaxCounters caps the live counters in memory (the memory backend,
+	// and local-scope limits with Redis); default
+	// ratelimit.DefaultMaxCounters. When full, a hit that needs a new
+	// counter is answered by its limit's failure mode.
+	MaxCounters int
 	// GlobalShadowMode answers OK to everything while still counting.
 	GlobalShadowMode bool
 	// ResponseHeaders adds RateLimit-Limit/-Remaining/-Reset.
@@ -103,10 +108,14 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, log: log, reg: reg}
+	if cfg.MaxCounters < 0 {
+		return nil, fmt.Errorf("ratelimit: --max-counters %d: want a positive number (0 = %d)", cfg.MaxCounters, ratelimit.DefaultMaxCounters)
+	}
+	mem := ratelimit.NewBoundedMemory(cfg.MaxCounters)
 	var backend ratelimit.Backend
 	switch cfg.Backend {
 	case "", "memory":
-		backend = ratelimit.NewMemory()
+		backend = mem
 		cfg.Backend = "memory"
 	case "redis":
 		if cfg.RedisURL == "" {
@@ -123,7 +132,7 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, fmt.Errorf("ratelimit: --backend %q: want memory or redis", cfg.Backend)
 	}
 	s.svc, err = ratelimit.New(ratelimit.Options{
-		Backend: backend, BackendName: cfg.Backend, Clock: cfg.Clock, Log: log, Metrics: metrics,
+		Backend: backend, BackendName: cfg.Backend, Local: mem, Clock: cfg.Clock, Log: log, Metrics: metrics,
 		FailureMode: mode, GlobalShadowMode: cfg.GlobalShadowMode, ResponseHeaders: cfg.ResponseHeaders, KeyPrefix: cfg.KeyPrefix,
 	})
 	if err != nil {
