@@ -274,3 +274,17 @@ func BenchmarkHashedKey(b *testing.B) {
 		})
 	}
 }
+
+func TestMaskedRemoteAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"2001:db8:1:2:aaaa:bbbb:cccc:dddd": "2001:db8:1:2::/64",
+		"2001:db8:1:2::99":                 "2001:db8:1:2::/64",
+		"198.51.100.7":                     "198.51.100.7/32",
+		"::ffff:198.51.100.7":              "198.51.100.7/32",
+		"not-an-ip":                        "",
+	} {
+		if got := MaskedRemoteAddress(in, 32, 64); got != want {
+			t.Errorf("MaskedRemoteAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -117,4 +118,25 @@ type BackendFunc func(ctx context.Context, now time.Time, hits []Hit, out []Resu
 // Decide calls f.
 func (f BackendFunc) Decide(ctx context.Context, now time.Time, hits []Hit, out []Result) error {
 	return f(ctx, now, hits, out)
+}
+
+// MaskedRemoteAddress is the value Envoy's masked_remote_address
+// rate-limit action sends for a client address: the client's network with
+// the given prefix lengths, in CIDR form ("2001:db8:1:2::/64",
+// "198.51.100.7/32"). It returns "" for something that is not an IP.
+func MaskedRemoteAddress(ip string, v4Len, v6Len int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	bits := v6Len
+	if a.Is4() {
+		bits = v4Len
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return p.String()
 }

@@ -552,6 +552,8 @@ func descriptorKeys(acts []*routev3.RateLimit_Action) []string {
 			keys = append(keys, a.GetGenericKey().GetDescriptorKey())
 		case a.GetRemoteAddress() != nil:
 			keys = append(keys, "remote_address")
+		case a.GetMaskedRemoteAddress() != nil:
+			keys = append(keys, "masked_remote_address")
 		case a.GetRequestHeaders() != nil:
 			keys = append(keys, a.GetRequestHeaders().GetDescriptorKey())
 		case a.GetMetadata() != nil:

@@ -332,6 +332,9 @@ func descriptors(rt *routev3.Route, rules *ratelimit.SpecRules, headers map[stri
 				}
 			case act.GetRemoteAddress() != nil:
 				key, value = "remote_address", clientIP
+			case act.GetMaskedRemoteAddress() != nil:
+				m := act.GetMaskedRemoteAddress()
+				key, value = "masked_remote_address", ratelimit.MaskedRemoteAddress(clientIP, int(m.GetV4PrefixMaskLen().GetValue()), int(m.GetV6PrefixMaskLen().GetValue()))
 			case act.GetRequestHeaders() != nil:
 				rh := act.GetRequestHeaders()
 				key = rh.GetDescriptorKey()
