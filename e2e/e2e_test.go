@@ -289,9 +289,16 @@ func (s *suite) do(ctx context.Context, r httpRequest) outcome {
 		}
 		resp, err := s.rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: descs, HitsAddend: 1})
 		if err != nil {
-			t.Fatalf("ShouldRateLimit: %v", err)
+			// As Envoy: a failed call lets the request through, limits
+			// off, unless the filter has failure_mode_deny (then 500).
+			t.Logf("ShouldRateLimit failed, applying the filter's failure mode: %v", err)
+			if deny, derr := rateLimitFailureModeDeny(hcm); derr != nil || deny {
+				o.Status = 500
+				s.log(ctx, r, o, meta, false, false, "")
+				return o
+			}
 		}
-		if resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
+		if err == nil && resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
 			o.Status = 429
 			s.log(ctx, r, o, meta, false, true, "")
 			return o

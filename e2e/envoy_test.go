@@ -10,6 +10,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 
@@ -75,6 +76,20 @@ func rateLimitDomain(h *hcmv3.HttpConnectionManager) (string, error) {
 		return rl.GetDomain(), nil
 	}
 	return "", fmt.Errorf("no ratelimit filter in the HCM")
+}
+
+// rateLimitFailureModeDeny reads the ratelimit filter's failure_mode_deny.
+func rateLimitFailureModeDeny(h *hcmv3.HttpConnectionManager) (bool, error) {
+	for _, f := range h.GetHttpFilters() {
+		if f.GetName() == rateLimitFilterName {
+			rl := &ratelimitv3.RateLimit{}
+			if err := f.GetTypedConfig().UnmarshalTo(rl); err != nil {
+				return false, err
+			}
+			return rl.GetFailureModeDeny(), nil
+		}
+	}
+	return false, fmt.Errorf("no ratelimit filter in the HCM")
 }
 
 // selectVirtualHost picks the virtual host as Envoy does: exact domain,
@@ -234,6 +249,16 @@ func descriptors(rt *routev3.Route, r httpRequest, authzMeta *structpb.Struct) [
 				}
 			case *routev3.RateLimit_Action_RemoteAddress_:
 				key, value = "remote_address", r.ClientIP
+			case *routev3.RateLimit_Action_MaskedRemoteAddress_:
+				// Envoy's defaults: /32 for IPv4, /128 for IPv6.
+				v4, v6 := 32, 128
+				if m := s.MaskedRemoteAddress.GetV4PrefixMaskLen(); m != nil {
+					v4 = int(m.GetValue())
+				}
+				if m := s.MaskedRemoteAddress.GetV6PrefixMaskLen(); m != nil {
+					v6 = int(m.GetValue())
+				}
+				key, value = "masked_remote_address", maskedAddress(r.ClientIP, v4, v6)
 			case *routev3.RateLimit_Action_RequestHeaders_:
 				v, ok := r.header(s.RequestHeaders.GetHeaderName())
 				if !ok {
@@ -276,4 +301,23 @@ func descriptors(rt *routev3.Route, r httpRequest, authzMeta *structpb.Struct) [
 		}
 	}
 	return out
+}
+
+// maskedAddress is Envoy's masked_remote_address value: the client's
+// network in CIDR form, IPv4-mapped IPv6 addresses taken as IPv4.
+func maskedAddress(ip string, v4, v6 int) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return p.String()
 }
