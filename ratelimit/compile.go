@@ -212,6 +212,9 @@ func RateLimitConfig(rules []*SpecRules) (*rlsconfv3.RateLimitConfig, []string) 
 			if l.Scope == spec.ScopeLocal {
 				warnings = append(warnings, fmt.Sprintf("envoyproxy/ratelimit serves %s from its shared store (scope local)", id))
 			}
+			if l.OnFailure != "" {
+				warnings = append(warnings, fmt.Sprintf("envoyproxy/ratelimit ignores onFailure %s of %s (it has one failure mode)", l.OnFailure, id))
+			}
 			if len(l.Descriptor) == 0 {
 				continue
 			}

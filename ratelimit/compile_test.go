@@ -183,6 +183,7 @@ func FuzzShouldRateLimit(f *testing.F) {
 	f.Add("d", "tenant", "acme-*", "x", "y", uint64(3), uint32(2))
 	f.Add("d", "file", "f1x2", "y", "z", uint64(1), uint32(0))
 	f.Add("d", "quota", "q", "quota", "q", uint64(2), uint32(1))
+	f.Add("d", "fixed", strings.Repeat("v", 5000), "x", "#sha256:00", uint64(1), uint32(0))
 	s, _ := newTestService(f, algoYAML+`
   - key: tenant
     value: acme-*
@@ -210,6 +211,11 @@ func FuzzShouldRateLimit(f *testing.F) {
 			var ie *InvalidRequestError
 			if !asInvalid(err, &ie) {
 				t.Fatalf("non-invalid error: %v", err)
+			}
+			// Values never make a request invalid: only the domain,
+			// keys and addends (what the configuration decides) may.
+			if domain != "" && len(domain) <= MaxDomainBytes && k1 != "" && k2 != "" && len(k1)+len(k2) <= MaxEntryBytes && addend < maxHitsAddend {
+				t.Fatalf("descriptor values made the request invalid: %v", err)
 			}
 			return
 		}

@@ -187,6 +187,10 @@ func (sh *memShard) sweep(nowMs int64) int {
 	return n
 }
 
+// Live is the number of live counters as the cap counts them (expired
+// counters not yet swept included), without locking: for a gauge.
+func (m *Memory) Live() int { return int(m.live.Load()) }
+
 // MaxCounters is the cap on live counters.
 func (m *Memory) MaxCounters() int { return int(m.max) }
 

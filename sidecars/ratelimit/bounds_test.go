@@ -56,7 +56,7 @@ func TestMaxCountersAndOnFailure(t *testing.T) {
 		t.Fatalf("an existing counter stopped counting: %s", c)
 	}
 	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
-	for _, want := range []string{`gatehouse_ratelimit_memory_full_total{mode="deny"} 1`, `gatehouse_ratelimit_memory_full_total{mode="allow"} 1`} {
+	for _, want := range []string{`gatehouse_ratelimit_memory_full_total{mode="deny"} 1`, `gatehouse_ratelimit_memory_full_total{mode="allow"} 1`, "gatehouse_ratelimit_memory_counters 4"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

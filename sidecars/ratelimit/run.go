@@ -112,6 +112,10 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, fmt.Errorf("ratelimit: --max-counters %d: want a positive number (0 = %d)", cfg.MaxCounters, ratelimit.DefaultMaxCounters)
 	}
 	mem := ratelimit.NewBoundedMemory(cfg.MaxCounters)
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "memory_counters",
+		Help: "Live counters in the sidecar's memory (at most --max-counters, see memory_full_total)."}, func() float64 { return float64(mem.Live()) })); err != nil {
+		return nil, fmt.Errorf("ratelimit sidecar metrics: %w", err)
+	}
 	var backend ratelimit.Backend
 	switch cfg.Backend {
 	case "", "memory":
