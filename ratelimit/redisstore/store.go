@@ -37,7 +37,8 @@ const (
 )
 
 // ErrQueueFull is returned when more requests wait for Redis than the queue
-// holds; the service then applies its failure mode at once.
+// holds; the service then applies each limit's failure mode (its onFailure,
+// else the service's) at once.
 var ErrQueueFull = errors.New("redis backend: request queue is full")
 
 // Options configure a Store. Client or URL is required.
