@@ -288,3 +288,19 @@ func TestMaskedRemoteAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepKeepsNewCounter: the lazy sweep that runs every ~1024 inserts
+// never drops the counter being inserted (it has no expiry yet).
+func TestSweepKeepsNewCounter(t *testing.T) {
+	mem := NewMemory()
+	lim := &Limit{Requests: 1, Window: time.Hour}
+	out := make([]Result, 1)
+	for i := 0; i < 300_000; i++ {
+		k := "k" + strconv.Itoa(i)
+		_ = mem.Decide(context.Background(), t0, []Hit{{Key: k, Limit: lim, Addend: 1}}, out)
+		_ = mem.Decide(context.Background(), t0, []Hit{{Key: k, Limit: lim, Addend: 0}}, out)
+		if out[0].Used != 1 {
+			t.Fatalf("counter %s lost right after its first hit (used %d)", k, out[0].Used)
+		}
+	}
+}

@@ -102,12 +102,14 @@ func (m *Memory) decideOnce(nowMs int64, nowUs float64, h *Hit, mayRetry bool) R
 			}
 			return Result{Unstored: true}
 		}
-		e = &memEntry{}
-		sh.m[strings.Clone(h.Key)] = e
+		// Sweep before the insert: the new counter has no expiry yet and
+		// would be swept with the expired ones.
 		sh.inserts++
 		if sh.inserts >= 1024 && sh.inserts >= len(sh.m)/2 {
 			m.live.Add(-int64(sh.sweep(nowMs)))
 		}
+		e = &memEntry{}
+		sh.m[strings.Clone(h.Key)] = e
 	}
 	return m.step(sh, e, nowMs, nowUs, h)
 }

@@ -83,7 +83,9 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics may be nil (no metrics).
 	Metrics *Metrics
-	// FailureMode applies when Backend returns an error.
+	// FailureMode decides hits that cannot be counted (Backend returns an
+	// error, or a Memory at its cap has no room for a new counter), for
+	// limits without their own (Limit.FailClosed, Limit.FailOpen).
 	FailureMode FailureMode
 	// GlobalShadowMode turns every OVER_LIMIT overall code into OK (still
 	// counted and reported per descriptor).
