@@ -37,13 +37,19 @@ func TestLongQueryKeepsPerIPLimit(t *testing.T) {
 		"spec": map[string]any{
 			"hosts":     []string{host},
 			"upstreams": pet.Spec["upstreams"],
-			"routes": []any{map[string]any{
-				"name": "all", "match": map[string]any{"pathPrefix": "/"}, "upstream": "api",
-				"rateLimits": []any{
-					map[string]any{"name": "per-ip", "by": []string{"client.ip"}, "limit": "3/minute"},
-					map[string]any{"name": "per-path", "by": []string{"request.path"}, "limit": "4/minute"},
+			"routes": []any{
+				map[string]any{
+					"name": "v6", "match": map[string]any{"pathPrefix": "/v6/"}, "upstream": "api",
+					"rateLimits": []any{map[string]any{"name": "per-net", "by": []string{"client.ip/64"}, "limit": "2/minute"}},
 				},
-			}},
+				map[string]any{
+					"name": "all", "match": map[string]any{"pathPrefix": "/"}, "upstream": "api",
+					"rateLimits": []any{
+						map[string]any{"name": "per-ip", "by": []string{"client.ip"}, "limit": "3/minute"},
+						map[string]any{"name": "per-path", "by": []string{"request.path"}, "limit": "4/minute"},
+					},
+				},
+			},
 		},
 	}
 	body, err := json.Marshal(spec)
@@ -106,5 +112,14 @@ func TestLongQueryKeepsPerIPLimit(t *testing.T) {
 	}
 	if want := []int{200, 200, 200, 200, 429}; !slices.Equal(got, want) {
 		t.Fatalf("one path with random query strings: %v, want %v", got, want)
+	}
+	// client.ip/64: IPv6 clients of one /64 share a counter, another /64
+	// has its own.
+	got = got[:0]
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3", "2001:db8:1:3::1"} {
+		got = append(got, get(ip, "/v6/x"))
+	}
+	if want := []int{200, 200, 429, 200}; !slices.Equal(got, want) {
+		t.Fatalf("client.ip/64 per-net limit: %v, want %v", got, want)
 	}
 }
