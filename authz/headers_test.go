@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -122,4 +123,14 @@ func TestForwardHeadersStrippedOnEveryRoute(t *testing.T) {
 	if slices.Contains(d1.HeadersToRemove, "x-gatehouse-b") || slices.Contains(d2.HeadersToRemove, "x-gatehouse-a") || !slices.Contains(d1.HeadersToRemove, "x-gatehouse-a") {
 		t.Fatalf("reserved headers leak between decisions: %v / %v", d1.HeadersToRemove, d2.HeadersToRemove)
 	}
+}
+
+// allowLoopback lets JWKS fetches reach this test's httptest servers.
+func allowLoopback(t testing.TB) *authn.AllowList {
+	t.Helper()
+	a, err := authn.ParseAllowList([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
