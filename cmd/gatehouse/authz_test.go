@@ -94,4 +94,8 @@ func TestJWKSAllowFlags(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "--jwks-allow") {
 		t.Fatalf("dev --help lacks --jwks-allow: %s", out)
 	}
+	out, _, code = run(t, "controlplane", "--help")
+	if code != 0 || !strings.Contains(out, "--max-jwks-uris-per-group int") || !strings.Contains(out, "(default 64)") {
+		t.Fatalf("controlplane --help lacks --max-jwks-uris-per-group (default 64): %s", out)
+	}
 }

@@ -75,7 +75,11 @@ type Options struct {
 	// their route table carries no Envoy filter overrides or rate-limit
 	// actions (gRPC clients enforce neither).
 	ProxylessGroups []string
-	Log             *slog.Logger
+	// MaxJWKSURIsPerGroup caps the distinct jwksUris one node group's authz
+	// sidecars fetch (default DefaultMaxJWKSURIsPerGroup; negative: no cap).
+	// A spec that would exceed it is left out and reported.
+	MaxJWKSURIsPerGroup int
+	Log                 *slog.Logger
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -98,6 +102,9 @@ func New(o Options) (*Compiler, error) {
 	}
 	if o.HTTPSAddress == "" {
 		o.HTTPSAddress = DefaultHTTPSAddress
+	}
+	if o.MaxJWKSURIsPerGroup == 0 {
+		o.MaxJWKSURIsPerGroup = DefaultMaxJWKSURIsPerGroup
 	}
 	log := o.Log
 	if log == nil {
