@@ -33,8 +33,11 @@ type route struct {
 	// upstream trusts them whichever route the request took, so a request
 	// never brings its own value for one.
 	forwardHeaders []string
-	challenge      string // WWW-Authenticate without an error
-	counters       *routeCounters
+	// multiJWT: more than one JWT provider in anyOf; a bearer token then
+	// goes to the one(s) whose issuer it names.
+	multiJWT  bool
+	challenge string // WWW-Authenticate without an error
+	counters  *routeCounters
 }
 
 type provider struct {
@@ -268,6 +271,13 @@ func (b *builder) route(rp RoutePolicy, providers map[string]*provider, forward 
 		}
 		r.providers = append(r.providers, p)
 	}
+	jwts := 0
+	for _, p := range r.providers {
+		if p.jwt != nil {
+			jwts++
+		}
+	}
+	r.multiJWT = jwts > 1
 	// Per route and provider, the headers and query parameters an allowed
 	// request loses. Providers are per spec, routes share them: copy.
 	for i, p := range r.providers {

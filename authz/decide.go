@@ -135,14 +135,37 @@ func (e *Engine) decide(ctx context.Context, r *route, req *Request) Decision {
 		chosen *provider
 		id     *authn.Identity
 		err    error
+		// With several JWT providers, a token goes to those whose issuer
+		// its (unverified) iss names, in order; none: the first, as before.
+		iss      string
+		issKnown bool
+		firstErr error
+		firstP   *provider
 	)
-	for _, p := range r.providers {
+	if r.multiJWT {
+		if tok, ok := authn.BearerToken(req.Headers["authorization"]); ok {
+			iss = authn.UnverifiedIssuer(tok)
+			issKnown = iss != "" && slices.ContainsFunc(r.providers, func(p *provider) bool { return p.jwt != nil && p.jwt.Issuer() == iss })
+		}
+	}
+	for i, p := range r.providers {
 		var present bool
 		switch {
 		case p.jwt != nil:
+			if issKnown && p.jwt.Issuer() != iss {
+				continue
+			}
 			var tok string
 			if tok, present = authn.BearerToken(req.Headers["authorization"]); present {
 				id, err = p.jwt.Authenticate(ctx, tok)
+				if err != nil && issKnown && slices.ContainsFunc(r.providers[i+1:], func(q *provider) bool { return q.jwt != nil && q.jwt.Issuer() == iss }) {
+					// Another provider of this issuer (another audience)
+					// may accept it; report the first refusal if none does.
+					if firstErr == nil {
+						firstErr, firstP = err, p
+					}
+					continue
+				}
 			}
 		case p.apiKey != nil:
 			var key string
@@ -161,6 +184,9 @@ func (e *Engine) decide(ctx context.Context, r *route, req *Request) Decision {
 		}
 		if present {
 			chosen = p
+			if err != nil && firstErr != nil {
+				chosen, err = firstP, firstErr
+			}
 			break
 		}
 	}
