@@ -217,3 +217,14 @@ func TestParseAllowList(t *testing.T) {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// TestRemoteJWKSErrorsHideTheURI: a jwks uri's query or credentials never
+// appear in an error.
+func TestRemoteJWKSErrorsHideTheURI(t *testing.T) {
+	for _, uri := range []string{"ftp://idp.test/jwks?token=s3cr3t", "https://user:s3cr3t@idp.test/jwks", "/jwks?token=s3cr3t"} {
+		_, err := NewRemoteJWKS(RemoteJWKSConfig{URI: uri})
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("NewRemoteJWKS(%q) = %v, want an error without the secret", uri, err)
+		}
+	}
+}

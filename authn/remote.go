@@ -57,7 +57,8 @@ type RemoteJWKS struct {
 func NewRemoteJWKS(cfg RemoteJWKSConfig) (*RemoteJWKS, error) {
 	u, err := url.Parse(cfg.URI)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("jwks uri %q: want an absolute http(s) URL", cfg.URI)
+		// Not echoed: a query string may carry a token.
+		return nil, fmt.Errorf("jwks uri: want an absolute http(s) URL")
 	}
 	if u.User != nil {
 		return nil, fmt.Errorf("jwks uri %s://%s%s: credentials in the URL are not allowed", u.Scheme, u.Host, u.Path)
