@@ -7,8 +7,10 @@
 // signatures; issuer, audience, exp/nbf/iat and algorithm pinning are checked
 // here), JWKS key sets (inline, or fetched from a jwksUri with background
 // refresh, last-good retention, bounded staleness and a rate-limited,
-// single-flight refresh on an unknown kid), API-key lookup by SHA-256, mTLS
-// principal globs, and the verified-token cache.
+// single-flight refresh on an unknown kid), the JWKS fetch guard (NewJWKSClient:
+// public https only unless an AllowList says otherwise, checked on the
+// address actually connected to; same-origin redirects only), API-key lookup
+// by SHA-256, mTLS principal globs, and the verified-token cache.
 //
 // It has no flags, listeners or globals; metrics live in Metrics, registered
 // on a registry the caller injects. Tokens and keys never appear in its logs

@@ -103,6 +103,38 @@ func NewJWT(cfg JWTConfig, keys KeySource, cache *TokenCache, clock func() time.
 // Name is the provider name.
 func (p *JWT) Name() string { return p.cfg.Name }
 
+// Issuer is the issuer the provider accepts.
+func (p *JWT) Issuer() string { return p.cfg.Issuer }
+
+// UnverifiedIssuer reads the iss claim of a compact JWS without verifying
+// anything, only to pick which of several providers verifies the token;
+// "" when the token is too large, malformed or has no string iss.
+func UnverifiedIssuer(token string) string {
+	if len(token) > DefaultMaxTokenSize*2 {
+		return ""
+	}
+	_, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return ""
+	}
+	p64, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(p64)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss any `json:"iss"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	iss, _ := c.Iss.(string)
+	return iss
+}
+
 // BearerToken extracts the token of an Authorization header value
 // ("Bearer <token>", scheme case-insensitive), and whether there is one.
 func BearerToken(authorization string) (string, bool) {

@@ -246,7 +246,7 @@ func TestBearerToken(t *testing.T) {
 func remoteProvider(t *testing.T, clk *clock, srv *authntest.JWKSServer, m *Metrics, cache *TokenCache) (*JWT, *RemoteJWKS) {
 	t.Helper()
 	r, err := NewRemoteJWKS(RemoteJWKSConfig{URI: srv.URI(), RefreshInterval: time.Hour, MinRefreshInterval: time.Minute,
-		MaxStaleness: 6 * time.Hour, Clock: clk.Now, Metrics: m})
+		MaxStaleness: 6 * time.Hour, Clock: clk.Now, Metrics: m, Client: NewJWKSClient(mustAllow(t, "127.0.0.1"), 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ const maxJWKSBytes = 1 << 20
 // RemoteJWKSConfig configures a JWKS fetched from a URI.
 type RemoteJWKSConfig struct {
 	URI string
-	// Client fetches the document; its Timeout bounds one fetch. Default: a
-	// client with a 5 s timeout.
+	// Client fetches the document; its Timeout bounds one fetch. Default:
+	// NewJWKSClient(nil, 0), which reaches public https endpoints only.
 	Client *http.Client
 	// RefreshInterval is the background refresh period (default 5m).
 	RefreshInterval time.Duration
@@ -57,10 +57,14 @@ type RemoteJWKS struct {
 func NewRemoteJWKS(cfg RemoteJWKSConfig) (*RemoteJWKS, error) {
 	u, err := url.Parse(cfg.URI)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("jwks uri %q: want an absolute http(s) URL", cfg.URI)
+		// Not echoed: a query string may carry a token.
+		return nil, fmt.Errorf("jwks uri: want an absolute http(s) URL")
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("jwks uri %s://%s%s: credentials in the URL are not allowed", u.Scheme, u.Host, u.Path)
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 5 * time.Second}
+		cfg.Client = NewJWKSClient(nil, 0)
 	}
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 5 * time.Minute

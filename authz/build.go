@@ -28,11 +28,16 @@ type route struct {
 	rules     []*rule
 	// metadataClaims are copied into Metadata.Claims.
 	metadataClaims []string
-	// forwardHeaders is every header any provider of the route forwards a
-	// claim in; a request never brings its own value for one upstream.
+	// forwardHeaders is every header any provider of the spec forwards a
+	// claim in, on every route of the spec (public ones included): an
+	// upstream trusts them whichever route the request took, so a request
+	// never brings its own value for one.
 	forwardHeaders []string
-	challenge      string // WWW-Authenticate without an error
-	counters       *routeCounters
+	// multiJWT: more than one JWT provider in anyOf; a bearer token then
+	// goes to the one(s) whose issuer it names.
+	multiJWT  bool
+	challenge string // WWW-Authenticate without an error
+	counters  *routeCounters
 }
 
 type provider struct {
@@ -43,7 +48,7 @@ type provider struct {
 	mtls    *authn.MTLS
 	forward []forwardClaim
 	// remove is what an allowed request authenticated by this provider
-	// loses before it goes upstream: the route's forward headers and, by
+	// loses before it goes upstream: the spec's forward headers and, by
 	// default, the credential header.
 	remove      []string
 	removeQuery []string
@@ -97,6 +102,9 @@ func (b *builder) build(policies []*SpecPolicy) (*snapshot, error) {
 
 func (b *builder) spec(s *snapshot, p *SpecPolicy) error {
 	providers := map[string]*provider{}
+	// forward is the union of every provider's forward headers, in
+	// declaration order: what no route of the spec lets a client send.
+	var forward []string
 	for _, pp := range p.Providers {
 		if _, dup := providers[pp.Name]; dup {
 			return fmt.Errorf("spec %q: provider %q declared twice", p.Spec, pp.Name)
@@ -106,6 +114,9 @@ func (b *builder) spec(s *snapshot, p *SpecPolicy) error {
 			return fmt.Errorf("spec %q: provider %q: %w", p.Spec, pp.Name, err)
 		}
 		providers[pp.Name] = pr
+		for _, f := range pr.forward {
+			forward = appendUnique(forward, f.header)
+		}
 	}
 	for _, rp := range p.Routes {
 		if !strings.HasPrefix(rp.ID, p.Spec+"/") {
@@ -114,7 +125,7 @@ func (b *builder) spec(s *snapshot, p *SpecPolicy) error {
 		if _, dup := s.routes[rp.ID]; dup {
 			return fmt.Errorf("spec %q: route %q defined twice", p.Spec, rp.ID)
 		}
-		r, err := b.route(rp, providers)
+		r, err := b.route(rp, providers, forward)
 		if err != nil {
 			return fmt.Errorf("route %q: %w", rp.ID, err)
 		}
@@ -240,8 +251,8 @@ func (b *builder) remote(uri string) (*authn.RemoteJWKS, error) {
 	return src, nil
 }
 
-func (b *builder) route(rp RoutePolicy, providers map[string]*provider) (*route, error) {
-	r := &route{id: rp.ID, mode: rp.Mode, metadataClaims: rp.MetadataClaims, counters: newRouteCounters(b.e.metrics, rp.ID)}
+func (b *builder) route(rp RoutePolicy, providers map[string]*provider, forward []string) (*route, error) {
+	r := &route{id: rp.ID, mode: rp.Mode, metadataClaims: rp.MetadataClaims, forwardHeaders: forward, counters: newRouteCounters(b.e.metrics, rp.ID)}
 	r.challenge = `Bearer realm="` + quoteSafe(rp.ID) + `"`
 	switch rp.Mode {
 	case spec.ModePublic:
@@ -253,20 +264,20 @@ func (b *builder) route(rp RoutePolicy, providers map[string]*provider) (*route,
 	if len(rp.AnyOf) == 0 {
 		return nil, fmt.Errorf("mode %s needs at least one provider in anyOf", rp.Mode)
 	}
-	seen := map[string]bool{}
 	for _, n := range rp.AnyOf {
 		p, ok := providers[n]
 		if !ok {
 			return nil, fmt.Errorf("anyOf names unknown provider %q", n)
 		}
 		r.providers = append(r.providers, p)
-		for _, f := range p.forward {
-			if !seen[f.header] {
-				seen[f.header] = true
-				r.forwardHeaders = append(r.forwardHeaders, f.header)
-			}
+	}
+	jwts := 0
+	for _, p := range r.providers {
+		if p.jwt != nil {
+			jwts++
 		}
 	}
+	r.multiJWT = jwts > 1
 	// Per route and provider, the headers and query parameters an allowed
 	// request loses. Providers are per spec, routes share them: copy.
 	for i, p := range r.providers {

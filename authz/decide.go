@@ -110,6 +110,9 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 	if !d.Allow && d.Body == "" {
 		d.Body = denyBody(d.Status, d.ReasonCode, d.Reason, req.RequestID)
 	}
+	if d.Allow {
+		d.HeadersToRemove = removeReserved(d.HeadersToRemove, d.HeadersToSet, req.Headers)
+	}
 	e.metrics.observe(r, &d, time.Since(start))
 	if e.log.Enabled(ctx, slog.LevelDebug) {
 		e.log.LogAttrs(ctx, slog.LevelDebug, "authz decision", slog.Any("request", req), slog.Any("decision", d))
@@ -123,21 +126,46 @@ func deny(status int, code, reason string) Decision {
 
 func (e *Engine) decide(ctx context.Context, r *route, req *Request) Decision {
 	if r.mode == spec.ModePublic {
+		// No identity, so no claim header is vouched for: a client's own
+		// value for one never reaches the upstream.
 		return Decision{Allow: true, Status: 200, ReasonCode: ReasonPublic, Reason: "public route",
-			Metadata: Metadata{Decision: DecisionAllow, Rule: "public"}}
+			HeadersToRemove: r.forwardHeaders, Metadata: Metadata{Decision: DecisionAllow, Rule: "public"}}
 	}
 	var (
 		chosen *provider
 		id     *authn.Identity
 		err    error
+		// With several JWT providers, a token goes to those whose issuer
+		// its (unverified) iss names, in order; none: the first, as before.
+		iss      string
+		issKnown bool
+		firstErr error
+		firstP   *provider
 	)
-	for _, p := range r.providers {
+	if r.multiJWT {
+		if tok, ok := authn.BearerToken(req.Headers["authorization"]); ok {
+			iss = authn.UnverifiedIssuer(tok)
+			issKnown = iss != "" && slices.ContainsFunc(r.providers, func(p *provider) bool { return p.jwt != nil && p.jwt.Issuer() == iss })
+		}
+	}
+	for i, p := range r.providers {
 		var present bool
 		switch {
 		case p.jwt != nil:
+			if issKnown && p.jwt.Issuer() != iss {
+				continue
+			}
 			var tok string
 			if tok, present = authn.BearerToken(req.Headers["authorization"]); present {
 				id, err = p.jwt.Authenticate(ctx, tok)
+				if err != nil && issKnown && slices.ContainsFunc(r.providers[i+1:], func(q *provider) bool { return q.jwt != nil && q.jwt.Issuer() == iss }) {
+					// Another provider of this issuer (another audience)
+					// may accept it; report the first refusal if none does.
+					if firstErr == nil {
+						firstErr, firstP = err, p
+					}
+					continue
+				}
 			}
 		case p.apiKey != nil:
 			var key string
@@ -156,6 +184,9 @@ func (e *Engine) decide(ctx context.Context, r *route, req *Request) Decision {
 		}
 		if present {
 			chosen = p
+			if err != nil && firstErr != nil {
+				chosen, err = firstP, firstErr
+			}
 			break
 		}
 	}
@@ -380,6 +411,31 @@ func (e *Engine) upstreamHeaders(d *Decision, p *provider, id *authn.Identity, r
 		}
 	}
 	d.HeadersToRemove = remove
+}
+
+// ReservedHeaderPrefix starts the request header names Gatehouse reserves
+// for itself: a client never gets one upstream (Envoy's header-mutation
+// filter removes them before ext_authz runs; the engine removes any that
+// reach it as well).
+const ReservedHeaderPrefix = "x-gatehouse-"
+
+// removeReserved adds to remove every x-gatehouse-* header the client
+// sent that the decision does not set itself. remove may be shared by
+// many decisions: it is copied before it grows.
+func removeReserved(remove []string, set []Header, headers map[string]string) []string {
+	var extra []string
+	for name := range headers {
+		if !strings.HasPrefix(name, ReservedHeaderPrefix) || slices.Contains(remove, name) ||
+			slices.ContainsFunc(set, func(h Header) bool { return h.Name == name }) {
+			continue
+		}
+		extra = append(extra, name)
+	}
+	if len(extra) == 0 {
+		return remove
+	}
+	slices.Sort(extra)
+	return append(slices.Clip(remove), extra...)
 }
 
 // queryValue returns the first value of name in a raw query.

@@ -23,9 +23,13 @@ type Options struct {
 	// Registry receives the engine's and authn's metrics; nil registers
 	// nothing (metrics are still counted, just not exported).
 	Registry prometheus.Registerer
-	// HTTPClient fetches remote JWKS (default: 5 s timeout).
+	// HTTPClient fetches remote JWKS. Default: authn.NewJWKSClient with
+	// JWKSAllow (public https endpoints, plus what JWKSAllow names).
 	HTTPClient *http.Client
-	Clock      func() time.Time // default time.Now
+	// JWKSAllow lets the default HTTPClient reach internal JWKS endpoints
+	// (and plain http to the hosts it names); nil allows none.
+	JWKSAllow *authn.AllowList
+	Clock     func() time.Time // default time.Now
 
 	JWKSRefreshInterval    time.Duration // default 5m
 	JWKSMinRefreshInterval time.Duration // unknown-kid refresh spacing, default 30s
@@ -83,6 +87,9 @@ func NewEngine(opts Options) (*Engine, error) {
 	}
 	if opts.MaxTokenSize <= 0 {
 		opts.MaxTokenSize = authn.DefaultMaxTokenSize
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = authn.NewJWKSClient(opts.JWKSAllow, 0)
 	}
 	reg := opts.Registry
 	if reg == nil {

@@ -402,7 +402,7 @@ func TestRemoteJWKSSharedAndStoppedOnUpdate(t *testing.T) {
 		p.Providers[0].JWT.JWKS, p.Providers[0].JWT.JWKSURI = "", uri
 		return p
 	}
-	e, _ := newEngine(t, Options{JWKSRefreshInterval: time.Hour})
+	e, _ := newEngine(t, Options{JWKSRefreshInterval: time.Hour, JWKSAllow: allowLoopback(t)})
 	if err := e.Update([]*SpecPolicy{mk(srv.URI())}); err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +475,7 @@ func TestDecideNeverBlocks(t *testing.T) {
 	defer unblock() // runs before hang.Close: let the handler return
 
 	good := compile(t, string(authntest.JWKS(key())))
-	e, _ := newEngine(t, Options{}, good)
+	e, _ := newEngine(t, Options{JWKSAllow: allowLoopback(t)}, good)
 
 	// An update holding the lock does not stop decisions.
 	e.mu.Lock()

@@ -58,6 +58,9 @@ type Config struct {
 	EnvoyListenerAddr               string // what the compiled listener binds (for an Envoy you attach)
 	IdPAddr                         string // demo identity provider
 	EchoAddr                        string // demo upstream
+	// JWKSAllow are internal JWKS endpoints the authz sidecar may fetch
+	// besides the demo IdP at IdPAddr (always allowed).
+	JWKSAllow []string
 
 	Out io.Writer
 	Log *slog.Logger
@@ -179,7 +182,8 @@ func Run(ctx context.Context, c Config) error {
 		return authzsidecar.Run(gctx, authzsidecar.Config{
 			GRPCAddr: c.AuthzAddr, AdminAddr: c.AuthzAdminAddr,
 			XDSServer: c.XDSAddr, NodeID: "dev-authz", NodeCluster: c.NodeGroup,
-			Log: c.Log, Registry: telemetry.NewRegistry(),
+			JWKSAllow: append([]string{c.IdPAddr}, c.JWKSAllow...),
+			Log:       c.Log, Registry: telemetry.NewRegistry(),
 			Ready: func(net.Addr, net.Addr) { authzUp() },
 		})
 	})

@@ -241,67 +241,96 @@ func (s *suite) do(ctx context.Context, r httpRequest) outcome {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The request as the filters see it; each filter may change it.
+	headers := make(map[string]string, len(r.Headers))
+	for k, v := range r.Headers {
+		headers[k] = v
+	}
+	r.Headers = headers
 	var meta *structpb.Struct
-	upstreamHeaders := map[string]string{}
-	if !disabled {
-		headers := map[string]string{":authority": r.Host, ":method": r.Method, ":path": r.Path, ":scheme": "https"}
-		for k, v := range r.Headers {
-			headers[k] = v
-		}
-		_, query, _ := strings.Cut(r.Path, "?")
-		resp, err := s.authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-				Address: r.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000},
-			}}}},
-			Request: &authv3.AttributeContext_Request{Time: timestamppb.Now(), Http: &authv3.AttributeContext_HttpRequest{
-				Id: o.RequestID, Method: r.Method, Headers: headers, Path: r.Path, Host: r.Host, Scheme: "https", Query: query, Protocol: "HTTP/1.1",
-			}},
-			ContextExtensions: ctxExt,
-		}})
-		if err != nil {
-			t.Fatalf("Check: %v", err)
-		}
-		meta = resp.GetDynamicMetadata()
-		o.Metadata = map[string]string{}
-		for k, v := range meta.GetFields() {
-			if sv, ok := v.GetKind().(*structpb.Value_StringValue); ok {
-				o.Metadata[k] = sv.StringValue
+	// The HCM's HTTP filters, in their configured order, up to the router.
+filters:
+	for _, f := range hcm.GetHttpFilters() {
+		switch f.GetName() {
+		case headerMutationFilterName:
+			if err := applyHeaderMutation(f, rc, vh, rt, r.Headers); err != nil {
+				t.Fatal(err)
 			}
-		}
-		if resp.GetStatus().GetCode() != 0 {
-			o.Status = int(resp.GetDeniedResponse().GetStatus().GetCode())
-			for _, h := range resp.GetDeniedResponse().GetHeaders() {
-				if h.GetHeader().GetKey() == "x-gatehouse-reason" {
-					o.Reason = h.GetHeader().GetValue()
+		case extAuthzFilterName:
+			if disabled {
+				continue
+			}
+			headers := map[string]string{":authority": r.Host, ":method": r.Method, ":path": r.Path, ":scheme": "https"}
+			for k, v := range r.Headers {
+				headers[k] = v
+			}
+			_, query, _ := strings.Cut(r.Path, "?")
+			resp, err := s.authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Address: r.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000},
+				}}}},
+				Request: &authv3.AttributeContext_Request{Time: timestamppb.Now(), Http: &authv3.AttributeContext_HttpRequest{
+					Id: o.RequestID, Method: r.Method, Headers: headers, Path: r.Path, Host: r.Host, Scheme: "https", Query: query, Protocol: "HTTP/1.1",
+				}},
+				ContextExtensions: ctxExt,
+			}})
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			meta = resp.GetDynamicMetadata()
+			o.Metadata = map[string]string{}
+			for k, v := range meta.GetFields() {
+				if sv, ok := v.GetKind().(*structpb.Value_StringValue); ok {
+					o.Metadata[k] = sv.StringValue
 				}
 			}
-			s.log(ctx, r, o, meta, true, false, "")
-			return o
-		}
-		for _, h := range resp.GetOkResponse().GetHeaders() {
-			upstreamHeaders[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		}
-	}
-	if descs := descriptors(rt, r, meta); len(descs) > 0 {
-		domain, err := rateLimitDomain(hcm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := s.rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: descs, HitsAddend: 1})
-		if err != nil {
-			// As Envoy: a failed call lets the request through, limits
-			// off, unless the filter has failure_mode_deny (then 500).
-			t.Logf("ShouldRateLimit failed, applying the filter's failure mode: %v", err)
-			if deny, derr := rateLimitFailureModeDeny(hcm); derr != nil || deny {
-				o.Status = 500
-				s.log(ctx, r, o, meta, false, false, "")
+			if resp.GetStatus().GetCode() != 0 {
+				o.Status = int(resp.GetDeniedResponse().GetStatus().GetCode())
+				for _, h := range resp.GetDeniedResponse().GetHeaders() {
+					if h.GetHeader().GetKey() == "x-gatehouse-reason" {
+						o.Reason = h.GetHeader().GetValue()
+					}
+				}
+				s.log(ctx, r, o, meta, true, false, "")
 				return o
 			}
-		}
-		if err == nil && resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
-			o.Status = 429
-			s.log(ctx, r, o, meta, false, true, "")
-			return o
+			// Envoy's ext_authz sets the OK response's headers, then
+			// removes its headers_to_remove.
+			for _, h := range resp.GetOkResponse().GetHeaders() {
+				r.Headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			for _, h := range resp.GetOkResponse().GetHeadersToRemove() {
+				delete(r.Headers, h)
+			}
+		case rateLimitFilterName:
+			descs := descriptors(rt, r, meta)
+			if len(descs) == 0 {
+				continue
+			}
+			domain, err := rateLimitDomain(hcm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := s.rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: descs, HitsAddend: 1})
+			if err != nil {
+				// As Envoy: a failed call lets the request through, limits
+				// off, unless the filter has failure_mode_deny (then 500).
+				t.Logf("ShouldRateLimit failed, applying the filter's failure mode: %v", err)
+				if deny, derr := rateLimitFailureModeDeny(hcm); derr != nil || deny {
+					o.Status = 500
+					s.log(ctx, r, o, meta, false, false, "")
+					return o
+				}
+			}
+			if err == nil && resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
+				o.Status = 429
+				s.log(ctx, r, o, meta, false, true, "")
+				return o
+			}
+		case routerFilterName:
+			break filters
+		default:
+			t.Fatalf("the node's HCM has HTTP filter %s, which this stand-in cannot play", f.GetName())
 		}
 	}
 	// The router: the route's cluster, its EDS endpoint, the echo upstream.
@@ -315,9 +344,6 @@ func (s *suite) do(ctx context.Context, r httpRequest) outcome {
 	req, _ := http.NewRequestWithContext(ctx, r.Method, target, nil)
 	req.Host = r.Host
 	for k, v := range r.Headers {
-		req.Header.Set(k, v)
-	}
-	for k, v := range upstreamHeaders {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -14,20 +14,25 @@ import (
 	"regexp"
 	"strings"
 
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
 const (
-	extAuthzFilterName  = "envoy.filters.http.ext_authz"
-	rateLimitFilterName = "envoy.filters.http.ratelimit"
+	headerMutationFilterName = "envoy.filters.http.header_mutation"
+	extAuthzFilterName       = "envoy.filters.http.ext_authz"
+	rateLimitFilterName      = "envoy.filters.http.ratelimit"
+	routerFilterName         = "envoy.filters.http.router"
 )
 
 // httpRequest is one request as it reaches Envoy's HCM.
@@ -124,6 +129,23 @@ func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.Vir
 }
 
 func stringMatch(sm *matcherv3.StringMatcher, v string) (bool, error) {
+	if sm.GetIgnoreCase() {
+		if _, re := sm.GetMatchPattern().(*matcherv3.StringMatcher_SafeRegex); !re {
+			lower := proto.Clone(sm).(*matcherv3.StringMatcher)
+			switch p := lower.GetMatchPattern().(type) {
+			case *matcherv3.StringMatcher_Exact:
+				p.Exact = strings.ToLower(p.Exact)
+			case *matcherv3.StringMatcher_Prefix:
+				p.Prefix = strings.ToLower(p.Prefix)
+			case *matcherv3.StringMatcher_Suffix:
+				p.Suffix = strings.ToLower(p.Suffix)
+			case *matcherv3.StringMatcher_Contains:
+				p.Contains = strings.ToLower(p.Contains)
+			}
+			lower.IgnoreCase = false
+			return stringMatch(lower, strings.ToLower(v))
+		}
+	}
 	switch p := sm.GetMatchPattern().(type) {
 	case *matcherv3.StringMatcher_Exact:
 		return v == p.Exact, nil
@@ -228,6 +250,55 @@ func authzSettings(rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *
 		}
 	}
 	return ctxExt, disabled, nil
+}
+
+// applyHeaderMutation plays Envoy's header-mutation filter on a request's
+// headers (lower-case names, no pseudo-headers): the filter's own request
+// mutations first, then the per-route ones, by default from the most
+// specific level (route) to the least (route table), or the other way
+// round with most_specific_header_mutations_wins.
+func applyHeaderMutation(f *hcmv3.HttpFilter, rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *routev3.Route, headers map[string]string) error {
+	cfg := &headermutationv3.HeaderMutation{}
+	if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
+		return fmt.Errorf("header mutation filter: %w", err)
+	}
+	levels := []map[string]*anypb.Any{rt.GetTypedPerFilterConfig(), vh.GetTypedPerFilterConfig(), rc.GetTypedPerFilterConfig()}
+	if cfg.GetMostSpecificHeaderMutationsWins() {
+		levels[0], levels[2] = levels[2], levels[0]
+	}
+	muts := [][]*mutationrulesv3.HeaderMutation{cfg.GetMutations().GetRequestMutations()}
+	for _, l := range levels {
+		a, ok := l[headerMutationFilterName]
+		if !ok {
+			continue
+		}
+		per := &headermutationv3.HeaderMutationPerRoute{}
+		if err := a.UnmarshalTo(per); err != nil {
+			return fmt.Errorf("header mutation per-route config: %w", err)
+		}
+		muts = append(muts, per.GetMutations().GetRequestMutations())
+	}
+	for _, ms := range muts {
+		for _, m := range ms {
+			switch a := m.GetAction().(type) {
+			case *mutationrulesv3.HeaderMutation_Remove:
+				delete(headers, strings.ToLower(a.Remove))
+			case *mutationrulesv3.HeaderMutation_RemoveOnMatch_:
+				for name := range headers {
+					ok, err := stringMatch(a.RemoveOnMatch.GetKeyMatcher(), name)
+					if err != nil {
+						return err
+					}
+					if ok {
+						delete(headers, name)
+					}
+				}
+			default:
+				return fmt.Errorf("header mutation %T: not played by this stand-in", m.GetAction())
+			}
+		}
+	}
+	return nil
 }
 
 // descriptors builds the rate-limit descriptors of a route from its

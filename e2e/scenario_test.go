@@ -51,11 +51,13 @@ func TestEndToEnd(t *testing.T) {
 		return o
 	}
 
-	// Public route: ext_authz is off for it; the upstream answers.
-	o := check("public", s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/healthz"}), 200, "", "")
+	// Public route: ext_authz is off for it; the upstream answers. A
+	// client's own identity headers never reach it.
+	o := check("public", s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/healthz", Headers: spoofed(nil)}), 200, "", "")
 	if o.Route != "petstore/health" || o.Metadata != nil {
 		t.Fatalf("public route: route %q, authz metadata %v", o.Route, o.Metadata)
 	}
+	noSpoofedHeaders(t, "public route", o)
 	// Missing token: 401.
 	check("missing token", s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/pets"}), 401, "", "deny")
 	// Wrong scope: authenticated, then denied by the rules.
@@ -66,6 +68,13 @@ func TestEndToEnd(t *testing.T) {
 		Headers: map[string]string{"authorization": "Bearer " + s.token("alice", []string{"pets:read"}, nil), "user-agent": "e2e/1"}}), 200, "alice", "allow")
 	if h, _ := o.Upstream["headers"].(map[string]any); h["x-user-id"] != "alice" {
 		t.Fatalf("upstream headers %v: want x-user-id alice (forwardClaims)", h)
+	}
+	// The verified claim wins over one the client sent, and survives the
+	// removal of the client's.
+	o = s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/pets",
+		Headers: spoofed(map[string]string{"authorization": "Bearer " + s.token("alice", []string{"pets:read"}, nil)})})
+	if h, _ := o.Upstream["headers"].(map[string]any); o.Status != 200 || h["x-user-id"] != "alice" || h["x-gatehouse-subject"] != nil {
+		t.Fatalf("jwt with a spoofed x-user-id: status %d, upstream headers %v: want x-user-id alice and no x-gatehouse-subject", o.Status, h)
 	}
 
 	// An API key from an OSB binding: allowed once the binding succeeded.
@@ -96,6 +105,12 @@ func TestEndToEnd(t *testing.T) {
 	if o.Metadata["apikey_id"] != creds.APIKeyID || o.Metadata["kind"] != "apiKey" {
 		t.Fatalf("api key metadata %v, want apikey_id %s", o.Metadata, creds.APIKeyID)
 	}
+	// An API-key caller cannot pose as a JWT user either.
+	o = s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/pets", Headers: spoofed(map[string]string{creds.Header: creds.APIKey})})
+	if o.Status != 200 {
+		t.Fatalf("api key with spoofed headers: status %d (%s)", o.Status, o.Reason)
+	}
+	noSpoofedHeaders(t, "api-key route", o)
 	// Revoked: unbind, then the same key is refused.
 	unbind, err := s.osb.Unbind(ctx, "petstore", "e2e-binding")
 	if err != nil {
@@ -217,6 +232,30 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if _, err := s.osb.Instance(ctx, "petstore-bad"); err == nil {
 		t.Fatal("a refused spec was stored")
+	}
+}
+
+// spoofed adds the identity headers a client must never get upstream: the
+// petstore's forwarded claim header and a reserved x-gatehouse-* one.
+func spoofed(h map[string]string) map[string]string {
+	if h == nil {
+		h = map[string]string{}
+	}
+	h["x-user-id"] = "mallory"
+	h["x-gatehouse-subject"] = "admin"
+	return h
+}
+
+func noSpoofedHeaders(t *testing.T, what string, o outcome) {
+	t.Helper()
+	h, ok := o.Upstream["headers"].(map[string]any)
+	if !ok {
+		t.Fatalf("%s: the echo upstream did not answer: %v", what, o.Upstream)
+	}
+	for _, name := range []string{"x-user-id", "x-gatehouse-subject"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("%s: the upstream got the client's %s: %v", what, name, v)
+		}
 	}
 }
 

@@ -267,6 +267,7 @@ func (v *validator) identity(id *Identity) map[string]string {
 		}
 		providers[name] = kind
 	}
+	v.identityCaps(id)
 	for i, j := range id.JWT {
 		p := joinIndex("spec.identity.jwt", i)
 		add(p+".name", j.Name, "jwt")
@@ -364,27 +365,93 @@ func (v *validator) jwt(p string, j JWTProvider) {
 		v.fail(p+".clockSkew", "must be between 0s and 5m, got %s", j.ClockSkew.Duration)
 	}
 	for claim, header := range j.ForwardClaims {
-		if !isHeaderName(header) {
+		switch {
+		case !isHeaderName(header):
 			v.fail(p+".forwardClaims."+claim, "%q is not a lower-case HTTP header name", header)
+		case forwardReserved[header] || strings.HasPrefix(header, "x-envoy-") || strings.HasPrefix(header, "x-forwarded-"):
+			v.fail(p+".forwardClaims."+claim, "%q cannot carry a claim: every route removes a forwarded header from the client's request before authentication, and Envoy or HTTP owns this one", header)
 		}
 	}
 }
 
-func checkJWKSURI(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", s)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		switch u.Hostname() {
-		case "127.0.0.1", "localhost", "::1":
-			return nil
+// MaxIdentityProviders caps the identity providers (JWT, API-key and mTLS
+// together) of one spec: every authz sidecar of the fleet builds, and for
+// JWT fetches and refreshes, each of them.
+const MaxIdentityProviders = 8
+
+// forwardReserved are headers a forwardClaims entry may not name: the
+// credential headers (the forwarded header is removed from the client's
+// request before authentication), and headers HTTP or Envoy own.
+var forwardReserved = map[string]bool{
+	"authorization": true, "proxy-authorization": true, "cookie": true, "host": true,
+	"connection": true, "content-length": true, "content-type": true, "content-encoding": true,
+	"transfer-encoding": true, "te": true, "trailer": true, "upgrade": true, "keep-alive": true,
+	"proxy-connection": true, "expect": true, "x-request-id": true, "via": true, "forwarded": true,
+}
+
+// identityCaps refuses more than MaxIdentityProviders providers (naming
+// the first one over the cap) and a forwarded claim header that is also
+// an API-key header of the spec (the client's key would be removed
+// before it is checked).
+func (v *validator) identityCaps(id *Identity) {
+	n := 0
+	over := func(p string) {
+		if n++; n == MaxIdentityProviders+1 {
+			v.fail(p, "identity provider %d of %d: at most %d per spec", n, len(id.JWT)+len(id.APIKeys)+len(id.MTLS), MaxIdentityProviders)
 		}
 	}
-	return fmt.Errorf("%q must use https (plain http is allowed only for 127.0.0.1 and localhost)", s)
+	for i := range id.JWT {
+		over(joinIndex("spec.identity.jwt", i))
+	}
+	keyHeaders := map[string]string{}
+	for i, k := range id.APIKeys {
+		over(joinIndex("spec.identity.apiKeys", i))
+		if k.Header != "" {
+			keyHeaders[strings.ToLower(k.Header)] = joinIndex("spec.identity.apiKeys", i)
+		}
+	}
+	for i := range id.MTLS {
+		over(joinIndex("spec.identity.mtls", i))
+	}
+	for i, j := range id.JWT {
+		for claim, header := range j.ForwardClaims {
+			if kp, ok := keyHeaders[strings.ToLower(header)]; ok {
+				v.fail(joinIndex("spec.identity.jwt", i)+".forwardClaims."+claim, "%q is the API-key header of %s: a forwarded header is removed from the client's request before authentication", header, kp)
+			}
+		}
+	}
+}
+
+// maxJWKSURILen bounds a jwksUri.
+const maxJWKSURILen = 2048
+
+// checkJWKSURI checks a jwksUri without echoing it whole: a query string
+// may carry a token, so errors show scheme, host and path only.
+func checkJWKSURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("not an absolute http(s) URL")
+	}
+	shown := u.Scheme + "://" + u.Host + u.Path
+	switch {
+	case len(s) > maxJWKSURILen:
+		return fmt.Errorf("%q...: longer than %d bytes", shown[:min(len(shown), 64)], maxJWKSURILen)
+	case u.User != nil:
+		return fmt.Errorf("%q: credentials in the URL are not allowed", shown)
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Errorf("%q: a fragment is not allowed", shown)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: scheme must be https", shown)
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	ip := net.ParseIP(host)
+	if ip != nil && (ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.IsInterfaceLocalMulticast()) {
+		return fmt.Errorf("%q: %s is not an address a JWKS is served from (unspecified, multicast or link-local)", shown, host)
+	}
+	if u.Scheme == "http" && !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+		return fmt.Errorf("%q must use https (plain http only for loopback, and the authz sidecar must allow it with --jwks-allow)", shown)
+	}
+	return nil
 }
 
 func (v *validator) route(p string, rt Route, upstreams map[string]bool, providers map[string]string) {

@@ -42,6 +42,7 @@ on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
 	f.StringVar(&cfg.XDSServer, "xds-server", "", "control plane xDS address (host:port)")
 	f.StringVar(&cfg.NodeID, "node-id", "", "xDS node id")
 	f.StringVar(&cfg.NodeCluster, "node-cluster", "", "xDS node cluster (node group)")
+	f.StringSliceVar(&cfg.JWKSAllow, "jwks-allow", nil, jwksAllowUsage)
 	f.BoolVar(&cfg.KeepCredential, "keep-credential", false, "forward the Authorization / API-key header upstream instead of removing it")
 	f.IntVar(&cfg.MaxTokenSize, "max-token-size", 8<<10, "largest bearer token accepted, in bytes")
 	f.IntVar(&cfg.TokenCacheSize, "token-cache-size", 10000, "verified-token cache entries (negative disables)")
@@ -49,3 +50,7 @@ on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }
+
+// jwksAllowUsage documents --jwks-allow (authz, explain, dev).
+const jwksAllowUsage = "internal JWKS endpoints fetches may reach, comma-separated: CIDR, IP, IP:port, host or host:port " +
+	"(default none: a jwksUri must be public https; loopback, link-local and private addresses are refused after DNS)"

@@ -75,3 +75,27 @@ func TestAuthzCommandNeedsAPolicySource(t *testing.T) {
 		t.Fatalf("stderr %q does not mention %s", errOut, want)
 	}
 }
+
+// TestJWKSAllowFlags: authz, explain and dev take --jwks-allow (authz
+// through its environment twin too), and a bad entry is refused by name.
+func TestJWKSAllowFlags(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("GATEHOUSE_AUTHZ_JWKS_ALLOW", "10.0.0.0/8,not a host")
+	_, errOut, code := run(t, "authz", "--spec-dir", dir, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(errOut, "--jwks-allow") || !strings.Contains(errOut, "not a host") {
+		t.Fatalf("authz with GATEHOUSE_AUTHZ_JWKS_ALLOW=%q: exit %d, stderr %q", "10.0.0.0/8,not a host", code, errOut)
+	}
+	_, errOut, code = run(t, "explain", "--spec-dir", "../../deploy/examples", "--request", "GET https://petstore.example.com/pets",
+		"-H", "authorization: Bearer x", "--jwks-allow", "300.0.0.1/8")
+	if code == 0 || !strings.Contains(errOut, "--jwks-allow") {
+		t.Fatalf("explain with a bad --jwks-allow: exit %d, stderr %q", code, errOut)
+	}
+	out, _, code := run(t, "dev", "--help")
+	if code != 0 || !strings.Contains(out, "--jwks-allow") {
+		t.Fatalf("dev --help lacks --jwks-allow: %s", out)
+	}
+	out, _, code = run(t, "controlplane", "--help")
+	if code != 0 || !strings.Contains(out, "--max-jwks-uris-per-group int") || !strings.Contains(out, "(default 64)") {
+		t.Fatalf("controlplane --help lacks --max-jwks-uris-per-group (default 64): %s", out)
+	}
+}

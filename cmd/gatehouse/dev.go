@@ -36,6 +36,7 @@ func newDevCmd() *cobra.Command {
 	f.StringVar(&c.EnvoyListenerAddr, "envoy-listener-addr", c.EnvoyListenerAddr, "address the compiled Envoy listener binds")
 	f.StringVar(&c.IdPAddr, "idp-addr", c.IdPAddr, "demo identity provider address")
 	f.StringVar(&c.EchoAddr, "echo-addr", c.EchoAddr, "demo echo upstream address")
+	f.StringSliceVar(&c.JWKSAllow, "jwks-allow", nil, jwksAllowUsage+"; the demo IdP (--idp-addr) is always allowed")
 	logFlags(f, &logc, "warn", "debug|info|warn|error (info shows every role's activity)")
 	cmd.AddCommand(newDevTokenCmd(&c.DataDir))
 	cmd.Flags().SortFlags = false

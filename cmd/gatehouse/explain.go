@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/explain"
@@ -19,7 +20,7 @@ import (
 func newExplainCmd() *cobra.Command {
 	var (
 		specDir, request, group, clientIP string
-		headers                           []string
+		headers, jwksAllow                []string
 		asJSON                            bool
 	)
 	cmd := &cobra.Command{
@@ -55,7 +56,11 @@ func newExplainCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if engine, err = authz.NewEngine(authz.Options{Log: log}); err != nil {
+				allow, err := authn.ParseAllowList(jwksAllow)
+				if err != nil {
+					return fmt.Errorf("--jwks-allow: %w", err)
+				}
+				if engine, err = authz.NewEngine(authz.Options{Log: log, JWKSAllow: allow}); err != nil {
 					return err
 				}
 				defer engine.Close()
@@ -79,6 +84,7 @@ func newExplainCmd() *cobra.Command {
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'name: value' (repeatable); credentials here get an authz decision")
 	f.StringVar(&group, "node-group", "default", "node group whose config to use")
 	f.StringVar(&clientIP, "client-ip", "127.0.0.1", "client address Envoy would see")
+	f.StringSliceVar(&jwksAllow, "jwks-allow", nil, jwksAllowUsage)
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -80,7 +80,11 @@ type Options struct {
 	// 100ms timeout, an error), Envoy answers 500 instead of letting the
 	// request through (--ratelimit-failure-mode deny).
 	RateLimitFailureModeDeny bool
-	Log                      *slog.Logger
+	// MaxJWKSURIsPerGroup caps the distinct jwksUris one node group's authz
+	// sidecars fetch (default DefaultMaxJWKSURIsPerGroup; negative: no cap).
+	// A spec that would exceed it is left out and reported.
+	MaxJWKSURIsPerGroup int
+	Log                 *slog.Logger
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -103,6 +107,9 @@ func New(o Options) (*Compiler, error) {
 	}
 	if o.HTTPSAddress == "" {
 		o.HTTPSAddress = DefaultHTTPSAddress
+	}
+	if o.MaxJWKSURIsPerGroup == 0 {
+		o.MaxJWKSURIsPerGroup = DefaultMaxJWKSURIsPerGroup
 	}
 	log := o.Log
 	if log == nil {

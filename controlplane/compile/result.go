@@ -124,6 +124,7 @@ func (c *Compiler) assemble(revID string, all []*Spec) *Result {
 		}
 		published = append(published, s)
 	}
+	published = admitJWKS(published, c.opts.MaxJWKSURIsPerGroup)
 	sort.Slice(published, func(i, j int) bool { return published[i].Name < published[j].Name })
 
 	h := sha256.New()

@@ -5,17 +5,20 @@ import (
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -59,7 +62,8 @@ type TLSChain struct {
 
 // Listener builds a listener whose filter chain (one per TLS certificate on
 // an HTTPS listener) is the HTTP connection manager with the Gatehouse
-// filters: ext_authz (fail closed, peer
+// filters: header mutation (the client's x-gatehouse-* headers and, per
+// route, its spec's forwarded claim headers removed), ext_authz (fail closed, peer
 // certificate included), ratelimit (domain gatehouse, X-RateLimit headers
 // on), router; and a gRPC access log to the accesslog sidecar.
 func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
@@ -75,6 +79,9 @@ func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
 			RouteConfigName: o.RouteConfig,
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
+			// First: the client's identity headers go before ext_authz
+			// sets the verified ones (see headerMutationFilter).
+			{Name: HeaderMutationFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(headerMutationFilter())}},
 			{Name: ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extAuthzFilter())}},
 			{Name: RateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(rateLimitFilter(o.RateLimitFailureModeDeny))}},
 			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
@@ -154,6 +161,28 @@ func Secret(name string, certPEM, keyPEM []byte) *tlsv3.Secret {
 			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: keyPEM}},
 		}},
 	}
+}
+
+// HeaderMutationFilter is the first HTTP filter of the Gatehouse chain.
+const HeaderMutationFilter = "envoy.filters.http.header_mutation"
+
+// ReservedHeaderPrefix starts the request headers Gatehouse reserves:
+// whatever a client sends under it never reaches an upstream.
+const ReservedHeaderPrefix = "x-gatehouse-"
+
+// headerMutationFilter removes every x-gatehouse-* header from the
+// client's request; each route adds its spec's forwarded claim headers
+// (StripForwardedHeaders). It runs before ext_authz: route-level
+// request_headers_to_remove would run in the router, after ext_authz has
+// set the verified values, and remove those too.
+func headerMutationFilter() *headermutationv3.HeaderMutation {
+	return &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
+		RequestMutations: []*mutationrulesv3.HeaderMutation{{
+			Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
+				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: ReservedHeaderPrefix}, IgnoreCase: true},
+			}},
+		}},
+	}}
 }
 
 func extAuthzFilter() *extauthzv3.ExtAuthz {

@@ -3,10 +3,13 @@ package envoy
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -30,8 +33,9 @@ func VirtualHostPacked(r *spec.EdgeRoute, packed Packed) (*routev3.VirtualHost, 
 	for _, h := range r.Spec.Hosts {
 		vh.Domains = append(vh.Domains, strings.ToLower(h))
 	}
+	strip := ForwardedHeaders(r)
 	for i := range r.Spec.Routes {
-		rt, err := route(name, &r.Spec.Routes[i], packed)
+		rt, err := route(name, &r.Spec.Routes[i], strip, packed)
 		if err != nil {
 			return nil, fmt.Errorf("spec.routes[%d]: %w", i, err)
 		}
@@ -46,10 +50,45 @@ func ClusterName(specName, upstream string) string { return specName + "/" + ups
 // Route builds one Envoy route named "<spec>/<route>" (the name the access
 // log reports).
 func Route(specName string, rt *spec.Route) (*routev3.Route, error) {
-	return route(specName, rt, nil)
+	return route(specName, rt, nil, nil)
 }
 
-func route(specName string, rt *spec.Route, packed Packed) (*routev3.Route, error) {
+// ForwardedHeaders is the union, sorted, of the headers every JWT provider
+// of a spec forwards claims in (forwardClaims). Upstreams trust them, so
+// every route of the spec removes the client's own values.
+func ForwardedHeaders(r *spec.EdgeRoute) []string {
+	var out []string
+	if id := r.Spec.Identity; id != nil {
+		for _, j := range id.JWT {
+			for _, h := range j.ForwardClaims {
+				if h = strings.ToLower(h); !slices.Contains(out, h) {
+					out = append(out, h)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// StripForwardedHeaders is a route's header-mutation setting: remove each
+// of headers from the client's request. The header-mutation filter runs
+// before ext_authz, so the verified values ext_authz sets afterwards are
+// what reaches the upstream. Nil when there is nothing to remove.
+func StripForwardedHeaders(headers []string) *headermutationv3.HeaderMutationPerRoute {
+	if len(headers) == 0 {
+		return nil
+	}
+	m := &headermutationv3.Mutations{}
+	for _, h := range headers {
+		m.RequestMutations = append(m.RequestMutations, &mutationrulesv3.HeaderMutation{
+			Action: &mutationrulesv3.HeaderMutation_Remove{Remove: h},
+		})
+	}
+	return &headermutationv3.HeaderMutationPerRoute{Mutations: m}
+}
+
+func route(specName string, rt *spec.Route, strip []string, packed Packed) (*routev3.Route, error) {
 	id := spec.RouteID(specName, rt.Name)
 	match, err := routeMatch(rt.Match)
 	if err != nil {
@@ -67,14 +106,18 @@ func route(specName string, rt *spec.Route, packed Packed) (*routev3.Route, erro
 		}
 		action.RateLimits = append(action.RateLimits, rl)
 	}
-	return &routev3.Route{
+	out := &routev3.Route{
 		Name:   id,
 		Match:  match,
 		Action: &routev3.Route_Route{Route: action},
 		TypedPerFilterConfig: map[string]*anypb.Any{
 			ExtAuthzFilter: packed.pack(ExtAuthzPerRoute(id, rt.AuthMode())),
 		},
-	}, nil
+	}
+	if hm := StripForwardedHeaders(strip); hm != nil {
+		out.TypedPerFilterConfig[HeaderMutationFilter] = packed.pack(hm)
+	}
+	return out, nil
 }
 
 // ExtAuthzPerRoute is a route's ext_authz setting: disabled on public

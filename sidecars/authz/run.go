@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
@@ -58,7 +59,11 @@ type Config struct {
 
 	Log      *slog.Logger         // default: discard
 	Registry *prometheus.Registry // default: telemetry.NewRegistry()
-	// HTTPClient fetches JWKS (default: 5 s timeout).
+	// JWKSAllow (--jwks-allow) lists the internal JWKS endpoints fetches
+	// may reach: CIDRs, IPs, IP:port, host names, host:port (see
+	// authn.AllowList). Without it a jwksUri must be public https.
+	JWKSAllow []string
+	// HTTPClient fetches JWKS (default: authn.NewJWKSClient with JWKSAllow).
 	HTTPClient *http.Client
 	// Ready, when set, is called with the bound addresses once both
 	// listeners are open (tests use ":0").
@@ -90,8 +95,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if reg == nil {
 		reg = telemetry.NewRegistry()
 	}
+	allow, err := authn.ParseAllowList(cfg.JWKSAllow)
+	if err != nil {
+		return fmt.Errorf("authz: --jwks-allow: %w", err)
+	}
+	if len(cfg.JWKSAllow) > 0 {
+		log.Info("jwks fetches may reach internal endpoints", "jwks_allow", allow.String())
+	}
 	eng, err := authz.NewEngine(authz.Options{
-		Log: log, Registry: reg, HTTPClient: cfg.HTTPClient, KeepCredential: cfg.KeepCredential,
+		Log: log, Registry: reg, HTTPClient: cfg.HTTPClient, JWKSAllow: allow, KeepCredential: cfg.KeepCredential,
 		MaxTokenSize: cfg.MaxTokenSize, TokenCacheSize: cfg.TokenCacheSize, TokenCacheTTL: cfg.TokenCacheTTL,
 	})
 	if err != nil {
