@@ -59,7 +59,7 @@ func serve(a http.Handler, method, path string, body []byte) *httptest.ResponseR
 // only bodies whose parameters the spec package itself accepts.
 func FuzzProvisionBody(f *testing.F) {
 	for _, seed := range []string{
-		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":` + validSpec + `}`,
+		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","parameters":` + validSpec + `}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":{"apiVersion":"gatehouse/v1"}}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"x","parameters":{}}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":"kind: EdgeRoute"}`,
