@@ -74,9 +74,9 @@ func tenantHosts(t *testing.T, st store.Store, q queue.Queue) {
 
 	t.Run("OverlapBetweenTenantsIs409NamingTheOwner", func(t *testing.T) {
 		for id, hosts := range map[string][]string{
-			"b-exact":    {"login.pets.example.com"},        // exact under A's wildcard
-			"b-deep":     {"a.b.pets.example.com"},          // deeper under it
-			"b-wildcard": {"*.example.com"},                 // covers A's wildcard
+			"b-exact":    {"login.pets.example.com"}, // exact under A's wildcard
+			"b-deep":     {"a.b.pets.example.com"},   // deeper under it
+			"b-wildcard": {"*.example.com"},          // covers A's wildcard
 			"b-mixed":    {"ok.example.com", "x.pets.example.com"},
 		} {
 			r := put(id, cfBody("org-b", "space-b", edgeRoute("spec-"+id, hosts...)))
