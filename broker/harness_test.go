@@ -140,7 +140,7 @@ type pipelineOpts struct {
 	unconfirmed time.Duration
 	deadline    time.Duration
 	tenancy     api.Tenancy
-	compile     func(*spec.Document) error
+	compile     func(*spec.Document, string) error
 }
 
 func testLogger(t testing.TB, w io.Writer) *slog.Logger {

@@ -171,7 +171,7 @@ func (w *Worker) check(ctx context.Context, payload []byte, tenant string) (*spe
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
 	if w.cfg.Compile != nil {
-		if err := w.cfg.Compile(d); err != nil {
+		if err := w.cfg.Compile(d, tenant); err != nil {
 			return nil, problemsText("compiling the EdgeRoute", err), nil
 		}
 	}

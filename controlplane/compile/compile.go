@@ -40,6 +40,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -76,6 +77,10 @@ type Options struct {
 	// actions (gRPC clients enforce neither).
 	ProxylessGroups []string
 	Log             *slog.Logger
+	// CertOwners binds certificates to the tenants that may name them
+	// (nil: none bound; every spec's certificate must cover its hosts
+	// either way).
+	CertOwners tenancy.CertOwners
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -155,6 +160,12 @@ type Spec struct {
 	Err error
 	// NodeGroups are the groups serving the spec; empty means all.
 	NodeGroups []string
+	// Tenant claims the spec's hosts: source.Spec.Tenant, else (when
+	// empty) metadata.team.
+	Tenant string
+	// crossErr: Err came from a cross-spec check in assemble (a name or
+	// host another spec holds), so the next revision checks again.
+	crossErr bool
 
 	doc        *spec.Document
 	key        string // content hash of the document
@@ -295,7 +306,7 @@ func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 		}
 	}
 	for _, d := range docs {
-		s := &Spec{Name: d.Name(), Origin: src.Origin, Revision: src.Revision, doc: d}
+		s := &Spec{Name: d.Name(), Origin: src.Origin, Revision: src.Revision, Tenant: src.Tenant, doc: d}
 		if s.Name == "" {
 			s.Name = src.Name
 		}
@@ -317,6 +328,10 @@ func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 // all of its resources. On failure s.Err says what, where and why.
 func (c *Compiler) compileSpec(s *Spec, w *worker) {
 	if err := spec.ValidateOneWith(s.doc, w.chk); err != nil {
+		s.Err = err
+		return
+	}
+	if err := checkHostNames(s); err != nil {
 		s.Err = err
 		return
 	}
@@ -378,6 +393,9 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 			return fmt.Errorf("spec.tls.certificate: secret %s: %w", sec.GetName(), err)
 		}
 		s.secret = sec
+		if err := c.checkCertificate(s); err != nil {
+			return err
+		}
 	}
 	// What each Any built here carries, so validating it (and the
 	// referential checks) need no decoding of the bytes just encoded.
