@@ -2,16 +2,25 @@ package broker_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 )
 
@@ -155,4 +164,125 @@ func tenantHosts(t *testing.T, st store.Store, q queue.Queue) {
 		}
 		notStored("noorg")
 	})
+}
+
+// tlsRoute is edgeRoute with spec.tls naming cert.
+func tlsRoute(name, cert string, hosts ...string) map[string]any {
+	r := edgeRoute(name, hosts...)
+	r["spec"].(map[string]any)["tls"] = map[string]any{"certificate": cert}
+	return r
+}
+
+// TestCertificateOwnership drives issue 12 point 3 over HTTP on SQLite
+// and on DynamoDB + SQS: the broker refuses (400, spec.tls.certificate) a
+// spec naming a certificate whose SANs do not cover all of its hosts, or
+// one the operator bound to other tenants; a broker that does not know the
+// certificate directory leaves it to the worker, whose compile check (the
+// control plane's, with its options) fails the operation.
+func TestCertificateOwnership(t *testing.T) {
+	certDir := t.TempDir()
+	writeCert(t, certDir, "shop-cert", "shop.example.com", "*.shop.example.com")
+	owners := tenancy.CertOwners{"shop-cert": {"cf:org-shop"}}
+	checker, err := compile.NewChecker(compile.Options{CertDir: certDir, CertOwners: owners})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, be := range allBackends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			st, q := be.open(t, 2*time.Second)
+			p := newPipeline(t, pipelineOpts{store: st, queue: q, workers: 1, compile: checker.Check,
+				tenancy: api.Tenancy{CertDir: certDir, CertOwners: owners}})
+			put := func(id string, body map[string]any) resp {
+				return p.do(t, "PUT", "/v2/service_instances/"+id+"?accepts_incomplete=true", body)
+			}
+			r := put("shop", cfBody("org-shop", "s1", tlsRoute("shop", "shop-cert", "shop.example.com", "api.shop.example.com")))
+			p.expect(t, r, 202, "covered hosts, owning tenant")
+			if last := p.waitOp(t, "/v2/service_instances/shop", r.str("operation"), 30*time.Second); last.str("state") != "succeeded" {
+				t.Fatalf("shop: %s", last.Raw)
+			}
+			r = put("evil", cfBody("org-shop", "s1", tlsRoute("evil", "shop-cert", "evil.example.com")))
+			p.expect(t, r, 400, "a certificate that does not cover the hosts")
+			if !containsAll(r.str("description"), "spec.tls.certificate", "does not cover", "evil.example.com") {
+				t.Fatalf("not covered: %s", r.Raw)
+			}
+			r = put("thief", cfBody("org-other", "s1", tlsRoute("thief", "shop-cert", "cart.shop.example.org")))
+			p.expect(t, r, 400, "a certificate bound to another tenant")
+			if !containsAll(r.str("description"), "spec.tls.certificate", "bound to other tenants") {
+				t.Fatalf("bound: %s", r.Raw)
+			}
+			r = put("missing", cfBody("org-shop", "s1", tlsRoute("missing", "no-such-cert", "m.example.com")))
+			p.expect(t, r, 400, "a certificate the operator does not provide")
+			for _, id := range []string{"evil", "thief", "missing"} {
+				if _, err := p.Store.GetInstance(context.Background(), id); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("a refused provision stored %s: %v", id, err)
+				}
+			}
+		})
+	}
+	// The broker without the certificate directory: the worker refuses.
+	p := newPipeline(t, pipelineOpts{workers: 1, compile: checker.Check})
+	r := p.do(t, "PUT", "/v2/service_instances/evil?accepts_incomplete=true", cfBody("org-shop", "s1", tlsRoute("evil", "shop-cert", "evil.example.com")))
+	p.expect(t, r, 202, "provision (the broker cannot check the certificate)")
+	last := p.waitOp(t, "/v2/service_instances/evil", r.str("operation"), 30*time.Second)
+	if last.str("state") != "failed" || !containsAll(last.str("description"), "spec.tls.certificate", "does not cover") {
+		t.Fatalf("the worker let a certificate not covering the hosts through: %s", last.Raw)
+	}
+	if _, specs, _ := p.Store.Snapshot(context.Background()); len(specs) != 0 {
+		t.Fatalf("the refused spec reached the route store: %v", specs)
+	}
+}
+
+// TestWorkerRechecksTenantHosts: two tenants' overlapping provisions both
+// pass the API while no worker runs (neither is stored yet); the worker
+// then applies the rule with the instance's tenant: the first goes live,
+// the second fails naming the owner, and nothing of it is stored.
+func TestWorkerRechecksTenantHosts(t *testing.T) {
+	for _, be := range allBackends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			st, q := be.open(t, 2*time.Second)
+			o := pipelineOpts{store: st, queue: q, noWorker: true, workers: 1}
+			p := newPipeline(t, o)
+			ra := p.do(t, "PUT", "/v2/service_instances/wa?accepts_incomplete=true", cfBody("org-a", "s", edgeRoute("wild-a", "*.pets.example.com")))
+			p.expect(t, ra, 202, "tenant A")
+			rb := p.do(t, "PUT", "/v2/service_instances/wb?accepts_incomplete=true", cfBody("org-b", "s", edgeRoute("exact-b", "login.pets.example.com")))
+			p.expect(t, rb, 202, "tenant B (nothing stored to clash with yet)")
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			p.startWorker(ctx, t, &wg, o)
+			t.Cleanup(func() { cancel(); wg.Wait() })
+			if last := p.waitOp(t, "/v2/service_instances/wa", ra.str("operation"), 30*time.Second); last.str("state") != "succeeded" {
+				t.Fatalf("A: %s", last.Raw)
+			}
+			last := p.waitOp(t, "/v2/service_instances/wb", rb.str("operation"), 30*time.Second)
+			if last.str("state") != "failed" || !containsAll(last.str("description"), "spec.hosts[0]", `"wa"`, "another tenant") {
+				t.Fatalf("B: %s", last.Raw)
+			}
+			if _, err := p.Store.GetSpec(ctx, "exact-b"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("B's spec reached the route store: %v", err)
+			}
+		})
+	}
+}
+
+// writeCert writes dir/name.crt and dir/name.key: a self-signed ECDSA
+// certificate for hosts.
+func writeCert(t *testing.T, dir, name string, hosts ...string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: hosts[0]}, DNSNames: hosts,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	if err := os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
