@@ -17,7 +17,7 @@ import (
 // sidecar addresses, upstream CA and proxyless groups. Give both roles the
 // same values (flags or GATEHOUSE_CONTROLPLANE_* / GATEHOUSE_WORKER_*).
 type compileFlags struct {
-	certOwners string
+	certOwners, tenantDomains string
 }
 
 func (c *compileFlags) register(f *pflag.FlagSet, o *compile.Options) {
@@ -25,6 +25,7 @@ func (c *compileFlags) register(f *pflag.FlagSet, o *compile.Options) {
 	f.StringVar(&o.HTTPSAddress, "https-listener-addr", compile.DefaultHTTPSAddress, "address the Envoy HTTPS listener binds on the fleet (there is one only when a spec names a certificate)")
 	f.StringVar(&o.CertDir, "cert-dir", "", "directory of the certificates specs name in spec.tls.certificate, as NAME.crt and NAME.key (PEM), served to Envoy over SDS (empty: specs naming a certificate fail)")
 	f.StringVar(&c.certOwners, "cert-owners", "", "YAML file: certificate name -> the tenants that may name it (certificates not listed: any spec whose hosts they cover)")
+	f.StringVar(&c.tenantDomains, "tenant-domains", "", "YAML file: tenant -> domain suffixes its hosts must be under, as the broker's --tenant-domains (files and S3: the tenant is team:<metadata.team>); empty: any claimable host")
 	f.StringVar(&o.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address as seen from Envoy (cluster gatehouse_authz)")
 	f.StringVar(&o.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address as seen from Envoy (cluster gatehouse_ratelimit)")
 	f.StringVar(&o.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
@@ -34,13 +35,16 @@ func (c *compileFlags) register(f *pflag.FlagSet, o *compile.Options) {
 
 // load reads the files the flags name into o.
 func (c *compileFlags) load(o *compile.Options) error {
-	if c.certOwners == "" {
-		return nil
+	var err error
+	if c.certOwners != "" {
+		if o.CertOwners, err = tenancy.LoadCertOwners(c.certOwners); err != nil {
+			return fmt.Errorf("--cert-owners: %w", err)
+		}
 	}
-	owners, err := tenancy.LoadCertOwners(c.certOwners)
-	if err != nil {
-		return fmt.Errorf("--cert-owners: %w", err)
+	if c.tenantDomains != "" {
+		if o.TenantDomains, err = tenancy.LoadDomains(c.tenantDomains); err != nil {
+			return fmt.Errorf("--tenant-domains: %w", err)
+		}
 	}
-	o.CertOwners = owners
 	return nil
 }

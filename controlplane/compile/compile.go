@@ -81,6 +81,9 @@ type Options struct {
 	// (nil: none bound; every spec's certificate must cover its hosts
 	// either way).
 	CertOwners tenancy.CertOwners
+	// TenantDomains restricts tenants to domain suffixes, as the broker's
+	// --tenant-domains (nil: any claimable host).
+	TenantDomains tenancy.Domains
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -331,7 +334,7 @@ func (c *Compiler) compileSpec(s *Spec, w *worker) {
 		s.Err = err
 		return
 	}
-	if err := checkHostNames(s); err != nil {
+	if err := c.checkHostNames(s); err != nil {
 		s.Err = err
 		return
 	}

@@ -26,12 +26,15 @@ func tenantOf(s *Spec) string {
 	return tenancy.FromTeam(s.doc.EdgeRoute.Metadata.Team)
 }
 
-// checkHostNames refuses the host patterns no tenant may claim.
-func checkHostNames(s *Spec) error {
+// checkHostNames refuses the host patterns no tenant may claim and, with
+// Options.TenantDomains, the hosts outside the spec's tenant's domains.
+func (c *Compiler) checkHostNames(s *Spec) error {
 	var problems []string
 	for i, h := range s.doc.EdgeRoute.Spec.Hosts {
 		if err := tenancy.CheckHost(h); err != nil {
 			problems = append(problems, fmt.Sprintf("spec.hosts[%d]: host %q %v", i, h, err))
+		} else if err := c.opts.TenantDomains.Allow(tenantOf(s), h); err != nil {
+			problems = append(problems, fmt.Sprintf("spec.hosts[%d]: %v", i, err))
 		}
 	}
 	if len(problems) == 0 {

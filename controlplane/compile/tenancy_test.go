@@ -140,3 +140,27 @@ func TestCertificateOwnership(t *testing.T) {
 		t.Errorf("thief: %s", got)
 	}
 }
+
+// TestTenantDomainsForFiles: with --tenant-domains the control plane (and
+// the worker's check) refuse hosts outside the tenant's domains, the
+// tenant of a file spec being team:<metadata.team>.
+func TestTenantDomainsForFiles(t *testing.T) {
+	c, err := New(Options{TenantDomains: tenancy.Domains{"team:pets": {"pets.example.com"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := c.Compile(source.Revision{ID: "r", Specs: []source.Spec{
+		{Origin: "in.yaml", Data: teamSpec("in", "pets", "api.pets.example.com")},
+		{Origin: "out.yaml", Data: teamSpec("out", "pets", "api.cats.example.com")},
+		{Origin: "other.yaml", Data: teamSpec("other", "cats", "www.cats.example.com")},
+	}})
+	if got := published(res); len(got) != 1 || !got["in"] {
+		t.Fatalf("published = %v", got)
+	}
+	if got := specErr(res, "out"); !strings.Contains(got, `spec.hosts[0]: host "api.cats.example.com" is outside the domains tenant "team:pets" may use`) {
+		t.Errorf("out: %s", got)
+	}
+	if got := specErr(res, "other"); !strings.Contains(got, `tenant "team:cats" has no allowed domains`) {
+		t.Errorf("other: %s", got)
+	}
+}

@@ -167,3 +167,26 @@ func TestCertificates(t *testing.T) {
 		t.Error("CertOwners.Allow")
 	}
 }
+
+// FuzzHostRules: CheckHost and Overlap never panic; a claimable host is
+// never a single label or a public suffix; Overlap is symmetric and
+// reflexive; a host clashes with itself whatever the tenants.
+func FuzzHostRules(f *testing.F) {
+	for _, s := range []string{"api.example.com", "*.pets.example.com", "*.com", "co.uk", "localhost", "10.0.0.1", "*.", "..", "*.*.a.b", "a..b"} {
+		f.Add(s, "*.example.com")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if tenancy.CheckHost(a) == nil {
+			name := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(a)), "*.")
+			if !strings.Contains(name, ".") || name == "localhost" {
+				t.Fatalf("CheckHost(%q) accepted a single label", a)
+			}
+		}
+		if tenancy.Overlap(a, b) != tenancy.Overlap(b, a) {
+			t.Fatalf("Overlap(%q, %q) is not symmetric", a, b)
+		}
+		if !tenancy.Overlap(a, a) || tenancy.Clash("t", a, "t", a) == "" {
+			t.Fatalf("%q does not clash with itself", a)
+		}
+	})
+}
