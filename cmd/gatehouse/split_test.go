@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
@@ -65,13 +65,30 @@ func tlsSpec(name, cert string, hosts ...string) json.RawMessage {
 }
 
 // TestSplitDeploymentTLS runs `gatehouse broker`, `gatehouse worker` and
-// `gatehouse controlplane` as separate roles on one SQLite store (issue
-// 12 points 3, 5 and 7): a TLS spec provisioned over HTTP goes live (the
-// worker compiles with the control plane's --cert-dir), a spec naming a
-// certificate that does not cover its hosts is refused with 400, and
-// deprovisioning the last spec completes confirmed by the control plane
-// (the worker is told never to finish a deletion unconfirmed).
+// `gatehouse controlplane` as separate roles on one store, SQLite and
+// DynamoDB (dynalite), (issue 12 points 3, 5 and 7): a TLS spec
+// provisioned over HTTP goes live (the worker compiles with the control
+// plane's --cert-dir), a spec naming a certificate that does not cover its
+// hosts is refused with 400, and deprovisioning the last spec completes
+// confirmed by the control plane (the worker is told never to finish a
+// deletion unconfirmed).
 func TestSplitDeploymentTLS(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) {
+		splitDeploymentTLS(t, "sqlite:"+filepath.Join(t.TempDir(), "store.db"), nil)
+	})
+	t.Run("dynamodb", func(t *testing.T) {
+		d := testenv.StartDynalite(t)
+		t.Setenv("AWS_ACCESS_KEY_ID", "test")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+		t.Setenv("AWS_REGION", "us-east-1")
+		// The control plane's broker source takes the endpoint from the
+		// standard AWS environment.
+		t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", d.Endpoint)
+		splitDeploymentTLS(t, "dynamodb://split-tls", []string{"--aws-endpoint", d.Endpoint})
+	})
+}
+
+func splitDeploymentTLS(t *testing.T, storeURL string, awsFlags []string) {
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
 	if err := os.Mkdir(certDir, 0o700); err != nil {
@@ -82,18 +99,18 @@ func TestSplitDeploymentTLS(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("split-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	storePath, queuePath := filepath.Join(dir, "store.db"), filepath.Join(dir, "queue.db")
+	queuePath := filepath.Join(dir, "queue.db")
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	brokerAdmin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	workerAdmin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	xdsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cpAdmin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	startRole(t, brokerAdmin, "broker", "--http-addr", addr, "--admin-addr", brokerAdmin, "--store", "sqlite:"+storePath,
-		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--cert-dir", certDir, "--log-level", "warn")
-	startRole(t, workerAdmin, "worker", "--admin-addr", workerAdmin, "--store", "sqlite:"+storePath, "--queue", "sqlite:"+queuePath,
-		"--cert-dir", certDir, "--unconfirmed-delete-after", "-1s", "--publish-wait", "20s", "--log-level", "warn")
+	startRole(t, brokerAdmin, append([]string{"broker", "--http-addr", addr, "--admin-addr", brokerAdmin, "--store", storeURL,
+		"--queue", "sqlite:" + queuePath, "--username", "ops", "--password-file", pw, "--cert-dir", certDir, "--log-level", "warn", "--aws-create"}, awsFlags...)...)
+	startRole(t, workerAdmin, append([]string{"worker", "--admin-addr", workerAdmin, "--store", storeURL, "--queue", "sqlite:" + queuePath,
+		"--cert-dir", certDir, "--unconfirmed-delete-after", "-1s", "--publish-wait", "20s", "--log-level", "warn"}, awsFlags...)...)
 	// Not ready until it serves a config: do not wait for /readyz.
-	startCommand(t, "controlplane", "--source", "broker:sqlite:"+storePath, "--xds-addr", xdsAddr, "--admin-addr", cpAdmin,
+	startCommand(t, "controlplane", "--source", "broker:"+storeURL, "--xds-addr", xdsAddr, "--admin-addr", cpAdmin,
 		"--cert-dir", certDir, "--poll-interval", "50ms", "--hold-off", "10ms", "--log-level", "warn")
 
 	ctx := context.Background()
@@ -129,7 +146,7 @@ func TestSplitDeploymentTLS(t *testing.T) {
 	if err != nil || final.Code != 410 {
 		t.Fatalf("deprovisioning the last spec: %+v, %v (after %s)", final, err, time.Since(start).Round(time.Millisecond))
 	}
-	st, err := sqlitestore.Open(ctx, storePath)
+	st, err := backend.OpenStore(ctx, storeURL, backend.Options{AWSEndpoint: os.Getenv("AWS_ENDPOINT_URL_DYNAMODB")})
 	if err != nil {
 		t.Fatal(err)
 	}
