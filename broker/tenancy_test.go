@@ -49,7 +49,7 @@ func TestTenantHosts(t *testing.T) {
 func tenantHosts(t *testing.T, st store.Store, q queue.Queue) {
 	dir := t.TempDir()
 	domains := filepath.Join(dir, "domains.yaml")
-	if err := os.WriteFile(domains, []byte("cf:org-a:\n  - pets.example.com\n  - example.com\ncf:org-b:\n  - example.com\nteam:pets:\n  - example.com\n"), 0o600); err != nil {
+	if err := os.WriteFile(domains, []byte("cf:org-a:\n  - pets.example.com\n  - example.com\ncf:org-b:\n  - example.com\nteam:pets:\n  - example.com\nteam:cats:\n  - example.com\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d, err := tenancy.LoadDomains(domains)
@@ -123,6 +123,30 @@ func tenantHosts(t *testing.T, st store.Store, q queue.Queue) {
 				t.Fatalf("host %s: no field path: %s", h, r.Raw)
 			}
 			notStored("hostile")
+		}
+	})
+
+	t.Run("WithoutContextTheTenantIsTheTeamWithinOrgAndSpace", func(t *testing.T) {
+		plain := func(org, space string, params map[string]any) map[string]any {
+			b := provisionBody(params)
+			b["organization_guid"], b["space_guid"] = org, space
+			return b
+		}
+		cats := func(name string, hosts ...string) map[string]any {
+			r := edgeRoute(name, hosts...)
+			r["metadata"].(map[string]any)["team"] = "cats"
+			return r
+		}
+		if last := wait("z-wild", put("z-wild", plain("o1", "s1", edgeRoute("z-wild", "*.zoo.example.com")))); last.str("state") != "succeeded" {
+			t.Fatalf("z-wild: %s", last.Raw)
+		}
+		if in, _ := p.Store.GetInstance(ctx, "z-wild"); in.Tenant != "team:pets@o1/s1" {
+			t.Fatalf("tenant without a context = %q", in.Tenant)
+		}
+		p.expect(t, put("z-org", plain("o2", "s1", edgeRoute("z-org", "a.zoo.example.com"))), 409, "same team, another org")
+		p.expect(t, put("z-team", plain("o1", "s1", cats("z-team", "b.zoo.example.com"))), 409, "same org and space, another team")
+		if last := wait("z-own", put("z-own", plain("o1", "s1", edgeRoute("z-own", "c.zoo.example.com")))); last.str("state") != "succeeded" {
+			t.Fatalf("same team, org and space nests: %s", last.Raw)
 		}
 	})
 

@@ -80,7 +80,7 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	tenant, err := instanceTenant(req.Context, d)
+	tenant, err := instanceTenant(req, d)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
 		return

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,13 +26,15 @@ type Tenancy struct {
 }
 
 // instanceTenant is the tenant of a new instance: the OSB context's, else
-// the spec's metadata.team.
-func instanceTenant(rawContext json.RawMessage, d *spec.Document) (string, error) {
-	t, err := tenancy.FromContext(rawContext)
+// the spec's metadata.team within the request's organization_guid and
+// space_guid (a team name alone is the spec author's word, not the
+// platform's).
+func instanceTenant(req provisionRequest, d *spec.Document) (string, error) {
+	t, err := tenancy.FromContext(req.Context)
 	if err != nil || t != "" {
 		return t, err
 	}
-	return tenancy.FromTeam(d.EdgeRoute.Metadata.Team), nil
+	return tenancy.FromTeamIn(d.EdgeRoute.Metadata.Team, req.OrganizationGUID, req.SpaceGUID), nil
 }
 
 // checkPlatformIDs answers 400 unless organization_guid and space_guid

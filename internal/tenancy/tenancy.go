@@ -43,6 +43,28 @@ func FromTeam(team string) string {
 	return TeamPrefix + team
 }
 
+// FromTeamIn is the tenant of a broker instance whose OSB context names
+// none: its metadata.team within the platform's organization_guid and
+// space_guid (the REQUIRED top-level provision fields),
+// "team:pets@ORG/SPACE". A key "team:pets" of Domains or CertOwners
+// matches it.
+func FromTeamIn(team, org, space string) string {
+	t := FromTeam(team)
+	org, space = strings.TrimSpace(org), strings.TrimSpace(space)
+	if org == "" && space == "" {
+		return t
+	}
+	return t + "@" + org + "/" + space
+}
+
+// KeyMatches reports whether an operator's tenant key (in Domains or
+// CertOwners) names tenant: the same id, or a prefix of it ending where a
+// '/' or '@' begins ("cf:ORG" matches "cf:ORG/SPACE", "team:pets" matches
+// "team:pets@ORG/SPACE").
+func KeyMatches(key, tenant string) bool {
+	return key != "" && (key == tenant || strings.HasPrefix(tenant, key+"/") || strings.HasPrefix(tenant, key+"@"))
+}
+
 // FromContext reads the tenant from an OSB context object: a
 // platform-neutral "tenant", Cloud Foundry's organization_guid and
 // space_guid ("cf:ORG/SPACE"), or Kubernetes' clusterid and namespace
@@ -179,8 +201,8 @@ func Clash(tenant, host, ownerTenant, ownerHost string) string {
 
 // Domains is the operator's allow-list: tenant -> the domain suffixes its
 // hosts must be under. A key matches a tenant exactly or as a prefix up to
-// a '/' ("cf:ORG" matches "cf:ORG/SPACE"); the key "*" applies to tenants
-// no other key matches. A nil Domains allows every (otherwise valid) host.
+// '/' or '@' (KeyMatches); the key "*" applies to tenants no other key
+// matches. A nil Domains allows every (otherwise valid) host.
 type Domains map[string][]string
 
 // LoadDomains reads a --tenant-domains YAML file (tenant: [suffix, ...]).
@@ -217,7 +239,7 @@ func (d Domains) suffixes(tenant string) ([]string, bool) {
 	}
 	best := ""
 	for k := range d {
-		if k != "*" && strings.HasPrefix(tenant, k+"/") && len(k) > len(best) {
+		if k != "*" && KeyMatches(k, tenant) && len(k) > len(best) {
 			best = k
 		}
 	}
@@ -279,7 +301,7 @@ func (o CertOwners) Allow(cert, tenant string) error {
 		return nil
 	}
 	for _, t := range owners {
-		if tenant != "" && (t == tenant || strings.HasPrefix(tenant, t+"/")) {
+		if tenant != "" && KeyMatches(t, tenant) {
 			return nil
 		}
 	}

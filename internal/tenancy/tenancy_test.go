@@ -108,6 +108,27 @@ func TestFromContext(t *testing.T) {
 	if tenancy.FromTeam(" ") != "" || tenancy.FromTeam("pets") != "team:pets" {
 		t.Error("FromTeam")
 	}
+	if got := tenancy.FromTeamIn("pets", "o1", "s1"); got != "team:pets@o1/s1" {
+		t.Errorf("FromTeamIn = %q", got)
+	}
+	if tenancy.FromTeamIn("pets", "", "") != "team:pets" {
+		t.Error("FromTeamIn without org/space")
+	}
+	for _, c := range []struct {
+		key, tenant string
+		want        bool
+	}{
+		{"team:pets", "team:pets@o/s", true},
+		{"team:pets", "team:petshop@o/s", false},
+		{"cf:o", "cf:o/s", true},
+		{"cf:o", "cf:other/s", false},
+		{"cf:o/s", "cf:o/s", true},
+		{"", "", false},
+	} {
+		if got := tenancy.KeyMatches(c.key, c.tenant); got != c.want {
+			t.Errorf("KeyMatches(%q, %q) = %v", c.key, c.tenant, got)
+		}
+	}
 }
 
 func TestDomains(t *testing.T) {
