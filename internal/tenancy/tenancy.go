@@ -139,6 +139,8 @@ func CheckHost(host string) error {
 		return errors.New("is an IP address; claim a DNS name")
 	case name == "localhost" || strings.HasSuffix(name, ".localhost"):
 		return errors.New("localhost names are the node's own and cannot be claimed")
+	case reservedTLD(name):
+		return errors.New("is under a special-use domain (.local, .arpa, .invalid: RFC 6761/6762) that never reaches the edge from the internet")
 	case !strings.Contains(name, "."):
 		if wildcard {
 			return errors.New("covers a whole top-level domain; a wildcard must sit below a domain you own (e.g. *.team.example.com)")
@@ -153,6 +155,17 @@ func CheckHost(host string) error {
 		return errors.New("is a public suffix (a TLD or a registry-controlled domain); nobody owns all of it")
 	}
 	return nil
+}
+
+// reservedTLD reports names under special-use domains no public client
+// resolves to the edge.
+func reservedTLD(name string) bool {
+	for _, tld := range []string{"local", "arpa", "invalid"} {
+		if name == tld || strings.HasSuffix(name, "."+tld) {
+			return true
+		}
+	}
+	return false
 }
 
 // Overlap reports whether two host patterns can match the same request
