@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,8 @@ func FuzzProvisionBody(f *testing.F) {
 		`{"service_id":"` + api.ServiceID + `","plan_id":"x","parameters":{}}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":"kind: EdgeRoute"}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":null}`,
+		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","context":{"platform":"cloudfoundry","organization_guid":"o","space_guid":"s"},"parameters":` + strings.Replace(validSpec, `"fz.example.com"`, `"*.co.uk"`, 1) + `}`,
+		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","context":["x"],"parameters":` + validSpec + `}`,
 		`{}`, `[]`, `null`, `{"service_id":1}`, ``, `{"parameters":{"spec":{"routes":[{"auth":{"rules":[{"when":"1 +"}]}}]}}}`,
 	} {
 		f.Add([]byte(seed))

@@ -214,3 +214,17 @@ func FuzzHostRules(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFromContext: any OSB context either yields a tenant without
+// newlines or is refused; it never panics.
+func FuzzFromContext(f *testing.F) {
+	for _, s := range []string{``, `null`, `{"tenant":"a"}`, `{"organization_guid":"o","space_guid":"s"}`, `{"namespace":"n","clusterid":"c"}`, `[]`, `{"tenant":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := tenancy.FromContext(raw)
+		if err == nil && strings.ContainsAny(got, "\n\x00") {
+			t.Fatalf("FromContext(%q) = %q", raw, got)
+		}
+	})
+}
