@@ -3,8 +3,10 @@
 // resources (package envoy) and its sidecar resources (the domain
 // libraries' own Compile functions, wrapped by package resource), checks
 // every resource with ValidateAll recursing into every Any plus
-// referential checks, prunes a spec that fails (recording why, for the
-// broker) and assembles what is left per node group.
+// referential checks and the tenant rules (tenancy.go: claimable hosts,
+// overlap across tenants, certificate ownership), prunes a spec that fails
+// (recording why, for the broker) and assembles what is left per node
+// group.
 //
 // Compiling is incremental: a spec whose bytes did not change is not
 // parsed, compiled or validated again. A Compiler is used by one goroutine
