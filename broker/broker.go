@@ -49,6 +49,8 @@ type Config struct {
 	// Started, when set, is called with the OSB API's address once it
 	// listens.
 	Started func(addr string)
+	// Tenancy: see api.Config.Tenancy.
+	Tenancy api.Tenancy
 }
 
 // Run serves the OSB API and runs the outbox sweeper until ctx ends.
@@ -81,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 		q = qq
 	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
-		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait})
+		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait, Tenancy: cfg.Tenancy})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -220,8 +220,8 @@ func osbConformance(t *testing.T, st store.Store, q queue.Queue) {
 
 		p.CP.paused.Store(false)
 		last := p.waitOp(t, "/v2/service_instances/pet", op, 20*time.Second)
-		if last.str("state") != "succeeded" || last.Body["instance_usable"] != true {
-			t.Fatalf("final last_operation = %s", last.Raw)
+		if _, has := last.Body["instance_usable"]; last.str("state") != "succeeded" || has {
+			t.Fatalf("final last_operation = %s (OSB v2.17: no instance_usable for a provision)", last.Raw)
 		}
 		if last.Header.Get("Retry-After") != "" {
 			t.Fatal("Retry-After on a finished operation")
@@ -250,10 +250,10 @@ func osbConformance(t *testing.T, st store.Store, q queue.Queue) {
 		// Another instance may not take the same spec name.
 		r = p.do(t, "PUT", "/v2/service_instances/pet2?accepts_incomplete=true", provisionBody(edgeRoute("petstore", "x.example.com")))
 		p.expect(t, r, 409, "same metadata.name, other instance")
-		// Nor a host another EdgeRoute owns (a validation error).
+		// Nor a host another EdgeRoute owns (409 naming its instance).
 		r = p.do(t, "PUT", "/v2/service_instances/pet3?accepts_incomplete=true", provisionBody(edgeRoute("catstore", "petstore.example.com")))
-		p.expect(t, r, 400, "host owned by another EdgeRoute")
-		if !strings.Contains(r.str("description"), `already belongs to EdgeRoute "petstore"`) {
+		p.expect(t, r, 409, "host owned by another EdgeRoute")
+		if !strings.Contains(r.str("description"), `EdgeRoute "petstore" of service instance "pet"`) {
 			t.Fatalf("host conflict description: %s", r.str("description"))
 		}
 	})
@@ -297,6 +297,9 @@ func osbConformance(t *testing.T, st store.Store, q queue.Queue) {
 		last := p.waitOp(t, "/v2/service_instances/rej", r.str("operation"), 20*time.Second)
 		if last.str("state") != "failed" || !strings.Contains(last.str("description"), `cluster "api" has no healthy endpoints`) {
 			t.Fatalf("last_operation = %s", last.Raw)
+		}
+		if _, has := last.Body["instance_usable"]; has {
+			t.Fatalf("a failed provision's last_operation carries instance_usable (OSB v2.17 allows it only for update and deprovision): %s", last.Raw)
 		}
 		p.expect(t, p.do(t, "GET", "/v2/service_instances/rej", nil), 404, "GET a failed provision")
 	})

@@ -139,6 +139,8 @@ type pipelineOpts struct {
 	dns         dns.Provisioner
 	unconfirmed time.Duration
 	deadline    time.Duration
+	tenancy     api.Tenancy
+	compile     func(*spec.Document, string) error
 }
 
 func testLogger(t testing.TB, w io.Writer) *slog.Logger {
@@ -188,7 +190,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
 			Logger: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
-			BindWait: o.bindWait, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline})
+			BindWait: o.bindWait, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline, Tenancy: o.tenancy})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)
 		}
@@ -208,7 +210,7 @@ func (p *pipeline) workerConfig(o pipelineOpts) worker.Config {
 	return worker.Config{Store: p.Store, Queue: p.Queue, Logger: p.log, Registry: prometheus.NewRegistry(),
 		Concurrency: o.workers, Visibility: o.visibility, PublishWait: o.publishWait, MaxAttempts: o.maxAttempts,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond,
-		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed}
+		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed, Compile: o.compile}
 }
 
 func (p *pipeline) startWorker(ctx context.Context, t testing.TB, wg *sync.WaitGroup, o pipelineOpts) {

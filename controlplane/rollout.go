@@ -68,6 +68,11 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	cp.lastRev = &last
 	start := time.Now()
 	res := cp.compiler.Compile(rev)
+	// Every spec deleted on purpose: serve the empty configuration (once
+	// something was served; a fresh store has nothing to replace). A
+	// glitch (a read error, specs that fail to parse) never gets here
+	// with EmptyOK and keeps the last good config.
+	res.EmptyOK = rev.EmptyOK && len(rev.Specs) == 0 && cp.pub.Good() != nil
 	took := time.Since(start)
 	cp.metrics.compileSeconds.Observe(took.Seconds())
 	cp.metrics.specs.WithLabelValues("published").Set(float64(len(res.Published())))

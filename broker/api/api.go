@@ -49,6 +49,8 @@ type Config struct {
 	RetryAfter time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Tenancy is the operator's tenant policy (optional).
+	Tenancy Tenancy
 }
 
 // API is the OSB HTTP handler.

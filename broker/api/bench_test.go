@@ -19,7 +19,7 @@ func BenchmarkProvisionAPI(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			body := `{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":` +
+			body := `{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","parameters":` +
 				strings.NewReplacer(`"fz"`, fmt.Sprintf(`"b%d"`, i), "fz.example.com", fmt.Sprintf("b%d.example.com", i)).Replace(validSpec) + `}`
 			w := serve(a, "PUT", fmt.Sprintf("/v2/service_instances/i%d?accepts_incomplete=true", i), []byte(body))
 			if w.Code != 202 {
@@ -33,7 +33,7 @@ func BenchmarkProvisionAPI(b *testing.B) {
 func BenchmarkLastOperation(b *testing.B) {
 	b.ReportAllocs()
 	a := newAPI(b)
-	body := `{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":` + validSpec + `}`
+	body := `{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","parameters":` + validSpec + `}`
 	if w := serve(a, "PUT", "/v2/service_instances/x?accepts_incomplete=true", []byte(body)); w.Code != 202 {
 		b.Fatal(w.Code)
 	}

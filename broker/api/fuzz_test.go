@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,11 +60,13 @@ func serve(a http.Handler, method, path string, body []byte) *httptest.ResponseR
 // only bodies whose parameters the spec package itself accepts.
 func FuzzProvisionBody(f *testing.F) {
 	for _, seed := range []string{
-		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":` + validSpec + `}`,
+		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","parameters":` + validSpec + `}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":{"apiVersion":"gatehouse/v1"}}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"x","parameters":{}}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":"kind: EdgeRoute"}`,
 		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":null}`,
+		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","context":{"platform":"cloudfoundry","organization_guid":"o","space_guid":"s"},"parameters":` + strings.Replace(validSpec, `"fz.example.com"`, `"*.co.uk"`, 1) + `}`,
+		`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"o","space_guid":"s","context":["x"],"parameters":` + validSpec + `}`,
 		`{}`, `[]`, `null`, `{"service_id":1}`, ``, `{"parameters":{"spec":{"routes":[{"auth":{"rules":[{"when":"1 +"}]}}]}}}`,
 	} {
 		f.Add([]byte(seed))

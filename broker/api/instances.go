@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/specs"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -41,21 +42,14 @@ func checkIDs(w http.ResponseWriter, serviceID, planID string, planRequired bool
 	return false
 }
 
-// parseSpec validates the parameters as an EdgeRoute (and its hosts
-// against the stored specs); on failure it answers 400 with every problem.
+// parseSpec validates the parameters as an EdgeRoute; on failure it
+// answers 400 with every problem. The tenant rules are checkClaims'.
 func (a *API) parseSpec(w http.ResponseWriter, r *http.Request, params json.RawMessage) (*spec.Document, []byte, bool) {
 	if len(params) == 0 || string(params) == "null" {
 		writeError(w, http.StatusBadRequest, errInvalidParams, "parameters: an EdgeRoute (apiVersion, kind, metadata, spec) is required")
 		return nil, nil, false
 	}
 	d, err := specs.Parse("parameters", params)
-	if err == nil {
-		if rerr := a.hosts.Refresh(r.Context(), a.cfg.Store); rerr != nil {
-			a.internal(w, r, rerr)
-			return nil, nil, false
-		}
-		err = specs.CheckHosts(a.hosts, d)
-	}
 	if err != nil {
 		if l := specs.Problems(err); l != nil {
 			writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("the EdgeRoute has %d problem(s):\n%s", len(l), l.Error()))
@@ -79,11 +73,19 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req provisionRequest
-	if !readBody(w, r, &req) || !checkIDs(w, req.ServiceID, req.PlanID, true) {
+	if !readBody(w, r, &req) || !checkIDs(w, req.ServiceID, req.PlanID, true) || !checkPlatformIDs(w, req) {
 		return
 	}
 	d, canon, ok := a.parseSpec(w, r, req.Parameters)
 	if !ok {
+		return
+	}
+	tenant, err := instanceTenant(req, d)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
+		return
+	}
+	if !a.checkClaims(w, r, d, tenant) {
 		return
 	}
 	ctx := r.Context()
@@ -132,7 +134,7 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 	op := a.newOp(r, store.OpProvision, identity)
 	op.Payload, op.ParamsHash = canon, hash
 	next := store.Instance{
-		ID: id, ServiceID: req.ServiceID, PlanID: req.PlanID, SpecName: d.Name(),
+		ID: id, ServiceID: req.ServiceID, PlanID: req.PlanID, SpecName: d.Name(), Tenant: tenant,
 		ParamsHash: hash, Op: op, History: pushHistory(cur.History, cur.Op), Version: cur.Version,
 	}
 	if _, err := a.cfg.Store.PutInstance(ctx, next); err != nil {
@@ -206,6 +208,13 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Name() != cur.SpecName {
 		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("metadata.name cannot change (%q -> %q): provision a new instance for a new name", cur.SpecName, d.Name()))
+		return
+	}
+	tenant := cur.Tenant
+	if tenant == "" { // an instance stored before tenants were recorded
+		tenant = tenancy.FromTeam(d.EdgeRoute.Metadata.Team)
+	}
+	if !a.checkClaims(w, r, d, tenant) {
 		return
 	}
 	hash := specs.Hash([]byte(cur.ServiceID), []byte(cur.PlanID), canon)
@@ -328,7 +337,8 @@ func (a *API) writeLastOperation(w http.ResponseWriter, op store.Operation, usab
 	case store.OpDeprovision:
 		body.InstanceUsable = boolp(op.State != store.StateSucceeded)
 	case store.OpProvision:
-		body.InstanceUsable = boolp(op.State == store.StateSucceeded)
+		// OSB v2.17 allows instance_usable only for a failed update or
+		// deprovision.
 	}
 	if op.InProgress() {
 		w.Header().Set("Retry-After", fmt.Sprint(int(a.cfg.RetryAfter.Round(1e9).Seconds())))

@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -33,19 +34,56 @@ func Parse(origin string, data []byte) (*spec.Document, error) {
 	return docs[0], nil
 }
 
-// CheckHosts reports every host of d owned by another stored spec, as
-// ROUTE_SPEC.md requires ("a host belongs to one EdgeRoute only").
-func CheckHosts(x *store.HostIndex, d *spec.Document) error {
-	conflicts := x.Conflicts(d.Name(), d.EdgeRoute.Spec.Hosts)
+// CheckHosts reports every host of d (claimed by tenant) that clashes with
+// a host of another stored spec (internal/tenancy: the same host twice, a
+// host under another tenant's wildcard, a wildcard over another tenant's
+// host) as a *HostConflicts naming each owner's spec and instance.
+func CheckHosts(x *store.HostIndex, d *spec.Document, tenant string) error {
+	conflicts := x.Conflicts(d.Name(), tenant, d.EdgeRoute.Spec.Hosts)
 	if len(conflicts) == 0 {
 		return nil
 	}
+	e := &HostConflicts{}
+	for _, c := range conflicts {
+		path := fmt.Sprintf("spec.hosts[%d]", c.Index)
+		e.List = append(e.List, &spec.Error{File: d.File, Line: d.Line(path), Spec: d.Name(), Path: path,
+			Reason: fmt.Sprintf("%s: EdgeRoute %q of service instance %q claims %q", c.Reason, c.Owner.Spec, c.Owner.Instance, c.Owner.Host)})
+		e.Owners = append(e.Owners, c.Owner)
+	}
+	return e
+}
+
+// HostConflicts is CheckHosts' error: the hosts other stored specs hold.
+type HostConflicts struct {
+	List   spec.ErrorList
+	Owners []store.HostOwner
+}
+
+func (e *HostConflicts) Error() string { return e.List.Error() }
+
+// Unwrap gives the problems with their field paths (see Problems).
+func (e *HostConflicts) Unwrap() error { return e.List }
+
+// CheckHostNames reports the hosts of d no tenant may claim (single labels,
+// localhost, IP literals, public suffixes and wildcards over them) and,
+// when the operator restricts tenants to domains, the hosts outside
+// tenant's, each with its field path.
+func CheckHostNames(d *spec.Document, tenant string, domains tenancy.Domains) error {
 	var l spec.ErrorList
 	for i, h := range d.EdgeRoute.Spec.Hosts {
-		if owner, ok := conflicts[h]; ok {
-			l = append(l, &spec.Error{File: d.File, Line: d.Line(fmt.Sprintf("spec.hosts[%d]", i)), Spec: d.Name(),
-				Path: fmt.Sprintf("spec.hosts[%d]", i), Reason: fmt.Sprintf("host %q already belongs to EdgeRoute %q; a host belongs to one EdgeRoute only", h, owner)})
+		path := fmt.Sprintf("spec.hosts[%d]", i)
+		err := tenancy.CheckHost(h)
+		if err != nil {
+			err = fmt.Errorf("host %q %w", h, err)
+		} else {
+			err = domains.Allow(tenant, h)
 		}
+		if err != nil {
+			l = append(l, &spec.Error{File: d.File, Line: d.Line(path), Spec: d.Name(), Path: path, Reason: err.Error()})
+		}
+	}
+	if len(l) == 0 {
+		return nil
 	}
 	return l
 }

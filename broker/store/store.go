@@ -98,6 +98,10 @@ type Instance struct {
 	ServiceID string `json:"service_id"`
 	PlanID    string `json:"plan_id"`
 	SpecName  string `json:"spec_name"`
+	// Tenant owns the instance's hosts: from the OSB context at provision
+	// (internal/tenancy.FromContext), else the spec's metadata.team
+	// (tenancy.FromTeam). It never changes after provision.
+	Tenant string `json:"tenant,omitempty"`
 	// Spec is the canonical JSON of the spec as last applied successfully
 	// (without binding keys); empty before the first provision succeeds.
 	Spec []byte `json:"spec,omitempty"`

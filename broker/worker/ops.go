@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/specs"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -151,20 +152,26 @@ func problemsText(what string, err error) string {
 }
 
 // check validates a spec the way the control plane will, against the
-// other stored specs.
-func (w *Worker) check(ctx context.Context, payload []byte) (*spec.Document, string, error) {
+// other stored specs (hosts claimed by tenant).
+func (w *Worker) check(ctx context.Context, payload []byte, tenant string) (*spec.Document, string, error) {
 	d, err := specs.Parse("parameters", payload)
 	if err != nil {
+		return nil, problemsText("the EdgeRoute", err), nil
+	}
+	if tenant == "" {
+		tenant = tenancy.FromTeam(d.EdgeRoute.Metadata.Team)
+	}
+	if err := specs.CheckHostNames(d, tenant, nil); err != nil {
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
 	if err := w.hosts.Refresh(ctx, w.cfg.Store); err != nil {
 		return nil, "", retry("%w", err)
 	}
-	if err := specs.CheckHosts(w.hosts, d); err != nil {
+	if err := specs.CheckHosts(w.hosts, d, tenant); err != nil {
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
 	if w.cfg.Compile != nil {
-		if err := w.cfg.Compile(d); err != nil {
+		if err := w.cfg.Compile(d, tenant); err != nil {
 			return nil, problemsText("compiling the EdgeRoute", err), nil
 		}
 	}
@@ -220,7 +227,7 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 	op := in.Op
 	rev := op.Revision
 	if rev == 0 {
-		d, problems, err := w.check(ctx, op.Payload)
+		d, problems, err := w.check(ctx, op.Payload, in.Tenant)
 		if err != nil {
 			return err
 		}

@@ -62,11 +62,12 @@ type Config struct {
 	// DNSTarget and DNSTTL describe the records the DNS step writes.
 	DNSTarget string
 	DNSTTL    int64
-	// Compile, when set, is run on every spec before it is written (the
-	// control plane's compile function, so its errors fail the operation
-	// before anything is stored). The control plane's report back through
-	// the store is the final word either way.
-	Compile func(*spec.Document) error
+	// Compile, when set, is run on every spec before it is written, with
+	// the tenant that claims its hosts (the control plane's compile
+	// function with the control plane's options, so its errors fail the
+	// operation before anything is stored). The control plane's report
+	// back through the store is the final word either way.
+	Compile func(d *spec.Document, tenant string) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

@@ -34,6 +34,7 @@ func newBrokerCmd() *cobra.Command {
 		cfg          broker.Config
 		logc         telemetry.LogConfig
 		passwordFile string
+		tenantFiles  tenancyFiles
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -45,6 +46,9 @@ func newBrokerCmd() *cobra.Command {
 				return err
 			}
 			if cfg.Password, err = brokerPassword(passwordFile, "password-file"); err != nil {
+				return err
+			}
+			if cfg.Tenancy, err = tenantFiles.load(); err != nil {
 				return err
 			}
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
@@ -62,6 +66,7 @@ func newBrokerCmd() *cobra.Command {
 	f.DurationVar(&cfg.BindWait, "bind-wait", 20*time.Second, "how long PUT binding waits for the key to go live before answering 202")
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", 5*time.Second, "outbox sweeper interval")
 	f.DurationVar(&cfg.OpDeadline, "op-deadline", time.Hour, "fail operations no worker finished within this (their message was lost); negative: never")
+	tenantFiles.flags(f)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

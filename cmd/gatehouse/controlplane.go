@@ -8,8 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
-	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
-	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
@@ -23,6 +21,7 @@ func newControlplaneCmd() *cobra.Command {
 		logc               telemetry.LogConfig
 		gogc               int
 		rlFailure          string
+		cflags             compileFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane",
@@ -47,6 +46,9 @@ func newControlplaneCmd() *cobra.Command {
 			// with Go's default GOGC=100 the collector takes a fifth of
 			// the CPU of a push (docs/PERFORMANCE.md, fleet convergence).
 			applyGOGC(gogc)
+			if err := cflags.load(&cfg.Compile); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			srcOpts.Log = log
 			src, rep, err := source.Open(ctx, ref, srcOpts)
@@ -72,16 +74,8 @@ func newControlplaneCmd() *cobra.Command {
 	f.DurationVar(&cfg.HoldOff, "hold-off", 100*time.Millisecond, "batch source changes for this long before one rebuild")
 	f.StringVar(&cfg.CanaryGroup, "canary-group", "", "node group that gets every new version first (empty: no staged rollout)")
 	f.DurationVar(&cfg.Soak, "soak", time.Minute, "how long the canary group must run a new version without NACK before the fleet gets it")
-	f.StringVar(&cfg.Compile.HTTPAddress, "listener-addr", compile.DefaultHTTPAddress, "address the Envoy HTTP listener binds on the fleet")
-	f.StringVar(&cfg.Compile.HTTPSAddress, "https-listener-addr", compile.DefaultHTTPSAddress, "address the Envoy HTTPS listener binds on the fleet (there is one only when a spec names a certificate)")
-	f.StringVar(&cfg.Compile.CertDir, "cert-dir", "", "directory of the certificates specs name in spec.tls.certificate, as NAME.crt and NAME.key (PEM), served to Envoy over SDS (empty: specs naming a certificate fail)")
+	cflags.register(f, &cfg.Compile)
 	f.DurationVar(&cfg.CertPoll, "cert-poll", 10*time.Second, "how often --cert-dir is checked for renewed or new certificates, which are then pushed over SDS (negative: never)")
-	f.StringVar(&cfg.Compile.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address as seen from Envoy (cluster gatehouse_authz)")
-	f.StringVar(&cfg.Compile.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address as seen from Envoy (cluster gatehouse_ratelimit)")
-	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
-	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
-	f.IntVar(&cfg.Compile.MaxJWKSURIsPerGroup, "max-jwks-uris-per-group", compile.DefaultMaxJWKSURIsPerGroup, "most distinct jwksUris the specs of one node group may name (every authz sidecar fetches each); a spec over it is left out and reported (negative: no cap)")
-	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
 	f.StringVar(&rlFailure, "ratelimit-failure-mode", "allow", "what Envoy does when the ratelimit sidecar cannot answer: allow (requests pass, limits off) or deny (500, limits stay on); see docs/RUNBOOK.md")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")

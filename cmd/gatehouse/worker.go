@@ -13,8 +13,10 @@ import (
 
 func newWorkerCmd() *cobra.Command {
 	var (
-		rc   worker.RoleConfig
-		logc telemetry.LogConfig
+		rc     worker.RoleConfig
+		logc   telemetry.LogConfig
+		copts  compile.Options
+		cflags compileFlags
 	)
 	cfg := &rc.Worker
 	cmd := &cobra.Command{
@@ -27,9 +29,13 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
-			// Validate and compile with the control plane's own code before
-			// anything is stored.
-			checker, err := compile.NewChecker(compile.Options{Log: log})
+			// Validate and compile with the control plane's own code and
+			// options (the same compile flags) before anything is stored.
+			if err := cflags.load(&copts); err != nil {
+				return err
+			}
+			copts.Log = log
+			checker, err := compile.NewChecker(copts)
 			if err != nil {
 				return err
 			}
@@ -52,6 +58,7 @@ func newWorkerCmd() *cobra.Command {
 	f.Int64Var(&cfg.DNSTTL, "dns-ttl", 300, "DNS record TTL, seconds")
 	f.BoolVar(&rc.DNSDryRun, "dns-dry-run", false, "log the DNS change set instead of applying it")
 	f.StringVar(&rc.DNSEndpoint, "dns-endpoint", "", "Route 53 endpoint override")
+	cflags.register(f, &copts)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

@@ -15,7 +15,10 @@ type Checker struct {
 	c  *Compiler
 }
 
-// NewChecker builds a checker with the control plane's options.
+// NewChecker builds a checker; give it the control plane's options (the
+// `gatehouse worker` role shares the control plane's compile flags), or
+// it refuses what the control plane would publish (e.g. every TLS spec
+// without the certificate directory).
 func NewChecker(o Options) (*Checker, error) {
 	c, err := New(o)
 	if err != nil {
@@ -24,17 +27,18 @@ func NewChecker(o Options) (*Checker, error) {
 	return &Checker{c: c}, nil
 }
 
-// Check compiles and validates d alone; nil means the control plane would
-// publish it (cross-spec checks such as host conflicts are the store's and
-// the control plane's, which see every spec).
-func (k *Checker) Check(d *spec.Document) error {
+// Check compiles and validates d alone, its hosts claimed by tenant (""
+// means its metadata.team); nil means the control plane would publish it
+// (cross-spec checks such as host conflicts are the store's and the
+// control plane's, which see every spec).
+func (k *Checker) Check(d *spec.Document, tenant string) error {
 	body, err := d.EdgeRoute.CanonicalJSON()
 	if err != nil {
 		return err
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	res := k.c.Compile(source.Revision{ID: "check", Specs: []source.Spec{{Name: d.Name(), Origin: d.File, Data: body}}})
+	res := k.c.Compile(source.Revision{ID: "check", Specs: []source.Spec{{Name: d.Name(), Origin: d.File, Data: body, Tenant: tenant}}})
 	for _, f := range res.Failed() {
 		return f.Err
 	}

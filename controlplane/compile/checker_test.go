@@ -17,7 +17,7 @@ func TestCheckerAcceptsExamplesAndRefusesBadSpecs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range docs {
-		if err := k.Check(d); err != nil {
+		if err := k.Check(d, ""); err != nil {
 			t.Errorf("%s: %v", d.Name(), err)
 		}
 	}
@@ -35,7 +35,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = k.Check(bad[0])
+	err = k.Check(bad[0], "")
 	if err == nil || !strings.Contains(err.Error(), "upstream") {
 		t.Fatalf("Check(bad) = %v, want an error about the unknown upstream", err)
 	}

@@ -3,8 +3,10 @@
 // resources (package envoy) and its sidecar resources (the domain
 // libraries' own Compile functions, wrapped by package resource), checks
 // every resource with ValidateAll recursing into every Any plus
-// referential checks, prunes a spec that fails (recording why, for the
-// broker) and assembles what is left per node group.
+// referential checks and the tenant rules (tenancy.go: claimable hosts,
+// overlap across tenants, certificate ownership), prunes a spec that fails
+// (recording why, for the broker) and assembles what is left per node
+// group.
 //
 // Compiling is incremental: a spec whose bytes did not change is not
 // parsed, compiled or validated again. A Compiler is used by one goroutine
@@ -40,6 +42,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -85,6 +88,13 @@ type Options struct {
 	// A spec that would exceed it is left out and reported.
 	MaxJWKSURIsPerGroup int
 	Log                 *slog.Logger
+	// CertOwners binds certificates to the tenants that may name them
+	// (nil: none bound; every spec's certificate must cover its hosts
+	// either way).
+	CertOwners tenancy.CertOwners
+	// TenantDomains restricts tenants to domain suffixes, as the broker's
+	// --tenant-domains (nil: any claimable host).
+	TenantDomains tenancy.Domains
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
@@ -170,6 +180,12 @@ type Spec struct {
 	Err error
 	// NodeGroups are the groups serving the spec; empty means all.
 	NodeGroups []string
+	// Tenant claims the spec's hosts: source.Spec.Tenant, else (when
+	// empty) metadata.team.
+	Tenant string
+	// crossErr: Err came from a cross-spec check in assemble (a name or
+	// host another spec holds), so the next revision checks again.
+	crossErr bool
 
 	doc        *spec.Document
 	key        string // content hash of the document
@@ -310,7 +326,7 @@ func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 		}
 	}
 	for _, d := range docs {
-		s := &Spec{Name: d.Name(), Origin: src.Origin, Revision: src.Revision, doc: d}
+		s := &Spec{Name: d.Name(), Origin: src.Origin, Revision: src.Revision, Tenant: src.Tenant, doc: d}
 		if s.Name == "" {
 			s.Name = src.Name
 		}
@@ -332,6 +348,10 @@ func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 // all of its resources. On failure s.Err says what, where and why.
 func (c *Compiler) compileSpec(s *Spec, w *worker) {
 	if err := spec.ValidateOneWith(s.doc, w.chk); err != nil {
+		s.Err = err
+		return
+	}
+	if err := c.checkHostNames(s); err != nil {
 		s.Err = err
 		return
 	}
@@ -393,6 +413,9 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 			return fmt.Errorf("spec.tls.certificate: secret %s: %w", sec.GetName(), err)
 		}
 		s.secret = sec
+		if err := c.checkCertificate(s); err != nil {
+			return err
+		}
 	}
 	// What each Any built here carries, so validating it (and the
 	// referential checks) need no decoding of the bytes just encoded.

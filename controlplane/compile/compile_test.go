@@ -142,7 +142,7 @@ func TestBadSpecIsPrunedOthersShip(t *testing.T) {
 	}
 	wantErr := map[string]string{
 		"b.yaml": "spec.routes[0].upstream",
-		"c.yaml": `host "a.example.com" already belongs to EdgeRoute "a"`,
+		"c.yaml": `spec.hosts[0]: host "a.example.com" is already served by another EdgeRoute (a host belongs to one EdgeRoute only): EdgeRoute "a" (a.yaml)`,
 		"d.yaml": "d.yaml",
 		"e.yaml": `"a" is already the name of the EdgeRoute in a.yaml`,
 	}

@@ -39,6 +39,9 @@ type Result struct {
 	// Specs is every spec of the revision in source order, published or
 	// not (Spec.Err).
 	Specs []*Spec
+	// EmptyOK: publishing this result without any spec is deliberate
+	// (the source vouched for an empty store; see source.Revision.EmptyOK).
+	EmptyOK bool
 
 	published []*Spec // sorted by name
 	opts      Options
@@ -97,31 +100,27 @@ func (r *Result) NodeGroups() []string {
 // assemble applies the cross-spec checks and builds the Result.
 func (c *Compiler) assemble(revID string, all []*Spec) *Result {
 	names := map[string]*Spec{}
-	hosts := map[string]*Spec{}
+	hosts := newHostClaims()
 	var published []*Spec
 	for _, s := range all {
+		if s.crossErr {
+			s.Err, s.crossErr = nil, false
+		}
+	}
+	for _, s := range claimOrder(all) {
 		if s.Err != nil {
 			continue
 		}
 		if other, ok := names[s.Name]; ok {
-			s.Err = fmt.Errorf("%s: metadata.name: %q is already the name of the EdgeRoute in %s", s.Origin, s.Name, other.Origin)
+			s.Err, s.crossErr = fmt.Errorf("%s: metadata.name: %q is already the name of the EdgeRoute in %s", s.Origin, s.Name, other.Origin), true
 			continue
 		}
-		conflict := ""
-		for i, h := range s.doc.EdgeRoute.Spec.Hosts {
-			if other, ok := hosts[strings.ToLower(h)]; ok {
-				conflict = fmt.Sprintf("%s: spec.hosts[%d]: host %q already belongs to EdgeRoute %q (%s); a host belongs to one EdgeRoute only", s.Origin, i, h, other.Name, other.Origin)
-				break
-			}
-		}
-		if conflict != "" {
-			s.Err = fmt.Errorf("%s", conflict)
+		if err := hosts.clash(s); err != nil {
+			s.Err, s.crossErr = err, true
 			continue
 		}
 		names[s.Name] = s
-		for _, h := range s.doc.EdgeRoute.Spec.Hosts {
-			hosts[strings.ToLower(h)] = s
-		}
+		hosts.add(s)
 		published = append(published, s)
 	}
 	published = admitJWKS(published, c.opts.MaxJWKSURIsPerGroup)

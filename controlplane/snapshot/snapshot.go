@@ -114,7 +114,7 @@ func (p *Publisher) groupList(res *compile.Result) []string {
 func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(res.Published()) == 0 {
+	if len(res.Published()) == 0 && !res.EmptyOK {
 		if p.good == nil && len(res.Specs) == 0 {
 			// A fresh store: nothing served, nothing to serve. Not a refusal.
 			p.lastErr = ErrEmpty
@@ -157,7 +157,7 @@ func (p *Publisher) PublishCanary(ctx context.Context, group string, res *compil
 		return p.PublishAll(ctx, res)
 	}
 	defer p.mu.Unlock()
-	if len(res.Published()) == 0 {
+	if len(res.Published()) == 0 && !res.EmptyOK {
 		p.refused(ErrEmpty)
 		return ErrEmpty
 	}

@@ -19,6 +19,8 @@ type Feed struct {
 	feed store.Feed
 	poll time.Duration
 	log  *slog.Logger
+	// tenants caches each instance's tenant (it never changes).
+	tenants map[string]string
 }
 
 // NewFeed wraps a broker store feed.
@@ -27,7 +29,7 @@ func NewFeed(f store.Feed, o Options) *Feed {
 	if poll <= 0 {
 		poll = 5 * time.Second
 	}
-	return &Feed{feed: f, poll: poll, log: o.log().With("component", "source", "source", "broker")}
+	return &Feed{feed: f, poll: poll, log: o.log().With("component", "source", "source", "broker"), tenants: map[string]string{}}
 }
 
 // OpenBroker opens the broker's route store at storeURL (sqlite:PATH or
@@ -88,8 +90,10 @@ func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 			}
 		}
 		if changed {
-			rev := f.revision(cursor, specs)
+			rev := f.revision(ctx, cursor, specs)
 			rev.Deleted, deleted = deleted, nil
+			// Read without error, and every spec has its tombstone.
+			rev.EmptyOK = len(rev.Specs) == 0
 			fn(rev)
 		}
 		select {
@@ -100,11 +104,33 @@ func (f *Feed) Watch(ctx context.Context, fn func(Revision)) error {
 	}
 }
 
-func (f *Feed) revision(cursor int64, specs map[string]store.StoredSpec) Revision {
+func (f *Feed) revision(ctx context.Context, cursor int64, specs map[string]store.StoredSpec) Revision {
 	out := make([]Spec, 0, len(specs))
 	for _, s := range specs {
-		out = append(out, Spec{Name: s.Name, Origin: "broker:" + s.Name, Revision: s.Revision, Data: s.JSON})
+		out = append(out, Spec{Name: s.Name, Origin: "broker:" + s.Name, Revision: s.Revision, Data: s.JSON, Tenant: f.tenant(ctx, s)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return Revision{ID: fmt.Sprintf("b%d", cursor), Specs: out}
+}
+
+// tenant is the tenant of a stored spec's instance when the feed is a
+// whole store (cached: it never changes); "" (the spec's metadata.team
+// then) when it is not, or the instance records none.
+func (f *Feed) tenant(ctx context.Context, s store.StoredSpec) string {
+	ir, ok := f.feed.(interface {
+		GetInstance(ctx context.Context, id string) (store.Instance, error)
+	})
+	if !ok || s.InstanceID == "" {
+		return ""
+	}
+	if t, ok := f.tenants[s.InstanceID]; ok {
+		return t
+	}
+	in, err := ir.GetInstance(ctx, s.InstanceID)
+	if err != nil {
+		f.log.Warn("reading the tenant of a spec failed; using its metadata.team", "spec", s.Name, "instance", s.InstanceID, "error", err)
+		return ""
+	}
+	f.tenants[s.InstanceID] = in.Tenant
+	return in.Tenant
 }

@@ -33,6 +33,9 @@ type Spec struct {
 	Revision int64
 	// Data is the document as YAML or JSON.
 	Data []byte
+	// Tenant claims the spec's hosts when the store knows it (the broker:
+	// the service instance's tenant); "" means the spec's metadata.team.
+	Tenant string
 }
 
 // Revision is the full set of specs at one point in time.
@@ -47,6 +50,13 @@ type Revision struct {
 	// control plane reports each one to the Reporter, with a nil error,
 	// once a version without it is live on the fleet.
 	Deleted []Spec
+	// EmptyOK vouches that a revision without specs is the store's true
+	// content (every spec was deleted on purpose), not a glitch: the
+	// control plane then publishes the empty configuration instead of
+	// keeping the last one, and confirms the deletions. Only the broker's
+	// route store can tell (tombstones); an empty directory or prefix
+	// never sets it.
+	EmptyOK bool
 }
 
 // Source delivers revisions.

@@ -1,0 +1,137 @@
+package compile
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
+)
+
+// The tenant rules the control plane applies to every source, the same
+// the broker applies before anything is stored (internal/tenancy): host
+// names nobody may claim, hosts claimed by two specs (overlap across
+// tenants, the same host twice) and certificates a spec may not name. A
+// spec that breaks one is pruned with its error; the others ship.
+
+// tenantOf is the tenant that claims s's hosts: the source's (the broker
+// knows the instance's), else metadata.team.
+func tenantOf(s *Spec) string {
+	if s.Tenant != "" {
+		return s.Tenant
+	}
+	if s.doc == nil {
+		return ""
+	}
+	return tenancy.FromTeam(s.doc.EdgeRoute.Metadata.Team)
+}
+
+// checkHostNames refuses the host patterns no tenant may claim and, with
+// Options.TenantDomains, the hosts outside the spec's tenant's domains.
+func (c *Compiler) checkHostNames(s *Spec) error {
+	var problems []string
+	for i, h := range s.doc.EdgeRoute.Spec.Hosts {
+		if err := tenancy.CheckHost(h); err != nil {
+			problems = append(problems, fmt.Sprintf("spec.hosts[%d]: host %q %v", i, h, err))
+		} else if err := c.opts.TenantDomains.Allow(tenantOf(s), h); err != nil {
+			problems = append(problems, fmt.Sprintf("spec.hosts[%d]: %v", i, err))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: spec %s: %s", s.Origin, s.Name, strings.Join(problems, "; "))
+}
+
+// claimOrder is the order specs claim hosts in: the oldest store revision
+// first (file and S3 sources have none), then by origin and name, so which
+// of two clashing specs wins never depends on delivery or map order, and
+// a newcomer in the broker's store never evicts a spec already served.
+func claimOrder(all []*Spec) []*Spec {
+	out := append([]*Spec(nil), all...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Revision != b.Revision {
+			return a.Revision < b.Revision
+		}
+		if a.Origin != b.Origin {
+			return a.Origin < b.Origin
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+// hostClaims are the hosts of the specs accepted so far in one assemble.
+type hostClaims struct {
+	exact map[string]*Spec // lower-case pattern -> owner
+	wild  []claimedHost    // wildcard patterns, for the covering scans
+	all   []claimedHost
+}
+
+type claimedHost struct {
+	host string
+	s    *Spec
+}
+
+func newHostClaims() *hostClaims { return &hostClaims{exact: map[string]*Spec{}} }
+
+// clash returns why s may not claim its hosts next to those accepted, or
+// nil.
+func (c *hostClaims) clash(s *Spec) error {
+	tenant := tenantOf(s)
+	for i, h := range s.doc.EdgeRoute.Spec.Hosts {
+		lh := strings.ToLower(h)
+		var cands []claimedHost
+		if o, ok := c.exact[lh]; ok {
+			cands = append(cands, claimedHost{lh, o})
+		}
+		scan := c.wild
+		if strings.HasPrefix(lh, "*.") {
+			scan = c.all
+		}
+		for _, w := range scan {
+			if w.host != lh && tenancy.Overlap(lh, w.host) {
+				cands = append(cands, w)
+			}
+		}
+		for _, o := range cands {
+			if why := tenancy.Clash(tenant, lh, tenantOf(o.s), o.host); why != "" {
+				return fmt.Errorf("%s: spec.hosts[%d]: %s: EdgeRoute %q (%s) claims %q", s.Origin, i, why, o.s.Name, o.s.Origin, o.host)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *hostClaims) add(s *Spec) {
+	for _, h := range s.doc.EdgeRoute.Spec.Hosts {
+		lh := strings.ToLower(h)
+		c.exact[lh] = s
+		c.all = append(c.all, claimedHost{lh, s})
+		if strings.HasPrefix(lh, "*.") {
+			c.wild = append(c.wild, claimedHost{lh, s})
+		}
+	}
+}
+
+// checkCertificate: the certificate a spec names must not be bound to
+// other tenants (Options.CertOwners) and its SANs must cover every host of
+// the spec.
+func (c *Compiler) checkCertificate(s *Spec) error {
+	tls := s.doc.EdgeRoute.Spec.TLS
+	if tls == nil || s.secret == nil {
+		return nil
+	}
+	if err := c.opts.CertOwners.Allow(tls.Certificate, tenantOf(s)); err != nil {
+		return fmt.Errorf("spec.tls.certificate: %w", err)
+	}
+	leaf, err := tenancy.Leaf(s.secret.GetTlsCertificate().GetCertificateChain().GetInlineBytes())
+	if err != nil {
+		return fmt.Errorf("spec.tls.certificate: certificate %q: %w", tls.Certificate, err)
+	}
+	if miss := tenancy.Uncovered(leaf, s.doc.EdgeRoute.Spec.Hosts); len(miss) > 0 {
+		return fmt.Errorf("spec.tls.certificate: certificate %q does not cover host(s) %s (its names: %s); a spec may name a certificate only when its SANs cover every host", tls.Certificate, strings.Join(miss, ", "), strings.Join(leaf.DNSNames, ", "))
+	}
+	return nil
+}
