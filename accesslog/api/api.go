@@ -95,6 +95,11 @@ type Config struct {
 	// still ends there: removing the newest batches leaves a chain that
 	// links correctly, and only the writer knows where it should end.
 	Head func() accesslog.BatchHeader
+	// ChainKeys is the chain key ring /v1/verify checks against (nil: the
+	// chain is unkeyed); AllowUnkeyedPrefix accepts unkeyed batches at
+	// the start of a chain (a store written before the key was set).
+	ChainKeys          *accesslog.KeyRing
+	AllowUnkeyedPrefix bool
 }
 
 //go:embed web
@@ -372,7 +377,7 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request) error {
 	if len(r.URL.Query()) > 0 {
 		return badRequest(errors.New("verify takes no parameters"))
 	}
-	res, err := accesslog.Verify(r.Context(), h.cfg.Store)
+	res, err := accesslog.Verify(r.Context(), h.cfg.Store, accesslog.VerifyOptions{Keys: h.cfg.ChainKeys, AllowUnkeyedPrefix: h.cfg.AllowUnkeyedPrefix})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/client"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
@@ -174,7 +175,8 @@ func newLogsExportCmd() *cobra.Command {
 
 func newLogsVerifyCmd() *cobra.Command {
 	var lf logsFlags
-	var store string
+	var store, keyFile string
+	var allowUnkeyed bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the hash chain of the stored batches; reports the first broken batch",
@@ -183,7 +185,15 @@ func newLogsVerifyCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if store != "" {
-				res, err := accesslogsidecar.VerifyStore(cmd.Context(), store, nil)
+				opts := accesslog.VerifyOptions{AllowUnkeyedPrefix: allowUnkeyed}
+				if keyFile != "" {
+					keys, err := accesslogsidecar.LoadChainKeys(keyFile, nil)
+					if err != nil {
+						return err
+					}
+					opts.Keys = keys
+				}
+				res, err := accesslogsidecar.VerifyStore(cmd.Context(), store, opts, nil)
 				if err != nil {
 					return err
 				}
@@ -205,5 +215,7 @@ func newLogsVerifyCmd() *cobra.Command {
 	f.StringVar(&lf.tokenFile, "token-file", "", "file holding the API bearer token (or set GATEHOUSE_LOGS_TOKEN)")
 	f.StringVarP(&lf.output, "output", "o", "table", "table|json")
 	f.StringVar(&store, "store", "", "verify this store directly: duckdb:PATH or clickhouse://HOST:PORT/DB")
+	f.StringVar(&keyFile, "chain-key-file", "", "with --store: the chain key ring the accesslog sidecar signs with (without it only an unkeyed chain verifies)")
+	f.BoolVar(&allowUnkeyed, "allow-unkeyed-prefix", false, "with --store and --chain-key-file: accept unkeyed batches at the start of a chain (written before the key was set)")
 	return cmd
 }
