@@ -163,7 +163,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", admin.Handler())
+	// Metrics name routes and traffic volumes: on this port (often not
+	// loopback) they need the query API's bearer token like /v1.
+	mux.Handle("/metrics", tokens.Require(admin.Handler()))
 	mux.Handle("/healthz", admin.Handler())
 	mux.Handle("/readyz", admin.Handler())
 	mux.Handle("/", apiHandler)

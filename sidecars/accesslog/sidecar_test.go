@@ -82,6 +82,10 @@ func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config
 	if err := os.WriteFile(tokFile, []byte("# query API tokens\n"+apiToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyFile := filepath.Join(dir, "chain.keys")
+	if err := os.WriteFile(keyFile, []byte("k1 sidecar-test-chain-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +100,7 @@ func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config
 	}
 	cfg := accesslogsidecar.Config{
 		GRPCListener: gl, HTTPListener: hl, Store: "duckdb:" + s.storePath,
-		SpecDir: specDir, APITokenFile: tokFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1,
+		SpecDir: specDir, APITokenFile: tokFile, ChainKeyFile: keyFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1,
 		BatchSize: 500, FlushInterval: 20 * time.Millisecond,
 	}
 	if mutate != nil {
@@ -454,11 +458,14 @@ func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 	}
 	code, b = c.get("/v1/verify", nil, apiToken)
 	var vr accesslog.VerifyResult
-	if code != 200 || json.Unmarshal(b, &vr) != nil || !vr.OK || vr.Records != int64(len(entries)+1) {
+	if code != 200 || json.Unmarshal(b, &vr) != nil || !vr.OK || vr.Records != int64(len(entries)+1) || !vr.Keyed || vr.Unkeyed != 0 {
 		t.Fatalf("verify: %d %s", code, b)
 	}
-	// Metrics count what happened.
-	_, m := c.get("/metrics", nil, "")
+	// Metrics count what happened; on this port they need the token.
+	if code, _ := c.get("/metrics", nil, ""); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token: %d, want 401", code)
+	}
+	_, m := c.get("/metrics", nil, apiToken)
 	for _, line := range []string{
 		fmt.Sprintf("gatehouse_accesslog_received_total %d", len(entries)+1),
 		fmt.Sprintf("gatehouse_accesslog_stored_total %d", len(entries)+1),
