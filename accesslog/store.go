@@ -132,7 +132,9 @@ type VerifyOptions struct {
 	Keys *KeyRing
 	// AllowUnkeyedPrefix accepts plain SHA-256 entries at the start of a
 	// writer's chain, before its first keyed entry (a store written before
-	// the chain was keyed).
+	// the chain was keyed), and among them batches flagged pruned before
+	// the first prune record (retention before prune records existed).
+	// That prefix proves nothing against someone who can write the store.
 	AllowUnkeyedPrefix bool
 }
 
@@ -207,6 +209,7 @@ func verifyChain(ctx context.Context, s Store, opts VerifyOptions, hs []BatchHea
 	prevHash := ""
 	var prevSeq uint64
 	keyed = false
+	pruneSeen := false
 	for i := range hs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -242,10 +245,12 @@ func verifyChain(ctx context.Context, s Store, opts VerifyOptions, hs []BatchHea
 				return fail(h.Seq, "prune record %d does not hash to its header (forged or altered)", h.Seq)
 			}
 			res.PruneRecords++
+			pruneSeen = true
 			continue
 		}
 		if h.Pruned {
-			if h.Seq > covered {
+			legacy := opts.AllowUnkeyedPrefix && h.KeyID == "" && !keyed && !pruneSeen
+			if h.Seq > covered && !legacy {
 				return fail(h.Seq, "batch %d is flagged pruned but no prune record in its chain covers it: its rows were removed outside retention", h.Seq)
 			}
 			res.Pruned++

@@ -134,6 +134,10 @@ func ChainTamperEvidence(t *testing.T, open func(t *testing.T) accesslog.Store) 
 		if res := verify("flagged", dst, opts); res.OK || res.BrokenBatch != seq(2) {
 			t.Fatalf("verify after flagging batch 2 pruned: %+v", res)
 		}
+		// Keyed batches never count as the legacy prefix.
+		if res := verify("flagged, prefix allowed", dst, accesslog.VerifyOptions{Keys: keys, AllowUnkeyedPrefix: true}); res.OK || res.BrokenBatch != seq(2) {
+			t.Fatalf("verify after flagging batch 2 pruned, unkeyed prefix allowed: %+v", res)
+		}
 	})
 	t.Run("chain recomputed with plain SHA-256", func(t *testing.T) {
 		dst := open(t)
@@ -154,6 +158,20 @@ func ChainTamperEvidence(t *testing.T, open func(t *testing.T) accesslog.Store) 
 		// accepts: the allowance is for stores from before the key.
 		if res := verify("rechained, prefix allowed", dst, accesslog.VerifyOptions{Keys: keys, AllowUnkeyedPrefix: true}); !res.OK || res.Unkeyed != 3 {
 			t.Fatalf("unkeyed prefix: %+v", res)
+		}
+		// An unkeyed chain flagged pruned by the old retention (no prune
+		// record) verifies only with the legacy allowance.
+		old := open(t)
+		CopyChain(t, src, old, RechainPlain(func(h *accesslog.BatchHeader, recs []accesslog.Record) {
+			if h.Seq == seq(1) {
+				h.Pruned = true
+			}
+		}))
+		if res := verify("legacy pruned", old, accesslog.VerifyOptions{}); res.OK || res.BrokenBatch != seq(1) {
+			t.Fatalf("pruned flag without a prune record, unkeyed: %+v", res)
+		}
+		if res := verify("legacy pruned, allowed", old, accesslog.VerifyOptions{Keys: keys, AllowUnkeyedPrefix: true}); !res.OK || res.Pruned != 1 {
+			t.Fatalf("legacy pruned prefix: %+v", res)
 		}
 	})
 	t.Run("chain recomputed with another key", func(t *testing.T) {

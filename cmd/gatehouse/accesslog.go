@@ -56,7 +56,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.StringVar(&cfg.APITokenFile, "api-token-file", "", "bearer tokens for the query API, one per line (required; mode 0600, 0640 with a warning)")
 	f.StringVar(&cfg.RedactHMACKeyFile, "redact-hmac-key-file", "", "keep HMAC-SHA256 of masked values with this key, for correlation (mode 0600)")
 	f.StringVar(&cfg.ChainKeyFile, "chain-key-file", "", "key ring of the log hash chain, \"<key id> <secret>\" per line, the last key signs (mode 0600; see RUNBOOK for rotation)")
-	f.BoolVar(&cfg.ChainAllowUnkeyedPrefix, "chain-allow-unkeyed-prefix", false, "/v1/verify accepts unkeyed batches at the start of a chain (written before --chain-key-file was set)")
+	f.BoolVar(&cfg.ChainAllowUnkeyedPrefix, "chain-allow-unkeyed-prefix", false, "/v1/verify accepts unkeyed batches at the start of a chain (written before --chain-key-file was set) and the pruned flags of the retention before prune records")
 	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "most entries per spool frame")
 	f.IntVar(&cfg.StoreBatch, "store-batch", 100000, "most entries per store batch (consecutive spool frames are combined)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")

@@ -216,6 +216,6 @@ func newLogsVerifyCmd() *cobra.Command {
 	f.StringVarP(&lf.output, "output", "o", "table", "table|json")
 	f.StringVar(&store, "store", "", "verify this store directly: duckdb:PATH or clickhouse://HOST:PORT/DB")
 	f.StringVar(&keyFile, "chain-key-file", "", "with --store: the chain key ring the accesslog sidecar signs with (without it only an unkeyed chain verifies)")
-	f.BoolVar(&allowUnkeyed, "allow-unkeyed-prefix", false, "with --store and --chain-key-file: accept unkeyed batches at the start of a chain (written before the key was set)")
+	f.BoolVar(&allowUnkeyed, "allow-unkeyed-prefix", false, "with --store: accept unkeyed batches at the start of a chain (written before the key was set) and the pruned flags of the retention before prune records")
 	return cmd
 }
