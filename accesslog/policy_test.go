@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -308,4 +309,39 @@ func TestURLHeadersPathAndSecretWords(t *testing.T) {
 	if got := NewPolicy(nil, nil).RedactPath("", "/pets/42"); got != "/pets/42" {
 		t.Fatalf("plain path: %q", got)
 	}
+}
+
+// FuzzRedactURLAndPath: any path, query or URL-valued header gives valid
+// records on both readers, and a value after token= never survives.
+func FuzzRedactURLAndPath(f *testing.F) {
+	for _, s := range []string{"/login;jsessionid=s3cr3t/x%3Ftoken=s3cr3t&a=1", "https://user:pw@x/?access_token=s3cr3t#id_token=s3cr3t", "/a;;=;b=c%3f%3F&", "%3", "://@", ""} {
+		f.Add(s, "s3cr3t")
+	}
+	p := NewPolicy(nil, []byte("fuzz-hmac-key-0123456789"))
+	f.Fuzz(func(t *testing.T, u, secret string) {
+		e := &alv3.HTTPAccessLogEntry{
+			CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0))},
+			Request: &alv3.HTTPRequestProperties{Path: u, RequestHeaders: map[string]string{"referer": u, "x-original-url": u}},
+		}
+		if !utf8.ValidString(u) {
+			return
+		}
+		r := redactBoth(t, p, e)
+		if r.Headers != "" {
+			var h map[string]string
+			if err := json.Unmarshal([]byte(r.Headers), &h); err != nil {
+				t.Fatalf("headers JSON %q: %v", r.Headers, err)
+			}
+		}
+		if secret == "" || strings.ContainsAny(secret, "&;#?%+/=\"\\") || !utf8.ValidString(secret) ||
+			strings.HasPrefix(Mask+".", secret) || strings.HasPrefix(secret, Mask) {
+			return
+		}
+		for _, v := range []string{"/x?token=" + secret, "/x;token=" + secret, "/x%3Ftoken=" + secret} {
+			got := p.FromHTTP("n", "g", &alv3.HTTPAccessLogEntry{Request: &alv3.HTTPRequestProperties{Path: v, RequestHeaders: map[string]string{"referer": "https://h" + v}}})
+			if strings.Contains(got.Path+got.Query+got.Headers, "token="+secret) {
+				t.Fatalf("%q kept %q: %+v", v, secret, got)
+			}
+		}
+	})
 }
