@@ -188,7 +188,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
-	g.Go(func() error { return telemetry.ServeHTTP(gctx, hl, mux) })
+	// The query API and web page take no request bodies.
+	g.Go(func() error {
+		return telemetry.ServeHTTP(gctx, hl, mux, telemetry.ServerLimits{MaxBodyBytes: 64 << 10})
+	})
 	g.Go(func() error { return settings.run(gctx, cfg) })
 	if cfg.Retention > 0 {
 		g.Go(func() error { return runRetention(gctx, ing, cfg.Retention, log) })

@@ -540,3 +540,34 @@ func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 		t.Fatalf("rows holding the secret: %d (want 0); rows holding the marker: %d (want %d)", nSecret, nMarker, len(entries))
 	}
 }
+
+// TestQueryPortHardening: on the query-API port /metrics needs the token
+// and request bodies are capped (the API takes none).
+func TestQueryPortHardening(t *testing.T) {
+	s := startSidecar(t, t.TempDir(), nil)
+	for token, want := range map[string]int{"": http.StatusUnauthorized, "wrong-token-0123456789": http.StatusUnauthorized, apiToken: http.StatusOK} {
+		req, _ := http.NewRequest("GET", "http://"+s.httpAddr+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 200) != bytes.Contains(b, []byte("gatehouse_accesslog_")) {
+			t.Fatalf("/metrics with token %q: %d, want %d", token, resp.StatusCode, want)
+		}
+	}
+	req, _ := http.NewRequest("POST", "http://"+s.httpAddr+"/v1/logs", bytes.NewReader(make([]byte, 100<<10)))
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("100 KiB body: %d, want 413", resp.StatusCode)
+	}
+}
