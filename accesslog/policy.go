@@ -28,15 +28,18 @@ const ExtAuthzNamespace = "envoy.filters.http.ext_authz"
 // settings. It is immutable; build a new one when settings change.
 type Policy struct {
 	routes map[string]*routePolicy
-	// unknown applies to every route the settings do not name: requests
-	// with no route (404, NR) and routes of a spec whose settings have not
-	// arrived yet. It is the strictest policy the settings allow: the
-	// union of every spec's redacted headers and API-key header and query
-	// names, and query names holding a secret word are masked too.
+	// unknown applies to requests Envoy logs with no route (404, NR): the
+	// strictest policy the settings allow, the union of every spec's
+	// redacted headers and API-key header and query names, and query
+	// names holding a secret word are masked too.
 	unknown *routePolicy
+	// pending applies to named routes the settings do not have yet (a
+	// spec Envoy got before this sidecar did): nothing says which of
+	// their names are secret, so every value is masked but a few safe
+	// headers, as before any settings arrive (StrictPolicy).
+	pending *routePolicy
 	hmacKey []byte
 	hmacs   sync.Pool // keyed HMAC-SHA256 states, Reset between uses
-	strict  bool      // no settings yet: mask every value but a few safe headers
 }
 
 // SecretWords mark a header name as secret on every route when it
@@ -61,7 +64,7 @@ var safeHeaders = map[string]bool{"user-agent": true, "x-request-id": true, "con
 // and every query value is masked.
 func StrictPolicy(hmacKey []byte) *Policy {
 	p := NewPolicy(nil, hmacKey)
-	p.strict = true
+	p.unknown = p.pending
 	return p
 }
 
@@ -70,6 +73,7 @@ type routePolicy struct {
 	redact      map[string]bool
 	redactQuery map[string]bool
 	queryWords  bool // a query name containing a SecretWords entry is masked
+	strict      bool // every value is masked but safeHeaders
 	sample      float64
 }
 
@@ -86,6 +90,7 @@ func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
 		p.hmacs.New = func() any { return hmac.New(sha256.New, p.hmacKey) }
 	}
 	p.unknown = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), queryWords: true, sample: 1}
+	p.pending = &routePolicy{strict: true, sample: 1}
 	for _, s := range specs {
 		if s == nil {
 			continue
@@ -133,7 +138,10 @@ func (p *Policy) route(id string) *routePolicy {
 	if rp, ok := p.routes[id]; ok {
 		return rp
 	}
-	return p.unknown
+	if id == "" {
+		return p.unknown
+	}
+	return p.pending
 }
 
 // appendMask appends the stored form of the secret value v (mask's
@@ -169,7 +177,7 @@ func (p *Policy) mask(v string) string {
 }
 
 func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
-	if p.strict {
+	if rp.strict {
 		return !safeHeaders[name]
 	}
 	return rp.redact[name] || hasSecretWord(name)
@@ -187,7 +195,7 @@ func hasSecretWord(name string) bool {
 // secretParam reports whether a query or path parameter name (decoded,
 // lower case) is masked.
 func (p *Policy) secretParam(rp *routePolicy, key string) bool {
-	return p.strict || rp.redactQuery[key] || (rp.queryWords && hasSecretWord(key))
+	return rp.strict || rp.redactQuery[key] || (rp.queryWords && hasSecretWord(key))
 }
 
 func isURLHeader(name string) bool {

@@ -85,11 +85,13 @@ func TestRedactQuery(t *testing.T) {
 	if got := p.RedactQuery("o/r", "partner_code=zz"); got != "partner_code=zz" {
 		t.Errorf("other spec's route: %q", got)
 	}
-	// ...but it is on routes no settings name (no route, settings late).
-	for _, route := range []string{"", "other/route"} {
-		if got := p.RedactQuery(route, "partner_code=zz&page=2"); got != "partner_code=REDACTED&page=2" {
-			t.Errorf("unknown route %q: %q", route, got)
-		}
+	// ...but it is on requests with no route (the union of all specs)...
+	if got := p.RedactQuery("", "partner_code=zz&page=2"); got != "partner_code=REDACTED&page=2" {
+		t.Errorf("no route: %q", got)
+	}
+	// ...and a route whose settings have not arrived masks every value.
+	if got := p.RedactQuery("other/route", "partner_code=zz&page=2"); got != "partner_code=REDACTED&page=REDACTED" {
+		t.Errorf("route without settings yet: %q", got)
 	}
 }
 
@@ -156,7 +158,7 @@ func TestRecordBinaryRoundTrip(t *testing.T) {
 func TestHeadersJSONIsValid(t *testing.T) {
 	p := NewPolicy(nil, nil)
 	in := map[string]string{"X-Quote": `a"b\c`, "x-ctl": "a\x00b\n\tc", "x-utf8": "grüße → 東京", "x-bad": "a\xffb", "x-html": "<script>&"}
-	got := p.headers("any", in)
+	got := p.headers("", in)
 	var back map[string]string
 	if err := json.Unmarshal([]byte(got), &back); err != nil {
 		t.Fatalf("not JSON: %s: %v", got, err)
@@ -176,7 +178,7 @@ func FuzzHeadersJSON(f *testing.F) {
 	f.Add("user-agent", "curl/8\x00\"\\")
 	p := NewPolicy(nil, nil)
 	f.Fuzz(func(t *testing.T, k, v string) {
-		got := p.headers("r", map[string]string{k: v})
+		got := p.headers("", map[string]string{k: v})
 		if got == "" {
 			return
 		}
@@ -245,8 +247,9 @@ func redactBoth(t *testing.T, p *Policy, e *alv3.HTTPAccessLogEntry) Record {
 }
 
 // TestUnknownRouteGetsEverySpecsRedaction: a request Envoy logs with no
-// route (404, NR) or on a route whose settings have not arrived is
-// redacted with the union of every spec's names, not just the defaults.
+// route (404, NR) is redacted with the union of every spec's names, not
+// just the defaults; one on a route whose settings have not arrived has
+// every value masked.
 func TestUnknownRouteGetsEverySpecsRedaction(t *testing.T) {
 	p := NewPolicy([]*SpecSettings{partnerSpec(t)}, nil)
 	for _, route := range []string{"", "partners/not-yet-known"} {
@@ -259,8 +262,12 @@ func TestUnknownRouteGetsEverySpecsRedaction(t *testing.T) {
 		if strings.Contains(r.Query+r.Headers+r.Path, "s3cr3t") {
 			t.Fatalf("route %q: secret kept: path %q query %q headers %s", route, r.Path, r.Query, r.Headers)
 		}
-		if r.Query != "pk=REDACTED&page=2" || !strings.Contains(r.Headers, `"user-agent":"curl"`) {
-			t.Fatalf("route %q: over-redacted: query %q headers %s", route, r.Query, r.Headers)
+		wantQuery := "pk=REDACTED&page=2" // no route: the union of every spec's names
+		if route != "" {
+			wantQuery = "pk=REDACTED&page=REDACTED" // settings not here yet: everything
+		}
+		if r.Query != wantQuery || !strings.Contains(r.Headers, `"user-agent":"curl"`) {
+			t.Fatalf("route %q: query %q headers %s", route, r.Query, r.Headers)
 		}
 	}
 }
@@ -321,7 +328,7 @@ func FuzzRedactURLAndPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, u, secret string) {
 		e := &alv3.HTTPAccessLogEntry{
 			CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0))},
-			Request: &alv3.HTTPRequestProperties{Path: u, RequestHeaders: map[string]string{"referer": u, "x-original-url": u}},
+			Request:          &alv3.HTTPRequestProperties{Path: u, RequestHeaders: map[string]string{"referer": u, "x-original-url": u}},
 		}
 		if !utf8.ValidString(u) {
 			return
