@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			if _, err := db.ExecContext(ctx, "ALTER TABLE batches ADD COLUMN IF NOT EXISTS "+c); err != nil {
 				db.Close()
 				return nil, fmt.Errorf("duckdb %s: adding batches.%s: %w", cfg.Path, c, err)
+			}
+		}
+		// The file holds every request's client address, subject and
+		// headers: owner only, whatever the umask (the directory should be
+		// 0700 too: DuckDB creates its WAL next to it with the umask).
+		for _, f := range []string{cfg.Path, cfg.Path + ".wal"} {
+			if err := os.Chmod(f, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				db.Close()
+				return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
 			}
 		}
 		if s.conn, err = db.Conn(ctx); err != nil {

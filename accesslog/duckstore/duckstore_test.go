@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -542,4 +543,19 @@ func TestChainTamperEvidence(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestStoreFileIsOwnerOnly: the DuckDB file is 0600 whatever the umask
+// (it holds client addresses, subjects and headers).
+func TestStoreFileIsOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logs.duckdb")
+	s := openStore(t, path)
+	defer s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store file mode %04o, want 0600", fi.Mode().Perm())
+	}
 }
