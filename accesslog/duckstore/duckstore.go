@@ -166,8 +166,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// 0700 too: DuckDB creates its WAL next to it with the umask).
 		for _, f := range []string{cfg.Path, cfg.Path + ".wal"} {
 			if err := os.Chmod(f, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-				db.Close()
-				return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
+				cfg.Log.Warn("duckdb: cannot make the store file owner-only", "file", f, "error", err)
 			}
 		}
 		if s.conn, err = db.Conn(ctx); err != nil {
