@@ -176,7 +176,7 @@ func newLogsExportCmd() *cobra.Command {
 func newLogsVerifyCmd() *cobra.Command {
 	var lf logsFlags
 	var store, keyFile string
-	var allowUnkeyed bool
+	var allowUnkeyed, unkeyed bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the hash chain of the stored batches; reports the first broken batch",
@@ -185,6 +185,10 @@ func newLogsVerifyCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if store != "" {
+				if keyFile == "" && !unkeyed {
+					return errors.New("logs verify --store: give --chain-key-file (the key ring the accesslog sidecar signs with); " +
+						"--unkeyed checks a store whose chain was never keyed, which only shows careless edits")
+				}
 				opts := accesslog.VerifyOptions{AllowUnkeyedPrefix: allowUnkeyed}
 				if keyFile != "" {
 					keys, err := accesslogsidecar.LoadChainKeys(keyFile, nil)
@@ -216,6 +220,7 @@ func newLogsVerifyCmd() *cobra.Command {
 	f.StringVarP(&lf.output, "output", "o", "table", "table|json")
 	f.StringVar(&store, "store", "", "verify this store directly: duckdb:PATH or clickhouse://HOST:PORT/DB")
 	f.StringVar(&keyFile, "chain-key-file", "", "with --store: the chain key ring the accesslog sidecar signs with (without it only an unkeyed chain verifies)")
+	f.BoolVar(&unkeyed, "unkeyed", false, "with --store and no --chain-key-file: verify a chain that was never keyed (anyone who can write the store can recompute it)")
 	f.BoolVar(&allowUnkeyed, "allow-unkeyed-prefix", false, "with --store: accept unkeyed batches at the start of a chain (written before the key was set) and the pruned flags of the retention before prune records")
 	return cmd
 }
