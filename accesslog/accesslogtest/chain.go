@@ -222,5 +222,31 @@ func ChainTamperEvidence(t *testing.T, open func(t *testing.T) accesslog.Store) 
 		if res := verify("flagged after retention", dst, opts); res.OK || res.BrokenBatch != seq(3) {
 			t.Fatalf("verify after flagging batch 3 pruned past the prune record: %+v", res)
 		}
+		// A retention run that stored its record but not all its work (a
+		// crash, a store without transactions) is finished by the next.
+		half := open(t)
+		CopyChain(t, src, half, func(h *accesslog.BatchHeader, recs []accesslog.Record) []accesslog.Record {
+			if h.Seq == seq(1) {
+				h.Pruned = false
+				recs = RandomRecords(1, per, today.Add(-3*24*time.Hour+time.Hour), time.Hour)
+				for i := range recs {
+					recs[i].Batch, recs[i].Index = h.Seq, uint32(i)
+				}
+			}
+			return recs
+		})
+		if res := verify("half pruned", half, opts); res.OK || res.BrokenBatch != seq(1) {
+			t.Fatalf("verify of a half-done retention: %+v", res)
+		}
+		in2, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: half, ChainKeys: keys, SpoolDir: filepath.Join(t.TempDir(), "spool")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := in2.DropBefore(ctx, today.Add(-2*24*time.Hour)); err != nil || n != per {
+			t.Fatalf("finishing retention removed %d rows (%v), want %d", n, err, per)
+		}
+		if res := verify("retention finished", half, opts); !res.OK || res.Pruned != 1 || res.PruneRecords != 1 {
+			t.Fatalf("verify after retention finished: %+v", res)
+		}
 	})
 }
