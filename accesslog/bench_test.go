@@ -121,3 +121,25 @@ func BenchmarkParseFilter(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChainHashKeyed is BenchmarkChainHash with the chain key
+// (HMAC-SHA256), what the Ingester computes when --chain-key-file is set.
+func BenchmarkChainHashKeyed(b *testing.B) {
+	p := accesslog.NewPolicy(nil, nil)
+	entries := benchEntries(10000)
+	recs := make([]accesslog.Record, len(entries))
+	for i, e := range entries {
+		recs[i] = p.FromHTTP("n", "g", e)
+	}
+	keys, err := accesslog.ParseKeyRing([]byte("k1 bench-chain-key-0123456789abcdef0123456789"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := accesslog.BatchHeader{Seq: 1, KeyID: keys.Active()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := accesslog.BatchHash(keys, &h, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

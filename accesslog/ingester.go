@@ -15,6 +15,7 @@ import (
 type IngesterConfig struct {
 	Store         Store
 	Writer        uint32        // this process's chain in a shared store (0 for an embedded one)
+	ChainKeys     *KeyRing      // key the hash chain (HMAC-SHA256 with the active key); nil: plain SHA-256
 	SpoolDir      string        // required: the on-disk segment log
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch, combining frames (default 100000)
@@ -61,6 +62,9 @@ type Ingester struct {
 
 	headMu sync.Mutex
 	head   BatchHeader
+	// chain is held by whoever appends to this writer's chain: the store
+	// writer and retention's prune records.
+	chain chan struct{}
 }
 
 type memBatch struct {
@@ -127,6 +131,7 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		kick:    make(chan struct{}, 1),
 		flushed: make(chan struct{}),
 		handoff: make(chan memBatch, 1024),
+		chain:   make(chan struct{}, 1),
 	}
 	in.spilled.Store(sp.nextSeq() - 1) // what a previous run left is on disk only
 	in.m.SpoolBytes.Set(float64(sp.size()))
@@ -524,6 +529,12 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 // write stores one spooled batch, retrying with backoff until it succeeds
 // or ctx ends.
 func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error {
+	select {
+	case in.chain <- struct{}{}:
+		defer func() { <-in.chain }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	head := in.Head()
 	if seq <= head.SpoolSeq {
 		return nil
@@ -536,6 +547,7 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 	b.SpoolSeq = seq
 	b.Count = uint32(len(recs))
 	b.PrevHash = head.Hash
+	b.KeyID = in.cfg.ChainKeys.Active()
 	for i := range recs {
 		recs[i].Batch, recs[i].Index = b.Seq, uint32(i)
 		t := recs[i].Time
@@ -547,7 +559,7 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 		}
 	}
 	var err error
-	if b.Hash, err = ChainHash(b.PrevHash, b.Seq, recs); err != nil {
+	if b.Hash, err = BatchHash(in.cfg.ChainKeys, &b.BatchHeader, recs); err != nil {
 		return err
 	}
 	wait := 50 * time.Millisecond
@@ -581,4 +593,80 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 		}
 		wait = min(wait*2, in.cfg.RetryMax)
 	}
+}
+
+// DropBefore is retention: it removes the rows of the oldest batches of
+// this writer's chain whose records all lie before cutoff's UTC day (the
+// longest such prefix of the chain: pruned batches always form a prefix)
+// and appends a prune record saying so to the chain, keyed like every
+// batch, so Verify can tell retention from someone deleting rows. It
+// returns the rows removed.
+func (in *Ingester) DropBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	day := cutoff.UTC().Truncate(24 * time.Hour)
+	select {
+	case in.chain <- struct{}{}:
+		defer func() { <-in.chain }()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	head := in.Head()
+	if head.Seq == 0 {
+		return 0, nil
+	}
+	hs, err := in.cfg.Store.Headers(ctx, SeqOf(in.cfg.Writer, 1))
+	if err != nil {
+		return 0, fmt.Errorf("retention: %w", err)
+	}
+	var last, covered uint64
+	var lastRec *BatchHeader
+	for i := range hs {
+		if h := &hs[i]; WriterOf(h.Seq) == in.cfg.Writer && h.PruneTo >= covered && h.PruneTo != 0 {
+			covered, lastRec = h.PruneTo, h
+		}
+	}
+	unfinished := false // batches a prune record covers still have rows
+	for i := range hs {
+		h := &hs[i]
+		if WriterOf(h.Seq) != in.cfg.Writer {
+			break
+		}
+		if h.PruneTo != 0 {
+			continue
+		}
+		if !h.Pruned && !h.MaxTime.Before(day) {
+			break
+		}
+		if !h.Pruned && h.Seq <= covered {
+			unfinished = true
+		}
+		last = h.Seq
+	}
+	if last <= covered {
+		if !unfinished || lastRec == nil {
+			return 0, nil
+		}
+		// A previous run stored its record but not all of its deletions.
+		return in.cfg.Store.Prune(ctx, lastRec)
+	}
+	rec := BatchHeader{Seq: head.Seq + 1, SpoolSeq: head.SpoolSeq, MinTime: day, MaxTime: day,
+		PrevHash: head.Hash, KeyID: in.cfg.ChainKeys.Active(), PruneTo: last}
+	if rec.Hash, err = BatchHash(in.cfg.ChainKeys, &rec, nil); err != nil {
+		return 0, err
+	}
+	n, err := in.cfg.Store.Prune(ctx, &rec)
+	if err != nil {
+		// The record may be stored even so: take the head from the store,
+		// or the next batch would reuse its seq.
+		if h, herr := in.cfg.Store.Head(ctx, in.cfg.Writer); herr == nil && h.Seq >= head.Seq {
+			in.headMu.Lock()
+			in.head = h
+			in.headMu.Unlock()
+		}
+		return n, fmt.Errorf("retention before %s: %w", day.Format(time.DateOnly), err)
+	}
+	in.headMu.Lock()
+	in.head = rec
+	in.headMu.Unlock()
+	in.log.Info("retention pruned the chain", "before", day.Format(time.DateOnly), "prune_to", last, "record", rec.Seq, "rows", n)
+	return n, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -26,13 +27,33 @@ const ExtAuthzNamespace = "envoy.filters.http.ext_authz"
 // Policy turns ALS entries into redacted records under the current spec
 // settings. It is immutable; build a new one when settings change.
 type Policy struct {
-	routes     map[string]*routePolicy
-	defaults   *routePolicy
-	hmacKey    []byte
-	hmacs      sync.Pool // keyed HMAC-SHA256 states, Reset between uses
-	headerWord []string
-	strict     bool // no settings yet: mask every value but a few safe headers
+	routes map[string]*routePolicy
+	// unknown applies to requests Envoy logs with no route (404, NR): the
+	// strictest policy the settings allow, the union of every spec's
+	// redacted headers and API-key header and query names, and query
+	// names holding a secret word are masked too.
+	unknown *routePolicy
+	// pending applies to named routes the settings do not have yet (a
+	// spec Envoy got before this sidecar did): nothing says which of
+	// their names are secret, so every value is masked but a few safe
+	// headers, as before any settings arrive (StrictPolicy).
+	pending *routePolicy
+	hmacKey []byte
+	hmacs   sync.Pool // keyed HMAC-SHA256 states, Reset between uses
 }
+
+// SecretWords mark a header name as secret on every route when it
+// contains one of them (x-auth-user, x-hub-signature, x-partner-key,
+// x-goog-iap-jwt-assertion), and a query parameter name on routes the
+// settings do not name.
+var SecretWords = []string{
+	"token", "secret", "password", "passwd", "api-key", "apikey", "session", "credential",
+	"auth", "signature", "sig", "jwt", "key", "assertion", "bearer", "cookie",
+}
+
+// URLHeaders carry a URL whose query string, fragment, path parameters and
+// user info are redacted like the request's own (the value is kept).
+var URLHeaders = []string{"referer", "origin", "x-original-url", "x-original-uri", "x-forwarded-uri", "x-envoy-original-path", "x-rewrite-url"}
 
 // safeHeaders keep their values under StrictPolicy.
 var safeHeaders = map[string]bool{"user-agent": true, "x-request-id": true, "content-type": true, "accept": true}
@@ -43,7 +64,7 @@ var safeHeaders = map[string]bool{"user-agent": true, "x-request-id": true, "con
 // and every query value is masked.
 func StrictPolicy(hmacKey []byte) *Policy {
 	p := NewPolicy(nil, hmacKey)
-	p.strict = true
+	p.unknown = p.pending
 	return p
 }
 
@@ -51,6 +72,8 @@ type routePolicy struct {
 	keep        map[string]bool // nil: keep every header Envoy sent
 	redact      map[string]bool
 	redactQuery map[string]bool
+	queryWords  bool // a query name containing a SecretWords entry is masked
+	strict      bool // every value is masked but safeHeaders
 	sample      float64
 }
 
@@ -60,14 +83,14 @@ type routePolicy struct {
 // never stored or logged.
 func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
 	p := &Policy{
-		routes:     map[string]*routePolicy{},
-		hmacKey:    append([]byte(nil), hmacKey...),
-		headerWord: []string{"token", "secret", "password", "api-key", "apikey", "session", "credential"},
+		routes:  map[string]*routePolicy{},
+		hmacKey: append([]byte(nil), hmacKey...),
 	}
 	if len(p.hmacKey) > 0 {
 		p.hmacs.New = func() any { return hmac.New(sha256.New, p.hmacKey) }
 	}
-	p.defaults = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), sample: 1}
+	p.unknown = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), queryWords: true, sample: 1}
+	p.pending = &routePolicy{strict: true, sample: 1}
 	for _, s := range specs {
 		if s == nil {
 			continue
@@ -83,6 +106,12 @@ func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
 				rp.keep = map[string]bool{}
 			}
 			p.routes[id] = rp
+			for _, h := range rs.Redact {
+				p.unknown.redact[strings.ToLower(h)] = true
+			}
+			for _, q := range rs.RedactQuery {
+				p.unknown.redactQuery[strings.ToLower(q)] = true
+			}
 		}
 	}
 	return p
@@ -109,7 +138,10 @@ func (p *Policy) route(id string) *routePolicy {
 	if rp, ok := p.routes[id]; ok {
 		return rp
 	}
-	return p.defaults
+	if id == "" {
+		return p.unknown
+	}
+	return p.pending
 }
 
 // appendMask appends the stored form of the secret value v (mask's
@@ -145,13 +177,14 @@ func (p *Policy) mask(v string) string {
 }
 
 func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
-	if p.strict {
+	if rp.strict {
 		return !safeHeaders[name]
 	}
-	if rp.redact[name] || p.defaults.redact[name] {
-		return true
-	}
-	for _, w := range p.headerWord {
+	return rp.redact[name] || hasSecretWord(name)
+}
+
+func hasSecretWord(name string) bool {
+	for _, w := range SecretWords {
 		if strings.Contains(name, w) {
 			return true
 		}
@@ -159,44 +192,161 @@ func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
 	return false
 }
 
+// secretParam reports whether a query or path parameter name (decoded,
+// lower case) is masked.
+func (p *Policy) secretParam(rp *routePolicy, key string) bool {
+	return rp.strict || rp.redactQuery[key] || (rp.queryWords && hasSecretWord(key))
+}
+
+func isURLHeader(name string) bool {
+	for _, h := range URLHeaders {
+		if name == h {
+			return true
+		}
+	}
+	return false
+}
+
 // RedactQuery masks the values of secret-named parameters in a raw query
-// string, keeping everything else byte for byte.
+// string, keeping everything else byte for byte. Parameters are separated
+// by & or ;.
 func (p *Policy) RedactQuery(route, raw string) string {
 	if raw == "" {
 		return ""
 	}
-	rp := p.route(route)
-	var b strings.Builder
-	b.Grow(len(raw))
-	first := true
+	return string(p.appendQuery(make([]byte, 0, len(raw)+16), p.route(route), raw))
+}
+
+// RedactPath masks the values of secret-named path parameters
+// (/login;jsessionid=…) and of a query string hidden behind an encoded
+// question mark (/x%3Ftoken=…). A path with neither is returned as is.
+func (p *Policy) RedactPath(route, path string) string {
+	if !pathHasParams(path) {
+		return path
+	}
+	return string(p.appendPath(make([]byte, 0, len(path)+16), p.route(route), path))
+}
+
+// appendQuery appends raw with the values of secret-named parameters
+// masked.
+func (p *Policy) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
 	for raw != "" {
-		var part string
-		part, raw, _ = strings.Cut(raw, "&")
-		if !first {
-			b.WriteByte('&')
+		i := strings.IndexAny(raw, "&;")
+		part := raw
+		if i >= 0 {
+			part = raw[:i]
 		}
-		first = false
 		name, val, hasVal := strings.Cut(part, "=")
-		key := strings.ToLower(name)
+		key := name
 		if un, err := url.QueryUnescape(name); err == nil {
-			key = strings.ToLower(un)
+			key = un
 		}
-		if p.strict || rp.redactQuery[key] || p.defaults.redactQuery[key] {
-			b.WriteString(name)
-			b.WriteByte('=')
+		dst = append(dst, name...)
+		if p.secretParam(rp, lowerASCII(key)) {
+			dst = append(dst, '=')
 			if un, err := url.QueryUnescape(val); err == nil {
 				val = un
 			}
-			b.WriteString(url.QueryEscape(p.mask(val)))
-			continue
+			dst = p.appendMask(dst, unsafe.Slice(unsafe.StringData(val), len(val)))
+		} else if hasVal {
+			dst = append(dst, '=')
+			dst = append(dst, val...)
 		}
-		b.WriteString(name)
-		if hasVal {
-			b.WriteByte('=')
-			b.WriteString(val)
+		if i < 0 {
+			break
+		}
+		dst = append(dst, raw[i])
+		raw = raw[i+1:]
+	}
+	return dst
+}
+
+// lowerASCII is strings.ToLower without an allocation for names that are
+// already lower case ASCII.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return strings.ToLower(s)
 		}
 	}
-	return b.String()
+	return s
+}
+
+// pathHasParams reports whether a path has something RedactPath looks at.
+func pathHasParams(path string) bool {
+	return strings.IndexByte(path, ';') >= 0 || encodedQuestion(path) >= 0
+}
+
+// encodedQuestion is the index of the first %3F (any case) in s, or -1.
+func encodedQuestion(s string) int {
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == '%' && s[i+1] == '3' && (s[i+2] == 'f' || s[i+2] == 'F') {
+			return i
+		}
+	}
+	return -1
+}
+
+// appendPath appends path with secret path parameters masked.
+func (p *Policy) appendPath(dst []byte, rp *routePolicy, path string) []byte {
+	var query string
+	hasQuery := false
+	if i := encodedQuestion(path); i >= 0 {
+		path, query, hasQuery = path[:i], path[i+3:], true
+	}
+	for path != "" {
+		i := strings.IndexByte(path, ';')
+		if i < 0 {
+			dst = append(dst, path...)
+			break
+		}
+		dst = append(dst, path[:i+1]...)
+		path = path[i+1:]
+		end := strings.IndexByte(path, '/')
+		if end < 0 {
+			end = len(path)
+		}
+		// The segment's parameters up to the next /, separated by ; or &.
+		dst = p.appendQuery(dst, rp, path[:end])
+		path = path[end:]
+	}
+	if hasQuery {
+		dst = append(dst, "%3F"...)
+		dst = p.appendQuery(dst, rp, query)
+	}
+	return dst
+}
+
+// appendURL appends a URL-valued header with the user info, path
+// parameters, query string and fragment redacted.
+func (p *Policy) appendURL(dst []byte, rp *routePolicy, v string) []byte {
+	if i := strings.Index(v, "://"); i >= 0 {
+		dst = append(dst, v[:i+3]...)
+		v = v[i+3:]
+		end := strings.IndexAny(v, "/?#")
+		if end < 0 {
+			end = len(v)
+		}
+		if at := strings.LastIndexByte(v[:end], '@'); at >= 0 {
+			dst = p.appendMask(dst, unsafe.Slice(unsafe.StringData(v[:at]), at))
+			v = v[at:]
+			end -= at
+		}
+		dst = append(dst, v[:end]...)
+		v = v[end:]
+	}
+	rest, frag, hasFrag := strings.Cut(v, "#")
+	path, query, hasQuery := strings.Cut(rest, "?")
+	dst = p.appendPath(dst, rp, path)
+	if hasQuery {
+		dst = append(dst, '?')
+		dst = p.appendQuery(dst, rp, query)
+	}
+	if hasFrag {
+		dst = append(dst, '#')
+		dst = p.appendQuery(dst, rp, frag)
+	}
+	return dst
 }
 
 // Keep reports whether an entry survives sampling: denied entries always
@@ -229,7 +379,7 @@ func (p *Policy) FromHTTP(node, group string, e *alv3.HTTPAccessLogEntry) Record
 		r.Method = m.String()
 	}
 	path, query, _ := strings.Cut(req.GetPath(), "?")
-	r.Path = path
+	r.Path = p.RedactPath(r.Route, path)
 	r.Query = p.RedactQuery(r.Route, query)
 	r.UserAgent = req.GetUserAgent()
 	r.BytesIn = req.GetRequestBodyBytes()
@@ -265,6 +415,8 @@ func (p *Policy) headers(route string, h map[string]string) string {
 		}
 		if p.secretHeader(rp, k) {
 			v = p.mask(v)
+		} else if isURLHeader(k) {
+			v = string(p.appendURL(nil, rp, v))
 		}
 		kept = append(kept, kv{k, v})
 	}

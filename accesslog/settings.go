@@ -41,7 +41,7 @@ var DefaultRedactQuery = []string{
 	"token", "access_token", "id_token", "refresh_token", "api_key", "apikey",
 	"api-key", "key", "password", "passwd", "pwd", "secret", "client_secret",
 	"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
-	"code", "auth", "session", "sessionid", "jwt",
+	"code", "auth", "session", "sessionid", "sid", "jsessionid", "phpsessid", "jwt",
 }
 
 // Compile derives the access-log settings of one spec. It is pure: the

@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -24,16 +25,25 @@ func WriterOf(seq uint64) uint32 { return uint32(seq >> WriterBits) }
 // MaxWriter is the largest writer id.
 const MaxWriter = 1<<(64-WriterBits) - 1
 
-// BatchHeader is the hash-chain entry of one stored batch.
+// BatchHeader is the hash-chain entry of one stored batch, or a prune
+// record: the entry retention appends to say which batches it removed.
 type BatchHeader struct {
 	Seq      uint64    `json:"seq"`       // SeqOf(writer, 1), SeqOf(writer, 2), ... in store order
-	SpoolSeq uint64    `json:"spool_seq"` // the spool frame it came from (idempotent replay)
+	SpoolSeq uint64    `json:"spool_seq"` // the spool frame it came from (idempotent replay); a prune record repeats the previous one
 	Count    uint32    `json:"count"`
-	MinTime  time.Time `json:"min_time"`
+	MinTime  time.Time `json:"min_time"` // a prune record: the retention cutoff
 	MaxTime  time.Time `json:"max_time"`
 	PrevHash string    `json:"prev_hash"` // hex; "" for the first batch
-	Hash     string    `json:"hash"`      // hex SHA-256 over PrevHash, Seq, Count and the records
+	Hash     string    `json:"hash"`      // hex BatchHash: HMAC-SHA256 (KeyID set) or SHA-256 over PrevHash, Seq, Count, PruneTo and the records
 	Pruned   bool      `json:"pruned"`    // rows removed by retention; only the header remains
+	// KeyID names the chain key of Hash in the key ring; "" is the
+	// unkeyed SHA-256 chain.
+	KeyID string `json:"key_id,omitempty"`
+	// PruneTo, when not 0, makes this a prune record: retention removed
+	// the rows of this writer's batches up to and including PruneTo. A
+	// batch flagged Pruned must be covered by a prune record later in
+	// its chain.
+	PruneTo uint64 `json:"prune_to,omitempty"`
 }
 
 // Batch is a header with its records, in index order.
@@ -89,66 +99,166 @@ type Store interface {
 	// Export calls fn for every record matching f, newest first,
 	// streaming; f.Limit 0 means no limit.
 	Export(ctx context.Context, f Filter, fn func(*Record) error) error
-	// DropBefore removes all rows of the days before cutoff (UTC midnight)
-	// and marks the batches that lost rows as pruned.
-	DropBefore(ctx context.Context, cutoff time.Time) (int64, error)
+	// Prune applies a prune record: it removes the rows of the batches of
+	// rec's writer up to rec.PruneTo that are not pruned yet, flags them
+	// Pruned, and stores rec (the next entry of the chain) unless it is
+	// stored already, as one unit where the store allows (a retry
+	// finishes what a failed call left). It returns the rows removed.
+	Prune(ctx context.Context, rec *BatchHeader) (int64, error)
 	// Close releases the store.
 	Close() error
 }
 
 // VerifyResult is the outcome of Verify.
 type VerifyResult struct {
-	Batches     int    `json:"batches"`      // headers checked
-	Records     int64  `json:"records"`      // records re-hashed
-	Pruned      int    `json:"pruned"`       // batches removed by retention (header chain still checked)
-	OK          bool   `json:"ok"`           //
-	BrokenBatch uint64 `json:"broken_batch"` // first batch that does not verify
-	Reason      string `json:"reason,omitempty"`
+	Batches      int    `json:"batches"`       // headers checked
+	Records      int64  `json:"records"`       // records re-hashed
+	Pruned       int    `json:"pruned"`        // batches removed by retention (header chain still checked)
+	PruneRecords int    `json:"prune_records"` // retention's own entries in the chain
+	Keyed        bool   `json:"keyed"`         // checked against a chain key ring
+	Unkeyed      int    `json:"unkeyed"`       // entries with a plain SHA-256 hash
+	OK           bool   `json:"ok"`            //
+	BrokenBatch  uint64 `json:"broken_batch"`  // first batch that does not verify
+	Reason       string `json:"reason,omitempty"`
 }
 
-// Verify walks every writer's chain: each header must link to the
-// previous one of its writer, and each unpruned batch's records must hash
-// to its header.
-func Verify(ctx context.Context, s Store) (VerifyResult, error) {
+// VerifyOptions say which chain Verify expects.
+type VerifyOptions struct {
+	// Keys is the chain key ring. With it every entry must be keyed with
+	// one of its keys: a chain recomputed with plain SHA-256 (or any key
+	// not in the ring) fails. Without it, only unkeyed chains verify, and
+	// they only show careless edits: anyone who can write the store can
+	// recompute them.
+	Keys *KeyRing
+	// AllowUnkeyedPrefix accepts plain SHA-256 entries at the start of a
+	// writer's chain, before its first keyed entry (a store written before
+	// the chain was keyed), and among them batches flagged pruned before
+	// the first prune record (retention before prune records existed).
+	// That prefix proves nothing against someone who can write the store.
+	AllowUnkeyedPrefix bool
+}
+
+// Verify walks every writer's chain: it must start at the writer's first
+// batch, each header must link to the previous one of its writer, each
+// entry must carry a key the options accept, each unpruned batch's
+// records must hash to its header, and every batch flagged pruned must be
+// covered by a prune record later in its chain (retention's own entry,
+// keyed like the rest), so flagging a batch pruned to hide deleted rows
+// is caught.
+func Verify(ctx context.Context, s Store, opts VerifyOptions) (VerifyResult, error) {
 	hs, err := s.Headers(ctx, 0)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("verify: reading batch headers: %w", err)
 	}
-	res := VerifyResult{OK: true}
-	fail := func(seq uint64, format string, args ...any) (VerifyResult, error) {
+	res := VerifyResult{OK: true, Keyed: opts.Keys != nil}
+	for len(hs) > 0 {
+		n := 1
+		for n < len(hs) && WriterOf(hs[n].Seq) == WriterOf(hs[0].Seq) {
+			n++
+		}
+		if err := verifyChain(ctx, s, opts, hs[:n], &res); err != nil || !res.OK {
+			return res, err
+		}
+		hs = hs[n:]
+	}
+	return res, nil
+}
+
+// keyProblem says why an entry's key is not acceptable, or "".
+func keyProblem(opts VerifyOptions, h *BatchHeader, keyedSeen bool) string {
+	switch {
+	case h.KeyID == "" && opts.Keys != nil && (keyedSeen || !opts.AllowUnkeyedPrefix):
+		return fmt.Sprintf("batch %d has a plain SHA-256 hash, not one keyed with the chain key ring: the chain was recomputed without the key, or written before the key was set (then verify with the unkeyed prefix allowed)", h.Seq)
+	case h.KeyID != "" && opts.Keys == nil:
+		return fmt.Sprintf("batch %d is keyed with chain key %q: verify with the chain key ring", h.Seq, h.KeyID)
+	case h.KeyID != "" && !opts.Keys.Has(h.KeyID):
+		return fmt.Sprintf("batch %d is keyed with chain key %q, which is not in the key ring", h.Seq, h.KeyID)
+	}
+	return ""
+}
+
+// verifyChain checks the headers of one writer.
+func verifyChain(ctx context.Context, s Store, opts VerifyOptions, hs []BatchHeader, res *VerifyResult) error {
+	fail := func(seq uint64, format string, args ...any) error {
 		res.OK = false
 		res.BrokenBatch = seq
 		res.Reason = fmt.Sprintf(format, args...)
-		return res, nil
+		return nil
+	}
+	// The prune records whose own hash verifies say how far retention
+	// went; only they excuse batches without rows.
+	var covered uint64
+	keyed := false
+	for i := range hs {
+		h := &hs[i]
+		if keyProblem(opts, h, keyed) != "" {
+			break
+		}
+		keyed = keyed || h.KeyID != ""
+		if h.PruneTo == 0 || h.PruneTo >= h.Seq || WriterOf(h.PruneTo) != WriterOf(h.Seq) {
+			continue
+		}
+		if got, err := BatchHash(opts.Keys, h, nil); err == nil && hmacEqual(got, h.Hash) {
+			covered = max(covered, h.PruneTo)
+		}
+	}
+	w := WriterOf(hs[0].Seq)
+	if hs[0].Seq != SeqOf(w, 1) {
+		return fail(hs[0].Seq, "chain of writer %d starts at batch %d, batches before it are missing", w, hs[0].Seq)
 	}
 	prevHash := ""
 	var prevSeq uint64
-	for i, h := range hs {
+	keyed = false
+	pruneSeen := false
+	for i := range hs {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
+		h := &hs[i]
 		res.Batches++
-		first := i == 0 || WriterOf(h.Seq) != WriterOf(prevSeq)
-		if !first && h.Seq != prevSeq+1 {
+		if i > 0 && h.Seq != prevSeq+1 {
 			return fail(prevSeq+1, "batch %d is missing (next header is %d)", prevSeq+1, h.Seq)
 		}
-		if first && h.Seq != SeqOf(WriterOf(h.Seq), 1) && !h.Pruned {
-			return fail(h.Seq, "chain of writer %d starts at batch %d, batches before it are missing", WriterOf(h.Seq), h.Seq)
-		}
-		if first && h.Seq == SeqOf(WriterOf(h.Seq), 1) && h.PrevHash != "" {
+		if i == 0 && h.PrevHash != "" {
 			return fail(h.Seq, "batch %d is the first of its chain but links to %.12s…", h.Seq, h.PrevHash)
 		}
-		if !first && h.PrevHash != prevHash {
+		if i > 0 && h.PrevHash != prevHash {
 			return fail(h.Seq, "batch %d links to %.12s…, but batch %d hashes to %.12s…", h.Seq, h.PrevHash, prevSeq, prevHash)
 		}
 		prevSeq, prevHash = h.Seq, h.Hash
+		if p := keyProblem(opts, h, keyed); p != "" {
+			return fail(h.Seq, "%s", p)
+		}
+		keyed = keyed || h.KeyID != ""
+		if h.KeyID == "" {
+			res.Unkeyed++
+		}
+		if h.PruneTo != 0 {
+			if h.Count != 0 || h.Pruned || h.PruneTo >= h.Seq || WriterOf(h.PruneTo) != WriterOf(h.Seq) {
+				return fail(h.Seq, "batch %d is a malformed prune record (prunes up to %d, count %d)", h.Seq, h.PruneTo, h.Count)
+			}
+			got, err := BatchHash(opts.Keys, h, nil)
+			if err != nil {
+				return fail(h.Seq, "batch %d: %v", h.Seq, err)
+			}
+			if !hmacEqual(got, h.Hash) {
+				return fail(h.Seq, "prune record %d does not hash to its header (forged or altered)", h.Seq)
+			}
+			res.PruneRecords++
+			pruneSeen = true
+			continue
+		}
 		if h.Pruned {
+			legacy := opts.AllowUnkeyedPrefix && h.KeyID == "" && !keyed && !pruneSeen
+			if h.Seq > covered && !legacy {
+				return fail(h.Seq, "batch %d is flagged pruned but no prune record in its chain covers it: its rows were removed outside retention", h.Seq)
+			}
 			res.Pruned++
 			continue
 		}
 		recs, err := s.BatchRecords(ctx, h.Seq)
 		if err != nil {
-			return res, fmt.Errorf("verify: reading batch %d: %w", h.Seq, err)
+			return fmt.Errorf("verify: reading batch %d: %w", h.Seq, err)
 		}
 		if len(recs) != int(h.Count) {
 			return fail(h.Seq, "batch %d has %d records, its header says %d", h.Seq, len(recs), h.Count)
@@ -158,14 +268,16 @@ func Verify(ctx context.Context, s Store) (VerifyResult, error) {
 				return fail(h.Seq, "batch %d: record index %d missing or duplicated", h.Seq, j)
 			}
 		}
-		got, err := ChainHash(h.PrevHash, h.Seq, recs)
+		got, err := BatchHash(opts.Keys, h, recs)
 		if err != nil {
 			return fail(h.Seq, "batch %d: %v", h.Seq, err)
 		}
-		if got != h.Hash {
+		if !hmacEqual(got, h.Hash) {
 			return fail(h.Seq, "batch %d: records hash to %.12s…, header says %.12s… (rows altered)", h.Seq, got, h.Hash)
 		}
 		res.Records += int64(len(recs))
 	}
-	return res, nil
+	return nil
 }
+
+func hmacEqual(a, b string) bool { return hmac.Equal([]byte(a), []byte(b)) }

@@ -584,8 +584,17 @@ func (p *Policy) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Recor
 		r.Method = corev3.RequestMethod(w.method).String()
 	}
 	path, query, _ := bytes.Cut(w.path, []byte("?"))
-	r.Path = d.str(path)
-	r.Query = p.RedactQuery(r.Route, unsafe.String(unsafe.SliceData(query), len(query))) // builds a new string
+	rp := p.route(r.Route)
+	if ps := unsafe.String(unsafe.SliceData(path), len(path)); pathHasParams(ps) {
+		d.vals = p.appendPath(d.vals[:0], rp, ps)
+		r.Path = d.str(d.vals)
+	} else {
+		r.Path = d.str(path)
+	}
+	if len(query) > 0 {
+		d.vals = p.appendQuery(d.vals[:0], rp, unsafe.String(unsafe.SliceData(query), len(query)))
+		r.Query = d.str(d.vals)
+	}
 	r.UserAgent = d.str(w.ua)
 	r.BytesIn = w.bodyIn
 	r.BytesOut = w.bodyOut
@@ -659,9 +668,13 @@ next:
 			continue
 		}
 		v := e.v
-		if p.secretHeader(rp, unsafe.String(unsafe.SliceData(k), len(k))) {
+		if ks := unsafe.String(unsafe.SliceData(k), len(k)); p.secretHeader(rp, ks) {
 			vs := len(d.vals)
 			d.vals = p.appendMask(d.vals, e.v)
+			v = d.vals[vs:len(d.vals):len(d.vals)]
+		} else if isURLHeader(ks) {
+			vs := len(d.vals)
+			d.vals = p.appendURL(d.vals, rp, unsafe.String(unsafe.SliceData(e.v), len(e.v)))
 			v = d.vals[vs:len(d.vals):len(d.vals)]
 		}
 		kept = append(kept, wireKV{k, v})

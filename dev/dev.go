@@ -117,6 +117,15 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	// The access-log hash chain is keyed: a one-key ring, mode 0600.
+	chainKeys := filepath.Join(c.DataDir, "accesslog-chain.keys")
+	chainSecret, err := secretFile(filepath.Join(c.DataDir, "accesslog-chain-secret"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(chainKeys, []byte("dev-1 "+chainSecret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("dev: writing %s: %w", chainKeys, err)
+	}
 
 	st, q, err := broker.OpenEmbedded(ctx, c.DataDir, 30*time.Second)
 	if err != nil {
@@ -202,7 +211,7 @@ func Run(ctx context.Context, c Config) error {
 		return accesslogsidecar.Run(gctx, accesslogsidecar.Config{
 			GRPCAddr: c.AccessLogGRPCAddr, HTTPAddr: c.AccessLogAPI,
 			Store:     "duckdb:" + filepath.Join(c.DataDir, "accesslog.duckdb"),
-			Retention: 7 * 24 * time.Hour,
+			Retention: 7 * 24 * time.Hour, ChainKeyFile: chainKeys,
 			XDSServer: c.XDSAddr, NodeID: "dev-accesslog", NodeCluster: c.NodeGroup,
 			APITokens: []string{logToken},
 			Log:       c.Log, Registry: telemetry.NewRegistry(),

@@ -80,6 +80,28 @@ func (t *Tokens) Valid(tok string) bool {
 	return ok == 1
 }
 
+// authorized checks the request's bearer token and answers 401 when it is
+// missing or unknown.
+func (t *Tokens) authorized(w http.ResponseWriter, r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && t.Valid(strings.TrimSpace(tok)) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-accesslog"`)
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or unknown bearer token"})
+	return false
+}
+
+// Require serves h only to requests with a valid bearer token (the
+// sidecar's /metrics on the query-API port).
+func (t *Tokens) Require(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t.authorized(w, r) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
 // LogValue keeps tokens out of logs.
 func (t *Tokens) LogValue() slog.Value { return slog.IntValue(len(t.sums)) }
 
@@ -95,6 +117,11 @@ type Config struct {
 	// still ends there: removing the newest batches leaves a chain that
 	// links correctly, and only the writer knows where it should end.
 	Head func() accesslog.BatchHeader
+	// ChainKeys is the chain key ring /v1/verify checks against (nil: the
+	// chain is unkeyed); AllowUnkeyedPrefix accepts unkeyed batches at
+	// the start of a chain (a store written before the key was set).
+	ChainKeys          *accesslog.KeyRing
+	AllowUnkeyedPrefix bool
 }
 
 //go:embed web
@@ -173,6 +200,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -188,10 +218,7 @@ func (h *handler) api(name string, fn func(http.ResponseWriter, *http.Request) e
 			h.lat.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		}()
 		sw.Header().Set("Cache-Control", "no-store")
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !h.cfg.Tokens.Valid(strings.TrimSpace(tok)) {
-			sw.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-accesslog"`)
-			writeJSON(sw, http.StatusUnauthorized, map[string]string{"error": "missing or unknown bearer token"})
+		if !h.cfg.Tokens.authorized(sw, r) {
 			return
 		}
 		err := fn(sw, r)
@@ -332,9 +359,24 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) error {
 		write = func(rec *accesslog.Record) error { return enc.Encode(rec) }
 	}
 	w.Header().Set("Content-Disposition", "attachment; filename=gatehouse-logs."+map[string]string{"csv": "csv", "ndjson": "ndjson"}[format])
+	// An export streams for as long as the store has rows, past the
+	// server's WriteTimeout: the write deadline moves with the progress (a
+	// client that stops reading is still cut off after ExportStall); the
+	// read deadline is lifted too, as the request has no body to read.
+	rc := http.NewResponseController(w)
+	var extended time.Time
+	extend := func() {
+		if now := time.Now(); now.Sub(extended) > time.Second {
+			extended = now
+			_ = rc.SetWriteDeadline(now.Add(ExportStall))
+		}
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	extend()
 	w.WriteHeader(http.StatusOK)
 	n := 0
 	err = h.cfg.Store.Export(r.Context(), f, func(rec *accesslog.Record) error {
+		extend()
 		n++
 		if err := write(rec); err != nil {
 			return err
@@ -355,8 +397,25 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// ExportStall is how long an export may wait on a client that does not
+// read before the connection is cut.
+const ExportStall = time.Minute
+
 // CSVRow is a record in accesslog.Columns order plus batch and index.
+// Cells a spreadsheet would read as a formula (starting with =, +, -, @,
+// tab or CR: a path, user agent or header is the client's choice) get a
+// leading ' so they stay text.
 func CSVRow(r *accesslog.Record) []string {
+	row := csvRow(r)
+	for i, c := range row {
+		if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+			row[i] = "'" + c
+		}
+	}
+	return row
+}
+
+func csvRow(r *accesslog.Record) []string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	return []string{
 		r.Time.UTC().Format("2006-01-02T15:04:05.000Z"), r.RequestID, r.Kind, r.LogType, r.Node, r.NodeGroup, r.Route,
@@ -372,7 +431,7 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request) error {
 	if len(r.URL.Query()) > 0 {
 		return badRequest(errors.New("verify takes no parameters"))
 	}
-	res, err := accesslog.Verify(r.Context(), h.cfg.Store)
+	res, err := accesslog.Verify(r.Context(), h.cfg.Store, accesslog.VerifyOptions{Keys: h.cfg.ChainKeys, AllowUnkeyedPrefix: h.cfg.AllowUnkeyedPrefix})
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,7 @@ func TestVerifyCatchesTruncation(t *testing.T) {
 	if _, err := s.DB().Exec("DELETE FROM batches WHERE seq = ?", head.Seq); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := accesslog.Verify(ctx, s); err != nil || !res.OK {
+	if res, err := accesslog.Verify(ctx, s, accesslog.VerifyOptions{}); err != nil || !res.OK {
 		t.Fatalf("the chain alone cannot see a removed tail: %+v %v", res, err)
 	}
 	if res := verify(); res.OK || res.BrokenBatch != head.Seq {

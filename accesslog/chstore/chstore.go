@@ -83,11 +83,15 @@ func logsDDL(modern bool) string {
 
 const batchesDDL = `CREATE TABLE IF NOT EXISTS batches (seq UInt64, spool_seq UInt64, count UInt32,
 	min_time DateTime, min_ms UInt16, max_time DateTime, max_ms UInt16, prev_hash String, hash String,
-	pruned UInt8, ver UInt64) ENGINE = ReplacingMergeTree(ver) ORDER BY seq`
+	pruned UInt8, ver UInt64, key_id String, prune_to UInt64) ENGINE = ReplacingMergeTree(ver) ORDER BY seq`
+
+// chainColumns are the batches columns added with the keyed chain; a
+// table created before them gets them on Open.
+var chainColumns = []struct{ name, typ string }{{"key_id", "String"}, {"prune_to", "UInt64"}}
 
 var insertLogs = "INSERT INTO logs (time, ms, " + strings.Join(accesslog.Columns[1:], ", ") + ", denied, batch, idx)"
 
-const insertBatches = "INSERT INTO batches (seq, spool_seq, count, min_time, min_ms, max_time, max_ms, prev_hash, hash, pruned, ver)"
+const insertBatches = "INSERT INTO batches (seq, spool_seq, count, min_time, min_ms, max_time, max_ms, prev_hash, hash, pruned, ver, key_id, prune_to)"
 
 // Open connects, creates the database and tables if needed.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
@@ -133,6 +137,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err := conn.Exec(ctx, ddl); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("%s: creating schema (server %s): %w", where, s.version, err)
+		}
+	}
+	for _, c := range chainColumns {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = 'batches' AND name = ?", c.name).Scan(&n); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("%s: reading the batches schema: %w", where, err)
+		}
+		if n == 0 {
+			if err := conn.Exec(ctx, "ALTER TABLE batches ADD COLUMN "+c.name+" "+c.typ); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("%s: adding batches.%s: %w", where, c.name, err)
+			}
 		}
 	}
 	cfg.Log.Info("clickhouse store open", "addr", cfg.Addr, "database", cfg.Database, "server_version", s.version, "modern_schema", modern)
@@ -213,7 +230,7 @@ func (s *Store) insertHeader(ctx context.Context, h accesslog.BatchHeader) error
 		pruned = 1
 	}
 	if err := hb.Append(h.Seq, h.SpoolSeq, h.Count, h.MinTime.Truncate(time.Second), uint16(h.MinTime.Nanosecond()/1e6),
-		h.MaxTime.Truncate(time.Second), uint16(h.MaxTime.Nanosecond()/1e6), h.PrevHash, h.Hash, pruned, uint64(time.Now().UnixNano())); err != nil {
+		h.MaxTime.Truncate(time.Second), uint16(h.MaxTime.Nanosecond()/1e6), h.PrevHash, h.Hash, pruned, uint64(time.Now().UnixNano()), h.KeyID, h.PruneTo); err != nil {
 		_ = hb.Abort()
 		return fmt.Errorf("clickhouse: header of batch %d: %w", h.Seq, err)
 	}
@@ -238,7 +255,7 @@ func (s *Store) Headers(ctx context.Context, from uint64) ([]accesslog.BatchHead
 }
 
 func (s *Store) headers(ctx context.Context, tail string, args ...any) ([]accesslog.BatchHeader, error) {
-	rows, err := s.conn.Query(ctx, "SELECT seq, spool_seq, count, min_time, min_ms, max_time, max_ms, prev_hash, hash, pruned FROM batches FINAL "+tail, args...)
+	rows, err := s.conn.Query(ctx, "SELECT seq, spool_seq, count, min_time, min_ms, max_time, max_ms, prev_hash, hash, pruned, key_id, prune_to FROM batches FINAL "+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: reading batch headers: %w", err)
 	}
@@ -248,7 +265,7 @@ func (s *Store) headers(ctx context.Context, tail string, args ...any) ([]access
 		var h accesslog.BatchHeader
 		var minMS, maxMS uint16
 		var pruned uint8
-		if err := rows.Scan(&h.Seq, &h.SpoolSeq, &h.Count, &h.MinTime, &minMS, &h.MaxTime, &maxMS, &h.PrevHash, &h.Hash, &pruned); err != nil {
+		if err := rows.Scan(&h.Seq, &h.SpoolSeq, &h.Count, &h.MinTime, &minMS, &h.MaxTime, &maxMS, &h.PrevHash, &h.Hash, &pruned, &h.KeyID, &h.PruneTo); err != nil {
 			return nil, fmt.Errorf("clickhouse: reading batch headers: %w", err)
 		}
 		h.MinTime = h.MinTime.UTC().Add(time.Duration(minMS) * time.Millisecond)
@@ -373,65 +390,68 @@ func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.D
 	return out, rows.Err()
 }
 
-// DropBefore drops the daily partitions before cutoff's UTC day and marks
-// the batches that started before it as pruned.
-func (s *Store) DropBefore(ctx context.Context, cutoff time.Time) (int64, error) {
-	day := cutoff.UTC().Truncate(24 * time.Hour)
+// Prune flags the writer's batches up to rec.PruneTo pruned (a newer
+// header version), deletes their rows (a mutation) and then stores the
+// prune record. ClickHouse has no transactions: a failure before the
+// record is stored leaves flagged batches that Verify reports until the
+// next retention run stores a record covering them.
+func (s *Store) Prune(ctx context.Context, rec *accesslog.BatchHeader) (int64, error) {
+	if rec.PruneTo == 0 || accesslog.WriterOf(rec.PruneTo) != accesslog.WriterOf(rec.Seq) {
+		return 0, fmt.Errorf("clickhouse: batch %d is not a prune record of its writer", rec.Seq)
+	}
+	from := accesslog.SeqOf(accesslog.WriterOf(rec.Seq), 0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rows, err := s.conn.Query(ctx, "SELECT partition, sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = 'logs' AND active GROUP BY partition")
+	hs, err := s.headers(ctx, "WHERE seq > ? AND seq <= ? AND pruned = 0 AND prune_to = 0 ORDER BY seq", from, rec.PruneTo)
 	if err != nil {
-		return 0, fmt.Errorf("clickhouse retention: listing partitions: %w", err)
+		return 0, fmt.Errorf("clickhouse retention: %w", err)
 	}
-	type part struct {
-		name string
-		rows uint64
-	}
-	var drop []part
-	for rows.Next() {
-		var p part
-		if err := rows.Scan(&p.name, &p.rows); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("clickhouse retention: %w", err)
-		}
-		d, err := time.Parse(time.DateOnly, strings.Trim(p.name, "'"))
-		if err != nil {
-			continue
-		}
-		if d.Before(day) {
-			drop = append(drop, p)
-		}
-	}
-	rows.Close()
-	var n int64
-	for _, p := range drop {
-		if err := s.conn.Exec(ctx, "ALTER TABLE logs DROP PARTITION '"+strings.Trim(p.name, "'")+"'"); err != nil {
-			return n, fmt.Errorf("clickhouse retention: dropping partition %s: %w", p.name, err)
-		}
-		n += int64(p.rows)
-	}
-	hs, err := s.headers(ctx, "WHERE min_time < toDateTime(?) AND pruned = 0 ORDER BY seq", day.Unix())
-	if err != nil {
-		return n, err
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM logs WHERE batch > ? AND batch <= ?", from, rec.PruneTo).Scan(&n); err != nil {
+		return 0, fmt.Errorf("clickhouse retention: %w", err)
 	}
 	for _, h := range hs {
 		h.Pruned = true
 		if err := s.insertHeader(ctx, h); err != nil {
-			return n, fmt.Errorf("clickhouse retention: %w", err)
+			return 0, fmt.Errorf("clickhouse retention: %w", err)
 		}
 	}
-	if len(hs) > 0 {
-		// Rows of a pruned batch that fell on the cutoff day go too, so a
-		// batch is either whole or gone.
-		seqs := make([]string, len(hs))
-		for i, h := range hs {
-			seqs[i] = strconv.FormatUint(h.Seq, 10)
+	if n > 0 {
+		if err := s.conn.Exec(ctx, "ALTER TABLE logs DELETE WHERE batch > ? AND batch <= ?", from, rec.PruneTo); err != nil {
+			return 0, fmt.Errorf("clickhouse retention: deleting the rows of batches up to %d: %w", rec.PruneTo, err)
 		}
-		if err := s.conn.Exec(ctx, "ALTER TABLE logs DELETE WHERE batch IN ("+strings.Join(seqs, ",")+")"); err != nil {
-			return n, fmt.Errorf("clickhouse retention: %w", err)
+		// The deletion is a mutation that runs in the background: wait for
+		// it (bounded), so retention's rows are gone when Prune returns.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var pending uint64
+			if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = 'logs' AND is_done = 0").Scan(&pending); err != nil {
+				return 0, fmt.Errorf("clickhouse retention: %w", err)
+			}
+			if pending == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				s.log.Warn("clickhouse retention: row deletion still running; the rows go when it finishes", "prune_to", rec.PruneTo)
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
-	return n, nil
+	var exists uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM batches WHERE seq = ?", rec.Seq).Scan(&exists); err != nil {
+		return int64(n), fmt.Errorf("clickhouse retention: %w", err)
+	}
+	if exists == 0 {
+		if err := s.insertHeader(ctx, *rec); err != nil {
+			return int64(n), fmt.Errorf("clickhouse retention: %w", err)
+		}
+	}
+	return int64(n), nil
 }
 
 // Exec runs a statement (administration and tests).

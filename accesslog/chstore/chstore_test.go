@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -162,7 +163,7 @@ func TestClickHouse(t *testing.T) {
 	if total != 1000 {
 		t.Fatalf("histogram total %d", total)
 	}
-	res, err := accesslog.Verify(ctx, s)
+	res, err := accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 1000 || res.Batches < 5 {
 		t.Fatalf("verify: %+v %v", res, err)
 	}
@@ -179,7 +180,7 @@ func TestClickHouse(t *testing.T) {
 	srv.Restart(t)
 	waitFor(t, "replayed after restart", 60*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1600 })
 	stop()
-	res, err = accesslog.Verify(ctx, s)
+	res, err = accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 1600 {
 		t.Fatalf("verify after outage: %+v %v", res, err)
 	}
@@ -192,7 +193,7 @@ func TestClickHouse(t *testing.T) {
 		r, err := s.Query(ctx, accesslog.Filter{Subject: "mallory", Limit: 10})
 		return err == nil && len(r) == 1
 	})
-	res, err = accesslog.Verify(ctx, s)
+	res, err = accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || res.OK || res.BrokenBatch != 3 {
 		t.Fatalf("verify after tampering: %+v %v", res, err)
 	}
@@ -215,7 +216,7 @@ func TestClickHouseRetentionDropsPartitions(t *testing.T) {
 		waitFor(t, "stored", 30*time.Second, func() bool { return testutil.ToFloat64(m2.Stored) == float64(n) })
 	}
 	stop2()
-	dropped, err := s.DropBefore(ctx, today.Add(-24*time.Hour))
+	dropped, err := ing.DropBefore(ctx, today.Add(-24*time.Hour))
 	if err != nil || dropped != 300 {
 		t.Fatalf("dropped %d rows (%v), want 300", dropped, err)
 	}
@@ -223,7 +224,7 @@ func TestClickHouseRetentionDropsPartitions(t *testing.T) {
 	if err != nil || len(left) != 300 {
 		t.Fatalf("left %d rows (%v), want 300", len(left), err)
 	}
-	res, err := accesslog.Verify(ctx, s)
+	res, err := accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Pruned != 2 || res.Records != 300 {
 		t.Fatalf("verify after retention: %+v %v", res, err)
 	}
@@ -256,7 +257,7 @@ func TestClickHouseSharedByTwoWriters(t *testing.T) {
 	})
 	stop1()
 	stop2()
-	res, err := accesslog.Verify(ctx, stores[0])
+	res, err := accesslog.Verify(ctx, stores[0], accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 1500 {
 		t.Fatalf("verify shared store: %+v %v", res, err)
 	}
@@ -271,4 +272,20 @@ func TestClickHouseSharedByTwoWriters(t *testing.T) {
 	if len(writers) != 2 || writers[7] == 0 || writers[9] == 0 {
 		t.Fatalf("chains by writer: %v", writers)
 	}
+}
+
+// TestClickHouseChainTamperEvidence: the tamper-evidence suite against a
+// real clickhouse-server, one database per store.
+func TestClickHouseChainTamperEvidence(t *testing.T) {
+	srv := testenv.StartClickHouse(t)
+	n := 0
+	accesslogtest.ChainTamperEvidence(t, func(t *testing.T) accesslog.Store {
+		n++
+		s, err := chstore.Open(context.Background(), chstore.Config{Addr: srv.TCPAddr, Database: "tamper" + strconv.Itoa(n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }

@@ -181,7 +181,13 @@ func RenderVerify(w io.Writer, r *accesslog.VerifyResult, format string) error {
 			return err
 		}
 	} else if r.OK {
-		fmt.Fprintf(w, "ok: %d batches (%d pruned by retention), %d records verified\n", r.Batches, r.Pruned, r.Records)
+		fmt.Fprintf(w, "ok: %d batches (%d pruned by retention, %d prune records), %d records verified\n", r.Batches, r.Pruned, r.PruneRecords, r.Records)
+		switch {
+		case !r.Keyed:
+			fmt.Fprintln(w, "warning: checked without the chain key ring: this only shows careless edits, anyone who can write the store can recompute an unkeyed chain")
+		case r.Unkeyed > 0:
+			fmt.Fprintf(w, "warning: %d batches at the start of the chain are unkeyed (written before the chain key was set)\n", r.Unkeyed)
+		}
 	} else {
 		fmt.Fprintf(w, "BROKEN at batch %d: %s\n", r.BrokenBatch, r.Reason)
 	}

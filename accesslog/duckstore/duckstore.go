@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,8 @@ type Store struct {
 	// hashed: every row has the *_h lookup hashes (false for files written
 	// before they existed), so point filters can use them.
 	hashed bool
+	// headerCols reads a BatchHeader from the batches table.
+	headerCols string
 	// rows is the batch WriteBatch is inserting, read by the rows
 	// table function (see rows.go).
 	rows atomic.Pointer[[]accesslog.Record]
@@ -96,7 +99,8 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE TABLE IF NOT EXISTS batches (
 	seq UBIGINT PRIMARY KEY, spool_seq UBIGINT NOT NULL, count UINTEGER NOT NULL,
 	min_time TIMESTAMP, max_time TIMESTAMP, prev_hash VARCHAR NOT NULL,
-	hash VARCHAR NOT NULL, pruned BOOLEAN NOT NULL DEFAULT false
+	hash VARCHAR NOT NULL, pruned BOOLEAN NOT NULL DEFAULT false,
+	key_id VARCHAR NOT NULL DEFAULT '', prune_to UBIGINT NOT NULL DEFAULT 0
 );`
 
 var dialect = sqlq.Dialect{
@@ -151,6 +155,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				return nil, fmt.Errorf("duckdb %s: adding %s: %w", cfg.Path, c, err)
 			}
 		}
+		for _, c := range []string{"key_id VARCHAR DEFAULT ''", "prune_to UBIGINT DEFAULT 0"} {
+			if _, err := db.ExecContext(ctx, "ALTER TABLE batches ADD COLUMN IF NOT EXISTS "+c); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("duckdb %s: adding batches.%s: %w", cfg.Path, c, err)
+			}
+		}
+		// The file holds every request's client address, subject and
+		// headers: owner only, whatever the umask (the directory should be
+		// 0700 too: DuckDB creates its WAL next to it with the umask).
+		for _, f := range []string{cfg.Path, cfg.Path + ".wal"} {
+			if err := os.Chmod(f, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				cfg.Log.Warn("duckdb: cannot make the store file owner-only", "file", f, "error", err)
+			}
+		}
 		if s.conn, err = db.Conn(ctx); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
@@ -166,6 +184,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		legacy = 1 // read-only open of a file without the columns
 	}
 	s.hashed = legacy == 0
+	// A file from before keyed chains, opened read-only, has neither
+	// column: its headers read as unkeyed with no prune records.
+	s.headerCols = "seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned, coalesce(key_id, ''), coalesce(prune_to, 0)"
+	if _, err := db.ExecContext(ctx, "SELECT key_id, prune_to FROM batches LIMIT 0"); err != nil {
+		s.headerCols = "seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned, '', 0"
+	}
 	return s, nil
 }
 
@@ -216,8 +240,7 @@ func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 	_, err := s.conn.ExecContext(ctx, "INSERT INTO logs BY NAME SELECT * FROM "+rowsFunction+"()")
 	s.rows.Store(nil)
 	if err == nil {
-		_, err = s.conn.ExecContext(ctx, `INSERT INTO batches (seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned)
-			VALUES (?, ?, ?, ?, ?, ?, ?, false)`, b.Seq, b.SpoolSeq, b.Count, b.MinTime.UTC(), b.MaxTime.UTC(), b.PrevHash, b.Hash)
+		err = s.insertHeader(ctx, &b.BatchHeader)
 	}
 	if err == nil {
 		_, err = s.conn.ExecContext(ctx, "COMMIT")
@@ -244,7 +267,7 @@ func (s *Store) Headers(ctx context.Context, from uint64) ([]accesslog.BatchHead
 }
 
 func (s *Store) headers(ctx context.Context, tail string, args ...any) ([]accesslog.BatchHeader, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned FROM batches "+tail, args...)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+s.headerCols+" FROM batches "+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: reading batch headers: %w", err)
 	}
@@ -253,7 +276,7 @@ func (s *Store) headers(ctx context.Context, tail string, args ...any) ([]access
 	for rows.Next() {
 		var h accesslog.BatchHeader
 		var minT, maxT sql.NullTime
-		if err := rows.Scan(&h.Seq, &h.SpoolSeq, &h.Count, &minT, &maxT, &h.PrevHash, &h.Hash, &h.Pruned); err != nil {
+		if err := rows.Scan(&h.Seq, &h.SpoolSeq, &h.Count, &minT, &maxT, &h.PrevHash, &h.Hash, &h.Pruned, &h.KeyID, &h.PruneTo); err != nil {
 			return nil, fmt.Errorf("duckdb: reading batch headers: %w", err)
 		}
 		h.MinTime, h.MaxTime = minT.Time.UTC(), maxT.Time.UTC()
@@ -518,31 +541,46 @@ func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.D
 	return out, rows.Err()
 }
 
-// DropBefore deletes every row older than cutoff's UTC day and marks the
-// batches that had rows before it as pruned; their headers stay so the
-// chain still verifies.
-func (s *Store) DropBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+func (s *Store) insertHeader(ctx context.Context, h *accesslog.BatchHeader) error {
+	_, err := s.conn.ExecContext(ctx, `INSERT INTO batches (seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned, key_id, prune_to)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, h.Seq, h.SpoolSeq, h.Count, h.MinTime.UTC(), h.MaxTime.UTC(), h.PrevHash, h.Hash, h.Pruned, h.KeyID, h.PruneTo)
+	return err
+}
+
+// Prune deletes the rows of the writer's batches up to rec.PruneTo,
+// flags them pruned and stores the prune record, in one transaction.
+func (s *Store) Prune(ctx context.Context, rec *accesslog.BatchHeader) (int64, error) {
 	if s.ro {
 		return 0, errors.New("duckstore: opened read-only")
 	}
-	day := cutoff.UTC().Truncate(24 * time.Hour)
+	if rec.PruneTo == 0 || accesslog.WriterOf(rec.PruneTo) != accesslog.WriterOf(rec.Seq) {
+		return 0, fmt.Errorf("duckstore: batch %d is not a prune record of its writer", rec.Seq)
+	}
+	from := accesslog.SeqOf(accesslog.WriterOf(rec.Seq), 0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return 0, fmt.Errorf("duckdb retention: %w", err)
 	}
-	res, err := s.conn.ExecContext(ctx, "DELETE FROM logs WHERE batch IN (SELECT seq FROM batches WHERE min_time < ? AND NOT pruned)", day)
 	var n int64
+	res, err := s.conn.ExecContext(ctx, "DELETE FROM logs WHERE batch IN (SELECT seq FROM batches WHERE seq > ? AND seq <= ? AND NOT pruned AND prune_to = 0)", from, rec.PruneTo)
 	if err == nil {
 		n, _ = res.RowsAffected()
-		_, err = s.conn.ExecContext(ctx, "UPDATE batches SET pruned = true WHERE min_time < ? AND NOT pruned", day)
+		_, err = s.conn.ExecContext(ctx, "UPDATE batches SET pruned = true WHERE seq > ? AND seq <= ? AND NOT pruned AND prune_to = 0", from, rec.PruneTo)
+	}
+	var exists int
+	if err == nil {
+		err = s.conn.QueryRowContext(ctx, "SELECT count(*) FROM batches WHERE seq = ?", rec.Seq).Scan(&exists)
+	}
+	if err == nil && exists == 0 {
+		err = s.insertHeader(ctx, rec)
 	}
 	if err == nil {
 		_, err = s.conn.ExecContext(ctx, "COMMIT")
 	}
 	if err != nil {
 		_, rerr := s.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		return 0, errors.Join(fmt.Errorf("duckdb retention before %s: %w", day.Format(time.DateOnly), err), rerr)
+		return 0, errors.Join(fmt.Errorf("duckdb retention up to batch %d: %w", rec.PruneTo, err), rerr)
 	}
 	return n, nil
 }

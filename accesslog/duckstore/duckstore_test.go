@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -198,7 +199,7 @@ func TestIngestQueryStatsVerifyTamper(t *testing.T) {
 		t.Fatalf("histogram totals %d/%d, want 1000/%d", total, totalDenied, wantDenied)
 	}
 
-	res, err := accesslog.Verify(ctx, s)
+	res, err := accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 1000 || res.Batches < 10 {
 		t.Fatalf("verify clean store: %+v %v", res, err)
 	}
@@ -207,7 +208,7 @@ func TestIngestQueryStatsVerifyTamper(t *testing.T) {
 	if _, err := s.DB().ExecContext(ctx, "UPDATE logs SET subject = 'mallory' WHERE batch = 4 AND idx = 7"); err != nil {
 		t.Fatal(err)
 	}
-	res, err = accesslog.Verify(ctx, s)
+	res, err = accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || res.OK || res.BrokenBatch != 4 {
 		t.Fatalf("verify after tampering: %+v %v", res, err)
 	}
@@ -218,7 +219,7 @@ func TestIngestQueryStatsVerifyTamper(t *testing.T) {
 	if _, err := s.DB().ExecContext(ctx, "DELETE FROM logs WHERE batch = 2 AND idx = 0"); err != nil {
 		t.Fatal(err)
 	}
-	res, _ = accesslog.Verify(ctx, s)
+	res, _ = accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if res.OK || res.BrokenBatch != 2 {
 		t.Fatalf("verify after delete: %+v", res)
 	}
@@ -277,7 +278,7 @@ func TestOutageSpillsAndRestartReplays(t *testing.T) {
 	if len(ids) != 3000 {
 		t.Fatalf("%d distinct request ids, want 3000 (duplicates or losses)", len(ids))
 	}
-	res, err := accesslog.Verify(context.Background(), s)
+	res, err := accesslog.Verify(context.Background(), s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 3000 {
 		t.Fatalf("verify: %+v %v", res, err)
 	}
@@ -305,7 +306,7 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 	r.in.Add(all...)
 	waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 800 })
 	r.stop()
-	dropped, err := s.DropBefore(context.Background(), today.Add(-24*time.Hour))
+	dropped, err := r.in.DropBefore(context.Background(), today.Add(-24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +322,7 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 			t.Fatalf("row from %s survived retention", g.Time)
 		}
 	}
-	res, err := accesslog.Verify(context.Background(), s)
+	res, err := accesslog.Verify(context.Background(), s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Pruned < 2 || res.Records != 400 {
 		t.Fatalf("verify after retention: %+v %v", res, err)
 	}
@@ -529,5 +530,32 @@ func TestAdmitHoldsBackWhileTheSpoolIsLate(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestChainTamperEvidence: a keyed chain in DuckDB cannot be fooled by
+// flagging batches pruned or by recomputing it (accesslogtest suite).
+func TestChainTamperEvidence(t *testing.T) {
+	n := 0
+	accesslogtest.ChainTamperEvidence(t, func(t *testing.T) accesslog.Store {
+		n++
+		s := openStore(t, filepath.Join(t.TempDir(), "logs"+strconv.Itoa(n)+".duckdb"))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestStoreFileIsOwnerOnly: the DuckDB file is 0600 whatever the umask
+// (it holds client addresses, subjects and headers).
+func TestStoreFileIsOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logs.duckdb")
+	s := openStore(t, path)
+	defer s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store file mode %04o, want 0600", fi.Mode().Perm())
 	}
 }

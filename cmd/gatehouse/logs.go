@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/client"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
@@ -174,7 +175,8 @@ func newLogsExportCmd() *cobra.Command {
 
 func newLogsVerifyCmd() *cobra.Command {
 	var lf logsFlags
-	var store string
+	var store, keyFile string
+	var allowUnkeyed, unkeyed bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the hash chain of the stored batches; reports the first broken batch",
@@ -183,7 +185,19 @@ func newLogsVerifyCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if store != "" {
-				res, err := accesslogsidecar.VerifyStore(cmd.Context(), store, nil)
+				if keyFile == "" && !unkeyed {
+					return errors.New("logs verify --store: give --chain-key-file (the key ring the accesslog sidecar signs with); " +
+						"--unkeyed checks a store whose chain was never keyed, which only shows careless edits")
+				}
+				opts := accesslog.VerifyOptions{AllowUnkeyedPrefix: allowUnkeyed}
+				if keyFile != "" {
+					keys, err := accesslogsidecar.LoadChainKeys(keyFile, nil)
+					if err != nil {
+						return err
+					}
+					opts.Keys = keys
+				}
+				res, err := accesslogsidecar.VerifyStore(cmd.Context(), store, opts, nil)
 				if err != nil {
 					return err
 				}
@@ -205,5 +219,8 @@ func newLogsVerifyCmd() *cobra.Command {
 	f.StringVar(&lf.tokenFile, "token-file", "", "file holding the API bearer token (or set GATEHOUSE_LOGS_TOKEN)")
 	f.StringVarP(&lf.output, "output", "o", "table", "table|json")
 	f.StringVar(&store, "store", "", "verify this store directly: duckdb:PATH or clickhouse://HOST:PORT/DB")
+	f.StringVar(&keyFile, "chain-key-file", "", "with --store: the chain key ring the accesslog sidecar signs with (without it only an unkeyed chain verifies)")
+	f.BoolVar(&unkeyed, "unkeyed", false, "with --store and no --chain-key-file: verify a chain that was never keyed (anyone who can write the store can recompute it)")
+	f.BoolVar(&allowUnkeyed, "allow-unkeyed-prefix", false, "with --store: accept unkeyed batches at the start of a chain (written before the key was set) and the pruned flags of the retention before prune records")
 	return cmd
 }

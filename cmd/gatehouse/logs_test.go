@@ -35,6 +35,10 @@ func TestLogsCLI(t *testing.T) {
 	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyFile := filepath.Join(dir, "chain.keys")
+	if err := os.WriteFile(keyFile, []byte("k1 cli-test-chain-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	gl, _ := net.Listen("tcp", "127.0.0.1:0")
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	storePath := filepath.Join(dir, "logs.duckdb")
@@ -42,7 +46,7 @@ func TestLogsCLI(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- accesslogsidecar.Run(ctx, accesslogsidecar.Config{GRPCListener: gl, HTTPListener: hl, Store: "duckdb:" + storePath,
-			APITokenFile: tokFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1, BatchSize: 100, StoreBatch: 100, FlushInterval: 10 * time.Millisecond})
+			APITokenFile: tokFile, ChainKeyFile: keyFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1, BatchSize: 100, StoreBatch: 100, FlushInterval: 10 * time.Millisecond})
 	}()
 	stopped := false
 	stop := func() {
@@ -149,10 +153,25 @@ func TestLogsCLI(t *testing.T) {
 	}
 
 	stop()
-	out, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath)
-	if code != 0 || !strings.Contains(out, "400 records verified") {
+	out, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath, "--chain-key-file", keyFile)
+	if code != 0 || !strings.Contains(out, "400 records verified") || strings.Contains(out, "warning") {
 		t.Fatalf("verify store: %d %q %s", code, out, errOut)
 	}
+	// Without the ring the CLI asks for it; checked as unkeyed, the keyed
+	// chain does not verify.
+	if _, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath); code == 0 || !strings.Contains(errOut, "--chain-key-file") {
+		t.Fatalf("verify store without a key ring: %d %s", code, errOut)
+	}
+	out, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath, "--unkeyed")
+	if code == 0 || !strings.Contains(out, "verify with the chain key ring") {
+		t.Fatalf("verify keyed store without keys: %d %q %s", code, out, errOut)
+	}
+	// A key file others can read is refused.
+	os.Chmod(keyFile, 0o644)
+	if _, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath, "--chain-key-file", keyFile); code == 0 || !strings.Contains(errOut, "chmod 600") {
+		t.Fatalf("0644 key file: %d %s", code, errOut)
+	}
+	os.Chmod(keyFile, 0o600)
 	s, err := duckstore.Open(context.Background(), duckstore.Config{Path: storePath})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +180,7 @@ func TestLogsCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	out, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath)
+	out, errOut, code = run(t, "logs", "verify", "--store", "duckdb:"+storePath, "--chain-key-file", keyFile)
 	if code == 0 || !strings.Contains(out, "BROKEN at batch 3") {
 		t.Fatalf("tampered store: exit %d, %q %s", code, out, errOut)
 	}

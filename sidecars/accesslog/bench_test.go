@@ -173,6 +173,7 @@ func pollMetrics(httpAddr string, names ...string) []float64 {
 	}
 	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/metrics", nil)
 	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("Authorization", "Bearer "+apiToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return out

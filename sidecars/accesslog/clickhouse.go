@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/chstore"
@@ -27,9 +26,9 @@ func openClickHouse(ctx context.Context, raw string, log *slog.Logger) (*chstore
 	}
 	cfg := chstore.Config{Addr: u.Host, Database: db, Username: u.User.Username(), Log: log}
 	if pf := u.Query().Get("password_file"); pf != "" {
-		b, err := os.ReadFile(pf)
+		b, err := readSecretFile(pf, "clickhouse password file", log)
 		if err != nil {
-			return nil, fmt.Errorf("clickhouse password file: %w", err)
+			return nil, err
 		}
 		cfg.Password = strings.TrimSpace(string(b))
 	}

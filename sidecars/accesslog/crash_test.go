@@ -45,7 +45,7 @@ func runChild(dir string) int {
 	}
 	err = accesslogsidecar.Run(context.Background(), accesslogsidecar.Config{
 		GRPCListener: gl, HTTPListener: hl, Store: "duckdb:" + filepath.Join(dir, "data", "logs.duckdb"),
-		SpecDir: filepath.Join(dir, "specs"), APITokenFile: filepath.Join(dir, "tokens"),
+		SpecDir: filepath.Join(dir, "specs"), APITokenFile: filepath.Join(dir, "tokens"), ChainKeyFile: filepath.Join(dir, "chain.keys"),
 		DuckDBMemoryLimit: "256MB", DuckDBThreads: 1, BatchSize: 500, FlushInterval: 20 * time.Millisecond,
 		Ready: func(a accesslogsidecar.Addrs) {
 			_ = os.WriteFile(filepath.Join(dir, "addrs.tmp"), []byte(a.GRPC+" "+a.HTTP), 0o600)
@@ -61,7 +61,9 @@ func runChild(dir string) int {
 
 func metric(t testing.TB, httpAddr, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return -1
 	}

@@ -75,6 +75,14 @@ type Config struct {
 	APITokens    []string
 	// RedactHMACKeyFile, when set, keeps an HMAC of masked values.
 	RedactHMACKeyFile string
+	// ChainKeyFile is the chain key ring ("<key id> <secret>" per line,
+	// the last key signs new batches): the hash chain becomes HMAC-SHA256,
+	// so whoever can write the store cannot recompute it. Without it the
+	// chain is plain SHA-256 and a warning is logged.
+	ChainKeyFile string
+	// ChainAllowUnkeyedPrefix lets /v1/verify accept unkeyed batches at
+	// the start of a chain (a store written before ChainKeyFile was set).
+	ChainAllowUnkeyedPrefix bool
 
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch (default 100000)
@@ -101,19 +109,23 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if reg == nil {
 		reg = telemetry.NewRegistry()
 	}
-	tokens, err := loadTokens(cfg)
+	tokens, err := loadTokens(cfg, log)
 	if err != nil {
 		return err
 	}
 	var hmacKey []byte
 	if cfg.RedactHMACKeyFile != "" {
-		if hmacKey, err = os.ReadFile(cfg.RedactHMACKeyFile); err != nil {
-			return fmt.Errorf("accesslog: redact HMAC key: %w", err)
+		if hmacKey, err = loadHMACKey(cfg.RedactHMACKeyFile, log); err != nil {
+			return err
 		}
-		hmacKey = []byte(strings.TrimSpace(string(hmacKey)))
-		if len(hmacKey) < 16 {
-			return fmt.Errorf("accesslog: redact HMAC key in %s is shorter than 16 bytes", cfg.RedactHMACKeyFile)
+	}
+	var chainKeys *accesslog.KeyRing
+	if cfg.ChainKeyFile != "" {
+		if chainKeys, err = LoadChainKeys(cfg.ChainKeyFile, log); err != nil {
+			return fmt.Errorf("accesslog: %w", err)
 		}
+	} else {
+		log.Warn("no --chain-key-file: the log hash chain is plain SHA-256, which anyone who can write the store can recompute")
 	}
 	store, spoolDir, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -128,7 +140,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	metrics := accesslog.NewMetrics(reg)
 	writer := writerID(cfg)
 	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
-		Store: store, Writer: writer, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
+		Store: store, Writer: writer, ChainKeys: chainKeys, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
 		Log: log, Metrics: metrics,
 	})
 	if err != nil {
@@ -145,12 +157,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	admin := telemetry.NewAdmin(log, reg)
 	admin.AddReadyCheck("settings", settings.ready)
-	apiHandler, err := api.NewHandler(api.Config{Store: store, Tokens: tokens, Log: log, Registry: reg, Head: ing.Head})
+	apiHandler, err := api.NewHandler(api.Config{Store: store, Tokens: tokens, Log: log, Registry: reg, Head: ing.Head,
+		ChainKeys: chainKeys, AllowUnkeyedPrefix: cfg.ChainAllowUnkeyedPrefix})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", admin.Handler())
+	// Metrics name routes and traffic volumes: on this port (often not
+	// loopback) they need the query API's bearer token like /v1.
+	mux.Handle("/metrics", tokens.Require(admin.Handler()))
 	mux.Handle("/healthz", admin.Handler())
 	mux.Handle("/readyz", admin.Handler())
 	mux.Handle("/", apiHandler)
@@ -163,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{GRPC: gl.Addr().String(), HTTP: hl.Addr().String()})
 	}
-	log.Info("accesslog serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir, "chain_writer", writer)
+	log.Info("accesslog serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir, "chain_writer", writer, "chain_keys", chainKeys)
 
 	// The ingester outlives the servers: it stops after the gRPC server has
 	// drained, so every entry Envoy sent is spooled.
@@ -173,10 +188,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
-	g.Go(func() error { return telemetry.ServeHTTP(gctx, hl, mux) })
+	// The query API and web page take no request bodies.
+	g.Go(func() error {
+		return telemetry.ServeHTTP(gctx, hl, mux, telemetry.ServerLimits{MaxBodyBytes: 64 << 10})
+	})
 	g.Go(func() error { return settings.run(gctx, cfg) })
 	if cfg.Retention > 0 {
-		g.Go(func() error { return runRetention(gctx, store, cfg.Retention, log) })
+		g.Go(func() error { return runRetention(gctx, ing, cfg.Retention, log) })
 	}
 	if cfg.Archive != "" {
 		arch, err := newArchiver(gctx, cfg, store, spoolDir, log, reg)
@@ -192,13 +210,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	return errors.Join(err, <-ingDone)
 }
 
-func loadTokens(cfg Config) (*api.Tokens, error) {
+func loadTokens(cfg Config, log *slog.Logger) (*api.Tokens, error) {
 	var toks []string
 	if cfg.APITokenFile != "" {
+		b, err := readSecretFile(cfg.APITokenFile, "api token file", log)
+		if err != nil {
+			return nil, fmt.Errorf("accesslog: %w", err)
+		}
 		if _, err := api.LoadTokens(cfg.APITokenFile); err != nil {
 			return nil, fmt.Errorf("accesslog: %w", err)
 		}
-		b, _ := os.ReadFile(cfg.APITokenFile)
 		for _, l := range strings.Split(string(b), "\n") {
 			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
 				toks = append(toks, l)

@@ -82,6 +82,10 @@ func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config
 	if err := os.WriteFile(tokFile, []byte("# query API tokens\n"+apiToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	keyFile := filepath.Join(dir, "chain.keys")
+	if err := os.WriteFile(keyFile, []byte("k1 sidecar-test-chain-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +100,7 @@ func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config
 	}
 	cfg := accesslogsidecar.Config{
 		GRPCListener: gl, HTTPListener: hl, Store: "duckdb:" + s.storePath,
-		SpecDir: specDir, APITokenFile: tokFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1,
+		SpecDir: specDir, APITokenFile: tokFile, ChainKeyFile: keyFile, DuckDBMemoryLimit: "256MB", DuckDBThreads: 1,
 		BatchSize: 500, FlushInterval: 20 * time.Millisecond,
 	}
 	if mutate != nil {
@@ -454,11 +458,14 @@ func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 	}
 	code, b = c.get("/v1/verify", nil, apiToken)
 	var vr accesslog.VerifyResult
-	if code != 200 || json.Unmarshal(b, &vr) != nil || !vr.OK || vr.Records != int64(len(entries)+1) {
+	if code != 200 || json.Unmarshal(b, &vr) != nil || !vr.OK || vr.Records != int64(len(entries)+1) || !vr.Keyed || vr.Unkeyed != 0 {
 		t.Fatalf("verify: %d %s", code, b)
 	}
-	// Metrics count what happened.
-	_, m := c.get("/metrics", nil, "")
+	// Metrics count what happened; on this port they need the token.
+	if code, _ := c.get("/metrics", nil, ""); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token: %d, want 401", code)
+	}
+	_, m := c.get("/metrics", nil, apiToken)
 	for _, line := range []string{
 		fmt.Sprintf("gatehouse_accesslog_received_total %d", len(entries)+1),
 		fmt.Sprintf("gatehouse_accesslog_stored_total %d", len(entries)+1),
@@ -531,5 +538,36 @@ func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 	}
 	if nSecret != 0 || nMarker != len(entries) {
 		t.Fatalf("rows holding the secret: %d (want 0); rows holding the marker: %d (want %d)", nSecret, nMarker, len(entries))
+	}
+}
+
+// TestQueryPortHardening: on the query-API port /metrics needs the token
+// and request bodies are capped (the API takes none).
+func TestQueryPortHardening(t *testing.T) {
+	s := startSidecar(t, t.TempDir(), nil)
+	for token, want := range map[string]int{"": http.StatusUnauthorized, "wrong-token-0123456789": http.StatusUnauthorized, apiToken: http.StatusOK} {
+		req, _ := http.NewRequest("GET", "http://"+s.httpAddr+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 200) != bytes.Contains(b, []byte("gatehouse_accesslog_")) {
+			t.Fatalf("/metrics with token %q: %d, want %d", token, resp.StatusCode, want)
+		}
+	}
+	req, _ := http.NewRequest("POST", "http://"+s.httpAddr+"/v1/logs", bytes.NewReader(make([]byte, 100<<10)))
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("100 KiB body: %d, want 413", resp.StatusCode)
 	}
 }

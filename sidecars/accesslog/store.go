@@ -45,12 +45,12 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (accesslog.Sto
 }
 
 // runRetention drops days older than keep at start and every hour.
-func runRetention(ctx context.Context, s accesslog.Store, keep time.Duration, log *slog.Logger) error {
+func runRetention(ctx context.Context, ing *accesslog.Ingester, keep time.Duration, log *slog.Logger) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		cutoff := time.Now().UTC().Add(-keep).Truncate(24 * time.Hour)
-		n, err := s.DropBefore(ctx, cutoff)
+		n, err := ing.DropBefore(ctx, cutoff)
 		if err != nil {
 			log.Error("retention failed", "cutoff", cutoff.Format(time.DateOnly), "error", err)
 		} else if n > 0 {

@@ -12,8 +12,8 @@ import (
 
 // VerifyStore checks the hash chain of a store directly: duckdb:PATH is
 // opened read-only (only while no sidecar writes it), clickhouse:// is
-// read over the network.
-func VerifyStore(ctx context.Context, store string, log *slog.Logger) (accesslog.VerifyResult, error) {
+// read over the network. opts.Keys is the chain key ring (LoadChainKeys).
+func VerifyStore(ctx context.Context, store string, opts accesslog.VerifyOptions, log *slog.Logger) (accesslog.VerifyResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -34,5 +34,5 @@ func VerifyStore(ctx context.Context, store string, log *slog.Logger) (accesslog
 		return accesslog.VerifyResult{}, fmt.Errorf("verify: %w", err)
 	}
 	defer s.Close()
-	return accesslog.Verify(ctx, s)
+	return accesslog.Verify(ctx, s, opts)
 }
