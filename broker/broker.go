@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
+	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
@@ -38,6 +39,14 @@ type Config struct {
 	Password  string // never logged
 	// BindWait: see api.Config.BindWait.
 	BindWait time.Duration
+	// BindingKeyFile holds the AES-256 key that seals the API key of a
+	// bind answered 202 until the platform fetches it (64 hex digits or
+	// base64, mode 0600). Empty: a random key for this process only, so a
+	// restart makes pending keys unfetchable. BindingKey, when set, wins.
+	BindingKeyFile string
+	BindingKey     *sealbox.Box
+	// PendingKeyTTL: see api.Config.PendingKeyTTL (default 24h).
+	PendingKeyTTL time.Duration
 	// SweepInterval and SweepGrace tune the outbox sweeper (defaults 5s);
 	// OpDeadline fails operations no worker finished (see
 	// Sweeper.Deadline; default 1h).
@@ -80,8 +89,20 @@ func Run(ctx context.Context, cfg Config) error {
 		defer qq.Close()
 		q = qq
 	}
+	box := cfg.BindingKey
+	if box == nil && cfg.BindingKeyFile != "" {
+		b, err := sealbox.LoadKeyFile(cfg.BindingKeyFile)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		box = b
+	}
+	if box == nil {
+		log.Warn("no --binding-key-file: keys of binds answered 202 are sealed with a key that lives only as long as this process")
+	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
-		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait})
+		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait,
+		KeyBox: box, PendingKeyTTL: cfg.PendingKeyTTL})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -134,6 +134,7 @@ type pipelineOpts struct {
 	publishWait time.Duration
 	maxAttempts int
 	bindWait    time.Duration
+	pendingTTL  time.Duration
 	sweep       time.Duration
 	logs        io.Writer
 	dns         dns.Provisioner
@@ -188,7 +189,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
 			Logger: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
-			BindWait: o.bindWait, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline})
+			BindWait: o.bindWait, PendingKeyTTL: o.pendingTTL, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)
 		}
@@ -306,7 +307,8 @@ func edgeRoute(name string, hosts ...string) map[string]any {
 		"spec": map[string]any{
 			"hosts":     hosts,
 			"upstreams": []any{map[string]any{"name": "api", "endpoints": []string{"10.0.0.5:8080"}}},
-			"identity":  map[string]any{"apiKeys": []any{map[string]any{"name": "partners", "header": "x-api-key"}}},
+			"identity": map[string]any{"apiKeys": []any{map[string]any{"name": "partners", "header": "x-api-key",
+				"bindLabels": map[string]any{"plan": []string{"silver", "gold"}}}}},
 			"routes": []any{map[string]any{
 				"name": "all", "match": map[string]any{"pathPrefix": "/"}, "upstream": "api",
 				"auth": map[string]any{"mode": "enforce", "anyOf": []string{"partners"}},

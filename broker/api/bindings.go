@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -40,8 +41,9 @@ type BindParameters struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 }
 
-// Credentials are what a binding returns. APIKey is only ever present in
-// the response to the PUT that created the key.
+// Credentials are what a binding returns. APIKey is present in exactly
+// one response: the PUT that created the key (201), or, after a 202, the
+// first GET binding once the bind succeeded.
 type Credentials struct {
 	APIKey   string   `json:"api_key,omitempty"`
 	APIKeyID string   `json:"api_key_id"`
@@ -97,10 +99,43 @@ func apiKeyProviders(er *spec.EdgeRoute) []string {
 	return names
 }
 
+// DefaultPendingKeyTTL is how long the key of a bind answered 202 stays
+// sealed in the store waiting for the platform's GET binding.
+const DefaultPendingKeyTTL = 24 * time.Hour
+
+// apiKeyProvider returns the named apiKeys provider of the spec, or nil.
+func apiKeyProvider(er *spec.EdgeRoute, name string) *spec.APIKeyProvider {
+	if er.Spec.Identity == nil || name == "" {
+		return nil
+	}
+	for i := range er.Spec.Identity.APIKeys {
+		if p := &er.Spec.Identity.APIKeys[i]; p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// keyAAD binds a sealed key to its binding and bind operation.
+func keyAAD(instanceID, bindingID, opID string) []byte {
+	return []byte("gatehouse-binding-key\x00" + instanceID + "\x00" + bindingID + "\x00" + opID)
+}
+
+// bind creates a binding: one API key, its SHA-256 merged into the spec
+// by the worker. The key is sealed in the binding record until one
+// response carries it:
+//   - without accepts_incomplete: 201 with the key, after waiting up to
+//     BindWait for it to go live (binding last_operation tells when it is
+//     live if it is not yet);
+//   - with accepts_incomplete=true: 201 with the key if it went live
+//     within BindWait, else 202 with the operation only; the platform
+//     then gets the key once from GET binding after "succeeded".
 func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	id, bid := r.PathValue("id"), r.PathValue("bid")
-	identity, ok := asyncRequest(w, r)
-	if !ok {
+	async := acceptsIncomplete(r)
+	identity, err := originatingIdentity(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
 		return
 	}
 	var req bindRequest
@@ -137,9 +172,14 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	if params.Provider == "" || er.Spec.Identity.ProviderKind(params.Provider) != "apiKey" {
+	prov := apiKeyProvider(er, params.Provider)
+	if prov == nil {
 		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("parameters.provider %q is not an apiKeys provider of EdgeRoute %q (it has: %s)",
 			params.Provider, in.SpecName, strings.Join(apiKeyProviders(er), ", ")))
+		return
+	}
+	if problems := spec.CheckBindLabels(*prov, params.Labels); len(problems) > 0 {
+		writeError(w, http.StatusBadRequest, errInvalidParams, "parameters.labels: "+strings.Join(problems, "; "))
 		return
 	}
 	canonParams, _ := json.Marshal(params)
@@ -154,14 +194,19 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	case !cur.Deleted && !(cur.Op.Kind == store.OpBind && cur.Op.State == store.StateFailed):
 		same := cur.ParamsHash == hash
 		switch {
-		case cur.Op.InProgress() && cur.Op.Kind == store.OpBind && same:
-			writeJSON(w, http.StatusAccepted, bindingBody{Operation: cur.Op.ID})
 		case cur.Op.InProgress() && cur.Op.Kind == store.OpUnbind:
 			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("binding %s is being deleted", bid))
 		case !same:
 			writeError(w, http.StatusConflict, errConflict, fmt.Sprintf("binding %s already exists with different parameters", bid))
-		default: // identical and bound: the key itself was shown once and is not stored
-			writeJSON(w, http.StatusOK, bindingBody{Credentials: credentialsFor(er, cur), Parameters: &params})
+		case cur.Op.InProgress() && async:
+			writeJSON(w, http.StatusAccepted, bindingBody{Operation: cur.Op.ID})
+		case cur.Op.InProgress():
+			// A platform repeating a synchronous bind (its first answer was
+			// lost): wait like the first request did, then hand over the key
+			// if nobody has it yet.
+			a.answerBind(w, r, er, cur, params, "", false)
+		default: // identical and bound: the key, if it was never handed over
+			a.answerBind(w, r, er, cur, params, "", false)
 		}
 		return
 	}
@@ -172,28 +217,83 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		InstanceID: id, ID: bid, ServiceID: req.ServiceID, PlanID: req.PlanID,
 		Provider: params.Provider, KeyID: bid, SHA256: sum, Labels: params.Labels,
 		ParamsHash: hash, Op: op, Version: cur.Version,
+		SealedKey:   a.cfg.KeyBox.Seal([]byte(key), keyAAD(id, bid, op.ID)),
+		SealedUntil: a.cfg.Now().Add(a.cfg.PendingKeyTTL).UTC(),
 	}
 	if _, err := a.cfg.Store.PutBinding(ctx, next); err != nil {
 		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
 	}
-	a.log.Info("bind accepted", "instance", id, "binding", bid, "provider", params.Provider, "op", op.ID, "originating_identity", identity)
+	a.log.Info("bind accepted", "instance", id, "binding", bid, "provider", params.Provider, "op", op.ID, "async", async, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id, BindingID: bid})
-	creds := credentialsFor(er, next)
-	creds.APIKey = key
-	// Wait a little for the key to go live, so most platforms get a plain
-	// synchronous 201; past BindWait answer 202 and let them poll.
-	final, err := a.waitBinding(r, id, bid, op.ID)
+	a.answerBind(w, r, er, next, params, key, async)
+}
+
+// answerBind waits up to BindWait for the bind operation of b to finish,
+// then answers: 400 if it failed; 202 with the operation only if it is
+// still running and the request was asynchronous; otherwise 201 (first
+// answer, fresh is the key) or 200 (a repeat) with the credentials and the
+// key, which leaves the store in the same step (only one answer ever
+// carries it).
+func (a *API) answerBind(w http.ResponseWriter, r *http.Request, er *spec.EdgeRoute, b store.Binding, params BindParameters, fresh string, async bool) {
+	final, err := a.waitBinding(r, b.InstanceID, b.ID, b.Op.ID)
 	switch {
-	case err != nil || final.Op.InProgress():
-		// Nonstandard but necessary: the key is never stored, so this is
-		// the only response that can carry it.
-		writeJSON(w, http.StatusAccepted, bindingBody{Operation: op.ID, Credentials: creds})
-	case final.Op.State == store.StateSucceeded:
-		writeJSON(w, http.StatusCreated, bindingBody{Credentials: creds})
-	default:
-		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("binding %s failed: %s", bid, final.Op.Description))
+	case err == nil && final.Op.ID == b.Op.ID && final.Op.State == store.StateFailed:
+		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("binding %s failed: %s", b.ID, final.Op.Description))
+		return
+	case async && (err != nil || final.Op.InProgress()):
+		writeJSON(w, http.StatusAccepted, bindingBody{Operation: b.Op.ID})
+		return
 	}
+	key, err := a.takeKey(r.Context(), b.InstanceID, b.ID, b.Op.ID)
+	if err != nil {
+		// The key stays sealed: a repeated PUT (or GET once live) gets it.
+		a.internal(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if fresh != "" && key == fresh {
+		code = http.StatusCreated
+	}
+	creds := credentialsFor(er, b)
+	creds.APIKey = key
+	writeJSON(w, code, bindingBody{Credentials: creds, Parameters: &params})
+}
+
+// takeKey removes the sealed key of binding bid (bind operation opID)
+// from the store and returns it; "" when there is none (handed over
+// already) or it expired (then it is wiped unseen). Conditional writes
+// make sure only one caller ever gets it.
+func (a *API) takeKey(ctx context.Context, id, bid, opID string) (string, error) {
+	for range 10 {
+		b, err := a.cfg.Store.GetBinding(ctx, id, bid)
+		if err != nil {
+			return "", err
+		}
+		if b.Op.ID != opID || len(b.SealedKey) == 0 {
+			return "", nil
+		}
+		var key []byte
+		expired := a.cfg.Now().After(b.SealedUntil)
+		if !expired {
+			if key, err = a.cfg.KeyBox.Open(b.SealedKey, keyAAD(id, bid, opID)); err != nil {
+				a.log.Warn("a pending binding key cannot be opened (the binding key changed, or the broker restarted without --binding-key-file); wiping it", "instance", id, "binding", bid)
+				key = nil
+			}
+		}
+		b.SealedKey, b.SealedUntil = nil, time.Time{}
+		if _, err := a.cfg.Store.PutBinding(ctx, b); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				continue
+			}
+			return "", err
+		}
+		if expired {
+			a.log.Info("a pending binding key expired unfetched and was wiped", "instance", id, "binding", bid)
+		}
+		return string(key), nil
+	}
+	return "", fmt.Errorf("binding %s: handing over its key: 10 conditional writes lost in a row", bid)
 }
 
 func (a *API) waitBinding(r *http.Request, id, bid, opID string) (store.Binding, error) {
@@ -242,6 +342,7 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	}
 	op := a.newOp(r, store.OpUnbind, identity)
 	cur.Op = op
+	cur.SealedKey, cur.SealedUntil = nil, time.Time{}
 	if _, err := a.cfg.Store.PutBinding(ctx, cur); err != nil {
 		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
@@ -273,7 +374,15 @@ func (a *API) getBinding(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, bindingBody{Credentials: credentialsFor(er, b), Parameters: &BindParameters{Provider: b.Provider, Labels: b.Labels}})
+	creds := credentialsFor(er, b)
+	if b.Op.Kind == store.OpBind && len(b.SealedKey) > 0 {
+		// The key of a bind answered 202: handed over exactly once.
+		if creds.APIKey, err = a.takeKey(ctx, id, bid, b.Op.ID); err != nil {
+			a.internal(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, bindingBody{Credentials: creds, Parameters: &BindParameters{Provider: b.Provider, Labels: b.Labels}})
 }
 
 func (a *API) bindingLastOperation(w http.ResponseWriter, r *http.Request) {

@@ -127,7 +127,13 @@ type Binding struct {
 	ParamsHash string            `json:"params_hash"`
 	Deleted    bool              `json:"deleted,omitempty"`
 	Op         Operation         `json:"op"`
-	Version    int64             `json:"-"`
+	// SealedKey is the key of a bind that answered 202, encrypted with
+	// the broker's binding key (AES-GCM, bound to instance, binding and
+	// operation) until the platform fetches it once with GET binding. It is
+	// wiped then, on unbind, and when found after SealedUntil.
+	SealedKey   []byte    `json:"sealed_key,omitempty"`
+	SealedUntil time.Time `json:"sealed_until,omitzero"`
+	Version     int64     `json:"-"`
 }
 
 // Active reports whether the binding's key belongs in the spec: bound or
