@@ -76,7 +76,8 @@ func TestRoutesAndKeysCLI(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startCommand(t, "broker", "--http-addr", addr, "--admin-addr", admin, "--store", "sqlite:"+storePath,
-		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--log-level", "warn")
+		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--log-level", "warn",
+		"--bind-wait", "1ms") // keys create then gets 202 and fetches the key with GET binding
 	t.Setenv("GATEHOUSE_WORKER_ADMIN_ADDR", "-") // the env twin of --admin-addr
 	startCommand(t, "worker", "--store", "sqlite:"+storePath, "--queue", "sqlite:"+queuePath, "--log-level", "warn")
 	controlPlaneDouble(t, storePath)
@@ -89,7 +90,7 @@ spec:
   hosts: [clipets.example.com]
   upstreams: [{name: api, endpoints: ["10.0.0.5:8080"]}]
   identity:
-    apiKeys: [{name: partners, header: x-api-key}]
+    apiKeys: [{name: partners, header: x-api-key, bindLabels: {plan: [gold]}}]
   routes:
     - name: all
       match: {pathPrefix: /}
