@@ -227,6 +227,15 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 		if problems != "" {
 			return w.failInstance(ctx, in, problems)
 		}
+		if w.cfg.DNS != nil {
+			// Refuse before anything is published: a host whose DNS record
+			// this instance does not own.
+			if err := w.cfg.DNS.Check(ctx, w.dnsOwner(in), d.EdgeRoute.Spec.Hosts); errors.Is(err, dns.ErrNotOwned) {
+				return w.failInstance(ctx, in, "dns step: "+err.Error())
+			} else if err != nil {
+				return retry("dns step: %w", err)
+			}
+		}
 		rev, err = w.writeSpec(ctx, d.Name(), in.ID, op.ID, false, func() ([]byte, error) {
 			bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
 			if err != nil {
@@ -259,7 +268,15 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 		w.rollback(ctx, in, op.ID)
 		return nil
 	}
-	if err := w.dnsStep(ctx, in, op.Payload); err != nil {
+	if err := w.dnsStep(ctx, in, op.Payload); errors.Is(err, dns.ErrNotOwned) {
+		// Somebody wrote a record between the check and now: take the
+		// spec back rather than serve a host whose name points elsewhere.
+		if err := w.failInstance(ctx, in, "dns step: "+err.Error()); err != nil {
+			return err
+		}
+		w.rollback(ctx, in, op.ID)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q is live at store revision %d", in.SpecName, rev), func(i *store.Instance) {
@@ -283,9 +300,14 @@ func hostsOf(payload []byte) []string {
 	return d.EdgeRoute.Spec.Hosts
 }
 
-// dnsStep points the new spec's hosts at the fleet and removes the records
-// of hosts it no longer has. Idempotent (UPSERT; a missing record is
-// already deleted).
+// dnsOwner is who the DNS ownership markers of an instance name.
+func (w *Worker) dnsOwner(in store.Instance) dns.Owner {
+	return dns.Owner{ID: w.cfg.DNSOwnerID, Instance: in.ID}
+}
+
+// dnsStep points the new spec's hosts at the fleet and removes the
+// records of hosts it no longer has, touching only records this instance
+// owns (ErrNotOwned otherwise). Idempotent.
 func (w *Worker) dnsStep(ctx context.Context, in store.Instance, payload []byte) error {
 	if w.cfg.DNS == nil {
 		return nil
@@ -302,12 +324,14 @@ func (w *Worker) dnsStep(ctx context.Context, in store.Instance, payload []byte)
 		}
 	}
 	if len(want) > 0 {
-		if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Upsert, want, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+		if err := w.cfg.DNS.Ensure(ctx, w.dnsOwner(in), want, w.cfg.DNSTarget, w.cfg.DNSTTL); errors.Is(err, dns.ErrNotOwned) {
+			return err
+		} else if err != nil {
 			return retry("dns step: %w", err)
 		}
 	}
 	if len(gone) > 0 {
-		if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Delete, gone, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+		if err := w.cfg.DNS.Remove(ctx, w.dnsOwner(in), gone); err != nil {
 			return retry("dns step: %w", err)
 		}
 	}
@@ -352,7 +376,7 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 	}
 	if w.cfg.DNS != nil {
 		if hs := hostsOf(in.Spec); len(hs) > 0 {
-			if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Delete, hs, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+			if err := w.cfg.DNS.Remove(ctx, w.dnsOwner(in), hs); err != nil {
 				return retry("dns step: %w", err)
 			}
 		}

@@ -62,6 +62,10 @@ type Config struct {
 	// DNSTarget and DNSTTL describe the records the DNS step writes.
 	DNSTarget string
 	DNSTTL    int64
+	// DNSOwnerID names this Gatehouse deployment in the DNS ownership
+	// markers (default "gatehouse"); two deployments sharing a zone need
+	// different ones.
+	DNSOwnerID string
 	// Compile, when set, is run on every spec before it is written (the
 	// control plane's compile function, so its errors fail the operation
 	// before anything is stored). The control plane's report back through
@@ -118,6 +122,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.DNSTTL <= 0 {
 		cfg.DNSTTL = 300
+	}
+	if cfg.DNSOwnerID == "" {
+		cfg.DNSOwnerID = "gatehouse"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -47,10 +47,11 @@ func newWorkerCmd() *cobra.Command {
 	f.DurationVar(&cfg.PublishWait, "publish-wait", 30*time.Second, "how long one attempt waits for the control plane's report")
 	f.DurationVar(&cfg.Visibility, "visibility", 30*time.Second, "queue visibility timeout (extended while working)")
 	f.DurationVar(&cfg.UnconfirmedDeleteAfter, "unconfirmed-delete-after", 30*time.Second, "finish a deprovision whose deletion the control plane has not reported after this long (negative: wait for the report)")
-	f.StringVar(&rc.DNSZone, "dns-zone", "", "Route 53 hosted zone id: create a CNAME per EdgeRoute host (off when empty)")
+	f.StringVar(&rc.DNSZone, "dns-zone", "", "Route 53 hosted zone id: create a CNAME per EdgeRoute host, with a TXT ownership marker, only where no record exists or the marker names the instance (off when empty)")
+	f.StringVar(&cfg.DNSOwnerID, "dns-owner-id", "gatehouse", "this deployment's name in the DNS ownership markers (deployments sharing a zone need different ones)")
 	f.StringVar(&cfg.DNSTarget, "dns-target", "", "the CNAME target (the edge fleet's name)")
 	f.Int64Var(&cfg.DNSTTL, "dns-ttl", 300, "DNS record TTL, seconds")
-	f.BoolVar(&rc.DNSDryRun, "dns-dry-run", false, "log the DNS change set instead of applying it")
+	f.BoolVar(&rc.DNSDryRun, "dns-dry-run", false, "log the DNS records the step would create or delete instead of changing the zone")
 	f.StringVar(&rc.DNSEndpoint, "dns-endpoint", "", "Route 53 endpoint override")
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
