@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/api"
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
@@ -138,6 +139,7 @@ type pipelineOpts struct {
 	sweep       time.Duration
 	logs        io.Writer
 	dns         dns.Provisioner
+	cdn         cdn.Provisioner
 	unconfirmed time.Duration
 	deadline    time.Duration
 }
@@ -209,7 +211,7 @@ func (p *pipeline) workerConfig(o pipelineOpts) worker.Config {
 	return worker.Config{Store: p.Store, Queue: p.Queue, Logger: p.log, Registry: prometheus.NewRegistry(),
 		Concurrency: o.workers, Visibility: o.visibility, PublishWait: o.publishWait, MaxAttempts: o.maxAttempts,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond,
-		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed}
+		DNS: o.dns, CDN: o.cdn, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed}
 }
 
 func (p *pipeline) startWorker(ctx context.Context, t testing.TB, wg *sync.WaitGroup, o pipelineOpts) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -62,6 +63,15 @@ func Catalog() any {
 				"labels":   map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}},
 			},
 		}
+		schemas := map[string]any{
+			"service_instance": map[string]any{
+				"create": map[string]any{"parameters": routeSchema},
+				"update": map[string]any{"parameters": routeSchema},
+			},
+			"service_binding": map[string]any{
+				"create": map[string]any{"parameters": bindSchema},
+			},
+		}
 		catalogData = catalogBody{Services: []service{{
 			ID: ServiceID, Name: ServiceName,
 			Description:          "An Envoy edge route with auth, rate-limit and access-log policy (Gatehouse EdgeRoute v1); bindings issue API keys.",
@@ -73,16 +83,10 @@ func Catalog() any {
 			Metadata:             map[string]any{"displayName": "Gatehouse edge route"},
 			Plans: []plan{{
 				ID: PlanID, Name: PlanName, Description: "One EdgeRoute, served by the shared Envoy fleet.",
-				Free: true, Bindable: true,
-				Schemas: map[string]any{
-					"service_instance": map[string]any{
-						"create": map[string]any{"parameters": routeSchema},
-						"update": map[string]any{"parameters": routeSchema},
-					},
-					"service_binding": map[string]any{
-						"create": map[string]any{"parameters": bindSchema},
-					},
-				},
+				Free: true, Bindable: true, Schemas: schemas,
+			}, {
+				ID: cdn.PlanID, Name: cdn.PlanName, Description: "One EdgeRoute behind its own CloudFront distribution (CDN front) in front of the shared Envoy fleet.",
+				Free: true, Bindable: true, Schemas: schemas,
 			}},
 		}}}
 	})

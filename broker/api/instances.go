@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/specs"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
@@ -33,8 +34,8 @@ func checkIDs(w http.ResponseWriter, serviceID, planID string, planRequired bool
 		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("service_id %q is not in the catalog (want %q, service %q)", serviceID, ServiceID, ServiceName))
 	case planRequired && planID == "":
 		writeError(w, http.StatusBadRequest, errBadRequest, "plan_id is required")
-	case planID != "" && planID != PlanID:
-		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("plan_id %q is not a plan of service %q (want %q, plan %q)", planID, ServiceName, PlanID, PlanName))
+	case planID != "" && planID != PlanID && planID != cdn.PlanID:
+		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("plan_id %q is not a plan of service %q (want %q, plan %q, or %q, plan %q)", planID, ServiceName, PlanID, PlanName, cdn.PlanID, cdn.PlanName))
 	default:
 		return true
 	}

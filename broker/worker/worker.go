@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
@@ -62,9 +63,13 @@ type Config struct {
 	// DNSTarget and DNSTTL describe the records the DNS step writes.
 	DNSTarget string
 	DNSTTL    int64
-	// DNSOwnerID names this Gatehouse deployment in the DNS ownership
-	// markers (default "gatehouse"); two deployments sharing a zone need
-	// different ones.
+	// CDN is the optional CDN step for instances on the CDN plan
+	// (cdn.PlanID): a CloudFront distribution in front of the fleet, which
+	// the DNS records then point at. nil: operations on that plan fail.
+	CDN cdn.Provisioner
+	// DNSOwnerID names this Gatehouse deployment in the DNS and CDN
+	// ownership markers (default "gatehouse"); two deployments sharing a
+	// zone or an AWS account need different ones.
 	DNSOwnerID string
 	// Compile, when set, is run on every spec before it is written (the
 	// control plane's compile function, so its errors fail the operation

@@ -53,6 +53,10 @@ func newWorkerCmd() *cobra.Command {
 	f.Int64Var(&cfg.DNSTTL, "dns-ttl", 300, "DNS record TTL, seconds")
 	f.BoolVar(&rc.DNSDryRun, "dns-dry-run", false, "log the DNS records the step would create or delete instead of changing the zone")
 	f.StringVar(&rc.DNSEndpoint, "dns-endpoint", "", "Route 53 endpoint override")
+	f.StringVar(&rc.CDNOrigin, "cdn-origin", "", "the fleet's load balancer name: instances on plan standard-cdn get a CloudFront distribution with this origin (off when empty)")
+	f.StringVar(&rc.CDNCertificateARN, "cdn-certificate-arn", "", "ACM certificate (us-east-1) covering the hosts of CDN distributions")
+	f.StringVar(&rc.CDNEndpoint, "cdn-endpoint", "", "CloudFront endpoint override")
+	f.BoolVar(&rc.CDNDryRun, "cdn-dry-run", false, "log the CloudFront distributions the step would create, update or delete instead of changing them")
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }
