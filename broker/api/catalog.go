@@ -60,7 +60,9 @@ func Catalog() any {
 			"required":             []string{"provider"},
 			"properties": map[string]any{
 				"provider": map[string]any{"type": "string", "description": "name of an apiKeys provider of the EdgeRoute"},
-				"labels":   map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}},
+				"labels": map[string]any{"type": "object", "maxProperties": spec.MaxLabels,
+					"description":          "key labels (authorization claims); only those the apiKeys provider's bindLabels allow",
+					"additionalProperties": map[string]any{"type": "string", "maxLength": spec.MaxLabelBytes, "pattern": "^[A-Za-z0-9_.:@/+=-]*$"}},
 			},
 		}
 		schemas := map[string]any{
