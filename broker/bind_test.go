@@ -221,3 +221,33 @@ func TestBindLabelsAreCheckedAgainstTheSpec(t *testing.T) {
 		t.Fatalf("route store: %s", sp.JSON)
 	}
 }
+
+// TestUnbindWithoutAcceptsIncomplete: a platform without asynchronous
+// bindings revokes with a plain DELETE: 200 once the key's hash has left
+// the route store; while the control plane is slow, 422 ConcurrencyError
+// and a repeated DELETE waits again.
+func TestUnbindWithoutAcceptsIncomplete(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{bindWait: 300 * time.Millisecond})
+	ctx := context.Background()
+	p.provision(t, "su", edgeRoute("syncunbind"))
+	q := "?service_id=" + api.ServiceID + "&plan_id=" + api.PlanID
+	for _, bid := range []string{"k1", "k2"} {
+		p.expect(t, p.do(t, "PUT", "/v2/service_instances/su/service_bindings/"+bid, bindBody(nil)), 201, "bind "+bid)
+	}
+	b1, _ := p.Store.GetBinding(ctx, "su", "k1")
+	r := p.do(t, "DELETE", "/v2/service_instances/su/service_bindings/k1"+q, nil)
+	p.expect(t, r, 200, "unbind without accepts_incomplete")
+	if sp, _ := p.Store.GetSpec(ctx, "syncunbind"); strings.Contains(string(sp.JSON), b1.SHA256) {
+		t.Fatalf("200 before the key left the route store: %s", sp.JSON)
+	}
+	p.expect(t, p.do(t, "DELETE", "/v2/service_instances/su/service_bindings/k1"+q, nil), 410, "unbind again")
+
+	p.CP.paused.Store(true)
+	r = p.do(t, "DELETE", "/v2/service_instances/su/service_bindings/k2"+q, nil)
+	p.expect(t, r, 422, "slow unbind without accepts_incomplete")
+	if r.str("error") != "ConcurrencyError" {
+		t.Fatal(r.Raw)
+	}
+	p.CP.paused.Store(false)
+	p.expect(t, p.do(t, "DELETE", "/v2/service_instances/su/service_bindings/k2"+q, nil), 200, "repeated unbind")
+}

@@ -277,8 +277,11 @@ func (a *API) takeKey(ctx context.Context, id, bid, opID string) (string, error)
 		expired := a.cfg.Now().After(b.SealedUntil)
 		if !expired {
 			if key, err = a.cfg.KeyBox.Open(b.SealedKey, keyAAD(id, bid, opID)); err != nil {
-				a.log.Warn("a pending binding key cannot be opened (the binding key changed, or the broker restarted without --binding-key-file); wiping it", "instance", id, "binding", bid)
-				key = nil
+				// Another replica's key, or a restart without
+				// --binding-key-file: leave it for a broker that can open it
+				// (or for expiry).
+				a.log.Warn("a pending binding key cannot be opened with this broker's binding key (replicas need the same --binding-key-file; a restart without one loses pending keys)", "instance", id, "binding", bid)
+				return "", nil
 			}
 		}
 		b.SealedKey, b.SealedUntil = nil, time.Time{}
@@ -321,10 +324,17 @@ func (a *API) waitBinding(r *http.Request, id, bid, opID string) (store.Binding,
 	}
 }
 
+// unbind revokes a binding's key: 202 with accepts_incomplete=true;
+// without it (platforms without asynchronous bindings) the answer waits
+// up to BindWait for the revocation to be live: 200, or 422
+// ConcurrencyError while it is still in progress (a repeated DELETE waits
+// again).
 func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	id, bid := r.PathValue("id"), r.PathValue("bid")
-	identity, ok := asyncRequest(w, r)
-	if !ok {
+	async := acceptsIncomplete(r)
+	identity, err := originatingIdentity(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
 		return
 	}
 	if !checkQueryIDs(w, r) {
@@ -332,6 +342,10 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	cur, err := a.cfg.Store.GetBinding(ctx, id, bid)
+	if !async && err == nil && !cur.Deleted && cur.Op.InProgress() && cur.Op.Kind == store.OpUnbind {
+		a.answerUnbind(w, r, id, bid, cur.Op.ID)
+		return
+	}
 	if a.answeredDelete(w, r, "binding "+bid, cur.Deleted, cur.Op, err, store.OpUnbind) {
 		return
 	}
@@ -347,9 +361,28 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
 	}
-	a.log.Info("unbind accepted", "instance", id, "binding", bid, "op", op.ID, "originating_identity", identity)
+	a.log.Info("unbind accepted", "instance", id, "binding", bid, "op", op.ID, "async", async, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id, BindingID: bid})
+	if !async {
+		a.answerUnbind(w, r, id, bid, op.ID)
+		return
+	}
 	writeJSON(w, http.StatusAccepted, operationBody{Operation: op.ID})
+}
+
+// answerUnbind answers a synchronous unbind once its operation opID has
+// finished, or says it is still running.
+func (a *API) answerUnbind(w http.ResponseWriter, r *http.Request, id, bid, opID string) {
+	final, err := a.waitBinding(r, id, bid, opID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && final.Deleted):
+		writeJSON(w, http.StatusOK, struct{}{})
+	case err == nil && final.Op.ID == opID && final.Op.State == store.StateFailed:
+		a.log.Warn("synchronous unbind failed", "instance", id, "binding", bid, "op", opID, "reason", final.Op.Description)
+		writeError(w, http.StatusInternalServerError, errInternal, fmt.Sprintf("revoking binding %s failed: %s", bid, final.Op.Description))
+	default:
+		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("the revocation of binding %s is still in progress; retry the DELETE (or send accepts_incomplete=true and poll last_operation)", bid))
+	}
 }
 
 func (a *API) getBinding(w http.ResponseWriter, r *http.Request) {
