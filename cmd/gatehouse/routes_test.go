@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
@@ -147,6 +148,12 @@ spec:
 	_, errOut, code = cli("keys", "create", "clipets", "--provider", "nope")
 	if code == 0 || !strings.Contains(errOut, `"nope" is not an apiKeys provider`) {
 		t.Fatalf("keys create with an unknown provider: exit %d\n%s", code, errOut)
+	}
+	// A platform without asynchronous bindings (no accepts_incomplete):
+	// 201 with the key from the real broker and worker processes.
+	osb := &osbclient.Client{BaseURL: "http://" + addr, Username: "ops", Password: "cli-secret"}
+	if r, err := osb.BindSync(context.Background(), "clipets", "k2", "partners", nil); err != nil || r.Code != 201 || r.Credentials == nil || !strings.HasPrefix(r.Credentials.APIKey, "gh_") {
+		t.Fatalf("bind without accepts_incomplete: %+v %v", r, err)
 	}
 	out, errOut, code = cli("keys", "revoke", "clipets", "k1")
 	if code != 0 || !strings.Contains(out, "clipets/k1: revoked") {
