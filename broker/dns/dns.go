@@ -42,6 +42,27 @@ func (e *NotOwnedError) Unwrap() error { return ErrNotOwned }
 type Owner struct {
 	ID       string
 	Instance string
+	// Legacy lists hosts the instance already served before ownership
+	// markers existed (its live spec's hosts): a CNAME without a marker at
+	// one of them that points exactly at LegacyTarget (the fleet) is the
+	// one Gatehouse wrote for it then, and is taken over (its marker is
+	// added) instead of refused. Nothing else is ever adopted.
+	Legacy       []string
+	LegacyTarget string
+}
+
+// legacy reports whether the unmarked records at host are the instance's
+// own record from before markers.
+func (o Owner) legacy(host, cnameValue string) bool {
+	if o.LegacyTarget == "" || !strings.EqualFold(strings.TrimSuffix(cnameValue, "."), o.LegacyTarget) {
+		return false
+	}
+	for _, h := range o.Legacy {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
 }
 
 // Marker is the TXT value that records ownership.

@@ -207,3 +207,42 @@ func TestRoute53FakeEnforcesRoute53Semantics(t *testing.T) {
 		t.Fatalf("zone = %+v", z.Sets())
 	}
 }
+
+// TestRoute53AdoptsOnlyItsOwnLegacyRecords: a CNAME without a marker that
+// Gatehouse wrote before markers existed (a host the instance already
+// serves, pointing exactly at the fleet) is taken over; the same record
+// for a host the instance did not serve, or pointing elsewhere, is not.
+func TestRoute53AdoptsOnlyItsOwnLegacyRecords(t *testing.T) {
+	z := route53fake.Start(t, "ZL")
+	r := &dns.Route53{Client: route53Client(z.URL), ZoneID: "ZL"}
+	ctx := context.Background()
+	z.Put(route53fake.RRSet{Name: "old.example.com", Type: "CNAME", TTL: 300, Values: []string{"edge.example.net"}})
+	z.Put(route53fake.RRSet{Name: "elsewhere.example.com", Type: "CNAME", TTL: 300, Values: []string{"other.example.net"}})
+	o := dns.Owner{ID: "gh", Instance: "i", Legacy: []string{"old.example.com", "elsewhere.example.com"}, LegacyTarget: "edge.example.net"}
+	stranger := dns.Owner{ID: "gh", Instance: "j", LegacyTarget: "edge.example.net"}
+	if err := r.Ensure(ctx, stranger, []string{"old.example.com"}, "edge.example.net", 300); !errors.Is(err, dns.ErrNotOwned) {
+		t.Fatalf("an instance that never served the host adopted it: %v", err)
+	}
+	if err := r.Ensure(ctx, o, []string{"elsewhere.example.com"}, "edge.example.net", 300); !errors.Is(err, dns.ErrNotOwned) {
+		t.Fatalf("a record pointing elsewhere was adopted: %v", err)
+	}
+	if err := r.Ensure(ctx, o, []string{"old.example.com"}, "edge.example.net", 300); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := z.Get("_gatehouse.old.example.com", "TXT"); !ok || !strings.Contains(s.Values[0], "gatehouse/instance=i") {
+		t.Fatalf("adopted record has no marker: %+v", s)
+	}
+	// Removal of a legacy record the instance served, never marked.
+	z.Put(route53fake.RRSet{Name: "old2.example.com", Type: "CNAME", TTL: 300, Values: []string{"edge.example.net."}})
+	o.Legacy = append(o.Legacy, "old2.example.com")
+	if err := r.Remove(ctx, o, []string{"old.example.com", "old2.example.com", "elsewhere.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, s := range z.Sets() {
+		left = append(left, s.Name)
+	}
+	if strings.Join(left, " ") != "elsewhere.example.com" {
+		t.Fatalf("zone after removal: %v", left)
+	}
+}

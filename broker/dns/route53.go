@@ -64,10 +64,20 @@ func (s state) markerValue() string {
 	return strings.Join(parts, "")
 }
 
+// adoptable reports whether the unmarked record at host is owner's own
+// from before markers (see Owner.Legacy).
+func (s state) adoptable(owner Owner, host string) bool {
+	c := s.cname()
+	return s.marker == nil && c != nil && len(s.records) == 1 && len(c.ResourceRecords) == 1 &&
+		owner.legacy(host, aws.ToString(c.ResourceRecords[0].Value))
+}
+
 // verdict decides whether owner may touch host: nil, or *NotOwnedError.
 func (s state) verdict(owner Owner, host string) error {
 	mv := s.markerValue()
 	switch {
+	case s.adoptable(owner, host):
+		return nil
 	case s.marker != nil && mv != owner.Marker():
 		if strings.HasPrefix(mv, "heritage=gatehouse,") {
 			return &NotOwnedError{Host: host, Reason: fmt.Sprintf("its record belongs to another instance (marker %s: %.200q)", MarkerName(host), mv)}
@@ -181,6 +191,10 @@ func (r *Route53) Remove(ctx context.Context, owner Owner, hosts []string) error
 	var errs []error
 	for _, h := range sortedLower(hosts) {
 		if err := r.retry(ctx, h, func(s state) ([]types.Change, error) {
+			if s.adoptable(owner, h) {
+				c := s.cname()
+				return []types.Change{{Action: types.ChangeActionDelete, ResourceRecordSet: c}}, nil
+			}
 			if s.marker == nil || s.markerValue() != owner.Marker() {
 				if r.Log != nil && (s.marker != nil || len(s.records) > 0) {
 					r.Log.Warn("dns: leaving a record this instance does not own", "name", h, "instance", owner.Instance)

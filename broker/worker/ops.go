@@ -303,7 +303,7 @@ func hostsOf(payload []byte) []string {
 
 // dnsOwner is who the DNS ownership markers of an instance name.
 func (w *Worker) dnsOwner(in store.Instance) dns.Owner {
-	return dns.Owner{ID: w.cfg.DNSOwnerID, Instance: in.ID}
+	return dns.Owner{ID: w.cfg.DNSOwnerID, Instance: in.ID, Legacy: hostsOf(in.Spec), LegacyTarget: w.cfg.DNSTarget}
 }
 
 // cdnOwner is who the CDN ownership marker of an instance names.
