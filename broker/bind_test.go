@@ -100,7 +100,8 @@ func TestAsyncBindHandsTheKeyOverOnceFromGET(t *testing.T) {
 	for _, be := range allBackends(t) {
 		t.Run(be.name, func(t *testing.T) {
 			st, q := be.open(t, 2*time.Second)
-			p := newPipeline(t, pipelineOpts{store: st, queue: q, bindWait: 50 * time.Millisecond})
+			var logs syncBuffer
+			p := newPipeline(t, pipelineOpts{store: st, queue: q, bindWait: 50 * time.Millisecond, logs: &logs})
 			ctx := context.Background()
 			p.provision(t, "as", edgeRoute("asyncbind"))
 			p.CP.paused.Store(true)
@@ -132,6 +133,9 @@ func TestAsyncBindHandsTheKeyOverOnceFromGET(t *testing.T) {
 			p.expect(t, g, 200, "second GET binding")
 			if keyOf(t, g) != "" {
 				t.Fatalf("the second GET binding returned the key again: %s", g.Raw)
+			}
+			if out := logs.String(); !strings.Contains(out, "bind accepted") || strings.Contains(out, key) || strings.Contains(out, strings.TrimPrefix(key, api.KeyPrefix)) {
+				t.Fatal("the key reached the logs (or no logs were captured)")
 			}
 		})
 	}
