@@ -63,6 +63,10 @@ func TestCDNPlanOwnsItsDistribution(t *testing.T) {
 				t.Fatalf("a.cdn.example.com = %+v, want a CNAME to %s", s, mine.DomainName)
 			}
 
+			// The plan cannot change in an update.
+			p.expect(t, p.do(t, "PATCH", "/v2/service_instances/c1?accepts_incomplete=true", map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID,
+				"parameters": edgeRoute("cdnpets", "a.cdn.example.com", "b.cdn.example.com")}), 400, "plan change")
+
 			// Host change: the distribution's aliases follow, and the new
 			// record points at it too.
 			r = p.do(t, "PATCH", "/v2/service_instances/c1?accepts_incomplete=true", map[string]any{"service_id": api.ServiceID, "parameters": edgeRoute("cdnpets", "a.cdn.example.com", "b.cdn.example.com")})

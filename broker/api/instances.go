@@ -186,6 +186,10 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s has a %s operation in progress", id, cur.Op.Kind))
 		return
 	}
+	if req.PlanID != "" && req.PlanID != cur.PlanID {
+		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("plan_id: instance %s is on plan %q; plans cannot change (plan_updateable is false): provision a new instance on the other plan", id, cur.PlanID))
+		return
+	}
 	if len(cur.Spec) == 0 {
 		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s was never provisioned successfully (last operation %s %s); provision it again", id, cur.Op.Kind, cur.Op.State))
 		return
