@@ -161,8 +161,8 @@ func TestPendingKeyExpires(t *testing.T) {
 	}
 }
 
-// TestUnbindWipesAPendingKey: unbinding before the platform fetched the
-// key removes it.
+// TestUnbindWipesAPendingKey: unbinding (or deprovisioning) before the
+// platform fetched the key removes it.
 func TestUnbindWipesAPendingKey(t *testing.T) {
 	p := newPipeline(t, pipelineOpts{bindWait: 20 * time.Millisecond})
 	p.provision(t, "uw", edgeRoute("unbindwipe"))
@@ -175,6 +175,18 @@ func TestUnbindWipesAPendingKey(t *testing.T) {
 	p.expect(t, del, 202, "unbind")
 	if b, _ := p.Store.GetBinding(context.Background(), "uw", "k"); len(b.SealedKey) != 0 {
 		t.Fatal("unbind left the pending key in the store")
+	}
+	// Deprovisioning the instance wipes its bindings' pending keys too.
+	p.CP.paused.Store(true)
+	r = p.do(t, "PUT", "/v2/service_instances/uw/service_bindings/k2?accepts_incomplete=true", bindBody(nil))
+	p.expect(t, r, 202, "slow async bind")
+	p.CP.paused.Store(false)
+	p.waitOp(t, "/v2/service_instances/uw/service_bindings/k2", r.str("operation"), 20*time.Second)
+	r = p.do(t, "DELETE", "/v2/service_instances/uw?accepts_incomplete=true&service_id="+api.ServiceID+"&plan_id="+api.PlanID, nil)
+	p.expect(t, r, 202, "deprovision")
+	p.waitOp(t, "/v2/service_instances/uw", r.str("operation"), 20*time.Second)
+	if b, _ := p.Store.GetBinding(context.Background(), "uw", "k2"); !b.Deleted || len(b.SealedKey) != 0 {
+		t.Fatalf("after deprovision: deleted %v, %d sealed bytes", b.Deleted, len(b.SealedKey))
 	}
 }
 

@@ -448,6 +448,7 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 			continue
 		}
 		b.Deleted = true
+		b.SealedKey, b.SealedUntil = nil, time.Time{} // a key never fetched goes with it
 		if _, err := w.cfg.Store.PutBinding(ctx, b); err != nil {
 			return retry("deleting binding %s with its instance: %w", b.ID, err)
 		}
