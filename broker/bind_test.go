@@ -161,6 +161,38 @@ func TestPendingKeyExpires(t *testing.T) {
 	}
 }
 
+// TestExpiredPendingKeysAreSweptUnseen: the broker wipes a pending key
+// that nobody fetched within its TTL, without any request touching it. On
+// SQLite and on DynamoDB + SQS.
+func TestExpiredPendingKeysAreSweptUnseen(t *testing.T) {
+	for _, be := range allBackends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			st, q := be.open(t, 2*time.Second)
+			p := newPipeline(t, pipelineOpts{store: st, queue: q, bindWait: 20 * time.Millisecond, pendingTTL: 300 * time.Millisecond, keySweep: 20 * time.Millisecond})
+			ctx := context.Background()
+			p.provision(t, "sw", edgeRoute("sweep"))
+			p.CP.paused.Store(true)
+			r := p.do(t, "PUT", "/v2/service_instances/sw/service_bindings/k?accepts_incomplete=true", bindBody(nil))
+			p.expect(t, r, 202, "slow async bind")
+			if b, _ := p.Store.GetBinding(ctx, "sw", "k"); len(b.SealedKey) == 0 {
+				t.Fatal("no pending key after the 202")
+			}
+			p.CP.paused.Store(false)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				b, err := p.Store.GetBinding(ctx, "sw", "k")
+				if err == nil && len(b.SealedKey) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the expired pending key is still in the store")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
 // TestUnbindWipesAPendingKey: unbinding (or deprovisioning) before the
 // platform fetched the key removes it.
 func TestUnbindWipesAPendingKey(t *testing.T) {

@@ -47,6 +47,9 @@ type Config struct {
 	BindingKey     *sealbox.Box
 	// PendingKeyTTL: see api.Config.PendingKeyTTL (default 24h).
 	PendingKeyTTL time.Duration
+	// KeySweepInterval is how often expired pending keys are wiped from
+	// the store (default 1m).
+	KeySweepInterval time.Duration
 	// SweepInterval and SweepGrace tune the outbox sweeper (defaults 5s);
 	// OpDeadline fails operations no worker finished (see
 	// Sweeper.Deadline; default 1h).
@@ -135,11 +138,32 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.Go(func() error { return telemetry.ServeHTTP(gctx, l, h) })
 	g.Go(func() error { sw.Run(gctx); return nil })
+	g.Go(func() error { sweepKeys(gctx, h, cfg.KeySweepInterval, log); return nil })
 	log.Info("OSB API listening", "addr", l.Addr().String(), "store", redactRef(cfg.StoreURL), "queue", redactRef(cfg.QueueURL))
 	if cfg.Started != nil {
 		cfg.Started(l.Addr().String())
 	}
 	return g.Wait()
+}
+
+// sweepKeys wipes expired pending binding keys every interval until ctx
+// ends.
+func sweepKeys(ctx context.Context, h *api.API, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := h.WipeExpiredKeys(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("wiping expired pending binding keys failed; retrying next interval", "err", err)
+			}
+		}
+	}
 }
 
 // redactRef keeps a backend reference loggable (they carry no secrets, but

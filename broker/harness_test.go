@@ -136,6 +136,7 @@ type pipelineOpts struct {
 	maxAttempts int
 	bindWait    time.Duration
 	pendingTTL  time.Duration
+	keySweep    time.Duration
 	sweep       time.Duration
 	logs        io.Writer
 	dns         dns.Provisioner
@@ -191,7 +192,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
 			Logger: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
-			BindWait: o.bindWait, PendingKeyTTL: o.pendingTTL, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline})
+			BindWait: o.bindWait, PendingKeyTTL: o.pendingTTL, KeySweepInterval: o.keySweep, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)
 		}

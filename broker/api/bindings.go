@@ -444,6 +444,28 @@ func (a *API) bindingLastOperation(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
+// WipeExpiredKeys wipes up to 100 pending binding keys whose expiry
+// (PendingKeyTTL) has passed and returns how many; a binding that changed
+// meanwhile is left for the next call.
+func (a *API) WipeExpiredKeys(ctx context.Context) (int, error) {
+	bs, err := a.cfg.Store.ExpiredKeys(ctx, a.cfg.Now(), 100)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, b := range bs {
+		b.SealedKey, b.SealedUntil = nil, time.Time{}
+		switch _, err := a.cfg.Store.PutBinding(ctx, b); {
+		case err == nil:
+			n++
+			a.log.Info("a pending binding key expired unfetched and was wiped", "instance", b.InstanceID, "binding", b.ID)
+		case !errors.Is(err, store.ErrConflict):
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // LogValue keeps the key out of logs: only whether it is set.
 func (c Credentials) LogValue() slog.Value {
 	return slog.GroupValue(

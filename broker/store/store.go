@@ -214,6 +214,10 @@ type Store interface {
 	GetBinding(ctx context.Context, instanceID, id string) (Binding, error)
 	PutBinding(ctx context.Context, b Binding) (int64, error)
 	ListBindings(ctx context.Context, instanceID string) ([]Binding, error)
+	// ExpiredKeys lists bindings (with their Version) that still hold a
+	// SealedKey whose SealedUntil is before before, at most limit: the
+	// broker wipes them.
+	ExpiredKeys(ctx context.Context, before time.Time, limit int) ([]Binding, error)
 
 	// MarkEnqueued clears the outbox flag of the operation opID of the
 	// instance (bindingID "") or binding, if it is still that operation.
