@@ -200,13 +200,11 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusConflict, errConflict, fmt.Sprintf("binding %s already exists with different parameters", bid))
 		case cur.Op.InProgress() && async:
 			writeJSON(w, http.StatusAccepted, bindingBody{Operation: cur.Op.ID})
-		case cur.Op.InProgress():
-			// A platform repeating a synchronous bind (its first answer was
-			// lost): wait like the first request did, then hand over the key
-			// if nobody has it yet.
-			a.answerBind(w, r, er, cur, params, "", false)
-		default: // identical and bound: the key, if it was never handed over
-			a.answerBind(w, r, er, cur, params, "", false)
+		default:
+			// Identical and bound, or a platform repeating a synchronous
+			// bind whose first answer it lost: (wait like the first request
+			// did, then) 200 with the key if no answer carried it yet.
+			a.answerBind(w, r, er, cur, "", false)
 		}
 		return
 	}
@@ -226,7 +224,7 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("bind accepted", "instance", id, "binding", bid, "provider", params.Provider, "op", op.ID, "async", async, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id, BindingID: bid})
-	a.answerBind(w, r, er, next, params, key, async)
+	a.answerBind(w, r, er, next, key, async)
 }
 
 // answerBind waits up to BindWait for the bind operation of b to finish,
@@ -235,7 +233,7 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 // answer, fresh is the key) or 200 (a repeat) with the credentials and the
 // key, which leaves the store in the same step (only one answer ever
 // carries it).
-func (a *API) answerBind(w http.ResponseWriter, r *http.Request, er *spec.EdgeRoute, b store.Binding, params BindParameters, fresh string, async bool) {
+func (a *API) answerBind(w http.ResponseWriter, r *http.Request, er *spec.EdgeRoute, b store.Binding, fresh string, async bool) {
 	final, err := a.waitBinding(r, b.InstanceID, b.ID, b.Op.ID)
 	switch {
 	case err == nil && final.Op.ID == b.Op.ID && final.Op.State == store.StateFailed:
@@ -257,7 +255,7 @@ func (a *API) answerBind(w http.ResponseWriter, r *http.Request, er *spec.EdgeRo
 	}
 	creds := credentialsFor(er, b)
 	creds.APIKey = key
-	writeJSON(w, code, bindingBody{Credentials: creds, Parameters: &params})
+	writeJSON(w, code, bindingBody{Credentials: creds})
 }
 
 // takeKey removes the sealed key of binding bid (bind operation opID)
