@@ -37,8 +37,8 @@ type CloudFront struct {
 	// Origin is the fleet's load balancer name (HTTPS to it).
 	Origin string
 	// CertificateARN is the ACM certificate (us-east-1) covering the
-	// aliases; empty: CloudFront's default certificate (CloudFront then
-	// refuses aliases; tests and dry runs only).
+	// aliases (gatehouse worker requires it); empty: CloudFront's default
+	// certificate, with which CloudFront refuses aliases (tests only).
 	CertificateARN string
 	// Poll is how often Remove looks whether the disabled distribution is
 	// deployed (default 15s).

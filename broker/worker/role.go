@@ -78,6 +78,8 @@ func RunRole(ctx context.Context, rc RoleConfig) error {
 	switch {
 	case rc.CDNDryRun:
 		cfg.CDN = cdn.DryRun{Log: cfg.Logger.With("component", "broker-cdn"), Origin: rc.CDNOrigin}
+	case rc.CDNOrigin != "" && rc.CDNCertificateARN == "":
+		return fmt.Errorf("broker worker: the CDN step needs --cdn-certificate-arn (CloudFront serves a distribution's hosts only with an ACM certificate covering them)")
 	case rc.CDNOrigin != "":
 		awsCfg, err := backend.AWSConfig(ctx, rc.Backend)
 		if err != nil {
