@@ -299,3 +299,26 @@ func TestUnbindWithoutAcceptsIncomplete(t *testing.T) {
 	p.CP.paused.Store(false)
 	p.expect(t, p.do(t, "DELETE", "/v2/service_instances/su/service_bindings/k2"+q, nil), 200, "repeated unbind")
 }
+
+// TestBindWithoutParameters: a platform that sends no bind parameters
+// gets a key for the spec's only apiKeys provider; with several providers
+// it is told which to choose.
+func TestBindWithoutParameters(t *testing.T) {
+	p := newPipeline(t, pipelineOpts{})
+	p.provision(t, "np", edgeRoute("noparams"))
+	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID}
+	r := p.do(t, "PUT", "/v2/service_instances/np/service_bindings/k", body)
+	p.expect(t, r, 201, "bind without parameters")
+	if creds, _ := r.Body["credentials"].(map[string]any); creds["provider"] != "partners" || !strings.HasPrefix(keyOf(t, r), api.KeyPrefix) {
+		t.Fatalf("201 body: %s", r.Raw)
+	}
+	two := edgeRoute("twoproviders")
+	two["spec"].(map[string]any)["identity"] = map[string]any{"apiKeys": []any{
+		map[string]any{"name": "partners", "header": "x-api-key"}, map[string]any{"name": "internal", "header": "x-internal-key"}}}
+	p.provision(t, "tp", two)
+	r = p.do(t, "PUT", "/v2/service_instances/tp/service_bindings/k", body)
+	p.expect(t, r, 400, "bind without parameters, two providers")
+	if !strings.Contains(r.str("description"), "internal, partners") {
+		t.Fatal(r.Raw)
+	}
+}

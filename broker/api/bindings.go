@@ -143,15 +143,13 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var params BindParameters
-	dec := json.NewDecoder(bytes.NewReader(req.Parameters))
-	dec.DisallowUnknownFields()
-	if len(req.Parameters) == 0 {
-		writeError(w, http.StatusBadRequest, errInvalidParams, `parameters are required: {"provider": "<apiKeys provider>", "labels": {...}}`)
-		return
-	}
-	if err := dec.Decode(&params); err != nil {
-		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf(`parameters: want {"provider": "<apiKeys provider>", "labels": {...}}: %v`, err))
-		return
+	if len(req.Parameters) > 0 && string(req.Parameters) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(req.Parameters))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&params); err != nil {
+			writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf(`parameters: want {"provider": "<apiKeys provider>", "labels": {...}}: %v`, err))
+			return
+		}
 	}
 	ctx := r.Context()
 	in, err := a.cfg.Store.GetInstance(ctx, id)
@@ -171,6 +169,9 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.internal(w, r, err)
 		return
+	}
+	if names := apiKeyProviders(er); params.Provider == "" && len(names) == 1 {
+		params.Provider = names[0] // a bind without parameters: the spec's only apiKeys provider
 	}
 	prov := apiKeyProvider(er, params.Provider)
 	if prov == nil {

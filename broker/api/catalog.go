@@ -57,9 +57,8 @@ func Catalog() any {
 			"$schema":              "http://json-schema.org/draft-04/schema#",
 			"type":                 "object",
 			"additionalProperties": false,
-			"required":             []string{"provider"},
 			"properties": map[string]any{
-				"provider": map[string]any{"type": "string", "description": "name of an apiKeys provider of the EdgeRoute"},
+				"provider": map[string]any{"type": "string", "description": "name of an apiKeys provider of the EdgeRoute (optional when it has only one)"},
 				"labels": map[string]any{"type": "object", "maxProperties": spec.MaxLabels,
 					"description":          "key labels (authorization claims); only those the apiKeys provider's bindLabels allow",
 					"additionalProperties": map[string]any{"type": "string", "maxLength": spec.MaxLabelBytes, "pattern": "^[A-Za-z0-9_.:@/+=-]*$"}},
