@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
+	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
@@ -38,6 +39,17 @@ type Config struct {
 	Password  string // never logged
 	// BindWait: see api.Config.BindWait.
 	BindWait time.Duration
+	// BindingKeyFile holds the AES-256 key that seals the API key of a
+	// bind answered 202 until the platform fetches it (64 hex digits or
+	// base64, mode 0600). Empty: a random key for this process only, so a
+	// restart makes pending keys unfetchable. BindingKey, when set, wins.
+	BindingKeyFile string
+	BindingKey     *sealbox.Box
+	// PendingKeyTTL: see api.Config.PendingKeyTTL (default 24h).
+	PendingKeyTTL time.Duration
+	// KeySweepInterval is how often expired pending keys are wiped from
+	// the store (default 1m).
+	KeySweepInterval time.Duration
 	// SweepInterval and SweepGrace tune the outbox sweeper (defaults 5s);
 	// OpDeadline fails operations no worker finished (see
 	// Sweeper.Deadline; default 1h).
@@ -82,8 +94,20 @@ func Run(ctx context.Context, cfg Config) error {
 		defer qq.Close()
 		q = qq
 	}
+	box := cfg.BindingKey
+	if box == nil && cfg.BindingKeyFile != "" {
+		b, err := sealbox.LoadKeyFile(cfg.BindingKeyFile)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		box = b
+	}
+	if box == nil {
+		log.Warn("no --binding-key-file: keys of binds answered 202 are sealed with a key that lives only as long as this process")
+	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
-		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait, Tenancy: cfg.Tenancy})
+		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait, Tenancy: cfg.Tenancy,
+		KeyBox: box, PendingKeyTTL: cfg.PendingKeyTTL})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -116,11 +140,32 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.Go(func() error { return telemetry.ServeHTTP(gctx, l, h) })
 	g.Go(func() error { sw.Run(gctx); return nil })
+	g.Go(func() error { sweepKeys(gctx, h, cfg.KeySweepInterval, log); return nil })
 	log.Info("OSB API listening", "addr", l.Addr().String(), "store", redactRef(cfg.StoreURL), "queue", redactRef(cfg.QueueURL))
 	if cfg.Started != nil {
 		cfg.Started(l.Addr().String())
 	}
 	return g.Wait()
+}
+
+// sweepKeys wipes expired pending binding keys every interval until ctx
+// ends.
+func sweepKeys(ctx context.Context, h *api.API, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := h.WipeExpiredKeys(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("wiping expired pending binding keys failed; retrying next interval", "err", err)
+			}
+		}
+	}
 }
 
 // redactRef keeps a backend reference loggable (they carry no secrets, but

@@ -84,30 +84,3 @@ func TestUpdateKeepsBindingKeys(t *testing.T) {
 		t.Fatalf("after the update the spec lost the binding key or the change: %s", sp.JSON)
 	}
 }
-
-// TestSlowBindAnswers202WithTheKey: when the key is not live within
-// BindWait, the bind answers 202 with the operation and the key (the only
-// response that can carry it); the binding completes later.
-func TestSlowBindAnswers202WithTheKey(t *testing.T) {
-	p := newPipeline(t, pipelineOpts{bindWait: 50 * time.Millisecond})
-	p.provision(t, "sb", edgeRoute("slowbind"))
-	p.CP.paused.Store(true)
-	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": map[string]any{"provider": "partners"}}
-	r := p.do(t, "PUT", "/v2/service_instances/sb/service_bindings/k?accepts_incomplete=true", body)
-	p.expect(t, r, 202, "slow bind")
-	creds, _ := r.Body["credentials"].(map[string]any)
-	if key, _ := creds["api_key"].(string); r.str("operation") == "" || !strings.HasPrefix(key, api.KeyPrefix) {
-		t.Fatalf("202 bind body: %s", r.Raw)
-	}
-	p.expect(t, p.do(t, "GET", "/v2/service_instances/sb/service_bindings/k", nil), 404, "GET binding while binding")
-	p.CP.paused.Store(false)
-	last := p.waitOp(t, "/v2/service_instances/sb/service_bindings/k", r.str("operation"), 20*time.Second)
-	if last.str("state") != "succeeded" {
-		t.Fatalf("binding last_operation: %s", last.Raw)
-	}
-	g := p.do(t, "GET", "/v2/service_instances/sb/service_bindings/k", nil)
-	p.expect(t, g, 200, "GET binding")
-	if c := g.Body["credentials"].(map[string]any); c["api_key"] != nil {
-		t.Fatalf("GET binding returned the key: %s", g.Raw)
-	}
-}

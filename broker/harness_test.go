@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/api"
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
@@ -134,9 +135,12 @@ type pipelineOpts struct {
 	publishWait time.Duration
 	maxAttempts int
 	bindWait    time.Duration
+	pendingTTL  time.Duration
+	keySweep    time.Duration
 	sweep       time.Duration
 	logs        io.Writer
 	dns         dns.Provisioner
+	cdn         cdn.Provisioner
 	unconfirmed time.Duration
 	deadline    time.Duration
 	tenancy     api.Tenancy
@@ -190,7 +194,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
 			Logger: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
-			BindWait: o.bindWait, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline, Tenancy: o.tenancy})
+			BindWait: o.bindWait, PendingKeyTTL: o.pendingTTL, KeySweepInterval: o.keySweep, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline, Tenancy: o.tenancy})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)
 		}
@@ -210,7 +214,7 @@ func (p *pipeline) workerConfig(o pipelineOpts) worker.Config {
 	return worker.Config{Store: p.Store, Queue: p.Queue, Logger: p.log, Registry: prometheus.NewRegistry(),
 		Concurrency: o.workers, Visibility: o.visibility, PublishWait: o.publishWait, MaxAttempts: o.maxAttempts,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond,
-		DNS: o.dns, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed, Compile: o.compile}
+		DNS: o.dns, CDN: o.cdn, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed, Compile: o.compile}
 }
 
 func (p *pipeline) startWorker(ctx context.Context, t testing.TB, wg *sync.WaitGroup, o pipelineOpts) {
@@ -308,7 +312,8 @@ func edgeRoute(name string, hosts ...string) map[string]any {
 		"spec": map[string]any{
 			"hosts":     hosts,
 			"upstreams": []any{map[string]any{"name": "api", "endpoints": []string{"10.0.0.5:8080"}}},
-			"identity":  map[string]any{"apiKeys": []any{map[string]any{"name": "partners", "header": "x-api-key"}}},
+			"identity": map[string]any{"apiKeys": []any{map[string]any{"name": "partners", "header": "x-api-key",
+				"bindLabels": map[string]any{"plan": []string{"silver", "gold"}}}}},
 			"routes": []any{map[string]any{
 				"name": "all", "match": map[string]any{"pathPrefix": "/"}, "upstream": "api",
 				"auth": map[string]any{"mode": "enforce", "anyOf": []string{"partners"}},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
@@ -126,6 +127,10 @@ func Run(ctx context.Context, c Config) error {
 	if err := os.WriteFile(chainKeys, []byte("dev-1 "+chainSecret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("dev: writing %s: %w", chainKeys, err)
 	}
+	bindingKey, err := sealbox.EnsureKeyFile(filepath.Join(c.DataDir, "binding-key"))
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
 
 	st, q, err := broker.OpenEmbedded(ctx, c.DataDir, 30*time.Second)
 	if err != nil {
@@ -174,6 +179,7 @@ func Run(ctx context.Context, c Config) error {
 		return broker.Run(gctx, broker.Config{
 			HTTPAddr: c.BrokerAddr, AdminAddr: c.BrokerAdminAddr, Store: st, Queue: q,
 			Username: BrokerUser, Password: brokerPassword,
+			BindingKey:    bindingKey,
 			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
 			Logger: c.Log, Registry: telemetry.NewRegistry(),
 			Started: func(string) { brokerUp() },

@@ -77,24 +77,22 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("jwt with a spoofed x-user-id: status %d, upstream headers %v: want x-user-id alice and no x-gatehouse-subject", o.Status, h)
 	}
 
-	// An API key from an OSB binding: allowed once the binding succeeded.
-	bind, err := s.osb.Bind(ctx, "petstore", "e2e-binding", "partners", map[string]string{"plan": "gold"})
-	if err != nil {
-		t.Fatalf("bind: %v", err)
+	// An API key from an OSB binding made the way platforms without
+	// asynchronous bindings make it (no accepts_incomplete): 201 with the
+	// key, allowed once binding last_operation says succeeded.
+	bind, err := s.osb.BindSync(ctx, "petstore", "e2e-binding", "partners", map[string]string{"plan": "gold"})
+	if err != nil || bind.Code != 201 {
+		t.Fatalf("bind without accepts_incomplete: %+v %v, want 201", bind, err)
 	}
 	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
-		return s.osb.BindingLastOperation(ctx, "petstore", "e2e-binding", bind.Operation)
+		return s.osb.BindingLastOperation(ctx, "petstore", "e2e-binding", "")
 	})
 	if final.State != "succeeded" {
 		t.Fatalf("binding ended %s: %s", final.State, final.Description)
 	}
 	creds := bind.Credentials
 	if creds == nil || creds.APIKey == "" {
-		got, err := s.osb.Bind(ctx, "petstore", "e2e-binding", "partners", map[string]string{"plan": "gold"})
-		if err != nil || got.Credentials == nil || got.Credentials.APIKey == "" {
-			t.Fatalf("binding returned no api_key: %+v %v", got, err)
-		}
-		creds = got.Credentials
+		t.Fatalf("the 201 binding carries no api_key: %+v", creds)
 	}
 	if creds.Header != "x-api-key" || len(creds.Hosts) == 0 || creds.Hosts[0] != petstore {
 		t.Fatalf("binding credentials %+v: want header x-api-key and host %s", creds, petstore)

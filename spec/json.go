@@ -249,8 +249,11 @@ func (p *jsonDecoder) value(v reflect.Value, t reflect.Type, path string) bool {
 		if c == 'n' {
 			return p.null()
 		}
-		if t.Key().Kind() != reflect.String || t.Elem().Kind() != reflect.String || c != '{' {
+		if t.Key().Kind() != reflect.String || c != '{' {
 			return false
+		}
+		if t.Elem().Kind() != reflect.String {
+			return p.valueMap(v, t, path)
 		}
 		return p.stringMap(v, path)
 	}
@@ -314,6 +317,38 @@ func (p *jsonDecoder) stringMap(v reflect.Value, path string) bool {
 		}
 	}
 	v.Set(reflect.ValueOf(m).Convert(v.Type()))
+	return true
+}
+
+// valueMap decodes a map whose values are not strings (bindLabels: a map
+// of lists); like the walker it records the line of each value.
+func (p *jsonDecoder) valueMap(v reflect.Value, t reflect.Type, path string) bool {
+	p.i++ // {
+	m := reflect.MakeMap(t)
+	if !p.eat('}') {
+		for {
+			k, ok := p.key()
+			if !ok {
+				return false
+			}
+			if m.MapIndex(reflect.ValueOf(k).Convert(t.Key())).IsValid() {
+				return false // yaml.v3 reports it
+			}
+			e := reflect.New(t.Elem()).Elem()
+			if !p.value(e, t.Elem(), join(path, k)) {
+				return false
+			}
+			m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), e)
+			if p.eat(',') {
+				continue
+			}
+			if !p.eat('}') {
+				return false
+			}
+			break
+		}
+	}
+	v.Set(m)
 	return true
 }
 

@@ -215,6 +215,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			k, v := n.Content[i], n.Content[i+1]
 			child := join(path, k.Value)
 			w.doc.lines[child] = k.Line
+			if t.Elem().Kind() != reflect.String {
+				w.walk(v, t.Elem(), child)
+				continue
+			}
 			if v.Kind != yaml.ScalarNode {
 				w.fail(v, child, "must be a string")
 			}

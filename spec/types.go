@@ -161,6 +161,11 @@ type APIKeyProvider struct {
 	Header string   `json:"header,omitempty" yaml:"header,omitempty"`
 	Query  string   `json:"query,omitempty" yaml:"query,omitempty"`
 	Keys   []APIKey `json:"keys,omitempty" yaml:"keys,omitempty"`
+	// BindLabels lists the labels an OSB binding may give the keys it
+	// issues for this provider: label key -> allowed values. Without it a
+	// binding may set no labels at all (labels are authorization claims,
+	// so the spec's owner decides them, not the binder).
+	BindLabels map[string][]string `json:"bindLabels,omitempty" yaml:"bindLabels,omitempty"`
 }
 
 // APIKey is a key known only by the SHA-256 of its value.

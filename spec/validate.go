@@ -285,9 +285,13 @@ func (v *validator) identity(id *Identity) map[string]string {
 		case k.Header != "" && !isHeaderName(k.Header):
 			v.fail(p+".header", "%q is not a lower-case HTTP header name", k.Header)
 		}
+		v.bindLabels(p+".bindLabels", k.BindLabels)
 		ids := map[string]bool{}
 		for ki, key := range k.Keys {
 			kp := joinIndex(p+".keys", ki)
+			for _, problem := range CheckLabels(key.Labels) {
+				v.fail(kp+".labels", "%s", problem)
+			}
 			if v.required(kp+".id", key.ID) {
 				if ids[key.ID] {
 					v.fail(kp+".id", "duplicate key id %q", key.ID)

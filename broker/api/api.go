@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
+	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 )
 
@@ -44,6 +45,13 @@ type Config struct {
 	// BindWait is how long PUT binding waits for the key to be live before
 	// answering 202 instead of 201 (default 20s; negative: never wait).
 	BindWait time.Duration
+	// KeyBox seals the key of a bind that answers 202 until the platform
+	// fetches it with GET binding (default: a random key for this process
+	// only, so pending keys do not survive a restart).
+	KeyBox *sealbox.Box
+	// PendingKeyTTL is how long such a key waits to be fetched before it
+	// is wiped unseen (default 24h).
+	PendingKeyTTL time.Duration
 	// RetryAfter is the Retry-After hint of in-progress last_operation
 	// answers (default 1s).
 	RetryAfter time.Duration
@@ -78,6 +86,12 @@ func New(cfg Config) (*API, error) {
 	}
 	if cfg.BindWait == 0 {
 		cfg.BindWait = 20 * time.Second
+	}
+	if cfg.KeyBox == nil {
+		cfg.KeyBox = sealbox.Ephemeral()
+	}
+	if cfg.PendingKeyTTL <= 0 {
+		cfg.PendingKeyTTL = DefaultPendingKeyTTL
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = time.Second

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -40,8 +41,9 @@ type BindParameters struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 }
 
-// Credentials are what a binding returns. APIKey is only ever present in
-// the response to the PUT that created the key.
+// Credentials are what a binding returns. APIKey is present in exactly
+// one response: the PUT that created the key (201), or, after a 202, the
+// first GET binding once the bind succeeded.
 type Credentials struct {
 	APIKey   string   `json:"api_key,omitempty"`
 	APIKeyID string   `json:"api_key_id"`
@@ -97,10 +99,43 @@ func apiKeyProviders(er *spec.EdgeRoute) []string {
 	return names
 }
 
+// DefaultPendingKeyTTL is how long the key of a bind answered 202 stays
+// sealed in the store waiting for the platform's GET binding.
+const DefaultPendingKeyTTL = 24 * time.Hour
+
+// apiKeyProvider returns the named apiKeys provider of the spec, or nil.
+func apiKeyProvider(er *spec.EdgeRoute, name string) *spec.APIKeyProvider {
+	if er.Spec.Identity == nil || name == "" {
+		return nil
+	}
+	for i := range er.Spec.Identity.APIKeys {
+		if p := &er.Spec.Identity.APIKeys[i]; p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// keyAAD binds a sealed key to its binding and bind operation.
+func keyAAD(instanceID, bindingID, opID string) []byte {
+	return []byte("gatehouse-binding-key\x00" + instanceID + "\x00" + bindingID + "\x00" + opID)
+}
+
+// bind creates a binding: one API key, its SHA-256 merged into the spec
+// by the worker. The key is sealed in the binding record until one
+// response carries it:
+//   - without accepts_incomplete: 201 with the key, after waiting up to
+//     BindWait for it to go live (binding last_operation tells when it is
+//     live if it is not yet);
+//   - with accepts_incomplete=true: 201 with the key if it went live
+//     within BindWait, else 202 with the operation only; the platform
+//     then gets the key once from GET binding after "succeeded".
 func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	id, bid := r.PathValue("id"), r.PathValue("bid")
-	identity, ok := asyncRequest(w, r)
-	if !ok {
+	async := acceptsIncomplete(r)
+	identity, err := originatingIdentity(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
 		return
 	}
 	var req bindRequest
@@ -108,15 +143,13 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var params BindParameters
-	dec := json.NewDecoder(bytes.NewReader(req.Parameters))
-	dec.DisallowUnknownFields()
-	if len(req.Parameters) == 0 {
-		writeError(w, http.StatusBadRequest, errInvalidParams, `parameters are required: {"provider": "<apiKeys provider>", "labels": {...}}`)
-		return
-	}
-	if err := dec.Decode(&params); err != nil {
-		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf(`parameters: want {"provider": "<apiKeys provider>", "labels": {...}}: %v`, err))
-		return
+	if len(req.Parameters) > 0 && string(req.Parameters) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(req.Parameters))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&params); err != nil {
+			writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf(`parameters: want {"provider": "<apiKeys provider>", "labels": {...}}: %v`, err))
+			return
+		}
 	}
 	ctx := r.Context()
 	in, err := a.cfg.Store.GetInstance(ctx, id)
@@ -137,9 +170,17 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	if params.Provider == "" || er.Spec.Identity.ProviderKind(params.Provider) != "apiKey" {
+	if names := apiKeyProviders(er); params.Provider == "" && len(names) == 1 {
+		params.Provider = names[0] // a bind without parameters: the spec's only apiKeys provider
+	}
+	prov := apiKeyProvider(er, params.Provider)
+	if prov == nil {
 		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("parameters.provider %q is not an apiKeys provider of EdgeRoute %q (it has: %s)",
 			params.Provider, in.SpecName, strings.Join(apiKeyProviders(er), ", ")))
+		return
+	}
+	if problems := spec.CheckBindLabels(*prov, params.Labels); len(problems) > 0 {
+		writeError(w, http.StatusBadRequest, errInvalidParams, "parameters.labels: "+strings.Join(problems, "; "))
 		return
 	}
 	canonParams, _ := json.Marshal(params)
@@ -154,14 +195,17 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 	case !cur.Deleted && !(cur.Op.Kind == store.OpBind && cur.Op.State == store.StateFailed):
 		same := cur.ParamsHash == hash
 		switch {
-		case cur.Op.InProgress() && cur.Op.Kind == store.OpBind && same:
-			writeJSON(w, http.StatusAccepted, bindingBody{Operation: cur.Op.ID})
 		case cur.Op.InProgress() && cur.Op.Kind == store.OpUnbind:
 			writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("binding %s is being deleted", bid))
 		case !same:
 			writeError(w, http.StatusConflict, errConflict, fmt.Sprintf("binding %s already exists with different parameters", bid))
-		default: // identical and bound: the key itself was shown once and is not stored
-			writeJSON(w, http.StatusOK, bindingBody{Credentials: credentialsFor(er, cur), Parameters: &params})
+		case cur.Op.InProgress() && async:
+			writeJSON(w, http.StatusAccepted, bindingBody{Operation: cur.Op.ID})
+		default:
+			// Identical and bound, or a platform repeating a synchronous
+			// bind whose first answer it lost: (wait like the first request
+			// did, then) 200 with the key if no answer carried it yet.
+			a.answerBind(w, r, er, cur, "", false)
 		}
 		return
 	}
@@ -172,28 +216,86 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		InstanceID: id, ID: bid, ServiceID: req.ServiceID, PlanID: req.PlanID,
 		Provider: params.Provider, KeyID: bid, SHA256: sum, Labels: params.Labels,
 		ParamsHash: hash, Op: op, Version: cur.Version,
+		SealedKey:   a.cfg.KeyBox.Seal([]byte(key), keyAAD(id, bid, op.ID)),
+		SealedUntil: a.cfg.Now().Add(a.cfg.PendingKeyTTL).UTC(),
 	}
 	if _, err := a.cfg.Store.PutBinding(ctx, next); err != nil {
 		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
 	}
-	a.log.Info("bind accepted", "instance", id, "binding", bid, "provider", params.Provider, "op", op.ID, "originating_identity", identity)
+	a.log.Info("bind accepted", "instance", id, "binding", bid, "provider", params.Provider, "op", op.ID, "async", async, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id, BindingID: bid})
-	creds := credentialsFor(er, next)
-	creds.APIKey = key
-	// Wait a little for the key to go live, so most platforms get a plain
-	// synchronous 201; past BindWait answer 202 and let them poll.
-	final, err := a.waitBinding(r, id, bid, op.ID)
+	a.answerBind(w, r, er, next, key, async)
+}
+
+// answerBind waits up to BindWait for the bind operation of b to finish,
+// then answers: 400 if it failed; 202 with the operation only if it is
+// still running and the request was asynchronous; otherwise 201 (first
+// answer, fresh is the key) or 200 (a repeat) with the credentials and the
+// key, which leaves the store in the same step (only one answer ever
+// carries it).
+func (a *API) answerBind(w http.ResponseWriter, r *http.Request, er *spec.EdgeRoute, b store.Binding, fresh string, async bool) {
+	final, err := a.waitBinding(r, b.InstanceID, b.ID, b.Op.ID)
 	switch {
-	case err != nil || final.Op.InProgress():
-		// Nonstandard but necessary: the key is never stored, so this is
-		// the only response that can carry it.
-		writeJSON(w, http.StatusAccepted, bindingBody{Operation: op.ID, Credentials: creds})
-	case final.Op.State == store.StateSucceeded:
-		writeJSON(w, http.StatusCreated, bindingBody{Credentials: creds})
-	default:
-		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("binding %s failed: %s", bid, final.Op.Description))
+	case err == nil && final.Op.ID == b.Op.ID && final.Op.State == store.StateFailed:
+		writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("binding %s failed: %s", b.ID, final.Op.Description))
+		return
+	case async && (err != nil || final.Op.InProgress()):
+		writeJSON(w, http.StatusAccepted, bindingBody{Operation: b.Op.ID})
+		return
 	}
+	key, err := a.takeKey(r.Context(), b.InstanceID, b.ID, b.Op.ID)
+	if err != nil {
+		// The key stays sealed: a repeated PUT (or GET once live) gets it.
+		a.internal(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if fresh != "" && key == fresh {
+		code = http.StatusCreated
+	}
+	creds := credentialsFor(er, b)
+	creds.APIKey = key
+	writeJSON(w, code, bindingBody{Credentials: creds})
+}
+
+// takeKey removes the sealed key of binding bid (bind operation opID)
+// from the store and returns it; "" when there is none (handed over
+// already) or it expired (then it is wiped unseen). Conditional writes
+// make sure only one caller ever gets it.
+func (a *API) takeKey(ctx context.Context, id, bid, opID string) (string, error) {
+	for range 10 {
+		b, err := a.cfg.Store.GetBinding(ctx, id, bid)
+		if err != nil {
+			return "", err
+		}
+		if b.Op.ID != opID || len(b.SealedKey) == 0 {
+			return "", nil
+		}
+		var key []byte
+		expired := a.cfg.Now().After(b.SealedUntil)
+		if !expired {
+			if key, err = a.cfg.KeyBox.Open(b.SealedKey, keyAAD(id, bid, opID)); err != nil {
+				// Another replica's key, or a restart without
+				// --binding-key-file: leave it for a broker that can open it
+				// (or for expiry).
+				a.log.Warn("a pending binding key cannot be opened with this broker's binding key (replicas need the same --binding-key-file; a restart without one loses pending keys)", "instance", id, "binding", bid)
+				return "", nil
+			}
+		}
+		b.SealedKey, b.SealedUntil = nil, time.Time{}
+		if _, err := a.cfg.Store.PutBinding(ctx, b); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				continue
+			}
+			return "", err
+		}
+		if expired {
+			a.log.Info("a pending binding key expired unfetched and was wiped", "instance", id, "binding", bid)
+		}
+		return string(key), nil
+	}
+	return "", fmt.Errorf("binding %s: handing over its key: 10 conditional writes lost in a row", bid)
 }
 
 func (a *API) waitBinding(r *http.Request, id, bid, opID string) (store.Binding, error) {
@@ -221,10 +323,17 @@ func (a *API) waitBinding(r *http.Request, id, bid, opID string) (store.Binding,
 	}
 }
 
+// unbind revokes a binding's key: 202 with accepts_incomplete=true;
+// without it (platforms without asynchronous bindings) the answer waits
+// up to BindWait for the revocation to be live: 200, or 422
+// ConcurrencyError while it is still in progress (a repeated DELETE waits
+// again).
 func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	id, bid := r.PathValue("id"), r.PathValue("bid")
-	identity, ok := asyncRequest(w, r)
-	if !ok {
+	async := acceptsIncomplete(r)
+	identity, err := originatingIdentity(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
 		return
 	}
 	if !checkQueryIDs(w, r) {
@@ -232,6 +341,10 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	cur, err := a.cfg.Store.GetBinding(ctx, id, bid)
+	if !async && err == nil && !cur.Deleted && cur.Op.InProgress() && cur.Op.Kind == store.OpUnbind {
+		a.answerUnbind(w, r, id, bid, cur.Op.ID)
+		return
+	}
 	if a.answeredDelete(w, r, "binding "+bid, cur.Deleted, cur.Op, err, store.OpUnbind) {
 		return
 	}
@@ -242,13 +355,33 @@ func (a *API) unbind(w http.ResponseWriter, r *http.Request) {
 	}
 	op := a.newOp(r, store.OpUnbind, identity)
 	cur.Op = op
+	cur.SealedKey, cur.SealedUntil = nil, time.Time{}
 	if _, err := a.cfg.Store.PutBinding(ctx, cur); err != nil {
 		a.storeWriteFailed(w, r, err, "binding "+bid)
 		return
 	}
-	a.log.Info("unbind accepted", "instance", id, "binding", bid, "op", op.ID, "originating_identity", identity)
+	a.log.Info("unbind accepted", "instance", id, "binding", bid, "op", op.ID, "async", async, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id, BindingID: bid})
+	if !async {
+		a.answerUnbind(w, r, id, bid, op.ID)
+		return
+	}
 	writeJSON(w, http.StatusAccepted, operationBody{Operation: op.ID})
+}
+
+// answerUnbind answers a synchronous unbind once its operation opID has
+// finished, or says it is still running.
+func (a *API) answerUnbind(w http.ResponseWriter, r *http.Request, id, bid, opID string) {
+	final, err := a.waitBinding(r, id, bid, opID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && final.Deleted):
+		writeJSON(w, http.StatusOK, struct{}{})
+	case err == nil && final.Op.ID == opID && final.Op.State == store.StateFailed:
+		a.log.Warn("synchronous unbind failed", "instance", id, "binding", bid, "op", opID, "reason", final.Op.Description)
+		writeError(w, http.StatusInternalServerError, errInternal, fmt.Sprintf("revoking binding %s failed: %s", bid, final.Op.Description))
+	default:
+		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("the revocation of binding %s is still in progress; retry the DELETE (or send accepts_incomplete=true and poll last_operation)", bid))
+	}
 }
 
 func (a *API) getBinding(w http.ResponseWriter, r *http.Request) {
@@ -273,7 +406,15 @@ func (a *API) getBinding(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, bindingBody{Credentials: credentialsFor(er, b), Parameters: &BindParameters{Provider: b.Provider, Labels: b.Labels}})
+	creds := credentialsFor(er, b)
+	if b.Op.Kind == store.OpBind && len(b.SealedKey) > 0 {
+		// The key of a bind answered 202: handed over exactly once.
+		if creds.APIKey, err = a.takeKey(ctx, id, bid, b.Op.ID); err != nil {
+			a.internal(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, bindingBody{Credentials: creds, Parameters: &BindParameters{Provider: b.Provider, Labels: b.Labels}})
 }
 
 func (a *API) bindingLastOperation(w http.ResponseWriter, r *http.Request) {
@@ -300,6 +441,28 @@ func (a *API) bindingLastOperation(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", fmt.Sprint(int(a.cfg.RetryAfter.Round(1e9).Seconds())))
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// WipeExpiredKeys wipes up to 100 pending binding keys whose expiry
+// (PendingKeyTTL) has passed and returns how many; a binding that changed
+// meanwhile is left for the next call.
+func (a *API) WipeExpiredKeys(ctx context.Context) (int, error) {
+	bs, err := a.cfg.Store.ExpiredKeys(ctx, a.cfg.Now(), 100)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, b := range bs {
+		b.SealedKey, b.SealedUntil = nil, time.Time{}
+		switch _, err := a.cfg.Store.PutBinding(ctx, b); {
+		case err == nil:
+			n++
+			a.log.Info("a pending binding key expired unfetched and was wiped", "instance", b.InstanceID, "binding", b.ID)
+		case !errors.Is(err, store.ErrConflict):
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // LogValue keeps the key out of logs: only whether it is set.

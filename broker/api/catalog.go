@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -56,10 +57,20 @@ func Catalog() any {
 			"$schema":              "http://json-schema.org/draft-04/schema#",
 			"type":                 "object",
 			"additionalProperties": false,
-			"required":             []string{"provider"},
 			"properties": map[string]any{
-				"provider": map[string]any{"type": "string", "description": "name of an apiKeys provider of the EdgeRoute"},
-				"labels":   map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}},
+				"provider": map[string]any{"type": "string", "description": "name of an apiKeys provider of the EdgeRoute (optional when it has only one)"},
+				"labels": map[string]any{"type": "object", "maxProperties": spec.MaxLabels,
+					"description":          "key labels (authorization claims); only those the apiKeys provider's bindLabels allow",
+					"additionalProperties": map[string]any{"type": "string", "maxLength": spec.MaxLabelBytes, "pattern": "^[A-Za-z0-9_.:@/+=-]*$"}},
+			},
+		}
+		schemas := map[string]any{
+			"service_instance": map[string]any{
+				"create": map[string]any{"parameters": routeSchema},
+				"update": map[string]any{"parameters": routeSchema},
+			},
+			"service_binding": map[string]any{
+				"create": map[string]any{"parameters": bindSchema},
 			},
 		}
 		catalogData = catalogBody{Services: []service{{
@@ -73,16 +84,10 @@ func Catalog() any {
 			Metadata:             map[string]any{"displayName": "Gatehouse edge route"},
 			Plans: []plan{{
 				ID: PlanID, Name: PlanName, Description: "One EdgeRoute, served by the shared Envoy fleet.",
-				Free: true, Bindable: true,
-				Schemas: map[string]any{
-					"service_instance": map[string]any{
-						"create": map[string]any{"parameters": routeSchema},
-						"update": map[string]any{"parameters": routeSchema},
-					},
-					"service_binding": map[string]any{
-						"create": map[string]any{"parameters": bindSchema},
-					},
-				},
+				Free: true, Bindable: true, Schemas: schemas,
+			}, {
+				ID: cdn.PlanID, Name: cdn.PlanName, Description: "One EdgeRoute behind its own CloudFront distribution (CDN front) in front of the shared Envoy fleet.",
+				Free: true, Bindable: true, Schemas: schemas,
 			}},
 		}}}
 	})

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/specs"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
@@ -34,8 +35,8 @@ func checkIDs(w http.ResponseWriter, serviceID, planID string, planRequired bool
 		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("service_id %q is not in the catalog (want %q, service %q)", serviceID, ServiceID, ServiceName))
 	case planRequired && planID == "":
 		writeError(w, http.StatusBadRequest, errBadRequest, "plan_id is required")
-	case planID != "" && planID != PlanID:
-		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("plan_id %q is not a plan of service %q (want %q, plan %q)", planID, ServiceName, PlanID, PlanName))
+	case planID != "" && planID != PlanID && planID != cdn.PlanID:
+		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("plan_id %q is not a plan of service %q (want %q, plan %q, or %q, plan %q)", planID, ServiceName, PlanID, PlanName, cdn.PlanID, cdn.PlanName))
 	default:
 		return true
 	}
@@ -185,6 +186,10 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 	}
 	if cur.Op.InProgress() {
 		writeError(w, http.StatusUnprocessableEntity, errConcurrency, fmt.Sprintf("instance %s has a %s operation in progress", id, cur.Op.Kind))
+		return
+	}
+	if req.PlanID != "" && req.PlanID != cur.PlanID {
+		writeError(w, http.StatusBadRequest, errBadRequest, fmt.Sprintf("plan_id: instance %s is on plan %q; plans cannot change (plan_updateable is false): provision a new instance on the other plan", id, cur.PlanID))
 		return
 	}
 	if len(cur.Spec) == 0 {

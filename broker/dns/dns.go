@@ -1,8 +1,14 @@
 // Package dns is the broker's optional provisioning step: one DNS record
-// per EdgeRoute host pointing at the edge fleet, applied through Route 53
-// (aws-sdk-go-v2) or, in dry-run mode, only logged as a change set. It is
-// off unless configured. It must not import the api, queue, store or
-// worker packages.
+// per EdgeRoute host pointing at the edge fleet (or the instance's CDN
+// distribution), applied through Route 53 (aws-sdk-go-v2) or, in dry-run
+// mode, only logged. Records are owned: next to every record it creates
+// the step writes an ownership marker (a TXT record, as external-dns
+// does) naming this Gatehouse deployment and the service instance, and
+// it only ever changes or deletes a record whose marker names that same
+// owner. Where a record exists without a marker, or with another owner's,
+// nothing is touched and the step reports ErrNotOwned. It is off unless
+// configured. It must not import the api, queue, store or worker
+// packages.
 package dns
 
 import (
@@ -10,113 +16,115 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/route53"
-	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 )
 
-// Action is what a change does.
-type Action string
+// ErrNotOwned: a record exists at a host and its marker does not name the
+// owner asking (or it has none). Not worth a retry.
+var ErrNotOwned = errors.New("DNS record not owned by this instance")
 
-// Actions, as Route 53 spells them.
-const (
-	Upsert Action = "UPSERT"
-	Delete Action = "DELETE"
-)
-
-// Change is one record change.
-type Change struct {
-	Action Action
-	Name   string // the host; "*.x.example.com" wildcards are allowed
-	Type   string // CNAME
-	Value  string // the edge fleet's name
-	TTL    int64
+// NotOwnedError says which host and why (wraps ErrNotOwned).
+type NotOwnedError struct {
+	Host   string
+	Reason string
 }
 
-// Provisioner applies the record changes of one spec. Apply must be
-// idempotent: the worker may run it again after a crash.
-type Provisioner interface {
-	Apply(ctx context.Context, specName string, changes []Change) error
+func (e *NotOwnedError) Error() string {
+	return fmt.Sprintf("host %s: %s; Gatehouse changes only records it created for this instance", e.Host, e.Reason)
 }
 
-// Changes builds one CNAME change per host towards target.
-func Changes(action Action, hosts []string, target string, ttl int64) []Change {
-	out := make([]Change, 0, len(hosts))
-	for _, h := range hosts {
-		out = append(out, Change{Action: action, Name: strings.ToLower(h), Type: "CNAME", Value: target, TTL: ttl})
+// Unwrap makes errors.Is(err, ErrNotOwned) true.
+func (e *NotOwnedError) Unwrap() error { return ErrNotOwned }
+
+// Owner names who may change a record: the Gatehouse deployment (ID, like
+// external-dns's --txt-owner-id) and the service instance.
+type Owner struct {
+	ID       string
+	Instance string
+	// Legacy lists hosts the instance already served before ownership
+	// markers existed (its live spec's hosts): a CNAME without a marker at
+	// one of them that points exactly at LegacyTarget (the fleet) is the
+	// one Gatehouse wrote for it then, and is taken over (its marker is
+	// added) instead of refused. Nothing else is ever adopted.
+	Legacy       []string
+	LegacyTarget string
+}
+
+// legacy reports whether the unmarked records at host are the instance's
+// own record from before markers.
+func (o Owner) legacy(host, cnameValue string) bool {
+	if o.LegacyTarget == "" || !strings.EqualFold(strings.TrimSuffix(cnameValue, "."), o.LegacyTarget) {
+		return false
 	}
-	return out
-}
-
-// DryRun logs the change set and changes nothing.
-type DryRun struct{ Log *slog.Logger }
-
-// Apply logs each change.
-func (d DryRun) Apply(_ context.Context, specName string, changes []Change) error {
-	for _, c := range changes {
-		d.Log.Info("dns dry-run: would change record", "spec", specName, "action", string(c.Action), "name", c.Name, "type", c.Type, "value", c.Value, "ttl", c.TTL)
-	}
-	return nil
-}
-
-// Route53API is the part of the Route 53 client the step uses.
-type Route53API interface {
-	ChangeResourceRecordSets(ctx context.Context, in *route53.ChangeResourceRecordSetsInput, opts ...func(*route53.Options)) (*route53.ChangeResourceRecordSetsOutput, error)
-}
-
-// Route53 applies changes to one hosted zone.
-type Route53 struct {
-	Client Route53API
-	ZoneID string
-	Log    *slog.Logger
-}
-
-// Apply sends the changes as one batch. Deleting a record that is already
-// gone counts as done (the step is idempotent); a delete is retried alone
-// per record so one missing record does not block the rest.
-func (r *Route53) Apply(ctx context.Context, specName string, changes []Change) error {
-	if len(changes) == 0 {
-		return nil
-	}
-	err := r.send(ctx, specName, changes)
-	if err == nil || changes[0].Action != Delete || !isMissingRecord(err) {
-		return err
-	}
-	var errs []error
-	for _, c := range changes {
-		if err := r.send(ctx, specName, []Change{c}); err != nil && !isMissingRecord(err) {
-			errs = append(errs, err)
+	for _, h := range o.Legacy {
+		if strings.EqualFold(h, host) {
+			return true
 		}
 	}
-	return errors.Join(errs...)
+	return false
 }
 
-func (r *Route53) send(ctx context.Context, specName string, changes []Change) error {
-	batch := &types.ChangeBatch{Comment: aws.String("gatehouse broker: EdgeRoute " + specName)}
-	for _, c := range changes {
-		batch.Changes = append(batch.Changes, types.Change{
-			Action: types.ChangeAction(c.Action),
-			ResourceRecordSet: &types.ResourceRecordSet{
-				Name:            aws.String(c.Name),
-				Type:            types.RRType(c.Type),
-				TTL:             aws.Int64(c.TTL),
-				ResourceRecords: []types.ResourceRecord{{Value: aws.String(c.Value)}},
-			},
-		})
+// Marker is the TXT value that records ownership.
+func (o Owner) Marker() string {
+	return fmt.Sprintf("heritage=gatehouse,gatehouse/owner=%s,gatehouse/instance=%s", o.ID, o.Instance)
+}
+
+// MarkerName is the name of the TXT record that marks host's record:
+// "_gatehouse.<host>", a leading "*." written "_wildcard." (a TXT record
+// cannot share the name of a CNAME, and "_" never appears in a host).
+func MarkerName(host string) string {
+	host = strings.ToLower(host)
+	if rest, ok := strings.CutPrefix(host, "*."); ok {
+		return "_gatehouse._wildcard." + rest
 	}
-	out, err := r.Client.ChangeResourceRecordSets(ctx, &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(r.ZoneID), ChangeBatch: batch})
-	if err != nil {
-		return fmt.Errorf("route53 zone %s: %d change(s) for EdgeRoute %q: %w", r.ZoneID, len(changes), specName, err)
-	}
-	if r.Log != nil && out.ChangeInfo != nil {
-		r.Log.Info("dns changes submitted", "spec", specName, "zone", r.ZoneID, "changes", len(changes), "change_id", aws.ToString(out.ChangeInfo.Id))
+	return "_gatehouse." + host
+}
+
+// Provisioner manages the records of one owner. Every method is
+// idempotent: the worker may run it again after a crash.
+type Provisioner interface {
+	// Check reports (as *NotOwnedError, joined) every host whose record
+	// Ensure would refuse to touch, changing nothing.
+	Check(ctx context.Context, owner Owner, hosts []string) error
+	// Ensure points each host at target (a CNAME with ttl): it creates
+	// the record and its marker where the name is free, updates it where
+	// the marker names owner, and refuses (ErrNotOwned) anywhere else.
+	Ensure(ctx context.Context, owner Owner, hosts []string, target string, ttl int64) error
+	// Remove deletes the record and the marker of each host whose marker
+	// names owner, exactly as they are; anything else is left alone.
+	Remove(ctx context.Context, owner Owner, hosts []string) error
+}
+
+// DryRun logs what it would do and changes nothing (it cannot see the
+// zone, so it assumes every name is free or already owned).
+type DryRun struct{ Log *slog.Logger }
+
+// Check changes nothing and refuses nothing.
+func (d DryRun) Check(context.Context, Owner, []string) error { return nil }
+
+// Ensure logs each record and marker it would write.
+func (d DryRun) Ensure(_ context.Context, o Owner, hosts []string, target string, ttl int64) error {
+	for _, h := range sortedLower(hosts) {
+		d.Log.Info("dns dry-run: would create (where free) or update (where owned) record", "instance", o.Instance, "name", h, "type", "CNAME", "value", target, "ttl", ttl,
+			"marker", MarkerName(h), "marker_value", o.Marker())
 	}
 	return nil
 }
 
-func isMissingRecord(err error) bool {
-	var ic *types.InvalidChangeBatch
-	return errors.As(err, &ic) && strings.Contains(strings.ToLower(ic.ErrorMessage()), "not found")
+// Remove logs each record it would delete.
+func (d DryRun) Remove(_ context.Context, o Owner, hosts []string) error {
+	for _, h := range sortedLower(hosts) {
+		d.Log.Info("dns dry-run: would delete record if owned", "instance", o.Instance, "name", h, "type", "CNAME", "marker", MarkerName(h), "marker_value", o.Marker())
+	}
+	return nil
+}
+
+func sortedLower(hosts []string) []string {
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		out[i] = strings.ToLower(h)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -181,11 +181,28 @@ func (c *Client) LastOperation(ctx context.Context, id, op string) (*Response, e
 	return c.do(ctx, "GET", instancePath(id)+"/last_operation"+q, nil, 200, 410)
 }
 
-// Bind creates a binding: an API key for provider.
+// Bind creates a binding asynchronously: an API key for provider. A 201
+// carries the key; after a 202 poll BindingLastOperation, then Binding
+// returns the key (once).
 func (c *Client) Bind(ctx context.Context, id, bid, provider string, labels map[string]string) (*Response, error) {
 	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID,
 		"parameters": api.BindParameters{Provider: provider, Labels: labels}}
 	return c.do(ctx, "PUT", bindingPath(id, bid)+"?accepts_incomplete=true", body, 200, 201, 202)
+}
+
+// BindSync creates a binding the way platforms without asynchronous
+// bindings do (no accepts_incomplete): the answer (201) always carries
+// the key; BindingLastOperation tells when it is live.
+func (c *Client) BindSync(ctx context.Context, id, bid, provider string, labels map[string]string) (*Response, error) {
+	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID,
+		"parameters": api.BindParameters{Provider: provider, Labels: labels}}
+	return c.do(ctx, "PUT", bindingPath(id, bid), body, 200, 201)
+}
+
+// Binding fetches a binding; its credentials carry the key the first time
+// after an asynchronous bind succeeded.
+func (c *Client) Binding(ctx context.Context, id, bid string) (*Response, error) {
+	return c.do(ctx, "GET", bindingPath(id, bid), nil, 200)
 }
 
 // Unbind revokes a binding's key.

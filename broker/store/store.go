@@ -131,7 +131,13 @@ type Binding struct {
 	ParamsHash string            `json:"params_hash"`
 	Deleted    bool              `json:"deleted,omitempty"`
 	Op         Operation         `json:"op"`
-	Version    int64             `json:"-"`
+	// SealedKey is the key of a bind that answered 202, encrypted with
+	// the broker's binding key (AES-GCM, bound to instance, binding and
+	// operation) until the platform fetches it once with GET binding. It is
+	// wiped then, on unbind, and when found after SealedUntil.
+	SealedKey   []byte    `json:"sealed_key,omitempty"`
+	SealedUntil time.Time `json:"sealed_until,omitzero"`
+	Version     int64     `json:"-"`
 }
 
 // Active reports whether the binding's key belongs in the spec: bound or
@@ -212,6 +218,10 @@ type Store interface {
 	GetBinding(ctx context.Context, instanceID, id string) (Binding, error)
 	PutBinding(ctx context.Context, b Binding) (int64, error)
 	ListBindings(ctx context.Context, instanceID string) ([]Binding, error)
+	// ExpiredKeys lists bindings (with their Version) that still hold a
+	// SealedKey whose SealedUntil is before before, at most limit: the
+	// broker wipes them.
+	ExpiredKeys(ctx context.Context, before time.Time, limit int) ([]Binding, error)
 
 	// MarkEnqueued clears the outbox flag of the operation opID of the
 	// instance (bindingID "") or binding, if it is still that operation.

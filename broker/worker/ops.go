@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/specs"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
@@ -234,6 +235,11 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 		if problems != "" {
 			return w.failInstance(ctx, in, problems)
 		}
+		if problems, err := w.checkOwnership(ctx, in, d.EdgeRoute.Spec.Hosts); err != nil {
+			return err
+		} else if problems != "" {
+			return w.failInstance(ctx, in, problems)
+		}
 		rev, err = w.writeSpec(ctx, d.Name(), in.ID, op.ID, false, func() ([]byte, error) {
 			bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
 			if err != nil {
@@ -266,7 +272,19 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 		w.rollback(ctx, in, op.ID)
 		return nil
 	}
-	if err := w.dnsStep(ctx, in, op.Payload); err != nil {
+	target, err := w.cdnStep(ctx, in, op.Payload)
+	if err == nil {
+		err = w.dnsStep(ctx, in, op.Payload, target)
+	}
+	if errors.Is(err, dns.ErrNotOwned) || errors.Is(err, cdn.ErrNotOwned) {
+		// Somebody wrote a record between the check and now: take the
+		// spec back rather than serve a host whose name points elsewhere.
+		if err := w.failInstance(ctx, in, err.Error()); err != nil {
+			return err
+		}
+		w.rollback(ctx, in, op.ID)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q is live at store revision %d", in.SpecName, rev), func(i *store.Instance) {
@@ -290,10 +308,66 @@ func hostsOf(payload []byte) []string {
 	return d.EdgeRoute.Spec.Hosts
 }
 
-// dnsStep points the new spec's hosts at the fleet and removes the records
-// of hosts it no longer has. Idempotent (UPSERT; a missing record is
-// already deleted).
-func (w *Worker) dnsStep(ctx context.Context, in store.Instance, payload []byte) error {
+// dnsOwner is who the DNS ownership markers of an instance name.
+func (w *Worker) dnsOwner(in store.Instance) dns.Owner {
+	return dns.Owner{ID: w.cfg.DNSOwnerID, Instance: in.ID, Legacy: hostsOf(in.Spec), LegacyTarget: w.cfg.DNSTarget}
+}
+
+// cdnOwner is who the CDN ownership marker of an instance names.
+func (w *Worker) cdnOwner(in store.Instance) cdn.Owner {
+	return cdn.Owner{ID: w.cfg.DNSOwnerID, Instance: in.ID}
+}
+
+// onCDNPlan reports whether the instance gets a CDN front.
+func onCDNPlan(in store.Instance) bool { return in.PlanID == cdn.PlanID }
+
+// checkOwnership looks, before anything is published, whether the DNS
+// records and CDN aliases of hosts are this instance's to take: problems
+// fails the operation; err is retried.
+func (w *Worker) checkOwnership(ctx context.Context, in store.Instance, hosts []string) (problems string, err error) {
+	if onCDNPlan(in) {
+		if w.cfg.CDN == nil {
+			return fmt.Sprintf("plan %s is not available: this broker's worker runs without a CDN (gatehouse worker --cdn-origin)", cdn.PlanName), nil
+		}
+		if err := w.cfg.CDN.Check(ctx, w.cdnOwner(in), hosts); errors.Is(err, cdn.ErrNotOwned) {
+			return "cdn step: " + err.Error(), nil
+		} else if err != nil {
+			return "", retry("cdn step: %w", err)
+		}
+	}
+	if w.cfg.DNS != nil {
+		if err := w.cfg.DNS.Check(ctx, w.dnsOwner(in), hosts); errors.Is(err, dns.ErrNotOwned) {
+			return "dns step: " + err.Error(), nil
+		} else if err != nil {
+			return "", retry("dns step: %w", err)
+		}
+	}
+	return "", nil
+}
+
+// cdnStep creates or updates the instance's distribution (CDN plan only)
+// and returns what its DNS records point at: the distribution's domain,
+// or the fleet (DNSTarget).
+func (w *Worker) cdnStep(ctx context.Context, in store.Instance, payload []byte) (string, error) {
+	if !onCDNPlan(in) || w.cfg.CDN == nil {
+		return w.cfg.DNSTarget, nil
+	}
+	domain, err := w.cfg.CDN.Ensure(ctx, w.cdnOwner(in), hostsOf(payload))
+	switch {
+	case errors.Is(err, cdn.ErrNotOwned):
+		return "", fmt.Errorf("cdn step: %w", err)
+	case err != nil:
+		return "", retry("cdn step: %w", err)
+	case domain == "": // dry run
+		return w.cfg.DNSTarget, nil
+	}
+	return domain, nil
+}
+
+// dnsStep points the new spec's hosts at target and removes the records
+// of hosts it no longer has, touching only records this instance owns
+// (ErrNotOwned otherwise). Idempotent.
+func (w *Worker) dnsStep(ctx context.Context, in store.Instance, payload []byte, target string) error {
 	if w.cfg.DNS == nil {
 		return nil
 	}
@@ -309,12 +383,14 @@ func (w *Worker) dnsStep(ctx context.Context, in store.Instance, payload []byte)
 		}
 	}
 	if len(want) > 0 {
-		if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Upsert, want, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+		if err := w.cfg.DNS.Ensure(ctx, w.dnsOwner(in), want, target, w.cfg.DNSTTL); errors.Is(err, dns.ErrNotOwned) {
+			return fmt.Errorf("dns step: %w", err)
+		} else if err != nil {
 			return retry("dns step: %w", err)
 		}
 	}
 	if len(gone) > 0 {
-		if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Delete, gone, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+		if err := w.cfg.DNS.Remove(ctx, w.dnsOwner(in), gone); err != nil {
 			return retry("dns step: %w", err)
 		}
 	}
@@ -359,9 +435,15 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 	}
 	if w.cfg.DNS != nil {
 		if hs := hostsOf(in.Spec); len(hs) > 0 {
-			if err := w.cfg.DNS.Apply(ctx, in.SpecName, dns.Changes(dns.Delete, hs, w.cfg.DNSTarget, w.cfg.DNSTTL)); err != nil {
+			if err := w.cfg.DNS.Remove(ctx, w.dnsOwner(in), hs); err != nil {
 				return retry("dns step: %w", err)
 			}
+		}
+	}
+	if onCDNPlan(in) && w.cfg.CDN != nil {
+		// Disable, wait until CloudFront deployed that, delete.
+		if err := w.cfg.CDN.Remove(ctx, w.cdnOwner(in)); err != nil {
+			return retry("cdn step: %w", err)
 		}
 	}
 	bs, err := w.cfg.Store.ListBindings(ctx, in.ID)
@@ -373,6 +455,7 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 			continue
 		}
 		b.Deleted = true
+		b.SealedKey, b.SealedUntil = nil, time.Time{} // a key never fetched goes with it
 		if _, err := w.cfg.Store.PutBinding(ctx, b); err != nil {
 			return retry("deleting binding %s with its instance: %w", b.ID, err)
 		}

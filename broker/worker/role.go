@@ -6,10 +6,12 @@ import (
 	"net"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
@@ -28,6 +30,13 @@ type RoleConfig struct {
 	DNSZone     string
 	DNSEndpoint string
 	DNSDryRun   bool
+	// CDNOrigin (the fleet's load balancer name) turns on the CloudFront
+	// step for instances on the CDN plan; CDNDryRun logs instead.
+	// CDNCertificateARN is the ACM certificate for the aliases.
+	CDNOrigin         string
+	CDNCertificateARN string
+	CDNEndpoint       string
+	CDNDryRun         bool
 }
 
 // RunRole opens the backends, serves the admin endpoints and runs the
@@ -65,6 +74,23 @@ func RunRole(ctx context.Context, rc RoleConfig) error {
 			}
 		})
 		cfg.DNS = &dns.Route53{Client: c, ZoneID: rc.DNSZone, Log: cfg.Logger.With("component", "broker-dns")}
+	}
+	switch {
+	case rc.CDNDryRun:
+		cfg.CDN = cdn.DryRun{Log: cfg.Logger.With("component", "broker-cdn"), Origin: rc.CDNOrigin}
+	case rc.CDNOrigin != "" && rc.CDNCertificateARN == "":
+		return fmt.Errorf("broker worker: the CDN step needs --cdn-certificate-arn (CloudFront serves a distribution's hosts only with an ACM certificate covering them)")
+	case rc.CDNOrigin != "":
+		awsCfg, err := backend.AWSConfig(ctx, rc.Backend)
+		if err != nil {
+			return fmt.Errorf("broker worker: cdn step: %w", err)
+		}
+		c := cloudfront.NewFromConfig(awsCfg, func(o *cloudfront.Options) {
+			if rc.CDNEndpoint != "" {
+				o.BaseEndpoint = &rc.CDNEndpoint
+			}
+		})
+		cfg.CDN = &cdn.CloudFront{Client: c, Origin: rc.CDNOrigin, CertificateARN: rc.CDNCertificateARN, Log: cfg.Logger.With("component", "broker-cdn")}
 	}
 	if cfg.DNS != nil && cfg.DNSTarget == "" {
 		return fmt.Errorf("broker worker: the DNS step needs a target (--dns-target)")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
@@ -62,6 +63,14 @@ type Config struct {
 	// DNSTarget and DNSTTL describe the records the DNS step writes.
 	DNSTarget string
 	DNSTTL    int64
+	// CDN is the optional CDN step for instances on the CDN plan
+	// (cdn.PlanID): a CloudFront distribution in front of the fleet, which
+	// the DNS records then point at. nil: operations on that plan fail.
+	CDN cdn.Provisioner
+	// DNSOwnerID names this Gatehouse deployment in the DNS and CDN
+	// ownership markers (default "gatehouse"); two deployments sharing a
+	// zone or an AWS account need different ones.
+	DNSOwnerID string
 	// Compile, when set, is run on every spec before it is written, with
 	// the tenant that claims its hosts (the control plane's compile
 	// function with the control plane's options, so its errors fail the
@@ -119,6 +128,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.DNSTTL <= 0 {
 		cfg.DNSTTL = 300
+	}
+	if cfg.DNSOwnerID == "" {
+		cfg.DNSOwnerID = "gatehouse"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -55,20 +55,24 @@ func newKeysCreateCmd(o *osbFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if r.Credentials == nil {
-				return fmt.Errorf("the broker answered %d without credentials", r.Code)
-			}
 			if r.Code == http.StatusAccepted {
 				final, err := osbclient.Wait(cmd.Context(), o.timeout, func(ctx context.Context) (*osbclient.Response, error) {
 					return c.BindingLastOperation(ctx, route, id, r.Operation)
 				}, progress(errw, route+"/"+id))
 				if err != nil {
-					return fmt.Errorf("key %s was issued but is not live yet (%v); it is printed below anyway", id, err)
+					return fmt.Errorf("key %s is not live yet (%v); run this command again with --id %s to fetch it once it is", id, err, id)
 				}
 				if final.State == "failed" {
 					fmt.Fprintf(errw, "key %s: failed\n%s\n", id, final.Description)
 					return exitCode(1)
 				}
+				// The key waits, sealed, for exactly one GET binding.
+				if r, err = c.Binding(cmd.Context(), route, id); err != nil {
+					return err
+				}
+			}
+			if r.Credentials == nil {
+				return fmt.Errorf("the broker answered %d without credentials", r.Code)
 			}
 			cr := r.Credentials
 			fmt.Fprintf(out, "key id:   %s\n", cr.APIKeyID)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
@@ -76,7 +77,8 @@ func TestRoutesAndKeysCLI(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	startCommand(t, "broker", "--http-addr", addr, "--admin-addr", admin, "--store", "sqlite:"+storePath,
-		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--log-level", "warn")
+		"--queue", "sqlite:"+queuePath, "--username", "ops", "--password-file", pw, "--log-level", "warn",
+		"--bind-wait", "1ms") // keys create then gets 202 and fetches the key with GET binding
 	t.Setenv("GATEHOUSE_WORKER_ADMIN_ADDR", "-") // the env twin of --admin-addr
 	startCommand(t, "worker", "--store", "sqlite:"+storePath, "--queue", "sqlite:"+queuePath, "--log-level", "warn")
 	controlPlaneDouble(t, storePath)
@@ -89,7 +91,7 @@ spec:
   hosts: [clipets.example.com]
   upstreams: [{name: api, endpoints: ["10.0.0.5:8080"]}]
   identity:
-    apiKeys: [{name: partners, header: x-api-key}]
+    apiKeys: [{name: partners, header: x-api-key, bindLabels: {plan: [gold]}}]
   routes:
     - name: all
       match: {pathPrefix: /}
@@ -146,6 +148,12 @@ spec:
 	_, errOut, code = cli("keys", "create", "clipets", "--provider", "nope")
 	if code == 0 || !strings.Contains(errOut, `"nope" is not an apiKeys provider`) {
 		t.Fatalf("keys create with an unknown provider: exit %d\n%s", code, errOut)
+	}
+	// A platform without asynchronous bindings (no accepts_incomplete):
+	// 201 with the key from the real broker and worker processes.
+	osb := &osbclient.Client{BaseURL: "http://" + addr, Username: "ops", Password: "cli-secret"}
+	if r, err := osb.BindSync(context.Background(), "clipets", "k2", "partners", nil); err != nil || r.Code != 201 || r.Credentials == nil || !strings.HasPrefix(r.Credentials.APIKey, "gh_") {
+		t.Fatalf("bind without accepts_incomplete: %+v %v", r, err)
 	}
 	out, errOut, code = cli("keys", "revoke", "clipets", "k1")
 	if code != 0 || !strings.Contains(out, "clipets/k1: revoked") {

@@ -182,10 +182,13 @@ func outboxOf(op store.Operation) int64 {
 }
 
 // putVersioned writes a JSON record conditionally on its version.
-func (s *Store) putVersioned(ctx context.Context, pk, sk string, version int64, doc []byte, op store.Operation, what string) (int64, error) {
+func (s *Store) putVersioned(ctx context.Context, pk, sk string, version int64, doc []byte, op store.Operation, what string, extra ...string) (int64, error) {
 	next := version + 1
 	item := key(pk, sk)
 	item["doc"], item["ver"], item["outbox"], item["op_created"] = bin(doc), num(next), num(outboxOf(op)), num(op.CreatedAt.UnixNano())
+	for i := 0; i+1 < len(extra); i += 2 { // extra numeric attributes: name, value
+		item[extra[i]] = &types.AttributeValueMemberN{Value: extra[i+1]}
+	}
 	in := &dynamodb.PutItemInput{TableName: &s.table, Item: item}
 	if version == 0 {
 		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
@@ -251,7 +254,36 @@ func (s *Store) PutBinding(ctx context.Context, b store.Binding) (int64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("encoding binding %q: %w", b.ID, err)
 	}
-	return s.putVersioned(ctx, "inst#"+b.InstanceID, "bind#"+b.ID, b.Version, doc, b.Op, fmt.Sprintf("binding %q", b.ID))
+	var extra []string
+	if len(b.SealedKey) > 0 { // sealed_until: only on bindings holding a pending key
+		extra = []string{"sealed_until", strconv.FormatInt(max(b.SealedUntil.UnixNano(), 1), 10)}
+	}
+	return s.putVersioned(ctx, "inst#"+b.InstanceID, "bind#"+b.ID, b.Version, doc, b.Op, fmt.Sprintf("binding %q", b.ID), extra...)
+}
+
+// ExpiredKeys scans for bindings whose pending key expired before before.
+func (s *Store) ExpiredKeys(ctx context.Context, before time.Time, limit int) ([]store.Binding, error) {
+	var out []store.Binding
+	err := s.scan(ctx, &dynamodb.ScanInput{
+		FilterExpression:          aws.String("sealed_until < :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":t": num(before.UnixNano())},
+	}, "listing expired binding keys", func(item map[string]types.AttributeValue) error {
+		var b store.Binding
+		if err := json.Unmarshal(getB(item, "doc"), &b); err != nil {
+			return s.fail("decoding a binding", err)
+		}
+		b.Version = getN(item, "ver")
+		out = append(out, b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SealedUntil.Before(out[j].SealedUntil) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
 // ListBindings queries the instance's partition.

@@ -83,12 +83,62 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite store %s: creating schema: %w", path, err)
 	}
+	if err := addSealedUntil(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite store %s: adding bindings.sealed_until: %w", path, err)
+	}
 	rdb, err := OpenReaders(path, 4)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	return &Store{db: db, rdb: rdb, path: path}, nil
+}
+
+// addSealedUntil adds the bindings.sealed_until column (unix ns of a
+// pending key's expiry, 0 = none) to stores created before it existed.
+func addSealedUntil(ctx context.Context, db *sql.DB) error {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('bindings') WHERE name = 'sealed_until'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE bindings ADD COLUMN sealed_until INTEGER NOT NULL DEFAULT 0`); err != nil {
+			return err
+		}
+	}
+	_, err := db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS bindings_sealed ON bindings(sealed_until) WHERE sealed_until > 0`)
+	return err
+}
+
+// sealedUntil is the sealed_until column of b.
+func sealedUntil(b store.Binding) int64 {
+	if len(b.SealedKey) == 0 {
+		return 0
+	}
+	return max(b.SealedUntil.UnixNano(), 1)
+}
+
+// ExpiredKeys lists bindings whose pending key expired before before.
+func (s *Store) ExpiredKeys(ctx context.Context, before time.Time, limit int) ([]store.Binding, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT ver, doc FROM bindings WHERE sealed_until > 0 AND sealed_until < ? ORDER BY sealed_until LIMIT ?`, before.UnixNano(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store %s: listing expired binding keys: %w", s.path, err)
+	}
+	defer rows.Close()
+	var out []store.Binding
+	for rows.Next() {
+		var b store.Binding
+		var doc []byte
+		if err := rows.Scan(&b.Version, &doc); err != nil {
+			return nil, fmt.Errorf("sqlite store %s: listing expired binding keys: %w", s.path, err)
+		}
+		if err := json.Unmarshal(doc, &b); err != nil {
+			return nil, fmt.Errorf("sqlite store %s: decoding a binding: %w", s.path, err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
 }
 
 // OpenReaders opens a pool of n read-only connections to path.
@@ -237,11 +287,11 @@ func (s *Store) PutBinding(ctx context.Context, b store.Binding) (int64, error) 
 		var res sql.Result
 		var err error
 		if b.Version == 0 {
-			res, err = tx.ExecContext(ctx, `INSERT INTO bindings (instance_id, id, ver, doc, outbox, op_created) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(instance_id, id) DO NOTHING`,
-				b.InstanceID, b.ID, next, doc, outboxOf(b.Op), b.Op.CreatedAt.UnixNano())
+			res, err = tx.ExecContext(ctx, `INSERT INTO bindings (instance_id, id, ver, doc, outbox, op_created, sealed_until) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(instance_id, id) DO NOTHING`,
+				b.InstanceID, b.ID, next, doc, outboxOf(b.Op), b.Op.CreatedAt.UnixNano(), sealedUntil(b))
 		} else {
-			res, err = tx.ExecContext(ctx, `UPDATE bindings SET ver = ?, doc = ?, outbox = ?, op_created = ? WHERE instance_id = ? AND id = ? AND ver = ?`,
-				next, doc, outboxOf(b.Op), b.Op.CreatedAt.UnixNano(), b.InstanceID, b.ID, b.Version)
+			res, err = tx.ExecContext(ctx, `UPDATE bindings SET ver = ?, doc = ?, outbox = ?, op_created = ?, sealed_until = ? WHERE instance_id = ? AND id = ? AND ver = ?`,
+				next, doc, outboxOf(b.Op), b.Op.CreatedAt.UnixNano(), sealedUntil(b), b.InstanceID, b.ID, b.Version)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite store %s: writing binding %q: %w", s.path, b.ID, err)

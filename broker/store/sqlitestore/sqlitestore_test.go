@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
@@ -45,5 +46,37 @@ func TestTwoHandlesShareOneFile(t *testing.T) {
 	p, err := a.GetPublication(ctx, "x")
 	if err != nil || p.Revision != r {
 		t.Fatalf("publication seen through the other handle = %+v, %v", p, err)
+	}
+}
+
+// A store file from before bindings.sealed_until existed opens, gains the
+// column, and keeps its bindings.
+func TestOpenAddsSealedUntilToAnOlderFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "store.db")
+	db, err := sqlitestore.OpenDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE bindings (instance_id TEXT NOT NULL, id TEXT NOT NULL, ver INTEGER NOT NULL, doc BLOB NOT NULL,
+		outbox INTEGER NOT NULL DEFAULT 0, op_created INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (instance_id, id));
+		INSERT INTO bindings (instance_id, id, ver, doc) VALUES ('i', 'old', 1, '{"instance_id":"i","id":"old","provider":"p"}')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if b, err := s.GetBinding(ctx, "i", "old"); err != nil || b.Provider != "p" {
+		t.Fatalf("old binding = %+v, %v", b, err)
+	}
+	b := store.Binding{InstanceID: "i", ID: "new", SealedKey: []byte("x"), SealedUntil: time.Now().Add(-time.Minute)}
+	if _, err := s.PutBinding(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ExpiredKeys(ctx, time.Now(), 10); err != nil || len(got) != 1 || got[0].ID != "new" {
+		t.Fatalf("ExpiredKeys = %+v, %v", got, err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("InstanceConditionalWrites", func(t *testing.T) { instanceCAS(t, open(t)) })
 	t.Run("Bindings", func(t *testing.T) { bindings(t, open(t)) })
+	t.Run("ExpiredKeys", func(t *testing.T) { expiredKeys(t, open(t)) })
 	t.Run("Outbox", func(t *testing.T) { outbox(t, open(t)) })
 	t.Run("Names", func(t *testing.T) { names(t, open(t)) })
 	t.Run("SpecRevisionsAndFeed", func(t *testing.T) { specs(t, open(t)) })
@@ -94,6 +95,38 @@ func bindings(t *testing.T, s store.Store) {
 	got, err := s.GetBinding(ctx, "i1", "b1")
 	if err != nil || got.Op.State != store.StateSucceeded || got.Labels["plan"] != "gold" {
 		t.Fatalf("GetBinding = %+v, %v", got, err)
+	}
+}
+
+// expiredKeys: only bindings still holding a sealed key past its expiry
+// are listed, with their version, and wiping one takes it off the list.
+func expiredKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := now()
+	for i, until := range []time.Duration{-time.Hour, -time.Minute, time.Hour, 0} {
+		b := store.Binding{InstanceID: "i1", ID: fmt.Sprintf("k%d", i), SealedKey: []byte("sealed"), SealedUntil: t0.Add(until),
+			Op: store.Operation{ID: "op", Kind: store.OpBind, State: store.StateSucceeded, CreatedAt: t0}}
+		if until == 0 {
+			b.SealedKey, b.SealedUntil = nil, time.Time{} // nothing pending
+		}
+		if _, err := s.PutBinding(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ExpiredKeys(ctx, t0, 10)
+	if err != nil || len(got) != 2 || got[0].ID != "k0" || got[1].ID != "k1" || got[0].Version != 1 {
+		t.Fatalf("ExpiredKeys = %+v, %v; want k0, k1 at version 1", got, err)
+	}
+	if one, _ := s.ExpiredKeys(ctx, t0, 1); len(one) != 1 {
+		t.Fatalf("limit 1: %d bindings", len(one))
+	}
+	b := got[0]
+	b.SealedKey, b.SealedUntil = nil, time.Time{}
+	if _, err := s.PutBinding(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ExpiredKeys(ctx, t0.Add(2*time.Hour), 10); len(got) != 2 || got[0].ID != "k1" || got[1].ID != "k2" {
+		t.Fatalf("after wiping k0, two hours on: %+v", got)
 	}
 }
 
