@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,6 +32,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/store/dynamostore"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
@@ -456,5 +460,77 @@ func TestReplicasReportIdempotently(t *testing.T) {
 				t.Fatalf("%d concurrent reports failed", failed.Load())
 			}
 		})
+	}
+}
+
+// TestReplicasCompileSameBytes compiles the same revision in compilers
+// with different histories (as two replicas that started at different
+// times), several times over (Go's map order differs on every range), and
+// wants the same group versions and, per type, the same encoded resources
+// (whose hashes are the delta resource versions) for every node group.
+func TestReplicasCompileSameBytes(t *testing.T) {
+	var specs []source.Spec
+	seen := map[string]bool{}
+	for _, pattern := range []string{"../deploy/examples/*.yaml", "compile/testdata/golden/*.yaml"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no specs at %s: %v", pattern, err)
+		}
+		for _, f := range files {
+			if seen[filepath.Base(f)] {
+				continue // the same example in both places
+			}
+			seen[filepath.Base(f)] = true
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs = append(specs, source.Spec{Origin: f, Data: b})
+		}
+	}
+	rev := source.Revision{Specs: specs}
+	rev.ID = source.RevisionID(specs)
+	groups := []string{"edge", "eu-west-1", "us-east-1"}
+
+	encode := func(c *compile.Compiler) map[string]string {
+		res := c.Compile(rev)
+		if len(res.Failed()) > 0 {
+			t.Fatalf("spec failed: %v", res.Failed()[0].Err)
+		}
+		out := map[string]string{}
+		for _, g := range groups {
+			out[g] = res.GroupVersion(g)
+			r, _, err := res.Resources(g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for typ, list := range r {
+				for _, x := range list {
+					b, err := proto.MarshalOptions{Deterministic: true}.Marshal(x)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out[g+" "+typ+" "+cachev3.GetResourceName(x)] = cachev3.HashResource(b)
+				}
+			}
+		}
+		return out
+	}
+	fresh := func() *compile.Compiler {
+		c, err := compile.New(compile.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	want := encode(fresh())
+	for i := range 5 {
+		c := fresh()
+		// A history: another revision compiled before this one.
+		c.Compile(source.Revision{ID: "other", Specs: specs[:1]})
+		got := encode(c)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("run %d: the same revision compiled differently (-first +this):\n%s", i, diff)
+		}
 	}
 }
