@@ -257,6 +257,16 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 						t.Fatalf("the change reached the node for %v only", got)
 					}
 				}
+
+				// A node that comes back to A still holding the old version
+				// is behind, and gets the new one in full.
+				c = dialADS(t, a.addr, "node-sotw-late", replicaGroup)
+				for _, s := range replicaTypes {
+					c.send(s.typeURL, s.names, held[s.typeURL].GetVersionInfo(), held[s.typeURL].GetNonce(), "")
+					if r := c.recv(s.typeURL); r.GetVersionInfo() != v2 || len(r.GetResources()) == 0 {
+						t.Fatalf("%s: a node behind got version %q with %d resources, want %q", s.typeURL, r.GetVersionInfo(), len(r.GetResources()), v2)
+					}
+				}
 			})
 
 			t.Run("delta", func(t *testing.T) {
