@@ -544,3 +544,44 @@ func TestReplicasCompileSameBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestReportSurvivesPassingStoreErrors: the store refuses the first two
+// status reports (a store briefly unavailable, a throttled request); the
+// report is retried, and the broker sees the spec published.
+func TestReportSurvivesPassingStoreErrors(t *testing.T) {
+	st, _ := replicaStores["sqlite"](t)
+	var calls atomic.Int64
+	rep := source.NewBrokerReporter(st)
+	flaky := source.ReporterFunc(func(ctx context.Context, name string, rev int64, err error) error {
+		if calls.Add(1) <= 2 {
+			return errors.New("store unavailable")
+		}
+		return rep.ReportPublished(ctx, name, rev, err)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rev := putSpec(t, st, "a", specYAML("a", "a.example.com", "10.0.0.1:80"), 0)
+	cp, err := controlplane.New(ctx, controlplane.Config{
+		Source:   source.NewFeed(st, source.Options{PollInterval: 50 * time.Millisecond}),
+		Reporter: flaky,
+		Registry: prometheus.NewRegistry(),
+		HoldOff:  10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cp.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if p, err := st.GetPublication(ctx, "a"); err == nil && p.Revision == rev {
+			if p.Error != "" {
+				t.Fatalf("reported as failed: %s", p.Error)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("revision %d was never reported after %d attempts", rev, calls.Load())
+}
