@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	yamlv3 "gopkg.in/yaml.v3"
 
 	"github.com/gatehouse-edge/gatehouse/broker/store"
@@ -36,6 +38,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
@@ -584,4 +587,122 @@ func TestReportSurvivesPassingStoreErrors(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("revision %d was never reported after %d attempts", rev, calls.Load())
+}
+
+// tcpSwitch forwards connections to one backend at a time; switching cuts
+// every open connection, as a load balancer does when a replica goes away.
+type tcpSwitch struct {
+	l       net.Listener
+	mu      sync.Mutex
+	backend string
+	conns   []net.Conn
+}
+
+func startSwitch(t *testing.T, backend string) *tcpSwitch {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tcpSwitch{l: l, backend: backend}
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			out, err := net.Dial("tcp", s.backend)
+			if err != nil {
+				s.mu.Unlock()
+				in.Close()
+				continue
+			}
+			s.conns = append(s.conns, in, out)
+			s.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); s.to("") })
+	return s
+}
+
+// to sends new connections to backend and cuts the open ones.
+func (s *tcpSwitch) to(backend string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.backend = backend
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+}
+
+// TestSidecarClientMovesBetweenReplicas runs the sidecars' own ADS client
+// (xdsclient) through a switch in front of two replicas: its connection to
+// A is cut and it reconnects, through the same address, to B. It keeps its
+// config and is not handed the same version again; the next change comes
+// from B.
+func TestSidecarClientMovesBetweenReplicas(t *testing.T) {
+	stA, stB := replicaStores["sqlite"](t)
+	rev := putSpec(t, stA, "a", specYAML("a", "a.example.com", "10.0.0.1:80"), 0)
+	a, b := startReplica(t, stA), startReplica(t, stB)
+	v := a.version(t, rev)
+	if vb := b.version(t, rev); vb != v {
+		t.Fatalf("A serves %s, B %s", v, vb)
+	}
+	sw := startSwitch(t, a.addr)
+
+	versions := make(chan string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = xdsclient.Run(ctx, xdsclient.Config{Server: sw.l.Addr().String(), NodeID: "sidecar-1", NodeCluster: replicaGroup,
+			TypeURL: resource.RateLimitConfigType, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+			func(version string, _ []*anypb.Any) error { versions <- version; return nil })
+	}()
+	defer func() { cancel(); <-done }()
+	next := func() string {
+		t.Helper()
+		select {
+		case got := <-versions:
+			return got
+		case <-time.After(20 * time.Second):
+			t.Fatal("the sidecar client got no config")
+		}
+		return ""
+	}
+	if got := next(); got != v {
+		t.Fatalf("first config %s, want %s", got, v)
+	}
+
+	sw.to(b.addr)
+	connected := func(r *replica) bool { // a stream of the node is open on r
+		for _, n := range r.cp.XDS().Nodes() {
+			if n.NodeID == "sidecar-1" {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !connected(b) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sidecar client never reconnected to B")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case got := <-versions:
+		t.Fatalf("B sent the sidecar client version %s again", got)
+	case <-time.After(time.Second):
+	}
+
+	rev2 := putSpec(t, stA, "a", specYAML("a", "a.example.com", "10.0.0.2:80"), rev)
+	v2 := b.version(t, rev2)
+	if got := next(); got != v2 {
+		t.Fatalf("after the change the client got %s, want %s", got, v2)
+	}
 }
