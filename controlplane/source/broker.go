@@ -61,7 +61,8 @@ type Publications interface {
 // replica-local ones (a publish refused, a canary rolled back) can differ.
 // The read and the write are two requests: two replicas reporting the
 // same revision at the same instant, one published and one failed, may
-// still leave the error; the next revision's report decides.
+// still leave the error; the replica that published it reports every
+// published spec again after its next rebuild, which puts it right.
 type BrokerReporter struct{ st Publications }
 
 // NewBrokerReporter wraps the broker's store.
