@@ -334,6 +334,27 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 					}
 				}
 			})
+
+			// Both replicas reported every revision; the broker sees the
+			// newest one published.
+			cur, err := stA.GetSpec(context.Background(), "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline = time.Now().Add(20 * time.Second)
+			for {
+				p, err := stB.GetPublication(context.Background(), "a")
+				if err == nil && p.Revision == cur.Revision {
+					if p.Error != "" {
+						t.Fatalf("revision %d reported failed: %s", p.Revision, p.Error)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("publication %+v, %v; want revision %d", p, err, cur.Revision)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		})
 	}
 }
