@@ -37,14 +37,42 @@ func (cp *ControlPlane) reportLoop(ctx context.Context) {
 				if r.spec == "" {
 					continue // a document without a name cannot be reported
 				}
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err := cp.cfg.Reporter.ReportPublished(rctx, r.spec, r.revision, r.err)
-				cancel()
-				if err != nil {
-					cp.metrics.reportErrors.Inc()
-					cp.log.Warn("reporting spec status failed", "spec", r.spec, "error", err)
-				}
+				cp.deliver(ctx, r)
 			}
 		}
+	}
+}
+
+// reportTries bounds the attempts at one report; the wait between two
+// doubles from reportRetry. A report is only sent when a revision changes,
+// so one lost to a passing store error would leave the broker's operation
+// waiting for good. Repeating one is harmless: the store keeps the newest
+// revision, and source.BrokerReporter skips what would change nothing.
+const (
+	reportTries = 5
+	reportRetry = 100 * time.Millisecond
+)
+
+func (cp *ControlPlane) deliver(ctx context.Context, r report) {
+	wait := reportRetry
+	for try := 1; ; try++ {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := cp.cfg.Reporter.ReportPublished(rctx, r.spec, r.revision, r.err)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if try == reportTries {
+			cp.metrics.reportErrors.Inc()
+			cp.log.Warn("reporting spec status failed; giving up", "spec", r.spec, "revision", r.revision, "attempts", try, "error", err)
+			return
+		}
+		cp.log.Warn("reporting spec status failed; retrying", "spec", r.spec, "revision", r.revision, "attempt", try, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
 	}
 }

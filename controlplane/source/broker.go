@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -40,7 +41,50 @@ func OpenBroker(ctx context.Context, storeURL string, o Options) (Source, Report
 	if err != nil {
 		return nil, nil, fmt.Errorf("broker source: %w", err)
 	}
-	return NewFeed(st, o), st, nil
+	return NewFeed(st, o), NewBrokerReporter(st), nil
+}
+
+// Publications is the part of the broker's store a BrokerReporter uses:
+// the status channel and a read of what it holds.
+type Publications interface {
+	ReportPublished(ctx context.Context, specName string, revision int64, err error) error
+	GetPublication(ctx context.Context, specName string) (store.Publication, error)
+}
+
+// BrokerReporter reports to the broker's store so that any number of
+// control-plane replicas can report the same specs: a report that would
+// not change what the store holds is not written (two replicas publishing
+// the same revision record it once), a report older than the one held is
+// dropped (the store also refuses it), and an error for a revision some
+// replica already reported published is dropped: that revision is live on
+// the fleet (on that replica's nodes at least), and the broker's worker
+// must not see its success turn into a failure. Errors a compile gives
+// are the same on every replica (same content, same options); only
+// replica-local ones (a publish refused, a canary rolled back) can differ.
+// The read and the write are two requests: two replicas reporting the
+// same revision at the same instant, one published and one failed, may
+// still leave the error; the replica that published it reports every
+// published spec again after its next rebuild, which puts it right.
+type BrokerReporter struct{ st Publications }
+
+// NewBrokerReporter wraps the broker's store.
+func NewBrokerReporter(st Publications) *BrokerReporter { return &BrokerReporter{st: st} }
+
+// ReportPublished implements Reporter.
+func (r *BrokerReporter) ReportPublished(ctx context.Context, specName string, revision int64, perr error) error {
+	p, err := r.st.GetPublication(ctx, specName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("reporting revision %d of %q: %w", revision, specName, err)
+	case p.Revision > revision:
+		return nil // a newer revision is reported: never go back
+	case p.Revision == revision && p.Error == "":
+		return nil // published already, by this replica or another
+	case p.Revision == revision && perr != nil && p.Error == perr.Error():
+		return nil // the same verdict
+	}
+	return r.st.ReportPublished(ctx, specName, revision, perr)
 }
 
 // Watch implements Source.

@@ -66,6 +66,7 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	responses  *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
+	resumed    *prometheus.CounterVec
 	rejecting  prometheus.Gauge
 }
 
@@ -83,12 +84,15 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_xds_nack_resends_suppressed_total", Help: "NACKs of the current version that did not trigger a re-send of that same version.",
 		}, []string{"type"}),
+		resumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_xds_sotw_resumed_total", Help: "SotW first requests on a new stream that presented the version served now (a node reconnecting, to this replica or another): nothing re-sent.",
+		}, []string{"type"}),
 	}
 	m.rejecting = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gatehouse_xds_streams_rejecting", Help: "Streams whose latest answer for some type is a NACK (which nodes: /debug/nodes).",
 	})
 	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed, m.rejecting)
+		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed, m.resumed, m.rejecting)
 	}
 	return m
 }

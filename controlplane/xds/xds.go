@@ -131,7 +131,7 @@ func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 			}
 		}
 	}
-	return c.SnapshotCache.CreateWatch(req, sub, out)
+	return c.SnapshotCache.CreateWatch(req, c.resumeSotW(req, sub), out)
 }
 
 // tracker implements the server callbacks: per-stream node state.
