@@ -104,7 +104,11 @@ func addSealedUntil(ctx context.Context, db *sql.DB) error {
 	}
 	if n == 0 {
 		if _, err := db.ExecContext(ctx, `ALTER TABLE bindings ADD COLUMN sealed_until INTEGER NOT NULL DEFAULT 0`); err != nil {
-			return err
+			// Another process (a broker and a worker starting together on
+			// one file) may have added it between the check and the ALTER.
+			if qerr := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('bindings') WHERE name = 'sealed_until'`).Scan(&n); qerr != nil || n == 0 {
+				return err
+			}
 		}
 	}
 	_, err := db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS bindings_sealed ON bindings(sealed_until) WHERE sealed_until > 0`)

@@ -80,3 +80,26 @@ func TestOpenAddsSealedUntilToAnOlderFile(t *testing.T) {
 		t.Fatalf("ExpiredKeys = %+v, %v", got, err)
 	}
 }
+
+// A broker and a worker start together on a new file: both add the
+// sealed_until column; neither may fail because the other won.
+func TestConcurrentOpensOfANewFile(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		path := filepath.Join(t.TempDir(), "store.db")
+		errs := make(chan error, 4)
+		for i := 0; i < 4; i++ {
+			go func() {
+				s, err := sqlitestore.Open(context.Background(), path)
+				if err == nil {
+					s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < 4; i++ {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
