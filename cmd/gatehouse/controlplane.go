@@ -73,6 +73,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
 	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin port")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
