@@ -115,8 +115,8 @@ bench-xds: build
 .PHONY: deploy-envoy
 deploy-envoy: build
 	./$(BIN) bootstrap --node-group dev --node-id envoy-dev --xds-server 127.0.0.1:18000 > deploy/envoy/dev.json
-	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 0.0.0.0:9901 > deploy/envoy/compose.json
-	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 0.0.0.0:9901 > deploy/envoy/us-east-1.json
+	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 > deploy/envoy/compose.json
+	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 > deploy/envoy/us-east-1.json
 
 # Broker: provisions/s through the embedded pipeline (32 concurrent OSB
 # clients) and PUT -> last_operation succeeded latency (2 clients).
