@@ -41,7 +41,7 @@ image: build
 test-deploy:
 	eval "$$(./scripts/deploy-test-setup.sh | tail -1 | sed 's/^/export /')" && \
 	$(MAKE) image IMAGE=gatehouse:test-deploy && \
-	GATEHOUSE_TEST_COMPOSE_IMAGE=gatehouse:test-deploy $(GO) test -count=1 -timeout 20m -run 'TestCompose' -v ./e2e/
+	GATEHOUSE_TEST_COMPOSE_IMAGE=gatehouse:test-deploy $(GO) test -count=1 -timeout 20m -run 'TestComposeStack' -v ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

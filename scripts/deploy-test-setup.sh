@@ -50,4 +50,12 @@ if ! podman image exists "$base"; then
   tar -C "$root" -c . | podman import - "$base" >/dev/null
   echo "imported $base" >&2
 fi
+# No Redis image is served here either: the Compose test runs Debian's
+# redis-server in an image built from the same base.
+if ! podman image exists gatehouse-test-redis:7; then
+  mkdir -p "$state/redis"
+  printf 'ARG BASE\nFROM ${BASE}\nRUN apt-get update && apt-get install -y --no-install-recommends redis-server && rm -rf /var/lib/apt/lists/*\n' > "$state/redis/Containerfile"
+  podman build -q --build-arg BASE="$base" -t gatehouse-test-redis:7 "$state/redis" >/dev/null
+  echo "built gatehouse-test-redis:7" >&2
+fi
 echo "CONTAINERS_CONF=$conf"
