@@ -129,6 +129,14 @@ func (m *portMap) remap(s string) string {
 	})
 }
 
+// text is the buffer's content, read under its lock (the process may
+// still be writing).
+func (b *lockedBuffer) text() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
+}
+
 // role is one process of an artifact.
 type role struct {
 	name  string
@@ -191,7 +199,7 @@ func supervise(t *testing.T, ctx context.Context, r role) *lockedBuffer {
 		cancel()
 		<-done
 		if t.Failed() {
-			t.Logf("--- %s (%s) output:\n%s", r.name, strings.Join(r.argv, " "), out.String())
+			t.Logf("--- %s (%s) output:\n%s", r.name, strings.Join(r.argv, " "), out.text())
 		}
 	})
 	return out
@@ -209,7 +217,7 @@ func waitProbes(t *testing.T, ctx context.Context, r role, out *lockedBuffer, wi
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %s probe never passed: %v\n%s", r.name, p.what, err, out.String())
+				t.Fatalf("%s: %s probe never passed: %v\n%s", r.name, p.what, err, out.text())
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -248,7 +256,7 @@ func probeInBackground(t *testing.T, ctx context.Context, roles []role, logs map
 		t.Helper()
 		for range roles {
 			if res := <-results; res.err != nil {
-				t.Errorf("%s: %v\n%s", res.name, res.err, logs[res.name].String())
+				t.Errorf("%s: %v\n%s", res.name, res.err, logs[res.name].text())
 			}
 		}
 	}
