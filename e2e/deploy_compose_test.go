@@ -36,6 +36,19 @@ func TestComposeStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
+	// The image: non-root, CA certificates, a health check using the binary.
+	out, err := exec.Command("podman", "image", "inspect", "--format", "{{.Config.User}}|{{json .Config.Healthcheck}}|{{json .Config.Entrypoint}}", image).CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman image inspect %s: %v %s", image, err, out)
+	}
+	if f := strings.SplitN(strings.TrimSpace(string(out)), "|", 3); len(f) != 3 || f[0] != "65532:65532" ||
+		!strings.Contains(f[1], "gatehouse") || !strings.Contains(f[1], "healthcheck") || !strings.Contains(f[2], "/usr/local/bin/gatehouse") {
+		t.Errorf("image %s: user|healthcheck|entrypoint = %s; want 65532:65532, a gatehouse healthcheck, the binary", image, out)
+	}
+	if out, err := exec.Command("podman", "run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "test -s /etc/ssl/certs/ca-certificates.crt && id -u").Output(); err != nil || strings.TrimSpace(string(out)) != "65532" {
+		t.Errorf("image %s: CA bundle and uid: %v %s", image, err, out)
+	}
+
 	b, err := os.ReadFile("../deploy/compose/compose.yaml")
 	if err != nil {
 		t.Fatal(err)
