@@ -153,4 +153,8 @@ func TestComposeServicesRun(t *testing.T) {
 			return n
 		},
 	})
+	// Redis answers only with its password.
+	if out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(ports.port(6379)), "DBSIZE").CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
+		t.Errorf("Redis answered without AUTH: %s", out)
+	}
 }

@@ -161,6 +161,10 @@ func TestComposeStack(t *testing.T) {
 			return n
 		},
 	})
+	// Redis answers only with its password.
+	if out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(port["redis"]), "DBSIZE").CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
+		t.Errorf("Redis answered without AUTH: %s", out)
+	}
 	for _, s := range []string{"authz", "ratelimit", "accesslog"} {
 		healthy(s)
 	}
