@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-deps bench fuzz lint clean
+.PHONY: build run test test-deps bench fuzz lint clean image test-deploy
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -21,6 +21,27 @@ test-deps:
 
 test: test-deps
 	$(GO) test -race -timeout 18m ./...
+
+# The container image gatehouse:$(VERSION) (deploy/container/Containerfile):
+# the binary of `make build` (cgo: build on a glibc no newer than the
+# base's, Debian 12 for the default), CA certificates, a non-root user.
+# CONTAINER=docker works too; BASE_IMAGE picks another Debian-like base.
+CONTAINER ?= podman
+BASE_IMAGE ?= debian:bookworm-slim
+IMAGE ?= gatehouse:$(VERSION)
+IMAGE_FLAGS ?= $(if $(filter podman,$(notdir $(CONTAINER))),--format docker,)
+image: build
+	$(CONTAINER) build $(IMAGE_FLAGS) --build-arg BASE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+		-f deploy/container/Containerfile -t $(IMAGE) bin/
+
+# The Compose stack of deploy/compose run with podman-compose from the image
+# above, driven end to end by the e2e Envoy stand-in (root; see
+# docs/DEPLOY.md). scripts/deploy-test-setup.sh installs podman and builds
+# the base image from Debian packages once (this machine has no registry).
+test-deploy:
+	eval "$$(./scripts/deploy-test-setup.sh | tail -1 | sed 's/^/export /')" && \
+	$(MAKE) image IMAGE=gatehouse:test-deploy && \
+	GATEHOUSE_TEST_COMPOSE_IMAGE=gatehouse:test-deploy $(GO) test -count=1 -timeout 20m -run 'TestComposeStack' -v ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -94,8 +115,8 @@ bench-xds: build
 .PHONY: deploy-envoy
 deploy-envoy: build
 	./$(BIN) bootstrap --node-group dev --node-id envoy-dev --xds-server 127.0.0.1:18000 > deploy/envoy/dev.json
-	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 0.0.0.0:9901 > deploy/envoy/compose.json
-	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 0.0.0.0:9901 > deploy/envoy/us-east-1.json
+	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 > deploy/envoy/compose.json
+	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 > deploy/envoy/us-east-1.json
 
 # Broker: provisions/s through the embedded pipeline (32 concurrent OSB
 # clients) and PUT -> last_operation succeeded latency (2 clients).

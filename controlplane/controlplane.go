@@ -44,6 +44,9 @@ type Config struct {
 	// CertPoll is how often Compile.CertDir is checked for renewed
 	// certificates (default 10s; negative: never).
 	CertPoll time.Duration
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin port
+	// (off by default: a profile burns CPU on demand).
+	Pprof    bool
 	Log      *slog.Logger
 	Registry *prometheus.Registry // required
 	Now      func() time.Time

@@ -13,17 +13,19 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
-// RegisterDebug adds /debug/nodes, /debug/config and /debug/specs to an
-// admin server, and a readiness check that passes once a version is
+// RegisterDebug adds /debug/nodes, /debug/config and /debug/specs (and
+// /debug/pprof/ with Config.Pprof) to an admin server, and a readiness check that passes once a version is
 // published.
 func (cp *ControlPlane) RegisterDebug(a *telemetry.Admin) {
 	a.Handle("GET /debug/nodes", http.HandlerFunc(cp.debugNodes))
 	a.Handle("GET /debug/config", http.HandlerFunc(cp.debugConfig))
 	a.Handle("GET /debug/specs", http.HandlerFunc(cp.debugSpecs))
-	// Profiles, for `make bench-xds` and production triage (the admin
-	// port binds loopback by default).
-	a.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
-	a.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	// Profiles, for `make bench-xds` and production triage, only with
+	// --pprof (the admin port binds loopback by default).
+	if cp.cfg.Pprof {
+		a.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		a.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	}
 	a.AddReadyCheck("controlplane", func() error {
 		if cp.pub.Good() == nil {
 			return errors.New("no version published yet")

@@ -16,6 +16,9 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3" // the health listener's filter
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"       // and its router
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // resolves the Any in the sidecar clusters
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
@@ -290,6 +293,20 @@ func TestEnvoyBootstrapsAreValid(t *testing.T) {
 		}
 		if bs.GetDynamicResources().GetAdsConfig() == nil || bs.GetNode().GetCluster() == "" {
 			t.Fatalf("%s: no ADS config or node group", f)
+		}
+		// Envoy's admin can stop and reconfigure it: loopback only. Load
+		// balancers and kubelets probe the health listener instead.
+		if a := bs.GetAdmin().GetAddress().GetSocketAddress().GetAddress(); a != "127.0.0.1" {
+			t.Errorf("%s: Envoy admin on %q, want 127.0.0.1", f, a)
+		}
+		if f != filepath.Join("envoy", "dev.json") {
+			var health bool
+			for _, l := range bs.GetStaticResources().GetListeners() {
+				health = health || l.GetName() == "gatehouse_health"
+			}
+			if !health {
+				t.Errorf("%s: no gatehouse_health listener for load-balancer and kubelet probes", f)
+			}
 		}
 		names := map[string]bool{}
 		for _, c := range bs.GetStaticResources().GetClusters() {

@@ -13,6 +13,7 @@ need node nodejs
 need npm npm
 need chromium chromium
 need clickhouse-server clickhouse-server
+need systemd-analyze systemd   # deploy tests: systemd-analyze verify on the units
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -77,6 +77,7 @@ func newControlplaneCmd() *cobra.Command {
 	cflags.register(f, &cfg.Compile)
 	f.DurationVar(&cfg.CertPoll, "cert-poll", 10*time.Second, "how often --cert-dir is checked for renewed or new certificates, which are then pushed over SDS (negative: never)")
 	f.StringVar(&rlFailure, "ratelimit-failure-mode", "allow", "what Envoy does when the ratelimit sidecar cannot answer: allow (requests pass, limits off) or deny (500, limits stay on); see docs/RUNBOOK.md")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin port")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd

@@ -6,6 +6,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 )
 
 // BootstrapOptions describe one fleet node.
@@ -15,6 +16,9 @@ type BootstrapOptions struct {
 	XDSServer string // host:port of the control plane
 	Sidecars  Sidecars
 	AdminAddr string // host:port of Envoy's admin; default 127.0.0.1:9901
+	// HealthAddr, when set, adds the static listener HealthListener there,
+	// for load-balancer and kubelet probes (the admin stays on loopback).
+	HealthAddr string
 	// Delta selects incremental xDS (DELTA_GRPC): after a change Envoy is
 	// sent only the resources that changed, not every resource of the type.
 	Delta bool
@@ -45,6 +49,14 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: admin: %w", err)
 	}
+	var static []*listenerv3.Listener
+	if o.HealthAddr != "" {
+		h, err := HealthListener(o.HealthAddr)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		static = append(static, h)
+	}
 	apiType := corev3.ApiConfigSource_GRPC
 	if o.Delta {
 		apiType = corev3.ApiConfigSource_DELTA_GRPC
@@ -62,7 +74,8 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 			CdsConfig: ads(),
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Clusters: append([]*clusterv3.Cluster{xds}, sidecars...),
+			Clusters:  append([]*clusterv3.Cluster{xds}, sidecars...),
+			Listeners: static,
 		},
 		Admin: &bootstrapv3.Admin{Address: admin},
 	}, nil

@@ -165,7 +165,7 @@ func startControlPlane(ctx context.Context, bin, dir string) (target, func(), er
 		return target{}, nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "controlplane", "--source", "file:"+dir,
-		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--hold-off", "50ms")
+		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--hold-off", "50ms", "--pprof")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return target{}, nil, fmt.Errorf("starting %s: %w", bin, err)

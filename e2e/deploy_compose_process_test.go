@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+)
+
+// TestComposeServicesRun runs every Gatehouse service of
+// deploy/compose/compose.yaml as a process (no container engine needed, so
+// it runs in `make test`): the image's entrypoint or the service's own,
+// its command and exactly its environment, its secrets as files in place
+// of /run/secrets, the shared volume as a directory, Compose service names
+// and ports remapped to loopback. Redis is redis-server run with the
+// service's requirepass. Each service's healthcheck command must pass, and
+// the end-to-end flow runs against them. TestComposeStack runs the same
+// file with podman-compose.
+func TestComposeServicesRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts every service of the Compose file")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := gatehouseBinary(t)
+	composeFile := "../deploy/compose/compose.yaml"
+	if f := os.Getenv("GATEHOUSE_TEST_COMPOSE_FILE"); f != "" {
+		composeFile = f // a modified copy, to see the test fail on a broken file
+	}
+	b, err := os.ReadFile(composeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Services map[string]struct {
+			Image       string            `yaml:"image"`
+			Entrypoint  []string          `yaml:"entrypoint"`
+			Command     []string          `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+			Secrets     []string          `yaml:"secrets"`
+			Volumes     []string          `yaml:"volumes"`
+			Healthcheck struct {
+				Test []string `yaml:"test"`
+			} `yaml:"healthcheck"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	ports := newPortMap(t)
+	for name := range file.Services {
+		ports.hosts[name] = true // Compose service names resolve to the service
+	}
+	secrets, data := t.TempDir(), t.TempDir()
+	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
+	for name, v := range map[string]string{"broker_password": brokerPassword, "accesslog_tokens": queryToken + "\n", "redis_password": redisPassword} {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	local := func(s string) string {
+		s = strings.ReplaceAll(s, "/run/secrets", secrets)
+		s = strings.ReplaceAll(s, "/var/lib/gatehouse", data)
+		s = strings.ReplaceAll(s, "/usr/local/bin/gatehouse", bin)
+		s = strings.ReplaceAll(s, "$$", "$") // Compose's escape of a literal $
+		return ports.remap(s)
+	}
+
+	var roles []role
+	var group string
+	for name, svc := range file.Services {
+		switch {
+		case strings.HasPrefix(svc.Image, "envoyproxy/"):
+			continue // the test's Envoy stand-in
+		case strings.HasPrefix(svc.Image, "redis:"):
+			// The service's own command line, on a loopback port.
+			if len(svc.Entrypoint) != 3 || svc.Entrypoint[0] != "/bin/sh" {
+				t.Fatalf("redis: entrypoint %v, want [/bin/sh, -c, ...]", svc.Entrypoint)
+			}
+			script := local(svc.Entrypoint[2]) + " --port " + strconv.Itoa(ports.port(6379)) + " --bind 127.0.0.1 --dir " + t.TempDir()
+			script = strings.Replace(script, "exec redis-server", "exec "+testenv.RedisBinary(t), 1)
+			roles = append(roles, role{name: name, argv: []string{"/bin/sh", "-c", script}, env: baseEnv(t.TempDir()), dir: t.TempDir()})
+			continue
+		case !strings.HasPrefix(svc.Image, "${GATEHOUSE_IMAGE"):
+			t.Fatalf("service %s: image %q: no local stand-in", name, svc.Image)
+		}
+		env := baseEnv(t.TempDir())
+		for k, v := range svc.Environment {
+			env = append(env, k+"="+local(v))
+			if strings.HasSuffix(k, "_NODE_CLUSTER") {
+				group = v
+			}
+		}
+		argv := []string{bin}
+		if len(svc.Entrypoint) > 0 {
+			argv = nil
+			for _, a := range svc.Entrypoint {
+				argv = append(argv, local(a))
+			}
+		}
+		for _, a := range svc.Command {
+			argv = append(argv, local(a))
+		}
+		hc := svc.Healthcheck.Test
+		if len(hc) < 2 || hc[0] != "CMD" {
+			t.Fatalf("service %s: healthcheck %v, want [CMD, ...]", name, hc)
+		}
+		var check []string
+		for _, a := range hc[1:] {
+			check = append(check, local(a))
+		}
+		roles = append(roles, role{name: name, argv: argv, env: env, dir: t.TempDir(),
+			probe: []probe{{what: "healthcheck", argv: check, env: env}}})
+	}
+	if group == "" {
+		t.Fatal("no Compose service sets a node group")
+	}
+	logs := map[string]*lockedBuffer{}
+	for _, r := range roles {
+		logs[r.name] = supervise(t, ctx, r)
+	}
+	var rest []role
+	for _, r := range roles {
+		if r.name == "broker" || r.name == "worker" {
+			waitProbes(t, ctx, r, logs[r.name], 2*time.Minute)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	probed := probeInBackground(t, ctx, rest, logs, 3*time.Minute)
+	defer probed()
+
+	driveFlow(t, ctx, deployed{
+		broker: "http://" + ports.addr(8080), brokerUser: "platform", brokerPassword: brokerPassword,
+		xds:      ports.addr(18000),
+		queryAPI: "http://" + ports.addr(9003), queryToken: queryToken,
+		nodeGroup: group,
+		sidecar:   ports.remap,
+		counters: func() int {
+			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(ports.port(6379)), "--no-auth-warning", "-a", redisPassword, "DBSIZE").CombinedOutput()
+			if err != nil {
+				t.Fatalf("redis-cli DBSIZE: %v %s", err, out)
+			}
+			n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+			return n
+		},
+	})
+	// Redis answers only with its password.
+	if out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(ports.port(6379)), "DBSIZE").CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
+		t.Errorf("Redis answered without AUTH: %s", out)
+	}
+}

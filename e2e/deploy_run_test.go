@@ -1,0 +1,425 @@
+package e2e
+
+// Shared by the deployment tests (deploy_*_test.go): build the gatehouse
+// binary once, run roles as processes the way an artifact says (argv,
+// environment, files) with every listen and dial address remapped to a
+// free loopback port, restart them when they exit (as kubelet and systemd
+// do), probe them, and drive the end-to-end flow against them.
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/dev"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/spec"
+)
+
+var (
+	gatehouseBinOnce sync.Once
+	gatehouseBinPath string
+	gatehouseBinErr  error
+)
+
+// gatehouseBinary builds ./cmd/gatehouse once per test binary.
+func gatehouseBinary(t *testing.T) string {
+	t.Helper()
+	gatehouseBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gatehouse-e2e-bin-")
+		if err != nil {
+			gatehouseBinErr = err
+			return
+		}
+		gatehouseBinPath = filepath.Join(dir, "gatehouse")
+		cmd := exec.Command("go", "build", "-o", gatehouseBinPath, "./cmd/gatehouse")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			gatehouseBinErr = fmt.Errorf("go build ./cmd/gatehouse: %v\n%s", err, out)
+		}
+	})
+	if gatehouseBinErr != nil {
+		t.Fatal(gatehouseBinErr)
+	}
+	return gatehouseBinPath
+}
+
+// portMap sends every address of an artifact (0.0.0.0:P, 127.0.0.1:P,
+// localhost:P, a Service or Compose host name with :P) to 127.0.0.1:P',
+// one free P' per original port P, so what listens on P and what dials P
+// meet on loopback. The artifacts give every role its own port, which the
+// tests check (see listens).
+type portMap struct {
+	t     *testing.T
+	mu    sync.Mutex
+	ports map[int]int
+	hosts map[string]bool // names that mean "that role" (Services, Compose services)
+}
+
+func newPortMap(t *testing.T) *portMap {
+	return &portMap{t: t, ports: map[int]int{}, hosts: map[string]bool{"0.0.0.0": true, "127.0.0.1": true, "localhost": true}}
+}
+
+// port returns the loopback port standing for original port p.
+func (m *portMap) port(p int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if q, ok := m.ports[p]; ok {
+		return q
+	}
+	q := testenv.FreePort(m.t)
+	m.ports[p] = q
+	return q
+}
+
+// set pins original port p to a server the test started (ClickHouse).
+func (m *portMap) set(p, q int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ports[p] = q
+}
+
+func (m *portMap) addr(p int) string { return "127.0.0.1:" + strconv.Itoa(m.port(p)) }
+
+var hostPortRE = regexp.MustCompile(`([A-Za-z0-9_.-]+):([0-9]{2,5})\b`)
+
+// remap rewrites every host:port in s whose host is loopback, any, or a
+// known service name.
+func (m *portMap) remap(s string) string {
+	return hostPortRE.ReplaceAllStringFunc(s, func(hp string) string {
+		sub := hostPortRE.FindStringSubmatch(hp)
+		host, p := sub[1], sub[2]
+		m.mu.Lock()
+		known := m.hosts[host] || strings.HasSuffix(host, ".svc") || strings.Contains(host, ".svc.")
+		m.mu.Unlock()
+		if !known {
+			return hp
+		}
+		n, _ := strconv.Atoi(p)
+		m.mu.Lock()
+		for _, q := range m.ports {
+			if q == n && host == "127.0.0.1" {
+				m.mu.Unlock()
+				return hp // already remapped
+			}
+		}
+		m.mu.Unlock()
+		return m.addr(n)
+	})
+}
+
+// text is the buffer's content, read under its lock (the process may
+// still be writing).
+func (b *lockedBuffer) text() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
+}
+
+// role is one process of an artifact.
+type role struct {
+	name  string
+	argv  []string // argv[0] is the binary
+	env   []string // exactly the artifact's environment (plus what the test adds)
+	dir   string
+	probe []probe // readiness and liveness, in order
+}
+
+type probe struct {
+	what string
+	argv []string // exec probe
+	env  []string
+	url  string // HTTP probe (GET, no credentials)
+}
+
+// baseEnv is what any process gets from its runtime: a PATH and a HOME.
+func baseEnv(home string) []string {
+	return []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home}
+}
+
+// supervise runs r until the test ends, restarting it after it exits (as
+// restartPolicy Always and Restart=always do), and returns its log.
+func supervise(t *testing.T, ctx context.Context, r role) *lockedBuffer {
+	t.Helper()
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cmd := exec.Command(r.argv[0], r.argv[1:]...)
+			cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = r.env, r.dir, out, out
+			if err := cmd.Start(); err != nil {
+				fmt.Fprintf(out, "[test] start %s: %v\n", r.name, err)
+			} else {
+				exited := make(chan error, 1)
+				go func() { exited <- cmd.Wait() }()
+				select {
+				case err := <-exited:
+					fmt.Fprintf(out, "[test] %s exited: %v; restarting\n", r.name, err)
+				case <-ctx.Done():
+					_ = cmd.Process.Signal(os.Interrupt)
+					select {
+					case <-exited:
+					case <-time.After(15 * time.Second):
+						_ = cmd.Process.Kill()
+						<-exited
+					}
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("--- %s (%s) output:\n%s", r.name, strings.Join(r.argv, " "), out.text())
+		}
+	})
+	return out
+}
+
+// waitProbes calls every probe of r as the kubelet or a load balancer
+// would, without credentials, until each passes (exit 0 / HTTP 200).
+func waitProbes(t *testing.T, ctx context.Context, r role, out *lockedBuffer, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, p := range r.probe {
+		for {
+			err := runProbe(ctx, p)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s probe never passed: %v\n%s", r.name, p.what, err, out.text())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// probeInBackground probes every role like a kubelet (each until it
+// passes) while the test goes on; the returned func waits for all of them
+// and fails the test for any that did not pass within the deadline.
+func probeInBackground(t *testing.T, ctx context.Context, roles []role, logs map[string]*lockedBuffer, within time.Duration) (wait func()) {
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, len(roles))
+	deadline := time.Now().Add(within)
+	for _, r := range roles {
+		go func() {
+			for _, p := range r.probe {
+				for {
+					err := runProbe(ctx, p)
+					if err == nil {
+						break
+					}
+					if time.Now().After(deadline) || ctx.Err() != nil {
+						results <- result{r.name, fmt.Errorf("%s probe never passed: %v", p.what, err)}
+						return
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+			results <- result{r.name, nil}
+		}()
+	}
+	return func() {
+		t.Helper()
+		for range roles {
+			if res := <-results; res.err != nil {
+				t.Errorf("%s: %v\n%s", res.name, res.err, logs[res.name].text())
+			}
+		}
+	}
+}
+
+func runProbe(ctx context.Context, p probe) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if p.url != "" {
+		req, _ := http.NewRequestWithContext(ctx, "GET", p.url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("GET %s: %d", p.url, resp.StatusCode)
+		}
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, p.argv[0], p.argv[1:]...)
+	cmd.Env = p.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(p.argv, " "), err, out)
+	}
+	return nil
+}
+
+// deployed is what the flow needs from a running deployment.
+type deployed struct {
+	broker, brokerUser, brokerPassword string // OSB base URL and login
+	xds                                string // control plane xDS host:port
+	queryAPI, queryToken               string // accesslog query API base URL, bearer token
+	nodeGroup                          string
+	sidecar                            func(addr string) string // Envoy's view of a sidecar address → where the test reaches it
+	counters                           func() int               // keys in the shared Redis
+	noJWKS                             bool                     // the sidecars cannot reach the test's loopback IdP
+}
+
+// demoUpstreams starts the demo IdP (JWKS) and echo upstream on loopback
+// and writes the example petstore spec pointing at them into a directory.
+func demoUpstreams(t *testing.T) (*dev.IdP, string) {
+	t.Helper()
+	idp, err := dev.LoadIdP(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpSrv := httptest.NewServer(idp.Handler())
+	t.Cleanup(idpSrv.Close)
+	echo := httptest.NewServer(dev.EchoHandler())
+	t.Cleanup(echo.Close)
+	b, err := os.ReadFile("../deploy/examples/petstore.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(b), "127.0.0.1:9081", strings.TrimPrefix(idpSrv.URL, "http://"))
+	s = strings.ReplaceAll(s, "127.0.0.1:9080", strings.TrimPrefix(echo.URL, "http://"))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "petstore.yaml"), []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return idp, dir
+}
+
+// driveFlow is the end-to-end flow against a deployment: provision the
+// petstore spec over OSB, attach an Envoy stand-in as a node of the
+// deployment's group, Check (token and bound API key), ShouldRateLimit
+// (counters land in the deployment's Redis), ALS, and query the log.
+func driveFlow(t *testing.T, ctx context.Context, d deployed) {
+	t.Helper()
+	idp, specDir := demoUpstreams(t)
+	osb := &osbclient.Client{BaseURL: d.broker, Username: d.brokerUser, Password: d.brokerPassword,
+		Identity: "gatehouse " + base64.StdEncoding.EncodeToString([]byte(`{"user":"deploy-test"}`))}
+	docs, err := spec.Load(specDir)
+	if err != nil || len(docs) != 1 {
+		t.Fatalf("petstore spec: %v", err)
+	}
+	body, err := docs[0].EdgeRoute.CanonicalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := osb.Provision(ctx, "petstore", body)
+	if err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	final, err := osbclient.Wait(ctx, 90*time.Second, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.LastOperation(ctx, "petstore", resp.Operation)
+	}, nil)
+	if err != nil || final.State != "succeeded" {
+		t.Fatalf("provision petstore: %+v %v", final, err)
+	}
+
+	s := &suite{t: t, idp: idp, osb: osb, ep: dev.Endpoints{AccessLogAPI: d.queryAPI, AccessLogToken: d.queryToken, NodeGroup: d.nodeGroup}}
+	s.node = startEnvoyNode(t, ctx, d.xds, "deploy-test-envoy", d.nodeGroup)
+	cfg := s.node.waitFor(t, 60*time.Second, "listener, routes, clusters and endpoints", func(c nodeConfig) bool {
+		rc := c.routes["gatehouse_routes"]
+		return c.lis["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
+			c.cla["petstore/api"] != nil && c.clusters["gatehouse_authz"] != nil
+	})
+	dial := func(cluster string) *grpc.ClientConn {
+		c, ok := cfg.clusters[cluster]
+		if !ok {
+			t.Fatalf("node has no cluster %s", cluster)
+		}
+		sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+		target := d.sidecar(net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	s.authz = authv3.NewAuthorizationClient(dial("gatehouse_authz"))
+	s.rls = rlsv3.NewRateLimitServiceClient(dial("gatehouse_ratelimit"))
+	if s.als, err = alsv3.NewAccessLogServiceClient(dial("gatehouse_accesslog")).StreamAccessLogs(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A binding's API key reaches the authz sidecar (the first Check that
+	// passes proves the sidecars' node group gets config).
+	bind, err := osb.Bind(ctx, "petstore", "deploy-binding", "partners", map[string]string{"plan": "gold"})
+	if err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	bfinal, err := osbclient.Wait(ctx, 60*time.Second, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.BindingLastOperation(ctx, "petstore", "deploy-binding", bind.Operation)
+	}, nil)
+	if err != nil || bfinal.State != "succeeded" {
+		t.Fatalf("bind: %+v %v", bfinal, err)
+	}
+	creds := bind.Credentials
+	if creds == nil || creds.APIKey == "" {
+		got, err := osb.Bind(ctx, "petstore", "deploy-binding", "partners", map[string]string{"plan": "gold"})
+		if err != nil || got.Credentials == nil {
+			t.Fatalf("binding returned no api_key: %+v %v", got, err)
+		}
+		creds = got.Credentials
+	}
+	keyReq := httpRequest{Method: "GET", Host: petstore, Path: "/pets", Headers: map[string]string{creds.Header: creds.APIKey, "user-agent": "deploy-test"}}
+	waitUntil(t, 60*time.Second, "the bound API key is accepted (the sidecars' node group has config)", func() bool { return s.do(ctx, keyReq).Status == 200 })
+	if o := s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/pets"}); o.Status != 401 {
+		t.Fatalf("no credential: %d, want 401", o.Status)
+	}
+	allowed := s.do(ctx, keyReq)
+	if allowed.Status != 200 {
+		t.Fatalf("API key: %d (%s), want 200", allowed.Status, allowed.Reason)
+	}
+	if n := d.counters(); n == 0 {
+		t.Fatal("no rate-limit counter in the deployment's Redis after allowed requests")
+	}
+	// A JWT from the demo IdP, whose JWKS the authz sidecar fetches (skipped
+	// where the sidecar cannot reach the test's loopback IdP: containers).
+	if !d.noJWKS {
+		token := "Bearer " + s.token("alice", []string{"pets:read"}, nil)
+		waitUntil(t, 30*time.Second, "a token of the demo IdP is accepted", func() bool {
+			return s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/pets", Headers: map[string]string{"authorization": token}}).Status == 200
+		})
+	}
+
+	// The log of the allowed request, through ALS and the query API.
+	waitUntil(t, 60*time.Second, "log record of the allowed request", func() bool {
+		recs := s.queryLogs(ctx, url.Values{"request_id": {allowed.RequestID}, "since": {"1h"}})
+		return len(recs) == 1 && recs[0].Status == 200 && recs[0].APIKeyID == creds.APIKeyID
+	})
+}
