@@ -359,11 +359,14 @@ func expand(paths []string) ([]string, ErrorList) {
 // Load reads and validates the named files and directories: every
 // structural and semantic problem of every file is returned together, and
 // host and name conflicts are checked across all documents.
-func Load(paths ...string) ([]*Document, error) {
+func Load(paths ...string) ([]*Document, error) { return Policy{}.Load(paths...) }
+
+// Load is the package's Load under policy p.
+func (p Policy) Load(paths ...string) ([]*Document, error) {
 	docs, err := ReadFiles(paths...)
 	var problems ErrorList
 	errors.As(err, &problems)
-	if verr := Validate(docs); verr != nil {
+	if verr := p.Validate(docs); verr != nil {
 		var l ErrorList
 		errors.As(verr, &l)
 		problems = append(problems, l...)

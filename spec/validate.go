@@ -27,12 +27,24 @@ var (
 // Validate checks the meaning of every document and the conflicts between
 // them (duplicate metadata.name, a host owned by two specs). It returns an
 // ErrorList with every problem, or nil.
-func Validate(docs []*Document) error {
+func Validate(docs []*Document) error { return Policy{}.Validate(docs) }
+
+// Validate is the package's Validate under policy p.
+func (p Policy) Validate(docs []*Document) error {
 	chk, err := NewCELChecker()
 	if err != nil {
 		return fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return validate(docs, chk)
+	return validate(docs, chk, &p)
+}
+
+// ValidateOne is the package's ValidateOneWith under policy p (chk may
+// be nil).
+func (p Policy) ValidateOne(d *Document, chk *CELChecker) error {
+	if chk == nil {
+		return p.Validate([]*Document{d})
+	}
+	return validate([]*Document{d}, chk, &p)
 }
 
 // ValidateOne validates a single document on its own (no cross-spec
@@ -46,15 +58,15 @@ func ValidateOneWith(d *Document, chk *CELChecker) error {
 	if chk == nil {
 		return ValidateOne(d)
 	}
-	return validate([]*Document{d}, chk)
+	return validate([]*Document{d}, chk, &Policy{})
 }
 
-func validate(docs []*Document, chk *CELChecker) error {
+func validate(docs []*Document, chk *CELChecker, pol *Policy) error {
 	var all ErrorList
 	names := map[string]*Document{}
 	hosts := map[string]*Document{}
 	for _, d := range docs {
-		v := validator{doc: d, cel: chk}
+		v := validator{doc: d, cel: chk, pol: pol}
 		v.document()
 		r := &d.EdgeRoute
 		if other, ok := names[r.Metadata.Name]; ok && r.Metadata.Name != "" {
@@ -79,6 +91,7 @@ func validate(docs []*Document, chk *CELChecker) error {
 type validator struct {
 	doc  *Document
 	cel  *CELChecker
+	pol  *Policy
 	errs ErrorList
 }
 
@@ -215,10 +228,14 @@ func (v *validator) upstream(p string, u Upstream) {
 	for i, e := range u.Endpoints {
 		if err := checkHostPort(e, true); err != nil {
 			v.fail(joinIndex(p+".endpoints", i), "%v", err)
+		} else if err := v.pol.Upstreams.check(e); err != nil {
+			v.fail(joinIndex(p+".endpoints", i), "%v", err)
 		}
 	}
 	if u.DNS != "" {
 		if err := checkHostPort(u.DNS, false); err != nil {
+			v.fail(p+".dns", "%v", err)
+		} else if err := v.pol.Upstreams.check(u.DNS); err != nil {
 			v.fail(p+".dns", "%v", err)
 		}
 	}
