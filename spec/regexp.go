@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"regexp"
 	"sync"
 )
@@ -15,7 +16,9 @@ var regexpVerdicts struct {
 }
 
 // CheckRegexp reports whether expr compiles as a Go (RE2 syntax) regular
-// expression: the error regexp.Compile returns, or nil. Validation and the
+// expression (the error regexp.Compile returns) and whether Envoy would
+// compile it: its estimated RE2 program size (RE2ProgramSize) is at most
+// MaxRE2ProgramSize. Nil when both hold. Validation and the
 // Envoy builders both check every pathRegex and header regex, and specs
 // repeat them, so the verdict (which depends on the text only) is
 // remembered. Safe for concurrent use.
@@ -27,6 +30,13 @@ func CheckRegexp(expr string) error {
 		return err
 	}
 	_, err = regexp.Compile(expr)
+	if err == nil {
+		if n, perr := RE2ProgramSize(expr); perr != nil {
+			err = perr
+		} else if n > MaxRE2ProgramSize {
+			err = fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, MaxRE2ProgramSize)
+		}
+	}
 	regexpVerdicts.Lock()
 	if regexpVerdicts.m == nil || len(regexpVerdicts.m) >= maxRegexpVerdicts {
 		regexpVerdicts.m = make(map[string]error)
