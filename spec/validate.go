@@ -130,6 +130,7 @@ func (v *validator) document() {
 		v.fail("metadata.name", "%q must be lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit", r.Metadata.Name)
 	}
 	v.required("metadata.team", r.Metadata.Team)
+	v.caps()
 
 	s := &r.Spec
 	if len(s.Hosts) == 0 {
@@ -300,6 +301,10 @@ func (v *validator) identity(id *Identity) map[string]string {
 			v.fail(p, "one of header or query is required")
 		case k.Header != "" && !isHeaderName(k.Header):
 			v.fail(p+".header", "%q is not a lower-case HTTP header name", k.Header)
+		case k.Header != "" && reservedHeader(k.Header) != "":
+			v.fail(p+".header", "%s: it cannot carry an API key", reservedHeader(k.Header))
+		case k.Query != "" && !isQueryName(k.Query):
+			v.fail(p+".query", "%q must be 1 to 64 letters, digits, '-', '_', '.' or '~' (a query parameter name needing no percent-encoding)", k.Query)
 		}
 		ids := map[string]bool{}
 		for ki, key := range k.Keys {
@@ -383,6 +388,8 @@ func (v *validator) jwt(p string, j JWTProvider) {
 	for claim, header := range j.ForwardClaims {
 		if !isHeaderName(header) {
 			v.fail(p+".forwardClaims."+claim, "%q is not a lower-case HTTP header name", header)
+		} else if why := reservedHeader(header); why != "" {
+			v.fail(p+".forwardClaims."+claim, "%s: a claim may not be forwarded in it", why)
 		}
 	}
 }
@@ -417,11 +424,17 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	}
 	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
 		v.fail(p+".match.path", "%q must start with /", m.Path)
+	} else if m.Path != "" {
+		v.matchText(p+".match.path", m.Path, true)
 	}
 	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 		v.fail(p+".match.pathPrefix", "%q must start with /", m.PathPrefix)
+	} else if m.PathPrefix != "" {
+		v.matchText(p+".match.pathPrefix", m.PathPrefix, true)
 	}
-	if m.PathRegex != "" {
+	if m.PathRegex != "" && len(m.PathRegex) > MaxMatchBytes {
+		v.matchText(p+".match.pathRegex", m.PathRegex, false)
+	} else if m.PathRegex != "" {
 		if err := CheckRegexp(m.PathRegex); err != nil {
 			v.fail(p+".match.pathRegex", "invalid regex: %v", err)
 		}
@@ -450,7 +463,15 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 		if n != 1 {
 			v.fail(hp, "exactly one of exact, prefix, regex or present is required")
 		}
-		if h.Regex != "" {
+		if h.Exact != "" {
+			v.matchText(hp+".exact", h.Exact, false)
+		}
+		if h.Prefix != "" {
+			v.matchText(hp+".prefix", h.Prefix, false)
+		}
+		if h.Regex != "" && len(h.Regex) > MaxMatchBytes {
+			v.matchText(hp+".regex", h.Regex, false)
+		} else if h.Regex != "" {
 			if err := CheckRegexp(h.Regex); err != nil {
 				v.fail(hp+".regex", "invalid regex: %v", err)
 			}
@@ -461,9 +482,13 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	}
 	if rt.Timeout != nil && rt.Timeout.Duration <= 0 {
 		v.fail(p+".timeout", "must be greater than 0")
+	} else if rt.Timeout != nil && rt.Timeout.Duration > MaxRouteTimeout {
+		v.fail(p+".timeout", "must be at most %s, got %s: a longer request holds a shared edge connection too long", MaxRouteTimeout, rt.Timeout.Duration)
 	}
 	if rt.RewritePrefix != "" && !strings.HasPrefix(rt.RewritePrefix, "/") {
 		v.fail(p+".rewritePrefix", "%q must start with /", rt.RewritePrefix)
+	} else if rt.RewritePrefix != "" {
+		v.matchText(p+".rewritePrefix", rt.RewritePrefix, false)
 	}
 	mode := rt.AuthMode()
 	if a := rt.Auth; a != nil {
