@@ -75,12 +75,20 @@ type Options struct {
 	// their route table carries no Envoy filter overrides or rate-limit
 	// actions (gRPC clients enforce neither).
 	ProxylessGroups []string
-	Log             *slog.Logger
+	// UpstreamAllow lifts the refusal of upstream addresses that point at
+	// the node or the platform (--upstream-allow); NodeServices are the
+	// running role's own listen addresses and EnvoyAdmin the fleet's
+	// Envoy admin (default DefaultEnvoyAdmin): see upstreams.go.
+	UpstreamAllow spec.UpstreamAllow
+	NodeServices  []spec.NodeService
+	EnvoyAdmin    string
+	Log           *slog.Logger
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
 type Compiler struct {
 	opts            Options
+	policy          spec.Policy
 	log             *slog.Logger
 	sidecarClusters []*clusterv3.Cluster
 	optsKey         string
@@ -103,6 +111,9 @@ func New(o Options) (*Compiler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := checkPolicyOptions(o); err != nil {
+		return nil, fmt.Errorf("compile options: %w", err)
+	}
 	sc, err := envoy.SidecarClusters(o.Sidecars)
 	if err != nil {
 		return nil, fmt.Errorf("compile options: %w", err)
@@ -120,6 +131,7 @@ func New(o Options) (*Compiler, error) {
 	}
 	return &Compiler{
 		opts:            o,
+		policy:          specPolicy(o),
 		log:             log.With("component", "compile"),
 		sidecarClusters: sc,
 		optsKey:         optsKey(o),
@@ -137,7 +149,7 @@ func optsKey(o Options) string {
 	if len(o.ProxylessGroups) > 0 {
 		k += fmt.Sprintf("|proxyless=%v", o.ProxylessGroups)
 	}
-	return k
+	return k + policyKey(o)
 }
 
 // fileEntry is one source spec (one file's bytes), parsed and compiled.
@@ -316,7 +328,7 @@ func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 // compileSpec validates one document on its own and builds and validates
 // all of its resources. On failure s.Err says what, where and why.
 func (c *Compiler) compileSpec(s *Spec, w *worker) {
-	if err := spec.ValidateOneWith(s.doc, w.chk); err != nil {
+	if err := c.policy.ValidateOne(s.doc, w.chk); err != nil {
 		s.Err = err
 		return
 	}
