@@ -39,6 +39,10 @@ type UpstreamPolicy struct {
 type NodeService struct {
 	Addr string // host:port
 	What string
+	// AllAddresses reserves the port on every address, private ones
+	// included: a service every node of the fleet exposes there (Envoy
+	// admin bound to 0.0.0.0).
+	AllAddresses bool
 }
 
 // UpstreamAllow is a parsed --upstream-allow list: CIDRs, and exact
@@ -162,7 +166,7 @@ func (p *UpstreamPolicy) check(s string) error {
 	ip, ipErr := netip.ParseAddr(host)
 	isIP := ipErr == nil
 	for _, r := range p.Reserved {
-		if reservedMatch(r.Addr, host, ip, isIP, port) {
+		if reservedMatch(r.Addr, host, ip, isIP, port) || r.AllAddresses && reservedPort(r.Addr) == port {
 			what := r.What
 			if what == "" {
 				what = "one of the node's own services"
@@ -215,6 +219,19 @@ func reservedMatch(r, host string, ip netip.Addr, isIP bool, port int) bool {
 	default:
 		return !isIP && strings.EqualFold(host, rh)
 	}
+}
+
+// reservedPort is the port of host:port r, or -1.
+func reservedPort(r string) int {
+	_, p, err := net.SplitHostPort(r)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func isLocalhostName(h string) bool {

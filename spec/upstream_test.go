@@ -174,3 +174,18 @@ func TestReservedNodeServicesRefusedEvenWhenAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamTLSNeedsAName: tls on static endpoints (or an IP dns) needs
+// sni, the name the certificate is checked against; a dns name is one.
+func TestUpstreamTLSNeedsAName(t *testing.T) {
+	for _, u := range []string{"endpoints: [\"10.0.0.1:443\"]\n      tls: {}", "dns: 10.0.0.1:443\n      tls: {}"} {
+		if at, all := problemsAt(t, Policy{}, upstreamSpec(u), "spec.upstreams[0].tls.sni"); len(at) == 0 || !strings.Contains(at[0], "required") {
+			t.Errorf("%s: problems at tls.sni = %q; all: %v", u, at, all)
+		}
+	}
+	for _, u := range []string{"endpoints: [\"10.0.0.1:443\"]\n      tls: {sni: api.internal}", "dns: api.internal:443\n      tls: {}"} {
+		if _, err := problemsAt(t, Policy{}, upstreamSpec(u), ""); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}

@@ -243,6 +243,14 @@ func (v *validator) upstream(p string, u Upstream) {
 	if u.TLS != nil && u.TLS.SNI != "" && !isHost(u.TLS.SNI) {
 		v.fail(p+".tls.sni", "%q is not a DNS name", u.TLS.SNI)
 	}
+	if u.TLS != nil && u.TLS.SNI == "" && len(u.Endpoints) > 0 {
+		v.fail(p+".tls.sni", "is required with tls on static endpoints: it is the name the upstream's certificate is checked against")
+	}
+	if u.TLS != nil && u.TLS.SNI == "" && u.DNS != "" {
+		if host, _, err := net.SplitHostPort(u.DNS); err == nil && net.ParseIP(host) != nil {
+			v.fail(p+".tls.sni", "is required with tls when dns is an IP address: it is the name the upstream's certificate is checked against")
+		}
+	}
 	if u.ConnectTimeout != nil && (u.ConnectTimeout.Duration <= 0 || u.ConnectTimeout.Duration > MaxClockSkew) {
 		v.fail(p+".connectTimeout", "must be between 1ms and 5m, got %s", u.ConnectTimeout.Duration)
 	}
