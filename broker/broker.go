@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Defaults for the broker role.
@@ -49,6 +50,10 @@ type Config struct {
 	// Started, when set, is called with the OSB API's address once it
 	// listens.
 	Started func(addr string)
+	// UpstreamAllow lifts the refusal of spec upstreams that point at the
+	// node or the platform (--upstream-allow); the broker's own addresses
+	// stay refused.
+	UpstreamAllow spec.UpstreamAllow
 }
 
 // Run serves the OSB API and runs the outbox sweeper until ctx ends.
@@ -81,7 +86,10 @@ func Run(ctx context.Context, cfg Config) error {
 		q = qq
 	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
-		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait})
+		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait,
+		SpecPolicy: spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: cfg.UpstreamAllow, Reserved: []spec.NodeService{
+			{Addr: cfg.HTTPAddr, What: "the broker"}, {Addr: cfg.AdminAddr, What: "the broker's admin server"},
+		}}}})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // MinAPIVersion is the oldest X-Broker-API-Version accepted.
@@ -49,6 +50,9 @@ type Config struct {
 	RetryAfter time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SpecPolicy is the validation policy of provisioned specs (the
+	// operator's --upstream-allow, the broker's own addresses).
+	SpecPolicy spec.Policy
 }
 
 // API is the OSB HTTP handler.

@@ -48,7 +48,7 @@ func (a *API) parseSpec(w http.ResponseWriter, r *http.Request, params json.RawM
 		writeError(w, http.StatusBadRequest, errInvalidParams, "parameters: an EdgeRoute (apiVersion, kind, metadata, spec) is required")
 		return nil, nil, false
 	}
-	d, err := specs.Parse("parameters", params)
+	d, err := specs.Reader{Policy: a.cfg.SpecPolicy}.Parse("parameters", params)
 	if err == nil {
 		if rerr := a.hosts.Refresh(r.Context(), a.cfg.Store); rerr != nil {
 			a.internal(w, r, rerr)
