@@ -31,9 +31,10 @@ func brokerPassword(path, what string) (string, error) {
 
 func newBrokerCmd() *cobra.Command {
 	var (
-		cfg          broker.Config
-		logc         telemetry.LogConfig
-		passwordFile string
+		cfg           broker.Config
+		logc          telemetry.LogConfig
+		passwordFile  string
+		upstreamAllow []string
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -45,6 +46,9 @@ func newBrokerCmd() *cobra.Command {
 				return err
 			}
 			if cfg.Password, err = brokerPassword(passwordFile, "password-file"); err != nil {
+				return err
+			}
+			if cfg.UpstreamAllow, err = parseUpstreamAllow(upstreamAllow); err != nil {
 				return err
 			}
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
@@ -62,6 +66,7 @@ func newBrokerCmd() *cobra.Command {
 	f.DurationVar(&cfg.BindWait, "bind-wait", 20*time.Second, "how long PUT binding waits for the key to go live before answering 202")
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", 5*time.Second, "outbox sweeper interval")
 	f.DurationVar(&cfg.OpDeadline, "op-deadline", time.Hour, "fail operations no worker finished within this (their message was lost); negative: never")
+	upstreamAllowFlag(f, &upstreamAllow)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

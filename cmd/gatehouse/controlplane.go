@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func newControlplaneCmd() *cobra.Command {
@@ -22,6 +23,7 @@ func newControlplaneCmd() *cobra.Command {
 		srcOpts            source.Options
 		logc               telemetry.LogConfig
 		gogc               int
+		upstreamAllow      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "controlplane",
@@ -39,6 +41,10 @@ func newControlplaneCmd() *cobra.Command {
 			// with Go's default GOGC=100 the collector takes a fifth of
 			// the CPU of a push (docs/PERFORMANCE.md, fleet convergence).
 			applyGOGC(gogc)
+			if cfg.Compile.UpstreamAllow, err = parseUpstreamAllow(upstreamAllow); err != nil {
+				return err
+			}
+			cfg.Compile.NodeServices = []spec.NodeService{{Addr: xdsAddr, What: "the control plane's xDS"}, {Addr: adminAddr, What: "the control plane's admin server"}}
 			ctx := cmd.Context()
 			srcOpts.Log = log
 			src, rep, err := source.Open(ctx, ref, srcOpts)
@@ -73,6 +79,8 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
 	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
+	upstreamAllowFlag(f, &upstreamAllow)
+	f.StringVar(&cfg.Compile.EnvoyAdmin, "envoy-admin-addr", compile.DefaultEnvoyAdmin, "the fleet's Envoy admin address (as in the bootstrap): no spec upstream may point there; bound to 0.0.0.0, its port is refused on every address")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd

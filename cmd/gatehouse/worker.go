@@ -9,12 +9,14 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func newWorkerCmd() *cobra.Command {
 	var (
-		rc   worker.RoleConfig
-		logc telemetry.LogConfig
+		rc            worker.RoleConfig
+		logc          telemetry.LogConfig
+		upstreamAllow []string
 	)
 	cfg := &rc.Worker
 	cmd := &cobra.Command{
@@ -29,7 +31,16 @@ func newWorkerCmd() *cobra.Command {
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
 			// Validate and compile with the control plane's own code before
 			// anything is stored.
-			checker, err := compile.NewChecker(compile.Options{Log: log})
+			allow, err := parseUpstreamAllow(upstreamAllow)
+			if err != nil {
+				return err
+			}
+			var own []spec.NodeService
+			if rc.AdminAddr != "" && rc.AdminAddr != "-" {
+				own = append(own, spec.NodeService{Addr: rc.AdminAddr, What: "the broker worker's admin server"})
+			}
+			cfg.SpecPolicy = spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: allow, Reserved: own}}
+			checker, err := compile.NewChecker(compile.Options{Log: log, UpstreamAllow: allow, NodeServices: own})
 			if err != nil {
 				return err
 			}
@@ -52,6 +63,7 @@ func newWorkerCmd() *cobra.Command {
 	f.Int64Var(&cfg.DNSTTL, "dns-ttl", 300, "DNS record TTL, seconds")
 	f.BoolVar(&rc.DNSDryRun, "dns-dry-run", false, "log the DNS change set instead of applying it")
 	f.StringVar(&rc.DNSEndpoint, "dns-endpoint", "", "Route 53 endpoint override")
+	upstreamAllowFlag(f, &upstreamAllow)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -59,6 +60,22 @@ func unspecifiedHost(hostport string) bool {
 	}
 	ip, err := netip.ParseAddr(h)
 	return h == "" || err == nil && ip.IsUnspecified()
+}
+
+// NodeServices are the node-service addresses a compiler with options o
+// refuses as upstreams (defaults filled in as New does): for checks
+// outside a compiler, e.g. `gatehouse spec validate`.
+func NodeServices(o Options) []spec.NodeService {
+	if o.Sidecars == (envoy.Sidecars{}) {
+		o.Sidecars = envoy.DefaultSidecars
+	}
+	if o.HTTPAddress == "" {
+		o.HTTPAddress = DefaultHTTPAddress
+	}
+	if o.HTTPSAddress == "" {
+		o.HTTPSAddress = DefaultHTTPSAddress
+	}
+	return nodeServices(o)
 }
 
 // specPolicy is the validation policy of the compiler's options.
