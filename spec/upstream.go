@@ -145,6 +145,10 @@ var platformAddrs = []struct {
 	{netip.MustParsePrefix("100.100.100.200/32"), "the Alibaba Cloud metadata address"},
 }
 
+// loopbackDomains are public domains whose every name resolves to
+// 127.0.0.1.
+var loopbackDomains = []string{"localtest.me", "lvh.me", "vcap.me", "localhost.direct", "lacolhost.com"}
+
 // nodeNames are DNS names that mean the node itself or its platform.
 var nodeNames = map[string]string{
 	"localhost":                  "localhost",
@@ -265,6 +269,8 @@ func forbiddenIP(ip netip.Addr) string {
 		return "a multicast address"
 	case ip.Is4() && ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return "the broadcast address"
+	case ip.Is4() && ip.As4()[0] >= 240:
+		return "a reserved address (240.0.0.0/4)"
 	}
 	for _, pa := range platformAddrs {
 		if pa.prefix.Contains(ip) {
@@ -289,6 +295,23 @@ func forbiddenName(h string) string {
 	}
 	if last := labels[len(labels)-1]; last != "" && last[0] >= '0' && last[0] <= '9' {
 		return fmt.Sprintf("%q ends in a numeric label: resolvers read it as an IP address", h)
+	}
+	for _, d := range loopbackDomains {
+		if h == d || strings.HasSuffix(h, "."+d) {
+			return fmt.Sprintf("%q is under %s, a public domain that resolves to the loopback address", h, d)
+		}
+	}
+	// Wildcard-DNS names spell the address they resolve to:
+	// 127.0.0.1.nip.io, 169-254-169-254.sslip.io.
+	for i := 0; i+4 <= len(labels); i++ {
+		if ip, err := netip.ParseAddr(strings.Join(labels[i:i+4], ".")); err == nil && forbiddenIP(ip) != "" {
+			return fmt.Sprintf("%q spells %s, %s", h, ip, forbiddenIP(ip))
+		}
+	}
+	for _, l := range labels {
+		if ip, err := netip.ParseAddr(strings.ReplaceAll(l, "-", ".")); err == nil && ip.Is4() && forbiddenIP(ip) != "" {
+			return fmt.Sprintf("%q spells %s, %s", h, ip, forbiddenIP(ip))
+		}
 	}
 	return ""
 }

@@ -66,6 +66,10 @@ var nodeUpstreams = []struct {
 	{"dns numeric", `dns: 127.0.0.1:9901`, "spec.upstreams[0].dns", "loopback"},
 	{"dns inet_aton form", `dns: 127.1:9901`, "spec.upstreams[0].dns", "numeric label"},
 	{"dns metadata name", `dns: metadata.google.internal:80`, "spec.upstreams[0].dns", "metadata"},
+	{"dns loopback domain", `dns: app.localtest.me:80`, "spec.upstreams[0].dns", "loopback"},
+	{"dns wildcard-dns loopback", `dns: 127.0.0.1.nip.io:9901`, "spec.upstreams[0].dns", "loopback"},
+	{"dns wildcard-dns metadata", `dns: 169-254-169-254.sslip.io:80`, "spec.upstreams[0].dns", "link-local"},
+	{"reserved class E", `endpoints: ["240.0.0.1:80"]`, "spec.upstreams[0].endpoints[0]", "reserved"},
 }
 
 // TestNodeAndPlatformUpstreamsRefused: production rules (the zero
@@ -94,6 +98,8 @@ func TestTenantUpstreamsAllowed(t *testing.T) {
 		`dns: api.internal:8080`,
 		`dns: status-web.internal:8080`,
 		`dns: backend.example.com:443`,
+		`dns: 10.0.0.5.nip.io:80`,
+		`dns: api-v2.internal:80`,
 	} {
 		if _, err := problemsAt(t, Policy{}, upstreamSpec(u), ""); err != nil {
 			t.Errorf("%s: %v", u, err)
