@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 )
@@ -26,6 +27,7 @@ const (
 	MaxRateLimits      = 16 // per route
 	MaxAccessLogHeader = 32 // per route, for headers and for redact
 	MaxMatchBytes      = 1024
+	MaxDNSName         = 253 // bytes of a host, sni or dns name (DNS's own limit; Envoy refuses a longer SNI)
 	MaxRouteTimeout    = 5 * time.Minute
 )
 
@@ -54,9 +56,19 @@ func (v *validator) caps() {
 	s := &v.doc.EdgeRoute.Spec
 	v.atMost("spec.hosts", len(s.Hosts), MaxHosts, "hosts")
 	v.atMost("spec.nodeGroups", len(s.NodeGroups), MaxNodeGroups, "node groups")
+	for i, h := range s.Hosts {
+		v.nameLength(joinIndex("spec.hosts", i), h)
+	}
 	v.atMost("spec.upstreams", len(s.Upstreams), MaxUpstreams, "upstreams")
 	for i, u := range s.Upstreams {
-		v.atMost(joinIndex("spec.upstreams", i)+".endpoints", len(u.Endpoints), MaxEndpoints, "endpoints")
+		p := joinIndex("spec.upstreams", i)
+		v.atMost(p+".endpoints", len(u.Endpoints), MaxEndpoints, "endpoints")
+		if host, _, err := net.SplitHostPort(u.DNS); err == nil {
+			v.nameLength(p+".dns", host)
+		}
+		if u.TLS != nil {
+			v.nameLength(p+".tls.sni", u.TLS.SNI)
+		}
 	}
 	if id := s.Identity; id != nil {
 		v.atMost("spec.identity", len(id.JWT)+len(id.APIKeys)+len(id.MTLS), MaxProviders, "identity providers (jwt, apiKeys and mtls together)")
@@ -86,6 +98,12 @@ func (v *validator) caps() {
 			v.atMost(p+".accessLog.headers", len(al.Headers), MaxAccessLogHeader, "headers")
 			v.atMost(p+".accessLog.redact", len(al.Redact), MaxAccessLogHeader, "headers")
 		}
+	}
+}
+
+func (v *validator) nameLength(p, name string) {
+	if len(name) > MaxDNSName {
+		v.fail(p, "is %d bytes, over the %d of a DNS name", len(name), MaxDNSName)
 	}
 }
 

@@ -160,3 +160,17 @@ spec:
 		t.Fatal(err)
 	}
 }
+
+// TestLongNamesRefused: Envoy refuses an SNI over 255 bytes (the cluster,
+// not just the spec, would fail); DNS names stop at 253.
+func TestLongNamesRefused(t *testing.T) {
+	long := strings.Repeat("a.", 127) + "com" // 257 bytes of valid labels
+	for _, tc := range []struct{ upstream, path string }{
+		{"dns: api.internal:443\n      tls: {sni: " + long + "}", "spec.upstreams[0].tls.sni"},
+		{"dns: " + long + ":443", "spec.upstreams[0].dns"},
+	} {
+		if at, all := problemsAt(t, Policy{}, upstreamSpec(tc.upstream), tc.path); len(at) == 0 || !strings.Contains(at[0], "DNS name") {
+			t.Errorf("problems at %s = %q; all: %.300v", tc.path, at, all)
+		}
+	}
+}
