@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp/syntax"
 	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -27,6 +28,76 @@ const MaxRE2ProgramSize = 100
 // is not compiled, common suffixes and prefixes are shared) are counted
 // only where they are certain. The error is the parse error, if any.
 func RE2ProgramSize(expr string) (int, error) {
+	n, err := re2Size(expr)
+	if err != nil {
+		return 0, err
+	}
+	// Go merges alternatives such as .|x into one character class; RE2
+	// keeps a . (any character) apart. The same expression with every .
+	// in its own group, which neither merges, bounds that case.
+	if guarded, dots := guardDots(expr); dots > 0 {
+		if g, err := re2Size(guarded); err == nil && g-2*dots > n {
+			n = g - 2*dots
+		}
+	}
+	return n, nil
+}
+
+// guardDots rewrites every . outside a character class and an escape as
+// (.), and says how many it rewrote.
+func guardDots(expr string) (string, int) {
+	var b strings.Builder
+	dots, inClass, quoted := 0, false, false
+	for i := 0; i < len(expr); i++ {
+		c := expr[i]
+		switch {
+		case quoted:
+			if c == '\\' && i+1 < len(expr) && expr[i+1] == 'E' {
+				quoted = false
+			}
+		case c == '\\' && i+1 < len(expr):
+			if expr[i+1] == 'Q' {
+				quoted = true
+			}
+			b.WriteByte(c)
+			i++
+			c = expr[i]
+		case inClass:
+			if c == '[' && i+1 < len(expr) && expr[i+1] == ':' {
+				if end := strings.Index(expr[i:], ":]"); end > 0 {
+					b.WriteString(expr[i : i+end+2])
+					i += end + 1
+					continue
+				}
+			}
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+			// A ] right after [ or [^ is a literal.
+			if j := i + 1; j < len(expr) && expr[j] == '^' {
+				b.WriteString("[^")
+				i++
+			} else {
+				b.WriteByte('[')
+			}
+			if i+1 < len(expr) && expr[i+1] == ']' {
+				b.WriteByte(']')
+				i++
+			}
+			continue
+		case c == '.':
+			b.WriteString("(.)")
+			dots++
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String(), dots
+}
+
+func re2Size(expr string) (int, error) {
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return 0, err
@@ -74,12 +145,16 @@ func re2Cost(re *syntax.Regexp, skipBegin bool) int {
 	case syntax.OpCapture:
 		return 2 + re2Cost(re.Sub[0], false)
 	case syntax.OpStar, syntax.OpPlus:
+		n := 2 + re2Cost(re.Sub[0], false)
 		if nullable(re.Sub[0]) {
 			// RE2 compiles a loop whose body may match nothing as an
 			// optional loop, with the no-ops that keeps priorities.
-			return 4 + re2Cost(re.Sub[0], false)
+			n += 2
 		}
-		return 2 + re2Cost(re.Sub[0], false)
+		if hasLoop(re.Sub[0]) {
+			n += 2 // a loop in a loop: RE2 keeps no-ops between them
+		}
+		return n
 	case syntax.OpQuest:
 		if nullable(re.Sub[0]) {
 			return 2 + re2Cost(re.Sub[0], false)

@@ -65,6 +65,11 @@ var re2Sizes = []struct {
 	{`^(?:(?:(?:x){1,})?){2,7}$`, 41},
 	{`(?:\b)*`, 9},
 	{`(?:(?i:k)){4,}`, 21},
+	{`^(?:(?:(?:.|.)|(?:x|[0-9]))){5,6}$`, 69}, // Go merges .|. into one class, RE2 does not
+	{`(?:(?:.){1,})*`, 18},
+	{`(?:(?:(?:(?:[^a-z])+|(?:[\x{100}-\x{2000}])+))+){6,}`, 165},
+	{`^(?:[^/]|\s){30}$`, 242},
+	{`^(?:ab|ab){30}$`, 62},
 }
 
 // TestRE2ProgramSizeIsConservative: the estimate is never below RE2's
