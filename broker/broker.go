@@ -52,8 +52,11 @@ type Config struct {
 	Started func(addr string)
 	// UpstreamAllow lifts the refusal of spec upstreams that point at the
 	// node or the platform (--upstream-allow); the broker's own addresses
-	// stay refused.
+	// stay refused, and so do NodeServices (the control plane's sidecar
+	// and Envoy admin addresses, so the API answers 400 rather than the
+	// worker failing the operation).
 	UpstreamAllow spec.UpstreamAllow
+	NodeServices  []spec.NodeService
 }
 
 // Run serves the OSB API and runs the outbox sweeper until ctx ends.
@@ -85,11 +88,15 @@ func Run(ctx context.Context, cfg Config) error {
 		defer qq.Close()
 		q = qq
 	}
+	own := cfg.HTTPAddr
+	if cfg.Listener != nil {
+		own = cfg.Listener.Addr().String()
+	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
 		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait,
-		SpecPolicy: spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: cfg.UpstreamAllow, Reserved: []spec.NodeService{
-			{Addr: cfg.HTTPAddr, What: "the broker"}, {Addr: cfg.AdminAddr, What: "the broker's admin server"},
-		}}}})
+		SpecPolicy: spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: cfg.UpstreamAllow, Reserved: append([]spec.NodeService{
+			{Addr: own, What: "the broker"}, {Addr: cfg.AdminAddr, What: "the broker's admin server"},
+		}, cfg.NodeServices...)}}})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

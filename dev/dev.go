@@ -178,7 +178,7 @@ func Run(ctx context.Context, c Config) error {
 			HTTPAddr: c.BrokerAddr, AdminAddr: c.BrokerAdminAddr, Store: st, Queue: q,
 			Username: BrokerUser, Password: brokerPassword,
 			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
-			Logger: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow,
+			Logger: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
 			Started: func(string) { brokerUp() },
 		})
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
@@ -51,6 +52,7 @@ func newBrokerCmd() *cobra.Command {
 			if cfg.UpstreamAllow, err = parseUpstreamAllow(upstreamAllow); err != nil {
 				return err
 			}
+			cfg.NodeServices = compile.NodeServices(compile.Options{})
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
 			return broker.Run(cmd.Context(), cfg)
 		},
