@@ -149,7 +149,10 @@ func optsKey(o Options) string {
 	if len(o.ProxylessGroups) > 0 {
 		k += fmt.Sprintf("|proxyless=%v", o.ProxylessGroups)
 	}
-	return k + policyKey(o)
+	// The upstream policy is not part of it: it decides only which specs
+	// are published, which every version hashes anyway, and replicas with
+	// different listen addresses must agree on version strings.
+	return k
 }
 
 // fileEntry is one source spec (one file's bytes), parsed and compiled.

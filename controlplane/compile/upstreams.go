@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -81,20 +80,4 @@ func NodeServices(o Options) []spec.NodeService {
 // specPolicy is the validation policy of the compiler's options.
 func specPolicy(o Options) spec.Policy {
 	return spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: o.UpstreamAllow, Reserved: nodeServices(o)}}
-}
-
-// policyKey is the part of the options key that the upstream policy
-// adds; empty for the defaults, so version strings stay what they were.
-func policyKey(o Options) string {
-	var b strings.Builder
-	if !o.UpstreamAllow.Empty() {
-		fmt.Fprintf(&b, "|allow=%s", o.UpstreamAllow)
-	}
-	if o.EnvoyAdmin != "" {
-		fmt.Fprintf(&b, "|admin=%s", o.EnvoyAdmin)
-	}
-	for _, s := range o.NodeServices {
-		fmt.Fprintf(&b, "|node=%s", s.Addr)
-	}
-	return b.String()
 }
