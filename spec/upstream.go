@@ -220,6 +220,8 @@ func reservedMatch(r, host string, ip netip.Addr, isIP bool, port int) bool {
 		return isLocalhostName(host)
 	case err == nil:
 		return isIP && ip == rip || !isIP && rip.IsLoopback() && isLocalhostName(host)
+	case isLocalhostName(rh):
+		return isIP && ip.IsLoopback() || !isIP && isLocalhostName(host)
 	default:
 		return !isIP && strings.EqualFold(host, rh)
 	}

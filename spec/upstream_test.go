@@ -151,12 +151,13 @@ func TestParseUpstreamAllowRefusesJunk(t *testing.T) {
 // are refused although the allow-list covers their range.
 func TestReservedNodeServicesRefusedEvenWhenAllowed(t *testing.T) {
 	pol := Policy{Upstreams: UpstreamPolicy{
-		Allow: MustParseUpstreamAllow("127.0.0.0/8", "10.0.0.0/8", "localhost:9001", "127.0.0.1:9001"),
+		Allow: MustParseUpstreamAllow("127.0.0.0/8", "10.0.0.0/8", "localhost:9001", "127.0.0.1:9001", "localhost:6070"),
 		Reserved: []NodeService{
 			{Addr: "127.0.0.1:9001", What: "the authz sidecar"},
 			{Addr: "10.1.2.3:8081", What: "the ratelimit sidecar"},
 			{Addr: "0.0.0.0:9901", What: "Envoy admin"},
 			{Addr: "authz.gatehouse.svc:9001", What: "the authz sidecar"},
+			{Addr: "localhost:6070", What: "the ratelimit sidecar's admin server"},
 		},
 	}}
 	for _, tc := range []struct{ upstream, path, want string }{
@@ -167,6 +168,8 @@ func TestReservedNodeServicesRefusedEvenWhenAllowed(t *testing.T) {
 		{`endpoints: ["127.0.0.5:9901"]`, "spec.upstreams[0].endpoints[0]", "Envoy admin"},
 		{`dns: AUTHZ.gatehouse.svc:9001`, "spec.upstreams[0].dns", ""}, // upper case: not a DNS name at all
 		{`dns: authz.gatehouse.svc:9001`, "spec.upstreams[0].dns", "the authz sidecar"},
+		{`endpoints: ["127.0.0.1:6070"]`, "spec.upstreams[0].endpoints[0]", "admin server"},
+		{`dns: localhost:6070`, "spec.upstreams[0].dns", "admin server"},
 	} {
 		at, all := problemsAt(t, pol, upstreamSpec(tc.upstream), tc.path)
 		if len(at) == 0 || !strings.Contains(at[0], tc.want) {
