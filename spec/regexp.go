@@ -6,6 +6,13 @@ import (
 	"sync"
 )
 
+// re2Margin is added to the estimate before it is compared with Envoy's
+// limit: in rare constructs (alternatives mixing case-insensitive
+// non-ASCII letters and classes, which Go's parser merges differently
+// from RE2's) RE2's program is up to a few instructions larger than the
+// estimate.
+const re2Margin = 4
+
 // maxRegexpVerdicts bounds the memo of CheckRegexp; when it is full the
 // memo starts over.
 const maxRegexpVerdicts = 4096
@@ -33,8 +40,8 @@ func CheckRegexp(expr string) error {
 	if err == nil {
 		if n, perr := RE2ProgramSize(expr); perr != nil {
 			err = perr
-		} else if n > MaxRE2ProgramSize {
-			err = fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, MaxRE2ProgramSize)
+		} else if n+re2Margin > MaxRE2ProgramSize {
+			err = fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated, plus a safety margin of %d), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, re2Margin, MaxRE2ProgramSize)
 		}
 	}
 	regexpVerdicts.Lock()
