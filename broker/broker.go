@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Defaults for the broker role.
@@ -63,6 +64,13 @@ type Config struct {
 	Started func(addr string)
 	// Tenancy: see api.Config.Tenancy.
 	Tenancy api.Tenancy
+	// UpstreamAllow lifts the refusal of spec upstreams that point at the
+	// node or the platform (--upstream-allow); the broker's own addresses
+	// stay refused, and so do NodeServices (the control plane's sidecar
+	// and Envoy admin addresses, so the API answers 400 rather than the
+	// worker failing the operation).
+	UpstreamAllow spec.UpstreamAllow
+	NodeServices  []spec.NodeService
 }
 
 // Run serves the OSB API and runs the outbox sweeper until ctx ends.
@@ -105,9 +113,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if box == nil {
 		log.Warn("no --binding-key-file: keys of binds answered 202 are sealed with a key that lives only as long as this process")
 	}
+	own := cfg.HTTPAddr
+	if cfg.Listener != nil {
+		own = cfg.Listener.Addr().String()
+	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
 		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait, Tenancy: cfg.Tenancy,
-		KeyBox: box, PendingKeyTTL: cfg.PendingKeyTTL})
+		KeyBox: box, PendingKeyTTL: cfg.PendingKeyTTL,
+		SpecPolicy: spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: cfg.UpstreamAllow, Reserved: append([]spec.NodeService{
+			{Addr: own, What: "the broker"}, {Addr: cfg.AdminAddr, What: "the broker's admin server"},
+		}, cfg.NodeServices...)}}})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -80,7 +80,7 @@ func TestFleetNodeReceivesAndACKs(t *testing.T) {
 	if len(eds.GetResources()) != 1 || eds.GetResources()[0].UnmarshalTo(cla) != nil {
 		t.Fatalf("EDS = %v", eds.GetResources())
 	}
-	if ep := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress(); ep.GetAddress() != "127.0.0.1" || ep.GetPortValue() != 9080 {
+	if ep := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress(); ep.GetAddress() != "192.0.2.10" || ep.GetPortValue() != 9080 {
 		t.Errorf("petstore/api endpoint = %v", ep)
 	}
 	c.send(edsType, []string{"petstore/api"}, eds.GetVersionInfo(), eds.GetNonce(), "")

@@ -107,9 +107,9 @@ func TestHTTPSListenerAndSecretOverADS(t *testing.T) {
 	cfg.Compile.CertDir = certDir
 	cfg.Compile.HTTPSAddress = "0.0.0.0:8443"
 	h := startControlPlane(t, cfg, map[string]string{
-		"shop.yaml":    withTLS(specYAML("shop", "shop.example.com", "127.0.0.1:9080"), "shop-cert"),
-		"plain.yaml":   specYAML("plain", "plain.example.com", "127.0.0.1:9081"),
-		"missing.yaml": withTLS(specYAML("missing", "missing.example.com", "127.0.0.1:9082"), "no-such-cert"),
+		"shop.yaml":    withTLS(specYAML("shop", "shop.example.com", "192.0.2.10:9080"), "shop-cert"),
+		"plain.yaml":   specYAML("plain", "plain.example.com", "192.0.2.11:9081"),
+		"missing.yaml": withTLS(specYAML("missing", "missing.example.com", "192.0.2.12:9082"), "no-such-cert"),
 	})
 	c := dialADS(t, h.addr, "envoy-1", "edge")
 
@@ -219,8 +219,8 @@ func TestRenewedCertificateIsServed(t *testing.T) {
 	cfg := controlplane.Config{CertPoll: 20 * time.Millisecond}
 	cfg.Compile.CertDir = certDir
 	h := startControlPlane(t, cfg, map[string]string{
-		"shop.yaml":  withTLS(specYAML("shop", "shop.example.com", "127.0.0.1:9080"), "shop-cert"),
-		"later.yaml": withTLS(specYAML("later", "later.example.com", "127.0.0.1:9081"), "later-cert"),
+		"shop.yaml":  withTLS(specYAML("shop", "shop.example.com", "192.0.2.10:9080"), "shop-cert"),
+		"later.yaml": withTLS(specYAML("later", "later.example.com", "192.0.2.11:9081"), "later-cert"),
 	})
 	c := dialADS(t, h.addr, "envoy-1", "edge")
 	secret := func(resp *discoveryv3.DiscoveryResponse) *tlsv3.Secret {

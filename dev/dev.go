@@ -40,6 +40,13 @@ import (
 // deploy/examples/petstore.yaml). It exists to be tried; never ship it.
 const DemoAPIKey = "gh_demo_acme_0123456789"
 
+// DemoUpstream is the address deploy/examples/petstore.yaml gives its
+// upstream: a documentation address (RFC 5737), so the examples pass the
+// production rules. Dev provisions the examples with it replaced by
+// EchoAddr, the one upstream on the node dev allows (--upstream-allow
+// in production).
+const DemoUpstream = "192.0.2.10:9080"
+
 // BrokerUser is the OSB basic-auth user in dev mode; the password is
 // generated on first start and kept in the data directory.
 const BrokerUser = "broker"
@@ -146,11 +153,19 @@ func Run(ctx context.Context, c Config) error {
 		AccessLogAPI: "http://" + c.AccessLogAPI, AccessLogToken: logToken,
 		IdP: "http://" + c.IdPAddr, Echo: "http://" + c.EchoAddr, NodeGroup: c.NodeGroup,
 	}
-	compileOpts := compile.Options{
-		Sidecars:    envoy.Sidecars{Authz: c.AuthzAddr, RateLimit: c.RateLimitAddr, AccessLog: c.AccessLogGRPCAddr},
-		HTTPAddress: c.EnvoyListenerAddr,
-		Log:         c.Log,
+	// Specs may point at the demo upstream and nothing else on the node.
+	allow, err := spec.ParseUpstreamAllow([]string{c.EchoAddr})
+	if err != nil {
+		return fmt.Errorf("dev: demo upstream: %w", err)
 	}
+	compileOpts := compile.Options{
+		Sidecars:      envoy.Sidecars{Authz: c.AuthzAddr, RateLimit: c.RateLimitAddr, AccessLog: c.AccessLogGRPCAddr},
+		HTTPAddress:   c.EnvoyListenerAddr,
+		UpstreamAllow: allow,
+		NodeServices:  c.nodeServices(),
+		Log:           c.Log,
+	}
+	specPolicy := spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: allow, Reserved: compile.NodeServices(compileOpts)}}
 	cpListeners, err := controlplane.Listen(c.XDSAddr, c.ControlPlaneAdminAddr)
 	if err != nil {
 		return fmt.Errorf("dev: control plane: %w", err)
@@ -181,7 +196,7 @@ func Run(ctx context.Context, c Config) error {
 			Username: BrokerUser, Password: brokerPassword,
 			BindingKey:    bindingKey,
 			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
-			Logger: c.Log, Registry: telemetry.NewRegistry(),
+			Logger: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
 			Started: func(string) { brokerUp() },
 		})
 	})
@@ -189,7 +204,7 @@ func Run(ctx context.Context, c Config) error {
 		return worker.Run(gctx, worker.Config{
 			Store: st, Queue: q, Logger: c.Log, Registry: telemetry.NewRegistry(),
 			PublishWait: 10 * time.Second, BackoffBase: 200 * time.Millisecond,
-			Compile: checker.Check,
+			Compile: checker.Check, SpecPolicy: specPolicy,
 		})
 	})
 	authzUp := ready.add()
@@ -252,6 +267,17 @@ func Run(ctx context.Context, c Config) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// nodeServices are dev's own addresses besides the sidecars': refused as
+// spec upstreams even though they share the echo upstream's loopback.
+func (c Config) nodeServices() []spec.NodeService {
+	return []spec.NodeService{
+		{Addr: c.BrokerAddr, What: "the broker"}, {Addr: c.BrokerAdminAddr, What: "the broker's admin server"},
+		{Addr: c.XDSAddr, What: "the control plane's xDS"}, {Addr: c.ControlPlaneAdminAddr, What: "the control plane's admin server"},
+		{Addr: c.AuthzAdminAddr, What: "the authz sidecar's admin server"}, {Addr: c.RateLimitAdmin, What: "the ratelimit sidecar's admin server"},
+		{Addr: c.AccessLogAPI, What: "the access-log query API"}, {Addr: c.IdPAddr, What: "the demo identity provider"},
+	}
 }
 
 // readiness counts roles that have not reported they serve.
@@ -333,6 +359,14 @@ func provisionExamples(ctx context.Context, c Config, ep Endpoints, st store.Fee
 	var names []string
 	for _, d := range docs {
 		name := d.Name()
+		for i := range d.EdgeRoute.Spec.Upstreams {
+			eps := d.EdgeRoute.Spec.Upstreams[i].Endpoints
+			for j, ep := range eps {
+				if ep == DemoUpstream {
+					eps[j] = c.EchoAddr
+				}
+			}
+		}
 		body, err := d.EdgeRoute.CanonicalJSON()
 		if err != nil {
 			return nil, err
@@ -392,7 +426,7 @@ try:
   bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'x-api-key: %s'
   bin/gatehouse dev token --sub bob --scope pets:read
   bin/gatehouse routes status petstore --broker-url %s --password-file %s
-  bin/gatehouse routes apply -f %s/petstore.yaml --wait --broker-url %s --password-file %s
+  bin/gatehouse routes apply -f %s/status-page.yaml --wait --broker-url %s --password-file %s
   bin/gatehouse logs query --since 1h --server %s --token-file %s
   curl -s -u %s:$(cat %s) -H 'X-Broker-API-Version: 2.17' %s/v2/catalog
   open %s/ in a browser (token: %s)

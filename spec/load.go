@@ -21,6 +21,11 @@ import (
 // MaxDocumentSize bounds the bytes read from one file or request body.
 const MaxDocumentSize = 1 << 20
 
+// MaxAliasExpansion bounds the YAML nodes one document may reach through
+// aliases (*name): nested aliases expand exponentially (an "alias bomb"),
+// and the document is refused before they are followed further.
+const MaxAliasExpansion = 100_000
+
 // Document is one EdgeRoute as loaded, with where it came from.
 type Document struct {
 	EdgeRoute EdgeRoute
@@ -112,8 +117,14 @@ func decodeDocument(file string, index int, n *yaml.Node) (*Document, ErrorList)
 	d := &Document{File: file, Index: index, lines: make(map[string]int, 128)}
 	d.lines[""] = n.Line
 	w := walker{doc: d}
-	w.walk(n, reflect.TypeOf(EdgeRoute{}), "")
+	w.walk(n, reflect.TypeOf(EdgeRoute{}), "", false)
 	if n.Kind != yaml.MappingNode {
+		return nil, w.errs
+	}
+	if w.aliased > MaxAliasExpansion {
+		for _, e := range w.errs {
+			e.Spec = d.Name()
+		}
 		return nil, w.errs
 	}
 	if err := n.Decode(&d.EdgeRoute); err != nil {
@@ -155,8 +166,9 @@ func (d *Document) typeError(msg string) *Error {
 // walker records the line of every field and reports unknown fields and
 // wrong node kinds, following the yaml tags of the Go types.
 type walker struct {
-	doc  *Document
-	errs ErrorList
+	doc     *Document
+	errs    ErrorList
+	aliased int // nodes reached through an alias
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
@@ -165,12 +177,21 @@ func (w *walker) fail(n *yaml.Node, path, reason string) {
 	w.errs = append(w.errs, &Error{File: w.doc.File, Line: n.Line, Path: path, Reason: reason})
 }
 
-func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
-	if path != "" {
-		w.doc.lines[path] = n.Line
-	}
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path string, viaAlias bool) {
+	line := n.Line
 	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+		n, viaAlias = n.Alias, true
+	}
+	if viaAlias {
+		if w.aliased++; w.aliased > MaxAliasExpansion {
+			if w.aliased == MaxAliasExpansion+1 {
+				w.fail(n, path, fmt.Sprintf("YAML aliases expand to more than %d nodes; write the document out (an alias bomb is refused)", MaxAliasExpansion))
+			}
+			return
+		}
+	}
+	if path != "" {
+		w.doc.lines[path] = line
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -192,7 +213,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 				w.fail(k, child, fmt.Sprintf("unknown field %q%s", k.Value, suggest(t, k.Value)))
 				continue
 			}
-			w.walk(v, f.Type, child)
+			w.walk(v, f.Type, child, viaAlias)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -202,7 +223,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		for i, item := range n.Content {
-			w.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]")
+			w.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", viaAlias)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -216,7 +237,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			child := join(path, k.Value)
 			w.doc.lines[child] = k.Line
 			if t.Elem().Kind() != reflect.String {
-				w.walk(v, t.Elem(), child)
+				w.walk(v, t.Elem(), child, viaAlias)
 				continue
 			}
 			if v.Kind != yaml.ScalarNode {
@@ -363,11 +384,14 @@ func expand(paths []string) ([]string, ErrorList) {
 // Load reads and validates the named files and directories: every
 // structural and semantic problem of every file is returned together, and
 // host and name conflicts are checked across all documents.
-func Load(paths ...string) ([]*Document, error) {
+func Load(paths ...string) ([]*Document, error) { return Policy{}.Load(paths...) }
+
+// Load is the package's Load under policy p.
+func (p Policy) Load(paths ...string) ([]*Document, error) {
 	docs, err := ReadFiles(paths...)
 	var problems ErrorList
 	errors.As(err, &problems)
-	if verr := Validate(docs); verr != nil {
+	if verr := p.Validate(docs); verr != nil {
 		var l ErrorList
 		errors.As(verr, &l)
 		problems = append(problems, l...)

@@ -55,6 +55,20 @@ func isHeaderName(s string) bool {
 	return true
 }
 
+// isQueryName: 1 to 64 URL-unreserved characters ([A-Za-z0-9._~-]).
+func isQueryName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
+
 func isHex64(s string) bool {
 	if len(s) != 64 {
 		return false

@@ -1,9 +1,17 @@
 package spec
 
 import (
+	"fmt"
 	"regexp"
 	"sync"
 )
+
+// re2Margin is added to the estimate before it is compared with Envoy's
+// limit: in rare constructs (alternatives mixing case-insensitive
+// non-ASCII letters and classes, which Go's parser merges differently
+// from RE2's) RE2's program is up to a few instructions larger than the
+// estimate.
+const re2Margin = 4
 
 // maxRegexpVerdicts bounds the memo of CheckRegexp; when it is full the
 // memo starts over.
@@ -15,7 +23,9 @@ var regexpVerdicts struct {
 }
 
 // CheckRegexp reports whether expr compiles as a Go (RE2 syntax) regular
-// expression: the error regexp.Compile returns, or nil. Validation and the
+// expression (the error regexp.Compile returns) and whether Envoy would
+// compile it: its estimated RE2 program size (RE2ProgramSize) is at most
+// MaxRE2ProgramSize. Nil when both hold. Validation and the
 // Envoy builders both check every pathRegex and header regex, and specs
 // repeat them, so the verdict (which depends on the text only) is
 // remembered. Safe for concurrent use.
@@ -27,6 +37,13 @@ func CheckRegexp(expr string) error {
 		return err
 	}
 	_, err = regexp.Compile(expr)
+	if err == nil {
+		if n, perr := RE2ProgramSize(expr); perr != nil {
+			err = perr
+		} else if n+re2Margin > MaxRE2ProgramSize {
+			err = fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated, plus a safety margin of %d), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, re2Margin, MaxRE2ProgramSize)
+		}
+	}
 	regexpVerdicts.Lock()
 	if regexpVerdicts.m == nil || len(regexpVerdicts.m) >= maxRegexpVerdicts {
 		regexpVerdicts.m = make(map[string]error)

@@ -27,12 +27,24 @@ var (
 // Validate checks the meaning of every document and the conflicts between
 // them (duplicate metadata.name, a host owned by two specs). It returns an
 // ErrorList with every problem, or nil.
-func Validate(docs []*Document) error {
+func Validate(docs []*Document) error { return Policy{}.Validate(docs) }
+
+// Validate is the package's Validate under policy p.
+func (p Policy) Validate(docs []*Document) error {
 	chk, err := NewCELChecker()
 	if err != nil {
 		return fmt.Errorf("building the CEL environment: %w", err)
 	}
-	return validate(docs, chk)
+	return validate(docs, chk, &p)
+}
+
+// ValidateOne is the package's ValidateOneWith under policy p (chk may
+// be nil).
+func (p Policy) ValidateOne(d *Document, chk *CELChecker) error {
+	if chk == nil {
+		return p.Validate([]*Document{d})
+	}
+	return validate([]*Document{d}, chk, &p)
 }
 
 // ValidateOne validates a single document on its own (no cross-spec
@@ -46,15 +58,15 @@ func ValidateOneWith(d *Document, chk *CELChecker) error {
 	if chk == nil {
 		return ValidateOne(d)
 	}
-	return validate([]*Document{d}, chk)
+	return validate([]*Document{d}, chk, &Policy{})
 }
 
-func validate(docs []*Document, chk *CELChecker) error {
+func validate(docs []*Document, chk *CELChecker, pol *Policy) error {
 	var all ErrorList
 	names := map[string]*Document{}
 	hosts := map[string]*Document{}
 	for _, d := range docs {
-		v := validator{doc: d, cel: chk}
+		v := validator{doc: d, cel: chk, pol: pol}
 		v.document()
 		r := &d.EdgeRoute
 		if other, ok := names[r.Metadata.Name]; ok && r.Metadata.Name != "" {
@@ -79,6 +91,7 @@ func validate(docs []*Document, chk *CELChecker) error {
 type validator struct {
 	doc  *Document
 	cel  *CELChecker
+	pol  *Policy
 	errs ErrorList
 }
 
@@ -117,6 +130,7 @@ func (v *validator) document() {
 		v.fail("metadata.name", "%q must be lower-case letters, digits and '-', 1 to 63 characters, starting and ending with a letter or digit", r.Metadata.Name)
 	}
 	v.required("metadata.team", r.Metadata.Team)
+	v.caps()
 
 	s := &r.Spec
 	if len(s.Hosts) == 0 {
@@ -215,15 +229,27 @@ func (v *validator) upstream(p string, u Upstream) {
 	for i, e := range u.Endpoints {
 		if err := checkHostPort(e, true); err != nil {
 			v.fail(joinIndex(p+".endpoints", i), "%v", err)
+		} else if err := v.pol.Upstreams.check(e); err != nil {
+			v.fail(joinIndex(p+".endpoints", i), "%v", err)
 		}
 	}
 	if u.DNS != "" {
 		if err := checkHostPort(u.DNS, false); err != nil {
 			v.fail(p+".dns", "%v", err)
+		} else if err := v.pol.Upstreams.check(u.DNS); err != nil {
+			v.fail(p+".dns", "%v", err)
 		}
 	}
 	if u.TLS != nil && u.TLS.SNI != "" && !isHost(u.TLS.SNI) {
 		v.fail(p+".tls.sni", "%q is not a DNS name", u.TLS.SNI)
+	}
+	if u.TLS != nil && u.TLS.SNI == "" && len(u.Endpoints) > 0 {
+		v.fail(p+".tls.sni", "is required with tls on static endpoints: it is the name the upstream's certificate is checked against")
+	}
+	if u.TLS != nil && u.TLS.SNI == "" && u.DNS != "" {
+		if host, _, err := net.SplitHostPort(u.DNS); err == nil && net.ParseIP(host) != nil {
+			v.fail(p+".tls.sni", "is required with tls when dns is an IP address: it is the name the upstream's certificate is checked against")
+		}
 	}
 	if u.ConnectTimeout != nil && (u.ConnectTimeout.Duration <= 0 || u.ConnectTimeout.Duration > MaxClockSkew) {
 		v.fail(p+".connectTimeout", "must be between 1ms and 5m, got %s", u.ConnectTimeout.Duration)
@@ -284,6 +310,10 @@ func (v *validator) identity(id *Identity) map[string]string {
 			v.fail(p, "one of header or query is required")
 		case k.Header != "" && !isHeaderName(k.Header):
 			v.fail(p+".header", "%q is not a lower-case HTTP header name", k.Header)
+		case k.Header != "" && reservedHeader(k.Header) != "":
+			v.fail(p+".header", "%s: it cannot carry an API key", reservedHeader(k.Header))
+		case k.Query != "" && !isQueryName(k.Query):
+			v.fail(p+".query", "%q must be 1 to 64 letters, digits, '-', '_', '.' or '~' (a query parameter name needing no percent-encoding)", k.Query)
 		}
 		v.bindLabels(p+".bindLabels", k.BindLabels)
 		ids := map[string]bool{}
@@ -373,7 +403,11 @@ func (v *validator) jwt(p string, j JWTProvider) {
 		case !isHeaderName(header):
 			v.fail(p+".forwardClaims."+claim, "%q is not a lower-case HTTP header name", header)
 		case forwardReserved[header] || strings.HasPrefix(header, "x-envoy-") || strings.HasPrefix(header, "x-forwarded-"):
-			v.fail(p+".forwardClaims."+claim, "%q cannot carry a claim: every route removes a forwarded header from the client's request before authentication, and Envoy or HTTP owns this one", header)
+			v.fail(p+".forwardClaims."+claim, "%q cannot carry a claim: Envoy or HTTP reserves this header, and every route removes a forwarded header from the client's request before authentication", header)
+		default:
+			if why := reservedHeader(header); why != "" {
+				v.fail(p+".forwardClaims."+claim, "%s: a claim may not be forwarded in it", why)
+			}
 		}
 	}
 }
@@ -471,11 +505,17 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	}
 	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
 		v.fail(p+".match.path", "%q must start with /", m.Path)
+	} else if m.Path != "" {
+		v.matchText(p+".match.path", m.Path, true)
 	}
 	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 		v.fail(p+".match.pathPrefix", "%q must start with /", m.PathPrefix)
+	} else if m.PathPrefix != "" {
+		v.matchText(p+".match.pathPrefix", m.PathPrefix, true)
 	}
-	if m.PathRegex != "" {
+	if m.PathRegex != "" && len(m.PathRegex) > MaxMatchBytes {
+		v.matchText(p+".match.pathRegex", m.PathRegex, false)
+	} else if m.PathRegex != "" {
 		if err := CheckRegexp(m.PathRegex); err != nil {
 			v.fail(p+".match.pathRegex", "invalid regex: %v", err)
 		}
@@ -504,7 +544,15 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 		if n != 1 {
 			v.fail(hp, "exactly one of exact, prefix, regex or present is required")
 		}
-		if h.Regex != "" {
+		if h.Exact != "" {
+			v.matchText(hp+".exact", h.Exact, false)
+		}
+		if h.Prefix != "" {
+			v.matchText(hp+".prefix", h.Prefix, false)
+		}
+		if h.Regex != "" && len(h.Regex) > MaxMatchBytes {
+			v.matchText(hp+".regex", h.Regex, false)
+		} else if h.Regex != "" {
 			if err := CheckRegexp(h.Regex); err != nil {
 				v.fail(hp+".regex", "invalid regex: %v", err)
 			}
@@ -515,9 +563,13 @@ func (v *validator) route(p string, rt Route, upstreams map[string]bool, provide
 	}
 	if rt.Timeout != nil && rt.Timeout.Duration <= 0 {
 		v.fail(p+".timeout", "must be greater than 0")
+	} else if rt.Timeout != nil && rt.Timeout.Duration > MaxRouteTimeout {
+		v.fail(p+".timeout", "must be at most %s, got %s: a longer request holds a shared edge connection too long", MaxRouteTimeout, rt.Timeout.Duration)
 	}
 	if rt.RewritePrefix != "" && !strings.HasPrefix(rt.RewritePrefix, "/") {
 		v.fail(p+".rewritePrefix", "%q must start with /", rt.RewritePrefix)
+	} else if rt.RewritePrefix != "" {
+		v.matchText(p+".rewritePrefix", rt.RewritePrefix, false)
 	}
 	mode := rt.AuthMode()
 	if a := rt.Auth; a != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // MinAPIVersion is the oldest X-Broker-API-Version accepted.
@@ -59,6 +60,9 @@ type Config struct {
 	Now func() time.Time
 	// Tenancy is the operator's tenant policy (optional).
 	Tenancy Tenancy
+	// SpecPolicy is the validation policy of provisioned specs (the
+	// operator's --upstream-allow, the broker's own addresses).
+	SpecPolicy spec.Policy
 }
 
 // API is the OSB HTTP handler.

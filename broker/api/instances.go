@@ -50,7 +50,7 @@ func (a *API) parseSpec(w http.ResponseWriter, r *http.Request, params json.RawM
 		writeError(w, http.StatusBadRequest, errInvalidParams, "parameters: an EdgeRoute (apiVersion, kind, metadata, spec) is required")
 		return nil, nil, false
 	}
-	d, err := specs.Parse("parameters", params)
+	d, err := specs.Reader{Policy: a.cfg.SpecPolicy}.Parse("parameters", params)
 	if err != nil {
 		if l := specs.Problems(err); l != nil {
 			writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("the EdgeRoute has %d problem(s):\n%s", len(l), l.Error()))

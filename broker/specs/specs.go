@@ -17,10 +17,23 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
+// Reader parses and merges specs under a validation policy (the
+// operator's --upstream-allow and the broker's own addresses); the zero
+// Reader applies the production rules, as Parse and Merge do.
+type Reader struct{ Policy spec.Policy }
+
+// Parse is Reader{}.Parse.
+func Parse(origin string, data []byte) (*spec.Document, error) { return Reader{}.Parse(origin, data) }
+
+// Merge is Reader{}.Merge.
+func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
+	return Reader{}.Merge(name, base, bindings)
+}
+
 // Parse parses data as exactly one EdgeRoute and validates it on its own.
 // Problems come back as a spec.ErrorList with field paths; origin names
 // the input in them (e.g. "parameters").
-func Parse(origin string, data []byte) (*spec.Document, error) {
+func (rd Reader) Parse(origin string, data []byte) (*spec.Document, error) {
 	docs, err := spec.Parse(origin, data)
 	if err != nil {
 		return nil, err
@@ -28,7 +41,7 @@ func Parse(origin string, data []byte) (*spec.Document, error) {
 	if len(docs) != 1 {
 		return nil, spec.ErrorList{{File: origin, Reason: fmt.Sprintf("want exactly one EdgeRoute document, got %d", len(docs))}}
 	}
-	if err := spec.ValidateOne(docs[0]); err != nil {
+	if err := rd.Policy.ValidateOne(docs[0], nil); err != nil {
 		return nil, err
 	}
 	return docs[0], nil
@@ -101,7 +114,7 @@ func Canonical(d *spec.Document) ([]byte, error) {
 // without binding keys) with the key of every active binding added to its
 // apiKeys provider, validated again as a whole (a binding key id or hash
 // clashing with a declared key is an error).
-func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
+func (rd Reader) Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
 	active := make([]store.Binding, 0, len(bindings))
 	for _, b := range bindings {
 		if b.Active() {
@@ -112,7 +125,7 @@ func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
 		return base, nil // base is canonical and was validated when it was accepted
 	}
 	origin := "broker:" + name
-	d, err := Parse(origin, base)
+	d, err := rd.Parse(origin, base)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +152,7 @@ func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Parse(origin, merged); err != nil {
+	if _, err := rd.Parse(origin, merged); err != nil {
 		return nil, fmt.Errorf("spec %q with its binding keys: %w", name, err)
 	}
 	return merged, nil

@@ -155,7 +155,7 @@ func problemsText(what string, err error) string {
 // check validates a spec the way the control plane will, against the
 // other stored specs (hosts claimed by tenant).
 func (w *Worker) check(ctx context.Context, payload []byte, tenant string) (*spec.Document, string, error) {
-	d, err := specs.Parse("parameters", payload)
+	d, err := specs.Reader{Policy: w.cfg.SpecPolicy}.Parse("parameters", payload)
 	if err != nil {
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
@@ -217,7 +217,7 @@ func (w *Worker) rollback(ctx context.Context, in store.Instance, opID string) {
 		if err != nil {
 			return nil, retry("listing bindings: %w", err)
 		}
-		return specs.Merge(in.SpecName, live.Spec, bs)
+		return specs.Reader{Policy: w.cfg.SpecPolicy}.Merge(in.SpecName, live.Spec, bs)
 	})
 	if err != nil {
 		w.log.Error("rolling back the spec failed; the control plane keeps serving its last good version", "spec", in.SpecName, "err", err)
@@ -245,7 +245,7 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 			if err != nil {
 				return nil, retry("listing bindings of %s: %w", in.ID, err)
 			}
-			return specs.Merge(d.Name(), op.Payload, bs)
+			return specs.Reader{Policy: w.cfg.SpecPolicy}.Merge(d.Name(), op.Payload, bs)
 		})
 		if err != nil {
 			var r retryable
@@ -301,11 +301,13 @@ func hostsOf(payload []byte) []string {
 	if len(payload) == 0 {
 		return nil
 	}
-	d, err := specs.Parse("stored", payload)
-	if err != nil {
+	// The stored spec was validated when it was accepted (under the
+	// operator's policy); only its hosts are needed here.
+	docs, err := spec.Parse("stored", payload)
+	if err != nil || len(docs) != 1 {
 		return nil
 	}
-	return d.EdgeRoute.Spec.Hosts
+	return docs[0].EdgeRoute.Spec.Hosts
 }
 
 // dnsOwner is who the DNS ownership markers of an instance name.
@@ -505,7 +507,7 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 			if err != nil {
 				return nil, retry("listing bindings of %s: %w", in.ID, err)
 			}
-			return specs.Merge(in.SpecName, in.Spec, bs)
+			return specs.Reader{Policy: w.cfg.SpecPolicy}.Merge(in.SpecName, in.Spec, bs)
 		})
 		if err != nil {
 			var r retryable

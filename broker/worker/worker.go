@@ -77,6 +77,9 @@ type Config struct {
 	// operation before anything is stored). The control plane's report
 	// back through the store is the final word either way.
 	Compile func(d *spec.Document, tenant string) error
+	// SpecPolicy is the validation policy of every spec the worker reads
+	// (the operator's --upstream-allow); the zero value is production.
+	SpecPolicy spec.Policy
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

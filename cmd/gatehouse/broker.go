@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
@@ -31,10 +32,11 @@ func brokerPassword(path, what string) (string, error) {
 
 func newBrokerCmd() *cobra.Command {
 	var (
-		cfg          broker.Config
-		logc         telemetry.LogConfig
-		passwordFile string
-		tenantFiles  tenancyFiles
+		cfg           broker.Config
+		logc          telemetry.LogConfig
+		passwordFile  string
+		tenantFiles   tenancyFiles
+		upstreamAllow []string
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -51,6 +53,10 @@ func newBrokerCmd() *cobra.Command {
 			if cfg.Tenancy, err = tenantFiles.load(); err != nil {
 				return err
 			}
+			if cfg.UpstreamAllow, err = parseUpstreamAllow(upstreamAllow); err != nil {
+				return err
+			}
+			cfg.NodeServices = compile.NodeServices(compile.Options{})
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
 			return broker.Run(cmd.Context(), cfg)
 		},
@@ -69,6 +75,7 @@ func newBrokerCmd() *cobra.Command {
 	f.DurationVar(&cfg.SweepInterval, "sweep-interval", 5*time.Second, "outbox sweeper interval")
 	f.DurationVar(&cfg.OpDeadline, "op-deadline", time.Hour, "fail operations no worker finished within this (their message was lost); negative: never")
 	tenantFiles.flags(f)
+	upstreamAllowFlag(f, &upstreamAllow)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

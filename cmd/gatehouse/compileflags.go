@@ -18,6 +18,7 @@ import (
 // same values (flags or GATEHOUSE_CONTROLPLANE_* / GATEHOUSE_WORKER_*).
 type compileFlags struct {
 	certOwners, tenantDomains string
+	upstreamAllow             []string
 }
 
 func (c *compileFlags) register(f *pflag.FlagSet, o *compile.Options) {
@@ -31,12 +32,17 @@ func (c *compileFlags) register(f *pflag.FlagSet, o *compile.Options) {
 	f.StringVar(&o.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
 	f.StringVar(&o.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.IntVar(&o.MaxJWKSURIsPerGroup, "max-jwks-uris-per-group", compile.DefaultMaxJWKSURIsPerGroup, "most distinct jwksUris the specs of one node group may name (every authz sidecar fetches each); a spec over it is left out and reported (negative: no cap)")
+	upstreamAllowFlag(f, &c.upstreamAllow)
+	f.StringVar(&o.EnvoyAdmin, "envoy-admin-addr", compile.DefaultEnvoyAdmin, "the fleet's Envoy admin address (as in the bootstrap): no spec upstream may point there; bound to 0.0.0.0, its port is refused on every address")
 	f.StringSliceVar(&o.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
 }
 
 // load reads the files the flags name into o.
 func (c *compileFlags) load(o *compile.Options) error {
 	var err error
+	if o.UpstreamAllow, err = parseUpstreamAllow(c.upstreamAllow); err != nil {
+		return err
+	}
 	if c.certOwners != "" {
 		if o.CertOwners, err = tenancy.LoadCertOwners(c.certOwners); err != nil {
 			return fmt.Errorf("--cert-owners: %w", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func newControlplaneCmd() *cobra.Command {
@@ -49,6 +50,7 @@ func newControlplaneCmd() *cobra.Command {
 			if err := cflags.load(&cfg.Compile); err != nil {
 				return err
 			}
+			cfg.Compile.NodeServices = []spec.NodeService{{Addr: xdsAddr, What: "the control plane's xDS"}, {Addr: adminAddr, What: "the control plane's admin server"}}
 			ctx := cmd.Context()
 			srcOpts.Log = log
 			src, rep, err := source.Open(ctx, ref, srcOpts)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 
 	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Flags every long-running role has.
@@ -28,4 +30,18 @@ func applyGOGC(gogc int) {
 	if _, set := os.LookupEnv("GOGC"); !set && gogc != 0 {
 		debug.SetGCPercent(gogc)
 	}
+}
+
+// upstreamAllowFlag adds --upstream-allow (controlplane, worker, broker,
+// spec validate); parseUpstreamAllow reads it.
+func upstreamAllowFlag(f *pflag.FlagSet, p *[]string) {
+	f.StringSliceVar(p, "upstream-allow", nil, "upstreams specs may name although they point at the node or the platform (loopback, link-local, localhost, ...): comma-separated CIDRs and host:port; the node's own services stay refused")
+}
+
+func parseUpstreamAllow(list []string) (spec.UpstreamAllow, error) {
+	a, err := spec.ParseUpstreamAllow(list)
+	if err != nil {
+		return a, fmt.Errorf("--upstream-allow: %w", err)
+	}
+	return a, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -19,12 +20,20 @@ func newSpecCmd() *cobra.Command {
 }
 
 func newSpecValidateCmd() *cobra.Command {
-	return &cobra.Command{
+	var upstreamAllow []string
+	cmd := &cobra.Command{
 		Use:   "validate FILE|DIR...",
-		Short: "Validate EdgeRoute specs; print every problem",
+		Short: "Validate EdgeRoute specs with the production rules; print every problem",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			docs, err := spec.Load(args...)
+			allow, err := parseUpstreamAllow(upstreamAllow)
+			if err != nil {
+				return err
+			}
+			// The control plane's defaults: the sidecars, Envoy admin and
+			// listener stay refused whatever the allow-list says.
+			own := compile.NodeServices(compile.Options{})
+			docs, err := spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: allow, Reserved: own}}.Load(args...)
 			var problems spec.ErrorList
 			if err != nil && !errors.As(err, &problems) {
 				return err
@@ -44,4 +53,6 @@ func newSpecValidateCmd() *cobra.Command {
 			return nil
 		},
 	}
+	upstreamAllowFlag(cmd.Flags(), &upstreamAllow)
+	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func newWorkerCmd() *cobra.Command {
@@ -34,6 +35,12 @@ func newWorkerCmd() *cobra.Command {
 			if err := cflags.load(&copts); err != nil {
 				return err
 			}
+			var own []spec.NodeService
+			if rc.AdminAddr != "" && rc.AdminAddr != "-" {
+				own = append(own, spec.NodeService{Addr: rc.AdminAddr, What: "the broker worker's admin server"})
+			}
+			cfg.SpecPolicy = spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: copts.UpstreamAllow, Reserved: own}}
+			copts.NodeServices = own
 			copts.Log = log
 			checker, err := compile.NewChecker(copts)
 			if err != nil {

@@ -87,7 +87,6 @@ type Options struct {
 	// sidecars fetch (default DefaultMaxJWKSURIsPerGroup; negative: no cap).
 	// A spec that would exceed it is left out and reported.
 	MaxJWKSURIsPerGroup int
-	Log                 *slog.Logger
 	// CertOwners binds certificates to the tenants that may name them
 	// (nil: none bound; every spec's certificate must cover its hosts
 	// either way).
@@ -95,11 +94,20 @@ type Options struct {
 	// TenantDomains restricts tenants to domain suffixes, as the broker's
 	// --tenant-domains (nil: any claimable host).
 	TenantDomains tenancy.Domains
+	// UpstreamAllow lifts the refusal of upstream addresses that point at
+	// the node or the platform (--upstream-allow); NodeServices are the
+	// running role's own listen addresses and EnvoyAdmin the fleet's
+	// Envoy admin (default DefaultEnvoyAdmin): see upstreams.go.
+	UpstreamAllow spec.UpstreamAllow
+	NodeServices  []spec.NodeService
+	EnvoyAdmin    string
+	Log           *slog.Logger
 }
 
 // Compiler compiles revisions, reusing the work of unchanged specs.
 type Compiler struct {
 	opts            Options
+	policy          spec.Policy
 	log             *slog.Logger
 	sidecarClusters []*clusterv3.Cluster
 	optsKey         string
@@ -125,6 +133,9 @@ func New(o Options) (*Compiler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := checkPolicyOptions(o); err != nil {
+		return nil, fmt.Errorf("compile options: %w", err)
+	}
 	sc, err := envoy.SidecarClusters(o.Sidecars)
 	if err != nil {
 		return nil, fmt.Errorf("compile options: %w", err)
@@ -142,6 +153,7 @@ func New(o Options) (*Compiler, error) {
 	}
 	return &Compiler{
 		opts:            o,
+		policy:          specPolicy(o),
 		log:             log.With("component", "compile"),
 		sidecarClusters: sc,
 		optsKey:         optsKey(o),
@@ -162,6 +174,9 @@ func optsKey(o Options) string {
 	if o.RateLimitFailureModeDeny {
 		k += "|ratelimit-failure=deny"
 	}
+	// The upstream policy is not part of it: it decides only which specs
+	// are published, which every version hashes anyway, and replicas with
+	// different listen addresses must agree on version strings.
 	return k
 }
 
@@ -347,7 +362,7 @@ func (c *Compiler) compileFile(src source.Spec, w *worker) *fileEntry {
 // compileSpec validates one document on its own and builds and validates
 // all of its resources. On failure s.Err says what, where and why.
 func (c *Compiler) compileSpec(s *Spec, w *worker) {
-	if err := spec.ValidateOneWith(s.doc, w.chk); err != nil {
+	if err := c.policy.ValidateOne(s.doc, w.chk); err != nil {
 		s.Err = err
 		return
 	}

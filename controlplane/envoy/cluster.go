@@ -20,9 +20,23 @@ import (
 
 // UpstreamOptions tune upstream clusters.
 type UpstreamOptions struct {
-	// CAFile verifies upstream TLS certificates (with the SNI as the
-	// expected SAN). Empty: TLS without verification of the upstream.
+	// CAFile verifies upstream TLS certificates (with the server name as
+	// the expected SAN). Empty: TLS without verification of the upstream.
 	CAFile string
+}
+
+// UpstreamServerName is the name a TLS upstream's certificate is checked
+// against (and sent as SNI): tls.sni, or else the host of a dns upstream.
+// Static endpoints have no name of their own: "" there means the spec
+// lacks the sni validation requires.
+func UpstreamServerName(u spec.Upstream) string {
+	if u.TLS != nil && u.TLS.SNI != "" {
+		return u.TLS.SNI
+	}
+	if host, _, err := net.SplitHostPort(u.DNS); err == nil && net.ParseIP(host) == nil {
+		return host
+	}
+	return ""
 }
 
 // UpstreamCluster builds the cluster of a spec upstream, named
@@ -36,7 +50,13 @@ func UpstreamCluster(specName string, u spec.Upstream, o UpstreamOptions) (*clus
 		ConnectTimeout: durationpb.New(u.EffectiveConnectTimeout()),
 	}
 	if u.TLS != nil {
-		c.TransportSocket = upstreamTLS(u.TLS.SNI, o.CAFile)
+		// Never TLS without a name to check the certificate against: any
+		// publicly trusted certificate would do.
+		sni := UpstreamServerName(u)
+		if sni == "" {
+			return nil, nil, fmt.Errorf("upstream %s: tls: sni is required (the name the upstream's certificate is checked against)", u.Name)
+		}
+		c.TransportSocket = upstreamTLS(sni, o.CAFile)
 	}
 	switch {
 	case u.DNS != "":

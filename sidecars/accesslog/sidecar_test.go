@@ -48,7 +48,7 @@ metadata: {name: petstore, team: pets}
 spec:
   hosts: [petstore.example.com]
   upstreams:
-    - {name: api, endpoints: ["127.0.0.1:9080"]}
+    - {name: api, endpoints: ["192.0.2.10:9080"]}
   identity:
     apiKeys:
       - {name: partners, header: x-partner-key, keys: [{id: acme, sha256: "66e801a8cf159f1994aeaa3f6c3220ad1f7038dc1803667a5a3f41e9f0b45cc1"}]}

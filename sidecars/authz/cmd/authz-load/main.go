@@ -190,7 +190,7 @@ kind: EdgeRoute
 metadata: {name: bench, team: perf}
 spec:
   hosts: [api.bench.example.com]
-  upstreams: [{name: api, endpoints: ["127.0.0.1:8080"]}]
+  upstreams: [{name: api, endpoints: ["10.0.0.5:8080"]}]
   identity:
     jwt:
       - name: corp
