@@ -61,9 +61,9 @@ type Config struct {
 	// GroupGrace is how long a node group without a stream keeps its
 	// snapshot (default 10m).
 	GroupGrace time.Duration
-	Log      *slog.Logger
-	Registry *prometheus.Registry // required
-	Now      func() time.Time
+	Log        *slog.Logger
+	Registry   *prometheus.Registry // required
+	Now        func() time.Time
 }
 
 // ControlPlane is one running pipeline.
