@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/redisstore"
@@ -34,6 +35,11 @@ type Config struct {
 	XDSServer   string
 	NodeID      string
 	NodeCluster string
+	// TLS is the gRPC port's TLS (mutual with a client CA); without it
+	// the port must be on loopback (or TLS.Insecure). XDSTLS is the
+	// client TLS toward the control plane.
+	TLS    tlsconfig.Server
+	XDSTLS tlsconfig.Client
 
 	Backend      string        // memory (default) | redis
 	RedisURL     string        // see redisstore.Options.URL
@@ -229,6 +235,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = "127.0.0.1:6070"
 	}
+	tlsOpts, err := cfg.TLS.GRPCServerOptions("ratelimit gRPC", "--grpc-addr", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	xdsDial, err := cfg.XDSTLS.GRPCDialOptions("--xds")
+	if err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return err
@@ -238,7 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// A fixed pool of stream goroutines: handlers park while Redis answers,
 	// and fresh goroutines per request would grow their stacks every time.
-	gs := telemetry.NewGRPCServer(log, grpc.NumStreamWorkers(streamWorkers))
+	gs := telemetry.NewGRPCServer(log, append([]grpc.ServerOption{grpc.NumStreamWorkers(streamWorkers)}, tlsOpts...)...)
 	rlsv3.RegisterRateLimitServiceServer(gs.Server, NewServer(s.svc))
 	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	admin := telemetry.NewAdmin(log, s.reg)
@@ -311,7 +325,7 @@ func Run(ctx context.Context, cfg Config) error {
 			g.Go(func() error {
 				return xdsclient.Run(gctx, xdsclient.Config{
 					Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-					TypeURL: sub.typeURL, Log: log.With("type_url", sub.typeURL),
+					TypeURL: sub.typeURL, Log: log.With("type_url", sub.typeURL), DialOptions: xdsDial,
 				}, sub.h)
 			})
 		}
