@@ -47,6 +47,9 @@ func newControlplaneCmd() *cobra.Command {
 			}
 			cfg.Source, cfg.Reporter, cfg.Log = src, rep, log
 			cfg.Registry = telemetry.NewRegistry()
+			if err := cfg.TLS.CheckListen("--xds-addr", xdsAddr); err != nil {
+				return err
+			}
 			l, err := controlplane.Listen(xdsAddr, adminAddr)
 			if err != nil {
 				return err
@@ -73,6 +76,11 @@ func newControlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.Compile.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address as seen from Envoy (cluster gatehouse_accesslog)")
 	f.StringVar(&cfg.Compile.Upstream.CAFile, "upstream-ca-file", "/etc/ssl/certs/ca-certificates.crt", "CA bundle Envoy verifies TLS upstreams with (empty: no verification)")
 	f.StringSliceVar(&cfg.Compile.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
+	tlsServerFlags(f, &cfg.TLS, "xDS")
+	f.StringSliceVar(&cfg.NodeGroups, "node-groups", nil, "serve exactly these node groups (empty: the groups specs name, the groups node certificates name, and up to --max-node-groups others from nodes without a certificate)")
+	f.IntVar(&cfg.MaxNodeGroups, "max-node-groups", controlplane.DefaultMaxNodeGroups, "most node groups nodes without a client certificate may create (without --node-groups)")
+	f.DurationVar(&cfg.GroupGrace, "node-group-grace", controlplane.DefaultGroupGrace, "a node group with no connected node is dropped after this long")
+	f.IntVar(&cfg.CanaryMinNACKs, "canary-min-nacks", 2, "distinct authenticated canary nodes that must NACK a new version before it is rolled back")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd

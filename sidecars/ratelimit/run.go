@@ -41,9 +41,12 @@ type Config struct {
 	TLS    tlsconfig.Server
 	XDSTLS tlsconfig.Client
 
-	Backend      string        // memory (default) | redis
-	RedisURL     string        // see redisstore.Options.URL
-	RedisTimeout time.Duration // default 50ms
+	Backend  string // memory (default) | redis
+	RedisURL string // see redisstore.Options.URL
+	// RedisPasswordFile holds the Redis AUTH password; RedisCAFile the CA
+	// of a rediss:// server.
+	RedisPasswordFile, RedisCAFile string
+	RedisTimeout                   time.Duration // default 50ms
 	// RedisWorkers is the number of script calls in flight (default 2);
 	// fewer means larger batches and less Redis CPU per request.
 	RedisWorkers int
@@ -118,7 +121,7 @@ func New(cfg Config) (*Sidecar, error) {
 		if cfg.RedisURL == "" {
 			return nil, errors.New("ratelimit: --backend redis needs --redis-url")
 		}
-		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Workers: cfg.RedisWorkers,
+		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, PasswordFile: cfg.RedisPasswordFile, TLSCAFile: cfg.RedisCAFile, Timeout: cfg.RedisTimeout, Workers: cfg.RedisWorkers,
 			CacheSize: cfg.RedisCacheSize, Log: log, Metrics: metrics})
 		if err != nil {
 			return nil, fmt.Errorf("ratelimit: %w", err)
