@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
@@ -98,5 +101,40 @@ func TestRolesRefusePlaintextOffLoopback(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, "0.0.0.0:0 is not a loopback address") || !strings.Contains(errOut, "--insecure") {
 			t.Errorf("gatehouse %s on 0.0.0.0: exit %d, %q", args[0], code, errOut)
 		}
+	}
+}
+
+// TestBootstrapMutualTLS: with --xds-ca-file/--xds-cert-file/--xds-key-file
+// the xds cluster and the three sidecar clusters carry a TLS transport
+// socket presenting the node certificate and trusting the CA; the
+// bootstrap still validates. Half the files is an error.
+func TestBootstrapMutualTLS(t *testing.T) {
+	out, errOut, code := run(t, "bootstrap", "--node-group", "dev", "--node-id", "e1", "--xds-server", "127.0.0.1:18000",
+		"--xds-ca-file", "/pki/ca.crt", "--xds-cert-file", "/pki/envoy-dev.crt", "--xds-key-file", "/pki/envoy-dev.key")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal([]byte(out), b); err != nil {
+		t.Fatal(err)
+	}
+	clusters := b.GetStaticResources().GetClusters()
+	if len(clusters) != 4 {
+		t.Fatalf("%d static clusters", len(clusters))
+	}
+	for _, c := range clusters {
+		utc := &tlsv3.UpstreamTlsContext{}
+		if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(utc); err != nil {
+			t.Fatalf("cluster %s: no TLS transport socket: %v", c.GetName(), err)
+		}
+		cc := utc.GetCommonTlsContext()
+		if cc.GetTlsCertificates()[0].GetCertificateChain().GetFilename() != "/pki/envoy-dev.crt" ||
+			cc.GetTlsCertificates()[0].GetPrivateKey().GetFilename() != "/pki/envoy-dev.key" ||
+			cc.GetValidationContext().GetTrustedCa().GetFilename() != "/pki/ca.crt" {
+			t.Errorf("cluster %s: TLS context %v", c.GetName(), cc)
+		}
+	}
+	if _, errOut, code := run(t, "bootstrap", "--node-group", "dev", "--xds-server", "127.0.0.1:18000", "--xds-ca-file", "/pki/ca.crt"); code == 0 || !strings.Contains(errOut, "--xds-cert-file") {
+		t.Errorf("CA only: exit %d, %q", code, errOut)
 	}
 }
