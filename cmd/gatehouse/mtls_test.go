@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -136,5 +138,46 @@ func TestBootstrapMutualTLS(t *testing.T) {
 	}
 	if _, errOut, code := run(t, "bootstrap", "--node-group", "dev", "--xds-server", "127.0.0.1:18000", "--xds-ca-file", "/pki/ca.crt"); code == 0 || !strings.Contains(errOut, "--xds-cert-file") {
 		t.Errorf("CA only: exit %d, %q", code, errOut)
+	}
+}
+
+// TestBrokerHTTPS: with --tls-cert-file/--tls-key-file the OSB API is
+// HTTPS and keeps its basic-auth login; plain HTTP gets no answer.
+func TestBrokerHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	p := testenv.NewPKI(t)
+	crt, key := p.Server(t, "broker")
+	pw := filepath.Join(dir, "password")
+	writeFile(t, pw, "broker-secret\n")
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	admin := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	startRole(t, admin, "broker", "--http-addr", addr, "--admin-addr", admin, "--store", "sqlite:"+filepath.Join(dir, "s.db"),
+		"--queue", "sqlite:"+filepath.Join(dir, "q.db"), "--password-file", pw, "--tls-cert-file", crt, "--tls-key-file", key, "--log-level", "warn")
+	pool, err := tlsconfig.LoadPool(p.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(c *http.Client, url, pass string) (int, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("X-Broker-API-Version", "2.17")
+		if pass != "" {
+			req.SetBasicAuth("broker", pass)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	https := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if code, err := get(https, "https://"+addr+"/v2/catalog", "broker-secret"); err != nil || code != 200 {
+		t.Errorf("HTTPS with basic auth: %d %v", code, err)
+	}
+	if code, err := get(https, "https://"+addr+"/v2/catalog", ""); err != nil || code != 401 {
+		t.Errorf("HTTPS without credentials: %d %v, want 401", code, err)
+	}
+	if code, err := get(&http.Client{Timeout: 5 * time.Second}, "http://"+addr+"/v2/catalog", "broker-secret"); err == nil && code == 200 {
+		t.Error("plain HTTP served on the HTTPS port")
 	}
 }
