@@ -177,10 +177,15 @@ func TestNodeCannotChangeGroupMidStream(t *testing.T) {
 	if err := c.stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "n1", Cluster: "secret-group"}, TypeUrl: ldsType}); err != nil {
 		t.Fatal(err)
 	}
-	for range c.resps {
+	timeout := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-c.resps:
+		case <-timeout:
+			t.Fatal("a stream that changed its node.cluster was not refused")
+		}
 	}
-	_, err := c.stream.Recv()
-	if status.Code(err) != codes.PermissionDenied {
+	if err := <-c.errc; status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("changed node.cluster: %v, want PermissionDenied", err)
 	}
 }
