@@ -159,3 +159,67 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		t.Errorf("bad pair: %v", err)
 	}
 }
+
+// TestCARotationBundle: during a CA rotation (docs/DEPLOY.md) a server
+// whose client-CA file bundles the old and the new CA accepts node
+// certificates of both, and a client trusting the bundle accepts a server
+// certificate of either; a CA outside the bundle is refused.
+func TestCARotationBundle(t *testing.T) {
+	oldCA, oldDir := mint(t)
+	newCA, newDir := mint(t)
+	strange, _ := mint(t)
+	dir := t.TempDir()
+	oldPEM, _ := os.ReadFile(filepath.Join(oldDir, "ca.crt"))
+	newPEM, _ := os.ReadFile(filepath.Join(newDir, "ca.crt"))
+	bundle := filepath.Join(dir, "bundle.crt")
+	os.WriteFile(bundle, append(oldPEM, newPEM...), 0o644)
+
+	write := func(name string, iss *tlsconfig.Issued) (string, string) {
+		c, k := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		if err := iss.Write(c, k); err != nil {
+			t.Fatal(err)
+		}
+		return c, k
+	}
+	for _, serverCA := range []*tlsconfig.CA{oldCA, newCA} {
+		srv, _ := serverCA.IssueServer("srv", []string{"127.0.0.1"}, time.Hour, time.Now())
+		sc, sk := write("srv", srv)
+		cfg, err := tlsconfig.Server{CertFile: sc, KeyFile: sk, ClientCAFile: bundle}.Config("test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { _, _ = io.Copy(c, c); c.Close() }()
+			}
+		}()
+		for name, ca := range map[string]*tlsconfig.CA{"old": oldCA, "new": newCA, "strange": strange} {
+			node, _ := ca.IssueNode("n", "g", time.Hour, time.Now())
+			nc, nk := write("node-"+name, node)
+			ccfg, err := tlsconfig.Client{CAFile: bundle, CertFile: nc, KeyFile: nk}.Config("--xds")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := tls.Dial("tcp", l.Addr().String(), ccfg)
+			if err == nil {
+				_, err = c.Write([]byte("x"))
+				if err == nil {
+					_, err = c.Read(make([]byte, 1))
+				}
+				c.Close()
+			}
+			if (err == nil) != (name != "strange") {
+				t.Errorf("server of the %v CA, node of the %s CA: %v", serverCA == newCA, name, err)
+			}
+		}
+		l.Close()
+	}
+}
