@@ -115,6 +115,7 @@ type adsClient struct {
 	resps    chan *discoveryv3.DiscoveryResponse
 	cancel   context.CancelFunc
 	sentNode bool
+	errc     chan error // the error that ended the stream (openADS)
 }
 
 func dialADS(t *testing.T, addr, id, group string) *adsClient {
@@ -123,24 +124,7 @@ func dialADS(t *testing.T, addr, id, group string) *adsClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &adsClient{t: t, node: &corev3.Node{Id: id, Cluster: group}, stream: st, resps: make(chan *discoveryv3.DiscoveryResponse, 64), cancel: cancel}
-	go func() {
-		defer close(c.resps)
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				return
-			}
-			c.resps <- r
-		}
-	}()
-	t.Cleanup(func() { cancel(); conn.Close() })
-	return c
+	return openADS(t, conn, id, group)
 }
 
 func (c *adsClient) send(typeURL string, names []string, version, nonce string, nack string) {

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // Config is everything a control plane needs. Source is required.
@@ -41,20 +42,37 @@ type Config struct {
 	// fleet follows after Soak without a NACK from the canary.
 	CanaryGroup string
 	Soak        time.Duration // default 60s
+	// CanaryMinNACKs is how many distinct authenticated canary nodes
+	// must NACK a candidate before it is rolled back (default 2). Without
+	// a client CA (plaintext on loopback) every node counts as
+	// authenticated.
+	CanaryMinNACKs int
 	// CertPoll is how often Compile.CertDir is checked for renewed
 	// certificates (default 10s; negative: never).
 	CertPoll time.Duration
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin port
 	// (off by default: a profile burns CPU on demand).
-	Pprof    bool
-	Log      *slog.Logger
-	Registry *prometheus.Registry // required
-	Now      func() time.Time
+	Pprof bool
+	// TLS is the xDS port's TLS (Run): with a client CA, mutual TLS and
+	// each node's group bound to its certificate.
+	TLS tlsconfig.Server
+	// NodeGroups, when set, are exactly the node groups served.
+	NodeGroups []string
+	// MaxNodeGroups caps the groups nodes without a certificate may
+	// create when NodeGroups is empty (default 64).
+	MaxNodeGroups int
+	// GroupGrace is how long a node group without a stream keeps its
+	// snapshot (default 10m).
+	GroupGrace time.Duration
+	Log        *slog.Logger
+	Registry   *prometheus.Registry // required
+	Now        func() time.Time
 }
 
 // ControlPlane is one running pipeline.
 type ControlPlane struct {
 	cfg      Config
+	admit    *groupAdmission
 	log      *slog.Logger
 	compiler *compile.Compiler
 	xds      *xds.Server
@@ -78,6 +96,12 @@ type ControlPlane struct {
 	// deleted are the spec deletions not yet live on the whole fleet;
 	// owned by the loop goroutine.
 	deleted []report
+	// canaryNACKs are the distinct nodes that NACKed the candidate
+	// version; owned by the loop goroutine.
+	canaryNACKs struct {
+		version string
+		nodes   map[string]bool
+	}
 }
 
 // New builds a control plane; nothing runs until Run.
@@ -100,6 +124,15 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CanaryMinNACKs <= 0 {
+		cfg.CanaryMinNACKs = 2
+	}
+	if cfg.MaxNodeGroups <= 0 {
+		cfg.MaxNodeGroups = DefaultMaxNodeGroups
+	}
+	if cfg.GroupGrace <= 0 {
+		cfg.GroupGrace = DefaultGroupGrace
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -119,7 +152,9 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		nacks:    make(chan xds.NACK, 1024),
 		certs:    make(chan struct{}, 1),
 	}
+	cp.admit = &groupAdmission{cp: cp, dynamic: map[string]bool{}}
 	cp.xds = xds.New(ctx, xds.Options{
+		Admit:    cp.admit.admit,
 		Log:      log,
 		Registry: cfg.Registry,
 		OnNACK:   cp.onNACK,
@@ -151,6 +186,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { cp.reportLoop(ctx); return nil })
 	g.Go(func() error { cp.loop(ctx); return nil })
+	g.Go(func() error { cp.admit.collect(ctx); return nil })
 	if cp.cfg.Compile.CertDir != "" && cp.cfg.CertPoll >= 0 {
 		every := cp.cfg.CertPoll
 		if every == 0 {

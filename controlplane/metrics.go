@@ -10,6 +10,8 @@ type metrics struct {
 	reportsDropped prometheus.Counter
 	reportErrors   prometheus.Counter
 	certRefusals   prometheus.Counter
+	groupsDropped  prometheus.Counter
+	canaryNACKs    prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -36,7 +38,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		certRefusals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_controlplane_cert_refusals_total", Help: "Certificate directory changes refused because they would break published specs.",
 		}),
+		groupsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_controlplane_node_groups_dropped_total", Help: "Node groups dropped after the grace period without a connected node.",
+		}),
+		canaryNACKs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_controlplane_canary_nacks_ignored_total", Help: "NACKs of the canary candidate that did not count toward a rollback (unauthenticated node, or the same node again).",
+		}),
 	}
-	reg.MustRegister(m.compileSeconds, m.specs, m.nacks, m.nacksDropped, m.reportsDropped, m.reportErrors, m.certRefusals)
+	reg.MustRegister(m.compileSeconds, m.specs, m.nacks, m.nacksDropped, m.reportsDropped, m.reportErrors, m.certRefusals, m.groupsDropped, m.canaryNACKs)
 	return m
 }

@@ -152,21 +152,41 @@ func publishedReports(res *compile.Result) []report {
 	return out
 }
 
-// canaryRejected handles a NACK: when it is the canary rejecting the
-// candidate, the rollout stops and the canary returns to the last good
-// version. Other NACKs are recorded by the xDS server only; the node waits
-// for the next version. It reports whether a rollout was stopped.
+// canaryRejected handles a NACK: when CanaryMinNACKs distinct
+// authenticated canary nodes have rejected the candidate, the rollout
+// stops and the canary returns to the last good version. Other NACKs are
+// recorded by the xDS server only; the node waits for the next version.
+// It reports whether a rollout was stopped.
 func (cp *ControlPlane) canaryRejected(ctx context.Context, n xds.NACK) bool {
 	st := cp.pub.State()
 	if st.CandidateVersion == "" || n.NodeGroup != st.CanaryGroup || n.Version != st.CandidateVersion {
 		return false
 	}
+	// Without a client CA no node can prove its group; the port is then
+	// loopback-only (or --insecure), and every node counts.
+	if !n.Authenticated && cp.cfg.TLS.ClientCAFile != "" {
+		cp.metrics.canaryNACKs.Inc()
+		return false
+	}
+	if cp.canaryNACKs.version != n.Version {
+		cp.canaryNACKs.version, cp.canaryNACKs.nodes = n.Version, map[string]bool{}
+	}
+	if cp.canaryNACKs.nodes[n.NodeID] {
+		cp.metrics.canaryNACKs.Inc()
+		return false
+	}
+	cp.canaryNACKs.nodes[n.NodeID] = true
+	if len(cp.canaryNACKs.nodes) < cp.cfg.CanaryMinNACKs {
+		cp.log.Warn("canary node rejected the candidate; waiting for more canary nodes before rolling back", "node_id", n.NodeID, "version", n.Version, "nacks", len(cp.canaryNACKs.nodes), "canary_min_nacks", cp.cfg.CanaryMinNACKs)
+		return false
+	}
+	cp.canaryNACKs.version, cp.canaryNACKs.nodes = "", nil
 	cand := cp.pub.Served(st.CanaryGroup)
 	if err := cp.pub.Rollback(ctx); err != nil {
 		cp.log.Error("rollback failed", "error", err)
 		return false
 	}
-	reason := fmt.Sprintf("canary node %s (group %s) rejected version %s (%s): %s", n.NodeID, n.NodeGroup, n.Version, shortType(n.TypeURL), n.Message)
+	reason := fmt.Sprintf("canary node %s (group %s; %d distinct canary nodes) rejected version %s (%s): %s", n.NodeID, n.NodeGroup, cp.cfg.CanaryMinNACKs, n.Version, shortType(n.TypeURL), n.Message)
 	cp.stateMu.Lock()
 	cp.state.Rollout = Rollout{Phase: PhaseRolledBack, CanaryGroup: st.CanaryGroup, Candidate: n.Version, Since: cp.cfg.Now(), Reason: reason}
 	cp.stateMu.Unlock()

@@ -28,7 +28,7 @@ func (h *harness) waitRollout(phase string) controlplane.State {
 // the fleet never sees the rejected one, and the next revision starts a
 // new rollout.
 func TestCanaryNACKRollsBack(t *testing.T) {
-	h := startControlPlane(t, controlplane.Config{CanaryGroup: "canary", Soak: time.Hour},
+	h := startControlPlane(t, controlplane.Config{CanaryGroup: "canary", Soak: time.Hour, CanaryMinNACKs: 1},
 		map[string]string{"a.yaml": specYAML("a", "a.example.com", "10.0.0.1:80")})
 	canary := dialADS(t, h.addr, "canary-1", "canary")
 	fleet := dialADS(t, h.addr, "fleet-1", "us-east-1")

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
@@ -41,8 +43,32 @@ func Run(ctx context.Context, cfg Config, l Listeners) error {
 		l.Admin.Close()
 		return err
 	}
+	return cp.Serve(ctx, l)
+}
+
+// Serve serves xDS (with cfg.TLS) and the admin endpoints on l and runs
+// the pipeline until ctx ends. Plaintext xDS on a non-loopback address is
+// refused unless cfg.TLS.Insecure.
+func (cp *ControlPlane) Serve(ctx context.Context, l Listeners) error {
+	cfg := cp.cfg
 	log := cp.log
-	gs := telemetry.NewGRPCServer(log, xds.ServerOptions()...)
+	if err := cfg.TLS.CheckListen("--xds-addr", l.XDS.Addr().String()); err != nil {
+		l.XDS.Close()
+		l.Admin.Close()
+		return err
+	}
+	tc, err := cfg.TLS.Config("xds")
+	if err != nil {
+		l.XDS.Close()
+		l.Admin.Close()
+		return err
+	}
+	opts := xds.ServerOptions()
+	if tc != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		log.Info("xds: TLS on", "mutual", tc.ClientCAs != nil)
+	}
+	gs := telemetry.NewGRPCServer(log, opts...)
 	cp.RegisterXDS(gs.Server)
 	admin := telemetry.NewAdmin(log, cfg.Registry)
 	cp.RegisterDebug(admin)

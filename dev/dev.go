@@ -100,6 +100,9 @@ type Endpoints struct {
 	IdP, Echo                          string
 	NodeGroup                          string
 	Provisioned                        []string // example specs provisioned by this start
+	// PKI: xDS and the sidecars' gRPC are mutual TLS; an Envoy of
+	// NodeGroup (or a test playing one) presents PKI.Envoy().
+	PKI *PKI
 }
 
 // Run starts the suite and blocks until ctx ends.
@@ -138,6 +141,10 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	pki, err := loadPKI(c.DataDir, c.NodeGroup, time.Now())
+	if err != nil {
+		return err
+	}
 
 	st, q, err := broker.OpenEmbedded(ctx, c.DataDir, 30*time.Second)
 	if err != nil {
@@ -152,6 +159,7 @@ func Run(ctx context.Context, c Config) error {
 		Authz: c.AuthzAddr, RateLimit: c.RateLimitAddr, AccessLogGRPC: c.AccessLogGRPCAddr,
 		AccessLogAPI: "http://" + c.AccessLogAPI, AccessLogToken: logToken,
 		IdP: "http://" + c.IdPAddr, Echo: "http://" + c.EchoAddr, NodeGroup: c.NodeGroup,
+		PKI: pki,
 	}
 	// Specs may point at the demo upstream and nothing else on the node.
 	allow, err := spec.ParseUpstreamAllow([]string{c.EchoAddr})
@@ -187,6 +195,7 @@ func Run(ctx context.Context, c Config) error {
 			HoldOff:  20 * time.Millisecond,
 			Log:      c.Log,
 			Registry: telemetry.NewRegistry(),
+			TLS:      pki.server(),
 		}, cpListeners)
 	})
 	brokerUp := ready.add()
@@ -213,7 +222,8 @@ func Run(ctx context.Context, c Config) error {
 			GRPCAddr: c.AuthzAddr, AdminAddr: c.AuthzAdminAddr,
 			XDSServer: c.XDSAddr, NodeID: "dev-authz", NodeCluster: c.NodeGroup,
 			JWKSAllow: append([]string{c.IdPAddr}, c.JWKSAllow...),
-			Log:       c.Log, Registry: telemetry.NewRegistry(),
+			TLS:       pki.server(), XDSTLS: pki.sidecarXDS(),
+			Log: c.Log, Registry: telemetry.NewRegistry(),
 			Ready: func(net.Addr, net.Addr) { authzUp() },
 		})
 	})
@@ -222,6 +232,7 @@ func Run(ctx context.Context, c Config) error {
 		return ratelimitsidecar.Run(gctx, ratelimitsidecar.Config{
 			GRPCAddr: c.RateLimitAddr, AdminAddr: c.RateLimitAdmin,
 			XDSServer: c.XDSAddr, NodeID: "dev-ratelimit", NodeCluster: c.NodeGroup,
+			TLS: pki.server(), XDSTLS: pki.sidecarXDS(),
 			Backend: "memory", ResponseHeaders: true,
 			Log: c.Log, Registry: telemetry.NewRegistry(),
 			Ready: func(net.Addr, net.Addr) { rlUp() },
@@ -234,6 +245,7 @@ func Run(ctx context.Context, c Config) error {
 			Store:     "duckdb:" + filepath.Join(c.DataDir, "accesslog.duckdb"),
 			Retention: 7 * 24 * time.Hour, ChainKeyFile: chainKeys,
 			XDSServer: c.XDSAddr, NodeID: "dev-accesslog", NodeCluster: c.NodeGroup,
+			TLS: pki.server(), XDSTLS: pki.sidecarXDS(),
 			APITokens: []string{logToken},
 			Log:       c.Log, Registry: telemetry.NewRegistry(),
 			Ready: func(accesslogsidecar.Addrs) { alUp() },
@@ -403,10 +415,10 @@ func printBanner(w io.Writer, c Config, ep Endpoints, idp *IdP) {
 	fmt.Fprintln(tw, "\nROLE\tADDRESS\tWHAT")
 	rows := [][3]string{
 		{"broker", ep.Broker, "OSB API, basic auth " + ep.BrokerUser + " / password in " + filepath.Join(c.DataDir, "broker-password")},
-		{"controlplane", ep.XDS, "xDS (ADS); admin and /debug on " + ep.ControlPlaneAdmin},
-		{"authz", ep.Authz, "ext_authz gRPC; admin http://" + c.AuthzAdminAddr},
-		{"ratelimit", ep.RateLimit, "RLS gRPC; admin http://" + c.RateLimitAdmin},
-		{"accesslog", ep.AccessLogGRPC, "ALS gRPC; query API and web page " + ep.AccessLogAPI},
+		{"controlplane", ep.XDS, "xDS (ADS, mutual TLS); admin and /debug on " + ep.ControlPlaneAdmin},
+		{"authz", ep.Authz, "ext_authz gRPC (mutual TLS); admin http://" + c.AuthzAdminAddr},
+		{"ratelimit", ep.RateLimit, "RLS gRPC (mutual TLS); admin http://" + c.RateLimitAdmin},
+		{"accesslog", ep.AccessLogGRPC, "ALS gRPC (mutual TLS); query API and web page " + ep.AccessLogAPI},
 		{"demo-idp", ep.IdP, "JWKS of the petstore example (dev only)"},
 		{"demo-echo", ep.Echo, "the petstore upstream (dev only)"},
 	}
@@ -415,7 +427,12 @@ func printBanner(w io.Writer, c Config, ep Endpoints, idp *IdP) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, `
-example routes (node group %q; attach an Envoy with: bin/gatehouse bootstrap --node-group %s --xds-server %s):
+mutual TLS: xDS and the sidecars' gRPC trust the throwaway CA %s; an Envoy of node group %q
+presents %s (key %s). Attach one with:
+  bin/gatehouse bootstrap --node-group %s --xds-server %s --authz-addr %s --ratelimit-addr %s --accesslog-addr %s \
+    --xds-ca-file %s --xds-cert-file %s --xds-key-file %s
+
+example routes:
   GET  https://petstore.example.com/pets        JWT with scope pets:read, or API key (plan gold); 100/min per user
   POST https://petstore.example.com/pets/adopt  JWT in group adopters; token bucket 10/min, burst 3
   GET  https://petstore.example.com/healthz     public
@@ -436,7 +453,9 @@ sample token (sub alice, scope pets:read, groups adopters; 12h):
 demo API key of the petstore example: %s
 
 Ctrl-C stops everything; data stays in %s.
-`, c.NodeGroup, c.NodeGroup, ep.XDS,
+`, ep.PKI.CAFile, c.NodeGroup, ep.PKI.EnvoyCertFile, ep.PKI.EnvoyKeyFile,
+		c.NodeGroup, ep.XDS, ep.Authz, ep.RateLimit, ep.AccessLogGRPC,
+		absPath(ep.PKI.CAFile), absPath(ep.PKI.EnvoyCertFile), absPath(ep.PKI.EnvoyKeyFile),
 		c.ExamplesDir, token, c.ExamplesDir, DemoAPIKey,
 		ep.Broker, filepath.Join(c.DataDir, "broker-password"),
 		c.ExamplesDir, ep.Broker, filepath.Join(c.DataDir, "broker-password"),
@@ -444,4 +463,12 @@ Ctrl-C stops everything; data stays in %s.
 		ep.BrokerUser, filepath.Join(c.DataDir, "broker-password"), ep.Broker,
 		ep.AccessLogAPI, filepath.Join(c.DataDir, "accesslog-token"),
 		token, DemoAPIKey, c.DataDir)
+}
+
+// absPath is p made absolute for the bootstrap (Envoy runs elsewhere).
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -39,7 +38,7 @@ type envoyNode struct {
 	changed  chan struct{}
 }
 
-func startEnvoyNode(t *testing.T, ctx context.Context, xdsAddr, id, group string) *envoyNode {
+func startEnvoyNode(t *testing.T, ctx context.Context, xdsAddr string, creds grpc.DialOption, id, group string) *envoyNode {
 	t.Helper()
 	n := &envoyNode{
 		id: id, group: group,
@@ -48,7 +47,7 @@ func startEnvoyNode(t *testing.T, ctx context.Context, xdsAddr, id, group string
 		versions: map[string]string{}, subs: map[string][]string{}, nonces: map[string]string{},
 		changed: make(chan struct{}, 1),
 	}
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(xdsAddr, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

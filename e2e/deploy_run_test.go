@@ -350,7 +350,7 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 	}
 
 	s := &suite{t: t, idp: idp, osb: osb, ep: dev.Endpoints{AccessLogAPI: d.queryAPI, AccessLogToken: d.queryToken, NodeGroup: d.nodeGroup}}
-	s.node = startEnvoyNode(t, ctx, d.xds, "deploy-test-envoy", d.nodeGroup)
+	s.node = startEnvoyNode(t, ctx, d.xds, grpc.WithTransportCredentials(insecure.NewCredentials()), "deploy-test-envoy", d.nodeGroup)
 	cfg := s.node.waitFor(t, 60*time.Second, "listener, routes, clusters and endpoints", func(c nodeConfig) bool {
 		rc := c.routes["gatehouse_routes"]
 		return c.lis["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&

@@ -29,7 +29,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -178,7 +177,7 @@ func (s *suite) connectSidecars(ctx context.Context, cfg nodeConfig) {
 			t.Fatalf("node has no cluster %s", cluster)
 		}
 		sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-		conn, err := grpc.NewClient(net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), envoyTLS(t, s.ep.PKI))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ func TestLongQueryKeepsPerIPLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := startSuite(t, ctx)
-	s.node = startEnvoyNode(t, ctx, s.ep.XDS, "e2e-envoy", s.ep.NodeGroup)
+	s.node = startEnvoyNode(t, ctx, s.ep.XDS, envoyTLS(t, s.ep.PKI), "e2e-envoy", s.ep.NodeGroup)
 
 	// A public spec on the petstore upstream with a per-IP and a per-path
 	// limit.

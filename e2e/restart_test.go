@@ -32,7 +32,7 @@ func TestDevStopsCleanlyAndRestartReusesData(t *testing.T) {
 	if second.BrokerPassword != first.BrokerPassword || second.AccessLogToken != first.AccessLogToken {
 		t.Fatal("second start made new credentials")
 	}
-	node := startEnvoyNode(t, ctx, second.XDS, "restart-envoy", second.NodeGroup)
+	node := startEnvoyNode(t, ctx, second.XDS, envoyTLS(t, second.PKI), "restart-envoy", second.NodeGroup)
 	node.waitFor(t, 30*time.Second, "the stored specs served again", func(c nodeConfig) bool {
 		rc := c.routes["gatehouse_routes"]
 		return rc != nil && selectVirtualHost(rc, "petstore.example.com") != nil && selectVirtualHost(rc, "status.example.com") != nil

@@ -20,13 +20,14 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	s := startSuite(t, ctx)
 
-	s.node = startEnvoyNode(t, ctx, s.ep.XDS, "e2e-envoy", s.ep.NodeGroup)
+	s.node = startEnvoyNode(t, ctx, s.ep.XDS, envoyTLS(t, s.ep.PKI), "e2e-envoy", s.ep.NodeGroup)
 	cfg := s.node.waitFor(t, 30*time.Second, "listener, routes, clusters and endpoints", func(c nodeConfig) bool {
 		rc := c.routes["gatehouse_routes"]
 		return c.lis["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
 			c.cla["petstore/api"] != nil && c.clusters["gatehouse_authz"] != nil
 	})
 	s.connectSidecars(ctx, cfg)
+	s.checkRefusedWithoutClientCert(ctx)
 
 	// The sidecars learn their config over xDS independently of the node;
 	// wait until authz knows the routes (a public route never reaches it).

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
@@ -32,6 +33,9 @@ func newAccesslogCmd() *cobra.Command {
 				return err
 			}
 			cfg.Log = log
+			// The query API is HTTPS with the same certificate; its
+			// login stays the bearer tokens.
+			cfg.HTTPTLS = tlsconfig.Server{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, Insecure: cfg.TLS.Insecure}
 			ctx, stop := telemetry.SignalContext(cmd.Context())
 			defer stop()
 			return accesslogsidecar.Run(ctx, cfg)
@@ -60,6 +64,8 @@ func newAccesslogCmd() *cobra.Command {
 	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "most entries per spool frame")
 	f.IntVar(&cfg.StoreBatch, "store-batch", 100000, "most entries per store batch (consecutive spool frames are combined)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")
+	tlsServerFlags(f, &cfg.TLS, "ALS gRPC and query API (HTTPS; the client CA applies to gRPC only)")
+	xdsClientTLSFlags(f, &cfg.XDSTLS)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

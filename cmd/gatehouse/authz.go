@@ -47,6 +47,8 @@ on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
 	f.IntVar(&cfg.MaxTokenSize, "max-token-size", 8<<10, "largest bearer token accepted, in bytes")
 	f.IntVar(&cfg.TokenCacheSize, "token-cache-size", 10000, "verified-token cache entries (negative disables)")
 	f.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", 0, "longest a verified token is cached (0 = 5m; never past its exp)")
+	tlsServerFlags(f, &cfg.TLS, "ext_authz gRPC")
+	xdsClientTLSFlags(f, &cfg.XDSTLS)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

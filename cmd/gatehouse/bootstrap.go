@@ -14,7 +14,10 @@ import (
 )
 
 func newBootstrapCmd() *cobra.Command {
-	var o envoy.BootstrapOptions
+	var (
+		o   envoy.BootstrapOptions
+		tls envoy.ClientTLS
+	)
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
 		Short: "Print the Envoy bootstrap of a fleet node (ADS to the control plane, sidecar clusters) as JSON",
@@ -29,6 +32,9 @@ func newBootstrapCmd() *cobra.Command {
 			}
 			if o.NodeGroup == "" || o.XDSServer == "" {
 				return fmt.Errorf("--node-group and --xds-server are required")
+			}
+			if tls != (envoy.ClientTLS{}) {
+				o.TLS = &tls
 			}
 			b, err := envoy.Bootstrap(o)
 			if err != nil {
@@ -61,5 +67,8 @@ func newBootstrapCmd() *cobra.Command {
 	f.StringVar(&o.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address")
 	f.StringVar(&o.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address")
 	f.StringVar(&o.Sidecars.AccessLog, "accesslog-addr", envoy.DefaultSidecars.AccessLog, "accesslog sidecar address")
+	f.StringVar(&tls.CAFile, "xds-ca-file", "", "CA bundle (path on the node) Envoy verifies the control plane and the sidecars against: mutual TLS on the xds and sidecar clusters")
+	f.StringVar(&tls.CertFile, "xds-cert-file", "", "node certificate (path on the node) Envoy presents: URI SAN spiffe://gatehouse/node-group/<node-group>")
+	f.StringVar(&tls.KeyFile, "xds-key-file", "", "private key of --xds-cert-file (path on the node)")
 	return cmd
 }

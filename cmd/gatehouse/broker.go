@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // brokerPassword reads a secret from a file (trailing newline trimmed).
@@ -37,6 +40,7 @@ func newBrokerCmd() *cobra.Command {
 		passwordFile  string
 		tenantFiles   tenancyFiles
 		upstreamAllow []string
+		tlsc          tlsconfig.Server
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -58,6 +62,9 @@ func newBrokerCmd() *cobra.Command {
 			}
 			cfg.NodeServices = compile.NodeServices(compile.Options{})
 			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			if cfg.Listener, err = httpsListener(cfg.HTTPAddr, "--http-addr", "broker OSB API", tlsc); err != nil {
+				return err
+			}
 			return broker.Run(cmd.Context(), cfg)
 		},
 	}
@@ -76,8 +83,31 @@ func newBrokerCmd() *cobra.Command {
 	f.DurationVar(&cfg.OpDeadline, "op-deadline", time.Hour, "fail operations no worker finished within this (their message was lost); negative: never")
 	tenantFiles.flags(f)
 	upstreamAllowFlag(f, &upstreamAllow)
+	f.StringVar(&tlsc.CertFile, "tls-cert-file", "", "PEM certificate (chain): serve the OSB API over HTTPS (empty: plain HTTP, loopback addresses only)")
+	f.StringVar(&tlsc.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.BoolVar(&tlsc.Insecure, "insecure", false, "allow plain HTTP on a non-loopback listen address")
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
+}
+
+// httpsListener listens on addr, with TLS when s has a certificate; plain
+// HTTP is refused off loopback unless s.Insecure.
+func httpsListener(addr, flag, what string, s tlsconfig.Server) (net.Listener, error) {
+	if err := s.CheckListen(flag, addr); err != nil {
+		return nil, err
+	}
+	tc, err := s.Config(what)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listening on %s: %w", what, addr, err)
+	}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
+	}
+	return l, nil
 }
 
 func brokerAWSFlags(cmd *cobra.Command, o *backend.Options) {

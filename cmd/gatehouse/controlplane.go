@@ -59,6 +59,9 @@ func newControlplaneCmd() *cobra.Command {
 			}
 			cfg.Source, cfg.Reporter, cfg.Log = src, rep, log
 			cfg.Registry = telemetry.NewRegistry()
+			if err := cfg.TLS.CheckListen("--xds-addr", xdsAddr); err != nil {
+				return err
+			}
 			l, err := controlplane.Listen(xdsAddr, adminAddr)
 			if err != nil {
 				return err
@@ -80,6 +83,11 @@ func newControlplaneCmd() *cobra.Command {
 	f.DurationVar(&cfg.CertPoll, "cert-poll", 10*time.Second, "how often --cert-dir is checked for renewed or new certificates, which are then pushed over SDS (negative: never)")
 	f.StringVar(&rlFailure, "ratelimit-failure-mode", "allow", "what Envoy does when the ratelimit sidecar cannot answer: allow (requests pass, limits off) or deny (500, limits stay on); see docs/RUNBOOK.md")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin port")
+	tlsServerFlags(f, &cfg.TLS, "xDS")
+	f.StringSliceVar(&cfg.NodeGroups, "node-groups", nil, "serve exactly these node groups (empty: the groups specs name, the groups node certificates name, and up to --max-node-groups others from nodes without a certificate)")
+	f.IntVar(&cfg.MaxNodeGroups, "max-node-groups", controlplane.DefaultMaxNodeGroups, "most node groups nodes without a client certificate may create (without --node-groups)")
+	f.DurationVar(&cfg.GroupGrace, "node-group-grace", controlplane.DefaultGroupGrace, "a node group with no connected node is dropped after this long")
+	f.IntVar(&cfg.CanaryMinNACKs, "canary-min-nacks", 2, "distinct authenticated canary nodes that must NACK a new version before it is rolled back")
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd

@@ -43,7 +43,9 @@ func newRatelimitCmd() *cobra.Command {
 	f.StringVar(&cfg.NodeID, "node-id", "", "xDS node id")
 	f.StringVar(&cfg.NodeCluster, "node-cluster", "", "xDS node cluster (node group)")
 	f.StringVar(&cfg.Backend, "backend", "memory", "counter backend: memory|redis")
-	f.StringVar(&cfg.RedisURL, "redis-url", "", "redis://host:port[/db], redis+sentinel://h:p[,h:p]/master, redis+cluster://h:p[,h:p]")
+	f.StringVar(&cfg.RedisURL, "redis-url", "", "redis://host:port[/db] (rediss:// for TLS), redis+sentinel://h:p[,h:p]/master, redis+cluster://h:p[,h:p]")
+	f.StringVar(&cfg.RedisPasswordFile, "redis-password-file", "", "file holding the Redis AUTH password (wins over a password in --redis-url)")
+	f.StringVar(&cfg.RedisCAFile, "redis-ca-file", "", "PEM CA bundle the server certificate of a rediss:// URL is verified against (default: system roots)")
 	f.DurationVar(&cfg.RedisTimeout, "redis-timeout", 0, "deadline of every Redis call (0 = 50ms)")
 	f.IntVar(&cfg.RedisWorkers, "redis-workers", 0, "Redis script calls in flight at once (0 = 2; fewer = larger batches)")
 	f.IntVar(&cfg.RedisCacheSize, "redis-cache-size", 0, "keys in the over-limit cache (0 = 100000, negative disables)")
@@ -53,6 +55,8 @@ func newRatelimitCmd() *cobra.Command {
 	f.BoolVar(&cfg.ResponseHeaders, "response-headers", false, "add RateLimit-Limit/-Remaining/-Reset headers")
 	f.StringVar(&cfg.KeyPrefix, "key-prefix", "", "prefix of every Redis key (envoyproxy's CACHE_KEY_PREFIX)")
 	gogcFlag(f, &gogc, 400)
+	tlsServerFlags(f, &cfg.TLS, "RLS gRPC")
+	xdsClientTLSFlags(f, &cfg.XDSTLS)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd
 }

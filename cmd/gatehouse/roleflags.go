@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -44,4 +45,22 @@ func parseUpstreamAllow(list []string) (spec.UpstreamAllow, error) {
 		return a, fmt.Errorf("--upstream-allow: %w", err)
 	}
 	return a, nil
+}
+
+// tlsServerFlags adds --tls-cert-file, --tls-key-file, --tls-client-ca-file
+// and --insecure for the role's port (what: "xDS", "ext_authz gRPC").
+func tlsServerFlags(f *pflag.FlagSet, s *tlsconfig.Server, what string) {
+	f.StringVar(&s.CertFile, "tls-cert-file", "", "PEM certificate (chain) of the "+what+" port: serve TLS (empty: plaintext, loopback addresses only)")
+	f.StringVar(&s.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.StringVar(&s.ClientCAFile, "tls-client-ca-file", "", "PEM CA bundle: require a client certificate issued by it on the "+what+" port (mutual TLS)")
+	f.BoolVar(&s.Insecure, "insecure", false, "allow plaintext on a non-loopback listen address")
+}
+
+// xdsClientTLSFlags adds --xds-ca-file, --xds-cert-file and --xds-key-file:
+// how a sidecar verifies the control plane and which node certificate it
+// presents.
+func xdsClientTLSFlags(f *pflag.FlagSet, c *tlsconfig.Client) {
+	f.StringVar(&c.CAFile, "xds-ca-file", "", "PEM CA bundle the control plane's certificate is verified against (turns on TLS toward --xds-server)")
+	f.StringVar(&c.CertFile, "xds-cert-file", "", "PEM node certificate presented to the control plane (URI SAN spiffe://gatehouse/node-group/<group>; `gatehouse certs node`)")
+	f.StringVar(&c.KeyFile, "xds-key-file", "", "PEM private key of --xds-cert-file")
 }

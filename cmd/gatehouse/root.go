@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		newLogsCmd(),
 		newRatelimitCmd(),
 		newControlplaneCmd(), newExplainCmd(), newBootstrapCmd(),
-		newBrokerCmd(), newWorkerCmd(), newRoutesCmd(), newKeysCmd(),
+		newBrokerCmd(), newWorkerCmd(), newRoutesCmd(), newKeysCmd(), newCertsCmd(),
 		newHealthcheckCmd(),
 		// Role subcommands register here, one line each.
 	)

@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // BootstrapOptions describe one fleet node.
@@ -22,6 +23,34 @@ type BootstrapOptions struct {
 	// Delta selects incremental xDS (DELTA_GRPC): after a change Envoy is
 	// sent only the resources that changed, not every resource of the type.
 	Delta bool
+	// TLS, when set, puts mutual TLS on the xDS cluster and the sidecar
+	// clusters: Envoy verifies the servers against CAFile and presents
+	// its node certificate (URI SAN spiffe://gatehouse/node-group/<group>).
+	TLS *ClientTLS
+}
+
+// ClientTLS are the files an Envoy node presents and trusts, by path on
+// the node.
+type ClientTLS struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// transportSocket is an UpstreamTlsContext with the node's certificate
+// and the internal CA.
+func (c *ClientTLS) transportSocket() *corev3.TransportSocket {
+	file := func(f string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: f}}
+	}
+	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(c.CertFile), PrivateKey: file(c.KeyFile)}},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: file(c.CAFile),
+		}},
+	}}
+	return &corev3.TransportSocket{
+		Name:       "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+	}
 }
 
 // Bootstrap is the static config an Envoy node starts from: its node
@@ -37,6 +66,9 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if o.AdminAddr == "" {
 		o.AdminAddr = "127.0.0.1:9901"
 	}
+	if o.TLS != nil && (o.TLS.CAFile == "" || o.TLS.CertFile == "" || o.TLS.KeyFile == "") {
+		return nil, fmt.Errorf("bootstrap: xDS TLS needs the CA, certificate and key files (--xds-ca-file, --xds-cert-file, --xds-key-file)")
+	}
 	xds, err := GRPCCluster(XDSCluster, o.XDSServer)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -44,6 +76,11 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	sidecars, err := SidecarClusters(o.Sidecars)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	if o.TLS != nil {
+		for _, c := range append([]*clusterv3.Cluster{xds}, sidecars...) {
+			c.TransportSocket = o.TLS.transportSocket()
+		}
 	}
 	admin, err := socketAddress(o.AdminAddr)
 	if err != nil {

@@ -237,6 +237,32 @@ func (p *Publisher) Ensure(ctx context.Context, group string) {
 	p.served[group] = res.GroupVersion(group)
 }
 
+// Forget drops a node group that idle reports has no node any more: it
+// is no longer rebuilt on every publish, and its snapshot is cleared
+// when the cache can (ClearSnapshot). The canary group of a rollout in
+// flight is kept. It reports whether the group was dropped.
+func (p *Publisher) Forget(group string, idle func() bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.groups[group] || (p.cand != nil && group == p.canary) || !idle() {
+		return false
+	}
+	delete(p.groups, group)
+	delete(p.served, group)
+	if c, ok := p.cache.(interface{ ClearSnapshot(string) }); ok {
+		c.ClearSnapshot(group)
+	}
+	p.log.Info("node group dropped: no node for the grace period", "node_group", group)
+	return true
+}
+
+// Groups is the number of node groups served.
+func (p *Publisher) Groups() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.groups)
+}
+
 func (p *Publisher) refused(err error) {
 	p.lastErr = err
 	p.metrics.refused.Inc()

@@ -18,13 +18,16 @@ type NodeStatus struct {
 	Acked     map[string]string `json:"acked_versions"` // type URL → version
 	LastNACK  *NACK             `json:"last_nack,omitempty"`
 	UserAgent string            `json:"user_agent,omitempty"`
+	// CertGroup is the node group of the stream's client certificate
+	// (empty without mutual TLS).
+	CertGroup string `json:"certificate_node_group,omitempty"`
 }
 
 func (t *tracker) nodes() []NodeStatus {
 	t.mu.Lock()
 	out := make([]NodeStatus, 0, len(t.streams))
 	for _, s := range t.streams {
-		ns := NodeStatus{StreamID: s.id, Protocol: protoLabel(s.delta), Since: s.since, Acked: map[string]string{}}
+		ns := NodeStatus{StreamID: s.id, Protocol: protoLabel(s.delta), Since: s.since, Acked: map[string]string{}, CertGroup: s.certGroup}
 		if s.node != nil {
 			ns.NodeID = s.node.GetId()
 			ns.NodeGroup = s.node.GetCluster()
@@ -67,6 +70,7 @@ type metrics struct {
 	responses  *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
 	resumed    *prometheus.CounterVec
+	refused    *prometheus.CounterVec
 	rejecting  prometheus.Gauge
 }
 
@@ -87,12 +91,15 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		resumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_xds_sotw_resumed_total", Help: "SotW first requests on a new stream that presented the version served now (a node reconnecting, to this replica or another): nothing re-sent.",
 		}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_xds_streams_refused_total", Help: "xDS streams refused (PermissionDenied) by reason: group_mismatch, no_group_in_certificate, node_changed, unknown_group, secret_to_sidecar.",
+		}, []string{"reason"}),
 	}
 	m.rejecting = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gatehouse_xds_streams_rejecting", Help: "Streams whose latest answer for some type is a NACK (which nodes: /debug/nodes).",
 	})
 	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed, m.resumed, m.rejecting)
+		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed, m.resumed, m.refused, m.rejecting)
 	}
 	return m
 }

@@ -108,6 +108,9 @@ func (c *sharedCache) ClearSnapshot(group string) {
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
 		g.snap, g.types = nil, nil
+		if len(g.watches) == 0 && len(g.deltas) == 0 {
+			delete(c.groups, group)
+		}
 	}
 	c.mu.Unlock()
 }

@@ -6,12 +6,19 @@
 // re-send the rejected version in a loop; the node waits for the next
 // version.
 //
-// Snapshots are keyed by node group (node.cluster). The package knows
+// Snapshots are keyed by node group (node.cluster). Over mutual TLS a
+// node's group is bound to its client certificate (a URI SAN
+// spiffe://gatehouse/node-group/<group>): a stream whose node.cluster
+// differs, or that changes its node mid-stream, is refused with
+// PermissionDenied and counted. Which groups are served at all is the
+// caller's decision (Options.Admit). Sidecars (user agent
+// gatehouse-xdsclient) are never sent SDS secrets. The package knows
 // nothing of specs; it must not import compile, snapshot or rollout.
 package xds
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -19,10 +26,18 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // GroupHash keys snapshots by node group: node.cluster.
@@ -37,8 +52,26 @@ type NACK struct {
 	NodeGroup string
 	TypeURL   string
 	Version   string // the version rejected
-	Message   string
+	Message   string // at most MaxNACKMessage bytes
 	At        time.Time
+	// Authenticated: the node's group came from its verified client
+	// certificate.
+	Authenticated bool
+}
+
+// MaxNACKMessage caps the error text kept from a NACK: it is the node's
+// text, shown in /debug and in broker operation descriptions.
+const MaxNACKMessage = 1024
+
+func capMessage(m string) string {
+	if len(m) <= MaxNACKMessage {
+		return m
+	}
+	cut := MaxNACKMessage
+	for cut > 0 && m[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		cut--
+	}
+	return m[:cut] + "…(truncated)"
 }
 
 // Options configure a Server.
@@ -52,6 +85,10 @@ type Options struct {
 	// group sends a request, before the request is served: the caller can
 	// set that group's snapshot in time for the first response.
 	OnGroup func(group string)
+	// Admit, when set, decides whether a stream of a node group is served,
+	// before OnGroup: authenticated says the group was bound to a verified
+	// client certificate. An error refuses the stream (PermissionDenied).
+	Admit func(group string, authenticated bool) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -104,6 +141,17 @@ func (s *Server) Snapshot(group string) (cachev3.ResourceSnapshot, bool) {
 	return snap, err == nil
 }
 
+// ClearSnapshot forgets a node group's snapshot (a group no node uses
+// any more); a node of the group that connects later waits for the next.
+func (s *Server) ClearSnapshot(group string) { s.cache.ClearSnapshot(group) }
+
+// Connected is the number of streams of a node group.
+func (s *Server) Connected(group string) int {
+	s.tracker.mu.Lock()
+	defer s.tracker.mu.Unlock()
+	return s.tracker.groups[group]
+}
+
 // Nodes is the state of every connected stream, sorted by node id.
 func (s *Server) Nodes() []NodeStatus { return s.tracker.nodes() }
 
@@ -152,6 +200,8 @@ type sent struct{ nonce, version string }
 type stream struct {
 	id        int64
 	delta     bool
+	tlsPeer   bool   // the peer presented a verified client certificate
+	certGroup string // the node group its certificate names
 	node      *corev3.Node
 	since     time.Time
 	acked     map[string]string // type → version
@@ -175,9 +225,16 @@ func (t *tracker) sentVersion(node, typeURL, nonce string) (string, bool) {
 	return s.version, true
 }
 
-func (t *tracker) open(id int64, delta bool) {
+func (t *tracker) open(ctx context.Context, id int64, delta bool) {
+	s := &stream{id: id, delta: delta, since: t.opts.Now(), acked: map[string]string{}, nonceVer: map[string]string{}}
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
+			s.tlsPeer = true
+			s.certGroup, _ = tlsconfig.NodeGroup(ti.State.VerifiedChains[0][0])
+		}
+	}
 	t.mu.Lock()
-	t.streams[id] = &stream{id: id, delta: delta, since: t.opts.Now(), acked: map[string]string{}, nonceVer: map[string]string{}}
+	t.streams[id] = s
 	t.mu.Unlock()
 	t.metrics.streams.WithLabelValues(protoLabel(delta)).Inc()
 }
@@ -223,14 +280,65 @@ func (t *tracker) close(id int64) {
 	}
 }
 
-// request records one request; it returns the node group when this is the
-// stream's first request.
-func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version string, errMsg *string) {
+// refuse counts a refused stream and returns the gRPC error that ends it.
+func (t *tracker) refuse(reason string, node *corev3.Node, format string, args ...any) error {
+	t.metrics.refused.WithLabelValues(reason).Inc()
+	msg := fmt.Sprintf(format, args...)
+	t.log.Warn("xds stream refused", "reason", reason, "node_id", node.GetId(), "node_group", node.GetCluster(), "error", msg)
+	return status.Error(codes.PermissionDenied, msg)
+}
+
+// admit checks a request's node against the stream's certificate and
+// keeps secrets from sidecars. Caller holds t.mu.
+func (t *tracker) admit(s *stream, node *corev3.Node, typeURL string) error {
+	if node == nil {
+		return nil
+	}
+	group := node.GetCluster()
+	if s.node != nil && (group != s.node.GetCluster() || node.GetId() != s.node.GetId()) {
+		return t.refuse("node_changed", node, "node %q of group %q: a stream keeps the node it started with (%q of group %q)", node.GetId(), group, s.node.GetId(), s.node.GetCluster())
+	}
+	if s.tlsPeer {
+		switch {
+		case s.certGroup == "":
+			return t.refuse("no_group_in_certificate", node, "node %q: the client certificate names no node group (want exactly one URI SAN %s<group>)", node.GetId(), tlsconfig.NodeGroupURIPrefix)
+		case group != s.certGroup:
+			return t.refuse("group_mismatch", node, "node %q: node.cluster %q differs from the node group %q of its client certificate", node.GetId(), group, s.certGroup)
+		}
+	}
+	if typeURL == resourcev3.SecretType && node.GetUserAgentName() == xdsclient.UserAgent {
+		return t.refuse("secret_to_sidecar", node, "node %q: secrets are served to Envoy nodes only, not to sidecars", node.GetId())
+	}
+	return nil
+}
+
+// request records one request; it refuses a request admit refuses, and
+// calls OnGroup on the stream's first request.
+func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version string, errMsg *string) error {
 	t.mu.Lock()
 	s := t.streams[id]
 	if s == nil {
 		t.mu.Unlock()
-		return
+		return nil
+	}
+	if err := t.admit(s, node, typeURL); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	if s.node == nil && node != nil && t.opts.Admit != nil {
+		// The caller's rule runs without t.mu (it may ask for Groups).
+		// Requests of one stream arrive one at a time, so s.node is
+		// still nil afterwards.
+		authenticated := s.certGroup != ""
+		t.mu.Unlock()
+		if err := t.opts.Admit(node.GetCluster(), authenticated); err != nil {
+			return t.refuse("unknown_group", node, "node %q: node group %q is not served: %v", node.GetId(), node.GetCluster(), err)
+		}
+		t.mu.Lock()
+		if s = t.streams[id]; s == nil {
+			t.mu.Unlock()
+			return nil
+		}
 	}
 	newGroup := ""
 	if s.node == nil && node != nil {
@@ -246,7 +354,7 @@ func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version s
 		kind = "nack"
 		t.setRejecting(s, typeURL, true)
 		rejected := s.nonceVer[nonce]
-		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected, Message: *errMsg, At: t.opts.Now()}
+		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected, Message: capMessage(*errMsg), At: t.opts.Now(), Authenticated: s.certGroup != ""}
 		s.lastNACK = nack
 	default:
 		kind = "ack"
@@ -267,6 +375,7 @@ func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version s
 			t.opts.OnNACK(*nack)
 		}
 	}
+	return nil
 }
 
 // response records what was sent with which nonce.
@@ -298,13 +407,13 @@ func (t *tracker) response(id int64, typeURL, nonce, version string) {
 
 // Callbacks (serverv3.Callbacks).
 
-func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	t.open(id, false)
+func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	t.open(ctx, id, false)
 	return nil
 }
 func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
-func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	t.open(id, true)
+func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	t.open(ctx, id, true)
 	return nil
 }
 func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
@@ -315,8 +424,7 @@ func (t *tracker) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) err
 		m := r.GetErrorDetail().GetMessage()
 		msg = &m
 	}
-	t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), msg)
-	return nil
+	return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), msg)
 }
 
 func (t *tracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
@@ -329,8 +437,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRe
 		m := r.GetErrorDetail().GetMessage()
 		msg = &m
 	}
-	t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", msg)
-	return nil
+	return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", msg)
 }
 
 func (t *tracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {

@@ -13,10 +13,13 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,8 +48,15 @@ var ErrQueueFull = errors.New("redis backend: request queue is full")
 type Options struct {
 	// URL is redis://[:password@]host:port[/db] (standalone),
 	// redis+sentinel://[:password@]host:port[,host:port...]/master[/db], or
-	// redis+cluster://[:password@]host:port[,host:port...].
+	// redis+cluster://[:password@]host:port[,host:port...]. The schemes
+	// rediss, rediss+sentinel and rediss+cluster speak TLS.
 	URL string
+	// PasswordFile holds the AUTH password (trailing newline trimmed); it
+	// wins over a password in URL.
+	PasswordFile string
+	// TLSCAFile is a PEM CA bundle the server certificate of a rediss://
+	// URL is verified against (default: the system roots).
+	TLSCAFile string
 	// Client, when set, is used instead of URL (and not closed by Close).
 	Client redis.UniversalClient
 	// Timeout bounds every Redis call, and the wait for a free worker;
@@ -110,6 +120,13 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 		return nil, fmt.Errorf("redis url %s: %w", Redact(raw), err)
 	}
 	o := &redis.UniversalOptions{}
+	if scheme, ok := strings.CutPrefix(u.Scheme, "rediss"); ok && (scheme == "" || scheme[0] == '+') {
+		u.Scheme = "redis" + scheme
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if h := strings.Split(u.Host, ","); len(h) == 1 {
+			o.TLSConfig.ServerName = u.Hostname()
+		}
+	}
 	if u.User != nil {
 		o.Username = u.User.Username()
 		o.Password, _ = u.User.Password()
@@ -167,9 +184,43 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 		}
 		o.IsClusterMode = true
 	default:
-		return nil, fmt.Errorf("redis url %s: scheme %q: want redis, redis+sentinel or redis+cluster", Redact(raw), u.Scheme)
+		return nil, fmt.Errorf("redis url %s: scheme %q: want redis, redis+sentinel or redis+cluster (rediss... for TLS)", Redact(raw), u.Scheme)
 	}
 	return o, nil
+}
+
+// applySecrets sets the AUTH password from o.PasswordFile and the CA of
+// a TLS URL from o.TLSCAFile. Errors name the file, never its content.
+func applySecrets(uo *redis.UniversalOptions, o Options) error {
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("redis password file: %w", err)
+		}
+		p := strings.TrimRight(string(b), "\r\n")
+		if p == "" {
+			return fmt.Errorf("redis password file %s is empty", o.PasswordFile)
+		}
+		uo.Password = p
+		if uo.MasterName != "" && uo.SentinelPassword == "" {
+			uo.SentinelPassword = p
+		}
+	}
+	if o.TLSCAFile != "" {
+		if uo.TLSConfig == nil {
+			return fmt.Errorf("redis CA file %s given for a URL without TLS: use rediss://", o.TLSCAFile)
+		}
+		pem, err := os.ReadFile(o.TLSCAFile)
+		if err != nil {
+			return fmt.Errorf("redis CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("redis CA file %s: no PEM certificate found", o.TLSCAFile)
+		}
+		uo.TLSConfig.RootCAs = pool
+	}
+	return nil
 }
 
 // Redact masks the password of a redis URL for logs.
@@ -211,6 +262,9 @@ func New(o Options) (*Store, error) {
 	if s.client == nil {
 		uo, err := ParseURL(o.URL)
 		if err != nil {
+			return nil, err
+		}
+		if err := applySecrets(uo, o); err != nil {
 			return nil, err
 		}
 		uo.ContextTimeoutEnabled = true

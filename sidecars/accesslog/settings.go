@@ -31,7 +31,7 @@ func (s *settingsHolder) run(ctx context.Context, cfg Config) error {
 		}
 		return xdsclient.Run(ctx, xdsclient.Config{
 			Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-			TypeURL: resource.ExtensionConfigType, Log: s.log,
+			TypeURL: resource.ExtensionConfigType, Log: s.log, DialOptions: cfg.xdsDial,
 		}, s.fromXDS)
 	default:
 		s.log.Warn("no --spec-dir or --xds-server: only the platform default redaction applies")

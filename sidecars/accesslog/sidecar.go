@@ -9,6 +9,7 @@ package accesslogsidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -28,6 +29,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // Default addresses (DESIGN.md).
@@ -68,6 +70,13 @@ type Config struct {
 	XDSServer   string
 	NodeID      string
 	NodeCluster string
+	// TLS is the ALS gRPC port's TLS (mutual with a client CA); HTTPTLS
+	// the query API's (HTTPS; its bearer tokens stay the login). Without
+	// them a port must be on loopback (or Insecure). XDSTLS is the client
+	// TLS toward the control plane.
+	TLS     tlsconfig.Server
+	HTTPTLS tlsconfig.Server
+	XDSTLS  tlsconfig.Client
 
 	// APITokenFile lists bearer tokens, one per line; APITokens adds tokens
 	// in process (gatehouse dev). At least one is required.
@@ -92,6 +101,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Ready, when set, is called once both listeners are open.
 	Ready func(Addrs)
+
+	xdsDial []grpc.DialOption // from XDSTLS
 }
 
 // Addrs are the addresses Run listens on.
@@ -154,6 +165,23 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer gl.Close()
 	defer hl.Close()
+	tlsOpts, err := cfg.TLS.GRPCServerOptions("accesslog gRPC", "--grpc-addr", gl.Addr().String())
+	if err != nil {
+		return fmt.Errorf("accesslog: %w", err)
+	}
+	if err := cfg.HTTPTLS.CheckListen("--http-addr", hl.Addr().String()); err != nil {
+		return fmt.Errorf("accesslog: %w", err)
+	}
+	httpTLS, err := cfg.HTTPTLS.Config("accesslog query API")
+	if err != nil {
+		return fmt.Errorf("accesslog: %w", err)
+	}
+	if httpTLS != nil {
+		hl = tls.NewListener(hl, httpTLS)
+	}
+	if cfg.xdsDial, err = cfg.XDSTLS.GRPCDialOptions("--xds"); err != nil {
+		return fmt.Errorf("accesslog: %w", err)
+	}
 
 	admin := telemetry.NewAdmin(log, reg)
 	admin.AddReadyCheck("settings", settings.ready)
@@ -172,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	// The ALS codec hands the stream handler raw messages; entries are
 	// read from the wire into records without building protobuf messages.
-	gs := telemetry.NewGRPCServer(log, grpc.ForceServerCodecV2(newALSCodec()))
+	gs := telemetry.NewGRPCServer(log, append([]grpc.ServerOption{grpc.ForceServerCodecV2(newALSCodec())}, tlsOpts...)...)
 	gs.RegisterService(&alsServiceDesc, &alsServer{settings: settings, ing: ing, m: metrics, log: log})
 
 	if cfg.Ready != nil {

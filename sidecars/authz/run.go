@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // ServiceName is the gRPC service Envoy calls; its health status turns
@@ -51,6 +52,11 @@ type Config struct {
 	XDSServer   string
 	NodeID      string
 	NodeCluster string
+	// TLS is the gRPC port's TLS (mutual with a client CA); without it
+	// the port must be on loopback (or TLS.Insecure). XDSTLS is the
+	// client TLS toward the control plane.
+	TLS    tlsconfig.Server
+	XDSTLS tlsconfig.Client
 
 	KeepCredential bool          // forward the credential upstream
 	MaxTokenSize   int           // bytes; default 8 KiB
@@ -85,6 +91,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("authz: a policy source is required: --spec-dir DIR or --xds-server HOST:PORT --node-id ID")
 	case cfg.XDSServer != "" && cfg.NodeID == "":
 		return errors.New("authz: --xds-server needs --node-id")
+	}
+	tlsOpts, err := cfg.TLS.GRPCServerOptions("authz gRPC", "--grpc-addr", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("authz: %w", err)
+	}
+	xdsDial, err := cfg.XDSTLS.GRPCDialOptions("--xds")
+	if err != nil {
+		return fmt.Errorf("authz: %w", err)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -125,7 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	gs := telemetry.NewGRPCServer(log, ServerOptions()...)
+	gs := telemetry.NewGRPCServer(log, append(ServerOptions(), tlsOpts...)...)
 	authv3.RegisterAuthorizationServer(gs.Server, NewServer(eng))
 	if eng.Ready() == nil {
 		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -175,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error {
 			return xdsclient.Run(gctx, xdsclient.Config{
 				Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-				TypeURL: resource.ExtensionConfigType, Log: log,
+				TypeURL: resource.ExtensionConfigType, Log: log, DialOptions: xdsDial,
 			}, func(version string, res []*anypb.Any) error {
 				ps, err := PoliciesFromResources(res)
 				if err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/redisstore"
@@ -34,10 +35,18 @@ type Config struct {
 	XDSServer   string
 	NodeID      string
 	NodeCluster string
+	// TLS is the gRPC port's TLS (mutual with a client CA); without it
+	// the port must be on loopback (or TLS.Insecure). XDSTLS is the
+	// client TLS toward the control plane.
+	TLS    tlsconfig.Server
+	XDSTLS tlsconfig.Client
 
-	Backend      string        // memory (default) | redis
-	RedisURL     string        // see redisstore.Options.URL
-	RedisTimeout time.Duration // default 50ms
+	Backend  string // memory (default) | redis
+	RedisURL string // see redisstore.Options.URL
+	// RedisPasswordFile holds the Redis AUTH password; RedisCAFile the CA
+	// of a rediss:// server.
+	RedisPasswordFile, RedisCAFile string
+	RedisTimeout                   time.Duration // default 50ms
 	// RedisWorkers is the number of script calls in flight (default 2);
 	// fewer means larger batches and less Redis CPU per request.
 	RedisWorkers int
@@ -125,7 +134,7 @@ func New(cfg Config) (*Sidecar, error) {
 		if cfg.RedisURL == "" {
 			return nil, errors.New("ratelimit: --backend redis needs --redis-url")
 		}
-		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Workers: cfg.RedisWorkers,
+		st, err := redisstore.New(redisstore.Options{URL: cfg.RedisURL, PasswordFile: cfg.RedisPasswordFile, TLSCAFile: cfg.RedisCAFile, Timeout: cfg.RedisTimeout, Workers: cfg.RedisWorkers,
 			CacheSize: cfg.RedisCacheSize, Log: log, Metrics: metrics})
 		if err != nil {
 			return nil, fmt.Errorf("ratelimit: %w", err)
@@ -242,6 +251,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = "127.0.0.1:6070"
 	}
+	tlsOpts, err := cfg.TLS.GRPCServerOptions("ratelimit gRPC", "--grpc-addr", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	xdsDial, err := cfg.XDSTLS.GRPCDialOptions("--xds")
+	if err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return err
@@ -251,7 +268,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// A fixed pool of stream goroutines: handlers park while Redis answers,
 	// and fresh goroutines per request would grow their stacks every time.
-	gs := telemetry.NewGRPCServer(log, grpc.NumStreamWorkers(streamWorkers))
+	gs := telemetry.NewGRPCServer(log, append([]grpc.ServerOption{grpc.NumStreamWorkers(streamWorkers)}, tlsOpts...)...)
 	rlsv3.RegisterRateLimitServiceServer(gs.Server, NewServer(s.svc))
 	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	admin := telemetry.NewAdmin(log, s.reg)
@@ -324,7 +341,7 @@ func Run(ctx context.Context, cfg Config) error {
 			g.Go(func() error {
 				return xdsclient.Run(gctx, xdsclient.Config{
 					Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-					TypeURL: sub.typeURL, Log: log.With("type_url", sub.typeURL),
+					TypeURL: sub.typeURL, Log: log.With("type_url", sub.typeURL), DialOptions: xdsDial,
 				}, sub.h)
 			})
 		}
