@@ -309,3 +309,20 @@ func TestConformanceLookups(t *testing.T) {
 		}
 	})
 }
+
+// TestHeaderNamesChecked: LIMIT_*_HEADER values must be HTTP header
+// names; anything else (a CR/LF, a space, a colon) is refused at start.
+func TestHeaderNamesChecked(t *testing.T) {
+	dir := copyFixtures(t, "load/basic/basic.yaml")
+	for _, bad := range []string{"X-Limit\r\nSet-Cookie: a=b", "X Limit", "X-Limit:"} {
+		_, err := New(Config{ConfigDir: dir, ResponseHeaders: true, ResetHeader: bad})
+		if err == nil || !strings.Contains(err.Error(), "--reset-header") {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
+	s, err := New(Config{ConfigDir: dir, ResponseHeaders: true, LimitHeader: "X-RateLimit-Limit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
