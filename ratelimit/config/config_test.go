@@ -156,6 +156,20 @@ func TestLoadDirMergeDomains(t *testing.T) {
 	}
 }
 
+// TestMetadataValues: metadata holds what envoyproxy/ratelimit accepts
+// there: numbers, lists, nested maps, dates (kept as text) and non-string
+// keys (as text).
+func TestMetadataValues(t *testing.T) {
+	d, err := Parse("m.yaml", []byte("domain: d\ndescriptors:\n  - key: k\n    metadata: {since: 2024-01-01, n: 3, l: [a, 1.5], m: {1: x, y: null}}\n    rate_limit: {unit: second, requests_per_unit: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"since": "2024-01-01", "n": 3, "l": []any{"a", 1.5}, "m": map[string]any{"1": "x", "y": nil}}
+	if diff := cmp.Diff(want, d.Descriptors[0].Metadata); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+}
+
 func TestFromProto(t *testing.T) {
 	c := &rlsconfv3.RateLimitConfig{Name: "n", Domain: "d", Descriptors: []*rlsconfv3.RateLimitDescriptor{{
 		Key: "k", ShadowMode: true,

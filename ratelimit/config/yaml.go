@@ -265,6 +265,9 @@ func (p *parser) metadata(n *yaml.Node) map[string]any {
 		return nil
 	}
 	var m map[string]any
+	if n.Kind == yaml.MappingNode {
+		plainMetadata(n)
+	}
 	if n.Kind != yaml.MappingNode || n.Decode(&m) != nil {
 		p.fail(n, "error parsing metadata: metadata must be a map with string keys, not %s", kindName(n))
 		return nil
@@ -274,6 +277,18 @@ func (p *parser) metadata(n *yaml.Node) map[string]any {
 		return nil
 	}
 	return m
+}
+
+// plainMetadata makes metadata decode as envoyproxy/ratelimit reads it
+// (yaml.v2 into interface values): timestamps stay text, and map keys
+// of any scalar type become strings.
+func plainMetadata(n *yaml.Node) {
+	for i, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && (c.Tag == "!!timestamp" || n.Kind == yaml.MappingNode && i%2 == 0) {
+			c.Tag = "!!str"
+		}
+		plainMetadata(c)
+	}
 }
 
 func (p *parser) policy(n *yaml.Node) *Policy {
