@@ -6,6 +6,7 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Algorithm selects how a Limit counts.
@@ -45,9 +46,10 @@ type Limit struct {
 	Burst     uint32 // token bucket capacity; 0 means Requests
 	Local     bool   // never leaves this process, whatever the backend
 	Shadow    bool   // counted and reported, never OVER_LIMIT
-	// Quota (quota_mode): over-limit hits are counted and reported in
-	// metrics, the descriptor's status stays OK (envoyproxy/ratelimit
-	// v1.4's behaviour).
+	// Quota (quota_mode), as envoyproxy/ratelimit's HEAD has it: an
+	// over-limit hit makes the descriptor OVER_LIMIT, but the request is
+	// OVER_LIMIT only when every quota descriptor of it is over (or a
+	// plain rate limit is).
 	Quota     bool
 	Unlimited bool
 	// FailClosed (spec onFailure: deny) answers OVER_LIMIT when the hit
@@ -61,8 +63,24 @@ type Limit struct {
 	// Rule names the config entry ("domain.key_value.key"), the metric label.
 	Rule string
 
+	// Metadata is the config descriptor's metadata, returned in dynamic
+	// metadata (Options.ResponseDynamicMetadata); nil when none.
+	Metadata *structpb.Struct
+
 	current *rlsv3.RateLimitResponse_RateLimit
 	stats   *ruleStats
+	// path describes the config levels from the domain to this limit,
+	// for envoyproxy's request-dependent stat names (detailed_metric,
+	// value_to_metric); nil when the name is Rule whatever the request.
+	path     []metricLevel
+	detailed bool
+}
+
+// metricLevel is one config level on the way to a limit.
+type metricLevel struct {
+	key, value    string // as configured; value "" = any value
+	wildcard      bool   // value contains '*'
+	valueToMetric bool
 }
 
 // Capacity is the most hits the limit allows at once.

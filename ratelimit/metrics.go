@@ -7,12 +7,14 @@ import (
 )
 
 // Metrics are the rate-limit metrics of one process, registered on an
-// injected registry. Labels are bounded: "domain" and "rule" come from the
-// loaded configuration (rule is the config path such as
-// "gatehouse.route_petstore/list.limit_per-user", never a request value;
-// detailed_metric and value_to_metric do not add request values to labels,
-// and Envoy's per-descriptor limit overrides are counted as rule
-// "override").
+// injected registry. "domain" and "rule" come from the loaded
+// configuration: rule is the config path such as
+// "gatehouse.route_petstore/list.limit_per-user"; Envoy's per-descriptor
+// limit overrides are counted as rule "override". Only limits whose config
+// asks for it (detailed_metric, value_to_metric) get rule names with
+// request values, envoyproxy/ratelimit's stat names ("domain.key7_<value>"),
+// at most Options.MaxDetailedSeries of them per process; with
+// Options.BoundedMetricLabels they keep the config path too.
 type Metrics struct {
 	totalHits   *prometheus.CounterVec
 	overLimit   *prometheus.CounterVec
@@ -29,6 +31,9 @@ type Metrics struct {
 	memoryFull     *prometheus.CounterVec
 	invalid        prometheus.Counter
 	batchKeys      *prometheus.HistogramVec
+	// detailedOverflow counts hits whose request-dependent name was past
+	// the bound and were counted under their rule.
+	detailedOverflow prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -59,12 +64,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Descriptors decided by the failure mode because the memory backend was at --max-counters and had no room for a new counter."}, []string{"mode"}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "invalid_requests_total",
 			Help: "Requests rejected as INVALID_ARGUMENT."}),
+		detailedOverflow: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "detailed_metric_overflow_total",
+			Help: "Hits of detailed_metric/value_to_metric limits counted under their rule because the process already had --max-detailed-metrics request-dependent names."}),
 		batchKeys: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "gatehouse", Subsystem: "ratelimit", Name: "backend_batch_keys",
 			Help:    "Keys decided per backend round trip (requests batched together), by backend.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}}, []string{"backend"}),
 	}
 	for _, col := range []prometheus.Collector{m.totalHits, m.overLimit, m.nearLimit, m.withinLimit, m.shadowMode, m.overCache,
-		m.requests, m.globalShadow, m.backendErrors, m.backendLatency, m.failureMode, m.memoryFull, m.invalid, m.batchKeys} {
+		m.requests, m.globalShadow, m.backendErrors, m.backendLatency, m.failureMode, m.memoryFull, m.invalid, m.batchKeys, m.detailedOverflow} {
 		if err := reg.Register(col); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

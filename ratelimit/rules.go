@@ -6,6 +6,7 @@ import (
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 )
@@ -49,7 +50,7 @@ func NewRules(domains []*config.Domain, m *Metrics) (*Rules, error) {
 			return nil, fmt.Errorf("%s: duplicate domain '%s'", d.Source, d.Name)
 		}
 		root := &node{}
-		if err := root.load(d.Name, d.Name, d.Descriptors, m); err != nil {
+		if err := root.load(d.Name, d.Name, d.Descriptors, nil, m); err != nil {
 			return nil, err
 		}
 		r.domains[d.Name] = root
@@ -58,13 +59,15 @@ func NewRules(domains []*config.Domain, m *Metrics) (*Rules, error) {
 	return r, nil
 }
 
-func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) error {
+func (n *node) load(domain, parent string, ds []config.Descriptor, path []metricLevel, m *Metrics) error {
 	for i := range ds {
 		d := &ds[i]
 		final := d.Key
 		if d.Value != "" {
 			final += "_" + d.Value
 		}
+		level := metricLevel{key: d.Key, value: d.Value, wildcard: strings.Contains(d.Value, "*"), valueToMetric: d.ValueToMetric}
+		childPath := append(path[:len(path):len(path)], level)
 		child := &node{}
 		if p := d.Policy; p != nil {
 			l, err := newLimit(p, d.ShadowMode)
@@ -74,10 +77,25 @@ func (n *node) load(domain, parent string, ds []config.Descriptor, m *Metrics) e
 			l.Quota = d.QuotaMode
 			l.Rule = parent + "." + final
 			l.stats = m.rule(domain, l.Rule)
+			l.detailed = d.DetailedMetric
+			vtm := false
+			for _, lv := range childPath {
+				vtm = vtm || lv.valueToMetric
+			}
+			if l.detailed || vtm {
+				l.path = childPath
+			}
+			if len(d.Metadata) > 0 {
+				md, err := structpb.NewStruct(d.Metadata)
+				if err != nil {
+					return fmt.Errorf("%s: error parsing metadata: %w", d.Source, err)
+				}
+				l.Metadata = md
+			}
 			child.limit = l
 		}
 		child.shareThreshold = d.ShareThreshold
-		if err := child.load(domain, parent+"."+final, d.Descriptors, m); err != nil {
+		if err := child.load(domain, parent+"."+final, d.Descriptors, childPath, m); err != nil {
 			return err
 		}
 		if n.children == nil {

@@ -90,10 +90,33 @@ type Options struct {
 	// GlobalShadowMode turns every OVER_LIMIT overall code into OK (still
 	// counted and reported per descriptor).
 	GlobalShadowMode bool
-	// ResponseHeaders adds RateLimit-Limit, RateLimit-Remaining and
-	// RateLimit-Reset (draft-ietf-httpapi-ratelimit-headers) for the
-	// descriptor closest to its limit.
+	// GlobalQuotaMode (envoyproxy's QUOTA_MODE) treats every descriptor
+	// as quota_mode: the request is OVER_LIMIT only when all of them are.
+	GlobalQuotaMode bool
+	// ResponseHeaders (envoyproxy's LIMIT_RESPONSE_HEADERS_ENABLED) adds
+	// the limit, remaining and reset headers for the descriptor closest
+	// to its limit (an over-limit one wins), as envoyproxy/ratelimit
+	// does: the limit is the plain requests_per_unit.
 	ResponseHeaders bool
+	// LimitHeader, RemainingHeader and ResetHeader name those headers
+	// (envoyproxy's LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER,
+	// LIMIT_RESET_HEADER); defaults RateLimit-Limit, RateLimit-Remaining,
+	// RateLimit-Reset.
+	LimitHeader, RemainingHeader, ResetHeader string
+	// ResponseDynamicMetadata (envoyproxy's RESPONSE_DYNAMIC_METADATA)
+	// returns the domain, the descriptors, the hits addend and the
+	// metadata of the config descriptors that were not over their limit
+	// as the response's dynamic metadata.
+	ResponseDynamicMetadata bool
+	// BoundedMetricLabels keeps every metric's rule label the configured
+	// rule path; off (the default, envoyproxy's naming), limits with
+	// detailed_metric or value_to_metric are counted under a name that
+	// carries the request's values (key7_<value>), at most
+	// MaxDetailedSeries names per process, later ones under the rule.
+	BoundedMetricLabels bool
+	// MaxDetailedSeries bounds the request-dependent metric names; 0 =
+	// DefaultMaxDetailedSeries.
+	MaxDetailedSeries int
 	// KeyPrefix is prepended to every backend key (envoyproxy's
 	// CACHE_KEY_PREFIX); default "".
 	KeyPrefix string
@@ -121,7 +144,22 @@ type Service struct {
 	lastWarn atomic.Int64
 	// overrides holds the "override" rule stats per configured domain.
 	overrides sync.Map
+	// detailed holds the stats of request-dependent metric names
+	// (detailed_metric, value_to_metric); detailedN counts them.
+	detailed  sync.Map
+	detailedN atomic.Int64
 }
+
+// DefaultMaxDetailedSeries is the default bound on request-dependent
+// metric names (Options.MaxDetailedSeries).
+const DefaultMaxDetailedSeries = 10000
+
+// Default response header names (envoyproxy/ratelimit's).
+const (
+	DefaultLimitHeader     = "RateLimit-Limit"
+	DefaultRemainingHeader = "RateLimit-Remaining"
+	DefaultResetHeader     = "RateLimit-Reset"
+)
 
 // New builds a Service.
 func New(o Options) (*Service, error) {
@@ -146,6 +184,18 @@ func New(o Options) (*Service, error) {
 	}
 	if s.clock == nil {
 		s.clock = SystemClock{}
+	}
+	if s.opts.LimitHeader == "" {
+		s.opts.LimitHeader = DefaultLimitHeader
+	}
+	if s.opts.RemainingHeader == "" {
+		s.opts.RemainingHeader = DefaultRemainingHeader
+	}
+	if s.opts.ResetHeader == "" {
+		s.opts.ResetHeader = DefaultResetHeader
+	}
+	if s.opts.MaxDetailedSeries <= 0 {
+		s.opts.MaxDetailedSeries = DefaultMaxDetailedSeries
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -248,7 +298,9 @@ type scratch struct {
 	localI  []int
 	results []Result
 	lres    []Result
-	key     []byte
+	// stats[i] are the metrics descriptor i is counted under.
+	stats []*ruleStats
+	key   []byte
 	// shares[i] are descriptor i's share_threshold values (nil: none).
 	shares [][]string
 }
@@ -277,6 +329,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	sc.addends = grow(sc.addends, n)
 	sc.results = grow(sc.results, n)
 	sc.shares = grow(sc.shares, n)
+	sc.stats = grow(sc.stats, n)
 	sc.shared, sc.sharedI, sc.local, sc.localI = sc.shared[:0], sc.sharedI[:0], sc.local[:0], sc.localI[:0]
 	if cap(sc.key) < 64*n {
 		sc.key = make([]byte, 0, 128*n)
@@ -293,6 +346,12 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			l, sc.shares[i] = rules.match(req.GetDomain(), d, sc.shares[i])
 		}
 		sc.limits[i] = l
+		if l != nil {
+			sc.stats[i] = l.stats
+			if l.path != nil && s.metrics != nil && !s.opts.BoundedMetricLabels {
+				sc.stats[i] = s.detailedStats(req.GetDomain(), d, sc.shares[i], l)
+			}
+		}
 		if h := d.GetHitsAddend(); h != nil {
 			sc.addends[i] = h.GetValue()
 		} else {
@@ -372,7 +431,11 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			}
 		}
 	}
-	return s.respond(sc, n), nil
+	resp := s.respond(sc, n)
+	if s.opts.ResponseDynamicMetadata {
+		resp.DynamicMetadata = dynamicMetadata(req, sc.limits[:n], resp.GetStatuses())
+	}
+	return resp, nil
 }
 
 // failMode is the failure mode of one limit: its own (spec onFailure) or
@@ -410,47 +473,57 @@ func (s *Service) failureResult(l *Limit, nowMs int64, cause string) Result {
 func (s *Service) respond(sc *scratch, n int) *rlsv3.RateLimitResponse {
 	resp, statuses, durs := newResponse(n)
 	resp.OverallCode = rlsv3.RateLimitResponse_OK
+	// The descriptor the headers describe, chosen as envoyproxy/ratelimit
+	// does: the first with the least remaining, then the last one over a
+	// plain (not quota) limit.
 	var closest *rlsv3.RateLimitResponse_DescriptorStatus
-	var closestLimit *Limit
-	over := false
+	minRemaining := uint32(math.MaxUint32)
+	failedRate, failedQuota, quota := 0, 0, 0
 	for i := 0; i < n; i++ {
 		st := &statuses[i]
 		resp.Statuses[i] = st
 		st.Code = rlsv3.RateLimitResponse_OK
 		l := sc.limits[i]
-		if l == nil {
+		if l != nil && l.Unlimited {
+			st.LimitRemaining = math.MaxUint32
 			continue
 		}
-		if l.Unlimited {
-			st.LimitRemaining = math.MaxUint32
+		isQuota := s.opts.GlobalQuotaMode || l != nil && l.Quota
+		if isQuota {
+			quota++
+		}
+		if l == nil {
 			continue
 		}
 		r := &sc.results[i]
 		if !r.ByFailureMode {
-			l.stats.record(l, r, sc.addends[i])
+			sc.stats[i].record(l, r, sc.addends[i])
 		}
 		st.CurrentLimit = l.current
 		d := &durs[i]
 		d.Seconds, d.Nanos = r.ResetMillis/1000, int32(r.ResetMillis%1000)*1e6
 		st.DurationUntilReset = d
 		capacity := l.Capacity()
-		if r.Over {
-			// Shadow mode and quota mode (as envoyproxy/ratelimit v1.4
-			// does it: the violation is counted, the status stays OK)
-			// never fail the request.
-			if !l.Shadow && !l.Quota {
-				st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
-				over = true
-			}
-		} else if r.Used < capacity {
+		if !r.Over && r.Used < capacity {
 			st.LimitRemaining = uint32(min(capacity-r.Used, math.MaxUint32))
 		}
-		if closest == nil || st.Code == rlsv3.RateLimitResponse_OVER_LIMIT && closest.Code != rlsv3.RateLimitResponse_OVER_LIMIT ||
-			st.Code == closest.Code && st.LimitRemaining < closest.LimitRemaining {
-			closest, closestLimit = st, l
+		if st.LimitRemaining < minRemaining {
+			closest, minRemaining = st, st.LimitRemaining
+		}
+		// Shadow mode never fails a descriptor; quota mode fails the
+		// descriptor, and the request only when every quota descriptor
+		// is over.
+		if r.Over && !l.Shadow {
+			st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+			if isQuota {
+				failedQuota++
+			} else {
+				failedRate++
+				closest, minRemaining = st, 0
+			}
 		}
 	}
-	if over {
+	if failedRate > 0 || quota > 0 && failedQuota == quota {
 		resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 		if s.opts.GlobalShadowMode {
 			resp.OverallCode = rlsv3.RateLimitResponse_OK
@@ -470,10 +543,9 @@ func (s *Service) respond(sc *scratch, n int) *rlsv3.RateLimitResponse {
 		reset := closest.GetDurationUntilReset().AsDuration()
 		secs := int64((reset + time.Second - 1) / time.Second)
 		resp.ResponseHeadersToAdd = []*corev3.HeaderValue{
-			{Key: "RateLimit-Limit", Value: strconv.FormatUint(closestLimit.Capacity(), 10) + ", " +
-				strconv.FormatUint(closestLimit.Capacity(), 10) + ";w=" + strconv.FormatInt(int64(closestLimit.Window/time.Second), 10)},
-			{Key: "RateLimit-Remaining", Value: strconv.FormatUint(uint64(closest.LimitRemaining), 10)},
-			{Key: "RateLimit-Reset", Value: strconv.FormatInt(secs, 10)},
+			{Key: s.opts.LimitHeader, Value: strconv.FormatUint(uint64(closest.GetCurrentLimit().GetRequestsPerUnit()), 10)},
+			{Key: s.opts.RemainingHeader, Value: strconv.FormatUint(uint64(closest.LimitRemaining), 10)},
+			{Key: s.opts.ResetHeader, Value: strconv.FormatInt(secs, 10)},
 		}
 	}
 	return resp

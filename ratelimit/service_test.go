@@ -385,7 +385,7 @@ descriptors:
 	for _, hv := range resp.ResponseHeadersToAdd {
 		h[hv.Key] = hv.Value
 	}
-	if h["RateLimit-Limit"] != "5, 5;w=60" || h["RateLimit-Remaining"] != "4" || h["RateLimit-Reset"] != "60" {
+	if h["RateLimit-Limit"] != "5" || h["RateLimit-Remaining"] != "4" || h["RateLimit-Reset"] != "60" {
 		t.Fatalf("headers: %v", h)
 	}
 

@@ -72,6 +72,9 @@ type Descriptor struct {
 	ValueToMetric  bool
 	QuotaMode      bool
 	ShareThreshold bool
+	// Metadata is the descriptor's metadata map (JSON-like values), sent
+	// back in dynamic metadata when the service is asked to.
+	Metadata map[string]any
 	// Source is "file:line" of the descriptor, or another label.
 	Source string
 }

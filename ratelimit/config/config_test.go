@@ -49,7 +49,7 @@ func TestParseGood(t *testing.T) {
 	}
 	want := &Domain{Name: "mongo_cps", Source: "good.yaml:2", Descriptors: []Descriptor{
 		{Key: "database", Value: "users", Source: "good.yaml:4", Policy: &Policy{RequestsPerUnit: 500, Unit: "second", Window: time.Second}},
-		{Key: "database", Value: "default", Source: "good.yaml:9", DetailedMetric: true, ValueToMetric: true, ShadowMode: true,
+		{Key: "database", Value: "default", Source: "good.yaml:9", DetailedMetric: true, ValueToMetric: true, ShadowMode: true, Metadata: map[string]any{"owner": "db-team"},
 			Policy: &Policy{RequestsPerUnit: 500, Unit: "second", Window: time.Second, Name: "default", Replaces: []string{"users"}}},
 		{Key: "tenant", Value: "acme-*", ShareThreshold: true, Source: "good.yaml:21", Descriptors: []Descriptor{
 			{Key: "path", Source: "good.yaml:25", Policy: &Policy{RequestsPerUnit: 9, Window: 30 * time.Second, Algorithm: TokenBucket, Burst: 3}},
@@ -76,6 +76,10 @@ func TestBadFiles(t *testing.T) {
 		"share_threshold.yaml":     "share_threshold.yaml:3: share_threshold can only be used with wildcard values",
 		"burst_fixed.yaml":         "burst_fixed.yaml:3: burst is only valid with algorithm token-bucket",
 		"descriptors_scalar.yaml":  "descriptors_scalar.yaml:2: config error, descriptors must be a list",
+		// envoyproxy/ratelimit's wording, file:line kept as the prefix.
+		"non_map_list.yaml":   "non_map_list.yaml:3: config error, yaml file contains list of type other than map: first\nnon_map_list.yaml:4: config error, yaml file contains list of type other than map: second",
+		"non_string_key.yaml": "non_string_key.yaml:1: config error, key is not of type string: 0.5",
+		"metadata_list.yaml":  "metadata_list.yaml:4: error parsing metadata: metadata must be a map",
 	}
 	files, _ := filepath.Glob("testdata/bad/*.yaml")
 	if len(files) != len(want) {
@@ -119,6 +123,50 @@ func TestLoadDirDuplicateDomain(t *testing.T) {
 	_, err = LoadDir(dir)
 	if err == nil || !strings.Contains(err.Error(), "c.yaml:2: duplicate domain 'x'") || !strings.Contains(err.Error(), "a.yaml:1") {
 		t.Fatalf("duplicate domain: %v", err)
+	}
+}
+
+// TestLoadDirMergeDomains: with MergeDomains (MERGE_DOMAIN_CONFIG) the
+// files of one domain combine; a composite key both declare is refused
+// with envoyproxy's reason, at the later file's line; without it the
+// second file is a duplicate domain.
+func TestLoadDirMergeDomains(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", "domain: shop\ndescriptors:\n  - key: k1\n    value: v1\n    rate_limit: {unit: minute, requests_per_unit: 10}\n")
+	write("b.yaml", "domain: shop\ndescriptors:\n  - key: k2\n    value: v2\n    rate_limit: {unit: minute, requests_per_unit: 20}\n")
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "b.yaml:1: duplicate domain 'shop' in config file") {
+		t.Fatalf("without merge: %v", err)
+	}
+	ds, err := LoadDirWith(dir, LoadOptions{MergeDomains: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || len(ds[0].Descriptors) != 2 || ds[0].Descriptors[0].Key != "k1" || ds[0].Descriptors[1].Key != "k2" || ds[0].Source != filepath.Join(dir, "a.yaml:1") {
+		t.Fatalf("merged: %+v", ds)
+	}
+	write("c.yaml", "domain: shop\ndescriptors:\n  - key: k1\n    value: v1\n    rate_limit: {unit: hour, requests_per_unit: 1}\n")
+	_, err = LoadDirWith(dir, LoadOptions{MergeDomains: true})
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:3: duplicate descriptor composite key 'shop.k1_v1'") {
+		t.Fatalf("duplicate key across merged files: %v", err)
+	}
+}
+
+// TestMetadataValues: metadata holds what envoyproxy/ratelimit accepts
+// there: numbers, lists, nested maps, dates (kept as text) and non-string
+// keys (as text).
+func TestMetadataValues(t *testing.T) {
+	d, err := Parse("m.yaml", []byte("domain: d\ndescriptors:\n  - key: k\n    metadata: {since: 2024-01-01, n: 3, l: [a, 1.5], m: {1: x, y: null}}\n    rate_limit: {unit: second, requests_per_unit: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"since": "2024-01-01", "n": 3, "l": []any{"a", 1.5}, "m": map[string]any{"1": "x", "y": nil}}
+	if diff := cmp.Diff(want, d.Descriptors[0].Metadata); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	"gopkg.in/yaml.v3"
 )
 
@@ -101,8 +102,10 @@ func (p *parser) fields(n *yaml.Node, what string, allowed map[string]bool, f fu
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			p.fail(k, "config error, key is not of type string")
+		if k.Kind != yaml.ScalarNode || (k.Tag != "!!str" && k.Tag != "") {
+			// envoyproxy/ratelimit's wording; yaml.v3 tags 0.25 or true
+			// as a float or a bool, as yaml.v2 does.
+			p.fail(k, "config error, key is not of type string: %s", k.Value)
 			continue
 		}
 		if !allowed[k.Value] {
@@ -209,6 +212,12 @@ func (p *parser) descriptors(n *yaml.Node, depth int) []Descriptor {
 	out := make([]Descriptor, 0, len(n.Content))
 	for _, item := range n.Content {
 		d := Descriptor{Source: at(p.file, item)}
+		if item.Kind != yaml.MappingNode {
+			// envoyproxy/ratelimit's wording for a list item that is
+			// not a map.
+			p.fail(item, "config error, yaml file contains list of type other than map: %s", itemText(item))
+			continue
+		}
 		p.fields(item, "a descriptor", descriptorKeys, func(key string, _, v *yaml.Node) {
 			switch key {
 			case "key":
@@ -230,13 +239,56 @@ func (p *parser) descriptors(n *yaml.Node, depth int) []Descriptor {
 			case "share_threshold":
 				d.ShareThreshold = p.boolean(v, key)
 			case "metadata":
-				// Arbitrary data envoyproxy/ratelimit echoes in dynamic
-				// metadata; accepted and ignored.
+				// Arbitrary data returned in dynamic metadata when the
+				// service has RESPONSE_DYNAMIC_METADATA on.
+				d.Metadata = p.metadata(v)
 			}
 		})
 		out = append(out, d)
 	}
 	return out
+}
+
+// itemText is how a non-map list item is named in an error: its scalar
+// value, or its kind.
+func itemText(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return n.Value
+	}
+	return kindName(n)
+}
+
+// metadata decodes a descriptor's metadata map; it must convert to a
+// protobuf Struct (what Envoy receives).
+func (p *parser) metadata(n *yaml.Node) map[string]any {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	var m map[string]any
+	if n.Kind == yaml.MappingNode {
+		plainMetadata(n)
+	}
+	if n.Kind != yaml.MappingNode || n.Decode(&m) != nil {
+		p.fail(n, "error parsing metadata: metadata must be a map with string keys, not %s", kindName(n))
+		return nil
+	}
+	if _, err := structpb.NewStruct(m); err != nil {
+		p.fail(n, "error parsing metadata: %v", err)
+		return nil
+	}
+	return m
+}
+
+// plainMetadata makes metadata decode as envoyproxy/ratelimit reads it
+// (yaml.v2 into interface values): timestamps stay text, and map keys
+// of any scalar type become strings.
+func plainMetadata(n *yaml.Node) {
+	for i, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && (c.Tag == "!!timestamp" || n.Kind == yaml.MappingNode && i%2 == 0) {
+			c.Tag = "!!str"
+		}
+		plainMetadata(c)
+	}
 }
 
 func (p *parser) policy(n *yaml.Node) *Policy {
@@ -286,11 +338,23 @@ func (p *parser) policy(n *yaml.Node) *Policy {
 	return pol
 }
 
+// LoadOptions change how a set of files is combined.
+type LoadOptions struct {
+	// MergeDomains (envoyproxy's MERGE_DOMAIN_CONFIG) lets several files
+	// declare the same domain: their top-level descriptors are combined,
+	// in file-name order, and a composite key declared twice is an error.
+	// Off, a domain may appear in one file only.
+	MergeDomains bool
+}
+
 // LoadDir reads every *.yaml and *.yml file directly in dir (sorted by
 // name), as envoyproxy/ratelimit reads its runtime config directory. Each
 // domain may appear in one file only. All problems of all files are
 // returned together.
-func LoadDir(dir string) ([]*Domain, error) {
+func LoadDir(dir string) ([]*Domain, error) { return LoadDirWith(dir, LoadOptions{}) }
+
+// LoadDirWith is LoadDir with options.
+func LoadDirWith(dir string, o LoadOptions) ([]*Domain, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit config directory %s: %w", dir, err)
@@ -306,14 +370,18 @@ func LoadDir(dir string) ([]*Domain, error) {
 		}
 	}
 	sort.Strings(files)
-	return LoadFiles(files...)
+	return LoadFilesWith(o, files...)
 }
 
 // LoadFiles parses the named files and checks that no domain repeats.
-func LoadFiles(files ...string) ([]*Domain, error) {
+func LoadFiles(files ...string) ([]*Domain, error) { return LoadFilesWith(LoadOptions{}, files...) }
+
+// LoadFilesWith parses the named files and combines them as o says.
+func LoadFilesWith(o LoadOptions, files ...string) ([]*Domain, error) {
 	var errs ErrorList
 	var out []*Domain
 	owner := map[string]string{}
+	byName := map[string]*Domain{}
 	for _, f := range files {
 		data, err := readFile(f)
 		if err != nil {
@@ -331,10 +399,27 @@ func LoadFiles(files ...string) ([]*Domain, error) {
 			continue
 		}
 		if prev, dup := owner[d.Name]; dup {
-			errs = append(errs, &Error{Source: d.Source, Reason: fmt.Sprintf("duplicate domain '%s' in config file (already declared at %s)", d.Name, prev)})
+			if !o.MergeDomains {
+				errs = append(errs, &Error{Source: d.Source, Reason: fmt.Sprintf("duplicate domain '%s' in config file (already declared at %s)", d.Name, prev)})
+				continue
+			}
+			into := byName[d.Name]
+			merged := &Domain{Name: into.Name, Source: into.Source,
+				Descriptors: append(append([]Descriptor(nil), into.Descriptors...), d.Descriptors...)}
+			if err := Validate(merged); err != nil {
+				var l ErrorList
+				if errors.As(err, &l) {
+					errs = append(errs, l...)
+				} else {
+					errs = append(errs, &Error{Source: d.Source, Reason: err.Error()})
+				}
+				continue
+			}
+			*into = *merged
 			continue
 		}
 		owner[d.Name] = d.Source
+		byName[d.Name] = d
 		out = append(out, d)
 	}
 	return out, errs.err()

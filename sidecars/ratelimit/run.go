@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -61,8 +62,28 @@ type Config struct {
 	MaxCounters int
 	// GlobalShadowMode answers OK to everything while still counting.
 	GlobalShadowMode bool
-	// ResponseHeaders adds RateLimit-Limit/-Remaining/-Reset.
-	ResponseHeaders bool
+	// ResponseHeaders adds RateLimit-Limit/-Remaining/-Reset
+	// (envoyproxy's LIMIT_RESPONSE_HEADERS_ENABLED); the names default to
+	// those, LimitHeader, RemainingHeader and ResetHeader change them
+	// (LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER).
+	ResponseHeaders                           bool
+	LimitHeader, RemainingHeader, ResetHeader string
+	// MergeDomainConfig (envoyproxy's MERGE_DOMAIN_CONFIG) lets several
+	// --config-dir files declare one domain; their descriptors combine.
+	MergeDomainConfig bool
+	// GlobalQuotaMode (envoyproxy's QUOTA_MODE) makes every descriptor a
+	// quota_mode one.
+	GlobalQuotaMode bool
+	// ResponseDynamicMetadata (envoyproxy's RESPONSE_DYNAMIC_METADATA)
+	// returns the request and the matched descriptors' metadata as
+	// dynamic metadata.
+	ResponseDynamicMetadata bool
+	// BoundedMetricLabels keeps the configured rule as the metric label
+	// of detailed_metric/value_to_metric limits too; off, they are
+	// counted under envoyproxy's stat names with request values, at most
+	// MaxDetailedMetrics names (0 = ratelimit.DefaultMaxDetailedSeries).
+	BoundedMetricLabels bool
+	MaxDetailedMetrics  int
 	// KeyPrefix is prepended to Redis keys (envoyproxy's CACHE_KEY_PREFIX).
 	KeyPrefix string
 	// ReloadDelay batches directory changes; default 200ms.
@@ -147,10 +168,22 @@ func New(cfg Config) (*Sidecar, error) {
 	s.svc, err = ratelimit.New(ratelimit.Options{
 		Backend: backend, BackendName: cfg.Backend, Local: mem, Clock: cfg.Clock, Log: log, Metrics: metrics,
 		FailureMode: mode, GlobalShadowMode: cfg.GlobalShadowMode, ResponseHeaders: cfg.ResponseHeaders, KeyPrefix: cfg.KeyPrefix,
+		GlobalQuotaMode: cfg.GlobalQuotaMode, LimitHeader: cfg.LimitHeader, RemainingHeader: cfg.RemainingHeader, ResetHeader: cfg.ResetHeader,
+		ResponseDynamicMetadata: cfg.ResponseDynamicMetadata, BoundedMetricLabels: cfg.BoundedMetricLabels, MaxDetailedSeries: cfg.MaxDetailedMetrics,
 	})
 	if err != nil {
 		s.Close()
 		return nil, err
+	}
+	if cfg.MaxDetailedMetrics < 0 {
+		s.Close()
+		return nil, fmt.Errorf("ratelimit: --max-detailed-metrics %d: want a positive number (0 = %d)", cfg.MaxDetailedMetrics, ratelimit.DefaultMaxDetailedSeries)
+	}
+	for _, h := range []struct{ flag, v string }{{"--limit-header", cfg.LimitHeader}, {"--remaining-header", cfg.RemainingHeader}, {"--reset-header", cfg.ResetHeader}} {
+		if h.v != "" && !validHeaderName(h.v) {
+			s.Close()
+			return nil, fmt.Errorf("ratelimit: %s %q: not an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~)", h.flag, h.v)
+		}
 	}
 	s.sources = &sources{svc: s.svc, m: metrics, sm: sm, log: log}
 	if cfg.ConfigDir != "" {
@@ -165,7 +198,20 @@ func New(cfg Config) (*Sidecar, error) {
 			return nil, err
 		}
 	}
+	s.sources.setStarted()
 	return s, nil
+}
+
+// validHeaderName reports whether h is an HTTP field name (RFC 9110 token).
+func validHeaderName(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return h != ""
 }
 
 // Service is the decision API: ShouldRateLimit in-process.
@@ -180,11 +226,12 @@ func (s *Sidecar) Close() error {
 }
 
 // ReloadConfigDir re-reads --config-dir; on error the previous rules stay.
+// At start-up (from New) an error means the sidecar does not start.
 func (s *Sidecar) ReloadConfigDir() error {
-	ds, err := config.LoadDir(s.cfg.ConfigDir)
+	ds, err := config.LoadDirWith(s.cfg.ConfigDir, config.LoadOptions{MergeDomains: s.cfg.MergeDomainConfig})
 	if err != nil {
 		s.sources.failed("config_dir")
-		s.log.Error("config dir rejected; previous config keeps serving", "dir", s.cfg.ConfigDir, "error", err)
+		s.log.Error("config dir rejected; "+s.sources.consequence(), "dir", s.cfg.ConfigDir, "error", err)
 		return fmt.Errorf("ratelimit: %w", err)
 	}
 	return s.sources.update("config_dir", func(n *sources) { n.dir = ds })
@@ -195,7 +242,7 @@ func (s *Sidecar) ReloadSpecDir() error {
 	rs, err := LoadSpecDir(s.cfg.SpecDir)
 	if err != nil {
 		s.sources.failed("spec_dir")
-		s.log.Error("spec dir rejected; previous config keeps serving", "dir", s.cfg.SpecDir, "error", err)
+		s.log.Error("spec dir rejected; "+s.sources.consequence(), "dir", s.cfg.SpecDir, "error", err)
 		return fmt.Errorf("ratelimit: %w", err)
 	}
 	return s.sources.update("spec_dir", func(n *sources) { n.specs = rs })

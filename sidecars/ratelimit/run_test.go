@@ -169,7 +169,7 @@ func TestReplayOverGRPC(t *testing.T) {
 		`gatehouse_ratelimit_over_limit{domain="api",rule="api.remote_address"} 3`,
 		`gatehouse_ratelimit_near_limit{domain="api",rule="api.remote_address"} 1`,
 		`gatehouse_ratelimit_shadow_mode{domain="api",rule="api.canary"} 1`,
-		`gatehouse_ratelimit_over_limit{domain="api",rule="api.quota"} 3`,
+		`gatehouse_ratelimit_over_limit{domain="api",rule="api.quota"} 2`,
 		`gatehouse_ratelimit_invalid_requests_total 2`,
 		`gatehouse_ratelimit_config_last_reload_success{source="config_dir"} 1`,
 	} {

@@ -34,6 +34,29 @@ type sources struct {
 	xdsExt  []*ratelimit.SpecRules // extension resources; nil = none present
 	loaded  bool
 	summary string
+	// started is set once New returned: before, a rejected source stops
+	// the start; after, the previous config keeps serving.
+	started bool
+}
+
+func (s *sources) setStarted() {
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+}
+
+// consequence says what a rejected source means now, for the log.
+func (s *sources) consequence() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.consequenceLocked()
+}
+
+func (s *sources) consequenceLocked() string {
+	if !s.started {
+		return "the sidecar does not start (exit status 1); fix it, or check it offline with gatehouse ratelimit validate DIR"
+	}
+	return "previous config keeps serving"
 }
 
 type sourceMetrics struct {
@@ -73,7 +96,7 @@ func (s *sources) update(source string, change func(*sources)) error {
 		s.sm.lastSuccess.WithLabelValues(source).Set(v)
 	}
 	if err != nil {
-		s.log.Error("rate limit config rejected; previous config keeps serving", "source", source, "error", err)
+		s.log.Error("rate limit config rejected; "+s.consequenceLocked(), "source", source, "error", err)
 		return err
 	}
 	s.dir, s.specs, s.xdsRLC, s.xdsExt = next.dir, next.specs, next.xdsRLC, next.xdsExt
