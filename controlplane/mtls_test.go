@@ -299,7 +299,7 @@ func TestSecretsNeverGoToSidecars(t *testing.T) {
 	writeCert(t, certDir, "shop-cert", "shop.example.com")
 	cfg := controlplane.Config{}
 	cfg.Compile.CertDir = certDir
-	h := startControlPlane(t, cfg, map[string]string{"shop.yaml": withTLS(specYAML("shop", "shop.example.com", "127.0.0.1:9080"), "shop-cert")})
+	h := startControlPlane(t, cfg, map[string]string{"shop.yaml": withTLS(specYAML("shop", "shop.example.com", "10.0.0.1:80"), "shop-cert")})
 	h.waitServed("", func(string) bool { return true })
 
 	side := dialADS(t, h.addr, "dev-authz", "edge")

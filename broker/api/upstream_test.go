@@ -38,7 +38,7 @@ func newAPIWithPolicy(t *testing.T, pol spec.Policy) *api.API {
 }
 
 func provisionBody(endpoint string) []byte {
-	return []byte(`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","parameters":` +
+	return []byte(`{"service_id":"` + api.ServiceID + `","plan_id":"` + api.PlanID + `","organization_guid":"org-1","space_guid":"space-1","parameters":` +
 		strings.Replace(validSpec, "10.0.0.1:80", endpoint, 1) + `}`)
 }
 
