@@ -97,8 +97,7 @@ func TestJWKSRedirectToAnotherHostIsRefused(t *testing.T) {
 	}
 
 	// A redirect within the same origin is followed.
-	var local *countingServer
-	local = newJWKSServer(t, true, func(w http.ResponseWriter, r *http.Request) {
+	local := newJWKSServer(t, true, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/old" {
 			http.Redirect(w, r, "/new", http.StatusMovedPermanently)
 			return

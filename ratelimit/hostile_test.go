@@ -143,7 +143,7 @@ func TestHashedValue(t *testing.T) {
 	}
 	// Deterministic, and distinct for distinct values; a plain value can
 	// never equal a hashed one.
-	if HashedValue(long) != HashedValue(long) || HashedValue(long) == HashedValue(long+"w") {
+	if HashedValue(long) != HashedValue(strings.Clone(long)) || HashedValue(long) == HashedValue(long+"w") {
 		t.Error("hash is not a function of the value")
 	}
 	if h := HashedValue(long); HashedValue(h) == h {

@@ -41,7 +41,7 @@ func nodeServices(o Options) []spec.NodeService {
 func checkPolicyOptions(o Options) error {
 	if o.EnvoyAdmin != "" {
 		if _, _, err := net.SplitHostPort(o.EnvoyAdmin); err != nil {
-			return fmt.Errorf("Envoy admin address %q: want host:port", o.EnvoyAdmin)
+			return fmt.Errorf("the Envoy admin address %q: want host:port", o.EnvoyAdmin)
 		}
 	}
 	for _, s := range o.NodeServices {
