@@ -36,21 +36,15 @@ func TestTenantFromEveryPlatform(t *testing.T) {
 	}
 }
 
-// osbBody is a provision body with the REQUIRED top-level ids and, when
+// platformBody is a provision body with the REQUIRED top-level ids and, when
 // ctx is non-nil, an OSB context object.
-func osbBody(org, space string, ctx map[string]any, params map[string]any) map[string]any {
+func platformBody(org, space string, ctx map[string]any, params map[string]any) map[string]any {
 	b := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": params,
 		"organization_guid": org, "space_guid": space}
 	if ctx != nil {
 		b["context"] = ctx
 	}
 	return b
-}
-
-func teamRoute(team, name string, hosts ...string) map[string]any {
-	r := edgeRoute(name, hosts...)
-	r["metadata"].(map[string]any)["team"] = team
-	return r
 }
 
 func tenantFromEveryPlatform(t *testing.T, p *pipeline) {
@@ -99,32 +93,38 @@ func tenantFromEveryPlatform(t *testing.T, p *pipeline) {
 		{
 			name: "CloudFoundry", domain: "shop.cf.example.com", tenant: "cf:org-1/space-1",
 			a: func(pm map[string]any) map[string]any {
-				return osbBody("org-1", "space-1", map[string]any{"platform": "cloudfoundry", "organization_guid": "org-1", "space_guid": "space-1"}, pm)
+				return platformBody("org-1", "space-1", map[string]any{"platform": "cloudfoundry", "organization_guid": "org-1", "space_guid": "space-1"}, pm)
 			},
 			a2: func(pm map[string]any) map[string]any {
-				return osbBody("org-1", "space-1", map[string]any{"platform": "cloudfoundry", "organization_guid": "org-1", "space_guid": "space-1", "instance_name": "other"}, pm)
+				return platformBody("org-1", "space-1", map[string]any{"platform": "cloudfoundry", "organization_guid": "org-1", "space_guid": "space-1", "instance_name": "other"}, pm)
 			},
 			b: func(pm map[string]any) map[string]any {
-				return osbBody("org-2", "space-2", map[string]any{"platform": "cloudfoundry", "organization_guid": "org-2", "space_guid": "space-2"}, pm)
+				return platformBody("org-2", "space-2", map[string]any{"platform": "cloudfoundry", "organization_guid": "org-2", "space_guid": "space-2"}, pm)
 			},
 		},
 		{
 			// No context: the team decides, within one org and space.
 			name: "NoContext", domain: "shop.plain.example.com", tenant: "team:alpha@org-x/space-x",
-			a:  func(pm map[string]any) map[string]any { return osbBody("org-x", "space-x", nil, withTeam(pm, "alpha")) },
-			a2: func(pm map[string]any) map[string]any { return osbBody("org-x", "space-x", nil, withTeam(pm, "alpha")) },
-			b:  func(pm map[string]any) map[string]any { return osbBody("org-x", "space-x", nil, withTeam(pm, "beta")) },
+			a: func(pm map[string]any) map[string]any {
+				return platformBody("org-x", "space-x", nil, platformTeam(pm, "alpha"))
+			},
+			a2: func(pm map[string]any) map[string]any {
+				return platformBody("org-x", "space-x", nil, platformTeam(pm, "alpha"))
+			},
+			b: func(pm map[string]any) map[string]any {
+				return platformBody("org-x", "space-x", nil, platformTeam(pm, "beta"))
+			},
 		},
 		{
 			name: "Kubernetes", domain: "shop.kube.example.com", tenant: "k8s:cluster-1/ns-a",
 			a: func(pm map[string]any) map[string]any {
-				return osbBody("cluster-1", "ns-a", map[string]any{"platform": "kubernetes", "clusterid": "cluster-1", "namespace": "ns-a"}, pm)
+				return platformBody("cluster-1", "ns-a", map[string]any{"platform": "kubernetes", "clusterid": "cluster-1", "namespace": "ns-a"}, pm)
 			},
 			a2: func(pm map[string]any) map[string]any {
-				return osbBody("cluster-1", "ns-a", map[string]any{"platform": "kubernetes", "clusterid": "cluster-1", "namespace": "ns-a"}, pm)
+				return platformBody("cluster-1", "ns-a", map[string]any{"platform": "kubernetes", "clusterid": "cluster-1", "namespace": "ns-a"}, pm)
 			},
 			b: func(pm map[string]any) map[string]any {
-				return osbBody("cluster-1", "ns-b", map[string]any{"platform": "kubernetes", "clusterid": "cluster-1", "namespace": "ns-b"}, pm)
+				return platformBody("cluster-1", "ns-b", map[string]any{"platform": "kubernetes", "clusterid": "cluster-1", "namespace": "ns-b"}, pm)
 			},
 		},
 	}
@@ -157,7 +157,7 @@ func tenantFromEveryPlatform(t *testing.T, p *pipeline) {
 	}
 }
 
-func withTeam(params map[string]any, team string) map[string]any {
+func platformTeam(params map[string]any, team string) map[string]any {
 	params["metadata"].(map[string]any)["team"] = team
 	return params
 }
