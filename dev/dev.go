@@ -190,7 +190,7 @@ func Run(ctx context.Context, c Config) error {
 	g.Go(func() error {
 		return controlplane.Run(gctx, controlplane.Config{
 			Source:   source.NewFeed(st, source.Options{PollInterval: 100 * time.Millisecond, Log: c.Log}),
-			Reporter: st,
+			Reporter: source.NewBrokerReporter(st),
 			Compile:  compileOpts,
 			HoldOff:  20 * time.Millisecond,
 			Log:      c.Log,

@@ -151,8 +151,20 @@ var idsQuery = "service_id=" + api.ServiceID + "&plan_id=" + api.PlanID
 
 // Provision sends PUT (202 started, 200 already so).
 func (c *Client) Provision(ctx context.Context, id string, spec json.RawMessage) (*Response, error) {
+	return c.ProvisionIn(ctx, id, spec, "gatehouse-cli", "gatehouse-cli", nil)
+}
+
+// ProvisionIn provisions as a platform does for one of its tenants: with
+// its organization_guid and space_guid and, when osbContext is not nil,
+// the OSB context object the broker takes the instance's tenant from
+// (Cloud Foundry organization_guid/space_guid, Kubernetes
+// clusterid/namespace, or a platform-neutral tenant).
+func (c *Client) ProvisionIn(ctx context.Context, id string, spec json.RawMessage, org, space string, osbContext map[string]any) (*Response, error) {
 	body := map[string]any{"service_id": api.ServiceID, "plan_id": api.PlanID, "parameters": spec,
-		"organization_guid": "gatehouse-cli", "space_guid": "gatehouse-cli"}
+		"organization_guid": org, "space_guid": space}
+	if osbContext != nil {
+		body["context"] = osbContext
+	}
 	return c.do(ctx, "PUT", instancePath(id)+"?accepts_incomplete=true", body, 200, 201, 202)
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/broker/specs"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -37,6 +38,12 @@ func newSpecValidateCmd() *cobra.Command {
 			var problems spec.ErrorList
 			if err != nil && !errors.As(err, &problems) {
 				return err
+			}
+			// Host names nobody may claim (public suffixes, wildcards over
+			// them, single labels, localhost, IPs), as broker and control
+			// plane refuse them; overlaps need the other specs and a tenant.
+			for _, d := range docs {
+				problems = append(problems, specs.Problems(specs.CheckHostNames(d, "", nil))...)
 			}
 			if len(problems) > 0 {
 				for _, p := range problems {
