@@ -256,10 +256,13 @@ func TestCertificateOwnership(t *testing.T) {
 	}
 }
 
-// TestWorkerRechecksTenantHosts: two tenants' overlapping provisions both
-// pass the API while no worker runs (neither is stored yet); the worker
-// then applies the rule with the instance's tenant: the first goes live,
-// the second fails naming the owner, and nothing of it is stored.
+// TestWorkerRechecksTenantHosts: two tenants' overlapping provisions sent
+// to two broker replicas both pass the API while no worker runs (neither
+// is stored yet, and each replica reserves only the claims it accepted
+// itself; one broker refuses the second at once, TestOverlapWithAProvisionInFlight
+// in broker/api); the worker then applies the rule with the instance's
+// tenant: the first goes live, the second fails naming the owner, and
+// nothing of it is stored.
 func TestWorkerRechecksTenantHosts(t *testing.T) {
 	for _, be := range allBackends(t) {
 		t.Run(be.name, func(t *testing.T) {
@@ -268,8 +271,9 @@ func TestWorkerRechecksTenantHosts(t *testing.T) {
 			p := newPipeline(t, o)
 			ra := p.do(t, "PUT", "/v2/service_instances/wa?accepts_incomplete=true", cfBody("org-a", "s", edgeRoute("wild-a", "*.pets.example.com")))
 			p.expect(t, ra, 202, "tenant A")
-			rb := p.do(t, "PUT", "/v2/service_instances/wb?accepts_incomplete=true", cfBody("org-b", "s", edgeRoute("exact-b", "login.pets.example.com")))
-			p.expect(t, rb, 202, "tenant B (nothing stored to clash with yet)")
+			replica := newPipeline(t, o)
+			rb := replica.do(t, "PUT", "/v2/service_instances/wb?accepts_incomplete=true", cfBody("org-b", "s", edgeRoute("exact-b", "login.pets.example.com")))
+			replica.expect(t, rb, 202, "tenant B on another broker replica (nothing stored to clash with yet)")
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			p.startWorker(ctx, t, &wg, o)

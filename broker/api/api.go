@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,10 @@ type API struct {
 	mux   *http.ServeMux
 	m     *metrics
 	hosts *store.HostIndex
+	// claimMu makes checking a provision's or update's hosts and
+	// reserving them one step, so two overlapping requests arriving
+	// together cannot both pass.
+	claimMu sync.Mutex
 }
 
 // New checks cfg and builds the handler.

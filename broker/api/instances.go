@@ -86,6 +86,8 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errBadRequest, err.Error())
 		return
 	}
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
 	if !a.checkClaims(w, r, d, tenant) {
 		return
 	}
@@ -145,6 +147,7 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 		a.storeWriteFailed(w, r, err, "instance "+id)
 		return
 	}
+	a.hosts.Reserve(d.Name(), id, tenant, d.EdgeRoute.Spec.Hosts)
 	a.log.Info("provision accepted", "instance", id, "spec", d.Name(), "op", op.ID, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id})
 	writeJSON(w, http.StatusAccepted, operationBody{Operation: op.ID})
@@ -219,6 +222,8 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 	if tenant == "" { // an instance stored before tenants were recorded
 		tenant = tenancy.FromTeam(d.EdgeRoute.Metadata.Team)
 	}
+	a.claimMu.Lock()
+	defer a.claimMu.Unlock()
 	if !a.checkClaims(w, r, d, tenant) {
 		return
 	}
@@ -235,6 +240,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 		a.storeWriteFailed(w, r, err, "instance "+id)
 		return
 	}
+	a.hosts.Reserve(cur.SpecName, id, tenant, d.EdgeRoute.Spec.Hosts)
 	a.log.Info("update accepted", "instance", id, "spec", cur.SpecName, "op", op.ID, "originating_identity", identity)
 	a.enqueue(ctx, queue.Task{OpID: op.ID, InstanceID: id})
 	writeJSON(w, http.StatusAccepted, operationBody{Operation: op.ID})

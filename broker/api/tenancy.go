@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -74,6 +76,10 @@ func (a *API) checkClaims(w http.ResponseWriter, r *http.Request, d *spec.Docume
 		a.internal(w, r, err)
 		return false
 	}
+	if err := a.releaseEndedClaims(r.Context()); err != nil {
+		a.internal(w, r, err)
+		return false
+	}
 	err := specs.CheckHosts(a.hosts, d, tenant)
 	var hc *specs.HostConflicts
 	if errors.As(err, &hc) {
@@ -85,6 +91,24 @@ func (a *API) checkClaims(w http.ResponseWriter, r *http.Request, d *spec.Docume
 		return false
 	}
 	return true
+}
+
+// releaseEndedClaims drops the host reservations of instances whose
+// provision or update is no longer in progress: their spec is stored (the
+// index has it) or the operation failed (nothing claims the hosts).
+func (a *API) releaseEndedClaims(ctx context.Context) error {
+	for _, id := range a.hosts.Reserved() {
+		in, err := a.cfg.Store.GetInstance(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		case in.Op.InProgress() && (in.Op.Kind == store.OpProvision || in.Op.Kind == store.OpUpdate):
+			continue
+		}
+		a.hosts.Release(id)
+	}
+	return nil
 }
 
 // checkCertificate: a spec may name a certificate only when the operator

@@ -23,6 +23,10 @@ type HostIndex struct {
 	cursor int64
 	specs  map[string]hostClaim    // spec name -> its claim
 	owners map[string][]*hostClaim // lower-case host pattern -> claims
+	// reserved are the claims of accepted provisions and updates not
+	// stored yet, by instance id (Reserve): a second overlapping claim
+	// sent before the first is stored is refused as well.
+	reserved map[string]hostClaim
 }
 
 type hostClaim struct {
@@ -45,7 +49,7 @@ type HostConflict struct {
 
 // NewHostIndex returns an empty index; call Refresh before use.
 func NewHostIndex() *HostIndex {
-	return &HostIndex{specs: map[string]hostClaim{}, owners: map[string][]*hostClaim{}}
+	return &HostIndex{specs: map[string]hostClaim{}, owners: map[string][]*hostClaim{}, reserved: map[string]hostClaim{}}
 }
 
 // instanceReader is the part of a Store that tells a spec's tenant.
@@ -126,6 +130,40 @@ func (x *HostIndex) remove(name string) {
 	delete(x.specs, name)
 }
 
+// Reserve records the hosts of an accepted provision or update of
+// instance (spec specName, claimed by tenant) until Release: Conflicts
+// counts them like a stored spec's. A later Reserve of the same instance
+// replaces its claim.
+func (x *HostIndex) Reserve(specName, instance, tenant string, hosts []string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	cl := hostClaim{spec: specName, instance: instance, tenant: tenant}
+	for _, h := range hosts {
+		cl.hosts = append(cl.hosts, strings.ToLower(h))
+	}
+	x.reserved[instance] = cl
+}
+
+// Release drops instance's reservation (its operation ended: the spec is
+// stored, or the operation failed).
+func (x *HostIndex) Release(instance string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.reserved, instance)
+}
+
+// Reserved are the instances holding a reservation, sorted.
+func (x *HostIndex) Reserved() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ids := make([]string, 0, len(x.reserved))
+	for id := range x.reserved {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
 // Conflicts returns every host of specName's hosts (claimed by tenant)
 // that clashes with a host of another stored spec, in host order, each
 // with its first owner by spec name.
@@ -157,6 +195,11 @@ func (x *HostIndex) Conflicts(specName, tenant string, hosts []string) []HostCon
 				}
 			}
 		}
+		// Reservations of operations in flight (few: a scan).
+		for _, id := range sortedKeys(x.reserved) {
+			c := x.reserved[id]
+			cands = append(cands, &c)
+		}
 		sort.SliceStable(cands, func(a, b int) bool { return cands[a].spec < cands[b].spec })
 		for _, c := range cands {
 			if c.spec == specName {
@@ -176,4 +219,13 @@ func (x *HostIndex) Conflicts(specName, tenant string, hosts []string) []HostCon
 		}
 	}
 	return out
+}
+
+func sortedKeys(m map[string]hostClaim) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
