@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS batches (
 );`
 
 var dialect = sqlq.Dialect{
-	TimeMS: "epoch_ms(time)",
+	StartsWith: "starts_with",
+	TimeMS:     "epoch_ms(time)",
 	TimeRange: func(since, until time.Time) (string, []any) {
 		return "time >= ? AND time < ?", []any{since.UTC(), until.UTC()}
 	},
