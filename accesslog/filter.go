@@ -112,11 +112,13 @@ type Group struct {
 	P99MS  float64 `json:"p99_ms"`
 }
 
-// Bucket is one time bucket of a histogram.
+// Bucket is one time bucket of a histogram. Denied counts every denial,
+// rate-limited requests included; Limited counts those (status 429).
 type Bucket struct {
-	Start  time.Time `json:"start"`
-	Count  int64     `json:"count"`
-	Denied int64     `json:"denied"`
+	Start   time.Time `json:"start"`
+	Count   int64     `json:"count"`
+	Denied  int64     `json:"denied"`
+	Limited int64     `json:"limited"`
 }
 
 // Limits of the query language.

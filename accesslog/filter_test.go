@@ -48,7 +48,9 @@ var filterCases = []struct {
 	{q: "status=4xx", check: func(f Filter) bool {
 		return f.Status == 0 && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Class: 4}
 	}},
-	{q: "status=!5XX", check: func(f Filter) bool { return len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Class: 5, Not: true} }},
+	{q: "status=!5XX", check: func(f Filter) bool {
+		return len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Class: 5, Not: true}
+	}},
 	{q: "status=!404", check: func(f Filter) bool {
 		return f.Status == 0 && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Value: "404", Not: true}
 	}},

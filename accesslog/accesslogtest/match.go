@@ -120,10 +120,13 @@ func CheckLanguage(t testing.TB, s accesslog.Store, recs []accesslog.Record, now
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
-		want := 0
+		want, limited := 0, int64(0)
 		for i := range recs {
 			if Match(f, &recs[i]) {
 				want++
+				if recs[i].Status == 429 {
+					limited++
+				}
 			}
 		}
 		if want == 0 || want == len(recs) {
@@ -158,11 +161,13 @@ func CheckLanguage(t testing.TB, s accesslog.Store, recs []accesslog.Record, now
 			t.Fatalf("%s histogram: %v", q, err)
 		}
 		n = 0
+		var l int64
 		for _, b := range hist {
 			n += b.Count
+			l += b.Limited
 		}
-		if n != int64(want) {
-			t.Errorf("%s: histogram count %d, want %d", q, n, want)
+		if n != int64(want) || l != limited {
+			t.Errorf("%s: histogram count %d (limited %d), want %d (limited %d)", q, n, l, want, limited)
 		}
 	}
 }
