@@ -31,6 +31,7 @@ func TestCLIHelpSharedFlags(t *testing.T) {
 		{[]string{"logs", "export"}, "ndjson|csv", true},
 		{[]string{"logs", "verify"}, "table|json", false},
 		{[]string{"logs", "open"}, "", false},
+		{[]string{"explain"}, "table|json|yaml", false},
 	} {
 		name := strings.Join(c.args, " ")
 		out, errOut, code := run(t, append(c.args, "--help")...)
@@ -38,7 +39,7 @@ func TestCLIHelpSharedFlags(t *testing.T) {
 			t.Fatalf("%s --help: %d %s", name, code, errOut)
 		}
 		for _, want := range []string{"--server", "--token-file", "--data-dir"} {
-			if !strings.Contains(out, want) {
+			if c.args[0] == "logs" && !strings.Contains(out, want) {
 				t.Errorf("%s: no %s flag", name, want)
 			}
 		}
@@ -155,5 +156,36 @@ func TestLogsCLIUsesDevTokenAndAPISpelling(t *testing.T) {
 	out, _, code = run(t, "logs", "open", "--server", server, "--data-dir", dataDir, "--print")
 	if code != 0 || !strings.Contains(out, server+"/#token="+token) {
 		t.Fatalf("logs open --print: %q", out)
+	}
+}
+
+// TestExplainAlwaysDecidesInPlainText: explain prints a decision line in
+// every case and rules, context and metadata as text, never Go maps;
+// -o json and -o yaml give the same result as data.
+func TestExplainAlwaysDecidesInPlainText(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--request", "GET https://petstore.example.com/pets"}, "decision:     deny, status 401 without credentials"},
+		{[]string{"--request", "GET https://petstore.example.com/pets", "-H", "x-api-key: gh_unknown_0123456789abcdef"}, "decision:     deny, status 401 ("},
+		{[]string{"--request", "GET https://nosuch.example.com/x"}, "decision:     no route matches"},
+	} {
+		out, errOut, code := run(t, append([]string{"explain", "--spec-dir", "../../deploy/examples"}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", c.args, code, errOut)
+		}
+		if !strings.Contains(out, c.want) || strings.Contains(out, "map[") || strings.Contains(out, `when=""`) {
+			t.Errorf("%v:\n%s\nwant %q and no Go maps", c.args, out, c.want)
+		}
+	}
+	out, _, code := run(t, "explain", "--spec-dir", "../../deploy/examples", "--request", "GET https://petstore.example.com/pets", "-o", "json")
+	var r map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r["route"] != "petstore/list-pets" {
+		t.Fatalf("-o json: %d %s", code, out)
+	}
+	out, _, code = run(t, "explain", "--spec-dir", "../../deploy/examples", "--request", "GET https://petstore.example.com/pets", "-o", "yaml")
+	if code != 0 || !strings.Contains(out, "route: petstore/list-pets") {
+		t.Fatalf("-o yaml: %d %s", code, out)
 	}
 }

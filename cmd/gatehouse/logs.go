@@ -278,7 +278,7 @@ func newLogsExportCmd() *cobra.Command {
 	}
 	lf.register(cmd.Flags(), "ndjson|csv")
 	cmd.Flags().StringVar(&format, "format", "ndjson", "ndjson|csv")
-	_ = cmd.Flags().MarkDeprecated("format", "use -o ndjson|csv")
+	_ = cmd.Flags().MarkHidden("format") // the old spelling of -o
 	cmd.Flags().StringVar(&out, "out", "-", "output file (- for stdout)")
 	cmd.Flags().IntVar(&lf.limit, "limit", 0, "at most this many rows (default all)")
 	return cmd
