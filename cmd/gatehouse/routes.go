@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,20 +19,31 @@ import (
 
 // osbFlags are the broker connection flags of `routes` and `keys`.
 type osbFlags struct {
-	url, user, passwordFile string
-	timeout                 time.Duration
+	url, user, passwordFile, dataDir string
+	timeout                          time.Duration
 }
 
 func (o *osbFlags) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.url, "broker-url", "http://127.0.0.1:8080", "the broker's OSB API")
 	f.StringVar(&o.user, "username", "broker", "basic-auth user name")
-	f.StringVar(&o.passwordFile, "password-file", "", "file holding the broker password (required)")
+	f.StringVar(&o.passwordFile, "password-file", "", "file holding the broker password (default: <data-dir>/broker-password when --broker-url is on loopback)")
+	f.StringVar(&o.dataDir, "data-dir", ".gatehouse", "data directory of a local gatehouse dev, where its broker password is read from")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long --wait waits")
 }
 
 func (o *osbFlags) client() (*osbclient.Client, error) {
-	pw, err := brokerPassword(o.passwordFile, "password-file")
+	file := o.passwordFile
+	if dev := filepath.Join(o.dataDir, "broker-password"); file == "" && isLoopbackURL(o.url) {
+		// A local `gatehouse dev`: its password, never sent off loopback.
+		if _, err := os.Stat(dev); err == nil {
+			file = dev
+		}
+	}
+	if file == "" {
+		return nil, fmt.Errorf("--password-file is required (or, for a local gatehouse dev, run where %s exists or pass --data-dir)", filepath.Join(o.dataDir, "broker-password"))
+	}
+	pw, err := brokerPassword(file, "password-file")
 	if err != nil {
 		return nil, err
 	}

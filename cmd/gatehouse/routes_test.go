@@ -124,6 +124,15 @@ spec:
 	if code != 0 || !strings.Contains(out, "clipets: unchanged") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
 	}
+	// Without --password-file, against a broker on loopback: the dev data
+	// directory's broker-password is used.
+	devDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(devDir, "broker-password"), []byte("cli-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run(t, "routes", "status", "clipets", "--broker-url", "http://"+addr, "--username", "ops", "--data-dir", devDir); code != 0 || !strings.Contains(out, "clipets: succeeded") {
+		t.Fatalf("routes status with the dev password: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// The broker's admin server: readiness checks the store; metrics count requests by route pattern.
 	for path, want := range map[string]string{"/readyz": "ready", "/metrics": `gatehouse_broker_requests_total{code="202",route="PUT /v2/service_instances/{id}"} 1`} {
 		res, err := http.Get("http://" + admin + path)
