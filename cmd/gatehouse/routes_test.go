@@ -146,8 +146,13 @@ spec:
 		}
 	}
 	out, _, code = cli("routes", "status", "clipets")
-	if code != 0 || !strings.Contains(out, "succeeded") {
+	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, "hosts:       clipets.example.com") || !strings.Contains(out, "last error:  none") {
 		t.Fatalf("routes status: exit %d\n%s", code, out)
+	}
+	// An unknown route: a plain answer, no internal service or plan ids.
+	_, errOut, code = cli("routes", "status", "nosuch")
+	if code == 0 || !strings.Contains(errOut, "nosuch: no such EdgeRoute") || strings.Contains(errOut, "service_id") || strings.Contains(errOut, "plan_id") {
+		t.Fatalf("routes status nosuch: exit %d %s", code, errOut)
 	}
 
 	out, errOut, code = cli("keys", "create", "clipets", "--provider", "partners", "--label", "plan=gold", "--id", "k1")
