@@ -266,7 +266,7 @@
     const x = (t) => L + ((t - t0) / span) * pw;
     const y = (v) => T + ph - (v / maxC) * ph;
     // y axis: 0, half, max
-    for (const v of [0, Math.round(maxC / 2), maxC]) {
+    for (const v of [...new Set([0, Math.round(maxC / 2), maxC])]) {
       svg.appendChild(el("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
       svg.appendChild(el("text", { class: "axis-label", x: L - 4, y: y(v) + 3, "text-anchor": "end" }, v.toLocaleString()));
     }
