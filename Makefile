@@ -124,3 +124,11 @@ deploy-envoy: build
 bench-broker:
 	$(GO) test -run '^$$' -bench EmbeddedPipeline -benchmem -benchtime 2000x ./broker -args -broker.clients=32
 	$(GO) test -run '^$$' -bench EmbeddedPipeline -benchmem -benchtime 500x ./broker -args -broker.clients=2
+
+# screenshots: the access-log page in headless Chromium, one PNG per state
+# (open on 15m, preset, filtered, row detail, zoomed, no token, empty at
+# 1024 px), written to screenshots/ (git-ignored) for a reviewer.
+.PHONY: screenshots
+screenshots:
+	rm -rf screenshots && GATEHOUSE_SCREENSHOTS=$(CURDIR)/screenshots $(GO) test -count=1 -run 'TestExplorerPage' ./accesslog/api/
+	@ls screenshots/*.png

@@ -26,9 +26,29 @@ type Filter struct {
 	APIKeyID     string
 	Status       uint32
 	Denied       *bool
-	Limit        int     // 0: no limit (export only)
-	After        *Cursor // newest first: only records older than the cursor
+	// Conds are the further conditions of the query language: prefix
+	// (value*), negated (!value) and status-class (4xx) matches, and
+	// the fields that have no field of their own above. All must hold.
+	Conds []Cond
+	Limit int     // 0: no limit (export only)
+	After *Cursor // newest first: only records older than the cursor
 }
+
+// Cond is one condition on a column beyond the exact-match fields of
+// Filter. Column is one of CondColumns.
+type Cond struct {
+	Column string
+	Value  string // the value, or the prefix when Prefix is set
+	Prefix bool   // the column starts with Value
+	Class  uint32 // status only: 1..5 for 1xx..5xx (Value is then "")
+	Not    bool   // the condition is negated
+}
+
+// CondColumns are the string columns a filter parameter of the same name
+// can match (exact, prefix, negated); status and decision have their own
+// parsing.
+var CondColumns = []string{"route", "subject", "client_ip", "node", "node_group", "request_id", "apikey_id", "method",
+	"authority", "provider", "auth_kind", "rule", "response_flags", "upstream_cluster", "user_agent", "path"}
 
 // Cursor is the position of a record in newest-first order.
 type Cursor struct {
@@ -92,11 +112,13 @@ type Group struct {
 	P99MS  float64 `json:"p99_ms"`
 }
 
-// Bucket is one time bucket of a histogram.
+// Bucket is one time bucket of a histogram. Denied counts every denial,
+// rate-limited requests included; Limited counts those (status 429).
 type Bucket struct {
-	Start  time.Time `json:"start"`
-	Count  int64     `json:"count"`
-	Denied int64     `json:"denied"`
+	Start   time.Time `json:"start"`
+	Count   int64     `json:"count"`
+	Denied  int64     `json:"denied"`
+	Limited int64     `json:"limited"`
 }
 
 // Limits of the query language.
@@ -108,7 +130,33 @@ const (
 	maxRange        = 400 * 24 * time.Hour
 )
 
-var filterParams = []string{"since", "until", "route", "subject", "client_ip", "decision", "path_prefix", "method", "node", "request_id", "apikey_id", "status", "denied", "limit", "cursor"}
+var filterParams = []string{"since", "until", "route", "subject", "client_ip", "decision", "path_prefix", "method", "node", "request_id", "apikey_id", "status", "denied", "limit", "cursor",
+	"node_group", "authority", "provider", "auth_kind", "rule", "response_flags", "upstream_cluster", "user_agent", "path"}
+
+// FilterParams lists every parameter ParseFilter knows, in a stable
+// order (for help texts and the web page).
+func FilterParams() []string { return slices.Clone(filterParams) }
+
+// parseMatch reads the value syntax of a matching parameter: a leading !
+// negates, a trailing * makes a prefix match ("petstore/*"); anything else
+// is an exact value.
+func parseMatch(col, s string) (Cond, error) {
+	c, orig := Cond{Column: col}, s
+	if rest, ok := strings.CutPrefix(s, "!"); ok {
+		c.Not, s = true, rest
+	}
+	if rest, ok := strings.CutSuffix(s, "*"); ok {
+		c.Prefix, s = true, rest
+	}
+	if s == "" {
+		return c, fmt.Errorf("%s: %q has no value to match (write value, value* for a prefix, !value to negate)", col, orig)
+	}
+	if strings.ContainsAny(s, "*") {
+		return c, fmt.Errorf("%s: %q: * is only allowed at the end (a prefix match)", col, s)
+	}
+	c.Value = s
+	return c, nil
+}
 
 // ParseFilter reads a filter from URL parameters (the /v1/logs query
 // language). extra names further parameters the caller accepts. since and
@@ -147,23 +195,51 @@ func ParseFilter(v url.Values, now time.Time, extra ...string) (Filter, error) {
 	if f.Until.Sub(f.Since) > maxRange {
 		return f, fmt.Errorf("time range %s is longer than the maximum %s", f.Until.Sub(f.Since), maxRange)
 	}
-	f.Route = v.Get("route")
-	f.Subject = v.Get("subject")
-	f.Node = v.Get("node")
-	f.RequestID = v.Get("request_id")
-	f.APIKeyID = v.Get("apikey_id")
-	if s := v.Get("client_ip"); s != "" {
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return f, fmt.Errorf("client_ip: %q is not an IP address", s)
+	legacy := map[string]*string{"route": &f.Route, "subject": &f.Subject, "node": &f.Node, "request_id": &f.RequestID, "apikey_id": &f.APIKeyID, "client_ip": &f.ClientIP, "method": &f.Method}
+	for _, col := range CondColumns {
+		s := v.Get(col)
+		if s == "" {
+			continue
 		}
-		f.ClientIP = ip.String()
+		c, err := parseMatch(col, s)
+		if err != nil {
+			return f, err
+		}
+		switch col {
+		case "client_ip":
+			if !c.Prefix {
+				ip, err := netip.ParseAddr(c.Value)
+				if err != nil {
+					return f, fmt.Errorf("client_ip: %q is not an IP address (or a prefix ending in *)", c.Value)
+				}
+				c.Value = ip.String()
+			}
+		case "method":
+			if strings.IndexFunc(c.Value, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
+				return f, fmt.Errorf("method: %q is not an upper-case HTTP method", c.Value)
+			}
+		case "path":
+			if !strings.HasPrefix(c.Value, "/") {
+				return f, fmt.Errorf("path: %q must start with /", c.Value)
+			}
+		}
+		if p, ok := legacy[col]; ok && !c.Prefix && !c.Not {
+			*p = c.Value
+			continue
+		}
+		f.Conds = append(f.Conds, c)
 	}
 	if s := v.Get("decision"); s != "" {
-		if s != "allow" && s != "deny" && s != "shadow-deny" {
-			return f, fmt.Errorf("decision: %q is not allow, deny or shadow-deny", s)
+		not := strings.HasPrefix(s, "!")
+		d := strings.TrimPrefix(s, "!")
+		if d != "allow" && d != "deny" && d != "shadow-deny" {
+			return f, fmt.Errorf("decision: %q is not allow, deny or shadow-deny (! before it negates)", s)
 		}
-		f.Decision = s
+		if not {
+			f.Conds = append(f.Conds, Cond{Column: "decision", Value: d, Not: true})
+		} else {
+			f.Decision = d
+		}
 	}
 	if s := v.Get("path_prefix"); s != "" {
 		if !strings.HasPrefix(s, "/") {
@@ -171,18 +247,25 @@ func ParseFilter(v url.Values, now time.Time, extra ...string) (Filter, error) {
 		}
 		f.PathPrefix = s
 	}
-	if s := v.Get("method"); s != "" {
-		if strings.ToUpper(s) != s || strings.IndexFunc(s, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
-			return f, fmt.Errorf("method: %q is not an upper-case HTTP method", s)
-		}
-		f.Method = s
-	}
 	if s := v.Get("status"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 32)
-		if err != nil || n < 100 || n > 599 {
-			return f, fmt.Errorf("status: %q is not an HTTP status (100-599)", s)
+		not := strings.HasPrefix(s, "!")
+		st := strings.TrimPrefix(s, "!")
+		c := Cond{Column: "status", Not: not}
+		if len(st) == 3 && st[0] >= '1' && st[0] <= '5' && strings.EqualFold(st[1:], "xx") {
+			c.Class = uint32(st[0] - '0')
+		} else {
+			n, err := strconv.ParseUint(st, 10, 32)
+			if err != nil || n < 100 || n > 599 {
+				return f, fmt.Errorf("status: %q is not an HTTP status (100-599) or a class (1xx-5xx); ! before it negates", s)
+			}
+			c.Value = st
+			if !not {
+				f.Status = uint32(n)
+			}
 		}
-		f.Status = uint32(n)
+		if c.Not || c.Class != 0 {
+			f.Conds = append(f.Conds, c)
+		}
 	}
 	if s := v.Get("denied"); s != "" {
 		b, err := strconv.ParseBool(s)

@@ -38,6 +38,36 @@ var filterCases = []struct {
 	{q: "cursor=@@", wantErr: "cursor"},
 	{q: "route=a&route=b", wantErr: "once"},
 	{q: "drop=table", wantErr: "unknown parameter"},
+	// The value syntax: prefix, negation, status classes.
+	{q: "route=petstore/*", check: func(f Filter) bool {
+		return f.Route == "" && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "route", Value: "petstore/", Prefix: true}
+	}},
+	{q: "subject=!car", check: func(f Filter) bool {
+		return f.Subject == "" && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "subject", Value: "car", Not: true}
+	}},
+	{q: "status=4xx", check: func(f Filter) bool {
+		return f.Status == 0 && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Class: 4}
+	}},
+	{q: "status=!5XX", check: func(f Filter) bool {
+		return len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Class: 5, Not: true}
+	}},
+	{q: "status=!404", check: func(f Filter) bool {
+		return f.Status == 0 && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "status", Value: "404", Not: true}
+	}},
+	{q: "decision=!allow", check: func(f Filter) bool {
+		return f.Decision == "" && len(f.Conds) == 1 && f.Conds[0] == Cond{Column: "decision", Value: "allow", Not: true}
+	}},
+	{q: "rule=deny-*&provider=corp&client_ip=10.1*", check: func(f Filter) bool { return len(f.Conds) == 3 }},
+	{q: "client_ip=!10.0.0.1", check: func(f Filter) bool { return len(f.Conds) == 1 && f.Conds[0].Not }},
+	{q: "status=6xx", wantErr: "class (1xx-5xx)"},
+	{q: "status=4x", wantErr: "status"},
+	{q: "route=!", wantErr: "route: \"!\" has no value"},
+	{q: "route=*", wantErr: "has no value"},
+	{q: "route=a*b", wantErr: "only allowed at the end"},
+	{q: "client_ip=!nonsense", wantErr: "client_ip"},
+	{q: "decision=!maybe", wantErr: "decision"},
+	{q: "path=items*", wantErr: "path: \"items\" must start with /"},
+	{q: "method=!get", wantErr: "method"},
 }
 
 func TestParseFilter(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package api is the read-only query HTTP API of the access-log store and
 // the small web page served with it: /v1/logs (filters, newest first,
 // cursor pagination), /v1/stats (group by, counts, p50/p99), /v1/histogram,
-// /v1/export (streaming NDJSON or CSV) and /v1/verify (hash chain). Every
+// /v1/summary (total, histogram and top-N lists of one filter in one
+// round trip), /v1/export (streaming NDJSON or CSV) and /v1/verify (hash
+// chain). Every
 // /v1 call needs "Authorization: Bearer <token>" with a token from the
 // token file. It must not import a store driver, the sidecars or cmd/; it
 // serves any accesslog.Store and opens no listener.
@@ -21,11 +23,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 )
@@ -156,6 +160,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.Handle("GET /v1/logs", h.api("logs", h.logs))
 	mux.Handle("GET /v1/stats", h.api("stats", h.stats))
 	mux.Handle("GET /v1/histogram", h.api("histogram", h.histogram))
+	mux.Handle("GET /v1/summary", h.api("summary", h.summary))
 	mux.Handle("GET /v1/export", h.api("export", h.export))
 	mux.Handle("GET /v1/verify", h.api("verify", h.verify))
 	sub, err := fs.Sub(webFS, "web")
@@ -317,6 +322,101 @@ func (h *handler) histogram(w http.ResponseWriter, r *http.Request) error {
 		b = []accesslog.Bucket{}
 	}
 	writeJSON(w, http.StatusOK, HistogramResponse{BucketSeconds: d.Seconds(), Buckets: b})
+	return nil
+}
+
+// SummaryResponse is the body of /v1/summary: everything the page shows
+// above the table, for one filter. Total, Denied and Limited are the
+// sums over the whole range (the histogram covers it).
+type SummaryResponse struct {
+	Since         time.Time                    `json:"since"`
+	Until         time.Time                    `json:"until"`
+	Total         int64                        `json:"total"`
+	Denied        int64                        `json:"denied"`
+	Limited       int64                        `json:"limited"`
+	BucketSeconds float64                      `json:"bucket_seconds"`
+	Buckets       []accesslog.Bucket           `json:"buckets"`
+	Top           map[string][]accesslog.Group `json:"top"`
+}
+
+// DefaultSummaryTop are the top-N lists /v1/summary gives without top=.
+var DefaultSummaryTop = []string{"route", "client_ip", "subject", "status"}
+
+const maxSummaryTop = 100
+
+func (h *handler) summary(w http.ResponseWriter, r *http.Request) error {
+	v := r.URL.Query()
+	bucket, top, topLimit := v.Get("bucket"), v.Get("top"), v.Get("top_limit")
+	for _, k := range []string{"bucket", "top", "top_limit"} {
+		if len(v[k]) > 1 {
+			return badRequest(fmt.Errorf("parameter %q is given %d times; give it once", k, len(v[k])))
+		}
+		v.Del(k)
+	}
+	if v.Has("limit") || v.Has("cursor") {
+		return badRequest(errors.New("summary takes no limit or cursor (top_limit sets the length of the top-N lists)"))
+	}
+	f, err := accesslog.ParseFilter(v, h.cfg.Now())
+	if err != nil {
+		return badRequest(err)
+	}
+	d, err := accesslog.ParseBucket(bucket, f)
+	if err != nil {
+		return badRequest(err)
+	}
+	groups := DefaultSummaryTop
+	if top != "" {
+		groups = strings.Split(top, ",")
+		if len(groups) > len(accesslog.GroupByColumns) {
+			return badRequest(fmt.Errorf("top: at most %d lists", len(accesslog.GroupByColumns)))
+		}
+		for i, g := range groups {
+			if !slices.Contains(accesslog.GroupByColumns, g) {
+				return badRequest(fmt.Errorf("top[%d]: %q is not one of %s", i, g, strings.Join(accesslog.GroupByColumns, ", ")))
+			}
+		}
+	}
+	n := accesslog.DefaultStatsTop
+	if topLimit != "" {
+		if n, err = strconv.Atoi(topLimit); err != nil || n < 1 || n > maxSummaryTop {
+			return badRequest(fmt.Errorf("top_limit: %q is not a number from 1 to %d", topLimit, maxSummaryTop))
+		}
+	}
+	resp := SummaryResponse{Since: f.Since, Until: f.Until, BucketSeconds: d.Seconds(), Top: make(map[string][]accesslog.Group, len(groups))}
+	lists := make([][]accesslog.Group, len(groups))
+	eg, ctx := errgroup.WithContext(r.Context())
+	eg.Go(func() error {
+		b, err := h.cfg.Store.Histogram(ctx, f, d)
+		resp.Buckets = b
+		return err
+	})
+	for i, g := range groups {
+		q := accesslog.StatsQuery{Filter: f, GroupBy: g}
+		q.Limit = n
+		eg.Go(func() error {
+			l, err := h.cfg.Store.Stats(ctx, q)
+			lists[i] = l
+			return err
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	if resp.Buckets == nil {
+		resp.Buckets = []accesslog.Bucket{}
+	}
+	for _, b := range resp.Buckets {
+		resp.Total += b.Count
+		resp.Denied += b.Denied
+		resp.Limited += b.Limited
+	}
+	for i, g := range groups {
+		if lists[i] == nil {
+			lists[i] = []accesslog.Group{}
+		}
+		resp.Top[g] = lists[i]
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 

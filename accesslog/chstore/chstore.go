@@ -371,7 +371,7 @@ func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.D
 		return nil, fmt.Errorf("histogram: bucket %s is too small", bucket)
 	}
 	where, args := sqlq.Where(dialect, f)
-	q := fmt.Sprintf("SELECT intDiv(toUInt64(time) * 1000 + ms, %d) * %d AS b, count(), countIf(denied = 1) FROM logs WHERE %s GROUP BY b ORDER BY b", ms, ms, where)
+	q := fmt.Sprintf("SELECT intDiv(toUInt64(time) * 1000 + ms, %d) * %d AS b, count(), countIf(denied = 1), countIf(status = 429) FROM logs WHERE %s GROUP BY b ORDER BY b", ms, ms, where)
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse histogram: %w", err)
@@ -380,11 +380,11 @@ func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.D
 	var out []accesslog.Bucket
 	for rows.Next() {
 		var b accesslog.Bucket
-		var start, n, d uint64
-		if err := rows.Scan(&start, &n, &d); err != nil {
+		var start, n, d, l uint64
+		if err := rows.Scan(&start, &n, &d, &l); err != nil {
 			return nil, fmt.Errorf("clickhouse histogram: %w", err)
 		}
-		b.Start, b.Count, b.Denied = time.UnixMilli(int64(start)).UTC(), int64(n), int64(d)
+		b.Start, b.Count, b.Denied, b.Limited = time.UnixMilli(int64(start)).UTC(), int64(n), int64(d), int64(l)
 		out = append(out, b)
 	}
 	return out, rows.Err()

@@ -289,3 +289,21 @@ func TestClickHouseChainTamperEvidence(t *testing.T) {
 		return s
 	})
 }
+
+// TestClickHouseFilterLanguage: prefix, negation and status classes
+// select in ClickHouse exactly what the Go reference matcher selects.
+func TestClickHouseFilterLanguage(t *testing.T) {
+	srv := testenv.StartClickHouse(t)
+	ctx := context.Background()
+	s, err := chstore.Open(ctx, chstore.Config{Addr: srv.TCPAddr, Database: "gatehouse_lang"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	recs := records(7, 1000, now.Add(-30*time.Minute), 30*time.Minute)
+	in, m, _ := startIngester(t, s, filepath.Join(t.TempDir(), "spool"))
+	in.Add(slices.Clone(recs)...)
+	waitFor(t, "1000 stored", 30*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1000 })
+	accesslogtest.CheckLanguage(t, s, recs, now)
+}

@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS batches (
 );`
 
 var dialect = sqlq.Dialect{
-	TimeMS: "epoch_ms(time)",
+	StartsWith: "starts_with",
+	TimeMS:     "epoch_ms(time)",
 	TimeRange: func(since, until time.Time) (string, []any) {
 		return "time >= ? AND time < ?", []any{since.UTC(), until.UTC()}
 	},
@@ -515,14 +516,15 @@ func groupCol(g string) (string, error) {
 	return "", fmt.Errorf("group_by: %q is not one of %s", g, strings.Join(accesslog.GroupByColumns, ", "))
 }
 
-// Histogram counts requests and denials per bucket.
+// Histogram counts requests, denials and rate-limited requests (429)
+// per bucket.
 func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.Duration) ([]accesslog.Bucket, error) {
 	where, args := s.where(f)
 	ms := bucket.Milliseconds()
 	if ms <= 0 {
 		return nil, fmt.Errorf("histogram: bucket %s is too small", bucket)
 	}
-	q := fmt.Sprintf("SELECT (epoch_ms(time) // %d) * %d AS b, count(*), count(*) FILTER (WHERE denied) FROM logs WHERE %s GROUP BY b ORDER BY b", ms, ms, where)
+	q := fmt.Sprintf("SELECT (epoch_ms(time) // %d) * %d AS b, count(*), count(*) FILTER (WHERE denied), count(*) FILTER (WHERE status = 429) FROM logs WHERE %s GROUP BY b ORDER BY b", ms, ms, where)
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb histogram: %w", err)
@@ -532,7 +534,7 @@ func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.D
 	for rows.Next() {
 		var b accesslog.Bucket
 		var start int64
-		if err := rows.Scan(&start, &b.Count, &b.Denied); err != nil {
+		if err := rows.Scan(&start, &b.Count, &b.Denied, &b.Limited); err != nil {
 			return nil, fmt.Errorf("duckdb histogram: %w", err)
 		}
 		b.Start = time.UnixMilli(start).UTC()

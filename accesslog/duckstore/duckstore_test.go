@@ -559,3 +559,18 @@ func TestStoreFileIsOwnerOnly(t *testing.T) {
 		t.Fatalf("store file mode %04o, want 0600", fi.Mode().Perm())
 	}
 }
+
+// TestFilterLanguageMatchesGo: prefix (value*), negation (!value) and
+// status classes (4xx) select in DuckDB exactly the rows the Go reference
+// matcher selects, in Query, Stats and Histogram alike.
+func TestFilterLanguageMatchesGo(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	recs := records(7, 1000, now.Add(-30*time.Minute), 30*time.Minute)
+	r := startIngester(t, s, filepath.Join(dir, "spool"), 200)
+	r.in.Add(slices.Clone(recs)...)
+	waitFor(t, "1000 stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 1000 })
+	accesslogtest.CheckLanguage(t, s, recs, now)
+}

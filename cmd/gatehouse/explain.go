@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,6 +24,7 @@ func newExplainCmd() *cobra.Command {
 		specDir, request, group, clientIP string
 		headers, jwksAllow                []string
 		asJSON                            bool
+		output                            string
 	)
 	cmd := &cobra.Command{
 		Use:   "explain",
@@ -70,12 +73,20 @@ func newExplainCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
+				output = "json"
+			}
+			switch output {
+			case "json":
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
+			case "yaml":
+				return renderYAML(cmd.OutOrStdout(), out)
+			case "table":
+				printExplanation(cmd.OutOrStdout(), req, out)
+				return nil
 			}
-			printExplanation(cmd.OutOrStdout(), req, out)
-			return nil
+			return fmt.Errorf("--output %q: want table, json or yaml", output)
 		},
 	}
 	f := cmd.Flags()
@@ -85,7 +96,9 @@ func newExplainCmd() *cobra.Command {
 	f.StringVar(&group, "node-group", "default", "node group whose config to use")
 	f.StringVar(&clientIP, "client-ip", "127.0.0.1", "client address Envoy would see")
 	f.StringSliceVar(&jwksAllow, "jwks-allow", nil, jwksAllowUsage)
+	f.StringVarP(&output, "output", "o", "table", "output: table|json|yaml")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	_ = f.MarkHidden("json") // the old spelling of -o json
 	return cmd
 }
 
@@ -95,6 +108,7 @@ func printExplanation(w io.Writer, req explain.Request, out *explain.Result) {
 		if out.VirtualHost != "" {
 			fmt.Fprintf(w, "virtual host: %s\n", out.VirtualHost)
 		}
+		fmt.Fprintln(w, "decision:     no route matches: Envoy answers 404 before any auth or rate limit")
 		for _, n := range out.Notes {
 			fmt.Fprintf(w, "note:         %s\n", n)
 		}
@@ -108,19 +122,50 @@ func printExplanation(w io.Writer, req explain.Request, out *explain.Result) {
 	a := out.Auth
 	fmt.Fprintf(w, "auth:         mode %s", a.Mode)
 	if a.ExtAuthz {
-		fmt.Fprintf(w, ", providers %s, context %v", strings.Join(a.Providers, "|"), a.ContextExtensions)
+		fmt.Fprintf(w, ", providers %s", strings.Join(a.Providers, "|"))
+		if len(a.ContextExtensions) > 0 {
+			fmt.Fprintf(w, ", context %s", keyValues(a.ContextExtensions))
+		}
 	} else {
 		fmt.Fprint(w, ", ext_authz disabled")
 	}
 	fmt.Fprintln(w)
 	for i, r := range a.Rules {
-		fmt.Fprintf(w, "  rule %d:     allow=%v scopes=%v claims=%v when=%q\n", i, r.Allow, r.Scopes, r.Claims, r.When)
-	}
-	if d := out.Decision; d != nil {
-		fmt.Fprintf(w, "decision:     allow=%v status %d (%s: %s)\n", d.Allow, d.Status, d.Code, d.Reason)
-		if len(d.Metadata) > 0 {
-			fmt.Fprintf(w, "  metadata:   %v\n", d.Metadata)
+		verb := "deny"
+		if r.Allow {
+			verb = "allow"
 		}
+		fmt.Fprintf(w, "  rule %d:     %s", i, verb)
+		if len(r.Scopes) > 0 {
+			fmt.Fprintf(w, " if scopes include %s", strings.Join(r.Scopes, ", "))
+		}
+		if len(r.Claims) > 0 {
+			fmt.Fprintf(w, " if claims %s", keyValues(r.Claims))
+		}
+		if r.When != "" {
+			fmt.Fprintf(w, " when %s", r.When)
+		}
+		if len(r.Scopes) == 0 && len(r.Claims) == 0 && r.When == "" {
+			fmt.Fprint(w, " (every authenticated caller)")
+		}
+		fmt.Fprintln(w)
+	}
+	switch d := out.Decision; {
+	case d != nil:
+		verdict := "deny"
+		if d.Allow {
+			verdict = "allow"
+		}
+		fmt.Fprintf(w, "decision:     %s, status %d (%s: %s)\n", verdict, d.Status, d.Code, d.Reason)
+		if len(d.Metadata) > 0 {
+			fmt.Fprintf(w, "  metadata:   %s\n", keyValues(d.Metadata))
+		}
+	case !a.ExtAuthz:
+		fmt.Fprintln(w, "decision:     allow (no auth on this route)")
+	case a.Mode == "shadow":
+		fmt.Fprintln(w, "decision:     allow (mode shadow: evaluated and logged, never denied); pass -H with a credential to see the shadow decision")
+	default:
+		fmt.Fprintln(w, "decision:     deny, status 401 without credentials; pass -H 'authorization: Bearer ...' or -H 'x-api-key: ...' to evaluate one")
 	}
 	for _, d := range out.RateLimits {
 		var parts []string
@@ -135,4 +180,18 @@ func printExplanation(w io.Writer, req explain.Request, out *explain.Result) {
 	for _, n := range out.Notes {
 		fmt.Fprintf(w, "note:         %s\n", n)
 	}
+}
+
+// keyValues prints a map as sorted k=v pairs (never Go's map[...] form).
+func keyValues(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + strconv.Quote(m[k])
+	}
+	return strings.Join(parts, " ")
 }

@@ -60,7 +60,7 @@ func TestLogsCLI(t *testing.T) {
 	}
 	defer stop()
 
-	es := accesslogtest.Random(21, 400, time.Now().UTC().Add(-30*time.Minute), 20*time.Minute)
+	es := accesslogtest.Random(21, 400, time.Now().UTC().Add(-12*time.Minute), 10*time.Minute) // inside the default 15m window
 	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

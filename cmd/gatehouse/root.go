@@ -35,8 +35,36 @@ func newRootCmd() *cobra.Command {
 	)
 	for _, c := range root.Commands() {
 		bindEnv(c, "GATEHOUSE")
+		requireSubcommand(c)
 	}
 	return root
+}
+
+// requireSubcommand makes a command that only groups subcommands fail on
+// an unknown or missing subcommand (exit status 1) instead of printing its
+// help and exiting 0.
+func requireSubcommand(cmd *cobra.Command) {
+	if !cmd.HasSubCommands() {
+		return
+	}
+	if cmd.Run == nil && cmd.RunE == nil {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			var names []string
+			for _, sub := range c.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("%s needs a subcommand: %s (see %s --help)", c.CommandPath(), strings.Join(names, ", "), c.CommandPath())
+			}
+			return fmt.Errorf("unknown subcommand %q for %s: want one of %s", args[0], c.CommandPath(), strings.Join(names, ", "))
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		requireSubcommand(sub)
+	}
 }
 
 // bindEnv gives every flag of cmd and its children an environment twin:

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,20 +20,31 @@ import (
 
 // osbFlags are the broker connection flags of `routes` and `keys`.
 type osbFlags struct {
-	url, user, passwordFile string
-	timeout                 time.Duration
+	url, user, passwordFile, dataDir string
+	timeout                          time.Duration
 }
 
 func (o *osbFlags) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.url, "broker-url", "http://127.0.0.1:8080", "the broker's OSB API")
 	f.StringVar(&o.user, "username", "broker", "basic-auth user name")
-	f.StringVar(&o.passwordFile, "password-file", "", "file holding the broker password (required)")
+	f.StringVar(&o.passwordFile, "password-file", "", "file holding the broker password (default: <data-dir>/broker-password when --broker-url is on loopback)")
+	f.StringVar(&o.dataDir, "data-dir", ".gatehouse", "data directory of a local gatehouse dev, where its broker password is read from")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long --wait waits")
 }
 
 func (o *osbFlags) client() (*osbclient.Client, error) {
-	pw, err := brokerPassword(o.passwordFile, "password-file")
+	file := o.passwordFile
+	if dev := filepath.Join(o.dataDir, "broker-password"); file == "" && isLoopbackURL(o.url) {
+		// A local `gatehouse dev`: its password, never sent off loopback.
+		if _, err := os.Stat(dev); err == nil {
+			file = dev
+		}
+	}
+	if file == "" {
+		return nil, fmt.Errorf("--password-file is required (or, for a local gatehouse dev, run where %s exists or pass --data-dir)", filepath.Join(o.dataDir, "broker-password"))
+	}
+	pw, err := brokerPassword(file, "password-file")
 	if err != nil {
 		return nil, err
 	}
@@ -160,30 +173,96 @@ func applyOne(ctx context.Context, c *osbclient.Client, o *osbFlags, d *spec.Doc
 }
 
 func newRoutesStatusCmd(o *osbFlags) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "status NAME",
-		Short: "Show an EdgeRoute's last operation",
+		Short: "Show an EdgeRoute: state, hosts, last error",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			r, err := c.LastOperation(cmd.Context(), args[0], "")
-			if err != nil {
+			name := args[0]
+			st := routeStatus{Route: name}
+			r, err := c.LastOperation(cmd.Context(), name, "")
+			var oe *osbclient.Error
+			switch {
+			case errors.As(err, &oe) && oe.Code == http.StatusNotFound:
+				return fmt.Errorf("%s: no such EdgeRoute (create it with: gatehouse routes apply -f SPEC.yaml)", name)
+			case errors.As(err, &oe):
+				// Kind and description only: the request path carries the
+				// broker's internal service and plan ids.
+				return fmt.Errorf("%s: the broker answered %d %s: %s", name, oe.Code, oe.Kind, oe.Description)
+			case err != nil:
 				return err
 			}
 			if r.Code == http.StatusGone {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: deleted\n", args[0])
-				return nil
+				st.State = "deleted"
+			} else {
+				st.State, st.Detail = r.State, r.Description
+				if r.State == "failed" {
+					st.LastError = r.Description
+				}
+				if inst, err := c.Instance(cmd.Context(), name); err == nil {
+					var sp struct {
+						Spec struct {
+							Hosts []string `json:"hosts"`
+						} `json:"spec"`
+					}
+					if json.Unmarshal(inst.Parameters, &sp) == nil {
+						st.Hosts = sp.Spec.Hosts
+					}
+				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n%s\n", args[0], r.State, r.Description)
-			if r.State == "failed" {
+			if err := renderRouteStatus(cmd.OutOrStdout(), st, output); err != nil {
+				return err
+			}
+			if st.State == "failed" {
 				return exitCode(1)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table|json|yaml")
+	return cmd
+}
+
+// routeStatus is what a product team needs to know about its route.
+type routeStatus struct {
+	Route     string   `json:"route"`
+	State     string   `json:"state"` // in progress | succeeded | failed | deleted
+	Hosts     []string `json:"hosts,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
+	Detail    string   `json:"detail,omitempty"` // the last operation's description
+}
+
+func renderRouteStatus(w io.Writer, st routeStatus, output string) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	case "yaml":
+		return renderYAML(w, st)
+	case "table":
+	default:
+		return fmt.Errorf("--output %q: want table, json or yaml", output)
+	}
+	// The first line keeps the "NAME: STATE" form scripts grep for.
+	fmt.Fprintf(w, "%s: %s\n", st.Route, st.State)
+	if len(st.Hosts) > 0 {
+		fmt.Fprintf(w, "hosts:       %s\n", strings.Join(st.Hosts, ", "))
+	}
+	lastErr := st.LastError
+	if lastErr == "" {
+		lastErr = "none"
+	}
+	fmt.Fprintf(w, "last error:  %s\n", lastErr)
+	if st.Detail != "" && st.Detail != st.LastError {
+		fmt.Fprintf(w, "detail:      %s\n", st.Detail)
+	}
+	return nil
 }
 
 func newRoutesDeleteCmd(o *osbFlags) *cobra.Command {

@@ -124,6 +124,15 @@ spec:
 	if code != 0 || !strings.Contains(out, "clipets: unchanged") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
 	}
+	// Without --password-file, against a broker on loopback: the dev data
+	// directory's broker-password is used.
+	devDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(devDir, "broker-password"), []byte("cli-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run(t, "routes", "status", "clipets", "--broker-url", "http://"+addr, "--username", "ops", "--data-dir", devDir); code != 0 || !strings.Contains(out, "clipets: succeeded") {
+		t.Fatalf("routes status with the dev password: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// The broker's admin server: readiness checks the store; metrics count requests by route pattern.
 	for path, want := range map[string]string{"/readyz": "ready", "/metrics": `gatehouse_broker_requests_total{code="202",route="PUT /v2/service_instances/{id}"} 1`} {
 		res, err := http.Get("http://" + admin + path)
@@ -137,8 +146,13 @@ spec:
 		}
 	}
 	out, _, code = cli("routes", "status", "clipets")
-	if code != 0 || !strings.Contains(out, "succeeded") {
+	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, "hosts:       clipets.example.com") || !strings.Contains(out, "last error:  none") {
 		t.Fatalf("routes status: exit %d\n%s", code, out)
+	}
+	// An unknown route: a plain answer, no internal service or plan ids.
+	_, errOut, code = cli("routes", "status", "nosuch")
+	if code == 0 || !strings.Contains(errOut, "nosuch: no such EdgeRoute") || strings.Contains(errOut, "service_id") || strings.Contains(errOut, "plan_id") {
+		t.Fatalf("routes status nosuch: exit %d %s", code, errOut)
 	}
 
 	out, errOut, code = cli("keys", "create", "clipets", "--provider", "partners", "--label", "plan=gold", "--id", "k1")

@@ -4,6 +4,8 @@
 package sqlq
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,10 @@ type Dialect struct {
 	// TimeRange returns a condition (and args) selecting since <= time <
 	// until that can use the store's sort key or partitions.
 	TimeRange func(since, until time.Time) (string, []any)
+	// StartsWith is the store's function name for "string starts with"
+	// (DuckDB starts_with, ClickHouse startsWith); both take the column
+	// and the prefix, so a prefix needs no LIKE escaping.
+	StartsWith string
 }
 
 // Where builds "cond AND cond ..." for f (never empty).
@@ -62,6 +68,16 @@ func Where(d Dialect, f accesslog.Filter) (string, []any) {
 			add("denied = 0")
 		}
 	}
+	for _, c := range f.Conds {
+		cond, a := condSQL(d, c)
+		if cond == "" {
+			continue
+		}
+		if c.Not {
+			cond = "NOT (" + cond + ")"
+		}
+		add(cond, a...)
+	}
 	if c := f.After; c != nil {
 		add("("+d.TimeMS+" < ? OR ("+d.TimeMS+" = ? AND (batch < ? OR (batch = ? AND idx < ?))))",
 			c.TimeMS, c.TimeMS, c.Batch, c.Batch, c.Index)
@@ -99,4 +115,29 @@ func Values(r *accesslog.Record, t any) []any {
 		r.TLSVersion, r.TLSSNI, r.PeerPrincipal, r.UserAgent, r.Headers,
 		r.UpstreamCluster, r.UpstreamHost, r.Subject, r.Provider, r.AuthKind,
 		r.APIKeyID, r.Rule, r.Decision, r.Denied(), r.Batch, r.Index}
+}
+
+// condSQL is one Cond without its negation; "" for a column that is not
+// a filter column (never from ParseFilter).
+func condSQL(d Dialect, c accesslog.Cond) (string, []any) {
+	if c.Column == "status" {
+		if c.Class != 0 {
+			return "status >= ? AND status < ?", []any{c.Class * 100, (c.Class + 1) * 100}
+		}
+		n, err := strconv.ParseUint(c.Value, 10, 32)
+		if err != nil {
+			return "1 = 0", nil
+		}
+		return "status = ?", []any{uint32(n)}
+	}
+	if c.Column != "decision" && !slices.Contains(accesslog.CondColumns, c.Column) {
+		return "", nil
+	}
+	if c.Prefix {
+		if d.StartsWith != "" {
+			return d.StartsWith + "(" + c.Column + ", ?)", []any{c.Value}
+		}
+		return "substring(" + c.Column + ", 1, ?) = ?", []any{len(c.Value), c.Value}
+	}
+	return c.Column + " = ?", []any{c.Value}
 }
