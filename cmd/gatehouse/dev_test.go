@@ -33,7 +33,7 @@ func (s *syncBuffer) String() string {
 // TestDevEveryAddressMoves: `gatehouse dev` takes every address it
 // listens on from a flag (or its GATEHOUSE_DEV_* twin), so it starts with
 // none of the defaults, serves on each, and its banner shows them; with
-// --examples ” the banner advertises no petstore route or demo key.
+// an empty --examples the banner advertises no petstore route or demo key.
 func TestDevEveryAddressMoves(t *testing.T) {
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) }
 	flags := map[string]string{}
