@@ -41,6 +41,11 @@ type Config struct {
 	// fleet follows after Soak without a NACK from the canary.
 	CanaryGroup string
 	Soak        time.Duration // default 60s
+	// PublishQuorum is how many connected nodes of each node group must
+	// have ACKed a version before its specs are reported published
+	// (default 1; a group with fewer connected nodes needs all of them,
+	// a group with none holds nothing back).
+	PublishQuorum int
 	// CertPoll is how often Compile.CertDir is checked for renewed
 	// certificates (default 10s; negative: never).
 	CertPoll time.Duration
@@ -75,6 +80,8 @@ type ControlPlane struct {
 	// deleted are the spec deletions not yet live on the whole fleet;
 	// owned by the loop goroutine.
 	deleted []report
+	// acks holds the published reports until the nodes ACK (rollout.go).
+	acks ackGate
 }
 
 // New builds a control plane; nothing runs until Run.
@@ -90,6 +97,9 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	}
 	if cfg.HoldOff <= 0 {
 		cfg.HoldOff = 100 * time.Millisecond
+	}
+	if cfg.PublishQuorum <= 0 {
+		cfg.PublishQuorum = 1
 	}
 	if cfg.Soak <= 0 {
 		cfg.Soak = time.Minute

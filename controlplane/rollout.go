@@ -3,6 +3,9 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
@@ -137,7 +140,8 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 		return false
 	}
 	if !soaking {
-		cp.report(append(append(failed, publishedReports(res)...), cp.takeDeleted(res)...))
+		cp.report(failed)
+		cp.reportWhenACKed(ctx, append(publishedReports(res), cp.takeDeleted(res)...))
 		return false
 	}
 	cp.report(failed)
@@ -199,7 +203,7 @@ func (cp *ControlPlane) promote(ctx context.Context) {
 	cp.state.Rollout = Rollout{Phase: PhaseIdle}
 	cp.stateMu.Unlock()
 	cp.log.Info("canary soaked without NACK; promoted to the fleet", "version", cand.Version)
-	cp.report(append(publishedReports(cand), cp.takeDeleted(cand)...))
+	cp.reportWhenACKed(ctx, append(publishedReports(cand), cp.takeDeleted(cand)...))
 }
 
 // takeDeleted returns the pending deletion reports for specs that the
@@ -233,4 +237,128 @@ func shortType(typeURL string) string {
 		}
 	}
 	return typeURL
+}
+
+// ackGate holds the "published" reports of the newest publication until
+// the nodes serve it: published means ACKed, not merely set in a snapshot.
+type ackGate struct {
+	mu      sync.Mutex
+	pending *pendingACK
+	started sync.Once
+}
+
+// pendingACK is one publication waiting for ACKs.
+type pendingACK struct {
+	versions map[string]string // node group → the version it is served
+	reports  []report
+}
+
+// ackPoll is how often the node tracker is read while reports wait.
+const ackPoll = 50 * time.Millisecond
+
+// reportWhenACKed reports reps once, in every node group the publisher
+// serves, PublishQuorum connected nodes (or all, when fewer are
+// connected) have ACKed the group's version. A group with no connected
+// node holds nothing back: no node there can serve the spec. A newer
+// publication replaces a pending one, taking over the reports it does
+// not itself carry.
+func (cp *ControlPlane) reportWhenACKed(ctx context.Context, reps []report) {
+	if len(reps) == 0 {
+		return
+	}
+	served := cp.pub.State().Served
+	p := &pendingACK{versions: make(map[string]string, len(served)), reports: reps}
+	for g, v := range served {
+		p.versions[g] = v
+	}
+	cp.acks.mu.Lock()
+	if old := cp.acks.pending; old != nil {
+		have := map[string]bool{}
+		for _, r := range reps {
+			have[r.spec] = true
+		}
+		for _, r := range old.reports {
+			if !have[r.spec] {
+				p.reports = append(p.reports, r)
+			}
+		}
+	}
+	cp.acks.pending = p
+	cp.acks.mu.Unlock()
+	cp.acks.started.Do(func() { go cp.ackLoop(ctx) })
+	cp.checkACKs()
+}
+
+func (cp *ControlPlane) ackLoop(ctx context.Context) {
+	t := time.NewTicker(ackPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cp.checkACKs()
+		}
+	}
+}
+
+// checkACKs reports the pending publication when its nodes have ACKed it.
+func (cp *ControlPlane) checkACKs() {
+	cp.acks.mu.Lock()
+	p := cp.acks.pending
+	cp.acks.mu.Unlock()
+	if p == nil {
+		return
+	}
+	waiting, unconnected := ackWaiting(cp.xds.Nodes(), p.versions, cp.cfg.PublishQuorum)
+	if len(waiting) > 0 {
+		return
+	}
+	cp.acks.mu.Lock()
+	if cp.acks.pending != p {
+		cp.acks.mu.Unlock()
+		return // a newer publication took over
+	}
+	cp.acks.pending = nil
+	cp.acks.mu.Unlock()
+	if len(unconnected) > 0 {
+		cp.log.Info("published; no node of group "+strings.Join(unconnected, ", ")+" connected", "groups", unconnected)
+	}
+	cp.report(p.reports)
+}
+
+// ackWaiting returns the node groups still short of quorum ACKs of their
+// version, and those with no connected node (which hold nothing back). A
+// node has ACKed a version when every resource type it has ACKed is at
+// that version.
+func ackWaiting(nodes []xds.NodeStatus, versions map[string]string, quorum int) (waiting, unconnected []string) {
+	connected := map[string]int{}
+	acked := map[string]int{}
+	for _, n := range nodes {
+		v, ok := versions[n.NodeGroup]
+		if !ok {
+			continue
+		}
+		connected[n.NodeGroup]++
+		all := len(n.Acked) > 0
+		for _, a := range n.Acked {
+			if a != v {
+				all = false
+			}
+		}
+		if all {
+			acked[n.NodeGroup]++
+		}
+	}
+	for g := range versions {
+		switch c := connected[g]; {
+		case c == 0:
+			unconnected = append(unconnected, g)
+		case acked[g] < min(quorum, c):
+			waiting = append(waiting, g)
+		}
+	}
+	sort.Strings(waiting)
+	sort.Strings(unconnected)
+	return waiting, unconnected
 }
