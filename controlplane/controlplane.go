@@ -82,6 +82,9 @@ type ControlPlane struct {
 	deleted []report
 	// acks holds the published reports until the nodes ACK (rollout.go).
 	acks ackGate
+	// rejects are the specs a fleet node NACKed and the bisection that
+	// finds them (rollout.go); owned by the loop goroutine.
+	rejects fleetRejects
 }
 
 // New builds a control plane; nothing runs until Run.
@@ -125,6 +128,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		notify:   make(chan struct{}, 1),
 		nacks:    make(chan xds.NACK, 1024),
 		certs:    make(chan struct{}, 1),
+		acks:     ackGate{done: make(chan ackedVersion, 16)},
 	}
 	cp.xds = xds.New(ctx, xds.Options{
 		Log:      log,
@@ -224,6 +228,12 @@ func (cp *ControlPlane) loop(ctx context.Context) {
 		case n := <-cp.nacks:
 			if cp.canaryRejected(ctx, n) {
 				soak.Stop()
+			} else if cp.fleetRejected(ctx, n) {
+				soak.Reset(cp.cfg.Soak)
+			}
+		case a := <-cp.acks.done:
+			if cp.versionACKed(ctx, a) {
+				soak.Reset(cp.cfg.Soak)
 			}
 		case <-soak.C:
 			cp.promote(ctx)
