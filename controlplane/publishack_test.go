@@ -61,9 +61,15 @@ func TestPublishedMeansACKed(t *testing.T) {
 		t.Fatalf("reported %+v before any node of us-east-1 ACKed %s", r, v2.GetVersionInfo())
 	case <-time.After(500 * time.Millisecond):
 	}
+	if w := h.cp.State().AwaitingACK; w["us-east-1"] != v2.GetVersionInfo() {
+		t.Fatalf("/debug/specs awaiting_ack = %v, want us-east-1 on %s", w, v2.GetVersionInfo())
+	}
 	node.send(cdsType, nil, v2.GetVersionInfo(), v2.GetNonce(), "")
 	if r := nextReport(t, reps, "after the ACK"); r.spec != "a" || r.err != nil {
 		t.Fatalf("report %+v, want a published", r)
+	}
+	if w := h.cp.State().AwaitingACK; len(w) != 0 {
+		t.Fatalf("awaiting_ack after the ACK = %v", w)
 	}
 }
 

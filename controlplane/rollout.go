@@ -36,6 +36,10 @@ type State struct {
 	// CertError is set while a change of the certificate directory is
 	// refused because it would break published specs.
 	CertError string `json:"cert_error,omitempty"`
+	// AwaitingACK are the node groups whose connected nodes have not yet
+	// ACKed the newest publication (its specs are not reported published
+	// until they do), with the version they are served.
+	AwaitingACK map[string]string `json:"awaiting_ack,omitempty"`
 }
 
 // SpecStatus is one spec of the newest revision.
@@ -59,9 +63,21 @@ type Rollout struct {
 // State returns a copy of the current state.
 func (cp *ControlPlane) State() State {
 	cp.stateMu.Lock()
-	defer cp.stateMu.Unlock()
 	st := cp.state
 	st.Specs = append([]SpecStatus(nil), st.Specs...)
+	cp.stateMu.Unlock()
+	cp.acks.mu.Lock()
+	p := cp.acks.pending
+	cp.acks.mu.Unlock()
+	if p != nil {
+		waiting, _ := ackWaiting(cp.xds.Nodes(), p.versions, cp.cfg.PublishQuorum)
+		for _, g := range waiting {
+			if st.AwaitingACK == nil {
+				st.AwaitingACK = map[string]string{}
+			}
+			st.AwaitingACK[g] = p.versions[g]
+		}
+	}
 	return st
 }
 

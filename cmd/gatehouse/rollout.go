@@ -88,6 +88,14 @@ func printRollout(w io.Writer, st controlplane.State, served map[string]string, 
 	if st.Refused != "" {
 		fmt.Fprintf(w, "refused:    %s\n", st.Refused)
 	}
+	if len(st.AwaitingACK) > 0 {
+		var ws []string
+		for g, v := range st.AwaitingACK {
+			ws = append(ws, g+" on "+v)
+		}
+		sort.Strings(ws)
+		fmt.Fprintf(w, "awaiting:   ACKs from %s (specs are reported published after them)\n", strings.Join(ws, ", "))
+	}
 	groups := make([]string, 0, len(served))
 	for g := range served {
 		groups = append(groups, g)
