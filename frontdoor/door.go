@@ -42,7 +42,9 @@ type Options struct {
 	// Listener is the name of the node's listener to play (DefaultListener).
 	Listener string
 	// Dial carries the transport credentials (and any other options) for
-	// the sidecars' gRPC clusters. Required.
+	// the sidecars' gRPC clusters. Required. A grpc.WithContextDialer
+	// here sees each cluster's endpoint as the config writes it
+	// ("authz:9001"), unresolved.
 	Dial []grpc.DialOption
 	// Upstream sends the routed request; nil: a client with no proxy that
 	// follows no redirects (the route's timeout bounds each request).
@@ -137,7 +139,9 @@ func (d *Door) sidecar(cfg NodeConfig, svc *corev3.GrpcService) (*grpc.ClientCon
 	if c, ok := d.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, d.o.Dial...)
+	// passthrough: the address goes to the dialer as written (a name is
+	// resolved when dialled, as Envoy's STRICT_DNS cluster resolves it).
+	c, err := grpc.NewClient("passthrough:///"+addr, d.o.Dial...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", cluster, err)
 	}
