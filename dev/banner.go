@@ -52,7 +52,7 @@ func printBanner(w io.Writer, c Config, ep Endpoints, idp *IdP, served map[strin
 		fmt.Fprintf(w, `
 mutual TLS: xDS and the sidecars' gRPC trust the throwaway CA %s; an Envoy of node group %q
 presents %s (key %s). Attach one with:
-  bin/gatehouse bootstrap --node-group %s --xds-server %s --authz-addr %s --ratelimit-addr %s --accesslog-addr %s \\
+  bin/gatehouse bootstrap --node-group %s --xds-server %s --authz-addr %s --ratelimit-addr %s --accesslog-addr %s \
     --xds-ca-file %s --xds-cert-file %s --xds-key-file %s
 `, ep.PKI.CAFile, c.NodeGroup, ep.PKI.EnvoyCertFile, ep.PKI.EnvoyKeyFile,
 			c.NodeGroup, ep.XDS, ep.Authz, ep.RateLimit, ep.AccessLogGRPC,

@@ -93,4 +93,39 @@ func TestDevEveryAddressMoves(t *testing.T) {
 			t.Fatalf("banner with --examples '' contains %q:\n%s", bad, banner)
 		}
 	}
+	checkBannerBootstrap(t, banner)
+}
+
+// checkBannerBootstrap runs the banner's `bin/gatehouse bootstrap` line as
+// a shell would read it (a trailing backslash continues the line): it
+// succeeds and points Envoy at the dev PKI with mutual TLS.
+func checkBannerBootstrap(t *testing.T, banner string) {
+	t.Helper()
+	lines := strings.Split(banner, "\n")
+	var cmdline string
+	for i, l := range lines {
+		if l = strings.TrimSpace(l); !strings.HasPrefix(l, "bin/gatehouse bootstrap ") {
+			continue
+		}
+		for strings.HasSuffix(l, "\\") && i+1 < len(lines) {
+			i++
+			l = strings.TrimSuffix(l, "\\") + " " + strings.TrimSpace(lines[i])
+		}
+		cmdline = l
+		break
+	}
+	if cmdline == "" || !strings.Contains(cmdline, "--xds-cert-file") {
+		t.Fatalf("banner has no bootstrap line with --xds-cert-file:\n%s", banner)
+	}
+	var out, errOut syncBuffer
+	root := newRootCmd()
+	root.SetArgs(strings.Fields(cmdline)[1:])
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	if err := root.Execute(); err != nil {
+		t.Fatalf("the banner's bootstrap line %q: %v\n%s", cmdline, err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "envoy-dev.crt") || !strings.Contains(out.String(), "ca.crt") {
+		t.Fatalf("the banner's bootstrap line %q: the bootstrap names no node certificate or CA:\n%.2000s", cmdline, out.String())
+	}
 }
