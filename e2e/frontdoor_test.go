@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -60,6 +61,9 @@ func TestTwoDevSuitesBannerCurlLines(t *testing.T) {
 			t.Fatalf("the banner's curl lines showed %v; want %d among them\n%s", seen, want, banner)
 		}
 	}
+	// The front door is an Envoy stand-in: on the control plane it is an
+	// Envoy of the dev group, authenticated by that group's certificate.
+	checkFrontDoorNode(t, ctx, epA)
 	// The access-log page (its query API) fills with those requests.
 	s := &suite{t: t, ep: epA}
 	waitUntil(t, 20*time.Second, "the front door's requests in the access log", func() bool {
@@ -80,6 +84,14 @@ func TestTwoDevSuitesBannerCurlLines(t *testing.T) {
 	}
 	if !strings.Contains(bannerB, epB.FrontDoor) || !strings.Contains(bannerB, epB.AccessLogAPI) {
 		t.Fatalf("banner without examples does not show its front door %s and query API %s:\n%s", epB.FrontDoor, epB.AccessLogAPI, bannerB)
+	}
+	// Both banners say how to attach an Envoy on the secure path.
+	for name, b := range map[string]string{"with examples": banner, "without examples": bannerB} {
+		for _, want := range []string{"mutual TLS", "--xds-ca-file", "--xds-cert-file", "--xds-key-file", "--front-door-addr"} {
+			if !strings.Contains(b, want) {
+				t.Fatalf("banner %s lacks %q:\n%s", name, want, b)
+			}
+		}
 	}
 	// B's front door follows B's xDS, which has no spec and so no
 	// listener (an Envoy would refuse the connection): no petstore there.
@@ -139,4 +151,37 @@ func containsInt(s []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// checkFrontDoorNode: the control plane sees the dev front door as a
+// node of the dev group whose client certificate names that group (it
+// dials xDS as an Envoy of the group would, with its certificate).
+func checkFrontDoorNode(t *testing.T, ctx context.Context, ep dev.Endpoints) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", ep.ControlPlaneAdmin+"/debug/nodes", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Nodes []struct {
+			NodeID    string `json:"node_id"`
+			NodeGroup string `json:"node_group"`
+			CertGroup string `json:"certificate_node_group"`
+			UserAgent string `json:"user_agent"`
+		} `json:"nodes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range body.Nodes {
+		if n.NodeID == "dev-frontdoor" {
+			if n.NodeGroup != ep.NodeGroup || n.CertGroup != ep.NodeGroup || !strings.HasPrefix(n.UserAgent, "envoy") {
+				t.Fatalf("front door node %+v: want group %s, bound to a certificate of that group, user agent envoy", n, ep.NodeGroup)
+			}
+			return
+		}
+	}
+	t.Fatalf("no dev-frontdoor node on the control plane: %+v", body.Nodes)
 }
