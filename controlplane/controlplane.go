@@ -47,6 +47,11 @@ type Config struct {
 	// a client CA (plaintext on loopback) every node counts as
 	// authenticated.
 	CanaryMinNACKs int
+	// PublishQuorum is how many connected nodes of each node group must
+	// have ACKed a version before its specs are reported published
+	// (default 1; a group with fewer connected nodes needs all of them,
+	// a group with none holds nothing back).
+	PublishQuorum int
 	// CertPoll is how often Compile.CertDir is checked for renewed
 	// certificates (default 10s; negative: never).
 	CertPoll time.Duration
@@ -102,6 +107,11 @@ type ControlPlane struct {
 		version string
 		nodes   map[string]bool
 	}
+	// acks holds the published reports until the nodes ACK (rollout.go).
+	acks ackGate
+	// rejects are the specs a fleet node NACKed and the bisection that
+	// finds them (rollout.go); owned by the loop goroutine.
+	rejects fleetRejects
 }
 
 // New builds a control plane; nothing runs until Run.
@@ -117,6 +127,9 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	}
 	if cfg.HoldOff <= 0 {
 		cfg.HoldOff = 100 * time.Millisecond
+	}
+	if cfg.PublishQuorum <= 0 {
+		cfg.PublishQuorum = 1
 	}
 	if cfg.Soak <= 0 {
 		cfg.Soak = time.Minute
@@ -151,6 +164,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		notify:   make(chan struct{}, 1),
 		nacks:    make(chan xds.NACK, 1024),
 		certs:    make(chan struct{}, 1),
+		acks:     ackGate{done: make(chan ackedVersion, 16)},
 	}
 	cp.admit = &groupAdmission{cp: cp, dynamic: map[string]bool{}}
 	cp.xds = xds.New(ctx, xds.Options{
@@ -253,6 +267,12 @@ func (cp *ControlPlane) loop(ctx context.Context) {
 		case n := <-cp.nacks:
 			if cp.canaryRejected(ctx, n) {
 				soak.Stop()
+			} else if cp.fleetRejected(ctx, n) {
+				soak.Reset(cp.cfg.Soak)
+			}
+		case a := <-cp.acks.done:
+			if cp.versionACKed(ctx, a) {
+				soak.Reset(cp.cfg.Soak)
 			}
 		case <-soak.C:
 			cp.promote(ctx)

@@ -2,7 +2,12 @@ package controlplane
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
@@ -31,6 +36,10 @@ type State struct {
 	// CertError is set while a change of the certificate directory is
 	// refused because it would break published specs.
 	CertError string `json:"cert_error,omitempty"`
+	// AwaitingACK are the node groups whose connected nodes have not yet
+	// ACKed the newest publication (its specs are not reported published
+	// until they do), with the version they are served.
+	AwaitingACK map[string]string `json:"awaiting_ack,omitempty"`
 }
 
 // SpecStatus is one spec of the newest revision.
@@ -54,9 +63,21 @@ type Rollout struct {
 // State returns a copy of the current state.
 func (cp *ControlPlane) State() State {
 	cp.stateMu.Lock()
-	defer cp.stateMu.Unlock()
 	st := cp.state
 	st.Specs = append([]SpecStatus(nil), st.Specs...)
+	cp.stateMu.Unlock()
+	cp.acks.mu.Lock()
+	p := cp.acks.pending
+	cp.acks.mu.Unlock()
+	if p != nil {
+		waiting, _ := ackWaiting(cp.xds.Nodes(), p.versions, cp.cfg.PublishQuorum)
+		for _, g := range waiting {
+			if st.AwaitingACK == nil {
+				st.AwaitingACK = map[string]string{}
+			}
+			st.AwaitingACK[g] = p.versions[g]
+		}
+	}
 	return st
 }
 
@@ -66,6 +87,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	last := rev
 	last.Deleted = nil
 	cp.lastRev = &last
+	rev, pruned := cp.withoutRejected(rev)
 	start := time.Now()
 	res := cp.compiler.Compile(rev)
 	// Every spec deleted on purpose: serve the empty configuration (once
@@ -96,9 +118,12 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	for _, d := range rev.Deleted {
 		cp.deleted = append(cp.deleted, report{d.Name, d.Revision, nil})
 	}
-	var failed []report
+	failed := pruned
 	for _, s := range res.Failed() {
 		failed = append(failed, report{s.Name, s.Revision, s.Err})
+	}
+	for _, r := range pruned {
+		st.Specs = append(st.Specs, SpecStatus{Name: r.spec, Revision: r.revision, Error: r.err.Error()})
 	}
 
 	var err error
@@ -137,7 +162,8 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 		return false
 	}
 	if !soaking {
-		cp.report(append(append(failed, publishedReports(res)...), cp.takeDeleted(res)...))
+		cp.report(failed)
+		cp.reportWhenACKed(ctx, res, append(publishedReports(res), cp.takeDeleted(res)...))
 		return false
 	}
 	cp.report(failed)
@@ -219,7 +245,7 @@ func (cp *ControlPlane) promote(ctx context.Context) {
 	cp.state.Rollout = Rollout{Phase: PhaseIdle}
 	cp.stateMu.Unlock()
 	cp.log.Info("canary soaked without NACK; promoted to the fleet", "version", cand.Version)
-	cp.report(append(publishedReports(cand), cp.takeDeleted(cand)...))
+	cp.reportWhenACKed(ctx, cand, append(publishedReports(cand), cp.takeDeleted(cand)...))
 }
 
 // takeDeleted returns the pending deletion reports for specs that the
@@ -253,4 +279,332 @@ func shortType(typeURL string) string {
 		}
 	}
 	return typeURL
+}
+
+// ackGate holds the "published" reports of the newest publication until
+// the nodes serve it: published means ACKed, not merely set in a snapshot.
+type ackGate struct {
+	mu      sync.Mutex
+	pending *pendingACK
+	started sync.Once
+	// history are the last results published, newest last, to find
+	// the one a node still runs.
+	history []*compile.Result
+	// done tells the loop which groups ACKed a publication.
+	done chan ackedVersion
+}
+
+// pendingACK is one publication waiting for ACKs.
+type pendingACK struct {
+	versions map[string]string // node group → the version it is served
+	reports  []report
+}
+
+// ackedVersion is a publication the nodes have ACKed: for each group
+// the version they ACKed ("" for a group with no connected node).
+type ackedVersion map[string]string
+
+const historyLen = 16
+
+// ackPoll is how often the node tracker is read while reports wait.
+const ackPoll = 50 * time.Millisecond
+
+// reportWhenACKed reports reps once, in every node group the publisher
+// serves, PublishQuorum connected nodes (or all, when fewer are
+// connected) have ACKed the group's version. A group with no connected
+// node holds nothing back: no node there can serve the spec. A newer
+// publication replaces a pending one, taking over the reports it does
+// not itself carry.
+func (cp *ControlPlane) reportWhenACKed(ctx context.Context, res *compile.Result, reps []report) {
+	served := cp.pub.State().Served
+	p := &pendingACK{versions: make(map[string]string, len(served)), reports: reps}
+	for g, v := range served {
+		p.versions[g] = v
+	}
+	cp.acks.mu.Lock()
+	cp.acks.history = append(cp.acks.history, res)
+	if len(cp.acks.history) > historyLen {
+		cp.acks.history = cp.acks.history[1:]
+	}
+	if old := cp.acks.pending; old != nil {
+		have := map[string]bool{}
+		for _, r := range reps {
+			have[r.spec] = true
+		}
+		for _, r := range old.reports {
+			if !have[r.spec] {
+				p.reports = append(p.reports, r)
+			}
+		}
+	}
+	cp.acks.pending = p
+	cp.acks.mu.Unlock()
+	cp.acks.started.Do(func() { go cp.ackLoop(ctx) })
+	cp.checkACKs()
+}
+
+func (cp *ControlPlane) ackLoop(ctx context.Context) {
+	t := time.NewTicker(ackPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cp.checkACKs()
+		}
+	}
+}
+
+// checkACKs reports the pending publication when its nodes have ACKed it.
+func (cp *ControlPlane) checkACKs() {
+	cp.acks.mu.Lock()
+	p := cp.acks.pending
+	cp.acks.mu.Unlock()
+	if p == nil {
+		return
+	}
+	waiting, unconnected := ackWaiting(cp.xds.Nodes(), p.versions, cp.cfg.PublishQuorum)
+	if len(waiting) > 0 {
+		return
+	}
+	cp.acks.mu.Lock()
+	if cp.acks.pending != p {
+		cp.acks.mu.Unlock()
+		return // a newer publication took over
+	}
+	cp.acks.pending = nil
+	cp.acks.mu.Unlock()
+	if len(unconnected) > 0 {
+		cp.log.Info("published; no node of group "+strings.Join(unconnected, ", ")+" connected", "groups", unconnected)
+	}
+	cp.report(p.reports)
+	acked := ackedVersion{}
+	for g, v := range p.versions {
+		if slices.Contains(unconnected, g) {
+			v = "" // nothing there ACKed it
+		}
+		acked[g] = v
+	}
+	select {
+	case cp.acks.done <- acked:
+	default:
+	}
+}
+
+// ackWaiting returns the node groups still short of quorum ACKs of their
+// version, and those with no connected node (which hold nothing back). A
+// node has ACKed a version when every resource type it has ACKed is at
+// that version.
+func ackWaiting(nodes []xds.NodeStatus, versions map[string]string, quorum int) (waiting, unconnected []string) {
+	connected := map[string]int{}
+	acked := map[string]int{}
+	for _, n := range nodes {
+		v, ok := versions[n.NodeGroup]
+		if !ok {
+			continue
+		}
+		connected[n.NodeGroup]++
+		all := len(n.Acked) > 0
+		for _, a := range n.Acked {
+			if a != v {
+				all = false
+			}
+		}
+		if all {
+			acked[n.NodeGroup]++
+		}
+	}
+	for g := range versions {
+		switch c := connected[g]; {
+		case c == 0:
+			unconnected = append(unconnected, g)
+		case acked[g] < min(quorum, c):
+			waiting = append(waiting, g)
+		}
+	}
+	sort.Strings(waiting)
+	sort.Strings(unconnected)
+	return waiting, unconnected
+}
+
+// fleetRejects are the specs pruned because a node outside the canary
+// group NACKed the version that brought them, and the bisection that
+// finds them when a version brought several.
+type fleetRejects struct {
+	rejected map[string]rejectedSpec // by origin
+	bisect   *bisection
+}
+
+// rejectedSpec is a pruned spec; it stays out until its content changes.
+type rejectedSpec struct {
+	name   string
+	hash   [32]byte
+	reason error
+}
+
+// bisection narrows down which of the specs new in a NACKed version the
+// group rejects: the probe half is published without the rest; an ACK
+// clears the probe, a NACK convicts it.
+type bisection struct {
+	group        string
+	reason       string
+	suspects     []string          // origins, one of which the group rejects
+	names        map[string]string // origin → spec name
+	probe        []string          // origins of suspects in the probe version
+	probeVersion string
+}
+
+// withoutRejected drops the pruned specs (and, during a bisection, the
+// suspects left out of the probe) from rev, returning a failed report for
+// each pruned one. A pruned spec whose content changed gets a new chance.
+func (cp *ControlPlane) withoutRejected(rev source.Revision) (source.Revision, []report) {
+	fr := &cp.rejects
+	if len(fr.rejected) == 0 && fr.bisect == nil {
+		return rev, nil
+	}
+	held := map[string]bool{}
+	if b := fr.bisect; b != nil {
+		for _, o := range b.suspects {
+			if !slices.Contains(b.probe, o) {
+				held[o] = true
+			}
+		}
+	}
+	var keep []source.Spec
+	var pruned []report
+	for _, s := range rev.Specs {
+		if r, ok := fr.rejected[s.Origin]; ok {
+			if r.hash == sha256.Sum256(s.Data) {
+				name := s.Name
+				if name == "" {
+					name = r.name // a file: named by its content
+				}
+				pruned = append(pruned, report{name, s.Revision, r.reason})
+				continue
+			}
+			delete(fr.rejected, s.Origin)
+		}
+		if held[s.Origin] {
+			continue
+		}
+		keep = append(keep, s)
+	}
+	rev.Specs = keep
+	return rev, pruned
+}
+
+// fleetRejected handles a NACK from a node outside the canary group of
+// the version its group is served: the specs new in that version (against
+// the version the node still runs) are the suspects; one is pruned at
+// once, several are bisected. It reports whether a canary soak started.
+func (cp *ControlPlane) fleetRejected(ctx context.Context, n xds.NACK) bool {
+	if cp.lastRev == nil || (cp.cfg.CanaryGroup != "" && n.NodeGroup == cp.cfg.CanaryGroup) {
+		return false
+	}
+	res := cp.pub.Served(n.NodeGroup)
+	if res == nil || res.GroupVersion(n.NodeGroup) != n.Version {
+		return false // an old version: the node has a newer one coming
+	}
+	reason := fmt.Sprintf("node %s (group %s) rejected version %s (%s): %s", n.NodeID, n.NodeGroup, n.Version, shortType(n.TypeURL), n.Message)
+	if b := cp.rejects.bisect; b != nil {
+		if n.NodeGroup != b.group || n.Version != b.probeVersion {
+			return false
+		}
+		b.suspects, b.reason = b.probe, reason
+		return cp.bisectStep(ctx)
+	}
+	base := cp.resultRunBy(n)
+	var suspects []string
+	names := map[string]string{}
+	for _, s := range res.Published() {
+		if (len(s.NodeGroups) == 0 || slices.Contains(s.NodeGroups, n.NodeGroup)) && (base == nil || !base.Has(s)) {
+			suspects = append(suspects, s.Origin)
+			names[s.Origin] = s.Name
+		}
+	}
+	if len(suspects) == 0 {
+		cp.log.Warn("a node rejected a version with no new spec for its group; nothing to prune", "node_id", n.NodeID, "node_group", n.NodeGroup, "version", n.Version)
+		return false
+	}
+	sort.Strings(suspects)
+	cp.rejects.bisect = &bisection{group: n.NodeGroup, reason: reason, suspects: suspects, names: names}
+	cp.log.Warn("a node outside the canary group rejected a version; finding the specs it brought", "node_id", n.NodeID, "node_group", n.NodeGroup, "version", n.Version, "suspects", len(suspects))
+	return cp.bisectStep(ctx)
+}
+
+// resultRunBy is the published result whose version the NACKing node
+// still runs (nil when unknown: then every spec of its group is new).
+func (cp *ControlPlane) resultRunBy(n xds.NACK) *compile.Result {
+	var acked string
+	for _, ns := range cp.xds.Nodes() {
+		if ns.NodeID == n.NodeID && ns.NodeGroup == n.NodeGroup {
+			acked = ns.Acked[n.TypeURL]
+		}
+	}
+	if acked == "" {
+		return nil
+	}
+	cp.acks.mu.Lock()
+	defer cp.acks.mu.Unlock()
+	for i := len(cp.acks.history) - 1; i >= 0; i-- {
+		if r := cp.acks.history[i]; r.GroupVersion(n.NodeGroup) == acked {
+			return r
+		}
+	}
+	return nil
+}
+
+// bisectStep prunes the one suspect left, or publishes a probe with the
+// first half of the suspects and the rest held back.
+func (cp *ControlPlane) bisectStep(ctx context.Context) bool {
+	b := cp.rejects.bisect
+	if len(b.suspects) == 1 {
+		origin := b.suspects[0]
+		cp.rejects.bisect = nil
+		var hash [32]byte
+		for _, s := range cp.lastRev.Specs {
+			if s.Origin == origin {
+				hash = sha256.Sum256(s.Data)
+			}
+		}
+		if cp.rejects.rejected == nil {
+			cp.rejects.rejected = map[string]rejectedSpec{}
+		}
+		cp.rejects.rejected[origin] = rejectedSpec{name: b.names[origin], hash: hash, reason: fmt.Errorf("pruned: %s", b.reason)}
+		cp.log.Warn("spec pruned: a node outside the canary group rejected it; republishing the rest", "origin", origin, "reason", b.reason)
+		return cp.rebuild(ctx, *cp.lastRev)
+	}
+	b.probe = b.suspects[:len(b.suspects)/2]
+	soaking := cp.rebuild(ctx, *cp.lastRev)
+	if r := cp.pub.Served(b.group); r != nil {
+		b.probeVersion = r.GroupVersion(b.group)
+	}
+	return soaking
+}
+
+// versionACKed moves a bisection on when the group ACKed its probe: the
+// probe's suspects are cleared, the rest stay suspected.
+func (cp *ControlPlane) versionACKed(ctx context.Context, a ackedVersion) bool {
+	b := cp.rejects.bisect
+	if b == nil || b.probeVersion == "" {
+		return false
+	}
+	if v, ok := a[b.group]; ok && v == "" {
+		// The group's nodes left: no one is left to tell; ship everything.
+		cp.log.Warn("bisection abandoned: no node of the rejecting group is connected", "node_group", b.group)
+		cp.rejects.bisect = nil
+		return cp.rebuild(ctx, *cp.lastRev)
+	}
+	if a[b.group] != b.probeVersion {
+		return false
+	}
+	var rest []string
+	for _, o := range b.suspects {
+		if !slices.Contains(b.probe, o) {
+			rest = append(rest, o)
+		}
+	}
+	b.suspects, b.probe = rest, nil
+	return cp.bisectStep(ctx)
 }

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -69,6 +68,9 @@ type Config struct {
 	// JWKSAllow are internal JWKS endpoints the authz sidecar may fetch
 	// besides the demo IdP at IdPAddr (always allowed).
 	JWKSAllow []string
+	// FrontDoorAddr is where the front door listens: an HTTP listener
+	// that plays an Envoy of NodeGroup (package frontdoor); "" for none.
+	FrontDoorAddr string
 
 	Out io.Writer
 	Log *slog.Logger
@@ -88,6 +90,7 @@ func DefaultConfig() Config {
 		AccessLogGRPCAddr: "127.0.0.1:9002", AccessLogAPI: "127.0.0.1:9003",
 		EnvoyListenerAddr: "0.0.0.0:10080",
 		IdPAddr:           "127.0.0.1:9081", EchoAddr: "127.0.0.1:9080",
+		FrontDoorAddr: "127.0.0.1:10080",
 	}
 }
 
@@ -98,6 +101,7 @@ type Endpoints struct {
 	Authz, RateLimit, AccessLogGRPC    string
 	AccessLogAPI, AccessLogToken       string // query API base URL and bearer token
 	IdP, Echo                          string
+	FrontDoor                          string // front door base URL; "" when off
 	NodeGroup                          string
 	Provisioned                        []string // example specs provisioned by this start
 	// PKI: xDS and the sidecars' gRPC are mutual TLS; an Envoy of
@@ -165,6 +169,9 @@ func Run(ctx context.Context, c Config) error {
 	allow, err := spec.ParseUpstreamAllow([]string{c.EchoAddr})
 	if err != nil {
 		return fmt.Errorf("dev: demo upstream: %w", err)
+	}
+	if c.FrontDoorAddr != "" {
+		ep.FrontDoor = "http://" + c.FrontDoorAddr
 	}
 	compileOpts := compile.Options{
 		Sidecars:      envoy.Sidecars{Authz: c.AuthzAddr, RateLimit: c.RateLimitAddr, AccessLog: c.AccessLogGRPCAddr},
@@ -262,6 +269,11 @@ func Run(ctx context.Context, c Config) error {
 		}
 		g.Go(func() error { return telemetry.ServeHTTP(gctx, l, s.h) })
 	}
+	door, err := startFrontDoor(gctx, c, pki, g)
+	if err != nil {
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
 
 	g.Go(func() error {
 		if err := ready.wait(gctx, 60*time.Second); err != nil {
@@ -272,7 +284,14 @@ func Run(ctx context.Context, c Config) error {
 			return err
 		}
 		ep.Provisioned = provisioned
-		printBanner(c.Out, c, ep, idp)
+		if door != nil {
+			door.waitConfig(gctx, 10*time.Second)
+		}
+		served, err := servedExamples(gctx, st)
+		if err != nil {
+			return err
+		}
+		printBanner(c.Out, c, ep, idp, served)
 		if c.Ready != nil {
 			c.Ready(ep)
 		}
@@ -406,63 +425,18 @@ func provisionExamples(ctx context.Context, c Config, ep Endpoints, st store.Fee
 	return names, nil
 }
 
-func printBanner(w io.Writer, c Config, ep Endpoints, idp *IdP) {
-	token, err := idp.Mint(TokenRequest{Subject: "alice", Scopes: []string{"pets:read"}, Groups: []string{"adopters"}, TTL: 12 * time.Hour}, time.Now())
+// servedExamples says which example specs the route store holds now
+// (provisioned by this start or an earlier one), by name.
+func servedExamples(ctx context.Context, st store.Feed) (map[string]bool, error) {
+	_, specs, err := st.Snapshot(ctx)
 	if err != nil {
-		token = "(minting failed: " + err.Error() + ")"
+		return nil, fmt.Errorf("dev: reading the route store: %w", err)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nROLE\tADDRESS\tWHAT")
-	rows := [][3]string{
-		{"broker", ep.Broker, "OSB API, basic auth " + ep.BrokerUser + " / password in " + filepath.Join(c.DataDir, "broker-password")},
-		{"controlplane", ep.XDS, "xDS (ADS, mutual TLS); admin and /debug on " + ep.ControlPlaneAdmin},
-		{"authz", ep.Authz, "ext_authz gRPC (mutual TLS); admin http://" + c.AuthzAdminAddr},
-		{"ratelimit", ep.RateLimit, "RLS gRPC (mutual TLS); admin http://" + c.RateLimitAdmin},
-		{"accesslog", ep.AccessLogGRPC, "ALS gRPC (mutual TLS); query API and web page " + ep.AccessLogAPI},
-		{"demo-idp", ep.IdP, "JWKS of the petstore example (dev only)"},
-		{"demo-echo", ep.Echo, "the petstore upstream (dev only)"},
+	served := map[string]bool{}
+	for _, s := range specs {
+		served[s.Name], served[s.InstanceID] = true, true
 	}
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r[0], r[1], r[2])
-	}
-	tw.Flush()
-	fmt.Fprintf(w, `
-mutual TLS: xDS and the sidecars' gRPC trust the throwaway CA %s; an Envoy of node group %q
-presents %s (key %s). Attach one with:
-  bin/gatehouse bootstrap --node-group %s --xds-server %s --authz-addr %s --ratelimit-addr %s --accesslog-addr %s \
-    --xds-ca-file %s --xds-cert-file %s --xds-key-file %s
-
-example routes:
-  GET  https://petstore.example.com/pets        JWT with scope pets:read, or API key (plan gold); 100/min per user
-  POST https://petstore.example.com/pets/adopt  JWT in group adopters; token bucket 10/min, burst 3
-  GET  https://petstore.example.com/healthz     public
-  GET  https://status.example.com/              public; 50/s per client IP
-
-try:
-  bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'authorization: Bearer %s'
-  bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'x-api-key: %s'
-  bin/gatehouse dev token --sub bob --scope pets:read
-  bin/gatehouse routes status petstore --broker-url %s --password-file %s
-  bin/gatehouse routes apply -f %s/status-page.yaml --wait --broker-url %s --password-file %s
-  bin/gatehouse logs query --since 1h --server %s --token-file %s
-  curl -s -u %s:$(cat %s) -H 'X-Broker-API-Version: 2.17' %s/v2/catalog
-  open %s/ in a browser (token: %s)
-
-sample token (sub alice, scope pets:read, groups adopters; 12h):
-  %s
-demo API key of the petstore example: %s
-
-Ctrl-C stops everything; data stays in %s.
-`, ep.PKI.CAFile, c.NodeGroup, ep.PKI.EnvoyCertFile, ep.PKI.EnvoyKeyFile,
-		c.NodeGroup, ep.XDS, ep.Authz, ep.RateLimit, ep.AccessLogGRPC,
-		absPath(ep.PKI.CAFile), absPath(ep.PKI.EnvoyCertFile), absPath(ep.PKI.EnvoyKeyFile),
-		c.ExamplesDir, token, c.ExamplesDir, DemoAPIKey,
-		ep.Broker, filepath.Join(c.DataDir, "broker-password"),
-		c.ExamplesDir, ep.Broker, filepath.Join(c.DataDir, "broker-password"),
-		ep.AccessLogAPI, filepath.Join(c.DataDir, "accesslog-token"),
-		ep.BrokerUser, filepath.Join(c.DataDir, "broker-password"), ep.Broker,
-		ep.AccessLogAPI, filepath.Join(c.DataDir, "accesslog-token"),
-		token, DemoAPIKey, c.DataDir)
+	return served, nil
 }
 
 // absPath is p made absolute for the bootstrap (Envoy runs elsewhere).

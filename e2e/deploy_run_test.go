@@ -24,9 +24,6 @@ import (
 	"testing"
 	"time"
 
-	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -352,29 +349,28 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 	s := &suite{t: t, idp: idp, osb: osb, ep: dev.Endpoints{AccessLogAPI: d.queryAPI, AccessLogToken: d.queryToken, NodeGroup: d.nodeGroup}}
 	s.node = startEnvoyNode(t, ctx, d.xds, grpc.WithTransportCredentials(insecure.NewCredentials()), "deploy-test-envoy", d.nodeGroup)
 	cfg := s.node.waitFor(t, 60*time.Second, "listener, routes, clusters and endpoints", func(c nodeConfig) bool {
-		rc := c.routes["gatehouse_routes"]
-		return c.lis["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
-			c.cla["petstore/api"] != nil && c.clusters["gatehouse_authz"] != nil
+		rc := c.Routes["gatehouse_routes"]
+		return c.Listeners["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
+			c.CLA["petstore/api"] != nil && c.Clusters["gatehouse_authz"] != nil
 	})
-	dial := func(cluster string) *grpc.ClientConn {
-		c, ok := cfg.clusters[cluster]
+	// The front door dials the sidecars at the clusters' addresses, which
+	// the deployment publishes elsewhere (d.sidecar).
+	remap := map[string]string{}
+	for _, cluster := range []string{"gatehouse_authz", "gatehouse_ratelimit", "gatehouse_accesslog"} {
+		c, ok := cfg.Clusters[cluster]
 		if !ok {
 			t.Fatalf("node has no cluster %s", cluster)
 		}
 		sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-		target := d.sidecar(net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
-		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
+		a := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+		remap[a] = d.sidecar(a)
+	}
+	s.openDoor(grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		if to, ok := remap[a]; ok {
+			a = to
 		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
-	s.authz = authv3.NewAuthorizationClient(dial("gatehouse_authz"))
-	s.rls = rlsv3.NewRateLimitServiceClient(dial("gatehouse_ratelimit"))
-	if s.als, err = alsv3.NewAccessLogServiceClient(dial("gatehouse_accesslog")).StreamAccessLogs(ctx); err != nil {
-		t.Fatal(err)
-	}
+		return (&net.Dialer{}).DialContext(ctx, "tcp", a)
+	}))
 
 	// A binding's API key reaches the authz sidecar (the first Check that
 	// passes proves the sidecars' node group gets config).

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,40 +17,26 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
-	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/dev"
+	"github.com/gatehouse-edge/gatehouse/frontdoor"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // suite is the running system plus the test's Envoy node.
 type suite struct {
-	t          *testing.T
-	ep         dev.Endpoints
-	idp        *dev.IdP
-	node       *envoyNode
-	osb        *osbclient.Client
-	ids        atomic.Int64
-	authz      authv3.AuthorizationClient
-	rls        rlsv3.RateLimitServiceClient
-	als        alsv3.AccessLogService_StreamAccessLogsClient
-	alsMu      sync.Mutex
-	output     *bytes.Buffer
-	alsStarted bool
+	t      *testing.T
+	ep     dev.Endpoints
+	idp    *dev.IdP
+	node   *envoyNode
+	door   *frontdoor.Door
+	osb    *osbclient.Client
+	output *bytes.Buffer
 }
 
 type lockedBuffer struct {
@@ -81,6 +66,7 @@ func devConfig(t *testing.T) (dev.Config, *lockedBuffer) {
 	cfg.AccessLogGRPCAddr, cfg.AccessLogAPI = addr(t), addr(t)
 	cfg.IdPAddr, cfg.EchoAddr = addr(t), addr(t)
 	cfg.EnvoyListenerAddr = "127.0.0.1:10080"
+	cfg.FrontDoorAddr = addr(t)
 
 	cfg.ExamplesDir = filepath.Join(dir, "examples")
 	if err := os.MkdirAll(cfg.ExamplesDir, 0o755); err != nil {
@@ -167,30 +153,36 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// connectSidecars dials the sidecars at the addresses of the clusters the
-// node received, as Envoy would.
+// connectSidecars builds the test's front door on the node: it dials the
+// sidecars at the addresses of the clusters the node received, as Envoy
+// would.
 func (s *suite) connectSidecars(ctx context.Context, cfg nodeConfig) {
 	t := s.t
-	dial := func(cluster string) *grpc.ClientConn {
-		c, ok := cfg.clusters[cluster]
-		if !ok {
-			t.Fatalf("node has no cluster %s", cluster)
+	for _, c := range []string{"gatehouse_authz", "gatehouse_ratelimit", "gatehouse_accesslog"} {
+		if _, ok := cfg.Clusters[c]; !ok {
+			t.Fatalf("node has no cluster %s", c)
 		}
-		sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-		conn, err := grpc.NewClient(net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), envoyTLS(t, s.ep.PKI))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
 	}
-	s.authz = authv3.NewAuthorizationClient(dial("gatehouse_authz"))
-	s.rls = rlsv3.NewRateLimitServiceClient(dial("gatehouse_ratelimit"))
-	als, err := alsv3.NewAccessLogServiceClient(dial("gatehouse_accesslog")).StreamAccessLogs(ctx)
+	// An Envoy of the dev node group presents its node certificate.
+	s.openDoor(envoyTLS(t, s.ep.PKI))
+}
+
+// openDoor builds the test's front door on s.node; dial carries the
+// transport credentials toward the sidecars.
+func (s *suite) openDoor(dial ...grpc.DialOption) {
+	t := s.t
+	door, err := frontdoor.New(s.node.Node, frontdoor.Options{
+		Dial: dial,
+		// A loaded test machine must not turn a slow call into the
+		// filters' failure modes.
+		MinSidecarTimeout: 10 * time.Second,
+		Log:               slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.als = als
+	t.Cleanup(func() { door.Close() })
+	s.door = door
 }
 
 // outcome is what Envoy did with one request.
@@ -204,203 +196,28 @@ type outcome struct {
 }
 
 // do processes one request as Envoy's filter chain would, with the config
-// the node holds now.
+// the node holds now (the front door package plays it).
 func (s *suite) do(ctx context.Context, r httpRequest) outcome {
 	t := s.t
 	t.Helper()
-	cfg := s.node.config()
-	lis := cfg.lis["gatehouse_http"]
-	if lis == nil {
-		t.Fatal("node has no listener gatehouse_http")
-	}
-	hcm, err := hcmOf(lis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := cfg.routes[hcm.GetRds().GetRouteConfigName()]
-	if r.Headers == nil {
-		r.Headers = map[string]string{}
-	}
-	o := outcome{RequestID: fmt.Sprintf("e2e-%d-%d", time.Now().UnixNano(), s.ids.Add(1))}
-	r.Headers["x-request-id"] = o.RequestID
 	if r.ClientIP == "" {
 		r.ClientIP = "198.51.100.7"
 	}
-	vh, rt, err := matchRoute(rc, r)
+	o, err := s.door.Do(ctx, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rt == nil {
-		o.Status = 404
-		s.log(ctx, r, o, nil, false, false, "")
-		return o
+	switch o.Details {
+	case "ext_authz_error":
+		t.Fatalf("route %s: the Check call failed", o.Route)
+	case "no_healthy_upstream", "upstream_reset_before_response_started{connection_failure}", "upstream_response_timeout":
+		t.Fatalf("route %s: upstream cluster %s: %s", o.Route, o.Cluster, o.Details)
 	}
-	o.Route = rt.GetName()
-	ctxExt, disabled, err := authzSettings(rc, vh, rt)
-	if err != nil {
-		t.Fatal(err)
+	out := outcome{RequestID: o.RequestID, Route: o.Route, Status: o.Status, Metadata: o.Metadata, Reason: o.Reason}
+	if o.Details == "via_upstream" {
+		_ = json.Unmarshal(o.Body, &out.Upstream)
 	}
-	// The request as the filters see it; each filter may change it.
-	headers := make(map[string]string, len(r.Headers))
-	for k, v := range r.Headers {
-		headers[k] = v
-	}
-	r.Headers = headers
-	var meta *structpb.Struct
-	// The HCM's HTTP filters, in their configured order, up to the router.
-filters:
-	for _, f := range hcm.GetHttpFilters() {
-		switch f.GetName() {
-		case headerMutationFilterName:
-			if err := applyHeaderMutation(f, rc, vh, rt, r.Headers); err != nil {
-				t.Fatal(err)
-			}
-		case extAuthzFilterName:
-			if disabled {
-				continue
-			}
-			headers := map[string]string{":authority": r.Host, ":method": r.Method, ":path": r.Path, ":scheme": "https"}
-			for k, v := range r.Headers {
-				headers[k] = v
-			}
-			_, query, _ := strings.Cut(r.Path, "?")
-			resp, err := s.authz.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-				Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-					Address: r.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000},
-				}}}},
-				Request: &authv3.AttributeContext_Request{Time: timestamppb.Now(), Http: &authv3.AttributeContext_HttpRequest{
-					Id: o.RequestID, Method: r.Method, Headers: headers, Path: r.Path, Host: r.Host, Scheme: "https", Query: query, Protocol: "HTTP/1.1",
-				}},
-				ContextExtensions: ctxExt,
-			}})
-			if err != nil {
-				t.Fatalf("Check: %v", err)
-			}
-			meta = resp.GetDynamicMetadata()
-			o.Metadata = map[string]string{}
-			for k, v := range meta.GetFields() {
-				if sv, ok := v.GetKind().(*structpb.Value_StringValue); ok {
-					o.Metadata[k] = sv.StringValue
-				}
-			}
-			if resp.GetStatus().GetCode() != 0 {
-				o.Status = int(resp.GetDeniedResponse().GetStatus().GetCode())
-				for _, h := range resp.GetDeniedResponse().GetHeaders() {
-					if h.GetHeader().GetKey() == "x-gatehouse-reason" {
-						o.Reason = h.GetHeader().GetValue()
-					}
-				}
-				s.log(ctx, r, o, meta, true, false, "")
-				return o
-			}
-			// Envoy's ext_authz sets the OK response's headers, then
-			// removes its headers_to_remove.
-			for _, h := range resp.GetOkResponse().GetHeaders() {
-				r.Headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-			}
-			for _, h := range resp.GetOkResponse().GetHeadersToRemove() {
-				delete(r.Headers, h)
-			}
-		case rateLimitFilterName:
-			descs := descriptors(rt, r, meta)
-			if len(descs) == 0 {
-				continue
-			}
-			domain, err := rateLimitDomain(hcm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := s.rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: descs, HitsAddend: 1})
-			if err != nil {
-				// As Envoy: a failed call lets the request through, limits
-				// off, unless the filter has failure_mode_deny (then 500).
-				t.Logf("ShouldRateLimit failed, applying the filter's failure mode: %v", err)
-				if deny, derr := rateLimitFailureModeDeny(hcm); derr != nil || deny {
-					o.Status = 500
-					s.log(ctx, r, o, meta, false, false, "")
-					return o
-				}
-			}
-			if err == nil && resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
-				o.Status = 429
-				s.log(ctx, r, o, meta, false, true, "")
-				return o
-			}
-		case routerFilterName:
-			break filters
-		default:
-			t.Fatalf("the node's HCM has HTTP filter %s, which this stand-in cannot play", f.GetName())
-		}
-	}
-	// The router: the route's cluster, its EDS endpoint, the echo upstream.
-	cluster := rt.GetRoute().GetCluster()
-	cla := cfg.cla[cluster]
-	if cla == nil {
-		t.Fatalf("route %s: no endpoints received for cluster %s", rt.GetName(), cluster)
-	}
-	sa := cla.GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
-	target := "http://" + net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))) + r.Path
-	req, _ := http.NewRequestWithContext(ctx, r.Method, target, nil)
-	req.Host = r.Host
-	for k, v := range r.Headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("upstream %s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	o.Status = resp.StatusCode
-	_ = json.NewDecoder(resp.Body).Decode(&o.Upstream)
-	s.log(ctx, r, o, meta, false, false, cluster)
-	return o
-}
-
-// log streams the ALS entry Envoy would write for the request.
-func (s *suite) log(ctx context.Context, r httpRequest, o outcome, meta *structpb.Struct, uaex, rl bool, cluster string) {
-	t := s.t
-	cfg := s.node.config()
-	hcm, _ := hcmOf(cfg.lis["gatehouse_http"])
-	alc := &grpcalsv3.HttpGrpcAccessLogConfig{}
-	if err := hcm.GetAccessLog()[0].GetTypedConfig().UnmarshalTo(alc); err != nil {
-		t.Fatal(err)
-	}
-	kept := map[string]string{}
-	for _, h := range alc.GetAdditionalRequestHeadersToLog() {
-		if v, ok := r.Headers[h]; ok {
-			kept[h] = v
-		}
-	}
-	flags := &alv3.ResponseFlags{RateLimited: rl}
-	if uaex {
-		flags.UnauthorizedDetails = &alv3.ResponseFlags_Unauthorized{Reason: alv3.ResponseFlags_Unauthorized_EXTERNAL_SERVICE}
-	}
-	common := &alv3.AccessLogCommon{
-		StartTime:               timestamppb.Now(),
-		RouteName:               o.Route,
-		DownstreamRemoteAddress: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: r.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}}}},
-		ResponseFlags:           flags,
-		UpstreamCluster:         cluster,
-	}
-	if meta != nil {
-		common.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.filters.http.ext_authz": meta}}
-	}
-	method := corev3.RequestMethod(corev3.RequestMethod_value[r.Method])
-	entry := &alv3.HTTPAccessLogEntry{
-		CommonProperties: common,
-		Request:          &alv3.HTTPRequestProperties{RequestMethod: method, Authority: r.Host, Path: r.Path, RequestId: o.RequestID, UserAgent: r.Headers["user-agent"], RequestHeaders: kept},
-		Response:         &alv3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(uint32(o.Status))},
-	}
-	s.alsMu.Lock()
-	defer s.alsMu.Unlock()
-	msg := &alsv3.StreamAccessLogsMessage{LogEntries: &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: []*alv3.HTTPAccessLogEntry{entry}}}}
-	if !s.alsStarted {
-		msg.Identifier = &alsv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: s.node.id, Cluster: s.node.group}, LogName: alc.GetCommonConfig().GetLogName()}
-		s.alsStarted = true
-	}
-	if err := s.als.Send(msg); err != nil {
-		t.Fatalf("ALS send: %v", err)
-	}
+	return out
 }
 
 // logRecord is what the query API returns per request.

@@ -66,8 +66,8 @@ func TestLongQueryKeepsPerIPLimit(t *testing.T) {
 		t.Fatalf("provision ended %s: %s", final.State, final.Description)
 	}
 	cfg := s.node.waitFor(t, 30*time.Second, "the limits route", func(c nodeConfig) bool {
-		rc := c.routes["gatehouse_routes"]
-		if c.lis["gatehouse_http"] == nil || rc == nil || c.clusters["gatehouse_ratelimit"] == nil || c.cla["limits/api"] == nil {
+		rc := c.Routes["gatehouse_routes"]
+		if c.Listeners["gatehouse_http"] == nil || rc == nil || c.Clusters["gatehouse_ratelimit"] == nil || c.CLA["limits/api"] == nil {
 			return false
 		}
 		_, rt, _ := matchRoute(rc, httpRequest{Method: "GET", Host: host, Path: "/"})

@@ -34,7 +34,7 @@ func TestDevStopsCleanlyAndRestartReusesData(t *testing.T) {
 	}
 	node := startEnvoyNode(t, ctx, second.XDS, envoyTLS(t, second.PKI), "restart-envoy", second.NodeGroup)
 	node.waitFor(t, 30*time.Second, "the stored specs served again", func(c nodeConfig) bool {
-		rc := c.routes["gatehouse_routes"]
+		rc := c.Routes["gatehouse_routes"]
 		return rc != nil && selectVirtualHost(rc, "petstore.example.com") != nil && selectVirtualHost(rc, "status.example.com") != nil
 	})
 }

@@ -22,9 +22,9 @@ func TestEndToEnd(t *testing.T) {
 
 	s.node = startEnvoyNode(t, ctx, s.ep.XDS, envoyTLS(t, s.ep.PKI), "e2e-envoy", s.ep.NodeGroup)
 	cfg := s.node.waitFor(t, 30*time.Second, "listener, routes, clusters and endpoints", func(c nodeConfig) bool {
-		rc := c.routes["gatehouse_routes"]
-		return c.lis["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
-			c.cla["petstore/api"] != nil && c.clusters["gatehouse_authz"] != nil
+		rc := c.Routes["gatehouse_routes"]
+		return c.Listeners["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
+			c.CLA["petstore/api"] != nil && c.Clusters["gatehouse_authz"] != nil
 	})
 	s.connectSidecars(ctx, cfg)
 	s.checkRefusedWithoutClientCert(ctx)
@@ -188,11 +188,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("update ended %s: %s", final.State, final.Description)
 	}
 	after := s.node.waitFor(t, 10*time.Second, "the new route", func(c nodeConfig) bool {
-		_, rt, _ := matchRoute(c.routes["gatehouse_routes"], httpRequest{Method: "GET", Host: petstore, Path: "/toys"})
+		_, rt, _ := matchRoute(c.Routes["gatehouse_routes"], httpRequest{Method: "GET", Host: petstore, Path: "/toys"})
 		return rt != nil && rt.GetName() == "petstore/list-toys"
 	})
-	if after.versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] == before.versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] {
-		t.Fatalf("route version did not change: %v", after.versions)
+	if after.Versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] == before.Versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] {
+		t.Fatalf("route version did not change: %v", after.Versions)
 	}
 	check("new route", s.do(ctx, httpRequest{Method: "GET", Host: petstore, Path: "/toys"}), 200, "", "")
 	waitUntil(t, 10*time.Second, "every node on one version", func() bool {
@@ -216,17 +216,17 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	// A bad spec is refused with its error and changes nothing.
-	versions := s.node.config().versions
+	versions := s.node.config().Versions
 	bad := strings.Replace(mustSpecJSON(t, ctx, s), `"limit":"10/minute"`, `"limit":"0/minute"`, 1)
 	bad = strings.Replace(bad, `"name":"petstore"`, `"name":"petstore-bad"`, 1)
 	bad = strings.Replace(bad, `"petstore.example.com"`, `"bad.petstore.example.com"`, 1)
 	_, err = s.osb.Provision(ctx, "petstore-bad", json.RawMessage(bad))
 	var osbErr *osbclient.Error
 	if !errors.As(err, &osbErr) || osbErr.Code != 400 || !strings.Contains(osbErr.Description, "rateLimits[0].limit") || !strings.Contains(osbErr.Description, "greater than 0") {
-		t.Fatalf("bad spec: %v; want 400 naming spec.routes[..].rateLimits[0].limit", err)
+		t.Fatalf("bad spec: %v; want 400 naming spec.Routes[..].rateLimits[0].limit", err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	if now := s.node.config().versions; now["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] != versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] {
+	if now := s.node.config().Versions; now["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] != versions["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"] {
 		t.Fatalf("a refused spec changed the served config: %v → %v", versions, now)
 	}
 	if _, err := s.osb.Instance(ctx, "petstore-bad"); err == nil {

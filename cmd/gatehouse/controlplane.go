@@ -79,6 +79,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.DurationVar(&cfg.HoldOff, "hold-off", 100*time.Millisecond, "batch source changes for this long before one rebuild")
 	f.StringVar(&cfg.CanaryGroup, "canary-group", "", "node group that gets every new version first (empty: no staged rollout)")
 	f.DurationVar(&cfg.Soak, "soak", time.Minute, "how long the canary group must run a new version without NACK before the fleet gets it")
+	f.IntVar(&cfg.PublishQuorum, "publish-quorum", 1, "connected nodes of each node group that must ACK a version before its specs are reported published (a group with fewer needs all; with none, holds nothing back)")
 	cflags.register(f, &cfg.Compile)
 	f.DurationVar(&cfg.CertPoll, "cert-poll", 10*time.Second, "how often --cert-dir is checked for renewed or new certificates, which are then pushed over SDS (negative: never)")
 	f.StringVar(&rlFailure, "ratelimit-failure-mode", "allow", "what Envoy does when the ratelimit sidecar cannot answer: allow (requests pass, limits off) or deny (500, limits stay on); see docs/RUNBOOK.md")

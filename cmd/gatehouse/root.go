@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		newRatelimitCmd(),
 		newControlplaneCmd(), newExplainCmd(), newBootstrapCmd(),
 		newBrokerCmd(), newWorkerCmd(), newRoutesCmd(), newKeysCmd(), newCertsCmd(),
-		newHealthcheckCmd(),
+		newHealthcheckCmd(), newRolloutCmd(),
 		// Role subcommands register here, one line each.
 	)
 	for _, c := range root.Commands() {

@@ -1,4 +1,4 @@
-package e2e
+package frontdoor
 
 // This file plays Envoy honestly: it takes the Listener and
 // RouteConfiguration a node received over ADS and derives, from them alone,
@@ -35,14 +35,16 @@ const (
 	routerFilterName         = "envoy.filters.http.router"
 )
 
-// httpRequest is one request as it reaches Envoy's HCM.
-type httpRequest struct {
-	Method, Host, Path string
-	Headers            map[string]string // lower-case names
-	ClientIP           string
+// Request is one request as it reaches Envoy's HCM.
+type Request struct {
+	Method, Host, Path string            // Path with its query
+	Headers            map[string]string // lower-case names, no pseudo-headers
+	ClientIP           string            // the downstream peer's address
+	Scheme             string            // "https" when empty
+	Body               []byte            // forwarded to the upstream
 }
 
-func (r httpRequest) header(name string) (string, bool) {
+func (r Request) header(name string) (string, bool) {
 	switch name {
 	case ":method":
 		return r.Method, true
@@ -55,8 +57,8 @@ func (r httpRequest) header(name string) (string, bool) {
 	return v, ok
 }
 
-// hcmOf returns the HTTP connection manager of a listener's first chain.
-func hcmOf(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
+// HCMOf returns the HTTP connection manager of a listener's first chain.
+func HCMOf(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
 	for _, fc := range l.GetFilterChains() {
 		for _, f := range fc.GetFilters() {
 			h := &hcmv3.HttpConnectionManager{}
@@ -97,9 +99,9 @@ func rateLimitFailureModeDeny(h *hcmv3.HttpConnectionManager) (bool, error) {
 	return false, fmt.Errorf("no ratelimit filter in the HCM")
 }
 
-// selectVirtualHost picks the virtual host as Envoy does: exact domain,
+// SelectVirtualHost picks the virtual host as Envoy does: exact domain,
 // then the longest suffix wildcard, then "*".
-func selectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
+func SelectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
 	host = strings.ToLower(host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -165,7 +167,7 @@ func stringMatch(sm *matcherv3.StringMatcher, v string) (bool, error) {
 	return false, fmt.Errorf("unsupported string matcher %T", sm.GetMatchPattern())
 }
 
-func headerMatches(hm *routev3.HeaderMatcher, r httpRequest) (bool, error) {
+func headerMatches(hm *routev3.HeaderMatcher, r Request) (bool, error) {
 	v, present := r.header(hm.GetName())
 	var ok bool
 	switch s := hm.GetHeaderMatchSpecifier().(type) {
@@ -186,9 +188,9 @@ func headerMatches(hm *routev3.HeaderMatcher, r httpRequest) (bool, error) {
 	return ok != hm.GetInvertMatch(), nil
 }
 
-// matchRoute returns the first route of the virtual host that matches.
-func matchRoute(rc *routev3.RouteConfiguration, r httpRequest) (*routev3.VirtualHost, *routev3.Route, error) {
-	vh := selectVirtualHost(rc, r.Host)
+// MatchRoute returns the first route of the virtual host that matches.
+func MatchRoute(rc *routev3.RouteConfiguration, r Request) (*routev3.VirtualHost, *routev3.Route, error) {
+	vh := SelectVirtualHost(rc, r.Host)
 	if vh == nil {
 		return nil, nil, nil
 	}
@@ -305,7 +307,7 @@ func applyHeaderMutation(f *hcmv3.HttpFilter, rc *routev3.RouteConfiguration, vh
 // rate_limits actions. authzMeta is the ext_authz filter's dynamic
 // metadata. An action that cannot produce its entry drops the whole
 // descriptor (skip_if_absent false), as Envoy does.
-func descriptors(rt *routev3.Route, r httpRequest, authzMeta *structpb.Struct) []*rlcommonv3.RateLimitDescriptor {
+func descriptors(rt *routev3.Route, r Request, authzMeta *structpb.Struct) []*rlcommonv3.RateLimitDescriptor {
 	var out []*rlcommonv3.RateLimitDescriptor
 	for _, rl := range rt.GetRoute().GetRateLimits() {
 		d := &rlcommonv3.RateLimitDescriptor{}
