@@ -96,9 +96,9 @@ func TestTenantsShareNoHosts(t *testing.T) {
 	// What the node serves: B's host and A's two, never B's refused claim.
 	s.node = startEnvoyNode(t, ctx, s.ep.XDS, envoyTLS(t, s.ep.PKI), "e2e-tenants", s.ep.NodeGroup)
 	cfg := s.node.waitFor(t, 30*time.Second, "the tenants' routes", func(c nodeConfig) bool {
-		rc := c.routes["gatehouse_routes"]
-		return c.lis["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, "b-shop.example.org") != nil &&
-			selectVirtualHost(rc, "login.shop.example.com") != nil && c.cla["shop-b/api"] != nil && c.cla["shop-a-login/api"] != nil
+		rc := c.Routes["gatehouse_routes"]
+		return c.Listeners["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, "b-shop.example.org") != nil &&
+			selectVirtualHost(rc, "login.shop.example.com") != nil && c.CLA["shop-b/api"] != nil && c.CLA["shop-a-login/api"] != nil
 	})
 	s.connectSidecars(ctx, cfg)
 	for host, route := range map[string]string{
