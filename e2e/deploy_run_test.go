@@ -46,12 +46,30 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// testOnlyEnv is what the tests add to the environment of an artifact's
-// gatehouse roles for the tests' own fixtures, never for the artifact's
-// behaviour: the demo IdP the tests start serves its JWKS over plain http
-// on 127.0.0.1, which the authz sidecar's JWKS fetch guard refuses unless
-// --jwks-allow names it. A test-only override: no shipped artifact sets it.
-var testOnlyEnv = []string{"GATEHOUSE_AUTHZ_JWKS_ALLOW=127.0.0.1"}
+// fixtures are the test's own demo IdP and echo upstream (on loopback),
+// the petstore spec pointing at them, and env: what the tests add to the
+// environment of an artifact's gatehouse roles so that those fixtures are
+// allowed, never for the artifact's behaviour. Test-only overrides, set by
+// no shipped artifact: the IdP serves its JWKS over plain http on
+// 127.0.0.1, which the authz sidecar's JWKS fetch guard refuses unless
+// --jwks-allow names it; the echo upstream is on loopback, which the
+// upstream policy refuses unless --upstream-allow names it.
+type fixtures struct {
+	idp     *dev.IdP
+	specDir string
+	env     []string
+}
+
+func demoFixtures(t *testing.T) *fixtures {
+	t.Helper()
+	idp, idpAddr, echoAddr, dir := demoUpstreams(t)
+	return &fixtures{idp: idp, specDir: dir, env: []string{
+		"GATEHOUSE_AUTHZ_JWKS_ALLOW=" + idpAddr,
+		"GATEHOUSE_BROKER_UPSTREAM_ALLOW=" + echoAddr,
+		"GATEHOUSE_WORKER_UPSTREAM_ALLOW=" + echoAddr,
+		"GATEHOUSE_CONTROLPLANE_UPSTREAM_ALLOW=" + echoAddr,
+	}}
+}
 
 // deployPKI is the internal CA of a deployment and the certificates the
 // artifact mounts, minted the way docs/DEPLOY.md says: `gatehouse certs
@@ -376,12 +394,13 @@ type deployed struct {
 	counters                           func() int               // keys in the shared Redis
 	noJWKS                             bool                     // the sidecars cannot reach the test's loopback IdP
 	pki                                *deployPKI               // the deployment's internal CA
+	fx                                 *fixtures                // the test's IdP, upstream and spec
 	envoy                              tlsconfig.Client         // the files the artifact gives its Envoy (CA, node certificate of nodeGroup)
 }
 
 // demoUpstreams starts the demo IdP (JWKS) and echo upstream on loopback
 // and writes the example petstore spec pointing at them into a directory.
-func demoUpstreams(t *testing.T) (*dev.IdP, string) {
+func demoUpstreams(t *testing.T) (idp *dev.IdP, idpAddr, echoAddr, dir string) {
 	t.Helper()
 	idp, err := dev.LoadIdP(t.TempDir())
 	if err != nil {
@@ -395,13 +414,17 @@ func demoUpstreams(t *testing.T) (*dev.IdP, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.ReplaceAll(string(b), "127.0.0.1:9081", strings.TrimPrefix(idpSrv.URL, "http://"))
-	s = strings.ReplaceAll(s, "127.0.0.1:9080", strings.TrimPrefix(echo.URL, "http://"))
-	dir := t.TempDir()
+	idpAddr, echoAddr = strings.TrimPrefix(idpSrv.URL, "http://"), strings.TrimPrefix(echo.URL, "http://")
+	if !strings.Contains(string(b), "127.0.0.1:9081") || !strings.Contains(string(b), dev.DemoUpstream) {
+		t.Fatalf("deploy/examples/petstore.yaml names neither the demo IdP 127.0.0.1:9081 nor the demo upstream %s", dev.DemoUpstream)
+	}
+	s := strings.ReplaceAll(string(b), "127.0.0.1:9081", idpAddr)
+	s = strings.ReplaceAll(s, dev.DemoUpstream, echoAddr)
+	dir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "petstore.yaml"), []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return idp, dir
+	return idp, idpAddr, echoAddr, dir
 }
 
 // driveFlow is the end-to-end flow against a deployment: provision the
@@ -410,7 +433,7 @@ func demoUpstreams(t *testing.T) (*dev.IdP, string) {
 // (counters land in the deployment's Redis), ALS, and query the log.
 func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 	t.Helper()
-	idp, specDir := demoUpstreams(t)
+	idp, specDir := d.fx.idp, d.fx.specDir
 	if !strings.HasPrefix(d.broker, "https://") || !strings.HasPrefix(d.queryAPI, "https://") {
 		t.Fatalf("the broker (%s) and the query API (%s) must be served over HTTPS", d.broker, d.queryAPI)
 	}
