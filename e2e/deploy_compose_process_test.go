@@ -96,9 +96,9 @@ func TestComposeServicesRun(t *testing.T) {
 			continue
 		}
 		for _, v := range svc.Volumes {
-			f := strings.Split(v, ":")
+			f := strings.Split(strings.ReplaceAll(v, "${GATEHOUSE_SECRETS_DIR:-.}", srcDir), ":")
 			if len(f) >= 2 && strings.HasPrefix(f[1], "/etc/gatehouse/tls/") {
-				envoyTLS[strings.TrimPrefix(f[1], "/etc/gatehouse/tls/")] = strings.ReplaceAll(f[0], "${GATEHOUSE_SECRETS_DIR:-.}", srcDir)
+				envoyTLS[strings.TrimPrefix(f[1], "/etc/gatehouse/tls/")] = f[0]
 			}
 		}
 	}

@@ -55,15 +55,16 @@ import (
 // --jwks-allow names it; the echo upstream is on loopback, which the
 // upstream policy refuses unless --upstream-allow names it.
 type fixtures struct {
-	idp     *dev.IdP
-	specDir string
-	env     []string
+	idp      *dev.IdP
+	specDir  string
+	echoAddr string
+	env      []string
 }
 
 func demoFixtures(t *testing.T) *fixtures {
 	t.Helper()
 	idp, idpAddr, echoAddr, dir := demoUpstreams(t)
-	return &fixtures{idp: idp, specDir: dir, env: []string{
+	return &fixtures{idp: idp, specDir: dir, echoAddr: echoAddr, env: []string{
 		"GATEHOUSE_AUTHZ_JWKS_ALLOW=" + idpAddr,
 		"GATEHOUSE_BROKER_UPSTREAM_ALLOW=" + echoAddr,
 		"GATEHOUSE_WORKER_UPSTREAM_ALLOW=" + echoAddr,
@@ -440,7 +441,7 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 	https := d.pki.httpsClient()
 	osb := &osbclient.Client{BaseURL: d.broker, Username: d.brokerUser, Password: d.brokerPassword,
 		Identity: "gatehouse " + base64.StdEncoding.EncodeToString([]byte(`{"user":"deploy-test"}`)), HTTP: https}
-	docs, err := spec.Load(specDir)
+	docs, err := spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: spec.MustParseUpstreamAllow(d.fx.echoAddr)}}.Load(specDir)
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("petstore spec: %v", err)
 	}
