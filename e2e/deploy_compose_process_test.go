@@ -65,7 +65,7 @@ func TestComposeServicesRun(t *testing.T) {
 		ports.hosts[name] = true // Compose service names resolve to the service
 	}
 	secrets, data := t.TempDir(), t.TempDir()
-	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
+	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
 	// GATEHOUSE_SECRETS_DIR as the file's comment says to fill it: the
 	// passwords, and the internal TLS minted with `gatehouse certs` (every
 	// service name is remapped to loopback here, so each server

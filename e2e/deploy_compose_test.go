@@ -75,7 +75,7 @@ func TestComposeStack(t *testing.T) {
 	fx := demoFixtures(t)
 	pki := mintPKI(t, bin)
 	secrets := pki.dir
-	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
+	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
 	for name, v := range map[string]string{"broker_password.txt": brokerPassword, "accesslog_tokens.txt": queryToken + "\n", "redis_password.txt": redisPassword} {
 		if err := os.WriteFile(filepath.Join(secrets, name), []byte(v), 0o600); err != nil {
 			t.Fatal(err)

@@ -90,7 +90,7 @@ func TestKubernetesManifestsRun(t *testing.T) {
 
 	// What `kubectl create secret/configmap` would hold (the manifests'
 	// comments name them).
-	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
+	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
 	bootstrap, err := os.ReadFile("../deploy/envoy/us-east-1.json")
 	if err != nil {
 		t.Fatal(err)

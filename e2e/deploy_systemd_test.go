@@ -128,7 +128,7 @@ func TestSystemdUnitsRun(t *testing.T) {
 	if err := os.MkdirAll(etc, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	brokerPassword, queryToken := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid())
+	brokerPassword, queryToken := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid())
 	for name, content := range map[string]string{"broker-password": brokerPassword, "accesslog-tokens": queryToken + "\n", "redis-password": redisPassword} {
 		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o640); err != nil {
 			t.Fatal(err)
