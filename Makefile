@@ -111,12 +111,15 @@ bench-xds: build
 	$(GO) build -o .tools/bin/xdsbench ./controlplane/xdsbench
 	.tools/bin/xdsbench -gatehouse ./$(BIN) -specs $(BENCH_XDS_SPECS) -nodes $(BENCH_XDS_NODES) -groups 13 $(BENCH_XDS_FLAGS)
 
-# Regenerate the checked-in Envoy bootstraps (the test in cmd/gatehouse keeps them current).
+# Regenerate the checked-in Envoy bootstraps (the test in cmd/gatehouse keeps them
+# current). Each uses mutual TLS toward xDS and the sidecars: dev.json the
+# files `gatehouse dev` writes under .gatehouse/pki, the others the node
+# certificate of their group under /etc/gatehouse/tls (docs/DEPLOY.md).
 .PHONY: deploy-envoy
 deploy-envoy: build
-	./$(BIN) bootstrap --node-group dev --node-id envoy-dev --xds-server 127.0.0.1:18000 > deploy/envoy/dev.json
-	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 > deploy/envoy/compose.json
-	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 > deploy/envoy/us-east-1.json
+	./$(BIN) bootstrap --node-group dev --node-id envoy-dev --xds-server 127.0.0.1:18000 --xds-ca-file .gatehouse/pki/ca.crt --xds-cert-file .gatehouse/pki/envoy-dev.crt --xds-key-file .gatehouse/pki/envoy-dev.key > deploy/envoy/dev.json
+	./$(BIN) bootstrap --node-group dev --node-id envoy-compose --xds-server controlplane:18000 --authz-addr authz:9001 --ratelimit-addr ratelimit:8081 --accesslog-addr accesslog:9002 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 --xds-ca-file /etc/gatehouse/tls/ca.crt --xds-cert-file /etc/gatehouse/tls/node.crt --xds-key-file /etc/gatehouse/tls/node.key > deploy/envoy/compose.json
+	./$(BIN) bootstrap --node-group us-east-1 --node-id envoy --xds-server gatehouse-controlplane.gatehouse.svc:18000 --admin-addr 127.0.0.1:9901 --health-addr 0.0.0.0:9902 --xds-ca-file /etc/gatehouse/tls/ca.crt --xds-cert-file /etc/gatehouse/tls/node.crt --xds-key-file /etc/gatehouse/tls/node.key > deploy/envoy/us-east-1.json
 
 # Broker: provisions/s through the embedded pipeline (32 concurrent OSB
 # clients) and PUT -> last_operation succeeded latency (2 clients).

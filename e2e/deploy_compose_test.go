@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // TestComposeStack brings deploy/compose/compose.yaml up with
@@ -66,25 +67,53 @@ func TestComposeStack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	secrets := t.TempDir()
-	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
+	// GATEHOUSE_SECRETS_DIR as the Compose file's comment says to fill it:
+	// passwords and the internal TLS minted with `gatehouse certs` (server
+	// certificates also name 127.0.0.1, where the test reaches the published
+	// ports), every file owned by the image's user, mode 0600.
+	bin := gatehouseBinary(t)
+	fx := demoFixtures(t)
+	pki := mintPKI(t, bin)
+	secrets := pki.dir
+	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
 	for name, v := range map[string]string{"broker_password.txt": brokerPassword, "accesslog_tokens.txt": queryToken + "\n", "redis_password.txt": redisPassword} {
-		if err := os.WriteFile(filepath.Join(secrets, name), []byte(v), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(v), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	pki.server("controlplane", "controlplane", "127.0.0.1")
+	pki.server("broker", "broker", "localhost", "127.0.0.1")
+	pki.server("sidecar", "authz", "ratelimit", "accesslog", "localhost", "127.0.0.1")
+	pki.server("redis", "redis", "127.0.0.1")
+	nodeCrt, nodeKey := pki.node("node-dev", "dev")
+	entries, _ := os.ReadDir(secrets)
+	for _, e := range entries {
+		if err := os.Chown(filepath.Join(secrets, e.Name()), 65532, 65532); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The test's own fixtures (IdP, echo upstream on the host) are allowed
+	// by test-only variables in the override below.
+	allow := map[string]string{}
+	for _, kv := range fx.env {
+		k, v, _ := strings.Cut(kv, "=")
+		allow[k] = v
 	}
 	port := map[string]int{}
 	for _, s := range []string{"broker", "query", "controlplane", "authz", "ratelimit", "accesslog", "redis"} {
 		port[s] = testenv.FreePort(t)
 	}
 	override := fmt.Sprintf(`services:
-  controlplane: {ports: ["127.0.0.1:%d:18000"]}
+  broker: {environment: {GATEHOUSE_BROKER_UPSTREAM_ALLOW: %q}}
+  worker: {environment: {GATEHOUSE_WORKER_UPSTREAM_ALLOW: %q}}
+  controlplane: {ports: ["127.0.0.1:%d:18000"], environment: {GATEHOUSE_CONTROLPLANE_UPSTREAM_ALLOW: %q}}
   authz: {ports: ["127.0.0.1:%d:9001"]}
   ratelimit: {ports: ["127.0.0.1:%d:8081"]}
   accesslog: {ports: ["127.0.0.1:%d:9002"]}
   redis: {image: "gatehouse-test-redis:7", ports: ["127.0.0.1:%d:6379"]}
-`, port["controlplane"], port["authz"], port["ratelimit"], port["accesslog"], port["redis"])
-	overrideFile := filepath.Join(secrets, "compose.test.yaml")
+`, allow["GATEHOUSE_BROKER_UPSTREAM_ALLOW"], allow["GATEHOUSE_WORKER_UPSTREAM_ALLOW"],
+		port["controlplane"], allow["GATEHOUSE_CONTROLPLANE_UPSTREAM_ALLOW"], port["authz"], port["ratelimit"], port["accesslog"], port["redis"])
+	overrideFile := filepath.Join(t.TempDir(), "compose.test.yaml")
 	if err := os.WriteFile(overrideFile, []byte(override), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +168,14 @@ func TestComposeStack(t *testing.T) {
 		"ratelimit:8081": "127.0.0.1:" + strconv.Itoa(port["ratelimit"]),
 		"accesslog:9002": "127.0.0.1:" + strconv.Itoa(port["accesslog"]),
 	}
+	redisTLS := []string{"--tls", "--cacert", pki.CAFile}
 	driveFlow(t, ctx, deployed{
-		broker: "http://127.0.0.1:" + strconv.Itoa(port["broker"]), brokerUser: "platform", brokerPassword: brokerPassword,
+		broker: "https://127.0.0.1:" + strconv.Itoa(port["broker"]), brokerUser: "platform", brokerPassword: brokerPassword,
 		xds:      "127.0.0.1:" + strconv.Itoa(port["controlplane"]),
-		queryAPI: "http://127.0.0.1:" + strconv.Itoa(port["query"]), queryToken: queryToken,
+		queryAPI: "https://127.0.0.1:" + strconv.Itoa(port["query"]), queryToken: queryToken,
+		pki:       pki,
+		fx:        fx,
+		envoy:     tlsconfig.Client{CAFile: pki.CAFile, CertFile: nodeCrt, KeyFile: nodeKey}, // what the Envoy service mounts
 		nodeGroup: file.Services["authz"].Environment["GATEHOUSE_AUTHZ_NODE_CLUSTER"],
 		noJWKS:    true, // the demo IdP listens on the host's loopback, out of the containers' reach
 		sidecar: func(a string) string {
@@ -153,7 +186,7 @@ func TestComposeStack(t *testing.T) {
 			return ""
 		},
 		counters: func() int {
-			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(port["redis"]), "--no-auth-warning", "-a", redisPassword, "DBSIZE").CombinedOutput()
+			out, err := exec.Command("redis-cli", append(redisTLS, "-h", "127.0.0.1", "-p", strconv.Itoa(port["redis"]), "--no-auth-warning", "-a", redisPassword, "DBSIZE")...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("redis-cli DBSIZE: %v %s", err, out)
 			}
@@ -162,7 +195,7 @@ func TestComposeStack(t *testing.T) {
 		},
 	})
 	// Redis answers only with its password.
-	if out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(port["redis"]), "DBSIZE").CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
+	if out, _ := exec.Command("redis-cli", append(redisTLS, "-h", "127.0.0.1", "-p", strconv.Itoa(port["redis"]), "DBSIZE")...).CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
 		t.Errorf("Redis answered without AUTH: %s", out)
 	}
 	for _, s := range []string{"authz", "ratelimit", "accesslog"} {

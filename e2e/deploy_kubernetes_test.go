@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // k8sDeployments decodes every Deployment of deploy/kubernetes strictly
@@ -78,6 +79,7 @@ func TestKubernetesManifestsRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	bin := gatehouseBinary(t)
+	fx := demoFixtures(t)
 	testenv.RedisBinary(t)
 	ports := newPortMap(t)
 	ch := testenv.StartClickHouse(t)
@@ -88,17 +90,33 @@ func TestKubernetesManifestsRun(t *testing.T) {
 
 	// What `kubectl create secret/configmap` would hold (the manifests'
 	// comments name them).
-	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
+	brokerPassword, queryToken, redisPassword := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid()), "redis-pw-"+strconv.Itoa(os.Getpid())
 	bootstrap, err := os.ReadFile("../deploy/envoy/us-east-1.json")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The internal CA and certificates, minted with `gatehouse certs` as the
+	// manifests' comments say. Every Service name is remapped to loopback
+	// here, so each server certificate also names 127.0.0.1.
+	pki := mintPKI(t, bin)
+	cpCrt, cpKey := pki.server("controlplane", "gatehouse-controlplane.gatehouse.svc", "gatehouse-controlplane.gatehouse.svc.cluster.local", "127.0.0.1")
+	brCrt, brKey := pki.server("broker", "gatehouse-broker.gatehouse.svc", "gatehouse-broker.gatehouse.svc.cluster.local", "127.0.0.1")
+	rdCrt, rdKey := pki.server("redis", "redis.gatehouse.svc", "redis.gatehouse.svc.cluster.local", "127.0.0.1")
+	scCrt, scKey := pki.server("sidecar", "127.0.0.1", "localhost")
+	ndCrt, ndKey := pki.node("node-us-east-1", "us-east-1")
+	ca := pki.read(pki.CAFile)
 	objects := map[string]map[string]string{
 		"secret/gatehouse-broker":             {"password": brokerPassword},
 		"secret/gatehouse-accesslog":          {"tokens": queryToken + "\n"},
 		"secret/gatehouse-redis":              {"password": redisPassword},
 		"configmap/envoy-bootstrap-us-east-1": {"bootstrap.json": string(bootstrap)},
+		"secret/gatehouse-controlplane-tls":   {"ca.crt": ca, "tls.crt": pki.read(cpCrt), "tls.key": pki.read(cpKey)},
+		"secret/gatehouse-broker-tls":         {"tls.crt": pki.read(brCrt), "tls.key": pki.read(brKey)},
+		"secret/gatehouse-redis-tls":          {"ca.crt": ca, "tls.crt": pki.read(rdCrt), "tls.key": pki.read(rdKey)},
+		"secret/gatehouse-edge-tls-us-east-1": {"ca.crt": ca, "node.crt": pki.read(ndCrt), "node.key": pki.read(ndKey),
+			"sidecar.crt": pki.read(scCrt), "sidecar.key": pki.read(scKey)},
 	}
+	var envoyTLSDir string // where the Envoy container's /etc/gatehouse/tls lands
 	// The cloud the cluster runs in: AWS endpoints and credentials. Tables
 	// and queues are created by the roles (--aws-create), which production
 	// leaves to infrastructure code.
@@ -133,8 +151,12 @@ func TestKubernetesManifestsRun(t *testing.T) {
 			if data == nil {
 				t.Fatalf("%s: volume %s names an object the manifests' comments do not create", d.Name, v.Name)
 			}
+			mode := os.FileMode(0o600)
+			if v.Secret != nil && v.Secret.DefaultMode != nil {
+				mode = os.FileMode(*v.Secret.DefaultMode) // as the kubelet writes it (fsGroup makes it the pod's group)
+			}
 			for k, val := range data {
-				if err := os.WriteFile(filepath.Join(dir, k), []byte(val), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(dir, k), []byte(val), mode); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -148,9 +170,6 @@ func TestKubernetesManifestsRun(t *testing.T) {
 				}
 				listens[int(p.ContainerPort)] = name
 			}
-			if strings.HasPrefix(c.Image, "envoyproxy/") {
-				continue // the test's Envoy stand-in attaches to the control plane instead
-			}
 			// Mounts: the container path becomes the volume's directory.
 			paths := map[string]string{}
 			for _, m := range c.VolumeMounts {
@@ -159,6 +178,10 @@ func TestKubernetesManifestsRun(t *testing.T) {
 					t.Fatalf("%s: mount of unknown volume %s", name, m.Name)
 				}
 				paths[m.MountPath] = dir
+			}
+			if strings.HasPrefix(c.Image, "envoyproxy/") {
+				envoyTLSDir = paths["/etc/gatehouse/tls"]
+				continue // the test's Envoy stand-in attaches to the control plane instead
 			}
 			local := func(s string) string {
 				for mp, dir := range paths {
@@ -215,6 +238,7 @@ func TestKubernetesManifestsRun(t *testing.T) {
 			switch {
 			case strings.HasPrefix(c.Image, "gatehouse:"):
 				procEnv = append(procEnv, cloud...)
+				procEnv = append(procEnv, fx.env...)
 				argv = append([]string{bin}, c.Command...) // the image's entrypoint is the binary
 				if len(c.Command) > 0 {
 					argv = append([]string{bin}, c.Command[1:]...)
@@ -229,16 +253,33 @@ func TestKubernetesManifestsRun(t *testing.T) {
 					return s
 				}
 			case strings.HasPrefix(c.Image, "redis:"):
-				argv = []string{testenv.RedisBinary(t)}
-				for _, a := range c.Args {
-					argv = append(argv, expand(a))
-				}
 				if len(c.Ports) != 1 {
 					t.Fatalf("%s: want one Redis port", name)
 				}
 				rp := ports.port(int(c.Ports[0].ContainerPort))
-				argv = append(argv, "--port", strconv.Itoa(rp), "--bind", "127.0.0.1", "--dir", home)
-				probeBin = func(s string) string { return s }
+				// The manifest's args with its port (plaintext or TLS) on loopback.
+				argv = []string{testenv.RedisBinary(t)}
+				hasPort := false
+				for i, a := range c.Args {
+					a = expand(a)
+					if i > 0 && (c.Args[i-1] == "--port" || c.Args[i-1] == "--tls-port") && a == strconv.Itoa(int(c.Ports[0].ContainerPort)) {
+						a, hasPort = strconv.Itoa(rp), true
+					}
+					for mp, dir := range paths {
+						a = strings.ReplaceAll(a, mp, dir)
+					}
+					argv = append(argv, a)
+				}
+				if !hasPort {
+					argv = append(argv, "--port", strconv.Itoa(rp))
+				}
+				argv = append(argv, "--bind", "127.0.0.1", "--dir", home)
+				probeBin = func(s string) string {
+					for mp, dir := range paths {
+						s = strings.ReplaceAll(s, mp, dir)
+					}
+					return s
+				}
 				if c.ReadinessProbe != nil && c.ReadinessProbe.Exec != nil && c.ReadinessProbe.Exec.Command[0] == "redis-cli" {
 					cmd := c.ReadinessProbe.Exec.Command
 					c.ReadinessProbe.Exec.Command = append([]string{cmd[0], "-p", strconv.Itoa(rp)}, cmd[1:]...)
@@ -255,7 +296,7 @@ func TestKubernetesManifestsRun(t *testing.T) {
 				case p.Exec != nil:
 					cmd := []string{probeBin(p.Exec.Command[0])}
 					for _, a := range p.Exec.Command[1:] {
-						cmd = append(cmd, local(a))
+						cmd = append(cmd, probeBin(local(a)))
 					}
 					r.probe = append(r.probe, probe{what: what, argv: cmd, env: procEnv})
 				case p.HTTPGet != nil:
@@ -303,15 +344,23 @@ func TestKubernetesManifestsRun(t *testing.T) {
 	probed := probeInBackground(t, ctx, rest, logs, 4*time.Minute)
 	defer probed()
 
+	if envoyTLSDir == "" {
+		t.Fatal("the Envoy container mounts no /etc/gatehouse/tls (its node certificate)")
+	}
 	redisAddr := ports.addr(6379)
+	redisTLS := []string{"--tls", "--cacert", pki.CAFile} // the manifests' Redis speaks TLS only
 	driveFlow(t, ctx, deployed{
-		broker: "http://" + ports.addr(8080), brokerUser: "platform", brokerPassword: brokerPassword,
+		broker: "https://" + ports.addr(8080), brokerUser: "platform", brokerPassword: brokerPassword,
 		xds:      ports.addr(18000),
-		queryAPI: "http://" + ports.addr(9003), queryToken: queryToken,
+		queryAPI: "https://" + ports.addr(9003), queryToken: queryToken,
 		nodeGroup: "us-east-1",
 		sidecar:   ports.remap,
+		pki:       pki,
+		fx:        fx,
+		envoy: tlsconfig.Client{CAFile: filepath.Join(envoyTLSDir, "ca.crt"),
+			CertFile: filepath.Join(envoyTLSDir, "node.crt"), KeyFile: filepath.Join(envoyTLSDir, "node.key")},
 		counters: func() int {
-			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strings.TrimPrefix(redisAddr, "127.0.0.1:"), "--no-auth-warning", "-a", redisPassword, "DBSIZE").CombinedOutput()
+			out, err := exec.Command("redis-cli", append(redisTLS, "-h", "127.0.0.1", "-p", strings.TrimPrefix(redisAddr, "127.0.0.1:"), "--no-auth-warning", "-a", redisPassword, "DBSIZE")...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("redis-cli DBSIZE: %v %s", err, out)
 			}
@@ -320,7 +369,14 @@ func TestKubernetesManifestsRun(t *testing.T) {
 		},
 	})
 	// The manifests' Redis requires its password.
-	if out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strings.TrimPrefix(redisAddr, "127.0.0.1:"), "DBSIZE").CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
+	if out, _ := exec.Command("redis-cli", append(redisTLS, "-h", "127.0.0.1", "-p", strings.TrimPrefix(redisAddr, "127.0.0.1:"), "DBSIZE")...).CombinedOutput(); !strings.Contains(string(out), "NOAUTH") {
 		t.Errorf("Redis answered without AUTH: %s", out)
+	}
+	// ... and has no plaintext port.
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	out, _ := exec.CommandContext(pctx, "redis-cli", "-h", "127.0.0.1", "-p", strings.TrimPrefix(redisAddr, "127.0.0.1:"), "--no-auth-warning", "-a", redisPassword, "DBSIZE").CombinedOutput()
+	if _, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil {
+		t.Errorf("Redis answered a plaintext client: %s", out)
 	}
 }

@@ -8,8 +8,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,14 +27,111 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/dev"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
+
+// fixtures are the test's own demo IdP and echo upstream (on loopback),
+// the petstore spec pointing at them, and env: what the tests add to the
+// environment of an artifact's gatehouse roles so that those fixtures are
+// allowed, never for the artifact's behaviour. Test-only overrides, set by
+// no shipped artifact: the IdP serves its JWKS over plain http on
+// 127.0.0.1, which the authz sidecar's JWKS fetch guard refuses unless
+// --jwks-allow names it; the echo upstream is on loopback, which the
+// upstream policy refuses unless --upstream-allow names it.
+type fixtures struct {
+	idp      *dev.IdP
+	specDir  string
+	echoAddr string
+	env      []string
+}
+
+func demoFixtures(t *testing.T) *fixtures {
+	t.Helper()
+	idp, idpAddr, echoAddr, dir := demoUpstreams(t)
+	return &fixtures{idp: idp, specDir: dir, echoAddr: echoAddr, env: []string{
+		"GATEHOUSE_AUTHZ_JWKS_ALLOW=" + idpAddr,
+		"GATEHOUSE_BROKER_UPSTREAM_ALLOW=" + echoAddr,
+		"GATEHOUSE_WORKER_UPSTREAM_ALLOW=" + echoAddr,
+		"GATEHOUSE_CONTROLPLANE_UPSTREAM_ALLOW=" + echoAddr,
+	}}
+}
+
+// deployPKI is the internal CA of a deployment and the certificates the
+// artifact mounts, minted the way docs/DEPLOY.md says: `gatehouse certs
+// ca|server|node` run with the binary under test.
+type deployPKI struct {
+	t           *testing.T
+	bin, dir    string
+	CAFile, key string
+}
+
+func mintPKI(t *testing.T, bin string) *deployPKI {
+	t.Helper()
+	p := &deployPKI{t: t, bin: bin, dir: t.TempDir()}
+	p.run("ca", "--name", "gatehouse deploy-test CA", "--out-dir", p.dir)
+	p.CAFile, p.key = filepath.Join(p.dir, "ca.crt"), filepath.Join(p.dir, "ca.key")
+	return p
+}
+
+func (p *deployPKI) run(args ...string) {
+	p.t.Helper()
+	cmd := exec.Command(p.bin, append([]string{"certs"}, args...)...)
+	cmd.Env = baseEnv(p.dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		p.t.Fatalf("gatehouse certs %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// server issues a server certificate for hosts; it returns the files.
+func (p *deployPKI) server(name string, hosts ...string) (crt, key string) {
+	p.t.Helper()
+	args := []string{"server", "--ca-cert", p.CAFile, "--ca-key", p.key, "--name", name, "--out-dir", p.dir}
+	for _, h := range hosts {
+		args = append(args, "--host", h)
+	}
+	p.run(args...)
+	return filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
+}
+
+// node issues a node certificate of group; it returns the files.
+func (p *deployPKI) node(name, group string) (crt, key string) {
+	p.t.Helper()
+	p.run("node", "--ca-cert", p.CAFile, "--ca-key", p.key, "--name", name, "--group", group, "--out-dir", p.dir)
+	return filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
+}
+
+// read is a file's content (what a Secret or secret file holds).
+func (p *deployPKI) read(file string) string {
+	p.t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// httpsClient trusts the deployment's CA only.
+func (p *deployPKI) httpsClient() *http.Client {
+	p.t.Helper()
+	pool, err := tlsconfig.LoadPool(p.CAFile)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}}}
+}
 
 var (
 	gatehouseBinOnce sync.Once
@@ -291,11 +391,14 @@ type deployed struct {
 	sidecar                            func(addr string) string // Envoy's view of a sidecar address → where the test reaches it
 	counters                           func() int               // keys in the shared Redis
 	noJWKS                             bool                     // the sidecars cannot reach the test's loopback IdP
+	pki                                *deployPKI               // the deployment's internal CA
+	fx                                 *fixtures                // the test's IdP, upstream and spec
+	envoy                              tlsconfig.Client         // the files the artifact gives its Envoy (CA, node certificate of nodeGroup)
 }
 
 // demoUpstreams starts the demo IdP (JWKS) and echo upstream on loopback
 // and writes the example petstore spec pointing at them into a directory.
-func demoUpstreams(t *testing.T) (*dev.IdP, string) {
+func demoUpstreams(t *testing.T) (idp *dev.IdP, idpAddr, echoAddr, dir string) {
 	t.Helper()
 	idp, err := dev.LoadIdP(t.TempDir())
 	if err != nil {
@@ -309,13 +412,17 @@ func demoUpstreams(t *testing.T) (*dev.IdP, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.ReplaceAll(string(b), "127.0.0.1:9081", strings.TrimPrefix(idpSrv.URL, "http://"))
-	s = strings.ReplaceAll(s, "127.0.0.1:9080", strings.TrimPrefix(echo.URL, "http://"))
-	dir := t.TempDir()
+	idpAddr, echoAddr = strings.TrimPrefix(idpSrv.URL, "http://"), strings.TrimPrefix(echo.URL, "http://")
+	if !strings.Contains(string(b), "127.0.0.1:9081") || !strings.Contains(string(b), dev.DemoUpstream) {
+		t.Fatalf("deploy/examples/petstore.yaml names neither the demo IdP 127.0.0.1:9081 nor the demo upstream %s", dev.DemoUpstream)
+	}
+	s := strings.ReplaceAll(string(b), "127.0.0.1:9081", idpAddr)
+	s = strings.ReplaceAll(s, dev.DemoUpstream, echoAddr)
+	dir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "petstore.yaml"), []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return idp, dir
+	return idp, idpAddr, echoAddr, dir
 }
 
 // driveFlow is the end-to-end flow against a deployment: provision the
@@ -324,10 +431,14 @@ func demoUpstreams(t *testing.T) (*dev.IdP, string) {
 // (counters land in the deployment's Redis), ALS, and query the log.
 func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 	t.Helper()
-	idp, specDir := demoUpstreams(t)
+	idp, specDir := d.fx.idp, d.fx.specDir
+	if !strings.HasPrefix(d.broker, "https://") || !strings.HasPrefix(d.queryAPI, "https://") {
+		t.Fatalf("the broker (%s) and the query API (%s) must be served over HTTPS", d.broker, d.queryAPI)
+	}
+	https := d.pki.httpsClient()
 	osb := &osbclient.Client{BaseURL: d.broker, Username: d.brokerUser, Password: d.brokerPassword,
-		Identity: "gatehouse " + base64.StdEncoding.EncodeToString([]byte(`{"user":"deploy-test"}`))}
-	docs, err := spec.Load(specDir)
+		Identity: "gatehouse " + base64.StdEncoding.EncodeToString([]byte(`{"user":"deploy-test"}`)), HTTP: https}
+	docs, err := spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: spec.MustParseUpstreamAllow(d.fx.echoAddr)}}.Load(specDir)
 	if err != nil || len(docs) != 1 {
 		t.Fatalf("petstore spec: %v", err)
 	}
@@ -347,7 +458,10 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 	}
 
 	s := &suite{t: t, idp: idp, osb: osb, ep: dev.Endpoints{AccessLogAPI: d.queryAPI, AccessLogToken: d.queryToken, NodeGroup: d.nodeGroup}}
-	s.node = startEnvoyNode(t, ctx, d.xds, grpc.WithTransportCredentials(insecure.NewCredentials()), "deploy-test-envoy", d.nodeGroup)
+	// The Envoy stand-in speaks mutual TLS with the artifact's node
+	// certificate, to xDS and to the sidecars, as the bootstrap says.
+	envoyCreds := clientTLS(t, d.envoy)
+	s.node = startEnvoyNode(t, ctx, d.xds, envoyCreds, "deploy-test-envoy", d.nodeGroup)
 	cfg := s.node.waitFor(t, 60*time.Second, "listener, routes, clusters and endpoints", func(c nodeConfig) bool {
 		rc := c.Routes["gatehouse_routes"]
 		return c.Listeners["gatehouse_http"] != nil && rc != nil && selectVirtualHost(rc, petstore) != nil &&
@@ -363,9 +477,21 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 		}
 		sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
 		a := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
-		remap[a] = d.sidecar(a)
+		target := d.sidecar(a)
+		remap[a] = target
+		// The sidecar refuses a client without a certificate.
+		plain, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := healthpb.NewHealthClient(plain).Check(cctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+			t.Errorf("sidecar %s (%s) answered a plaintext client: %v", cluster, target, err)
+		}
 	}
-	s.openDoor(grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+	s.openDoor(envoyCreds, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 		if to, ok := remap[a]; ok {
 			a = to
 		}
@@ -413,9 +539,66 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 		})
 	}
 
-	// The log of the allowed request, through ALS and the query API.
+	// The log of the allowed request, through ALS and the query API (HTTPS).
 	waitUntil(t, 60*time.Second, "log record of the allowed request", func() bool {
-		recs := s.queryLogs(ctx, url.Values{"request_id": {allowed.RequestID}, "since": {"1h"}})
+		recs := queryLogsHTTPS(t, ctx, https, d, url.Values{"request_id": {allowed.RequestID}, "since": {"1h"}})
 		return len(recs) == 1 && recs[0].Status == 200 && recs[0].APIKeyID == creds.APIKeyID
 	})
+	checkXDSRefused(t, ctx, d)
+}
+
+// checkXDSRefused: the deployment's xDS port refuses a plaintext client
+// and a TLS client without a certificate (the connection fails), and a
+// node certificate of another group asking for this group's config is
+// refused with PermissionDenied.
+func checkXDSRefused(t *testing.T, ctx context.Context, d deployed) {
+	t.Helper()
+	ads := func(creds grpc.DialOption, id string) error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		conn, err := grpc.NewClient(d.xds, creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err == nil {
+			_ = st.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id, Cluster: d.nodeGroup}, TypeUrl: resource.ClusterType})
+			_, err = st.Recv()
+		}
+		return err
+	}
+	if err := ads(grpc.WithTransportCredentials(insecure.NewCredentials()), "plaintext-intruder"); status.Code(err) != codes.Unavailable {
+		t.Errorf("xDS, plaintext client: %v, want the connection refused", err)
+	}
+	if err := ads(clientTLS(t, tlsconfig.Client{CAFile: d.envoy.CAFile}), "certless-intruder"); status.Code(err) != codes.Unavailable {
+		t.Errorf("xDS, TLS without a client certificate: %v, want the connection refused", err)
+	}
+	crt, key := d.pki.node("other-group-intruder", "other-group")
+	if err := ads(clientTLS(t, tlsconfig.Client{CAFile: d.pki.CAFile, CertFile: crt, KeyFile: key}), "other-group-intruder"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("xDS, a node certificate of another group asking for %s: %v, want PermissionDenied", d.nodeGroup, err)
+	}
+}
+
+// queryLogsHTTPS asks the deployment's query API (HTTPS, bearer token).
+func queryLogsHTTPS(t *testing.T, ctx context.Context, hc *http.Client, d deployed, q url.Values) []logRecord {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", d.queryAPI+"/v1/logs?"+q.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+d.queryToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/logs?%s: %d %s", q.Encode(), resp.StatusCode, body)
+	}
+	var page struct {
+		Records []logRecord `json:"records"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatalf("decoding /v1/logs: %v\n%s", err, body)
+	}
+	return page.Records
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // unit is what the test reads from a systemd unit file.
@@ -112,21 +113,56 @@ func TestSystemdUnitsRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin := gatehouseBinary(t)
+	fx := demoFixtures(t)
 	ports := newPortMap(t)
+	redisPassword := "redis-pw-" + strconv.Itoa(os.Getpid())
 	redis := testenv.StartRedis(t)
 	ports.set(6379, redis.Port)
+	// The host's Redis requires a password (ratelimit.env's password file).
+	if out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(redis.Port), "CONFIG", "SET", "requirepass", redisPassword).CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("redis-cli CONFIG SET requirepass: %v %s", err, out)
+	}
 
 	scratch := t.TempDir()
 	etc, state := filepath.Join(scratch, "etc/gatehouse"), filepath.Join(scratch, "var/lib/gatehouse")
 	if err := os.MkdirAll(etc, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	brokerPassword, queryToken := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-"+strconv.Itoa(os.Getpid())
-	for name, content := range map[string]string{"broker-password": brokerPassword, "accesslog-tokens": queryToken + "\n"} {
-		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o600); err != nil {
+	brokerPassword, queryToken := "broker-pw-"+strconv.Itoa(os.Getpid()), "query-token-of-the-deploy-test-"+strconv.Itoa(os.Getpid())
+	for name, content := range map[string]string{"broker-password": brokerPassword, "accesslog-tokens": queryToken + "\n", "redis-password": redisPassword} {
+		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o640); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// /etc/gatehouse/tls as docs/DEPLOY.md mints it with `gatehouse certs`
+	// (keys 0640 root:gatehouse, certificates 0644). The host's name is
+	// 127.0.0.1 here.
+	pki := mintPKI(t, bin)
+	tlsDir := filepath.Join(etc, "tls")
+	if err := os.MkdirAll(tlsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	install := func(name, crt, key string) {
+		for dst, src := range map[string]string{name + ".crt": crt, name + ".key": key} {
+			if src == "" {
+				continue
+			}
+			mode := os.FileMode(0o644)
+			if strings.HasSuffix(dst, ".key") {
+				mode = 0o640
+			}
+			if err := os.WriteFile(filepath.Join(tlsDir, dst), []byte(pki.read(src)), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install("ca", pki.CAFile, "")
+	c, k := pki.server("controlplane", "127.0.0.1", "localhost")
+	install("controlplane", c, k)
+	c, k = pki.server("broker", "127.0.0.1", "localhost")
+	install("broker", c, k)
+	c, k = pki.server("sidecar", "127.0.0.1", "localhost")
+	install("sidecar", c, k)
 	local := func(s string) string {
 		s = strings.ReplaceAll(s, "/etc/gatehouse", etc)
 		s = strings.ReplaceAll(s, "/var/lib/gatehouse", state)
@@ -145,7 +181,7 @@ func TestSystemdUnitsRun(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		env := baseEnv(t.TempDir())
+		env := append(baseEnv(t.TempDir()), fx.env...)
 		var adminAddr string
 		f, err := os.Open(filepath.Join("../deploy/systemd/env", r+".env"))
 		if err != nil {
@@ -178,12 +214,18 @@ func TestSystemdUnitsRun(t *testing.T) {
 		if dir == "" {
 			dir = t.TempDir()
 		}
+		check := []string{bin, "healthcheck", "http://" + adminAddr + "/readyz"}
+		if r == "accesslog" { // its /readyz is on the query API, HTTPS
+			check = []string{bin, "healthcheck", "--ca-file", filepath.Join(tlsDir, "ca.crt"), "https://" + adminAddr + "/readyz"}
+		}
 		roles = append(roles, role{name: r, argv: argv, env: env, dir: dir,
-			probe: []probe{{what: "readiness", argv: []string{bin, "healthcheck", "http://" + adminAddr + "/readyz"}, env: env}}})
+			probe: []probe{{what: "readiness", argv: check, env: env}}})
 	}
 	if len(groups) != 3 {
 		t.Fatalf("%d sidecar environment files set a node group (%v), want authz, ratelimit and accesslog", len(groups), groups)
 	}
+	c, k = pki.node("node", groups[0])
+	install("node", c, k)
 
 	logs := map[string]*lockedBuffer{}
 	for _, r := range roles {
@@ -201,13 +243,17 @@ func TestSystemdUnitsRun(t *testing.T) {
 	defer probed()
 
 	driveFlow(t, ctx, deployed{
-		broker: "http://" + ports.addr(8080), brokerUser: "platform", brokerPassword: brokerPassword,
+		broker: "https://" + ports.addr(8080), brokerUser: "platform", brokerPassword: brokerPassword,
 		xds:      ports.addr(18000),
-		queryAPI: "http://" + ports.addr(9003), queryToken: queryToken,
+		queryAPI: "https://" + ports.addr(9003), queryToken: queryToken,
 		nodeGroup: groups[0],
 		sidecar:   ports.remap,
+		pki:       pki,
+		fx:        fx,
+		// Envoy's bootstrap names the same files (gatehouse bootstrap --xds-*-file).
+		envoy: tlsconfig.Client{CAFile: filepath.Join(tlsDir, "ca.crt"), CertFile: filepath.Join(tlsDir, "node.crt"), KeyFile: filepath.Join(tlsDir, "node.key")},
 		counters: func() int {
-			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(redis.Port), "DBSIZE").CombinedOutput()
+			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(redis.Port), "--no-auth-warning", "-a", redisPassword, "DBSIZE").CombinedOutput()
 			if err != nil {
 				t.Fatalf("redis-cli DBSIZE: %v %s", err, out)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
 // newHealthcheckCmd is the probe of container images that ship no curl:
@@ -19,6 +22,7 @@ func newHealthcheckCmd() *cobra.Command {
 	var (
 		timeout time.Duration
 		raw     string
+		caFile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "healthcheck [URL]",
@@ -44,7 +48,16 @@ func newHealthcheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+			hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			if caFile != "" {
+				// An https port of a role serving the internal CA's certificate.
+				pool, err := tlsconfig.LoadPool(caFile)
+				if err != nil {
+					return fmt.Errorf("healthcheck: --ca-file: %w", err)
+				}
+				hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}}
+			}
+			resp, err := hc.Do(req)
 			if err != nil {
 				return fmt.Errorf("healthcheck %s: %w", u.Redacted(), err)
 			}
@@ -58,6 +71,7 @@ func newHealthcheckCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&raw, "url", "", "URL to check when none is given as an argument")
+	cmd.Flags().StringVar(&caFile, "ca-file", "", "PEM CA bundle an https URL's certificate is verified against (default: system roots)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	return cmd
 }
