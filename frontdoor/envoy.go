@@ -20,7 +20,6 @@ import (
 	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
@@ -68,35 +67,6 @@ func HCMOf(l *listenerv3.Listener) (*hcmv3.HttpConnectionManager, error) {
 		}
 	}
 	return nil, fmt.Errorf("listener %s has no HTTP connection manager", l.GetName())
-}
-
-// rateLimitDomain reads the ratelimit filter's domain from the HCM.
-func rateLimitDomain(h *hcmv3.HttpConnectionManager) (string, error) {
-	for _, f := range h.GetHttpFilters() {
-		if f.GetName() != rateLimitFilterName {
-			continue
-		}
-		rl := &ratelimitv3.RateLimit{}
-		if err := f.GetTypedConfig().UnmarshalTo(rl); err != nil {
-			return "", err
-		}
-		return rl.GetDomain(), nil
-	}
-	return "", fmt.Errorf("no ratelimit filter in the HCM")
-}
-
-// rateLimitFailureModeDeny reads the ratelimit filter's failure_mode_deny.
-func rateLimitFailureModeDeny(h *hcmv3.HttpConnectionManager) (bool, error) {
-	for _, f := range h.GetHttpFilters() {
-		if f.GetName() == rateLimitFilterName {
-			rl := &ratelimitv3.RateLimit{}
-			if err := f.GetTypedConfig().UnmarshalTo(rl); err != nil {
-				return false, err
-			}
-			return rl.GetFailureModeDeny(), nil
-		}
-	}
-	return false, fmt.Errorf("no ratelimit filter in the HCM")
 }
 
 // SelectVirtualHost picks the virtual host as Envoy does: exact domain,

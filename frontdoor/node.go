@@ -17,6 +17,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -85,7 +87,7 @@ func (n *Node) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := n.stream(ctx)
-		if ctx.Err() != nil || errors.Is(err, grpc.ErrClientConnClosing) {
+		if ctx.Err() != nil || status.Code(err) == codes.Canceled {
 			return
 		}
 		if time.Since(start) > 5*time.Second {
