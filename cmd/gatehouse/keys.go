@@ -17,7 +17,7 @@ func newKeysCmd() *cobra.Command {
 	var o osbFlags
 	cmd := &cobra.Command{Use: "keys", Short: "Issue and revoke API keys for an EdgeRoute (OSB bindings)"}
 	o.register(cmd)
-	cmd.AddCommand(newKeysCreateCmd(&o), newKeysRevokeCmd(&o))
+	cmd.AddCommand(newKeysCreateCmd(&o), newKeysRevokeCmd(&o), newKeysListCmd(&o))
 	return cmd
 }
 

@@ -77,7 +77,7 @@ func newRoutesCmd() *cobra.Command {
 	var o osbFlags
 	cmd := &cobra.Command{Use: "routes", Short: "Provision EdgeRoutes through the broker (an OSB client for product teams)"}
 	o.register(cmd)
-	cmd.AddCommand(newRoutesApplyCmd(&o), newRoutesStatusCmd(&o), newRoutesDeleteCmd(&o))
+	cmd.AddCommand(newRoutesApplyCmd(&o), newRoutesStatusCmd(&o), newRoutesDeleteCmd(&o), newRoutesListCmd(&o))
 	return cmd
 }
 
@@ -204,7 +204,15 @@ func newRoutesStatusCmd(o *osbFlags) *cobra.Command {
 				if r.State == "failed" {
 					st.LastError = r.Description
 				}
-				if inst, err := c.Instance(cmd.Context(), name); err == nil {
+				// The broker's summary: hosts, and the revision the
+				// control plane reported live.
+				if sum, err := c.Route(cmd.Context(), name); err == nil {
+					st.Hosts, st.LiveRevision = sum.Hosts, sum.LiveRevision
+					if st.LastError == "" {
+						st.LastError = sum.LastError
+					}
+				} else if inst, err := c.Instance(cmd.Context(), name); err == nil {
+					// An older broker without /gatehouse/v1.
 					var sp struct {
 						Spec struct {
 							Hosts []string `json:"hosts"`
@@ -230,11 +238,14 @@ func newRoutesStatusCmd(o *osbFlags) *cobra.Command {
 
 // routeStatus is what a product team needs to know about its route.
 type routeStatus struct {
-	Route     string   `json:"route"`
-	State     string   `json:"state"` // in progress | succeeded | failed | deleted
-	Hosts     []string `json:"hosts,omitempty"`
-	LastError string   `json:"last_error,omitempty"`
-	Detail    string   `json:"detail,omitempty"` // the last operation's description
+	Route string   `json:"route"`
+	State string   `json:"state"` // in progress | succeeded | failed | deleted
+	Hosts []string `json:"hosts,omitempty"`
+	// LiveRevision is the store revision the control plane reported
+	// published (0: none yet).
+	LiveRevision int64  `json:"live_revision"`
+	LastError    string `json:"last_error,omitempty"`
+	Detail       string `json:"detail,omitempty"` // the last operation's description
 }
 
 func renderRouteStatus(w io.Writer, st routeStatus, output string) error {
@@ -253,6 +264,9 @@ func renderRouteStatus(w io.Writer, st routeStatus, output string) error {
 	fmt.Fprintf(w, "%s: %s\n", st.Route, st.State)
 	if len(st.Hosts) > 0 {
 		fmt.Fprintf(w, "hosts:       %s\n", strings.Join(st.Hosts, ", "))
+	}
+	if st.State != "deleted" {
+		fmt.Fprintf(w, "live revision: %s\n", revision(st.LiveRevision))
 	}
 	lastErr := st.LastError
 	if lastErr == "" {
