@@ -37,6 +37,42 @@ func render(w io.Writer, output string, v any, table func() error) error {
 	return fmt.Errorf("--output %q: want table, json or yaml", output)
 }
 
+// opResult is the outcome of one broker operation, for -o json|yaml.
+type opResult struct {
+	Route       string `json:"route"`
+	Key         string `json:"key,omitempty"`
+	Result      string `json:"result"` // accepted, unchanged, refused, succeeded, failed, deleted, revoked, does not exist
+	Operation   string `json:"operation,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// final records an operation's end as finish prints it.
+func (r *opResult) final(f *osbclient.Response) {
+	switch {
+	case f.Code == http.StatusGone && r.Key != "":
+		r.Result = "revoked"
+	case f.Code == http.StatusGone:
+		r.Result = "deleted"
+	default:
+		r.Result, r.Description = f.State, f.Description
+	}
+}
+
+// textOut is where a command's human-readable lines go: stdout for -o
+// table; stderr for json and yaml, whose stdout is the document alone.
+func textOut(cmd *cobra.Command, output string) (io.Writer, io.Writer) {
+	if output == "table" {
+		return cmd.OutOrStdout(), cmd.ErrOrStderr()
+	}
+	return cmd.ErrOrStderr(), cmd.ErrOrStderr()
+}
+
+// renderResults prints the operations' outcomes for -o json|yaml (the
+// table form has printed them line by line already).
+func renderResults(w io.Writer, output string, results []opResult) error {
+	return render(w, output, map[string]any{"results": results}, func() error { return nil })
+}
+
 func checkOutput(output string) error {
 	return render(io.Discard, output, nil, func() error { return nil })
 }

@@ -140,6 +140,14 @@ spec:
 	if code != 0 || !strings.Contains(out, "clipets: unchanged") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
 	}
+	// -o json: stdout is the document alone, the progress lines go to stderr.
+	var results struct {
+		Results []opResult `json:"results"`
+	}
+	out, errOut, code = cli("routes", "apply", "-f", specFile, "-o", "json")
+	if code != 0 || json.Unmarshal([]byte(out), &results) != nil || len(results.Results) != 1 || results.Results[0] != (opResult{Route: "clipets", Result: "unchanged"}) || !strings.Contains(errOut, "clipets: unchanged") {
+		t.Fatalf("apply -o json: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// Without --password-file, against a broker on loopback: the dev data
 	// directory's broker-password is used.
 	devDir := t.TempDir()
@@ -240,6 +248,16 @@ spec:
 	if r, err := osb.BindSync(context.Background(), "clipets", "k2", "partners", nil); err != nil || r.Code != 201 || r.Credentials == nil || !strings.HasPrefix(r.Credentials.APIKey, "gh_") {
 		t.Fatalf("bind without accepts_incomplete: %+v %v", r, err)
 	}
+	// keys create and revoke with -o json.
+	out, errOut, code = cli("keys", "create", "clipets", "--provider", "partners", "--id", "k3", "-o", "json")
+	var cr api.Credentials
+	if code != 0 || json.Unmarshal([]byte(out), &cr) != nil || cr.APIKeyID == "" || !strings.HasPrefix(cr.APIKey, "gh_") || cr.Header != "x-api-key" {
+		t.Fatalf("keys create -o json: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = cli("keys", "revoke", "clipets", "k3", "-o", "json")
+	if code != 0 || json.Unmarshal([]byte(out), &results) != nil || len(results.Results) != 1 || results.Results[0].Result != "revoked" || results.Results[0].Key != "k3" {
+		t.Fatalf("keys revoke -o json: exit %d\n%s\n%s", code, out, errOut)
+	}
 	out, errOut, code = cli("keys", "revoke", "clipets", "k1")
 	if code != 0 || !strings.Contains(out, "clipets/k1: revoked") {
 		t.Fatalf("keys revoke: exit %d\n%s\n%s", code, out, errOut)
@@ -253,8 +271,8 @@ spec:
 		t.Fatalf("apply of a bad spec: exit %d\n%s", code, errOut)
 	}
 
-	out, errOut, code = cli("routes", "delete", "clipets", "--wait")
-	if code != 0 || !strings.Contains(out, "clipets: deleted") {
+	out, errOut, code = cli("routes", "delete", "clipets", "--wait", "-o", "yaml")
+	if code != 0 || !strings.Contains(errOut, "clipets: deleted") || !strings.Contains(out, "result: deleted") || strings.Contains(out, "clipets: deleted") {
 		t.Fatalf("routes delete: exit %d\n%s\n%s", code, out, errOut)
 	}
 	s := s0(t, storePath)
