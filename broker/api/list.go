@@ -25,7 +25,9 @@ type RouteSummary struct {
 	State     string `json:"state"`
 	Operation string `json:"operation,omitempty"` // provision, update, deprovision
 	// LiveRevision is the store revision the control plane last reported
-	// published for this route (0: none reported yet).
+	// published for this route (0: none reported yet, or its last report
+	// was a rejection, then in LastError, while it keeps serving the last
+	// good revision).
 	LiveRevision int64     `json:"live_revision"`
 	PublishedAt  time.Time `json:"published_at,omitzero"`
 	LastError    string    `json:"last_error,omitempty"`
