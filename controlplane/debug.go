@@ -13,13 +13,15 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
-// RegisterDebug adds /debug/nodes, /debug/config and /debug/specs (and
+// RegisterDebug adds /debug/nodes, /debug/config, /debug/specs and
+// POST /debug/explain (and
 // /debug/pprof/ with Config.Pprof) to an admin server, and a readiness check that passes once a version is
 // published.
 func (cp *ControlPlane) RegisterDebug(a *telemetry.Admin) {
 	a.Handle("GET /debug/nodes", http.HandlerFunc(cp.debugNodes))
 	a.Handle("GET /debug/config", http.HandlerFunc(cp.debugConfig))
 	a.Handle("GET /debug/specs", http.HandlerFunc(cp.debugSpecs))
+	a.Handle("POST /debug/explain", http.HandlerFunc(cp.debugExplain))
 	// Profiles, for `make bench-xds` and production triage, only with
 	// --pprof (the admin port binds loopback by default).
 	if cp.cfg.Pprof {

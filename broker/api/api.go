@@ -131,6 +131,7 @@ func (a *API) routes() {
 	h("DELETE /v2/service_instances/{id}/service_bindings/{bid}", a.unbind)
 	h("GET /v2/service_instances/{id}/service_bindings/{bid}", a.getBinding)
 	h("GET /v2/service_instances/{id}/service_bindings/{bid}/last_operation", a.bindingLastOperation)
+	a.listRoutes()
 }
 
 // ServeHTTP applies, in order: Request-Identity echo, basic auth (401),

@@ -72,17 +72,95 @@ type Response struct {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any, ok ...int) (*Response, error) {
+	code, raw, hdr, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, want := range ok {
+		if code == want {
+			r := &Response{Code: code}
+			if len(bytes.TrimSpace(raw)) > 0 {
+				if err := json.Unmarshal(raw, r); err != nil {
+					return nil, fmt.Errorf("%s %s: HTTP %d with a body that is not JSON: %w", method, path, code, err)
+				}
+			}
+			if s := hdr.Get("Retry-After"); s != "" {
+				if d, err := time.ParseDuration(s + "s"); err == nil {
+					r.RetryAfter = d
+				}
+			}
+			return r, nil
+		}
+	}
+	return nil, answerError(method, path, code, raw)
+}
+
+func answerError(method, path string, code int, raw []byte) *Error {
+	e := &Error{Method: method, Path: path, Code: code}
+	var eb struct {
+		Error       string `json:"error"`
+		Description string `json:"description"`
+	}
+	if json.Unmarshal(raw, &eb) == nil {
+		e.Kind, e.Description = eb.Error, eb.Description
+	} else {
+		e.Description = strings.TrimSpace(string(raw))
+	}
+	return e
+}
+
+// getJSON GETs one of the broker's own (non-OSB) endpoints into v.
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	code, raw, _, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return answerError(http.MethodGet, path, code, raw)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("GET %s: HTTP 200 with a body that is not the expected JSON: %w", path, err)
+	}
+	return nil
+}
+
+// Routes lists the broker's EdgeRoutes (GET /gatehouse/v1/instances).
+func (c *Client) Routes(ctx context.Context) ([]api.RouteSummary, error) {
+	var body struct {
+		Routes []api.RouteSummary `json:"routes"`
+	}
+	err := c.getJSON(ctx, "/gatehouse/v1/instances", &body)
+	return body.Routes, err
+}
+
+// Route is one EdgeRoute's summary, with its live revision.
+func (c *Client) Route(ctx context.Context, id string) (api.RouteSummary, error) {
+	var s api.RouteSummary
+	err := c.getJSON(ctx, "/gatehouse/v1/instances/"+url.PathEscape(id), &s)
+	return s, err
+}
+
+// Keys lists an EdgeRoute's API keys (never the keys themselves).
+func (c *Client) Keys(ctx context.Context, id string) ([]api.KeySummary, error) {
+	var body struct {
+		Keys []api.KeySummary `json:"keys"`
+	}
+	err := c.getJSON(ctx, "/gatehouse/v1/instances/"+url.PathEscape(id)+"/bindings", &body)
+	return body.Keys, err
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body any) (int, []byte, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, err
+			return 0, nil, nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
 	if err != nil {
-		return nil, err
+		return 0, nil, nil, err
 	}
 	req.SetBasicAuth(c.Username, c.Password)
 	req.Header.Set("X-Broker-API-Version", "2.17")
@@ -99,40 +177,14 @@ func (c *Client) do(ctx context.Context, method, path string, body any, ok ...in
 	}
 	res, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
-	for _, code := range ok {
-		if res.StatusCode == code {
-			r := &Response{Code: code}
-			if len(bytes.TrimSpace(raw)) > 0 {
-				if err := json.Unmarshal(raw, r); err != nil {
-					return nil, fmt.Errorf("%s %s: HTTP %d with a body that is not JSON: %w", method, path, code, err)
-				}
-			}
-			if s := res.Header.Get("Retry-After"); s != "" {
-				if d, err := time.ParseDuration(s + "s"); err == nil {
-					r.RetryAfter = d
-				}
-			}
-			return r, nil
-		}
-	}
-	e := &Error{Method: method, Path: path, Code: res.StatusCode}
-	var eb struct {
-		Error       string `json:"error"`
-		Description string `json:"description"`
-	}
-	if json.Unmarshal(raw, &eb) == nil {
-		e.Kind, e.Description = eb.Error, eb.Description
-	} else {
-		e.Description = strings.TrimSpace(string(raw))
-	}
-	return nil, e
+	return res.StatusCode, raw, res.Header, nil
 }
 
 func newID() string {

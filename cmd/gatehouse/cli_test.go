@@ -7,9 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
@@ -17,39 +21,85 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
 )
 
-// TestCLIHelpSharedFlags runs every logs subcommand's --help and checks
-// the shared flags and their spellings: one -o, the connection flags, the
-// API's value syntax and the 15m default window of the page.
+// TestCLIHelpSharedFlags runs every subcommand's --help (the table must
+// name each one: a new subcommand without a row fails) and checks the
+// shared flags and their spellings: one -o with the same values, the
+// connection flags of each client family, the API's value syntax and the
+// 15m default window of the page, kebab-case flag names, no second output
+// flag.
 func TestCLIHelpSharedFlags(t *testing.T) {
-	for _, c := range []struct {
-		args    []string
-		outputs string // "" when the command has no -o
+	broker := []string{"--broker-url", "--username", "--password-file", "--data-dir", "--timeout"}
+	logs := []string{"--server", "--token-file", "--data-dir"}
+	cases := map[string]struct {
+		outputs string   // "" when the command has no -o
+		shared  []string // flags every command of its family has
 		filters bool
 	}{
-		{[]string{"logs", "query"}, "table|json|yaml|ndjson|csv", true},
-		{[]string{"logs", "stats"}, "table|json|yaml", true},
-		{[]string{"logs", "export"}, "ndjson|csv", true},
-		{[]string{"logs", "verify"}, "table|json", false},
-		{[]string{"logs", "open"}, "", false},
-		{[]string{"explain"}, "table|json|yaml", false},
-	} {
-		name := strings.Join(c.args, " ")
-		out, errOut, code := run(t, append(c.args, "--help")...)
+		"logs query":     {"table|json|yaml|ndjson|csv", logs, true},
+		"logs stats":     {"table|json|yaml", logs, true},
+		"logs export":    {"ndjson|csv", logs, true},
+		"logs verify":    {"table|json", logs, false},
+		"logs open":      {"", logs, false},
+		"explain":        {"table|json|yaml", []string{"--control-plane", "--spec-dir", "--node-group"}, false},
+		"rollout status": {"table|json|yaml", []string{"--control-plane"}, false},
+		"routes apply":   {"table|json|yaml", broker, false},
+		"routes status":  {"table|json|yaml", broker, false},
+		"routes delete":  {"table|json|yaml", broker, false},
+		"routes list":    {"table|json|yaml", broker, false},
+		"keys create":    {"table|json|yaml", broker, false},
+		"keys revoke":    {"table|json|yaml", broker, false},
+		"keys list":      {"table|json|yaml", broker, false},
+		// Servers and offline tools: no -o.
+		"version": {}, "spec validate": {}, "spec render": {}, "dev": {}, "authz": {}, "accesslog": {},
+		"ratelimit": {}, "controlplane": {}, "bootstrap": {}, "broker": {}, "worker": {}, "certs ca": {},
+		"certs node": {}, "certs server": {}, "healthcheck": {}, "dev token": {}, "ratelimit validate": {},
+		// Groups: their --help shows the family's shared flags.
+		"routes": {"", broker, false}, "keys": {"", broker, false}, "logs": {}, "spec": {}, "certs": {}, "rollout": {},
+	}
+	kebab := regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	seen := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		if !c.HasParent() {
+			return
+		}
+		name := strings.TrimPrefix(c.CommandPath(), "gatehouse ")
+		seen[name] = true
+		want, ok := cases[name]
+		if !ok {
+			t.Errorf("%s: no row in this table (say which shared flags it has)", name)
+			return
+		}
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if !kebab.MatchString(f.Name) {
+				t.Errorf("%s: flag --%s is not kebab-case", name, f.Name)
+			}
+			if f.Shorthand == "o" && f.Name != "output" {
+				t.Errorf("%s: -o is --%s, not --output", name, f.Name)
+			}
+		})
+		out, errOut, code := run(t, append(strings.Fields(name), "--help")...)
 		if code != 0 {
 			t.Fatalf("%s --help: %d %s", name, code, errOut)
 		}
-		for _, want := range []string{"--server", "--token-file", "--data-dir"} {
-			if c.args[0] == "logs" && !strings.Contains(out, want) {
-				t.Errorf("%s: no %s flag", name, want)
+		for _, f := range want.shared {
+			if !strings.Contains(out, f+" ") {
+				t.Errorf("%s: no %s flag", name, f)
 			}
 		}
-		if c.outputs != "" && !strings.Contains(out, "-o, --output string") || c.outputs != "" && !strings.Contains(out, "output: "+c.outputs) {
-			t.Errorf("%s: -o is not %q:\n%s", name, c.outputs, out)
+		if want.outputs != "" && (!strings.Contains(out, "-o, --output string") || !strings.Contains(out, "output: "+want.outputs)) {
+			t.Errorf("%s: -o is not %q:\n%s", name, want.outputs, out)
 		}
-		if strings.Contains(out, "--json") || (strings.Contains(out, "--format") && name != "logs export") {
-			t.Errorf("%s: a second output flag", name)
+		if want.outputs == "" && strings.Contains(out, "--output") {
+			t.Errorf("%s: an -o the table does not expect:\n%s", name, out)
 		}
-		if c.filters {
+		if strings.Contains(out, "--json") || (strings.Contains(out, "--format") && name != "logs export") || strings.Contains(out, "--controlplane-admin ") {
+			t.Errorf("%s: a second spelling of a shared flag:\n%s", name, out)
+		}
+		if want.filters {
 			for _, want := range []string{"(default 15m, as on the page)", "prefix* or !value (API parameter client_ip)", "a class 4xx", "--user-agent", "--rule", "--provider"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("%s: help lacks %q", name, want)
@@ -61,6 +111,12 @@ func TestCLIHelpSharedFlags(t *testing.T) {
 		}
 		if name == "logs stats" && !strings.Contains(out, strings.Join(accesslog.GroupByColumns, ", ")) {
 			t.Errorf("logs stats: --group-by does not list the API's spellings")
+		}
+	}
+	walk(newRootCmd())
+	for name := range cases {
+		if !seen[name] {
+			t.Errorf("%s: in the table but not a subcommand", name)
 		}
 	}
 }

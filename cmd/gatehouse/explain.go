@@ -1,18 +1,24 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/explain"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
@@ -22,6 +28,7 @@ import (
 func newExplainCmd() *cobra.Command {
 	var (
 		specDir, request, group, clientIP string
+		controlPlane                      string
 		headers, jwksAllow                []string
 		asJSON                            bool
 		output                            string
@@ -29,47 +36,28 @@ func newExplainCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "explain",
 		Short: "Explain what happens to one request: matched route, auth requirement, rate-limit descriptors, authz decision",
-		Example: `  gatehouse explain --spec-dir deploy/examples --request 'GET https://petstore.example.com/pets'
-  gatehouse explain --spec-dir deploy/examples --request 'GET https://petstore.example.com/pets' -H 'x-api-key: ...'`,
+		Example: `  gatehouse explain --request 'GET https://petstore.example.com/pets' -H 'x-api-key: ...'   (asks a local gatehouse dev)
+  gatehouse explain --spec-dir deploy/examples --request 'GET https://petstore.example.com/pets'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if specDir == "" || request == "" {
-				return fmt.Errorf("--spec-dir and --request are required")
+			if request == "" {
+				return fmt.Errorf("--request is required, e.g. --request 'GET https://petstore.example.com/pets'")
+			}
+			if specDir != "" && cmd.Flags().Changed("control-plane") {
+				return fmt.Errorf("--spec-dir and --control-plane: pass one (the spec files, or the config a running control plane serves)")
 			}
 			req, err := explain.ParseRequest(request, headers)
 			if err != nil {
 				return err
 			}
 			req.ClientIP = clientIP
-			rev, err := source.ReadPaths(specDir)
-			if err != nil {
-				return err
-			}
-			c, err := compile.New(compile.Options{})
-			if err != nil {
-				return err
-			}
-			res := c.Compile(rev)
-			for _, s := range res.Failed() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "left out (as the control plane would): %v\n", s.Err)
-			}
-			var engine *authz.Engine
-			if len(req.Headers) > 0 {
-				log, err := telemetry.NewLogger(os.Stderr, telemetry.LogConfig{Level: "warn"})
-				if err != nil {
+			var out *explain.Result
+			var served string
+			if specDir == "" {
+				if out, served, err = explainRemote(cmd.Context(), controlPlane, request, headers, group, clientIP); err != nil {
 					return err
 				}
-				allow, err := authn.ParseAllowList(jwksAllow)
-				if err != nil {
-					return fmt.Errorf("--jwks-allow: %w", err)
-				}
-				if engine, err = authz.NewEngine(authz.Options{Log: log, JWKSAllow: allow}); err != nil {
-					return err
-				}
-				defer engine.Close()
-			}
-			out, err := explain.Explain(cmd.Context(), res, group, req, engine)
-			if err != nil {
+			} else if out, err = explainLocal(cmd, specDir, group, req, jwksAllow); err != nil {
 				return err
 			}
 			if asJSON {
@@ -84,13 +72,17 @@ func newExplainCmd() *cobra.Command {
 				return renderYAML(cmd.OutOrStdout(), out)
 			case "table":
 				printExplanation(cmd.OutOrStdout(), req, out)
+				if served != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "config:       %s\n", served)
+				}
 				return nil
 			}
 			return fmt.Errorf("--output %q: want table, json or yaml", output)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&specDir, "spec-dir", "", "directory (or file) of EdgeRoute specs")
+	f.StringVar(&specDir, "spec-dir", "", "directory (or file) of EdgeRoute specs to compile here (instead of asking --control-plane)")
+	f.StringVar(&controlPlane, "control-plane", "http://127.0.0.1:18001", "admin URL of the running control plane whose served config (keys issued by bindings included) explains the request; the default is a local gatehouse dev's")
 	f.StringVar(&request, "request", "", "the request: 'METHOD https://host/path?query'")
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'name: value' (repeatable); credentials here get an authz decision")
 	f.StringVar(&group, "node-group", "default", "node group whose config to use")
@@ -100,6 +92,84 @@ func newExplainCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	_ = f.MarkHidden("json") // the old spelling of -o json
 	return cmd
+}
+
+// explainLocal compiles the specs under specDir as the control plane would.
+func explainLocal(cmd *cobra.Command, specDir, group string, req explain.Request, jwksAllow []string) (*explain.Result, error) {
+	rev, err := source.ReadPaths(specDir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := compile.New(compile.Options{})
+	if err != nil {
+		return nil, err
+	}
+	res := c.Compile(rev)
+	for _, s := range res.Failed() {
+		fmt.Fprintf(cmd.ErrOrStderr(), "left out (as the control plane would): %v\n", s.Err)
+	}
+	var engine *authz.Engine
+	if len(req.Headers) > 0 {
+		log, err := telemetry.NewLogger(os.Stderr, telemetry.LogConfig{Level: "warn"})
+		if err != nil {
+			return nil, err
+		}
+		allow, err := authn.ParseAllowList(jwksAllow)
+		if err != nil {
+			return nil, fmt.Errorf("--jwks-allow: %w", err)
+		}
+		if engine, err = authz.NewEngine(authz.Options{Log: log, JWKSAllow: allow}); err != nil {
+			return nil, err
+		}
+		defer engine.Close()
+	}
+	return explain.Explain(cmd.Context(), res, group, req, engine)
+}
+
+// explainRemote asks a running control plane's admin server (POST
+// /debug/explain) and returns its explanation and which config served it.
+// Credentials in headers go only to a loopback or HTTPS control plane.
+func explainRemote(ctx context.Context, base, request string, headers []string, group, clientIP string) (*explain.Result, string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, "", fmt.Errorf("--control-plane %q: want the admin URL, e.g. http://127.0.0.1:18001", base)
+	}
+	if len(headers) > 0 && u.Scheme != "https" && !isLoopbackURL(base) {
+		return nil, "", fmt.Errorf("--control-plane %q: -H may carry a credential, sent only to a control plane on loopback or over https", base)
+	}
+	body, err := json.Marshal(controlplane.ExplainRequest{Request: request, Headers: headers, NodeGroup: group, ClientIP: clientIP})
+	if err != nil {
+		return nil, "", err
+	}
+	endpoint := strings.TrimRight(base, "/") + "/debug/explain"
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, "", err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(hr)
+	if err != nil {
+		return nil, "", fmt.Errorf("asking the control plane at %s: %w (is gatehouse dev running? or pass --spec-dir DIR to explain against spec files)", base, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the control plane's answer: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(raw))
+		}
+		return nil, "", fmt.Errorf("the control plane at %s answered %d: %s", base, res.StatusCode, e.Error)
+	}
+	var er controlplane.ExplainResponse
+	if err := json.Unmarshal(raw, &er); err != nil || er.Result == nil {
+		return nil, "", fmt.Errorf("the control plane at %s answered 200 without an explanation (%v)", base, err)
+	}
+	return er.Result, fmt.Sprintf("served by the control plane at %s to node group %s, version %s", base, er.NodeGroup, er.Version), nil
 }
 
 func printExplanation(w io.Writer, req explain.Request, out *explain.Result) {

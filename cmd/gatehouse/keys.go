@@ -17,21 +17,23 @@ func newKeysCmd() *cobra.Command {
 	var o osbFlags
 	cmd := &cobra.Command{Use: "keys", Short: "Issue and revoke API keys for an EdgeRoute (OSB bindings)"}
 	o.register(cmd)
-	cmd.AddCommand(newKeysCreateCmd(&o), newKeysRevokeCmd(&o))
+	cmd.AddCommand(newKeysCreateCmd(&o), newKeysRevokeCmd(&o), newKeysListCmd(&o))
 	return cmd
 }
 
 func newKeysCreateCmd(o *osbFlags) *cobra.Command {
 	var (
-		provider string
-		labels   []string
-		id       string
+		provider, id, output string
+		labels               []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create ROUTE --provider P [--label k=v]...",
 		Short: "Create an API key; it is printed once and never stored",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			lm := map[string]string{}
 			for _, l := range labels {
@@ -75,50 +77,62 @@ func newKeysCreateCmd(o *osbFlags) *cobra.Command {
 				return fmt.Errorf("the broker answered %d without credentials", r.Code)
 			}
 			cr := r.Credentials
-			fmt.Fprintf(out, "key id:   %s\n", cr.APIKeyID)
-			if cr.APIKey != "" {
-				fmt.Fprintf(out, "api key:  %s   (shown once; only its SHA-256 is stored)\n", cr.APIKey)
-			}
-			if cr.Header != "" {
-				fmt.Fprintf(out, "header:   %s\n", cr.Header)
-			} else {
-				fmt.Fprintf(out, "query:    %s\n", cr.Query)
-			}
-			fmt.Fprintf(out, "hosts:    %s\n", strings.Join(cr.Hosts, ", "))
-			return nil
+			return render(out, output, cr, func() error {
+				fmt.Fprintf(out, "key id:   %s\n", cr.APIKeyID)
+				if cr.APIKey != "" {
+					fmt.Fprintf(out, "api key:  %s   (shown once; only its SHA-256 is stored)\n", cr.APIKey)
+				}
+				if cr.Header != "" {
+					fmt.Fprintf(out, "header:   %s\n", cr.Header)
+				} else {
+					fmt.Fprintf(out, "query:    %s\n", cr.Query)
+				}
+				fmt.Fprintf(out, "hosts:    %s\n", strings.Join(cr.Hosts, ", "))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&provider, "provider", "", "the EdgeRoute's apiKeys provider (required)")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "key label k=v (repeatable)")
 	cmd.Flags().StringVar(&id, "id", "", "key id (default: key-<random>)")
+	outputFlag(cmd, &output)
 	_ = cmd.MarkFlagRequired("provider")
 	return cmd
 }
 
 func newKeysRevokeCmd(o *osbFlags) *cobra.Command {
-	var wait bool
+	var (
+		wait   bool
+		output string
+	)
 	cmd := &cobra.Command{
 		Use:   "revoke ROUTE KEY-ID",
 		Short: "Revoke an API key",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			out, errw := textOut(cmd, output)
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
 			route, id := args[0], args[1]
+			res := opResult{Route: route, Key: id}
 			r, err := c.Unbind(cmd.Context(), route, id)
 			if err != nil {
 				return err
 			}
 			if r.Code == http.StatusGone {
 				fmt.Fprintf(out, "%s/%s: does not exist\n", route, id)
-				return nil
+				res.Result = "does not exist"
+				return renderResults(cmd.OutOrStdout(), output, []opResult{res})
 			}
 			fmt.Fprintf(out, "%s/%s: revocation accepted (operation %s)\n", route, id, r.Operation)
+			res.Result, res.Operation = "accepted", r.Operation
 			if !wait {
-				return nil
+				return renderResults(cmd.OutOrStdout(), output, []opResult{res})
 			}
 			final, err := osbclient.Wait(cmd.Context(), o.timeout, func(ctx context.Context) (*osbclient.Response, error) {
 				return c.BindingLastOperation(ctx, route, id, r.Operation)
@@ -126,13 +140,19 @@ func newKeysRevokeCmd(o *osbFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			res.final(final)
 			if final.Code == http.StatusGone {
 				fmt.Fprintf(out, "%s/%s: revoked\n", route, id)
-				return nil
+			} else {
+				err = finish(out, errw, route+"/"+id, final)
 			}
-			return finish(out, errw, route+"/"+id, final)
+			if rerr := renderResults(cmd.OutOrStdout(), output, []opResult{res}); rerr != nil {
+				return rerr
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the revocation is live")
+	outputFlag(cmd, &output)
 	return cmd
 }

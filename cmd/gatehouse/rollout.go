@@ -19,13 +19,19 @@ func newRolloutCmd() *cobra.Command {
 		Use:   "rollout",
 		Short: "The control plane's staged rollout",
 	}
-	var admin string
+	var admin, output string
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the rollout phase, the candidate version, what each node group is served and the specs left out",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				output = "json"
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			c := &http.Client{Timeout: 10 * time.Second}
 			resp, err := c.Get(strings.TrimRight(admin, "/") + "/debug/specs")
 			if err != nil {
@@ -39,9 +45,16 @@ func newRolloutCmd() *cobra.Command {
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("rollout status: %s/debug/specs: %s", admin, resp.Status)
 			}
-			if asJSON {
+			switch output {
+			case "json":
 				_, err := cmd.OutOrStdout().Write(body)
 				return err
+			case "yaml":
+				var doc any
+				if err := json.Unmarshal(body, &doc); err != nil {
+					return fmt.Errorf("rollout status: decoding %s/debug/specs: %w", admin, err)
+				}
+				return renderYAML(cmd.OutOrStdout(), doc)
 			}
 			var st struct {
 				controlplane.State
@@ -56,8 +69,12 @@ func newRolloutCmd() *cobra.Command {
 			return nil
 		},
 	}
-	status.Flags().StringVar(&admin, "controlplane-admin", "http://127.0.0.1:18001", "the control plane's admin URL (serves /debug/specs)")
+	status.Flags().StringVar(&admin, "control-plane", "http://127.0.0.1:18001", "the control plane's admin URL (serves /debug/specs)")
+	status.Flags().StringVar(&admin, "controlplane-admin", "http://127.0.0.1:18001", "the old spelling of --control-plane")
+	_ = status.Flags().MarkHidden("controlplane-admin")
+	outputFlag(status, &output)
 	status.Flags().BoolVar(&asJSON, "json", false, "print /debug/specs as JSON")
+	_ = status.Flags().MarkHidden("json") // the old spelling of -o json
 	cmd.AddCommand(status)
 	return cmd
 }

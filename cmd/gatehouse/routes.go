@@ -77,21 +77,24 @@ func newRoutesCmd() *cobra.Command {
 	var o osbFlags
 	cmd := &cobra.Command{Use: "routes", Short: "Provision EdgeRoutes through the broker (an OSB client for product teams)"}
 	o.register(cmd)
-	cmd.AddCommand(newRoutesApplyCmd(&o), newRoutesStatusCmd(&o), newRoutesDeleteCmd(&o))
+	cmd.AddCommand(newRoutesApplyCmd(&o), newRoutesStatusCmd(&o), newRoutesDeleteCmd(&o), newRoutesListCmd(&o))
 	return cmd
 }
 
 func newRoutesApplyCmd(o *osbFlags) *cobra.Command {
 	var (
-		file string
-		wait bool
+		file, output string
+		wait         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f SPEC.yaml [--wait]",
 		Short: "Create or update the EdgeRoutes in a file (the instance id is metadata.name)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			out, errw := textOut(cmd, output)
 			data, err := os.ReadFile(file)
 			if err != nil {
 				return err
@@ -115,8 +118,11 @@ func newRoutesApplyCmd(o *osbFlags) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			failed := false
+			var results []opResult
 			for _, d := range docs {
-				if err := applyOne(ctx, c, o, d, wait, out, errw); err != nil {
+				res, err := applyOne(ctx, c, o, d, wait, out, errw)
+				results = append(results, res)
+				if err != nil {
 					var ec exitCode
 					if errors.As(err, &ec) {
 						failed = true
@@ -124,6 +130,9 @@ func newRoutesApplyCmd(o *osbFlags) *cobra.Command {
 					}
 					return err
 				}
+			}
+			if err := renderResults(cmd.OutOrStdout(), output, results); err != nil {
+				return err
 			}
 			if failed {
 				return exitCode(1)
@@ -133,15 +142,17 @@ func newRoutesApplyCmd(o *osbFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "EdgeRoute YAML or JSON file (required)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the route is live (or failed), printing progress")
+	outputFlag(cmd, &output)
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 
-func applyOne(ctx context.Context, c *osbclient.Client, o *osbFlags, d *spec.Document, wait bool, out, errw io.Writer) error {
+func applyOne(ctx context.Context, c *osbclient.Client, o *osbFlags, d *spec.Document, wait bool, out, errw io.Writer) (opResult, error) {
 	name := d.Name()
+	res := opResult{Route: name}
 	body, err := d.EdgeRoute.CanonicalJSON()
 	if err != nil {
-		return err
+		return res, err
 	}
 	r, err := c.Provision(ctx, name, json.RawMessage(body))
 	var oe *osbclient.Error
@@ -151,25 +162,29 @@ func applyOne(ctx context.Context, c *osbclient.Client, o *osbFlags, d *spec.Doc
 	if err != nil {
 		if errors.As(err, &oe) {
 			fmt.Fprintf(errw, "%s: %s\n", name, oe.Error())
-			return exitCode(1)
+			res.Result, res.Description = "refused", oe.Description
+			return res, exitCode(1)
 		}
-		return err
+		return res, err
 	}
 	if r.Code == http.StatusOK {
 		fmt.Fprintf(out, "%s: unchanged\n", name)
-		return nil
+		res.Result = "unchanged"
+		return res, nil
 	}
 	fmt.Fprintf(out, "%s: accepted (operation %s)\n", name, r.Operation)
+	res.Result, res.Operation = "accepted", r.Operation
 	if !wait {
-		return nil
+		return res, nil
 	}
 	final, err := osbclient.Wait(ctx, o.timeout, func(ctx context.Context) (*osbclient.Response, error) {
 		return c.LastOperation(ctx, name, r.Operation)
 	}, progress(out, name))
 	if err != nil {
-		return err
+		return res, err
 	}
-	return finish(out, errw, name, final)
+	res.final(final)
+	return res, finish(out, errw, name, final)
 }
 
 func newRoutesStatusCmd(o *osbFlags) *cobra.Command {
@@ -204,7 +219,15 @@ func newRoutesStatusCmd(o *osbFlags) *cobra.Command {
 				if r.State == "failed" {
 					st.LastError = r.Description
 				}
-				if inst, err := c.Instance(cmd.Context(), name); err == nil {
+				// The broker's summary: hosts, and the revision the
+				// control plane reported live.
+				if sum, err := c.Route(cmd.Context(), name); err == nil {
+					st.Hosts, st.LiveRevision = sum.Hosts, sum.LiveRevision
+					if st.LastError == "" {
+						st.LastError = sum.LastError
+					}
+				} else if inst, err := c.Instance(cmd.Context(), name); err == nil {
+					// An older broker without /gatehouse/v1.
 					var sp struct {
 						Spec struct {
 							Hosts []string `json:"hosts"`
@@ -224,17 +247,20 @@ func newRoutesStatusCmd(o *osbFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table|json|yaml")
+	outputFlag(cmd, &output)
 	return cmd
 }
 
 // routeStatus is what a product team needs to know about its route.
 type routeStatus struct {
-	Route     string   `json:"route"`
-	State     string   `json:"state"` // in progress | succeeded | failed | deleted
-	Hosts     []string `json:"hosts,omitempty"`
-	LastError string   `json:"last_error,omitempty"`
-	Detail    string   `json:"detail,omitempty"` // the last operation's description
+	Route string   `json:"route"`
+	State string   `json:"state"` // in progress | succeeded | failed | deleted
+	Hosts []string `json:"hosts,omitempty"`
+	// LiveRevision is the store revision the control plane reported
+	// published (0: none yet).
+	LiveRevision int64  `json:"live_revision"`
+	LastError    string `json:"last_error,omitempty"`
+	Detail       string `json:"detail,omitempty"` // the last operation's description
 }
 
 func renderRouteStatus(w io.Writer, st routeStatus, output string) error {
@@ -254,6 +280,9 @@ func renderRouteStatus(w io.Writer, st routeStatus, output string) error {
 	if len(st.Hosts) > 0 {
 		fmt.Fprintf(w, "hosts:       %s\n", strings.Join(st.Hosts, ", "))
 	}
+	if st.State != "deleted" {
+		fmt.Fprintf(w, "live revision: %s\n", revision(st.LiveRevision))
+	}
 	lastErr := st.LastError
 	if lastErr == "" {
 		lastErr = "none"
@@ -266,39 +295,54 @@ func renderRouteStatus(w io.Writer, st routeStatus, output string) error {
 }
 
 func newRoutesDeleteCmd(o *osbFlags) *cobra.Command {
-	var wait bool
+	var (
+		wait   bool
+		output string
+	)
 	cmd := &cobra.Command{
 		Use:   "delete NAME [--wait]",
 		Short: "Delete an EdgeRoute",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			out, errw := textOut(cmd, output)
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
 			name := args[0]
+			res := opResult{Route: name}
 			r, err := c.Deprovision(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
 			if r.Code == http.StatusGone {
 				fmt.Fprintf(out, "%s: does not exist\n", name)
-				return nil
+				res.Result = "does not exist"
+				return renderResults(cmd.OutOrStdout(), output, []opResult{res})
 			}
 			fmt.Fprintf(out, "%s: deletion accepted (operation %s)\n", name, r.Operation)
-			if !wait {
-				return nil
-			}
-			final, err := osbclient.Wait(cmd.Context(), o.timeout, func(ctx context.Context) (*osbclient.Response, error) {
-				return c.LastOperation(ctx, name, r.Operation)
-			}, progress(out, name))
-			if err != nil {
+			res.Result, res.Operation = "accepted", r.Operation
+			if wait {
+				final, err := osbclient.Wait(cmd.Context(), o.timeout, func(ctx context.Context) (*osbclient.Response, error) {
+					return c.LastOperation(ctx, name, r.Operation)
+				}, progress(out, name))
+				if err != nil {
+					return err
+				}
+				res.final(final)
+				err = finish(out, errw, name, final)
+				if rerr := renderResults(cmd.OutOrStdout(), output, []opResult{res}); rerr != nil {
+					return rerr
+				}
 				return err
 			}
-			return finish(out, errw, name, final)
+			return renderResults(cmd.OutOrStdout(), output, []opResult{res})
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the deletion is live")
+	outputFlag(cmd, &output)
 	return cmd
 }

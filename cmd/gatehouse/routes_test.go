@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
@@ -65,6 +70,17 @@ func controlPlaneDouble(t *testing.T, path string) {
 		})
 	}()
 	t.Cleanup(func() { cancel(); wg.Wait(); s.Close() })
+}
+
+// s0 opens the route store file through its own handle until the test ends.
+func s0(t *testing.T, path string) *sqlitestore.Store {
+	t.Helper()
+	s, err := sqlitestore.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func TestRoutesAndKeysCLI(t *testing.T) {
@@ -124,6 +140,14 @@ spec:
 	if code != 0 || !strings.Contains(out, "clipets: unchanged") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
 	}
+	// -o json: stdout is the document alone, the progress lines go to stderr.
+	var results struct {
+		Results []opResult `json:"results"`
+	}
+	out, errOut, code = cli("routes", "apply", "-f", specFile, "-o", "json")
+	if code != 0 || json.Unmarshal([]byte(out), &results) != nil || len(results.Results) != 1 || results.Results[0] != (opResult{Route: "clipets", Result: "unchanged"}) || !strings.Contains(errOut, "clipets: unchanged") {
+		t.Fatalf("apply -o json: exit %d\n%s\n%s", code, out, errOut)
+	}
 	// Without --password-file, against a broker on loopback: the dev data
 	// directory's broker-password is used.
 	devDir := t.TempDir()
@@ -149,6 +173,42 @@ spec:
 	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, "hosts:       clipets.example.com") || !strings.Contains(out, "last error:  none") {
 		t.Fatalf("routes status: exit %d\n%s", code, out)
 	}
+	// The live revision is the one the control plane reported published.
+	pub, err := s0(t, storePath).GetPublication(context.Background(), "clipets")
+	if err != nil || pub.Revision == 0 {
+		t.Fatalf("publication: %+v %v", pub, err)
+	}
+	if !strings.Contains(out, fmt.Sprintf("live revision: %d\n", pub.Revision)) {
+		t.Fatalf("routes status lacks the live revision %d:\n%s", pub.Revision, out)
+	}
+	out, _, code = cli("routes", "status", "clipets", "-o", "json")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf(`"live_revision": %d`, pub.Revision)) {
+		t.Fatalf("routes status -o json: exit %d\n%s", code, out)
+	}
+	// routes list over real HTTP: name, state, live revision, hosts.
+	out, errOut, code = cli("routes", "list")
+	if code != 0 || !regexp.MustCompile(fmt.Sprintf(`(?m)^clipets\s+succeeded\s+%d\s+clipets\.example\.com\s+-$`, pub.Revision)).MatchString(out) {
+		t.Fatalf("routes list: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var listed struct {
+		Routes []api.RouteSummary `json:"routes"`
+	}
+	out, _, code = cli("routes", "list", "-o", "json")
+	if code != 0 || json.Unmarshal([]byte(out), &listed) != nil || len(listed.Routes) != 1 || listed.Routes[0].SpecName != "clipets" || listed.Routes[0].LiveRevision != pub.Revision {
+		t.Fatalf("routes list -o json: exit %d\n%s", code, out)
+	}
+	if out, _, code = cli("routes", "list", "-o", "yaml"); code != 0 || !strings.Contains(out, "live_revision: ") {
+		t.Fatalf("routes list -o yaml: exit %d\n%s", code, out)
+	}
+	// The listing sits behind the OSB API's basic auth.
+	if res, err := http.Get("http://" + addr + "/gatehouse/v1/instances"); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /gatehouse/v1/instances without credentials: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	if _, errOut, code = cli("routes", "list", "-o", "xml"); code == 0 || !strings.Contains(errOut, `--output "xml"`) {
+		t.Fatalf("routes list -o xml: exit %d %s", code, errOut)
+	}
 	// An unknown route: a plain answer, no internal service or plan ids.
 	_, errOut, code = cli("routes", "status", "nosuch")
 	if code == 0 || !strings.Contains(errOut, "nosuch: no such EdgeRoute") || strings.Contains(errOut, "service_id") || strings.Contains(errOut, "plan_id") {
@@ -159,6 +219,25 @@ spec:
 	if code != 0 || !strings.Contains(out, "api key:  gh_") || !strings.Contains(out, "header:   x-api-key") {
 		t.Fatalf("keys create: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// keys list: id, provider, labels, created; never the key or its hash.
+	key := out[strings.Index(out, "gh_"):]
+	key = key[:strings.IndexAny(key, " \n")]
+	sum := sha256.Sum256([]byte(key))
+	for _, format := range []string{"table", "json", "yaml"} {
+		out, errOut, code := cli("keys", "list", "clipets", "-o", format)
+		if code != 0 || !strings.Contains(out, "k1") || !strings.Contains(out, "partners") || !strings.Contains(out, "plan") || !strings.Contains(out, "gold") {
+			t.Fatalf("keys list -o %s: exit %d\n%s\n%s", format, code, out, errOut)
+		}
+		if strings.Contains(out, key) || strings.Contains(out, hex.EncodeToString(sum[:])) || strings.Contains(out, "sha256") {
+			t.Fatalf("keys list -o %s shows the key or its hash:\n%s", format, out)
+		}
+		if format == "table" && !regexp.MustCompile(`(?m)^k1\s+partners\s+plan=gold\s+succeeded\s+20\d\d-`).MatchString(out) {
+			t.Fatalf("keys list table:\n%s", out)
+		}
+	}
+	if _, errOut, code := cli("keys", "list", "nosuch"); code == 0 || !strings.Contains(errOut, "nosuch: no such EdgeRoute") {
+		t.Fatalf("keys list nosuch: exit %d %s", code, errOut)
+	}
 	_, errOut, code = cli("keys", "create", "clipets", "--provider", "nope")
 	if code == 0 || !strings.Contains(errOut, `"nope" is not an apiKeys provider`) {
 		t.Fatalf("keys create with an unknown provider: exit %d\n%s", code, errOut)
@@ -168,6 +247,16 @@ spec:
 	osb := &osbclient.Client{BaseURL: "http://" + addr, Username: "ops", Password: "cli-secret"}
 	if r, err := osb.BindSync(context.Background(), "clipets", "k2", "partners", nil); err != nil || r.Code != 201 || r.Credentials == nil || !strings.HasPrefix(r.Credentials.APIKey, "gh_") {
 		t.Fatalf("bind without accepts_incomplete: %+v %v", r, err)
+	}
+	// keys create and revoke with -o json.
+	out, errOut, code = cli("keys", "create", "clipets", "--provider", "partners", "--id", "k3", "-o", "json")
+	var cr api.Credentials
+	if code != 0 || json.Unmarshal([]byte(out), &cr) != nil || cr.APIKeyID == "" || !strings.HasPrefix(cr.APIKey, "gh_") || cr.Header != "x-api-key" {
+		t.Fatalf("keys create -o json: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = cli("keys", "revoke", "clipets", "k3", "-o", "json")
+	if code != 0 || json.Unmarshal([]byte(out), &results) != nil || len(results.Results) != 1 || results.Results[0].Result != "revoked" || results.Results[0].Key != "k3" {
+		t.Fatalf("keys revoke -o json: exit %d\n%s\n%s", code, out, errOut)
 	}
 	out, errOut, code = cli("keys", "revoke", "clipets", "k1")
 	if code != 0 || !strings.Contains(out, "clipets/k1: revoked") {
@@ -182,15 +271,11 @@ spec:
 		t.Fatalf("apply of a bad spec: exit %d\n%s", code, errOut)
 	}
 
-	out, errOut, code = cli("routes", "delete", "clipets", "--wait")
-	if code != 0 || !strings.Contains(out, "clipets: deleted") {
+	out, errOut, code = cli("routes", "delete", "clipets", "--wait", "-o", "yaml")
+	if code != 0 || !strings.Contains(errOut, "clipets: deleted") || !strings.Contains(out, "result: deleted") || strings.Contains(out, "clipets: deleted") {
 		t.Fatalf("routes delete: exit %d\n%s\n%s", code, out, errOut)
 	}
-	s, err := sqlitestore.Open(context.Background(), storePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := s0(t, storePath)
 	if sp, err := s.GetSpec(context.Background(), "clipets"); err != nil || !sp.Deleted {
 		t.Fatalf("after delete the route store has %+v, %v", sp, err)
 	}
