@@ -37,12 +37,12 @@ type Record struct {
 	Headers         string    `json:"headers"`        // kept request headers as a JSON object, secrets masked
 	UpstreamCluster string    `json:"upstream_cluster"`
 	UpstreamHost    string    `json:"upstream_host"`
-	Subject         string    `json:"subject"`   // ext_authz metadata
-	Provider        string    `json:"provider"`  //
-	AuthKind        string    `json:"auth_kind"` // jwt | apiKey | mtls
-	APIKeyID        string    `json:"apikey_id"` //
-	Rule            string    `json:"rule"`      //
-	Decision        string    `json:"decision"`  // allow | deny | shadow-deny
+	Subject         string    `json:"subject"`        // ext_authz metadata
+	Provider        string    `json:"provider"`       //
+	AuthKind        string    `json:"auth_kind"`      // jwt | apiKey | mtls
+	APIKeyID        string    `json:"apikey_id"`      //
+	Rule            string    `json:"rule"`           //
+	Decision        string    `json:"decision"`       // allow | deny | shadow-deny
 	ConfigVersion   string    `json:"config_version"` // the node group's config (xDS) version that served the request
 
 	// Where the record is stored: its batch in the hash chain and its index
