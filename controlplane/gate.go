@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/outcome"
 )
 
@@ -126,20 +127,8 @@ func (cp *ControlPlane) outcomeReported(ctx context.Context, r outcome.Report) b
 		}
 		return good != nil && k.Version == good.GroupVersion(k.NodeGroup)
 	}
-	for _, c := range r.Counts {
-		if !relevant(c.OutcomeKey) {
-			continue
-		}
-		cur := cp.window.counts[c.OutcomeKey]
-		if cur == nil {
-			if len(cp.window.counts) >= maxGateKeys {
-				cp.metrics.outcomesIgnored.Inc()
-				continue
-			}
-			cur = &accesslog.OutcomeCounts{}
-			cp.window.counts[c.OutcomeKey] = cur
-		}
-		cur.Add(c.OutcomeCounts)
+	if full := cp.window.add(r.Counts, relevant); full > 0 {
+		cp.metrics.outcomesIgnored.Add(float64(full))
 	}
 	cmp := cp.compare(st.CanaryGroup, st.CandidateVersion, good)
 	var breach *RouteComparison
@@ -160,14 +149,46 @@ func (cp *ControlPlane) outcomeReported(ctx context.Context, r outcome.Report) b
 	return cp.gateRollback(ctx, st.CanaryGroup, st.CandidateVersion, breach, cmp)
 }
 
+// add counts the relevant keys of a report; it returns how many were
+// left out because the window is full.
+func (w *gateWindow) add(counts []accesslog.Outcome, relevant func(accesslog.OutcomeKey) bool) (full int) {
+	for _, c := range counts {
+		if !relevant(c.OutcomeKey) {
+			continue
+		}
+		cur := w.counts[c.OutcomeKey]
+		if cur == nil {
+			if len(w.counts) >= maxGateKeys {
+				full++
+				continue
+			}
+			cur = &accesslog.OutcomeCounts{}
+			w.counts[c.OutcomeKey] = cur
+		}
+		cur.Add(c.OutcomeCounts)
+	}
+	return full
+}
+
 // compare judges every route the canary served on the candidate, and
 // every route of the candidate's changed specs, against its baseline.
-func (cp *ControlPlane) compare(canary, candidate string, good interface{ GroupVersion(string) string }) []RouteComparison {
-	g := cp.cfg.Gate
+func (cp *ControlPlane) compare(canary, candidate string, good *compile.Result) []RouteComparison {
 	canaryPrev := ""
 	if good != nil {
 		canaryPrev = good.GroupVersion(canary)
 	}
+	var changed []string
+	for _, s := range cp.changedSpecs() {
+		changed = append(changed, s.spec)
+	}
+	return compareWindow(cp.window.counts, cp.cfg.Gate, canary, candidate, canaryPrev, changed)
+}
+
+// compareWindow is the gate's judgement, a pure function of the window:
+// per route, the canary on the candidate against the fleet (or the canary
+// on canaryPrev); changed are the names of the specs the candidate
+// changed (a changed spec without traffic is reported as "<spec>/*").
+func compareWindow(counts map[accesslog.OutcomeKey]*accesslog.OutcomeCounts, g Gate, canary, candidate, canaryPrev string, changed []string) []RouteComparison {
 	type acc struct {
 		canary, fleet, prev accesslog.OutcomeCounts
 	}
@@ -180,7 +201,7 @@ func (cp *ControlPlane) compare(canary, candidate string, good interface{ GroupV
 		}
 		return a
 	}
-	for k, c := range cp.window.counts {
+	for k, c := range counts {
 		switch {
 		case k.NodeGroup == canary && k.Version == candidate:
 			get(k.Route).canary.Add(*c)
@@ -190,17 +211,16 @@ func (cp *ControlPlane) compare(canary, candidate string, good interface{ GroupV
 			get(k.Route).fleet.Add(*c)
 		}
 	}
-	changed := cp.changedSpecs()
 	inChanged := func(route string) bool {
-		return slices.ContainsFunc(changed, func(r report) bool { return strings.HasPrefix(route, r.spec+"/") })
+		return slices.ContainsFunc(changed, func(spec string) bool { return strings.HasPrefix(route, spec+"/") })
 	}
-	for _, s := range changed {
+	for _, spec := range changed {
 		seen := false
 		for r := range routes {
-			seen = seen || strings.HasPrefix(r, s.spec+"/")
+			seen = seen || strings.HasPrefix(r, spec+"/")
 		}
 		if !seen {
-			get(s.spec + "/*") // a changed spec without any traffic
+			get(spec + "/*") // a changed spec without any traffic
 		}
 	}
 	out := make([]RouteComparison, 0, len(routes))
