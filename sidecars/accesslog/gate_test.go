@@ -125,8 +125,11 @@ func TestOutcomeReportsDriveTheGate(t *testing.T) {
 		c.OutcomeInterval = 100 * time.Millisecond
 	})
 	sendAs(t, s.grpcAddr, "envoy-fleet-1", "us-east-1", versioned(100, "petstore/list-pets", v1, 200))
+	breach := time.Now()
 	sendAs(t, s.grpcAddr, "envoy-canary-1", "canary", versioned(30, "petstore/list-pets", v2, 503))
 	waitFor("rollback", func() bool { return cp.State().Rollout.Phase == controlplane.PhaseRolledBack })
+	// For docs/PERFORMANCE.md; not asserted (a loaded machine is slower).
+	t.Logf("breach to rollback: %s (outcome interval 100ms)", time.Since(breach).Round(time.Millisecond))
 	st := cp.State()
 	if !strings.Contains(st.Rollout.Reason, "route petstore/list-pets") || !strings.Contains(st.Rollout.Reason, "5xx rate 100.0% (30/30)") {
 		t.Fatalf("rollback reason = %q", st.Rollout.Reason)
