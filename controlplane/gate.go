@@ -103,9 +103,18 @@ func (cp *ControlPlane) onOutcome(r outcome.Report) {
 	}
 }
 
-// startWindow begins the gate's window for a new candidate.
+// startWindow begins the gate's window for a new candidate, keeping the
+// canary's counts on the last good version gathered before it.
 func (cp *ControlPlane) startWindow(candidate string) {
-	cp.window = gateWindow{candidate: candidate, counts: map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}}
+	counts := map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
+	if good := cp.pub.Good(); good != nil {
+		for k, c := range cp.window.counts {
+			if k.NodeGroup == cp.cfg.CanaryGroup && k.Version == good.GroupVersion(k.NodeGroup) {
+				counts[k] = c
+			}
+		}
+	}
+	cp.window = gateWindow{candidate: candidate, counts: counts}
 }
 
 // outcomeReported adds a report to the window and rolls the canary back
@@ -117,10 +126,23 @@ func (cp *ControlPlane) outcomeReported(ctx context.Context, r outcome.Report) b
 		return false
 	}
 	st := cp.pub.State()
-	if cp.cfg.Gate.Disabled || st.CandidateVersion == "" || cp.window.candidate != st.CandidateVersion {
+	if cp.cfg.Gate.Disabled || cp.cfg.CanaryGroup == "" {
 		return false
 	}
 	good := cp.pub.Good()
+	if st.CandidateVersion == "" || cp.window.candidate != st.CandidateVersion {
+		// Between soaks: keep the canary's traffic on the good version,
+		// the baseline of the next soak where the fleet has none.
+		if good != nil {
+			if cp.window.counts == nil {
+				cp.window.counts = map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
+			}
+			cp.window.add(r.Counts, func(k accesslog.OutcomeKey) bool {
+				return k.NodeGroup == cp.cfg.CanaryGroup && k.Version == good.GroupVersion(k.NodeGroup)
+			})
+		}
+		return false
+	}
 	relevant := func(k accesslog.OutcomeKey) bool {
 		if k.NodeGroup == st.CanaryGroup && k.Version == st.CandidateVersion {
 			return true

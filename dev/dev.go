@@ -71,6 +71,11 @@ type Config struct {
 	// FrontDoorAddr is where the front door listens: an HTTP listener
 	// that plays an Envoy of NodeGroup (package frontdoor); "" for none.
 	FrontDoorAddr string
+	// CanaryGroup, Soak and Gate are the control plane's staged rollout
+	// and health gate (off by default in dev).
+	CanaryGroup string
+	Soak        time.Duration
+	Gate        controlplane.Gate
 
 	Out io.Writer
 	Log *slog.Logger
@@ -196,13 +201,14 @@ func Run(ctx context.Context, c Config) error {
 	var ready readiness
 	g.Go(func() error {
 		return controlplane.Run(gctx, controlplane.Config{
-			Source:   source.NewFeed(st, source.Options{PollInterval: 100 * time.Millisecond, Log: c.Log}),
-			Reporter: source.NewBrokerReporter(st),
-			Compile:  compileOpts,
-			HoldOff:  20 * time.Millisecond,
-			Log:      c.Log,
-			Registry: telemetry.NewRegistry(),
-			TLS:      pki.server(),
+			Source:      source.NewFeed(st, source.Options{PollInterval: 100 * time.Millisecond, Log: c.Log}),
+			Reporter:    source.NewBrokerReporter(st),
+			Compile:     compileOpts,
+			HoldOff:     20 * time.Millisecond,
+			Log:         c.Log,
+			Registry:    telemetry.NewRegistry(),
+			TLS:         pki.server(),
+			CanaryGroup: c.CanaryGroup, Soak: c.Soak, Gate: c.Gate,
 		}, cpListeners)
 	})
 	brokerUp := ready.add()

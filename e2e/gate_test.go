@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+)
+
+// cpRollout reads the control plane's rollout state and one metric.
+func cpRollout(t *testing.T, ctx context.Context, admin string) controlplane.State {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/debug/specs", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st controlplane.State
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func cpMetric(t *testing.T, ctx context.Context, admin, name string) bool {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name+" ") && !strings.HasSuffix(l, " 0") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGateWrongIssuerRollsBackThroughFrontDoor: `gatehouse dev` with its
+// node group as the canary (soak 3s). Alice's requests through the front
+// door succeed on the current version and are reported by the accesslog
+// sidecar; a spec update with a wrong JWT issuer reaches the canary, the
+// same bounded load now gets 401, the control plane compares with the
+// canary's previous traffic and rolls back within the soak: the update's
+// operation fails with a description naming the route and the numbers,
+// and the front door serves 200 again.
+func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg, out := devConfig(t)
+	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
+	cfg.Gate = controlplane.Gate{MinRequests: 10}
+	ep, _ := runDevAsync(t, ctx, cfg, out)
+	var alice bannerCurl
+	for _, c := range bannerCurls(t, out.String()) {
+		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
+			alice = c
+		}
+	}
+	if alice.line == "" {
+		t.Fatalf("no GET curl line with $ALICE in the banner:\n%s", out.String())
+	}
+	load := func(n int, want int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if got := alice.run(t, ctx); got != want {
+				t.Fatalf("request %d: status %d, want %d", i, got, want)
+			}
+		}
+	}
+	load(15, 200)
+	waitUntil(t, 20*time.Second, "an outcome report at the control plane", func() bool {
+		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_outcome_reports_total")
+	})
+
+	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
+	inst, err := osb.Instance(ctx, "petstore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(inst.Parameters), "https://idp.example.com/", "https://idp.example.org/", 1)
+	if changed == string(inst.Parameters) {
+		t.Fatal("the petstore spec has no issuer to change")
+	}
+	upd, err := osb.Update(ctx, "petstore", json.RawMessage(changed))
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	waitUntil(t, 20*time.Second, "the canary soaking the wrong issuer", func() bool {
+		return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
+	})
+	breach := time.Now()
+	// The front door follows the canary's xDS: the wrong issuer answers 401.
+	waitUntil(t, 10*time.Second, "the front door on the candidate", func() bool { return alice.run(t, ctx) == 401 })
+	load(15, 401)
+	var st controlplane.State
+	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
+		st = cpRollout(t, ctx, ep.ControlPlaneAdmin)
+		return st.Rollout.Phase == controlplane.PhaseRolledBack
+	})
+	t.Logf("wrong issuer load to rollback: %s", time.Since(breach).Round(time.Millisecond))
+	for _, want := range []string{"health gate", "route petstore/list-pets", "auth-deny rate 100.0%", "canary_previous"} {
+		if !strings.Contains(st.Rollout.Reason, want) {
+			t.Errorf("rollback reason %q lacks %q", st.Rollout.Reason, want)
+		}
+	}
+	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.LastOperation(ctx, "petstore", upd.Operation)
+	})
+	if final.State != "failed" || !strings.Contains(final.Description, "route petstore/list-pets") {
+		t.Errorf("update ended %s: %q, want failed naming the route", final.State, final.Description)
+	}
+	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
+}
