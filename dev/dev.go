@@ -76,6 +76,9 @@ type Config struct {
 	CanaryGroup string
 	Soak        time.Duration
 	Gate        controlplane.Gate
+	// UpstreamAllow are upstream addresses specs may use besides the demo
+	// echo server (tests: a closed port).
+	UpstreamAllow []string
 
 	Out io.Writer
 	Log *slog.Logger
@@ -171,7 +174,7 @@ func Run(ctx context.Context, c Config) error {
 		PKI: pki,
 	}
 	// Specs may point at the demo upstream and nothing else on the node.
-	allow, err := spec.ParseUpstreamAllow([]string{c.EchoAddr})
+	allow, err := spec.ParseUpstreamAllow(append([]string{c.EchoAddr}, c.UpstreamAllow...))
 	if err != nil {
 		return fmt.Errorf("dev: demo upstream: %w", err)
 	}

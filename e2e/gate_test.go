@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -121,4 +122,127 @@ func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
 		t.Errorf("update ended %s: %q, want failed naming the route", final.State, final.Description)
 	}
 	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
+}
+
+// TestGateThroughFrontDoor: the other acceptance cases, on one dev suite
+// (its node group is the canary, soak 3s) under bounded load through the
+// front door: a benign change with traffic is promoted healthy; a change
+// to a spec without traffic is promoted unverified; a change pointing the
+// route at a closed port makes the canary answer 5xx and is rolled back
+// within the soak, the reason naming the route.
+func TestGateThroughFrontDoor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	closed := closedPort(t)
+	cfg, out := devConfig(t)
+	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
+	cfg.Gate = controlplane.Gate{MinRequests: 10}
+	cfg.UpstreamAllow = []string{closed}
+	ep, _ := runDevAsync(t, ctx, cfg, out)
+	var alice bannerCurl
+	for _, c := range bannerCurls(t, out.String()) {
+		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
+			alice = c
+		}
+	}
+	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
+	update := func(name, from, to string) *osbclient.Response {
+		t.Helper()
+		inst, err := osb.Instance(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(inst.Parameters), from, to, 1)
+		if changed == string(inst.Parameters) {
+			t.Fatalf("%s: no %q to change", name, from)
+		}
+		upd, err := osb.Update(ctx, name, json.RawMessage(changed))
+		if err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+		waitUntil(t, 20*time.Second, "the canary soaking "+name, func() bool {
+			return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
+		})
+		return upd
+	}
+	promoted := func(upd *osbclient.Response, name string) controlplane.State {
+		t.Helper()
+		final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+			return osb.LastOperation(ctx, name, upd.Operation)
+		})
+		if final.State != "succeeded" {
+			t.Fatalf("update of %s ended %s: %s", name, final.State, final.Description)
+		}
+		return cpRollout(t, ctx, ep.ControlPlaneAdmin)
+	}
+	load := func(n int) (statuses map[int]int) {
+		statuses = map[int]int{}
+		for i := 0; i < n; i++ {
+			statuses[alice.run(t, ctx)]++
+		}
+		return statuses
+	}
+
+	// Benign: one more logged header; traffic keeps its outcomes.
+	upd := update("petstore", `"headers":["user-agent","x-request-id"]`, `"headers":["user-agent","x-request-id","x-trace"]`)
+	if s := load(15); s[200] != 15 {
+		t.Fatalf("benign change: statuses %v", s)
+	}
+	st := promoted(upd, "petstore")
+	if st.Rollout.Verdict != controlplane.VerdictHealthy {
+		t.Errorf("benign change: gate verdict %q (%+v), want healthy", st.Rollout.Verdict, st.Rollout.Routes)
+	}
+
+	// No traffic: a change to the status page nobody calls.
+	upd = update("status-page", `50/second`, `40/second`)
+	st = promoted(upd, "status-page")
+	if st.Rollout.Verdict != controlplane.VerdictUnverified || !strings.Contains(st.Rollout.Reason, "status-page/") {
+		t.Errorf("no-traffic change: rollout %+v, want unverified naming status-page", st.Rollout)
+	}
+
+	// A closed port: the canary answers 5xx; rolled back within the soak.
+	inst, err := osb.Instance(ctx, "petstore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Spec struct {
+			Upstreams []struct {
+				Endpoints []string `json:"endpoints"`
+			} `json:"upstreams"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
+		t.Fatalf("petstore parameters: %v %s", err, inst.Parameters)
+	}
+	upd = update("petstore", `"`+p.Spec.Upstreams[0].Endpoints[0]+`"`, `"`+closed+`"`)
+	breach := time.Now()
+	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return alice.run(t, ctx) >= 500 })
+	load(15)
+	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
+		st = cpRollout(t, ctx, ep.ControlPlaneAdmin)
+		return st.Rollout.Phase == controlplane.PhaseRolledBack
+	})
+	t.Logf("closed port load to rollback: %s", time.Since(breach).Round(time.Millisecond))
+	if !strings.Contains(st.Rollout.Reason, "route petstore/list-pets") || !strings.Contains(st.Rollout.Reason, "5xx rate") {
+		t.Errorf("rollback reason = %q", st.Rollout.Reason)
+	}
+	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.LastOperation(ctx, "petstore", upd.Operation)
+	})
+	if final.State != "failed" || !strings.Contains(final.Description, "route petstore/list-pets") {
+		t.Errorf("closed-port update ended %s: %q", final.State, final.Description)
+	}
+	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
+}
+
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
 }
