@@ -24,6 +24,10 @@ const Mask = "REDACTED"
 // writes and Envoy attaches to ALS entries.
 const ExtAuthzNamespace = "envoy.filters.http.ext_authz"
 
+// ConfigVersionKey is the field of the ext_authz metadata that names the
+// config version that served the request (Record.ConfigVersion).
+const ConfigVersionKey = "config_version"
+
 // Policy turns ALS entries into redacted records under the current spec
 // settings. It is immutable; build a new one when settings change.
 type Policy struct {
@@ -503,6 +507,7 @@ func (p *Policy) common(r *Record, c *alv3.AccessLogCommon) {
 		r.APIKeyID = f["apikey_id"].GetStringValue()
 		r.Rule = f["rule"].GetStringValue()
 		r.Decision = f["decision"].GetStringValue()
+		r.ConfigVersion = f[ConfigVersionKey].GetStringValue()
 	}
 }
 

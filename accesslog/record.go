@@ -37,12 +37,13 @@ type Record struct {
 	Headers         string    `json:"headers"`        // kept request headers as a JSON object, secrets masked
 	UpstreamCluster string    `json:"upstream_cluster"`
 	UpstreamHost    string    `json:"upstream_host"`
-	Subject         string    `json:"subject"`   // ext_authz metadata
-	Provider        string    `json:"provider"`  //
-	AuthKind        string    `json:"auth_kind"` // jwt | apiKey | mtls
-	APIKeyID        string    `json:"apikey_id"` //
-	Rule            string    `json:"rule"`      //
-	Decision        string    `json:"decision"`  // allow | deny | shadow-deny
+	Subject         string    `json:"subject"`        // ext_authz metadata
+	Provider        string    `json:"provider"`       //
+	AuthKind        string    `json:"auth_kind"`      // jwt | apiKey | mtls
+	APIKeyID        string    `json:"apikey_id"`      //
+	Rule            string    `json:"rule"`           //
+	Decision        string    `json:"decision"`       // allow | deny | shadow-deny
+	ConfigVersion   string    `json:"config_version"` // the node group's config (xDS) version that served the request
 
 	// Where the record is stored: its batch in the hash chain and its index
 	// in that batch. Set by the store; not part of the hashed content.
@@ -78,7 +79,7 @@ var Columns = []string{
 	"duration_us", "bytes_in", "bytes_out", "client_ip", "client_port",
 	"tls_version", "tls_sni", "peer_principal", "user_agent", "headers",
 	"upstream_cluster", "upstream_host", "subject", "provider", "auth_kind",
-	"apikey_id", "rule", "decision",
+	"apikey_id", "rule", "decision", "config_version",
 }
 
 // strs lists the string fields in Columns order (minus the non-strings),
@@ -96,9 +97,18 @@ func (r *Record) strs() [24]*string {
 // AppendBinary appends the canonical binary form of r's content (every
 // column, not Batch/Index) to b. The spool and the hash chain both use it,
 // so a stored record hashes the same as the record that was received.
+//
+// A record with a ConfigVersion sets bit 32 of the status varint and
+// carries the version as one more string at the end; a record without one
+// encodes exactly as before the column existed, so spools and hash chains
+// written earlier still decode and verify.
 func (r *Record) AppendBinary(b []byte) []byte {
 	b = binary.AppendVarint(b, r.Time.UnixMilli())
-	b = binary.AppendUvarint(b, uint64(r.Status))
+	st := uint64(r.Status)
+	if r.ConfigVersion != "" {
+		st |= hasConfigVersion
+	}
+	b = binary.AppendUvarint(b, st)
 	b = binary.AppendVarint(b, r.DurationUS)
 	b = binary.AppendUvarint(b, r.BytesIn)
 	b = binary.AppendUvarint(b, r.BytesOut)
@@ -108,8 +118,17 @@ func (r *Record) AppendBinary(b []byte) []byte {
 		b = append(b, *s...)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Decision)))
-	return append(b, r.Decision...)
+	b = append(b, r.Decision...)
+	if r.ConfigVersion != "" {
+		b = binary.AppendUvarint(b, uint64(len(r.ConfigVersion)))
+		b = append(b, r.ConfigVersion...)
+	}
+	return b
 }
+
+// hasConfigVersion is the status-varint bit saying a ConfigVersion string
+// follows Decision (statuses fit in 32 bits).
+const hasConfigVersion = 1 << 32
 
 var errShort = errors.New("truncated record")
 
@@ -166,6 +185,8 @@ func (r *Record) decodeBinary(b []byte, back string) ([]byte, error) {
 	r.BytesIn = next()
 	r.BytesOut = next()
 	port := next()
+	withVersion := st&hasConfigVersion != 0
+	st &^= hasConfigVersion
 	if st > math.MaxUint32 || port > math.MaxUint32 {
 		return b, fmt.Errorf("record: status or port out of range")
 	}
@@ -174,6 +195,10 @@ func (r *Record) decodeBinary(b []byte, back string) ([]byte, error) {
 		*s = str()
 	}
 	r.Decision = str()
+	r.ConfigVersion = ""
+	if withVersion {
+		r.ConfigVersion = str()
+	}
 	if err != nil {
 		return b, fmt.Errorf("record: %w", err)
 	}

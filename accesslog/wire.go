@@ -404,7 +404,7 @@ func (w *wireHTTP) metadata(b []byte) bool {
 
 // authzKeys are the ext_authz metadata fields a Record keeps, in the
 // order of wireHTTP.authz.
-var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision"}
+var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision", ConfigVersionKey}
 
 // valueKinds are the wire types of google.protobuf.Value's oneof members
 // (null_value=1 … list_value=6); a member sent with another wire type is
@@ -578,6 +578,7 @@ func (p *Policy) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Recor
 	}
 	r.Subject, r.Provider, r.AuthKind = d.str(w.authz[0]), d.str(w.authz[1]), d.str(w.authz[2])
 	r.APIKeyID, r.Rule, r.Decision = d.str(w.authz[3]), d.str(w.authz[4]), d.str(w.authz[5])
+	r.ConfigVersion = d.str(w.authz[6])
 	r.RequestID = d.str(w.requestID)
 	r.Authority = d.str(w.authority)
 	if w.method != int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/controlplane/outcome"
 	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
@@ -47,6 +48,9 @@ type Config struct {
 	// a client CA (plaintext on loopback) every node counts as
 	// authenticated.
 	CanaryMinNACKs int
+	// Gate compares the canary's traffic outcomes with the fleet's during
+	// the soak (gate.go); the accesslog sidecars report them.
+	Gate Gate
 	// PublishQuorum is how many connected nodes of each node group must
 	// have ACKed a version before its specs are reported published
 	// (default 1; a group with fewer connected nodes needs all of them,
@@ -89,7 +93,11 @@ type ControlPlane struct {
 	pending   *source.Revision
 	notify    chan struct{}
 	nacks     chan xds.NACK
-	certs     chan struct{}
+	outcomes  chan outcome.Report
+	// window is the health gate's traffic of the soaking candidate
+	// (gate.go); owned by the loop goroutine.
+	window gateWindow
+	certs  chan struct{}
 
 	// lastRev is the last revision compiled (without its deletions);
 	// owned by the loop goroutine.
@@ -140,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	if cfg.CanaryMinNACKs <= 0 {
 		cfg.CanaryMinNACKs = 2
 	}
+	cfg.Gate.defaults()
 	if cfg.MaxNodeGroups <= 0 {
 		cfg.MaxNodeGroups = DefaultMaxNodeGroups
 	}
@@ -163,6 +172,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		reports:  make(chan []report, 64),
 		notify:   make(chan struct{}, 1),
 		nacks:    make(chan xds.NACK, 1024),
+		outcomes: make(chan outcome.Report, 1024),
 		certs:    make(chan struct{}, 1),
 		acks:     ackGate{done: make(chan ackedVersion, 16)},
 	}
@@ -181,7 +191,11 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 }
 
 // RegisterXDS adds the ADS service (SotW and delta) to g.
-func (cp *ControlPlane) RegisterXDS(g *grpc.Server) { cp.xds.Register(g) }
+// It also serves the accesslog sidecars' outcome reports (gate.go).
+func (cp *ControlPlane) RegisterXDS(g *grpc.Server) {
+	cp.xds.Register(g)
+	outcome.Register(g, cp.onOutcome)
+}
 
 // XDS is the xDS server (node status, snapshots).
 func (cp *ControlPlane) XDS() *xds.Server { return cp.xds }
@@ -263,6 +277,10 @@ func (cp *ControlPlane) loop(ctx context.Context) {
 			cp.pendingMu.Unlock()
 			if rev != nil && cp.rebuild(ctx, *rev) {
 				soak.Reset(cp.cfg.Soak)
+			}
+		case r := <-cp.outcomes:
+			if cp.outcomeReported(ctx, r) {
+				soak.Stop()
 			}
 		case n := <-cp.nacks:
 			if cp.canaryRejected(ctx, n) {

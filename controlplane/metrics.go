@@ -12,6 +12,12 @@ type metrics struct {
 	certRefusals   prometheus.Counter
 	groupsDropped  prometheus.Counter
 	canaryNACKs    prometheus.Counter
+
+	outcomeReports  prometheus.Counter
+	outcomesDropped prometheus.Counter
+	outcomesIgnored prometheus.Counter
+	gateRollbacks   prometheus.Counter
+	gatePromotions  *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -45,6 +51,22 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "gatehouse_controlplane_canary_nacks_ignored_total", Help: "NACKs of the canary candidate that did not count toward a rollback (unauthenticated node, or the same node again).",
 		}),
 	}
+	m.outcomeReports = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gatehouse_controlplane_outcome_reports_total", Help: "Traffic outcome reports received from accesslog sidecars.",
+	})
+	m.outcomesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gatehouse_controlplane_outcome_reports_dropped_total", Help: "Outcome reports dropped because the rollout loop was behind.",
+	})
+	m.outcomesIgnored = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gatehouse_controlplane_outcome_reports_ignored_total", Help: "Outcome reports (or keys) not counted: unauthenticated sender under mTLS, or the gate window full.",
+	})
+	m.gateRollbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gatehouse_controlplane_gate_rollbacks_total", Help: "Canary candidates rolled back by the health gate (traffic outcomes, not NACKs).",
+	})
+	m.gatePromotions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_controlplane_gate_promotions_total", Help: "Candidates promoted after the soak, by gate verdict (healthy, unverified).",
+	}, []string{"verdict"})
+	reg.MustRegister(m.outcomeReports, m.outcomesDropped, m.outcomesIgnored, m.gateRollbacks, m.gatePromotions)
 	reg.MustRegister(m.compileSeconds, m.specs, m.nacks, m.nacksDropped, m.reportsDropped, m.reportErrors, m.certRefusals, m.groupsDropped, m.canaryNACKs)
 	return m
 }

@@ -58,6 +58,10 @@ type Rollout struct {
 	Candidate   string    `json:"candidate_version,omitempty"`
 	Since       time.Time `json:"since,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
+	// Routes is the health gate's per-route comparison of the soak (the
+	// current one, or the last one that ended), Verdict its outcome.
+	Routes  []RouteComparison `json:"routes,omitempty"`
+	Verdict string            `json:"verdict,omitempty"`
 }
 
 // State returns a copy of the current state.
@@ -144,6 +148,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 		cp.state.Rollout = prev
 	case soaking:
 		cp.state.Rollout = Rollout{Phase: PhaseSoaking, CanaryGroup: cp.cfg.CanaryGroup, Candidate: res.GroupVersion(cp.cfg.CanaryGroup), Since: cp.cfg.Now()}
+		cp.startWindow(res.GroupVersion(cp.cfg.CanaryGroup))
 	default:
 		cp.state.Rollout = Rollout{Phase: PhaseIdle}
 	}
@@ -236,15 +241,31 @@ func (cp *ControlPlane) promote(ctx context.Context) {
 	if st.CandidateVersion == "" {
 		return
 	}
+	var cmp []RouteComparison
+	verdict, note := "", ""
+	if !cp.cfg.Gate.Disabled && cp.window.candidate == st.CandidateVersion {
+		cmp = cp.compare(st.CanaryGroup, st.CandidateVersion, cp.pub.Good())
+		for i := range cmp {
+			if cmp[i].Verdict == VerdictBreach {
+				cp.gateRollback(ctx, st.CanaryGroup, st.CandidateVersion, &cmp[i], cmp)
+				return
+			}
+		}
+		verdict, note = gateSummary(cmp)
+	}
+	cp.window = gateWindow{}
 	cand := cp.pub.Served(st.CanaryGroup)
 	if err := cp.pub.PublishAll(ctx, cand); err != nil {
 		cp.log.Error("promotion failed; the fleet keeps the last good version", "version", cand.Version, "error", err)
 		return
 	}
 	cp.stateMu.Lock()
-	cp.state.Rollout = Rollout{Phase: PhaseIdle}
+	cp.state.Rollout = Rollout{Phase: PhaseIdle, Candidate: st.CandidateVersion, Routes: cmp, Verdict: verdict, Reason: note}
 	cp.stateMu.Unlock()
-	cp.log.Info("canary soaked without NACK; promoted to the fleet", "version", cand.Version)
+	if verdict != "" {
+		cp.metrics.gatePromotions.WithLabelValues(verdict).Inc()
+	}
+	cp.log.Info("canary soaked without NACK or health-gate breach; promoted to the fleet", "version", cand.Version, "verdict", verdict, "note", note)
 	cp.reportWhenACKed(ctx, cand, append(publishedReports(cand), cp.takeDeleted(cand)...))
 }
 

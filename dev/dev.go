@@ -71,6 +71,14 @@ type Config struct {
 	// FrontDoorAddr is where the front door listens: an HTTP listener
 	// that plays an Envoy of NodeGroup (package frontdoor); "" for none.
 	FrontDoorAddr string
+	// CanaryGroup, Soak and Gate are the control plane's staged rollout
+	// and health gate (off by default in dev).
+	CanaryGroup string
+	Soak        time.Duration
+	Gate        controlplane.Gate
+	// UpstreamAllow are upstream addresses specs may use besides the demo
+	// echo server (tests: a closed port).
+	UpstreamAllow []string
 
 	Out io.Writer
 	Log *slog.Logger
@@ -166,7 +174,7 @@ func Run(ctx context.Context, c Config) error {
 		PKI: pki,
 	}
 	// Specs may point at the demo upstream and nothing else on the node.
-	allow, err := spec.ParseUpstreamAllow([]string{c.EchoAddr})
+	allow, err := spec.ParseUpstreamAllow(append([]string{c.EchoAddr}, c.UpstreamAllow...))
 	if err != nil {
 		return fmt.Errorf("dev: demo upstream: %w", err)
 	}
@@ -196,13 +204,14 @@ func Run(ctx context.Context, c Config) error {
 	var ready readiness
 	g.Go(func() error {
 		return controlplane.Run(gctx, controlplane.Config{
-			Source:   source.NewFeed(st, source.Options{PollInterval: 100 * time.Millisecond, Log: c.Log}),
-			Reporter: source.NewBrokerReporter(st),
-			Compile:  compileOpts,
-			HoldOff:  20 * time.Millisecond,
-			Log:      c.Log,
-			Registry: telemetry.NewRegistry(),
-			TLS:      pki.server(),
+			Source:      source.NewFeed(st, source.Options{PollInterval: 100 * time.Millisecond, Log: c.Log}),
+			Reporter:    source.NewBrokerReporter(st),
+			Compile:     compileOpts,
+			HoldOff:     20 * time.Millisecond,
+			Log:         c.Log,
+			Registry:    telemetry.NewRegistry(),
+			TLS:         pki.server(),
+			CanaryGroup: c.CanaryGroup, Soak: c.Soak, Gate: c.Gate,
 		}, cpListeners)
 	})
 	brokerUp := ready.add()

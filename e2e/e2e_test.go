@@ -230,6 +230,8 @@ type logRecord struct {
 	APIKeyID  string `json:"apikey_id"`
 	Flags     string `json:"response_flags"`
 	Headers   string `json:"headers"`
+	// ConfigVersion is the node group's config version that served it.
+	ConfigVersion string `json:"config_version"`
 }
 
 func (s *suite) queryLogs(ctx context.Context, q url.Values) []logRecord {

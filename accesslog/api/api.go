@@ -523,7 +523,7 @@ func csvRow(r *accesslog.Record) []string {
 		strconv.FormatInt(r.DurationUS, 10), u(r.BytesIn), u(r.BytesOut), r.ClientIP, u(uint64(r.ClientPort)),
 		r.TLSVersion, r.TLSSNI, r.PeerPrincipal, r.UserAgent, r.Headers,
 		r.UpstreamCluster, r.UpstreamHost, r.Subject, r.Provider, r.AuthKind,
-		r.APIKeyID, r.Rule, r.Decision, u(r.Batch), u(uint64(r.Index)),
+		r.APIKeyID, r.Rule, r.Decision, r.ConfigVersion, u(r.Batch), u(uint64(r.Index)),
 	}
 }
 

@@ -85,9 +85,13 @@ const batchesDDL = `CREATE TABLE IF NOT EXISTS batches (seq UInt64, spool_seq UI
 	min_time DateTime, min_ms UInt16, max_time DateTime, max_ms UInt16, prev_hash String, hash String,
 	pruned UInt8, ver UInt64, key_id String, prune_to UInt64) ENGINE = ReplacingMergeTree(ver) ORDER BY seq`
 
-// chainColumns are the batches columns added with the keyed chain; a
-// table created before them gets them on Open.
-var chainColumns = []struct{ name, typ string }{{"key_id", "String"}, {"prune_to", "UInt64"}}
+// addedColumns are the columns added after the first schema (the keyed
+// chain's batches columns, the logs' config_version); a table created
+// before them gets them on Open.
+var addedColumns = []struct{ table, name, typ string }{
+	{"batches", "key_id", "String"}, {"batches", "prune_to", "UInt64"},
+	{"logs", "config_version", "String"},
+}
 
 var insertLogs = "INSERT INTO logs (time, ms, " + strings.Join(accesslog.Columns[1:], ", ") + ", denied, batch, idx)"
 
@@ -139,16 +143,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("%s: creating schema (server %s): %w", where, s.version, err)
 		}
 	}
-	for _, c := range chainColumns {
+	for _, c := range addedColumns {
 		var n uint64
-		if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = 'batches' AND name = ?", c.name).Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = ? AND name = ?", c.table, c.name).Scan(&n); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("%s: reading the batches schema: %w", where, err)
+			return nil, fmt.Errorf("%s: reading the %s schema: %w", where, c.table, err)
 		}
 		if n == 0 {
-			if err := conn.Exec(ctx, "ALTER TABLE batches ADD COLUMN "+c.name+" "+c.typ); err != nil {
+			if err := conn.Exec(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.name+" "+c.typ); err != nil {
 				conn.Close()
-				return nil, fmt.Errorf("%s: adding batches.%s: %w", where, c.name, err)
+				return nil, fmt.Errorf("%s: adding %s.%s: %w", where, c.table, c.name, err)
 			}
 		}
 	}

@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS logs (
 	peer_principal VARCHAR, user_agent VARCHAR, headers VARCHAR,
 	upstream_cluster VARCHAR, upstream_host VARCHAR, subject VARCHAR,
 	provider VARCHAR, auth_kind VARCHAR, apikey_id VARCHAR, rule VARCHAR,
-	decision VARCHAR, denied BOOLEAN, batch UBIGINT NOT NULL, idx UINTEGER NOT NULL,
+	decision VARCHAR, config_version VARCHAR, denied BOOLEAN, batch UBIGINT NOT NULL, idx UINTEGER NOT NULL,
 	client_ip_h UINTEGER, subject_h UINTEGER, request_id_h UINTEGER
 );
 CREATE TABLE IF NOT EXISTS batches (
@@ -155,6 +155,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				db.Close()
 				return nil, fmt.Errorf("duckdb %s: adding %s: %w", cfg.Path, c, err)
 			}
+		}
+		// config_version came later: files written before it gain the
+		// column (NULL in old rows; read back as "").
+		if _, err := db.ExecContext(ctx, "ALTER TABLE logs ADD COLUMN IF NOT EXISTS config_version VARCHAR DEFAULT ''"); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("duckdb %s: adding config_version: %w", cfg.Path, err)
 		}
 		for _, c := range []string{"key_id VARCHAR DEFAULT ''", "prune_to UBIGINT DEFAULT 0"} {
 			if _, err := db.ExecContext(ctx, "ALTER TABLE batches ADD COLUMN IF NOT EXISTS "+c); err != nil {

@@ -29,7 +29,7 @@ var rowColumns = []struct {
 	{"user_agent", duckdb.TYPE_VARCHAR}, {"headers", duckdb.TYPE_VARCHAR}, {"upstream_cluster", duckdb.TYPE_VARCHAR},
 	{"upstream_host", duckdb.TYPE_VARCHAR}, {"subject", duckdb.TYPE_VARCHAR}, {"provider", duckdb.TYPE_VARCHAR},
 	{"auth_kind", duckdb.TYPE_VARCHAR}, {"apikey_id", duckdb.TYPE_VARCHAR}, {"rule", duckdb.TYPE_VARCHAR},
-	{"decision", duckdb.TYPE_VARCHAR}, {"denied", duckdb.TYPE_BOOLEAN}, {"batch", duckdb.TYPE_UBIGINT},
+	{"decision", duckdb.TYPE_VARCHAR}, {"config_version", duckdb.TYPE_VARCHAR}, {"denied", duckdb.TYPE_BOOLEAN}, {"batch", duckdb.TYPE_UBIGINT},
 	{"idx", duckdb.TYPE_UINTEGER}, {"client_ip_h", duckdb.TYPE_UINTEGER}, {"subject_h", duckdb.TYPE_UINTEGER},
 	{"request_id_h", duckdb.TYPE_UINTEGER},
 }
@@ -94,7 +94,7 @@ func (r *rowSource) FillChunk(c duckdb.DataChunk) error {
 		setAt(&err, c, &col, i, rec.ClientPort)
 		for _, v := range [...]string{rec.TLSVersion, rec.TLSSNI, rec.PeerPrincipal, rec.UserAgent,
 			rec.Headers, rec.UpstreamCluster, rec.UpstreamHost, rec.Subject, rec.Provider,
-			rec.AuthKind, rec.APIKeyID, rec.Rule, rec.Decision} {
+			rec.AuthKind, rec.APIKeyID, rec.Rule, rec.Decision, rec.ConfigVersion} {
 			setAt(&err, c, &col, i, v)
 		}
 		setAt(&err, c, &col, i, rec.Denied())

@@ -55,6 +55,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.StringVar(&retention, "retention", "", "drop whole days older than this (30d, 720h); empty keeps everything")
 	f.StringVar(&cfg.SpecDir, "spec-dir", "", "compile redaction settings from EdgeRoute specs in this directory")
 	f.StringVar(&cfg.XDSServer, "xds-server", "", "control plane xDS address (host:port)")
+	f.DurationVar(&cfg.OutcomeInterval, "outcome-interval", time.Second, "how often traffic outcomes per (node group, config version, route) are reported to the control plane at --xds-server for its rollout gate (negative: never)")
 	f.StringVar(&cfg.NodeID, "node-id", "", "xDS node id")
 	f.StringVar(&cfg.NodeCluster, "node-cluster", "", "xDS node cluster (node group)")
 	f.StringVar(&cfg.APITokenFile, "api-token-file", "", "bearer tokens for the query API, one per line (required; mode 0600, 0640 with a warning)")

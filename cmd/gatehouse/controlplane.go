@@ -89,6 +89,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxNodeGroups, "max-node-groups", controlplane.DefaultMaxNodeGroups, "most node groups nodes without a client certificate may create (without --node-groups)")
 	f.DurationVar(&cfg.GroupGrace, "node-group-grace", controlplane.DefaultGroupGrace, "a node group with no connected node is dropped after this long")
 	f.IntVar(&cfg.CanaryMinNACKs, "canary-min-nacks", 2, "distinct authenticated canary nodes that must NACK a new version before it is rolled back")
+	gateFlags(f, &cfg.Gate)
 	gogcFlag(f, &gogc, 400)
 	logFlags(f, &logc, "info", "debug|info|warn|error")
 	return cmd

@@ -102,6 +102,7 @@ func printRollout(w io.Writer, st controlplane.State, served map[string]string, 
 		verdict = r.Reason
 	}
 	fmt.Fprintf(w, "verdict:    %s\n", verdict)
+	printGate(w, r)
 	if st.Refused != "" {
 		fmt.Fprintf(w, "refused:    %s\n", st.Refused)
 	}

@@ -27,6 +27,9 @@ type alsServer struct {
 	ing      *accesslog.Ingester
 	m        *accesslog.Metrics
 	log      *slog.Logger
+	// outcomes counts every entry (sampled out or not) for the rollout
+	// gate's reports (outcome.go); nil: off.
+	outcomes *accesslog.Outcomes
 }
 
 // rawMessage is a StreamAccessLogsMessage as it came off the wire: the
@@ -185,6 +188,9 @@ func (s *alsServer) convertRaw(dec *accesslog.WireDecoder, b []byte, node, group
 			if err != nil {
 				return recs, 0, err
 			}
+			if s.outcomes != nil {
+				s.outcomes.Add(&r)
+			}
 			if !p.Keep(&r) {
 				sampled++
 				continue
@@ -225,6 +231,9 @@ func (s *alsServer) convert(msg *accesslogv3.StreamAccessLogsMessage, node, grou
 	if h := msg.GetHttpLogs(); h != nil {
 		for _, e := range h.GetLogEntry() {
 			r := p.FromHTTP(*node, *group, e)
+			if s.outcomes != nil {
+				s.outcomes.Add(&r)
+			}
 			if !p.Keep(&r) {
 				sampled++
 				continue

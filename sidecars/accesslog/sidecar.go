@@ -102,6 +102,11 @@ type Config struct {
 	// Ready, when set, is called once both listeners are open.
 	Ready func(Addrs)
 
+	// OutcomeInterval is how often the traffic outcome counts per (node
+	// group, config version, route) are reported to the control plane at
+	// XDSServer, for its rollout gate (default 1s; negative: never).
+	OutcomeInterval time.Duration
+
 	xdsDial []grpc.DialOption // from XDSTLS
 }
 
@@ -201,7 +206,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// The ALS codec hands the stream handler raw messages; entries are
 	// read from the wire into records without building protobuf messages.
 	gs := telemetry.NewGRPCServer(log, append([]grpc.ServerOption{grpc.ForceServerCodecV2(newALSCodec())}, tlsOpts...)...)
-	gs.RegisterService(&alsServiceDesc, &alsServer{settings: settings, ing: ing, m: metrics, log: log})
+	outcomes := accesslog.NewOutcomes(0)
+	gs.RegisterService(&alsServiceDesc, &alsServer{settings: settings, ing: ing, m: metrics, log: log, outcomes: outcomes})
 
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{GRPC: gl.Addr().String(), HTTP: hl.Addr().String()})
@@ -221,6 +227,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return telemetry.ServeHTTP(gctx, hl, mux, telemetry.ServerLimits{MaxBodyBytes: 64 << 10})
 	})
 	g.Go(func() error { return settings.run(gctx, cfg) })
+	if cfg.XDSServer != "" && cfg.OutcomeInterval >= 0 {
+		g.Go(func() error { return runOutcomeReports(gctx, cfg, outcomes, log, reg) })
+	}
 	if cfg.Retention > 0 {
 		g.Go(func() error { return runRetention(gctx, ing, cfg.Retention, log) })
 	}

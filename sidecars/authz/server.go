@@ -17,6 +17,19 @@ import (
 // RouteExtension is the context extension naming the route (ROUTE_SPEC.md).
 const RouteExtension = "gatehouse.route"
 
+// RevisionExtension is the context extension carrying the config version
+// (the node group's xDS version) that the control plane compiled into the
+// ext_authz filter. Check copies it into the dynamic metadata as
+// ConfigVersionKey, so every ALS entry names the version that served it.
+const RevisionExtension = "gatehouse.revision"
+
+// ConfigVersionKey is the dynamic-metadata field carrying the config
+// version (ROUTE_SPEC.md, ARCHITECTURE.md).
+const ConfigVersionKey = "config_version"
+
+// maxConfigVersion bounds the copied version: it names a hash, never more.
+const maxConfigVersion = 128
+
 // MetadataNamespace is where Envoy files the dynamic metadata we return.
 const MetadataNamespace = "envoy.filters.http.ext_authz"
 
@@ -41,7 +54,25 @@ func NewServer(d Decider) *Server { return &Server{d: d} }
 // a gRPC error.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	d := s.d.Decide(ctx, RequestFrom(req))
-	return Response(&d), nil
+	resp := Response(&d)
+	if v := configVersion(req.GetAttributes().GetContextExtensions()[RevisionExtension]); v != "" {
+		resp.DynamicMetadata.Fields[ConfigVersionKey] = structpb.NewStringValue(v)
+	}
+	return resp, nil
+}
+
+// configVersion is the revision as logged: empty unless it is short and
+// printable ASCII (it is a version string, never free text).
+func configVersion(v string) string {
+	if len(v) > maxConfigVersion {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] <= 0x20 || v[i] >= 0x7f {
+			return ""
+		}
+	}
+	return v
 }
 
 // RequestFrom maps an Envoy CheckRequest to an authz.Request.

@@ -68,7 +68,7 @@ func TestCheckAllowOverGRPC(t *testing.T) {
 	}
 	md := resp.GetDynamicMetadata().AsMap()
 	want := map[string]any{"subject": "alice", "provider": "corp", "kind": "jwt", "rule": "rules[0]", "decision": "allow",
-		"claims": map[string]any{"tenant": "t-9"}}
+		"claims": map[string]any{"tenant": "t-9"}, "config_version": "r1"}
 	if got, _ := json.Marshal(md); string(got) != mustJSON(want) {
 		t.Fatalf("dynamic metadata = %s, want %s", got, mustJSON(want))
 	}

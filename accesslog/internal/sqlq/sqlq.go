@@ -103,7 +103,7 @@ func ScanTargets(r *accesslog.Record, t any) []any {
 		&r.DurationUS, &r.BytesIn, &r.BytesOut, &r.ClientIP, &r.ClientPort,
 		&r.TLSVersion, &r.TLSSNI, &r.PeerPrincipal, &r.UserAgent, &r.Headers,
 		&r.UpstreamCluster, &r.UpstreamHost, &r.Subject, &r.Provider, &r.AuthKind,
-		&r.APIKeyID, &r.Rule, &r.Decision, &r.Batch, &r.Index}
+		&r.APIKeyID, &r.Rule, &r.Decision, &r.ConfigVersion, &r.Batch, &r.Index}
 }
 
 // Values returns r's column values in accesslog.Columns order (time as
@@ -114,7 +114,7 @@ func Values(r *accesslog.Record, t any) []any {
 		r.DurationUS, r.BytesIn, r.BytesOut, r.ClientIP, r.ClientPort,
 		r.TLSVersion, r.TLSSNI, r.PeerPrincipal, r.UserAgent, r.Headers,
 		r.UpstreamCluster, r.UpstreamHost, r.Subject, r.Provider, r.AuthKind,
-		r.APIKeyID, r.Rule, r.Decision, r.Denied(), r.Batch, r.Index}
+		r.APIKeyID, r.Rule, r.Decision, r.ConfigVersion, r.Denied(), r.Batch, r.Index}
 }
 
 // condSQL is one Cond without its negation; "" for a column that is not

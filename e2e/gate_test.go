@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+)
+
+// cpRollout reads the control plane's rollout state and one metric.
+func cpRollout(t *testing.T, ctx context.Context, admin string) controlplane.State {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/debug/specs", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st controlplane.State
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func cpMetric(t *testing.T, ctx context.Context, admin, name string) bool {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name+" ") && !strings.HasSuffix(l, " 0") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGateWrongIssuerRollsBackThroughFrontDoor: `gatehouse dev` with its
+// node group as the canary (soak 3s). Alice's requests through the front
+// door succeed on the current version and are reported by the accesslog
+// sidecar; a spec update with a wrong JWT issuer reaches the canary, the
+// same bounded load now gets 401, the control plane compares with the
+// canary's previous traffic and rolls back within the soak: the update's
+// operation fails with a description naming the route and the numbers,
+// and the front door serves 200 again.
+func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg, out := devConfig(t)
+	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
+	cfg.Gate = controlplane.Gate{MinRequests: 10}
+	ep, _ := runDevAsync(t, ctx, cfg, out)
+	var alice bannerCurl
+	for _, c := range bannerCurls(t, out.String()) {
+		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
+			alice = c
+		}
+	}
+	if alice.line == "" {
+		t.Fatalf("no GET curl line with $ALICE in the banner:\n%s", out.String())
+	}
+	load := func(n int, want int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if got := alice.run(t, ctx); got != want {
+				t.Fatalf("request %d: status %d, want %d", i, got, want)
+			}
+		}
+	}
+	load(15, 200)
+	waitUntil(t, 20*time.Second, "an outcome report at the control plane", func() bool {
+		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_outcome_reports_total")
+	})
+
+	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
+	inst, err := osb.Instance(ctx, "petstore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(inst.Parameters), "https://idp.example.com/", "https://idp.example.org/", 1)
+	if changed == string(inst.Parameters) {
+		t.Fatal("the petstore spec has no issuer to change")
+	}
+	upd, err := osb.Update(ctx, "petstore", json.RawMessage(changed))
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	waitUntil(t, 20*time.Second, "the canary soaking the wrong issuer", func() bool {
+		return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
+	})
+	breach := time.Now()
+	// The front door follows the canary's xDS: the wrong issuer answers 401.
+	waitUntil(t, 10*time.Second, "the front door on the candidate", func() bool { return alice.run(t, ctx) == 401 })
+	load(15, 401)
+	// The rollout phase may move on at once (the broker's next revision);
+	// the gate's counter and the operation keep the verdict.
+	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
+		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total")
+	})
+	t.Logf("wrong issuer load to rollback: %s", time.Since(breach).Round(time.Millisecond))
+	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.LastOperation(ctx, "petstore", upd.Operation)
+	})
+	if final.State != "failed" {
+		t.Errorf("update ended %s: %q, want failed", final.State, final.Description)
+	}
+	for _, want := range []string{"health gate", "route petstore/list-pets", "auth-deny rate 100.0%", "canary_previous"} {
+		if !strings.Contains(final.Description, want) {
+			t.Errorf("operation description %q lacks %q", final.Description, want)
+		}
+	}
+	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
+}
+
+// TestGateThroughFrontDoor: the other acceptance cases, on one dev suite
+// (its node group is the canary, soak 3s) under bounded load through the
+// front door: a benign change with traffic is promoted healthy; a change
+// to a spec without traffic is promoted unverified; a change pointing the
+// route at a closed port makes the canary answer 5xx and is rolled back
+// within the soak, the reason naming the route.
+func TestGateThroughFrontDoor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	closed := closedPort(t)
+	cfg, out := devConfig(t)
+	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
+	cfg.Gate = controlplane.Gate{MinRequests: 10}
+	cfg.UpstreamAllow = []string{closed}
+	ep, _ := runDevAsync(t, ctx, cfg, out)
+	var alice bannerCurl
+	for _, c := range bannerCurls(t, out.String()) {
+		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
+			alice = c
+		}
+	}
+	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
+	update := func(name, from, to string) *osbclient.Response {
+		t.Helper()
+		inst, err := osb.Instance(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(inst.Parameters), from, to, 1)
+		if changed == string(inst.Parameters) {
+			t.Fatalf("%s: no %q to change", name, from)
+		}
+		upd, err := osb.Update(ctx, name, json.RawMessage(changed))
+		if err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+		waitUntil(t, 20*time.Second, "the canary soaking "+name, func() bool {
+			return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
+		})
+		return upd
+	}
+	promoted := func(upd *osbclient.Response, name string) controlplane.State {
+		t.Helper()
+		final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+			return osb.LastOperation(ctx, name, upd.Operation)
+		})
+		if final.State != "succeeded" {
+			t.Fatalf("update of %s ended %s: %s", name, final.State, final.Description)
+		}
+		return cpRollout(t, ctx, ep.ControlPlaneAdmin)
+	}
+	load := func(n int) (statuses map[int]int) {
+		statuses = map[int]int{}
+		for i := 0; i < n; i++ {
+			statuses[alice.run(t, ctx)]++
+		}
+		return statuses
+	}
+
+	// Benign: one more logged header; traffic keeps its outcomes.
+	upd := update("petstore", `"headers":["user-agent","x-request-id"]`, `"headers":["user-agent","x-request-id","x-trace"]`)
+	if s := load(15); s[200] != 15 {
+		t.Fatalf("benign change: statuses %v", s)
+	}
+	st := promoted(upd, "petstore")
+	if st.Rollout.Verdict != controlplane.VerdictHealthy {
+		t.Errorf("benign change: gate verdict %q (%+v), want healthy", st.Rollout.Verdict, st.Rollout.Routes)
+	}
+
+	// No traffic: a change to the status page nobody calls.
+	upd = update("status-page", `50/second`, `40/second`)
+	st = promoted(upd, "status-page")
+	if st.Rollout.Verdict != controlplane.VerdictUnverified || !strings.Contains(st.Rollout.Reason, "status-page/") {
+		t.Errorf("no-traffic change: rollout %+v, want unverified naming status-page", st.Rollout)
+	}
+
+	// A closed port: the canary answers 5xx; rolled back within the soak.
+	inst, err := osb.Instance(ctx, "petstore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Spec struct {
+			Upstreams []struct {
+				Endpoints []string `json:"endpoints"`
+			} `json:"upstreams"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
+		t.Fatalf("petstore parameters: %v %s", err, inst.Parameters)
+	}
+	upd = update("petstore", `"`+p.Spec.Upstreams[0].Endpoints[0]+`"`, `"`+closed+`"`)
+	breach := time.Now()
+	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return alice.run(t, ctx) >= 500 })
+	load(15)
+	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
+		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total")
+	})
+	t.Logf("closed port load to rollback: %s", time.Since(breach).Round(time.Millisecond))
+	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.LastOperation(ctx, "petstore", upd.Operation)
+	})
+	if final.State != "failed" || !strings.Contains(final.Description, "health gate") ||
+		!strings.Contains(final.Description, "route petstore/list-pets") || !strings.Contains(final.Description, "5xx rate") {
+		t.Errorf("closed-port update ended %s: %q, want failed by the health gate naming the route", final.State, final.Description)
+	}
+	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
+}
+
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
+}
