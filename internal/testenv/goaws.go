@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func (g *GoAWS) serve() error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: router.New(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: serialised(router.New()), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -124,4 +125,21 @@ func (g *GoAWS) Restart(t testing.TB) {
 	if err := g.serve(); err != nil {
 		t.Fatalf("testenv: restarting goaws on %s: %v", g.Endpoint, err)
 	}
+}
+
+// goawsCalls serialises goaws' handlers: goaws keeps its queues in package
+// state that some handlers touch unlocked (two CreateQueue calls at once,
+// from a broker and a worker starting together, race). ReceiveMessage is
+// left concurrent: it long-polls, and holding the lock there would stall
+// every other call for its wait time.
+var goawsCalls sync.Mutex
+
+func serialised(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".ReceiveMessage") && r.URL.Query().Get("Action") != "ReceiveMessage" {
+			goawsCalls.Lock()
+			defer goawsCalls.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
