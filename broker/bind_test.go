@@ -208,6 +208,9 @@ func TestUnbindWipesAPendingKey(t *testing.T) {
 	if b, _ := p.Store.GetBinding(context.Background(), "uw", "k"); len(b.SealedKey) != 0 {
 		t.Fatal("unbind left the pending key in the store")
 	}
+	// The unbind runs to its end first: a deprovision while a binding's
+	// operation is in progress is refused (422), as OSB wants.
+	p.waitOp(t, "/v2/service_instances/uw/service_bindings/k", del.str("operation"), 20*time.Second)
 	// Deprovisioning the instance wipes its bindings' pending keys too.
 	p.CP.paused.Store(true)
 	r = p.do(t, "PUT", "/v2/service_instances/uw/service_bindings/k2?accepts_incomplete=true", bindBody(nil))

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"log/slog"
 	"sync"
 	"time"
@@ -62,6 +63,10 @@ type Config struct {
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin port
 	// (off by default: a profile burns CPU on demand).
 	Pprof bool
+	// JWKSAllow lets /debug/explain fetch JWKS from the internal
+	// endpoints it names (the authz sidecar's --jwks-allow); nil: public
+	// https only.
+	JWKSAllow *authn.AllowList
 	// TLS is the xDS port's TLS (Run): with a client CA, mutual TLS and
 	// each node's group bound to its certificate.
 	TLS tlsconfig.Server

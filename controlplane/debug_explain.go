@@ -59,7 +59,7 @@ func (cp *ControlPlane) debugExplain(w http.ResponseWriter, r *http.Request) {
 	}
 	var engine *authz.Engine
 	if len(req.Headers) > 0 {
-		if engine, err = authz.NewEngine(authz.Options{Log: cp.log.With("component", "explain")}); err != nil {
+		if engine, err = authz.NewEngine(authz.Options{Log: cp.log.With("component", "explain"), JWKSAllow: cp.cfg.JWKSAllow}); err != nil {
 			cp.log.Error("explain: authz engine", "err", err)
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the authz engine could not start (details are in the control plane log)"})
 			return

@@ -95,7 +95,7 @@ presents %s (key %s). Attach one with:
 		}
 	}
 	if petstore && c.ExamplesDir != "" {
-		fmt.Fprintf(w, "  bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H \"authorization: Bearer $ALICE\"\n", c.ExamplesDir)
+		fmt.Fprintf(w, "  bin/gatehouse explain --spec-dir %s --jwks-allow %s --request 'GET https://petstore.example.com/pets' -H \"authorization: Bearer $ALICE\"\n", c.ExamplesDir, c.IdPAddr)
 		fmt.Fprintf(w, "  bin/gatehouse explain --spec-dir %s --request 'GET https://petstore.example.com/pets' -H 'x-api-key: %s'\n", c.ExamplesDir, DemoAPIKey)
 	}
 	if petstore {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"io"
 	"log/slog"
 	"net"
@@ -198,6 +199,11 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 
+	// /debug/explain fetches JWKS as the authz sidecar does.
+	explainAllow, err := authn.ParseAllowList(append([]string{c.IdPAddr}, c.JWKSAllow...))
+	if err != nil {
+		return fmt.Errorf("dev: --jwks-allow: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
@@ -212,6 +218,7 @@ func Run(ctx context.Context, c Config) error {
 			Registry:    telemetry.NewRegistry(),
 			TLS:         pki.server(),
 			CanaryGroup: c.CanaryGroup, Soak: c.Soak, Gate: c.Gate,
+			JWKSAllow: explainAllow,
 		}, cpListeners)
 	})
 	brokerUp := ready.add()

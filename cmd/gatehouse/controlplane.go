@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/gatehouse-edge/gatehouse/authn"
 	"os"
 	"time"
 
@@ -22,6 +23,7 @@ func newControlplaneCmd() *cobra.Command {
 		logc               telemetry.LogConfig
 		gogc               int
 		rlFailure          string
+		jwksAllow          []string
 		cflags             compileFlags
 	)
 	cmd := &cobra.Command{
@@ -35,6 +37,13 @@ func newControlplaneCmd() *cobra.Command {
 			}
 			if ref == "" {
 				return fmt.Errorf("--source is required (file:DIR, s3://bucket/prefix or broker:<store URL>; env GATEHOUSE_CONTROLPLANE_SOURCE)")
+			}
+			if len(jwksAllow) > 0 {
+				allow, err := authn.ParseAllowList(jwksAllow)
+				if err != nil {
+					return fmt.Errorf("--jwks-allow: %w", err)
+				}
+				cfg.JWKSAllow = allow
 			}
 			switch rlFailure {
 			case "allow":
@@ -82,6 +91,7 @@ func newControlplaneCmd() *cobra.Command {
 	f.IntVar(&cfg.PublishQuorum, "publish-quorum", 1, "connected nodes of each node group that must ACK a version before its specs are reported published (a group with fewer needs all; with none, holds nothing back)")
 	cflags.register(f, &cfg.Compile)
 	f.DurationVar(&cfg.CertPoll, "cert-poll", 10*time.Second, "how often --cert-dir is checked for renewed or new certificates, which are then pushed over SDS (negative: never)")
+	f.StringSliceVar(&jwksAllow, "jwks-allow", nil, jwksAllowUsage+" (for /debug/explain)")
 	f.StringVar(&rlFailure, "ratelimit-failure-mode", "allow", "what Envoy does when the ratelimit sidecar cannot answer: allow (requests pass, limits off) or deny (500, limits stay on); see docs/RUNBOOK.md")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin port")
 	tlsServerFlags(f, &cfg.TLS, "xDS")
