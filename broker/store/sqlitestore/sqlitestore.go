@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -79,13 +80,19 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite store %s: creating schema: %w", path, err)
-	}
-	if err := addSealedUntil(ctx, db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite store %s: adding bindings.sealed_until: %w", path, err)
+	// A broker and a worker opening a new file together: the schema
+	// statements upgrade a read to a write, which SQLite answers with
+	// SQLITE_BUSY at once (no busy handler can help); try again.
+	for attempt := 1; ; attempt++ {
+		err := initSchema(ctx, db)
+		if err == nil {
+			break
+		}
+		if attempt == 20 || !strings.Contains(err.Error(), "SQLITE_BUSY") || ctx.Err() != nil {
+			db.Close()
+			return nil, fmt.Errorf("sqlite store %s: %w", path, err)
+		}
+		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
 	}
 	rdb, err := OpenReaders(path, 4)
 	if err != nil {
@@ -93,6 +100,17 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, rdb: rdb, path: path}, nil
+}
+
+// initSchema creates the tables and adds the columns later versions added.
+func initSchema(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("creating schema: %w", err)
+	}
+	if err := addSealedUntil(ctx, db); err != nil {
+		return fmt.Errorf("adding bindings.sealed_until: %w", err)
+	}
+	return nil
 }
 
 // addSealedUntil adds the bindings.sealed_until column (unix ns of a
