@@ -21,24 +21,31 @@ import (
 )
 
 func newAPI(t testing.TB) *api.API {
+	a, _ := newTestAPI(t, spec.Policy{})
+	return a
+}
+
+// newTestAPI is the OSB API over a SQLite store and queue of its own (no
+// worker), with the validation policy pol; it returns the store too.
+func newTestAPI(t testing.TB, pol spec.Policy) (*api.API, *sqlitestore.Store) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
+	st, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { st.Close() })
 	q, err := sqlitequeue.Open(ctx, filepath.Join(dir, "q.db"), sqlitequeue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	a, err := api.New(api.Config{Store: s, Queue: q, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1})
+	a, err := api.New(api.Config{Store: st, Queue: q, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1, SpecPolicy: pol})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a
+	return a, st
 }
 
 const validSpec = `{"apiVersion":"gatehouse/v1","kind":"EdgeRoute","metadata":{"name":"fz","team":"t"},

@@ -4,20 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/gatehouse-edge/gatehouse/broker/api"
-	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // TestListingEndpoints: GET /gatehouse/v1/instances[/{id}[/bindings]]
@@ -26,23 +20,8 @@ import (
 // and creation time, never the key's hash; unknown ids are 404; without
 // credentials 401.
 func TestListingEndpoints(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	q, err := sqlitequeue.Open(ctx, filepath.Join(dir, "q.db"), sqlitequeue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	a, err := api.New(api.Config{Store: s, Queue: q, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, s := newTestAPI(t, spec.Policy{})
 	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	specJSON := []byte(`{"metadata":{"name":"r1"},"spec":{"hosts":["r1.example.com"]}}`)
 	if _, err := s.PutInstance(ctx, store.Instance{ID: "r1", SpecName: "r1", Spec: specJSON,

@@ -1,39 +1,15 @@
 package api_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/gatehouse-edge/gatehouse/broker/api"
-	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func newAPIWithPolicy(t *testing.T, pol spec.Policy) *api.API {
-	dir := t.TempDir()
-	ctx := context.Background()
-	s, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	q, err := sqlitequeue.Open(ctx, filepath.Join(dir, "q.db"), sqlitequeue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	a, err := api.New(api.Config{Store: s, Queue: q, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1, SpecPolicy: pol})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := newTestAPI(t, pol)
 	return a
 }
 
