@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -149,12 +149,12 @@ func bearer(tok string) map[string]string { return map[string]string{"authorizat
 
 func TestCompileRoundTripsThroughTheWireContract(t *testing.T) {
 	p := compile(t, string(authntest.JWKS(key())))
-	res, err := resource.Wrap(resource.AuthzPrefix+p.Spec, resource.AuthzPolicyType, p)
+	res, err := contract.Wrap(contract.AuthzPrefix+p.Spec, contract.AuthzPolicyType, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back SpecPolicy
-	if err := resource.Unwrap(res, resource.AuthzPolicyType, &back); err != nil {
+	if err := contract.Unwrap(res, contract.AuthzPolicyType, &back); err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(p, &back); d != "" {

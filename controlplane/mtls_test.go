@@ -18,9 +18,9 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // tlsControlPlane runs `gatehouse controlplane` (controlplane.Run) with

@@ -33,13 +33,13 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/dynamostore"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // replicaGroup is the node group of the replica tests.
@@ -60,8 +60,8 @@ var replicaTypes = []subscription{
 	{edsType, []string{"a/api"}},
 	{ldsType, nil},
 	{rdsType, []string{"gatehouse_routes"}},
-	{resource.ExtensionConfigType, nil},
-	{resource.RateLimitConfigType, nil},
+	{contract.ExtensionConfigType, nil},
+	{contract.RateLimitConfigType, nil},
 }
 
 // sharedStore opens two handles (two processes' worth) on one store.
@@ -681,7 +681,7 @@ func TestSidecarClientMovesBetweenReplicas(t *testing.T) {
 	go func() {
 		defer close(done)
 		_ = xdsclient.Run(ctx, xdsclient.Config{Server: sw.l.Addr().String(), NodeID: "sidecar-1", NodeCluster: replicaGroup,
-			TypeURL: resource.RateLimitConfigType, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+			TypeURL: contract.RateLimitConfigType, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 			func(version string, _ []*anypb.Any) error { versions <- version; return nil })
 	}()
 	defer func() { cancel(); <-done }()

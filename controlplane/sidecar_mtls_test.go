@@ -14,8 +14,8 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
-	ratelimitsidecar "github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
+	"github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
 )
 
 // TestSidecarsOverMutualTLS: the authz and ratelimit sidecars get their

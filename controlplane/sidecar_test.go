@@ -13,9 +13,9 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 )
 
@@ -29,7 +29,7 @@ func TestSidecarsReceiveTheirResources(t *testing.T) {
 	defer cancel()
 
 	exts := make(chan []*anypb.Any, 1)
-	go xdsclient.Run(ctx, xdsclient.Config{Server: h.addr, NodeID: "authz-1", NodeCluster: "us-east-1", TypeURL: resource.ExtensionConfigType},
+	go xdsclient.Run(ctx, xdsclient.Config{Server: h.addr, NodeID: "authz-1", NodeCluster: "us-east-1", TypeURL: contract.ExtensionConfigType},
 		func(_ string, res []*anypb.Any) error {
 			select {
 			case exts <- res:
@@ -59,21 +59,21 @@ func TestSidecarsReceiveTheirResources(t *testing.T) {
 		t.Fatalf("extension configs = %v", names)
 	}
 	var pol authz.SpecPolicy
-	if err := resource.Unwrap(byName["gatehouse.authz/petstore"], resource.AuthzPolicyType, &pol); err != nil {
+	if err := contract.Unwrap(byName["gatehouse.authz/petstore"], contract.AuthzPolicyType, &pol); err != nil {
 		t.Fatal(err)
 	}
 	if len(pol.Routes) != 3 || pol.Routes[0].ID != "petstore/list-pets" || pol.Routes[2].Mode != "public" {
 		t.Errorf("petstore policy routes = %+v", pol.Routes)
 	}
 	var rules ratelimit.SpecRules
-	if err := resource.Unwrap(byName["gatehouse.ratelimit/petstore"], resource.RateLimitRulesType, &rules); err != nil {
+	if err := contract.Unwrap(byName["gatehouse.ratelimit/petstore"], contract.RateLimitRulesType, &rules); err != nil {
 		t.Fatal(err)
 	}
 	if len(rules.Limits) != 3 {
 		t.Errorf("petstore limits = %+v", rules.Limits)
 	}
 	var logs accesslog.SpecSettings
-	if err := resource.Unwrap(byName["gatehouse.accesslog/petstore"], resource.AccessLogSettingType, &logs); err != nil {
+	if err := contract.Unwrap(byName["gatehouse.accesslog/petstore"], contract.AccessLogSettingType, &logs); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := logs.Routes["petstore/list-pets"]; !ok {
@@ -81,7 +81,7 @@ func TestSidecarsReceiveTheirResources(t *testing.T) {
 	}
 
 	rlcs := make(chan []*anypb.Any, 1)
-	go xdsclient.Run(ctx, xdsclient.Config{Server: h.addr, NodeID: "ratelimit-1", NodeCluster: "us-east-1", TypeURL: resource.RateLimitConfigType},
+	go xdsclient.Run(ctx, xdsclient.Config{Server: h.addr, NodeID: "ratelimit-1", NodeCluster: "us-east-1", TypeURL: contract.RateLimitConfigType},
 		func(_ string, res []*anypb.Any) error {
 			select {
 			case rlcs <- res:
@@ -92,7 +92,7 @@ func TestSidecarsReceiveTheirResources(t *testing.T) {
 	select {
 	case res := <-rlcs:
 		rlc := &rlsconfv3.RateLimitConfig{}
-		if len(res) != 1 || res[0].UnmarshalTo(rlc) != nil || rlc.GetDomain() != resource.RateLimitDomain || len(rlc.GetDescriptors()) == 0 {
+		if len(res) != 1 || res[0].UnmarshalTo(rlc) != nil || rlc.GetDomain() != contract.RateLimitDomain || len(rlc.GetDescriptors()) == 0 {
 			t.Fatalf("RateLimitConfig = %v", res)
 		}
 		if d := rlc.GetDescriptors()[0]; d.GetKey() != "route" {

@@ -31,8 +31,8 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
-	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
-	ratelimitsidecar "github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
+	"github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 

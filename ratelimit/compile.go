@@ -7,14 +7,14 @@ import (
 
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // SpecRules are the rate limits of one EdgeRoute, as the control plane
-// ships them to the sidecars (resource.RateLimitRulesType, wrapped by
-// resource.Wrap under resource.RateLimitPrefix+Spec). Plain JSON.
+// ships them to the sidecars (contract.RateLimitRulesType, wrapped by
+// contract.Wrap under contract.RateLimitPrefix+Spec). Plain JSON.
 type SpecRules struct {
 	Spec   string      `json:"spec"`
 	Limits []SpecLimit `json:"limits"`
@@ -131,14 +131,14 @@ func (l *SpecLimit) Window() time.Duration { return time.Duration(l.WindowSecond
 // (full fidelity: algorithm, burst, any window, scope). Rules are merged in
 // spec-name order; a descriptor path that two limits share is an error.
 func Domain(rules []*SpecRules) (*config.Domain, error) {
-	d := &config.Domain{Name: resource.RateLimitDomain, Source: "specs"}
+	d := &config.Domain{Name: contract.RateLimitDomain, Source: "specs"}
 	sorted := append([]*SpecRules(nil), rules...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Spec < sorted[j].Spec })
 	for _, sr := range sorted {
 		for i := range sr.Limits {
 			l := &sr.Limits[i]
 			if err := l.check(); err != nil {
-				return nil, fmt.Errorf("%s%s: %w", resource.RateLimitPrefix, sr.Spec, err)
+				return nil, fmt.Errorf("%s%s: %w", contract.RateLimitPrefix, sr.Spec, err)
 			}
 			pol := &config.Policy{
 				RequestsPerUnit: l.Requests,
@@ -150,7 +150,7 @@ func Domain(rules []*SpecRules) (*config.Domain, error) {
 				Local:           l.Scope == spec.ScopeLocal,
 				OnFailure:       l.OnFailure,
 			}
-			src := fmt.Sprintf("%s%s limit %s/%s", resource.RateLimitPrefix, sr.Spec, l.Route, l.Name)
+			src := fmt.Sprintf("%s%s limit %s/%s", contract.RateLimitPrefix, sr.Spec, l.Route, l.Name)
 			if err := insert(&d.Descriptors, l.Descriptor, pol, l.Shadow, src); err != nil {
 				return nil, err
 			}
@@ -193,7 +193,7 @@ func insert(level *[]config.Descriptor, path []DescriptorEntry, pol *config.Poli
 //   - sliding-window and token-bucket limits are served as fixed windows;
 //   - local scope is served as shared (envoyproxy/ratelimit has one store).
 func RateLimitConfig(rules []*SpecRules) (*rlsconfv3.RateLimitConfig, []string) {
-	out := &rlsconfv3.RateLimitConfig{Name: resource.RateLimitDomain, Domain: resource.RateLimitDomain}
+	out := &rlsconfv3.RateLimitConfig{Name: contract.RateLimitDomain, Domain: contract.RateLimitDomain}
 	var warnings []string
 	sorted := append([]*SpecRules(nil), rules...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Spec < sorted[j].Spec })

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -78,12 +78,12 @@ func TestCompile(t *testing.T) {
 		t.Fatalf("(-want +got)\n%s", diff)
 	}
 	// It survives the wire: Wrap/Unwrap with unknown fields disallowed.
-	res, err := resource.Wrap(resource.RateLimitPrefix+"petstore", resource.RateLimitRulesType, got)
+	res, err := contract.Wrap(contract.RateLimitPrefix+"petstore", contract.RateLimitRulesType, got)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back SpecRules
-	if err := resource.Unwrap(res, resource.RateLimitRulesType, &back); err != nil {
+	if err := contract.Unwrap(res, contract.RateLimitRulesType, &back); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(got, &back); diff != "" {

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -671,7 +671,7 @@ func (s *Service) key(sc *scratch, domain string, d *ratelimitv3.RateLimitDescri
 	}
 	b = append(b, domain...)
 	b = append(b, '_')
-	gatehouse := domain == resource.RateLimitDomain
+	gatehouse := domain == contract.RateLimitDomain
 	for i, e := range d.GetEntries() {
 		b = append(b, e.GetKey()...)
 		b = append(b, '_')

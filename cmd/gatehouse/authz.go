@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
-	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
+	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
 
 func newAuthzCmd() *cobra.Command {

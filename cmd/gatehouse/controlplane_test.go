@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 func TestBootstrapValidates(t *testing.T) {

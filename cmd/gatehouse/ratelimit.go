@@ -13,12 +13,12 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
-	rlsidecar "github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
 )
 
 func newRatelimitCmd() *cobra.Command {
 	var (
-		cfg  rlsidecar.Config
+		cfg  ratelimitsidecar.Config
 		logc telemetry.LogConfig
 		gogc int
 	)
@@ -37,7 +37,7 @@ func newRatelimitCmd() *cobra.Command {
 			// load and costs about a third of the CPU per request. An
 			// explicit GOGC in the environment wins.
 			applyGOGC(gogc)
-			return rlsidecar.Run(cmd.Context(), cfg)
+			return ratelimitsidecar.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()

@@ -12,8 +12,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // TestControlplaneRatelimitFailureMode: GATEHOUSE_CONTROLPLANE_RATELIMIT_FAILURE_MODE=deny

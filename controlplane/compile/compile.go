@@ -1,7 +1,7 @@
 // Package compile turns a source revision into validated xDS resources per
 // node group: it parses and validates each spec, builds its Envoy
 // resources (package envoy) and its sidecar resources (the domain
-// libraries' own Compile functions, wrapped by package resource), checks
+// libraries' own Compile functions, wrapped by package contract), checks
 // every resource with ValidateAll recursing into every Any plus
 // referential checks and the tenant rules (tenancy.go: claimable hosts,
 // overlap across tenants, certificate ownership), prunes a spec that fails
@@ -39,8 +39,8 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
@@ -276,7 +276,7 @@ type worker struct {
 	chk *spec.CELChecker
 	// wrap builds the sidecar resources; the TypedStructs it returns (to
 	// validate them) live until the next spec's buildSpec.
-	wrap resource.Wrapper
+	wrap contract.Wrapper
 }
 
 // parallel runs job(0) … job(n-1) on one worker per CPU.
@@ -471,7 +471,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 		return fmt.Errorf("auth: %w", err)
 	}
 	s.policy = pol
-	az, azTS, err := w.wrap.WrapTyped(resource.AuthzPrefix+r.Metadata.Name, resource.AuthzPolicyType, pol)
+	az, azTS, err := w.wrap.WrapTyped(contract.AuthzPrefix+r.Metadata.Name, contract.AuthzPolicyType, pol)
 	if err != nil {
 		return err
 	}
@@ -486,7 +486,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
 	}
-	rl, rlTS, err := w.wrap.WrapTypedJSON(resource.RateLimitPrefix+r.Metadata.Name, resource.RateLimitRulesType, rulesJSON)
+	rl, rlTS, err := w.wrap.WrapTypedJSON(contract.RateLimitPrefix+r.Metadata.Name, contract.RateLimitRulesType, rulesJSON)
 	if err != nil {
 		return err
 	}
@@ -498,7 +498,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 	if err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
-	al, alTS, err := w.wrap.WrapTyped(resource.AccessLogPrefix+r.Metadata.Name, resource.AccessLogSettingType, logs)
+	al, alTS, err := w.wrap.WrapTyped(contract.AccessLogPrefix+r.Metadata.Name, contract.AccessLogSettingType, logs)
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,8 @@ import (
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 )
@@ -75,11 +75,11 @@ func TestRateLimitFailureSettingsFlow(t *testing.T) {
 			continue
 		}
 		var rules *ratelimit.SpecRules
-		for _, x := range r[resource.ExtensionConfigType] {
+		for _, x := range r[contract.ExtensionConfigType] {
 			tec := x.(*corev3.TypedExtensionConfig)
-			if strings.HasPrefix(tec.GetName(), resource.RateLimitPrefix) {
+			if strings.HasPrefix(tec.GetName(), contract.RateLimitPrefix) {
 				rules = &ratelimit.SpecRules{}
-				if err := resource.Unwrap(tec, resource.RateLimitRulesType, rules); err != nil {
+				if err := contract.Unwrap(tec, contract.RateLimitRulesType, rules); err != nil {
 					t.Fatal(err)
 				}
 			}

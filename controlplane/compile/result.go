@@ -20,8 +20,8 @@ import (
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 )
 
@@ -278,8 +278,8 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		resourcev3.RouteType:         {rc},
 		resourcev3.ClusterType:       clusters,
 		resourcev3.EndpointType:      clas,
-		resource.ExtensionConfigType: exts,
-		resource.RateLimitConfigType: {rlc},
+		contract.ExtensionConfigType: exts,
+		contract.RateLimitConfigType: {rlc},
 	}
 	if len(secrets) > 0 {
 		res[resourcev3.SecretType] = secrets
@@ -402,9 +402,9 @@ func CheckReferences(res Resources) error {
 			}
 		}
 	}
-	for _, r := range res[resource.RateLimitConfigType] {
-		if d := r.(*rlsconfv3.RateLimitConfig).GetDomain(); d != resource.RateLimitDomain {
-			return fmt.Errorf("rate limit config for domain %q, want %q", d, resource.RateLimitDomain)
+	for _, r := range res[contract.RateLimitConfigType] {
+		if d := r.(*rlsconfv3.RateLimitConfig).GetDomain(); d != contract.RateLimitDomain {
+			return fmt.Errorf("rate limit config for domain %q, want %q", d, contract.RateLimitDomain)
 		}
 	}
 	return nil

@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // Timeouts of the calls Envoy makes to the sidecars.
@@ -203,7 +203,7 @@ func extAuthzFilter() *extauthzv3.ExtAuthz {
 // refused, so no request can make it err on purpose.)
 func rateLimitFilter(failureModeDeny bool) *ratelimitv3.RateLimit {
 	return &ratelimitv3.RateLimit{
-		Domain:          resource.RateLimitDomain,
+		Domain:          contract.RateLimitDomain,
 		FailureModeDeny: failureModeDeny,
 		Timeout:         durationpb.New(RateLimitTimeout),
 		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{

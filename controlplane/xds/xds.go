@@ -36,8 +36,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // GroupHash keys snapshots by node group: node.cluster.

@@ -11,8 +11,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/contract"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -31,7 +31,7 @@ func (s *settingsHolder) run(ctx context.Context, cfg Config) error {
 		}
 		return xdsclient.Run(ctx, xdsclient.Config{
 			Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-			TypeURL: resource.ExtensionConfigType, Log: s.log, DialOptions: cfg.xdsDial,
+			TypeURL: contract.ExtensionConfigType, Log: s.log, DialOptions: cfg.xdsDial,
 		}, s.fromXDS)
 	default:
 		s.log.Warn("no --spec-dir or --xds-server: only the platform default redaction applies")
@@ -105,7 +105,7 @@ func (s *settingsHolder) watchDir(ctx context.Context, dir string) error {
 // fromXDS decodes every accesslog resource of a response; any bad one
 // rejects the whole response (NACK) and the last good settings stay.
 func (s *settingsHolder) fromXDS(version string, resources []*anypb.Any) error {
-	specs, err := resource.Collect(resources, resource.AccessLogPrefix, resource.AccessLogSettingType, func(ss *accesslog.SpecSettings) string { return ss.Spec })
+	specs, err := contract.Collect(resources, contract.AccessLogPrefix, contract.AccessLogSettingType, func(ss *accesslog.SpecSettings) string { return ss.Spec })
 	if err != nil {
 		s.lastOK.Set(0)
 		s.log.Error("rejecting access-log settings from xDS", "version", version, "error", err)

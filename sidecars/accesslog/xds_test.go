@@ -14,7 +14,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -36,12 +36,12 @@ func TestSettingsFromXDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := resource.Wrap(resource.AccessLogPrefix+"petstore", resource.AccessLogSettingType, ss)
+	res, err := contract.Wrap(contract.AccessLogPrefix+"petstore", contract.AccessLogSettingType, ss)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Another concern's resource on the same type must be ignored.
-	other, err := resource.Wrap(resource.AuthzPrefix+"petstore", resource.AuthzPolicyType, map[string]any{"x": 1})
+	other, err := contract.Wrap(contract.AuthzPrefix+"petstore", contract.AuthzPolicyType, map[string]any{"x": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestSettingsFromXDS(t *testing.T) {
 	}
 
 	// A resource with the access-log prefix but a wrong payload is NACKed.
-	bad, err := resource.Wrap(resource.AccessLogPrefix+"broken", resource.AccessLogSettingType, map[string]any{"spec": "broken", "routes": "not-a-map"})
+	bad, err := contract.Wrap(contract.AccessLogPrefix+"broken", contract.AccessLogSettingType, map[string]any{"spec": "broken", "routes": "not-a-map"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestSettingsFromXDS(t *testing.T) {
 	// A good update without the extra redaction applies.
 	r.Spec.Routes[0].AccessLog.Redact = nil
 	ss2, _ := accesslog.Compile(&r)
-	res2, _ := resource.Wrap(resource.AccessLogPrefix+"petstore", resource.AccessLogSettingType, ss2)
+	res2, _ := contract.Wrap(contract.AccessLogPrefix+"petstore", contract.AccessLogSettingType, ss2)
 	setSnap("v3", res2)
 	deadline = time.Now().Add(20 * time.Second)
 	for i := 0; ; i++ {

@@ -1,4 +1,4 @@
-package authz
+package authzsidecar
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -37,11 +37,11 @@ func LoadSpecDir(dir string) ([]*authz.SpecPolicy, error) {
 }
 
 // PoliciesFromResources decodes the authz policies among TypedExtensionConfig
-// resources: those named resource.AuthzPrefix+<spec>; other concerns'
+// resources: those named contract.AuthzPrefix+<spec>; other concerns'
 // resources are skipped. Any undecodable authz resource fails the whole set
 // (the caller NACKs and keeps its last good policies).
 func PoliciesFromResources(resources []*anypb.Any) ([]*authz.SpecPolicy, error) {
-	return resource.Collect(resources, resource.AuthzPrefix, resource.AuthzPolicyType, func(p *authz.SpecPolicy) string { return p.Spec })
+	return contract.Collect(resources, contract.AuthzPrefix, contract.AuthzPolicyType, func(p *authz.SpecPolicy) string { return p.Spec })
 }
 
 // dirState fingerprints the spec files of dir (names, sizes, mtimes).

@@ -1,8 +1,8 @@
-// Package authz is the authz sidecar: Envoy's ext_authz v3 gRPC service
+// Package authzsidecar is the authz sidecar: Envoy's ext_authz v3 gRPC service
 // (envoy.service.auth.v3.Authorization/Check) over the authz Engine, fed
 // with policies from a spec directory (authz.Compile) or from the control
 // plane over xDS (TypedExtensionConfig resources named
-// resource.AuthzPrefix+<spec>, via controlplane/xdsclient), with the admin
+// resource.AuthzPrefix+<spec>, via internal/xdsclient), with the admin
 // HTTP server and gRPC health of internal/telemetry.
 //
 // It is thin: it maps CheckRequest to authz.Request and authz.Decision to
@@ -10,4 +10,4 @@
 // package authz, credentials in package authn. It must not import the
 // control plane beyond its resource contract and xDS client, nor other
 // sidecars.
-package authz
+package authzsidecar

@@ -1,4 +1,4 @@
-package authz
+package authzsidecar
 
 import (
 	"context"
@@ -21,10 +21,10 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authz"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // ServiceName is the gRPC service Envoy calls; its health status turns
@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error {
 			return xdsclient.Run(gctx, xdsclient.Config{
 				Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-				TypeURL: resource.ExtensionConfigType, Log: log, DialOptions: xdsDial,
+				TypeURL: contract.ExtensionConfigType, Log: log, DialOptions: xdsDial,
 			}, func(version string, res []*anypb.Any) error {
 				ps, err := PoliciesFromResources(res)
 				if err == nil {

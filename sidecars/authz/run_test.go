@@ -1,4 +1,4 @@
-package authz
+package authzsidecar
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
@@ -141,18 +141,18 @@ func (s xdsServer) set(t *testing.T, version string, policies ...*authz.SpecPoli
 	t.Helper()
 	var res []types.Resource
 	for _, p := range policies {
-		tec, err := resource.Wrap(resource.AuthzPrefix+p.Spec, resource.AuthzPolicyType, p)
+		tec, err := contract.Wrap(contract.AuthzPrefix+p.Spec, contract.AuthzPolicyType, p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res = append(res, tec)
 	}
 	// Another concern's resource of the same type is not ours to read.
-	other, err := resource.Wrap(resource.RateLimitPrefix+"petstore", resource.RateLimitRulesType, map[string]any{"whatever": 1})
+	other, err := contract.Wrap(contract.RateLimitPrefix+"petstore", contract.RateLimitRulesType, map[string]any{"whatever": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Set(t, "authz-1", version, map[string][]types.Resource{resource.ExtensionConfigType: append(res, other)})
+	s.Set(t, "authz-1", version, map[string][]types.Resource{contract.ExtensionConfigType: append(res, other)})
 }
 
 // waitFor polls until ok (bounded by 10 s).

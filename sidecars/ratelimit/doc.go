@@ -1,4 +1,4 @@
-// Package ratelimit is the rate-limit sidecar: Envoy's RLS v3 gRPC service
+// Package ratelimitsidecar is the rate-limit sidecar: Envoy's RLS v3 gRPC service
 // (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit) over
 // ratelimit.Service, with its config sources — an envoyproxy/ratelimit
 // YAML directory and an EdgeRoute spec directory (both reloaded when they
@@ -11,4 +11,4 @@
 // It is thin: decisions live in package ratelimit, Redis in
 // ratelimit/redisstore. It must not import the control plane beyond its
 // resource contract and xDS client, nor other sidecars.
-package ratelimit
+package ratelimitsidecar

@@ -1,4 +1,4 @@
-package ratelimit
+package ratelimitsidecar
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/redisstore"
@@ -261,7 +261,7 @@ func (s *Sidecar) HandleRateLimitConfigs(version string, res []*anypb.Any) error
 }
 
 // HandleExtensionConfigs is the xDS handler for the Gatehouse rule
-// resources (TypedExtensionConfig, names with resource.RateLimitPrefix).
+// resources (TypedExtensionConfig, names with contract.RateLimitPrefix).
 func (s *Sidecar) HandleExtensionConfigs(version string, res []*anypb.Any) error {
 	rs, err := RulesFromResources(res)
 	if err == nil {
@@ -382,8 +382,8 @@ func Run(ctx context.Context, cfg Config) error {
 			typeURL string
 			h       xdsclient.Handler
 		}{
-			{resource.RateLimitConfigType, s.HandleRateLimitConfigs},
-			{resource.ExtensionConfigType, s.HandleExtensionConfigs},
+			{contract.RateLimitConfigType, s.HandleRateLimitConfigs},
+			{contract.ExtensionConfigType, s.HandleExtensionConfigs},
 		} {
 			g.Go(func() error {
 				return xdsclient.Run(gctx, xdsclient.Config{

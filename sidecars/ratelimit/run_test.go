@@ -1,4 +1,4 @@
-package ratelimit
+package ratelimitsidecar
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/replay"
@@ -311,14 +311,14 @@ func (x xdsServer) set(t *testing.T, version string, rlc []*rlsconfv3.RateLimitC
 	t.Helper()
 	var ext []types.Resource
 	for _, r := range rules {
-		tec, err := resource.Wrap(resource.RateLimitPrefix+r.Spec, resource.RateLimitRulesType, r)
+		tec, err := contract.Wrap(contract.RateLimitPrefix+r.Spec, contract.RateLimitRulesType, r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ext = append(ext, tec)
 	}
 	// Another concern's resource of the same type is not ours.
-	other, err := resource.Wrap(resource.AuthzPrefix+"petstore", resource.AuthzPolicyType, map[string]any{"x": 1})
+	other, err := contract.Wrap(contract.AuthzPrefix+"petstore", contract.AuthzPolicyType, map[string]any{"x": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func (x xdsServer) set(t *testing.T, version string, rlc []*rlsconfv3.RateLimitC
 	for _, c := range rlc {
 		rl = append(rl, c)
 	}
-	x.Set(t, "rl-1", version, map[string][]types.Resource{resource.ExtensionConfigType: ext, resource.RateLimitConfigType: rl})
+	x.Set(t, "rl-1", version, map[string][]types.Resource{contract.ExtensionConfigType: ext, contract.RateLimitConfigType: rl})
 }
 
 func TestXDS(t *testing.T) {
@@ -352,7 +352,7 @@ func TestXDS(t *testing.T) {
 	x.set(t, "v1", []*rlsconfv3.RateLimitConfig{rlc, ghFromRLC}, nil)
 	waitFor(t, "v1 served", func() bool { return gh("a").GetCurrentLimit().GetRequestsPerUnit() == 9 })
 	waitFor(t, "ACK of v1 (both types)", func() bool {
-		return x.Acked(resource.RateLimitConfigType, "v1") && x.Acked(resource.ExtensionConfigType, "v1")
+		return x.Acked(contract.RateLimitConfigType, "v1") && x.Acked(contract.ExtensionConfigType, "v1")
 	})
 	if l := r.call(t, "api", "k", "x").Statuses[0].GetCurrentLimit().GetRequestsPerUnit(); l != 3 {
 		t.Fatalf("api domain limit %d", l)
@@ -366,7 +366,7 @@ func TestXDS(t *testing.T) {
 	if u := gh("c").GetCurrentLimit().GetUnit(); u != rlsv3.RateLimitResponse_RateLimit_UNKNOWN {
 		t.Fatalf("30s window reported as %s", u)
 	}
-	waitFor(t, "ACK of v2", func() bool { return x.Acked(resource.ExtensionConfigType, "v2") })
+	waitFor(t, "ACK of v2", func() bool { return x.Acked(contract.ExtensionConfigType, "v2") })
 
 	// v3: a broken RateLimitConfig is NACKed with the reason; v2 keeps serving.
 	bad := &rlsconfv3.RateLimitConfig{Name: "api", Domain: "api", Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR, RequestsPerUnit: 1}}}}
@@ -376,7 +376,7 @@ func TestXDS(t *testing.T) {
 		nack = x.Find(func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil })
 		return nack != nil
 	})
-	if nack.GetTypeUrl() != resource.RateLimitConfigType || nack.GetVersionInfo() != "v2" || !strings.Contains(nack.GetErrorDetail().GetMessage(), "descriptor has empty key") {
+	if nack.GetTypeUrl() != contract.RateLimitConfigType || nack.GetVersionInfo() != "v2" || !strings.Contains(nack.GetErrorDetail().GetMessage(), "descriptor has empty key") {
 		t.Fatalf("NACK: type %s version %q detail %q", nack.GetTypeUrl(), nack.GetVersionInfo(), nack.GetErrorDetail().GetMessage())
 	}
 	if l := r.call(t, "api", "k", "y").Statuses[0].GetCurrentLimit().GetRequestsPerUnit(); l != 3 {
@@ -389,7 +389,7 @@ func TestXDS(t *testing.T) {
 	x.set(t, "v4", []*rlsconfv3.RateLimitConfig{rlc}, []*ratelimit.SpecRules{&badRules})
 	waitFor(t, "the extension NACK", func() bool {
 		return x.Find(func(r *discoveryv3.DiscoveryRequest) bool {
-			return r.GetTypeUrl() == resource.ExtensionConfigType && strings.Contains(r.GetErrorDetail().GetMessage(), "leaky-bucket")
+			return r.GetTypeUrl() == contract.ExtensionConfigType && strings.Contains(r.GetErrorDetail().GetMessage(), "leaky-bucket")
 		}) != nil
 	})
 	if l := gh("d").GetCurrentLimit().GetRequestsPerUnit(); l != 2 {

@@ -1,4 +1,4 @@
-package ratelimit
+package ratelimitsidecar
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -120,7 +120,7 @@ func (s *sources) build(m *ratelimit.Metrics) (*ratelimit.Rules, string, error) 
 	gatehouse := append([]*ratelimit.SpecRules(nil), s.specs...)
 	gatehouse = append(gatehouse, s.xdsExt...)
 	for _, d := range s.xdsRLC {
-		if d.Name == resource.RateLimitDomain && s.xdsExt != nil {
+		if d.Name == contract.RateLimitDomain && s.xdsExt != nil {
 			continue // the extension resources are authoritative for it
 		}
 		domains = append(domains, d)
@@ -171,10 +171,10 @@ func LoadSpecDir(dir string) ([]*ratelimit.SpecRules, error) {
 }
 
 // RulesFromResources decodes the SpecRules among TypedExtensionConfig
-// resources (names with resource.RateLimitPrefix; other concerns' are
+// resources (names with contract.RateLimitPrefix; other concerns' are
 // skipped). It returns nil when there is none. Any bad one fails the set.
 func RulesFromResources(resources []*anypb.Any) ([]*ratelimit.SpecRules, error) {
-	return resource.Collect(resources, resource.RateLimitPrefix, resource.RateLimitRulesType, func(r *ratelimit.SpecRules) string { return r.Spec })
+	return contract.Collect(resources, contract.RateLimitPrefix, contract.RateLimitRulesType, func(r *ratelimit.SpecRules) string { return r.Spec })
 }
 
 // DomainsFromResources decodes RateLimitConfig resources as

@@ -36,7 +36,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
-	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
+	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
-	authzsidecar "github.com/gatehouse-edge/gatehouse/sidecars/authz"
+	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
 
 func client(t *testing.T, addr string) authv3.AuthorizationClient {

@@ -1,4 +1,4 @@
-// Package resource is the wire contract between the control plane and the
+// Package contract is the wire contract between the control plane and the
 // sidecars: which xDS resource types carry sidecar config, how they are
 // named, and how a payload is wrapped. It keeps no global state and
 // imports no Gatehouse package, so both sides can depend on it.
@@ -11,7 +11,7 @@
 // resource. The RateLimitConfig of domain "gatehouse" is served as well, for
 // envoyproxy/ratelimit. A Wrapper does the wrapping in memory it reuses,
 // for the control plane's compile workers.
-package resource
+package contract
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package resource
+package contract
 
 import (
 	"encoding/json"

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/gatehouse-edge/gatehouse/controlplane/resource"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xdsclient"
+	"github.com/gatehouse-edge/gatehouse/contract"
+	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // xdsServer is a real go-control-plane ADS server on loopback that records
@@ -90,7 +90,7 @@ func ext(t *testing.T, name string, v int64) types.Resource {
 
 func setSnapshot(t *testing.T, c cachev3.SnapshotCache, version string, res ...types.Resource) {
 	t.Helper()
-	snap, err := cachev3.NewSnapshot(version, map[string][]types.Resource{resource.ExtensionConfigType: res})
+	snap, err := cachev3.NewSnapshot(version, map[string][]types.Resource{contract.ExtensionConfigType: res})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestACKNACKAndReconnect(t *testing.T) {
 			Server:         srv.addr,
 			NodeID:         "sidecar-1",
 			NodeCluster:    "group-a",
-			TypeURL:        resource.ExtensionConfigType,
+			TypeURL:        contract.ExtensionConfigType,
 			InitialBackoff: 20 * time.Millisecond,
 			MaxBackoff:     100 * time.Millisecond,
 		}, rec.handle)
@@ -178,7 +178,7 @@ func TestACKNACKAndReconnect(t *testing.T) {
 		return r.GetVersionInfo() == "v1" && r.GetResponseNonce() != "" && r.GetErrorDetail() == nil
 	})
 	first := srv.waitRequest(t, "initial", func(r *discoveryv3.DiscoveryRequest) bool { return r.GetResponseNonce() == "" })
-	if first.GetNode().GetId() != "sidecar-1" || first.GetNode().GetCluster() != "group-a" || first.GetTypeUrl() != resource.ExtensionConfigType {
+	if first.GetNode().GetId() != "sidecar-1" || first.GetNode().GetCluster() != "group-a" || first.GetTypeUrl() != contract.ExtensionConfigType {
 		t.Fatalf("initial request node/type = %v %q", first.GetNode(), first.GetTypeUrl())
 	}
 	rec.mu.Lock()
@@ -251,7 +251,7 @@ func TestNamedSubscription(t *testing.T) {
 	rec := &recorder{}
 	go xdsclient.Run(ctx, xdsclient.Config{
 		Server: srv.addr, NodeID: "n", NodeCluster: "group-a",
-		TypeURL: resource.ExtensionConfigType, ResourceNames: []string{"b"},
+		TypeURL: contract.ExtensionConfigType, ResourceNames: []string{"b"},
 	}, rec.handle)
 	rec.waitAccepted(t, "v1")
 	rec.mu.Lock()
