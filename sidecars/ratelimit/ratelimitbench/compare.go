@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,12 +59,30 @@ func cpuSeconds(pid int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	s := string(b)
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads utime+stime (fields 14 and 15) of a /proc/<pid>/stat
+// line, in seconds. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted after its last ')'.
+func parseStatCPU(s string) (float64, error) {
 	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+	if i < 0 || i+2 > len(s) {
+		return 0, fmt.Errorf("/proc stat %q: no command name", s)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
+	}
+	ut, err := strconv.ParseUint(f[11], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc stat utime %q: %w", f[11], err)
+	}
+	st, err := strconv.ParseUint(f[12], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc stat stime %q: %w", f[12], err)
+	}
+	return float64(ut+st) / 100, nil // USER_HZ is 100 on Linux
 }
 
 func freePort() (int, error) {
@@ -128,10 +149,114 @@ func waitRedis(addr string, within time.Duration) error {
 	return fmt.Errorf("redis on %s did not answer", addr)
 }
 
-type row struct {
-	name         string
-	res          result
-	svcCPU, rCPU float64 // seconds during the measured drive
+// respCmd sends one command to Redis and returns its reply (a simple or
+// bulk string or an integer); an error reply is an error.
+func respCmd(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case line == "":
+		return "", fmt.Errorf("redis %s: empty reply to %s", addr, args[0])
+	case line[0] == '-':
+		return "", fmt.Errorf("redis %s: %s %s: %s", addr, args[0], strings.Join(args[1:], " "), line[1:])
+	case line[0] == '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("redis %s: bad bulk length %q", addr, line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	default:
+		return line[1:], nil
+	}
+}
+
+// redisServer is one redis-server process of the run.
+type redisServer struct {
+	*proc
+	addr string
+}
+
+// startRedis starts redis-server on a free loopback port with persistence
+// off. A cluster server is a one-node Redis Cluster owning every hash slot:
+// the only way envoyproxy/ratelimit (radix v4) applies
+// REDIS_PIPELINE_WINDOW.
+func startRedis(name, work, bin string, cluster bool) (*redisServer, []string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no", "--dir", work}
+	if cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port))
+	}
+	p, err := start(name, work, nil, bin, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &redisServer{proc: p, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	if err := waitRedis(r.addr, 10*time.Second); err != nil {
+		r.stop()
+		return nil, nil, fmt.Errorf("%s: %w (log in %s)", name, err, work)
+	}
+	if cluster {
+		if _, err := respCmd(r.addr, "CLUSTER", "ADDSLOTSRANGE", "0", "16383"); err != nil {
+			r.stop()
+			return nil, nil, err
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			info, err := respCmd(r.addr, "CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				r.stop()
+				return nil, nil, fmt.Errorf("%s: cluster state not ok after 10s: %v %q", name, err, info)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return r, args, nil
+}
+
+// service is one RLS server the comparison measures.
+type service struct {
+	name string
+	// redis is the redis-server it counts in; nil for the floor.
+	redis *redisServer
+	// start starts it on the given gRPC, admin/debug and metrics ports.
+	start func(grpcPort, adminPort, metricsPort int) (*proc, error)
+	// metricsURL is where its counters are read; "" for none.
+	metricsURL func(adminPort, metricsPort int) string
+	// view turns two scrapes into what the backend did and did not decide.
+	view func(before, after metrics) backendView
+	// flushed reports whether m already holds every answer so far
+	// (envoyproxy/ratelimit flushes its stats on an interval).
+	flushed   func(m metrics, answered int64) bool
+	reference bool // one of envoyproxy/ratelimit's settings
+	settings  []string
 }
 
 func runCompare(args []string) error {
@@ -142,20 +267,38 @@ func runCompare(args []string) error {
 	script := fs.String("script", "ratelimit/testdata/replay/script.txt", "replay script")
 	replayDir := fs.String("replay-config", "ratelimit/testdata/replay/config", "config directory of the replay script")
 	ld := load{domain: "bench", descKey: "user"}
-	fs.IntVar(&ld.concurrency, "concurrency", 64, "concurrent callers")
+	fs.IntVar(&ld.concurrency, "concurrency", 64, "concurrent callers of the load generator (every service)")
 	fs.IntVar(&ld.keys, "keys", 10000, "distinct keys")
-	fs.DurationVar(&ld.duration, "duration", 10*time.Second, "measured drive per service")
+	fs.DurationVar(&ld.duration, "duration", 10*time.Second, "measured drive per service and round")
 	fs.Int64Var(&ld.maxRequests, "requests", 3_000_000, "most requests per drive")
-	fs.IntVar(&ld.conns, "conns", 4, "gRPC connections of the load generator")
+	fs.IntVar(&ld.conns, "conns", 4, "gRPC connections of the load generator (every service)")
 	warm := fs.Duration("warmup", 2*time.Second, "unmeasured drive before each measurement")
-	fs.Parse(args)
+	rounds := fs.Int("rounds", 3, "rounds; each runs every service once, references and Gatehouse interleaved; the table shows medians")
+	window := fs.Duration("pipeline-window", 150*time.Microsecond, "envoyproxy/ratelimit REDIS_PIPELINE_WINDOW of the pipelined reference (0 leaves that reference out)")
+	plimit := fs.Int("pipeline-limit", 8, "envoyproxy/ratelimit REDIS_PIPELINE_LIMIT of the pipelined reference (deprecated and ignored by its radix v4 client; set as the issue asks)")
+	epPool := fs.Int("envoyproxy-redis-pool", 10, "envoyproxy/ratelimit REDIS_POOL_SIZE (its default 10)")
+	epGOGC := fs.String("envoyproxy-gogc", "", "GOGC of envoyproxy/ratelimit only (empty: the environment's, else Go's default 100)")
+	ghWorkers := fs.Int("gatehouse-redis-workers", 0, "gatehouse --redis-workers (0: its default, 2 script calls in flight on a pool of 4 connections)")
+	flush := fs.Duration("stats-flush", time.Second, "envoyproxy/ratelimit STATS_FLUSH_INTERVAL (its error counters are read after a flush)")
+	floor := fs.Bool("floor", true, "measure the do-nothing gRPC server too")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *rounds < 1:
+		return fmt.Errorf("-rounds %d: want at least 1", *rounds)
+	case ld.duration <= 0:
+		return fmt.Errorf("-duration %s: want more than 0", ld.duration)
+	case ld.concurrency < 1 || ld.conns < 1 || ld.keys < 1:
+		return fmt.Errorf("-concurrency, -conns and -keys must be at least 1")
+	}
 
 	work, err := os.MkdirTemp("", "ratelimitbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	// One config directory, used unchanged by both services.
+	// One config directory, used unchanged by every service.
 	confDir := filepath.Join(work, "runtime", "ratelimit", "config")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		return err
@@ -177,141 +320,291 @@ func runCompare(args []string) error {
 		}
 	}
 
-	rport, err := freePort()
-	if err != nil {
-		return err
-	}
-	raddr := fmt.Sprintf("127.0.0.1:%d", rport)
-	redis, err := start("redis", work, nil, *redisBin, "--bind", "127.0.0.1", "--port", strconv.Itoa(rport), "--save", "", "--appendonly", "no", "--dir", work)
+	redis, redisArgs, err := startRedis("redis", work, *redisBin, false)
 	if err != nil {
 		return err
 	}
 	defer redis.stop()
-	if err := waitRedis(raddr, 10*time.Second); err != nil {
-		return err
+	var redisCluster *redisServer
+	if *window > 0 {
+		redisCluster, _, err = startRedis("redis-cluster", work, *redisBin, true)
+		if err != nil {
+			return err
+		}
+		defer redisCluster.stop()
+	}
+	redisVersion, _ := respCmd(redis.addr, "INFO", "server")
+	if i := strings.Index(redisVersion, "redis_version:"); i >= 0 {
+		redisVersion = strings.Fields(redisVersion[i+len("redis_version:"):])[0]
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 
-	type target struct {
-		name  string
-		start func(grpcPort, adminPort int) (*proc, error)
-		redis bool
+	envoyproxy := func(name string, r *redisServer, extra []string) service {
+		common := []string{
+			"USE_STATSD=false", "USE_PROMETHEUS=true", "STATS_FLUSH_INTERVAL=" + flush.String(),
+			"LOG_LEVEL=warn", "BACKEND_TYPE=redis", "REDIS_SOCKET_TYPE=tcp", "REDIS_POOL_SIZE=" + strconv.Itoa(*epPool),
+			"RUNTIME_ROOT=" + filepath.Join(work, "runtime"), "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
+		}
+		if *epGOGC != "" {
+			common = append(common, "GOGC="+*epGOGC)
+		}
+		common = append(common, extra...)
+		return service{
+			name: name, redis: r, reference: true,
+			settings: append(slices.Clone(common), "REDIS_URL="+r.addr+" HOST/PORT GRPC_HOST/GRPC_PORT DEBUG_HOST/DEBUG_PORT PROMETHEUS_ADDR: 127.0.0.1, free ports"),
+			start: func(gp, ap, mp int) (*proc, error) {
+				hp, err := freePort()
+				if err != nil {
+					return nil, err
+				}
+				env := append(slices.Clone(common), "REDIS_URL="+r.addr,
+					"HOST=127.0.0.1", "PORT="+strconv.Itoa(hp), "GRPC_HOST=127.0.0.1", "GRPC_PORT="+strconv.Itoa(gp),
+					"DEBUG_HOST=127.0.0.1", "DEBUG_PORT="+strconv.Itoa(ap), "PROMETHEUS_ADDR="+fmt.Sprintf("127.0.0.1:%d", mp))
+				return start("envoyproxy", work, env, *envoyBin)
+			},
+			metricsURL: func(_, mp int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", mp) },
+			view:       func(b, a metrics) backendView { return envoyproxyView(b, a, ld.domain, ld.descKey) },
+			flushed: func(m metrics, answered int64) bool {
+				hits := map[string]string{"domain": ld.domain, "key1": ld.descKey}
+				return int64(m.sum(epTotalHits, hits)+m.sum(epTotalHits+"_total", hits)) >= answered
+			},
+		}
 	}
-	targets := []target{
-		{"do-nothing gRPC server", func(gp, _ int) (*proc, error) {
+	ghArgs := []string{"--config-dir", confDir, "--backend", "redis", "--redis-url", "redis://" + redis.addr, "--log-level", "warn"}
+	if *ghWorkers > 0 {
+		ghArgs = append(ghArgs, "--redis-workers", strconv.Itoa(*ghWorkers))
+	}
+	gatehouse := service{
+		name: "gatehouse ratelimit", redis: redis,
+		settings: append([]string{"gatehouse ratelimit"}, append(slices.Clone(ghArgs), "--grpc-addr/--admin-addr 127.0.0.1, free ports; defaults otherwise: --gogc 400, --redis-timeout 50ms, --redis-workers 2 (pool 4), --failure-mode allow")...),
+		start: func(gp, ap, _ int) (*proc, error) {
+			return start("gatehouse", work, nil, *ghBin, append([]string{"ratelimit",
+				"--grpc-addr", fmt.Sprintf("127.0.0.1:%d", gp), "--admin-addr", fmt.Sprintf("127.0.0.1:%d", ap)}, ghArgs...)...)
+		},
+		metricsURL: func(ap, _ int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", ap) },
+		view:       gatehouseView,
+		flushed:    func(metrics, int64) bool { return true },
+	}
+	noop := service{name: "do-nothing gRPC server", settings: []string{"ratelimitbench noop (grpc-go, MaxConcurrentStreams 10000, answers OK)"},
+		start: func(gp, _, _ int) (*proc, error) {
 			return start("noop", work, nil, self, "noop", "-addr", fmt.Sprintf("127.0.0.1:%d", gp))
-		}, false},
-		{"envoyproxy/ratelimit", func(gp, ap int) (*proc, error) {
-			hp, _ := freePort()
-			return start("envoyproxy", work, []string{
-				"USE_STATSD=false", "LOG_LEVEL=warn", "BACKEND_TYPE=redis",
-				"REDIS_SOCKET_TYPE=tcp", "REDIS_TYPE=SINGLE", "REDIS_URL=" + raddr,
-				"RUNTIME_ROOT=" + filepath.Join(work, "runtime"), "RUNTIME_SUBDIRECTORY=ratelimit", "RUNTIME_WATCH_ROOT=false",
-				"HOST=127.0.0.1", "PORT=" + strconv.Itoa(hp), "GRPC_HOST=127.0.0.1", "GRPC_PORT=" + strconv.Itoa(gp),
-				"DEBUG_HOST=127.0.0.1", "DEBUG_PORT=" + strconv.Itoa(ap),
-			}, *envoyBin)
-		}, true},
-		{"gatehouse ratelimit", func(gp, ap int) (*proc, error) {
-			return start("gatehouse", work, nil, *ghBin, "ratelimit",
-				"--grpc-addr", fmt.Sprintf("127.0.0.1:%d", gp), "--admin-addr", fmt.Sprintf("127.0.0.1:%d", ap),
-				"--config-dir", confDir, "--backend", "redis", "--redis-url", "redis://"+raddr, "--log-level", "warn")
-		}, true},
+		}}
+
+	refDefault := envoyproxy("envoyproxy/ratelimit (defaults)", redis, []string{"REDIS_TYPE=SINGLE"})
+	services := []service{refDefault, gatehouse}
+	if redisCluster != nil {
+		refPipe := envoyproxy("envoyproxy/ratelimit (pipelined)", redisCluster, []string{"REDIS_TYPE=CLUSTER",
+			"REDIS_PIPELINE_WINDOW=" + window.String(), "REDIS_PIPELINE_LIMIT=" + strconv.Itoa(*plimit)})
+		services = append(services, refPipe)
 	}
-	var rows []row
-	var replayNotes []string
+	var references []string
+	for _, s := range services {
+		if s.reference {
+			references = append(references, s.name)
+		}
+	}
+	names := []string{}
+	if *floor {
+		names = append(names, noop.name)
+	}
+	for _, s := range services {
+		names = append(names, s.name)
+	}
+
+	// Every setting, first.
+	fmt.Printf("ratelimitbench compare: %d round(s); per service and round a fresh process, %s unmeasured warm-up, then a measured drive of %s (at most %d requests)\n",
+		*rounds, *warm, ld.duration, ld.maxRequests)
+	fmt.Printf("load generator (same for every service): %d concurrent callers on %d gRPC connections, %d keys, one descriptor per request (domain %s, key %s), limit 1e9/minute so every request is counted in Redis; it runs on the same machine\n",
+		ld.concurrency, ld.conns, ld.keys, ld.domain, ld.descKey)
+	fmt.Printf("machine: %d CPUs (GOMAXPROCS of the generator %d), load average %s; GOGC in the environment: %q\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg(), os.Getenv("GOGC"))
+	fmt.Printf("config: one directory (%s: bench.yaml + %s), loaded unchanged by every service\n", "envoyproxy YAML", *replayDir)
+	fmt.Printf("redis-server %s, one process for Gatehouse and envoyproxy/ratelimit (defaults): %s %s\n", redisVersion, *redisBin, strings.Join(redisArgs, " "))
+	if redisCluster != nil {
+		fmt.Printf("redis-server %s for envoyproxy/ratelimit (pipelined): the same arguments plus --cluster-enabled yes, one node owning every slot (its radix v4 client applies REDIS_PIPELINE_WINDOW only with REDIS_TYPE=CLUSTER; REDIS_PIPELINE_LIMIT is deprecated and ignored)\n", redisVersion)
+	}
+	fmt.Printf("log level: warn for every service\n")
+	for _, s := range append([]service{noop}, services...) {
+		fmt.Printf("%s: %s\n", s.name, strings.Join(s.settings, " "))
+	}
+	fmt.Printf("CPU: utime+stime from /proc of the service and of its redis-server during the measured drive (10 ms ticks); answers not decided by the backend (failure mode, from the service's metrics) and errors are not counted as requests; a service with more than 0.1 %% of its calls not decided fails the run\n\n")
+
+	var all []round
+	var notes []string
+	var guardErrs []error
 	run := strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 10)
-	for ti, tg := range targets {
-		gp, _ := freePort()
-		ap, _ := freePort()
-		p, err := tg.start(gp, ap)
-		if err != nil {
-			return err
+	for ri := 0; ri < *rounds; ri++ {
+		// A B A B: the references and Gatehouse alternate; odd rounds
+		// take the references in the other order.
+		order := slices.Clone(services)
+		if ri%2 == 1 {
+			slices.Reverse(order)
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", gp)
-		if err := waitGRPC(addr, 20*time.Second); err != nil {
-			p.stop()
-			return fmt.Errorf("%s: %w (log in %s)", tg.name, err, work)
+		if *floor {
+			order = append([]service{noop}, order...)
 		}
-		if tg.redis {
-			mism, n, err := replayAgainst(addr, *script, run+strconv.Itoa(ti))
-			switch {
-			case err != nil:
-				replayNotes = append(replayNotes, fmt.Sprintf("replay %s: failed: %v", tg.name, err))
-			case len(mism) > 0:
-				replayNotes = append(replayNotes, fmt.Sprintf("replay %s: %d of %d steps differ: %s", tg.name, len(mism), n, strings.Join(mism, "; ")))
-			default:
-				replayNotes = append(replayNotes, fmt.Sprintf("replay %s: all %d scripted steps gave the expected allow/deny", tg.name, n))
+		rd := round{}
+		for si, s := range order {
+			tag := fmt.Sprintf("%sr%ds%d", run, ri, si)
+			m, note, err := measure(s, ld, *warm, tag, ri == 0, *script, *flush)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w (logs in %s)", ri+1, s.name, err, work)
+			}
+			if note != "" {
+				notes = append(notes, note)
+			}
+			rd[s.name] = m
+			fmt.Printf("round %d %s: %d answers (%d not decided by the backend, %d errors) in %s, %.0f backend-decided/s, p99 %s, %.0f per CPU-second, load %s\n",
+				ri+1, s.name, m.res.requests, m.view.undecided, m.res.errors, m.res.elapsed.Round(time.Millisecond),
+				m.decidedRate(), m.res.p99.Round(time.Microsecond), m.perCPUSecond(), m.loadBefore)
+			if s.redis != nil {
+				if err := guard(s.name, ri+1, m); err != nil {
+					guardErrs = append(guardErrs, err)
+				}
 			}
 		}
-		wl := ld
-		wl.addr, wl.run, wl.duration = addr, run+"w"+strconv.Itoa(ti), *warm
-		if _, err := drive(wl); err != nil {
-			p.stop()
-			return err
-		}
-		c0, _ := cpuSeconds(p.cmd.Process.Pid)
-		r0, _ := cpuSeconds(redis.cmd.Process.Pid)
-		ml := ld
-		ml.addr, ml.run = addr, run+"m"+strconv.Itoa(ti)
-		res, err := drive(ml)
-		c1, _ := cpuSeconds(p.cmd.Process.Pid)
-		r1, _ := cpuSeconds(redis.cmd.Process.Pid)
-		if tg.name == "gatehouse ratelimit" {
-			if note := batchNote(ap); note != "" {
-				replayNotes = append(replayNotes, note)
-			}
-		}
-		p.stop()
-		if err != nil {
-			return err
-		}
-		rw := row{name: tg.name, res: res, svcCPU: c1 - c0}
-		if tg.redis {
-			rw.rCPU = r1 - r0
-		}
-		rows = append(rows, rw)
-		fmt.Fprintf(os.Stderr, "%s: %d requests (%d errors) in %s\n", tg.name, res.requests, res.errors, res.elapsed.Round(time.Millisecond))
+		all = append(all, rd)
 	}
-	fmt.Printf("\n%d concurrent callers, %d keys, one descriptor per request, %s per service, one redis-server; CPU from /proc (10 ms ticks)\n\n", ld.concurrency, ld.keys, ld.duration)
-	fmt.Println("| service | requests/s | p50 | p99 | service CPU s / 1k req | Redis CPU s / 1k req | total CPU µs / req | requests per CPU-second |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, r := range rows {
-		n := float64(max(r.res.requests, 1))
-		tot := r.svcCPU + r.rCPU
-		fmt.Printf("| %s | %.0f | %s | %s | %.4f | %.4f | %.1f | %.0f |\n", r.name, r.res.rps(),
-			r.res.p50.Round(time.Microsecond), r.res.p99.Round(time.Microsecond),
-			r.svcCPU/n*1000, r.rCPU/n*1000, tot/n*1e6, n/max(tot, 1e-9))
-	}
+
 	fmt.Println()
-	for _, n := range replayNotes {
+	for _, n := range notes {
 		fmt.Println(n)
 	}
-	return nil
+	v := compareRounds(all, gatehouse.name, references)
+	fmt.Printf("gatehouse / better reference, requests per CPU-second, per round: %s; median %.2f×\n", formatRatios(v.ratios, v.against), v.ratio)
+	fmt.Printf("gatehouse / that reference, p99, per round: %s; median %.2f (≤ 1 is no worse)\n", formatRatios(v.p99s, v.against), v.p99)
+	state := "NOT met"
+	if v.met() {
+		state = "met"
+	}
+	fmt.Printf("target ≥ 2× requests per CPU-second against the better reference setting, p99 no worse: %s\n", state)
+	fmt.Printf("load average at the end: %s\n", loadavg())
+	fmt.Printf("\nmedians of %d round(s), %d concurrent callers, %d keys, %s per service and round:\n\n", *rounds, ld.concurrency, ld.keys, ld.duration)
+	writeTable(os.Stdout, all, names)
+	return errors.Join(guardErrs...)
 }
 
-// batchNote reads Gatehouse's batch-size histogram from its admin port.
-func batchNote(adminPort int) string {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort))
+// measure starts one service, replays the script (first round), warms up,
+// reads its counters, drives it, reads its counters again and stops it.
+func measure(s service, ld load, warm time.Duration, tag string, doReplay bool, script string, flush time.Duration) (measurement, string, error) {
+	var m measurement
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return m, "", err
+		}
+		ports[i] = p
+	}
+	p, err := s.start(ports[0], ports[1], ports[2])
 	if err != nil {
-		return ""
+		return m, "", err
 	}
-	defer resp.Body.Close()
-	var sum, count float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, `gatehouse_ratelimit_backend_batch_keys_sum{backend="redis"} `); ok {
-			sum, _ = strconv.ParseFloat(v, 64)
+	defer p.stop()
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	if err := waitGRPC(addr, 20*time.Second); err != nil {
+		return m, "", err
+	}
+	note := ""
+	if doReplay && s.redis != nil {
+		mism, n, err := replayAgainst(addr, script, tag)
+		switch {
+		case err != nil:
+			note = fmt.Sprintf("replay %s: failed: %v", s.name, err)
+		case len(mism) > 0:
+			note = fmt.Sprintf("replay %s: %d of %d steps differ: %s", s.name, len(mism), n, strings.Join(mism, "; "))
+		default:
+			note = fmt.Sprintf("replay %s: all %d scripted steps gave the expected allow/deny", s.name, n)
 		}
-		if v, ok := strings.CutPrefix(line, `gatehouse_ratelimit_backend_batch_keys_count{backend="redis"} `); ok {
-			count, _ = strconv.ParseFloat(v, 64)
+	}
+	wl := ld
+	wl.addr, wl.run, wl.duration = addr, tag+"w", warm
+	wres, err := drive(wl)
+	if err != nil {
+		return m, "", err
+	}
+	var before metrics
+	url := ""
+	if s.metricsURL != nil {
+		url = s.metricsURL(ports[1], ports[2])
+		if before, err = scrapeFlushed(url, s.flushed, wres.requests, flush); err != nil {
+			return m, "", err
 		}
 	}
-	if count == 0 {
-		return ""
+	m.loadBefore = loadavg()
+	c0, err := cpuSeconds(p.cmd.Process.Pid)
+	if err != nil {
+		return m, "", err
 	}
-	return fmt.Sprintf("batching gatehouse ratelimit: %.0f Redis script calls, %.1f keys per call on average (warm-up included)", count, sum/count)
+	var r0, r1 float64
+	if s.redis != nil {
+		if r0, err = cpuSeconds(s.redis.cmd.Process.Pid); err != nil {
+			return m, "", err
+		}
+	}
+	ml := ld
+	ml.addr, ml.run = addr, tag+"m"
+	m.res, err = drive(ml)
+	if err != nil {
+		return m, "", err
+	}
+	c1, err := cpuSeconds(p.cmd.Process.Pid)
+	if err != nil {
+		return m, "", fmt.Errorf("reading its CPU after the drive (did it exit?): %w", err)
+	}
+	if s.redis != nil {
+		if r1, err = cpuSeconds(s.redis.cmd.Process.Pid); err != nil {
+			return m, "", fmt.Errorf("reading redis-server's CPU after the drive (did it exit?): %w", err)
+		}
+	}
+	m.svcCPU, m.rCPU = c1-c0, r1-r0
+	if url != "" {
+		after, err := scrapeFlushed(url, s.flushed, wres.requests+m.res.requests, flush)
+		if err != nil {
+			return m, "", err
+		}
+		m.view = s.view(before, after)
+		if m.view.batchCalls > 0 {
+			note = strings.TrimSpace(note + fmt.Sprintf("\nbatching %s (%s): %.0f Redis script calls, %.1f keys per call on average (measured drive)",
+				s.name, tag, m.view.batchCalls, m.view.batchKeys/m.view.batchCalls))
+		}
+		if m.view.counted >= 0 && m.view.counted < m.res.requests-m.view.undecided {
+			return m, "", fmt.Errorf("its stats count %d hits, but it answered %d calls", m.view.counted, m.res.requests)
+		}
+	}
+	return m, note, nil
+}
+
+// scrapeFlushed scrapes url until flushed says every answer so far is in
+// it (a few flush intervals at most).
+func scrapeFlushed(url string, flushed func(metrics, int64) bool, answered int64, flush time.Duration) (metrics, error) {
+	deadline := time.Now().Add(3*flush + 2*time.Second)
+	for {
+		m, err := scrape(url)
+		if err != nil {
+			return nil, err
+		}
+		if flushed(m, answered) {
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: stats still short of the %d answers given after %s", url, answered, 3*flush+2*time.Second)
+		}
+		time.Sleep(flush / 4)
+	}
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
