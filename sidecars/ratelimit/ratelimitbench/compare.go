@@ -421,7 +421,14 @@ func runCompare(args []string) error {
 		ld.concurrency, ld.conns, ld.keys, ld.domain, ld.descKey)
 	fmt.Printf("machine: %d CPUs (GOMAXPROCS of the generator %d), load average %s; GOGC in the environment: %q\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg(), os.Getenv("GOGC"))
 	fmt.Printf("config: one directory (%s: bench.yaml + %s), loaded unchanged by every service\n", "envoyproxy YAML", *replayDir)
-	fmt.Printf("redis-server %s, one process for Gatehouse and envoyproxy/ratelimit (defaults): %s %s\n", redisVersion, *redisBin, strings.Join(redisArgs, " "))
+	quoted := make([]string, len(redisArgs))
+	for i, a := range redisArgs {
+		quoted[i] = a
+		if a == "" {
+			quoted[i] = `""`
+		}
+	}
+	fmt.Printf("redis-server %s, one process for Gatehouse and envoyproxy/ratelimit (defaults): %s %s\n", redisVersion, *redisBin, strings.Join(quoted, " "))
 	if redisCluster != nil {
 		fmt.Printf("redis-server %s for envoyproxy/ratelimit (pipelined): the same arguments plus --cluster-enabled yes, one node owning every slot (its radix v4 client applies REDIS_PIPELINE_WINDOW only with REDIS_TYPE=CLUSTER; REDIS_PIPELINE_LIMIT is deprecated and ignored)\n", redisVersion)
 	}
@@ -448,7 +455,7 @@ func runCompare(args []string) error {
 		rd := round{}
 		for si, s := range order {
 			tag := fmt.Sprintf("%sr%ds%d", run, ri, si)
-			m, note, err := measure(s, ld, *warm, tag, ri == 0, *script, *flush)
+			m, note, err := measure(s, ld, *warm, tag, ri, *script, *flush)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w (logs in %s)", ri+1, s.name, err, work)
 			}
@@ -456,13 +463,17 @@ func runCompare(args []string) error {
 				notes = append(notes, note)
 			}
 			rd[s.name] = m
-			fmt.Printf("round %d %s: %d answers (%d not decided by the backend, %d errors) in %s, %.0f backend-decided/s, p99 %s, %.0f per CPU-second, load %s\n",
-				ri+1, s.name, m.res.requests, m.view.undecided, m.res.errors, m.res.elapsed.Round(time.Millisecond),
+			if s.redis == nil {
+				fmt.Printf("round %d %s: %d answers, %d errors in %s, %.0f/s, p99 %s, %.0f per CPU-second, load %s\n",
+					ri+1, s.name, m.res.requests, m.res.errors, m.res.elapsed.Round(time.Millisecond),
+					m.decidedRate(), m.res.p99.Round(time.Microsecond), m.perCPUSecond(), m.loadBefore)
+				continue
+			}
+			fmt.Printf("round %d %s: %d answers (%d by the failure mode, not by Redis), %d errors (the service's own counters: %d failed calls, %d backend errors) in %s, %.0f backend-decided/s, p99 %s, %.0f per CPU-second, load %s\n",
+				ri+1, s.name, m.res.requests, m.view.undecided, m.res.errors, m.view.callErrors, m.view.backendErrors, m.res.elapsed.Round(time.Millisecond),
 				m.decidedRate(), m.res.p99.Round(time.Microsecond), m.perCPUSecond(), m.loadBefore)
-			if s.redis != nil {
-				if err := guard(s.name, ri+1, m); err != nil {
-					guardErrs = append(guardErrs, err)
-				}
+			if err := guard(s.name, ri+1, m); err != nil {
+				guardErrs = append(guardErrs, err)
 			}
 		}
 		all = append(all, rd)
@@ -482,13 +493,13 @@ func runCompare(args []string) error {
 	fmt.Printf("target ≥ 2× requests per CPU-second against the better reference setting, p99 no worse: %s\n", state)
 	fmt.Printf("load average at the end: %s\n", loadavg())
 	fmt.Printf("\nmedians of %d round(s), %d concurrent callers, %d keys, %s per service and round:\n\n", *rounds, ld.concurrency, ld.keys, ld.duration)
-	writeTable(os.Stdout, all, names)
+	writeTable(os.Stdout, all, names, map[string]bool{noop.name: true})
 	return errors.Join(guardErrs...)
 }
 
 // measure starts one service, replays the script (first round), warms up,
 // reads its counters, drives it, reads its counters again and stops it.
-func measure(s service, ld load, warm time.Duration, tag string, doReplay bool, script string, flush time.Duration) (measurement, string, error) {
+func measure(s service, ld load, warm time.Duration, tag string, ri int, script string, flush time.Duration) (measurement, string, error) {
 	var m measurement
 	ports := make([]int, 3)
 	for i := range ports {
@@ -508,7 +519,7 @@ func measure(s service, ld load, warm time.Duration, tag string, doReplay bool, 
 		return m, "", err
 	}
 	note := ""
-	if doReplay && s.redis != nil {
+	if ri == 0 && s.redis != nil {
 		mism, n, err := replayAgainst(addr, script, tag)
 		switch {
 		case err != nil:
@@ -567,8 +578,8 @@ func measure(s service, ld load, warm time.Duration, tag string, doReplay bool, 
 		}
 		m.view = s.view(before, after)
 		if m.view.batchCalls > 0 {
-			note = strings.TrimSpace(note + fmt.Sprintf("\nbatching %s (%s): %.0f Redis script calls, %.1f keys per call on average (measured drive)",
-				s.name, tag, m.view.batchCalls, m.view.batchKeys/m.view.batchCalls))
+			note = strings.TrimSpace(note + fmt.Sprintf("\nbatching %s, round %d: %.0f Redis script calls, %.1f keys per call on average (measured drive)",
+				s.name, ri+1, m.view.batchCalls, m.view.batchKeys/m.view.batchCalls))
 		}
 		if m.view.counted >= 0 && m.view.counted < m.res.requests-m.view.undecided {
 			return m, "", fmt.Errorf("its stats count %d hits, but it answered %d calls", m.view.counted, m.res.requests)

@@ -307,3 +307,34 @@ func TestGatehouseMetricsRealSidecar(t *testing.T) {
 		t.Errorf("Redis down: guard %v, want a failure", err)
 	}
 }
+
+// TestTableMatchesDoc: the output ends with docs/PERFORMANCE.md's
+// ## ratelimit table; each cell is the median of its column over the
+// rounds, the undecided column the sum.
+func TestTableMatchesDoc(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/PERFORMANCE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), tableHeader) {
+		t.Fatalf("docs/PERFORMANCE.md has no table with the header compare prints:\n%s", tableHeader)
+	}
+	const gh, floor = "gatehouse ratelimit", "do-nothing gRPC server"
+	a, b, c := meas(1000, 3*time.Millisecond), meas(3000, 9*time.Millisecond), meas(2000, 5*time.Millisecond)
+	b.view.undecided = 2 // 2 of 3000 answers by the failure mode: 2998 decided
+	rounds := []round{{gh: a, floor: a}, {gh: b, floor: b}, {gh: c, floor: c}}
+	var out strings.Builder
+	writeTable(&out, rounds, []string{floor, gh}, map[string]bool{floor: true})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 || lines[0]+"\n"+lines[1]+"\n" != tableHeader {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	// median of 1000, 2998, 2000 decided/s; p99 median 5 ms; per CPU-second
+	// the same numbers over 1 CPU-second.
+	if want := "| gatehouse ratelimit | 2000 | 2.5ms | 5ms | 0.3750 | 0.1250 | 500.0 | 2000 | 2 of 6000 (0.033 %) |"; lines[3] != want {
+		t.Errorf("row\n%s\nwant\n%s", lines[3], want)
+	}
+	if !strings.HasSuffix(lines[2], "| no backend |") {
+		t.Errorf("floor row %s", lines[2])
+	}
+}

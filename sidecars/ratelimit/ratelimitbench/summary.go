@@ -151,8 +151,9 @@ const tableHeader = "| service | backend-decided requests/s | p50 | p99 | servic
 
 // writeTable prints one row per service: every cell is the median of that
 // column over the rounds (so cells of one row may come from different
-// rounds); the last column is the sum over the rounds.
-func writeTable(w io.Writer, rounds []round, services []string) {
+// rounds); the last column is the sum over the rounds ("no backend" for
+// the services in noBackend, such as the do-nothing floor).
+func writeTable(w io.Writer, rounds []round, services []string, noBackend map[string]bool) {
 	io.WriteString(w, tableHeader)
 	for _, name := range services {
 		var rps, svc, red, tot, per []float64
@@ -173,9 +174,13 @@ func writeTable(w io.Writer, rounds []round, services []string) {
 		if len(rps) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %.4f | %.4f | %.1f | %.0f | %d of %d (%.3f %%) |\n", name, median(rps),
+		undecided := "no backend"
+		if !noBackend[name] {
+			undecided = fmt.Sprintf("%d of %d (%.3f %%)", nd, calls, 100*float64(nd)/float64(max(calls, 1)))
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %.4f | %.4f | %.1f | %.0f | %s |\n", name, median(rps),
 			medianDur(p50).Round(time.Microsecond), medianDur(p99).Round(time.Microsecond),
-			median(svc), median(red), median(tot), median(per), nd, calls, 100*float64(nd)/float64(max(calls, 1)))
+			median(svc), median(red), median(tot), median(per), undecided)
 	}
 }
 
