@@ -237,7 +237,10 @@ func TestGatehouseMetricsRealSidecar(t *testing.T) {
 		done <- ratelimitsidecar.Run(ctx, ratelimitsidecar.Config{
 			GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ConfigDir: dir,
 			Backend: "redis", RedisURL: "redis://" + redis.Addr,
-			Ready: func(g, a net.Addr) { ready <- [2]net.Addr{g, a} },
+			// A loaded test machine (-race, parallel builds) can miss the
+			// 50 ms default; this test is about counting, not the budget.
+			RedisTimeout: 5 * time.Second,
+			Ready:        func(g, a net.Addr) { ready <- [2]net.Addr{g, a} },
 		})
 	}()
 	t.Cleanup(func() {
