@@ -433,7 +433,14 @@ func runCompare(args []string) error {
 		fmt.Printf("redis-server %s for envoyproxy/ratelimit (pipelined): the same arguments plus --cluster-enabled yes, one node owning every slot (its radix v4 client applies REDIS_PIPELINE_WINDOW only with REDIS_TYPE=CLUSTER; REDIS_PIPELINE_LIMIT is deprecated and ignored)\n", redisVersion)
 	}
 	fmt.Printf("log level: warn for every service\n")
-	for _, s := range append([]service{noop}, services...) {
+	if env := inheritedEnv(os.Environ()); len(env) > 0 {
+		fmt.Printf("inherited by every service from this environment (the per-service settings below win over it): %s\n", strings.Join(env, " "))
+	}
+	shown := services
+	if *floor {
+		shown = append([]service{noop}, services...)
+	}
+	for _, s := range shown {
 		fmt.Printf("%s: %s\n", s.name, strings.Join(s.settings, " "))
 	}
 	fmt.Printf("CPU: utime+stime from /proc of the service and of its redis-server during the measured drive (10 ms ticks); answers not decided by the backend (failure mode, from the service's metrics) and errors are not counted as requests; a service with more than 0.1 %% of its calls not decided fails the run\n\n")
@@ -487,7 +494,10 @@ func runCompare(args []string) error {
 	fmt.Printf("gatehouse / better reference, requests per CPU-second, per round: %s; median %.2f×\n", formatRatios(v.ratios, v.against), v.ratio)
 	fmt.Printf("gatehouse / that reference, p99, per round: %s; median %.2f (≤ 1 is no worse)\n", formatRatios(v.p99s, v.against), v.p99)
 	state := "NOT met"
-	if v.met() {
+	switch {
+	case len(guardErrs) > 0:
+		state = "not judged: the run failed the 0.1 % guard (see the end)"
+	case v.met():
 		state = "met"
 	}
 	fmt.Printf("target ≥ 2× requests per CPU-second against the better reference setting, p99 no worse: %s\n", state)
@@ -618,4 +628,29 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// inheritedEnv lists the variables of env that Go, Gatehouse or
+// envoyproxy/ratelimit read, sorted; values of names that look secret are
+// masked.
+func inheritedEnv(env []string) []string {
+	prefixes := []string{"GATEHOUSE_", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GODEBUG", "REDIS_", "LIMIT_", "LOCAL_CACHE", "CACHE_",
+		"MERGE_DOMAIN", "QUOTA_MODE", "SHADOW_MODE", "RESPONSE_DYNAMIC", "NEAR_LIMIT", "EXPIRATION_JITTER", "RUNTIME_", "STATS_",
+		"USE_", "LOG_", "BACKEND_", "GRPC_", "MEMCACHE_", "PROMETHEUS_", "DISABLE_STATS", "HEALTHY_WITH"}
+	var out []string
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		up := strings.ToUpper(name)
+		for _, secret := range []string{"AUTH", "PASSWORD", "TOKEN", "SECRET", "KEY"} {
+			if strings.Contains(up, secret) && !strings.HasSuffix(up, "KEY_PREFIX") {
+				value = "(set, not shown)"
+			}
+		}
+		out = append(out, name+"="+value)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -341,3 +341,12 @@ func TestTableMatchesDoc(t *testing.T) {
 		t.Errorf("floor row %s", lines[2])
 	}
 }
+
+func TestInheritedEnv(t *testing.T) {
+	got := strings.Join(inheritedEnv([]string{"PATH=/bin", "GOGC=200", "REDIS_AUTH=hunter2", "GATEHOUSE_RATELIMIT_REDIS_TIMEOUT=1ms",
+		"CACHE_KEY_PREFIX=x_", "GATEHOUSE_RATELIMIT_REDIS_PASSWORD_FILE=/run/pw", "HOME=/root"}), " ")
+	want := "CACHE_KEY_PREFIX=x_ GATEHOUSE_RATELIMIT_REDIS_PASSWORD_FILE=(set, not shown) GATEHOUSE_RATELIMIT_REDIS_TIMEOUT=1ms GOGC=200 REDIS_AUTH=(set, not shown)"
+	if got != want {
+		t.Errorf("inheritedEnv:\n%s\nwant\n%s", got, want)
+	}
+}
