@@ -1,11 +1,14 @@
 package compile
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func teamSpec(name, team string, hosts ...string) []byte {
@@ -163,4 +166,87 @@ func TestTenantDomainsForFiles(t *testing.T) {
 	if got := specErr(res, "other"); !strings.Contains(got, `tenant "team:cats" has no allowed domains`) {
 		t.Errorf("other: %s", got)
 	}
+}
+
+// TestHostClaimsIndexMatchesScan: the indexed host claims find exactly
+// what a scan of every accepted claim with tenancy.Overlap finds, in the
+// same order (so the same error names the same owner), over random host
+// sets with nested wildcards, repeats, upper case and shared tenants.
+func TestHostClaimsIndexMatchesScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	labels := []string{"a", "b", "c", "A"}
+	host := func() string {
+		var parts []string
+		for range 1 + rng.IntN(4) {
+			parts = append(parts, labels[rng.IntN(len(labels))])
+		}
+		h := strings.Join(parts, ".")
+		if rng.IntN(3) == 0 {
+			h = "*." + h
+		}
+		return h
+	}
+	tenants := []string{"", "t1", "t2", "t3"}
+	checked, clashes := 0, 0
+	for round := range 300 {
+		index := newHostClaims()
+		var scan []*Spec // accepted, in claim order
+		for i := range 12 {
+			s := &Spec{Name: fmt.Sprintf("s%d", i), Origin: fmt.Sprintf("r%d/%d.yaml", round, i), Tenant: tenants[rng.IntN(len(tenants))],
+				doc: &spec.Document{}}
+			for range 1 + rng.IntN(3) {
+				s.doc.EdgeRoute.Spec.Hosts = append(s.doc.EdgeRoute.Spec.Hosts, host())
+			}
+			got, want := index.clash(s), scanClash(scan, s)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("round %d, spec %d %q (tenant %q) after %d accepted:\nindex: %v\nscan:  %v", round, i, s.doc.EdgeRoute.Spec.Hosts, s.Tenant, len(scan), got, want)
+			}
+			checked++
+			if want != nil {
+				clashes++
+				continue
+			}
+			index.add(s)
+			scan = append(scan, s)
+		}
+	}
+	if clashes < checked/10 || clashes > checked*9/10 {
+		t.Fatalf("%d clashes in %d checks: the random hosts do not exercise both outcomes", clashes, checked)
+	}
+}
+
+// scanClash is the rule without an index: every host of s against every
+// accepted host, the same pattern first, then in claim order.
+func scanClash(accepted []*Spec, s *Spec) error {
+	type claim struct {
+		host string
+		s    *Spec
+	}
+	var all []claim
+	for _, a := range accepted {
+		for _, h := range a.doc.EdgeRoute.Spec.Hosts {
+			all = append(all, claim{strings.ToLower(h), a})
+		}
+	}
+	for i, h := range s.doc.EdgeRoute.Spec.Hosts {
+		lh := strings.ToLower(h)
+		var cands []claim
+		for _, c := range all {
+			if c.host == lh {
+				cands = append(cands, c)
+				break
+			}
+		}
+		for _, c := range all {
+			if c.host != lh && tenancy.Overlap(lh, c.host) {
+				cands = append(cands, c)
+			}
+		}
+		for _, o := range cands {
+			if why := tenancy.Clash(tenantOf(s), lh, tenantOf(o.s), o.host); why != "" {
+				return fmt.Errorf("%s: spec.hosts[%d]: %s: EdgeRoute %q (%s) claims %q", s.Origin, i, why, o.s.Name, o.s.Origin, o.host)
+			}
+		}
+	}
+	return nil
 }

@@ -4,13 +4,19 @@
 // --spec-dir` with a generated spec — drives each with the same
 // Envoy-shaped CheckRequests (1,000 distinct users, 20 % invalid tokens),
 // and prints requests/s, p50/p99 latency and the server's CPU time per
-// check, read from /proc/<pid>/stat, next to the floor.
+// check, read from /proc/<pid>/stat, next to the floor. Gatehouse is
+// measured twice: with the 1,250 tokens reused (its verified-token cache
+// answers nearly every Check) and with fresh tokens, each signed for one
+// request before the measurement starts and never sent before, so every
+// Check verifies a signature; the sidecar's token-cache metrics are read
+// around each measurement and the run fails if a fresh token hit the cache.
 //
 // The floor server uses the authz sidecar's gRPC server options, so only
 // the work differs. Nothing may import this package.
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -18,9 +24,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,6 +94,7 @@ type config struct {
 	invalid     float64
 	maxRequests int64
 	rounds      int
+	fresh       int
 }
 
 func run() error {
@@ -99,8 +108,9 @@ func run() error {
 	flag.Float64Var(&c.invalid, "invalid", 0.2, "share of requests with an invalid token")
 	flag.Int64Var(&c.maxRequests, "max-requests", 2_000_000, "stop a measurement after this many requests")
 	flag.IntVar(&c.rounds, "rounds", 2, "measurement rounds (servers alternate each round)")
+	flag.IntVar(&c.fresh, "fresh", 20000, "fresh tokens per round for the never-seen-token workload, signed before the measurements (0: skip it); its measurement ends when they are used up")
 	flag.Parse()
-	if c.duration <= 0 || c.duration > 10*time.Minute || c.concurrency < 1 || c.conns < 1 || c.users < 1 || c.invalid < 0 || c.invalid >= 1 || c.rounds < 1 {
+	if c.duration <= 0 || c.duration > 10*time.Minute || c.concurrency < 1 || c.conns < 1 || c.users < 1 || c.invalid < 0 || c.invalid >= 1 || c.rounds < 1 || c.fresh < 0 || c.fresh > 1_000_000 {
 		return errors.New("flags out of range")
 	}
 
@@ -137,38 +147,74 @@ func run() error {
 
 	fmt.Printf("authz-load: %d users, %.0f%% invalid tokens, %d in flight over %d connections, %s per measurement, %d rounds\n",
 		c.users, c.invalid*100, c.concurrency, c.conns, c.duration, c.rounds)
+	// Fresh tokens are signed now, before any measurement, so the
+	// generator's signing is in no measured window.
+	var pools []*freshPool
+	if c.fresh > 0 {
+		t0 := time.Now()
+		for r := 0; r < c.rounds; r++ {
+			pools = append(pools, w.freshPool(c.fresh, r))
+		}
+		fmt.Printf("authz-load: signed %d fresh tokens (%d per round, each sent once) in %s\n",
+			c.fresh*c.rounds, c.fresh, time.Since(t0).Round(time.Millisecond))
+	}
+	const (
+		floorName  = "noop (floor)"
+		cachedName = "gatehouse (cached tokens)"
+		freshName  = "gatehouse (fresh tokens)"
+	)
+	scrape := func() (cacheLookups, error) { return scrapeCacheLookups("http://" + adminAddr + "/metrics") }
 	results := map[string][]result{}
 	for r := 0; r < c.rounds; r++ {
-		order := []struct {
+		type target struct {
 			name string
 			addr string
 			p    *proc
-		}{{"noop (floor)", noopAddr, noopProc}, {"gatehouse", gateAddr, gateProc}}
+			src  requestSource
+		}
+		order := []target{{floorName, noopAddr, noopProc, w}, {cachedName, gateAddr, gateProc, w}}
+		if c.fresh > 0 {
+			order = append(order, target{freshName, gateAddr, gateProc, pools[r]})
+		}
 		if r%2 == 1 {
-			order[0], order[1] = order[1], order[0]
+			slices.Reverse(order)
 		}
 		for _, s := range order {
-			res, err := measure(c, w, s.addr, s.p, s.name == "gatehouse")
+			var lookups func() (cacheLookups, error)
+			if s.addr == gateAddr {
+				lookups = scrape
+			}
+			res, err := measure(c, w, s.src, s.addr, s.p, s.addr == gateAddr, lookups)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			if s.name == freshName && res.cache.hit+res.cache.refusalHit > 0 {
+				return fmt.Errorf("%s: %d token-cache hits; every token of this workload must be new to the sidecar", s.name, res.cache.hit+res.cache.refusalHit)
 			}
 			results[s.name] = append(results[s.name], res)
 		}
 	}
-	floor := combine(results["noop (floor)"])
-	gate := combine(results["gatehouse"])
-	fmt.Printf("\n%-14s %10s %10s %9s %9s %14s %8s\n", "server", "requests", "req/s", "p50", "p99", "cpu µs/check", "vs floor")
-	for _, row := range []struct {
-		name string
-		r    result
-	}{{"noop (floor)", floor}, {"gatehouse", gate}} {
-		fmt.Printf("%-14s %10d %10.0f %9s %9s %14.1f %7.2fx\n", row.name, row.r.requests, row.r.rps(),
-			row.r.p50.Round(time.Microsecond), row.r.p99.Round(time.Microsecond), row.r.cpuPerCheck(), row.r.cpuPerCheck()/floor.cpuPerCheck())
+	floor := combine(results[floorName])
+	rows := []string{floorName, cachedName}
+	if c.fresh > 0 {
+		rows = append(rows, freshName)
 	}
-	fmt.Printf("\ngatehouse answers: %d allowed, %d denied (401: %d, 403: %d); wrong answers: %d\n",
-		gate.allowed, gate.denied, gate.denied401, gate.denied403, gate.wrong)
-	if gate.wrong > 0 {
-		return fmt.Errorf("%d wrong answers", gate.wrong)
+	fmt.Printf("\n%-26s %10s %10s %9s %9s %14s %8s\n", "server", "requests", "req/s", "p50", "p99", "cpu µs/check", "vs floor")
+	for _, name := range rows {
+		r := combine(results[name])
+		fmt.Printf("%-26s %10d %10.0f %9s %9s %14.1f %7.2fx\n", name, r.requests, r.rps(),
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.cpuPerCheck(), r.cpuPerCheck()/floor.cpuPerCheck())
+	}
+	wrong := int64(0)
+	for _, name := range rows[1:] {
+		g := combine(results[name])
+		fmt.Printf("\n%s answers: %d allowed, %d denied (401: %d, 403: %d); wrong answers: %d; token cache: %d hits, %d refusal hits, %d misses",
+			name, g.allowed, g.denied, g.denied401, g.denied403, g.wrong, g.cache.hit, g.cache.refusalHit, g.cache.miss)
+		wrong += g.wrong
+	}
+	fmt.Println()
+	if wrong > 0 {
+		return fmt.Errorf("%d wrong answers", wrong)
 	}
 	return nil
 }
@@ -179,6 +225,84 @@ type workload struct {
 	valid   []*authv3.CheckRequest
 	invalid []*authv3.CheckRequest
 	share   float64
+
+	key, foreign *authntest.Key             // ours (in the spec's JWKS) and someone else's with our kid
+	claims       func(u int) map[string]any // a valid token's claims for user u
+	users        int
+}
+
+// requestSource hands the load loop its requests.
+type requestSource interface {
+	// next is a request and whether its token is invalid; ok is false
+	// once the source is used up.
+	next(rng *rand.Rand) (req *authv3.CheckRequest, bad, ok bool)
+}
+
+// next picks a random request of the reused tokens (never used up).
+func (w *workload) next(rng *rand.Rand) (*authv3.CheckRequest, bool, bool) {
+	if rng.Float64() < w.share {
+		return w.invalid[rng.IntN(len(w.invalid))], true, true
+	}
+	return w.valid[rng.IntN(len(w.valid))], false, true
+}
+
+// freshPool is requests whose tokens were each signed for that request
+// alone (a unique jti): every Check carries a token the sidecar has not
+// seen, so it verifies a signature (or refuses a new bad token) each time.
+// Each request is sent once, in order.
+type freshPool struct {
+	reqs []*authv3.CheckRequest
+	bad  []bool
+	pos  atomic.Int64
+}
+
+func (p *freshPool) next(*rand.Rand) (*authv3.CheckRequest, bool, bool) {
+	i := p.pos.Add(1) - 1
+	if i >= int64(len(p.reqs)) {
+		return nil, false, false
+	}
+	return p.reqs[i], p.bad[i], true
+}
+
+// freshPool signs n new tokens (round tells rounds apart), the same share
+// invalid as the reused workload and of the same kinds, on every CPU.
+func (w *workload) freshPool(n, round int) *freshPool {
+	p := &freshPool{reqs: make([]*authv3.CheckRequest, n), bad: make([]bool, n)}
+	rng := rand.New(rand.NewPCG(uint64(round), 0x6672657368))
+	for i := range p.bad {
+		p.bad[i] = rng.Float64() < w.share
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				u := i % w.users
+				c := w.claims(u)
+				c["jti"] = fmt.Sprintf("r%d-%d", round, i)
+				tok := ""
+				switch {
+				case !p.bad[i]:
+					tok = w.key.Sign(c, nil)
+				case i%4 == 0: // expired
+					c["exp"] = time.Now().Add(-time.Hour).Unix()
+					tok = w.key.Sign(c, nil)
+				case i%4 == 1: // signed by someone else with our kid
+					tok = w.foreign.Sign(c, nil)
+				case i%4 == 2: // wrong audience
+					c["aud"] = "other"
+					tok = w.key.Sign(c, nil)
+				default: // garbage
+					tok = fmt.Sprintf("eyJhbGciOiJSUzI1NiJ9.r%d-%d.!!", round, i)
+				}
+				p.reqs[i] = envoyRequest(tok, u)
+			}
+		}()
+	}
+	wg.Wait()
+	return p
 }
 
 const issuer = "https://idp.bench/"
@@ -221,11 +345,11 @@ spec:
 			"iat": time.Now().Add(-time.Minute).Unix(), "scope": "api:read profile", "tenant": "t-" + strconv.Itoa(u%50),
 			"email": "user-" + strconv.Itoa(u) + "@bench.example.com"}
 	}
-	w := &workload{share: invalidShare}
+	foreign := authntest.NewRSA("bench-1", 2048)
+	w := &workload{share: invalidShare, key: k, foreign: foreign, claims: claims, users: users}
 	for u := 0; u < users; u++ {
 		w.valid = append(w.valid, envoyRequest(k.Sign(claims(u), nil), u))
 	}
-	foreign := authntest.NewRSA("bench-1", 2048)
 	nInvalid := users / 4
 	if nInvalid < 4 {
 		nInvalid = 4
@@ -278,6 +402,7 @@ type result struct {
 	p50, p99                              time.Duration
 	allowed, denied, denied401, denied403 int64
 	wrong                                 int64
+	cache                                 cacheLookups // the sidecar's token-cache lookups in the window
 }
 
 func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -297,6 +422,9 @@ func combine(rs []result) result {
 		out.denied401 += r.denied401
 		out.denied403 += r.denied403
 		out.wrong += r.wrong
+		out.cache.hit += r.cache.hit
+		out.cache.refusalHit += r.cache.refusalHit
+		out.cache.miss += r.cache.miss
 		p50 = append(p50, r.p50)
 		p99 = append(p99, r.p99)
 	}
@@ -306,7 +434,10 @@ func combine(rs []result) result {
 	return out
 }
 
-func measure(c config, w *workload, addr string, p *proc, check bool) (result, error) {
+// measure warms up with the reused workload w, then measures src. With
+// lookups set, the server's token-cache lookups are read around the
+// measured window.
+func measure(c config, w *workload, src requestSource, addr string, p *proc, check bool, lookups func() (cacheLookups, error)) (result, error) {
 	var clients []authv3.AuthorizationClient
 	for i := 0; i < c.conns; i++ {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -320,11 +451,18 @@ func measure(c config, w *workload, addr string, p *proc, check bool) (result, e
 	if _, err := load(c, w, clients, c.warmup, false); err != nil {
 		return result{}, err
 	}
+	var l0 cacheLookups
+	if lookups != nil {
+		var err error
+		if l0, err = lookups(); err != nil {
+			return result{}, err
+		}
+	}
 	cpu0, err := p.cpu()
 	if err != nil {
 		return result{}, err
 	}
-	res, err := load(c, w, clients, c.duration, check)
+	res, err := load(c, src, clients, c.duration, check)
 	if err != nil {
 		return result{}, err
 	}
@@ -333,10 +471,77 @@ func measure(c config, w *workload, addr string, p *proc, check bool) (result, e
 		return result{}, err
 	}
 	res.cpu = cpu1 - cpu0
+	if lookups != nil {
+		l1, err := lookups()
+		if err != nil {
+			return result{}, err
+		}
+		res.cache = cacheLookups{hit: l1.hit - l0.hit, refusalHit: l1.refusalHit - l0.refusalHit, miss: l1.miss - l0.miss}
+	}
 	return res, nil
 }
 
-func load(c config, w *workload, clients []authv3.AuthorizationClient, d time.Duration, check bool) (result, error) {
+// cacheLookups are the authz sidecar's verified-token cache lookups
+// (gatehouse_authn_token_cache_lookups_total) by result.
+type cacheLookups struct{ hit, refusalHit, miss int64 }
+
+// scrapeCacheLookups reads the token-cache counters from a Prometheus text
+// endpoint; a missing counter is an error (the workload could not be
+// checked).
+func scrapeCacheLookups(url string) (cacheLookups, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return cacheLookups{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return cacheLookups{}, fmt.Errorf("reading the sidecar's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return cacheLookups{}, fmt.Errorf("reading the sidecar's metrics: %s: %s", url, resp.Status)
+	}
+	var l cacheLookups
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch name {
+		case `gatehouse_authn_token_cache_lookups_total{result="hit"}`:
+			dst = &l.hit
+		case `gatehouse_authn_token_cache_lookups_total{result="refusal_hit"}`:
+			dst = &l.refusalHit
+		case `gatehouse_authn_token_cache_lookups_total{result="miss"}`:
+			dst = &l.miss
+		default:
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return cacheLookups{}, fmt.Errorf("reading the sidecar's metrics: %s: %q", name, value)
+		}
+		*dst = int64(v)
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return cacheLookups{}, fmt.Errorf("reading the sidecar's metrics: %w", err)
+	}
+	if found != 3 {
+		return cacheLookups{}, fmt.Errorf("reading the sidecar's metrics: %s has %d of the 3 gatehouse_authn_token_cache_lookups_total series", url, found)
+	}
+	return l, nil
+}
+
+// load sends src's requests from c.concurrency goroutines until d passes,
+// c.maxRequests were answered or src is used up.
+func load(c config, src requestSource, clients []authv3.AuthorizationClient, d time.Duration, check bool) (result, error) {
 	// Calls carry no deadline (a gRPC deadline racing the end of the run
 	// would count as an error); the loop stops at the end time instead.
 	ctx := context.Background()
@@ -359,12 +564,9 @@ func load(c config, w *workload, clients []authv3.AuthorizationClient, d time.Du
 			client := clients[g%len(clients)]
 			local := make([]time.Duration, 0, 4096)
 			for !stopping.Load() && n.Load() < c.maxRequests {
-				bad := rng.Float64() < w.share
-				var req *authv3.CheckRequest
-				if bad {
-					req = w.invalid[rng.IntN(len(w.invalid))]
-				} else {
-					req = w.valid[rng.IntN(len(w.valid))]
+				req, bad, ok := src.next(rng)
+				if !ok {
+					break
 				}
 				t := time.Now()
 				resp, err := client.Check(ctx, req)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,20 +83,144 @@ func TestLoadAgainstTheSidecarAndTheFloor(t *testing.T) {
 	<-noopDone
 }
 
+// The fresh-token workload: every token is distinct and sent once, the
+// pool is used up exactly, the real sidecar answers each as expected, and
+// its token cache, read from its /metrics as the bench reads it, never
+// answers one of them (no hit, no refusal hit): each Check verified or
+// refused a token it had not seen.
+func TestFreshTokensAreNewToTheSidecar(t *testing.T) {
+	dir := t.TempDir()
+	w, err := newWorkload(dir, 40, 0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type addrs struct{ grpc, admin string }
+	ready := make(chan addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- authzsidecar.Run(ctx, authzsidecar.Config{SpecDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			SpecPoll: -1, Ready: func(g, a net.Addr) { ready <- addrs{g.String(), a.String()} }})
+	}()
+	var a addrs
+	select {
+	case a = <-ready:
+	case err := <-done:
+		t.Fatalf("sidecar: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not start")
+	}
+	cl := []authv3.AuthorizationClient{client(t, a.grpc)}
+	scrape := func() cacheLookups {
+		t.Helper()
+		l, err := scrapeCacheLookups("http://" + a.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	c := config{concurrency: 4, maxRequests: 1_000_000}
+	// The reused workload first: its repeats are cache hits, so the
+	// scrape sees hits when there are some.
+	if _, err := load(config{concurrency: 4, maxRequests: 1000}, w, cl, 5*time.Second, true); err != nil {
+		t.Fatal(err)
+	}
+	before := scrape()
+	if before.hit == 0 {
+		t.Fatalf("the reused workload made no cache hit: %+v", before)
+	}
+
+	const n = 120
+	pools := []*freshPool{w.freshPool(n, 0), w.freshPool(n, 1)}
+	seen := map[string]bool{}
+	bad := 0
+	for _, p := range pools {
+		for i, r := range p.reqs {
+			tok := r.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"]
+			if seen[tok] {
+				t.Fatalf("request %d repeats a token", i)
+			}
+			seen[tok] = true
+			if p.bad[i] {
+				bad++
+			}
+		}
+	}
+	for _, r := range append(w.valid, w.invalid...) {
+		if seen[r.GetAttributes().GetRequest().GetHttp().GetHeaders()["authorization"]] {
+			t.Fatal("a fresh token is one of the reused workload's")
+		}
+	}
+	if bad == 0 || bad == 2*n {
+		t.Fatalf("%d of %d fresh tokens invalid, want about 20%%", bad, 2*n)
+	}
+
+	res, err := load(c, pools[0], cl, 30*time.Second, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.requests != n || res.wrong != 0 || res.denied == 0 || res.allowed == 0 || res.denied401 != res.denied {
+		t.Fatalf("fresh pool of %d: %+v", n, res)
+	}
+	after := scrape()
+	if after.hit != before.hit || after.refusalHit != before.refusalHit {
+		t.Fatalf("fresh tokens hit the token cache: before %+v, after %+v", before, after)
+	}
+	if after.miss-before.miss < n*3/4 {
+		t.Fatalf("%d cache misses for %d fresh tokens: they did not reach verification", after.miss-before.miss, n)
+	}
+	// A used-up pool sends nothing more.
+	if res, err := load(c, pools[0], cl, 5*time.Second, true); err == nil || res.requests != 0 {
+		t.Fatalf("used-up pool: %+v, %v; want no request", res, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProcCPU: proc.cpu reads this process's user+system time from
+// /proc/<pid>/stat. It is checked against getrusage, an independent source
+// of the same figure: the test burns CPU until getrusage says at least
+// 300 ms were spent (bounded in wall time, no speed asserted), and the
+// parser must see the growth, neither a constant nor a wrong field or unit.
 func TestProcCPU(t *testing.T) {
 	p := &proc{cmd: &exec.Cmd{Process: &os.Process{Pid: os.Getpid()}}}
+	const burn = 300 * time.Millisecond
 	a, err := p.cpu()
 	if err != nil {
 		t.Fatal(err)
 	}
+	r0 := rusageCPU(t)
 	x := 0
-	for i := 0; i < 50_000_000; i++ { // bounded busy work
-		x += i % 7
+	for deadline := time.Now().Add(30 * time.Second); rusageCPU(t)-r0 < burn; {
+		if time.Now().After(deadline) {
+			t.Fatalf("could not burn %v of CPU within 30s (got %v)", burn, rusageCPU(t)-r0)
+		}
+		for i := 0; i < 1_000_000; i++ { // bounded busy work
+			x += i % 7
+		}
 	}
 	b, err := p.cpu()
-	if err != nil || b < a {
-		t.Fatalf("cpu went from %v to %v (%v), x=%d", a, b, err, x)
+	if err != nil {
+		t.Fatal(err)
 	}
+	burnt := rusageCPU(t) - r0
+	// /proc counts in clock ticks (10 ms); the test's own goroutines and
+	// the GC may add a little on either side of the reads.
+	if got := b - a; got < burnt/2 || got > 2*burnt+100*time.Millisecond {
+		t.Fatalf("/proc says the process used %v (from %v to %v); getrusage says %v (x=%d)", got, a, b, burnt, x)
+	}
+}
+
+func rusageCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestCombineTakesMedians(t *testing.T) {
