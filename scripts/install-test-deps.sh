@@ -45,10 +45,3 @@ for t in "${go_tools[@]}"; do
   [ -x ".tools/bin/$name" ] || { echo "installing $pkg"; GOBIN="$PWD/.tools/bin" go install "$pkg"; }
 done
 
-# moto's SQS emulator (counts ApproximateReceiveCount as SQS does; goaws does
-# not), for broker/queue/sqsqueue's TestConformanceMoto.
-if ! command -v moto_server >/dev/null 2>&1; then
-  echo "installing moto[server]==5.2.1"
-  python3 -m pip install -q 'moto[server]==5.2.1' || {
-    echo "missing test dependency: moto_server (pip install 'moto[server]==5.2.1')" >&2; exit 1; }
-fi

@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,7 +141,49 @@ func serialised(h http.Handler) http.Handler {
 		if !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".ReceiveMessage") && r.URL.Query().Get("Action") != "ReceiveMessage" {
 			goawsCalls.Lock()
 			defer goawsCalls.Unlock()
+			h.ServeHTTP(w, r)
+			return
 		}
-		h.ServeHTTP(w, r)
+		rec := &recordingWriter{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		countReceives(rec.body.Bytes())
 	})
+}
+
+// recordingWriter passes a response through and keeps a copy of its body.
+type recordingWriter struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.body.Write(p)
+	return w.ResponseWriter.Write(p)
+}
+
+var receiptHandle = regexp.MustCompile(`"ReceiptHandle"\s*:\s*"([^"]+)"|<ReceiptHandle>([^<]+)</ReceiptHandle>`)
+
+// countReceives does what goaws v0.5.4 leaves out: it never increments a
+// message's receive count, so ApproximateReceiveCount reads "1" on every
+// delivery, a crash redelivery included. Real SQS counts every receive;
+// after each ReceiveMessage this counts the messages it returned (goaws
+// sets a new receipt handle per receive, so the handle names the
+// delivery), and the next delivery of a message reads 2, 3, ...
+func countReceives(body []byte) {
+	handles := map[string]bool{}
+	for _, m := range receiptHandle.FindAllSubmatch(body, -1) {
+		handles[string(m[1])+string(m[2])] = true
+	}
+	if len(handles) == 0 {
+		return
+	}
+	models.SyncQueues.Lock()
+	defer models.SyncQueues.Unlock()
+	for _, q := range models.SyncQueues.Queues {
+		for i := range q.Messages {
+			if handles[q.Messages[i].ReceiptHandle] {
+				q.Messages[i].NumberOfReceives++
+			}
+		}
+	}
 }

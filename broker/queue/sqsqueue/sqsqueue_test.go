@@ -1,12 +1,8 @@
 package sqsqueue_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"os/exec"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,21 +28,12 @@ func client(endpoint string) *sqs.Client {
 }
 
 // TestConformance runs the queue suite against goaws v0.5.4 (SQS JSON
-// protocol) through the real AWS SDK v2 client.
+// protocol) through the real AWS SDK v2 client. testenv's goaws counts
+// receives as SQS does (goaws alone reports ApproximateReceiveCount "1" on
+// every delivery), so a crash redelivery must read as attempt 2.
 func TestConformance(t *testing.T) {
 	g := testenv.StartGoAWS(t)
-	// goaws v0.5.4 reports ApproximateReceiveCount "1" on every delivery
-	// (it never increments its receive count; real SQS does), so a crash
-	// redelivery reads as attempt 1 there; retries through Release are
-	// still counted. TestConformanceMoto holds the driver to 2.
-	conformance(t, client(g.Endpoint), 1)
-}
-
-// TestConformanceMoto runs the same suite against moto's SQS (moto_server,
-// which counts ApproximateReceiveCount as SQS does), so a crash redelivery
-// must read as attempt 2.
-func TestConformanceMoto(t *testing.T) {
-	conformance(t, client(startMoto(t)), 0)
+	conformance(t, client(g.Endpoint), 0)
 }
 
 func conformance(t *testing.T, c *sqs.Client, crashRedeliveryAttempts int) {
@@ -72,46 +59,4 @@ func conformance(t *testing.T, c *sqs.Client, crashRedeliveryAttempts int) {
 				return bodies, nil
 			}}
 	})
-}
-
-// startMoto runs moto_server (moto's AWS emulator, `pip install
-// 'moto[server]'`) on a free loopback port until the test ends and returns
-// its endpoint.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		t.Fatalf("moto_server is not installed; run `make test-deps` (pip install 'moto[server]')")
-	}
-	port := testenv.FreePort(t)
-	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting moto_server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get(endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return endpoint
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("moto_server exited: %s", out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server not answering on %s after 30s: %v", endpoint, err)
-		}
-	}
 }
