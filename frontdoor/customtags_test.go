@@ -43,7 +43,8 @@ func (c *alsCollector) StreamAccessLogs(s alsv3.AccessLogService_StreamAccessLog
 // metadata, on a public route (no ext_authz, so no dynamic metadata) as
 // on any other; the value equals the route table's gatehouse.revision
 // context extension, both from the xDS the node holds. A request no
-// route matches has no route metadata and so no tag.
+// route matches has no route metadata and so no tag; request headers
+// never set it.
 func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
@@ -85,7 +86,9 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 		}
 	}
 
-	o, err := door.Do(context.Background(), Request{Method: "GET", Host: "s.example.com", Path: "/", ClientIP: "192.0.2.1"})
+	// A client cannot name the version its request counts under.
+	o, err := door.Do(context.Background(), Request{Method: "GET", Host: "s.example.com", Path: "/", ClientIP: "192.0.2.1",
+		Headers: map[string]string{"config_version": "forged", "x-gatehouse-revision": "forged"}})
 	if err != nil {
 		t.Fatal(err)
 	}
