@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -86,5 +87,66 @@ func TestRecordBinaryConfigVersion(t *testing.T) {
 	withV.ConfigVersion = "x"
 	if bytes.Equal(withV.AppendBinary(nil)[:len(enc)-len(plain.Decision)-1], enc[:len(enc)-len(plain.Decision)-1]) {
 		t.Fatal("config_version does not change the encoding")
+	}
+}
+
+// TestRecordConfigVersionFromCustomTag: an entry of a route without
+// ext_authz names its version in the ALS custom tag config_version (the
+// route's gatehouse.revision metadata); the ext_authz metadata wins where
+// both are present; through the proto reader and the wire reader alike.
+func TestRecordConfigVersionFromCustomTag(t *testing.T) {
+	entry := func(authzVersion string, tags map[string]string) *alv3.HTTPAccessLogEntry {
+		e := &alv3.HTTPAccessLogEntry{
+			CommonProperties: &alv3.AccessLogCommon{
+				StartTime:  timestamppb.New(time.Unix(1764000000, 0)),
+				RouteName:  "svc0/health",
+				CustomTags: tags,
+			},
+			Request:  &alv3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_GET, Path: "/healthz"},
+			Response: &alv3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+		}
+		if authzVersion != "" {
+			st, err := structpb.NewStruct(map[string]any{"decision": "allow", accesslog.ConfigVersionKey: authzVersion})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.CommonProperties.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{accesslog.ExtAuthzNamespace: st}}
+		}
+		return e
+	}
+	for _, c := range []struct {
+		name string
+		e    *alv3.HTTPAccessLogEntry
+		want string
+	}{
+		{"tag only", entry("", map[string]string{"other": "x", accesslog.ConfigVersionTag: "7d1e00aa"}), "7d1e00aa"},
+		{"ext_authz wins", entry("3f2a9c", map[string]string{accesslog.ConfigVersionTag: "7d1e00aa"}), "3f2a9c"},
+		{"neither", entry("", map[string]string{"other": "x"}), ""},
+	} {
+		b, err := proto.Marshal(c.e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range wirePolicies() {
+			if got := p.FromHTTP("n", "g", c.e).ConfigVersion; got != c.want {
+				t.Errorf("%s: FromHTTP config_version = %q, want %q", c.name, got, c.want)
+			}
+			r, err := p.FromHTTPWire("n", "g", b)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if r.ConfigVersion != c.want {
+				t.Errorf("%s: FromHTTPWire config_version = %q, want %q", c.name, r.ConfigVersion, c.want)
+			}
+		}
+	}
+	// A custom tag value that is not UTF-8 is refused as proto refuses it.
+	bad := protowire.AppendTag(nil, 22, protowire.BytesType)
+	entryBytes := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), accesslog.ConfigVersionTag)
+	entryBytes = protowire.AppendBytes(protowire.AppendTag(entryBytes, 2, protowire.BytesType), []byte{0xff, 0xfe})
+	bad = protowire.AppendBytes(bad, entryBytes)
+	msg := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), bad)
+	if _, err := wirePolicies()[0].FromHTTPWire("n", "g", msg); err == nil {
+		t.Error("FromHTTPWire accepted a custom tag that is not UTF-8")
 	}
 }

@@ -28,6 +28,12 @@ const ExtAuthzNamespace = "envoy.filters.http.ext_authz"
 // config version that served the request (Record.ConfigVersion).
 const ConfigVersionKey = "config_version"
 
+// ConfigVersionTag is the ALS custom tag (AccessLogCommon.custom_tags)
+// naming the config version, from the route's metadata
+// gatehouse.revision: Record.ConfigVersion where the ext_authz metadata
+// has none (routes without ext_authz).
+const ConfigVersionTag = "config_version"
+
 // Policy turns ALS entries into redacted records under the current spec
 // settings. It is immutable; build a new one when settings change.
 type Policy struct {
@@ -508,6 +514,9 @@ func (p *Policy) common(r *Record, c *alv3.AccessLogCommon) {
 		r.Rule = f["rule"].GetStringValue()
 		r.Decision = f["decision"].GetStringValue()
 		r.ConfigVersion = f[ConfigVersionKey].GetStringValue()
+	}
+	if r.ConfigVersion == "" {
+		r.ConfigVersion = c.GetCustomTags()[ConfigVersionTag]
 	}
 }
 

@@ -82,6 +82,7 @@ type wireHTTP struct {
 	flags                   uint32 // bit i-1: ResponseFlags field i (1..28)
 	flagsSet                bool
 	authz                   [len(authzKeys)][]byte // the ext_authz metadata strings
+	versionTag              []byte                 // custom_tags[ConfigVersionTag]
 
 	method                         int32
 	authority, path, ua, requestID []byte
@@ -255,6 +256,18 @@ func (w *wireHTTP) common(b []byte) bool {
 				w.upCluster = s
 			} else {
 				w.route = s
+			}
+			return ok
+		case 22: // custom_tags map<string, string>; a key sent again replaces the earlier entry
+			if typ != protowire.BytesType {
+				return false
+			}
+			k, v, ok := mapEntry(val, false)
+			if ok && !utf8.Valid(v) {
+				return false
+			}
+			if string(k) == ConfigVersionTag {
+				w.versionTag = v
 			}
 			return ok
 		case 33:
@@ -579,6 +592,9 @@ func (p *Policy) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Recor
 	r.Subject, r.Provider, r.AuthKind = d.str(w.authz[0]), d.str(w.authz[1]), d.str(w.authz[2])
 	r.APIKeyID, r.Rule, r.Decision = d.str(w.authz[3]), d.str(w.authz[4]), d.str(w.authz[5])
 	r.ConfigVersion = d.str(w.authz[6])
+	if r.ConfigVersion == "" {
+		r.ConfigVersion = d.str(w.versionTag)
+	}
 	r.RequestID = d.str(w.requestID)
 	r.Authority = d.str(w.authority)
 	if w.method != int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {

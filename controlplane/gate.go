@@ -310,7 +310,7 @@ func (cp *ControlPlane) changedSpecs() []report {
 	var out []report
 	for _, s := range cand.Published() {
 		if good == nil || !good.Has(s) {
-			out = append(out, report{s.Name, s.Revision, nil})
+			out = append(out, report{spec: s.Name, revision: s.Revision})
 		}
 	}
 	return out
@@ -338,7 +338,7 @@ func (cp *ControlPlane) gateRollback(ctx context.Context, canary, candidate stri
 	cp.stateMu.Unlock()
 	reps := make([]report, 0, len(suspects))
 	for _, s := range suspects {
-		reps = append(reps, report{s.spec, s.revision, fmt.Errorf("rolled back: %s", reason)})
+		reps = append(reps, report{spec: s.spec, revision: s.revision, err: fmt.Errorf("rolled back: %s", reason)})
 	}
 	cp.report(reps)
 	cp.window = gateWindow{}

@@ -3,6 +3,8 @@ package controlplane
 import (
 	"context"
 	"time"
+
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 )
 
 // report is one ReportPublished call.
@@ -10,6 +12,9 @@ type report struct {
 	spec     string
 	revision int64
 	err      error
+	// note, on a published spec, is told to the broker with it (see
+	// source.NoteReporter), e.g. that a group serving it has no node.
+	note string
 }
 
 // report queues a batch for the reporter without blocking the rebuild
@@ -57,7 +62,12 @@ func (cp *ControlPlane) deliver(ctx context.Context, r report) {
 	wait := reportRetry
 	for try := 1; ; try++ {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := cp.cfg.Reporter.ReportPublished(rctx, r.spec, r.revision, r.err)
+		var err error
+		if nr, ok := cp.cfg.Reporter.(source.NoteReporter); ok && r.err == nil && r.note != "" {
+			err = nr.ReportPublishedNote(rctx, r.spec, r.revision, r.note)
+		} else {
+			err = cp.cfg.Reporter.ReportPublished(rctx, r.spec, r.revision, r.err)
+		}
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return

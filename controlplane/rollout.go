@@ -120,11 +120,11 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	// Failed specs are reported now; published ones, and deletions, once
 	// the fleet has them.
 	for _, d := range rev.Deleted {
-		cp.deleted = append(cp.deleted, report{d.Name, d.Revision, nil})
+		cp.deleted = append(cp.deleted, report{spec: d.Name, revision: d.Revision})
 	}
 	failed := pruned
 	for _, s := range res.Failed() {
-		failed = append(failed, report{s.Name, s.Revision, s.Err})
+		failed = append(failed, report{spec: s.Name, revision: s.Revision, err: s.Err})
 	}
 	for _, r := range pruned {
 		st.Specs = append(st.Specs, SpecStatus{Name: r.spec, Revision: r.revision, Error: r.err.Error()})
@@ -161,7 +161,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	if err != nil {
 		cp.log.Error("new version not published; the fleet keeps the last good one", "version", res.Version, "error", err)
 		for _, s := range res.Published() {
-			failed = append(failed, report{s.Name, s.Revision, fmt.Errorf("not published: %w", err)})
+			failed = append(failed, report{spec: s.Name, revision: s.Revision, err: fmt.Errorf("not published: %w", err)})
 		}
 		cp.report(failed)
 		return false
@@ -178,7 +178,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 func publishedReports(res *compile.Result) []report {
 	out := make([]report, 0, len(res.Published()))
 	for _, s := range res.Published() {
-		out = append(out, report{s.Name, s.Revision, nil})
+		out = append(out, report{spec: s.Name, revision: s.Revision})
 	}
 	return out
 }
@@ -227,7 +227,7 @@ func (cp *ControlPlane) canaryRejected(ctx context.Context, n xds.NACK) bool {
 		var reps []report
 		for _, s := range cand.Published() {
 			if good == nil || !good.Has(s) {
-				reps = append(reps, report{s.Name, s.Revision, fmt.Errorf("rolled back: %s", reason)})
+				reps = append(reps, report{spec: s.Name, revision: s.Revision, err: fmt.Errorf("rolled back: %s", reason)})
 			}
 		}
 		cp.report(reps)
@@ -319,6 +319,8 @@ type ackGate struct {
 type pendingACK struct {
 	versions map[string]string // node group → the version it is served
 	reports  []report
+	// serves are the node groups of each published spec (empty: all).
+	serves map[string][]string
 }
 
 // ackedVersion is a publication the nodes have ACKed: for each group
@@ -338,9 +340,12 @@ const ackPoll = 50 * time.Millisecond
 // not itself carry.
 func (cp *ControlPlane) reportWhenACKed(ctx context.Context, res *compile.Result, reps []report) {
 	served := cp.pub.State().Served
-	p := &pendingACK{versions: make(map[string]string, len(served)), reports: reps}
+	p := &pendingACK{versions: make(map[string]string, len(served)), reports: reps, serves: map[string][]string{}}
 	for g, v := range served {
 		p.versions[g] = v
+	}
+	for _, s := range res.Published() {
+		p.serves[s.Name] = s.NodeGroups
 	}
 	cp.acks.mu.Lock()
 	cp.acks.history = append(cp.acks.history, res)
@@ -355,6 +360,9 @@ func (cp *ControlPlane) reportWhenACKed(ctx context.Context, res *compile.Result
 		for _, r := range old.reports {
 			if !have[r.spec] {
 				p.reports = append(p.reports, r)
+				if g, ok := old.serves[r.spec]; ok {
+					p.serves[r.spec] = g
+				}
 			}
 		}
 	}
@@ -396,10 +404,12 @@ func (cp *ControlPlane) checkACKs() {
 	}
 	cp.acks.pending = nil
 	cp.acks.mu.Unlock()
+	reps := p.reports
 	if len(unconnected) > 0 {
 		cp.log.Info("published; no node of group "+strings.Join(unconnected, ", ")+" connected", "groups", unconnected)
+		reps = withUnconnectedNotes(reps, p.serves, unconnected)
 	}
-	cp.report(p.reports)
+	cp.report(reps)
 	acked := ackedVersion{}
 	for g, v := range p.versions {
 		if slices.Contains(unconnected, g) {
@@ -411,6 +421,33 @@ func (cp *ControlPlane) checkACKs() {
 	case cp.acks.done <- acked:
 	default:
 	}
+}
+
+// withUnconnectedNotes returns reps with a note on each published spec
+// that a node group with no connected node serves: "published; no node
+// of group G connected" (groups sorted, comma-separated). serves maps a
+// spec to its node groups (empty: every group); a spec not in it (a
+// deletion) gets no note.
+func withUnconnectedNotes(reps []report, serves map[string][]string, unconnected []string) []report {
+	unconnected = slices.Sorted(slices.Values(unconnected))
+	out := make([]report, len(reps))
+	for i, r := range reps {
+		out[i] = r
+		groups, ok := serves[r.spec]
+		if r.err != nil || !ok {
+			continue
+		}
+		var none []string
+		for _, g := range unconnected {
+			if len(groups) == 0 || slices.Contains(groups, g) {
+				none = append(none, g)
+			}
+		}
+		if len(none) > 0 {
+			out[i].note = "published; no node of group " + strings.Join(none, ", ") + " connected"
+		}
+	}
+	return out
 }
 
 // ackWaiting returns the node groups still short of quorum ACKs of their
@@ -501,7 +538,7 @@ func (cp *ControlPlane) withoutRejected(rev source.Revision) (source.Revision, [
 				if name == "" {
 					name = r.name // a file: named by its content
 				}
-				pruned = append(pruned, report{name, s.Revision, r.reason})
+				pruned = append(pruned, report{spec: name, revision: s.Revision, err: r.reason})
 				continue
 			}
 			delete(fr.rejected, s.Origin)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
@@ -219,12 +220,14 @@ func (d *Door) Do(ctx context.Context, r Request) (Outcome, error) {
 	r.Headers["x-request-id"] = o.RequestID
 	var flags alv3.ResponseFlags
 	var meta *structpb.Struct
-	defer func() { d.log(cfg, hcm, r, &o, meta, &flags) }()
+	var matched *routev3.Route
+	defer func() { d.log(cfg, hcm, r, &o, matched, meta, &flags) }()
 
 	vh, rt, err := MatchRoute(rc, r)
 	if err != nil {
 		return o, err
 	}
+	matched = rt
 	if rt == nil {
 		o.reply(http.StatusNotFound, "route_not_found")
 		flags.NoRouteFound = true
@@ -441,7 +444,7 @@ func (d *Door) route(ctx context.Context, cfg NodeConfig, cluster string, timeou
 
 // log streams the ALS entry Envoy would write for the request, to the
 // HCM's gRPC access log. A failing access log never fails the request.
-func (d *Door) log(cfg NodeConfig, hcm *hcmv3.HttpConnectionManager, r Request, o *Outcome, meta *structpb.Struct, flags *alv3.ResponseFlags) {
+func (d *Door) log(cfg NodeConfig, hcm *hcmv3.HttpConnectionManager, r Request, o *Outcome, rt *routev3.Route, meta *structpb.Struct, flags *alv3.ResponseFlags) {
 	for _, al := range hcm.GetAccessLog() {
 		alc := &grpcalsv3.HttpGrpcAccessLogConfig{}
 		if err := al.GetTypedConfig().UnmarshalTo(alc); err != nil {
@@ -463,6 +466,7 @@ func (d *Door) log(cfg NodeConfig, hcm *hcmv3.HttpConnectionManager, r Request, 
 		if meta != nil {
 			common.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{extAuthzFilterName: meta}}
 		}
+		common.CustomTags = customTags(alc.GetCommonConfig().GetCustomTags(), rt, r, common.Metadata)
 		method := corev3.RequestMethod(corev3.RequestMethod_value[r.Method])
 		entry := &alv3.HTTPAccessLogEntry{
 			CommonProperties: common,

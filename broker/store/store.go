@@ -177,7 +177,10 @@ type Publication struct {
 	Revision int64  `json:"revision"`
 	// Error is empty when that revision is published; otherwise the
 	// control plane's compile or validation error.
-	Error      string    `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Note, on a published revision, is what the control plane added for
+	// the product team, e.g. "published; no node of group G connected".
+	Note       string    `json:"note,omitempty"`
 	ReportedAt time.Time `json:"reported_at"`
 }
 
@@ -203,6 +206,9 @@ type Feed interface {
 	// or was rejected (err's text is shown to the product team). Reports
 	// for a revision older than the last one recorded are ignored.
 	ReportPublished(ctx context.Context, specName string, revision int64, err error) error
+	// ReportPublishedNote is ReportPublished(…, nil) with a note for the
+	// operation's description (Publication.Note).
+	ReportPublishedNote(ctx context.Context, specName string, revision int64, note string) error
 }
 
 // Store is the broker's whole durable state. Every write is conditional:

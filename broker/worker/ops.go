@@ -111,9 +111,10 @@ func (w *Worker) writeSpec(ctx context.Context, name, instanceID, opID string, d
 }
 
 // waitPublished waits for the control plane's verdict on revision rev.
-// It returns the control plane's error text ("" = published), or a
-// retryable error when no verdict came within PublishWait.
-func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (string, error) {
+// It returns the control plane's error text ("" = published) and, when
+// published, its note (e.g. "published; no node of group G connected"),
+// or a retryable error when no verdict came within PublishWait.
+func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (cpErr, note string, err error) {
 	deadline := time.NewTimer(w.cfg.PublishWait)
 	defer deadline.Stop()
 	// Poll often at first (the usual wait is a few milliseconds), then
@@ -124,20 +125,20 @@ func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (str
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
-			return "", retry("reading the publication of %q: %w", name, err)
+			return "", "", retry("reading the publication of %q: %w", name, err)
 		case p.Revision >= rev && p.Error == "":
-			return "", nil
+			return "", p.Note, nil
 		case p.Revision == rev:
-			return p.Error, nil
+			return p.Error, "", nil
 		case p.Revision > rev:
-			return fmt.Sprintf("a later revision %d was rejected: %s", p.Revision, p.Error), nil
+			return fmt.Sprintf("a later revision %d was rejected: %s", p.Revision, p.Error), "", nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", retry("waiting for revision %d of %q: %w", rev, name, ctx.Err())
+			return "", "", retry("waiting for revision %d of %q: %w", rev, name, ctx.Err())
 		case <-deadline.C:
 			w.m.publishTimeouts.Inc()
-			return "", retryable{fmt.Errorf("the control plane has not reported revision %d of EdgeRoute %q published within %s: %w", rev, name, w.cfg.PublishWait, errNoReport)}
+			return "", "", retryable{fmt.Errorf("the control plane has not reported revision %d of EdgeRoute %q published within %s: %w", rev, name, w.cfg.PublishWait, errNoReport)}
 		case <-time.After(delay):
 		}
 		delay = min(delay*3/2+time.Millisecond, 25*time.Millisecond)
@@ -261,7 +262,7 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 			return done(err)
 		}
 	}
-	cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+	cpErr, note, err := w.waitPublished(ctx, in.SpecName, rev)
 	if err != nil {
 		return err
 	}
@@ -287,7 +288,11 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 	} else if err != nil {
 		return err
 	}
-	if err := w.finishInstance(ctx, in, store.StateSucceeded, fmt.Sprintf("EdgeRoute %q is live at store revision %d", in.SpecName, rev), func(i *store.Instance) {
+	desc := fmt.Sprintf("EdgeRoute %q is live at store revision %d", in.SpecName, rev)
+	if note != "" {
+		desc = fmt.Sprintf("EdgeRoute %q at store revision %d: %s", in.SpecName, rev, note)
+	}
+	if err := w.finishInstance(ctx, in, store.StateSucceeded, desc, func(i *store.Instance) {
 		i.Spec, i.ParamsHash = op.Payload, op.ParamsHash
 	}); err != nil {
 		return err
@@ -423,7 +428,7 @@ func (w *Worker) removeSpec(ctx context.Context, in store.Instance, attempt int)
 	}
 	confirmed := "published"
 	if rev > 0 {
-		cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+		cpErr, _, err := w.waitPublished(ctx, in.SpecName, rev)
 		if errors.Is(err, errNoReport) && w.cfg.UnconfirmedDeleteAfter > 0 && w.cfg.Now().Sub(op.CreatedAt) >= w.cfg.UnconfirmedDeleteAfter {
 			w.log.Warn("the control plane did not report the deletion; finishing the deprovision anyway", "spec", in.SpecName, "revision", rev, "waited", w.cfg.Now().Sub(op.CreatedAt).Round(time.Second))
 			confirmed, err = "not confirmed by the control plane", nil
@@ -523,7 +528,7 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 			return done(err)
 		}
 	}
-	cpErr, err := w.waitPublished(ctx, in.SpecName, rev)
+	cpErr, note, err := w.waitPublished(ctx, in.SpecName, rev)
 	if err != nil {
 		return err
 	}
@@ -537,7 +542,11 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 	if op.Kind == store.OpUnbind {
 		err = w.finishBinding(ctx, b, store.StateSucceeded, fmt.Sprintf("key %q revoked at store revision %d", b.KeyID, rev), func(x *store.Binding) { x.Deleted = true })
 	} else {
-		err = w.finishBinding(ctx, b, store.StateSucceeded, fmt.Sprintf("key %q is live at store revision %d", b.KeyID, rev), nil)
+		desc := fmt.Sprintf("key %q is live at store revision %d", b.KeyID, rev)
+		if note != "" {
+			desc = fmt.Sprintf("key %q at store revision %d: %s", b.KeyID, rev, note)
+		}
+		err = w.finishBinding(ctx, b, store.StateSucceeded, desc, nil)
 	}
 	if err == nil {
 		w.log.Info("operation succeeded", "op", op.ID, "kind", string(op.Kind), "instance", in.ID, "binding", b.ID, "revision", rev, "attempt", attempt)

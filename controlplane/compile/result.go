@@ -244,6 +244,8 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		}
 		vhosts = proxylessRoutes(vhosts)
 	} else {
+		// Every route names the version serving it (the ALS custom tag).
+		vhosts = envoy.WithRevision(vhosts, r.groupVersion(group))
 		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders, r.opts.RateLimitFailureModeDeny)
 		if err != nil {
 			return nil, nil, err

@@ -19,6 +19,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -216,13 +217,15 @@ func rateLimitFilter(failureModeDeny bool) *ratelimitv3.RateLimit {
 
 // AccessLogConfig is the ALS v3 logger: every request to the accesslog
 // sidecar, with the given request headers (the route name and the
-// ext_authz dynamic metadata travel in common properties).
+// ext_authz dynamic metadata travel in common properties) and the custom
+// tag config_version, the route's revision metadata (WithRevision).
 func AccessLogConfig(headers []string) *grpcalsv3.HttpGrpcAccessLogConfig {
 	return &grpcalsv3.HttpGrpcAccessLogConfig{
 		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
 			LogName:             AccessLogName,
 			GrpcService:         grpcService(AccessLogCluster, time.Second),
 			TransportApiVersion: corev3.ApiVersion_V3,
+			CustomTags:          []*tracingv3.CustomTag{ConfigVersionCustomTag()},
 		},
 		AdditionalRequestHeadersToLog: headers,
 	}

@@ -48,6 +48,7 @@ func OpenBroker(ctx context.Context, storeURL string, o Options) (Source, Report
 // the status channel and a read of what it holds.
 type Publications interface {
 	ReportPublished(ctx context.Context, specName string, revision int64, err error) error
+	ReportPublishedNote(ctx context.Context, specName string, revision int64, note string) error
 	GetPublication(ctx context.Context, specName string) (store.Publication, error)
 }
 
@@ -79,12 +80,32 @@ func (r *BrokerReporter) ReportPublished(ctx context.Context, specName string, r
 		return fmt.Errorf("reporting revision %d of %q: %w", revision, specName, err)
 	case p.Revision > revision:
 		return nil // a newer revision is reported: never go back
-	case p.Revision == revision && p.Error == "":
+	case p.Revision == revision && p.Error == "" && (p.Note == "" || perr != nil):
 		return nil // published already, by this replica or another
 	case p.Revision == revision && perr != nil && p.Error == perr.Error():
 		return nil // the same verdict
 	}
+	// A report without a note replaces a published one with a note: some
+	// replica reached every node group serving the spec.
 	return r.st.ReportPublished(ctx, specName, revision, perr)
+}
+
+// ReportPublishedNote implements source.NoteReporter, with the rules of
+// ReportPublished; a revision some replica reported published (with or
+// without a note) keeps what is held, so replicas never flap between
+// notes.
+func (r *BrokerReporter) ReportPublishedNote(ctx context.Context, specName string, revision int64, note string) error {
+	p, err := r.st.GetPublication(ctx, specName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("reporting revision %d of %q: %w", revision, specName, err)
+	case p.Revision > revision:
+		return nil
+	case p.Revision == revision && p.Error == "":
+		return nil
+	}
+	return r.st.ReportPublishedNote(ctx, specName, revision, note)
 }
 
 // Watch implements Source.

@@ -27,6 +27,9 @@ func (f *repeatingFeed) Changes(_ context.Context, since int64) (int64, []store.
 }
 
 func (f *repeatingFeed) ReportPublished(context.Context, string, int64, error) error { return nil }
+func (f *repeatingFeed) ReportPublishedNote(context.Context, string, int64, string) error {
+	return nil
+}
 
 func TestFeedIgnoresRepeatedChanges(t *testing.T) {
 	f := &repeatingFeed{changes: []store.StoredSpec{

@@ -86,6 +86,15 @@ type Reporter interface {
 	ReportPublished(ctx context.Context, specName string, revision int64, err error) error
 }
 
+// NoteReporter is a Reporter that can also report a spec published with
+// a note for the product team (the broker's operation description), e.g.
+// "published; no node of group G connected". The control plane uses it
+// when its Reporter has it, else ReportPublished(…, nil).
+type NoteReporter interface {
+	Reporter
+	ReportPublishedNote(ctx context.Context, specName string, revision int64, note string) error
+}
+
 // ReporterFunc adapts a function to Reporter.
 type ReporterFunc func(ctx context.Context, specName string, revision int64, err error) error
 

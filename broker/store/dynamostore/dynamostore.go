@@ -601,8 +601,20 @@ func (s *Store) ReportPublished(ctx context.Context, name string, revision int64
 	if perr != nil {
 		msg = perr.Error()
 	}
+	return s.report(ctx, name, revision, msg, "")
+}
+
+// ReportPublishedNote records a revision published, with a note.
+func (s *Store) ReportPublishedNote(ctx context.Context, name string, revision int64, note string) error {
+	return s.report(ctx, name, revision, "", note)
+}
+
+func (s *Store) report(ctx context.Context, name string, revision int64, msg, note string) error {
 	item := key("spec#"+name, "pub")
 	item["rev"], item["error"], item["at"] = num(revision), str(msg), num(s.now().UnixNano())
+	if note != "" { // items written before notes existed have none either
+		item["note"] = str(note)
+	}
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: &s.table, Item: item,
 		ConditionExpression:       aws.String("attribute_not_exists(pk) OR rev <= :r"),
@@ -624,6 +636,6 @@ func (s *Store) GetPublication(ctx context.Context, name string) (store.Publicat
 	if item == nil {
 		return p, fmt.Errorf("publication of %q: %w", name, store.ErrNotFound)
 	}
-	p.Revision, p.Error, p.ReportedAt = getN(item, "rev"), getS(item, "error"), time.Unix(0, getN(item, "at"))
+	p.Revision, p.Error, p.Note, p.ReportedAt = getN(item, "rev"), getS(item, "error"), getS(item, "note"), time.Unix(0, getN(item, "at"))
 	return p, nil
 }

@@ -110,6 +110,31 @@ func initSchema(ctx context.Context, db *sql.DB) error {
 	if err := addSealedUntil(ctx, db); err != nil {
 		return fmt.Errorf("adding bindings.sealed_until: %w", err)
 	}
+	if err := addColumn(ctx, db, "publications", "note", `TEXT NOT NULL DEFAULT ''`); err != nil {
+		return fmt.Errorf("adding publications.note: %w", err)
+	}
+	return nil
+}
+
+// addColumn adds a column to a table of a store created before the column
+// existed; a file that has it is left as it is.
+func addColumn(ctx context.Context, db *sql.DB, table, column, decl string) error {
+	has := func() (bool, error) {
+		var n int
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, table, column).Scan(&n)
+		return n > 0, err
+	}
+	ok, err := has()
+	if err != nil || ok {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, `ALTER TABLE `+table+` ADD COLUMN `+column+` `+decl); err != nil {
+		// Another process opening the same file may have added it between
+		// the check and the ALTER.
+		if ok, qerr := has(); qerr != nil || !ok {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -587,9 +612,18 @@ func (s *Store) ReportPublished(ctx context.Context, name string, revision int64
 	if perr != nil {
 		msg = perr.Error()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO publications (name, rev, error, reported_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT(name) DO UPDATE SET rev = excluded.rev, error = excluded.error, reported_at = excluded.reported_at
-		WHERE excluded.rev >= publications.rev`, name, revision, msg, time.Now().UnixNano())
+	return s.report(ctx, name, revision, msg, "")
+}
+
+// ReportPublishedNote records a revision published, with a note.
+func (s *Store) ReportPublishedNote(ctx context.Context, name string, revision int64, note string) error {
+	return s.report(ctx, name, revision, "", note)
+}
+
+func (s *Store) report(ctx context.Context, name string, revision int64, msg, note string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO publications (name, rev, error, note, reported_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET rev = excluded.rev, error = excluded.error, note = excluded.note, reported_at = excluded.reported_at
+		WHERE excluded.rev >= publications.rev`, name, revision, msg, note, time.Now().UnixNano())
 	if err != nil {
 		return fmt.Errorf("sqlite store %s: reporting revision %d of %q: %w", s.path, revision, name, err)
 	}
@@ -600,7 +634,7 @@ func (s *Store) ReportPublished(ctx context.Context, name string, revision int64
 func (s *Store) GetPublication(ctx context.Context, name string) (store.Publication, error) {
 	p := store.Publication{SpecName: name}
 	var at int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT rev, error, reported_at FROM publications WHERE name = ?`, name).Scan(&p.Revision, &p.Error, &at)
+	err := s.rdb.QueryRowContext(ctx, `SELECT rev, error, note, reported_at FROM publications WHERE name = ?`, name).Scan(&p.Revision, &p.Error, &p.Note, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("publication of %q: %w", name, store.ErrNotFound)
 	}

@@ -81,6 +81,39 @@ func TestOpenAddsSealedUntilToAnOlderFile(t *testing.T) {
 	}
 }
 
+// A store file from before publications.note existed opens, gains the
+// column, keeps its publications, and records notes.
+func TestOpenAddsPublicationNoteToAnOlderFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "store.db")
+	db, err := sqlitestore.OpenDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE publications (name TEXT PRIMARY KEY, rev INTEGER NOT NULL, error TEXT NOT NULL, reported_at INTEGER NOT NULL);
+		INSERT INTO publications (name, rev, error, reported_at) VALUES ('old', 4, '', 1), ('bad', 2, 'boom', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p, err := s.GetPublication(ctx, "old"); err != nil || p.Revision != 4 || p.Error != "" || p.Note != "" {
+		t.Fatalf("old publication = %+v, %v", p, err)
+	}
+	if p, err := s.GetPublication(ctx, "bad"); err != nil || p.Revision != 2 || p.Error != "boom" {
+		t.Fatalf("old failed publication = %+v, %v", p, err)
+	}
+	if err := s.ReportPublishedNote(ctx, "old", 5, "published; no node of group b connected"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.GetPublication(ctx, "old"); err != nil || p.Revision != 5 || p.Note != "published; no node of group b connected" {
+		t.Fatalf("publication with a note = %+v, %v", p, err)
+	}
+}
+
 // A broker and a worker start together on a new file: both add the
 // sealed_until column; neither may fail because the other won.
 func TestConcurrentOpensOfANewFile(t *testing.T) {

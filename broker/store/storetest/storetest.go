@@ -325,4 +325,27 @@ func publications(t *testing.T, s store.Store) {
 	if err != nil || p.Revision != 7 || p.Error != `spec.routes[0]: cluster "x" unknown` || p.ReportedAt.IsZero() {
 		t.Fatalf("GetPublication = %+v, %v", p, err)
 	}
+	if p.Note != "" {
+		t.Fatalf("a report without a note has note %q", p.Note)
+	}
+
+	// A note rides with a published revision and goes with the next report.
+	const note = "published; no node of group edge-b connected"
+	if err := s.ReportPublishedNote(ctx, "a", 8, note); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReportPublishedNote(ctx, "a", 6, "older"); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.GetPublication(ctx, "a")
+	if err != nil || p.Revision != 8 || p.Error != "" || p.Note != note {
+		t.Fatalf("GetPublication after a note = %+v, %v; want revision 8, no error, note %q", p, err, note)
+	}
+	if err := s.ReportPublished(ctx, "a", 8, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.GetPublication(ctx, "a")
+	if err != nil || p.Revision != 8 || p.Error != "" || p.Note != "" {
+		t.Fatalf("GetPublication after a report without a note = %+v, %v; want the note gone", p, err)
+	}
 }
