@@ -108,6 +108,9 @@ type Config struct {
 	OutcomeInterval time.Duration
 
 	xdsDial []grpc.DialOption // from XDSTLS
+	// wrapStore, when set (tests only, export_test.go), wraps the opened
+	// store, e.g. to hold writes back so that entries stay in the spool.
+	wrapStore func(accesslog.Store) accesslog.Store
 }
 
 // Addrs are the addresses Run listens on.
@@ -146,6 +149,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	store, spoolDir, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	if cfg.wrapStore != nil {
+		store = cfg.wrapStore(store)
 	}
 	defer func() {
 		if cerr := store.Close(); cerr != nil {
