@@ -343,7 +343,7 @@ func defaultSpool(path string) string {
 type settingsHolder struct {
 	log     *slog.Logger
 	hmacKey []byte
-	policy  atomic.Pointer[accesslog.Policy]
+	policy  atomic.Pointer[accesslog.Redactor]
 	loaded  atomic.Bool
 	routes  prometheus.Gauge // routes with settings
 	lastOK  prometheus.Gauge // 1 when the last load or reload was accepted
@@ -356,14 +356,14 @@ func newSettings(log *slog.Logger, hmacKey []byte, reg prometheus.Registerer) *s
 	}
 	reg.MustRegister(s.routes, s.lastOK)
 	// Until settings arrive, mask everything a spec could call secret.
-	s.policy.Store(accesslog.StrictPolicy(hmacKey))
+	s.policy.Store(accesslog.StrictRedactor(hmacKey))
 	return s
 }
 
-func (s *settingsHolder) current() *accesslog.Policy { return s.policy.Load() }
+func (s *settingsHolder) current() *accesslog.Redactor { return s.policy.Load() }
 
 func (s *settingsHolder) set(specs []*accesslog.SpecSettings) {
-	p := accesslog.NewPolicy(specs, s.hmacKey)
+	p := accesslog.NewRedactor(specs, s.hmacKey)
 	s.policy.Store(p)
 	s.loaded.Store(true)
 	s.routes.Set(float64(p.Routes()))
