@@ -303,7 +303,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	dir := b.TempDir()
 	s := startSidecar(b, dir, func(c *accesslogsidecar.Config) {
 		// startSidecar's test settings off: the defaults of `gatehouse
-		// accesslog` (10,000 per spool frame, 100,000 per store batch,
+		// accesslog` (10,000 per spool frame, 200,000 per store batch,
 		// 100 ms flush interval, DuckDB 512MB and 2 threads).
 		c.BatchSize, c.StoreBatch, c.FlushInterval = 0, 0, 0
 		c.DuckDBMemoryLimit, c.DuckDBThreads = "", 0

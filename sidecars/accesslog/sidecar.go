@@ -94,7 +94,7 @@ type Config struct {
 	ChainAllowUnkeyedPrefix bool
 
 	BatchSize     int           // most entries per spool frame (default 10000)
-	StoreBatch    int           // most entries per store batch (default 100000)
+	StoreBatch    int           // most entries per store batch (default accesslog.DefaultStoreBatch, 200000)
 	FlushInterval time.Duration // crash-loss window (default 100ms)
 
 	Log      *slog.Logger
