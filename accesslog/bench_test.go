@@ -27,7 +27,7 @@ func benchEntries(n int) []*alv3.HTTPAccessLogEntry {
 // conversion plus redaction of headers and query.
 func BenchmarkFromHTTP(b *testing.B) {
 	entries := benchEntries(1024)
-	p := accesslog.NewPolicy([]*accesslog.SpecSettings{{Spec: "svc0", Routes: map[string]accesslog.RouteSettings{
+	p := accesslog.NewRedactor([]*accesslog.SpecSettings{{Spec: "svc0", Routes: map[string]accesslog.RouteSettings{
 		"svc0/route0": {Headers: []string{"user-agent", "authorization"}, SampleRate: 1},
 	}}}, []byte("bench-hmac-key-0123456789"))
 	b.ReportAllocs()
@@ -52,7 +52,7 @@ func BenchmarkFromHTTPWire(b *testing.B) {
 	for i, e := range entries {
 		wire[i], _ = proto.Marshal(e)
 	}
-	p := accesslog.NewPolicy([]*accesslog.SpecSettings{{Spec: "svc0", Routes: map[string]accesslog.RouteSettings{
+	p := accesslog.NewRedactor([]*accesslog.SpecSettings{{Spec: "svc0", Routes: map[string]accesslog.RouteSettings{
 		"svc0/route0": {Headers: []string{"user-agent", "authorization"}, SampleRate: 1},
 	}}}, []byte("bench-hmac-key-0123456789"))
 	b.Run("proto", func(b *testing.B) {
@@ -82,7 +82,7 @@ func BenchmarkFromHTTPWire(b *testing.B) {
 
 // BenchmarkAppendBinary is the spool encoding and hash-chain input per record.
 func BenchmarkAppendBinary(b *testing.B) {
-	p := accesslog.NewPolicy(nil, nil)
+	p := accesslog.NewRedactor(nil, nil)
 	entries := benchEntries(256)
 	recs := make([]accesslog.Record, len(entries))
 	for i, e := range entries {
@@ -97,7 +97,7 @@ func BenchmarkAppendBinary(b *testing.B) {
 
 // BenchmarkChainHash hashes one 10,000-record batch.
 func BenchmarkChainHash(b *testing.B) {
-	p := accesslog.NewPolicy(nil, nil)
+	p := accesslog.NewRedactor(nil, nil)
 	entries := benchEntries(10000)
 	recs := make([]accesslog.Record, len(entries))
 	for i, e := range entries {
@@ -125,7 +125,7 @@ func BenchmarkParseFilter(b *testing.B) {
 // BenchmarkChainHashKeyed is BenchmarkChainHash with the chain key
 // (HMAC-SHA256), what the Ingester computes when --chain-key-file is set.
 func BenchmarkChainHashKeyed(b *testing.B) {
-	p := accesslog.NewPolicy(nil, nil)
+	p := accesslog.NewRedactor(nil, nil)
 	entries := benchEntries(10000)
 	recs := make([]accesslog.Record, len(entries))
 	for i, e := range entries {

@@ -10,7 +10,7 @@ import (
 )
 
 // Record is one access-log entry in the flat schema every store keeps.
-// Secrets are masked before a Record exists (see Policy.FromHTTP).
+// Secrets are masked before a Record exists (see Redactor.FromHTTP).
 type Record struct {
 	Time            time.Time `json:"time"`           // request start, UTC, millisecond precision
 	RequestID       string    `json:"request_id"`     // x-request-id

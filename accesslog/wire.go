@@ -23,7 +23,7 @@ import (
 // proto merges, a known field with an unexpected wire type, invalid UTF-8
 // in a field a Record keeps) falls back to proto.Unmarshal and FromHTTP,
 // so the result is the same either way. b is not retained.
-func (p *Policy) FromHTTPWire(node, group string, b []byte) (Record, error) {
+func (p *Redactor) FromHTTPWire(node, group string, b []byte) (Record, error) {
 	var d WireDecoder
 	return d.FromHTTP(p, node, group, b)
 }
@@ -43,7 +43,7 @@ type WireDecoder struct {
 }
 
 // FromHTTP converts one HTTPAccessLogEntry in wire form under p.
-func (d *WireDecoder) FromHTTP(p *Policy, node, group string, b []byte) (Record, error) {
+func (d *WireDecoder) FromHTTP(p *Redactor, node, group string, b []byte) (Record, error) {
 	d.w = wireHTTP{}
 	if d.w.parse(b) {
 		return p.fromWire(node, group, &d.w, d), nil
@@ -545,7 +545,7 @@ func (t wireTime) duration() time.Duration {
 }
 
 // fromWire is FromHTTP (and common) over a parsed entry.
-func (p *Policy) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Record {
+func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Record {
 	r := Record{Kind: "http", Node: node, NodeGroup: group}
 	if w.start.set {
 		r.Time = time.Unix(w.start.sec, int64(w.start.nano)).UTC().Truncate(time.Millisecond)
@@ -661,7 +661,7 @@ func (d *WireDecoder) str(b []byte) string {
 
 // wireHeaders is headers over the entries of the map as sent: a key sent
 // twice keeps its last value, as in the decoded map.
-func (p *Policy) wireHeaders(route string, h []wireKV, d *WireDecoder) string {
+func (p *Redactor) wireHeaders(route string, h []wireKV, d *WireDecoder) string {
 	if len(h) == 0 {
 		return ""
 	}

@@ -18,12 +18,12 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 )
 
-func wirePolicies() []*accesslog.Policy {
+func wirePolicies() []*accesslog.Redactor {
 	key := []byte("wire-test-hmac-key-0123")
 	specs := []*accesslog.SpecSettings{{Spec: "svc0", Routes: map[string]accesslog.RouteSettings{
 		"svc0/route0": {Headers: []string{"user-agent", "authorization", "X-Trace"}, Redact: []string{"x-trace"}, RedactQuery: []string{"q"}, SampleRate: 1},
 	}}}
-	return []*accesslog.Policy{accesslog.NewPolicy(specs, key), accesslog.NewPolicy(nil, nil), accesslog.StrictPolicy(key)}
+	return []*accesslog.Redactor{accesslog.NewRedactor(specs, key), accesslog.NewRedactor(nil, nil), accesslog.StrictRedactor(key)}
 }
 
 // oddEntries exercise the fields and oneofs the wire reader handles.

@@ -49,7 +49,7 @@ func TestHourlyParquetToS3(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- in.Run(rctx) }()
-	p := accesslog.NewPolicy(nil, nil)
+	p := accesslog.NewRedactor(nil, nil)
 	perHour := map[int]int{}
 	// 09:00-12:30: three completed hours and half of the current one.
 	for _, e := range accesslogtest.Random(5, 1400, base, 3*time.Hour+30*time.Minute) {

@@ -33,7 +33,7 @@ func openStore(t *testing.T, path string) *duckstore.Store {
 }
 
 func records(seed uint64, n int, start time.Time, span time.Duration) []accesslog.Record {
-	p := accesslog.NewPolicy(nil, nil)
+	p := accesslog.NewRedactor(nil, nil)
 	out := make([]accesslog.Record, 0, n)
 	for _, e := range accesslogtest.Random(seed, n, start, span) {
 		out = append(out, p.FromHTTP("node-1", "us-east-1", e.HTTP()))

@@ -63,7 +63,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.StringVar(&cfg.ChainKeyFile, "chain-key-file", "", "key ring of the log hash chain, \"<key id> <secret>\" per line, the last key signs (mode 0600; see RUNBOOK for rotation)")
 	f.BoolVar(&cfg.ChainAllowUnkeyedPrefix, "chain-allow-unkeyed-prefix", false, "/v1/verify accepts unkeyed batches at the start of a chain (written before --chain-key-file was set) and the pruned flags of the retention before prune records")
 	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "most entries per spool frame")
-	f.IntVar(&cfg.StoreBatch, "store-batch", 100000, "most entries per store batch (consecutive spool frames are combined)")
+	f.IntVar(&cfg.StoreBatch, "store-batch", 200000, "most entries per store batch (consecutive spool frames are combined; above DuckDB's 122,880-row row group, full row groups skip the WAL)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")
 	tlsServerFlags(f, &cfg.TLS, "ALS gRPC and query API (HTTPS; the client CA applies to gRPC only)")
 	xdsClientTLSFlags(f, &cfg.XDSTLS)

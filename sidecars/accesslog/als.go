@@ -34,7 +34,7 @@ type alsServer struct {
 
 // rawMessage is a StreamAccessLogsMessage as it came off the wire: the
 // ALS codec leaves it undecoded so that entries are read straight into
-// records (Policy.FromHTTPWire) instead of through the generated message.
+// records (Redactor.FromHTTPWire) instead of through the generated message.
 type rawMessage struct{ b []byte }
 
 // alsCodec is the gRPC codec of the accesslog server: a *rawMessage gets

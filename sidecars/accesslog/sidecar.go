@@ -94,7 +94,7 @@ type Config struct {
 	ChainAllowUnkeyedPrefix bool
 
 	BatchSize     int           // most entries per spool frame (default 10000)
-	StoreBatch    int           // most entries per store batch (default 100000)
+	StoreBatch    int           // most entries per store batch (default accesslog.DefaultStoreBatch, 200000)
 	FlushInterval time.Duration // crash-loss window (default 100ms)
 
 	Log      *slog.Logger
@@ -108,6 +108,9 @@ type Config struct {
 	OutcomeInterval time.Duration
 
 	xdsDial []grpc.DialOption // from XDSTLS
+	// wrapStore, when set (tests only, export_test.go), wraps the opened
+	// store, e.g. to hold writes back so that entries stay in the spool.
+	wrapStore func(accesslog.Store) accesslog.Store
 }
 
 // Addrs are the addresses Run listens on.
@@ -146,6 +149,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	store, spoolDir, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	if cfg.wrapStore != nil {
+		store = cfg.wrapStore(store)
 	}
 	defer func() {
 		if cerr := store.Close(); cerr != nil {
@@ -337,7 +343,7 @@ func defaultSpool(path string) string {
 type settingsHolder struct {
 	log     *slog.Logger
 	hmacKey []byte
-	policy  atomic.Pointer[accesslog.Policy]
+	policy  atomic.Pointer[accesslog.Redactor]
 	loaded  atomic.Bool
 	routes  prometheus.Gauge // routes with settings
 	lastOK  prometheus.Gauge // 1 when the last load or reload was accepted
@@ -350,14 +356,14 @@ func newSettings(log *slog.Logger, hmacKey []byte, reg prometheus.Registerer) *s
 	}
 	reg.MustRegister(s.routes, s.lastOK)
 	// Until settings arrive, mask everything a spec could call secret.
-	s.policy.Store(accesslog.StrictPolicy(hmacKey))
+	s.policy.Store(accesslog.StrictRedactor(hmacKey))
 	return s
 }
 
-func (s *settingsHolder) current() *accesslog.Policy { return s.policy.Load() }
+func (s *settingsHolder) current() *accesslog.Redactor { return s.policy.Load() }
 
 func (s *settingsHolder) set(specs []*accesslog.SpecSettings) {
-	p := accesslog.NewPolicy(specs, s.hmacKey)
+	p := accesslog.NewRedactor(specs, s.hmacKey)
 	s.policy.Store(p)
 	s.loaded.Store(true)
 	s.routes.Set(float64(p.Routes()))

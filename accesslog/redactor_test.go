@@ -61,7 +61,7 @@ func TestCompileExampleSpecs(t *testing.T) {
 }
 
 func TestRedactQuery(t *testing.T) {
-	p := NewPolicy([]*SpecSettings{{Spec: "s", Routes: map[string]RouteSettings{"s/r": {RedactQuery: []string{"partner_code"}, SampleRate: 1}}}}, nil)
+	p := NewRedactor([]*SpecSettings{{Spec: "s", Routes: map[string]RouteSettings{"s/r": {RedactQuery: []string{"partner_code"}, SampleRate: 1}}}}, nil)
 	for in, want := range map[string]string{
 		"page=2":                            "page=2",
 		"token=abc&page=2":                  "token=REDACTED&page=2",
@@ -78,7 +78,7 @@ func TestRedactQuery(t *testing.T) {
 	}
 	// The route-specific name is not masked on another spec's routes
 	// (they say what they log)...
-	p = NewPolicy([]*SpecSettings{
+	p = NewRedactor([]*SpecSettings{
 		{Spec: "s", Routes: map[string]RouteSettings{"s/r": {RedactQuery: []string{"partner_code"}, SampleRate: 1}}},
 		{Spec: "o", Routes: map[string]RouteSettings{"o/r": {SampleRate: 1}}},
 	}, nil)
@@ -96,7 +96,7 @@ func TestRedactQuery(t *testing.T) {
 }
 
 func TestHMACMaskCorrelatesWithoutStoring(t *testing.T) {
-	p := NewPolicy(nil, []byte("0123456789abcdef-hmac-key"))
+	p := NewRedactor(nil, []byte("0123456789abcdef-hmac-key"))
 	e := &alv3.HTTPAccessLogEntry{
 		CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0))},
 		Request: &alv3.HTTPRequestProperties{Path: "/x?token=s3cr3t-value", RequestMethod: corev3.RequestMethod_GET,
@@ -114,14 +114,14 @@ func TestHMACMaskCorrelatesWithoutStoring(t *testing.T) {
 	if !strings.HasPrefix(h["authorization"], Mask+".") || h["authorization"] == h["x-other-token"] || r.Query != "token="+h["x-other-token"] {
 		t.Fatalf("hmac tags differ or missing: %v %q", h, r.Query)
 	}
-	other := NewPolicy(nil, []byte("another-key-0123456789")).FromHTTP("n", "g", e)
+	other := NewRedactor(nil, []byte("another-key-0123456789")).FromHTTP("n", "g", e)
 	if other.Headers == r.Headers {
 		t.Fatal("tag does not depend on the key")
 	}
 }
 
 func TestSamplingKeepsDenials(t *testing.T) {
-	p := NewPolicy([]*SpecSettings{{Spec: "s", Routes: map[string]RouteSettings{"s/r": {SampleRate: 0.1}}}}, nil)
+	p := NewRedactor([]*SpecSettings{{Spec: "s", Routes: map[string]RouteSettings{"s/r": {SampleRate: 0.1}}}}, nil)
 	kept, keptDenied := 0, 0
 	for i := 0; i < 10000; i++ {
 		r := Record{Route: "s/r", RequestID: "req-" + string(rune('a'+i%26)) + "-" + time.Duration(i).String(), Status: 200}
@@ -156,7 +156,7 @@ func TestRecordBinaryRoundTrip(t *testing.T) {
 }
 
 func TestHeadersJSONIsValid(t *testing.T) {
-	p := NewPolicy(nil, nil)
+	p := NewRedactor(nil, nil)
 	in := map[string]string{"X-Quote": `a"b\c`, "x-ctl": "a\x00b\n\tc", "x-utf8": "grüße → 東京", "x-bad": "a\xffb", "x-html": "<script>&"}
 	got := p.headers("", in)
 	var back map[string]string
@@ -176,7 +176,7 @@ func TestHeadersJSONIsValid(t *testing.T) {
 
 func FuzzHeadersJSON(f *testing.F) {
 	f.Add("user-agent", "curl/8\x00\"\\")
-	p := NewPolicy(nil, nil)
+	p := NewRedactor(nil, nil)
 	f.Fuzz(func(t *testing.T, k, v string) {
 		got := p.headers("", map[string]string{k: v})
 		if got == "" {
@@ -189,8 +189,8 @@ func FuzzHeadersJSON(f *testing.F) {
 	})
 }
 
-func TestStrictPolicyMasksEverything(t *testing.T) {
-	p := StrictPolicy(nil)
+func TestStrictRedactorMasksEverything(t *testing.T) {
+	p := StrictRedactor(nil)
 	e := &alv3.HTTPAccessLogEntry{
 		CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0)), RouteName: "s/r"},
 		Request: &alv3.HTTPRequestProperties{Path: "/x?partner_code=abc&page=2",
@@ -228,7 +228,7 @@ func partnerSpec(t *testing.T) *SpecSettings {
 
 // redactBoth runs an entry through FromHTTP and the wire reader and
 // checks they agree.
-func redactBoth(t *testing.T, p *Policy, e *alv3.HTTPAccessLogEntry) Record {
+func redactBoth(t *testing.T, p *Redactor, e *alv3.HTTPAccessLogEntry) Record {
 	t.Helper()
 	r := p.FromHTTP("n", "g", e)
 	b, err := proto.Marshal(e)
@@ -251,7 +251,7 @@ func redactBoth(t *testing.T, p *Policy, e *alv3.HTTPAccessLogEntry) Record {
 // just the defaults; one on a route whose settings have not arrived has
 // every value masked.
 func TestUnknownRouteGetsEverySpecsRedaction(t *testing.T) {
-	p := NewPolicy([]*SpecSettings{partnerSpec(t)}, nil)
+	p := NewRedactor([]*SpecSettings{partnerSpec(t)}, nil)
 	for _, route := range []string{"", "partners/not-yet-known"} {
 		r := redactBoth(t, p, &alv3.HTTPAccessLogEntry{
 			CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0)), RouteName: route,
@@ -281,7 +281,7 @@ func TestURLHeadersPathAndSecretWords(t *testing.T) {
 	rs.Headers = append(rs.Headers, "referer", "origin", "x-original-url", "x-forwarded-uri", "x-hub-signature", "x-auth-user",
 		"x-goog-iap-jwt-assertion", "x-bearer", "accept")
 	ss.Routes["partners/orders"] = rs
-	for _, p := range []*Policy{NewPolicy([]*SpecSettings{ss}, nil), NewPolicy([]*SpecSettings{ss}, []byte("0123456789abcdef-hmac"))} {
+	for _, p := range []*Redactor{NewRedactor([]*SpecSettings{ss}, nil), NewRedactor([]*SpecSettings{ss}, []byte("0123456789abcdef-hmac"))} {
 		for _, route := range []string{"", "partners/orders"} {
 			r := redactBoth(t, p, &alv3.HTTPAccessLogEntry{
 				CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0)), RouteName: route},
@@ -313,7 +313,7 @@ func TestURLHeadersPathAndSecretWords(t *testing.T) {
 		}
 	}
 	// A path without parameters is kept as sent.
-	if got := NewPolicy(nil, nil).RedactPath("", "/pets/42"); got != "/pets/42" {
+	if got := NewRedactor(nil, nil).RedactPath("", "/pets/42"); got != "/pets/42" {
 		t.Fatalf("plain path: %q", got)
 	}
 }
@@ -324,7 +324,7 @@ func FuzzRedactURLAndPath(f *testing.F) {
 	for _, s := range []string{"/login;jsessionid=s3cr3t/x%3Ftoken=s3cr3t&a=1", "https://user:pw@x/?access_token=s3cr3t#id_token=s3cr3t", "/a;;=;b=c%3f%3F&", "%3", "://@", ""} {
 		f.Add(s, "s3cr3t")
 	}
-	p := NewPolicy(nil, []byte("fuzz-hmac-key-0123456789"))
+	p := NewRedactor(nil, []byte("fuzz-hmac-key-0123456789"))
 	f.Fuzz(func(t *testing.T, u, secret string) {
 		e := &alv3.HTTPAccessLogEntry{
 			CommonProperties: &alv3.AccessLogCommon{StartTime: timestamppb.New(time.Unix(1, 0))},

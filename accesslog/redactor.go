@@ -34,9 +34,9 @@ const ConfigVersionKey = "config_version"
 // has none (routes without ext_authz).
 const ConfigVersionTag = "config_version"
 
-// Policy turns ALS entries into redacted records under the current spec
+// Redactor turns ALS entries into redacted records under the current spec
 // settings. It is immutable; build a new one when settings change.
-type Policy struct {
+type Redactor struct {
 	routes map[string]*routePolicy
 	// unknown applies to requests Envoy logs with no route (404, NR): the
 	// strictest policy the settings allow, the union of every spec's
@@ -46,7 +46,7 @@ type Policy struct {
 	// pending applies to named routes the settings do not have yet (a
 	// spec Envoy got before this sidecar did): nothing says which of
 	// their names are secret, so every value is masked but a few safe
-	// headers, as before any settings arrive (StrictPolicy).
+	// headers, as before any settings arrive (StrictRedactor).
 	pending *routePolicy
 	hmacKey []byte
 	hmacs   sync.Pool // keyed HMAC-SHA256 states, Reset between uses
@@ -65,15 +65,15 @@ var SecretWords = []string{
 // user info are redacted like the request's own (the value is kept).
 var URLHeaders = []string{"referer", "origin", "x-original-url", "x-original-uri", "x-forwarded-uri", "x-envoy-original-path", "x-rewrite-url"}
 
-// safeHeaders keep their values under StrictPolicy.
+// safeHeaders keep their values under StrictRedactor.
 var safeHeaders = map[string]bool{"user-agent": true, "x-request-id": true, "content-type": true, "accept": true}
 
-// StrictPolicy is the policy before any settings have arrived: a spec may
+// StrictRedactor is the redactor before any settings have arrived: a spec may
 // name secret headers or query parameters the defaults do not know, so
 // every header value (but user-agent, x-request-id, content-type, accept)
 // and every query value is masked.
-func StrictPolicy(hmacKey []byte) *Policy {
-	p := NewPolicy(nil, hmacKey)
+func StrictRedactor(hmacKey []byte) *Redactor {
+	p := NewRedactor(nil, hmacKey)
 	p.unknown = p.pending
 	return p
 }
@@ -87,12 +87,12 @@ type routePolicy struct {
 	sample      float64
 }
 
-// NewPolicy compiles the settings of every spec. hmacKey, when not empty,
+// NewRedactor compiles the settings of every spec. hmacKey, when not empty,
 // makes masked values "REDACTED.<16 hex of HMAC-SHA256(key, value)>" so
 // equal secrets can be correlated without being stored; the key itself is
 // never stored or logged.
-func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
-	p := &Policy{
+func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
+	p := &Redactor{
 		routes:  map[string]*routePolicy{},
 		hmacKey: append([]byte(nil), hmacKey...),
 	}
@@ -128,7 +128,7 @@ func NewPolicy(specs []*SpecSettings, hmacKey []byte) *Policy {
 }
 
 // Routes is the number of routes the policy knows.
-func (p *Policy) Routes() int { return len(p.routes) }
+func (p *Redactor) Routes() int { return len(p.routes) }
 
 func set(a, b []string) map[string]bool {
 	if len(a)+len(b) == 0 {
@@ -144,7 +144,7 @@ func set(a, b []string) map[string]bool {
 	return m
 }
 
-func (p *Policy) route(id string) *routePolicy {
+func (p *Redactor) route(id string) *routePolicy {
 	if rp, ok := p.routes[id]; ok {
 		return rp
 	}
@@ -156,7 +156,7 @@ func (p *Policy) route(id string) *routePolicy {
 
 // appendMask appends the stored form of the secret value v (mask's
 // result) to dst.
-func (p *Policy) appendMask(dst, v []byte) []byte {
+func (p *Redactor) appendMask(dst, v []byte) []byte {
 	if len(p.hmacKey) == 0 || len(v) == 0 {
 		return append(dst, Mask...)
 	}
@@ -171,7 +171,7 @@ func (p *Policy) appendMask(dst, v []byte) []byte {
 }
 
 // mask returns the stored form of a secret value.
-func (p *Policy) mask(v string) string {
+func (p *Redactor) mask(v string) string {
 	if len(p.hmacKey) == 0 || v == "" {
 		return Mask
 	}
@@ -186,7 +186,7 @@ func (p *Policy) mask(v string) string {
 	return string(out[:])
 }
 
-func (p *Policy) secretHeader(rp *routePolicy, name string) bool {
+func (p *Redactor) secretHeader(rp *routePolicy, name string) bool {
 	if rp.strict {
 		return !safeHeaders[name]
 	}
@@ -204,7 +204,7 @@ func hasSecretWord(name string) bool {
 
 // secretParam reports whether a query or path parameter name (decoded,
 // lower case) is masked.
-func (p *Policy) secretParam(rp *routePolicy, key string) bool {
+func (p *Redactor) secretParam(rp *routePolicy, key string) bool {
 	return rp.strict || rp.redactQuery[key] || (rp.queryWords && hasSecretWord(key))
 }
 
@@ -220,7 +220,7 @@ func isURLHeader(name string) bool {
 // RedactQuery masks the values of secret-named parameters in a raw query
 // string, keeping everything else byte for byte. Parameters are separated
 // by & or ;.
-func (p *Policy) RedactQuery(route, raw string) string {
+func (p *Redactor) RedactQuery(route, raw string) string {
 	if raw == "" {
 		return ""
 	}
@@ -230,7 +230,7 @@ func (p *Policy) RedactQuery(route, raw string) string {
 // RedactPath masks the values of secret-named path parameters
 // (/login;jsessionid=…) and of a query string hidden behind an encoded
 // question mark (/x%3Ftoken=…). A path with neither is returned as is.
-func (p *Policy) RedactPath(route, path string) string {
+func (p *Redactor) RedactPath(route, path string) string {
 	if !pathHasParams(path) {
 		return path
 	}
@@ -239,7 +239,7 @@ func (p *Policy) RedactPath(route, path string) string {
 
 // appendQuery appends raw with the values of secret-named parameters
 // masked.
-func (p *Policy) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
+func (p *Redactor) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
 	for raw != "" {
 		i := strings.IndexAny(raw, "&;")
 		part := raw
@@ -298,7 +298,7 @@ func encodedQuestion(s string) int {
 }
 
 // appendPath appends path with secret path parameters masked.
-func (p *Policy) appendPath(dst []byte, rp *routePolicy, path string) []byte {
+func (p *Redactor) appendPath(dst []byte, rp *routePolicy, path string) []byte {
 	var query string
 	hasQuery := false
 	if i := encodedQuestion(path); i >= 0 {
@@ -329,7 +329,7 @@ func (p *Policy) appendPath(dst []byte, rp *routePolicy, path string) []byte {
 
 // appendURL appends a URL-valued header with the user info, path
 // parameters, query string and fragment redacted.
-func (p *Policy) appendURL(dst []byte, rp *routePolicy, v string) []byte {
+func (p *Redactor) appendURL(dst []byte, rp *routePolicy, v string) []byte {
 	if i := strings.Index(v, "://"); i >= 0 {
 		dst = append(dst, v[:i+3]...)
 		v = v[i+3:]
@@ -362,7 +362,7 @@ func (p *Policy) appendURL(dst []byte, rp *routePolicy, v string) []byte {
 // Keep reports whether an entry survives sampling: denied entries always
 // do; others with probability SampleRate, decided by the request id so a
 // request is kept or dropped consistently.
-func (p *Policy) Keep(r *Record) bool {
+func (p *Redactor) Keep(r *Record) bool {
 	rp := p.route(r.Route)
 	if rp.sample >= 1 || r.Denied() {
 		return true
@@ -374,7 +374,7 @@ func (p *Policy) Keep(r *Record) bool {
 
 // FromHTTP converts one HTTP ALS entry, redacting as it goes. node and
 // group come from the stream's identifier.
-func (p *Policy) FromHTTP(node, group string, e *alv3.HTTPAccessLogEntry) Record {
+func (p *Redactor) FromHTTP(node, group string, e *alv3.HTTPAccessLogEntry) Record {
 	c := e.GetCommonProperties()
 	r := Record{Kind: "http", Node: node, NodeGroup: group}
 	p.common(&r, c)
@@ -400,7 +400,7 @@ func (p *Policy) FromHTTP(node, group string, e *alv3.HTTPAccessLogEntry) Record
 }
 
 // FromTCP converts one TCP ALS entry.
-func (p *Policy) FromTCP(node, group string, e *alv3.TCPAccessLogEntry) Record {
+func (p *Redactor) FromTCP(node, group string, e *alv3.TCPAccessLogEntry) Record {
 	r := Record{Kind: "tcp", Node: node, NodeGroup: group}
 	p.common(&r, e.GetCommonProperties())
 	if e.GetCommonProperties().GetAccessLogType() == alv3.AccessLogType_NotSet {
@@ -411,7 +411,7 @@ func (p *Policy) FromTCP(node, group string, e *alv3.TCPAccessLogEntry) Record {
 	return r
 }
 
-func (p *Policy) headers(route string, h map[string]string) string {
+func (p *Redactor) headers(route string, h map[string]string) string {
 	if len(h) == 0 {
 		return ""
 	}
@@ -463,7 +463,7 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	return append(b, '"')
 }
 
-func (p *Policy) common(r *Record, c *alv3.AccessLogCommon) {
+func (p *Redactor) common(r *Record, c *alv3.AccessLogCommon) {
 	if t := c.GetStartTime(); t != nil {
 		r.Time = t.AsTime().UTC().Truncate(time.Millisecond)
 	}
