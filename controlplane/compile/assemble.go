@@ -110,6 +110,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 	}
 	sort.Strings(alsHeaders)
 
+	scoped, warnings := r.scopedLayout(group)
 	listeners := []types.Resource{}
 	if slices.Contains(r.opts.ProxylessGroups, group) {
 		for _, s := range r.published {
@@ -129,12 +130,12 @@ func (r *Result) build(group string) (Resources, []string, error) {
 		}
 		vhosts = proxylessRoutes(vhosts)
 	} else {
-		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders, r.opts.RateLimitFailureModeDeny)
+		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders, r.opts.RateLimitFailureModeDeny, scoped)
 		if err != nil {
 			return nil, nil, err
 		}
 		listeners = append(listeners, lis)
-		https, secs, err := r.httpsListener(group, alsHeaders)
+		https, secs, err := r.httpsListener(group, alsHeaders, scoped)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -145,26 +146,39 @@ func (r *Result) build(group string) (Resources, []string, error) {
 	}
 	// The route table's own fields are validated on an empty table; every
 	// virtual host in it was validated when its spec was compiled.
-	rc := envoy.RouteConfiguration(envoy.RouteConfigName, r.groupVersion(group), nil)
-	if err := ValidateAll(rc); err != nil {
-		return nil, nil, fmt.Errorf("route configuration %s: %w", rc.GetName(), err)
+	var routes, scopes []types.Resource
+	if scoped {
+		var err error
+		if routes, scopes, err = r.scopedRoutes(group); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		rc := envoy.RouteConfiguration(envoy.RouteConfigName, r.groupVersion(group), nil)
+		if err := ValidateAll(rc); err != nil {
+			return nil, nil, fmt.Errorf("route configuration %s: %w", rc.GetName(), err)
+		}
+		if slices.Contains(r.opts.ProxylessGroups, group) {
+			rc.TypedPerFilterConfig = nil
+		}
+		rc.VirtualHosts = vhosts
+		routes = []types.Resource{rc}
 	}
-	if slices.Contains(r.opts.ProxylessGroups, group) {
-		rc.TypedPerFilterConfig = nil
-	}
-	rc.VirtualHosts = vhosts
 
-	rlc, warnings, err := r.shared.rateLimitConfig(rules, rulesKeys)
+	rlc, rlWarnings, err := r.shared.rateLimitConfig(rules, rulesKeys)
 	if err != nil {
 		return nil, nil, err
 	}
+	warnings = append(warnings, rlWarnings...)
 	res := Resources{
 		resourcev3.ListenerType:      listeners,
-		resourcev3.RouteType:         {rc},
+		resourcev3.RouteType:         routes,
 		resourcev3.ClusterType:       clusters,
 		resourcev3.EndpointType:      clas,
 		contract.ExtensionConfigType: exts,
 		contract.RateLimitConfigType: {rlc},
+	}
+	if scoped {
+		res[resourcev3.ScopedRouteType] = scopes
 	}
 	if len(secrets) > 0 {
 		res[resourcev3.SecretType] = secrets
@@ -178,7 +192,7 @@ func (r *Result) build(group string) (Resources, []string, error) {
 // httpsListener builds the group's HTTPS listener and SDS secrets: one
 // filter chain per certificate the group's specs name, matching the hosts
 // of those specs by SNI. Nil when no spec of the group names one.
-func (r *Result) httpsListener(group string, alsHeaders []string) (*listenerv3.Listener, []types.Resource, error) {
+func (r *Result) httpsListener(group string, alsHeaders []string, scoped bool) (*listenerv3.Listener, []types.Resource, error) {
 	hosts := map[string][]string{}
 	secrets := map[string]*tlsv3.Secret{}
 	var names []string
@@ -205,7 +219,7 @@ func (r *Result) httpsListener(group string, alsHeaders []string) (*listenerv3.L
 		chains = append(chains, envoy.TLSChain{Secret: n, ServerNames: hosts[n]})
 		out = append(out, secrets[n])
 	}
-	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: r.opts.HTTPSAddress, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: alsHeaders, TLSChains: chains,
+	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: r.opts.HTTPSAddress, RouteConfig: envoy.RouteConfigName, Scoped: scoped, AccessLogHeaders: alsHeaders, TLSChains: chains,
 		RateLimitFailureModeDeny: r.opts.RateLimitFailureModeDeny})
 	if err != nil {
 		return nil, nil, err
@@ -259,6 +273,22 @@ func CheckReferences(res Resources) error {
 			}
 		}
 	}
+	scopes := map[string]string{} // scope key -> scope name
+	for _, r := range res[resourcev3.ScopedRouteType] {
+		sc := r.(*routev3.ScopedRouteConfiguration)
+		var key []string
+		for _, f := range sc.GetKey().GetFragments() {
+			key = append(key, f.GetStringKey())
+		}
+		k := strings.Join(key, "\x00")
+		if other, dup := scopes[k]; dup {
+			return fmt.Errorf("scope %s: key %q is also the key of scope %s", sc.GetName(), k, other)
+		}
+		scopes[k] = sc.GetName()
+		if routes[sc.GetRouteConfigurationName()] == nil {
+			return fmt.Errorf("scope %s: route table %q does not exist", sc.GetName(), sc.GetRouteConfigurationName())
+		}
+	}
 	for _, r := range res[resourcev3.ListenerType] {
 		l := r.(*listenerv3.Listener)
 		if api := l.GetApiListener().GetApiListener(); api != nil {
@@ -276,7 +306,11 @@ func CheckReferences(res Resources) error {
 				if f.GetTypedConfig().UnmarshalTo(hcm) != nil {
 					continue
 				}
-				if name := hcm.GetRds().GetRouteConfigName(); routes[name] == nil {
+				if sr := hcm.GetScopedRoutes(); sr != nil {
+					if sr.GetScopedRds() == nil {
+						return fmt.Errorf("listener %s: scoped routes %q are not served over SRDS", l.GetName(), sr.GetName())
+					}
+				} else if name := hcm.GetRds().GetRouteConfigName(); routes[name] == nil {
 					return fmt.Errorf("listener %s: route table %q does not exist", l.GetName(), name)
 				}
 				for _, want := range []string{envoy.AuthzCluster, envoy.RateLimitCluster, envoy.AccessLogCluster} {
@@ -324,8 +358,8 @@ func (g *groupCache) rotate() {
 	g.mu.Unlock()
 }
 
-func (g *groupCache) listener(addr string, headers []string, rlDeny bool) (*listenerv3.Listener, error) {
-	key := addr + "\x00" + strings.Join(headers, ",") + "\x00" + strconv.FormatBool(rlDeny)
+func (g *groupCache) listener(addr string, headers []string, rlDeny, scoped bool) (*listenerv3.Listener, error) {
+	key := addr + "\x00" + strings.Join(headers, ",") + "\x00" + strconv.FormatBool(rlDeny) + "\x00" + strconv.FormatBool(scoped)
 	g.mu.Lock()
 	l, ok := g.listeners[key]
 	if !ok {
@@ -337,7 +371,7 @@ func (g *groupCache) listener(addr string, headers []string, rlDeny bool) (*list
 	if ok {
 		return l, nil
 	}
-	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: addr, RouteConfig: envoy.RouteConfigName, AccessLogHeaders: headers, RateLimitFailureModeDeny: rlDeny})
+	l, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: addr, RouteConfig: envoy.RouteConfigName, Scoped: scoped, AccessLogHeaders: headers, RateLimitFailureModeDeny: rlDeny})
 	if err != nil {
 		return nil, err
 	}
@@ -390,4 +424,55 @@ func proxylessRoutes(vhosts []*routev3.VirtualHost) []*routev3.VirtualHost {
 		out[i] = c
 	}
 	return out
+}
+
+// scopedLayout reports whether a node group is served the scoped route
+// layout: it is one of Options.ScopedRouteGroups and every host its specs
+// serve is exact. A wildcard host cannot be a scope key (Envoy matches
+// scope keys exactly, envoyproxy/envoy#19098), so such a group keeps the
+// one route table, whose virtual hosts match wildcards, and says why.
+func (r *Result) scopedLayout(group string) (bool, []string) {
+	if !slices.Contains(r.opts.ScopedRouteGroups, group) {
+		return false, nil
+	}
+	for _, s := range r.published {
+		if !s.servesGroup(group) {
+			continue
+		}
+		for i, h := range s.doc.EdgeRoute.Spec.Hosts {
+			if strings.HasPrefix(h, "*") {
+				return false, []string{fmt.Sprintf("node group %s: %s: spec.hosts[%d]: wildcard host %q cannot be a route scope; the group keeps one route table", group, s.Origin, i, h)}
+			}
+		}
+	}
+	return true, nil
+}
+
+// scopedRoutes are a scoped group's route tables, one per spec (its
+// virtual host; the ext_authz revision on it is the spec's route version,
+// so another spec's change leaves it byte-identical), and its scopes, one
+// per exact host, each naming its spec's table.
+func (r *Result) scopedRoutes(group string) (routes, scopes []types.Resource, err error) {
+	for _, s := range r.published {
+		if !s.servesGroup(group) {
+			continue
+		}
+		name := envoy.SpecRouteConfigName(s.Name)
+		// The table's own fields are validated on an empty table; its
+		// virtual host was validated when its spec was compiled.
+		rc := envoy.RouteConfiguration(name, r.SpecRouteVersion(s), nil)
+		if err := ValidateAll(rc); err != nil {
+			return nil, nil, fmt.Errorf("route configuration %s: %w", name, err)
+		}
+		rc.VirtualHosts = []*routev3.VirtualHost{s.vhost}
+		routes = append(routes, rc)
+		for _, h := range s.doc.EdgeRoute.Spec.Hosts {
+			sc := envoy.ScopedRouteConfiguration(strings.ToLower(h), name)
+			if err := ValidateAll(sc); err != nil {
+				return nil, nil, fmt.Errorf("scope %s: %w", sc.GetName(), err)
+			}
+			scopes = append(scopes, sc)
+		}
+	}
+	return routes, scopes, nil
 }

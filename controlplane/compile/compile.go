@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -61,6 +62,15 @@ type Options struct {
 	// their route table carries no Envoy filter overrides or rate-limit
 	// actions (gRPC clients enforce neither).
 	ProxylessGroups []string
+	// ScopedRouteGroups are Envoy node groups served the scoped route
+	// layout: one RouteConfiguration per spec and one
+	// ScopedRouteConfiguration per exact host (the connection manager
+	// picks the scope by the :authority host), so one spec's change
+	// re-sends that spec's routes only, not the group's whole table. A
+	// group any of whose specs has a wildcard host keeps the one table
+	// (Envoy's scope keys match exactly), with a warning. Not for
+	// proxyless groups.
+	ScopedRouteGroups []string
 	// RateLimitFailureModeDeny sets failure_mode_deny on Envoy's ratelimit
 	// filter: when the ratelimit sidecar cannot answer (down, over the
 	// 100ms timeout, an error), Envoy answers 500 instead of letting the
@@ -131,6 +141,11 @@ func New(o Options) (*Compiler, error) {
 	if _, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPListener, Address: o.HTTPAddress, RouteConfig: envoy.RouteConfigName}); err != nil {
 		return nil, fmt.Errorf("compile options: %w", err)
 	}
+	for i, g := range o.ScopedRouteGroups {
+		if slices.Contains(o.ProxylessGroups, g) {
+			return nil, fmt.Errorf("compile options: scoped route groups[%d]: node group %q is also a proxyless group; proxyless gRPC clients do not support scoped routes", i, g)
+		}
+	}
 	if _, err := envoy.Listener(envoy.ListenerOptions{Name: envoy.HTTPSListener, Address: o.HTTPSAddress, RouteConfig: envoy.RouteConfigName}); err != nil {
 		return nil, fmt.Errorf("compile options: %w", err)
 	}
@@ -153,6 +168,9 @@ func optsKey(o Options) string {
 	}
 	if len(o.ProxylessGroups) > 0 {
 		k += fmt.Sprintf("|proxyless=%v", o.ProxylessGroups)
+	}
+	if len(o.ScopedRouteGroups) > 0 {
+		k += fmt.Sprintf("|scoped=%v", o.ScopedRouteGroups)
 	}
 	if o.RateLimitFailureModeDeny {
 		k += "|ratelimit-failure=deny"

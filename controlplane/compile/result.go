@@ -126,3 +126,13 @@ func (r *Result) Resources(group string) (Resources, []string, error) {
 	r.groups[group] = groupResult{res, warnings, err}
 	return res, warnings, err
 }
+
+// SpecRouteVersion is the version a spec's own route table carries in the
+// scoped layout (the gatehouse.revision its ext_authz checks see): a hash
+// of the spec's content and the compile options, so it changes only when
+// that spec does.
+func (r *Result) SpecRouteVersion(s *Spec) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s", r.optsKey, s.Name, s.key)
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
