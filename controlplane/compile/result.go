@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -135,4 +136,22 @@ func (r *Result) SpecRouteVersion(s *Spec) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s", r.optsKey, s.Name, s.key)
 	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// ServedVersion is the version string a request on route (a route id,
+// "<spec>/<route>") of a node group carries to the authz sidecar and the
+// access log (gatehouse.revision, config_version): the group's
+// GroupVersion, or in the scoped route layout the route's spec's
+// SpecRouteVersion. Empty when the group serves no such spec. Safe for
+// concurrent use.
+func (r *Result) ServedVersion(group, route string) string {
+	specName, _, _ := strings.Cut(route, "/")
+	i := sort.Search(len(r.published), func(i int) bool { return r.published[i].Name >= specName })
+	if i == len(r.published) || r.published[i].Name != specName || !r.published[i].servesGroup(group) {
+		return ""
+	}
+	if scoped, _ := r.scopedLayout(group); scoped {
+		return r.SpecRouteVersion(r.published[i])
+	}
+	return r.GroupVersion(group)
 }

@@ -200,3 +200,34 @@ func TestScopedAndProxylessGroupIsRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestServedVersionNamesWhatRequestsCarry: ServedVersion is the
+// gatehouse.revision the route's table carries: the group version in the
+// one-table layout, the spec's route version in a scoped group; empty for
+// a spec the group does not serve.
+func TestServedVersionNamesWhatRequestsCarry(t *testing.T) {
+	c, err := New(Options{ScopedRouteGroups: []string{"edge"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := c.Compile(scopedRevision("r1", 3, ""))
+	for _, group := range []string{"edge", "other"} {
+		r, _, err := res.Resources(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range r[resourcev3.RouteType] {
+			rc := x.(*routev3.RouteConfiguration)
+			carried := rc.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter]
+			for _, vh := range rc.GetVirtualHosts() {
+				v := res.ServedVersion(group, vh.GetName()+"/r")
+				if v == "" || !strings.Contains(string(carried.GetValue()), v) {
+					t.Fatalf("group %s, %s: ServedVersion %q is not the revision its table carries", group, vh.GetName(), v)
+				}
+			}
+		}
+	}
+	if v := res.ServedVersion("edge", "nope/r"); v != "" {
+		t.Fatalf("unknown spec: %q", v)
+	}
+}
