@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/frontdoor"
 )
 
 const srdsType = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration"
@@ -157,5 +158,35 @@ func TestCanaryGroupCannotBeScoped(t *testing.T) {
 		Compile: compile.Options{ScopedRouteGroups: []string{"edge", "canary"}}})
 	if err == nil || !strings.Contains(err.Error(), `canary group "canary" is also a scoped route group`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestScopedGroupSotWNode: a SotW node (the front door's Envoy-like ADS
+// client) of a scoped route group gets its scopes from the control plane
+// (SRDS wildcard) and the route tables they name, and a changed spec's
+// table reaches it.
+func TestScopedGroupSotWNode(t *testing.T) {
+	specs := map[string]string{}
+	for _, name := range []string{"a", "b", "c"} {
+		specs[name+".yaml"] = specYAML(name, name+".example.com", "10.0.0.1:80")
+	}
+	h := startControlPlane(t, controlplane.Config{Compile: compile.Options{ScopedRouteGroups: []string{"edge"}}}, specs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	node, err := frontdoor.StartNode(ctx, h.addr, "sotw-1", "edge", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if cfg, ok := node.WaitFor(ctx, 15*time.Second, func(c frontdoor.NodeConfig) bool {
+		return len(c.Scopes) == 3 && len(c.Routes) == 3
+	}); !ok {
+		t.Fatalf("node holds %d scopes and tables %v, want 3 and 3", len(cfg.Scopes), cfg.Routes)
+	}
+	h.write("b.yaml", strings.Replace(specYAML("b", "b.example.com", "10.0.0.1:80"), "match: {pathPrefix: /}", "match: {pathPrefix: /v2}", 1))
+	if _, ok := node.WaitFor(ctx, 15*time.Second, func(c frontdoor.NodeConfig) bool {
+		return strings.Contains(c.Routes["gatehouse_routes/b"].String(), "/v2")
+	}); !ok {
+		t.Fatal("b's changed table never reached the node")
 	}
 }
