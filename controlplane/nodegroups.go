@@ -55,7 +55,7 @@ func (a *groupAdmission) admit(group string, authenticated bool) error {
 // named reports whether the configuration or a spec names group.
 func (a *groupAdmission) named(group string) bool {
 	cfg := a.cp.cfg
-	if group == cfg.CanaryGroup || slices.Contains(cfg.Compile.ProxylessGroups, group) {
+	if group == cfg.CanaryGroup || slices.Contains(cfg.Compile.ProxylessGroups, group) || slices.Contains(cfg.Compile.ScopedRouteGroups, group) {
 		return true
 	}
 	for _, res := range []*compile.Result{a.cp.pub.Good(), a.cp.pub.Served(cfg.CanaryGroup)} {

@@ -70,6 +70,17 @@ func (f *devFrontDoor) waitConfig(ctx context.Context, within time.Duration) {
 			return false
 		}
 		h, err := frontdoor.HCMOf(l)
-		return err == nil && cfg.Routes[h.GetRds().GetRouteConfigName()] != nil
+		if err != nil {
+			return false
+		}
+		if h.GetScopedRoutes() != nil { // every scope's table
+			for _, sc := range cfg.Scopes {
+				if cfg.Routes[sc.GetRouteConfigurationName()] == nil {
+					return false
+				}
+			}
+			return len(cfg.Scopes) > 0
+		}
+		return cfg.Routes[h.GetRds().GetRouteConfigName()] != nil
 	})
 }

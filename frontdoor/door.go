@@ -204,9 +204,9 @@ func (d *Door) Do(ctx context.Context, r Request) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	rc := cfg.Routes[hcm.GetRds().GetRouteConfigName()]
-	if rc == nil {
-		return Outcome{}, fmt.Errorf("frontdoor: node %s holds no route table %s yet", d.node.ID(), hcm.GetRds().GetRouteConfigName())
+	rc, err := cfg.RouteTable(hcm, r.Host)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("frontdoor: node %s: %w", d.node.ID(), err)
 	}
 	headers := make(map[string]string, len(r.Headers)+1)
 	for k, v := range r.Headers {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
@@ -363,4 +364,70 @@ func maskedAddress(ip string, v4, v6 int) string {
 		return ""
 	}
 	return p.String()
+}
+
+// RouteTable is the route table a connection manager uses for a request
+// to host (the :authority), as Envoy picks it: the RDS table it names, or
+// with scoped routes the table of the scope whose key equals the key its
+// scope key builder makes of the request's headers. A request no scope
+// matches gets an empty table (Envoy answers 404, no route). An error
+// means the node does not hold the config yet, or a key builder the door
+// cannot play.
+func (c NodeConfig) RouteTable(hcm *hcmv3.HttpConnectionManager, host string) (*routev3.RouteConfiguration, error) {
+	sr := hcm.GetScopedRoutes()
+	if sr == nil {
+		name := hcm.GetRds().GetRouteConfigName()
+		if rc := c.Routes[name]; rc != nil {
+			return rc, nil
+		}
+		return nil, fmt.Errorf("no route table %s yet", name)
+	}
+	key, err := scopeKey(sr.GetScopeKeyBuilder(), map[string]string{":authority": host})
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		return &routev3.RouteConfiguration{}, nil
+	}
+	for _, sc := range c.Scopes {
+		var k []string
+		for _, f := range sc.GetKey().GetFragments() {
+			k = append(k, f.GetStringKey())
+		}
+		if slices.Equal(k, key) {
+			if rc := c.Routes[sc.GetRouteConfigurationName()]; rc != nil {
+				return rc, nil
+			}
+			return nil, fmt.Errorf("scope %s: no route table %s yet", sc.GetName(), sc.GetRouteConfigurationName())
+		}
+	}
+	return &routev3.RouteConfiguration{}, nil
+}
+
+// scopeKey builds a request's scope key as Envoy's ScopeKeyBuilder does
+// with header value extractors by index: per fragment, the header's value
+// split by the element separator, the element at the index. Nil when a
+// fragment has no value (no scope then matches).
+func scopeKey(b *hcmv3.ScopedRoutes_ScopeKeyBuilder, headers map[string]string) ([]string, error) {
+	var key []string
+	for i, f := range b.GetFragments() {
+		x := f.GetHeaderValueExtractor()
+		idx, ok := x.GetExtractType().(*hcmv3.ScopedRoutes_ScopeKeyBuilder_FragmentBuilder_HeaderValueExtractor_Index)
+		if x == nil || !ok {
+			return nil, fmt.Errorf("scoped routes %s: fragments[%d]: only header value extractors by index are supported", b.String(), i)
+		}
+		v, present := headers[strings.ToLower(x.GetName())]
+		if !present {
+			return nil, nil
+		}
+		elems := []string{v}
+		if sep := x.GetElementSeparator(); sep != "" {
+			elems = strings.Split(v, sep)
+		}
+		if int(idx.Index) >= len(elems) {
+			return nil, nil
+		}
+		key = append(key, elems[idx.Index])
+	}
+	return key, nil
 }

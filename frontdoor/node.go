@@ -24,7 +24,8 @@ import (
 
 // Node is an ADS client that behaves like Envoy's xDS client: one stream,
 // CDS and LDS wildcard, then EDS for the EDS clusters and RDS for the
-// route tables the listeners name; every response is decoded and ACKed
+// route tables the listeners name (scoped routes: SRDS wildcard, then RDS
+// for the route tables the scopes name); every response is decoded and ACKed
 // (or NACKed with the decode error). A broken stream is reopened with the
 // versions the node holds, as Envoy does.
 type Node struct {
@@ -35,6 +36,9 @@ type Node struct {
 	cla      map[string]*endpointv3.ClusterLoadAssignment
 	lis      map[string]*listenerv3.Listener
 	routes   map[string]*routev3.RouteConfiguration
+	scopes   map[string]*routev3.ScopedRouteConfiguration
+	lisRDS   []string          // route tables the listeners name
+	scopeRDS []string          // route tables the scopes name
 	versions map[string]string // type URL → last ACKed version
 	subs     map[string][]string
 	nonces   map[string]string
@@ -49,7 +53,8 @@ type NodeConfig struct {
 	CLA       map[string]*endpointv3.ClusterLoadAssignment // by cluster name
 	Listeners map[string]*listenerv3.Listener
 	Routes    map[string]*routev3.RouteConfiguration
-	Versions  map[string]string // type URL → last ACKed version
+	Scopes    map[string]*routev3.ScopedRouteConfiguration // by scope name (SRDS)
+	Versions  map[string]string                            // type URL → last ACKed version
 }
 
 // StartNode dials the xDS server at xdsAddr and runs the node's ADS
@@ -66,7 +71,7 @@ func StartNode(ctx context.Context, xdsAddr, id, group string, dial ...grpc.Dial
 	n := &Node{
 		id: id, group: group,
 		clusters: map[string]*clusterv3.Cluster{}, cla: map[string]*endpointv3.ClusterLoadAssignment{},
-		lis: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
+		lis: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{}, scopes: map[string]*routev3.ScopedRouteConfiguration{},
 		versions: map[string]string{}, subs: map[string][]string{}, nonces: map[string]string{},
 		changed: make(chan struct{}, 1),
 		conn:    conn,
@@ -133,8 +138,8 @@ func (n *Node) stream(ctx context.Context) error {
 	}
 	initial := []string{resource.ClusterType, resource.ListenerType}
 	n.mu.Lock()
-	for _, typ := range []string{resource.EndpointType, resource.RouteType} {
-		if len(n.subs[typ]) > 0 {
+	for _, typ := range []string{resource.EndpointType, resource.ScopedRouteType, resource.RouteType} {
+		if _, wildcard := n.subs[typ]; len(n.subs[typ]) > 0 || (typ == resource.ScopedRouteType && wildcard) {
 			initial = append(initial, typ)
 		}
 	}
@@ -162,7 +167,9 @@ func (n *Node) stream(ctx context.Context) error {
 		for _, typ := range sortedKeys(subscribe) {
 			names := subscribe[typ]
 			n.mu.Lock()
-			same := fmt.Sprint(n.subs[typ]) == fmt.Sprint(names)
+			// SRDS is a wildcard type: its first request has no names.
+			_, had := n.subs[typ]
+			same := fmt.Sprint(n.subs[typ]) == fmt.Sprint(names) && (had || typ != resource.ScopedRouteType)
 			n.subs[typ] = names
 			n.mu.Unlock()
 			if !same {
@@ -228,12 +235,36 @@ func (n *Node) apply(resp *discoveryv3.DiscoveryResponse) (map[string][]string, 
 			if err != nil {
 				return nil, err
 			}
+			if h.GetScopedRoutes() != nil {
+				if h.GetScopedRoutes().GetScopedRds() == nil {
+					return nil, fmt.Errorf("listener %s: scoped routes without SRDS are not supported", l.GetName())
+				}
+				sub[resource.ScopedRouteType] = []string{} // wildcard
+				continue
+			}
 			rds = append(rds, h.GetRds().GetRouteConfigName())
 		}
 		n.mu.Lock()
 		n.lis = next
+		n.lisRDS = rds
+		sub[resource.RouteType] = n.routeNames()
 		n.mu.Unlock()
-		sub[resource.RouteType] = sortStrings(rds)
+	case resource.ScopedRouteType:
+		next := map[string]*routev3.ScopedRouteConfiguration{}
+		var rds []string
+		for _, a := range resp.GetResources() {
+			sc := &routev3.ScopedRouteConfiguration{}
+			if err := a.UnmarshalTo(sc); err != nil {
+				return nil, err
+			}
+			next[sc.GetName()] = sc
+			rds = append(rds, sc.GetRouteConfigurationName())
+		}
+		n.mu.Lock()
+		n.scopes = next
+		n.scopeRDS = rds
+		sub[resource.RouteType] = n.routeNames()
+		n.mu.Unlock()
 	case resource.RouteType:
 		next := map[string]*routev3.RouteConfiguration{}
 		for _, a := range resp.GetResources() {
@@ -259,7 +290,8 @@ func (n *Node) Config() NodeConfig {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	c := NodeConfig{Clusters: map[string]*clusterv3.Cluster{}, CLA: map[string]*endpointv3.ClusterLoadAssignment{},
-		Listeners: map[string]*listenerv3.Listener{}, Routes: map[string]*routev3.RouteConfiguration{}, Versions: map[string]string{}}
+		Listeners: map[string]*listenerv3.Listener{}, Routes: map[string]*routev3.RouteConfiguration{},
+		Scopes: map[string]*routev3.ScopedRouteConfiguration{}, Versions: map[string]string{}}
 	for k, v := range n.clusters {
 		c.Clusters[k] = proto.Clone(v).(*clusterv3.Cluster)
 	}
@@ -271,6 +303,9 @@ func (n *Node) Config() NodeConfig {
 	}
 	for k, v := range n.routes {
 		c.Routes[k] = proto.Clone(v).(*routev3.RouteConfiguration)
+	}
+	for k, v := range n.scopes {
+		c.Scopes[k] = proto.Clone(v).(*routev3.ScopedRouteConfiguration)
 	}
 	for k, v := range n.versions {
 		c.Versions[k] = v
@@ -312,4 +347,18 @@ func sortedKeys(m map[string][]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// routeNames are the route tables to subscribe to: those the listeners
+// and those the scopes name, sorted, without duplicates. n.mu is held.
+func (n *Node) routeNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, name := range append(append([]string(nil), n.lisRDS...), n.scopeRDS...) {
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return sortStrings(out)
 }

@@ -35,6 +35,7 @@ func (c *compileFlags) register(f *pflag.FlagSet, o *compile.Options) {
 	upstreamAllowFlag(f, &c.upstreamAllow)
 	f.StringVar(&o.EnvoyAdmin, "envoy-admin-addr", compile.DefaultEnvoyAdmin, "the fleet's Envoy admin address (as in the bootstrap): no spec upstream may point there; bound to 0.0.0.0, its port is refused on every address")
 	f.StringSliceVar(&o.ProxylessGroups, "proxyless-groups", nil, "node groups of proxyless gRPC clients (grpc-go xds:/// targets): they get one API listener per spec host instead of the Envoy listener")
+	f.StringSliceVar(&o.ScopedRouteGroups, "scoped-route-groups", nil, "Envoy node groups served scoped routes: one route table per spec and one scope per exact host (SRDS), so a spec's change re-sends only its routes; a group with a wildcard host keeps one table")
 }
 
 // load reads the files the flags name into o.

@@ -39,6 +39,10 @@ type ListenerOptions struct {
 	Address string // host:port to bind, e.g. 0.0.0.0:10080
 	// RouteConfig is the RDS name the connection manager asks for.
 	RouteConfig string
+	// Scoped, when set, makes the connection manager use scoped routes
+	// (one scope per exact host over SRDS, one route table per spec over
+	// RDS; see scopedRoutes) instead of RouteConfig.
+	Scoped bool
 	// AccessLogHeaders are the request headers to keep in the access log
 	// (the union of what the node group's routes ask for), sorted.
 	AccessLogHeaders []string
@@ -98,6 +102,9 @@ func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 true,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT,
+	}
+	if o.Scoped {
+		hcm.RouteSpecifier = scopedRoutes()
 	}
 	hcmAny := mustAny(hcm)
 	newChain := func() *listenerv3.FilterChain {

@@ -112,16 +112,19 @@ func Explain(ctx context.Context, res *compile.Result, group string, req Request
 	if err != nil {
 		return nil, err
 	}
-	rcs := resources[resourcev3.RouteType]
-	if len(rcs) != 1 {
-		return nil, fmt.Errorf("node group %s has %d route tables, want 1", group, len(rcs))
-	}
-	rc := rcs[0].(*routev3.RouteConfiguration)
 	path := u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
 	out := &Result{Host: strings.ToLower(u.Hostname()), Path: path}
+	rc, err := routeTable(resources, group, u.Host)
+	if err != nil {
+		return nil, err
+	}
+	if rc == nil {
+		out.Notes = append(out.Notes, fmt.Sprintf("no route scope has the key %q (scope keys match the :authority host exactly, case included): Envoy answers 404", envoy.ScopeKey(u.Host)))
+		return out, nil
+	}
 	headers := map[string]string{":method": req.Method, ":path": u.RequestURI(), ":authority": u.Host}
 	for k, v := range req.Headers {
 		headers[k] = v
@@ -377,4 +380,32 @@ func descriptors(rt *routev3.Route, rules *ratelimit.SpecRules, headers map[stri
 		out = append(out, d)
 	}
 	return out
+}
+
+// routeTable is the route table Envoy uses for a request to authority: the
+// group's one table, or in the scoped route layout the table of the scope
+// whose key is the authority's host (nil when no scope has it).
+func routeTable(resources compile.Resources, group, authority string) (*routev3.RouteConfiguration, error) {
+	rcs := resources[resourcev3.RouteType]
+	scopes := resources[resourcev3.ScopedRouteType]
+	if len(scopes) == 0 {
+		if len(rcs) != 1 {
+			return nil, fmt.Errorf("node group %s has %d route tables and no scopes, want 1 table", group, len(rcs))
+		}
+		return rcs[0].(*routev3.RouteConfiguration), nil
+	}
+	key := envoy.ScopeKey(authority)
+	for _, r := range scopes {
+		sc := r.(*routev3.ScopedRouteConfiguration)
+		if f := sc.GetKey().GetFragments(); len(f) != 1 || f[0].GetStringKey() != key {
+			continue
+		}
+		for _, t := range rcs {
+			if rc := t.(*routev3.RouteConfiguration); rc.GetName() == sc.GetRouteConfigurationName() {
+				return rc, nil
+			}
+		}
+		return nil, fmt.Errorf("node group %s: scope %s names route table %s, which does not exist", group, sc.GetName(), sc.GetRouteConfigurationName())
+	}
+	return nil, nil
 }
