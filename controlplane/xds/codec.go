@@ -12,7 +12,7 @@ import (
 )
 
 // ServerOptions are the gRPC server options the ADS service wants: a codec
-// that sends a response's shared, pre-encoded resources (sharedCache)
+// that sends a response's shared, pre-encoded resources (watchCache)
 // as they are, without copying them into a fresh buffer per stream. gRPC's
 // own codec would allocate (and zero) a buffer of the response's size for
 // every node: for a change pushed to thousands of nodes that is most of

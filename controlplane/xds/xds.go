@@ -115,9 +115,9 @@ func New(ctx context.Context, o Options) *Server {
 	// ads=false: go-control-plane's ADS mode leaves a named request
 	// unanswered unless the snapshot holds exactly those names, which would
 	// starve a sidecar subscribing to its own spec's resources.
-	// SotW watches are answered by sharedCache from shared encodings; delta
+	// SotW watches are answered by watchCache from shared encodings; delta
 	// watches by go-control-plane's cache, which sends only what changed.
-	inner := newSharedCache(cachev3.NewSnapshotCache(false, GroupHash{}, nil))
+	inner := newWatchCache(cachev3.NewSnapshotCache(false, GroupHash{}, nil))
 	m := newMetrics(o.Registry)
 	t := newTracker(o, m, log, inner)
 	s := &Server{cache: inner, tracker: t, log: log, metrics: m}

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// sharedCache answers state-of-the-world and delta watches itself and
+// watchCache answers state-of-the-world and delta watches itself and
 // leaves snapshot storage and lookups to go-control-plane's snapshot
 // cache. The reason is cost: go-control-plane builds every response
 // resource by resource, per stream (a fresh marshal, Any, and for delta a
@@ -32,7 +32,7 @@ import (
 // version differs from what the node holds and the removed ones; answer
 // the first wildcard request even when empty. Resources are listed in
 // name order.
-type sharedCache struct {
+type watchCache struct {
 	cachev3.SnapshotCache // snapshot storage and lookups
 
 	mu     sync.Mutex
@@ -71,11 +71,11 @@ type encodedType struct {
 // more distinct name sets are encoded per response.
 const maxBodies = 64
 
-func newSharedCache(inner cachev3.SnapshotCache) *sharedCache {
-	return &sharedCache{SnapshotCache: inner, groups: map[string]*sharedGroup{}}
+func newWatchCache(inner cachev3.SnapshotCache) *watchCache {
+	return &watchCache{SnapshotCache: inner, groups: map[string]*sharedGroup{}}
 }
 
-func (c *sharedCache) group(name string) *sharedGroup {
+func (c *watchCache) group(name string) *sharedGroup {
 	g := c.groups[name]
 	if g == nil {
 		g = &sharedGroup{watches: map[int64]sotwWatch{}, deltas: map[int64]deltaWatch{}}
@@ -86,7 +86,7 @@ func (c *sharedCache) group(name string) *sharedGroup {
 
 // SetSnapshot stores snap for the group and answers the group's watches
 // it changes something for.
-func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+func (c *watchCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
 	// Under c.mu, so the stored snapshot and the one watches are answered
 	// from cannot be two different ones of concurrent calls.
 	c.mu.Lock()
@@ -103,7 +103,7 @@ func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev
 }
 
 // ClearSnapshot forgets a group's snapshot; its open watches stay open.
-func (c *sharedCache) ClearSnapshot(group string) {
+func (c *watchCache) ClearSnapshot(group string) {
 	c.mu.Lock()
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
@@ -118,7 +118,7 @@ func (c *sharedCache) ClearSnapshot(group string) {
 // CreateWatch answers at once when the node is behind or lacks a
 // subscribed resource, and otherwise parks the watch until a snapshot of
 // the node's group changes that.
-func (c *sharedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+func (c *watchCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.group(GroupHash{}.ID(req.GetNode()))
@@ -144,7 +144,7 @@ func (w deltaWatch) channel() chan cachev3.DeltaResponse { return w.out }
 // keeps it in m until answer or the stream's cancel removes it. The
 // server's channel always has room for the one answer of a new watch.
 // Caller holds c.mu.
-func answerOrPark[W watch[R], R any](c *sharedCache, g *sharedGroup, m map[int64]W, w W, respond func(W) (R, bool, error)) (func(), error) {
+func answerOrPark[W watch[R], R any](c *watchCache, g *sharedGroup, m map[int64]W, w W, respond func(W) (R, bool, error)) (func(), error) {
 	if g.snap != nil {
 		resp, ok, err := respond(w)
 		if err != nil {
