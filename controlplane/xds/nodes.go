@@ -8,11 +8,16 @@ import (
 
 // NodeStatus is what /debug/nodes shows for one stream.
 type NodeStatus struct {
-	NodeID    string            `json:"node_id"`
-	NodeGroup string            `json:"node_group"`
-	Protocol  string            `json:"protocol"` // sotw | delta
-	StreamID  int64             `json:"stream_id"`
-	Since     time.Time         `json:"connected_since"`
+	NodeID    string    `json:"node_id"`
+	NodeGroup string    `json:"node_group"`
+	Protocol  string    `json:"protocol"` // sotw | delta
+	StreamID  int64     `json:"stream_id"`
+	Since     time.Time `json:"connected_since"`
+	// Revision is the revision the node runs: the newest one at which
+	// every type it ACKed is at the version it ACKed ("" before its
+	// first ACK). Acked are those versions, per type (each type has its
+	// own version, kept while the type's resources do not change).
+	Revision  string            `json:"revision,omitempty"`
 	Acked     map[string]string `json:"acked_versions"` // type URL → version
 	LastNACK  *NACK             `json:"last_nack,omitempty"`
 	UserAgent string            `json:"user_agent,omitempty"`
@@ -41,6 +46,9 @@ func (t *tracker) nodes() []NodeStatus {
 		out = append(out, ns)
 	}
 	t.mu.Unlock()
+	for i := range out {
+		out[i].Revision = t.cache.running(out[i].NodeGroup, out[i].Acked)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].NodeID != out[j].NodeID {
 			return out[i].NodeID < out[j].NodeID

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -42,6 +43,7 @@ type watchCache struct {
 
 type sharedGroup struct {
 	snap    cachev3.ResourceSnapshot
+	history []revision              // the revisions set, newest last (at most historyLen)
 	types   map[string]*encodedType // type URL → encodings of snap's resources
 	watches map[int64]sotwWatch
 	deltas  map[int64]deltaWatch
@@ -67,6 +69,17 @@ type encodedType struct {
 	deltaBodies  map[string][]byte
 }
 
+// revision is one revision of a group as set (Server.SetSnapshot): its
+// name and the version of each resource type it carried.
+type revision struct {
+	name     string
+	versions map[string]string // type URL → version
+}
+
+// historyLen bounds the revisions kept per group to map a node's ACKed
+// type versions back to the revision it runs.
+const historyLen = 32
+
 // maxBodies bounds the shared bodies per type and snapshot; requests for
 // more distinct name sets are encoded per response.
 const maxBodies = 64
@@ -84,9 +97,10 @@ func (c *watchCache) group(name string) *sharedGroup {
 	return g
 }
 
-// SetSnapshot stores snap for the group and answers the group's watches
-// it changes something for.
-func (c *watchCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+// SetSnapshot stores snap for the group as revision rev and answers the
+// group's watches it changes something for: a type whose version did not
+// change is sent to nobody.
+func (c *watchCache) SetSnapshot(ctx context.Context, group, rev string, snap cachev3.ResourceSnapshot) error {
 	// Under c.mu, so the stored snapshot and the one watches are answered
 	// from cannot be two different ones of concurrent calls.
 	c.mu.Lock()
@@ -96,6 +110,7 @@ func (c *watchCache) SetSnapshot(ctx context.Context, group string, snap cachev3
 	}
 	g := c.group(group)
 	g.snap, g.types = snap, nil
+	g.record(rev, snap)
 	if err := answer(ctx, g.watches, g.sotw); err != nil {
 		return err
 	}
@@ -107,12 +122,77 @@ func (c *watchCache) ClearSnapshot(group string) {
 	c.mu.Lock()
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
-		g.snap, g.types = nil, nil
+		g.snap, g.types, g.history = nil, nil, nil
 		if len(g.watches) == 0 && len(g.deltas) == 0 {
 			delete(c.groups, group)
 		}
 	}
 	c.mu.Unlock()
+}
+
+// record appends rev to the group's history (replacing an entry of the
+// same name, so the newest setting of a revision wins).
+func (g *sharedGroup) record(rev string, snap cachev3.ResourceSnapshot) {
+	r := revision{name: rev, versions: map[string]string{}}
+	for i := types.ResponseType(0); i < types.UnknownType; i++ {
+		t, err := cachev3.GetResponseTypeURL(i)
+		if err != nil {
+			continue
+		}
+		if v := snap.GetVersion(t); v != "" {
+			r.versions[t] = v
+		}
+	}
+	g.history = slices.DeleteFunc(g.history, func(h revision) bool { return h.name == rev })
+	g.history = append(g.history, r)
+	if len(g.history) > historyLen {
+		g.history = slices.Delete(g.history, 0, len(g.history)-historyLen)
+	}
+}
+
+// revisionOf is the newest revision of group whose type typeURL was at
+// version: the revision a response of that version was sent for ("" when
+// none is remembered).
+func (c *watchCache) revisionOf(group, typeURL, version string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[group]
+	if g == nil || version == "" {
+		return ""
+	}
+	for i := len(g.history) - 1; i >= 0; i-- {
+		if g.history[i].versions[typeURL] == version {
+			return g.history[i].name
+		}
+	}
+	return ""
+}
+
+// running is the newest revision of group that a node which ACKed acked
+// (type URL → version) runs: every type it ACKed is at that revision's
+// version of the type. A type a rebuild left unchanged keeps its version
+// and is not re-sent, so its old ACK counts for the new revision. ""
+// when the node ACKed nothing or no remembered revision matches.
+func (c *watchCache) running(group string, acked map[string]string) string {
+	if len(acked) == 0 {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[group]
+	if g == nil {
+		return ""
+	}
+next:
+	for i := len(g.history) - 1; i >= 0; i-- {
+		for t, v := range acked {
+			if g.history[i].versions[t] != v {
+				continue next
+			}
+		}
+		return g.history[i].name
+	}
+	return ""
 }
 
 // CreateWatch answers at once when the node is behind or lacks a
