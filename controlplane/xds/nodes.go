@@ -69,3 +69,37 @@ func (s *Server) Groups() []string {
 	sort.Strings(out)
 	return out
 }
+
+// GroupServed is what a node group is served now: the revision set last
+// and the version of each of its resource types.
+type GroupServed struct {
+	Revision string            `json:"revision"`
+	Versions map[string]string `json:"versions"` // type URL → version
+}
+
+// Served is, per node group with a snapshot, what it is served now.
+func (s *Server) Served() map[string]GroupServed {
+	c := s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]GroupServed, len(c.groups))
+	for name, g := range c.groups {
+		if g.snap == nil || len(g.history) == 0 {
+			continue
+		}
+		last := g.history[len(g.history)-1]
+		v := make(map[string]string, len(last.versions))
+		for t, x := range last.versions {
+			v[t] = x
+		}
+		out[name] = GroupServed{Revision: last.name, Versions: v}
+	}
+	return out
+}
+
+// Streams is the number of open ADS streams.
+func (s *Server) Streams() int {
+	s.tracker.mu.Lock()
+	defer s.tracker.mu.Unlock()
+	return len(s.tracker.streams)
+}
