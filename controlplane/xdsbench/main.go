@@ -44,6 +44,10 @@ type Config struct {
 	// the change phase is written (from its /debug/pprof/profile).
 	CPUProfile     string
 	ProfileSeconds int
+	// HeapProfile, when set, is where the control plane's heap profile
+	// is written once the fleet has converged (what the memory per node
+	// is made of).
+	HeapProfile string
 }
 
 // Report is what a run measured.
@@ -103,6 +107,7 @@ func main() {
 	flag.StringVar(&protocols, "protocols", "sotw,delta", "xDS protocols to run in turn, each against a fresh control plane: sotw, delta")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
+	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
 	var reps []*Report
@@ -329,6 +334,11 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
 	rep.RSSAfterMiB = rssMiB(tg.pid)
 	rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
+	if cfg.HeapProfile != "" {
+		if err := fetch(tg.adminAddr, "/debug/pprof/heap", cfg.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Nodes > 0 {
 		rep.KiBPerNode = (rep.RSSAfterMiB - rep.RSSBeforeMiB) * 1024 / float64(cfg.Nodes)
 		rep.HeapKiBPerNode = (rep.HeapAfterMiB - rep.HeapBeforeMiB) * 1024 / float64(cfg.Nodes)
@@ -454,17 +464,22 @@ func typeVersions(served map[string]servedGroup) map[string]map[string]string {
 
 // fetchProfile saves seconds of the control plane's CPU profile to path.
 func fetchProfile(adminAddr string, seconds int, path string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", adminAddr, seconds))
+	return fetch(adminAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), path)
+}
+
+// fetch saves a profile from the control plane's admin port to path.
+func fetch(adminAddr, what, path string) error {
+	resp, err := http.Get("http://" + adminAddr + what)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("cpu profile: %s", resp.Status)
+		return fmt.Errorf("%s: %s", what, resp.Status)
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return os.WriteFile(path, b, 0o644)
 }
