@@ -105,11 +105,15 @@ func main() {
 	flag.IntVar(&cfg.Changes, "changes", 5, "spec changes to measure")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "longest wait for the fleet to converge")
 	flag.StringVar(&protocols, "protocols", "sotw,delta", "xDS protocols to run in turn, each against a fresh control plane: sotw, delta")
+	deltaOnly := flag.Bool("delta", false, "delta xDS only (same as -protocols delta)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
 	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
+	if *deltaOnly {
+		protocols = "delta"
+	}
 	var reps []*Report
 	for _, p := range strings.Split(protocols, ",") {
 		switch p = strings.TrimSpace(p); p {
