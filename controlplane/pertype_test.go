@@ -1,14 +1,20 @@
 package controlplane_test
 
 import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
 
 // fleetTypes are the types the nodes of TestPolicyChangeResendsOnlyChangedTypes
@@ -144,9 +150,51 @@ func TestPolicyChangeResendsOnlyChangedTypes(t *testing.T) {
 			t.Errorf("%s node was not sent the changed policy: %v", p, counts[p])
 		}
 	}
-	for _, ns := range h.cp.XDS().Nodes() {
-		if ns.Revision != rev2 || ns.Acked[ldsType] != before[ldsType] {
-			t.Errorf("/debug/nodes: %s runs %q with LDS %q, want revision %s with the unchanged LDS %s", ns.NodeID, ns.Revision, ns.Acked[ldsType], rev2, before[ldsType])
+	// /debug/nodes: each node's revision and per-type versions, and what
+	// the group is served.
+	admin := telemetry.NewAdmin(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	h.cp.RegisterDebug(admin)
+	srv := httptest.NewServer(admin.Handler())
+	defer srv.Close()
+	var dbg struct {
+		Count int `json:"count"`
+		Nodes []struct {
+			NodeID   string            `json:"node_id"`
+			Revision string            `json:"revision"`
+			Acked    map[string]string `json:"acked_versions"`
+		} `json:"nodes"`
+		Served map[string]struct {
+			Revision string            `json:"revision"`
+			Versions map[string]string `json:"versions"`
+		} `json:"served"`
+	}
+	getJSON(t, srv.URL+"/debug/nodes", &dbg)
+	if len(dbg.Nodes) != 2 || dbg.Served[group].Revision != rev2 || dbg.Served[group].Versions[ldsType] != before[ldsType] || dbg.Served[group].Versions[contract.ExtensionConfigType] != after[contract.ExtensionConfigType] {
+		t.Fatalf("/debug/nodes = %+v, want 2 nodes and %s served revision %s", dbg, group, rev2)
+	}
+	for _, n := range dbg.Nodes {
+		if n.Revision != rev2 || n.Acked[ldsType] != before[ldsType] || n.Acked[contract.ExtensionConfigType] != after[contract.ExtensionConfigType] {
+			t.Errorf("/debug/nodes: %s runs %q with LDS %q, want revision %s with the unchanged LDS %s", n.NodeID, n.Revision, n.Acked[ldsType], rev2, before[ldsType])
 		}
+	}
+	dbg.Nodes = nil
+	getJSON(t, srv.URL+"/debug/nodes?nodes=0", &dbg)
+	if dbg.Count != 2 || dbg.Nodes != nil || dbg.Served[group].Revision != rev2 {
+		t.Errorf("/debug/nodes?nodes=0 = %+v, want the count and served only", dbg)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }
