@@ -327,27 +327,53 @@ func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 	}
 	res := g.snap.GetResources(t)
 	e := &encodedType{version: g.snap.GetVersion(t), raw: make(map[string][]byte, len(res)), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}}
+	enc := make(map[string][]byte, len(res))
+	size := 0
 	for name, r := range res {
-		b, err := cachev3.MarshalResource(r)
+		b, err := resourceBytes(r)
 		if err != nil {
 			return nil, fmt.Errorf("xds: encoding %s %q: %w", t, name, err)
 		}
-		// The Any as field 2 (resources) of the response.
+		enc[name] = b
 		n := anySize(t, b)
-		entry := make([]byte, 0, protowire.SizeTag(2)+protowire.SizeBytes(n))
-		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
-		entry = protowire.AppendVarint(entry, uint64(n))
-		entry = appendAny(entry, t, b)
-		e.raw[name] = b
-		e.entries[name] = entry
+		size += protowire.SizeTag(2) + protowire.SizeBytes(n)
 		e.names = append(e.names, name)
 	}
 	slices.Sort(e.names)
+	// One buffer holds every entry in name order: it is the body of the
+	// wildcard answer, each entry is a slice of it, and each resource's
+	// encoding a slice of its entry (no further copies).
+	all := make([]byte, 0, size)
+	for _, name := range e.names {
+		b := enc[name]
+		start := len(all)
+		// The Any as field 2 (resources) of the response.
+		all = protowire.AppendTag(all, 2, protowire.BytesType)
+		all = protowire.AppendVarint(all, uint64(anySize(t, b)))
+		all = appendAny(all, t, b)
+		entry := all[start:len(all):len(all)]
+		e.entries[name] = entry
+		e.raw[name] = entry[len(entry)-len(b):]
+	}
+	if len(e.names) > 0 {
+		e.bodies[strings.Join(e.names, "\x00")] = all
+	}
 	if g.types == nil {
 		g.types = map[string]*encodedType{}
 	}
 	g.types[t] = e
 	return e, nil
+}
+
+// resourceBytes is a resource's encoding: the bytes of a pre-encoded resource
+// (an Empty carrying them as unknown fields, see snapshot.premarshaled)
+// as they are, any other marshaled.
+func resourceBytes(r types.Resource) ([]byte, error) {
+	m := r.ProtoReflect()
+	if m.Descriptor().Fields().Len() == 0 {
+		return m.GetUnknown(), nil
+	}
+	return cachev3.MarshalResource(r)
 }
 
 // anySize is the encoded size of Any{type_url: t, value: b}.
