@@ -120,8 +120,11 @@ bench-accesslog-ingest:
 
 # controlplane: the numbers of docs/PERFORMANCE.md (## controlplane). The
 # compile benchmarks, then `gatehouse controlplane` as its own process with
-# BENCH_XDS_SPECS specs and BENCH_XDS_NODES simulated Envoy nodes (ADS
-# streams from xdsbench, a separate process) in 13 node groups.
+# BENCH_XDS_SPECS specs and BENCH_XDS_NODES simulated Envoy nodes (one gRPC
+# connection and ADS stream each, from xdsbench, a separate process) in 13
+# node groups, SotW then delta; it ends with a summary block (p50/p99 per
+# change, control-plane CPU per change, RSS and live heap per node, bytes
+# per change per type).
 BENCH_XDS_SPECS ?= 1000
 BENCH_XDS_NODES ?= 2000
 BENCH_XDS_FLAGS ?=

@@ -12,11 +12,13 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
@@ -192,4 +194,41 @@ spec:
       rateLimits:
         - {name: per-ip, by: [client.ip], limit: 10/second}
 `)
+}
+
+// typeVersions is the version of each resource type that cp serves group
+// now (each type has its own version; it changes only with the type's
+// resources).
+func typeVersions(t *testing.T, cp *controlplane.ControlPlane, group string) map[string]string {
+	t.Helper()
+	snap, ok := cp.XDS().Snapshot(group)
+	if !ok {
+		t.Fatalf("no snapshot for node group %s", group)
+	}
+	out := map[string]string{}
+	for _, typ := range []string{ldsType, rdsType, cdsType, edsType, contract.ExtensionConfigType, contract.RateLimitConfigType, resourcev3.SecretType} {
+		if v := snap.GetVersion(typ); v != "" {
+			out[typ] = v
+		}
+	}
+	return out
+}
+
+// runningRevision waits until node id runs a revision (it ACKed, for
+// every type it ACKed, that revision's version) accepted by ok, and
+// returns it.
+func runningRevision(t *testing.T, cp *controlplane.ControlPlane, id string, ok func(string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, n := range cp.XDS().Nodes() {
+			if n.NodeID == id && n.Revision != "" && ok(n.Revision) {
+				return n.Revision
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s never ran the expected revision: %+v", id, cp.XDS().Nodes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

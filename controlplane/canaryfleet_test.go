@@ -42,8 +42,8 @@ func TestCanaryNACKBelowMinIsNoFleetNACK(t *testing.T) {
 				t.Fatalf("one canary NACK pruned spec %s: %s", s.Name, s.Error)
 			}
 		}
-		if v := h.cp.Publisher().State().Served["canary"]; v != r.GetVersionInfo() {
-			t.Fatalf("canary served %s after one NACK, want the candidate %s", v, r.GetVersionInfo())
+		if v := h.cp.Publisher().State().Served["canary"]; v != candidate {
+			t.Fatalf("canary served %s after one NACK, want the candidate %s", v, candidate)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

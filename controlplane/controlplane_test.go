@@ -107,18 +107,21 @@ func TestFleetNodeReceivesAndACKs(t *testing.T) {
 	}
 	c.send(rdsType, []string{"gatehouse_routes"}, rds.GetVersionInfo(), rds.GetNonce(), "")
 
-	for _, r := range []*discoveryv3.DiscoveryResponse{eds, lds, rds} {
-		if r.GetVersionInfo() != version {
-			t.Errorf("%s version %q, want the one version %q of the revision", r.GetTypeUrl(), r.GetVersionInfo(), version)
+	// Each type carries its own version: the snapshot's for that type.
+	served := typeVersions(t, h.cp, "us-east-1")
+	for _, r := range []*discoveryv3.DiscoveryResponse{cds, eds, lds, rds} {
+		if r.GetVersionInfo() != served[r.GetTypeUrl()] {
+			t.Errorf("%s version %q, want the type's version %q", r.GetTypeUrl(), r.GetVersionInfo(), served[r.GetTypeUrl()])
 		}
 	}
-	// The control plane recorded every ACK.
+	// The control plane recorded every ACK, and the revision they add up to.
+	rev := h.cp.Publisher().State().Served["us-east-1"]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		nodes := h.cp.XDS().Nodes()
 		if len(nodes) == 1 && len(nodes[0].Acked) == 4 {
 			n := nodes[0]
-			if n.NodeID != "envoy-1" || n.NodeGroup != "us-east-1" || n.Acked[cdsType] != version || n.LastNACK != nil {
+			if n.NodeID != "envoy-1" || n.NodeGroup != "us-east-1" || n.Acked[cdsType] != version || n.Revision != rev || n.LastNACK != nil {
 				t.Fatalf("node status = %+v", n)
 			}
 			break
@@ -147,7 +150,7 @@ func TestNACKIsRecordedAndNotResent(t *testing.T) {
 	if len(nodes) != 1 || nodes[0].LastNACK == nil {
 		t.Fatalf("NACK not recorded: %+v", nodes)
 	}
-	if n := nodes[0].LastNACK; n.Version != v1.GetVersionInfo() || n.TypeURL != cdsType || !strings.Contains(n.Message, "rejected by this Envoy") {
+	if n := nodes[0].LastNACK; n.TypeVersion != v1.GetVersionInfo() || n.Version != h.cp.Publisher().State().Served["us-east-1"] || n.TypeURL != cdsType || !strings.Contains(n.Message, "rejected by this Envoy") {
 		t.Errorf("last NACK = %+v", n)
 	}
 	if got := testutil.ToFloat64(mustCounter(t, h, "gatehouse_xds_nack_resends_suppressed_total")); got < 1 {
@@ -157,7 +160,8 @@ func TestNACKIsRecordedAndNotResent(t *testing.T) {
 		t.Errorf("streams rejecting = %v, want 1", got)
 	}
 
-	h.write("a.yaml", specYAML("a", "a.example.com", "10.0.0.2:80"))
+	// A new spec brings a new cluster: a new CDS version.
+	h.write("b.yaml", specYAML("b", "b.example.com", "10.0.0.2:80"))
 	v2 := c.recv(cdsType)
 	if v2.GetVersionInfo() == v1.GetVersionInfo() {
 		t.Fatal("got the rejected version again")

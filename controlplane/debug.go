@@ -44,13 +44,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// debugNodes: connected nodes, node group, ACKed version per type, last NACK.
-func (cp *ControlPlane) debugNodes(w http.ResponseWriter, _ *http.Request) {
-	nodes := cp.xds.Nodes()
-	writeJSON(w, http.StatusOK, struct {
-		Count int              `json:"count"`
-		Nodes []xds.NodeStatus `json:"nodes"`
-	}{len(nodes), nodes})
+// debugNodes: connected nodes, node group, the revision each runs, ACKed
+// version per type, last NACK; and what each node group is served now
+// (revision and per-type versions). ?nodes=0 leaves out the node list
+// (for a fleet of thousands, when only "served" is wanted).
+func (cp *ControlPlane) debugNodes(w http.ResponseWriter, r *http.Request) {
+	out := struct {
+		Count  int                        `json:"count"`
+		Nodes  []xds.NodeStatus           `json:"nodes"`
+		Served map[string]xds.GroupServed `json:"served"`
+	}{Served: cp.xds.Served()}
+	if r.URL.Query().Get("nodes") == "0" {
+		out.Count = cp.xds.Streams()
+	} else {
+		out.Nodes = cp.xds.Nodes()
+		out.Count = len(out.Nodes)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // debugConfig: the resources a node group is served, as JSON.

@@ -154,8 +154,8 @@ func TestHTTPSListenerAndSecretOverADS(t *testing.T) {
 	if sec.GetName() != "shop-cert" || !bytes.Equal(tc.GetCertificateChain().GetInlineBytes(), certPEM) || !bytes.Equal(tc.GetPrivateKey().GetInlineBytes(), keyPEM) {
 		t.Fatalf("secret %s does not carry the certificate and key of the cert dir", sec.GetName())
 	}
-	if resp.GetVersionInfo() != lds.GetVersionInfo() {
-		t.Errorf("SDS version %q, want the group's one version %q", resp.GetVersionInfo(), lds.GetVersionInfo())
+	if v := typeVersions(t, h.cp, "edge")[sdsType]; resp.GetVersionInfo() != v || v == lds.GetVersionInfo() {
+		t.Errorf("SDS version %q, want the secrets' own version %q (LDS is at %q)", resp.GetVersionInfo(), v, lds.GetVersionInfo())
 	}
 	c.send(sdsType, []string{"shop-cert"}, resp.GetVersionInfo(), resp.GetNonce(), "")
 

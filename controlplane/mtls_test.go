@@ -203,7 +203,7 @@ func TestCanaryNeedsMinNACKsFromDistinctAuthenticatedNodes(t *testing.T) {
 		v1[i] = c.recv(cdsType)
 		c.send(cdsType, nil, v1[i].GetVersionInfo(), v1[i].GetNonce(), "")
 	}
-	h.write("a.yaml", specYAML("a", "a.example.com", "10.0.0.2:80"))
+	h.write("b.yaml", specYAML("b", "b.example.com", "10.0.0.2:80")) // a new cluster
 	r1, r2 := c1.recv(cdsType), c2.recv(cdsType)
 	h.waitRollout(controlplane.PhaseSoaking)
 

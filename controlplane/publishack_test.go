@@ -61,8 +61,8 @@ func TestPublishedMeansACKed(t *testing.T) {
 		t.Fatalf("reported %+v before any node of us-east-1 ACKed %s", r, v2.GetVersionInfo())
 	case <-time.After(500 * time.Millisecond):
 	}
-	if w := h.cp.State().AwaitingACK; w["us-east-1"] != v2.GetVersionInfo() {
-		t.Fatalf("/debug/specs awaiting_ack = %v, want us-east-1 on %s", w, v2.GetVersionInfo())
+	if w, served := h.cp.State().AwaitingACK, h.cp.Publisher().State().Served["us-east-1"]; w["us-east-1"] != served {
+		t.Fatalf("/debug/specs awaiting_ack = %v, want us-east-1 on %s", w, served)
 	}
 	node.send(cdsType, nil, v2.GetVersionInfo(), v2.GetNonce(), "")
 	if r := nextReport(t, reps, "after the ACK"); r.spec != "a" || r.err != nil {
@@ -86,7 +86,7 @@ func TestPublishQuorum(t *testing.T) {
 		r := n.recv(cdsType)
 		n.send(cdsType, nil, r.GetVersionInfo(), r.GetNonce(), "")
 	}
-	h.write("a.yaml", specYAML("a", "a.example.com", "10.0.0.2:80"))
+	h.write("a.yaml", strings.Replace(specYAML("a", "a.example.com", "10.0.0.1:80"), `endpoints: ["10.0.0.1:80"]}]`, `endpoints: ["10.0.0.1:80"], connectTimeout: 9s}]`, 1))
 	r1, r2 := n1.recv(cdsType), n2.recv(cdsType)
 	n1.send(cdsType, nil, r1.GetVersionInfo(), r1.GetNonce(), "")
 	select {

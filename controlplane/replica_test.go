@@ -212,11 +212,15 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 			t.Run("sotw", func(t *testing.T) {
 				held := map[string]*discoveryv3.DiscoveryResponse{}
 				c := dialADS(t, a.addr, "node-sotw", replicaGroup)
+				var vers map[string]string
 				for _, s := range replicaTypes {
 					c.send(s.typeURL, s.names, "", "", "")
 					r := c.recv(s.typeURL)
-					if r.GetVersionInfo() != vA {
-						t.Fatalf("%s: version %q from A, want %q", s.typeURL, r.GetVersionInfo(), vA)
+					if vers == nil {
+						vers = typeVersions(t, a.cp, replicaGroup)
+					}
+					if r.GetVersionInfo() != vers[s.typeURL] {
+						t.Fatalf("%s: version %q from A, want %q", s.typeURL, r.GetVersionInfo(), vers[s.typeURL])
 					}
 					if len(r.GetResources()) == 0 {
 						t.Fatalf("%s: A sent no resources", s.typeURL)
@@ -242,15 +246,26 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 				if v2A := a.version(t, ra2); v2A != v2 {
 					t.Fatalf("after the change: A %s, B %s", v2A, v2)
 				}
+				// Only the types the change touched are sent, each at its new version.
+				vers2 := typeVersions(t, b.cp, replicaGroup)
+				changed := map[string]bool{}
+				for typ, v := range vers2 {
+					if v != vers[typ] {
+						changed[typ] = true
+					}
+				}
+				if !changed[edsType] || changed[cdsType] || changed[ldsType] {
+					t.Fatalf("an endpoint change changed the versions of %v, want EDS and not CDS or LDS", changed)
+				}
 				got := map[string]bool{}
-				for len(got) < len(replicaTypes) {
+				for len(got) < len(changed) {
 					select {
 					case r, ok := <-c.resps:
 						if !ok {
 							t.Fatal("stream closed")
 						}
-						if r.GetVersionInfo() != v2 {
-							t.Fatalf("%s: version %q through B, want %q", r.GetTypeUrl(), r.GetVersionInfo(), v2)
+						if !changed[r.GetTypeUrl()] || r.GetVersionInfo() != vers2[r.GetTypeUrl()] {
+							t.Fatalf("%s: version %q through B, want only changed types at their new version %v", r.GetTypeUrl(), r.GetVersionInfo(), vers2)
 						}
 						if r.GetTypeUrl() == edsType && !hasEndpoint(t, r.GetResources()[0].GetValue(), "10.0.0.9") {
 							t.Fatal("the changed endpoint did not reach the node through B")
@@ -263,17 +278,27 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 
 				// A node that comes back to A still holding the old version
 				// is behind, and gets the new one in full.
+				if n := c.count(500 * time.Millisecond); n != 0 {
+					t.Fatalf("%d responses of types the change did not touch", n)
+				}
 				c = dialADS(t, a.addr, "node-sotw-late", replicaGroup)
 				for _, s := range replicaTypes {
 					c.send(s.typeURL, s.names, held[s.typeURL].GetVersionInfo(), held[s.typeURL].GetNonce(), "")
-					if r := c.recv(s.typeURL); r.GetVersionInfo() != v2 || len(r.GetResources()) == 0 {
-						t.Fatalf("%s: a node behind got version %q with %d resources, want %q", s.typeURL, r.GetVersionInfo(), len(r.GetResources()), v2)
+					if !changed[s.typeURL] {
+						continue // it holds this type's current version
 					}
+					if r := c.recv(s.typeURL); r.GetVersionInfo() != vers2[s.typeURL] || len(r.GetResources()) == 0 {
+						t.Fatalf("%s: a node behind got version %q with %d resources, want %q", s.typeURL, r.GetVersionInfo(), len(r.GetResources()), vers2[s.typeURL])
+					}
+				}
+				if n := c.count(500 * time.Millisecond); n != 0 {
+					t.Fatalf("a node behind got %d responses of types it holds", n)
 				}
 			})
 
 			t.Run("delta", func(t *testing.T) {
-				vNow := a.version(t, ra)
+				a.version(t, ra)
+				var vNow map[string]string
 				held := map[string]map[string]string{}
 				c := dialDelta(t, a.addr, "node-delta", replicaGroup)
 				for _, s := range replicaTypes {
@@ -282,8 +307,11 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 					if r.GetTypeUrl() != s.typeURL || len(r.GetResources()) == 0 {
 						t.Fatalf("got %s with %d resources, want %s", r.GetTypeUrl(), len(r.GetResources()), s.typeURL)
 					}
-					if r.GetSystemVersionInfo() != vNow {
-						t.Fatalf("%s: system version %q, want %q", s.typeURL, r.GetSystemVersionInfo(), vNow)
+					if vNow == nil {
+						vNow = typeVersions(t, a.cp, replicaGroup)
+					}
+					if r.GetSystemVersionInfo() != vNow[s.typeURL] {
+						t.Fatalf("%s: system version %q, want %q", s.typeURL, r.GetSystemVersionInfo(), vNow[s.typeURL])
 					}
 					held[s.typeURL] = map[string]string{}
 					for _, res := range r.GetResources() {
@@ -669,8 +697,7 @@ func TestSidecarClientMovesBetweenReplicas(t *testing.T) {
 	stA, stB := replicaStores["sqlite"](t)
 	rev := putSpec(t, stA, "a", specYAML("a", "a.example.com", "10.0.0.1:80"), 0)
 	a, b := startReplica(t, stA), startReplica(t, stB)
-	v := a.version(t, rev)
-	if vb := b.version(t, rev); vb != v {
+	if v, vb := a.version(t, rev), b.version(t, rev); vb != v {
 		t.Fatalf("A serves %s, B %s", v, vb)
 	}
 	sw := startSwitch(t, a.addr)
@@ -695,7 +722,7 @@ func TestSidecarClientMovesBetweenReplicas(t *testing.T) {
 		}
 		return ""
 	}
-	if got := next(); got != v {
+	if got, v := next(), typeVersions(t, a.cp, replicaGroup)[contract.RateLimitConfigType]; got != v {
 		t.Fatalf("first config %s, want %s", got, v)
 	}
 
@@ -721,9 +748,10 @@ func TestSidecarClientMovesBetweenReplicas(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 
-	rev2 := putSpec(t, stA, "a", specYAML("a", "a.example.com", "10.0.0.2:80"), rev)
-	v2 := b.version(t, rev2)
-	if got := next(); got != v2 {
+	// A new limit: a new RateLimitConfig version.
+	rev2 := putSpec(t, stA, "a", strings.Replace(specYAML("a", "a.example.com", "10.0.0.1:80"), "10/second", "20/second", 1), rev)
+	b.version(t, rev2)
+	if got, v2 := next(), typeVersions(t, b.cp, replicaGroup)[contract.RateLimitConfigType]; got != v2 {
 		t.Fatalf("after the change the client got %s, want %s", got, v2)
 	}
 }

@@ -452,8 +452,9 @@ func withUnconnectedNotes(reps []report, serves map[string][]string, unconnected
 
 // ackWaiting returns the node groups still short of quorum ACKs of their
 // version, and those with no connected node (which hold nothing back). A
-// node has ACKed a version when every resource type it has ACKed is at
-// that version.
+// node has ACKed a version when it runs it: every resource type it has
+// ACKed is at that version's version of the type (xds.NodeStatus.Revision;
+// a type the version left unchanged is not re-sent, its ACK stands).
 func ackWaiting(nodes []xds.NodeStatus, versions map[string]string, quorum int) (waiting, unconnected []string) {
 	connected := map[string]int{}
 	acked := map[string]int{}
@@ -463,13 +464,7 @@ func ackWaiting(nodes []xds.NodeStatus, versions map[string]string, quorum int) 
 			continue
 		}
 		connected[n.NodeGroup]++
-		all := len(n.Acked) > 0
-		for _, a := range n.Acked {
-			if a != v {
-				all = false
-			}
-		}
-		if all {
+		if n.Revision == v {
 			acked[n.NodeGroup]++
 		}
 	}
@@ -597,7 +592,7 @@ func (cp *ControlPlane) resultRunBy(n xds.NACK) *compile.Result {
 	var acked string
 	for _, ns := range cp.xds.Nodes() {
 		if ns.NodeID == n.NodeID && ns.NodeGroup == n.NodeGroup {
-			acked = ns.Acked[n.TypeURL]
+			acked = ns.Revision
 		}
 	}
 	if acked == "" {

@@ -40,6 +40,7 @@ func TestCanaryNACKRollsBack(t *testing.T) {
 		t.Fatalf("first version differs: canary %s, fleet %s", cv1.GetVersionInfo(), fv1.GetVersionInfo())
 	}
 	v1 := cv1.GetVersionInfo()
+	r1 := h.cp.Publisher().State().Served["us-east-1"] // the revision
 	canary.send(cdsType, nil, v1, cv1.GetNonce(), "")
 	fleet.send(cdsType, nil, v1, fv1.GetNonce(), "")
 
@@ -51,7 +52,8 @@ func TestCanaryNACKRollsBack(t *testing.T) {
 		t.Fatal("canary got the old version")
 	}
 	st := h.waitRollout(controlplane.PhaseSoaking)
-	if st.Rollout.Candidate != v2 || st.Rollout.CanaryGroup != "canary" {
+	r2 := st.Rollout.Candidate
+	if r2 == r1 || h.cp.Publisher().State().Served["canary"] != r2 || st.Rollout.CanaryGroup != "canary" {
 		t.Fatalf("rollout = %+v", st.Rollout)
 	}
 
@@ -61,8 +63,8 @@ func TestCanaryNACKRollsBack(t *testing.T) {
 	if !strings.Contains(st.Rollout.Reason, "canary-1") || !strings.Contains(st.Rollout.Reason, "connect_timeout rejected") {
 		t.Errorf("rollback reason = %q", st.Rollout.Reason)
 	}
-	if served := h.cp.Publisher().State().Served; served["canary"] != v1 || served["us-east-1"] != v1 {
-		t.Errorf("served after rollback = %v, want everyone on %s", served, v1)
+	if served := h.cp.Publisher().State().Served; served["canary"] != r1 || served["us-east-1"] != r1 {
+		t.Errorf("served after rollback = %v, want everyone on %s", served, r1)
 	}
 	if n := fleet.count(500 * time.Millisecond); n != 0 {
 		t.Fatalf("the fleet received %d responses during a failed rollout", n)
@@ -86,7 +88,7 @@ drain:
 	// The next revision starts a new rollout at the canary.
 	h.write("a.yaml", specYAML("a", "a.example.com", "10.0.0.3:80"))
 	h.waitRollout(controlplane.PhaseSoaking)
-	if served := h.cp.Publisher().State().Served; served["us-east-1"] != v1 || served["canary"] == v1 || served["canary"] == v2 {
+	if served := h.cp.Publisher().State().Served; served["us-east-1"] != r1 || served["canary"] == r1 || served["canary"] == r2 {
 		t.Errorf("served during the second rollout = %v", served)
 	}
 }
@@ -106,9 +108,12 @@ func TestCanarySoakPromotes(t *testing.T) {
 		t.Fatal("fleet got the same version")
 	}
 	h.waitRollout(controlplane.PhaseIdle)
-	if v := h.cp.Publisher().State().Served["us-east-1"]; v != f2.GetVersionInfo() {
-		t.Errorf("served version %s, fleet got %s", v, f2.GetVersionInfo())
+	if v := typeVersions(t, h.cp, "us-east-1")[cdsType]; v != f2.GetVersionInfo() {
+		t.Errorf("served CDS version %s, fleet got %s", v, f2.GetVersionInfo())
 	}
+	fleet.send(cdsType, nil, f2.GetVersionInfo(), f2.GetNonce(), "")
+	served := h.cp.Publisher().State().Served["us-east-1"]
+	runningRevision(t, h.cp, "fleet-1", func(r string) bool { return r == served })
 }
 
 // TestBadSpecPrunedAndEmptyNeverPublished: a broken spec is left out with

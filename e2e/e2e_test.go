@@ -264,8 +264,15 @@ func (s *suite) token(sub string, scopes, groups []string) string {
 	return tok
 }
 
+// debugNode is one node of /debug/nodes: the revision it runs and the
+// version it ACKed per type.
+type debugNode struct {
+	Revision string            `json:"revision"`
+	Acked    map[string]string `json:"acked_versions"`
+}
+
 // debugNodes reads the control plane's view of the connected nodes.
-func (s *suite) debugNodes(ctx context.Context) map[string]map[string]string {
+func (s *suite) debugNodes(ctx context.Context) map[string]debugNode {
 	req, _ := http.NewRequestWithContext(ctx, "GET", s.ep.ControlPlaneAdmin+"/debug/nodes", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -274,16 +281,16 @@ func (s *suite) debugNodes(ctx context.Context) map[string]map[string]string {
 	defer resp.Body.Close()
 	var body struct {
 		Nodes []struct {
-			NodeID string            `json:"node_id"`
-			Acked  map[string]string `json:"acked_versions"`
+			NodeID string `json:"node_id"`
+			debugNode
 		} `json:"nodes"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		s.t.Fatal(err)
 	}
-	out := map[string]map[string]string{}
+	out := map[string]debugNode{}
 	for _, n := range body.Nodes {
-		out[n.NodeID] = n.Acked
+		out[n.NodeID] = n.debugNode
 	}
 	return out
 }

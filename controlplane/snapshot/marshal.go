@@ -38,7 +38,8 @@ func newMarshaler() *marshaler {
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
-func (m *marshaler) wrap(name string, r types.Resource) (types.Resource, error) {
+// wrap returns r as a premarshaled resource and its encoding.
+func (m *marshaler) wrap(name string, r types.Resource) (types.Resource, []byte, error) {
 	m.mu.Lock()
 	b, ok := m.cur[r]
 	if !ok {
@@ -50,7 +51,7 @@ func (m *marshaler) wrap(name string, r types.Resource) (types.Resource, error) 
 	if !ok {
 		var err error
 		if b, err = deterministic.Marshal(r); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		m.mu.Lock()
 		m.cur[r] = b
@@ -58,7 +59,7 @@ func (m *marshaler) wrap(name string, r types.Resource) (types.Resource, error) 
 	}
 	e := &emptypb.Empty{}
 	e.ProtoReflect().SetUnknown(b)
-	return premarshaled{Empty: e, name: name}, nil
+	return premarshaled{Empty: e, name: name}, b, nil
 }
 
 // rotate forgets encodings not used since the previous rotation; called

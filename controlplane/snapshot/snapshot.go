@@ -8,10 +8,15 @@ package snapshot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -23,9 +28,11 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 )
 
-// Cache is where snapshots go (xds.Server implements it).
+// Cache is where snapshots go (xds.Server implements it): rev is the
+// revision the snapshot is of (the result's GroupVersion), which the
+// cache maps nodes' ACKs of per-type versions back to.
 type Cache interface {
-	SetSnapshot(ctx context.Context, group string, snap *cachev3.Snapshot) error
+	SetSnapshot(ctx context.Context, group, rev string, snap *cachev3.Snapshot) error
 }
 
 // Publisher owns which compiled result each node group is served.
@@ -57,7 +64,10 @@ var ErrEmpty = errors.New("no spec compiled: refusing to replace the served conf
 
 // Build is the snapshot of a node group for a result, checked for
 // consistency (every EDS cluster and RDS name resolves) and with every
-// resource encoded once.
+// resource encoded once. Each resource type carries its own version, a
+// hash of the type's encoded resources (typeVersion): a rebuild that
+// leaves a type byte-identical leaves its version, so the type is not
+// sent again; replicas compute the same versions from the same content.
 func (p *Publisher) Build(res *compile.Result, group string) (*cachev3.Snapshot, error) {
 	r, _, err := res.Resources(group)
 	if err != nil {
@@ -75,17 +85,47 @@ func (p *Publisher) Build(res *compile.Result, group string) (*cachev3.Snapshot,
 			return nil, fmt.Errorf("node group %s, version %s: inconsistent snapshot: %w", group, version, err)
 		}
 	}
-	wrapped := make(map[string][]types.Resource, len(r))
+	out := &cachev3.Snapshot{}
 	for typ, list := range r {
-		out := make([]types.Resource, len(list))
-		for i, x := range list {
-			if out[i], err = p.marshal.wrap(cachev3.GetResourceName(x), x); err != nil {
-				return nil, fmt.Errorf("node group %s: encoding %s %s: %w", group, typ, cachev3.GetResourceName(x), err)
-			}
+		idx := cachev3.GetResponseType(typ)
+		if idx == types.UnknownType {
+			return nil, fmt.Errorf("node group %s: unknown resource type %s", group, typ)
 		}
-		wrapped[typ] = out
+		wrapped := make([]types.Resource, len(list))
+		enc := make([]encoded, len(list))
+		for i, x := range list {
+			name := cachev3.GetResourceName(x)
+			var b []byte
+			if wrapped[i], b, err = p.marshal.wrap(name, x); err != nil {
+				return nil, fmt.Errorf("node group %s: encoding %s %s: %w", group, typ, name, err)
+			}
+			enc[i] = encoded{name, b}
+		}
+		out.Resources[idx] = cachev3.NewResources(typeVersion(enc), wrapped)
 	}
-	return cachev3.NewSnapshot(version, wrapped)
+	return out, nil
+}
+
+// encoded is one resource's name and deterministic encoding.
+type encoded struct {
+	name  string
+	bytes []byte
+}
+
+// typeVersion is the xDS version of one resource type's resources: a
+// hash of their names and encodings, independent of their order.
+func typeVersion(res []encoded) string {
+	sorted := slices.Clone(res)
+	slices.SortFunc(sorted, func(a, b encoded) int { return strings.Compare(a.name, b.name) })
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, e := range sorted {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(e.name)))])
+		h.Write([]byte(e.name))
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(e.bytes)))])
+		h.Write(e.bytes)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // groupList is every group to (re)publish for res: known groups plus the
@@ -134,7 +174,7 @@ func (p *Publisher) PublishAll(ctx context.Context, res *compile.Result) error {
 		snaps[g] = s
 	}
 	for _, g := range groups {
-		if err := p.cache.SetSnapshot(ctx, g, snaps[g]); err != nil {
+		if err := p.cache.SetSnapshot(ctx, g, res.GroupVersion(g), snaps[g]); err != nil {
 			return fmt.Errorf("node group %s: %w", g, err)
 		}
 		p.groups[g] = true
@@ -173,7 +213,7 @@ func (p *Publisher) PublishCanary(ctx context.Context, group string, res *compil
 		p.refused(err)
 		return err
 	}
-	if err := p.cache.SetSnapshot(ctx, group, snap); err != nil {
+	if err := p.cache.SetSnapshot(ctx, group, res.GroupVersion(group), snap); err != nil {
 		return fmt.Errorf("node group %s: %w", group, err)
 	}
 	p.groups[group] = true
@@ -195,7 +235,7 @@ func (p *Publisher) Rollback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := p.cache.SetSnapshot(ctx, p.canary, snap); err != nil {
+	if err := p.cache.SetSnapshot(ctx, p.canary, p.good.GroupVersion(p.canary), snap); err != nil {
 		return err
 	}
 	p.served[p.canary] = p.good.GroupVersion(p.canary)
@@ -229,7 +269,7 @@ func (p *Publisher) Ensure(ctx context.Context, group string) {
 		p.log.Error("cannot build a snapshot for a new node group", "node_group", group, "error", err)
 		return
 	}
-	if err := p.cache.SetSnapshot(ctx, group, snap); err != nil {
+	if err := p.cache.SetSnapshot(ctx, group, res.GroupVersion(group), snap); err != nil {
 		p.log.Error("setting snapshot", "node_group", group, "error", err)
 		return
 	}

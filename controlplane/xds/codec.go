@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"unique"
+
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -12,7 +14,7 @@ import (
 )
 
 // ServerOptions are the gRPC server options the ADS service wants: a codec
-// that sends a response's shared, pre-encoded resources (sharedCache)
+// that sends a response's shared, pre-encoded resources (watchCache)
 // as they are, without copying them into a fresh buffer per stream. gRPC's
 // own codec would allocate (and zero) a buffer of the response's size for
 // every node: for a change pushed to thousands of nodes that is most of
@@ -28,7 +30,38 @@ type codec struct{ proto encoding.CodecV2 }
 
 func (codec) Name() string { return "proto" }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal decodes as gRPC's codec, then makes the resource names of a
+// request canonical (unique.Make): every node of a group asks for the same
+// hundreds of EDS names, and go-control-plane keeps each stream's request
+// and subscription for as long as the stream lives, so without this every
+// connected node holds its own copy of every name. The canonical strings
+// are weak references: a name no stream holds any more is collected.
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := c.proto.Unmarshal(data, v); err != nil {
+		return err
+	}
+	switch m := v.(type) {
+	case *discoveryv3.DiscoveryRequest:
+		canonical(m.ResourceNames)
+	case *discoveryv3.DeltaDiscoveryRequest:
+		canonical(m.ResourceNamesSubscribe)
+		canonical(m.ResourceNamesUnsubscribe)
+		if len(m.InitialResourceVersions) > 0 {
+			iv := make(map[string]string, len(m.InitialResourceVersions))
+			for k, x := range m.InitialResourceVersions {
+				iv[unique.Make(k).Value()] = x
+			}
+			m.InitialResourceVersions = iv
+		}
+	}
+	return nil
+}
+
+func canonical(names []string) {
+	for i, n := range names {
+		names[i] = unique.Make(n).Value()
+	}
+}
 
 // sharedBodyMin is the body size from which the body is sent by reference;
 // smaller ones are cheaper to copy.

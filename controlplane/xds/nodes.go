@@ -4,17 +4,20 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // NodeStatus is what /debug/nodes shows for one stream.
 type NodeStatus struct {
-	NodeID    string            `json:"node_id"`
-	NodeGroup string            `json:"node_group"`
-	Protocol  string            `json:"protocol"` // sotw | delta
-	StreamID  int64             `json:"stream_id"`
-	Since     time.Time         `json:"connected_since"`
+	NodeID    string    `json:"node_id"`
+	NodeGroup string    `json:"node_group"`
+	Protocol  string    `json:"protocol"` // sotw | delta
+	StreamID  int64     `json:"stream_id"`
+	Since     time.Time `json:"connected_since"`
+	// Revision is the revision the node runs: the newest one at which
+	// every type it ACKed is at the version it ACKed ("" before its
+	// first ACK). Acked are those versions, per type (each type has its
+	// own version, kept while the type's resources do not change).
+	Revision  string            `json:"revision,omitempty"`
 	Acked     map[string]string `json:"acked_versions"` // type URL → version
 	LastNACK  *NACK             `json:"last_nack,omitempty"`
 	UserAgent string            `json:"user_agent,omitempty"`
@@ -43,6 +46,9 @@ func (t *tracker) nodes() []NodeStatus {
 		out = append(out, ns)
 	}
 	t.mu.Unlock()
+	for i := range out {
+		out[i].Revision = t.cache.running(out[i].NodeGroup, out[i].Acked)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].NodeID != out[j].NodeID {
 			return out[i].NodeID < out[j].NodeID
@@ -64,70 +70,36 @@ func (s *Server) Groups() []string {
 	return out
 }
 
-type metrics struct {
-	streams    *prometheus.GaugeVec
-	requests   *prometheus.CounterVec
-	responses  *prometheus.CounterVec
-	suppressed *prometheus.CounterVec
-	resumed    *prometheus.CounterVec
-	refused    *prometheus.CounterVec
-	rejecting  prometheus.Gauge
+// GroupServed is what a node group is served now: the revision set last
+// and the version of each of its resource types.
+type GroupServed struct {
+	Revision string            `json:"revision"`
+	Versions map[string]string `json:"versions"` // type URL → version
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
-	m := &metrics{
-		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "gatehouse_xds_streams", Help: "Open xDS streams by protocol (sotw, delta).",
-		}, []string{"protocol"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_xds_requests_total", Help: "xDS requests by resource type and kind (initial, ack, nack).",
-		}, []string{"type", "kind"}),
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_xds_responses_total", Help: "xDS responses sent by resource type.",
-		}, []string{"type"}),
-		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_xds_nack_resends_suppressed_total", Help: "NACKs of the current version that did not trigger a re-send of that same version.",
-		}, []string{"type"}),
-		resumed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_xds_sotw_resumed_total", Help: "SotW first requests on a new stream that presented the version served now (a node reconnecting, to this replica or another): nothing re-sent.",
-		}, []string{"type"}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_xds_streams_refused_total", Help: "xDS streams refused (PermissionDenied) by reason: group_mismatch, no_group_in_certificate, node_changed, unknown_group, secret_to_sidecar.",
-		}, []string{"reason"}),
+// Served is, per node group with a snapshot, what it is served now.
+func (s *Server) Served() map[string]GroupServed {
+	c := s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]GroupServed, len(c.groups))
+	for name, g := range c.groups {
+		if g.snap == nil || len(g.history) == 0 {
+			continue
+		}
+		last := g.history[len(g.history)-1]
+		v := make(map[string]string, len(last.versions))
+		for t, x := range last.versions {
+			v[t] = x
+		}
+		out[name] = GroupServed{Revision: last.name, Versions: v}
 	}
-	m.rejecting = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "gatehouse_xds_streams_rejecting", Help: "Streams whose latest answer for some type is a NACK (which nodes: /debug/nodes).",
-	})
-	if reg != nil {
-		reg.MustRegister(m.streams, m.requests, m.responses, m.suppressed, m.resumed, m.refused, m.rejecting)
-	}
-	return m
+	return out
 }
 
-func protoLabel(delta bool) string {
-	if delta {
-		return "delta"
-	}
-	return "sotw"
-}
-
-// typeLabel maps a type URL to a bounded label value.
-func typeLabel(typeURL string) string {
-	switch typeURL {
-	case "type.googleapis.com/envoy.config.listener.v3.Listener":
-		return "listener"
-	case "type.googleapis.com/envoy.config.route.v3.RouteConfiguration":
-		return "route"
-	case "type.googleapis.com/envoy.config.cluster.v3.Cluster":
-		return "cluster"
-	case "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment":
-		return "endpoint"
-	case "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig":
-		return "extension_config"
-	case "type.googleapis.com/ratelimit.config.ratelimit.v3.RateLimitConfig":
-		return "ratelimit_config"
-	case "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret":
-		return "secret"
-	}
-	return "other"
+// Streams is the number of open ADS streams.
+func (s *Server) Streams() int {
+	s.tracker.mu.Lock()
+	defer s.tracker.mu.Unlock()
+	return len(s.tracker.streams)
 }

@@ -40,7 +40,7 @@ func (c *nackCache) resumeSotW(req *cachev3.Request, sub cachev3.Subscription) c
 	if c.t.hasSent(req.GetNode().GetId(), req.GetTypeUrl()) {
 		return sub // this node's live stream had answers: the subscription knows
 	}
-	snap, err := c.SnapshotCache.GetSnapshot(req.GetNode().GetCluster())
+	snap, err := c.watchCache.GetSnapshot(req.GetNode().GetCluster())
 	if err != nil || snap.GetVersion(req.GetTypeUrl()) != v {
 		return sub
 	}

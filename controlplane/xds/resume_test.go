@@ -18,7 +18,7 @@ import (
 func TestResumeOnlyOnANewStream(t *testing.T) {
 	s, conn := startServer(t)
 	ea := endpoints("c-a", 9001)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v1", []types.Resource{cluster("c-a", time.Second, 0)}, []types.Resource{ea})); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", snapshot(t, "v1", []types.Resource{cluster("c-a", time.Second, 0)}, []types.Resource{ea})); err != nil {
 		t.Fatal(err)
 	}
 	// A missing answer ends the stream (and the test) instead of hanging.

@@ -51,9 +51,13 @@ type NACK struct {
 	NodeID    string
 	NodeGroup string
 	TypeURL   string
-	Version   string // the version rejected
-	Message   string // at most MaxNACKMessage bytes
-	At        time.Time
+	// Version is the revision the rejected response was sent for (the
+	// name the caller gave SetSnapshot; "" when no longer remembered),
+	// TypeVersion the version of the type rejected.
+	Version     string
+	TypeVersion string
+	Message     string // at most MaxNACKMessage bytes
+	At          time.Time
 	// Authenticated: the node's group came from its verified client
 	// certificate.
 	Authenticated bool
@@ -95,7 +99,7 @@ type Options struct {
 
 // Server is the ADS server plus its node tracker.
 type Server struct {
-	cache   cachev3.SnapshotCache
+	cache   *watchCache
 	xds     serverv3.Server
 	tracker *tracker
 	log     *slog.Logger
@@ -115,13 +119,13 @@ func New(ctx context.Context, o Options) *Server {
 	// ads=false: go-control-plane's ADS mode leaves a named request
 	// unanswered unless the snapshot holds exactly those names, which would
 	// starve a sidecar subscribing to its own spec's resources.
-	// SotW watches are answered by sharedCache from shared encodings; delta
+	// SotW watches are answered by watchCache from shared encodings; delta
 	// watches by go-control-plane's cache, which sends only what changed.
-	inner := newSharedCache(cachev3.NewSnapshotCache(false, GroupHash{}, nil))
+	inner := newWatchCache(cachev3.NewSnapshotCache(false, GroupHash{}, nil))
 	m := newMetrics(o.Registry)
 	t := newTracker(o, m, log, inner)
 	s := &Server{cache: inner, tracker: t, log: log, metrics: m}
-	s.xds = serverv3.NewServer(ctx, &nackCache{SnapshotCache: inner, t: t}, t)
+	s.xds = serverv3.NewServer(ctx, &nackCache{watchCache: inner, t: t}, t)
 	return s
 }
 
@@ -130,9 +134,13 @@ func (s *Server) Register(g *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 }
 
-// SetSnapshot publishes a snapshot for a node group.
-func (s *Server) SetSnapshot(ctx context.Context, group string, snap *cachev3.Snapshot) error {
-	return s.cache.SetSnapshot(ctx, group, snap)
+// SetSnapshot publishes a snapshot for a node group as revision rev. Each
+// resource type carries its own version (the snapshot's): a type whose
+// version is the one already served is sent to nobody, and a node's ACKs
+// of type versions are mapped back to the revision it runs
+// (NodeStatus.Revision). It never waits for a node to read its stream.
+func (s *Server) SetSnapshot(ctx context.Context, group, rev string, snap *cachev3.Snapshot) error {
+	return s.cache.SetSnapshot(ctx, group, rev, snap)
 }
 
 // Snapshot returns a node group's current snapshot, if any.
@@ -162,14 +170,14 @@ func (s *Server) Nodes() []NodeStatus { return s.tracker.nodes() }
 // the next one. A NACK of an older version, sent after a newer one was
 // published, is passed through and gets the newer version.
 type nackCache struct {
-	cachev3.SnapshotCache
+	*watchCache
 	t *tracker
 }
 
 func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
 	if req.GetErrorDetail() != nil {
 		group := req.GetNode().GetCluster()
-		if snap, err := c.SnapshotCache.GetSnapshot(group); err == nil {
+		if snap, err := c.watchCache.GetSnapshot(group); err == nil {
 			current := snap.GetVersion(req.GetTypeUrl())
 			if rejected, ok := c.t.sentVersion(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce()); ok && rejected == current {
 				r := proto.Clone(req).(*discoveryv3.DiscoveryRequest)
@@ -179,7 +187,7 @@ func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 			}
 		}
 	}
-	return c.SnapshotCache.CreateWatch(req, c.resumeSotW(req, sub), out)
+	return c.watchCache.CreateWatch(req, c.resumeSotW(req, sub), out)
 }
 
 // tracker implements the server callbacks: per-stream node state.
@@ -187,15 +195,17 @@ type tracker struct {
 	opts    Options
 	metrics *metrics
 	log     *slog.Logger
-	cache   cachev3.SnapshotCache
+	cache   *watchCache
 
 	mu      sync.Mutex
-	streams map[int64]*stream
+	streams map[streamKey]*stream
 	groups  map[string]int             // streams per group
 	sent    map[string]map[string]sent // node id → type URL → last response
 }
 
-type sent struct{ nonce, version string }
+// sent is a response: its nonce, the version of its type and the
+// revision it was sent for.
+type sent struct{ nonce, version, revision string }
 
 type stream struct {
 	id        int64
@@ -208,11 +218,11 @@ type stream struct {
 	lastNACK  *NACK
 	rejecting map[string]bool   // types whose last answer was a NACK
 	responses map[string]string // type → nonce of the last response
-	nonceVer  map[string]string // nonce → version, last few
+	nonceVer  map[string]sent   // nonce → version and revision, last few
 }
 
-func newTracker(o Options, m *metrics, log *slog.Logger, c cachev3.SnapshotCache) *tracker {
-	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[int64]*stream{}, groups: map[string]int{}, sent: map[string]map[string]sent{}}
+func newTracker(o Options, m *metrics, log *slog.Logger, c *watchCache) *tracker {
+	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[streamKey]*stream{}, groups: map[string]int{}, sent: map[string]map[string]sent{}}
 }
 
 func (t *tracker) sentVersion(node, typeURL, nonce string) (string, bool) {
@@ -225,8 +235,15 @@ func (t *tracker) sentVersion(node, typeURL, nonce string) (string, bool) {
 	return s.version, true
 }
 
+// streamKey names a stream: go-control-plane's SotW and delta servers
+// number their streams independently, both from 1.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
 func (t *tracker) open(ctx context.Context, id int64, delta bool) {
-	s := &stream{id: id, delta: delta, since: t.opts.Now(), acked: map[string]string{}, nonceVer: map[string]string{}}
+	s := &stream{id: id, delta: delta, since: t.opts.Now(), acked: map[string]string{}, nonceVer: map[string]sent{}}
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
 			s.tlsPeer = true
@@ -234,7 +251,7 @@ func (t *tracker) open(ctx context.Context, id int64, delta bool) {
 		}
 	}
 	t.mu.Lock()
-	t.streams[id] = s
+	t.streams[streamKey{delta, id}] = s
 	t.mu.Unlock()
 	t.metrics.streams.WithLabelValues(protoLabel(delta)).Inc()
 }
@@ -259,7 +276,7 @@ func (t *tracker) setRejecting(s *stream, typeURL string, on bool) {
 	}
 }
 
-func (t *tracker) close(id int64) {
+func (t *tracker) close(id streamKey) {
 	t.mu.Lock()
 	s := t.streams[id]
 	delete(t.streams, id)
@@ -314,7 +331,7 @@ func (t *tracker) admit(s *stream, node *corev3.Node, typeURL string) error {
 
 // request records one request; it refuses a request admit refuses, and
 // calls OnGroup on the stream's first request.
-func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version string, errMsg *string) error {
+func (t *tracker) request(id streamKey, node *corev3.Node, typeURL, nonce, version string, errMsg *string) error {
 	t.mu.Lock()
 	s := t.streams[id]
 	if s == nil {
@@ -354,13 +371,13 @@ func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version s
 		kind = "nack"
 		t.setRejecting(s, typeURL, true)
 		rejected := s.nonceVer[nonce]
-		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected, Message: capMessage(*errMsg), At: t.opts.Now(), Authenticated: s.certGroup != ""}
+		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected.revision, TypeVersion: rejected.version, Message: capMessage(*errMsg), At: t.opts.Now(), Authenticated: s.certGroup != ""}
 		s.lastNACK = nack
 	default:
 		kind = "ack"
 		t.setRejecting(s, typeURL, false)
 		if v, ok := s.nonceVer[nonce]; ok {
-			version = v
+			version = v.version
 		}
 		s.acked[typeURL] = version
 	}
@@ -370,7 +387,7 @@ func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version s
 		t.opts.OnGroup(newGroup)
 	}
 	if nack != nil {
-		t.log.Warn("node rejected config (NACK)", "node_id", nack.NodeID, "node_group", nack.NodeGroup, "type_url", typeURL, "version", nack.Version, "error", nack.Message)
+		t.log.Warn("node rejected config (NACK)", "node_id", nack.NodeID, "node_group", nack.NodeGroup, "type_url", typeURL, "version", nack.TypeVersion, "revision", nack.Version, "error", nack.Message)
 		if t.opts.OnNACK != nil {
 			t.opts.OnNACK(*nack)
 		}
@@ -379,9 +396,17 @@ func (t *tracker) request(id int64, node *corev3.Node, typeURL, nonce, version s
 }
 
 // response records what was sent with which nonce.
-func (t *tracker) response(id int64, typeURL, nonce, version string) {
+func (t *tracker) response(id streamKey, typeURL, nonce, version string) {
 	t.mu.Lock()
 	if s := t.streams[id]; s != nil {
+		// Which revision this is: the newest of the group with this
+		// version of the type (a response is built from the snapshot
+		// set last, so that is the one it was sent for, or a later one
+		// that left the type unchanged). Lock order: t.mu, then c.mu.
+		rev := ""
+		if s.node != nil {
+			rev = t.cache.revisionOf(s.node.GetCluster(), typeURL, version)
+		}
 		// Only the latest nonce per type can be answered (older ones are
 		// stale to the server); keep the table to one entry per type.
 		if s.responses == nil {
@@ -391,14 +416,14 @@ func (t *tracker) response(id int64, typeURL, nonce, version string) {
 			delete(s.nonceVer, old)
 		}
 		s.responses[typeURL] = nonce
-		s.nonceVer[nonce] = version
+		s.nonceVer[nonce] = sent{nonce, version, rev}
 		if s.node != nil {
 			byType := t.sent[s.node.GetId()]
 			if byType == nil {
 				byType = map[string]sent{}
 				t.sent[s.node.GetId()] = byType
 			}
-			byType[typeURL] = sent{nonce, version}
+			byType[typeURL] = sent{nonce, version, rev}
 		}
 	}
 	t.mu.Unlock()
@@ -411,12 +436,12 @@ func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
 	t.open(ctx, id, false)
 	return nil
 }
-func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{false, id}) }
 func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
 	t.open(ctx, id, true)
 	return nil
 }
-func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(id) }
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{true, id}) }
 
 func (t *tracker) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
 	var msg *string
@@ -424,11 +449,11 @@ func (t *tracker) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) err
 		m := r.GetErrorDetail().GetMessage()
 		msg = &m
 	}
-	return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), msg)
+	return t.request(streamKey{false, id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), msg)
 }
 
 func (t *tracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
-	t.response(id, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
+	t.response(streamKey{false, id}, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
 }
 
 func (t *tracker) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
@@ -437,11 +462,11 @@ func (t *tracker) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRe
 		m := r.GetErrorDetail().GetMessage()
 		msg = &m
 	}
-	return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", msg)
+	return t.request(streamKey{true, id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", msg)
 }
 
 func (t *tracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
-	t.response(id, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
+	t.response(streamKey{true, id}, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
 }
 
 func (t *tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/encoding"
@@ -20,9 +21,43 @@ import (
 // simulated nodes doing it here would share the two cores the control
 // plane is being measured on, and the bench would measure its own client.
 // Every other message is decoded in full.
-type headerCodec struct{ proto encoding.CodecV2 }
+// Response sizes are added to bytes, per type.
+type headerCodec struct {
+	proto encoding.CodecV2
+	bytes *typeBytes
+}
 
-func newHeaderCodec() headerCodec { return headerCodec{proto: encoding.GetCodecV2("proto")} }
+func newHeaderCodec(b *typeBytes) headerCodec {
+	return headerCodec{proto: encoding.GetCodecV2("proto"), bytes: b}
+}
+
+// typeBytes counts the bytes of the responses received, per type URL.
+type typeBytes struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func newTypeBytes() *typeBytes { return &typeBytes{n: map[string]int64{}} }
+
+func (t *typeBytes) add(typeURL string, n int) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.n[typeURL] += int64(n)
+	t.mu.Unlock()
+}
+
+// snapshot copies the counts.
+func (t *typeBytes) snapshot() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int64, len(t.n))
+	for k, v := range t.n {
+		out[k] = v
+	}
+	return out
+}
 
 func (c headerCodec) Name() string { return "proto" }
 
@@ -31,9 +66,13 @@ func (c headerCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Ma
 func (c headerCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *discoveryv3.DiscoveryResponse:
-		return decodeHeader(data, &m.VersionInfo, &m.TypeUrl, &m.Nonce)
+		err := decodeHeader(data, &m.VersionInfo, &m.TypeUrl, &m.Nonce)
+		c.bytes.add(m.TypeUrl, data.Len())
+		return err
 	case *discoveryv3.DeltaDiscoveryResponse:
-		return decodeHeader(data, &m.SystemVersionInfo, &m.TypeUrl, &m.Nonce)
+		err := decodeHeader(data, &m.SystemVersionInfo, &m.TypeUrl, &m.Nonce)
+		c.bytes.add(m.TypeUrl, data.Len())
+		return err
 	}
 	return c.proto.Unmarshal(data, v)
 }

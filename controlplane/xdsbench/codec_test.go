@@ -10,7 +10,8 @@ import (
 )
 
 func TestHeaderCodecReadsWhatAnACKNeeds(t *testing.T) {
-	c := newHeaderCodec()
+	counted := newTypeBytes()
+	c := newHeaderCodec(counted)
 	res := []*anypb.Any{{TypeUrl: cdsType, Value: []byte("\x0a\x03abc")}, {TypeUrl: cdsType, Value: make([]byte, 70000)}}
 	sotw, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: "g1-42", Resources: res, TypeUrl: cdsType, Nonce: "7", Canary: true})
 	if err != nil {
@@ -33,6 +34,9 @@ func TestHeaderCodecReadsWhatAnACKNeeds(t *testing.T) {
 	}
 	if gotDelta.SystemVersionInfo != "g2-9" || gotDelta.TypeUrl != edsType || gotDelta.Nonce != "12" {
 		t.Fatalf("delta header = %+v", &gotDelta)
+	}
+	if n := counted.snapshot(); n[cdsType] != int64(len(sotw)) || n[edsType] != int64(len(delta)) {
+		t.Fatalf("bytes counted per type = %v, want %s %d and %s %d", n, cdsType, len(sotw), edsType, len(delta))
 	}
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(sotw[:1000])}, &got); err == nil {
 		t.Fatal("a truncated response decoded without error")

@@ -50,22 +50,22 @@ func newNode(id, group string, eds []string) *node {
 	return &node{id: id, group: group, eds: eds, acked: map[string]string{}, at: map[string]time.Time{}}
 }
 
-// converged reports whether every type is ACKed at a version other than
-// the ones in before, and when the last of them was. Over delta xDS only
-// changed resources are sent, so after a change (before != nil) only the
-// types a bench change touches are waited for: the endpoints and the route
-// table (whose revision changes).
-func (n *node) converged(before map[string]string) (bool, time.Time) {
+// converged reports whether the node has ACKed, for every type, the
+// version its group is served (want: type URL → version, from the control
+// plane's /debug/nodes), and when it ACKed the last of them. Each type has
+// its own version and a type a change left unchanged is not sent again,
+// so its old ACK (and time) stands: the time is that of the types the
+// change touched.
+func (n *node) converged(want map[string]string) (bool, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var last time.Time
-	types := allTypes
-	if n.delta && before != nil {
-		types = []string{edsType, rdsType}
-	}
-	for _, t := range types {
-		v, ok := n.acked[t]
-		if !ok || v == before[t] {
+	for _, t := range allTypes {
+		w, ok := want[t]
+		if !ok {
+			continue
+		}
+		if n.acked[t] != w {
 			return false, time.Time{}
 		}
 		if n.at[t].After(last) {
@@ -73,16 +73,6 @@ func (n *node) converged(before map[string]string) (bool, time.Time) {
 		}
 	}
 	return true, last
-}
-
-func (n *node) versions() map[string]string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make(map[string]string, len(n.acked))
-	for k, v := range n.acked {
-		out[k] = v
-	}
-	return out
 }
 
 // run keeps the stream until ctx ends.
@@ -186,12 +176,13 @@ type fleet struct {
 	nodes []*node
 	conns []*grpc.ClientConn
 	wg    sync.WaitGroup
+	bytes *typeBytes // response bytes received, per type
 }
 
 // startFleet opens nodes streams spread over connections of perConn
 // streams each, node i in group i%groups.
 func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int, delta bool) (*fleet, error) {
-	f := &fleet{}
+	f := &fleet{bytes: newTypeBytes()}
 	eds := make([][]string, groups)
 	for i := 0; i < specs; i++ {
 		for g := range eds {
@@ -208,7 +199,7 @@ func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn 
 			// held back by window updates a real Envoy would not need.
 			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow),
-				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(newHeaderCodec())))
+				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(newHeaderCodec(f.bytes))))
 			if err != nil {
 				f.close()
 				return nil, err
@@ -232,9 +223,10 @@ func (f *fleet) close() {
 	f.wg.Wait()
 }
 
-// waitConverged waits until every node has ACKed a new version of every
-// type (relative to before[i]) and returns each node's convergence time.
-func (f *fleet) waitConverged(ctx context.Context, before []map[string]string, timeout time.Duration) ([]time.Time, error) {
+// waitConverged waits until every node has ACKed what its group is served
+// (want: node group → type URL → version) and returns each node's
+// convergence time.
+func (f *fleet) waitConverged(ctx context.Context, want map[string]map[string]string, timeout time.Duration) ([]time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	out := make([]time.Time, len(f.nodes))
 	done := make([]bool, len(f.nodes))
@@ -250,11 +242,7 @@ func (f *fleet) waitConverged(ctx context.Context, before []map[string]string, t
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", n.id, err)
 			}
-			var b map[string]string
-			if before != nil {
-				b = before[i]
-			}
-			if ok, at := n.converged(b); ok {
+			if ok, at := n.converged(want[n.group]); ok {
 				out[i], done[i] = at, true
 				left--
 			}

@@ -1,10 +1,15 @@
 // Command xdsbench is `make bench-xds`: it writes N EdgeRoute specs into a
 // directory, starts `gatehouse controlplane` on it as a separate process,
-// connects a fleet of simulated Envoy nodes (ADS streams spread over node
-// groups) from this process, changes one spec at a time and measures how
-// long until every node has received and ACKed the new version (p50, p99,
-// max), the control plane's compile time, its CPU time per change and its
-// memory per connected node.
+// connects a fleet of simulated Envoy nodes from this process (one gRPC
+// connection and ADS stream per node by default, as a real fleet has,
+// spread over node groups), changes one spec at a time and measures how
+// long until every node has received and ACKed what its group is served
+// (p50, p99, max), the control plane's compile time, its CPU time per
+// change (/proc/<pid>/stat utime+stime), the response bytes per change
+// per type, and its memory per connected node: resident (/proc/<pid>/status
+// VmRSS with the fleet connected minus before, divided by the nodes) next
+// to live heap. It runs SotW and delta in turn, each against a fresh
+// control plane, and ends with a summary block.
 package main
 
 import (
@@ -24,6 +29,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
@@ -38,25 +44,32 @@ type Config struct {
 	// the change phase is written (from its /debug/pprof/profile).
 	CPUProfile     string
 	ProfileSeconds int
+	// HeapProfile, when set, is where the control plane's heap profile
+	// is written once the fleet has converged (what the memory per node
+	// is made of).
+	HeapProfile string
 }
 
 // Report is what a run measured.
 type Report struct {
-	Specs, Nodes, Groups   int
-	Protocol               string    `json:"protocol"`
-	InitialConvergence     string    `json:"initial_convergence"`
-	Changes                []Change  `json:"changes"`
-	Latencies              Latencies `json:"latency"`
-	CompileSeconds         float64   `json:"compile_seconds_mean"`
-	HeapBeforeMiB          float64   `json:"live_heap_before_mib"`
-	HeapAfterMiB           float64   `json:"live_heap_after_mib"`
-	HeapKiBPerNode         float64   `json:"live_heap_kib_per_node"`
-	RSSBeforeMiB           float64   `json:"rss_before_mib"`
-	RSSAfterMiB            float64   `json:"rss_after_mib"`
-	KiBPerNode             float64   `json:"kib_per_node"`
-	CPUPerChangeMillis     float64   `json:"cpu_ms_per_change"`
-	FleetCPUPerChangeMs    float64   `json:"fleet_cpu_ms_per_change"`
-	ControlPlaneCPUSeconds float64   `json:"control_plane_cpu_seconds_total"`
+	Specs, Nodes, Groups int
+	Protocol             string    `json:"protocol"`
+	InitialConvergence   string    `json:"initial_convergence"`
+	Changes              []Change  `json:"changes"`
+	Latencies            Latencies `json:"latency"`
+	// BytesPerChange is the response bytes the fleet received per change,
+	// by type (short name), mean over the changes.
+	BytesPerChange         map[string]float64 `json:"bytes_per_change"`
+	CompileSeconds         float64            `json:"compile_seconds_mean"`
+	HeapBeforeMiB          float64            `json:"live_heap_before_mib"`
+	HeapAfterMiB           float64            `json:"live_heap_after_mib"`
+	HeapKiBPerNode         float64            `json:"live_heap_kib_per_node"`
+	RSSBeforeMiB           float64            `json:"rss_before_mib"`
+	RSSAfterMiB            float64            `json:"rss_after_mib"`
+	KiBPerNode             float64            `json:"kib_per_node"`
+	CPUPerChangeMillis     float64            `json:"cpu_ms_per_change"`
+	FleetCPUPerChangeMs    float64            `json:"fleet_cpu_ms_per_change"`
+	ControlPlaneCPUSeconds float64            `json:"control_plane_cpu_seconds_total"`
 }
 
 // Change is one spec change.
@@ -65,6 +78,8 @@ type Change struct {
 	P50  string `json:"p50"`
 	P99  string `json:"p99"`
 	Max  string `json:"max"`
+	// Bytes are the response bytes the fleet received, by type.
+	Bytes map[string]int64 `json:"bytes"`
 }
 
 // Latencies summarize every node of every change.
@@ -83,47 +98,93 @@ func main() {
 	var cfg Config
 	var bin string
 	flag.IntVar(&cfg.Specs, "specs", 1000, "EdgeRoute specs (3 routes each)")
+	var protocols string
 	flag.IntVar(&cfg.Nodes, "nodes", 2000, "simulated Envoy nodes (one ADS stream each)")
 	flag.IntVar(&cfg.Groups, "groups", 13, "node groups")
-	flag.IntVar(&cfg.PerConn, "streams-per-conn", 20, "ADS streams per gRPC connection")
+	flag.IntVar(&cfg.PerConn, "streams-per-conn", 1, "ADS streams per gRPC connection (1: one connection per node, as a real fleet)")
 	flag.IntVar(&cfg.Changes, "changes", 5, "spec changes to measure")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "longest wait for the fleet to converge")
-	flag.BoolVar(&cfg.Delta, "delta", false, "simulated nodes use delta xDS instead of state of the world")
+	flag.StringVar(&protocols, "protocols", "sotw,delta", "xDS protocols to run in turn, each against a fresh control plane: sotw, delta")
+	deltaOnly := flag.Bool("delta", false, "delta xDS only (same as -protocols delta)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
+	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
-	if err := mainErr(cfg, bin); err != nil {
-		fmt.Fprintln(os.Stderr, "xdsbench:", err)
-		os.Exit(1)
+	if *deltaOnly {
+		protocols = "delta"
+	}
+	var reps []*Report
+	for _, p := range strings.Split(protocols, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "sotw", "delta":
+			cfg.Delta = p == "delta"
+		default:
+			fmt.Fprintf(os.Stderr, "xdsbench: -protocols: %q is not sotw or delta\n", p)
+			os.Exit(2)
+		}
+		rep, err := mainErr(cfg, bin)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xdsbench:", err)
+			os.Exit(1)
+		}
+		reps = append(reps, rep)
+	}
+	printSummary(os.Stdout, cfg, reps)
+}
+
+// raiseNoFile lifts this process's open-file limit to its hard limit (one
+// socket per node, here and in the control plane, which inherits it) and
+// says so when that is still short of need.
+func raiseNoFile(need uint64) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		fmt.Fprintln(os.Stderr, "xdsbench: reading RLIMIT_NOFILE:", err)
+		return
+	}
+	if l.Max < need {
+		l.Max = need // allowed as root (CAP_SYS_RESOURCE) only
+	}
+	l.Cur = l.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	if l.Cur < need {
+		fmt.Fprintf(os.Stderr, "xdsbench: open-file limit %d is below the %d this run needs\n", l.Cur, need)
 	}
 }
 
-func mainErr(cfg Config, bin string) error {
+func mainErr(cfg Config, bin string) (*Report, error) {
 	// The simulated fleet shares the two cores with the control plane it
 	// measures; collecting its garbage less often leaves more of them to
 	// the control plane (whose own GOGC is its --gogc flag's business).
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(400)
 	}
+	// Both processes hold one socket per node (the child inherits the
+	// limit set here).
+	raiseNoFile(uint64(cfg.Nodes/max(cfg.PerConn, 1)) + 1024)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "xdsbench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	if err := writeSpecs(dir, cfg); err != nil {
-		return err
+		return nil, err
 	}
 	tg, stop, err := startControlPlane(ctx, bin, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stop()
 	rep, err := Run(ctx, cfg, tg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups over %s xDS, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, rep.Protocol, len(rep.Changes))
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
@@ -131,10 +192,57 @@ func mainErr(cfg Config, bin string) error {
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
 	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms; the simulated fleet's: %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis, rep.FleetCPUPerChangeMs)
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
-	fmt.Printf("control plane RSS (high-water, includes the in-flight responses of the initial push): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
+	fmt.Printf("control plane RSS (VmRSS, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
+	fmt.Printf("response bytes per change (whole fleet): %s\n", bytesLine(rep.BytesPerChange))
 	out, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Printf("%s\n", out)
-	return nil
+	return rep, nil
+}
+
+// shortTypes name the types in reports.
+var shortTypes = []struct{ url, name string }{{ldsType, "LDS"}, {cdsType, "CDS"}, {edsType, "EDS"}, {rdsType, "RDS"}}
+
+func shortType(url string) string {
+	for _, s := range shortTypes {
+		if s.url == url {
+			return s.name
+		}
+	}
+	return url
+}
+
+func bytesLine(b map[string]float64) string {
+	var parts []string
+	for _, s := range shortTypes {
+		parts = append(parts, fmt.Sprintf("%s %s", s.name, humanBytes(b[s.name])))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func humanBytes(b float64) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", b)
+}
+
+// printSummary is the block to paste into docs/PERFORMANCE.md.
+func printSummary(w io.Writer, cfg Config, reps []*Report) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "\n==== xdsbench summary ====\n")
+	fmt.Fprintf(w, "run: xdsbench -specs %d -nodes %d -groups %d -streams-per-conn %d -changes %d (load average before the last run: %s)\n",
+		cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Changes, strings.TrimSpace(string(load)))
+	fmt.Fprintf(w, "| protocol | p50 | p99 | max | CP CPU ms/change | CP RSS KiB/node | CP live heap KiB/node | bytes/change LDS | CDS | EDS | RDS |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range reps {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f | %.1f | %.1f | %s | %s | %s | %s |\n", r.Protocol, r.Latencies.P50, r.Latencies.P99, r.Latencies.Max,
+			r.CPUPerChangeMillis, r.KiBPerNode, r.HeapKiBPerNode,
+			humanBytes(r.BytesPerChange["LDS"]), humanBytes(r.BytesPerChange["CDS"]), humanBytes(r.BytesPerChange["EDS"]), humanBytes(r.BytesPerChange["RDS"]))
+	}
+	fmt.Fprintf(w, "targets (issue 15): p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node\n")
 }
 
 func writeSpecs(dir string, cfg Config) error {
@@ -215,13 +323,26 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		return nil, err
 	}
 	defer f.close()
-	if _, err := f.waitConverged(ctx, nil, cfg.Timeout); err != nil {
+	groups := map[string]bool{}
+	for _, n := range f.nodes {
+		groups[n.group] = true
+	}
+	served, err := waitServed(ctx, tg.adminAddr, groups, nil, cfg.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("initial convergence: %w", err)
+	}
+	if _, err := f.waitConverged(ctx, typeVersions(served), cfg.Timeout); err != nil {
 		return nil, fmt.Errorf("initial convergence: %w", err)
 	}
 	rep.InitialConvergence = time.Since(start).Round(time.Millisecond).String()
 	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
 	rep.RSSAfterMiB = rssMiB(tg.pid)
 	rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
+	if cfg.HeapProfile != "" {
+		if err := fetch(tg.adminAddr, "/debug/pprof/heap", cfg.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Nodes > 0 {
 		rep.KiBPerNode = (rep.RSSAfterMiB - rep.RSSBeforeMiB) * 1024 / float64(cfg.Nodes)
 		rep.HeapKiBPerNode = (rep.HeapAfterMiB - rep.HeapBeforeMiB) * 1024 / float64(cfg.Nodes)
@@ -239,17 +360,29 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		// A spec every group serves: 0, GlobalEvery, 2*GlobalEvery, ...
 		globals := (cfg.Specs + benchspec.GlobalEvery - 1) / benchspec.GlobalEvery
 		i := (k % globals) * benchspec.GlobalEvery
-		before := make([]map[string]string, len(f.nodes))
-		for j, n := range f.nodes {
-			before[j] = n.versions()
-		}
+		b0 := f.bytes.snapshot()
 		t0 := time.Now()
 		if err := os.WriteFile(filepath.Join(tg.specDir, benchspec.Name(i)+".yaml"), benchspec.Spec(i, cfg.Groups, k+1), 0o644); err != nil {
 			return nil, err
 		}
-		at, err := f.waitConverged(ctx, before, cfg.Timeout)
+		// The spec is served to every group: wait for each group's new
+		// revision, then for every node to ACK what it is served.
+		next, err := waitServed(ctx, tg.adminAddr, groups, served, cfg.Timeout)
 		if err != nil {
 			return nil, fmt.Errorf("change %d (%s): %w", k, benchspec.Name(i), err)
+		}
+		served = next
+		at, err := f.waitConverged(ctx, typeVersions(served), cfg.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("change %d (%s): %w", k, benchspec.Name(i), err)
+		}
+		time.Sleep(200 * time.Millisecond) // responses of unchanged types, if any were sent, arrive
+		b1 := f.bytes.snapshot()
+		bytes := map[string]int64{}
+		for t, n := range b1 {
+			if d := n - b0[t]; d > 0 {
+				bytes[shortType(t)] = d
+			}
 		}
 		lat := make([]time.Duration, len(at))
 		for j, a := range at {
@@ -257,7 +390,13 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		}
 		all = append(all, lat...)
 		p50, p99, mx := percentiles(lat)
-		rep.Changes = append(rep.Changes, Change{Spec: benchspec.Name(i), P50: p50, P99: p99, Max: mx})
+		rep.Changes = append(rep.Changes, Change{Spec: benchspec.Name(i), P50: p50, P99: p99, Max: mx, Bytes: bytes})
+	}
+	rep.BytesPerChange = map[string]float64{}
+	for _, c := range rep.Changes {
+		for t, n := range c.Bytes {
+			rep.BytesPerChange[t] += float64(n) / float64(len(rep.Changes))
+		}
 	}
 	if cfg.Changes > 0 {
 		rep.CPUPerChangeMillis = (cpuSeconds(tg.pid) - cpu0) * 1000 / float64(cfg.Changes)
@@ -274,19 +413,77 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	return rep, nil
 }
 
+// servedGroup is a node group's entry in /debug/nodes "served".
+type servedGroup struct {
+	Revision string            `json:"revision"`
+	Versions map[string]string `json:"versions"`
+}
+
+// waitServed polls the control plane's /debug/nodes?nodes=0 until every
+// group of groups is served, and at a revision other than the one in
+// prev (when prev is set).
+func waitServed(ctx context.Context, adminAddr string, groups map[string]bool, prev map[string]servedGroup, timeout time.Duration) (map[string]servedGroup, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		var body struct {
+			Served map[string]servedGroup `json:"served"`
+		}
+		resp, err := http.Get("http://" + adminAddr + "/debug/nodes?nodes=0")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			ok := true
+			for g := range groups {
+				s, have := body.Served[g]
+				if !have || (prev != nil && s.Revision == prev[g].Revision) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return body.Served, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the node groups were not served a new revision within %s (last error: %v)", timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// typeVersions is node group → type URL → version.
+func typeVersions(served map[string]servedGroup) map[string]map[string]string {
+	out := make(map[string]map[string]string, len(served))
+	for g, s := range served {
+		out[g] = s.Versions
+	}
+	return out
+}
+
 // fetchProfile saves seconds of the control plane's CPU profile to path.
 func fetchProfile(adminAddr string, seconds int, path string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", adminAddr, seconds))
+	return fetch(adminAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), path)
+}
+
+// fetch saves a profile from the control plane's admin port to path.
+func fetch(adminAddr, what, path string) error {
+	resp, err := http.Get("http://" + adminAddr + what)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("cpu profile: %s", resp.Status)
+		return fmt.Errorf("%s: %s", what, resp.Status)
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return os.WriteFile(path, b, 0o644)
 }

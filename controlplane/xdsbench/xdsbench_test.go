@@ -14,7 +14,8 @@ import (
 
 // TestSmallFleet is the small version of `make bench-xds` that runs in
 // `make test`: a control plane (in-process here) with 40 specs, 60 nodes
-// in 3 groups, two changes; every node must receive and ACK every change.
+// in 3 groups, two changes; every node must receive and ACK every change,
+// and only the types a change touched are sent.
 func TestSmallFleet(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) { smallFleet(t, delta) })
@@ -54,6 +55,11 @@ func smallFleet(t *testing.T, delta bool) {
 	}
 	if len(rep.Changes) != 2 || rep.Latencies.Max == "-" {
 		t.Fatalf("report = %+v", rep)
+	}
+	// The bench changes endpoints: EDS (and the route table, which carries
+	// the revision) is sent; LDS and CDS, byte-identical, are not.
+	if b := rep.BytesPerChange; b["EDS"] <= 0 || b["LDS"] != 0 || b["CDS"] != 0 {
+		t.Errorf("bytes per change = %v, want EDS only (and routes), no LDS or CDS", b)
 	}
 	if rep.CompileSeconds <= 0 {
 		t.Errorf("compile time not read from /metrics: %+v", rep)

@@ -8,11 +8,12 @@ import (
 	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// sharedCache answers state-of-the-world and delta watches itself and
+// watchCache answers state-of-the-world and delta watches itself and
 // leaves snapshot storage and lookups to go-control-plane's snapshot
 // cache. The reason is cost: go-control-plane builds every response
 // resource by resource, per stream (a fresh marshal, Any, and for delta a
@@ -32,7 +33,7 @@ import (
 // version differs from what the node holds and the removed ones; answer
 // the first wildcard request even when empty. Resources are listed in
 // name order.
-type sharedCache struct {
+type watchCache struct {
 	cachev3.SnapshotCache // snapshot storage and lookups
 
 	mu     sync.Mutex
@@ -42,6 +43,7 @@ type sharedCache struct {
 
 type sharedGroup struct {
 	snap    cachev3.ResourceSnapshot
+	history []revision              // the revisions set, newest last (at most historyLen)
 	types   map[string]*encodedType // type URL → encodings of snap's resources
 	watches map[int64]sotwWatch
 	deltas  map[int64]deltaWatch
@@ -67,15 +69,26 @@ type encodedType struct {
 	deltaBodies  map[string][]byte
 }
 
+// revision is one revision of a group as set (Server.SetSnapshot): its
+// name and the version of each resource type it carried.
+type revision struct {
+	name     string
+	versions map[string]string // type URL → version
+}
+
+// historyLen bounds the revisions kept per group to map a node's ACKed
+// type versions back to the revision it runs.
+const historyLen = 32
+
 // maxBodies bounds the shared bodies per type and snapshot; requests for
 // more distinct name sets are encoded per response.
 const maxBodies = 64
 
-func newSharedCache(inner cachev3.SnapshotCache) *sharedCache {
-	return &sharedCache{SnapshotCache: inner, groups: map[string]*sharedGroup{}}
+func newWatchCache(inner cachev3.SnapshotCache) *watchCache {
+	return &watchCache{SnapshotCache: inner, groups: map[string]*sharedGroup{}}
 }
 
-func (c *sharedCache) group(name string) *sharedGroup {
+func (c *watchCache) group(name string) *sharedGroup {
 	g := c.groups[name]
 	if g == nil {
 		g = &sharedGroup{watches: map[int64]sotwWatch{}, deltas: map[int64]deltaWatch{}}
@@ -84,9 +97,10 @@ func (c *sharedCache) group(name string) *sharedGroup {
 	return g
 }
 
-// SetSnapshot stores snap for the group and answers the group's watches
-// it changes something for.
-func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+// SetSnapshot stores snap for the group as revision rev and answers the
+// group's watches it changes something for: a type whose version did not
+// change is sent to nobody.
+func (c *watchCache) SetSnapshot(ctx context.Context, group, rev string, snap cachev3.ResourceSnapshot) error {
 	// Under c.mu, so the stored snapshot and the one watches are answered
 	// from cannot be two different ones of concurrent calls.
 	c.mu.Lock()
@@ -96,6 +110,7 @@ func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev
 	}
 	g := c.group(group)
 	g.snap, g.types = snap, nil
+	g.record(rev, snap)
 	if err := answer(ctx, g.watches, g.sotw); err != nil {
 		return err
 	}
@@ -103,11 +118,11 @@ func (c *sharedCache) SetSnapshot(ctx context.Context, group string, snap cachev
 }
 
 // ClearSnapshot forgets a group's snapshot; its open watches stay open.
-func (c *sharedCache) ClearSnapshot(group string) {
+func (c *watchCache) ClearSnapshot(group string) {
 	c.mu.Lock()
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
-		g.snap, g.types = nil, nil
+		g.snap, g.types, g.history = nil, nil, nil
 		if len(g.watches) == 0 && len(g.deltas) == 0 {
 			delete(c.groups, group)
 		}
@@ -115,10 +130,75 @@ func (c *sharedCache) ClearSnapshot(group string) {
 	c.mu.Unlock()
 }
 
+// record appends rev to the group's history (replacing an entry of the
+// same name, so the newest setting of a revision wins).
+func (g *sharedGroup) record(rev string, snap cachev3.ResourceSnapshot) {
+	r := revision{name: rev, versions: map[string]string{}}
+	for i := types.ResponseType(0); i < types.UnknownType; i++ {
+		t, err := cachev3.GetResponseTypeURL(i)
+		if err != nil {
+			continue
+		}
+		if v := snap.GetVersion(t); v != "" {
+			r.versions[t] = v
+		}
+	}
+	g.history = slices.DeleteFunc(g.history, func(h revision) bool { return h.name == rev })
+	g.history = append(g.history, r)
+	if len(g.history) > historyLen {
+		g.history = slices.Delete(g.history, 0, len(g.history)-historyLen)
+	}
+}
+
+// revisionOf is the newest revision of group whose type typeURL was at
+// version: the revision a response of that version was sent for ("" when
+// none is remembered).
+func (c *watchCache) revisionOf(group, typeURL, version string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[group]
+	if g == nil || version == "" {
+		return ""
+	}
+	for i := len(g.history) - 1; i >= 0; i-- {
+		if g.history[i].versions[typeURL] == version {
+			return g.history[i].name
+		}
+	}
+	return ""
+}
+
+// running is the newest revision of group that a node which ACKed acked
+// (type URL → version) runs: every type it ACKed is at that revision's
+// version of the type. A type a rebuild left unchanged keeps its version
+// and is not re-sent, so its old ACK counts for the new revision. ""
+// when the node ACKed nothing or no remembered revision matches.
+func (c *watchCache) running(group string, acked map[string]string) string {
+	if len(acked) == 0 {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[group]
+	if g == nil {
+		return ""
+	}
+next:
+	for i := len(g.history) - 1; i >= 0; i-- {
+		for t, v := range acked {
+			if g.history[i].versions[t] != v {
+				continue next
+			}
+		}
+		return g.history[i].name
+	}
+	return ""
+}
+
 // CreateWatch answers at once when the node is behind or lacks a
 // subscribed resource, and otherwise parks the watch until a snapshot of
 // the node's group changes that.
-func (c *sharedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+func (c *watchCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.group(GroupHash{}.ID(req.GetNode()))
@@ -144,7 +224,7 @@ func (w deltaWatch) channel() chan cachev3.DeltaResponse { return w.out }
 // keeps it in m until answer or the stream's cancel removes it. The
 // server's channel always has room for the one answer of a new watch.
 // Caller holds c.mu.
-func answerOrPark[W watch[R], R any](c *sharedCache, g *sharedGroup, m map[int64]W, w W, respond func(W) (R, bool, error)) (func(), error) {
+func answerOrPark[W watch[R], R any](c *watchCache, g *sharedGroup, m map[int64]W, w W, respond func(W) (R, bool, error)) (func(), error) {
 	if g.snap != nil {
 		resp, ok, err := respond(w)
 		if err != nil {
@@ -247,27 +327,53 @@ func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 	}
 	res := g.snap.GetResources(t)
 	e := &encodedType{version: g.snap.GetVersion(t), raw: make(map[string][]byte, len(res)), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}}
+	enc := make(map[string][]byte, len(res))
+	size := 0
 	for name, r := range res {
-		b, err := cachev3.MarshalResource(r)
+		b, err := resourceBytes(r)
 		if err != nil {
 			return nil, fmt.Errorf("xds: encoding %s %q: %w", t, name, err)
 		}
-		// The Any as field 2 (resources) of the response.
+		enc[name] = b
 		n := anySize(t, b)
-		entry := make([]byte, 0, protowire.SizeTag(2)+protowire.SizeBytes(n))
-		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
-		entry = protowire.AppendVarint(entry, uint64(n))
-		entry = appendAny(entry, t, b)
-		e.raw[name] = b
-		e.entries[name] = entry
+		size += protowire.SizeTag(2) + protowire.SizeBytes(n)
 		e.names = append(e.names, name)
 	}
 	slices.Sort(e.names)
+	// One buffer holds every entry in name order: it is the body of the
+	// wildcard answer, each entry is a slice of it, and each resource's
+	// encoding a slice of its entry (no further copies).
+	all := make([]byte, 0, size)
+	for _, name := range e.names {
+		b := enc[name]
+		start := len(all)
+		// The Any as field 2 (resources) of the response.
+		all = protowire.AppendTag(all, 2, protowire.BytesType)
+		all = protowire.AppendVarint(all, uint64(anySize(t, b)))
+		all = appendAny(all, t, b)
+		entry := all[start:len(all):len(all)]
+		e.entries[name] = entry
+		e.raw[name] = entry[len(entry)-len(b):]
+	}
+	if len(e.names) > 0 {
+		e.bodies[strings.Join(e.names, "\x00")] = all
+	}
 	if g.types == nil {
 		g.types = map[string]*encodedType{}
 	}
 	g.types[t] = e
 	return e, nil
+}
+
+// resourceBytes is a resource's encoding: the bytes of a pre-encoded resource
+// (an Empty carrying them as unknown fields, see snapshot.premarshaled)
+// as they are, any other marshaled.
+func resourceBytes(r types.Resource) ([]byte, error) {
+	m := r.ProtoReflect()
+	if m.Descriptor().Fields().Len() == 0 {
+		return m.GetUnknown(), nil
+	}
+	return cachev3.MarshalResource(r)
 }
 
 // anySize is the encoded size of Any{type_url: t, value: b}.

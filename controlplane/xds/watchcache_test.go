@@ -127,7 +127,7 @@ func TestSotwSharedResponses(t *testing.T) {
 	// c-big pads the CDS body past sharedBodyMin: sent by reference.
 	ca, cbig := cluster("c-a", time.Second, 0), cluster("c-big", 2*time.Second, 2*sharedBodyMin)
 	ea, eb := endpoints("c-a", 9001), endpoints("c-big", 9002)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v1", []types.Resource{cbig, ca}, []types.Resource{ea, eb})); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", snapshot(t, "v1", []types.Resource{cbig, ca}, []types.Resource{ea, eb})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(t.Context())
@@ -163,7 +163,7 @@ func TestSotwSharedResponses(t *testing.T) {
 	// Nothing is sent to a node that is up to date: the next message on
 	// the stream is the v2 push, not a repeat of v1.
 	ca2 := cluster("c-a", 3*time.Second, 0)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v2", []types.Resource{ca2, cbig}, []types.Resource{ea, eb})); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v2", snapshot(t, "v2", []types.Resource{ca2, cbig}, []types.Resource{ea, eb})); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]*discoveryv3.DiscoveryResponse{}
@@ -194,7 +194,7 @@ func TestSotwNodeBeforeSnapshot(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	c := cluster("c-a", time.Second, 0)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v1", []types.Resource{c}, nil)); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", snapshot(t, "v1", []types.Resource{c}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	resp := a.recv()
@@ -212,7 +212,7 @@ func TestDeltaSharedResponses(t *testing.T) {
 	s, conn := startServer(t)
 	ca, cbig := cluster("c-a", time.Second, 0), cluster("c-big", 2*time.Second, 2*sharedBodyMin)
 	eb := endpoints("c-big", 9002)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v1", []types.Resource{cbig, ca}, []types.Resource{eb})); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", snapshot(t, "v1", []types.Resource{cbig, ca}, []types.Resource{eb})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(t.Context())
@@ -274,7 +274,7 @@ func TestDeltaSharedResponses(t *testing.T) {
 
 	// v2 changes c-a, removes c-big, adds c-new: only those are sent.
 	ca2, cnew := cluster("c-a", 3*time.Second, 0), cluster("c-new", time.Second, 0)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v2", []types.Resource{ca2, cnew}, []types.Resource{eb})); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v2", snapshot(t, "v2", []types.Resource{ca2, cnew}, []types.Resource{eb})); err != nil {
 		t.Fatal(err)
 	}
 	cds2 := recv()
@@ -285,11 +285,11 @@ func TestDeltaSharedResponses(t *testing.T) {
 	send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: cds2.GetNonce()})
 
 	// v3 changes nothing the node holds: the next message is v4's.
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v3", []types.Resource{ca2, cnew}, nil)); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v3", snapshot(t, "v3", []types.Resource{ca2, cnew}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	cbig2 := cluster("c-big", 5*time.Second, 2*sharedBodyMin)
-	if err := s.SetSnapshot(context.Background(), "edge", snapshot(t, "v4", []types.Resource{ca2, cnew, cbig2}, nil)); err != nil {
+	if err := s.SetSnapshot(context.Background(), "edge", "v4", snapshot(t, "v4", []types.Resource{ca2, cnew, cbig2}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	cds4 := recv()
