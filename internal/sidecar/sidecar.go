@@ -18,9 +18,10 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
-		"fmt"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -81,6 +82,9 @@ type Config struct {
 	TLS      tlsconfig.Server
 	AdminTLS *tlsconfig.Server
 	XDSTLS   tlsconfig.Client
+	// AdminFlag and AdminWhat name the admin port in AdminTLS errors
+	// (default "--admin-addr" and "<Name> admin").
+	AdminFlag, AdminWhat string
 
 	ServerOptions []grpc.ServerOption // after telemetry's defaults and the TLS options
 	Register      func(*grpc.Server)  // registers the sidecar's service
@@ -173,10 +177,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fail(err)
 	}
 	if cfg.AdminTLS != nil {
-		if err := cfg.AdminTLS.CheckListen("--http-addr", al.Addr().String()); err != nil {
+		if err := cfg.AdminTLS.CheckListen(cmp.Or(cfg.AdminFlag, "--admin-addr"), al.Addr().String()); err != nil {
 			return fail(err)
 		}
-		tc, err := cfg.AdminTLS.Config(cfg.Name + " HTTP")
+		tc, err := cfg.AdminTLS.Config(cmp.Or(cfg.AdminWhat, cfg.Name+" admin"))
 		if err != nil {
 			return fail(err)
 		}
