@@ -142,6 +142,22 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fail(err)
 	}
 
+	// TLS is checked before anything listens: plaintext is refused on a
+	// public address before the port is bound.
+	tlsOpts, err := cfg.TLS.GRPCServerOptions(cfg.Name+" gRPC", "--grpc-addr", addrOf(cfg.GRPCListener, cfg.GRPCAddr))
+	if err != nil {
+		return fail(err)
+	}
+	var adminTLS *tls.Config
+	if cfg.AdminTLS != nil {
+		if err := cfg.AdminTLS.CheckListen(cmp.Or(cfg.AdminFlag, "--admin-addr"), addrOf(cfg.AdminListener, cfg.AdminAddr)); err != nil {
+			return fail(err)
+		}
+		if adminTLS, err = cfg.AdminTLS.Config(cmp.Or(cfg.AdminWhat, cfg.Name+" admin")); err != nil {
+			return fail(err)
+		}
+	}
+
 	// Watch first, load second: a file written during the load is seen.
 	var watchers []*specdir.Watcher
 	defer func() {
@@ -172,21 +188,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer gl.Close()
 	defer al.Close()
-	tlsOpts, err := cfg.TLS.GRPCServerOptions(cfg.Name+" gRPC", "--grpc-addr", gl.Addr().String())
-	if err != nil {
-		return fail(err)
-	}
-	if cfg.AdminTLS != nil {
-		if err := cfg.AdminTLS.CheckListen(cmp.Or(cfg.AdminFlag, "--admin-addr"), al.Addr().String()); err != nil {
-			return fail(err)
-		}
-		tc, err := cfg.AdminTLS.Config(cmp.Or(cfg.AdminWhat, cfg.Name+" admin"))
-		if err != nil {
-			return fail(err)
-		}
-		if tc != nil {
-			al = tls.NewListener(al, tc)
-		}
+	if adminTLS != nil {
+		al = tls.NewListener(al, adminTLS)
 	}
 
 	gs := telemetry.NewGRPCServer(log, append(tlsOpts, cfg.ServerOptions...)...)
@@ -250,6 +253,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		g.Go(func() error { return task(gctx) })
 	}
 	return g.Wait()
+}
+
+func addrOf(l net.Listener, addr string) string {
+	if l != nil {
+		return l.Addr().String()
+	}
+	return addr
 }
 
 func listen(cfg Config) (gl, al net.Listener, err error) {
