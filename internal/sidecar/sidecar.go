@@ -119,6 +119,19 @@ type Config struct {
 	Listening func(grpcAddr, adminAddr net.Addr)
 }
 
+// Telemetry returns the logger and registry of the sidecar name: log with
+// component=name (a discarding logger when nil), and reg (a fresh
+// telemetry.NewRegistry when nil).
+func Telemetry(name string, log *slog.Logger, reg *prometheus.Registry) (*slog.Logger, *prometheus.Registry) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = telemetry.NewRegistry()
+	}
+	return log.With("component", name), reg
+}
+
 // Run serves until ctx ends (or a server, a source or a task fails), then
 // stops the gRPC server gracefully and returns.
 func Run(ctx context.Context, cfg Config) (err error) {

@@ -116,15 +116,7 @@ type Addrs struct{ GRPC, HTTP string }
 // Run serves until ctx ends, then stops accepting entries, spools what is
 // in memory and closes the store.
 func Run(ctx context.Context, cfg Config) (err error) {
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "accesslog")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = telemetry.NewRegistry()
-	}
+	log, reg := sidecar.Telemetry("accesslog", cfg.Log, cfg.Registry)
 	tokens, err := loadTokens(cfg, log)
 	if err != nil {
 		return err

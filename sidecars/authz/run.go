@@ -93,15 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case cfg.XDSServer != "" && cfg.NodeID == "":
 		return errors.New("authz: --xds-server needs --node-id")
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "authz")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = telemetry.NewRegistry()
-	}
+	log, reg := sidecar.Telemetry("authz", cfg.Log, cfg.Registry)
 	allow, err := authn.ParseAllowList(cfg.JWKSAllow)
 	if err != nil {
 		return fmt.Errorf("authz: --jwks-allow: %w", err)

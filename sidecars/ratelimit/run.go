@@ -122,15 +122,7 @@ func New(cfg Config) (*Sidecar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: --failure-mode: %w", err)
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "ratelimit")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = telemetry.NewRegistry()
-	}
+	log, reg := sidecar.Telemetry("ratelimit", cfg.Log, cfg.Registry)
 	metrics, err := ratelimit.NewMetrics(reg)
 	if err != nil {
 		return nil, err
