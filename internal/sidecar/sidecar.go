@@ -150,25 +150,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			defer l.Close()
 		}
 	}
-	xdsDial, err := cfg.XDSTLS.GRPCDialOptions("--xds")
+	tlsOpts, adminTLS, xdsDial, err := cfg.tls()
 	if err != nil {
-		return fail(err)
-	}
-
-	// TLS is checked before anything listens: plaintext is refused on a
-	// public address before the port is bound.
-	tlsOpts, err := cfg.TLS.GRPCServerOptions(cfg.Name+" gRPC", "--grpc-addr", addrOf(cfg.GRPCListener, cfg.GRPCAddr))
-	if err != nil {
-		return fail(err)
-	}
-	var adminTLS *tls.Config
-	if cfg.AdminTLS != nil {
-		if err := cfg.AdminTLS.CheckListen(cmp.Or(cfg.AdminFlag, "--admin-addr"), addrOf(cfg.AdminListener, cfg.AdminAddr)); err != nil {
-			return fail(err)
-		}
-		if adminTLS, err = cfg.AdminTLS.Config(cmp.Or(cfg.AdminWhat, cfg.Name+" admin")); err != nil {
-			return fail(err)
-		}
+		return err
 	}
 
 	// Watch first, load second: a file written during the load is seen.
@@ -266,6 +250,35 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		g.Go(func() error { return task(gctx) })
 	}
 	return g.Wait()
+}
+
+// Check applies the TLS rules Run applies first (plaintext only on
+// loopback, certificate files that load), for a sidecar that has work to
+// do before Run and should refuse a bad port before doing it.
+func (cfg Config) Check() error {
+	_, _, _, err := cfg.tls()
+	return err
+}
+
+// tls checks TLS before anything listens: plaintext is refused on a
+// public address before the port is bound.
+func (cfg Config) tls() (opts []grpc.ServerOption, admin *tls.Config, dial []grpc.DialOption, err error) {
+	fail := func(err error) error { return fmt.Errorf("%s: %w", cfg.Name, err) }
+	if opts, err = cfg.TLS.GRPCServerOptions(cfg.Name+" gRPC", "--grpc-addr", addrOf(cfg.GRPCListener, cfg.GRPCAddr)); err != nil {
+		return nil, nil, nil, fail(err)
+	}
+	if cfg.AdminTLS != nil {
+		if err := cfg.AdminTLS.CheckListen(cmp.Or(cfg.AdminFlag, "--admin-addr"), addrOf(cfg.AdminListener, cfg.AdminAddr)); err != nil {
+			return nil, nil, nil, fail(err)
+		}
+		if admin, err = cfg.AdminTLS.Config(cmp.Or(cfg.AdminWhat, cfg.Name+" admin")); err != nil {
+			return nil, nil, nil, fail(err)
+		}
+	}
+	if dial, err = cfg.XDSTLS.GRPCDialOptions("--xds"); err != nil {
+		return nil, nil, nil, fail(err)
+	}
+	return opts, admin, dial, nil
 }
 
 func addrOf(l net.Listener, addr string) string {

@@ -292,6 +292,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = "127.0.0.1:6070"
 	}
+	sc := sidecar.Config{Name: "ratelimit", GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr, TLS: cfg.TLS, XDSTLS: cfg.XDSTLS}
+	if err := sc.Check(); err != nil {
+		return err // before New: a refused port never loads config or dials Redis
+	}
 	s, err := New(cfg)
 	if err != nil {
 		return err
@@ -308,7 +312,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	return sidecar.Run(ctx, sidecar.Config{
-		Name: "ratelimit", GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr, TLS: cfg.TLS, XDSTLS: cfg.XDSTLS,
+		Name: sc.Name, GRPCAddr: sc.GRPCAddr, AdminAddr: sc.AdminAddr, TLS: sc.TLS, XDSTLS: sc.XDSTLS,
 		// A fixed pool of stream goroutines: handlers park while Redis
 		// answers, and fresh goroutines per request would grow their
 		// stacks every time.
