@@ -366,19 +366,31 @@ func expand(paths []string) ([]string, ErrorList) {
 		}
 		n := len(files)
 		for _, e := range entries {
-			if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			if e.IsDir() || !IsSpecFile(e.Name()) {
 				continue
 			}
-			switch strings.ToLower(filepath.Ext(e.Name())) {
-			case ".yaml", ".yml", ".json":
-				files = append(files, filepath.Join(p, e.Name()))
-			}
+			files = append(files, filepath.Join(p, e.Name()))
 		}
 		if len(files) == n {
 			problems = append(problems, &Error{File: p, Reason: "directory holds no .yaml, .yml or .json files"})
 		}
 	}
 	return files, problems
+}
+
+// IsSpecFile reports whether a directory entry named name is a spec file:
+// .yaml, .yml or .json (any case), and not a dot-file (editors' swap
+// files, Kubernetes' ..data links). It is the one rule for every reader
+// of a spec directory.
+func IsSpecFile(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
 }
 
 // Load reads and validates the named files and directories: every

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/gatehouse-edge/gatehouse/internal/specdir"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Options configure the sources; the zero value is usable.
@@ -96,16 +96,7 @@ func (d *Dir) Read() (Revision, error) {
 	return Revision{ID: RevisionID(specs), Specs: specs}, nil
 }
 
-func isSpecFile(name string) bool {
-	if strings.HasPrefix(name, ".") {
-		return false
-	}
-	switch strings.ToLower(filepath.Ext(name)) {
-	case ".yaml", ".yml", ".json":
-		return true
-	}
-	return false
-}
+func isSpecFile(name string) bool { return spec.IsSpecFile(name) }
 
 func readLimited(p string) ([]byte, error) {
 	f, err := os.Open(p)
@@ -125,23 +116,16 @@ func readLimited(p string) ([]byte, error) {
 
 // Watch implements Source. A revision is delivered only when the content
 // changed; events are batched by the hold-off timer, and the directory is
-// re-read every PollInterval in case an event was lost.
+// re-read every PollInterval in case an event was lost (internal/specdir,
+// the watcher every --spec-dir uses).
 func (d *Dir) Watch(ctx context.Context, fn func(Revision)) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("file source %s: %w", d.dir, err)
-	}
-	defer w.Close()
-	if err := w.Add(d.dir); err != nil {
-		return fmt.Errorf("file source %s: watching: %w", d.dir, err)
-	}
-	holdOff := d.opts.HoldOff
-	if holdOff <= 0 {
-		holdOff = 100 * time.Millisecond
-	}
 	poll := d.opts.PollInterval
 	if poll <= 0 {
 		poll = 30 * time.Second
+	}
+	w, err := specdir.Start(d.dir, specdir.Options{Log: d.log, HoldOff: d.opts.HoldOff, PollInterval: poll})
+	if err != nil {
+		return fmt.Errorf("file source: %w", err)
 	}
 	last := ""
 	emit := func() {
@@ -158,33 +142,7 @@ func (d *Dir) Watch(ctx context.Context, fn func(Revision)) error {
 		fn(rev)
 	}
 	emit()
-	ticker := time.NewTicker(poll)
-	defer ticker.Stop()
-	hold := time.NewTimer(holdOff)
-	hold.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return errors.New("file source: watcher closed")
-			}
-			if isSpecFile(filepath.Base(ev.Name)) {
-				hold.Reset(holdOff)
-			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				return errors.New("file source: watcher closed")
-			}
-			d.log.Warn("watch error; re-reading the directory", "error", err)
-			hold.Reset(holdOff)
-		case <-hold.C:
-			emit()
-		case <-ticker.C:
-			emit()
-		}
-	}
+	return w.Run(ctx, emit)
 }
 
 // ReadPaths reads files and directories (as a Dir reads them) into one

@@ -8,8 +8,8 @@
 package accesslogsidecar
 
 import (
+	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -23,11 +23,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
+	"github.com/gatehouse-edge/gatehouse/internal/sidecar"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
@@ -119,15 +119,7 @@ type Addrs struct{ GRPC, HTTP string }
 // Run serves until ctx ends, then stops accepting entries, spools what is
 // in memory and closes the store.
 func Run(ctx context.Context, cfg Config) (err error) {
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "accesslog")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = telemetry.NewRegistry()
-	}
+	log, reg := sidecar.Telemetry("accesslog", cfg.Log, cfg.Registry)
 	tokens, err := loadTokens(cfg, log)
 	if err != nil {
 		return err
@@ -170,55 +162,35 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	settings := newSettings(log, hmacKey, reg)
 
-	gl, hl, err := listeners(cfg)
+	dirs, xds, err := settings.sources(cfg)
 	if err != nil {
 		return err
-	}
-	defer gl.Close()
-	defer hl.Close()
-	tlsOpts, err := cfg.TLS.GRPCServerOptions("accesslog gRPC", "--grpc-addr", gl.Addr().String())
-	if err != nil {
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	if err := cfg.HTTPTLS.CheckListen("--http-addr", hl.Addr().String()); err != nil {
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	httpTLS, err := cfg.HTTPTLS.Config("accesslog query API")
-	if err != nil {
-		return fmt.Errorf("accesslog: %w", err)
-	}
-	if httpTLS != nil {
-		hl = tls.NewListener(hl, httpTLS)
 	}
 	if cfg.xdsDial, err = cfg.XDSTLS.GRPCDialOptions("--xds"); err != nil {
 		return fmt.Errorf("accesslog: %w", err)
 	}
-
-	admin := telemetry.NewAdmin(log, reg)
-	admin.AddReadyCheck("settings", settings.ready)
 	apiHandler, err := api.NewHandler(api.Config{Store: store, Tokens: tokens, Log: log, Registry: reg, Head: ing.Head,
 		ChainKeys: chainKeys, AllowUnkeyedPrefix: cfg.ChainAllowUnkeyedPrefix})
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	// Metrics name routes and traffic volumes: on this port (often not
-	// loopback) they need the query API's bearer token like /v1.
-	mux.Handle("/metrics", tokens.Require(admin.Handler()))
-	mux.Handle("/healthz", admin.Handler())
-	mux.Handle("/readyz", admin.Handler())
-	mux.Handle("/", apiHandler)
-
-	// The ALS codec hands the stream handler raw messages; entries are
-	// read from the wire into records without building protobuf messages.
-	gs := telemetry.NewGRPCServer(log, append([]grpc.ServerOption{grpc.ForceServerCodecV2(newALSCodec())}, tlsOpts...)...)
 	outcomes := accesslog.NewOutcomes(0)
-	gs.RegisterService(&alsServiceDesc, &alsServer{settings: settings, ing: ing, m: metrics, log: log, outcomes: outcomes})
-
-	if cfg.Ready != nil {
-		cfg.Ready(Addrs{GRPC: gl.Addr().String(), HTTP: hl.Addr().String()})
+	var tasks []func(context.Context) error
+	if cfg.XDSServer != "" && cfg.OutcomeInterval >= 0 {
+		tasks = append(tasks, func(ctx context.Context) error { return runOutcomeReports(ctx, cfg, outcomes, log, reg) })
 	}
-	log.Info("accesslog serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir, "chain_writer", writer, "chain_keys", chainKeys)
+	if cfg.Retention > 0 {
+		tasks = append(tasks, func(ctx context.Context) error { return runRetention(ctx, ing, cfg.Retention, log) })
+	}
+	if cfg.Archive != "" {
+		tasks = append(tasks, func(ctx context.Context) error {
+			arch, err := newArchiver(ctx, cfg, store, spoolDir, log, reg)
+			if err != nil {
+				return err
+			}
+			return arch.run(ctx)
+		})
+	}
 
 	// The ingester outlives the servers: it stops after the gRPC server has
 	// drained, so every entry Envoy sent is spooled.
@@ -226,29 +198,39 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	ingDone := make(chan error, 1)
 	go func() { ingDone <- ing.Run(ingCtx) }()
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
-	// The query API and web page take no request bodies.
-	g.Go(func() error {
-		return telemetry.ServeHTTP(gctx, hl, mux, telemetry.ServerLimits{MaxBodyBytes: 64 << 10})
+	err = sidecar.Run(ctx, sidecar.Config{
+		Name: "accesslog", GRPCAddr: cmp.Or(cfg.GRPCAddr, DefaultGRPCAddr), AdminAddr: cmp.Or(cfg.HTTPAddr, DefaultHTTPAddr),
+		GRPCListener: cfg.GRPCListener, AdminListener: cfg.HTTPListener,
+		TLS: cfg.TLS, AdminTLS: &cfg.HTTPTLS, AdminFlag: "--http-addr", AdminWhat: "accesslog query API", XDSTLS: cfg.XDSTLS,
+		// The ALS codec hands the stream handler raw messages; entries are
+		// read from the wire into records without building protobuf messages.
+		ServerOptions: []grpc.ServerOption{grpc.ForceServerCodecV2(newALSCodec())},
+		Register: func(gs *grpc.Server) {
+			gs.RegisterService(&alsServiceDesc, &alsServer{settings: settings, ing: ing, m: metrics, log: log, outcomes: outcomes})
+		},
+		HealthService: alsServiceDesc.ServiceName, HasConfig: settings.ready,
+		Admin: func(admin *telemetry.Admin) { admin.AddReadyCheck("settings", settings.ready) },
+		AdminHandler: func(admin http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			// Metrics name routes and traffic volumes: on this port (often
+			// not loopback) they need the query API's bearer token like /v1.
+			mux.Handle("/metrics", tokens.Require(admin))
+			mux.Handle("/healthz", admin)
+			mux.Handle("/readyz", admin)
+			mux.Handle("/", apiHandler)
+			return mux
+		},
+		// The query API and web page take no request bodies.
+		AdminLimits: []telemetry.ServerLimits{{MaxBodyBytes: 64 << 10}},
+		Dirs:        dirs, XDS: xds, Tasks: tasks,
+		Log: log, Registry: reg,
+		Listening: func(g, h net.Addr) {
+			if cfg.Ready != nil {
+				cfg.Ready(Addrs{GRPC: g.String(), HTTP: h.String()})
+			}
+			log.Info("accesslog serving", "grpc_addr", g.String(), "http_addr", h.String(), "store", redactStoreURL(cfg.Store), "spool_dir", spoolDir, "chain_writer", writer, "chain_keys", chainKeys)
+		},
 	})
-	g.Go(func() error { return settings.run(gctx, cfg) })
-	if cfg.XDSServer != "" && cfg.OutcomeInterval >= 0 {
-		g.Go(func() error { return runOutcomeReports(gctx, cfg, outcomes, log, reg) })
-	}
-	if cfg.Retention > 0 {
-		g.Go(func() error { return runRetention(gctx, ing, cfg.Retention, log) })
-	}
-	if cfg.Archive != "" {
-		arch, err := newArchiver(gctx, cfg, store, spoolDir, log, reg)
-		if err != nil {
-			stopIngest()
-			<-ingDone
-			return err
-		}
-		g.Go(func() error { return arch.run(gctx) })
-	}
-	err = g.Wait()
 	stopIngest()
 	return errors.Join(err, <-ingDone)
 }
@@ -278,31 +260,6 @@ func loadTokens(cfg Config, log *slog.Logger) (*api.Tokens, error) {
 		return nil, fmt.Errorf("accesslog: %w", err)
 	}
 	return t, nil
-}
-
-func listeners(cfg Config) (net.Listener, net.Listener, error) {
-	gl, hl := cfg.GRPCListener, cfg.HTTPListener
-	var err error
-	if gl == nil {
-		addr := cfg.GRPCAddr
-		if addr == "" {
-			addr = DefaultGRPCAddr
-		}
-		if gl, err = net.Listen("tcp", addr); err != nil {
-			return nil, nil, fmt.Errorf("accesslog: gRPC listener on %s: %w", addr, err)
-		}
-	}
-	if hl == nil {
-		addr := cfg.HTTPAddr
-		if addr == "" {
-			addr = DefaultHTTPAddr
-		}
-		if hl, err = net.Listen("tcp", addr); err != nil {
-			gl.Close()
-			return nil, nil, fmt.Errorf("accesslog: HTTP listener on %s: %w", addr, err)
-		}
-	}
-	return gl, hl, nil
 }
 
 // writerID names this process's hash chain. An embedded store has one

@@ -1,6 +1,7 @@
 package authzsidecar
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,17 +15,16 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/contract"
+	"github.com/gatehouse-edge/gatehouse/internal/sidecar"
+	"github.com/gatehouse-edge/gatehouse/internal/specdir"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
 
 // ServiceName is the gRPC service Envoy calls; its health status turns
@@ -45,9 +45,10 @@ type Config struct {
 	AdminAddr string // default 127.0.0.1:9091
 	// Exactly one policy source: SpecDir, or XDSServer with NodeID.
 	SpecDir string
-	// SpecPoll is how often SpecDir is checked for changes (default 2s;
-	// negative disables). A change that does not load keeps the last good
-	// policies.
+	// SpecDir is watched (internal/specdir: file events after a 100ms
+	// hold-off, plus a poll every SpecPoll, default 2s, for lost events);
+	// a negative SpecPoll disables watching. A change that does not load
+	// keeps the last good policies.
 	SpecPoll    time.Duration
 	XDSServer   string
 	NodeID      string
@@ -92,23 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case cfg.XDSServer != "" && cfg.NodeID == "":
 		return errors.New("authz: --xds-server needs --node-id")
 	}
-	tlsOpts, err := cfg.TLS.GRPCServerOptions("authz gRPC", "--grpc-addr", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("authz: %w", err)
-	}
-	xdsDial, err := cfg.XDSTLS.GRPCDialOptions("--xds")
-	if err != nil {
-		return fmt.Errorf("authz: %w", err)
-	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "authz")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = telemetry.NewRegistry()
-	}
+	log, reg := sidecar.Telemetry("authz", cfg.Log, cfg.Registry)
 	allow, err := authn.ParseAllowList(cfg.JWKSAllow)
 	if err != nil {
 		return fmt.Errorf("authz: --jwks-allow: %w", err)
@@ -125,75 +110,43 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer eng.Close()
 
-	var specDirState string
+	var dirs []sidecar.Dir
 	if cfg.SpecDir != "" {
-		// Fingerprint first, load second: a file written during the load
-		// makes the watcher's first comparison differ, so it is reloaded.
-		specDirState, _ = dirState(cfg.SpecDir)
-		ps, err := LoadSpecDir(cfg.SpecDir)
-		if err != nil {
-			return err
-		}
-		if err := eng.Update(ps); err != nil {
-			return fmt.Errorf("authz: spec dir %s: %w", cfg.SpecDir, err)
-		}
+		dirs = append(dirs, sidecar.Dir{Path: cfg.SpecDir, Source: "spec_dir", Reload: func() error {
+			ps, err := LoadSpecDir(cfg.SpecDir)
+			if err != nil {
+				return err
+			}
+			if err := eng.Update(ps); err != nil {
+				return fmt.Errorf("authz: spec dir %s: %w", cfg.SpecDir, err)
+			}
+			log.Info("spec dir loaded", "spec_dir", cfg.SpecDir, "specs", len(ps))
+			return nil
+		}})
 	}
-
-	gs := telemetry.NewGRPCServer(log, append(ServerOptions(), tlsOpts...)...)
-	authv3.RegisterAuthorizationServer(gs.Server, NewServer(eng))
-	if eng.Ready() == nil {
-		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
-	} else {
-		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	}
-	admin := telemetry.NewAdmin(log, reg)
-	admin.AddReadyCheck("authz_policy", eng.Ready)
-	admin.Handle("GET /debug/authz/routes", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		routes := eng.Routes()
-		sort.Strings(routes)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"routes": routes})
-	}))
-
-	update := func(ps []*authz.SpecPolicy) error {
-		if err := eng.Update(ps); err != nil {
-			return err
-		}
-		gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
-		return nil
-	}
-
-	gl, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		gs.Stop()
-		return fmt.Errorf("authz: grpc listener %s: %w", cfg.GRPCAddr, err)
-	}
-	al, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		gl.Close()
-		gs.Stop()
-		return fmt.Errorf("authz: admin listener %s: %w", cfg.AdminAddr, err)
-	}
-	log.Info("authz admin listening", "addr", al.Addr().String())
-	if cfg.Ready != nil {
-		cfg.Ready(gl.Addr(), al.Addr())
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
-	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
-	if cfg.SpecDir != "" && cfg.SpecPoll >= 0 {
-		g.Go(func() error { watchSpecDir(gctx, cfg.SpecDir, specDirState, cfg.SpecPoll, update, log); return nil })
-	}
-	if cfg.XDSServer != "" {
-		g.Go(func() error {
-			return xdsclient.Run(gctx, xdsclient.Config{
-				Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-				TypeURL: contract.ExtensionConfigType, Log: log, DialOptions: xdsDial,
-			}, func(version string, res []*anypb.Any) error {
+	return sidecar.Run(ctx, sidecar.Config{
+		Name: "authz", GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr, TLS: cfg.TLS, XDSTLS: cfg.XDSTLS,
+		ServerOptions: ServerOptions(),
+		Register:      func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, NewServer(eng)) },
+		HealthService: ServiceName, HasConfig: eng.Ready,
+		Admin: func(admin *telemetry.Admin) {
+			admin.AddReadyCheck("authz_policy", eng.Ready)
+			admin.Handle("GET /debug/authz/routes", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				routes := eng.Routes()
+				sort.Strings(routes)
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(map[string]any{"routes": routes})
+			}))
+		},
+		Dirs:    dirs,
+		Watch:   specdir.Options{PollInterval: cmp.Or(cfg.SpecPoll, 2*time.Second)},
+		NoWatch: cfg.SpecPoll < 0,
+		XDS: sidecar.XDS{Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster, Subscriptions: []sidecar.Subscription{{
+			TypeURL: contract.ExtensionConfigType,
+			Handler: func(version string, res []*anypb.Any) error {
 				ps, err := PoliciesFromResources(res)
 				if err == nil {
-					err = update(ps)
+					err = eng.Update(ps)
 				}
 				if err != nil {
 					log.Warn("authz policies rejected; keeping the last good set", "version", version, "error", err)
@@ -201,8 +154,8 @@ func Run(ctx context.Context, cfg Config) error {
 				}
 				log.Info("authz policies accepted", "version", version, "specs", len(ps))
 				return nil
-			})
-		})
-	}
-	return g.Wait()
+			},
+		}}},
+		Log: log, Registry: reg, Listening: cfg.Ready,
+	})
 }

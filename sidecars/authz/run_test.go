@@ -259,3 +259,24 @@ func TestRunSpecDirReload(t *testing.T) {
 	}
 	waitFor(t, "billing to go", func() bool { return status("billing") == 403 })
 }
+
+// The spec dir reloads on file events, not only when --spec-poll comes
+// round (here: never within the test).
+func TestRunSpecDirReloadsOnFileEvents(t *testing.T) {
+	dir := t.TempDir()
+	writeSpec(t, dir, "petstore")
+	r := startRun(t, Config{SpecDir: dir, SpecPoll: time.Hour})
+	c := dial(t, r.grpcAddr)
+	allowed := func(spec string) bool {
+		resp, err := c.Check(ctxT(t), checkRequest(spec+"/read", map[string]string{"authorization": "Bearer " + token(spec, nil)}, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetOkResponse() != nil
+	}
+	if allowed("billing") {
+		t.Fatal("billing served before it exists")
+	}
+	writeSpec(t, dir, "billing")
+	waitFor(t, "billing to load on a file event", func() bool { return allowed("billing") })
+}

@@ -1,6 +1,7 @@
 package ratelimitsidecar
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,15 +12,14 @@ import (
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/contract"
+	"github.com/gatehouse-edge/gatehouse/internal/sidecar"
+	"github.com/gatehouse-edge/gatehouse/internal/specdir"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/redisstore"
@@ -86,7 +86,9 @@ type Config struct {
 	MaxDetailedMetrics  int
 	// KeyPrefix is prepended to Redis keys (envoyproxy's CACHE_KEY_PREFIX).
 	KeyPrefix string
-	// ReloadDelay batches directory changes; default 200ms.
+	// ReloadDelay is the hold-off that batches directory changes
+	// (internal/specdir; default 200ms). The directories are also polled
+	// every 30s in case a file event was lost.
 	ReloadDelay time.Duration
 
 	Log      *slog.Logger         // default: discard
@@ -120,15 +122,7 @@ func New(cfg Config) (*Sidecar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: --failure-mode: %w", err)
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("component", "ratelimit")
-	reg := cfg.Registry
-	if reg == nil {
-		reg = telemetry.NewRegistry()
-	}
+	log, reg := sidecar.Telemetry("ratelimit", cfg.Log, cfg.Registry)
 	metrics, err := ratelimit.NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -298,100 +292,44 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.AdminAddr == "" {
 		cfg.AdminAddr = "127.0.0.1:6070"
 	}
-	tlsOpts, err := cfg.TLS.GRPCServerOptions("ratelimit gRPC", "--grpc-addr", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("ratelimit: %w", err)
-	}
-	xdsDial, err := cfg.XDSTLS.GRPCDialOptions("--xds")
-	if err != nil {
-		return fmt.Errorf("ratelimit: %w", err)
+	sc := sidecar.Config{Name: "ratelimit", GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr, TLS: cfg.TLS, XDSTLS: cfg.XDSTLS}
+	if err := sc.Check(); err != nil {
+		return err // before New: a refused port never loads config or dials Redis
 	}
 	s, err := New(cfg)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	log := s.log
 
-	// A fixed pool of stream goroutines: handlers park while Redis answers,
-	// and fresh goroutines per request would grow their stacks every time.
-	gs := telemetry.NewGRPCServer(log, append([]grpc.ServerOption{grpc.NumStreamWorkers(streamWorkers)}, tlsOpts...)...)
-	rlsv3.RegisterRateLimitServiceServer(gs.Server, NewServer(s.svc))
-	gs.Health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	admin := telemetry.NewAdmin(log, s.reg)
-	admin.AddReadyCheck("ratelimit", func() error { return s.Ready(ctx) })
-
-	delay := cfg.ReloadDelay
-	if delay <= 0 {
-		delay = 200 * time.Millisecond
-	}
-	var watchers []func(context.Context) error
-	for _, w := range []struct {
-		dir    string
-		reload func() error
-	}{{cfg.ConfigDir, s.ReloadConfigDir}, {cfg.SpecDir, s.ReloadSpecDir}} {
-		if w.dir == "" {
-			continue
+	var dirs []sidecar.Dir
+	for _, d := range []sidecar.Dir{
+		{Path: cfg.ConfigDir, Source: "config_dir", Reload: s.ReloadConfigDir, Loaded: true},
+		{Path: cfg.SpecDir, Source: "spec_dir", Reload: s.ReloadSpecDir, Loaded: true},
+	} {
+		if d.Path != "" {
+			dirs = append(dirs, d)
 		}
-		loop, err := watchDir(log, w.dir, delay, func() { _ = w.reload() })
-		if err != nil {
-			return err
-		}
-		watchers = append(watchers, loop)
 	}
-
-	gl, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("ratelimit: grpc listener %s: %w", cfg.GRPCAddr, err)
-	}
-	al, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		gl.Close()
-		return fmt.Errorf("ratelimit: admin listener %s: %w", cfg.AdminAddr, err)
-	}
-	log.Info("ratelimit admin listening", "addr", al.Addr().String())
-	if cfg.Ready != nil {
-		cfg.Ready(gl.Addr(), al.Addr())
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	for _, loop := range watchers {
-		g.Go(func() error { return loop(gctx) })
-	}
-	g.Go(func() error { return gs.Serve(gctx, gl, 10*time.Second) })
-	g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
-	g.Go(func() error {
-		// gRPC health follows readiness.
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			st := healthpb.HealthCheckResponse_SERVING
-			if s.sources.ready() != nil {
-				st = healthpb.HealthCheckResponse_NOT_SERVING
-			}
-			gs.Health.SetServingStatus(ServiceName, st)
-			select {
-			case <-gctx.Done():
-				return nil
-			case <-t.C:
-			}
-		}
+	return sidecar.Run(ctx, sidecar.Config{
+		Name: sc.Name, GRPCAddr: sc.GRPCAddr, AdminAddr: sc.AdminAddr, TLS: sc.TLS, XDSTLS: sc.XDSTLS,
+		// A fixed pool of stream goroutines: handlers park while Redis
+		// answers, and fresh goroutines per request would grow their
+		// stacks every time.
+		ServerOptions: []grpc.ServerOption{grpc.NumStreamWorkers(streamWorkers)},
+		Register:      func(gs *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(gs, NewServer(s.svc)) },
+		// gRPC health follows whether rules are loaded; /readyz also
+		// asks Redis.
+		HealthService: ServiceName, HasConfig: s.sources.ready,
+		Admin: func(admin *telemetry.Admin) {
+			admin.AddReadyCheck("ratelimit", func() error { return s.Ready(ctx) })
+		},
+		Dirs:  dirs,
+		Watch: specdir.Options{HoldOff: cmp.Or(cfg.ReloadDelay, 200*time.Millisecond)},
+		XDS: sidecar.XDS{Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster, Subscriptions: []sidecar.Subscription{
+			{TypeURL: contract.RateLimitConfigType, Handler: s.HandleRateLimitConfigs},
+			{TypeURL: contract.ExtensionConfigType, Handler: s.HandleExtensionConfigs},
+		}},
+		Log: s.log, Registry: s.reg, Listening: cfg.Ready,
 	})
-	if cfg.XDSServer != "" {
-		for _, sub := range []struct {
-			typeURL string
-			h       xdsclient.Handler
-		}{
-			{contract.RateLimitConfigType, s.HandleRateLimitConfigs},
-			{contract.ExtensionConfigType, s.HandleExtensionConfigs},
-		} {
-			g.Go(func() error {
-				return xdsclient.Run(gctx, xdsclient.Config{
-					Server: cfg.XDSServer, NodeID: cfg.NodeID, NodeCluster: cfg.NodeCluster,
-					TypeURL: sub.typeURL, Log: log.With("type_url", sub.typeURL), DialOptions: xdsDial,
-				}, sub.h)
-			})
-		}
-	}
-	return g.Wait()
 }

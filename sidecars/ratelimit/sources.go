@@ -12,9 +12,9 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/contract"
+	"github.com/gatehouse-edge/gatehouse/internal/specdir"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
-	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Sources are where the rules come from. Each source's last good content is
@@ -155,19 +155,7 @@ func (s *sources) ready() error {
 // LoadSpecDir loads, validates and compiles every spec in dir with the same
 // ratelimit.Compile the control plane uses.
 func LoadSpecDir(dir string) ([]*ratelimit.SpecRules, error) {
-	docs, err := spec.Load(dir)
-	if err != nil {
-		return nil, fmt.Errorf("spec dir %s: %w", dir, err)
-	}
-	out := make([]*ratelimit.SpecRules, 0, len(docs))
-	for _, d := range docs {
-		r, err := ratelimit.Compile(&d.EdgeRoute)
-		if err != nil {
-			return nil, fmt.Errorf("spec dir %s: %s: %w", dir, d.File, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return specdir.LoadCompiled(dir, ratelimit.Compile)
 }
 
 // RulesFromResources decodes the SpecRules among TypedExtensionConfig
