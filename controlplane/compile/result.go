@@ -20,9 +20,11 @@ type Resources map[string][]types.Resource
 // group, the resources to publish. It is immutable.
 type Result struct {
 	// Revision is the source revision id; Version identifies the whole
-	// result. The resources of one node group all carry that group's
-	// GroupVersion, which changes only when the group's content does, so
-	// a change to one group's specs re-sends nothing to the others.
+	// result. A node group's revision is its GroupVersion, which changes
+	// only when the group's content does; each resource type of the group
+	// is versioned by its own bytes (controlplane/snapshot), so a change
+	// re-sends only the types, and in a scoped group the route tables,
+	// that it changed.
 	Revision, Version string
 	// Specs is every spec of the revision in source order, published or
 	// not (Spec.Err).
