@@ -16,14 +16,9 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/spec"
-)
-
-// Defaults for the broker role.
-const (
-	DefaultHTTPAddr  = "127.0.0.1:8080"
-	DefaultAdminAddr = "127.0.0.1:8083"
 )
 
 // Config configures the broker role. Either StoreURL/QueueURL or
@@ -79,10 +74,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("broker: Logger and Registry are required")
 	}
 	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = DefaultHTTPAddr
+		cfg.HTTPAddr = contract.DefaultBrokerAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = DefaultAdminAddr
+		cfg.AdminAddr = contract.DefaultBrokerAdminAddr
 	}
 	log := cfg.Logger.With("component", "broker")
 	st, q := cfg.Store, cfg.Queue

@@ -50,12 +50,12 @@ import (
 // DefaultHTTPAddress is where the Envoy HTTP listener binds unless
 // Options.HTTPAddress says otherwise. Not 8080: that is the broker's
 // default (127.0.0.1:8080), and both may run on one host.
-const DefaultHTTPAddress = "0.0.0.0:10080"
+const DefaultHTTPAddress = contract.DefaultEnvoyHTTPAddr
 
 // DefaultHTTPSAddress is where the Envoy HTTPS listener binds unless
 // Options.HTTPSAddress says otherwise. There is an HTTPS listener only
 // when a published spec names a certificate (spec.tls.certificate).
-const DefaultHTTPSAddress = "0.0.0.0:10443"
+const DefaultHTTPSAddress = contract.DefaultEnvoyHTTPSAddr
 
 // Options shape the compiled config of every node group.
 type Options struct {
@@ -642,8 +642,8 @@ func checkAuthzReferences(s *Spec, packed envoy.Packed) error {
 			return fmt.Errorf("route %s: Envoy checks it with ext_authz but the authz policy has no entry for it", id)
 		case ok && (rp.Mode == spec.ModePublic) != disabled:
 			return fmt.Errorf("route %s: authz mode %s but ext_authz disabled=%v", id, rp.Mode, disabled)
-		case !disabled && per.GetCheckSettings().GetContextExtensions()[envoy.ContextRoute] != id:
-			return fmt.Errorf("route %s: context extension %s is %q", id, envoy.ContextRoute, per.GetCheckSettings().GetContextExtensions()[envoy.ContextRoute])
+		case !disabled && per.GetCheckSettings().GetContextExtensions()[contract.ContextRoute] != id:
+			return fmt.Errorf("route %s: context extension %s is %q", id, contract.ContextRoute, per.GetCheckSettings().GetContextExtensions()[contract.ContextRoute])
 		}
 		claims := map[string]bool{}
 		for _, c := range rp.MetadataClaims {

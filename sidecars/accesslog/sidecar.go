@@ -28,14 +28,9 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-)
-
-// Default addresses (DESIGN.md).
-const (
-	DefaultGRPCAddr = "127.0.0.1:9002"
-	DefaultHTTPAddr = "127.0.0.1:9003"
 )
 
 // Config configures Run. Listeners, when set, take precedence over the
@@ -280,7 +275,7 @@ func listeners(cfg Config) (net.Listener, net.Listener, error) {
 	if gl == nil {
 		addr := cfg.GRPCAddr
 		if addr == "" {
-			addr = DefaultGRPCAddr
+			addr = contract.DefaultAccessLogAddr
 		}
 		if gl, err = net.Listen("tcp", addr); err != nil {
 			return nil, nil, fmt.Errorf("accesslog: gRPC listener on %s: %w", addr, err)
@@ -289,7 +284,7 @@ func listeners(cfg Config) (net.Listener, net.Listener, error) {
 	if hl == nil {
 		addr := cfg.HTTPAddr
 		if addr == "" {
-			addr = DefaultHTTPAddr
+			addr = contract.DefaultAccessLogHTTPAddr
 		}
 		if hl, err = net.Listen("tcp", addr); err != nil {
 			gl.Close()

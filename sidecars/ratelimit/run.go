@@ -293,10 +293,10 @@ const streamWorkers = 256
 // Run serves RLS v3 until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.GRPCAddr == "" {
-		cfg.GRPCAddr = "127.0.0.1:8081"
+		cfg.GRPCAddr = contract.DefaultRateLimitAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = "127.0.0.1:6070"
+		cfg.AdminAddr = contract.DefaultRateLimitAdminAddr
 	}
 	tlsOpts, err := cfg.TLS.GRPCServerOptions("ratelimit gRPC", "--grpc-addr", cfg.GRPCAddr)
 	if err != nil {
