@@ -1,9 +1,9 @@
-// Package specs is how the broker reads EdgeRoutes: parse and validate
+// Package specio is how the broker reads EdgeRoutes: parse and validate
 // OSB parameters with the spec package (the same code the control plane
 // runs), check hosts against the other stored specs, and merge binding API
 // keys into their apiKeys provider. It must not import the api, queue or
 // worker packages, nor the control plane.
-package specs
+package specio
 
 import (
 	"crypto/sha256"
