@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
+	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
@@ -546,7 +547,7 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 }
 
 // failOp fails a task's operation after the last attempt.
-func (w *Worker) failOp(ctx context.Context, t taskRef, reason string) error {
+func (w *Worker) failOp(ctx context.Context, t queue.Task, reason string) error {
 	if t.BindingID != "" {
 		b, err := w.cfg.Store.GetBinding(ctx, t.InstanceID, t.BindingID)
 		if err != nil || b.Op.ID != t.OpID || !b.Op.InProgress() {
