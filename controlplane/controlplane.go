@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
@@ -79,7 +80,7 @@ type Config struct {
 	// snapshot (default 10m).
 	GroupGrace time.Duration
 	Log        *slog.Logger
-	Registry   *prometheus.Registry // required
+	Registry   *prometheus.Registry // default: telemetry.NewRegistry()
 	Now        func() time.Time
 }
 
@@ -133,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		return nil, errors.New("controlplane: a source is required")
 	}
 	if cfg.Registry == nil {
-		return nil, errors.New("controlplane: a Prometheus registry is required")
+		cfg.Registry = telemetry.NewRegistry()
 	}
 	if cfg.Reporter == nil {
 		cfg.Reporter = source.Discard

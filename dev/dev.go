@@ -229,13 +229,13 @@ func Run(ctx context.Context, c Config) error {
 			Username: BrokerUser, Password: brokerPassword,
 			BindingKey:    bindingKey,
 			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
-			Logger: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
+			Log: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
 			Started: func(string) { brokerUp() },
 		})
 	})
 	g.Go(func() error {
 		return worker.Run(gctx, worker.Config{
-			Store: st, Queue: q, Logger: c.Log, Registry: telemetry.NewRegistry(),
+			Store: st, Queue: q, Log: c.Log, Registry: telemetry.NewRegistry(),
 			PublishWait: 10 * time.Second, BackoffBase: 200 * time.Millisecond,
 			Compile: checker.Check, SpecPolicy: specPolicy,
 		})

@@ -62,7 +62,7 @@ func newBrokerCmd() *cobra.Command {
 				return err
 			}
 			cfg.NodeServices = compile.NodeServices(compile.Options{})
-			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			cfg.Log, cfg.Registry = log, telemetry.NewRegistry()
 			if cfg.Listener, err = httpsListener(cfg.HTTPAddr, "--http-addr", "broker OSB API", tlsc); err != nil {
 				return err
 			}

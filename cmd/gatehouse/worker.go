@@ -30,7 +30,7 @@ func newWorkerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			cfg.Log, cfg.Registry = log, telemetry.NewRegistry()
 			// Validate and compile with the control plane's own code and
 			// options (the same compile flags) before anything is stored.
 			if err := cflags.load(&copts); err != nil {
