@@ -51,16 +51,6 @@ func (p Policy) ValidateOne(d *Document, chk *CELChecker) error {
 // checks); used where the other specs are checked elsewhere, e.g. the broker.
 func ValidateOne(d *Document) error { return Validate([]*Document{d}) }
 
-// ValidateOneWith is ValidateOne with the `when` expressions checked by
-// chk, which may have seen them before (one checker per compile run and
-// goroutine).
-func ValidateOneWith(d *Document, chk *CELChecker) error {
-	if chk == nil {
-		return ValidateOne(d)
-	}
-	return validate([]*Document{d}, chk, &Policy{})
-}
-
 func validate(docs []*Document, chk *CELChecker, pol *Policy) error {
 	var all ErrorList
 	names := map[string]*Document{}
