@@ -38,8 +38,9 @@ func (p Policy) Validate(docs []*Document) error {
 	return validate(docs, chk, &p)
 }
 
-// ValidateOne is the package's ValidateOneWith under policy p (chk may
-// be nil).
+// ValidateOne validates d on its own (no cross-spec checks) under policy
+// p, its `when` expressions checked by chk, which may have seen them
+// before (one checker per compile run and goroutine); chk may be nil.
 func (p Policy) ValidateOne(d *Document, chk *CELChecker) error {
 	if chk == nil {
 		return p.Validate([]*Document{d})
