@@ -189,7 +189,7 @@ func (w *Worker) finishInstance(ctx context.Context, in store.Instance, state st
 	}))
 }
 
-// failProvision fails an instance operation; a provision that never went
+// failInstance fails an instance operation; a provision that never went
 // live gives its name back.
 func (w *Worker) failInstance(ctx context.Context, in store.Instance, desc string) error {
 	if err := w.finishInstance(ctx, in, store.StateFailed, desc, nil); err != nil {

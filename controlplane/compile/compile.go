@@ -10,7 +10,8 @@
 //
 // Compiling is incremental: a spec whose bytes did not change is not
 // parsed, compiled or validated again. A Compiler is used by one goroutine
-// at a time; a Result is immutable and safe to share. It must not import
+// at a time; a Result is logically immutable (it assembles each node
+// group lazily, once, under its own lock) and safe to share. It must not import
 // snapshot, xds or the sidecars.
 package compile
 
