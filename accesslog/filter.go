@@ -133,10 +133,6 @@ const (
 var filterParams = []string{"since", "until", "route", "subject", "client_ip", "decision", "path_prefix", "method", "node", "request_id", "apikey_id", "status", "denied", "limit", "cursor",
 	"node_group", "authority", "provider", "auth_kind", "rule", "response_flags", "upstream_cluster", "user_agent", "path"}
 
-// FilterParams lists every parameter ParseFilter knows, in a stable
-// order (for help texts and the web page).
-func FilterParams() []string { return slices.Clone(filterParams) }
-
 // parseMatch reads the value syntax of a matching parameter: a leading !
 // negates, a trailing * makes a prefix match ("petstore/*"); anything else
 // is an exact value.

@@ -15,18 +15,20 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // Mask replaces a redacted value when no HMAC key is configured.
 const Mask = "REDACTED"
 
-// ExtAuthzNamespace is the dynamic-metadata namespace the authz sidecar
-// writes and Envoy attaches to ALS entries.
-const ExtAuthzNamespace = "envoy.filters.http.ext_authz"
-
-// ConfigVersionKey is the field of the ext_authz metadata that names the
-// config version that served the request (Record.ConfigVersion).
-const ConfigVersionKey = "config_version"
+// ExtAuthzNamespace and ConfigVersionKey are the contract's names (the
+// ext_authz metadata namespace and its config-version field, read into
+// Record.ConfigVersion), under the names the decoder uses.
+const (
+	ExtAuthzNamespace = contract.ExtAuthzNamespace
+	ConfigVersionKey  = contract.ConfigVersionKey
+)
 
 // ConfigVersionTag is the ALS custom tag (AccessLogCommon.custom_tags)
 // naming the config version, from the route's metadata

@@ -9,8 +9,8 @@ import (
 )
 
 // SpecSettings is the access-log part of one compiled EdgeRoute: what the
-// control plane ships to accesslog sidecars (resource.AccessLogSettingType,
-// named resource.AccessLogPrefix + Spec) and what it uses to set Envoy's
+// control plane ships to accesslog sidecars (contract.AccessLogSettingType,
+// named contract.AccessLogPrefix + Spec) and what it uses to set Envoy's
 // ALS additional_request_headers_to_log. It is plain JSON.
 type SpecSettings struct {
 	Spec   string                   `json:"spec"`

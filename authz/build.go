@@ -16,8 +16,9 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// snapshot is one immutable policy set.
-type snapshot struct {
+// policySet is one immutable set of compiled route policies: what an
+// Engine swaps whole on every update.
+type policySet struct {
 	routes map[string]*route
 }
 
@@ -75,8 +76,8 @@ type builder struct {
 	usedJWKS map[string]bool
 }
 
-func (b *builder) build(policies []*SpecPolicy) (*snapshot, error) {
-	s := &snapshot{routes: map[string]*route{}}
+func (b *builder) build(policies []*SpecPolicy) (*policySet, error) {
+	s := &policySet{routes: map[string]*route{}}
 	var problems []string
 	specs := map[string]bool{}
 	for i, p := range policies {
@@ -100,7 +101,7 @@ func (b *builder) build(policies []*SpecPolicy) (*snapshot, error) {
 	return s, nil
 }
 
-func (b *builder) spec(s *snapshot, p *SpecPolicy) error {
+func (b *builder) spec(s *policySet, p *SpecPolicy) error {
 	providers := map[string]*provider{}
 	// forward is the union of every provider's forward headers, in
 	// declaration order: what no route of the spec lets a client send.

@@ -14,6 +14,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/gatehouse-edge/gatehouse/authn"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -99,7 +100,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 		r = s.routes[req.RouteID]
 		if r == nil {
 			if req.RouteID == "" {
-				d = deny(403, ReasonUnknownRoute, "the request carries no gatehouse.route")
+				d = deny(403, ReasonUnknownRoute, "the request carries no "+contract.ContextRoute)
 			} else {
 				d = deny(403, ReasonUnknownRoute, "route "+strconv.Quote(req.RouteID)+" has no authz policy")
 			}
@@ -413,19 +414,15 @@ func (e *Engine) upstreamHeaders(d *Decision, p *provider, id *authn.Identity, r
 	d.HeadersToRemove = remove
 }
 
-// ReservedHeaderPrefix starts the request header names Gatehouse reserves
-// for itself: a client never gets one upstream (Envoy's header-mutation
-// filter removes them before ext_authz runs; the engine removes any that
-// reach it as well).
-const ReservedHeaderPrefix = "x-gatehouse-"
-
-// removeReserved adds to remove every x-gatehouse-* header the client
+// removeReserved adds to remove every x-gatehouse-* header
+// (contract.ReservedHeaderPrefix: Envoy's header-mutation filter removes
+// them before ext_authz runs; the engine removes any that reach it as well) the client
 // sent that the decision does not set itself. remove may be shared by
 // many decisions: it is copied before it grows.
 func removeReserved(remove []string, set []Header, headers map[string]string) []string {
 	var extra []string
 	for name := range headers {
-		if !strings.HasPrefix(name, ReservedHeaderPrefix) || slices.Contains(remove, name) ||
+		if !strings.HasPrefix(name, contract.ReservedHeaderPrefix) || slices.Contains(remove, name) ||
 			slices.ContainsFunc(set, func(h Header) bool { return h.Name == name }) {
 			continue
 		}

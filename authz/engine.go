@@ -56,7 +56,7 @@ type Engine struct {
 	cache   *authn.TokenCache
 	env     *cel.Env
 
-	snap atomic.Pointer[snapshot]
+	snap atomic.Pointer[policySet]
 	acts sync.Pool // *activation
 
 	mu     sync.Mutex // serializes Update and Close

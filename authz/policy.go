@@ -12,7 +12,7 @@ import (
 // SpecPolicy is the compiled auth policy of one EdgeRoute: its identity
 // providers and, per route, the mode, the providers tried and the rules.
 // It is plain data (JSON), so the control plane can ship it as an xDS
-// resource (resource.AuthzPolicyType) and a sidecar can rebuild the same
+// resource (contract.AuthzPolicyType) and a sidecar can rebuild the same
 // Engine from it.
 type SpecPolicy struct {
 	Spec      string        `json:"spec"`

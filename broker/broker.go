@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,14 +15,9 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/spec"
-)
-
-// Defaults for the broker role.
-const (
-	DefaultHTTPAddr  = "127.0.0.1:8080"
-	DefaultAdminAddr = "127.0.0.1:8083"
 )
 
 // Config configures the broker role. Either StoreURL/QueueURL or
@@ -55,7 +49,7 @@ type Config struct {
 	// OpDeadline fails operations no worker finished (see
 	// Sweeper.Deadline; default 1h).
 	SweepInterval, SweepGrace, OpDeadline time.Duration
-	Logger                                *slog.Logger
+	Log                                   *slog.Logger
 	Registry                              *prometheus.Registry
 	// Listener, when set, serves the OSB API instead of HTTPAddr (tests).
 	Listener net.Listener
@@ -75,16 +69,19 @@ type Config struct {
 
 // Run serves the OSB API and runs the outbox sweeper until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Logger == nil || cfg.Registry == nil {
-		return errors.New("broker: Logger and Registry are required")
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = telemetry.NewRegistry()
 	}
 	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = DefaultHTTPAddr
+		cfg.HTTPAddr = contract.DefaultBrokerAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = DefaultAdminAddr
+		cfg.AdminAddr = contract.DefaultBrokerAdminAddr
 	}
-	log := cfg.Logger.With("component", "broker")
+	log := cfg.Log.With("component", "broker")
 	st, q := cfg.Store, cfg.Queue
 	if st == nil {
 		s, err := backend.OpenStore(ctx, cfg.StoreURL, cfg.Backend)
@@ -117,7 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Listener != nil {
 		own = cfg.Listener.Addr().String()
 	}
-	h, err := api.New(api.Config{Store: st, Queue: q, Logger: cfg.Logger, Registry: cfg.Registry,
+	h, err := api.New(api.Config{Store: st, Queue: q, Log: cfg.Log, Registry: cfg.Registry,
 		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait, Tenancy: cfg.Tenancy,
 		KeyBox: box, PendingKeyTTL: cfg.PendingKeyTTL,
 		SpecPolicy: spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: cfg.UpstreamAllow, Reserved: append([]spec.NodeService{
@@ -126,7 +123,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	sw, err := NewSweeper(st, q, cfg.Logger, cfg.Registry)
+	sw, err := NewSweeper(st, q, cfg.Log, cfg.Registry)
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -144,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 			l.Close()
 			return fmt.Errorf("broker: listening for the admin server on %s: %w", cfg.AdminAddr, err)
 		}
-		admin := telemetry.NewAdmin(cfg.Logger, cfg.Registry)
+		admin := telemetry.NewAdmin(cfg.Log, cfg.Registry)
 		admin.AddReadyCheck("store", func() error {
 			c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()

@@ -19,15 +19,9 @@ const (
 	EmbeddedQueueFile = "broker-queue.db"
 )
 
-// EmbeddedURLs are the --store and --queue values of the embedded
-// backends under dataDir, for separate broker and worker processes.
-func EmbeddedURLs(dataDir string) (storeURL, queueURL string) {
-	return "sqlite:" + filepath.Join(dataDir, EmbeddedStoreFile), "sqlite:" + filepath.Join(dataDir, EmbeddedQueueFile)
-}
-
 // OpenEmbedded opens (creating) the SQLite store and queue under dataDir,
-// for running broker.Run, worker.Run and the control plane (store.Watch,
-// ReportPublished) in one process, as `gatehouse dev` does: pass them as
+// for running broker.Run, worker.Run and the control plane (its route-store
+// source, controlplane/source.NewFeed, and ReportPublished) in one process, as `gatehouse dev` does: pass them as
 // Config.Store/Queue and worker.Config.Store/Queue. visibility is the
 // queue's visibility timeout (0: 30s). Close both when done.
 func OpenEmbedded(ctx context.Context, dataDir string, visibility time.Duration) (store.Store, queue.Queue, error) {

@@ -245,7 +245,7 @@ func TestTwoWorkersConflict(t *testing.T) {
 			wg.Wait()
 			writes := 0.0
 			for _, reg := range regs {
-				writes += counterValue(t, reg, "gatehouse_broker_worker_spec_writes_total")
+				writes += testenv.CounterValue(t, reg, "gatehouse_broker_worker_spec_writes_total")
 			}
 			sp, _ := st.GetSpec(ctx, "conflict")
 			in, _ = st.GetInstance(ctx, "c1")
@@ -298,23 +298,6 @@ func TestPoisonAndGiveUp(t *testing.T) {
 }
 
 var _ = api.ServiceID
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
 
 // rendezvousStore is the real store with one fault injected: the first n
 // GetSpec calls wait for each other, so n workers race for the same
@@ -387,7 +370,7 @@ func TestRedeliveryAfterCrashBetweenWrites(t *testing.T) {
 	}
 	sp, _ := p.Store.GetSpec(ctx, "crashwrite")
 	in, _ = p.Store.GetInstance(ctx, "cw")
-	if writes := counterValue(t, cfg.Registry, "gatehouse_broker_worker_spec_writes_total"); writes != 0 || sp.Revision != rev || in.Op.Revision != rev {
+	if writes := testenv.CounterValue(t, cfg.Registry, "gatehouse_broker_worker_spec_writes_total"); writes != 0 || sp.Revision != rev || in.Op.Revision != rev {
 		t.Fatalf("redelivery wrote %v time(s); spec at %d, operation at %d, want both %d", writes, sp.Revision, in.Op.Revision, rev)
 	}
 }

@@ -193,7 +193,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	go func() {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
-			Logger: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
+			Log: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
 			BindWait: o.bindWait, PendingKeyTTL: o.pendingTTL, KeySweepInterval: o.keySweep, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline, Tenancy: o.tenancy})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)
@@ -211,7 +211,7 @@ func (p *pipeline) workerConfig(o pipelineOpts) worker.Config {
 	if o.publishWait == 0 {
 		o.publishWait = 5 * time.Second
 	}
-	return worker.Config{Store: p.Store, Queue: p.Queue, Logger: p.log, Registry: prometheus.NewRegistry(),
+	return worker.Config{Store: p.Store, Queue: p.Queue, Log: p.log, Registry: prometheus.NewRegistry(),
 		Concurrency: o.workers, Visibility: o.visibility, PublishWait: o.publishWait, MaxAttempts: o.maxAttempts,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, Poll: 2 * time.Millisecond,
 		DNS: o.dns, CDN: o.cdn, DNSTarget: "edge.example.net", DNSTTL: 60, UnconfirmedDeleteAfter: o.unconfirmed, Compile: o.compile}

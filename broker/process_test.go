@@ -66,7 +66,7 @@ func workerProcess() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	err = worker.Run(ctx, worker.Config{Store: st, Queue: q, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	err = worker.Run(ctx, worker.Config{Store: st, Queue: q, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registry: prometheus.NewRegistry(), Visibility: time.Second, PublishWait: time.Minute, Poll: 2 * time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

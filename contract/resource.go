@@ -1,7 +1,10 @@
-// Package contract is the wire contract between the control plane and the
-// sidecars: which xDS resource types carry sidecar config, how they are
-// named, and how a payload is wrapped. It keeps no global state and
-// imports no Gatehouse package, so both sides can depend on it.
+// Package contract is the wire contract between Gatehouse's processes:
+// which xDS resource types carry sidecar config, how they are named, how a
+// payload is wrapped, and every name two processes must agree on
+// (names.go: context extensions, the ext_authz metadata namespace,
+// x-gatehouse-* headers, cluster names, default addresses). It keeps no
+// global state and imports no Gatehouse package, so every side can depend
+// on it (internal/archtest checks both).
 //
 // Sidecar payloads travel as envoy.config.core.v3.TypedExtensionConfig
 // resources (the ECDS type, which carries a name) whose typed_config is an

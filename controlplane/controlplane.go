@@ -31,6 +31,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/snapshot"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
+	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 )
 
@@ -81,7 +82,7 @@ type Config struct {
 	// snapshot (default 10m).
 	GroupGrace time.Duration
 	Log        *slog.Logger
-	Registry   *prometheus.Registry // required
+	Registry   *prometheus.Registry // default: telemetry.NewRegistry()
 	Now        func() time.Time
 }
 
@@ -135,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		return nil, errors.New("controlplane: a source is required")
 	}
 	if cfg.Registry == nil {
-		return nil, errors.New("controlplane: a Prometheus registry is required")
+		cfg.Registry = telemetry.NewRegistry()
 	}
 	if cfg.CanaryGroup != "" && slices.Contains(cfg.Compile.ScopedRouteGroups, cfg.CanaryGroup) {
 		// Its requests carry each spec's route version, not the group

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	gatehousespec "github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -63,9 +64,9 @@ func TestGRPCGoXDSClientNACK(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// No resend loop: count listener responses over two seconds.
-	before := counterValue(t, h, "gatehouse_xds_responses_total", "listener")
+	before := testenv.CounterValue(t, h.reg, "gatehouse_xds_responses_total", "type", "listener")
 	time.Sleep(2 * time.Second)
-	if after := counterValue(t, h, "gatehouse_xds_responses_total", "listener"); after-before > 1 {
+	if after := testenv.CounterValue(t, h.reg, "gatehouse_xds_responses_total", "type", "listener"); after-before > 1 {
 		t.Fatalf("%v listener responses in 2s after grpc-go's NACK: the rejected version is being re-sent", after-before)
 	}
 }
@@ -140,25 +141,4 @@ func TestGRPCGoXDSClientConsumesClustersAndEndpoints(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func counterValue(t *testing.T, h *harness, name, typ string) float64 {
-	t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "type" && l.GetValue() == typ {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }

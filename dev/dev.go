@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/sealbox"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
@@ -51,8 +52,8 @@ const DemoUpstream = "192.0.2.10:9080"
 // generated on first start and kept in the data directory.
 const BrokerUser = "broker"
 
-// Config is what `gatehouse dev` needs. DefaultConfig fills the DESIGN.md
-// addresses.
+// Config is what `gatehouse dev` needs. DefaultConfig fills the default
+// addresses of package contract.
 type Config struct {
 	DataDir     string // embedded stores live here (./.gatehouse)
 	ExamplesDir string // specs provisioned on first start (deploy/examples)
@@ -92,12 +93,12 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		DataDir: ".gatehouse", ExamplesDir: "deploy/examples", NodeGroup: "dev",
-		BrokerAddr: "127.0.0.1:8080", BrokerAdminAddr: "127.0.0.1:8083",
-		XDSAddr: "127.0.0.1:18000", ControlPlaneAdminAddr: "127.0.0.1:18001",
-		AuthzAddr: "127.0.0.1:9001", AuthzAdminAddr: "127.0.0.1:9091",
-		RateLimitAddr: "127.0.0.1:8081", RateLimitAdmin: "127.0.0.1:6070",
-		AccessLogGRPCAddr: "127.0.0.1:9002", AccessLogAPI: "127.0.0.1:9003",
-		EnvoyListenerAddr: "0.0.0.0:10080",
+		BrokerAddr: contract.DefaultBrokerAddr, BrokerAdminAddr: contract.DefaultBrokerAdminAddr,
+		XDSAddr: contract.DefaultXDSAddr, ControlPlaneAdminAddr: contract.DefaultControlPlaneAdminAddr,
+		AuthzAddr: contract.DefaultAuthzAddr, AuthzAdminAddr: contract.DefaultAuthzAdminAddr,
+		RateLimitAddr: contract.DefaultRateLimitAddr, RateLimitAdmin: contract.DefaultRateLimitAdminAddr,
+		AccessLogGRPCAddr: contract.DefaultAccessLogAddr, AccessLogAPI: contract.DefaultAccessLogHTTPAddr,
+		EnvoyListenerAddr: contract.DefaultEnvoyHTTPAddr,
 		IdPAddr:           "127.0.0.1:9081", EchoAddr: "127.0.0.1:9080",
 		FrontDoorAddr: "127.0.0.1:10080",
 	}
@@ -228,13 +229,13 @@ func Run(ctx context.Context, c Config) error {
 			Username: BrokerUser, Password: brokerPassword,
 			BindingKey:    bindingKey,
 			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
-			Logger: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
+			Log: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
 			Started: func(string) { brokerUp() },
 		})
 	})
 	g.Go(func() error {
 		return worker.Run(gctx, worker.Config{
-			Store: st, Queue: q, Logger: c.Log, Registry: telemetry.NewRegistry(),
+			Store: st, Queue: q, Log: c.Log, Registry: telemetry.NewRegistry(),
 			PublishWait: 10 * time.Second, BackoffBase: 200 * time.Millisecond,
 			Compile: checker.Check, SpecPolicy: specPolicy,
 		})

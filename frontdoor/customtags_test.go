@@ -2,6 +2,7 @@ package frontdoor
 
 import (
 	"context"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -66,7 +67,7 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 	if err := rc.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter].UnmarshalTo(per); err != nil {
 		t.Fatal(err)
 	}
-	version := per.GetCheckSettings().GetContextExtensions()[envoy.ContextRevision]
+	version := per.GetCheckSettings().GetContextExtensions()[contract.ContextRevision]
 	if version == "" {
 		t.Fatal("the route table has no gatehouse.revision")
 	}

@@ -254,26 +254,3 @@ func protoInsert(idx map[protoKey]*rlsconfv3.RateLimitDescriptor, parent *rlscon
 	}
 	protoInsert(idx, d, &d.Descriptors, path[1:], pol, shadow)
 }
-
-// NewForSpecs builds a Service serving domain "gatehouse" from the rules
-// of the given specs, the in-process decision API of `gatehouse explain`
-// and end-to-end tests. o.Backend defaults to a fresh Memory.
-func NewForSpecs(rules []*SpecRules, o Options) (*Service, error) {
-	d, err := Domain(rules)
-	if err != nil {
-		return nil, err
-	}
-	r, err := NewRules([]*config.Domain{d}, o.Metrics)
-	if err != nil {
-		return nil, err
-	}
-	if o.Backend == nil {
-		o.Backend = NewMemory()
-	}
-	s, err := New(o)
-	if err != nil {
-		return nil, err
-	}
-	s.SetRules(r)
-	return s, nil
-}

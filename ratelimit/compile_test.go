@@ -128,10 +128,19 @@ func TestRateLimitConfig(t *testing.T) {
 // descriptors Envoy sends for the spec's rate_limits actions.
 func TestSpecRulesEnforced(t *testing.T) {
 	clk := newFakeClock(t0)
-	s, err := NewForSpecs([]*SpecRules{compilePetstore(t)}, Options{Clock: clk})
+	d, err := Domain([]*SpecRules{compilePetstore(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r, err := NewRules([]*config.Domain{d}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Clock: clk, Backend: NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetRules(r)
 	perIP := desc("route", "petstore/list-pets", "limit", "per-ip", "remote_address", "203.0.113.7")
 	tenant := desc("route", "petstore/list-pets", "limit", "per-tenant", "header.x-tenant", "acme", "request.method", "GET")
 	orders := desc("route", "petstore/orders", "limit", "all")

@@ -79,7 +79,8 @@ type Options struct {
 	Local *Memory
 	// Clock defaults to SystemClock.
 	Clock Clock
-	// Log defaults to slog.Default() is never used: a nil Log discards.
+	// Log is where the service logs; nil discards (slog.Default is never
+	// used).
 	Log *slog.Logger
 	// Metrics may be nil (no metrics).
 	Metrics *Metrics

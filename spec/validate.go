@@ -38,8 +38,9 @@ func (p Policy) Validate(docs []*Document) error {
 	return validate(docs, chk, &p)
 }
 
-// ValidateOne is the package's ValidateOneWith under policy p (chk may
-// be nil).
+// ValidateOne validates d on its own (no cross-spec checks) under policy
+// p, its `when` expressions checked by chk, which may have seen them
+// before (one checker per compile run and goroutine); chk may be nil.
 func (p Policy) ValidateOne(d *Document, chk *CELChecker) error {
 	if chk == nil {
 		return p.Validate([]*Document{d})
@@ -50,16 +51,6 @@ func (p Policy) ValidateOne(d *Document, chk *CELChecker) error {
 // ValidateOne validates a single document on its own (no cross-spec
 // checks); used where the other specs are checked elsewhere, e.g. the broker.
 func ValidateOne(d *Document) error { return Validate([]*Document{d}) }
-
-// ValidateOneWith is ValidateOne with the `when` expressions checked by
-// chk, which may have seen them before (one checker per compile run and
-// goroutine).
-func ValidateOneWith(d *Document, chk *CELChecker) error {
-	if chk == nil {
-		return ValidateOne(d)
-	}
-	return validate([]*Document{d}, chk, &Policy{})
-}
 
 func validate(docs []*Document, chk *CELChecker, pol *Policy) error {
 	var all ErrorList

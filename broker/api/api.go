@@ -35,12 +35,12 @@ import (
 // MinAPIVersion is the oldest X-Broker-API-Version accepted.
 const MinAPIVersion = "2.13"
 
-// Config is what the API needs. Store, Queue, Logger, Registry, Username
-// and Password are required.
+// Config is what the API needs. Store, Queue, Username and Password are
+// required; Log defaults to discarding, Registry to a new registry.
 type Config struct {
 	Store    store.Store
 	Queue    queue.Queue
-	Logger   *slog.Logger
+	Log      *slog.Logger
 	Registry *prometheus.Registry
 	Username string
 	Password string // never logged
@@ -86,12 +86,14 @@ func New(cfg Config) (*API, error) {
 		return nil, errors.New("broker api: Store is required")
 	case cfg.Queue == nil:
 		return nil, errors.New("broker api: Queue is required")
-	case cfg.Logger == nil:
-		return nil, errors.New("broker api: Logger is required")
-	case cfg.Registry == nil:
-		return nil, errors.New("broker api: Registry is required")
 	case cfg.Username == "" || cfg.Password == "":
 		return nil, errors.New("broker api: a username and a password are required (basic auth protects every endpoint)")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
 	}
 	if cfg.BindWait == 0 {
 		cfg.BindWait = 20 * time.Second
@@ -112,7 +114,7 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: cfg.Logger.With("component", "broker-api"), mux: http.NewServeMux(), m: m, hosts: store.NewHostIndex()}
+	a := &API{cfg: cfg, log: cfg.Log.With("component", "broker-api"), mux: http.NewServeMux(), m: m, hosts: store.NewHostIndex()}
 	a.routes()
 	return a, nil
 }

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
-	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -184,7 +184,7 @@ func (a *API) bind(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	canonParams, _ := json.Marshal(params)
-	hash := specs.Hash([]byte(req.ServiceID), []byte(req.PlanID), canonParams)
+	hash := specio.Hash([]byte(req.ServiceID), []byte(req.PlanID), canonParams)
 	cur, err := a.cfg.Store.GetBinding(ctx, id, bid)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

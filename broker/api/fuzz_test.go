@@ -40,7 +40,7 @@ func newTestAPI(t testing.TB, pol spec.Policy) (*api.API, *sqlitestore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	a, err := api.New(api.Config{Store: st, Queue: q, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	a, err := api.New(api.Config{Store: st, Queue: q, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1, SpecPolicy: pol})
 	if err != nil {
 		t.Fatal(err)

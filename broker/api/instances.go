@@ -9,7 +9,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
-	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -50,16 +50,16 @@ func (a *API) parseSpec(w http.ResponseWriter, r *http.Request, params json.RawM
 		writeError(w, http.StatusBadRequest, errInvalidParams, "parameters: an EdgeRoute (apiVersion, kind, metadata, spec) is required")
 		return nil, nil, false
 	}
-	d, err := specs.Reader{Policy: a.cfg.SpecPolicy}.Parse("parameters", params)
+	d, err := specio.Reader{Policy: a.cfg.SpecPolicy}.Parse("parameters", params)
 	if err != nil {
-		if l := specs.Problems(err); l != nil {
+		if l := specio.Problems(err); l != nil {
 			writeError(w, http.StatusBadRequest, errInvalidParams, fmt.Sprintf("the EdgeRoute has %d problem(s):\n%s", len(l), l.Error()))
 			return nil, nil, false
 		}
 		writeError(w, http.StatusBadRequest, errInvalidParams, err.Error())
 		return nil, nil, false
 	}
-	canon, err := specs.Canonical(d)
+	canon, err := specio.Canonical(d)
 	if err != nil {
 		a.internal(w, r, err)
 		return nil, nil, false
@@ -92,7 +92,7 @@ func (a *API) provision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	hash := specs.Hash([]byte(req.ServiceID), []byte(req.PlanID), canon)
+	hash := specio.Hash([]byte(req.ServiceID), []byte(req.PlanID), canon)
 	cur, err := a.cfg.Store.GetInstance(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -227,7 +227,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request) {
 	if !a.checkClaims(w, r, d, tenant) {
 		return
 	}
-	hash := specs.Hash([]byte(cur.ServiceID), []byte(cur.PlanID), canon)
+	hash := specio.Hash([]byte(cur.ServiceID), []byte(cur.PlanID), canon)
 	if hash == cur.ParamsHash {
 		writeJSON(w, http.StatusOK, struct{}{})
 		return

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -62,8 +62,8 @@ func checkPlatformIDs(w http.ResponseWriter, req provisionRequest) bool {
 // another instance holds answers 409 naming that instance.
 func (a *API) checkClaims(w http.ResponseWriter, r *http.Request, d *spec.Document, tenant string) bool {
 	var problems spec.ErrorList
-	if err := specs.CheckHostNames(d, tenant, a.cfg.Tenancy.Domains); err != nil {
-		problems = append(problems, specs.Problems(err)...)
+	if err := specio.CheckHostNames(d, tenant, a.cfg.Tenancy.Domains); err != nil {
+		problems = append(problems, specio.Problems(err)...)
 	}
 	if err := checkCertificate(a.cfg.Tenancy, d, tenant); err != nil {
 		problems = append(problems, err)
@@ -80,8 +80,8 @@ func (a *API) checkClaims(w http.ResponseWriter, r *http.Request, d *spec.Docume
 		a.internal(w, r, err)
 		return false
 	}
-	err := specs.CheckHosts(a.hosts, d, tenant)
-	var hc *specs.HostConflicts
+	err := specio.CheckHosts(a.hosts, d, tenant)
+	var hc *specio.HostConflicts
 	if errors.As(err, &hc) {
 		writeError(w, http.StatusConflict, errConflict, fmt.Sprintf("the EdgeRoute claims %d host(s) another service instance holds:\n%s", len(hc.List), hc.List.Error()))
 		return false

@@ -2,11 +2,7 @@ package worker
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/gatehouse-edge/gatehouse/broker/queue"
 )
-
-type taskRef = queue.Task
 
 type metrics struct {
 	tasks           *prometheus.CounterVec

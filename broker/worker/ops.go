@@ -8,7 +8,8 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
-	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/queue"
+	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/internal/tenancy"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -147,7 +148,7 @@ func (w *Worker) waitPublished(ctx context.Context, name string, rev int64) (cpE
 
 // problemsText is the operation description for an invalid spec.
 func problemsText(what string, err error) string {
-	if l := specs.Problems(err); l != nil {
+	if l := specio.Problems(err); l != nil {
 		return fmt.Sprintf("%s has %d problem(s):\n%s", what, len(l), l.Error())
 	}
 	return fmt.Sprintf("%s: %v", what, err)
@@ -156,20 +157,20 @@ func problemsText(what string, err error) string {
 // check validates a spec the way the control plane will, against the
 // other stored specs (hosts claimed by tenant).
 func (w *Worker) check(ctx context.Context, payload []byte, tenant string) (*spec.Document, string, error) {
-	d, err := specs.Reader{Policy: w.cfg.SpecPolicy}.Parse("parameters", payload)
+	d, err := specio.Reader{Policy: w.cfg.SpecPolicy}.Parse("parameters", payload)
 	if err != nil {
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
 	if tenant == "" {
 		tenant = tenancy.FromTeam(d.EdgeRoute.Metadata.Team)
 	}
-	if err := specs.CheckHostNames(d, tenant, nil); err != nil {
+	if err := specio.CheckHostNames(d, tenant, nil); err != nil {
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
 	if err := w.hosts.Refresh(ctx, w.cfg.Store); err != nil {
 		return nil, "", retry("%w", err)
 	}
-	if err := specs.CheckHosts(w.hosts, d, tenant); err != nil {
+	if err := specio.CheckHosts(w.hosts, d, tenant); err != nil {
 		return nil, problemsText("the EdgeRoute", err), nil
 	}
 	if w.cfg.Compile != nil {
@@ -189,7 +190,7 @@ func (w *Worker) finishInstance(ctx context.Context, in store.Instance, state st
 	}))
 }
 
-// failProvision fails an instance operation; a provision that never went
+// failInstance fails an instance operation; a provision that never went
 // live gives its name back.
 func (w *Worker) failInstance(ctx context.Context, in store.Instance, desc string) error {
 	if err := w.finishInstance(ctx, in, store.StateFailed, desc, nil); err != nil {
@@ -218,7 +219,7 @@ func (w *Worker) rollback(ctx context.Context, in store.Instance, opID string) {
 		if err != nil {
 			return nil, retry("listing bindings: %w", err)
 		}
-		return specs.Reader{Policy: w.cfg.SpecPolicy}.Merge(in.SpecName, live.Spec, bs)
+		return specio.Reader{Policy: w.cfg.SpecPolicy}.Merge(in.SpecName, live.Spec, bs)
 	})
 	if err != nil {
 		w.log.Error("rolling back the spec failed; the control plane keeps serving its last good version", "spec", in.SpecName, "err", err)
@@ -246,7 +247,7 @@ func (w *Worker) applySpec(ctx context.Context, in store.Instance, attempt int) 
 			if err != nil {
 				return nil, retry("listing bindings of %s: %w", in.ID, err)
 			}
-			return specs.Reader{Policy: w.cfg.SpecPolicy}.Merge(d.Name(), op.Payload, bs)
+			return specio.Reader{Policy: w.cfg.SpecPolicy}.Merge(d.Name(), op.Payload, bs)
 		})
 		if err != nil {
 			var r retryable
@@ -512,7 +513,7 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 			if err != nil {
 				return nil, retry("listing bindings of %s: %w", in.ID, err)
 			}
-			return specs.Reader{Policy: w.cfg.SpecPolicy}.Merge(in.SpecName, in.Spec, bs)
+			return specio.Reader{Policy: w.cfg.SpecPolicy}.Merge(in.SpecName, in.Spec, bs)
 		})
 		if err != nil {
 			var r retryable
@@ -555,7 +556,7 @@ func (w *Worker) applyBinding(ctx context.Context, b store.Binding, attempt int)
 }
 
 // failOp fails a task's operation after the last attempt.
-func (w *Worker) failOp(ctx context.Context, t taskRef, reason string) error {
+func (w *Worker) failOp(ctx context.Context, t queue.Task, reason string) error {
 	if t.BindingID != "" {
 		b, err := w.cfg.Store.GetBinding(ctx, t.InstanceID, t.BindingID)
 		if err != nil || b.Op.ID != t.OpID || !b.Op.InProgress() {

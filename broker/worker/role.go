@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 )
 
 // RoleConfig is the `gatehouse worker` process: backends by URL, an admin
-// server and the DNS step by flags. Worker carries the rest (Logger and
-// Registry required; Store and Queue are opened from the URLs).
+// server and the DNS step by flags. Worker carries the rest (Log and
+// Registry default to discarding and a new registry; Store and Queue are
+// opened from the URLs).
 type RoleConfig struct {
 	Worker    Config
 	StoreURL  string // sqlite:PATH | dynamodb://TABLE
@@ -43,8 +45,11 @@ type RoleConfig struct {
 // worker until ctx ends.
 func RunRole(ctx context.Context, rc RoleConfig) error {
 	cfg := rc.Worker
-	if cfg.Logger == nil || cfg.Registry == nil {
-		return fmt.Errorf("broker worker: Logger and Registry are required")
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = telemetry.NewRegistry()
 	}
 	if rc.Backend.Visibility == 0 {
 		rc.Backend.Visibility = cfg.Visibility
@@ -62,7 +67,7 @@ func RunRole(ctx context.Context, rc RoleConfig) error {
 	cfg.Store, cfg.Queue = st, q
 	switch {
 	case rc.DNSDryRun:
-		cfg.DNS = dns.DryRun{Log: cfg.Logger.With("component", "broker-dns")}
+		cfg.DNS = dns.DryRun{Log: cfg.Log.With("component", "broker-dns")}
 	case rc.DNSZone != "":
 		awsCfg, err := backend.AWSConfig(ctx, rc.Backend)
 		if err != nil {
@@ -73,11 +78,11 @@ func RunRole(ctx context.Context, rc RoleConfig) error {
 				o.BaseEndpoint = &rc.DNSEndpoint
 			}
 		})
-		cfg.DNS = &dns.Route53{Client: c, ZoneID: rc.DNSZone, Log: cfg.Logger.With("component", "broker-dns")}
+		cfg.DNS = &dns.Route53{Client: c, ZoneID: rc.DNSZone, Log: cfg.Log.With("component", "broker-dns")}
 	}
 	switch {
 	case rc.CDNDryRun:
-		cfg.CDN = cdn.DryRun{Log: cfg.Logger.With("component", "broker-cdn"), Origin: rc.CDNOrigin}
+		cfg.CDN = cdn.DryRun{Log: cfg.Log.With("component", "broker-cdn"), Origin: rc.CDNOrigin}
 	case rc.CDNOrigin != "" && rc.CDNCertificateARN == "":
 		return fmt.Errorf("broker worker: the CDN step needs --cdn-certificate-arn (CloudFront serves a distribution's hosts only with an ACM certificate covering them)")
 	case rc.CDNOrigin != "":
@@ -90,7 +95,7 @@ func RunRole(ctx context.Context, rc RoleConfig) error {
 				o.BaseEndpoint = &rc.CDNEndpoint
 			}
 		})
-		cfg.CDN = &cdn.CloudFront{Client: c, Origin: rc.CDNOrigin, CertificateARN: rc.CDNCertificateARN, Log: cfg.Logger.With("component", "broker-cdn")}
+		cfg.CDN = &cdn.CloudFront{Client: c, Origin: rc.CDNOrigin, CertificateARN: rc.CDNCertificateARN, Log: cfg.Log.With("component", "broker-cdn")}
 	}
 	if cfg.DNS != nil && cfg.DNSTarget == "" {
 		return fmt.Errorf("broker worker: the DNS step needs a target (--dns-target)")
@@ -105,14 +110,14 @@ func RunRole(ctx context.Context, rc RoleConfig) error {
 		if err != nil {
 			return fmt.Errorf("broker worker: admin listener on %s: %w", rc.AdminAddr, err)
 		}
-		admin := telemetry.NewAdmin(cfg.Logger, cfg.Registry)
+		admin := telemetry.NewAdmin(cfg.Log, cfg.Registry)
 		admin.AddReadyCheck("store", func() error {
 			c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			return st.Ping(c)
 		})
 		g.Go(func() error { return telemetry.ServeHTTP(gctx, l, admin.Handler()) })
-		cfg.Logger.Info("worker admin listening", "component", "broker-worker", "addr", l.Addr().String())
+		cfg.Log.Info("worker admin listening", "component", "broker-worker", "addr", l.Addr().String())
 	}
 	g.Go(func() error { return w.Run(gctx) })
 	return g.Wait()

@@ -27,12 +27,12 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// Config is what a worker needs. Store, Queue, Logger and Registry are
-// required.
+// Config is what a worker needs. Store and Queue are required; Log
+// defaults to discarding, Registry to a new registry.
 type Config struct {
 	Store    store.Store
 	Queue    queue.Queue
-	Logger   *slog.Logger
+	Log      *slog.Logger
 	Registry *prometheus.Registry
 	// Concurrency is the number of tasks run at once (default 4).
 	Concurrency int
@@ -100,10 +100,12 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("broker worker: Store is required")
 	case cfg.Queue == nil:
 		return nil, errors.New("broker worker: Queue is required")
-	case cfg.Logger == nil:
-		return nil, errors.New("broker worker: Logger is required")
-	case cfg.Registry == nil:
-		return nil, errors.New("broker worker: Registry is required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
@@ -142,7 +144,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "broker-worker"), m: m, hosts: store.NewHostIndex()}, nil
+	return &Worker{cfg: cfg, log: cfg.Log.With("component", "broker-worker"), m: m, hosts: store.NewHostIndex()}, nil
 }
 
 // Run builds a worker and runs it until ctx ends.

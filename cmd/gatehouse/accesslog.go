@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
@@ -42,8 +43,8 @@ func newAccesslogCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.GRPCAddr, "grpc-addr", accesslogsidecar.DefaultGRPCAddr, "ALS gRPC listen address")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", accesslogsidecar.DefaultHTTPAddr, "query API, web page, /metrics (bearer token required), /healthz, /readyz listen address")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", contract.DefaultAccessLogAddr, "ALS gRPC listen address")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", contract.DefaultAccessLogHTTPAddr, "query API, web page, /metrics (bearer token required), /healthz, /readyz listen address")
 	f.StringVar(&cfg.Store, "store", "duckdb:gatehouse-accesslog.duckdb", "log store: duckdb:PATH or clickhouse://[USER@]HOST:PORT/DB[?password_file=F]")
 	f.StringVar(&cfg.SpoolDir, "spool-dir", "", "on-disk segment log (default: <duckdb file>.spool)")
 	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 1<<30, "disk bound of the spool; beyond it entries are dropped and counted")

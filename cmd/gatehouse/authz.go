@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
@@ -35,8 +36,8 @@ on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9001", "ext_authz gRPC listen address")
-	f.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9091", "admin HTTP listen address (/metrics, /healthz, /readyz)")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", contract.DefaultAuthzAddr, "ext_authz gRPC listen address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", contract.DefaultAuthzAdminAddr, "admin HTTP listen address (/metrics, /healthz, /readyz)")
 	f.StringVar(&cfg.SpecDir, "spec-dir", "", "load EdgeRoute specs from this directory instead of the control plane")
 	f.DurationVar(&cfg.SpecPoll, "spec-poll", 2*time.Second, "--spec-dir reloads on file events; this is how often it is also polled, for lost events (negative: never reload)")
 	f.StringVar(&cfg.XDSServer, "xds-server", "", "control plane xDS address (host:port)")

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 )
@@ -62,7 +63,7 @@ func newBootstrapCmd() *cobra.Command {
 	f.StringVar(&o.NodeID, "node-id", "", "node id (default: the hostname)")
 	f.StringVar(&o.XDSServer, "xds-server", "", "control plane xDS address host:port")
 	f.BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS: after a change only changed resources are sent")
-	f.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9901", "Envoy admin address (keep it on loopback: it can stop and reconfigure Envoy)")
+	f.StringVar(&o.AdminAddr, "admin-addr", contract.DefaultEnvoyAdminAddr, "Envoy admin address (keep it on loopback: it can stop and reconfigure Envoy)")
 	f.StringVar(&o.HealthAddr, "health-addr", "", "address of a health-check listener answering GET /ready (200 live, 503 draining) for load balancers and probes (empty: none)")
 	f.StringVar(&o.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address")
 	f.StringVar(&o.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address")

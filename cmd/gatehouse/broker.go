@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker"
 	"github.com/gatehouse-edge/gatehouse/broker/backend"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
@@ -61,7 +62,7 @@ func newBrokerCmd() *cobra.Command {
 				return err
 			}
 			cfg.NodeServices = compile.NodeServices(compile.Options{})
-			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			cfg.Log, cfg.Registry = log, telemetry.NewRegistry()
 			if cfg.Listener, err = httpsListener(cfg.HTTPAddr, "--http-addr", "broker OSB API", tlsc); err != nil {
 				return err
 			}
@@ -69,8 +70,8 @@ func newBrokerCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.HTTPAddr, "http-addr", broker.DefaultHTTPAddr, "OSB API listen address")
-	f.StringVar(&cfg.AdminAddr, "admin-addr", broker.DefaultAdminAddr, `admin HTTP listen address (/metrics, /healthz, /readyz); "-" for none`)
+	f.StringVar(&cfg.HTTPAddr, "http-addr", contract.DefaultBrokerAddr, "OSB API listen address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", contract.DefaultBrokerAdminAddr, `admin HTTP listen address (/metrics, /healthz, /readyz); "-" for none`)
 	f.StringVar(&cfg.StoreURL, "store", "sqlite:.gatehouse/broker-store.db", "store: sqlite:PATH or dynamodb://TABLE")
 	f.StringVar(&cfg.QueueURL, "queue", "sqlite:.gatehouse/broker-queue.db", "queue: sqlite:PATH or sqs://QUEUE-URL")
 	f.StringVar(&cfg.Username, "username", "broker", "basic-auth user name")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
@@ -79,8 +80,8 @@ func newControlplaneCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&xdsAddr, "xds-addr", "127.0.0.1:18000", "xDS (ADS gRPC) listen address")
-	f.StringVar(&adminAddr, "admin-addr", "127.0.0.1:18001", "admin HTTP listen address (/metrics, /healthz, /readyz, /debug/...)")
+	f.StringVar(&xdsAddr, "xds-addr", contract.DefaultXDSAddr, "xDS (ADS gRPC) listen address")
+	f.StringVar(&adminAddr, "admin-addr", contract.DefaultControlPlaneAdminAddr, "admin HTTP listen address (/metrics, /healthz, /readyz, /debug/...)")
 	f.StringVar(&ref, "source", "", "where specs come from: file:DIR, s3://bucket/prefix or broker:<store URL>")
 	f.DurationVar(&srcOpts.PollInterval, "poll-interval", 0, "how often S3/the broker store are polled (0 = 5s; a directory is re-read every 30s besides its events)")
 	f.StringVar(&srcOpts.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL for S3-compatible stores (path-style addressing); credentials come from the AWS environment")

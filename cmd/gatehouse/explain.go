@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/explain"
@@ -82,7 +83,7 @@ func newExplainCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&specDir, "spec-dir", "", "directory (or file) of EdgeRoute specs to compile here (instead of asking --control-plane)")
-	f.StringVar(&controlPlane, "control-plane", "http://127.0.0.1:18001", "admin URL of the running control plane whose served config (keys issued by bindings included) explains the request; the default is a local gatehouse dev's")
+	f.StringVar(&controlPlane, "control-plane", "http://"+contract.DefaultControlPlaneAdminAddr, "admin URL of the running control plane whose served config (keys issued by bindings included) explains the request; the default is a local gatehouse dev's")
 	f.StringVar(&request, "request", "", "the request: 'METHOD https://host/path?query'")
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'name: value' (repeatable); credentials here get an authz decision")
 	f.StringVar(&group, "node-group", "default", "node group whose config to use")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/client"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
@@ -52,7 +53,7 @@ var logsFilterHelp = map[string]string{
 
 // registerConn adds the connection flags every logs command has.
 func (lf *logsFlags) registerConn(f *pflag.FlagSet) {
-	f.StringVar(&lf.server, "server", "http://127.0.0.1:9003", "accesslog query API base URL")
+	f.StringVar(&lf.server, "server", "http://"+contract.DefaultAccessLogHTTPAddr, "accesslog query API base URL")
 	f.StringVar(&lf.tokenFile, "token-file", "", "file holding the API bearer token (or set GATEHOUSE_LOGS_TOKEN; default: <data-dir>/accesslog-token when --server is on loopback)")
 	f.StringVar(&lf.dataDir, "data-dir", ".gatehouse", "data directory of a local gatehouse dev, where its token is read from")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/config"
@@ -41,8 +42,8 @@ func newRatelimitCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8081", "RLS v3 gRPC listen address")
-	f.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:6070", "admin HTTP listen address (/metrics, /healthz, /readyz)")
+	f.StringVar(&cfg.GRPCAddr, "grpc-addr", contract.DefaultRateLimitAddr, "RLS v3 gRPC listen address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", contract.DefaultRateLimitAdminAddr, "admin HTTP listen address (/metrics, /healthz, /readyz)")
 	f.StringVar(&cfg.ConfigDir, "config-dir", "", "envoyproxy/ratelimit YAML config directory (reloaded on change)")
 	f.StringVar(&cfg.SpecDir, "spec-dir", "", "EdgeRoute spec directory, compiled to domain gatehouse (reloaded on change)")
 	f.StringVar(&cfg.XDSServer, "xds-server", "", "control plane xDS address (host:port)")

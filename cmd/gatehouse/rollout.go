@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 )
 
@@ -69,8 +70,8 @@ func newRolloutCmd() *cobra.Command {
 			return nil
 		},
 	}
-	status.Flags().StringVar(&admin, "control-plane", "http://127.0.0.1:18001", "the control plane's admin URL (serves /debug/specs)")
-	status.Flags().StringVar(&admin, "controlplane-admin", "http://127.0.0.1:18001", "the old spelling of --control-plane")
+	status.Flags().StringVar(&admin, "control-plane", "http://"+contract.DefaultControlPlaneAdminAddr, "the control plane's admin URL (serves /debug/specs)")
+	status.Flags().StringVar(&admin, "controlplane-admin", "http://"+contract.DefaultControlPlaneAdminAddr, "the old spelling of --control-plane")
 	_ = status.Flags().MarkHidden("controlplane-admin")
 	outputFlag(status, &output)
 	status.Flags().BoolVar(&asJSON, "json", false, "print /debug/specs as JSON")

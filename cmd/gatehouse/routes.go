@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -26,7 +27,7 @@ type osbFlags struct {
 
 func (o *osbFlags) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.url, "broker-url", "http://127.0.0.1:8080", "the broker's OSB API")
+	f.StringVar(&o.url, "broker-url", "http://"+contract.DefaultBrokerAddr, "the broker's OSB API")
 	f.StringVar(&o.user, "username", "broker", "basic-auth user name")
 	f.StringVar(&o.passwordFile, "password-file", "", "file holding the broker password (default: <data-dir>/broker-password when --broker-url is on loopback)")
 	f.StringVar(&o.dataDir, "data-dir", ".gatehouse", "data directory of a local gatehouse dev, where its broker password is read from")

@@ -18,8 +18,8 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
-	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -56,15 +56,15 @@ func controlPlaneDouble(t *testing.T, path string) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = store.Watch(ctx, s, 5*time.Millisecond, func(_ int64, specs, deleted []store.StoredSpec) {
-			for _, sp := range specs {
-				docs, err := spec.Parse("broker:"+sp.Name, sp.JSON)
+		_ = source.NewFeed(s, source.Options{PollInterval: 5 * time.Millisecond}).Watch(ctx, func(rev source.Revision) {
+			for _, sp := range rev.Specs {
+				docs, err := spec.Parse(sp.Origin, sp.Data)
 				if err == nil {
 					err = spec.Validate(docs)
 				}
 				_ = s.ReportPublished(ctx, sp.Name, sp.Revision, err)
 			}
-			for _, d := range deleted {
+			for _, d := range rev.Deleted {
 				_ = s.ReportPublished(ctx, d.Name, d.Revision, nil)
 			}
 		})

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -43,7 +43,7 @@ func newSpecValidateCmd() *cobra.Command {
 			// them, single labels, localhost, IPs), as broker and control
 			// plane refuse them; overlaps need the other specs and a tenant.
 			for _, d := range docs {
-				problems = append(problems, specs.Problems(specs.CheckHostNames(d, "", nil))...)
+				problems = append(problems, specio.Problems(specio.CheckHostNames(d, "", nil))...)
 			}
 			if len(problems) > 0 {
 				for _, p := range problems {

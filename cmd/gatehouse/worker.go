@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -29,7 +30,7 @@ func newWorkerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Logger, cfg.Registry = log, telemetry.NewRegistry()
+			cfg.Log, cfg.Registry = log, telemetry.NewRegistry()
 			// Validate and compile with the control plane's own code and
 			// options (the same compile flags) before anything is stored.
 			if err := cflags.load(&copts); err != nil {
@@ -54,7 +55,7 @@ func newWorkerCmd() *cobra.Command {
 	f.StringVar(&rc.StoreURL, "store", "sqlite:.gatehouse/broker-store.db", "store: sqlite:PATH or dynamodb://TABLE")
 	f.StringVar(&rc.QueueURL, "queue", "sqlite:.gatehouse/broker-queue.db", "queue: sqlite:PATH or sqs://QUEUE-URL")
 	brokerAWSFlags(cmd, &rc.Backend)
-	f.StringVar(&rc.AdminAddr, "admin-addr", "127.0.0.1:8084", `admin HTTP listen address; "-" for none`)
+	f.StringVar(&rc.AdminAddr, "admin-addr", contract.DefaultWorkerAdminAddr, `admin HTTP listen address; "-" for none`)
 	f.IntVar(&cfg.Concurrency, "concurrency", 4, "tasks run at once")
 	f.IntVar(&cfg.MaxAttempts, "max-attempts", 5, "deliveries before a task is dead-lettered and its operation failed")
 	f.DurationVar(&cfg.PublishWait, "publish-wait", 30*time.Second, "how long one attempt waits for the control plane's report")

@@ -319,7 +319,7 @@ func CheckReferences(res Resources) error {
 				} else if name := hcm.GetRds().GetRouteConfigName(); routes[name] == nil {
 					return fmt.Errorf("listener %s: route table %q does not exist", l.GetName(), name)
 				}
-				for _, want := range []string{envoy.AuthzCluster, envoy.RateLimitCluster, envoy.AccessLogCluster} {
+				for _, want := range []string{contract.AuthzCluster, contract.RateLimitCluster, contract.AccessLogCluster} {
 					if clusters[want] == nil {
 						return fmt.Errorf("listener %s: its filters call cluster %q, which does not exist", l.GetName(), want)
 					}

@@ -3,12 +3,12 @@ package compile
 import (
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -27,19 +27,8 @@ func buildAll(b *testing.B, res *Result) {
 	}
 }
 
-// cpuTime is this process's user+system CPU time. Benchmarks report it
-// per op besides wall time: on a machine shared with other builds, wall
-// time measures the neighbours.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(testenv.CPUTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
 
 // The bench specs are benchspec's, but each carries a CEL `when` and a
@@ -191,7 +180,7 @@ func BenchmarkCompileFull(b *testing.B) {
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
-		defer reportCPU(b, cpuTime())
+		defer reportCPU(b, testenv.CPUTime())
 		for i := 0; i < b.N; i++ {
 			docs := docss[i]
 			c, err := New(Options{})
@@ -222,7 +211,7 @@ func benchCompileRevisions(b *testing.B, rev func(salt int) source.Revision) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	defer reportCPU(b, cpuTime())
+	defer reportCPU(b, testenv.CPUTime())
 	for i := 0; i < b.N; i++ {
 		c, err := New(Options{})
 		if err != nil {
@@ -248,7 +237,7 @@ func BenchmarkParse(b *testing.B) {
 		b.Run(form.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
-			defer reportCPU(b, cpuTime())
+			defer reportCPU(b, testenv.CPUTime())
 			for i := 0; i < b.N; i++ {
 				for _, src := range form.rev.Specs {
 					if _, err := spec.Parse(src.Origin, src.Data); err != nil {
@@ -271,7 +260,7 @@ func BenchmarkCompileOneChanged(b *testing.B) {
 	buildAll(b, c.Compile(revs[1]))
 	b.ReportAllocs()
 	b.ResetTimer()
-	defer reportCPU(b, cpuTime())
+	defer reportCPU(b, testenv.CPUTime())
 	for i := 0; i < b.N; i++ {
 		res := c.Compile(revs[i%2])
 		if len(res.Published()) != benchSpecs {

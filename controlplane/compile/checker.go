@@ -39,8 +39,8 @@ func (k *Checker) Check(d *spec.Document, tenant string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	res := k.c.Compile(source.Revision{ID: "check", Specs: []source.Spec{{Name: d.Name(), Origin: d.File, Data: body, Tenant: tenant}}})
-	for _, f := range res.Failed() {
-		return f.Err
+	if failed := res.Failed(); len(failed) > 0 {
+		return failed[0].Err // one spec: at most one failure
 	}
 	return nil
 }

@@ -10,7 +10,8 @@
 //
 // Compiling is incremental: a spec whose bytes did not change is not
 // parsed, compiled or validated again. A Compiler is used by one goroutine
-// at a time; a Result is immutable and safe to share. It must not import
+// at a time; a Result is logically immutable (it assembles each node
+// group lazily, once, under its own lock) and safe to share. It must not import
 // snapshot, xds or the sidecars.
 package compile
 
@@ -34,12 +35,12 @@ import (
 // DefaultHTTPAddress is where the Envoy HTTP listener binds unless
 // Options.HTTPAddress says otherwise. Not 8080: that is the broker's
 // default (127.0.0.1:8080), and both may run on one host.
-const DefaultHTTPAddress = "0.0.0.0:10080"
+const DefaultHTTPAddress = contract.DefaultEnvoyHTTPAddr
 
 // DefaultHTTPSAddress is where the Envoy HTTPS listener binds unless
 // Options.HTTPSAddress says otherwise. There is an HTTPS listener only
 // when a published spec names a certificate (spec.tls.certificate).
-const DefaultHTTPSAddress = "0.0.0.0:10443"
+const DefaultHTTPSAddress = contract.DefaultEnvoyHTTPSAddr
 
 // Options shape the compiled config of every node group.
 type Options struct {

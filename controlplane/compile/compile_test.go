@@ -17,7 +17,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
 
-// readRevision loads every *.yaml of dir as one revision.
+// readRevision loads the given spec files as one revision.
 func readRevision(t testing.TB, files ...string) source.Revision {
 	t.Helper()
 	var specs []source.Spec

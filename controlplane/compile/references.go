@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -129,8 +130,8 @@ func checkAuthzReferences(s *Spec, packed envoy.Packed) error {
 			return fmt.Errorf("route %s: Envoy checks it with ext_authz but the authz policy has no entry for it", id)
 		case ok && (rp.Mode == spec.ModePublic) != disabled:
 			return fmt.Errorf("route %s: authz mode %s but ext_authz disabled=%v", id, rp.Mode, disabled)
-		case !disabled && per.GetCheckSettings().GetContextExtensions()[envoy.ContextRoute] != id:
-			return fmt.Errorf("route %s: context extension %s is %q", id, envoy.ContextRoute, per.GetCheckSettings().GetContextExtensions()[envoy.ContextRoute])
+		case !disabled && per.GetCheckSettings().GetContextExtensions()[contract.ContextRoute] != id:
+			return fmt.Errorf("route %s: context extension %s is %q", id, contract.ContextRoute, per.GetCheckSettings().GetContextExtensions()[contract.ContextRoute])
 		}
 		claims := map[string]bool{}
 		for _, c := range rp.MetadataClaims {

@@ -5,13 +5,14 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // DefaultEnvoyAdmin is the fleet's Envoy admin address when
 // Options.EnvoyAdmin is empty: the bootstrap's default.
-const DefaultEnvoyAdmin = "127.0.0.1:9901"
+const DefaultEnvoyAdmin = contract.DefaultEnvoyAdminAddr
 
 // nodeServices are the addresses of the node's own services the compiler
 // knows: the sidecars, Envoy admin, Envoy's own listeners, and

@@ -8,6 +8,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // BootstrapOptions describe one fleet node.
@@ -64,12 +66,12 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: node id, node group and xDS server are required")
 	}
 	if o.AdminAddr == "" {
-		o.AdminAddr = "127.0.0.1:9901"
+		o.AdminAddr = contract.DefaultEnvoyAdminAddr
 	}
 	if o.TLS != nil && (o.TLS.CAFile == "" || o.TLS.CertFile == "" || o.TLS.KeyFile == "") {
 		return nil, fmt.Errorf("bootstrap: xDS TLS needs the CA, certificate and key files (--xds-ca-file, --xds-cert-file, --xds-key-file)")
 	}
-	xds, err := GRPCCluster(XDSCluster, o.XDSServer)
+	xds, err := GRPCCluster(contract.XDSCluster, o.XDSServer)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
@@ -104,7 +106,7 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType:                   apiType,
 				TransportApiVersion:       corev3.ApiVersion_V3,
-				GrpcServices:              []*corev3.GrpcService{grpcService(XDSCluster, 0)},
+				GrpcServices:              []*corev3.GrpcService{grpcService(contract.XDSCluster, 0)},
 				SetNodeOnFirstMessageOnly: true,
 			},
 			LdsConfig: ads(),

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -149,7 +150,7 @@ func GRPCCluster(name, hostport string) (*clusterv3.Cluster, error) {
 func SidecarClusters(s Sidecars) ([]*clusterv3.Cluster, error) {
 	var out []*clusterv3.Cluster
 	for _, c := range []struct{ name, addr string }{
-		{AuthzCluster, s.Authz}, {RateLimitCluster, s.RateLimit}, {AccessLogCluster, s.AccessLog},
+		{contract.AuthzCluster, s.Authz}, {contract.RateLimitCluster, s.RateLimit}, {contract.AccessLogCluster, s.AccessLog},
 	} {
 		cl, err := GRPCCluster(c.name, c.addr)
 		if err != nil {

@@ -20,15 +20,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
-// Names shared by the Envoy config, the bootstrap and the sidecars.
+// Names of the Envoy config and the bootstrap. The names the sidecars
+// share (cluster names, context extensions, the ext_authz metadata
+// namespace) live in package contract.
 const (
-	AuthzCluster     = "gatehouse_authz"
-	RateLimitCluster = "gatehouse_ratelimit"
-	AccessLogCluster = "gatehouse_accesslog"
-	XDSCluster       = "gatehouse_xds"
-
 	HTTPListener  = "gatehouse_http"
 	HTTPSListener = "gatehouse_https"
 	// RouteConfigName is the RDS name of the one route table per node group.
@@ -38,16 +37,8 @@ const (
 	RateLimitFilter = "envoy.filters.http.ratelimit"
 	RouterFilter    = "envoy.filters.http.router"
 	HCMFilter       = "envoy.filters.network.http_connection_manager"
-
-	// ExtAuthzNamespace is the dynamic-metadata namespace the authz sidecar
-	// writes (subject, provider, kind, apikey_id, rule, decision, claims).
-	ExtAuthzNamespace = "envoy.filters.http.ext_authz"
 	// AccessLogName is the log_name of the gRPC access log.
 	AccessLogName = "gatehouse"
-
-	// Context extension keys of every ext_authz check.
-	ContextRoute    = "gatehouse.route"
-	ContextRevision = "gatehouse.revision"
 )
 
 // Sidecars are where a node group's sidecars listen (host:port each).
@@ -56,7 +47,7 @@ type Sidecars struct {
 }
 
 // DefaultSidecars are the sidecars' default gRPC addresses next to Envoy.
-var DefaultSidecars = Sidecars{Authz: "127.0.0.1:9001", RateLimit: "127.0.0.1:8081", AccessLog: "127.0.0.1:9002"}
+var DefaultSidecars = Sidecars{Authz: contract.DefaultAuthzAddr, RateLimit: contract.DefaultRateLimitAddr, AccessLog: contract.DefaultAccessLogAddr}
 
 // ads is the config source for everything delivered over the ADS stream.
 func ads() *corev3.ConfigSource {

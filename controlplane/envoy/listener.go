@@ -174,10 +174,6 @@ func Secret(name string, certPEM, keyPEM []byte) *tlsv3.Secret {
 // HeaderMutationFilter is the first HTTP filter of the Gatehouse chain.
 const HeaderMutationFilter = "envoy.filters.http.header_mutation"
 
-// ReservedHeaderPrefix starts the request headers Gatehouse reserves:
-// whatever a client sends under it never reaches an upstream.
-const ReservedHeaderPrefix = "x-gatehouse-"
-
 // headerMutationFilter removes every x-gatehouse-* header from the
 // client's request; each route adds its spec's forwarded claim headers
 // (StripForwardedHeaders). It runs before ext_authz: route-level
@@ -187,7 +183,7 @@ func headerMutationFilter() *headermutationv3.HeaderMutation {
 	return &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
 		RequestMutations: []*mutationrulesv3.HeaderMutation{{
 			Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{
-				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: ReservedHeaderPrefix}, IgnoreCase: true},
+				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: contract.ReservedHeaderPrefix}, IgnoreCase: true},
 			}},
 		}},
 	}}
@@ -195,7 +191,7 @@ func headerMutationFilter() *headermutationv3.HeaderMutation {
 
 func extAuthzFilter() *extauthzv3.ExtAuthz {
 	return &extauthzv3.ExtAuthz{
-		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpcService(AuthzCluster, AuthzTimeout)},
+		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpcService(contract.AuthzCluster, AuthzTimeout)},
 		TransportApiVersion:    corev3.ApiVersion_V3,
 		FailureModeAllow:       false,
 		IncludePeerCertificate: true,
@@ -215,7 +211,7 @@ func rateLimitFilter(failureModeDeny bool) *ratelimitv3.RateLimit {
 		FailureModeDeny: failureModeDeny,
 		Timeout:         durationpb.New(RateLimitTimeout),
 		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
-			GrpcService:         grpcService(RateLimitCluster, RateLimitTimeout),
+			GrpcService:         grpcService(contract.RateLimitCluster, RateLimitTimeout),
 			TransportApiVersion: corev3.ApiVersion_V3,
 		},
 		EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
@@ -230,7 +226,7 @@ func AccessLogConfig(headers []string) *grpcalsv3.HttpGrpcAccessLogConfig {
 	return &grpcalsv3.HttpGrpcAccessLogConfig{
 		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
 			LogName:             AccessLogName,
-			GrpcService:         grpcService(AccessLogCluster, time.Second),
+			GrpcService:         grpcService(contract.AccessLogCluster, time.Second),
 			TransportApiVersion: corev3.ApiVersion_V3,
 			CustomTags:          []*tracingv3.CustomTag{ConfigVersionCustomTag()},
 		},
@@ -248,7 +244,7 @@ func RouteConfiguration(name, revision string, vhosts []*routev3.VirtualHost) *r
 		VirtualHosts: vhosts,
 		TypedPerFilterConfig: map[string]*anypb.Any{
 			ExtAuthzFilter: mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-				CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{ContextRevision: revision}},
+				CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{contract.ContextRevision: revision}},
 			}}),
 		},
 	}

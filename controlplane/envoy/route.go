@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -128,7 +129,7 @@ func ExtAuthzPerRoute(routeID, mode string) *extauthzv3.ExtAuthzPerRoute {
 		return &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}
 	}
 	return &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{ContextRoute: routeID}},
+		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{contract.ContextRoute: routeID}},
 	}}
 }
 
@@ -269,7 +270,7 @@ func authzMetadata(key string, path ...string) *routev3.RateLimit_Action {
 	}
 	return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{Metadata: &routev3.RateLimit_Action_MetaData{
 		DescriptorKey: key,
-		MetadataKey:   &metadatav3.MetadataKey{Key: ExtAuthzNamespace, Path: segs},
+		MetadataKey:   &metadatav3.MetadataKey{Key: contract.ExtAuthzNamespace, Path: segs},
 		Source:        routev3.RateLimit_Action_MetaData_DYNAMIC,
 	}}}
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/ratelimit"
@@ -169,7 +170,7 @@ func Explain(ctx context.Context, res *compile.Result, group string, req Request
 			return nil, fmt.Errorf("loading %s's policy into the authz engine: %w", spec.Name, err)
 		}
 		d := engine.Decide(ctx, authz.Request{
-			RouteID: out.Auth.ContextExtensions[envoy.ContextRoute], Method: req.Method, Path: path,
+			RouteID: out.Auth.ContextExtensions[contract.ContextRoute], Method: req.Method, Path: path,
 			Query: u.RawQuery, Host: out.Host, Headers: req.Headers, SourceIP: req.ClientIP,
 		})
 		dec = &d

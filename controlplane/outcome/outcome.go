@@ -5,7 +5,8 @@
 // so it has that port's mutual TLS: a report from a sidecar whose client
 // certificate names a node group may carry counts of that group only.
 // The message is a google.protobuf.Struct (no generated code); Encode and
-// Decode are its schema. It must not import compile, snapshot or rollout.
+// Decode are its schema. It must not import compile, snapshot or the
+// controlplane package (which serves it).
 package outcome
 
 import (

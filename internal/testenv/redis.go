@@ -1,5 +1,7 @@
-// Package testenv starts real servers for tests (redis-server today) on
-// free loopback ports and stops them when the test ends. It is imported by
+// Package testenv starts real servers for tests (redis-server, ClickHouse,
+// dynalite, goaws, s3rver, an ADS server) on free loopback ports and stops
+// them when the test ends, and holds the small helpers several packages'
+// tests share. It is imported by
 // tests only.
 package testenv
 

@@ -373,9 +373,6 @@ func LoadDirWith(dir string, o LoadOptions) ([]*Domain, error) {
 	return LoadFilesWith(o, files...)
 }
 
-// LoadFiles parses the named files and checks that no domain repeats.
-func LoadFiles(files ...string) ([]*Domain, error) { return LoadFilesWith(LoadOptions{}, files...) }
-
 // LoadFilesWith parses the named files and combines them as o says.
 func LoadFilesWith(o LoadOptions, files ...string) ([]*Domain, error) {
 	var errs ErrorList

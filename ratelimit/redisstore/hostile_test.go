@@ -78,10 +78,10 @@ func TestFullQueueAppliesLimitFailureMode(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 2)
 	go func() { _, err := svc.ShouldRateLimit(ctx, request); done <- err }() // the worker takes it and waits on Redis
-	waitFor(t, func() bool { return len(st.queue) == 0 })
+	testenv.WaitFor(t, "an empty queue", 5*time.Second, func() bool { return len(st.queue) == 0 })
 	time.Sleep(50 * time.Millisecond)
 	go func() { _, err := svc.ShouldRateLimit(ctx, request); done <- err }() // it waits in the queue
-	waitFor(t, func() bool { return len(st.queue) == 1 })
+	testenv.WaitFor(t, "one queued item", 5*time.Second, func() bool { return len(st.queue) == 1 })
 
 	out := make([]ratelimit.Result, 1)
 	lim := &ratelimit.Limit{Requests: 1, Window: time.Minute}
@@ -98,16 +98,5 @@ func TestFullQueueAppliesLimitFailureMode(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		<-done
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

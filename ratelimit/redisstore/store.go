@@ -492,11 +492,6 @@ func (s *Store) run(batch []*job, keys int) {
 	s.o.Metrics.ObserveBatch("redis", keys)
 }
 
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
-}
-
 // exec runs the calls in one round trip per node: EVALSHA, and on NOSCRIPT
 // (a restarted or new server) load the script and retry once.
 func (s *Store) exec(ctx context.Context, calls []*call) error {

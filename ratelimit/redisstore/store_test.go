@@ -647,3 +647,9 @@ func TestQueueBounded(t *testing.T) {
 		t.Fatalf("queue full %d, deadline %d: want both", full, deadline)
 	}
 }
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}

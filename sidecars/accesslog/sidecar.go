@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -30,12 +31,6 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/sidecar"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-)
-
-// Default addresses (DESIGN.md).
-const (
-	DefaultGRPCAddr = "127.0.0.1:9002"
-	DefaultHTTPAddr = "127.0.0.1:9003"
 )
 
 // Config configures Run. Listeners, when set, take precedence over the
@@ -199,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	go func() { ingDone <- ing.Run(ingCtx) }()
 
 	err = sidecar.Run(ctx, sidecar.Config{
-		Name: "accesslog", GRPCAddr: cmp.Or(cfg.GRPCAddr, DefaultGRPCAddr), AdminAddr: cmp.Or(cfg.HTTPAddr, DefaultHTTPAddr),
+		Name: "accesslog", GRPCAddr: cmp.Or(cfg.GRPCAddr, contract.DefaultAccessLogAddr), AdminAddr: cmp.Or(cfg.HTTPAddr, contract.DefaultAccessLogHTTPAddr),
 		GRPCListener: cfg.GRPCListener, AdminListener: cfg.HTTPListener,
 		TLS: cfg.TLS, AdminTLS: &cfg.HTTPTLS, AdminFlag: "--http-addr", AdminWhat: "accesslog query API", XDSTLS: cfg.XDSTLS,
 		// The ALS codec hands the stream handler raw messages; entries are

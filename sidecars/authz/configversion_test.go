@@ -3,6 +3,8 @@ package authzsidecar
 import (
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // TestCheckCopiesConfigVersion: the gatehouse.revision context extension
@@ -23,16 +25,16 @@ func TestCheckCopiesConfigVersion(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := checkRequest("petstore/read", tc.headers, "")
-			delete(req.Attributes.ContextExtensions, RevisionExtension)
+			delete(req.Attributes.ContextExtensions, contract.ContextRevision)
 			if tc.rev != "" {
-				req.Attributes.ContextExtensions[RevisionExtension] = tc.rev
+				req.Attributes.ContextExtensions[contract.ContextRevision] = tc.rev
 			}
 			resp, err := c.Check(ctxT(t), req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			f := resp.GetDynamicMetadata().GetFields()
-			got, ok := f[ConfigVersionKey]
+			got, ok := f[contract.ConfigVersionKey]
 			if tc.want == "" {
 				if ok {
 					t.Fatalf("config_version = %v, want none", got)

@@ -2,12 +2,12 @@
 // (envoy.service.auth.v3.Authorization/Check) over the authz Engine, fed
 // with policies from a spec directory (authz.Compile) or from the control
 // plane over xDS (TypedExtensionConfig resources named
-// resource.AuthzPrefix+<spec>, via internal/xdsclient), with the admin
+// contract.AuthzPrefix+<spec>, via internal/xdsclient), with the admin
 // HTTP server and gRPC health of internal/telemetry.
 //
 // It is thin: it maps CheckRequest to authz.Request and authz.Decision to
 // CheckResponse, and wires config, listeners and metrics. Decisions live in
 // package authz, credentials in package authn. It must not import the
-// control plane beyond its resource contract and xDS client, nor other
-// sidecars.
+// control plane (the wire contract is package contract, the xDS client
+// internal/xdsclient), nor other sidecars.
 package authzsidecar

@@ -80,10 +80,10 @@ type Config struct {
 // Run serves ext_authz until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.GRPCAddr == "" {
-		cfg.GRPCAddr = "127.0.0.1:9001"
+		cfg.GRPCAddr = contract.DefaultAuthzAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = "127.0.0.1:9091"
+		cfg.AdminAddr = contract.DefaultAuthzAdminAddr
 	}
 	switch {
 	case cfg.SpecDir != "" && cfg.XDSServer != "":

@@ -12,29 +12,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
-
-// RouteExtension is the context extension naming the route (ROUTE_SPEC.md).
-const RouteExtension = "gatehouse.route"
-
-// RevisionExtension is the context extension carrying the config version
-// (the node group's xDS version) that the control plane compiled into the
-// ext_authz filter. Check copies it into the dynamic metadata as
-// ConfigVersionKey, so every ALS entry names the version that served it.
-const RevisionExtension = "gatehouse.revision"
-
-// ConfigVersionKey is the dynamic-metadata field carrying the config
-// version (ROUTE_SPEC.md, ARCHITECTURE.md).
-const ConfigVersionKey = "config_version"
 
 // maxConfigVersion bounds the copied version: it names a hash, never more.
 const maxConfigVersion = 128
-
-// MetadataNamespace is where Envoy files the dynamic metadata we return.
-const MetadataNamespace = "envoy.filters.http.ext_authz"
-
-// ReasonHeader carries the reason of every denial.
-const ReasonHeader = "x-gatehouse-reason"
 
 // Decider is what the server needs of the engine.
 type Decider interface {
@@ -55,8 +37,8 @@ func NewServer(d Decider) *Server { return &Server{d: d} }
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	d := s.d.Decide(ctx, RequestFrom(req))
 	resp := Response(&d)
-	if v := configVersion(req.GetAttributes().GetContextExtensions()[RevisionExtension]); v != "" {
-		resp.DynamicMetadata.Fields[ConfigVersionKey] = structpb.NewStringValue(v)
+	if v := configVersion(req.GetAttributes().GetContextExtensions()[contract.ContextRevision]); v != "" {
+		resp.DynamicMetadata.Fields[contract.ConfigVersionKey] = structpb.NewStringValue(v)
 	}
 	return resp, nil
 }
@@ -98,7 +80,7 @@ func RequestFrom(req *authv3.CheckRequest) authz.Request {
 		id = rid
 	}
 	return authz.Request{
-		RouteID:   attrs.GetContextExtensions()[RouteExtension],
+		RouteID:   attrs.GetContextExtensions()[contract.ContextRoute],
 		Method:    h.GetMethod(),
 		Path:      path,
 		Query:     query,
@@ -130,7 +112,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		grpcCode, httpCode = code.Code_UNAUTHENTICATED, typev3.StatusCode_Unauthorized
 	}
 	headers := []*corev3.HeaderValueOption{
-		header(ReasonHeader, headerSafe(d.ReasonCode+": "+d.Reason)),
+		header(contract.ReasonHeader, headerSafe(d.ReasonCode+": "+d.Reason)),
 		header("content-type", "application/json"),
 	}
 	if d.WWWAuthenticate != "" {

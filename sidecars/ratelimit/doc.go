@@ -3,12 +3,13 @@
 // ratelimit.Service, with its config sources — an envoyproxy/ratelimit
 // YAML directory and an EdgeRoute spec directory (both reloaded when they
 // change), and the control plane over xDS (RateLimitConfig resources, and
-// TypedExtensionConfig resources named resource.RateLimitPrefix+<spec>
+// TypedExtensionConfig resources named contract.RateLimitPrefix+<spec>
 // carrying ratelimit.SpecRules, authoritative for domain "gatehouse") —
 // the memory or Redis backend, and the admin HTTP server and gRPC health
 // of internal/telemetry.
 //
 // It is thin: decisions live in package ratelimit, Redis in
-// ratelimit/redisstore. It must not import the control plane beyond its
-// resource contract and xDS client, nor other sidecars.
+// ratelimit/redisstore. It must not import the control plane (the wire
+// contract is package contract, the xDS client internal/xdsclient), nor
+// other sidecars.
 package ratelimitsidecar

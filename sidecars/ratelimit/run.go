@@ -287,10 +287,10 @@ const streamWorkers = 256
 // Run serves RLS v3 until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.GRPCAddr == "" {
-		cfg.GRPCAddr = "127.0.0.1:8081"
+		cfg.GRPCAddr = contract.DefaultRateLimitAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = "127.0.0.1:6070"
+		cfg.AdminAddr = contract.DefaultRateLimitAdminAddr
 	}
 	sc := sidecar.Config{Name: "ratelimit", GRPCAddr: cfg.GRPCAddr, AdminAddr: cfg.AdminAddr, TLS: cfg.TLS, XDSTLS: cfg.XDSTLS}
 	if err := sc.Check(); err != nil {

@@ -43,6 +43,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
@@ -391,7 +392,7 @@ func envoyRequest(tok string, u int) *authv3.CheckRequest {
 				"x-request-id": fmt.Sprintf("%08x-bench", u), "x-forwarded-for": ip, "x-forwarded-proto": "https",
 			},
 		}},
-		ContextExtensions: map[string]string{"gatehouse.route": "bench/api", "gatehouse.revision": "r1"},
+		ContextExtensions: map[string]string{contract.ContextRoute: "bench/api", contract.ContextRevision: "r1"},
 	}}
 }
 

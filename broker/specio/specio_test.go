@@ -1,10 +1,10 @@
-package specs_test
+package specio_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/gatehouse-edge/gatehouse/broker/specs"
+	"github.com/gatehouse-edge/gatehouse/broker/specio"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 )
 
@@ -23,7 +23,7 @@ func bound(id string, c byte, kind store.OpKind, state store.OpState) store.Bind
 }
 
 func TestMergeAddsActiveKeysOnly(t *testing.T) {
-	out, err := specs.Merge("pets", []byte(base), []store.Binding{
+	out, err := (specio.Reader{}).Merge("pets", []byte(base), []store.Binding{
 		bound("b2", 'b', store.OpBind, store.StateSucceeded),
 		bound("b1", 'a', store.OpBind, store.StateInProgress),
 		bound("gone", 'c', store.OpUnbind, store.StateInProgress),
@@ -50,19 +50,19 @@ func TestMergeAddsActiveKeysOnly(t *testing.T) {
 
 func TestMergeRejectsClashes(t *testing.T) {
 	clash := bound("declared", 'e', store.OpBind, store.StateSucceeded)
-	if _, err := specs.Merge("pets", []byte(base), []store.Binding{clash}); err == nil || !strings.Contains(err.Error(), `duplicate key id "declared"`) {
+	if _, err := (specio.Reader{}).Merge("pets", []byte(base), []store.Binding{clash}); err == nil || !strings.Contains(err.Error(), `duplicate key id "declared"`) {
 		t.Fatalf("a binding key id equal to a declared one: err = %v", err)
 	}
 	other := bound("x", 'e', store.OpBind, store.StateSucceeded)
 	other.Provider = "nope"
-	if _, err := specs.Merge("pets", []byte(base), []store.Binding{other}); err == nil || !strings.Contains(err.Error(), `no apiKeys provider "nope"`) {
+	if _, err := (specio.Reader{}).Merge("pets", []byte(base), []store.Binding{other}); err == nil || !strings.Contains(err.Error(), `no apiKeys provider "nope"`) {
 		t.Fatalf("a binding for an unknown provider: err = %v", err)
 	}
 }
 
 func TestParseReportsEveryProblem(t *testing.T) {
-	_, err := specs.Parse("parameters", []byte(`{"apiVersion":"gatehouse/v1","kind":"EdgeRoute","metadata":{"name":"X"},"spec":{"hosts":[],"upstreams":[],"routes":[]}}`))
-	l := specs.Problems(err)
+	_, err := (specio.Reader{}).Parse("parameters", []byte(`{"apiVersion":"gatehouse/v1","kind":"EdgeRoute","metadata":{"name":"X"},"spec":{"hosts":[],"upstreams":[],"routes":[]}}`))
+	l := specio.Problems(err)
 	if len(l) < 2 {
 		t.Fatalf("problems = %v", err)
 	}
@@ -78,7 +78,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 }
 
 func TestHashDistinguishesBoundaries(t *testing.T) {
-	if specs.Hash([]byte("ab"), []byte("c")) == specs.Hash([]byte("a"), []byte("bc")) {
+	if specio.Hash([]byte("ab"), []byte("c")) == specio.Hash([]byte("a"), []byte("bc")) {
 		t.Fatal("Hash is ambiguous across part boundaries")
 	}
 }

@@ -1,9 +1,9 @@
-// Package specs is how the broker reads EdgeRoutes: parse and validate
+// Package specio is how the broker reads EdgeRoutes: parse and validate
 // OSB parameters with the spec package (the same code the control plane
 // runs), check hosts against the other stored specs, and merge binding API
 // keys into their apiKeys provider. It must not import the api, queue or
 // worker packages, nor the control plane.
-package specs
+package specio
 
 import (
 	"crypto/sha256"
@@ -19,16 +19,8 @@ import (
 
 // Reader parses and merges specs under a validation policy (the
 // operator's --upstream-allow and the broker's own addresses); the zero
-// Reader applies the production rules, as Parse and Merge do.
+// Reader applies the production rules.
 type Reader struct{ Policy spec.Policy }
-
-// Parse is Reader{}.Parse.
-func Parse(origin string, data []byte) (*spec.Document, error) { return Reader{}.Parse(origin, data) }
-
-// Merge is Reader{}.Merge.
-func Merge(name string, base []byte, bindings []store.Binding) ([]byte, error) {
-	return Reader{}.Merge(name, base, bindings)
-}
 
 // Parse parses data as exactly one EdgeRoute and validates it on its own.
 // Problems come back as a spec.ErrorList with field paths; origin names

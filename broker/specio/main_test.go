@@ -1,4 +1,4 @@
-package specs_test
+package specio_test
 
 import (
 	"testing"

@@ -1,0 +1,93 @@
+package archtest
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// contractNames are values package contract defines: a cross-process name
+// spelled out anywhere else is a copy that can drift from it. (Names that
+// also mean something else, such as "config_version", a log column too,
+// or Envoy's own filter names, are left out.)
+var contractNames = []string{
+	"gatehouse.route", "gatehouse.revision",
+	"x-gatehouse-", "x-gatehouse-reason",
+	"gatehouse_authz", "gatehouse_ratelimit", "gatehouse_accesslog", "gatehouse_xds",
+	"127.0.0.1:8080", "127.0.0.1:8083", "127.0.0.1:8084", "127.0.0.1:18000", "127.0.0.1:18001",
+	"127.0.0.1:9001", "127.0.0.1:9091", "127.0.0.1:8081", "127.0.0.1:6070", "127.0.0.1:9002",
+	"127.0.0.1:9003", "127.0.0.1:9901", "0.0.0.0:10080", "0.0.0.0:10443",
+}
+
+// contractCopies are the copies still allowed, as "dir: value": code whose
+// owners are changing it (the dev front door mirrors Envoy; the ratelimit
+// benchmark driver). Remove a line once its copy refers to contract.
+var contractCopies = map[string]bool{
+	"frontdoor: x-gatehouse-reason":                     true,
+	"sidecars/ratelimit/ratelimitbench: 127.0.0.1:8081": true,
+}
+
+// TestContractNamesDefinedOnce fails when a non-test file outside
+// contract/ spells out one of contract's names as a string literal.
+func TestContractNamesDefinedOnce(t *testing.T) {
+	root, _ := moduleRoot(t)
+	want := map[string]bool{}
+	for _, n := range contractNames {
+		want[n] = true
+	}
+	var found []string
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(p))
+		dir := filepath.ToSlash(rel)
+		if dir == "contract" || dir == "internal/archtest" {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.BasicLit)
+			if !ok || lit.Kind != token.STRING {
+				return true
+			}
+			v, err := strconv.Unquote(lit.Value)
+			if err == nil && want[v] && !contractCopies[dir+": "+v] {
+				found = append(found, fset.Position(lit.Pos()).String()+": "+strconv.Quote(v)+" is contract's; refer to the contract constant")
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(found)
+	for _, f := range found {
+		rel, err := filepath.Rel(root, strings.SplitN(f, ":", 2)[0])
+		if err == nil {
+			f = rel + ":" + strings.SplitN(f, ":", 2)[1]
+		}
+		t.Error(f)
+	}
+}

@@ -1,0 +1,7 @@
+// Package archtest holds no code: its test enforces the import rules the
+// package docs write down ("must not import ...", "imports no Gatehouse
+// package"), plus the layering rule that the libraries (authn, authz,
+// ratelimit, accesslog, spec and their subpackages) import no role package
+// (broker, controlplane, sidecars, dev, cmd, frontdoor). A rule added to a
+// package doc belongs in the test's table too. It imports nothing.
+package archtest
