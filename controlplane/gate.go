@@ -84,9 +84,83 @@ type RouteComparison struct {
 // loop goroutine.
 type gateWindow struct {
 	candidate string
-	// counts by key since the soak started; keys of other versions are
-	// not kept.
+	// counts by key since the soak started: the canary's on the
+	// candidate or the last good version, the other groups' on the last
+	// good version; keys of other versions are not kept.
 	counts map[accesslog.OutcomeKey]*accesslog.OutcomeCounts
+	// before is the canary's traffic on the last good version gathered
+	// before the soak (between soaks, or in a soak a newer candidate
+	// replaced): a baseline only, never the candidate's traffic, even
+	// where the candidate serves a route at the same version (an
+	// unchanged spec of a scoped route group).
+	before map[accesslog.OutcomeKey]*accesslog.OutcomeCounts
+	// served caches compile.Result.ServedVersion by result, group and
+	// spec.
+	served map[servedKey]string
+}
+
+type servedKey struct {
+	res         *compile.Result
+	group, spec string
+}
+
+// servedVersion is the version a request of group on route carries when
+// res serves it (compile.Result.ServedVersion: the group version in the
+// one route table, the spec's route version in a scoped route group);
+// "" when res is nil or does not serve the route's spec to the group.
+func (w *gateWindow) servedVersion(res *compile.Result, group, route string) string {
+	if res == nil {
+		return ""
+	}
+	spec, _, _ := strings.Cut(route, "/")
+	k := servedKey{res: res, group: group, spec: spec}
+	if v, ok := w.served[k]; ok {
+		return v
+	}
+	v := res.ServedVersion(group, route)
+	if w.served == nil || len(w.served) >= maxGateKeys {
+		w.served = map[servedKey]string{}
+	}
+	w.served[k] = v
+	return v
+}
+
+// gateVersions says which keys of the window count and as what: a key
+// is the canary's candidate traffic when it carries the version the
+// candidate serves the canary on its route, and last good traffic (the
+// fleet's, or the canary's previous) when it carries the version the
+// last good result serves its group on its route. Both come from
+// compile.Result.ServedVersion, so a scoped route group (whose requests
+// carry their spec's route version, not the group version) is judged
+// and counted like a group with one route table.
+type gateVersions struct {
+	canary    string
+	candidate func(route string) string
+	good      func(group, route string) string
+}
+
+func (v gateVersions) isCandidate(k accesslog.OutcomeKey) bool {
+	if k.NodeGroup != v.canary {
+		return false
+	}
+	c := v.candidate(k.Route)
+	return c != "" && k.Version == c
+}
+
+func (v gateVersions) isGood(k accesslog.OutcomeKey) bool {
+	g := v.good(k.NodeGroup, k.Route)
+	return g != "" && k.Version == g
+}
+
+// versions are the gate's versions for the canary group: cand is the
+// result the canary is served (nil between soaks), good the last good.
+func (cp *ControlPlane) versions(canary string, cand, good *compile.Result) gateVersions {
+	w := &cp.window
+	return gateVersions{
+		canary:    canary,
+		candidate: func(route string) string { return w.servedVersion(cand, canary, route) },
+		good:      func(group, route string) string { return w.servedVersion(good, group, route) },
+	}
 }
 
 // maxGateKeys bounds the window (reports carry at most
@@ -106,15 +180,22 @@ func (cp *ControlPlane) onOutcome(r outcome.Report) {
 // startWindow begins the gate's window for a new candidate, keeping the
 // canary's counts on the last good version gathered before it.
 func (cp *ControlPlane) startWindow(candidate string) {
-	counts := map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
+	before := map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
 	if good := cp.pub.Good(); good != nil {
-		for k, c := range cp.window.counts {
-			if k.NodeGroup == cp.cfg.CanaryGroup && k.Version == good.GroupVersion(k.NodeGroup) {
-				counts[k] = c
+		vs := cp.versions(cp.cfg.CanaryGroup, nil, good)
+		for _, m := range []map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{cp.window.before, cp.window.counts} {
+			for k, c := range m {
+				if k.NodeGroup != cp.cfg.CanaryGroup || !vs.isGood(k) || (before[k] == nil && len(before) >= maxGateKeys) {
+					continue
+				}
+				if before[k] == nil {
+					before[k] = &accesslog.OutcomeCounts{}
+				}
+				before[k].Add(*c)
 			}
 		}
 	}
-	cp.window = gateWindow{candidate: candidate, counts: counts}
+	cp.window = gateWindow{candidate: candidate, counts: map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}, before: before}
 }
 
 // outcomeReported adds a report to the window and rolls the canary back
@@ -134,25 +215,22 @@ func (cp *ControlPlane) outcomeReported(ctx context.Context, r outcome.Report) b
 		// Between soaks: keep the canary's traffic on the good version,
 		// the baseline of the next soak where the fleet has none.
 		if good != nil {
-			if cp.window.counts == nil {
-				cp.window.counts = map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
+			if cp.window.before == nil {
+				cp.window.before = map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
 			}
-			cp.window.add(r.Counts, func(k accesslog.OutcomeKey) bool {
-				return k.NodeGroup == cp.cfg.CanaryGroup && k.Version == good.GroupVersion(k.NodeGroup)
+			vs := cp.versions(cp.cfg.CanaryGroup, nil, good)
+			addCounts(cp.window.before, r.Counts, func(k accesslog.OutcomeKey) bool {
+				return k.NodeGroup == cp.cfg.CanaryGroup && vs.isGood(k)
 			})
 		}
 		return false
 	}
-	relevant := func(k accesslog.OutcomeKey) bool {
-		if k.NodeGroup == st.CanaryGroup && k.Version == st.CandidateVersion {
-			return true
-		}
-		return good != nil && k.Version == good.GroupVersion(k.NodeGroup)
-	}
+	vs := cp.versions(st.CanaryGroup, cp.pub.Served(st.CanaryGroup), good)
+	relevant := func(k accesslog.OutcomeKey) bool { return vs.isCandidate(k) || vs.isGood(k) }
 	if full := cp.window.add(r.Counts, relevant); full > 0 {
 		cp.metrics.outcomesIgnored.Add(float64(full))
 	}
-	cmp := cp.compare(st.CanaryGroup, st.CandidateVersion, good)
+	cmp := cp.compare(st.CanaryGroup, good)
 	var breach *RouteComparison
 	for i := range cmp {
 		if cmp[i].Verdict == VerdictBreach {
@@ -174,18 +252,27 @@ func (cp *ControlPlane) outcomeReported(ctx context.Context, r outcome.Report) b
 // add counts the relevant keys of a report; it returns how many were
 // left out because the window is full.
 func (w *gateWindow) add(counts []accesslog.Outcome, relevant func(accesslog.OutcomeKey) bool) (full int) {
+	if w.counts == nil {
+		w.counts = map[accesslog.OutcomeKey]*accesslog.OutcomeCounts{}
+	}
+	return addCounts(w.counts, counts, relevant)
+}
+
+// addCounts adds the relevant keys of counts to m, which holds at most
+// maxGateKeys keys; it returns how many were left out.
+func addCounts(m map[accesslog.OutcomeKey]*accesslog.OutcomeCounts, counts []accesslog.Outcome, relevant func(accesslog.OutcomeKey) bool) (full int) {
 	for _, c := range counts {
 		if !relevant(c.OutcomeKey) {
 			continue
 		}
-		cur := w.counts[c.OutcomeKey]
+		cur := m[c.OutcomeKey]
 		if cur == nil {
-			if len(w.counts) >= maxGateKeys {
+			if len(m) >= maxGateKeys {
 				full++
 				continue
 			}
 			cur = &accesslog.OutcomeCounts{}
-			w.counts[c.OutcomeKey] = cur
+			m[c.OutcomeKey] = cur
 		}
 		cur.Add(c.OutcomeCounts)
 	}
@@ -194,23 +281,22 @@ func (w *gateWindow) add(counts []accesslog.Outcome, relevant func(accesslog.Out
 
 // compare judges every route the canary served on the candidate, and
 // every route of the candidate's changed specs, against its baseline.
-func (cp *ControlPlane) compare(canary, candidate string, good *compile.Result) []RouteComparison {
-	canaryPrev := ""
-	if good != nil {
-		canaryPrev = good.GroupVersion(canary)
-	}
+func (cp *ControlPlane) compare(canary string, good *compile.Result) []RouteComparison {
 	var changed []string
 	for _, s := range cp.changedSpecs() {
 		changed = append(changed, s.spec)
 	}
-	return compareWindow(cp.window.counts, cp.cfg.Gate, canary, candidate, canaryPrev, changed)
+	vs := cp.versions(canary, cp.pub.Served(canary), good)
+	return compareWindow(cp.window.counts, cp.window.before, cp.cfg.Gate, vs, changed)
 }
 
 // compareWindow is the gate's judgement, a pure function of the window:
-// per route, the canary on the candidate against the fleet (or the canary
-// on canaryPrev); changed are the names of the specs the candidate
-// changed (a changed spec without traffic is reported as "<spec>/*").
-func compareWindow(counts map[accesslog.OutcomeKey]*accesslog.OutcomeCounts, g Gate, canary, candidate, canaryPrev string, changed []string) []RouteComparison {
+// per route, the canary on the candidate against the fleet on the last
+// good version (or the canary on the last good version: in the soak, or
+// before it, from before), as vs tells the versions apart; changed are
+// the names of the specs the candidate changed (a changed spec without
+// traffic is reported as "<spec>/*").
+func compareWindow(counts, before map[accesslog.OutcomeKey]*accesslog.OutcomeCounts, g Gate, vs gateVersions, changed []string) []RouteComparison {
 	type acc struct {
 		canary, fleet, prev accesslog.OutcomeCounts
 	}
@@ -225,12 +311,18 @@ func compareWindow(counts map[accesslog.OutcomeKey]*accesslog.OutcomeCounts, g G
 	}
 	for k, c := range counts {
 		switch {
-		case k.NodeGroup == canary && k.Version == candidate:
+		case vs.isCandidate(k):
 			get(k.Route).canary.Add(*c)
-		case k.NodeGroup == canary && k.Version == canaryPrev:
+		case !vs.isGood(k):
+		case k.NodeGroup == vs.canary:
 			get(k.Route).prev.Add(*c)
-		case k.NodeGroup != canary:
+		default:
 			get(k.Route).fleet.Add(*c)
+		}
+	}
+	for k, c := range before {
+		if k.NodeGroup == vs.canary && vs.isGood(k) {
+			get(k.Route).prev.Add(*c)
 		}
 	}
 	inChanged := func(route string) bool {

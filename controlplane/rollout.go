@@ -154,7 +154,7 @@ func (cp *ControlPlane) promote(ctx context.Context) {
 	var cmp []RouteComparison
 	verdict, note := "", ""
 	if !cp.cfg.Gate.Disabled && cp.window.candidate == st.CandidateVersion {
-		cmp = cp.compare(st.CanaryGroup, st.CandidateVersion, cp.pub.Good())
+		cmp = cp.compare(st.CanaryGroup, cp.pub.Good())
 		for i := range cmp {
 			if cmp[i].Verdict == VerdictBreach {
 				cp.gateRollback(ctx, st.CanaryGroup, st.CandidateVersion, &cmp[i], cmp)

@@ -10,14 +10,12 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
-	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/frontdoor"
 )
 
@@ -143,21 +141,6 @@ func TestScopedGroupDeltaSendsOneSpecsRoutes(t *testing.T) {
 			t.Fatalf("unexpected %s delta after the change: %v removed %v", r.GetTypeUrl(), n, r.GetRemovedResources())
 		}
 	case <-time.After(500 * time.Millisecond):
-	}
-}
-
-// TestCanaryGroupCannotBeScoped: the health gate counts a canary's
-// requests by the group version, which scoped route tables do not carry;
-// naming the canary group a scoped route group is refused at start.
-func TestCanaryGroupCannotBeScoped(t *testing.T) {
-	src, err := source.NewDir(t.TempDir(), source.Options{PollInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = controlplane.New(context.Background(), controlplane.Config{Source: src, Registry: prometheus.NewRegistry(), CanaryGroup: "canary",
-		Compile: compile.Options{ScopedRouteGroups: []string{"edge", "canary"}}})
-	if err == nil || !strings.Contains(err.Error(), `canary group "canary" is also a scoped route group`) {
-		t.Fatalf("err = %v", err)
 	}
 }
 

@@ -81,6 +81,9 @@ type Config struct {
 	// UpstreamAllow are upstream addresses specs may use besides the demo
 	// echo server (tests: a closed port).
 	UpstreamAllow []string
+	// ScopedRouteGroups are the control plane's scoped route groups
+	// (--scoped-route-groups; tests: NodeGroup, also as the canary).
+	ScopedRouteGroups []string
 
 	Out io.Writer
 	Log *slog.Logger
@@ -189,6 +192,8 @@ func Run(ctx context.Context, c Config) error {
 		UpstreamAllow: allow,
 		NodeServices:  c.nodeServices(),
 		Log:           c.Log,
+
+		ScopedRouteGroups: c.ScopedRouteGroups,
 	}
 	specPolicy := spec.Policy{Upstreams: spec.UpstreamPolicy{Allow: allow, Reserved: compile.NodeServices(compileOpts)}}
 	cpListeners, err := controlplane.Listen(c.XDSAddr, c.ControlPlaneAdminAddr)

@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
+	"github.com/gatehouse-edge/gatehouse/controlplane"
+)
+
+// cpCounter reads one counter of the control plane (0 when absent).
+func cpCounter(t *testing.T, ctx context.Context, admin, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", l, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestGateScopedCanaryThroughFrontDoor: `gatehouse dev` whose node group
+// is both the canary and a scoped route group (one route table per spec;
+// requests carry their spec's route version, not the group version),
+// soak 5s, bounded load through the front door. A benign change to
+// petstore, with traffic, while status-page (unchanged, so on the same
+// route version in the candidate; its DNS upstream never answers, on
+// both versions alike) has traffic too, is promoted healthy, status-page
+// judged against the canary's own traffic before the soak. Then
+// petstore's upstream at a closed port makes the canary answer 5xx; the
+// gate rolls it back, the operation failing with the route named.
+func TestGateScopedCanaryThroughFrontDoor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	closed := closedPort(t)
+	cfg, out := devConfig(t)
+	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 5*time.Second
+	cfg.ScopedRouteGroups = []string{cfg.NodeGroup}
+	cfg.Gate = controlplane.Gate{MinRequests: 10}
+	cfg.UpstreamAllow = []string{closed}
+	ep, _ := runDevAsync(t, ctx, cfg, out)
+	var alice bannerCurl
+	for _, c := range bannerCurls(t, out.String()) {
+		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
+			alice = c
+		}
+	}
+	if alice.line == "" {
+		t.Fatalf("no GET curl line with $ALICE in the banner:\n%s", out.String())
+	}
+	status := func() int {
+		req, _ := http.NewRequestWithContext(ctx, "GET", ep.FrontDoor+"/", nil)
+		req.Host = "status.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	load := func(n int, req func() int) map[int]int {
+		got := map[int]int{}
+		for i := 0; i < n; i++ {
+			got[req()]++
+		}
+		return got
+	}
+	const reports = "gatehouse_controlplane_outcome_reports_total"
+	// reported waits until the accesslog sidecar has reported since
+	// from and then nothing for 1.5s (it reports every second while it
+	// has counts): everything sent before is counted.
+	reported := func(from float64) {
+		t.Helper()
+		last, since := from, time.Now()
+		waitUntil(t, 20*time.Second, "the outcome reports of the load", func() bool {
+			if n := cpCounter(t, ctx, ep.ControlPlaneAdmin, reports); n != last {
+				last, since = n, time.Now()
+			}
+			return last > from && time.Since(since) > 1500*time.Millisecond
+		})
+	}
+	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
+	update := func(name, from, to string) *osbclient.Response {
+		t.Helper()
+		inst, err := osb.Instance(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := strings.Replace(string(inst.Parameters), from, to, 1)
+		if changed == string(inst.Parameters) {
+			t.Fatalf("%s: no %q to change", name, from)
+		}
+		upd, err := osb.Update(ctx, name, json.RawMessage(changed))
+		if err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+		waitUntil(t, 20*time.Second, "the canary soaking "+name, func() bool {
+			return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
+		})
+		return upd
+	}
+	lastOp := func(upd *osbclient.Response, name string) *osbclient.Response {
+		t.Helper()
+		return waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+			return osb.LastOperation(ctx, name, upd.Operation)
+		})
+	}
+
+	// Before: the canary's traffic on the last good version.
+	from := cpCounter(t, ctx, ep.ControlPlaneAdmin, reports)
+	if s := load(15, func() int { return alice.run(t, ctx) }); s[200] != 15 {
+		t.Fatalf("petstore before the change: statuses %v", s)
+	}
+	before := load(15, status)
+	if before[200] == 15 {
+		t.Fatalf("status-page answered %v; the test needs its upstream down on both versions", before)
+	}
+	reported(from)
+
+	// Benign change to petstore; status-page unchanged, same traffic.
+	upd := update("petstore", `"headers":["user-agent","x-request-id"]`, `"headers":["user-agent","x-request-id","x-trace"]`)
+	if s := load(15, func() int { return alice.run(t, ctx) }); s[200] != 15 {
+		t.Fatalf("benign change: petstore statuses %v", s)
+	}
+	load(15, status)
+	if final := lastOp(upd, "petstore"); final.State != "succeeded" {
+		t.Fatalf("benign update of petstore ended %s: %s", final.State, final.Description)
+	}
+	st := cpRollout(t, ctx, ep.ControlPlaneAdmin)
+	if st.Rollout.Verdict != controlplane.VerdictHealthy {
+		t.Errorf("benign change: gate verdict %q (%+v), want healthy", st.Rollout.Verdict, st.Rollout.Routes)
+	}
+	var sawStatus bool
+	for _, r := range st.Rollout.Routes {
+		if strings.HasPrefix(r.Route, "status-page/") {
+			sawStatus = true
+			if r.Verdict != controlplane.VerdictHealthy || r.BaselineFrom != "canary_previous" {
+				t.Errorf("unchanged status-page: %+v, want healthy against the canary's traffic before the soak", r)
+			}
+		}
+	}
+	if !sawStatus {
+		t.Errorf("status-page's soak traffic was not judged: %+v", st.Rollout.Routes)
+	}
+
+	// A closed port: the canary answers 5xx; rolled back within the soak.
+	inst, err := osb.Instance(ctx, "petstore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Spec struct {
+			Upstreams []struct {
+				Endpoints []string `json:"endpoints"`
+			} `json:"upstreams"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
+		t.Fatalf("petstore parameters: %v %s", err, inst.Parameters)
+	}
+	upd = update("petstore", `"`+p.Spec.Upstreams[0].Endpoints[0]+`"`, `"`+closed+`"`)
+	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return alice.run(t, ctx) >= 500 })
+	load(15, func() int { return alice.run(t, ctx) })
+	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
+		return cpCounter(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total") > 0
+	})
+	final := lastOp(upd, "petstore")
+	if final.State != "failed" || !strings.Contains(final.Description, "health gate") ||
+		!strings.Contains(final.Description, "route petstore/list-pets") || !strings.Contains(final.Description, "5xx rate") {
+		t.Errorf("closed-port update ended %s: %q, want failed by the health gate naming the route", final.State, final.Description)
+	}
+	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
+}
