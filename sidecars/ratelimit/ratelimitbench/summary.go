@@ -15,12 +15,10 @@ const maxUndecidedPerMille = 1
 
 // measurement is one measured drive of one service.
 type measurement struct {
-	res            result // the load generator's view
-	view           backendView
-	svcCPU, rCPU   float64 // CPU seconds of the service and of its redis-server
-	loadBefore     string  // /proc/loadavg when the drive started
-	redisMeasured  bool
-	referenceGroup bool // an envoyproxy/ratelimit setting (a reference)
+	res          result // the load generator's view
+	view         backendView
+	svcCPU, rCPU float64 // CPU seconds of the service and of its redis-server
+	loadBefore   string  // /proc/loadavg when the drive started
 }
 
 // decided is the answers the backend decided: every answer the load
