@@ -17,11 +17,12 @@ import (
 )
 
 // Gatehouse compiles `when` expressions with cel-go's default (ANTLR)
-// parser. cel-go v0.33 also ships a Pratt parser, several times cheaper,
-// which would cut most of the CEL share of a compile run; it is not used
-// because it does not accept the same language: it takes an upper-case
-// hex prefix ("0X1F"), which the default parser and the CEL spec refuse,
-// so a spec validated with it could be refused by the authz engine.
+// parser. cel-go v0.33 also ships a Pratt parser (parse and check of a new
+// expression about half the CPU and heap bytes, BenchmarkCELParsers); it
+// is not used because it does not accept the same language: it takes an
+// upper-case hex prefix ("0X1F"), which the default parser (and the CEL
+// grammar's lower-case `0x`) refuses, so a spec validated with it could
+// be refused by the authz engine.
 // TestCELPrattParserDisagrees pins that difference; FuzzCELParsersAgree
 // and BenchmarkCELParsers are what to run again before switching, e.g. on
 // a cel-go upgrade (see the comment on TestCELPrattParserDisagrees).
