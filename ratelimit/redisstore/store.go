@@ -86,8 +86,12 @@ type Store struct {
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	once    sync.Once
-	cache   *overCache
-	jobs    sync.Pool
+	// stopWarm ends the start-up script load (warm); warmed is closed
+	// when it has finished, loaded or not.
+	stopWarm context.CancelFunc
+	warmed   chan struct{}
+	cache    *overCache
+	jobs     sync.Pool
 }
 
 type job struct {
@@ -286,11 +290,40 @@ func New(o Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.worker()
 	}
+	var warmCtx context.Context
+	warmCtx, s.stopWarm = context.WithCancel(context.Background())
+	s.warmed = make(chan struct{})
+	s.wg.Add(1)
+	go s.warm(warmCtx)
 	return s, nil
 }
 
 // Client is the underlying go-redis client.
 func (s *Store) Client() redis.UniversalClient { return s.client }
+
+// warm loads the decision script once at start, with a budget of its
+// own (seconds, not the per-decision Timeout), so the first decisions do
+// not pay a SCRIPT LOAD (and a fresh TLS connection) inside their budget
+// and fall to the failure mode. It retries for about a minute while Redis
+// is not up yet; a Redis restart later is handled by exec (NOSCRIPT).
+func (s *Store) warm(ctx context.Context) {
+	defer s.wg.Done()
+	defer close(s.warmed)
+	for try := 0; try < 30; try++ {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := decideScript.Load(lctx, s.client).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		s.log.Debug("redis: loading the decision script at start failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
 
 // Ping checks Redis answers, for readiness.
 func (s *Store) Ping(ctx context.Context) error {
@@ -304,6 +337,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.stopWarm()
 		close(s.stop)
 		s.wg.Wait()
 		if s.owned {

@@ -161,6 +161,29 @@ func sameAnswers(t *testing.T, url string, steps int) *Store {
 
 // TestEnvoyproxyKeyFormat: fixed-window counters are the keys, values and
 // TTLs envoyproxy/ratelimit uses, so both can share a Redis.
+// TestScriptLoadedAtStart: a new Store loads the decision script before
+// any decision, so the first one does not pay a SCRIPT LOAD (a second
+// round trip, and on TLS a fresh handshake) inside its budget and fall to
+// the failure mode.
+func TestScriptLoadedAtStart(t *testing.T) {
+	r := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { client.Close() })
+	if err := client.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t, Options{Client: client, Timeout: time.Second})
+	select {
+	case <-st.warmed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the start-up script load did not finish within 30s")
+	}
+	ok, err := client.ScriptExists(context.Background(), decideScript.Hash()).Result()
+	if err != nil || len(ok) != 1 || !ok[0] {
+		t.Fatalf("decision script not loaded at start: %v %v", ok, err)
+	}
+}
+
 func TestEnvoyproxyKeyFormat(t *testing.T) {
 	r := testenv.StartRedis(t)
 	clk := &fakeClock{t: time.Now()}
@@ -201,7 +224,9 @@ func TestOneRoundTripPerRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := &fakeClock{t: time.Now()}
-	svc := newService(t, newStore(t, Options{Client: client, Timeout: time.Second}), clk, rulesYAML, ratelimit.FailAllow)
+	st := newStore(t, Options{Client: client, Timeout: time.Second})
+	<-st.warmed // its start-up SCRIPT LOAD is not a request's round trip
+	svc := newService(t, st, clk, rulesYAML, ratelimit.FailAllow)
 	req := &rlsv3.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{desc("fixed", "a"), desc("sliding", "a"), desc("bucket", "a"), desc("none", "x")}}
 	base := c.n.Load()
 	for i := 1; i <= 7; i++ {
