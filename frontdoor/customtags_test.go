@@ -100,7 +100,7 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 	if e.GetCommonProperties().GetMetadata() != nil {
 		t.Errorf("public route entry has dynamic metadata %v; ext_authz is disabled there", e.GetCommonProperties().GetMetadata())
 	}
-	if got := e.GetCommonProperties().GetCustomTags()[envoy.ConfigVersionTag]; got != version {
+	if got := e.GetCommonProperties().GetCustomTags()[contract.ConfigVersionTag]; got != version {
 		t.Errorf("public route entry custom_tags %v, want config_version %q", e.GetCommonProperties().GetCustomTags(), version)
 	}
 
