@@ -26,7 +26,7 @@ import (
 
 // Names of the Envoy config and the bootstrap. The names the sidecars
 // share (cluster names, context extensions, the ext_authz metadata
-// namespace) live in package contract.
+// namespace, the ext_authz filter name) live in package contract.
 const (
 	HTTPListener  = "gatehouse_http"
 	HTTPSListener = "gatehouse_https"
