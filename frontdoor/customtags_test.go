@@ -64,7 +64,7 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 		strings.Replace(doorSpec, "UPSTREAM", strings.TrimPrefix(up.URL, "http://"), 1))
 	rc := node.routes[envoy.RouteConfigName]
 	per := &extauthzv3.ExtAuthzPerRoute{}
-	if err := rc.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter].UnmarshalTo(per); err != nil {
+	if err := rc.GetTypedPerFilterConfig()[contract.ExtAuthzFilter].UnmarshalTo(per); err != nil {
 		t.Fatal(err)
 	}
 	version := per.GetCheckSettings().GetContextExtensions()[contract.ContextRevision]

@@ -33,7 +33,6 @@ const (
 	// RouteConfigName is the RDS name of the one route table per node group.
 	RouteConfigName = "gatehouse_routes"
 
-	ExtAuthzFilter  = contract.ExtAuthzFilter
 	RateLimitFilter = "envoy.filters.http.ratelimit"
 	RouterFilter    = "envoy.filters.http.router"
 	HCMFilter       = "envoy.filters.network.http_connection_manager"
