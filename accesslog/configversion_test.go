@@ -15,13 +15,14 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // TestRecordConfigVersion: the config_version the authz sidecar puts in
 // the ext_authz dynamic metadata becomes Record.ConfigVersion, through the
 // proto reader and the wire reader alike.
 func TestRecordConfigVersion(t *testing.T) {
-	st, err := structpb.NewStruct(map[string]any{"decision": "allow", "subject": "alice", accesslog.ConfigVersionKey: "3f2a9c"})
+	st, err := structpb.NewStruct(map[string]any{"decision": "allow", "subject": "alice", contract.ConfigVersionKey: "3f2a9c"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestRecordConfigVersion(t *testing.T) {
 		CommonProperties: &alv3.AccessLogCommon{
 			StartTime: timestamppb.New(time.Unix(1764000000, 0)),
 			RouteName: "svc0/route0",
-			Metadata:  &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{accesslog.ExtAuthzNamespace: st}},
+			Metadata:  &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.ExtAuthzNamespace: st}},
 		},
 		Request:  &alv3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_GET, Path: "/a"},
 		Response: &alv3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(503)},
@@ -106,11 +107,11 @@ func TestRecordConfigVersionFromCustomTag(t *testing.T) {
 			Response: &alv3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
 		}
 		if authzVersion != "" {
-			st, err := structpb.NewStruct(map[string]any{"decision": "allow", accesslog.ConfigVersionKey: authzVersion})
+			st, err := structpb.NewStruct(map[string]any{"decision": "allow", contract.ConfigVersionKey: authzVersion})
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.CommonProperties.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{accesslog.ExtAuthzNamespace: st}}
+			e.CommonProperties.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.ExtAuthzNamespace: st}}
 		}
 		return e
 	}
@@ -119,8 +120,8 @@ func TestRecordConfigVersionFromCustomTag(t *testing.T) {
 		e    *alv3.HTTPAccessLogEntry
 		want string
 	}{
-		{"tag only", entry("", map[string]string{"other": "x", accesslog.ConfigVersionTag: "7d1e00aa"}), "7d1e00aa"},
-		{"ext_authz wins", entry("3f2a9c", map[string]string{accesslog.ConfigVersionTag: "7d1e00aa"}), "3f2a9c"},
+		{"tag only", entry("", map[string]string{"other": "x", contract.ConfigVersionTag: "7d1e00aa"}), "7d1e00aa"},
+		{"ext_authz wins", entry("3f2a9c", map[string]string{contract.ConfigVersionTag: "7d1e00aa"}), "3f2a9c"},
 		{"neither", entry("", map[string]string{"other": "x"}), ""},
 	} {
 		b, err := proto.Marshal(c.e)
@@ -142,7 +143,7 @@ func TestRecordConfigVersionFromCustomTag(t *testing.T) {
 	}
 	// A custom tag value that is not UTF-8 is refused as proto refuses it.
 	bad := protowire.AppendTag(nil, 22, protowire.BytesType)
-	entryBytes := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), accesslog.ConfigVersionTag)
+	entryBytes := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), contract.ConfigVersionTag)
 	entryBytes = protowire.AppendBytes(protowire.AppendTag(entryBytes, 2, protowire.BytesType), []byte{0xff, 0xfe})
 	bad = protowire.AppendBytes(bad, entryBytes)
 	msg := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), bad)

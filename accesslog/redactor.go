@@ -22,20 +22,6 @@ import (
 // Mask replaces a redacted value when no HMAC key is configured.
 const Mask = "REDACTED"
 
-// ExtAuthzNamespace and ConfigVersionKey are the contract's names (the
-// ext_authz metadata namespace and its config-version field, read into
-// Record.ConfigVersion), under the names the decoder uses.
-const (
-	ExtAuthzNamespace = contract.ExtAuthzNamespace
-	ConfigVersionKey  = contract.ConfigVersionKey
-)
-
-// ConfigVersionTag is the ALS custom tag (AccessLogCommon.custom_tags)
-// naming the config version, from the route's metadata
-// gatehouse.revision: Record.ConfigVersion where the ext_authz metadata
-// has none (routes without ext_authz).
-const ConfigVersionTag = "config_version"
-
 // Redactor turns ALS entries into redacted records under the current spec
 // settings. It is immutable; build a new one when settings change.
 type Redactor struct {
@@ -507,7 +493,7 @@ func (p *Redactor) common(r *Record, c *alv3.AccessLogCommon) {
 		}
 	}
 	r.ResponseFlags = flagCodes(c.GetResponseFlags())
-	if md := c.GetMetadata().GetFilterMetadata()[ExtAuthzNamespace]; md != nil {
+	if md := c.GetMetadata().GetFilterMetadata()[contract.ExtAuthzNamespace]; md != nil {
 		f := md.GetFields()
 		r.Subject = f["subject"].GetStringValue()
 		r.Provider = f["provider"].GetStringValue()
@@ -515,10 +501,10 @@ func (p *Redactor) common(r *Record, c *alv3.AccessLogCommon) {
 		r.APIKeyID = f["apikey_id"].GetStringValue()
 		r.Rule = f["rule"].GetStringValue()
 		r.Decision = f["decision"].GetStringValue()
-		r.ConfigVersion = f[ConfigVersionKey].GetStringValue()
+		r.ConfigVersion = f[contract.ConfigVersionKey].GetStringValue()
 	}
 	if r.ConfigVersion == "" {
-		r.ConfigVersion = c.GetCustomTags()[ConfigVersionTag]
+		r.ConfigVersion = c.GetCustomTags()[contract.ConfigVersionTag]
 	}
 }
 

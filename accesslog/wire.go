@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -82,7 +83,7 @@ type wireHTTP struct {
 	flags                   uint32 // bit i-1: ResponseFlags field i (1..28)
 	flagsSet                bool
 	authz                   [len(authzKeys)][]byte // the ext_authz metadata strings
-	versionTag              []byte                 // custom_tags[ConfigVersionTag]
+	versionTag              []byte                 // custom_tags[contract.ConfigVersionTag]
 
 	method                         int32
 	authority, path, ua, requestID []byte
@@ -266,7 +267,7 @@ func (w *wireHTTP) common(b []byte) bool {
 			if ok && !utf8.Valid(v) {
 				return false
 			}
-			if string(k) == ConfigVersionTag {
+			if string(k) == contract.ConfigVersionTag {
 				w.versionTag = v
 			}
 			return ok
@@ -407,7 +408,7 @@ func (w *wireHTTP) metadata(b []byte) bool {
 			return false
 		}
 		k, v, ok := mapEntry(val, true)
-		if ok && string(k) == ExtAuthzNamespace {
+		if ok && string(k) == contract.ExtAuthzNamespace {
 			w.authz = [len(authzKeys)][]byte{}
 			ok = w.authzStruct(v)
 		}
@@ -417,7 +418,7 @@ func (w *wireHTTP) metadata(b []byte) bool {
 
 // authzKeys are the ext_authz metadata fields a Record keeps, in the
 // order of wireHTTP.authz.
-var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision", ConfigVersionKey}
+var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision", contract.ConfigVersionKey}
 
 // valueKinds are the wire types of google.protobuf.Value's oneof members
 // (null_value=1 … list_value=6); a member sent with another wire type is

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 func wirePolicies() []*accesslog.Redactor {
@@ -49,7 +50,7 @@ func oddEntries() []*alv3.HTTPAccessLogEntry {
 					}}},
 				ResponseFlags: &alv3.ResponseFlags{NoHealthyUpstream: true, DownstreamRemoteReset: true, RateLimited: true},
 				Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-					accesslog.ExtAuthzNamespace: st, "other": {}}},
+					contract.ExtAuthzNamespace: st, "other": {}}},
 				RouteName: "svc0/route0",
 			},
 			Request: &alv3.HTTPRequestProperties{
@@ -61,7 +62,7 @@ func oddEntries() []*alv3.HTTPAccessLogEntry {
 		{CommonProperties: &alv3.AccessLogCommon{
 			TlsProperties:   &alv3.TLSProperties{PeerCertificateProperties: &alv3.TLSProperties_CertificateProperties{}},
 			ResponseFlags:   &alv3.ResponseFlags{},
-			Metadata:        &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{accesslog.ExtAuthzNamespace: nil}},
+			Metadata:        &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.ExtAuthzNamespace: nil}},
 			Duration:        &durationpb.Duration{Seconds: 1 << 62},
 			UpstreamCluster: "c",
 		}},

@@ -13,13 +13,21 @@ const (
 	// dynamic metadata as ConfigVersionKey.
 	ContextRevision = "gatehouse.revision"
 
+	// ExtAuthzFilter is the name of Envoy's ext_authz HTTP filter: the
+	// control plane writes it into the HCM, the dev front door plays it.
+	ExtAuthzFilter = "envoy.filters.http.ext_authz"
 	// ExtAuthzNamespace is the dynamic-metadata namespace the authz sidecar
 	// writes (subject, provider, kind, apikey_id, rule, decision, claims,
-	// config_version) and Envoy attaches to ALS entries.
-	ExtAuthzNamespace = "envoy.filters.http.ext_authz"
+	// config_version) and Envoy attaches to ALS entries: the filter's name.
+	ExtAuthzNamespace = ExtAuthzFilter
 	// ConfigVersionKey is the field of the ext_authz metadata naming the
 	// config version that served the request.
 	ConfigVersionKey = "config_version"
+	// ConfigVersionTag is the ALS custom tag (AccessLogCommon.custom_tags)
+	// carrying the config version from the route's metadata, which the
+	// control plane sets on every route and the accesslog sidecar reads
+	// where the ext_authz metadata has none.
+	ConfigVersionTag = "config_version"
 
 	// ReservedHeaderPrefix starts every header only Gatehouse may set:
 	// stripped from client requests on every route.

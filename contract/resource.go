@@ -1,8 +1,9 @@
 // Package contract is the wire contract between Gatehouse's processes:
 // which xDS resource types carry sidecar config, how they are named, how a
 // payload is wrapped, and every name two processes must agree on
-// (names.go: context extensions, the ext_authz metadata namespace,
-// x-gatehouse-* headers, cluster names, default addresses). It keeps no
+// (names.go: context extensions, the ext_authz filter name and metadata
+// namespace, the config-version key and access-log tag, x-gatehouse-*
+// headers, cluster names, default addresses). It keeps no
 // global state and imports no Gatehouse package, so every side can depend
 // on it (internal/archtest checks both).
 //

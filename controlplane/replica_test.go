@@ -54,7 +54,7 @@ type subscription struct {
 }
 
 // every type the control plane serves an Envoy node, in the order Envoy
-// asks (the sidecar types too: they carry the same versions).
+// asks (the sidecar types too; each type has its own version).
 var replicaTypes = []subscription{
 	{cdsType, nil},
 	{edsType, []string{"a/api"}},

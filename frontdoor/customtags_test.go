@@ -64,7 +64,7 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 		strings.Replace(doorSpec, "UPSTREAM", strings.TrimPrefix(up.URL, "http://"), 1))
 	rc := node.routes[envoy.RouteConfigName]
 	per := &extauthzv3.ExtAuthzPerRoute{}
-	if err := rc.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter].UnmarshalTo(per); err != nil {
+	if err := rc.GetTypedPerFilterConfig()[contract.ExtAuthzFilter].UnmarshalTo(per); err != nil {
 		t.Fatal(err)
 	}
 	version := per.GetCheckSettings().GetContextExtensions()[contract.ContextRevision]
@@ -100,7 +100,7 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 	if e.GetCommonProperties().GetMetadata() != nil {
 		t.Errorf("public route entry has dynamic metadata %v; ext_authz is disabled there", e.GetCommonProperties().GetMetadata())
 	}
-	if got := e.GetCommonProperties().GetCustomTags()[envoy.ConfigVersionTag]; got != version {
+	if got := e.GetCommonProperties().GetCustomTags()[contract.ConfigVersionTag]; got != version {
 		t.Errorf("public route entry custom_tags %v, want config_version %q", e.GetCommonProperties().GetCustomTags(), version)
 	}
 

@@ -26,6 +26,7 @@ import (
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -246,7 +247,7 @@ filters:
 			if err := applyHeaderMutation(f, rc, vh, rt, r.Headers); err != nil {
 				return o, err
 			}
-		case extAuthzFilterName:
+		case contract.ExtAuthzFilter:
 			if disabled {
 				continue
 			}
@@ -356,7 +357,7 @@ func (d *Door) extAuthz(ctx context.Context, cfg NodeConfig, fc *extauthzv3.ExtA
 		o.reply(status, "ext_authz_denied")
 		for _, h := range denied.GetHeaders() {
 			o.Header.Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
-			if strings.EqualFold(h.GetHeader().GetKey(), "x-gatehouse-reason") {
+			if strings.EqualFold(h.GetHeader().GetKey(), contract.ReasonHeader) {
 				o.Reason = h.GetHeader().GetValue()
 			}
 		}
@@ -464,7 +465,7 @@ func (d *Door) log(cfg NodeConfig, hcm *hcmv3.HttpConnectionManager, r Request, 
 			UpstreamCluster:         o.Cluster,
 		}
 		if meta != nil {
-			common.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{extAuthzFilterName: meta}}
+			common.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.ExtAuthzNamespace: meta}}
 		}
 		common.CustomTags = customTags(alc.GetCommonConfig().GetCustomTags(), rt, r, common.Metadata)
 		method := corev3.RequestMethod(corev3.RequestMethod_value[r.Method])

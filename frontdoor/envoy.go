@@ -23,6 +23,7 @@ import (
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -30,7 +31,6 @@ import (
 
 const (
 	headerMutationFilterName = "envoy.filters.http.header_mutation"
-	extAuthzFilterName       = "envoy.filters.http.ext_authz"
 	rateLimitFilterName      = "envoy.filters.http.ratelimit"
 	routerFilterName         = "envoy.filters.http.router"
 )
@@ -205,7 +205,7 @@ func MatchRoute(rc *routev3.RouteConfiguration, r Request) (*routev3.VirtualHost
 func authzSettings(rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *routev3.Route) (ctxExt map[string]string, disabled bool, err error) {
 	ctxExt = map[string]string{}
 	for _, cfgs := range []map[string]*anypb.Any{rc.GetTypedPerFilterConfig(), vh.GetTypedPerFilterConfig(), rt.GetTypedPerFilterConfig()} {
-		a, ok := cfgs[extAuthzFilterName]
+		a, ok := cfgs[contract.ExtAuthzFilter]
 		if !ok {
 			continue
 		}
@@ -315,7 +315,7 @@ func descriptors(rt *routev3.Route, r Request, authzMeta *structpb.Struct) []*rl
 			case *routev3.RateLimit_Action_Metadata:
 				md := s.Metadata.GetMetadataKey()
 				var v *structpb.Value
-				if md.GetKey() == extAuthzFilterName && authzMeta != nil {
+				if md.GetKey() == contract.ExtAuthzNamespace && authzMeta != nil {
 					v = structpb.NewStructValue(authzMeta)
 					for _, seg := range md.GetPath() {
 						v = v.GetStructValue().GetFields()[seg.GetKey()]

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // Entry describes one request; HTTP builds the ALS entry Envoy would send.
@@ -64,7 +65,7 @@ func (e Entry) HTTP() *alv3.HTTPAccessLogEntry {
 			UpstreamCluster:         "petstore/api",
 			ResponseFlags:           e.Flags,
 			TlsProperties:           &alv3.TLSProperties{TlsVersion: alv3.TLSProperties_TLSv1_3, TlsSniHostname: "petstore.example.com"},
-			Metadata:                &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.filters.http.ext_authz": st}},
+			Metadata:                &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.ExtAuthzNamespace: st}},
 		},
 		Request: &alv3.HTTPRequestProperties{
 			RequestMethod:    e.Method,

@@ -26,17 +26,6 @@ func records(seed uint64, n int, start time.Time, span time.Duration) []accesslo
 	return out
 }
 
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func startIngester(t *testing.T, s accesslog.Store, spool string) (*accesslog.Ingester, *accesslog.Metrics, func()) {
 	return startWriter(t, s, spool, 0)
 }
@@ -83,7 +72,7 @@ func TestClickHouse(t *testing.T) {
 	recs := records(1, 1000, now.Add(-30*time.Minute), 30*time.Minute)
 	in, m, stop := startIngester(t, s, filepath.Join(dir, "spool"))
 	in.Add(slices.Clone(recs)...)
-	waitFor(t, "1000 stored", 30*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1000 })
+	testenv.WaitFor(t, "1000 stored", 30*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1000 })
 
 	all, err := s.Query(ctx, accesslog.Filter{Since: now.Add(-time.Hour), Until: now.Add(time.Hour), Limit: 5000})
 	if err != nil || len(all) != 1000 {
@@ -172,13 +161,13 @@ func TestClickHouse(t *testing.T) {
 	srv.Stop()
 	more := records(2, 600, now.Add(-10*time.Minute), 5*time.Minute)
 	in.Add(slices.Clone(more)...)
-	waitFor(t, "spooled during outage", 20*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == 1600 })
-	waitFor(t, "store errors", 20*time.Second, func() bool { return testutil.ToFloat64(m.StoreErrors) > 0 })
+	testenv.WaitFor(t, "spooled during outage", 20*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == 1600 })
+	testenv.WaitFor(t, "store errors", 20*time.Second, func() bool { return testutil.ToFloat64(m.StoreErrors) > 0 })
 	if st := testutil.ToFloat64(m.Stored); st != 1000 {
 		t.Fatalf("stored %v while the server was down", st)
 	}
 	srv.Restart(t)
-	waitFor(t, "replayed after restart", 60*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1600 })
+	testenv.WaitFor(t, "replayed after restart", 60*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1600 })
 	stop()
 	res, err = accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 1600 {
@@ -189,7 +178,7 @@ func TestClickHouse(t *testing.T) {
 	if err := s.Exec(ctx, "ALTER TABLE logs UPDATE subject = 'mallory' WHERE batch = 3 AND idx = 11"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "mutation", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "mutation", 30*time.Second, func() bool {
 		r, err := s.Query(ctx, accesslog.Filter{Subject: "mallory", Limit: 10})
 		return err == nil && len(r) == 1
 	})
@@ -213,7 +202,7 @@ func TestClickHouseRetentionDropsPartitions(t *testing.T) {
 	for d := 3; d >= 0; d-- {
 		ing.Add(records(uint64(20+d), 150, today.Add(-time.Duration(d)*24*time.Hour+2*time.Hour), time.Hour)...)
 		n += 150
-		waitFor(t, "stored", 30*time.Second, func() bool { return testutil.ToFloat64(m2.Stored) == float64(n) })
+		testenv.WaitFor(t, "stored", 30*time.Second, func() bool { return testutil.ToFloat64(m2.Stored) == float64(n) })
 	}
 	stop2()
 	dropped, err := ing.DropBefore(ctx, today.Add(-24*time.Hour))
@@ -252,7 +241,7 @@ func TestClickHouseSharedByTwoWriters(t *testing.T) {
 		in2.Add(records(uint64(200+i), 150, now.Add(-20*time.Minute), 10*time.Minute)...)
 		time.Sleep(30 * time.Millisecond)
 	}
-	waitFor(t, "both stored", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "both stored", 30*time.Second, func() bool {
 		return testutil.ToFloat64(m1.Stored) == 750 && testutil.ToFloat64(m2.Stored) == 750
 	})
 	stop1()
@@ -304,6 +293,6 @@ func TestClickHouseFilterLanguage(t *testing.T) {
 	recs := records(7, 1000, now.Add(-30*time.Minute), 30*time.Minute)
 	in, m, _ := startIngester(t, s, filepath.Join(t.TempDir(), "spool"))
 	in.Add(slices.Clone(recs)...)
-	waitFor(t, "1000 stored", 30*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1000 })
+	testenv.WaitFor(t, "1000 stored", 30*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1000 })
 	accesslogtest.CheckLanguage(t, s, recs, now)
 }

@@ -7,20 +7,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // benchRows is the store size for the query benchmarks: 200,000 rows by
 // default, GATEHOUSE_BENCH_ROWS=10000000 in `make bench-accesslog`.
@@ -149,7 +143,7 @@ func BenchmarkQuery(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := testenv.CPUTime()
 			for b.Loop() {
 				n, err := c.run()
 				if err != nil {
@@ -161,7 +155,7 @@ func BenchmarkQuery(b *testing.B) {
 			}
 			// CPU time (all DuckDB threads) is steadier than wall time on
 			// a shared machine.
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64((testenv.CPUTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 		})
 	}
 }
@@ -177,7 +171,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 	recs := accesslogtest.RandomRecords(1, 10_000, time.Now().Add(-time.Hour), time.Hour)
 	var prev accesslog.BatchHeader
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for b.Loop() {
 		bt := &accesslog.Batch{Records: recs}
 		bt.Seq, bt.SpoolSeq, bt.Count, bt.PrevHash = prev.Seq+1, prev.Seq+1, uint32(len(recs)), prev.Hash
@@ -192,5 +186,5 @@ func BenchmarkWriteBatch(b *testing.B) {
 		prev = bt.BatchHeader
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "rows/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*len(recs)), "cpu-ms/1k-rows")
+	b.ReportMetric(float64((testenv.CPUTime()-cpu0).Microseconds())/float64(b.N*len(recs)), "cpu-ms/1k-rows")
 }

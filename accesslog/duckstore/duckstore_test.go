@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func openStore(t *testing.T, path string) *duckstore.Store {
@@ -72,17 +73,6 @@ func startIngester(t *testing.T, s accesslog.Store, spool string, batch int) *ru
 	return &running{in: in, m: m, stop: stop}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestIngestQueryStatsVerifyTamper(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
@@ -93,7 +83,7 @@ func TestIngestQueryStatsVerifyTamper(t *testing.T) {
 	for i := 0; i < len(recs); i += 50 {
 		r.in.Add(slices.Clone(recs[i : i+50])...)
 	}
-	waitFor(t, "1000 stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 1000 })
+	testenv.WaitFor(t, "1000 stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 1000 })
 	ctx := context.Background()
 
 	// Filters against the same filter applied in Go.
@@ -254,7 +244,7 @@ func TestOutageSpillsAndRestartReplays(t *testing.T) {
 		r.in.Add(slices.Clone(recs[i : i+100])...)
 		time.Sleep(time.Millisecond)
 	}
-	waitFor(t, "3000 spooled", func() bool { return testutil.ToFloat64(r.m.Spooled) == 3000 })
+	testenv.WaitFor(t, "3000 spooled", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Spooled) == 3000 })
 	if st := testutil.ToFloat64(r.m.Stored); st != 0 {
 		t.Fatalf("stored %v during the outage", st)
 	}
@@ -265,7 +255,7 @@ func TestOutageSpillsAndRestartReplays(t *testing.T) {
 
 	fs.down.Store(false)
 	r2 := startIngester(t, fs, filepath.Join(dir, "spool"), 100)
-	waitFor(t, "3000 stored after restart", func() bool { return testutil.ToFloat64(r2.m.Stored) == 3000 })
+	testenv.WaitFor(t, "3000 stored after restart", 20*time.Second, func() bool { return testutil.ToFloat64(r2.m.Stored) == 3000 })
 	r2.stop()
 	got, err := s.Query(context.Background(), accesslog.Filter{Limit: 10000})
 	if err != nil || len(got) != 3000 {
@@ -304,7 +294,7 @@ func TestRetentionDropsDaysAndChainStillVerifies(t *testing.T) {
 		return strings.Compare(a.RequestID[len(a.RequestID)-2:], b.RequestID[len(b.RequestID)-2:])
 	})
 	r.in.Add(all...)
-	waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 800 })
+	testenv.WaitFor(t, "stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 800 })
 	r.stop()
 	dropped, err := r.in.DropBefore(context.Background(), today.Add(-24*time.Hour))
 	if err != nil {
@@ -366,7 +356,7 @@ func TestLookupHashCollisions(t *testing.T) {
 	}
 	r := startIngester(t, s, filepath.Join(dir, "spool"), 1000)
 	r.in.Add(recs...)
-	waitFor(t, "stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 300 })
+	testenv.WaitFor(t, "stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 300 })
 	f := accesslog.Filter{Since: now.Add(-2 * time.Hour), Until: now, Subject: a, Limit: 7}
 	got := 0
 	for i := 0; i < 100; i++ {
@@ -481,7 +471,7 @@ func TestAdmitWaitsForRoomInsteadOfDropping(t *testing.T) {
 	go func() { in.Admit(ctx); close(admitted2) }()
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
-	waitFor(t, "a receiver let go once a flush made room", func() bool {
+	testenv.WaitFor(t, "a receiver let go once a flush made room", 20*time.Second, func() bool {
 		select {
 		case <-admitted2:
 			return true
@@ -489,7 +479,7 @@ func TestAdmitWaitsForRoomInsteadOfDropping(t *testing.T) {
 			return false
 		}
 	})
-	waitFor(t, "every entry stored", func() bool { return testutil.ToFloat64(m.Stored) == 6 })
+	testenv.WaitFor(t, "every entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 6 })
 	if d := testutil.ToFloat64(m.Dropped.WithLabelValues("buffer_full")); d != 0 {
 		t.Fatalf("%v entries dropped", d)
 	}
@@ -526,7 +516,7 @@ func TestAdmitHoldsBackWhileTheSpoolIsLate(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
-	waitFor(t, "the held-back entry stored", func() bool { return testutil.ToFloat64(m.Stored) == 1 })
+	testenv.WaitFor(t, "the held-back entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -571,6 +561,6 @@ func TestFilterLanguageMatchesGo(t *testing.T) {
 	recs := records(7, 1000, now.Add(-30*time.Minute), 30*time.Minute)
 	r := startIngester(t, s, filepath.Join(dir, "spool"), 200)
 	r.in.Add(slices.Clone(recs)...)
-	waitFor(t, "1000 stored", func() bool { return testutil.ToFloat64(r.m.Stored) == 1000 })
+	testenv.WaitFor(t, "1000 stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 1000 })
 	accesslogtest.CheckLanguage(t, s, recs, now)
 }

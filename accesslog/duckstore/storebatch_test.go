@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // heldStore holds WriteBatch until release is closed and records the size
@@ -63,9 +64,9 @@ func TestDefaultStoreBatchFillsRowGroups(t *testing.T) {
 	for i := 0; i < n; i += 5000 {
 		in.Add(recs[i : i+5000]...)
 	}
-	waitFor(t, "every entry spooled", func() bool { return testutil.ToFloat64(m.Spooled) == n })
+	testenv.WaitFor(t, "every entry spooled", 20*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == n })
 	close(hs.release)
-	waitFor(t, "every entry stored", func() bool { return testutil.ToFloat64(m.Stored) == n })
+	testenv.WaitFor(t, "every entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == n })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

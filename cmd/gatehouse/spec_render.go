@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
@@ -50,8 +51,8 @@ func newSpecRenderCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&group, "node-group", "default", "node group (Envoy node.cluster) to render for; specs without nodeGroups serve every group")
-	f.StringVar(&opts.HTTPAddress, "listener-addr", compile.DefaultHTTPAddress, "address the Envoy HTTP listener binds")
-	f.StringVar(&opts.HTTPSAddress, "https-listener-addr", compile.DefaultHTTPSAddress, "address the Envoy HTTPS listener binds (when a spec names a certificate)")
+	f.StringVar(&opts.HTTPAddress, "listener-addr", contract.DefaultEnvoyHTTPAddr, "address the Envoy HTTP listener binds")
+	f.StringVar(&opts.HTTPSAddress, "https-listener-addr", contract.DefaultEnvoyHTTPSAddr, "address the Envoy HTTPS listener binds (when a spec names a certificate)")
 	f.StringVar(&opts.CertDir, "cert-dir", "", "directory of the certificates specs name in spec.tls.certificate, as NAME.crt and NAME.key (PEM); private keys are rendered as \"[redacted]\"")
 	f.StringVar(&opts.Sidecars.Authz, "authz-addr", envoy.DefaultSidecars.Authz, "authz sidecar address")
 	f.StringVar(&opts.Sidecars.RateLimit, "ratelimit-addr", envoy.DefaultSidecars.RateLimit, "ratelimit sidecar address")

@@ -32,26 +32,18 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// DefaultHTTPAddress is where the Envoy HTTP listener binds unless
-// Options.HTTPAddress says otherwise. Not 8080: that is the broker's
-// default (127.0.0.1:8080), and both may run on one host.
-const DefaultHTTPAddress = contract.DefaultEnvoyHTTPAddr
-
-// DefaultHTTPSAddress is where the Envoy HTTPS listener binds unless
-// Options.HTTPSAddress says otherwise. There is an HTTPS listener only
-// when a published spec names a certificate (spec.tls.certificate).
-const DefaultHTTPSAddress = contract.DefaultEnvoyHTTPSAddr
-
 // Options shape the compiled config of every node group.
 type Options struct {
 	// Sidecars are the sidecar addresses in the CDS sidecar clusters;
 	// default envoy.DefaultSidecars.
 	Sidecars envoy.Sidecars
 	// HTTPAddress is the address the HTTP listener binds; default
-	// DefaultHTTPAddress.
+	// contract.DefaultEnvoyHTTPAddr (not 8080: that is the broker's
+	// default, and both may run on one host).
 	HTTPAddress string
 	// HTTPSAddress is the address the HTTPS listener binds; default
-	// DefaultHTTPSAddress.
+	// contract.DefaultEnvoyHTTPSAddr. There is an HTTPS listener only
+	// when a published spec names a certificate (spec.tls.certificate).
 	HTTPSAddress string
 	// CertDir holds the certificates specs name in spec.tls.certificate,
 	// as NAME.crt and NAME.key (PEM). Empty: a spec naming one fails.
@@ -91,7 +83,7 @@ type Options struct {
 	// UpstreamAllow lifts the refusal of upstream addresses that point at
 	// the node or the platform (--upstream-allow); NodeServices are the
 	// running role's own listen addresses and EnvoyAdmin the fleet's
-	// Envoy admin (default DefaultEnvoyAdmin): see upstreams.go.
+	// Envoy admin (default contract.DefaultEnvoyAdminAddr): see upstreams.go.
 	UpstreamAllow spec.UpstreamAllow
 	NodeServices  []spec.NodeService
 	EnvoyAdmin    string
@@ -115,10 +107,10 @@ func New(o Options) (*Compiler, error) {
 		o.Sidecars = envoy.DefaultSidecars
 	}
 	if o.HTTPAddress == "" {
-		o.HTTPAddress = DefaultHTTPAddress
+		o.HTTPAddress = contract.DefaultEnvoyHTTPAddr
 	}
 	if o.HTTPSAddress == "" {
-		o.HTTPSAddress = DefaultHTTPSAddress
+		o.HTTPSAddress = contract.DefaultEnvoyHTTPSAddr
 	}
 	if o.MaxJWKSURIsPerGroup == 0 {
 		o.MaxJWKSURIsPerGroup = DefaultMaxJWKSURIsPerGroup

@@ -116,7 +116,7 @@ func checkAuthzReferences(s *Spec, packed envoy.Packed) error {
 		id := rt.GetName()
 		seen[id] = true
 		rp, ok := pols[id]
-		a := rt.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter]
+		a := rt.GetTypedPerFilterConfig()[contract.ExtAuthzFilter]
 		per, known := packed[a].(*extauthzv3.ExtAuthzPerRoute)
 		if !known || !a.MessageIs(per) {
 			per = &extauthzv3.ExtAuthzPerRoute{}

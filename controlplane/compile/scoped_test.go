@@ -13,6 +13,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 )
@@ -218,7 +219,7 @@ func TestServedVersionNamesWhatRequestsCarry(t *testing.T) {
 		}
 		for _, x := range r[resourcev3.RouteType] {
 			rc := x.(*routev3.RouteConfiguration)
-			carried := rc.GetTypedPerFilterConfig()[envoy.ExtAuthzFilter]
+			carried := rc.GetTypedPerFilterConfig()[contract.ExtAuthzFilter]
 			for _, vh := range rc.GetVirtualHosts() {
 				v := res.ServedVersion(group, vh.GetName()+"/r")
 				if v == "" || !strings.Contains(string(carried.GetValue()), v) {

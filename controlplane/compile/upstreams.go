@@ -10,10 +10,6 @@ import (
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
-// DefaultEnvoyAdmin is the fleet's Envoy admin address when
-// Options.EnvoyAdmin is empty: the bootstrap's default.
-const DefaultEnvoyAdmin = contract.DefaultEnvoyAdminAddr
-
 // nodeServices are the addresses of the node's own services the compiler
 // knows: the sidecars, Envoy admin, Envoy's own listeners, and
 // o.NodeServices (the running role's own listen addresses). A spec
@@ -23,7 +19,7 @@ const DefaultEnvoyAdmin = contract.DefaultEnvoyAdminAddr
 func nodeServices(o Options) []spec.NodeService {
 	admin := o.EnvoyAdmin
 	if admin == "" {
-		admin = DefaultEnvoyAdmin
+		admin = contract.DefaultEnvoyAdminAddr // the bootstrap's default
 	}
 	out := []spec.NodeService{
 		{Addr: o.Sidecars.Authz, What: "the authz sidecar"},
@@ -70,10 +66,10 @@ func NodeServices(o Options) []spec.NodeService {
 		o.Sidecars = envoy.DefaultSidecars
 	}
 	if o.HTTPAddress == "" {
-		o.HTTPAddress = DefaultHTTPAddress
+		o.HTTPAddress = contract.DefaultEnvoyHTTPAddr
 	}
 	if o.HTTPSAddress == "" {
-		o.HTTPSAddress = DefaultHTTPSAddress
+		o.HTTPSAddress = contract.DefaultEnvoyHTTPSAddr
 	}
 	return nodeServices(o)
 }

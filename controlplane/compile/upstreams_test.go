@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -48,7 +49,7 @@ func TestEndpointEqualToASidecarIsRefused(t *testing.T) {
 		envoy.DefaultSidecars.Authz:     "the authz sidecar",
 		envoy.DefaultSidecars.RateLimit: "the ratelimit sidecar",
 		envoy.DefaultSidecars.AccessLog: "the accesslog sidecar",
-		DefaultEnvoyAdmin:               "Envoy admin",
+		contract.DefaultEnvoyAdminAddr:  "Envoy admin",
 	} {
 		got := compileErr(t, o, ep)
 		if !strings.Contains(got, "spec.upstreams[0].endpoints[0]") || !strings.Contains(got, what) {

@@ -26,14 +26,13 @@ import (
 
 // Names of the Envoy config and the bootstrap. The names the sidecars
 // share (cluster names, context extensions, the ext_authz metadata
-// namespace) live in package contract.
+// namespace, the ext_authz filter name) live in package contract.
 const (
 	HTTPListener  = "gatehouse_http"
 	HTTPSListener = "gatehouse_https"
 	// RouteConfigName is the RDS name of the one route table per node group.
 	RouteConfigName = "gatehouse_routes"
 
-	ExtAuthzFilter  = "envoy.filters.http.ext_authz"
 	RateLimitFilter = "envoy.filters.http.ratelimit"
 	RouterFilter    = "envoy.filters.http.router"
 	HCMFilter       = "envoy.filters.network.http_connection_manager"

@@ -9,6 +9,7 @@ import (
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -99,9 +100,9 @@ func TestHeaderMutationRunsBeforeExtAuthz(t *testing.T) {
 	for _, f := range h.GetHttpFilters() {
 		names = append(names, f.GetName())
 	}
-	hm, az := slices.Index(names, HeaderMutationFilter), slices.Index(names, ExtAuthzFilter)
+	hm, az := slices.Index(names, HeaderMutationFilter), slices.Index(names, contract.ExtAuthzFilter)
 	if hm < 0 || az < 0 || hm > az || names[len(names)-1] != RouterFilter {
-		t.Fatalf("HTTP filters %v: want %s before %s, router last", names, HeaderMutationFilter, ExtAuthzFilter)
+		t.Fatalf("HTTP filters %v: want %s before %s, router last", names, HeaderMutationFilter, contract.ExtAuthzFilter)
 	}
 	cfg := &headermutationv3.HeaderMutation{}
 	if err := h.GetHttpFilters()[hm].GetTypedConfig().UnmarshalTo(cfg); err != nil {

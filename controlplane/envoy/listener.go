@@ -87,7 +87,7 @@ func Listener(o ListenerOptions) (*listenerv3.Listener, error) {
 			// First: the client's identity headers go before ext_authz
 			// sets the verified ones (see headerMutationFilter).
 			{Name: HeaderMutationFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(headerMutationFilter())}},
-			{Name: ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extAuthzFilter())}},
+			{Name: contract.ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extAuthzFilter())}},
 			{Name: RateLimitFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(rateLimitFilter(o.RateLimitFailureModeDeny))}},
 			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
@@ -243,7 +243,7 @@ func RouteConfiguration(name, revision string, vhosts []*routev3.VirtualHost) *r
 		Name:         name,
 		VirtualHosts: vhosts,
 		TypedPerFilterConfig: map[string]*anypb.Any{
-			ExtAuthzFilter: mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+			contract.ExtAuthzFilter: mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
 				CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{contract.ContextRevision: revision}},
 			}}),
 		},

@@ -5,6 +5,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -19,11 +20,9 @@ const (
 	// RouteMetadataNamespace is the filter_metadata namespace of the
 	// metadata the control plane puts on every route.
 	RouteMetadataNamespace = "gatehouse"
-	// RouteRevisionKey is the field of that namespace holding the version.
+	// RouteRevisionKey is the field of that namespace holding the version;
+	// the access log carries it as the tag contract.ConfigVersionTag.
 	RouteRevisionKey = "revision"
-	// ConfigVersionTag is the ALS custom tag carrying the route's
-	// RouteRevisionKey.
-	ConfigVersionTag = "config_version"
 )
 
 // RevisionMetadata is the route metadata naming the config version.
@@ -37,7 +36,7 @@ func RevisionMetadata(revision string) *corev3.Metadata {
 // route's revision metadata (metadata kind Route).
 func ConfigVersionCustomTag() *tracingv3.CustomTag {
 	return &tracingv3.CustomTag{
-		Tag: ConfigVersionTag,
+		Tag: contract.ConfigVersionTag,
 		Type: &tracingv3.CustomTag_Metadata_{Metadata: &tracingv3.CustomTag_Metadata{
 			Kind: &metadatav3.MetadataKind{Kind: &metadatav3.MetadataKind_Route_{Route: &metadatav3.MetadataKind_Route{}}},
 			MetadataKey: &metadatav3.MetadataKey{Key: RouteMetadataNamespace, Path: []*metadatav3.MetadataKey_PathSegment{

@@ -6,6 +6,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -98,7 +99,7 @@ func TestWithRevisionStampsEveryRoute(t *testing.T) {
 // perRouteAuthzDisabled reports whether a route turns ext_authz off.
 func perRouteAuthzDisabled(t *testing.T, rt *routev3.Route) bool {
 	t.Helper()
-	per := rt.GetTypedPerFilterConfig()[ExtAuthzFilter]
+	per := rt.GetTypedPerFilterConfig()[contract.ExtAuthzFilter]
 	if per == nil {
 		return false
 	}

@@ -112,7 +112,7 @@ func route(specName string, rt *spec.Route, strip []string, packed Packed) (*rou
 		Match:  match,
 		Action: &routev3.Route_Route{Route: action},
 		TypedPerFilterConfig: map[string]*anypb.Any{
-			ExtAuthzFilter: packed.pack(ExtAuthzPerRoute(id, rt.AuthMode())),
+			contract.ExtAuthzFilter: packed.pack(ExtAuthzPerRoute(id, rt.AuthMode())),
 		},
 	}
 	if hm := StripForwardedHeaders(strip); hm != nil {

@@ -310,7 +310,7 @@ func authOf(rc *routev3.RouteConfiguration, rt *routev3.Route, s *compile.Spec) 
 }
 
 func perRoute(m map[string]*anypb.Any) *extauthzv3.ExtAuthzPerRoute {
-	a := m[envoy.ExtAuthzFilter]
+	a := m[contract.ExtAuthzFilter]
 	if a == nil {
 		return nil
 	}

@@ -13,7 +13,8 @@
 // PermissionDenied and counted. Which groups are served at all is the
 // caller's decision (Options.Admit). Sidecars (user agent
 // gatehouse-xdsclient) are never sent SDS secrets. The package knows
-// nothing of specs; it must not import compile, snapshot or rollout.
+// nothing of specs; it must not import compile, snapshot or the
+// controlplane package (whose rollout.go takes the NACKs).
 package xds
 
 import (
@@ -119,8 +120,9 @@ func New(ctx context.Context, o Options) *Server {
 	// ads=false: go-control-plane's ADS mode leaves a named request
 	// unanswered unless the snapshot holds exactly those names, which would
 	// starve a sidecar subscribing to its own spec's resources.
-	// SotW watches are answered by watchCache from shared encodings; delta
-	// watches by go-control-plane's cache, which sends only what changed.
+	// SotW and delta watches are both answered by watchCache from shared
+	// encodings (delta sends only what changed); go-control-plane's cache
+	// only stores the snapshots.
 	inner := newWatchCache(cachev3.NewSnapshotCache(false, GroupHash{}, nil))
 	m := newMetrics(o.Registry)
 	t := newTracker(o, m, log, inner)

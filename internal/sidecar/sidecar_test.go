@@ -3,7 +3,6 @@ package sidecar_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -142,28 +141,6 @@ func (r *running) status(t *testing.T) healthpb.HealthCheckResponse_ServingStatu
 	return resp.GetStatus()
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestSpecDirDrivesHealthAndKeepsTheLastGoodConfig(t *testing.T) {
 	dir := t.TempDir()
 	var c config
@@ -177,19 +154,19 @@ func TestSpecDirDrivesHealthAndKeepsTheLastGoodConfig(t *testing.T) {
 	if st := r.status(t); st != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health with no config = %v", st)
 	}
-	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != http.StatusServiceUnavailable {
+	if code, _ := testenv.HTTPGet(t, "http://"+r.adminAddr+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz with no config = %d", code)
 	}
 
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte("v1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "v1 to load", func() bool { return c.get() == "v1" })
-	waitFor(t, "SERVING", func() bool { return r.status(t) == healthpb.HealthCheckResponse_SERVING })
-	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != http.StatusOK {
+	testenv.WaitFor(t, "v1 to load", 10*time.Second, func() bool { return c.get() == "v1" })
+	testenv.WaitFor(t, "SERVING", 10*time.Second, func() bool { return r.status(t) == healthpb.HealthCheckResponse_SERVING })
+	if code, _ := testenv.HTTPGet(t, "http://"+r.adminAddr+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz with config = %d", code)
 	}
-	if code, body := httpGet(t, "http://"+r.adminAddr+"/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+	if code, body := testenv.HTTPGet(t, "http://"+r.adminAddr+"/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("/metrics = %d", code)
 	}
 
@@ -206,7 +183,7 @@ func TestSpecDirDrivesHealthAndKeepsTheLastGoodConfig(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "config.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "NOT_SERVING", func() bool { return r.status(t) == healthpb.HealthCheckResponse_NOT_SERVING })
+	testenv.WaitFor(t, "NOT_SERVING", 10*time.Second, func() bool { return r.status(t) == healthpb.HealthCheckResponse_NOT_SERVING })
 
 	// Stopping is graceful and closes the listeners.
 	if err := r.stop(); err != nil {
@@ -252,12 +229,12 @@ func TestXDSDeliversThroughTheHandlerAndDrivesHealth(t *testing.T) {
 		return &corev3.TypedExtensionConfig{Name: name, TypedConfig: v}
 	}
 	x.Set(t, "node-1", "v1", map[string][]types.Resource{contract.ExtensionConfigType: {resource("one")}})
-	waitFor(t, "v1", func() bool { return c.get() == "one" })
-	waitFor(t, "SERVING", func() bool { return r.status(t) == healthpb.HealthCheckResponse_SERVING })
-	waitFor(t, "ACK of v1", func() bool { return x.Acked(contract.ExtensionConfigType, "v1") })
+	testenv.WaitFor(t, "v1", 10*time.Second, func() bool { return c.get() == "one" })
+	testenv.WaitFor(t, "SERVING", 10*time.Second, func() bool { return r.status(t) == healthpb.HealthCheckResponse_SERVING })
+	testenv.WaitFor(t, "ACK of v1", 10*time.Second, func() bool { return x.Acked(contract.ExtensionConfigType, "v1") })
 
 	x.Set(t, "node-1", "v2", map[string][]types.Resource{contract.ExtensionConfigType: {resource("bad")}})
-	waitFor(t, "a NACK of v2", func() bool { return x.NACK() != nil })
+	testenv.WaitFor(t, "a NACK of v2", 10*time.Second, func() bool { return x.NACK() != nil })
 	if n := x.NACK(); !strings.Contains(n.GetErrorDetail().GetMessage(), "does not load") {
 		t.Fatalf("NACK detail = %q", n.GetErrorDetail().GetMessage())
 	}

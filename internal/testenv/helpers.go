@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"io"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
@@ -67,4 +69,17 @@ func CounterValue(t testing.TB, g prometheus.Gatherer, name string, labels ...st
 		}
 	}
 	return sum
+}
+
+// HTTPGet GETs url and returns the status code and body, failing the test
+// when the request fails.
+func HTTPGet(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -38,5 +40,36 @@ func TestWaitForReturnsOnceTrue(t *testing.T) {
 	WaitFor(t, "three polls", time.Second, func() bool { n++; return n == 3 })
 	if n != 3 {
 		t.Fatalf("cond called %d times, want 3", n)
+	}
+}
+
+func TestHTTPGetReturnsStatusAndBody(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = w.Write([]byte("body of " + r.URL.Path))
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	code, body := HTTPGet(t, "http://"+l.Addr().String()+"/x")
+	if code != http.StatusTeapot || body != "body of /x" {
+		t.Fatalf("HTTPGet = %d %q, want 418 %q", code, body, "body of /x")
+	}
+}
+
+func TestWrapExtensionsWrapsEach(t *testing.T) {
+	res := WrapExtensions(t,
+		Extension{Name: "authz/a", Type: "t.one", Value: map[string]any{"x": 1}},
+		Extension{Name: "authz/b", Type: "t.two", Value: map[string]any{"y": 2}})
+	if len(res) != 2 {
+		t.Fatalf("WrapExtensions: %d resources, want 2", len(res))
+	}
+	for i, want := range []string{"authz/a", "authz/b"} {
+		if got := res[i].(interface{ GetName() string }).GetName(); got != want {
+			t.Errorf("resource %d: name %q, want %q", i, got, want)
+		}
 	}
 }

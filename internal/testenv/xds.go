@@ -11,6 +11,8 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+
+	"github.com/gatehouse-edge/gatehouse/contract"
 )
 
 // XDS is a plain go-control-plane ADS server on loopback (ADS mode,
@@ -87,4 +89,26 @@ func (x *XDS) Acked(typeURL, version string) bool {
 // NACK returns the first NACK received, or nil.
 func (x *XDS) NACK() *discoveryv3.DiscoveryRequest {
 	return x.Find(func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil })
+}
+
+// Extension is one resource of the ExtensionConfig type before wrapping:
+// its name, payload type and value, as contract.Wrap takes them.
+type Extension struct {
+	Name, Type string
+	Value      any
+}
+
+// WrapExtensions wraps each extension with contract.Wrap, failing the
+// test on an error: the ExtensionConfig resources a sidecar test serves.
+func WrapExtensions(t testing.TB, exts ...Extension) []types.Resource {
+	t.Helper()
+	out := make([]types.Resource, 0, len(exts))
+	for _, e := range exts {
+		tec, err := contract.Wrap(e.Name, e.Type, e.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tec)
+	}
+	return out
 }

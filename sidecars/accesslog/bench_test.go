@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
@@ -98,7 +98,7 @@ func loadgen(spec string) int {
 	default:
 	}
 	// The CPU spent encoding, so the benchmark can leave it out.
-	fmt.Println("ready", cpuTime().Nanoseconds())
+	fmt.Println("ready", testenv.CPUTime().Nanoseconds())
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen: waiting for go:", err)
 		return 1
@@ -282,12 +282,6 @@ func peakRSSMiB() float64 {
 	return -1
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkIngestGRPC: b.N entries, every value unique (uniqueEntry),
 // streamed over ALS gRPC by a separate process (loadgen, this test binary
 // run again) into a sidecar with the embedded DuckDB store, redaction on
@@ -348,7 +342,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	}
 	go func() { done <- cmd.Wait() }()
 	b.ResetTimer()
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := testenv.CPUTime(), time.Now()
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		b.Fatal(err)
 	}
@@ -375,7 +369,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	el, cpu := time.Since(t0), cpuTime()-cpu0
+	el, cpu := time.Since(t0), testenv.CPUTime()-cpu0
 	b.StopTimer()
 	if d := metric(b, s.httpAddr, `gatehouse_accesslog_dropped_total{reason="buffer_full"}`); d != 0 {
 		b.Fatalf("%v entries dropped", d)
@@ -415,7 +409,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	// it has not checkpointed yet when the sidecar closes it. The CPU
 	// including that shutdown is what the entries cost in the end.
 	s.stop(b)()
-	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries-incl-close")
+	b.ReportMetric(float64((testenv.CPUTime()-cpu0).Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries-incl-close")
 	b.ReportMetric(0, "ns/op")
 }
 

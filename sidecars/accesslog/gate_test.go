@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
@@ -59,7 +59,7 @@ func versioned(n int, route, version string, status uint32) []*alv3.HTTPAccessLo
 	for _, e := range accesslogtest.Random(9, n, time.Now().Add(-time.Second), time.Second) {
 		e.Route, e.Status, e.Decision, e.Flags = route, status, "allow", nil
 		h := e.HTTP()
-		h.GetCommonProperties().GetMetadata().GetFilterMetadata()[accesslog.ExtAuthzNamespace].Fields[accesslog.ConfigVersionKey] = structpb.NewStringValue(version)
+		h.GetCommonProperties().GetMetadata().GetFilterMetadata()[contract.ExtAuthzNamespace].Fields[contract.ConfigVersionKey] = structpb.NewStringValue(version)
 		out = append(out, h)
 	}
 	return out

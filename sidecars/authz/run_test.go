@@ -2,9 +2,7 @@ package authzsidecar
 
 import (
 	"context"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,17 +57,6 @@ func startRun(t *testing.T, cfg Config) *running {
 	return r
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestRunSpecDir(t *testing.T) {
 	dir := t.TempDir()
 	writeSpec(t, dir, "petstore")
@@ -97,13 +84,13 @@ func TestRunSpecDir(t *testing.T) {
 	if resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
 		t.Fatalf("cross-spec token: %v", resp)
 	}
-	if code, body := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 200 {
+	if code, body := testenv.HTTPGet(t, "http://"+r.adminAddr+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d %s", code, body)
 	}
-	if _, body := httpGet(t, "http://"+r.adminAddr+"/debug/authz/routes"); strings.TrimSpace(body) != `{"routes":["billing/read","petstore/read"]}` {
+	if _, body := testenv.HTTPGet(t, "http://"+r.adminAddr+"/debug/authz/routes"); strings.TrimSpace(body) != `{"routes":["billing/read","petstore/read"]}` {
 		t.Fatalf("/debug/authz/routes = %s", body)
 	}
-	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
+	_, metrics := testenv.HTTPGet(t, "http://"+r.adminAddr+"/metrics")
 	for _, want := range []string{
 		`gatehouse_authz_checks_total{decision="allow",reason="allowed",route="petstore/read"} 1`,
 		`gatehouse_authz_checks_total{decision="deny",reason="audience_not_accepted",route="billing/read"} 1`,
@@ -139,32 +126,13 @@ func startXDS(t *testing.T) xdsServer { return xdsServer{testenv.StartXDS(t, "12
 
 func (s xdsServer) set(t *testing.T, version string, policies ...*authz.SpecPolicy) {
 	t.Helper()
-	var res []types.Resource
+	var ext []testenv.Extension
 	for _, p := range policies {
-		tec, err := contract.Wrap(contract.AuthzPrefix+p.Spec, contract.AuthzPolicyType, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res = append(res, tec)
+		ext = append(ext, testenv.Extension{Name: contract.AuthzPrefix + p.Spec, Type: contract.AuthzPolicyType, Value: p})
 	}
 	// Another concern's resource of the same type is not ours to read.
-	other, err := contract.Wrap(contract.RateLimitPrefix+"petstore", contract.RateLimitRulesType, map[string]any{"whatever": 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Set(t, "authz-1", version, map[string][]types.Resource{contract.ExtensionConfigType: append(res, other)})
-}
-
-// waitFor polls until ok (bounded by 10 s).
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ext = append(ext, testenv.Extension{Name: contract.RateLimitPrefix + "petstore", Type: contract.RateLimitRulesType, Value: map[string]any{"whatever": 1}})
+	s.Set(t, "authz-1", version, map[string][]types.Resource{contract.ExtensionConfigType: testenv.WrapExtensions(t, ext...)})
 }
 
 func TestRunXDS(t *testing.T) {
@@ -185,14 +153,14 @@ func TestRunXDS(t *testing.T) {
 	if s, reason := check("petstore/read"); s != 403 || !strings.HasPrefix(reason, "no_policy") {
 		t.Fatalf("before any policy: %d %q", s, reason)
 	}
-	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
+	if code, _ := testenv.HTTPGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
 		t.Fatalf("readyz before policy = %d", code)
 	}
 
 	good := compileSpec(t, "petstore")
 	x.set(t, "v1", good)
-	waitFor(t, "policy v1 to be served", func() bool { s, _ := check("petstore/read"); return s == 200 })
-	waitFor(t, "ACK of v1", func() bool { return x.acked("v1") })
+	testenv.WaitFor(t, "policy v1 to be served", 10*time.Second, func() bool { s, _ := check("petstore/read"); return s == 200 })
+	testenv.WaitFor(t, "ACK of v1", 10*time.Second, func() bool { return x.acked("v1") })
 
 	// v2 is broken: NACKed, and v1 keeps serving.
 	bad := compileSpec(t, "petstore")
@@ -208,18 +176,18 @@ func TestRunXDS(t *testing.T) {
 
 	// v3 drops petstore for billing: petstore routes become unknown (403).
 	x.set(t, "v3", compileSpec(t, "billing"))
-	waitFor(t, "policy v3", func() bool { s, _ := check("petstore/read"); return s == 403 })
+	testenv.WaitFor(t, "policy v3", 10*time.Second, func() bool { s, _ := check("petstore/read"); return s == 403 })
 	if _, reason := check("petstore/read"); !strings.HasPrefix(reason, "unknown_route") {
 		t.Fatalf("removed route: %q", reason)
 	}
-	waitFor(t, "ACK of v3", func() bool { return x.acked("v3") })
+	testenv.WaitFor(t, "ACK of v3", 10*time.Second, func() bool { return x.acked("v3") })
 }
 
 func (s xdsServer) acked(version string) bool { return s.Acked("", version) }
 
 func (s xdsServer) waitNACK(t *testing.T) *discoveryv3.DiscoveryRequest {
 	t.Helper()
-	waitFor(t, "a NACK", func() bool { return s.NACK() != nil })
+	testenv.WaitFor(t, "a NACK", 10*time.Second, func() bool { return s.NACK() != nil })
 	return s.NACK()
 }
 
@@ -242,7 +210,7 @@ func TestRunSpecDirReload(t *testing.T) {
 		t.Fatal("billing served before it exists")
 	}
 	writeSpec(t, dir, "billing")
-	waitFor(t, "billing to load", func() bool { return status("billing") == 200 })
+	testenv.WaitFor(t, "billing to load", 10*time.Second, func() bool { return status("billing") == 200 })
 	// A broken file keeps the last good policies.
 	if err := os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("apiVersion: gatehouse/v1\nkind: EdgeRoute\nnope: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -257,7 +225,7 @@ func TestRunSpecDirReload(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "billing.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "billing to go", func() bool { return status("billing") == 403 })
+	testenv.WaitFor(t, "billing to go", 10*time.Second, func() bool { return status("billing") == 403 })
 }
 
 // The spec dir reloads on file events, not only when --spec-poll comes
@@ -278,5 +246,5 @@ func TestRunSpecDirReloadsOnFileEvents(t *testing.T) {
 		t.Fatal("billing served before it exists")
 	}
 	writeSpec(t, dir, "billing")
-	waitFor(t, "billing to load on a file event", func() bool { return allowed("billing") })
+	testenv.WaitFor(t, "billing to load on a file event", 10*time.Second, func() bool { return allowed("billing") })
 }

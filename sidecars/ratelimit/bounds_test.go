@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 const boundsSpec = `apiVersion: gatehouse/v1
@@ -55,7 +56,7 @@ func TestMaxCountersAndOnFailure(t *testing.T) {
 	if c := user("u1"); c != rlsv3.RateLimitResponse_OK {
 		t.Fatalf("an existing counter stopped counting: %s", c)
 	}
-	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
+	_, metrics := testenv.HTTPGet(t, "http://"+r.adminAddr+"/metrics")
 	for _, want := range []string{`gatehouse_ratelimit_memory_full_total{mode="deny"} 1`, `gatehouse_ratelimit_memory_full_total{mode="allow"} 1`, "gatehouse_ratelimit_memory_counters 4"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

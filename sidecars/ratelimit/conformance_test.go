@@ -15,6 +15,7 @@ import (
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -297,7 +298,7 @@ func TestConformanceLookups(t *testing.T) {
 			r.request(t, "stats", [][]string{kv("api_key", "k1")})
 			r.request(t, "stats", [][]string{kv("team", "t-red", "op", "read")})
 			r.request(t, "stats", [][]string{kv("team", "t-blue", "op", "read")})
-			_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
+			_, metrics := testenv.HTTPGet(t, "http://"+r.adminAddr+"/metrics")
 			want := []string{
 				`gatehouse_ratelimit_total_hits{domain="stats",rule="stats.api_key_k1"} 1`,
 				`gatehouse_ratelimit_total_hits{domain="stats",rule="stats.team_t-*.op_read"} 2`,

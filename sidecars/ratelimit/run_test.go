@@ -3,9 +3,7 @@ package ratelimitsidecar
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,28 +93,6 @@ func (r *running) call(t *testing.T, domain string, kv ...string) *rlsv3.RateLim
 	return resp
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestReplayOverGRPC replays the scripted sequence through a real gRPC
 // server loaded from the envoyproxy/ratelimit config directory.
 func TestReplayOverGRPC(t *testing.T) {
@@ -153,10 +129,10 @@ func TestReplayOverGRPC(t *testing.T) {
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v %v", hc, err)
 	}
-	if code, body := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 200 {
+	if code, body := testenv.HTTPGet(t, "http://"+r.adminAddr+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d %s", code, body)
 	}
-	_, metrics := httpGet(t, "http://"+r.adminAddr+"/metrics")
+	_, metrics := testenv.HTTPGet(t, "http://"+r.adminAddr+"/metrics")
 	if testing.Verbose() {
 		for _, l := range strings.Split(metrics, "\n") {
 			if strings.Contains(l, "remote_address") {
@@ -224,7 +200,7 @@ func TestConfigDirReload(t *testing.T) {
 	}
 	for v := uint32(2); v <= 6; v++ {
 		write(fmt.Sprintf("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: %d}\n", v))
-		waitFor(t, fmt.Sprintf("limit %d", v), func() bool { return limitOf() == v })
+		testenv.WaitFor(t, fmt.Sprintf("limit %d", v), 10*time.Second, func() bool { return limitOf() == v })
 	}
 	close(stop)
 	wg.Wait()
@@ -233,15 +209,15 @@ func TestConfigDirReload(t *testing.T) {
 	}
 	// A bad file: rejected, limit 6 keeps serving, the gauge says so.
 	write("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: fortnight, requests_per_unit: 9}\n")
-	waitFor(t, "the failed reload to be recorded", func() bool {
-		_, m := httpGet(t, "http://"+r.adminAddr+"/metrics")
+	testenv.WaitFor(t, "the failed reload to be recorded", 10*time.Second, func() bool {
+		_, m := testenv.HTTPGet(t, "http://"+r.adminAddr+"/metrics")
 		return strings.Contains(m, `gatehouse_ratelimit_config_last_reload_success{source="config_dir"} 0`)
 	})
 	if l := limitOf(); l != 6 {
 		t.Fatalf("after a bad file the limit is %d, want the previous 6", l)
 	}
 	write("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 7}\n")
-	waitFor(t, "limit 7 after the fix", func() bool { return limitOf() == 7 })
+	testenv.WaitFor(t, "limit 7 after the fix", 10*time.Second, func() bool { return limitOf() == 7 })
 }
 
 func TestNewRejectsBadConfigDirWithFileLine(t *testing.T) {
@@ -294,7 +270,7 @@ func TestSpecDir(t *testing.T) {
 	}
 	// A spec change is picked up.
 	os.WriteFile(filepath.Join(dir, "petstore.yaml"), []byte(strings.Replace(specYAML, "2/30s", "50/30s", 1)), 0o644)
-	waitFor(t, "the new spec limit", func() bool {
+	testenv.WaitFor(t, "the new spec limit", 10*time.Second, func() bool {
 		return r.call(t, "gatehouse", "route", "petstore/list", "limit", "per-user", "header.x-user", "carol").Statuses[0].GetCurrentLimit().GetRequestsPerUnit() == 50
 	})
 }
@@ -309,25 +285,17 @@ func startXDSAt(t *testing.T, addr string) xdsServer { return xdsServer{testenv.
 
 func (x xdsServer) set(t *testing.T, version string, rlc []*rlsconfv3.RateLimitConfig, rules []*ratelimit.SpecRules) {
 	t.Helper()
-	var ext []types.Resource
+	var ext []testenv.Extension
 	for _, r := range rules {
-		tec, err := contract.Wrap(contract.RateLimitPrefix+r.Spec, contract.RateLimitRulesType, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ext = append(ext, tec)
+		ext = append(ext, testenv.Extension{Name: contract.RateLimitPrefix + r.Spec, Type: contract.RateLimitRulesType, Value: r})
 	}
 	// Another concern's resource of the same type is not ours.
-	other, err := contract.Wrap(contract.AuthzPrefix+"petstore", contract.AuthzPolicyType, map[string]any{"x": 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext = append(ext, other)
+	ext = append(ext, testenv.Extension{Name: contract.AuthzPrefix + "petstore", Type: contract.AuthzPolicyType, Value: map[string]any{"x": 1}})
 	var rl []types.Resource
 	for _, c := range rlc {
 		rl = append(rl, c)
 	}
-	x.Set(t, "rl-1", version, map[string][]types.Resource{contract.ExtensionConfigType: ext, contract.RateLimitConfigType: rl})
+	x.Set(t, "rl-1", version, map[string][]types.Resource{contract.ExtensionConfigType: testenv.WrapExtensions(t, ext...), contract.RateLimitConfigType: rl})
 }
 
 func TestXDS(t *testing.T) {
@@ -341,7 +309,7 @@ func TestXDS(t *testing.T) {
 			Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "header.x-user", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_MINUTE, RequestsPerUnit: 9}}}}},
 	}}}
 	r := startRun(t, Config{XDSServer: x.Addr, NodeID: "rl-1", NodeCluster: "us-east-1"})
-	if code, _ := httpGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
+	if code, _ := testenv.HTTPGet(t, "http://"+r.adminAddr+"/readyz"); code != 503 {
 		t.Fatalf("readyz before any config = %d", code)
 	}
 	gh := func(user string) *rlsv3.RateLimitResponse_DescriptorStatus {
@@ -350,8 +318,8 @@ func TestXDS(t *testing.T) {
 
 	// v1: only RateLimitConfig (what envoyproxy/ratelimit would get).
 	x.set(t, "v1", []*rlsconfv3.RateLimitConfig{rlc, ghFromRLC}, nil)
-	waitFor(t, "v1 served", func() bool { return gh("a").GetCurrentLimit().GetRequestsPerUnit() == 9 })
-	waitFor(t, "ACK of v1 (both types)", func() bool {
+	testenv.WaitFor(t, "v1 served", 10*time.Second, func() bool { return gh("a").GetCurrentLimit().GetRequestsPerUnit() == 9 })
+	testenv.WaitFor(t, "ACK of v1 (both types)", 10*time.Second, func() bool {
 		return x.Acked(contract.RateLimitConfigType, "v1") && x.Acked(contract.ExtensionConfigType, "v1")
 	})
 	if l := r.call(t, "api", "k", "x").Statuses[0].GetCurrentLimit().GetRequestsPerUnit(); l != 3 {
@@ -362,17 +330,17 @@ func TestXDS(t *testing.T) {
 	// (a 30s sliding window no RateLimitConfig can carry).
 	docsRules := compileSpec(t, specYAML)
 	x.set(t, "v2", []*rlsconfv3.RateLimitConfig{rlc, ghFromRLC}, []*ratelimit.SpecRules{docsRules})
-	waitFor(t, "v2 served", func() bool { return gh("b").GetCurrentLimit().GetRequestsPerUnit() == 2 })
+	testenv.WaitFor(t, "v2 served", 10*time.Second, func() bool { return gh("b").GetCurrentLimit().GetRequestsPerUnit() == 2 })
 	if u := gh("c").GetCurrentLimit().GetUnit(); u != rlsv3.RateLimitResponse_RateLimit_UNKNOWN {
 		t.Fatalf("30s window reported as %s", u)
 	}
-	waitFor(t, "ACK of v2", func() bool { return x.Acked(contract.ExtensionConfigType, "v2") })
+	testenv.WaitFor(t, "ACK of v2", 10*time.Second, func() bool { return x.Acked(contract.ExtensionConfigType, "v2") })
 
 	// v3: a broken RateLimitConfig is NACKed with the reason; v2 keeps serving.
 	bad := &rlsconfv3.RateLimitConfig{Name: "api", Domain: "api", Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_HOUR, RequestsPerUnit: 1}}}}
 	x.set(t, "v3", []*rlsconfv3.RateLimitConfig{bad}, []*ratelimit.SpecRules{docsRules})
 	var nack *discoveryv3.DiscoveryRequest
-	waitFor(t, "a NACK", func() bool {
+	testenv.WaitFor(t, "a NACK", 10*time.Second, func() bool {
 		nack = x.Find(func(r *discoveryv3.DiscoveryRequest) bool { return r.GetErrorDetail() != nil })
 		return nack != nil
 	})
@@ -387,7 +355,7 @@ func TestXDS(t *testing.T) {
 	badRules.Limits = append([]ratelimit.SpecLimit(nil), docsRules.Limits...)
 	badRules.Limits[0].Algorithm = "leaky-bucket"
 	x.set(t, "v4", []*rlsconfv3.RateLimitConfig{rlc}, []*ratelimit.SpecRules{&badRules})
-	waitFor(t, "the extension NACK", func() bool {
+	testenv.WaitFor(t, "the extension NACK", 10*time.Second, func() bool {
 		return x.Find(func(r *discoveryv3.DiscoveryRequest) bool {
 			return r.GetTypeUrl() == contract.ExtensionConfigType && strings.Contains(r.GetErrorDetail().GetMessage(), "leaky-bucket")
 		}) != nil
@@ -425,7 +393,7 @@ func TestXDSReconnect(t *testing.T) {
 	x.set(t, "v1", cfg(3), nil)
 	r := startRun(t, Config{XDSServer: x.Addr, NodeID: "rl-1"})
 	limit := func() uint32 { return r.call(t, "api", "k", "x").Statuses[0].GetCurrentLimit().GetRequestsPerUnit() }
-	waitFor(t, "v1", func() bool { return limit() == 3 })
+	testenv.WaitFor(t, "v1", 10*time.Second, func() bool { return limit() == 3 })
 	x.Stop()
 	for i := 0; i < 20; i++ {
 		if l := limit(); l != 3 {
@@ -435,5 +403,5 @@ func TestXDSReconnect(t *testing.T) {
 	}
 	y := startXDSAt(t, x.Addr)
 	y.set(t, "v2", cfg(8), nil)
-	waitFor(t, "v2 after reconnecting", func() bool { return limit() == 8 })
+	testenv.WaitFor(t, "v2 after reconnecting", 10*time.Second, func() bool { return limit() == 8 })
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/ratelimit/replay"
 )
 
@@ -148,7 +149,7 @@ func drive(ld load) (result, error) {
 func runDrive(args []string) error {
 	fs := newFlags("drive")
 	ld := load{}
-	fs.StringVar(&ld.addr, "addr", "127.0.0.1:8081", "RLS v3 server")
+	fs.StringVar(&ld.addr, "addr", contract.DefaultRateLimitAddr, "RLS v3 server")
 	fs.IntVar(&ld.concurrency, "concurrency", 64, "concurrent callers")
 	fs.IntVar(&ld.keys, "keys", 10000, "distinct descriptor values")
 	fs.DurationVar(&ld.duration, "duration", 10*time.Second, "how long to drive (upper bound)")
@@ -191,7 +192,7 @@ func replayAgainst(addr, script, run string) ([]string, int, error) {
 
 func runReplay(args []string) error {
 	fs := newFlags("replay")
-	addr := fs.String("addr", "127.0.0.1:8081", "RLS v3 server")
+	addr := fs.String("addr", contract.DefaultRateLimitAddr, "RLS v3 server")
 	script := fs.String("script", "ratelimit/testdata/replay/script.txt", "script")
 	run := fs.String("run", strconv.FormatInt(time.Now().UnixNano()%1000000, 10), "value for {run}")
 	fs.Parse(args)
