@@ -3,6 +3,7 @@ package duckstore
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -108,32 +109,44 @@ type rowPlan struct {
 }
 
 // planRows finds the constant VARCHAR columns of recs (at least two rows:
-// below that there is nothing to save).
+// below that there is nothing to save). It reads the batch once, row by
+// row (a batch is ~100 MB: a pass per column would read it from memory
+// again for every column), and stops comparing a column at its first
+// difference.
 func planRows(recs []accesslog.Record) rowPlan {
+	var cand []int // VARCHAR columns constant so far
+	if len(recs) > 1 {
+		for i := range rowColumns {
+			if rowColumns[i].str != nil {
+				cand = append(cand, i)
+			}
+		}
+	}
+	first := make([]string, len(cand))
+	for k, i := range cand {
+		first[k] = rowColumns[i].str(&recs[0])
+	}
+	for j := 1; j < len(recs) && len(cand) > 0; j++ {
+		r := &recs[j]
+		for k := 0; k < len(cand); {
+			if rowColumns[cand[k]].str(r) == first[k] {
+				k++
+				continue
+			}
+			cand = append(cand[:k], cand[k+1:]...)
+			first = append(first[:k], first[k+1:]...)
+		}
+	}
 	var p rowPlan
 	for i := range rowColumns {
-		c := &rowColumns[i]
-		if c.str != nil && len(recs) > 1 && constant(recs, c.str) {
+		if k := slices.Index(cand, i); k >= 0 {
 			p.consts = append(p.consts, i)
-			p.vals = append(p.vals, c.str(&recs[0]))
+			p.vals = append(p.vals, first[k])
 			continue
 		}
 		p.cols = append(p.cols, i)
 	}
 	return p
-}
-
-// constant says whether get gives the same string for every record. It
-// stops at the first difference, so a varying column costs a few
-// comparisons.
-func constant(recs []accesslog.Record, get func(*accesslog.Record) string) bool {
-	v := get(&recs[0])
-	for i := 1; i < len(recs); i++ {
-		if get(&recs[i]) != v {
-			return false
-		}
-	}
-	return true
 }
 
 // insertSQL is the INSERT of a batch under p; p.vals are its parameters.

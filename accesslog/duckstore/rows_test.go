@@ -28,7 +28,7 @@ func TestConstantColumnsStoredPerRow(t *testing.T) {
 		r.APIKeyID = "k-1"                // differs in the first row only
 		r.ConfigVersion = "v" + string(rune('a'+i%3))
 	}
-	recs[len(recs)-1].Rule = "last-rule"
+	recs[len(recs)-2].Rule = "last-rule" // the last row of the first batch
 	recs[0].APIKeyID = "first-key"
 	var prev accesslog.BatchHeader
 	for k, part := range [][]accesslog.Record{recs[:4999], recs[4999:]} { // and a one-row batch
