@@ -25,7 +25,6 @@ type IngesterConfig struct {
 	SegmentBytes  int64         // spool segment size (default 64 MiB)
 	RetryMax      time.Duration // longest wait between store retries (default 5s)
 	StopGrace     time.Duration // at shutdown, how long the store writer may drain memory (default 5s)
-	StoreLinger   time.Duration // longest the store writer waits to fill StoreBatch while frames keep coming (default DefaultStoreLinger; negative: no wait)
 	Log           *slog.Logger
 	Metrics       *Metrics
 	Now           func() time.Time
@@ -39,18 +38,6 @@ type IngesterConfig struct {
 // 12.9–13.2 ms in 100,000-row ones (duckstore, 2026-12-06, shared box).
 const DefaultStoreBatch = 200000
 
-// DefaultStoreLinger is IngesterConfig.StoreLinger's default. While
-// entries keep coming, the store writer waits up to this long to fill a
-// StoreBatch: batches written as soon as the writer is free were smaller
-// than DuckDB's row group at ingest rates the writer keeps up with, so
-// their rows went through the WAL and were compressed again at the next
-// checkpoint (or at close), the cost DefaultStoreBatch avoids. The writer
-// stops waiting as soon as no spool frame has come for FlushInterval, so a
-// pause or the end of a burst is stored at once. Entries are spooled
-// (crash-safe, acknowledged) either way: the wait only delays when they
-// show in queries, by at most this long.
-const DefaultStoreLinger = 2 * time.Second
-
 // Ingester takes records without ever waiting on storage: Add appends to a
 // bounded in-memory buffer; one goroutine moves the buffer into the spool
 // (segment log) by group commit: it writes every pending record as
@@ -63,8 +50,7 @@ const DefaultStoreLinger = 2 * time.Second
 // retrying while the store is down and replaying from disk what did not
 // fit in memory or survived a restart. Spooled batches wait for the store
 // writer in memory up to StoreBatch entries (at least four frames);
-// beyond that they wait on disk only. While frames keep coming, the store
-// writer waits up to StoreLinger to fill a StoreBatch (gather).
+// beyond that they wait on disk only.
 type Ingester struct {
 	cfg   IngesterConfig
 	log   *slog.Logger
@@ -126,9 +112,6 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 5 * time.Second
-	}
-	if cfg.StoreLinger == 0 {
-		cfg.StoreLinger = DefaultStoreLinger
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -533,10 +516,21 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		batches := in.gather(ctx, b)
-		n := 0
-		for _, b := range batches {
-			n += len(b.recs)
+		batches := []memBatch{b}
+		n := len(b.recs)
+	drain:
+		for n < in.cfg.StoreBatch {
+			select {
+			case b2, ok := <-in.handoff:
+				if !ok {
+					break drain
+				}
+				in.inMem.Add(-int64(len(b2.recs)))
+				batches = append(batches, b2)
+				n += len(b2.recs)
+			default:
+				break drain
+			}
 		}
 		var err error
 		for _, b := range batches {
@@ -561,55 +555,6 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			bt.drop()
 		}
 	}
-}
-
-// gather takes from the handoff the frames that follow b, up to
-// StoreBatch entries: what is waiting now, then, while frames keep coming
-// (none missing for FlushInterval), what comes within StoreLinger of b.
-// Taken frames leave the handoff's bound, so the spool goroutine keeps
-// handing frames over meanwhile (memory: at most two store batches).
-func (in *Ingester) gather(ctx context.Context, b memBatch) []memBatch {
-	batches := []memBatch{b}
-	n := len(b.recs)
-	var linger, idle *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-			idle.Stop()
-		}
-	}()
-	for n < in.cfg.StoreBatch {
-		var b2 memBatch
-		var ok bool
-		select {
-		case b2, ok = <-in.handoff:
-		default:
-			if in.cfg.StoreLinger <= 0 {
-				return batches
-			}
-			if linger == nil {
-				linger = time.NewTimer(in.cfg.StoreLinger)
-				idle = time.NewTimer(in.cfg.FlushInterval)
-			}
-			select {
-			case b2, ok = <-in.handoff:
-			case <-idle.C:
-				return batches
-			case <-linger.C:
-				return batches
-			case <-ctx.Done():
-				return batches
-			}
-			idle.Reset(in.cfg.FlushInterval)
-		}
-		if !ok {
-			return batches
-		}
-		in.inMem.Add(-int64(len(b2.recs)))
-		batches = append(batches, b2)
-		n += len(b2.recs)
-	}
-	return batches
 }
 
 // write stores one spooled batch, retrying with backoff until it succeeds

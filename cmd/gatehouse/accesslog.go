@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
@@ -65,7 +64,6 @@ func newAccesslogCmd() *cobra.Command {
 	f.BoolVar(&cfg.ChainAllowUnkeyedPrefix, "chain-allow-unkeyed-prefix", false, "/v1/verify accepts unkeyed batches at the start of a chain (written before --chain-key-file was set) and the pruned flags of the retention before prune records")
 	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "most entries per spool frame")
 	f.IntVar(&cfg.StoreBatch, "store-batch", 200000, "most entries per store batch (consecutive spool frames are combined; above DuckDB's 122,880-row row group, full row groups skip the WAL)")
-	f.DurationVar(&cfg.StoreLinger, "store-linger", accesslog.DefaultStoreLinger, "while entries keep coming, how long the store writer may wait to fill --store-batch (fewer, larger DuckDB transactions; delays when entries show in queries, not their spooling); it writes once no spool frame has come for --flush-interval; negative: never wait")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")
 	tlsServerFlags(f, &cfg.TLS, "ALS gRPC and query API (HTTPS; the client CA applies to gRPC only)")
 	xdsClientTLSFlags(f, &cfg.XDSTLS)

@@ -96,7 +96,6 @@ type Config struct {
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch (default accesslog.DefaultStoreBatch, 200000)
 	FlushInterval time.Duration // crash-loss window (default 100ms)
-	StoreLinger   time.Duration // longest the store writer waits to fill a store batch (default accesslog.DefaultStoreLinger; negative: no wait)
 
 	Log      *slog.Logger
 	Registry *prometheus.Registry
@@ -164,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	writer := writerID(cfg)
 	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
 		Store: store, Writer: writer, ChainKeys: chainKeys, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
-		StoreLinger: cfg.StoreLinger, Log: log, Metrics: metrics,
+		Log: log, Metrics: metrics,
 	})
 	if err != nil {
 		return err
