@@ -1,9 +1,9 @@
 // Package duckstore is the embedded access-log store: one DuckDB file owned
 // by the accesslog process (DuckDB allows one writing process per file, so
 // the query API lives in the same process). It implements
-// accesslog.Store with the Appender for batch inserts, a batches table for
-// the hash chain, and day-granular retention. It must not import the
-// sidecars, the control plane or cmd/.
+// accesslog.Store with a table function for batch inserts (rows.go), a
+// batches table for the hash chain, and day-granular retention. It must
+// not import the sidecars, the control plane or cmd/.
 package duckstore
 
 import (
