@@ -57,12 +57,18 @@ type Ingester struct {
 	m     *Metrics
 	spool *spool
 
-	mu           sync.Mutex
-	pending      []Record
+	mu sync.Mutex
+	// pending holds the records not yet spooled in chunks of BatchSize
+	// (the last one may be partly filled): a flush spools each chunk as
+	// one frame without copying it, and a chunk the store writer has
+	// copied into its batch goes back to free, cleared, for Add to fill
+	// again (no growing, no fresh memory to zero and fault in per flush).
+	pending      [][]Record
+	npending     int
 	pendingSince time.Time     // when the oldest pending record was added
 	flushed      chan struct{} // closed (and replaced) when a flush has written and fsynced what it took
-	lastTake     int           // records the last flush took (spool goroutine only)
 	kick         chan struct{}
+	free         chan []Record // cleared chunks, len 0, cap BatchSize
 
 	handoff chan memBatch
 	inMem   atomic.Int64  // entries in handoff, bounded by StoreBatch (at least 4 frames)
@@ -78,6 +84,32 @@ type Ingester struct {
 type memBatch struct {
 	seq  uint64
 	recs []Record
+	// chunk: recs is a whole pending chunk, to be recycled once the store
+	// writer has copied it (or it is spilled).
+	chunk bool
+}
+
+// chunk returns an empty chunk for pending (in.mu held).
+func (in *Ingester) chunk() []Record {
+	select {
+	case c := <-in.free:
+		return c
+	default:
+		return make([]Record, 0, in.cfg.BatchSize)
+	}
+}
+
+// recycle clears a chunk no one reads any more (so it keeps no record
+// strings alive) and keeps it for Add, up to the free list's bound.
+func (in *Ingester) recycle(c []Record) {
+	if cap(c) != in.cfg.BatchSize {
+		return
+	}
+	clear(c)
+	select {
+	case in.free <- c[:0]:
+	default:
+	}
 }
 
 // NewIngester opens the spool (recovering it after a crash) and reads the
@@ -140,6 +172,8 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		flushed: make(chan struct{}),
 		handoff: make(chan memBatch, 1024),
 		chain:   make(chan struct{}, 1),
+		// Enough chunks for a full buffer and a store batch in the handoff.
+		free: make(chan []Record, (cfg.BufferEntries+max(cfg.StoreBatch, 4*cfg.BatchSize))/cfg.BatchSize+2),
 	}
 	in.spilled.Store(sp.nextSeq() - 1) // what a previous run left is on disk only
 	in.m.SpoolBytes.Set(float64(sp.size()))
@@ -150,17 +184,28 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 // the in-memory buffer is full the records are dropped and counted.
 func (in *Ingester) Add(recs ...Record) {
 	in.mu.Lock()
-	if len(in.pending)+len(recs) > in.cfg.BufferEntries {
+	if in.npending+len(recs) > in.cfg.BufferEntries {
 		in.mu.Unlock()
 		in.m.Dropped.WithLabelValues("buffer_full").Add(float64(len(recs)))
 		return
 	}
-	first := len(in.pending) == 0
+	first := in.npending == 0
 	if first {
 		in.pendingSince = time.Now()
 	}
-	in.pending = append(in.pending, recs...)
-	n := len(in.pending)
+	in.npending += len(recs)
+	for len(recs) > 0 {
+		last := len(in.pending) - 1
+		if last < 0 || len(in.pending[last]) == cap(in.pending[last]) {
+			in.pending = append(in.pending, in.chunk())
+			last++
+		}
+		c := in.pending[last]
+		k := min(len(recs), cap(c)-len(c))
+		in.pending[last] = append(c, recs[:k]...)
+		recs = recs[k:]
+	}
+	n := in.npending
 	in.mu.Unlock()
 	in.m.Buffered.Add(float64(len(recs)))
 	if first || n >= in.cfg.BatchSize {
@@ -192,8 +237,8 @@ func (in *Ingester) Admit(ctx context.Context) {
 	}()
 	for waitedLate := false; ; {
 		in.mu.Lock()
-		full := len(in.pending) > in.cfg.BufferEntries/2
-		late := len(in.pending) > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
+		full := in.npending > in.cfg.BufferEntries/2
+		late := in.npending > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
 		flushed := in.flushed
 		in.mu.Unlock()
 		if !full && (!late || waitedLate) {
@@ -283,19 +328,27 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 // flush moves the buffer into the spool, in BatchSize frames, with one
 // fsync for all of them, then hands the frames to the store writer.
 func (in *Ingester) flush(buf *[]byte) {
-	// The taken records go to the store writer; the next buffer starts
-	// at the size of the last take, so Add rarely grows it.
-	next := make([]Record, 0, in.lastTake)
 	in.mu.Lock()
 	pending, since, flushed := in.pending, in.pendingSince, in.flushed
-	in.pending = next
+	in.pending, in.npending = nil, 0
 	in.flushed = make(chan struct{})
 	in.mu.Unlock()
 	defer close(flushed)
-	in.lastTake = len(pending)
 	var written []memBatch
-	for _, recs := range splitByDay(pending) {
-		written = in.spoolDay(buf, recs, written)
+	if oneDay(pending) {
+		// The common case: every chunk is one frame, spooled as it is.
+		for _, c := range pending {
+			written = in.spoolDay(buf, c, true, written)
+		}
+	} else {
+		var all []Record
+		for _, c := range pending {
+			all = append(all, c...)
+			in.recycle(c)
+		}
+		for _, recs := range splitByDay(all) {
+			written = in.spoolDay(buf, recs, false, written)
+		}
 	}
 	if len(written) == 0 {
 		return
@@ -329,15 +382,26 @@ func (in *Ingester) flush(buf *[]byte) {
 		in.inMem.Add(-int64(n))
 		in.spilled.Store(b.seq)
 		in.m.Spilled.Add(float64(n))
+		if b.chunk {
+			in.recycle(b.recs)
+		}
 	}
 }
 
 // spoolDay writes records of one UTC day as BatchSize frames (not yet
-// fsynced) and appends them to written.
-func (in *Ingester) spoolDay(buf *[]byte, recs []Record, written []memBatch) []memBatch {
+// fsynced) and appends them to written. chunk: recs is a pending chunk
+// (one frame), recycled if it cannot be spooled.
+func (in *Ingester) spoolDay(buf *[]byte, recs []Record, chunk bool, written []memBatch) []memBatch {
+	if chunk && len(recs) == 0 {
+		in.recycle(recs)
+		return written
+	}
 	for len(recs) > 0 {
 		n := min(len(recs), in.cfg.BatchSize)
 		batch := recs[:n:n]
+		if chunk {
+			batch = recs[:n] // keeps the chunk's capacity, to recycle it
+		}
 		recs = recs[n:]
 		seq, b, err := in.spool.write(*buf, batch)
 		*buf = b
@@ -349,11 +413,31 @@ func (in *Ingester) spoolDay(buf *[]byte, recs []Record, written []memBatch) []m
 			}
 			in.m.Dropped.WithLabelValues(reason).Add(float64(n))
 			in.log.Error("access-log entries dropped: cannot spool", "entries", n, "reason", reason, "error", err)
+			if chunk {
+				in.recycle(batch)
+			}
 			continue
 		}
-		written = append(written, memBatch{seq: seq, recs: batch})
+		written = append(written, memBatch{seq: seq, recs: batch, chunk: chunk})
 	}
 	return written
+}
+
+// oneDay says whether every pending record is of the same UTC day.
+func oneDay(chunks [][]Record) bool {
+	var d0 int64
+	seen := false
+	for _, c := range chunks {
+		for i := range c {
+			d := dayOf(&c[i])
+			if !seen {
+				d0, seen = d, true
+			} else if d != d0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // dayOf is the UTC day of a record. Frames and store batches never mix
@@ -451,7 +535,10 @@ func (b *batcher) add(ctx context.Context, seq uint64, recs []Record, hint int) 
 		if n := max(len(recs), min(b.in.cfg.StoreBatch, hint)); cap(b.spare) >= n {
 			b.acc, b.spare = b.spare, nil
 		} else {
-			b.acc = make([]Record, 0, n)
+			// Room for a whole store batch (acc never grows past it), so
+			// the array is allocated once, not again whenever a batch is
+			// larger than the last.
+			b.acc = make([]Record, 0, b.in.cfg.StoreBatch)
 		}
 	}
 	b.acc = append(b.acc, recs...)
@@ -542,6 +629,13 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			}
 			if err = bt.add(ctx, b.seq, b.recs, n); err != nil {
 				break
+			}
+		}
+		// The frames are copied into the batcher's batch (or left to be
+		// read from the spool again): their chunks can be filled again.
+		for _, b := range batches {
+			if b.chunk {
+				in.recycle(b.recs)
 			}
 		}
 		if err == nil {

@@ -1,9 +1,9 @@
 // Package duckstore is the embedded access-log store: one DuckDB file owned
 // by the accesslog process (DuckDB allows one writing process per file, so
 // the query API lives in the same process). It implements
-// accesslog.Store with the Appender for batch inserts, a batches table for
-// the hash chain, and day-granular retention. It must not import the
-// sidecars, the control plane or cmd/.
+// accesslog.Store with a table function for batch inserts (rows.go), a
+// batches table for the hash chain, and day-granular retention. It must
+// not import the sidecars, the control plane or cmd/.
 package duckstore
 
 import (
@@ -65,7 +65,7 @@ type Store struct {
 	headerCols string
 	// rows is the batch WriteBatch is inserting, read by the rows
 	// table function (see rows.go).
-	rows atomic.Pointer[[]accesslog.Record]
+	rows atomic.Pointer[rowBatch]
 }
 
 // Lookup hashes: a point filter on a high-cardinality string column
@@ -216,7 +216,9 @@ func (s *Store) Close() error {
 // batch whose seq is already stored is skipped (spool replay after a
 // crash). The rows go in by one INSERT … SELECT from a table function
 // that fills DuckDB's column vectors with typed values (rows.go): no
-// per-value boxing as with the Appender's AppendRow.
+// per-value boxing as with the Appender's AppendRow. A VARCHAR column
+// with the same value in every row of the batch is one parameter of the
+// INSERT instead of one cgo call per row.
 func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 	if s.ro {
 		return errors.New("duckstore: opened read-only")
@@ -243,8 +245,9 @@ func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
 	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)
 	}
-	s.rows.Store(&b.Records)
-	_, err := s.conn.ExecContext(ctx, "INSERT INTO logs BY NAME SELECT * FROM "+rowsFunction+"()")
+	plan := planRows(b.Records)
+	s.rows.Store(&rowBatch{recs: b.Records, plan: &plan})
+	_, err := s.conn.ExecContext(ctx, plan.insertSQL(), plan.vals...)
 	s.rows.Store(nil)
 	if err == nil {
 		err = s.insertHeader(ctx, &b.BatchHeader)

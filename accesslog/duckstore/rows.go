@@ -3,6 +3,8 @@ package duckstore
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
 
@@ -14,43 +16,175 @@ import (
 // table, one vector of up to 2,048 values per column and chunk.
 const rowsFunction = "gatehouse_batch_rows"
 
-// rowColumns are the columns rowsFunction yields, named as in logs.
-var rowColumns = []struct {
+// rowColumn is one column rowsFunction can yield, named as in logs. A
+// VARCHAR column has str; every other column has fill.
+type rowColumn struct {
 	name string
 	typ  duckdb.Type
-}{
-	{"time", duckdb.TYPE_TIMESTAMP}, {"request_id", duckdb.TYPE_VARCHAR}, {"kind", duckdb.TYPE_VARCHAR},
-	{"log_type", duckdb.TYPE_VARCHAR}, {"node", duckdb.TYPE_VARCHAR}, {"node_group", duckdb.TYPE_VARCHAR},
-	{"route", duckdb.TYPE_VARCHAR}, {"authority", duckdb.TYPE_VARCHAR}, {"method", duckdb.TYPE_VARCHAR},
-	{"path", duckdb.TYPE_VARCHAR}, {"query", duckdb.TYPE_VARCHAR}, {"status", duckdb.TYPE_UINTEGER},
-	{"response_flags", duckdb.TYPE_VARCHAR}, {"duration_us", duckdb.TYPE_BIGINT}, {"bytes_in", duckdb.TYPE_UBIGINT},
-	{"bytes_out", duckdb.TYPE_UBIGINT}, {"client_ip", duckdb.TYPE_VARCHAR}, {"client_port", duckdb.TYPE_UINTEGER},
-	{"tls_version", duckdb.TYPE_VARCHAR}, {"tls_sni", duckdb.TYPE_VARCHAR}, {"peer_principal", duckdb.TYPE_VARCHAR},
-	{"user_agent", duckdb.TYPE_VARCHAR}, {"headers", duckdb.TYPE_VARCHAR}, {"upstream_cluster", duckdb.TYPE_VARCHAR},
-	{"upstream_host", duckdb.TYPE_VARCHAR}, {"subject", duckdb.TYPE_VARCHAR}, {"provider", duckdb.TYPE_VARCHAR},
-	{"auth_kind", duckdb.TYPE_VARCHAR}, {"apikey_id", duckdb.TYPE_VARCHAR}, {"rule", duckdb.TYPE_VARCHAR},
-	{"decision", duckdb.TYPE_VARCHAR}, {"config_version", duckdb.TYPE_VARCHAR}, {"denied", duckdb.TYPE_BOOLEAN}, {"batch", duckdb.TYPE_UBIGINT},
-	{"idx", duckdb.TYPE_UINTEGER}, {"client_ip_h", duckdb.TYPE_UINTEGER}, {"subject_h", duckdb.TYPE_UINTEGER},
-	{"request_id_h", duckdb.TYPE_UINTEGER},
+	str  func(*accesslog.Record) string
+	fill func(c duckdb.DataChunk, col int, recs []accesslog.Record) error
+}
+
+// fillWith writes get(record) into column col of every row, typed (no
+// boxing).
+func fillWith[T any](get func(*accesslog.Record) T) func(duckdb.DataChunk, int, []accesslog.Record) error {
+	return func(c duckdb.DataChunk, col int, recs []accesslog.Record) error {
+		for i := range recs {
+			if err := duckdb.SetChunkValue(c, col, i, get(&recs[i])); err != nil {
+				return fmt.Errorf("row %d: %w", i, err)
+			}
+		}
+		return nil
+	}
+}
+
+// rowColumns are the columns of logs that WriteBatch fills.
+var rowColumns = []rowColumn{
+	{name: "time", typ: duckdb.TYPE_TIMESTAMP, fill: fillWith(func(r *accesslog.Record) time.Time { return r.Time })},
+	{name: "request_id", str: func(r *accesslog.Record) string { return r.RequestID }},
+	{name: "kind", str: func(r *accesslog.Record) string { return r.Kind }},
+	{name: "log_type", str: func(r *accesslog.Record) string { return r.LogType }},
+	{name: "node", str: func(r *accesslog.Record) string { return r.Node }},
+	{name: "node_group", str: func(r *accesslog.Record) string { return r.NodeGroup }},
+	{name: "route", str: func(r *accesslog.Record) string { return r.Route }},
+	{name: "authority", str: func(r *accesslog.Record) string { return r.Authority }},
+	{name: "method", str: func(r *accesslog.Record) string { return r.Method }},
+	{name: "path", str: func(r *accesslog.Record) string { return r.Path }},
+	{name: "query", str: func(r *accesslog.Record) string { return r.Query }},
+	{name: "status", typ: duckdb.TYPE_UINTEGER, fill: fillWith(func(r *accesslog.Record) uint32 { return r.Status })},
+	{name: "response_flags", str: func(r *accesslog.Record) string { return r.ResponseFlags }},
+	{name: "duration_us", typ: duckdb.TYPE_BIGINT, fill: fillWith(func(r *accesslog.Record) int64 { return r.DurationUS })},
+	{name: "bytes_in", typ: duckdb.TYPE_UBIGINT, fill: fillWith(func(r *accesslog.Record) uint64 { return r.BytesIn })},
+	{name: "bytes_out", typ: duckdb.TYPE_UBIGINT, fill: fillWith(func(r *accesslog.Record) uint64 { return r.BytesOut })},
+	{name: "client_ip", str: func(r *accesslog.Record) string { return r.ClientIP }},
+	{name: "client_port", typ: duckdb.TYPE_UINTEGER, fill: fillWith(func(r *accesslog.Record) uint32 { return r.ClientPort })},
+	{name: "tls_version", str: func(r *accesslog.Record) string { return r.TLSVersion }},
+	{name: "tls_sni", str: func(r *accesslog.Record) string { return r.TLSSNI }},
+	{name: "peer_principal", str: func(r *accesslog.Record) string { return r.PeerPrincipal }},
+	{name: "user_agent", str: func(r *accesslog.Record) string { return r.UserAgent }},
+	{name: "headers", str: func(r *accesslog.Record) string { return r.Headers }},
+	{name: "upstream_cluster", str: func(r *accesslog.Record) string { return r.UpstreamCluster }},
+	{name: "upstream_host", str: func(r *accesslog.Record) string { return r.UpstreamHost }},
+	{name: "subject", str: func(r *accesslog.Record) string { return r.Subject }},
+	{name: "provider", str: func(r *accesslog.Record) string { return r.Provider }},
+	{name: "auth_kind", str: func(r *accesslog.Record) string { return r.AuthKind }},
+	{name: "apikey_id", str: func(r *accesslog.Record) string { return r.APIKeyID }},
+	{name: "rule", str: func(r *accesslog.Record) string { return r.Rule }},
+	{name: "decision", str: func(r *accesslog.Record) string { return r.Decision }},
+	{name: "config_version", str: func(r *accesslog.Record) string { return r.ConfigVersion }},
+	{name: "denied", typ: duckdb.TYPE_BOOLEAN, fill: fillWith(func(r *accesslog.Record) bool { return r.Denied() })},
+	{name: "batch", typ: duckdb.TYPE_UBIGINT, fill: fillWith(func(r *accesslog.Record) uint64 { return r.Batch })},
+	{name: "idx", typ: duckdb.TYPE_UINTEGER, fill: fillWith(func(r *accesslog.Record) uint32 { return r.Index })},
+	{name: "client_ip_h", typ: duckdb.TYPE_UINTEGER, fill: fillWith(func(r *accesslog.Record) uint32 { return lookupHash(r.ClientIP) })},
+	{name: "subject_h", typ: duckdb.TYPE_UINTEGER, fill: fillWith(func(r *accesslog.Record) uint32 { return lookupHash(r.Subject) })},
+	{name: "request_id_h", typ: duckdb.TYPE_UINTEGER, fill: fillWith(func(r *accesslog.Record) uint32 { return lookupHash(r.RequestID) })},
+}
+
+func init() {
+	for i := range rowColumns {
+		if c := &rowColumns[i]; c.str != nil {
+			c.typ = duckdb.TYPE_VARCHAR
+			get := c.str
+			c.fill = func(ch duckdb.DataChunk, col int, recs []accesslog.Record) error {
+				for j := range recs {
+					if err := duckdb.SetChunkValue(ch, col, j, get(&recs[j])); err != nil {
+						return fmt.Errorf("row %d: %w", j, err)
+					}
+				}
+				return nil
+			}
+		}
+	}
+}
+
+// rowPlan is how one batch goes in: the columns the table function yields
+// and the VARCHAR columns holding one value in every row of the batch,
+// which the INSERT takes as a parameter instead (one value, not one cgo
+// call per row: many columns are the same or empty across a batch, e.g.
+// tls_* without TLS, apikey_id on JWT routes, node_group, kind).
+type rowPlan struct {
+	cols   []int // indexes into rowColumns, in the function's column order
+	consts []int // indexes into rowColumns of the constant VARCHAR columns
+	vals   []any // their values
+}
+
+// planRows finds the constant VARCHAR columns of recs (at least two rows:
+// below that there is nothing to save). It reads the batch once, row by
+// row (a batch is ~100 MB: a pass per column would read it from memory
+// again for every column), and stops comparing a column at its first
+// difference.
+func planRows(recs []accesslog.Record) rowPlan {
+	var cand []int // VARCHAR columns constant so far
+	if len(recs) > 1 {
+		for i := range rowColumns {
+			if rowColumns[i].str != nil {
+				cand = append(cand, i)
+			}
+		}
+	}
+	first := make([]string, len(cand))
+	for k, i := range cand {
+		first[k] = rowColumns[i].str(&recs[0])
+	}
+	for j := 1; j < len(recs) && len(cand) > 0; j++ {
+		r := &recs[j]
+		for k := 0; k < len(cand); {
+			if rowColumns[cand[k]].str(r) == first[k] {
+				k++
+				continue
+			}
+			cand = append(cand[:k], cand[k+1:]...)
+			first = append(first[:k], first[k+1:]...)
+		}
+	}
+	var p rowPlan
+	for i := range rowColumns {
+		if k := slices.Index(cand, i); k >= 0 {
+			p.consts = append(p.consts, i)
+			p.vals = append(p.vals, first[k])
+			continue
+		}
+		p.cols = append(p.cols, i)
+	}
+	return p
+}
+
+// insertSQL is the INSERT of a batch under p; p.vals are its parameters.
+func (p *rowPlan) insertSQL() string {
+	q := "INSERT INTO logs BY NAME SELECT *"
+	for _, i := range p.consts {
+		q += ", CAST(? AS VARCHAR) AS " + rowColumns[i].name
+	}
+	return q + " FROM " + rowsFunction + "()"
+}
+
+// rowBatch is what WriteBatch hands the table function.
+type rowBatch struct {
+	recs []accesslog.Record
+	plan *rowPlan
 }
 
 // registerRows registers rowsFunction on the writing connection.
 func (s *Store) registerRows() error {
-	infos := make([]duckdb.ColumnInfo, len(rowColumns))
+	types := make([]duckdb.TypeInfo, len(rowColumns))
 	for i, c := range rowColumns {
 		t, err := duckdb.NewTypeInfo(c.typ)
 		if err != nil {
 			return fmt.Errorf("column %s: %w", c.name, err)
 		}
-		infos[i] = duckdb.ColumnInfo{Name: c.name, T: t}
+		types[i] = t
 	}
 	return duckdb.RegisterTableUDF(s.conn, rowsFunction, duckdb.ChunkTableFunction{
 		BindArguments: func(map[string]any, ...any) (duckdb.ChunkTableSource, error) {
-			recs := s.rows.Load()
-			if recs == nil {
+			rb := s.rows.Load()
+			if rb == nil {
 				return nil, errors.New(rowsFunction + " is for WriteBatch only")
 			}
-			return &rowSource{infos: infos, recs: *recs}, nil
+			infos := make([]duckdb.ColumnInfo, len(rb.plan.cols))
+			for k, i := range rb.plan.cols {
+				infos[k] = duckdb.ColumnInfo{Name: rowColumns[i].name, T: types[i]}
+			}
+			return &rowSource{infos: infos, cols: rb.plan.cols, recs: rb.recs}, nil
 		},
 	})
 }
@@ -58,6 +192,7 @@ func (s *Store) registerRows() error {
 // rowSource yields recs in chunks.
 type rowSource struct {
 	infos []duckdb.ColumnInfo
+	cols  []int
 	recs  []accesslog.Record
 	next  int
 }
@@ -75,46 +210,11 @@ func (r *rowSource) Init() {}
 func (r *rowSource) FillChunk(c duckdb.DataChunk) error {
 	recs := r.recs[r.next:]
 	recs = recs[:min(len(recs), duckdb.GetDataChunkCapacity())]
+	for k, i := range r.cols {
+		if err := rowColumns[i].fill(c, k, recs); err != nil {
+			return fmt.Errorf("column %s, batch row %d+: %w", rowColumns[i].name, r.next, err)
+		}
+	}
 	r.next += len(recs)
-	var err error
-	for i := range recs {
-		rec := &recs[i]
-		col := 0
-		setAt(&err, c, &col, i, rec.Time)
-		for _, v := range [...]string{rec.RequestID, rec.Kind, rec.LogType, rec.Node, rec.NodeGroup,
-			rec.Route, rec.Authority, rec.Method, rec.Path, rec.Query} {
-			setAt(&err, c, &col, i, v)
-		}
-		setAt(&err, c, &col, i, rec.Status)
-		setAt(&err, c, &col, i, rec.ResponseFlags)
-		setAt(&err, c, &col, i, rec.DurationUS)
-		setAt(&err, c, &col, i, rec.BytesIn)
-		setAt(&err, c, &col, i, rec.BytesOut)
-		setAt(&err, c, &col, i, rec.ClientIP)
-		setAt(&err, c, &col, i, rec.ClientPort)
-		for _, v := range [...]string{rec.TLSVersion, rec.TLSSNI, rec.PeerPrincipal, rec.UserAgent,
-			rec.Headers, rec.UpstreamCluster, rec.UpstreamHost, rec.Subject, rec.Provider,
-			rec.AuthKind, rec.APIKeyID, rec.Rule, rec.Decision, rec.ConfigVersion} {
-			setAt(&err, c, &col, i, v)
-		}
-		setAt(&err, c, &col, i, rec.Denied())
-		setAt(&err, c, &col, i, rec.Batch)
-		setAt(&err, c, &col, i, rec.Index)
-		for _, v := range [...]string{rec.ClientIP, rec.Subject, rec.RequestID} {
-			setAt(&err, c, &col, i, lookupHash(v))
-		}
-		if err != nil {
-			return fmt.Errorf("row %d: %w", r.next-len(recs)+i, err)
-		}
-	}
 	return c.SetSize(len(recs))
-}
-
-// setAt writes v into column *col of row i (typed: no boxing) unless an
-// earlier write failed, and moves to the next column.
-func setAt[T any](err *error, c duckdb.DataChunk, col *int, i int, v T) {
-	if *err == nil {
-		*err = duckdb.SetChunkValue(c, *col, i, v)
-	}
-	*col++
 }

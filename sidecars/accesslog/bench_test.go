@@ -377,6 +377,13 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "entries/s")
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries")
 	b.ReportMetric(maxBuffered, "max-unspooled-entries")
+	// How much of the run the one store writer spent in Store.WriteBatch
+	// (near 100: the writer, not decoding, sets the rate) and how large
+	// its batches were.
+	if n := metric(b, s.httpAddr, "gatehouse_accesslog_store_write_seconds_count"); n > 0 {
+		b.ReportMetric(100*metric(b, s.httpAddr, "gatehouse_accesslog_store_write_seconds_sum")/el.Seconds(), "%-time-store-writing")
+		b.ReportMetric(metric(b, s.httpAddr, "gatehouse_accesslog_batch_entries_sum")/n, "entries/store-batch")
+	}
 	b.ReportMetric(peakRSSMiB(), "peak-rss-MiB")
 	// The load generator shares the cores: its CPU is the rest of the
 	// budget.
