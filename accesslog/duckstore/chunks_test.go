@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // TestRecycledChunksStoreEveryEntryIntact: the ingester's pending chunks
@@ -48,7 +49,7 @@ func TestRecycledChunksStoreEveryEntryIntact(t *testing.T) {
 		}(recs[g*n/4 : (g+1)*n/4])
 	}
 	wg.Wait()
-	waitFor(t, "every entry stored", func() bool { return testutil.ToFloat64(m.Stored) == n })
+	testenv.WaitFor(t, "every entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == n })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

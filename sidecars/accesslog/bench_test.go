@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,11 +145,23 @@ func loadgen(spec string) int {
 	return 0
 }
 
+// benchSpecs is how many specs the ingest benchmark's sidecar serves
+// (petstore and copies of it under other names and hosts).
+const benchSpecs = 16
+
+func benchSpecName(k int) string {
+	if k == 0 {
+		return "petstore"
+	}
+	return fmt.Sprintf("shop%d", k)
+}
+
 // uniqueEntry is entry i of n: every request id, path, query value,
 // client IP and port, user agent, trace header and secret differs from
 // every other entry's (no pool is cycled, so DuckDB's dictionary
-// compression gets no help a real fleet would not give it); routes,
-// methods, statuses and subjects come from realistic bounded sets. The
+// compression gets no help a real fleet would not give it); routes (of
+// benchSpecs specs, with their hosts and upstreams), methods, statuses
+// and subjects come from realistic bounded sets. The
 // secrets are in the headers and query parameters the petstore spec and
 // the defaults redact.
 func uniqueEntry(i, n int, t0 time.Time) *alv3.HTTPAccessLogEntry {
@@ -186,6 +199,14 @@ func uniqueEntry(i, n int, t0 time.Time) *alv3.HTTPAccessLogEntry {
 		e.Method, e.Status = corev3.RequestMethod_POST, 201
 	}
 	out := e.HTTP()
+	// The request goes to one of benchSpecs specs (a sidecar next to an
+	// Envoy logs many routes, hosts and upstreams at once; a store batch
+	// holds a mix of them).
+	name := benchSpecName(int(h>>20) % benchSpecs)
+	out.CommonProperties.RouteName = name + "/list-pets"
+	out.CommonProperties.UpstreamCluster = name + "/api"
+	out.CommonProperties.TlsProperties.TlsSniHostname = name + ".example.com"
+	out.Request.Authority = name + ".example.com"
 	out.Request.UserAgent = e.Headers["user-agent"]
 	out.CommonProperties.DownstreamRemoteAddress = &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address: e.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(1024 + i%64000)},
@@ -308,6 +329,12 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		// process collector reading /proc every 10 ms on the sidecar's CPU
 		// (≈ 3 % of it through /metrics).
 		c.Registry = reg
+		for k := 1; k < benchSpecs; k++ {
+			y := strings.ReplaceAll(petSpec, "petstore", benchSpecName(k))
+			if err := os.WriteFile(filepath.Join(dir, "specs", benchSpecName(k)+".yaml"), []byte(y), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 	base := metric(b, s.httpAddr, "gatehouse_accesslog_stored_total")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
