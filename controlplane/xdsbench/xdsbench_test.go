@@ -37,7 +37,7 @@ func TestSmallFleet(t *testing.T) {
 // route table only: well under a quarter of the route bytes a node got
 // initially (about 14 tables here), and no scope.
 func TestScopedFleetSendsOneSpecsRoutes(t *testing.T) {
-	for _, delta := range []bool{true} {
+	for _, delta := range []bool{false, true} {
 		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
 			rep := smallFleet(t, Config{Specs: 40, Nodes: 30, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute, Delta: delta, Scoped: true})
 			t.Logf("route bytes per node: %.0f initially, %.0f per change; bytes per change %v", rep.RDSBytesPerNodeInitial, rep.RDSBytesPerNodeChange, rep.BytesPerChange)
