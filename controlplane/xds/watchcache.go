@@ -50,6 +50,7 @@ type sharedGroup struct {
 	types   map[string]*encodedType // type URL → encodings of snap's resources
 	watches map[int64]sotwWatch
 	deltas  map[int64]deltaWatch
+	held    map[string][]heldEncoding // type URL → encodings named by heldKey tokens, oldest first
 }
 
 type sotwWatch struct {
@@ -126,7 +127,7 @@ func (c *watchCache) ClearSnapshot(group string) {
 	c.mu.Lock()
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
-		g.snap, g.types, g.history = nil, nil, nil
+		g.snap, g.types, g.history, g.held = nil, nil, nil, nil
 		if len(g.watches) == 0 && len(g.deltas) == 0 {
 			delete(c.groups, group)
 		}
