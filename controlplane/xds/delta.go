@@ -46,7 +46,7 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 	}
 	enc.buildDelta(t)
 	g.rememberHeld(t, enc)
-	sent := g.heldBy(t, w.sub.ReturnedResources())
+	sent, known := g.heldBy(t, w.sub.ReturnedResources())
 	var changed, removed []string
 	var next map[string]string
 	if w.sub.IsWildcard() {
@@ -54,6 +54,12 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 			if prev, ok := sent[n]; !ok || prev != enc.versions[n] {
 				changed = append(changed, n)
 			}
+		}
+		if !known {
+			// What the node holds is forgotten: every resource is sent,
+			// and every other name the group was ever served is removed
+			// (a client ignores the removal of a name it does not hold).
+			sent = g.ever[t]
 		}
 		for n := range sent {
 			if _, ok := enc.raw[n]; !ok {
@@ -153,7 +159,9 @@ func (r *deltaResponse) GetContext() context.Context                         { r
 const heldKey = ""
 
 // heldVersions bounds the encodings remembered per type for heldKey
-// tokens; a node whose token is older is sent every resource again.
+// tokens; a node whose token is older is sent every resource again, and
+// the removal of every other name the group was ever served
+// (sharedGroup.ever).
 const heldVersions = 4
 
 // rememberHeld keeps enc's resource versions for the heldKey tokens of
@@ -169,6 +177,15 @@ func (g *sharedGroup) rememberHeld(t string, enc *encodedType) {
 		}
 	}
 	h = append(h, heldEncoding{version: enc.version, versions: enc.versions})
+	if g.ever == nil {
+		g.ever = map[string]map[string]string{}
+	}
+	if g.ever[t] == nil {
+		g.ever[t] = map[string]string{}
+	}
+	for n := range enc.versions {
+		g.ever[t][n] = ""
+	}
 	if len(h) > heldVersions {
 		h = slices.Delete(h, 0, len(h)-heldVersions)
 	}
@@ -177,13 +194,14 @@ func (g *sharedGroup) rememberHeld(t string, enc *encodedType) {
 
 // heldBy is what a node holds (name → content hash) given its stream's
 // returned resources: those themselves, or, with a heldKey token, the
-// remembered encoding it names with the other entries applied over it
-// (nil, so everything is sent, when that encoding is forgotten). The
-// result is read only. Caller holds c.mu.
-func (g *sharedGroup) heldBy(t string, returned map[string]string) map[string]string {
+// remembered encoding it names with the other entries applied over it.
+// known is false when that encoding is forgotten (the node is more than
+// heldVersions encodings behind). The result is read only. Caller holds
+// c.mu.
+func (g *sharedGroup) heldBy(t string, returned map[string]string) (held map[string]string, known bool) {
 	version, ok := returned[heldKey]
 	if !ok {
-		return returned
+		return returned, true
 	}
 	var base map[string]string
 	for _, e := range g.held[t] {
@@ -192,8 +210,11 @@ func (g *sharedGroup) heldBy(t string, returned map[string]string) map[string]st
 			break
 		}
 	}
-	if len(returned) == 1 || base == nil {
-		return base
+	if base == nil {
+		return nil, false
+	}
+	if len(returned) == 1 {
+		return base, true
 	}
 	out := maps.Clone(base)
 	for n, v := range returned {
@@ -206,7 +227,7 @@ func (g *sharedGroup) heldBy(t string, returned map[string]string) map[string]st
 			out[n] = v
 		}
 	}
-	return out
+	return out, true
 }
 
 // heldEncoding is one remembered encoding of a type.

@@ -116,3 +116,90 @@ func TestDeltaWildcardStreamsShareHeldVersions(t *testing.T) {
 		t.Fatalf("after unsubscribing c-03: %d resources, want c-03 again", len(r.GetResources()))
 	}
 }
+
+// TestDeltaForgottenTokenStillRemoves: a wildcard delta node more than
+// heldVersions encodings behind (it did not ACK while they were
+// published) is sent every cluster again, and the removal of the one
+// deleted meanwhile.
+func TestDeltaForgottenTokenStillRemoves(t *testing.T) {
+	s, conn := startServer(t)
+	ctx := context.Background()
+	var clusters []types.Resource
+	for i := range 10 {
+		clusters = append(clusters, cluster(fmt.Sprintf("c-%02d", i), time.Second, 0))
+	}
+	if err := s.SetSnapshot(ctx, "edge", "v1", snapshot(t, "v1", clusters, nil)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "n1", Cluster: "edge"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Recv()
+	if err != nil || len(r.GetResources()) != 10 {
+		t.Fatalf("first CDS delta: %v, %d clusters", err, len(r.GetResources()))
+	}
+	// Another node keeps up (its answers are what the group remembers).
+	st2, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "n2", Cluster: "edge"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	ack2 := func() {
+		t.Helper()
+		r2, err := st2.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st2.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: r2.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack2()
+	// n1 does not ACK: heldVersions+1 encodings are published meanwhile,
+	// the first of which deletes c-09.
+	clusters = clusters[:9]
+	for v := 2; v <= heldVersions+2; v++ {
+		waitDeltaParked(t, s, "n2")
+		clusters[0] = cluster("c-00", time.Duration(v)*time.Second, 0)
+		if err := s.SetSnapshot(ctx, "edge", fmt.Sprintf("v%d", v), snapshot(t, fmt.Sprintf("v%d", v), slices.Clone(clusters), nil)); err != nil {
+			t.Fatal(err)
+		}
+		ack2()
+	}
+	if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.GetResources()) != 9 || !slices.Equal(r.GetRemovedResources(), []string{"c-09"}) {
+		t.Fatalf("catching up: %d clusters, removed %v; want 9 and c-09", len(r.GetResources()), r.GetRemovedResources())
+	}
+}
+
+// waitDeltaParked waits until node's delta watch is parked in group edge.
+func waitDeltaParked(t *testing.T, s *Server, node string) {
+	t.Helper()
+	parked := func() bool {
+		s.cache.mu.Lock()
+		defer s.cache.mu.Unlock()
+		for _, w := range s.cache.groups["edge"].deltas {
+			if w.req.GetNode().GetId() == node {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); !parked(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's delta watch was never parked", node)
+		}
+	}
+}

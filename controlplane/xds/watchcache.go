@@ -50,7 +50,8 @@ type sharedGroup struct {
 	types   map[string]*encodedType // type URL → encodings of snap's resources
 	watches map[int64]sotwWatch
 	deltas  map[int64]deltaWatch
-	held    map[string][]heldEncoding // type URL → encodings named by heldKey tokens, oldest first
+	held    map[string][]heldEncoding    // type URL → encodings named by heldKey tokens, oldest first
+	ever    map[string]map[string]string // type URL → every resource name served with a heldKey encoding (values unused)
 }
 
 type sotwWatch struct {
@@ -127,7 +128,7 @@ func (c *watchCache) ClearSnapshot(group string) {
 	c.mu.Lock()
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
-		g.snap, g.types, g.history, g.held = nil, nil, nil, nil
+		g.snap, g.types, g.history, g.held, g.ever = nil, nil, nil, nil, nil
 		if len(g.watches) == 0 && len(g.deltas) == 0 {
 			delete(c.groups, group)
 		}
