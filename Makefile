@@ -122,9 +122,12 @@ bench-accesslog-ingest:
 # compile benchmarks, then `gatehouse controlplane` as its own process with
 # BENCH_XDS_SPECS specs and BENCH_XDS_NODES simulated Envoy nodes (one gRPC
 # connection and ADS stream each, from xdsbench, a separate process) in 13
-# node groups, SotW then delta; it ends with a summary block (p50/p99 per
+# node groups, SotW then delta, for each route layout: scoped (exact hosts,
+# every group --scoped-route-groups: one route table per spec) then table
+# (a wildcard host per spec: one table per group); BENCH_XDS_FLAGS=
+# '-layouts scoped' runs one. It ends with a summary block (p50/p99 per
 # change, control-plane CPU per change, RSS and live heap per node, bytes
-# per change per type).
+# per change per type, route bytes per node per change).
 BENCH_XDS_SPECS ?= 1000
 BENCH_XDS_NODES ?= 2000
 BENCH_XDS_FLAGS ?=

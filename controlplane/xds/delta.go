@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"maps"
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -44,23 +45,30 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 		return nil, err
 	}
 	enc.buildDelta(t)
-	sent := w.sub.ReturnedResources()
+	g.rememberHeld(t, enc)
+	sent, known := g.heldBy(t, w.sub.ReturnedResources())
 	var changed, removed []string
 	var next map[string]string
 	if w.sub.IsWildcard() {
-		next = make(map[string]string, len(enc.names))
 		for _, n := range enc.names {
-			v := enc.versions[n]
-			next[n] = v
-			if prev, ok := sent[n]; !ok || prev != v {
+			if prev, ok := sent[n]; !ok || prev != enc.versions[n] {
 				changed = append(changed, n)
 			}
+		}
+		if !known {
+			// What the node holds is forgotten: every resource is sent,
+			// and every other name the group was ever served is removed
+			// (a client ignores the removal of a name it does not hold).
+			sent = g.ever[t]
 		}
 		for n := range sent {
 			if _, ok := enc.raw[n]; !ok {
 				removed = append(removed, n)
 			}
 		}
+		// The node will hold every resource of this encoding: its stream
+		// keeps a token naming it instead of its own copy of the versions.
+		next = map[string]string{heldKey: enc.version}
 	} else {
 		next = make(map[string]string, len(w.sub.SubscribedResources()))
 		for n := range w.sub.SubscribedResources() {
@@ -139,3 +147,91 @@ func (r *deltaResponse) GetResponseVersion() string                          { r
 func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.next }
 func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.next }
 func (r *deltaResponse) GetContext() context.Context                         { return context.Background() }
+
+// heldKey is the entry of a wildcard delta subscription's returned
+// resources that stands for "every resource of the type's encoding at
+// this version, at its content hash": hundreds of name → hash entries
+// that every node of the group holds alike, kept once per group
+// (sharedGroup.held) instead of once per stream. No resource has an empty
+// name. go-control-plane changes a stream's returned resources only on an
+// unsubscription (deleting the name, or, on a wildcard stream, setting it
+// to ""); such entries stay next to the token and override it.
+const heldKey = ""
+
+// heldVersions bounds the encodings remembered per type for heldKey
+// tokens; a node whose token is older is sent every resource again, and
+// the removal of every other name the group was ever served
+// (sharedGroup.ever).
+const heldVersions = 4
+
+// rememberHeld keeps enc's resource versions for the heldKey tokens of
+// type t. Caller holds c.mu.
+func (g *sharedGroup) rememberHeld(t string, enc *encodedType) {
+	if g.held == nil {
+		g.held = map[string][]heldEncoding{}
+	}
+	h := g.held[t]
+	for _, e := range h {
+		if e.version == enc.version {
+			return
+		}
+	}
+	h = append(h, heldEncoding{version: enc.version, versions: enc.versions})
+	if g.ever == nil {
+		g.ever = map[string]map[string]string{}
+	}
+	if g.ever[t] == nil {
+		g.ever[t] = map[string]string{}
+	}
+	for n := range enc.versions {
+		g.ever[t][n] = ""
+	}
+	if len(h) > heldVersions {
+		h = slices.Delete(h, 0, len(h)-heldVersions)
+	}
+	g.held[t] = h
+}
+
+// heldBy is what a node holds (name → content hash) given its stream's
+// returned resources: those themselves, or, with a heldKey token, the
+// remembered encoding it names with the other entries applied over it.
+// known is false when that encoding is forgotten (the node is more than
+// heldVersions encodings behind). The result is read only. Caller holds
+// c.mu.
+func (g *sharedGroup) heldBy(t string, returned map[string]string) (held map[string]string, known bool) {
+	version, ok := returned[heldKey]
+	if !ok {
+		return returned, true
+	}
+	var base map[string]string
+	for _, e := range g.held[t] {
+		if e.version == version {
+			base = e.versions
+			break
+		}
+	}
+	if base == nil {
+		return nil, false
+	}
+	if len(returned) == 1 {
+		return base, true
+	}
+	out := maps.Clone(base)
+	for n, v := range returned {
+		if n == heldKey {
+			continue
+		}
+		if v == "" {
+			delete(out, n) // unsubscribed from a wildcard stream: send it again if it exists
+		} else {
+			out[n] = v
+		}
+	}
+	return out, true
+}
+
+// heldEncoding is one remembered encoding of a type.
+type heldEncoding struct {
+	version  string
+	versions map[string]string // name → content hash (encodedType.versions, shared)
+}

@@ -40,14 +40,9 @@ func (c *nackCache) resumeSotW(req *cachev3.Request, sub cachev3.Subscription) c
 	if c.t.hasSent(req.GetNode().GetId(), req.GetTypeUrl()) {
 		return sub // this node's live stream had answers: the subscription knows
 	}
-	snap, err := c.watchCache.GetSnapshot(req.GetNode().GetCluster())
-	if err != nil || snap.GetVersion(req.GetTypeUrl()) != v {
+	held, err := c.watchCache.held(GroupHash{}.ID(req.GetNode()), req.GetTypeUrl(), v)
+	if err != nil || held == nil {
 		return sub
-	}
-	res := snap.GetResources(req.GetTypeUrl())
-	held := make(map[string]string, len(res))
-	for name := range res {
-		held[name] = v
 	}
 	c.t.metrics.resumed.WithLabelValues(typeLabel(req.GetTypeUrl())).Inc()
 	return resumed{Subscription: sub, held: held}

@@ -10,6 +10,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -29,7 +30,9 @@ import (
 // them by reference. The semantics are go-control-plane's (non-ADS mode).
 // SotW: answer when the version differs from the request's, or when a
 // subscribed name exists that the node has not been sent; named requests
-// get the named resources that exist. Delta: send the resources whose
+// get the named resources that exist, except that a named RDS or EDS
+// request that ACKs the last response gets only the resources whose
+// content changed or that it lacks (partialSotW). Delta: send the resources whose
 // version differs from what the node holds and the removed ones; answer
 // the first wildcard request even when empty. Resources are listed in
 // name order.
@@ -47,6 +50,8 @@ type sharedGroup struct {
 	types   map[string]*encodedType // type URL → encodings of snap's resources
 	watches map[int64]sotwWatch
 	deltas  map[int64]deltaWatch
+	held    map[string][]heldEncoding    // type URL → encodings named by heldKey tokens, oldest first
+	ever    map[string]map[string]string // type URL → every resource name served with a heldKey encoding (values unused)
 }
 
 type sotwWatch struct {
@@ -65,6 +70,7 @@ type encodedType struct {
 
 	// Delta, built on first use.
 	versions     map[string]string // name → content hash
+	held         map[string]string // name → "<version> <hash>" (partial SotW, on first use)
 	deltaEntries map[string][]byte // name → delta resources-field entry (Resource)
 	deltaBodies  map[string][]byte
 }
@@ -122,7 +128,7 @@ func (c *watchCache) ClearSnapshot(group string) {
 	c.mu.Lock()
 	c.SnapshotCache.ClearSnapshot(group)
 	if g := c.groups[group]; g != nil {
-		g.snap, g.types, g.history = nil, nil, nil
+		g.snap, g.types, g.history, g.held, g.ever = nil, nil, nil, nil, nil
 		if len(g.watches) == 0 && len(g.deltas) == 0 {
 			delete(c.groups, group)
 		}
@@ -313,11 +319,105 @@ func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 		slices.Sort(names)
 		names = slices.Compact(names)
 	}
-	returned := make(map[string]string, len(names))
-	for _, n := range names {
-		returned[n] = enc.version
+	if !partialSotW(t) || w.sub.IsWildcard() {
+		returned := make(map[string]string, len(names))
+		for _, n := range names {
+			returned[n] = enc.version
+		}
+		return &sharedResponse{req: w.req, version: enc.version, body: enc.body(names), returned: returned}, nil
 	}
-	return &sharedResponse{req: w.req, version: enc.version, body: enc.body(names), returned: returned}, nil
+	// A named RDS or EDS subscription: the stream remembers each resource
+	// returned by version and content hash, and a node that ACKed the last
+	// response sent on it is sent only the resources that changed or that
+	// it lacks (go-control-plane forgets a resource the node unsubscribes
+	// from, so one it subscribes to again is sent again).
+	held := enc.sotwHeld(t)
+	sent := w.sub.ReturnedResources()
+	acked := w.req.GetErrorDetail() == nil && w.req.GetVersionInfo() != "" && sentVersion(sent) == w.req.GetVersionInfo()
+	returned := make(map[string]string, len(names))
+	send := names
+	if acked {
+		send = make([]string, 0, len(names))
+	}
+	for _, n := range names {
+		v := held[n]
+		returned[n] = v
+		if acked && contentHash(sent[n]) != contentHash(v) {
+			send = append(send, n)
+		}
+	}
+	return &sharedResponse{req: w.req, version: enc.version, body: enc.body(send), returned: returned}, nil
+}
+
+// partialSotW reports whether a SotW response of type t may carry only
+// the resources that changed: route tables and cluster load assignments.
+// The xDS protocol ("Grouping Resources into Responses") requires the
+// complete state of the world for listeners and clusters only; for the
+// other types a client keeps the resources a response leaves out (Envoy
+// updates only the RDS and EDS subscriptions whose resources a response
+// carries). Scopes (SRDS) are not among them: Envoy subscribes to scopes
+// as a wildcard and takes a SotW scope response as the whole set, removing
+// the scopes it leaves out.
+func partialSotW(t string) bool {
+	return t == resourcev3.RouteType || t == resourcev3.EndpointType
+}
+
+// sotwHeld is, per resource, what a partial SotW subscription's returned
+// resources hold for it: the type's version and the resource's content
+// hash, "<version> <hash>", built once per snapshot and shared by every
+// stream.
+func (e *encodedType) sotwHeld(t string) map[string]string {
+	if e.held == nil {
+		e.buildDelta(t)
+		e.held = make(map[string]string, len(e.versions))
+		for n, h := range e.versions {
+			e.held[n] = e.version + " " + h
+		}
+	}
+	return e.held
+}
+
+// contentHash is the hash of a sotwHeld entry ("" for none).
+func contentHash(held string) string {
+	_, h, _ := strings.Cut(held, " ")
+	return h
+}
+
+// sentVersion is the version of the response whose resources sent holds
+// (each entry "<version> <hash>", all of one response), "" when none.
+func sentVersion(sent map[string]string) string {
+	for _, v := range sent {
+		version, _, _ := strings.Cut(v, " ")
+		return version
+	}
+	return ""
+}
+
+// held is what a node that presents version of typeURL on a new stream
+// holds, as a response of that version would have returned it; nil when
+// the group is not at that version.
+func (c *watchCache) held(group, typeURL, version string) (map[string]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[group]
+	if g == nil || g.snap == nil || g.snap.GetVersion(typeURL) != version {
+		return nil, nil
+	}
+	enc, err := g.encoded(typeURL)
+	if err != nil {
+		return nil, err
+	}
+	held := make(map[string]string, len(enc.names))
+	if !partialSotW(typeURL) {
+		for _, n := range enc.names {
+			held[n] = version
+		}
+		return held, nil
+	}
+	for n, v := range enc.sotwHeld(typeURL) {
+		held[n] = v
+	}
+	return held, nil
 }
 
 // encoded returns type t of the group's snapshot, encoding it on first use.

@@ -42,3 +42,22 @@ func TestHeaderCodecReadsWhatAnACKNeeds(t *testing.T) {
 		t.Fatal("a truncated response decoded without error")
 	}
 }
+
+// TestHeaderCodecDecodesListenersAndScopes: the types a node follows to
+// its route tables keep their resources.
+func TestHeaderCodecDecodesListenersAndScopes(t *testing.T) {
+	c := newHeaderCodec(newTypeBytes())
+	for _, typ := range []string{ldsType, srdsType} {
+		b, err := proto.Marshal(&discoveryv3.DiscoveryResponse{VersionInfo: "v1", Resources: []*anypb.Any{{TypeUrl: typ, Value: []byte("\x0a\x01a")}}, TypeUrl: typ, Nonce: "1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got discoveryv3.DiscoveryResponse
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.VersionInfo != "v1" || len(got.Resources) != 1 {
+			t.Errorf("%s: version %q, %d resources, want v1 and 1", typ, got.VersionInfo, len(got.Resources))
+		}
+	}
+}

@@ -3,34 +3,44 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 )
 
 // Type URLs a simulated Envoy subscribes to, in Envoy's order.
 const (
-	cdsType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-	edsType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-	ldsType = "type.googleapis.com/envoy.config.listener.v3.Listener"
-	rdsType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	cdsType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	edsType  = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	ldsType  = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	srdsType = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration"
+	rdsType  = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 )
 
-var allTypes = []string{cdsType, edsType, ldsType, rdsType}
+var allTypes = []string{cdsType, edsType, ldsType, srdsType, rdsType}
 
 // envoyWindow is Envoy's default HTTP/2 initial stream and connection
 // window (initial_stream_window_size, initial_connection_window_size).
 const envoyWindow = 256 << 20
 
 // node is one simulated Envoy: one ADS stream, CDS and LDS wildcard, EDS
-// for its EDS clusters, RDS for the route table. It ACKs every response at
-// once and records when each version was ACKed.
+// for its EDS clusters, and routes as its listeners say: RDS for the
+// route table a connection manager names, or, for scoped routes, SRDS
+// (wildcard, as Envoy subscribes to scopes) and RDS for the route tables
+// the scopes name. It ACKs every response at once and records when each
+// version was ACKed.
 type node struct {
 	id, group string
 	delta     bool
@@ -44,25 +54,39 @@ type node struct {
 	acked map[string]string // type → version
 	at    map[string]time.Time
 	err   error
+
+	// Owned by the stream's goroutine.
+	subscribed map[string]bool     // types asked for
+	listeners  map[string]lisRoute // listener name → what its connection manager routes with
+	scopes     map[string]string   // scope name → route table
+	rds        []string            // route tables subscribed to, sorted
+}
+
+// lisRoute is how a listener's connection managers route: the route
+// tables they name over RDS, and whether any uses scoped routes (SRDS).
+type lisRoute struct {
+	tables []string
+	scoped bool
 }
 
 func newNode(id, group string, eds []string) *node {
-	return &node{id: id, group: group, eds: eds, acked: map[string]string{}, at: map[string]time.Time{}}
+	return &node{id: id, group: group, eds: eds, acked: map[string]string{}, at: map[string]time.Time{},
+		subscribed: map[string]bool{}, listeners: map[string]lisRoute{}, scopes: map[string]string{}}
 }
 
-// converged reports whether the node has ACKed, for every type, the
-// version its group is served (want: type URL → version, from the control
-// plane's /debug/nodes), and when it ACKed the last of them. Each type has
-// its own version and a type a change left unchanged is not sent again,
-// so its old ACK (and time) stands: the time is that of the types the
-// change touched.
+// converged reports whether the node has ACKed, for every type it
+// subscribes to, the version its group is served (want: type URL →
+// version, from the control plane's /debug/nodes), and when it ACKed the
+// last of them. Each type has its own version and a type a change left
+// unchanged is not sent again, so its old ACK (and time) stands: the time
+// is that of the types the change touched.
 func (n *node) converged(want map[string]string) (bool, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var last time.Time
 	for _, t := range allTypes {
 		w, ok := want[t]
-		if !ok {
+		if !ok || (!n.subscribed[t] && t != ldsType) {
 			continue
 		}
 		if n.acked[t] != w {
@@ -73,6 +97,101 @@ func (n *node) converged(want map[string]string) (bool, time.Time) {
 		}
 	}
 	return true, last
+}
+
+// subscribe marks type t as asked for.
+func (n *node) subscribe(t string) {
+	n.mu.Lock()
+	n.subscribed[t] = true
+	n.mu.Unlock()
+}
+
+// learn reads the listeners or scopes of a response (resources; removed
+// names for delta; sotw: the response is the type's whole state) and
+// reports whether the node now wants SRDS it has not asked for, and the
+// route tables it wants when they differ from n.rds.
+func (n *node) learn(t string, resources []*anypb.Any, removed []string, sotw bool) (wantSRDS bool, tables []string, changed bool, err error) {
+	switch t {
+	case ldsType:
+		if sotw {
+			clear(n.listeners)
+		}
+		for _, r := range resources {
+			l := &listenerv3.Listener{}
+			if err := r.UnmarshalTo(l); err != nil {
+				return false, nil, false, fmt.Errorf("listener: %w", err)
+			}
+			lr, err := listenerRoutes(l)
+			if err != nil {
+				return false, nil, false, err
+			}
+			n.listeners[l.GetName()] = lr
+		}
+		for _, name := range removed {
+			delete(n.listeners, name)
+		}
+	case srdsType:
+		if sotw {
+			clear(n.scopes)
+		}
+		for _, r := range resources {
+			sc := &routev3.ScopedRouteConfiguration{}
+			if err := r.UnmarshalTo(sc); err != nil {
+				return false, nil, false, fmt.Errorf("scope: %w", err)
+			}
+			n.scopes[sc.GetName()] = sc.GetRouteConfigurationName()
+		}
+		for _, name := range removed {
+			delete(n.scopes, name)
+		}
+	default:
+		return false, nil, false, nil
+	}
+	set := map[string]bool{}
+	scoped := false
+	for _, lr := range n.listeners {
+		for _, rt := range lr.tables {
+			set[rt] = true
+		}
+		scoped = scoped || lr.scoped
+	}
+	if scoped {
+		for _, rt := range n.scopes {
+			set[rt] = true
+		}
+	}
+	for rt := range set {
+		tables = append(tables, rt)
+	}
+	sort.Strings(tables)
+	n.mu.Lock()
+	wantSRDS = scoped && !n.subscribed[srdsType]
+	n.mu.Unlock()
+	return wantSRDS, tables, !slices.Equal(tables, n.rds), nil
+}
+
+// listenerRoutes reads the HTTP connection managers of a listener.
+func listenerRoutes(l *listenerv3.Listener) (lisRoute, error) {
+	var lr lisRoute
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil || !tc.MessageIs((*hcmv3.HttpConnectionManager)(nil)) {
+				continue
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := tc.UnmarshalTo(hcm); err != nil {
+				return lr, fmt.Errorf("listener %s: connection manager: %w", l.GetName(), err)
+			}
+			if rds := hcm.GetRds(); rds != nil && !slices.Contains(lr.tables, rds.GetRouteConfigName()) {
+				lr.tables = append(lr.tables, rds.GetRouteConfigName())
+			}
+			if hcm.GetScopedRoutes() != nil {
+				lr.scoped = true
+			}
+		}
+	}
+	return lr, nil
 }
 
 // run keeps the stream until ctx ends.
@@ -93,14 +212,15 @@ func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
 		}
 		return true
 	}
+	n.subscribe(cdsType)
+	n.subscribe(ldsType)
+	n.subscribe(edsType)
 	if !send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: n.id, Cluster: n.group, UserAgentName: "xdsbench"}, TypeUrl: cdsType}) ||
 		!send(&discoveryv3.DiscoveryRequest{TypeUrl: ldsType}) ||
-		!send(&discoveryv3.DiscoveryRequest{TypeUrl: rdsType, ResourceNames: []string{"gatehouse_routes"}}) {
+		!send(&discoveryv3.DiscoveryRequest{TypeUrl: edsType, ResourceNames: n.eds}) {
 		return
 	}
-	if !send(&discoveryv3.DiscoveryRequest{TypeUrl: edsType, ResourceNames: n.eds}) {
-		return
-	}
+	var rdsVersion, rdsNonce string // of the last RDS response
 	for {
 		resp, err := st.Recv()
 		if err != nil {
@@ -113,12 +233,33 @@ func (n *node) run(ctx context.Context, conn *grpc.ClientConn) {
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		switch t {
 		case rdsType:
-			ack.ResourceNames = []string{"gatehouse_routes"}
+			ack.ResourceNames = n.rds
+			rdsVersion, rdsNonce = resp.GetVersionInfo(), resp.GetNonce()
 		case edsType:
 			ack.ResourceNames = n.eds
 		}
+		wantSRDS, tables, changed, err := n.learn(t, resp.GetResources(), nil, true)
+		if err != nil {
+			n.fail(err)
+			return
+		}
 		if !send(ack) {
 			return
+		}
+		if wantSRDS {
+			n.subscribe(srdsType)
+			if !send(&discoveryv3.DiscoveryRequest{TypeUrl: srdsType}) {
+				return
+			}
+		}
+		if changed {
+			// As Envoy: the new name set, with the version and nonce of the
+			// last RDS response (none before the first).
+			n.rds = tables
+			n.subscribe(rdsType)
+			if !send(&discoveryv3.DiscoveryRequest{TypeUrl: rdsType, ResourceNames: tables, VersionInfo: rdsVersion, ResponseNonce: rdsNonce}) {
+				return
+			}
 		}
 		n.mu.Lock()
 		n.acked[t], n.at[t] = resp.GetVersionInfo(), time.Now()
@@ -133,17 +274,20 @@ func (n *node) runDelta(ctx context.Context, conn *grpc.ClientConn) {
 		n.fail(err)
 		return
 	}
-	subs := []*discoveryv3.DeltaDiscoveryRequest{
-		{Node: &corev3.Node{Id: n.id, Cluster: n.group, UserAgentName: "xdsbench"}, TypeUrl: cdsType},
-		{TypeUrl: ldsType},
-		{TypeUrl: rdsType, ResourceNamesSubscribe: []string{"gatehouse_routes"}},
-		{TypeUrl: edsType, ResourceNamesSubscribe: n.eds},
-	}
-	for _, r := range subs {
+	send := func(r *discoveryv3.DeltaDiscoveryRequest) bool {
 		if err := st.Send(r); err != nil {
 			n.fail(err)
-			return
+			return false
 		}
+		return true
+	}
+	n.subscribe(cdsType)
+	n.subscribe(ldsType)
+	n.subscribe(edsType)
+	if !send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: n.id, Cluster: n.group, UserAgentName: "xdsbench"}, TypeUrl: cdsType}) ||
+		!send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: ldsType}) ||
+		!send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: edsType, ResourceNamesSubscribe: n.eds}) {
+		return
 	}
 	for {
 		resp, err := st.Recv()
@@ -153,12 +297,45 @@ func (n *node) runDelta(ctx context.Context, conn *grpc.ClientConn) {
 			}
 			return
 		}
-		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()}); err != nil {
+		t := resp.GetTypeUrl()
+		var res []*anypb.Any
+		for _, r := range resp.GetResources() {
+			res = append(res, r.GetResource())
+		}
+		wantSRDS, tables, changed, err := n.learn(t, res, resp.GetRemovedResources(), false)
+		if err != nil {
 			n.fail(err)
 			return
 		}
+		if !send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}) {
+			return
+		}
+		if wantSRDS {
+			n.subscribe(srdsType)
+			if !send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: srdsType}) {
+				return
+			}
+		}
+		if changed {
+			var sub, unsub []string
+			for _, rt := range tables {
+				if !slices.Contains(n.rds, rt) {
+					sub = append(sub, rt)
+				}
+			}
+			for _, rt := range n.rds {
+				if !slices.Contains(tables, rt) {
+					unsub = append(unsub, rt)
+				}
+			}
+			n.rds = tables
+			n.subscribe(rdsType)
+			if !send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: rdsType, ResourceNamesSubscribe: sub, ResourceNamesUnsubscribe: unsub}) {
+				return
+			}
+		}
 		n.mu.Lock()
-		n.acked[resp.GetTypeUrl()], n.at[resp.GetTypeUrl()] = resp.GetSystemVersionInfo(), time.Now()
+		n.acked[t], n.at[t] = resp.GetSystemVersionInfo(), time.Now()
 		n.mu.Unlock()
 	}
 }

@@ -9,7 +9,11 @@
 // per type, and its memory per connected node: resident (/proc/<pid>/status
 // VmRSS with the fleet connected minus before, divided by the nodes) next
 // to live heap. It runs SotW and delta in turn, each against a fresh
-// control plane, and ends with a summary block.
+// control plane, for each route layout (-layouts): scoped (specs with
+// exact hosts, every node group served scoped routes: one route table per
+// spec, which nodes find as Envoy does, from their listeners and scopes)
+// and table (a wildcard host per spec: one route table per group), and
+// ends with a summary block.
 package main
 
 import (
@@ -40,6 +44,11 @@ type Config struct {
 	Specs, Nodes, Groups, PerConn, Changes int
 	Timeout                                time.Duration
 	Delta                                  bool
+	// Scoped generates specs with exact hosts only and serves every node
+	// group scoped routes (--scoped-route-groups): one route table per
+	// spec, one scope per host, so a spec's change re-sends its table only.
+	// Unset, each group has one route table.
+	Scoped bool
 	// CPUProfile, when set, is where the control plane's CPU profile of
 	// the change phase is written (from its /debug/pprof/profile).
 	CPUProfile     string
@@ -54,22 +63,27 @@ type Config struct {
 type Report struct {
 	Specs, Nodes, Groups int
 	Protocol             string    `json:"protocol"`
+	Layout               string    `json:"layout"` // "scoped" or "table"
 	InitialConvergence   string    `json:"initial_convergence"`
 	Changes              []Change  `json:"changes"`
 	Latencies            Latencies `json:"latency"`
 	// BytesPerChange is the response bytes the fleet received per change,
 	// by type (short name), mean over the changes.
-	BytesPerChange         map[string]float64 `json:"bytes_per_change"`
-	CompileSeconds         float64            `json:"compile_seconds_mean"`
-	HeapBeforeMiB          float64            `json:"live_heap_before_mib"`
-	HeapAfterMiB           float64            `json:"live_heap_after_mib"`
-	HeapKiBPerNode         float64            `json:"live_heap_kib_per_node"`
-	RSSBeforeMiB           float64            `json:"rss_before_mib"`
-	RSSAfterMiB            float64            `json:"rss_after_mib"`
-	KiBPerNode             float64            `json:"kib_per_node"`
-	CPUPerChangeMillis     float64            `json:"cpu_ms_per_change"`
-	FleetCPUPerChangeMs    float64            `json:"fleet_cpu_ms_per_change"`
-	ControlPlaneCPUSeconds float64            `json:"control_plane_cpu_seconds_total"`
+	BytesPerChange map[string]float64 `json:"bytes_per_change"`
+	// RDSBytesPerNode is the route bytes one node received, initially
+	// (every table it is served) and per change (mean).
+	RDSBytesPerNodeInitial float64 `json:"rds_bytes_per_node_initial"`
+	RDSBytesPerNodeChange  float64 `json:"rds_bytes_per_node_per_change"`
+	CompileSeconds         float64 `json:"compile_seconds_mean"`
+	HeapBeforeMiB          float64 `json:"live_heap_before_mib"`
+	HeapAfterMiB           float64 `json:"live_heap_after_mib"`
+	HeapKiBPerNode         float64 `json:"live_heap_kib_per_node"`
+	RSSBeforeMiB           float64 `json:"rss_before_mib"`
+	RSSAfterMiB            float64 `json:"rss_after_mib"`
+	KiBPerNode             float64 `json:"kib_per_node"`
+	CPUPerChangeMillis     float64 `json:"cpu_ms_per_change"`
+	FleetCPUPerChangeMs    float64 `json:"fleet_cpu_ms_per_change"`
+	ControlPlaneCPUSeconds float64 `json:"control_plane_cpu_seconds_total"`
 }
 
 // Change is one spec change.
@@ -98,13 +112,14 @@ func main() {
 	var cfg Config
 	var bin string
 	flag.IntVar(&cfg.Specs, "specs", 1000, "EdgeRoute specs (3 routes each)")
-	var protocols string
+	var protocols, layouts string
 	flag.IntVar(&cfg.Nodes, "nodes", 2000, "simulated Envoy nodes (one ADS stream each)")
 	flag.IntVar(&cfg.Groups, "groups", 13, "node groups")
 	flag.IntVar(&cfg.PerConn, "streams-per-conn", 1, "ADS streams per gRPC connection (1: one connection per node, as a real fleet)")
 	flag.IntVar(&cfg.Changes, "changes", 5, "spec changes to measure")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "longest wait for the fleet to converge")
 	flag.StringVar(&protocols, "protocols", "sotw,delta", "xDS protocols to run in turn, each against a fresh control plane: sotw, delta")
+	flag.StringVar(&layouts, "layouts", "scoped,table", "route layouts to run each protocol with: scoped (exact hosts, every group --scoped-route-groups: one route table per spec), table (a wildcard host per spec: one route table per group)")
 	deltaOnly := flag.Bool("delta", false, "delta xDS only (same as -protocols delta)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
@@ -115,20 +130,29 @@ func main() {
 		protocols = "delta"
 	}
 	var reps []*Report
-	for _, p := range strings.Split(protocols, ",") {
-		switch p = strings.TrimSpace(p); p {
-		case "sotw", "delta":
-			cfg.Delta = p == "delta"
+	for _, l := range strings.Split(layouts, ",") {
+		switch l = strings.TrimSpace(l); l {
+		case "scoped", "table":
+			cfg.Scoped = l == "scoped"
 		default:
-			fmt.Fprintf(os.Stderr, "xdsbench: -protocols: %q is not sotw or delta\n", p)
+			fmt.Fprintf(os.Stderr, "xdsbench: -layouts: %q is not scoped or table\n", l)
 			os.Exit(2)
 		}
-		rep, err := mainErr(cfg, bin)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "xdsbench:", err)
-			os.Exit(1)
+		for _, p := range strings.Split(protocols, ",") {
+			switch p = strings.TrimSpace(p); p {
+			case "sotw", "delta":
+				cfg.Delta = p == "delta"
+			default:
+				fmt.Fprintf(os.Stderr, "xdsbench: -protocols: %q is not sotw or delta\n", p)
+				os.Exit(2)
+			}
+			rep, err := mainErr(cfg, bin)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "xdsbench:", err)
+				os.Exit(1)
+			}
+			reps = append(reps, rep)
 		}
-		reps = append(reps, rep)
 	}
 	printSummary(os.Stdout, cfg, reps)
 }
@@ -177,7 +201,13 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	if err := writeSpecs(dir, cfg); err != nil {
 		return nil, err
 	}
-	tg, stop, err := startControlPlane(ctx, bin, dir)
+	var scoped []string
+	if cfg.Scoped {
+		for g := 0; g < cfg.Groups; g++ {
+			scoped = append(scoped, benchspec.Group(g, cfg.Groups))
+		}
+	}
+	tg, stop, err := startControlPlane(ctx, bin, dir, scoped)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +216,7 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups over %s xDS, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, rep.Protocol, len(rep.Changes))
+	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups over %s xDS, route layout %s, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, rep.Protocol, rep.Layout, len(rep.Changes))
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
@@ -194,13 +224,14 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
 	fmt.Printf("control plane RSS (VmRSS, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
 	fmt.Printf("response bytes per change (whole fleet): %s\n", bytesLine(rep.BytesPerChange))
+	fmt.Printf("route bytes per node: %s initially (every table it is served), %s per change\n", humanBytes(rep.RDSBytesPerNodeInitial), humanBytes(rep.RDSBytesPerNodeChange))
 	out, _ := json.MarshalIndent(rep, "", "  ")
 	fmt.Printf("%s\n", out)
 	return rep, nil
 }
 
 // shortTypes name the types in reports.
-var shortTypes = []struct{ url, name string }{{ldsType, "LDS"}, {cdsType, "CDS"}, {edsType, "EDS"}, {rdsType, "RDS"}}
+var shortTypes = []struct{ url, name string }{{ldsType, "LDS"}, {cdsType, "CDS"}, {edsType, "EDS"}, {srdsType, "SRDS"}, {rdsType, "RDS"}}
 
 func shortType(url string) string {
 	for _, s := range shortTypes {
@@ -235,19 +266,21 @@ func printSummary(w io.Writer, cfg Config, reps []*Report) {
 	fmt.Fprintf(w, "\n==== xdsbench summary ====\n")
 	fmt.Fprintf(w, "run: xdsbench -specs %d -nodes %d -groups %d -streams-per-conn %d -changes %d (load average before the last run: %s)\n",
 		cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Changes, strings.TrimSpace(string(load)))
-	fmt.Fprintf(w, "| protocol | p50 | p99 | max | CP CPU ms/change | CP RSS KiB/node | CP live heap KiB/node | bytes/change LDS | CDS | EDS | RDS |\n")
-	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| protocol | routes | p50 | p99 | max | CP CPU ms/change | CP RSS KiB/node | CP live heap KiB/node | bytes/change LDS | CDS | EDS | SRDS | RDS | RDS/node/change | RDS/node initial |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range reps {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f | %.1f | %.1f | %s | %s | %s | %s |\n", r.Protocol, r.Latencies.P50, r.Latencies.P99, r.Latencies.Max,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.0f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s |\n", r.Protocol, r.Layout, r.Latencies.P50, r.Latencies.P99, r.Latencies.Max,
 			r.CPUPerChangeMillis, r.KiBPerNode, r.HeapKiBPerNode,
-			humanBytes(r.BytesPerChange["LDS"]), humanBytes(r.BytesPerChange["CDS"]), humanBytes(r.BytesPerChange["EDS"]), humanBytes(r.BytesPerChange["RDS"]))
+			humanBytes(r.BytesPerChange["LDS"]), humanBytes(r.BytesPerChange["CDS"]), humanBytes(r.BytesPerChange["EDS"]), humanBytes(r.BytesPerChange["SRDS"]), humanBytes(r.BytesPerChange["RDS"]),
+			humanBytes(r.RDSBytesPerNodeChange), humanBytes(r.RDSBytesPerNodeInitial))
 	}
-	fmt.Fprintf(w, "targets (issue 15): p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node\n")
+	fmt.Fprintf(w, "routes: scoped = exact hosts, every group served scoped routes (one route table per spec); table = a wildcard host per spec, one route table per group\n")
+	fmt.Fprintf(w, "targets (issue 15): p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node; a change sends about one spec's routes per node\n")
 }
 
 func writeSpecs(dir string, cfg Config) error {
 	for i := 0; i < cfg.Specs; i++ {
-		if err := os.WriteFile(filepath.Join(dir, benchspec.Name(i)+".yaml"), benchspec.Spec(i, cfg.Groups, 0), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, benchspec.Name(i)+".yaml"), cfg.specs().Spec(i, cfg.Groups, 0), 0o644); err != nil {
 			return err
 		}
 	}
@@ -263,7 +296,12 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startControlPlane(ctx context.Context, bin, dir string) (target, func(), error) {
+// specs are the generated specs' options: exact hosts for the scoped layout.
+func (cfg Config) specs() benchspec.Options { return benchspec.Options{ExactHosts: cfg.Scoped} }
+
+// startControlPlane runs bin's control plane on the specs in dir, serving
+// the node groups scoped scoped routes.
+func startControlPlane(ctx context.Context, bin, dir string, scoped []string) (target, func(), error) {
 	xdsAddr, err := freeAddr()
 	if err != nil {
 		return target{}, nil, err
@@ -272,8 +310,12 @@ func startControlPlane(ctx context.Context, bin, dir string) (target, func(), er
 	if err != nil {
 		return target{}, nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "controlplane", "--source", "file:"+dir,
-		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--hold-off", "50ms", "--pprof")
+	args := []string{"controlplane", "--source", "file:" + dir,
+		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--hold-off", "50ms", "--pprof"}
+	if len(scoped) > 0 {
+		args = append(args, "--scoped-route-groups", strings.Join(scoped, ","))
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return target{}, nil, fmt.Errorf("starting %s: %w", bin, err)
@@ -311,7 +353,10 @@ func startControlPlane(ctx context.Context, bin, dir string) (target, func(), er
 // cfg.Changes specs (ones every group serves) one after the other and
 // measures each convergence.
 func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
-	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups, Protocol: "sotw"}
+	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups, Protocol: "sotw", Layout: "table"}
+	if cfg.Scoped {
+		rep.Layout = "scoped"
+	}
 	if cfg.Delta {
 		rep.Protocol = "delta"
 	}
@@ -335,6 +380,9 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		return nil, fmt.Errorf("initial convergence: %w", err)
 	}
 	rep.InitialConvergence = time.Since(start).Round(time.Millisecond).String()
+	if cfg.Nodes > 0 {
+		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
+	}
 	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
 	rep.RSSAfterMiB = rssMiB(tg.pid)
 	rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
@@ -362,7 +410,7 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		i := (k % globals) * benchspec.GlobalEvery
 		b0 := f.bytes.snapshot()
 		t0 := time.Now()
-		if err := os.WriteFile(filepath.Join(tg.specDir, benchspec.Name(i)+".yaml"), benchspec.Spec(i, cfg.Groups, k+1), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tg.specDir, benchspec.Name(i)+".yaml"), cfg.specs().Spec(i, cfg.Groups, k+1), 0o644); err != nil {
 			return nil, err
 		}
 		// The spec is served to every group: wait for each group's new
@@ -403,6 +451,9 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		if tg.pid != 0 { // else the control plane runs in this process too
 			rep.FleetCPUPerChangeMs = (cpuSeconds(os.Getpid()) - fleet0) * 1000 / float64(cfg.Changes)
 		}
+	}
+	if cfg.Nodes > 0 {
+		rep.RDSBytesPerNodeChange = rep.BytesPerChange["RDS"] / float64(cfg.Nodes)
 	}
 	rep.ControlPlaneCPUSeconds = cpuSeconds(tg.pid)
 	rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max = percentiles(all)

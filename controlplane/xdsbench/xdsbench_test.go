@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 )
 
@@ -18,12 +19,43 @@ import (
 // and only the types a change touched are sent.
 func TestSmallFleet(t *testing.T) {
 	for _, delta := range []bool{false, true} {
-		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) { smallFleet(t, delta) })
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
+			rep := smallFleet(t, Config{Specs: 40, Nodes: 60, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute, Delta: delta})
+			// The bench changes endpoints: EDS (and the route table, which carries
+			// the revision) is sent; LDS and CDS, byte-identical, are not.
+			if b := rep.BytesPerChange; b["EDS"] <= 0 || b["LDS"] != 0 || b["CDS"] != 0 {
+				t.Errorf("bytes per change = %v, want EDS only (and routes), no LDS or CDS", b)
+			}
+		})
 	}
 }
 
-func smallFleet(t *testing.T, delta bool) {
-	cfg := Config{Specs: 40, Nodes: 60, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute, Delta: delta}
+// TestScopedFleetSendsOneSpecsRoutes is `make bench-xds`'s scoped layout
+// in small: specs with exact hosts, every group served scoped routes, the
+// nodes following their listeners to SRDS and from the scopes to the
+// route tables. A change of one spec must send each node that spec's
+// route table only: well under a quarter of the route bytes a node got
+// initially (about 14 tables here), and no scope.
+func TestScopedFleetSendsOneSpecsRoutes(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
+			rep := smallFleet(t, Config{Specs: 40, Nodes: 30, Groups: 3, PerConn: 7, Changes: 2, Timeout: time.Minute, Delta: delta, Scoped: true})
+			t.Logf("route bytes per node: %.0f initially, %.0f per change; bytes per change %v", rep.RDSBytesPerNodeInitial, rep.RDSBytesPerNodeChange, rep.BytesPerChange)
+			if rep.RDSBytesPerNodeInitial <= 0 || rep.RDSBytesPerNodeChange <= 0 {
+				t.Fatalf("no routes received: %+v", rep)
+			}
+			if rep.RDSBytesPerNodeChange*4 > rep.RDSBytesPerNodeInitial {
+				t.Errorf("a one-spec change sent %.0f route bytes per node, the node's whole route set is %.0f: more than the changed spec's table", rep.RDSBytesPerNodeChange, rep.RDSBytesPerNodeInitial)
+			}
+			if b := rep.BytesPerChange; b["SRDS"] != 0 || b["LDS"] != 0 || b["CDS"] != 0 {
+				t.Errorf("bytes per change = %v, want no scopes, listeners or clusters", b)
+			}
+		})
+	}
+}
+
+// smallFleet runs cfg against an in-process control plane.
+func smallFleet(t *testing.T, cfg Config) *Report {
 	dir := t.TempDir()
 	if err := writeSpecs(dir, cfg); err != nil {
 		t.Fatal(err)
@@ -42,7 +74,13 @@ func smallFleet(t *testing.T, delta bool) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := controlplane.Run(ctx, controlplane.Config{Source: src, Registry: prometheus.NewRegistry(), HoldOff: 20 * time.Millisecond}, l); err != nil {
+		cpc := controlplane.Config{Source: src, Registry: prometheus.NewRegistry(), HoldOff: 20 * time.Millisecond}
+		if cfg.Scoped {
+			for g := 0; g < cfg.Groups; g++ {
+				cpc.Compile.ScopedRouteGroups = append(cpc.Compile.ScopedRouteGroups, benchspec.Group(g, cfg.Groups))
+			}
+		}
+		if err := controlplane.Run(ctx, cpc, l); err != nil {
 			t.Errorf("control plane: %v", err)
 		}
 	}()
@@ -53,15 +91,11 @@ func smallFleet(t *testing.T, delta bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Changes) != 2 || rep.Latencies.Max == "-" {
+	if len(rep.Changes) != cfg.Changes || rep.Latencies.Max == "-" {
 		t.Fatalf("report = %+v", rep)
-	}
-	// The bench changes endpoints: EDS (and the route table, which carries
-	// the revision) is sent; LDS and CDS, byte-identical, are not.
-	if b := rep.BytesPerChange; b["EDS"] <= 0 || b["LDS"] != 0 || b["CDS"] != 0 {
-		t.Errorf("bytes per change = %v, want EDS only (and routes), no LDS or CDS", b)
 	}
 	if rep.CompileSeconds <= 0 {
 		t.Errorf("compile time not read from /metrics: %+v", rep)
 	}
+	return rep
 }

@@ -24,11 +24,27 @@ const GlobalEvery = 50
 // Name is the metadata.name of spec i.
 func Name(i int) string { return fmt.Sprintf("svc-%04d", i) }
 
+// Options vary the generated specs.
+type Options struct {
+	// ExactHosts leaves out each spec's wildcard host
+	// (*.svc-NNNN.example.com), so every host can be a route scope and a
+	// node group served scoped routes (controlplane --scoped-route-groups)
+	// gets one route table per spec instead of one for the group.
+	ExactHosts bool
+}
+
 // Spec renders spec i; variant changes its endpoints (a one-spec change).
-func Spec(i, groups, variant int) []byte {
+func Spec(i, groups, variant int) []byte { return Options{}.Spec(i, groups, variant) }
+
+// Spec renders spec i with o; variant changes its endpoints.
+func (o Options) Spec(i, groups, variant int) []byte {
 	ng := fmt.Sprintf("\n  nodeGroups: [%s]", Group(i, groups))
 	if i%GlobalEvery == 0 {
 		ng = ""
+	}
+	hosts := `[NAME.example.com, "*.NAME.example.com"]`
+	if o.ExactHosts {
+		hosts = `[NAME.example.com, api.NAME.example.com]`
 	}
 	r := strings.NewReplacer(
 		"NAME", Name(i),
@@ -36,7 +52,7 @@ func Spec(i, groups, variant int) []byte {
 		"EP1", fmt.Sprintf("10.%d.%d.1:8080", i/250, i%250),
 		"EP2", fmt.Sprintf("10.%d.%d.2:%d", i/250, i%250, 8080+variant),
 	)
-	return []byte(r.Replace(template))
+	return []byte(r.Replace(strings.Replace(template, "HOSTS", hosts, 1)))
 }
 
 // Revision is n specs as one source revision; changed (if >= 0) is
@@ -86,7 +102,7 @@ metadata:
   name: NAME
   team: bench
 spec:
-  hosts: [NAME.example.com, "*.NAME.example.com"]NODEGROUPS
+  hosts: HOSTSNODEGROUPS
   upstreams:
     - name: api
       endpoints: ["EP1", "EP2"]
