@@ -134,7 +134,8 @@ func (r *Result) build(group string) (Resources, []string, error) {
 			// Every route names the version serving it (the ALS custom
 			// tag); in the scoped layout scopedRoutes stamps each spec's
 			// own version instead.
-			vhosts = envoy.WithRevision(vhosts, r.groupVersion(group))
+			all := vhosts
+			vhosts = r.shared.stampedVHosts("group\x00"+group, r.groupVersion(group), func() []*routev3.VirtualHost { return all })
 		}
 		lis, err := r.shared.listener(r.opts.HTTPAddress, alsHeaders, r.opts.RateLimitFailureModeDeny, scoped)
 		if err != nil {
@@ -345,6 +346,35 @@ type groupCache struct {
 	listeners      map[string]*listenerv3.Listener
 	prevListeners  map[string]*listenerv3.Listener
 	rlcs, prevRLCs map[string]rlcEntry
+	// stamped are virtual hosts whose routes carry a version (the ALS
+	// custom tag), by "<group or spec>\x00<version>": the version is a hash
+	// of exactly what the vhosts are built from, so a group (or spec) a
+	// rebuild did not change reuses its stamped copies instead of copying
+	// every route again.
+	stamped, prevStamped map[string][]*routev3.VirtualHost
+}
+
+// stampedVHosts returns the vhosts of key with every route carrying
+// revision, stamping them (envoy.WithRevision) only on the first call of
+// this or the previous generation.
+func (g *groupCache) stampedVHosts(key, revision string, vhosts func() []*routev3.VirtualHost) []*routev3.VirtualHost {
+	k := key + "\x00" + revision
+	g.mu.Lock()
+	if v, ok := g.stamped[k]; ok {
+		g.mu.Unlock()
+		return v
+	}
+	if v, ok := g.prevStamped[k]; ok {
+		g.stamped[k] = v
+		g.mu.Unlock()
+		return v
+	}
+	g.mu.Unlock()
+	v := envoy.WithRevision(vhosts(), revision)
+	g.mu.Lock()
+	g.stamped[k] = v
+	g.mu.Unlock()
+	return v
 }
 
 type rlcEntry struct {
@@ -353,7 +383,8 @@ type rlcEntry struct {
 }
 
 func newGroupCache() *groupCache {
-	return &groupCache{listeners: map[string]*listenerv3.Listener{}, prevListeners: map[string]*listenerv3.Listener{}, rlcs: map[string]rlcEntry{}, prevRLCs: map[string]rlcEntry{}}
+	return &groupCache{listeners: map[string]*listenerv3.Listener{}, prevListeners: map[string]*listenerv3.Listener{}, rlcs: map[string]rlcEntry{}, prevRLCs: map[string]rlcEntry{},
+		stamped: map[string][]*routev3.VirtualHost{}, prevStamped: map[string][]*routev3.VirtualHost{}}
 }
 
 // rotate starts a new generation (called once per Compile).
@@ -361,6 +392,7 @@ func (g *groupCache) rotate() {
 	g.mu.Lock()
 	g.prevListeners, g.listeners = g.listeners, map[string]*listenerv3.Listener{}
 	g.prevRLCs, g.rlcs = g.rlcs, map[string]rlcEntry{}
+	g.prevStamped, g.stamped = g.stamped, map[string][]*routev3.VirtualHost{}
 	g.mu.Unlock()
 }
 
@@ -472,7 +504,7 @@ func (r *Result) scopedRoutes(group string) (routes, scopes []types.Resource, er
 		}
 		// Every route names the version serving it (the ALS custom tag):
 		// the spec's own, as the table's ext_authz revision.
-		rc.VirtualHosts = envoy.WithRevision([]*routev3.VirtualHost{s.vhost}, r.SpecRouteVersion(s))
+		rc.VirtualHosts = r.shared.stampedVHosts("spec\x00"+s.Name, r.SpecRouteVersion(s), func() []*routev3.VirtualHost { return []*routev3.VirtualHost{s.vhost} })
 		routes = append(routes, rc)
 		for _, h := range s.doc.EdgeRoute.Spec.Hosts {
 			sc := envoy.ScopedRouteConfiguration(strings.ToLower(h), name)

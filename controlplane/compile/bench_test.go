@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
 	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
@@ -252,11 +255,23 @@ func BenchmarkParse(b *testing.B) {
 // BenchmarkCompileOneChanged: one spec of 1,000 changes (a spec served by
 // every group, the worst case); the rest is reused.
 func BenchmarkCompileOneChanged(b *testing.B) {
+	// global: the changed spec is served by every node group (every
+	// group's version changes); one-group: by one group (the others keep
+	// their version and reuse their assembled routes).
+	for _, c := range []struct {
+		name    string
+		changed int
+	}{{"global", 500}, {"one-group", 501}} {
+		b.Run(c.name, func(b *testing.B) { benchOneChanged(b, c.changed) })
+	}
+}
+
+func benchOneChanged(b *testing.B, changed int) {
 	c, err := New(Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	revs := [2]source.Revision{benchRevision(benchSpecs, 500, 0, 0), benchRevision(benchSpecs, 500, 1, 0)}
+	revs := [2]source.Revision{benchRevision(benchSpecs, changed, 0, 0), benchRevision(benchSpecs, changed, 1, 0)}
 	buildAll(b, c.Compile(revs[1]))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -267,5 +282,46 @@ func BenchmarkCompileOneChanged(b *testing.B) {
 			b.Fatal("spec failed")
 		}
 		buildAll(b, res)
+	}
+}
+
+// TestUnchangedGroupReusesStampedRoutes: a group whose version a rebuild
+// does not change reuses its version-stamped virtual hosts (no copy of
+// every route per rebuild); a group whose spec changed gets new ones,
+// each route carrying the new version.
+func TestUnchangedGroupReusesStampedRoutes(t *testing.T) {
+	c := newCompiler(t)
+	const changed = 1 // served by one group only (not a multiple of benchspec.GlobalEvery)
+	r1 := c.Compile(benchRevision(40, changed, 0, 0))
+	r2 := c.Compile(benchRevision(40, changed, 1, 0))
+	table := func(r *Result, group string) *routev3.RouteConfiguration {
+		res, _, err := r.Resources(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[resourcev3.RouteType][0].(*routev3.RouteConfiguration)
+	}
+	changedGroup := benchspec.Group(changed, benchGroups)
+	for g := 0; g < benchGroups; g++ {
+		group := fmt.Sprintf("group-%02d", g)
+		a, b := table(r1, group), table(r2, group)
+		same := len(a.GetVirtualHosts()) == len(b.GetVirtualHosts())
+		for i := range a.GetVirtualHosts() {
+			same = same && a.GetVirtualHosts()[i] == b.GetVirtualHosts()[i]
+		}
+		if group == changedGroup {
+			if same {
+				t.Fatalf("%s: its spec changed but it kept the old stamped virtual hosts", group)
+			}
+			for _, vh := range b.GetVirtualHosts() {
+				for _, rt := range vh.GetRoutes() {
+					if got := rt.GetMetadata().GetFilterMetadata()["gatehouse"].GetFields()["revision"].GetStringValue(); got != r2.GroupVersion(group) {
+						t.Fatalf("%s: route %s carries %q, want %q", group, rt.GetName(), got, r2.GroupVersion(group))
+					}
+				}
+			}
+		} else if !same {
+			t.Fatalf("%s: unchanged (version %s → %s) but its virtual hosts were stamped again", group, r1.GroupVersion(group), r2.GroupVersion(group))
+		}
 	}
 }
