@@ -15,6 +15,7 @@ func newAuthzCmd() *cobra.Command {
 	var (
 		cfg  authzsidecar.Config
 		logc telemetry.LogConfig
+		gogc int
 	)
 	cmd := &cobra.Command{
 		Use:   "authz",
@@ -32,6 +33,13 @@ on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
 				return err
 			}
 			cfg.Log = log
+			// Every Check of a token not seen before verifies a signature
+			// and leaves a few KB of garbage; with Go's default GOGC=100
+			// the collector costs about a tenth of the CPU per Check on
+			// such traffic (docs/PERFORMANCE.md). The live heap is a few
+			// MB (the token caches), so 400 costs little memory. An
+			// explicit GOGC in the environment wins.
+			applyGOGC(gogc)
 			return authzsidecar.Run(cmd.Context(), cfg)
 		},
 	}
@@ -46,6 +54,7 @@ on --admin-addr. Every flag has an environment twin GATEHOUSE_AUTHZ_<FLAG>
 	f.StringSliceVar(&cfg.JWKSAllow, "jwks-allow", nil, jwksAllowUsage)
 	f.BoolVar(&cfg.KeepCredential, "keep-credential", false, "forward the Authorization / API-key header upstream instead of removing it")
 	f.IntVar(&cfg.MaxTokenSize, "max-token-size", 8<<10, "largest bearer token accepted, in bytes")
+	gogcFlag(f, &gogc, 400)
 	f.IntVar(&cfg.TokenCacheSize, "token-cache-size", 10000, "verified-token cache entries (negative disables)")
 	f.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", 0, "longest a verified token is cached (0 = 5m; never past its exp)")
 	tlsServerFlags(f, &cfg.TLS, "ext_authz gRPC")
