@@ -297,6 +297,7 @@ func Run(ctx context.Context, c Config) error {
 		return errors.Join(err, g.Wait())
 	}
 
+	ready.seal()
 	g.Go(func() error {
 		if err := ready.wait(gctx, 60*time.Second); err != nil {
 			return fmt.Errorf("dev: roles did not start: %w", err)
@@ -333,10 +334,13 @@ func (c Config) nodeServices() []spec.NodeService {
 	}
 }
 
-// readiness counts roles that have not reported they serve.
+// readiness counts roles that have not reported they serve. Roles are
+// added while earlier ones already start, so it is done only once sealed
+// (every role added) and no role is pending.
 type readiness struct {
 	mu      sync.Mutex
 	pending int
+	sealed  bool
 	done    chan struct{}
 }
 
@@ -353,10 +357,32 @@ func (r *readiness) add() func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			r.pending--
-			if r.pending == 0 {
-				close(r.done)
-			}
+			r.closeIfDone()
 		})
+	}
+}
+
+// seal says every role has been added.
+func (r *readiness) seal() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	r.sealed = true
+	r.closeIfDone()
+}
+
+// closeIfDone closes done once, when sealed and nothing is pending; r.mu
+// is held.
+func (r *readiness) closeIfDone() {
+	if !r.sealed || r.pending != 0 {
+		return
+	}
+	select {
+	case <-r.done:
+	default:
+		close(r.done)
 	}
 }
 
@@ -367,6 +393,8 @@ func (r *readiness) wait(ctx context.Context, within time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(within):
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		return fmt.Errorf("%d role(s) not serving after %s", r.pending, within)
 	}
 }
