@@ -4,11 +4,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -19,28 +17,9 @@ import (
 func TestNoContractAliases(t *testing.T) {
 	root, module := moduleRoot(t)
 	var found []string
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if p != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "node_modules") {
-				return filepath.SkipDir
-			}
+	goFiles(t, root, false, parser.SkipObjectResolution, func(p, dir string, f *ast.File, fset *token.FileSet) error {
+		if dir == "contract" {
 			return nil
-		}
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, filepath.Dir(p))
-		if filepath.ToSlash(rel) == "contract" {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return err
 		}
 		local := ""
 		for _, imp := range f.Imports {
@@ -75,9 +54,6 @@ func TestNoContractAliases(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sort.Strings(found)
 	for _, f := range found {
 		t.Error(f)

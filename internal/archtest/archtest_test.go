@@ -3,6 +3,7 @@ package archtest
 import (
 	"bufio"
 	"fmt"
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -150,33 +151,8 @@ func violations(rules []rule, imports map[string][]string) []string {
 func moduleImports(t *testing.T, root, module string) map[string][]string {
 	t.Helper()
 	imports := map[string][]string{}
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if p != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "node_modules") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, filepath.Dir(p))
-		if err != nil {
-			return err
-		}
-		pkg := filepath.ToSlash(rel)
-		if pkg == "." {
-			pkg = ""
-		}
+	goFiles(t, root, false, parser.ImportsOnly, func(p, dir string, f *ast.File, fset *token.FileSet) error {
+		pkg := dir
 		for _, s := range f.Imports {
 			imp, err := strconv.Unquote(s.Path.Value)
 			if err != nil {
@@ -198,9 +174,6 @@ func moduleImports(t *testing.T, root, module string) map[string][]string {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return imports
 }
 
@@ -280,5 +253,45 @@ func TestViolationsFindsForbiddenEdges(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("violations:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// goFiles parses every Go file of the module under root (test files too
+// when tests), skipping hidden, underscore, testdata and node_modules
+// directories, and calls fn with the file's package directory relative to
+// the module ("" for the root).
+func goFiles(t *testing.T, root string, tests bool, mode parser.Mode, fn func(p, dir string, f *ast.File, fset *token.FileSet) error) {
+	t.Helper()
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || (!tests && strings.HasSuffix(name, "_test.go")) {
+			return nil
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(rel)
+		if dir == "." {
+			dir = ""
+		}
+		f, err := parser.ParseFile(fset, p, nil, mode)
+		if err != nil {
+			return err
+		}
+		return fn(p, dir, f, fset)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
