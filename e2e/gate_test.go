@@ -148,22 +148,7 @@ func TestGateThroughFrontDoor(t *testing.T) {
 	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
 	update := func(name, from, to string) *osbclient.Response {
 		t.Helper()
-		inst, err := osb.Instance(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		changed := strings.Replace(string(inst.Parameters), from, to, 1)
-		if changed == string(inst.Parameters) {
-			t.Fatalf("%s: no %q to change", name, from)
-		}
-		upd, err := osb.Update(ctx, name, json.RawMessage(changed))
-		if err != nil {
-			t.Fatalf("update %s: %v", name, err)
-		}
-		waitUntil(t, 20*time.Second, "the canary soaking "+name, func() bool {
-			return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
-		})
-		return upd
+		return soakUpdate(t, ctx, osb, ep.ControlPlaneAdmin, name, from, to)
 	}
 	promoted := func(upd *osbclient.Response, name string) controlplane.State {
 		t.Helper()
@@ -242,4 +227,26 @@ func closedPort(t *testing.T) string {
 	a := l.Addr().String()
 	l.Close()
 	return a
+}
+
+// soakUpdate changes the first from in instance name's parameters to to,
+// sends the OSB update and waits until the canary soaks it.
+func soakUpdate(t *testing.T, ctx context.Context, osb *osbclient.Client, cpAdmin, name, from, to string) *osbclient.Response {
+	t.Helper()
+	inst, err := osb.Instance(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(inst.Parameters), from, to, 1)
+	if changed == string(inst.Parameters) {
+		t.Fatalf("%s: no %q to change", name, from)
+	}
+	upd, err := osb.Update(ctx, name, json.RawMessage(changed))
+	if err != nil {
+		t.Fatalf("update %s: %v", name, err)
+	}
+	waitUntil(t, 20*time.Second, "the canary soaking "+name, func() bool {
+		return cpRollout(t, ctx, cpAdmin).Rollout.Phase == controlplane.PhaseSoaking
+	})
+	return upd
 }

@@ -48,22 +48,7 @@ func TestGatePublicRouteThroughFrontDoor(t *testing.T) {
 	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
 	update := func(from, to string) *osbclient.Response {
 		t.Helper()
-		inst, err := osb.Instance(ctx, "petstore")
-		if err != nil {
-			t.Fatal(err)
-		}
-		changed := strings.Replace(string(inst.Parameters), from, to, 1)
-		if changed == string(inst.Parameters) {
-			t.Fatalf("petstore: no %q to change", from)
-		}
-		upd, err := osb.Update(ctx, "petstore", json.RawMessage(changed))
-		if err != nil {
-			t.Fatalf("update petstore: %v", err)
-		}
-		waitUntil(t, 20*time.Second, "the canary soaking petstore", func() bool {
-			return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
-		})
-		return upd
+		return soakUpdate(t, ctx, osb, ep.ControlPlaneAdmin, "petstore", from, to)
 	}
 
 	if s := load(15); s[200] != 15 {

@@ -100,22 +100,7 @@ func TestGateScopedCanaryThroughFrontDoor(t *testing.T) {
 	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
 	update := func(name, from, to string) *osbclient.Response {
 		t.Helper()
-		inst, err := osb.Instance(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		changed := strings.Replace(string(inst.Parameters), from, to, 1)
-		if changed == string(inst.Parameters) {
-			t.Fatalf("%s: no %q to change", name, from)
-		}
-		upd, err := osb.Update(ctx, name, json.RawMessage(changed))
-		if err != nil {
-			t.Fatalf("update %s: %v", name, err)
-		}
-		waitUntil(t, 20*time.Second, "the canary soaking "+name, func() bool {
-			return cpRollout(t, ctx, ep.ControlPlaneAdmin).Rollout.Phase == controlplane.PhaseSoaking
-		})
-		return upd
+		return soakUpdate(t, ctx, osb, ep.ControlPlaneAdmin, name, from, to)
 	}
 	lastOp := func(upd *osbclient.Response, name string) *osbclient.Response {
 		t.Helper()
