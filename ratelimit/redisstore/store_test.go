@@ -159,8 +159,6 @@ func sameAnswers(t *testing.T, url string, steps int) *Store {
 	return st
 }
 
-// TestEnvoyproxyKeyFormat: fixed-window counters are the keys, values and
-// TTLs envoyproxy/ratelimit uses, so both can share a Redis.
 // TestScriptLoadedAtStart: a new Store loads the decision script before
 // any decision, so the first one does not pay a SCRIPT LOAD (a second
 // round trip, and on TLS a fresh handshake) inside its budget and fall to
@@ -184,6 +182,8 @@ func TestScriptLoadedAtStart(t *testing.T) {
 	}
 }
 
+// TestEnvoyproxyKeyFormat: fixed-window counters are the keys, values and
+// TTLs envoyproxy/ratelimit uses, so both can share a Redis.
 func TestEnvoyproxyKeyFormat(t *testing.T) {
 	r := testenv.StartRedis(t)
 	clk := &fakeClock{t: time.Now()}
