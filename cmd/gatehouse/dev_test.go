@@ -50,33 +50,7 @@ func TestDevEveryAddressMoves(t *testing.T) {
 	}
 	flags["front-door-addr"] = frontDoor
 
-	var out, errOut syncBuffer
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("gatehouse dev did not stop within 30s")
-		}
-	}()
-	deadline := time.Now().Add(90 * time.Second)
-	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
-		select {
-		case err := <-done:
-			t.Fatalf("gatehouse dev ended: %v\n%s\n%s", err, out.String(), errOut.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner after 90s:\n%s\n%s", out.String(), errOut.String())
-		}
-	}
+	out := startDevCmd(t, args)
 	banner := out.String()
 	for f, a := range flags {
 		c, err := net.DialTimeout("tcp", a, 2*time.Second)
@@ -128,4 +102,38 @@ func checkBannerBootstrap(t *testing.T, banner string) {
 	if !strings.Contains(out.String(), "envoy-dev.crt") || !strings.Contains(out.String(), "ca.crt") {
 		t.Fatalf("the banner's bootstrap line %q: the bootstrap names no node certificate or CA:\n%.2000s", cmdline, out.String())
 	}
+}
+
+// startDevCmd runs `gatehouse <args>` (a dev suite) until the test ends
+// and returns its output once the banner is printed.
+func startDevCmd(t *testing.T, args []string) *syncBuffer {
+	t.Helper()
+	var out, errOut syncBuffer
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("gatehouse dev did not stop within 30s")
+		}
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
+		select {
+		case err := <-done:
+			t.Fatalf("gatehouse dev ended: %v\n%s\n%s", err, out.String(), errOut.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner after 90s:\n%s\n%s", out.String(), errOut.String())
+		}
+	}
+	return &out
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/explain"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
@@ -29,33 +27,7 @@ func TestExplainControlPlaneKnowsBindingKeys(t *testing.T) {
 		"ratelimit-admin-addr", "accesslog-addr", "accesslog-api-addr", "idp-addr", "echo-addr"} {
 		args = append(args, "--"+f, addr())
 	}
-	var out, errOut syncBuffer
-	root := newRootCmd()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("gatehouse dev did not stop within 30s")
-		}
-	}()
-	deadline := time.Now().Add(90 * time.Second)
-	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
-		select {
-		case err := <-done:
-			t.Fatalf("gatehouse dev ended: %v\n%s\n%s", err, out.String(), errOut.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner after 90s:\n%s\n%s", out.String(), errOut.String())
-		}
-	}
+	startDevCmd(t, args)
 
 	// A key issued by a binding, through the dev broker with the dev password.
 	kout, kerr, code := run(t, "keys", "create", "petstore", "--provider", "partners", "--label", "plan=gold", "--id", "bound1",
