@@ -51,11 +51,12 @@ type Config struct {
 	SweepInterval, SweepGrace, OpDeadline time.Duration
 	Log                                   *slog.Logger
 	Registry                              *prometheus.Registry
-	// Listener, when set, serves the OSB API instead of HTTPAddr (tests).
-	Listener net.Listener
-	// Started, when set, is called with the OSB API's address once it
-	// listens.
-	Started func(addr string)
+	// HTTPListener, when set, serves the OSB API instead of HTTPAddr
+	// (tests, gatehouse dev).
+	HTTPListener net.Listener
+	// Ready, when set, is called once the OSB API and the admin server
+	// listen, with their addresses (admin nil with AdminAddr "-").
+	Ready func(api, admin net.Addr)
 	// Tenancy: see api.Config.Tenancy.
 	Tenancy api.Tenancy
 	// UpstreamAllow lifts the refusal of spec upstreams that point at the
@@ -111,8 +112,8 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("no --binding-key-file: keys of binds answered 202 are sealed with a key that lives only as long as this process")
 	}
 	own := cfg.HTTPAddr
-	if cfg.Listener != nil {
-		own = cfg.Listener.Addr().String()
+	if cfg.HTTPListener != nil {
+		own = cfg.HTTPListener.Addr().String()
 	}
 	h, err := api.New(api.Config{Store: st, Queue: q, Log: cfg.Log, Registry: cfg.Registry,
 		Username: cfg.Username, Password: cfg.Password, BindWait: cfg.BindWait, Tenancy: cfg.Tenancy,
@@ -128,13 +129,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	sw.Interval, sw.Grace, sw.Deadline = cfg.SweepInterval, cfg.SweepGrace, cfg.OpDeadline
-	l := cfg.Listener
+	l := cfg.HTTPListener
 	if l == nil {
 		if l, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return fmt.Errorf("broker: listening for the OSB API on %s: %w", cfg.HTTPAddr, err)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	var adminAddr net.Addr
 	if cfg.AdminAddr != "-" {
 		al, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
@@ -149,13 +151,14 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 		g.Go(func() error { return telemetry.ServeHTTP(gctx, al, admin.Handler()) })
 		log.Info("admin listening", "addr", al.Addr().String())
+		adminAddr = al.Addr()
 	}
 	g.Go(func() error { return telemetry.ServeHTTP(gctx, l, h) })
 	g.Go(func() error { sw.Run(gctx); return nil })
 	g.Go(func() error { sweepKeys(gctx, h, cfg.KeySweepInterval, log); return nil })
 	log.Info("OSB API listening", "addr", l.Addr().String(), "store", redactRef(cfg.StoreURL), "queue", redactRef(cfg.QueueURL))
-	if cfg.Started != nil {
-		cfg.Started(l.Addr().String())
+	if cfg.Ready != nil {
+		cfg.Ready(l.Addr(), adminAddr)
 	}
 	return g.Wait()
 }

@@ -193,7 +193,7 @@ func newPipeline(t testing.TB, o pipelineOpts) *pipeline {
 	go func() {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: p.Store, Queue: p.Queue, Username: user, Password: password,
-			Log: p.log, Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
+			Log: p.log, Registry: prometheus.NewRegistry(), HTTPListener: l, AdminAddr: "-",
 			BindWait: o.bindWait, PendingKeyTTL: o.pendingTTL, KeySweepInterval: o.keySweep, SweepInterval: o.sweep, SweepGrace: o.sweep, OpDeadline: o.deadline, Tenancy: o.tenancy})
 		if err != nil && ctx.Err() == nil {
 			t.Errorf("broker.Run: %v", err)

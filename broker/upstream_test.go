@@ -46,7 +46,7 @@ func TestBrokerRefusesNodeServicesEvenWhenAllowed(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		err := broker.Run(ctx, broker.Config{Store: st, Queue: q, Username: "u", Password: "p",
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), Listener: l, AdminAddr: "-",
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), HTTPListener: l, AdminAddr: "-",
 			UpstreamAllow: spec.MustParseUpstreamAllow("127.0.0.0/8"),
 			NodeServices:  []spec.NodeService{{Addr: "127.0.0.1:9001", What: "the authz sidecar"}}})
 		if err != nil && ctx.Err() == nil {

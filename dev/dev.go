@@ -235,7 +235,7 @@ func Run(ctx context.Context, c Config) error {
 			BindingKey:    bindingKey,
 			SweepInterval: time.Second, SweepGrace: 2 * time.Second,
 			Log: c.Log, Registry: telemetry.NewRegistry(), UpstreamAllow: allow, NodeServices: specPolicy.Upstreams.Reserved,
-			Started: func(string) { brokerUp() },
+			Ready: func(net.Addr, net.Addr) { brokerUp() },
 		})
 	})
 	g.Go(func() error {

@@ -63,7 +63,7 @@ func newBrokerCmd() *cobra.Command {
 			}
 			cfg.NodeServices = compile.NodeServices(compile.Options{})
 			cfg.Log, cfg.Registry = log, telemetry.NewRegistry()
-			if cfg.Listener, err = httpsListener(cfg.HTTPAddr, "--http-addr", "broker OSB API", tlsc); err != nil {
+			if cfg.HTTPListener, err = httpsListener(cfg.HTTPAddr, "--http-addr", "broker OSB API", tlsc); err != nil {
 				return err
 			}
 			return broker.Run(cmd.Context(), cfg)
