@@ -59,11 +59,23 @@ func NewOutcomes(maxKeys int) *Outcomes {
 	return &Outcomes{max: maxKeys, m: map[OutcomeKey]*OutcomeCounts{}}
 }
 
+// MaxOutcomeVersionLen and MaxOutcomeRouteLen bound a key's strings: the
+// control plane's versions are 16 hex digits and route ids two names of
+// at most 63 bytes, so longer values (an ALS peer's, not ours) cannot
+// name a version the gate knows and are not counted; with at most
+// DefaultOutcomeKeys keys the aggregate stays a few MB at worst.
+const (
+	MaxOutcomeVersionLen = 64
+	MaxOutcomeRouteLen   = 256
+)
+
 // Classify returns the counts of one record. Records without a config
-// version or a route (no route matched, or no gatehouse config) count
-// nothing: they cannot be attributed to a version.
+// version or a route (no route matched, or no gatehouse config), or with
+// one longer than the bounds above, count nothing: they cannot be
+// attributed to a version.
 func Classify(r *Record) (OutcomeKey, OutcomeCounts, bool) {
-	if r.ConfigVersion == "" || r.Route == "" || r.Kind == "tcp" {
+	if r.ConfigVersion == "" || r.Route == "" || r.Kind == "tcp" ||
+		len(r.ConfigVersion) > MaxOutcomeVersionLen || len(r.Route) > MaxOutcomeRouteLen {
 		return OutcomeKey{}, OutcomeCounts{}, false
 	}
 	c := OutcomeCounts{Requests: 1}

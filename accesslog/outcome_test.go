@@ -54,3 +54,18 @@ func TestOutcomesCountPerGroupVersionRoute(t *testing.T) {
 		t.Fatalf("Take did not start over: %v %d", again, d)
 	}
 }
+
+// TestOutcomeKeysAreBounded: a config version or route longer than any the
+// control plane makes (an ALS peer's custom tag, say) is not counted, so
+// 4,096 keys cannot hold megabytes each.
+func TestOutcomeKeysAreBounded(t *testing.T) {
+	o := accesslog.NewOutcomes(0)
+	long := string(make([]byte, accesslog.MaxOutcomeVersionLen+1))
+	o.Add(&accesslog.Record{Kind: "http", NodeGroup: "g", ConfigVersion: long, Route: "a/r", Status: 200})
+	o.Add(&accesslog.Record{Kind: "http", NodeGroup: "g", ConfigVersion: "v1", Route: string(make([]byte, accesslog.MaxOutcomeRouteLen+1)), Status: 200})
+	o.Add(&accesslog.Record{Kind: "http", NodeGroup: "g", ConfigVersion: "0123456789abcdef", Route: "a/r", Status: 200})
+	got, _ := o.Take()
+	if len(got) != 1 || got[0].Version != "0123456789abcdef" {
+		t.Fatalf("outcomes %+v: want only the record with a version of the control plane's size", got)
+	}
+}
