@@ -2,20 +2,11 @@ package controlplane_test
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	yamlv3 "gopkg.in/yaml.v3"
-
 	"github.com/gatehouse-edge/gatehouse/broker/store"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
-	"github.com/gatehouse-edge/gatehouse/controlplane"
-	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 )
 
 // TestBrokerSourceReportsBack runs the control plane on the broker's real
@@ -24,56 +15,20 @@ import (
 func TestBrokerSourceReportsBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "broker.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openBrokerStore(t, ctx)
 	put := func(name, yamlText string, prev int64) int64 {
 		t.Helper()
-		var v any
-		if err := yamlv3.Unmarshal([]byte(yamlText), &v); err != nil {
-			t.Fatal(err)
-		}
-		compact, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rev, err := st.PutSpec(ctx, store.StoredSpec{Name: name, InstanceID: "i-" + name, JSON: compact}, prev)
-		if err != nil {
-			t.Fatalf("put %s: %v", name, err)
-		}
-		return rev
+		return putSpecYAML(t, ctx, st, name, yamlText, prev)
 	}
 	ra := put("a", specYAML("a", "a.example.com", "10.0.0.1:80"), 0)
 	rb := put("b", strings.Replace(specYAML("b", "b.example.com", "10.0.0.2:80"), "upstream: api", "upstream: nope", 1), 0)
 
-	cp, err := controlplane.New(ctx, controlplane.Config{
-		Source:   source.NewFeed(st, source.Options{PollInterval: 50 * time.Millisecond}),
-		Reporter: st,
-		Registry: prometheus.NewRegistry(),
-		HoldOff:  10 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = cp.Run(ctx) }()
-	defer wg.Wait()
+	cp := runOnBrokerStore(t, ctx, st, 50*time.Millisecond, 10*time.Millisecond)
 	defer cancel()
 
 	waitPub := func(name string, rev int64) store.Publication {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
-			if p, err := st.GetPublication(ctx, name); err == nil && p.Revision == rev {
-				return p
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Fatalf("no report for %s at revision %d", name, rev)
-		return store.Publication{}
+		return waitPublication(t, ctx, st, name, rev, 15*time.Second)
 	}
 	if p := waitPub("a", ra); p.Error != "" {
 		t.Errorf("a reported as failed: %s", p.Error)

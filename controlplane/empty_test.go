@@ -2,20 +2,11 @@ package controlplane_test
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	yamlv3 "gopkg.in/yaml.v3"
-
 	"github.com/gatehouse-edge/gatehouse/broker/store"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
-	"github.com/gatehouse-edge/gatehouse/controlplane"
-	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 )
 
 // TestDeliberateEmptyStorePublishes: on the broker's store, a glitch (the
@@ -25,45 +16,13 @@ import (
 func TestDeliberateEmptyStorePublishes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "broker.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var v any
-	if err := yamlv3.Unmarshal([]byte(specYAML("a", "a.example.com", "10.0.0.1:80")), &v); err != nil {
-		t.Fatal(err)
-	}
-	good, _ := json.Marshal(v)
-	ra, err := st.PutSpec(ctx, store.StoredSpec{Name: "a", InstanceID: "i-a", JSON: good}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := controlplane.New(ctx, controlplane.Config{
-		Source:   source.NewFeed(st, source.Options{PollInterval: 20 * time.Millisecond}),
-		Reporter: st,
-		Registry: prometheus.NewRegistry(),
-		HoldOff:  5 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = cp.Run(ctx) }()
-	defer wg.Wait()
+	st := openBrokerStore(t, ctx)
+	ra := putSpecYAML(t, ctx, st, "a", specYAML("a", "a.example.com", "10.0.0.1:80"), 0)
+	cp := runOnBrokerStore(t, ctx, st, 20*time.Millisecond, 5*time.Millisecond)
 	defer cancel()
 	waitPub := func(rev int64) store.Publication {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if p, err := st.GetPublication(ctx, "a"); err == nil && p.Revision == rev {
-				return p
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("no report for revision %d", rev)
-		return store.Publication{}
+		return waitPublication(t, ctx, st, "a", rev, 10*time.Second)
 	}
 	if p := waitPub(ra); p.Error != "" {
 		t.Fatalf("a: %s", p.Error)
