@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
+	"github.com/gatehouse-edge/gatehouse/dev"
 )
 
 // cpRollout reads the control plane's rollout state and one metric.
@@ -133,11 +134,7 @@ func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
 func TestGateThroughFrontDoor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	closed := closedPort(t)
-	cfg, out := devConfig(t)
-	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
-	cfg.Gate = controlplane.Gate{MinRequests: 10}
-	cfg.UpstreamAllow = []string{closed}
+	cfg, out, closed := gateDevConfig(t, 3*time.Second)
 	ep, _ := runDevAsync(t, ctx, cfg, out)
 	var alice bannerCurl
 	for _, c := range bannerCurls(t, out.String()) {
@@ -152,9 +149,7 @@ func TestGateThroughFrontDoor(t *testing.T) {
 	}
 	promoted := func(upd *osbclient.Response, name string) controlplane.State {
 		t.Helper()
-		final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
-			return osb.LastOperation(ctx, name, upd.Operation)
-		})
+		final := waitLastOp(t, ctx, osb, name, upd)
 		if final.State != "succeeded" {
 			t.Fatalf("update of %s ended %s: %s", name, final.State, final.Description)
 		}
@@ -186,21 +181,8 @@ func TestGateThroughFrontDoor(t *testing.T) {
 	}
 
 	// A closed port: the canary answers 5xx; rolled back within the soak.
-	inst, err := osb.Instance(ctx, "petstore")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p struct {
-		Spec struct {
-			Upstreams []struct {
-				Endpoints []string `json:"endpoints"`
-			} `json:"upstreams"`
-		} `json:"spec"`
-	}
-	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
-		t.Fatalf("petstore parameters: %v %s", err, inst.Parameters)
-	}
-	upd = update("petstore", `"`+p.Spec.Upstreams[0].Endpoints[0]+`"`, `"`+closed+`"`)
+	endpoint := firstEndpoint(t, ctx, osb, "petstore")
+	upd = update("petstore", `"`+endpoint+`"`, `"`+closed+`"`)
 	breach := time.Now()
 	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return alice.run(t, ctx) >= 500 })
 	load(15)
@@ -249,4 +231,46 @@ func soakUpdate(t *testing.T, ctx context.Context, osb *osbclient.Client, cpAdmi
 		return cpRollout(t, ctx, cpAdmin).Rollout.Phase == controlplane.PhaseSoaking
 	})
 	return upd
+}
+
+// gateDevConfig is a dev suite whose node group is the canary (soak as
+// given, at least 10 requests per route) and which may point upstreams at
+// closed, a loopback port nothing listens on.
+func gateDevConfig(t *testing.T, soak time.Duration) (cfg dev.Config, out *lockedBuffer, closed string) {
+	t.Helper()
+	closed = closedPort(t)
+	cfg, out = devConfig(t)
+	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, soak
+	cfg.Gate = controlplane.Gate{MinRequests: 10}
+	cfg.UpstreamAllow = []string{closed}
+	return cfg, out, closed
+}
+
+// firstEndpoint is the first endpoint of the first upstream of instance
+// name, as the broker holds its parameters.
+func firstEndpoint(t *testing.T, ctx context.Context, osb *osbclient.Client, name string) string {
+	t.Helper()
+	inst, err := osb.Instance(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Spec struct {
+			Upstreams []struct {
+				Endpoints []string `json:"endpoints"`
+			} `json:"upstreams"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
+		t.Fatalf("%s parameters: %v %s", name, err, inst.Parameters)
+	}
+	return p.Spec.Upstreams[0].Endpoints[0]
+}
+
+// waitLastOp polls the OSB operation upd of instance name until it ends.
+func waitLastOp(t *testing.T, ctx context.Context, osb *osbclient.Client, name string, upd *osbclient.Response) *osbclient.Response {
+	t.Helper()
+	return waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
+		return osb.LastOperation(ctx, name, upd.Operation)
+	})
 }

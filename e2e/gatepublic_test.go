@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +22,7 @@ import (
 func TestGatePublicRouteThroughFrontDoor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	closed := closedPort(t)
-	cfg, out := devConfig(t)
-	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
-	cfg.Gate = controlplane.Gate{MinRequests: 10}
-	cfg.UpstreamAllow = []string{closed}
+	cfg, out, closed := gateDevConfig(t, 3*time.Second)
 	ep, _ := runDevAsync(t, ctx, cfg, out)
 	var health bannerCurl
 	for _, c := range bannerCurls(t, out.String()) {
@@ -77,21 +72,8 @@ func TestGatePublicRouteThroughFrontDoor(t *testing.T) {
 	}
 
 	// A closed port: the public route answers 5xx on the canary.
-	inst, err := osb.Instance(ctx, "petstore")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p struct {
-		Spec struct {
-			Upstreams []struct {
-				Endpoints []string `json:"endpoints"`
-			} `json:"upstreams"`
-		} `json:"spec"`
-	}
-	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
-		t.Fatalf("petstore parameters: %v %s", err, inst.Parameters)
-	}
-	upd = update(`"`+p.Spec.Upstreams[0].Endpoints[0]+`"`, `"`+closed+`"`)
+	endpoint := firstEndpoint(t, ctx, osb, "petstore")
+	upd = update(`"`+endpoint+`"`, `"`+closed+`"`)
 	breach := time.Now()
 	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return health.run(t, ctx) >= 500 })
 	load(15)

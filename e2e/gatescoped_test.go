@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -49,12 +48,8 @@ func cpCounter(t *testing.T, ctx context.Context, admin, name string) float64 {
 func TestGateScopedCanaryThroughFrontDoor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	closed := closedPort(t)
-	cfg, out := devConfig(t)
-	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 5*time.Second
+	cfg, out, closed := gateDevConfig(t, 5*time.Second)
 	cfg.ScopedRouteGroups = []string{cfg.NodeGroup}
-	cfg.Gate = controlplane.Gate{MinRequests: 10}
-	cfg.UpstreamAllow = []string{closed}
 	ep, _ := runDevAsync(t, ctx, cfg, out)
 	var alice bannerCurl
 	for _, c := range bannerCurls(t, out.String()) {
@@ -104,9 +99,7 @@ func TestGateScopedCanaryThroughFrontDoor(t *testing.T) {
 	}
 	lastOp := func(upd *osbclient.Response, name string) *osbclient.Response {
 		t.Helper()
-		return waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
-			return osb.LastOperation(ctx, name, upd.Operation)
-		})
+		return waitLastOp(t, ctx, osb, name, upd)
 	}
 
 	// Before: the canary's traffic on the last good version.
@@ -147,21 +140,8 @@ func TestGateScopedCanaryThroughFrontDoor(t *testing.T) {
 	}
 
 	// A closed port: the canary answers 5xx; rolled back within the soak.
-	inst, err := osb.Instance(ctx, "petstore")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p struct {
-		Spec struct {
-			Upstreams []struct {
-				Endpoints []string `json:"endpoints"`
-			} `json:"upstreams"`
-		} `json:"spec"`
-	}
-	if err := json.Unmarshal(inst.Parameters, &p); err != nil || len(p.Spec.Upstreams) == 0 || len(p.Spec.Upstreams[0].Endpoints) == 0 {
-		t.Fatalf("petstore parameters: %v %s", err, inst.Parameters)
-	}
-	upd = update("petstore", `"`+p.Spec.Upstreams[0].Endpoints[0]+`"`, `"`+closed+`"`)
+	endpoint := firstEndpoint(t, ctx, osb, "petstore")
+	upd = update("petstore", `"`+endpoint+`"`, `"`+closed+`"`)
 	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return alice.run(t, ctx) >= 500 })
 	load(15, func() int { return alice.run(t, ctx) })
 	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
