@@ -10,12 +10,9 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
@@ -30,27 +27,7 @@ import (
 // group would.
 func sendAs(t *testing.T, addr, node, group string, entries []*alv3.HTTPAccessLogEntry) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := accesslogv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := &accesslogv3.StreamAccessLogsMessage{
-		Identifier: &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: node, Cluster: group}, LogName: "gatehouse"},
-		LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &accesslogv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: entries}},
-	}
-	if err := stream.Send(msg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.CloseAndRecv(); err != nil {
-		t.Fatal(err)
-	}
+	sendFrom(t, addr, node, group, entries, nil)
 }
 
 // versioned are n entries of route served by version, with status.

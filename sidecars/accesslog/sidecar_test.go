@@ -151,6 +151,12 @@ func waitReady(t testing.TB, addr string) {
 // send streams entries over a real ALS gRPC stream, in messages of 100.
 func send(t *testing.T, addr string, entries []*alv3.HTTPAccessLogEntry, tcp []*alv3.TCPAccessLogEntry) {
 	t.Helper()
+	sendFrom(t, addr, "envoy-1", "us-east-1", entries, tcp)
+}
+
+// sendFrom is send as the Envoy node of the given id and node group.
+func sendFrom(t *testing.T, addr, node, group string, entries []*alv3.HTTPAccessLogEntry, tcp []*alv3.TCPAccessLogEntry) {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +168,7 @@ func send(t *testing.T, addr string, entries []*alv3.HTTPAccessLogEntry, tcp []*
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "envoy-1", Cluster: "us-east-1"}, LogName: "gatehouse"}
+	id := &accesslogv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: node, Cluster: group}, LogName: "gatehouse"}
 	first := true
 	for i := 0; i < len(entries); i += 100 {
 		msg := &accesslogv3.StreamAccessLogsMessage{LogEntries: &accesslogv3.StreamAccessLogsMessage_HttpLogs{
