@@ -196,11 +196,11 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 	}
 	s.vhost = vh
 	for i, u := range r.Spec.Upstreams {
-		cl, cla, err := envoy.UpstreamCluster(r.Metadata.Name, u, c.opts.Upstream)
+		cl, cla, err := envoy.UpstreamClusterPacked(r.Metadata.Name, u, c.opts.Upstream, packed)
 		if err != nil {
 			return fmt.Errorf("spec.upstreams[%d]: %w", i, err)
 		}
-		if err := ValidateAll(cl); err != nil {
+		if err := validateAllKnown(cl, packed); err != nil {
 			return fmt.Errorf("spec.upstreams[%d]: cluster %s: %w", i, cl.GetName(), err)
 		}
 		s.clusters = append(s.clusters, cl)
