@@ -104,3 +104,33 @@ func TestBenchOutputUnchanged(t *testing.T) {
 	}
 	check("benchDigestScoped", benchDigestScoped, groupsDigest(t, res))
 }
+
+// TestFileKeyFollowsTheBytes: a spec's file key is reused from the last
+// Compile only for equal bytes, and a source that rewrites a spec in the
+// same buffer gets the new content compiled (the memo keeps a copy).
+func TestFileKeyFollowsTheBytes(t *testing.T) {
+	c := newCompiler(t)
+	rev := benchRevision(30, -1, 0, 0)
+	c.Compile(rev)
+	// Spec 0 serves every group; rewrite one endpoint in place.
+	data := rev.Specs[0].Data
+	i := strings.Index(string(data), "10.0.0.2:8080")
+	if i < 0 {
+		t.Fatal("bench spec 0 has no endpoint 10.0.0.2:8080")
+	}
+	copy(data[i:], "10.0.0.2:8081")
+	got := c.Compile(rev)
+	want := newCompiler(t).Compile(rev)
+	for g := 0; g < benchGroups; g++ {
+		group := fmt.Sprintf("group-%02d", g)
+		if got.GroupVersion(group) != want.GroupVersion(group) {
+			t.Fatalf("%s: version %s after an in-place change, a new compiler says %s", group, got.GroupVersion(group), want.GroupVersion(group))
+		}
+	}
+	for _, src := range rev.Specs {
+		m := c.keys[fileID{origin: src.Origin, name: src.Name, revision: src.Revision}]
+		if m.key != fileKey(src) {
+			t.Fatalf("%s: remembered key %s, fileKey %s", src.Origin, m.key, fileKey(src))
+		}
+	}
+}
