@@ -130,6 +130,12 @@ func buildPlan(t reflect.Type, md protoreflect.MessageDescriptor) *anyPlan {
 	byOneof := map[protoreflect.Name]int{}
 	for i := 0; i < st.NumField(); i++ {
 		sf := st.Field(i)
+		if !sf.IsExported() {
+			// The opaque API's hidden fields (and protoimpl's own):
+			// values read from them cannot be turned back into
+			// messages, so a field mapped to one has no plan.
+			continue
+		}
 		if tag, ok := sf.Tag.Lookup("protobuf"); ok {
 			parts := strings.Split(tag, ",")
 			if len(parts) < 2 {
@@ -216,7 +222,7 @@ func oneofWrapper(t reflect.Type, i int, fd protoreflect.FieldDescriptor) (wrapp
 		return nil, nil
 	}
 	w := v.Elem() // *Parent_Member
-	if w.Kind() != reflect.Pointer || w.Elem().Kind() != reflect.Struct || w.Elem().NumField() != 1 || w.Elem().Field(0).Kind() != reflect.Pointer {
+	if w.Kind() != reflect.Pointer || w.Elem().Kind() != reflect.Struct || w.Elem().NumField() != 1 || w.Elem().Field(0).Kind() != reflect.Pointer || !w.Elem().Type().Field(0).IsExported() {
 		return nil, nil
 	}
 	return w.Type(), w.Elem().Field(0).Type()
