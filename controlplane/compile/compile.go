@@ -98,7 +98,11 @@ type Compiler struct {
 	sidecarClusters []*clusterv3.Cluster
 	optsKey         string
 	files           map[string]*fileEntry // key: content hash of origin+bytes
-	groups          *groupCache
+	// keys are the last revision's file keys with a copy of the bytes
+	// they hash: a spec whose bytes are equal to its last ones reuses its
+	// key instead of hashing them again (every Compile sees every spec).
+	keys   map[fileID]keyMemo
+	groups *groupCache
 }
 
 // New checks the options and builds a Compiler.
@@ -178,10 +182,11 @@ func optsKey(o Options) string {
 // up published or with an error, and the Result says which.
 func (c *Compiler) Compile(rev source.Revision) *Result {
 	keys := make([]string, len(rev.Specs))
+	nextKeys := make(map[fileID]keyMemo, len(rev.Specs))
 	next := make(map[string]*fileEntry, len(rev.Specs))
 	var todo []int
 	for i, src := range rev.Specs {
-		keys[i] = fileKey(src)
+		keys[i] = c.fileKeyOf(src, nextKeys)
 		if fe, ok := c.files[keys[i]]; ok {
 			next[keys[i]] = fe
 		} else if _, dup := next[keys[i]]; !dup {
@@ -203,6 +208,7 @@ func (c *Compiler) Compile(rev source.Revision) *Result {
 		all = append(all, next[keys[i]].specs...)
 	}
 	c.files = next
+	c.keys = nextKeys
 	c.groups.rotate()
 	return c.assemble(rev.ID, all)
 }

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -88,6 +89,33 @@ func fileKey(s source.Spec) string {
 	fmt.Fprintf(h, "\x00%d\x00", s.Revision)
 	h.Write(s.Data)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// fileID is what fileKey hashes besides the bytes.
+type fileID struct {
+	origin, name string
+	revision     int64
+}
+
+// keyMemo is a file key and (a copy of) the bytes it hashes.
+type keyMemo struct {
+	data []byte
+	key  string
+}
+
+// fileKeyOf is fileKey(src), taken from the last Compile when src's bytes
+// are equal to the ones it hashed then (comparing is much cheaper than
+// hashing). It records the key in next. The bytes are copied: a source
+// may reuse its buffers.
+func (c *Compiler) fileKeyOf(src source.Spec, next map[fileID]keyMemo) string {
+	id := fileID{origin: src.Origin, name: src.Name, revision: src.Revision}
+	if m, ok := c.keys[id]; ok && bytes.Equal(m.data, src.Data) {
+		next[id] = m
+		return m.key
+	}
+	m := keyMemo{data: bytes.Clone(src.Data), key: fileKey(src)}
+	next[id] = m
+	return m.key
 }
 
 // compileFile parses one source spec and compiles each document in it.
@@ -196,11 +224,11 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 	}
 	s.vhost = vh
 	for i, u := range r.Spec.Upstreams {
-		cl, cla, err := envoy.UpstreamCluster(r.Metadata.Name, u, c.opts.Upstream)
+		cl, cla, err := envoy.UpstreamClusterPacked(r.Metadata.Name, u, c.opts.Upstream, packed)
 		if err != nil {
 			return fmt.Errorf("spec.upstreams[%d]: %w", i, err)
 		}
-		if err := ValidateAll(cl); err != nil {
+		if err := validateAllKnown(cl, packed); err != nil {
 			return fmt.Errorf("spec.upstreams[%d]: cluster %s: %w", i, cl.GetName(), err)
 		}
 		s.clusters = append(s.clusters, cl)

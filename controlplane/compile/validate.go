@@ -3,9 +3,11 @@ package compile
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -41,6 +43,9 @@ type anyWalker struct {
 	errs   []error
 	path   []pathSeg
 	anys   int // Anys validated (for tests)
+	// reflectOnly walks by protoreflect alone (walkAnys), as before
+	// plans (for tests comparing the two).
+	reflectOnly bool
 }
 
 // pathSeg is one step of a path: a field, a list index, a map key or the
@@ -88,6 +93,21 @@ func (w *anyWalker) validateMsg(m protoreflect.Message) {
 			w.fail(err)
 		}
 	}
+	w.walk(m)
+}
+
+// walk validates what the Anys under m carry: by m's plan when its type
+// has one (anyplan.go), else by walkAnys.
+func (w *anyWalker) walk(m protoreflect.Message) {
+	if !w.reflectOnly {
+		v := reflect.ValueOf(m.Interface())
+		if v.Kind() == reflect.Pointer && !v.IsNil() {
+			if p := planFor(v.Type(), m.Descriptor()); p != nil {
+				w.walkPlan(p, v)
+				return
+			}
+		}
+	}
 	w.walkAnys(m)
 }
 
@@ -96,23 +116,9 @@ func (w *anyWalker) validateMsg(m protoreflect.Message) {
 func (w *anyWalker) walkAnys(m protoreflect.Message) {
 	md := m.Descriptor()
 	if md.FullName() == anyName {
-		a, ok := m.Interface().(*anypb.Any)
-		if !ok {
-			return
+		if a, ok := m.Interface().(*anypb.Any); ok {
+			w.visitAny(a)
 		}
-		inner, ok := w.packed[a]
-		if !ok || !a.MessageIs(inner) {
-			var err error
-			if inner, err = unpack(a); err != nil {
-				w.fail(err)
-				return
-			}
-		}
-		w.anys++
-		im := inner.ProtoReflect()
-		w.path = append(w.path, pathSeg{kind: '(', name: string(im.Descriptor().FullName())})
-		w.validateMsg(im)
-		w.path = w.path[:len(w.path)-1]
 		return
 	}
 	for _, fd := range anyFields(md) {
@@ -141,6 +147,108 @@ func (w *anyWalker) walkAnys(m protoreflect.Message) {
 		}
 		w.path = w.path[:len(w.path)-1]
 	}
+}
+
+// visitAny validates the message a carries (the one packed into it, if
+// known, else its bytes decoded) and the Anys inside that.
+func (w *anyWalker) visitAny(a *anypb.Any) {
+	inner, ok := w.packed[a]
+	if !ok || !a.MessageIs(inner) {
+		var err error
+		if inner, err = unpack(a); err != nil {
+			w.fail(err)
+			return
+		}
+	}
+	w.anys++
+	im := inner.ProtoReflect()
+	w.path = append(w.path, pathSeg{kind: '(', name: string(im.Descriptor().FullName())})
+	w.validateMsg(im)
+	w.path = w.path[:len(w.path)-1]
+}
+
+// walkPlan is walkAnys for a non-nil v (a pointer to a generated struct)
+// by its type's plan: the same fields in the same order, read with
+// package reflect.
+func (w *anyWalker) walkPlan(p *anyPlan, v reflect.Value) {
+	if p.isAny {
+		w.visitAny(v.Interface().(*anypb.Any))
+		return
+	}
+	s := v.Elem()
+	for _, f := range p.fields {
+		fv := s.Field(f.index)
+		switch f.kind {
+		case 'm':
+			if fv.IsNil() {
+				continue
+			}
+			w.path = append(w.path, pathSeg{kind: '.', name: f.name})
+			w.walkElem(&f.elem, f.elemType, fv)
+			w.path = w.path[:len(w.path)-1]
+		case 'l':
+			n := fv.Len()
+			if n == 0 {
+				continue
+			}
+			w.path = append(w.path, pathSeg{kind: '.', name: f.name})
+			for i := 0; i < n; i++ {
+				w.path = append(w.path, pathSeg{kind: '[', index: i})
+				w.walkElem(&f.elem, f.elemType, fv.Index(i))
+				w.path = w.path[:len(w.path)-1]
+			}
+			w.path = w.path[:len(w.path)-1]
+		case 'p':
+			if fv.Len() == 0 {
+				continue
+			}
+			w.path = append(w.path, pathSeg{kind: '.', name: f.name})
+			it := fv.MapRange()
+			for it.Next() {
+				w.path = append(w.path, pathSeg{kind: 'k', name: mapKeyString(it.Key())})
+				w.walkElem(&f.elem, f.elemType, it.Value())
+				w.path = w.path[:len(w.path)-1]
+			}
+			w.path = w.path[:len(w.path)-1]
+		case 'o':
+			if fv.IsNil() {
+				continue
+			}
+			wv := fv.Elem() // *Parent_Member
+			c := f.cases[wv.Type()]
+			if c == nil || wv.IsNil() {
+				continue
+			}
+			w.path = append(w.path, pathSeg{kind: '.', name: c.name})
+			w.walkElem(&c.elem, c.elemType, wv.Elem().Field(0))
+			w.path = w.path[:len(w.path)-1]
+		}
+	}
+}
+
+// walkElem walks the message v (of Go type t) held in a field. A nil
+// message is walked as walkAnys walks it: as an empty message, except
+// that a nil Any does not unpack.
+func (w *anyWalker) walkElem(slot *atomic.Pointer[anyPlan], t reflect.Type, v reflect.Value) {
+	if v.IsNil() {
+		if t == anyType {
+			w.visitAny(nil)
+		}
+		return
+	}
+	if p := elemPlan(slot, t); p != nil {
+		w.walkPlan(p, v)
+		return
+	}
+	w.walkAnys(v.Interface().(proto.Message).ProtoReflect())
+}
+
+// mapKeyString is protoreflect.MapKey.String for a Go map key.
+func mapKeyString(k reflect.Value) string {
+	if k.Kind() == reflect.String {
+		return k.String()
+	}
+	return fmt.Sprint(k.Interface())
 }
 
 // fieldsWithAny caches, per message type, the fields that can hold an Any.

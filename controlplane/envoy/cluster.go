@@ -45,6 +45,12 @@ func UpstreamServerName(u spec.Upstream) string {
 // returned ClusterLoadAssignment); a DNS upstream is STRICT_DNS with its
 // endpoint inline and no assignment.
 func UpstreamCluster(specName string, u spec.Upstream, o UpstreamOptions) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, error) {
+	return UpstreamClusterPacked(specName, u, o, nil)
+}
+
+// UpstreamClusterPacked is UpstreamCluster recording in packed the message
+// each Any it builds carries (the TLS context), as VirtualHostPacked.
+func UpstreamClusterPacked(specName string, u spec.Upstream, o UpstreamOptions, packed Packed) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, error) {
 	name := ClusterName(specName, u.Name)
 	c := &clusterv3.Cluster{
 		Name:           name,
@@ -57,7 +63,7 @@ func UpstreamCluster(specName string, u spec.Upstream, o UpstreamOptions) (*clus
 		if sni == "" {
 			return nil, nil, fmt.Errorf("upstream %s: tls: sni is required (the name the upstream's certificate is checked against)", u.Name)
 		}
-		c.TransportSocket = upstreamTLS(sni, o.CAFile)
+		c.TransportSocket = upstreamTLS(sni, o.CAFile, packed)
 	}
 	switch {
 	case u.DNS != "":
@@ -96,7 +102,7 @@ func lbEndpoint(addr *corev3.Address) *endpointv3.LbEndpoint {
 	return &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}}}
 }
 
-func upstreamTLS(sni, caFile string) *corev3.TransportSocket {
+func upstreamTLS(sni, caFile string, packed Packed) *corev3.TransportSocket {
 	ctx := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
 	if caFile != "" {
 		vc := &tlsv3.CertificateValidationContext{
@@ -112,7 +118,7 @@ func upstreamTLS(sni, caFile string) *corev3.TransportSocket {
 	}
 	return &corev3.TransportSocket{
 		Name:       "envoy.transport_sockets.tls",
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: packed.pack(ctx)},
 	}
 }
 

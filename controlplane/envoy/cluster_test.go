@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
@@ -32,5 +33,38 @@ func TestUpstreamTLSWithoutAnyNameRefused(t *testing.T) {
 	_, _, err := UpstreamCluster("s", spec.Upstream{Name: "api", Endpoints: []string{"10.0.0.1:443"}, TLS: &spec.UpstreamTLS{}}, UpstreamOptions{CAFile: "/etc/ssl/certs/ca-certificates.crt"})
 	if err == nil || !strings.Contains(err.Error(), "sni is required") {
 		t.Fatalf("UpstreamCluster = %v, want sni required", err)
+	}
+}
+
+// TestUpstreamClusterPackedRecordsTLS: the TLS context an upstream cluster
+// packs is recorded with the message its bytes decode to (ValidateAll
+// checks that message instead of decoding), and the cluster is the one
+// UpstreamCluster builds.
+func TestUpstreamClusterPackedRecordsTLS(t *testing.T) {
+	u := spec.Upstream{Name: "api", DNS: "api.pets.internal:443", TLS: &spec.UpstreamTLS{}}
+	o := UpstreamOptions{CAFile: "/etc/ssl/certs/ca-certificates.crt"}
+	packed := Packed{}
+	c, _, err := UpstreamClusterPacked("s", u, o, packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.GetTransportSocket().GetTypedConfig()
+	m, ok := packed[a]
+	if !ok || len(packed) != 1 {
+		t.Fatalf("packed has %d entries, none for the transport socket's Any", len(packed))
+	}
+	decoded, err := a.UnmarshalNew()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.MessageIs(m) || !proto.Equal(decoded, m) {
+		t.Fatalf("recorded %v, the Any decodes to %v", m, decoded)
+	}
+	plain, _, err := UpstreamCluster("s", u, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(plain, c) {
+		t.Fatal("UpstreamClusterPacked builds another cluster than UpstreamCluster")
 	}
 }

@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"fmt"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -9,6 +10,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 )
 
@@ -110,4 +112,95 @@ func perRouteAuthzDisabled(t *testing.T, rt *routev3.Route) bool {
 	type disabler interface{ GetDisabled() bool }
 	d, ok := m.(disabler)
 	return ok && d.GetDisabled()
+}
+
+// fillEveryField sets every field of m (one member of each oneof) to a
+// value that is not its default.
+func fillEveryField(m protoreflect.Message) {
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if od := fd.ContainingOneof(); od != nil && m.WhichOneof(od) != nil {
+			continue
+		}
+		switch {
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			l.Append(scalarOrMessage(fd, l.NewElement))
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			mp.Set(protoreflect.ValueOfString("k").MapKey(), scalarOrMessage(fd.MapValue(), mp.NewValue))
+		case fd.Message() != nil:
+			m.Set(fd, m.NewField(fd))
+		default:
+			m.Set(fd, scalarOrMessage(fd, nil))
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0xf8, 0x7f, 0x01}) // field 2047, varint 1
+}
+
+func scalarOrMessage(fd protoreflect.FieldDescriptor, newMsg func() protoreflect.Value) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return newMsg()
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString("x")
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes([]byte("x"))
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(1)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return protoreflect.ValueOfInt32(1)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return protoreflect.ValueOfInt64(1)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return protoreflect.ValueOfUint32(1)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return protoreflect.ValueOfUint64(1)
+	case protoreflect.FloatKind:
+		return protoreflect.ValueOfFloat32(1)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(1)
+	}
+	panic(fmt.Sprintf("field %s: kind %v", fd.FullName(), fd.Kind()))
+}
+
+// TestTypedCopiesCopyEveryField: the typed shallow copies WithRevision
+// makes carry every field of the generated VirtualHost and Route (and
+// their unknown fields), sharing the values; a field added to the
+// generated types that the copies do not know fails here.
+func TestTypedCopiesCopyEveryField(t *testing.T) {
+	vh, rt := &routev3.VirtualHost{}, &routev3.Route{}
+	fillEveryField(vh.ProtoReflect())
+	fillEveryField(rt.ProtoReflect())
+	vh.Routes = []*routev3.Route{rt}
+	got := WithRevision([]*routev3.VirtualHost{vh}, "v1")[0]
+	if got == vh || got.Routes[0] == rt {
+		t.Fatal("WithRevision returned the originals")
+	}
+	checkCopy := func(name string, orig, c protoreflect.Message) {
+		fields := orig.Descriptor().Fields()
+		for i := 0; i < fields.Len(); i++ {
+			fd := fields.Get(i)
+			if orig.Has(fd) && !c.Has(fd) {
+				t.Errorf("%s: the copy lacks %s", name, fd.Name())
+			}
+		}
+		if string(c.GetUnknown()) != string(orig.GetUnknown()) {
+			t.Errorf("%s: unknown fields %x, want %x", name, c.GetUnknown(), orig.GetUnknown())
+		}
+	}
+	checkCopy("virtual host", vh.ProtoReflect(), got.ProtoReflect())
+	checkCopy("route", rt.ProtoReflect(), got.Routes[0].ProtoReflect())
+	want := proto.Clone(rt).(*routev3.Route)
+	want.Metadata = RevisionMetadata("v1")
+	if d := cmp.Diff(want, got.Routes[0], protocmp.Transform()); d != "" {
+		t.Errorf("route differs beyond its metadata (-want +got):\n%s", d)
+	}
+	//lint:ignore SA1019 Cors is one field the copy must share, deprecated or not
+	if got.Routes[0].Match != rt.Match || got.Cors != vh.Cors {
+		t.Error("the copies do not share the sub-messages")
+	}
 }
