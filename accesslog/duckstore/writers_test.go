@@ -275,3 +275,46 @@ func TestConcurrentWritesKeepWriteThreads(t *testing.T) {
 		t.Errorf("verify: %+v %v", res, err)
 	}
 }
+
+// TestStoreDelayFillsBatches: frames spooled 100 ms apart wait for their
+// store batch to fill (StoreDelay 1s, StoreBatch 10,000): the three go in
+// as one batch, not one each; and a batch that never fills is written
+// once its first frame has waited StoreDelay.
+func TestStoreDelayFillsBatches(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	m := accesslog.NewMetrics(prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, SpoolDir: filepath.Join(dir, "spool"), BatchSize: 1000,
+		StoreBatch: 10000, StoreDelay: time.Second, FlushInterval: 20 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	recs := oneDayRecords(24, 3000)
+	for i := 0; i < len(recs); i += 1000 {
+		in.Add(recs[i : i+1000]...)
+		testenv.WaitFor(t, "frame spooled", 10*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == float64(i+1000) })
+		time.Sleep(100 * time.Millisecond)
+	}
+	testenv.WaitFor(t, "the part batch stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 3000 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hs, err := s.Headers(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []uint32
+	for _, h := range hs {
+		sizes = append(sizes, h.Count)
+	}
+	if !slices.Equal(sizes, []uint32{3000}) {
+		t.Errorf("store batches %v, want one of 3000", sizes)
+	}
+	storedOnce(t, s, recs)
+}

@@ -91,7 +91,7 @@ type Config struct {
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch (default accesslog.DefaultStoreBatch, 200000)
 	StoreWriters  int           // store batches written at once (default accesslog.DefaultStoreWriters, 2; DuckDB only)
-	StoreDelay    time.Duration // longest a spooled entry waits for its store batch to fill (default accesslog.DefaultStoreDelay, 1s)
+	StoreDelay    time.Duration // longest a spooled entry waits for its store batch to fill (default accesslog.DefaultStoreDelay, 2s)
 	FlushInterval time.Duration // crash-loss window (default 100ms)
 
 	Log      *slog.Logger
