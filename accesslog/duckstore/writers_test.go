@@ -318,3 +318,60 @@ func TestStoreDelayFillsBatches(t *testing.T) {
 	}
 	storedOnce(t, s, recs)
 }
+
+// TestWriterRetryKeepsOrder: batch 1's commit fails twice (a store
+// outage as its writer sees it: rolled back, retried with backoff) while
+// batch 2 is written on the other connection; batch 2 waits for batch 1's
+// retry instead of committing first, and every entry is stored once.
+func TestWriterRetryKeepsOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	secondIn := make(chan struct{})
+	var failures int
+	hs := &hookedStore{Store: s}
+	hs.beforePrev = func(ctx context.Context, seq uint64) error {
+		if seq == 2 {
+			select {
+			case <-secondIn:
+			default:
+				close(secondIn)
+			}
+		}
+		return nil
+	}
+	hs.afterPrev = func(ctx context.Context, seq uint64) error {
+		if seq != 1 {
+			return nil
+		}
+		select { // batch 2 is written and waiting before batch 1 fails
+		case <-secondIn:
+		case <-time.After(10 * time.Second):
+			t.Error("batch 2 was not written while batch 1 was in flight")
+		}
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		if failures < 2 {
+			failures++
+			return errors.New("injected outage")
+		}
+		return nil
+	}
+	in, m, stop := startPipeline(t, hs, filepath.Join(dir, "spool"))
+	recs := oneDayRecords(25, 4000)
+	in.Add(recs...)
+	testenv.WaitFor(t, "every entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == float64(len(recs)) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	hs.mu.Lock()
+	commits, failed := slices.Clone(hs.commits), failures
+	hs.mu.Unlock()
+	if failed != 2 || !slices.Equal(commits, []uint64{1, 2}) {
+		t.Errorf("%d injected failures, batches committed in the order %v; want 2 and [1 2]", failed, commits)
+	}
+	if got := testutil.ToFloat64(m.StoreErrors); got != 2 {
+		t.Errorf("store errors counted: %v, want 2", got)
+	}
+	storedOnce(t, s, recs)
+}
