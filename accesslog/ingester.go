@@ -70,12 +70,14 @@ const DefaultStoreDelay = 2 * time.Second
 // records are pending again (at most every FlushInterval/10), so a record
 // waits for the flush in progress and its own (tens of milliseconds, the
 // crash-loss window; gatehouse_accesslog_spool_sync_lag_seconds shows it);
-// another goroutine writes spooled batches to the
-// store in spool order, chaining each batch's hash to the previous one,
-// retrying while the store is down and replaying from disk what did not
-// fit in memory or survived a restart. Spooled batches wait for the store
-// writer in memory up to StoreBatch entries (at least four frames);
-// beyond that they wait on disk only.
+// the store loop combines spooled frames into store batches (up to
+// StoreBatch entries, waiting at most StoreDelay for them), chains each
+// batch's hash to the previous one in spool order and hands it to a store
+// writer goroutine (up to StoreWriters at once with an OrderedStore, which
+// commit in chain order), retrying while the store is down and replaying
+// from disk what did not fit in memory or survived a restart. Spooled
+// batches wait for the store loop in memory up to StoreBatch entries (at
+// least four frames); beyond that they wait on disk only.
 type Ingester struct {
 	cfg   IngesterConfig
 	log   *slog.Logger
