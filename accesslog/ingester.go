@@ -25,9 +25,20 @@ type IngesterConfig struct {
 	SegmentBytes  int64         // spool segment size (default 64 MiB)
 	RetryMax      time.Duration // longest wait between store retries (default 5s)
 	StopGrace     time.Duration // at shutdown, how long the store writer may drain memory (default 5s)
-	Log           *slog.Logger
-	Metrics       *Metrics
-	Now           func() time.Time
+	// StoreWriters is how many store batches are written at once when the
+	// store is an OrderedStore (default DefaultStoreWriters; 1: one at a
+	// time). Batches get their seq and hash in spool order before they are
+	// written and commit in that order; a batch in flight keeps its array
+	// of up to StoreBatch records until it is stored.
+	StoreWriters int
+	// StoreDelay is the longest a spooled frame waits for its store batch
+	// to fill up to StoreBatch before the batch is written anyway (default
+	// DefaultStoreDelay). Entries are spooled (crash-safe) meanwhile; only
+	// queries see them later.
+	StoreDelay time.Duration
+	Log        *slog.Logger
+	Metrics    *Metrics
+	Now        func() time.Time
 }
 
 // DefaultStoreBatch is IngesterConfig.StoreBatch's default. Above
@@ -38,6 +49,20 @@ type IngesterConfig struct {
 // 12.9–13.2 ms in 100,000-row ones (duckstore, 2026-12-06, shared box).
 const DefaultStoreBatch = 200000
 
+// DefaultStoreWriters is IngesterConfig.StoreWriters' default: while one
+// batch commits (DuckDB: merging its row groups, writing the WAL) the next
+// one's rows go in on a second connection.
+const DefaultStoreWriters = 2
+
+// DefaultStoreDelay is IngesterConfig.StoreDelay's default: above 61,440
+// entries/s a batch fills past DuckDB's row group (122,880 rows) within
+// it (to the full 200,000 above 100,000 entries/s), so its rows are
+// compressed once, straight into the file, not through the WAL and a
+// checkpoint: 737,280 rows cost 7.4–7.6 ms of CPU per 1,000 (including
+// the close) in 100,000-row batches, 5.1–6.1 ms in 122,880-, 200,000- or
+// 245,760-row ones (duckstore, one writer, 2026-12-06, load ≈ 11).
+const DefaultStoreDelay = 2 * time.Second
+
 // Ingester takes records without ever waiting on storage: Add appends to a
 // bounded in-memory buffer; one goroutine moves the buffer into the spool
 // (segment log) by group commit: it writes every pending record as
@@ -45,12 +70,14 @@ const DefaultStoreBatch = 200000
 // records are pending again (at most every FlushInterval/10), so a record
 // waits for the flush in progress and its own (tens of milliseconds, the
 // crash-loss window; gatehouse_accesslog_spool_sync_lag_seconds shows it);
-// another goroutine writes spooled batches to the
-// store in spool order, chaining each batch's hash to the previous one,
-// retrying while the store is down and replaying from disk what did not
-// fit in memory or survived a restart. Spooled batches wait for the store
-// writer in memory up to StoreBatch entries (at least four frames);
-// beyond that they wait on disk only.
+// the store loop combines spooled frames into store batches (up to
+// StoreBatch entries, waiting at most StoreDelay for them), chains each
+// batch's hash to the previous one in spool order and hands it to a store
+// writer goroutine (up to StoreWriters at once with an OrderedStore, which
+// commit in chain order), retrying while the store is down and replaying
+// from disk what did not fit in memory or survived a restart. Spooled
+// batches wait for the store loop in memory up to StoreBatch entries (at
+// least four frames); beyond that they wait on disk only.
 type Ingester struct {
 	cfg   IngesterConfig
 	log   *slog.Logger
@@ -75,10 +102,44 @@ type Ingester struct {
 	spilled atomic.Uint64 // the newest spool seq whose batch is on disk only
 
 	headMu sync.Mutex
-	head   BatchHeader
+	head   BatchHeader // the newest header stored
+	tail   BatchHeader // the newest header given to a store writer (stored or in flight)
 	// chain is held by whoever appends to this writer's chain: the store
-	// writer and retention's prune records.
+	// loop while it gives a batch its seq and hash, and retention's prune
+	// records (which first wait for the writes in flight).
 	chain chan struct{}
+
+	// ordered is the store when batches are written concurrently (nil:
+	// one at a time, through Store.WriteBatch).
+	ordered OrderedStore
+	// bufs holds the batch arrays, one per store writer: the batcher
+	// fills one while the others are written.
+	bufs chan []Record
+	// last is the newest batch given to a store writer (nil before the
+	// first); held under chain.
+	last   *inflight
+	writes sync.WaitGroup
+}
+
+// inflight is a batch given to a store writer; done is closed once it is
+// stored (err nil) or given up (err set: ctx ended, or the one before it
+// was given up).
+type inflight struct {
+	done chan struct{}
+	err  error
+}
+
+// wait waits until f is stored and returns its error; a nil f is done.
+func (f *inflight) wait(ctx context.Context) error {
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 type memBatch struct {
@@ -154,6 +215,12 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StoreWriters <= 0 {
+		cfg.StoreWriters = DefaultStoreWriters
+	}
+	if cfg.StoreDelay <= 0 {
+		cfg.StoreDelay = DefaultStoreDelay
+	}
 	if cfg.Writer > MaxWriter {
 		return nil, fmt.Errorf("accesslog: writer id %d is above %d", cfg.Writer, MaxWriter)
 	}
@@ -166,14 +233,27 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		sp.close()
 		return nil, fmt.Errorf("accesslog: reading the chain head from the store: %w", err)
 	}
+	writers := 1
+	ordered, _ := cfg.Store.(OrderedStore)
+	if ordered != nil {
+		writers = max(1, min(cfg.StoreWriters, ordered.Writers()))
+	}
+	if writers == 1 {
+		ordered = nil
+	}
 	in := &Ingester{
-		cfg: cfg, log: cfg.Log, m: cfg.Metrics, spool: sp, head: head,
+		cfg: cfg, log: cfg.Log, m: cfg.Metrics, spool: sp, head: head, tail: head,
+		ordered: ordered,
+		bufs:    make(chan []Record, writers),
 		kick:    make(chan struct{}, 1),
 		flushed: make(chan struct{}),
 		handoff: make(chan memBatch, 1024),
 		chain:   make(chan struct{}, 1),
 		// Enough chunks for a full buffer and a store batch in the handoff.
 		free: make(chan []Record, (cfg.BufferEntries+max(cfg.StoreBatch, 4*cfg.BatchSize))/cfg.BatchSize+2),
+	}
+	for range writers {
+		in.bufs <- nil // allocated when first needed
 	}
 	in.spilled.Store(sp.nextSeq() - 1) // what a previous run left is on disk only
 	in.m.SpoolBytes.Set(float64(sp.size()))
@@ -481,18 +561,21 @@ func splitByDay(recs []Record) [][]Record {
 
 // batcher combines consecutive spool frames into store batches of up to
 // StoreBatch records (fewer, larger transactions when the store is behind
-// or the rate is high) and writes them in spool order. It belongs to the
-// store writer goroutine.
+// or the rate is high) and hands them to the store writers in spool order.
+// It belongs to the store loop goroutine.
 type batcher struct {
-	in       *Ingester
-	expected uint64   // the next spool seq the store needs
-	acc      []Record // frames taken and not written yet
-	accLast  uint64   // the spool seq of acc's last frame
-	// spare is acc's array after a write, cleared so that it keeps no
-	// record strings alive: the store keeps no reference to the records
-	// (Store.WriteBatch), so the next batch reuses it instead of growing a
-	// new one (up to StoreBatch records, kept for the process's life).
-	spare []Record
+	in *Ingester
+	// expected is the next spool seq the store needs: every frame before
+	// it is stored or in a batch given to a store writer.
+	expected uint64
+	acc      []Record  // frames taken and not written yet
+	accLast  uint64    // the spool seq of acc's last frame
+	accSince time.Time // when acc got its first frame
+	// acc's array comes from in.bufs and goes back there, cleared so that
+	// it keeps no record strings alive, once its batch is stored: the
+	// store keeps no reference to the records (Store.WriteBatch), so the
+	// arrays (up to StoreBatch records each, one per store writer) are
+	// reused for the process's life instead of grown again.
 }
 
 // taken says whether frame seq is stored already or in acc.
@@ -500,23 +583,56 @@ func (b *batcher) taken(seq uint64) bool {
 	return seq < b.expected || (len(b.acc) > 0 && seq <= b.accLast)
 }
 
-// flush writes acc as one store batch.
+// flush gives acc to a store writer as one store batch (write owns its
+// array from here on).
 func (b *batcher) flush(ctx context.Context) error {
 	if len(b.acc) == 0 {
-		return nil
+		return nil // an empty acc keeps its array
 	}
-	err := b.in.write(ctx, b.accLast, b.acc)
+	acc := b.acc
+	b.acc = nil
+	err := b.in.write(ctx, b.accLast, acc)
 	if err == nil {
 		b.expected = b.accLast + 1
 	}
-	clear(b.acc)
-	b.spare, b.acc = b.acc[:0], nil
 	return err
 }
 
 // drop forgets acc after a failure; its frames are read from the spool
 // again.
-func (b *batcher) drop() { b.acc = nil }
+func (b *batcher) drop() {
+	if b.acc != nil {
+		b.in.putBuf(b.acc)
+	}
+	b.acc = nil
+}
+
+// getBuf waits for a free batch array (one per store writer): while every
+// writer is busy the store loop waits here and the frames wait in the
+// handoff, or on disk.
+func (in *Ingester) getBuf(ctx context.Context) ([]Record, error) {
+	select {
+	case buf := <-in.bufs:
+		if buf == nil {
+			// Room for a whole store batch (acc never grows past it), so
+			// the array is allocated once, not again whenever a batch is
+			// larger than the last.
+			buf = make([]Record, 0, in.cfg.StoreBatch)
+		}
+		return buf, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// putBuf clears a batch array no one reads any more and makes it free.
+func (in *Ingester) putBuf(buf []Record) {
+	clear(buf)
+	select {
+	case in.bufs <- buf[:0]:
+	default: // cannot happen: every array came from bufs
+	}
+}
 
 // add appends frame seq to acc, writing acc first when recs would make it
 // larger than StoreBatch or belong to another day. hint is how many
@@ -532,14 +648,20 @@ func (b *batcher) add(ctx context.Context, seq uint64, recs []Record, hint int) 
 		}
 	}
 	if len(b.acc) == 0 {
-		if n := max(len(recs), min(b.in.cfg.StoreBatch, hint)); cap(b.spare) >= n {
-			b.acc, b.spare = b.spare, nil
-		} else {
-			// Room for a whole store batch (acc never grows past it), so
-			// the array is allocated once, not again whenever a batch is
-			// larger than the last.
-			b.acc = make([]Record, 0, b.in.cfg.StoreBatch)
+		buf := b.acc
+		if buf == nil {
+			var err error
+			if buf, err = b.in.getBuf(ctx); err != nil {
+				return err
+			}
 		}
+		if n := max(len(recs), min(b.in.cfg.StoreBatch, hint)); cap(buf) < n {
+			buf = make([]Record, 0, max(n, b.in.cfg.StoreBatch))
+		}
+		b.acc = buf
+	}
+	if len(b.acc) == 0 {
+		b.accSince = time.Now()
 	}
 	b.acc = append(b.acc, recs...)
 	b.accLast = seq
@@ -566,15 +688,46 @@ func (b *batcher) catchUp(ctx context.Context, to uint64) error {
 }
 
 func (in *Ingester) storeLoop(ctx context.Context) error {
+	// Batches in flight are stored (or given up when ctx ends) before the
+	// loop returns.
+	defer in.writes.Wait()
 	head := in.Head()
 	bt := &batcher{in: in, expected: max(head.SpoolSeq+1, in.spool.released)}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	delay := time.NewTimer(time.Hour)
+	defer delay.Stop()
 	for {
 		in.m.Backlog.Set(float64(in.spool.nextSeq() - bt.expected))
+		// A batch array first: while every store writer is busy, frames
+		// wait in the handoff (and it fills up into large batches).
+		if bt.acc == nil {
+			buf, err := in.getBuf(ctx)
+			if err != nil {
+				return nil
+			}
+			bt.acc = buf
+		}
+		// acc grows towards StoreBatch (add hands it to a writer when the
+		// next frame would not fit) for at most StoreDelay: fewer, larger
+		// transactions.
+		var due <-chan time.Time
+		if len(bt.acc) > 0 {
+			delay.Reset(max(0, in.cfg.StoreDelay-time.Since(bt.accSince)))
+			due = delay.C
+		}
 		var b memBatch
 		var ok bool
 		select {
+		case <-due:
+			if err := bt.flush(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				in.log.Error("access-log spool replay failed", "error", err)
+				bt.drop()
+			}
+			continue
 		case b, ok = <-in.handoff:
 			in.inMem.Add(-int64(len(b.recs)))
 			if !ok {
@@ -591,9 +744,6 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 				to = min(to, in.spilled.Load()+1)
 			}
 			err := bt.catchUp(ctx, to)
-			if err == nil {
-				err = bt.flush(ctx)
-			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -638,9 +788,6 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 				in.recycle(b.recs)
 			}
 		}
-		if err == nil {
-			err = bt.flush(ctx)
-		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // the batches are in the spool
@@ -651,27 +798,34 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 	}
 }
 
-// write stores one spooled batch, retrying with backoff until it succeeds
-// or ctx ends.
+// write gives one spooled batch its place in the chain (seq, previous
+// hash, hash: in spool order, under chain) and hands it to a store writer
+// goroutine, which stores it, retrying with backoff until it succeeds or
+// ctx ends, and commits it only after the batch before it. write owns
+// recs' array (from bufs) from the call on.
 func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error {
 	select {
 	case in.chain <- struct{}{}:
 		defer func() { <-in.chain }()
 	case <-ctx.Done():
+		in.putBuf(recs)
 		return ctx.Err()
 	}
-	head := in.Head()
-	if seq <= head.SpoolSeq {
+	in.headMu.Lock()
+	tail := in.tail
+	in.headMu.Unlock()
+	if seq <= tail.SpoolSeq {
+		in.putBuf(recs)
 		return nil
 	}
 	b := &Batch{Records: recs}
-	b.Seq = head.Seq + 1
-	if head.Seq == 0 {
+	b.Seq = tail.Seq + 1
+	if tail.Seq == 0 {
 		b.Seq = SeqOf(in.cfg.Writer, 1)
 	}
 	b.SpoolSeq = seq
 	b.Count = uint32(len(recs))
-	b.PrevHash = head.Hash
+	b.PrevHash = tail.Hash
 	b.KeyID = in.cfg.ChainKeys.Active()
 	for i := range recs {
 		recs[i].Batch, recs[i].Index = b.Seq, uint32(i)
@@ -685,12 +839,50 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 	}
 	var err error
 	if b.Hash, err = BatchHash(in.cfg.ChainKeys, &b.BatchHeader, recs); err != nil {
+		in.putBuf(recs)
 		return err
 	}
+	prev, cur := in.last, &inflight{done: make(chan struct{})}
+	in.last = cur
+	in.headMu.Lock()
+	in.tail = b.BatchHeader
+	in.headMu.Unlock()
+	in.writes.Add(1)
+	go func() {
+		defer in.writes.Done()
+		cur.err = in.store(ctx, b, prev)
+		if cur.err != nil {
+			// Not stored (ctx ended): it and every batch after it stay in
+			// the spool for the next start.
+			in.headMu.Lock()
+			in.tail = in.head
+			in.headMu.Unlock()
+		}
+		close(cur.done)
+		in.putBuf(b.Records)
+	}()
+	return nil
+}
+
+// store writes b, retrying with backoff until it succeeds or ctx ends,
+// committing it only once prev (the batch before it) is stored; then it
+// moves the head and releases the spool up to b, in chain order.
+func (in *Ingester) store(ctx context.Context, b *Batch, prev *inflight) error {
+	var prevErr error
+	after := func(ctx context.Context) error {
+		prevErr = prev.wait(ctx)
+		return prevErr
+	}
+	recs := b.Records
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		err := in.cfg.Store.WriteBatch(ctx, b)
+		var err error
+		if in.ordered != nil {
+			err = in.ordered.WriteBatchAfter(ctx, b, after)
+		} else if err = after(ctx); err == nil {
+			err = in.cfg.Store.WriteBatch(ctx, b)
+		}
 		if err == nil {
 			in.m.WriteTime.Observe(time.Since(start).Seconds())
 			in.m.BatchSize.Observe(float64(len(recs)))
@@ -698,7 +890,7 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 			in.headMu.Lock()
 			in.head = b.BatchHeader
 			in.headMu.Unlock()
-			if rerr := in.spool.release(seq + 1); rerr != nil {
+			if rerr := in.spool.release(b.SpoolSeq + 1); rerr != nil {
 				in.log.Warn("access-log spool cleanup failed", "error", rerr)
 			}
 			in.m.SpoolBytes.Set(float64(in.spool.size()))
@@ -707,9 +899,12 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 			}
 			return nil
 		}
+		if prevErr != nil {
+			return prevErr
+		}
 		in.m.StoreErrors.Inc()
 		if attempt == 1 || attempt%20 == 0 {
-			in.log.Warn("access-log store write failed; entries stay in the spool and are retried", "batch", b.Seq, "spool_seq", seq, "entries", len(recs), "attempt", attempt, "error", err)
+			in.log.Warn("access-log store write failed; entries stay in the spool and are retried", "batch", b.Seq, "spool_seq", b.SpoolSeq, "entries", len(recs), "attempt", attempt, "error", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -733,6 +928,11 @@ func (in *Ingester) DropBefore(ctx context.Context, cutoff time.Time) (int64, er
 		defer func() { <-in.chain }()
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	}
+	// The prune record follows the last batch stored: wait for the ones
+	// in flight (the store loop gives out no new one while chain is held).
+	if err := in.last.wait(ctx); err != nil {
+		return 0, fmt.Errorf("retention: waiting for the store writers: %w", err)
 	}
 	head := in.Head()
 	if head.Seq == 0 {
@@ -784,13 +984,13 @@ func (in *Ingester) DropBefore(ctx context.Context, cutoff time.Time) (int64, er
 		// or the next batch would reuse its seq.
 		if h, herr := in.cfg.Store.Head(ctx, in.cfg.Writer); herr == nil && h.Seq >= head.Seq {
 			in.headMu.Lock()
-			in.head = h
+			in.head, in.tail = h, h
 			in.headMu.Unlock()
 		}
 		return n, fmt.Errorf("retention before %s: %w", day.Format(time.DateOnly), err)
 	}
 	in.headMu.Lock()
-	in.head = rec
+	in.head, in.tail = rec, rec
 	in.headMu.Unlock()
 	in.log.Info("retention pruned the chain", "before", day.Format(time.DateOnly), "prune_to", last, "record", rec.Seq, "rows", n)
 	return n, nil

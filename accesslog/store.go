@@ -109,6 +109,22 @@ type Store interface {
 	Close() error
 }
 
+// OrderedStore is a Store that can write several batches at once, each
+// on a connection of its own, and commits them in the order its caller
+// says (the Ingester's store writers, IngesterConfig.StoreWriters): the
+// slow part of a write (rows into the table) of one batch overlaps the
+// commit of the batch before it, and the chain never has a gap.
+type OrderedStore interface {
+	Store
+	// Writers is how many WriteBatchAfter calls can run at once.
+	Writers() int
+	// WriteBatchAfter is WriteBatch, except that once the batch is written
+	// and before it commits it calls prev: the batch commits only if prev
+	// returns nil (the batch before it has committed); otherwise it is
+	// rolled back and prev's error returned. prev nil: commit at once.
+	WriteBatchAfter(ctx context.Context, b *Batch, prev func(context.Context) error) error
+}
+
 // VerifyResult is the outcome of Verify.
 type VerifyResult struct {
 	Batches      int    `json:"batches"`       // headers checked

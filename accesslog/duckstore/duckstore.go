@@ -44,27 +44,42 @@ type Config struct {
 	// batches cost 17.0 s of CPU at 16MB, 10.2 s at 256MB. The price is a
 	// longer WAL replay when the store is opened after a crash.
 	CheckpointThreshold string
-	ReadOnly            bool // open for reading only (verify while no writer runs)
-	Log                 *slog.Logger
+	// Writers is how many writing connections the store keeps: how many
+	// batches WriteBatchAfter writes at once (default 2). DuckDB appends
+	// to one table from several transactions at once; the batches commit
+	// in the order their caller says.
+	Writers  int
+	ReadOnly bool // open for reading only (verify while no writer runs)
+	Log      *slog.Logger
 }
 
 // Store is a DuckDB-backed accesslog.Store.
 type Store struct {
-	db   *sql.DB
-	conn *sql.Conn // the one writing connection
-	log  *slog.Logger
-	mu   sync.Mutex // serialises writes
-	ro   bool
+	db *sql.DB
+	// writers are the writing connections; free holds those not in use
+	// (a write or a prune takes one).
+	writers []*writer
+	free    chan *writer
+	log     *slog.Logger
+	ro      bool
 	// threads and writeThreads: DuckDB's threads for queries and while a
-	// batch is written.
+	// batch is written. The setting is global: writing counts the writes
+	// running, the first sets writeThreads, the last sets threads back.
 	threads, writeThreads int
+	threadsMu             sync.Mutex
+	writing               int
 	// hashed: every row has the *_h lookup hashes (false for files written
 	// before they existed), so point filters can use them.
 	hashed bool
 	// headerCols reads a BatchHeader from the batches table.
 	headerCols string
-	// rows is the batch WriteBatch is inserting, read by the rows
-	// table function (see rows.go).
+}
+
+// writer is one writing connection with its own rows table function.
+type writer struct {
+	conn *sql.Conn
+	fn   string // the name of its table function (rows.go)
+	// rows is the batch being inserted on conn, read by fn.
 	rows atomic.Pointer[rowBatch]
 }
 
@@ -128,6 +143,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.CheckpointThreshold == "" {
 		cfg.CheckpointThreshold = "256MB"
 	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 2
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -176,14 +194,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				cfg.Log.Warn("duckdb: cannot make the store file owner-only", "file", f, "error", err)
 			}
 		}
-		if s.conn, err = db.Conn(ctx); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
-		}
-		if err := s.registerRows(); err != nil {
-			s.conn.Close()
-			db.Close()
-			return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
+		s.free = make(chan *writer, cfg.Writers)
+		for i := range cfg.Writers {
+			w := &writer{fn: rowsFunction}
+			if i > 0 {
+				w.fn = fmt.Sprintf("%s_%d", rowsFunction, i)
+			}
+			if w.conn, err = db.Conn(ctx); err == nil {
+				s.writers = append(s.writers, w)
+				err = registerRows(w)
+			}
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("duckdb %s: %w", cfg.Path, err)
+			}
+			s.free <- w
 		}
 	}
 	var legacy int64
@@ -206,10 +231,49 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Close closes the file.
 func (s *Store) Close() error {
 	var err error
-	if s.conn != nil {
-		err = s.conn.Close()
+	for _, w := range s.writers {
+		err = errors.Join(err, w.conn.Close())
 	}
 	return errors.Join(err, s.db.Close())
+}
+
+// Writers is how many batches WriteBatchAfter writes at once.
+func (s *Store) Writers() int { return len(s.writers) }
+
+// take waits for a free writing connection.
+func (s *Store) take(ctx context.Context) (*writer, error) {
+	select {
+	case w := <-s.free:
+		return w, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// writeThreadsOn sets DuckDB's threads to writeThreads when the first of
+// the writes running starts; the returned func sets them back when the
+// last one ends.
+func (s *Store) writeThreadsOn(ctx context.Context, conn *sql.Conn) (func(), error) {
+	if s.writeThreads == s.threads {
+		return func() {}, nil
+	}
+	s.threadsMu.Lock()
+	defer s.threadsMu.Unlock()
+	if s.writing == 0 {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET GLOBAL threads = %d", s.writeThreads)); err != nil {
+			return nil, fmt.Errorf("duckdb: write threads: %w", err)
+		}
+	}
+	s.writing++
+	return func() {
+		s.threadsMu.Lock()
+		defer s.threadsMu.Unlock()
+		if s.writing--; s.writing == 0 {
+			if _, err := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("SET GLOBAL threads = %d", s.threads)); err != nil {
+				s.log.Warn("duckdb: restoring the query threads failed", "error", err)
+			}
+		}
+	}, nil
 }
 
 // WriteBatch inserts the batch's rows and header in one transaction. A
@@ -220,43 +284,61 @@ func (s *Store) Close() error {
 // with the same value in every row of the batch is one parameter of the
 // INSERT instead of one cgo call per row.
 func (s *Store) WriteBatch(ctx context.Context, b *accesslog.Batch) error {
+	return s.WriteBatchAfter(ctx, b, nil)
+}
+
+// WriteBatchAfter is WriteBatch on one of the store's writing connections
+// (waiting for a free one): the rows and header go in, then prev (when
+// not nil) must return nil before the transaction commits; otherwise it
+// is rolled back. Up to Writers batches are written at once, and each
+// commits after the batch before it (prev).
+func (s *Store) WriteBatchAfter(ctx context.Context, b *accesslog.Batch, prev func(context.Context) error) error {
 	if s.ro {
 		return errors.New("duckstore: opened read-only")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	w, err := s.take(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { s.free <- w }()
 	var n int
-	if err := s.conn.QueryRowContext(ctx, "SELECT count(*) FROM batches WHERE seq = ?", b.Seq).Scan(&n); err != nil {
+	if err := w.conn.QueryRowContext(ctx, "SELECT count(*) FROM batches WHERE seq = ?", b.Seq).Scan(&n); err != nil {
 		return fmt.Errorf("duckdb: checking batch %d: %w", b.Seq, err)
 	}
 	if n > 0 {
+		// Stored already (a replay): nothing to commit, but the order
+		// still holds for the caller.
+		if prev != nil {
+			return prev(ctx)
+		}
 		return nil
 	}
-	if s.writeThreads != s.threads {
-		if _, err := s.conn.ExecContext(ctx, fmt.Sprintf("SET GLOBAL threads = %d", s.writeThreads)); err != nil {
-			return fmt.Errorf("duckdb: write threads: %w", err)
-		}
-		defer func() {
-			if _, err := s.conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("SET GLOBAL threads = %d", s.threads)); err != nil {
-				s.log.Warn("duckdb: restoring the query threads failed", "error", err)
-			}
-		}()
+	restore, err := s.writeThreadsOn(ctx, w.conn)
+	if err != nil {
+		return err
 	}
-	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+	defer restore()
+	if _, err := w.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)
 	}
 	plan := planRows(b.Records)
-	s.rows.Store(&rowBatch{recs: b.Records, plan: &plan})
-	_, err := s.conn.ExecContext(ctx, plan.insertSQL(), plan.vals...)
-	s.rows.Store(nil)
+	w.rows.Store(&rowBatch{recs: b.Records, plan: &plan})
+	_, err = w.conn.ExecContext(ctx, plan.insertSQL(w.fn), plan.vals...)
+	w.rows.Store(nil)
 	if err == nil {
-		err = s.insertHeader(ctx, &b.BatchHeader)
+		err = insertHeader(ctx, w.conn, &b.BatchHeader)
+	}
+	if err == nil && prev != nil {
+		if err = prev(ctx); err != nil {
+			_, rerr := w.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+			return errors.Join(err, rerr)
+		}
 	}
 	if err == nil {
-		_, err = s.conn.ExecContext(ctx, "COMMIT")
+		_, err = w.conn.ExecContext(ctx, "COMMIT")
 	}
 	if err != nil {
-		_, rerr := s.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		_, rerr := w.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return errors.Join(fmt.Errorf("duckdb: writing batch %d (%d rows): %w", b.Seq, len(b.Records), err), rerr)
 	}
 	return nil
@@ -552,8 +634,8 @@ func (s *Store) Histogram(ctx context.Context, f accesslog.Filter, bucket time.D
 	return out, rows.Err()
 }
 
-func (s *Store) insertHeader(ctx context.Context, h *accesslog.BatchHeader) error {
-	_, err := s.conn.ExecContext(ctx, `INSERT INTO batches (seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned, key_id, prune_to)
+func insertHeader(ctx context.Context, conn *sql.Conn, h *accesslog.BatchHeader) error {
+	_, err := conn.ExecContext(ctx, `INSERT INTO batches (seq, spool_seq, count, min_time, max_time, prev_hash, hash, pruned, key_id, prune_to)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, h.Seq, h.SpoolSeq, h.Count, h.MinTime.UTC(), h.MaxTime.UTC(), h.PrevHash, h.Hash, h.Pruned, h.KeyID, h.PruneTo)
 	return err
 }
@@ -568,29 +650,33 @@ func (s *Store) Prune(ctx context.Context, rec *accesslog.BatchHeader) (int64, e
 		return 0, fmt.Errorf("duckstore: batch %d is not a prune record of its writer", rec.Seq)
 	}
 	from := accesslog.SeqOf(accesslog.WriterOf(rec.Seq), 0)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+	w, err := s.take(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { s.free <- w }()
+	conn := w.conn
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return 0, fmt.Errorf("duckdb retention: %w", err)
 	}
 	var n int64
-	res, err := s.conn.ExecContext(ctx, "DELETE FROM logs WHERE batch IN (SELECT seq FROM batches WHERE seq > ? AND seq <= ? AND NOT pruned AND prune_to = 0)", from, rec.PruneTo)
+	res, err := conn.ExecContext(ctx, "DELETE FROM logs WHERE batch IN (SELECT seq FROM batches WHERE seq > ? AND seq <= ? AND NOT pruned AND prune_to = 0)", from, rec.PruneTo)
 	if err == nil {
 		n, _ = res.RowsAffected()
-		_, err = s.conn.ExecContext(ctx, "UPDATE batches SET pruned = true WHERE seq > ? AND seq <= ? AND NOT pruned AND prune_to = 0", from, rec.PruneTo)
+		_, err = conn.ExecContext(ctx, "UPDATE batches SET pruned = true WHERE seq > ? AND seq <= ? AND NOT pruned AND prune_to = 0", from, rec.PruneTo)
 	}
 	var exists int
 	if err == nil {
-		err = s.conn.QueryRowContext(ctx, "SELECT count(*) FROM batches WHERE seq = ?", rec.Seq).Scan(&exists)
+		err = conn.QueryRowContext(ctx, "SELECT count(*) FROM batches WHERE seq = ?", rec.Seq).Scan(&exists)
 	}
 	if err == nil && exists == 0 {
-		err = s.insertHeader(ctx, rec)
+		err = insertHeader(ctx, conn, rec)
 	}
 	if err == nil {
-		_, err = s.conn.ExecContext(ctx, "COMMIT")
+		_, err = conn.ExecContext(ctx, "COMMIT")
 	}
 	if err != nil {
-		_, rerr := s.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		_, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return 0, errors.Join(fmt.Errorf("duckdb retention up to batch %d: %w", rec.PruneTo, err), rerr)
 	}
 	return n, nil

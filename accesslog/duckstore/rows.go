@@ -12,8 +12,9 @@ import (
 )
 
 // rowsFunction is the table function WriteBatch inserts from: it yields
-// the records of the batch being written (Store.rows) as rows of the logs
-// table, one vector of up to 2,048 values per column and chunk.
+// the records of the batch being written (writer.rows) as rows of the logs
+// table, one vector of up to 2,048 values per column and chunk. Each
+// writing connection has its own (rowsFunction, rowsFunction_1, ...).
 const rowsFunction = "gatehouse_batch_rows"
 
 // rowColumn is one column rowsFunction can yield, named as in logs. A
@@ -149,13 +150,14 @@ func planRows(recs []accesslog.Record) rowPlan {
 	return p
 }
 
-// insertSQL is the INSERT of a batch under p; p.vals are its parameters.
-func (p *rowPlan) insertSQL() string {
+// insertSQL is the INSERT of a batch under p from the table function fn;
+// p.vals are its parameters.
+func (p *rowPlan) insertSQL(fn string) string {
 	q := "INSERT INTO logs BY NAME SELECT *"
 	for _, i := range p.consts {
 		q += ", CAST(? AS VARCHAR) AS " + rowColumns[i].name
 	}
-	return q + " FROM " + rowsFunction + "()"
+	return q + " FROM " + fn + "()"
 }
 
 // rowBatch is what WriteBatch hands the table function.
@@ -164,8 +166,8 @@ type rowBatch struct {
 	plan *rowPlan
 }
 
-// registerRows registers rowsFunction on the writing connection.
-func (s *Store) registerRows() error {
+// registerRows registers w's table function on its connection.
+func registerRows(w *writer) error {
 	types := make([]duckdb.TypeInfo, len(rowColumns))
 	for i, c := range rowColumns {
 		t, err := duckdb.NewTypeInfo(c.typ)
@@ -174,11 +176,11 @@ func (s *Store) registerRows() error {
 		}
 		types[i] = t
 	}
-	return duckdb.RegisterTableUDF(s.conn, rowsFunction, duckdb.ChunkTableFunction{
+	return duckdb.RegisterTableUDF(w.conn, w.fn, duckdb.ChunkTableFunction{
 		BindArguments: func(map[string]any, ...any) (duckdb.ChunkTableSource, error) {
-			rb := s.rows.Load()
+			rb := w.rows.Load()
 			if rb == nil {
-				return nil, errors.New(rowsFunction + " is for WriteBatch only")
+				return nil, errors.New(w.fn + " is for WriteBatch only")
 			}
 			infos := make([]duckdb.ColumnInfo, len(rb.plan.cols))
 			for k, i := range rb.plan.cols {

@@ -59,9 +59,12 @@ func TestDefaultStoreBatchFillsRowGroups(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
-	const n = 150000
+	// Enough that what waits behind the first batch (written after
+	// StoreDelay, whatever it holds by then) is more than a row group.
+	const n = 300000
 	recs := accesslogtest.RandomRecords(3, n, time.Now().UTC().Truncate(24*time.Hour).Add(time.Hour), time.Hour)
 	for i := 0; i < n; i += 5000 {
+		in.Admit(ctx) // as a receiver does: no drop when the spool is behind
 		in.Add(recs[i : i+5000]...)
 	}
 	testenv.WaitFor(t, "every entry spooled", 20*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == n })

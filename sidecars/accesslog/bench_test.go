@@ -321,8 +321,9 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	reg := prometheus.NewRegistry()
 	s := startSidecar(b, dir, func(c *accesslogsidecar.Config) {
 		// startSidecar's test settings off: the defaults of `gatehouse
-		// accesslog` (10,000 per spool frame, 200,000 per store batch,
-		// 100 ms flush interval, DuckDB 512MB and 2 threads).
+		// accesslog` (10,000 per spool frame, 200,000 per store batch, 2
+		// store writers, 2 s store delay, 100 ms flush interval, DuckDB
+		// 512MB and 2 threads).
 		c.BatchSize, c.StoreBatch, c.FlushInterval = 0, 0, 0
 		c.DuckDBMemoryLimit, c.DuckDBThreads = "", 0
 		// The poll below gathers this registry in process: no HTTP and no
@@ -404,9 +405,10 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "entries/s")
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries")
 	b.ReportMetric(maxBuffered, "max-unspooled-entries")
-	// How much of the run the one store writer spent in Store.WriteBatch
-	// (near 100: the writer, not decoding, sets the rate) and how large
-	// its batches were.
+	// How much of the run the store writers spent writing a batch
+	// (summed over the --store-writers, 2 by default, so up to 200; it
+	// includes a batch's wait for the one before it to commit) and how
+	// large the batches were.
 	if n := metric(b, s.httpAddr, "gatehouse_accesslog_store_write_seconds_count"); n > 0 {
 		b.ReportMetric(100*metric(b, s.httpAddr, "gatehouse_accesslog_store_write_seconds_sum")/el.Seconds(), "%-time-store-writing")
 		b.ReportMetric(metric(b, s.httpAddr, "gatehouse_accesslog_batch_entries_sum")/n, "entries/store-batch")

@@ -90,6 +90,8 @@ type Config struct {
 
 	BatchSize     int           // most entries per spool frame (default 10000)
 	StoreBatch    int           // most entries per store batch (default accesslog.DefaultStoreBatch, 200000)
+	StoreWriters  int           // store batches written at once (default accesslog.DefaultStoreWriters, 2; DuckDB only)
+	StoreDelay    time.Duration // longest a spooled entry waits for its store batch to fill (default accesslog.DefaultStoreDelay, 2s)
 	FlushInterval time.Duration // crash-loss window (default 100ms)
 
 	Log      *slog.Logger
@@ -149,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	metrics := accesslog.NewMetrics(reg)
 	writer := writerID(cfg)
 	ing, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{
-		Store: store, Writer: writer, ChainKeys: chainKeys, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
+		Store: store, Writer: writer, ChainKeys: chainKeys, SpoolDir: spoolDir, BatchSize: cfg.BatchSize, StoreBatch: cfg.StoreBatch, StoreWriters: cfg.StoreWriters, StoreDelay: cfg.StoreDelay, MaxSpoolBytes: cfg.SpoolMaxBytes, FlushInterval: cfg.FlushInterval,
 		Log: log, Metrics: metrics,
 	})
 	if err != nil {

@@ -11,8 +11,18 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
 )
 
+// maxStoreWriters bounds --store-writers: every writer holds up to
+// --store-batch records in memory.
+const maxStoreWriters = 8
+
 // openStore opens the store named by cfg.Store and picks the spool dir.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (accesslog.Store, string, error) {
+	if cfg.StoreWriters < 0 || cfg.StoreWriters > maxStoreWriters {
+		return nil, "", fmt.Errorf("accesslog: --store-writers %d: want 1 to %d (each holds a store batch in memory while it is written)", cfg.StoreWriters, maxStoreWriters)
+	}
+	if cfg.StoreDelay < 0 {
+		return nil, "", fmt.Errorf("accesslog: --store-delay %s: want a duration of 0 or more (0: the default)", cfg.StoreDelay)
+	}
 	spoolDir := cfg.SpoolDir
 	switch {
 	case strings.HasPrefix(cfg.Store, "duckdb:"):
@@ -20,7 +30,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (accesslog.Sto
 		if path == "" {
 			return nil, "", fmt.Errorf("accesslog: --store duckdb:PATH needs a path")
 		}
-		s, err := duckstore.Open(ctx, duckstore.Config{Path: path, MemoryLimit: cfg.DuckDBMemoryLimit, Threads: cfg.DuckDBThreads, Log: log})
+		s, err := duckstore.Open(ctx, duckstore.Config{Path: path, MemoryLimit: cfg.DuckDBMemoryLimit, Threads: cfg.DuckDBThreads, Writers: cfg.StoreWriters, Log: log})
 		if err != nil {
 			return nil, "", fmt.Errorf("accesslog: %w", err)
 		}
