@@ -41,9 +41,9 @@ type jwtClaims struct {
 	all  map[string]any
 }
 
-func newJWTClaims(o jsonObject) *jwtClaims {
-	members := slices.Clone(o.members)
-	return &jwtClaims{jsonObject: jsonObject{doc: o.doc, members: members}, vals: make([]atomic.Pointer[any], len(members))}
+func newJWTClaims(doc []byte, index []member) *jwtClaims {
+	members := slices.Clone(index) // index may be on the caller's stack
+	return &jwtClaims{jsonObject: jsonObject{doc: doc, members: members}, vals: make([]atomic.Pointer[any], len(members))}
 }
 
 // Claims are the JWT's claims as encoding/json decodes the payload (nil

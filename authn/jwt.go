@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -170,17 +171,12 @@ func parseHeader(b []byte) (jwtHeader, error) {
 	if !ok {
 		return h, errors.New("header is not a JSON object")
 	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"alg", &h.Alg}, {"kid", &h.Kid}} {
-		switch v := o.find(f.name); {
-		case v == nil || v[0] == 'n':
-		case v[0] == '"':
-			*f.dst = decodeString(v)
-		default:
-			return h, fmt.Errorf("header %s has the wrong type", f.name)
-		}
+	var err error
+	if h.Alg, err = headerString(&o, "alg"); err != nil {
+		return h, err
+	}
+	if h.Kid, err = headerString(&o, "kid"); err != nil {
+		return h, err
 	}
 	if v := o.find("crit"); v != nil && v[0] != 'n' {
 		n, ok := stringArrayLen(v)
@@ -190,6 +186,18 @@ func parseHeader(b []byte) (jwtHeader, error) {
 		h.Crit = n
 	}
 	return h, nil
+}
+
+// headerString is the header member name: a string, or "" when absent or
+// null.
+func headerString(o *jsonObject, name string) (string, error) {
+	switch v := o.find(name); {
+	case v == nil || v[0] == 'n':
+		return "", nil
+	case v[0] == '"':
+		return decodeString(v), nil
+	}
+	return "", fmt.Errorf("header %s has the wrong type", name)
 }
 
 // stringArrayLen is the length of a valid JSON array whose elements are
@@ -269,7 +277,8 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	}
 	h64, rest, _ := strings.Cut(token, ".")
 	p64, s64, _ := strings.Cut(rest, ".")
-	hb, err := base64.RawURLEncoding.DecodeString(h64)
+	var hbuf [256]byte // a header is read here and not kept: no heap copy
+	hb, err := decodeBase64URL(h64, hbuf[:])
 	if err != nil || len(hb) == 0 {
 		return nil, nil, p.refuse(CodeMalformedToken, "header is not base64url")
 	}
@@ -286,7 +295,8 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	if p64 == "" || s64 == "" {
 		return nil, nil, p.refuse(CodeMalformedToken, "token has an empty payload or signature")
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(s64)
+	var sbuf [512]byte // an RSA-4096 signature
+	sig, err := decodeBase64URL(s64, sbuf[:])
 	if err != nil {
 		return nil, nil, p.refuse(CodeMalformedToken, "signature is not base64url")
 	}
@@ -330,6 +340,17 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	return id, set, nil
 }
 
+// decodeBase64URL decodes unpadded base64url s into buf when it fits,
+// else into a new slice.
+func decodeBase64URL(s string, buf []byte) ([]byte, error) {
+	n := base64.RawURLEncoding.DecodedLen(len(s))
+	if n > len(buf) {
+		return base64.RawURLEncoding.DecodeString(s)
+	}
+	n, err := base64.RawURLEncoding.Decode(buf[:n], unsafe.Slice(unsafe.StringData(s), len(s))) // Decode only reads s
+	return buf[:n], err
+}
+
 // verifySignature checks sig over input with key for alg. RSA algorithms
 // call crypto/rsa directly, as jwx's verifier does (PKCS #1 v1.5, or PSS
 // with the salt length taken from the signature), without its copy of the
@@ -344,7 +365,8 @@ func (p *JWT) verifySignature(alg, input string, sig []byte, key any) error {
 	case "RS512", "PS512":
 		h = crypto.SHA512
 	default:
-		return p.verifiers[alg].Verify([]byte(input), sig, key)
+		// A copy: jwx's verifier is an interface, so sig would escape.
+		return p.verifiers[alg].Verify([]byte(input), bytes.Clone(sig), key)
 	}
 	pub, ok := key.(*rsa.PublicKey)
 	if !ok {
@@ -353,7 +375,7 @@ func (p *JWT) verifySignature(alg, input string, sig []byte, key any) error {
 	var sum [sha512.Size]byte
 	n := hashString(h, input, &sum)
 	if alg[0] == 'P' {
-		return rsa.VerifyPSS(pub, h, sum[:n], sig, nil)
+		return rsa.VerifyPSS(pub, h, bytes.Clone(sum[:n]), sig, nil) // a copy: VerifyPSS lets it escape
 	}
 	return rsa.VerifyPKCS1v15(pub, h, sum[:n], sig)
 }
@@ -376,7 +398,7 @@ func hashString(h crypto.Hash, input string, sum *[sha512.Size]byte) int {
 }
 
 func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
-	var buf [16]member
+	var buf [16]member // the member index is copied into the identity
 	o, ok := parseObject(payload, true, buf[:0])
 	if !ok {
 		return nil, p.refuse(CodeMalformedToken, "payload is not a JSON object")
@@ -428,7 +450,7 @@ func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
 	// The identity keeps the payload and its member index (no pointers for
 	// the GC to follow) and decodes a claim when a rule, header or metadata
 	// entry reads it.
-	id.jwt = newJWTClaims(o)
+	id.jwt = newJWTClaims(payload, o.members)
 	return id, nil
 }
 
