@@ -1,6 +1,9 @@
 package authn
 
 import (
+	"bytes"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 )
@@ -358,5 +364,96 @@ func TestClaimsConcurrentReaders(t *testing.T) {
 	again, err := p.Authenticate(t.Context(), tok)
 	if err != nil || again != id {
 		t.Fatalf("second Authenticate: %p, %v; want the cached %p", again, err, id)
+	}
+}
+
+// RS* and PS* signatures are checked by crypto/rsa directly, no longer by
+// jwx's verifier: every RSA algorithm accepts its own signatures (2048-
+// and 4096-bit keys, the largest signature that fits the stack buffer),
+// refuses a tampered one, a signature of another RSA algorithm and one by
+// another key, and agrees with jwx's verifier on each.
+func TestRSASignaturesAgreeWithJWX(t *testing.T) {
+	keys()
+	big := authntest.NewRSA("k4096", 4096)
+	algs := []jwa.SignatureAlgorithm{jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512}
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = a.String()
+	}
+	for _, key := range []*authntest.Key{rsaKey, big} {
+		ks, err := NewStaticKeys(authntest.JWKS(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewJWT(JWTConfig{Name: "corp", Issuer: testIssuer, Audiences: []string{testAud}, Algorithms: names}, ks, nil, newClock(t0).Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, alg := range algs {
+			k := *key
+			k.Alg = alg
+			tok := k.Sign(claims(nil), nil)
+			other := *key
+			other.Alg = algs[(slices.Index(algs, alg)+3)%len(algs)] // PKCS #1 v1.5 <-> PSS
+			otherSig := other.Sign(claims(nil), nil)
+			attackerKey := *attacker
+			attackerKey.Alg = alg
+			input := tok[:strings.LastIndexByte(tok, '.')]
+			for _, c := range []struct {
+				name string
+				tok  string
+				ok   bool
+			}{
+				{"own signature", tok, true},
+				{"tampered signature", input + "." + flipSig(t, tok), false},
+				{"signature of " + other.Alg.String(), input + "." + otherSig[strings.LastIndexByte(otherSig, '.')+1:], false},
+				{"signature by another key", input + "." + func() string { s := attackerKey.Sign(claims(nil), nil); return s[strings.LastIndexByte(s, '.')+1:] }(), false},
+			} {
+				_, err := p.Authenticate(t.Context(), c.tok)
+				if c.ok && err != nil || !c.ok && code(err) != CodeBadSignature {
+					t.Errorf("%d-bit %s, %s: %v", len(key.Public().(*rsa.PublicKey).N.Bytes())*8, alg, c.name, err)
+				}
+				// The same verdict as jwx's verifier on the same bytes.
+				i := strings.LastIndexByte(c.tok, '.')
+				sig, err := base64.RawURLEncoding.DecodeString(c.tok[i+1:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := jws.NewVerifier(alg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				jwxErr := v.Verify([]byte(c.tok[:i]), sig, key.Public())
+				ourErr := p.verifySignature(alg.String(), c.tok[:i], sig, key.Public())
+				if (jwxErr == nil) != (ourErr == nil) || (ourErr == nil) != c.ok {
+					t.Errorf("%s, %s: crypto/rsa path %v, jwx %v", alg, c.name, ourErr, jwxErr)
+				}
+			}
+		}
+	}
+}
+
+// flipSig is tok's signature (base64url) with one bit of its first byte
+// flipped.
+func flipSig(t *testing.T, tok string) string {
+	t.Helper()
+	sig, err := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig[0] ^= 1
+	return base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// decodeBase64URL decodes into the buffer when the result fits, else into
+// a new slice, and refuses what base64.RawURLEncoding refuses.
+func TestDecodeBase64URL(t *testing.T) {
+	var buf [8]byte
+	for _, s := range []string{"", "YQ", "YWJj", "YWJjZGVmZ2g", "YWJjZGVmZ2hp", "YW=", "YW+", "Y", "!!", "YWJjZGVmZ2hpams"} {
+		want, wantErr := base64.RawURLEncoding.DecodeString(s)
+		got, err := decodeBase64URL(s, buf[:])
+		if (err == nil) != (wantErr == nil) || (err == nil && !bytes.Equal(got, want)) {
+			t.Errorf("decodeBase64URL(%q) = %q, %v; want %q, %v", s, got, err, want, wantErr)
+		}
 	}
 }
