@@ -274,11 +274,42 @@ func (s *scanner) number() bool {
 		}
 	}
 	if s.numbers {
-		if _, err := strconv.ParseFloat(string(s.b[start:s.i]), 64); err != nil {
+		if _, ok := parseNumber(s.b[start:s.i]); !ok {
 			return false
 		}
 	}
 	return true
+}
+
+// parseNumber is the float64 of a valid JSON number, as encoding/json
+// decodes it into an `any`; ok is false when it is out of float64's range.
+// An integer of at most 15 digits (every NumericDate) is converted without
+// strconv: it is exact in a float64.
+func parseNumber(n []byte) (float64, bool) {
+	neg := n[0] == '-'
+	digits := n
+	if neg {
+		digits = n[1:]
+	}
+	if len(digits) <= 15 {
+		var v int64
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				v = -1
+				break
+			}
+			v = v*10 + int64(c-'0')
+		}
+		if v >= 0 {
+			f := float64(v)
+			if neg {
+				f = -f
+			}
+			return f, true
+		}
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	return f, err == nil
 }
 
 // digits skips [0-9]+.
@@ -353,7 +384,7 @@ func decodeValue(raw []byte) any {
 	case c == 'n':
 		return nil
 	case c == '-' || (c >= '0' && c <= '9'):
-		f, _ := strconv.ParseFloat(string(raw), 64) // valid and in range by the scan
+		f, _ := parseNumber(raw) // valid and in range by the scan
 		return f
 	case c == '[':
 		if v, ok := scalarArray(raw); ok {

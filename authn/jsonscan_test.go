@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -454,6 +456,19 @@ func TestDecodeBase64URL(t *testing.T) {
 		got, err := decodeBase64URL(s, buf[:])
 		if (err == nil) != (wantErr == nil) || (err == nil && !bytes.Equal(got, want)) {
 			t.Errorf("decodeBase64URL(%q) = %q, %v; want %q, %v", s, got, err, want, wantErr)
+		}
+	}
+}
+
+// parseNumber gives what strconv.ParseFloat (encoding/json's conversion)
+// gives, sign of zero included, on its integer fast path and off it.
+func TestParseNumber(t *testing.T) {
+	for _, n := range []string{"0", "-0", "7", "-7", "1795611600", "-1795611600", "999999999999999", "-999999999999999",
+		"1000000000000000", "9007199254740993", "12345678901234567890", "0.5", "-0.0", "1e3", "1E-3", "-2.5e+10", "1e308", "1e309", "-1e400", "1e-400"} {
+		want, wantErr := strconv.ParseFloat(n, 64)
+		got, ok := parseNumber([]byte(n))
+		if ok != (wantErr == nil) || (ok && (got != want || math.Signbit(got) != math.Signbit(want))) {
+			t.Errorf("parseNumber(%s) = %v, %v; strconv: %v, %v", n, got, ok, want, wantErr)
 		}
 	}
 }

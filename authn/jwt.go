@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -485,7 +484,7 @@ func numericDateRaw(v []byte) (time.Time, bool) {
 	if c := v[0]; c != '-' && (c < '0' || c > '9') {
 		return time.Time{}, false
 	}
-	f, _ := strconv.ParseFloat(string(v), 64) // valid and in range by the scan
+	f, _ := parseNumber(v) // valid and in range by the scan
 	return numericDate(f)
 }
 
