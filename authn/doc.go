@@ -3,9 +3,11 @@
 // into an Identity, or into an *Error with a bounded Code and a safe,
 // human-readable detail.
 //
-// It owns JWT verification (lestrrat-go/jwx/v2 for JWK parsing and JWS
-// signatures; issuer, audience, exp/nbf/iat and algorithm pinning are checked
-// here), JWKS key sets (inline, or fetched from a jwksUri with background
+// It owns JWT verification (lestrrat-go/jwx/v2 for JWK parsing and the
+// EC/EdDSA JWS signatures, crypto/rsa called directly for RS*/PS*; the
+// header and claims are read by a small JSON scanner held to encoding/json
+// by differential and fuzz tests, and a claim is decoded only when read;
+// issuer, audience, exp/nbf/iat and algorithm pinning are checked here), JWKS key sets (inline, or fetched from a jwksUri with background
 // refresh, last-good retention, bounded staleness and a rate-limited,
 // single-flight refresh on an unknown kid), the JWKS fetch guard (NewJWKSClient:
 // public https only unless an AllowList says otherwise, checked on the

@@ -1,8 +1,12 @@
 package authn
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +15,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -148,28 +153,78 @@ func BearerToken(authorization string) (string, bool) {
 type jwtHeader struct {
 	Alg  string
 	Kid  string
-	Crit []string
+	Crit int // how many critical extensions the header names
 	// jku, x5u, jwk, x5c are deliberately not decoded: keys come only from
 	// the provider's configured key source.
 }
 
 // parseHeader reads alg, kid and crit by their exact (case-sensitive)
-// names, as RFC 7515 requires; encoding/json's struct matching would take
-// "ALG" for "alg".
+// names, as RFC 7515 requires (encoding/json's struct matching would take
+// "ALG" for "alg"); a repeated name: the last one counts. The header must
+// be a valid JSON object; alg and kid strings (null counts as absent), crit
+// an array of strings.
 func parseHeader(b []byte) (jwtHeader, error) {
-	var raw map[string]json.RawMessage
 	var h jwtHeader
-	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
+	var buf [8]member
+	o, ok := parseObject(b, false, buf[:0])
+	if !ok {
 		return h, errors.New("header is not a JSON object")
 	}
-	for name, dst := range map[string]any{"alg": &h.Alg, "kid": &h.Kid, "crit": &h.Crit} {
-		if v, ok := raw[name]; ok {
-			if err := json.Unmarshal(v, dst); err != nil {
-				return h, fmt.Errorf("header %s has the wrong type", name)
-			}
+	var err error
+	if h.Alg, err = headerString(&o, "alg"); err != nil {
+		return h, err
+	}
+	if h.Kid, err = headerString(&o, "kid"); err != nil {
+		return h, err
+	}
+	if v := o.find("crit"); v != nil && v[0] != 'n' {
+		n, ok := stringArrayLen(v)
+		if !ok {
+			return h, errors.New("header crit has the wrong type")
 		}
+		h.Crit = n
 	}
 	return h, nil
+}
+
+// headerString is the header member name: a string, or "" when absent or
+// null.
+func headerString(o *jsonObject, name string) (string, error) {
+	switch v := o.find(name); {
+	case v == nil || v[0] == 'n':
+		return "", nil
+	case v[0] == '"':
+		return decodeString(v), nil
+	}
+	return "", fmt.Errorf("header %s has the wrong type", name)
+}
+
+// stringArrayLen is the length of a valid JSON array whose elements are
+// strings or nulls (what encoding/json decodes into a []string); ok is
+// false for anything else.
+func stringArrayLen(raw []byte) (int, bool) {
+	if raw[0] != '[' {
+		return 0, false
+	}
+	s := scanner{b: raw, i: 1}
+	s.ws()
+	if s.b[s.i] == ']' {
+		return 0, true
+	}
+	n := 0
+	for {
+		s.ws()
+		if c := s.b[s.i]; c != '"' && c != 'n' {
+			return 0, false
+		}
+		s.value()
+		n++
+		s.ws()
+		if s.b[s.i] == ']' {
+			return n, true
+		}
+		s.i++ // ','
+	}
 }
 
 // Authenticate verifies token and returns the caller. A refusal is an
@@ -221,7 +276,8 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	}
 	h64, rest, _ := strings.Cut(token, ".")
 	p64, s64, _ := strings.Cut(rest, ".")
-	hb, err := base64.RawURLEncoding.DecodeString(h64)
+	var hbuf [256]byte // a header is read here and not kept: no heap copy
+	hb, err := decodeBase64URL(h64, hbuf[:])
 	if err != nil || len(hb) == 0 {
 		return nil, nil, p.refuse(CodeMalformedToken, "header is not base64url")
 	}
@@ -238,11 +294,12 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	if p64 == "" || s64 == "" {
 		return nil, nil, p.refuse(CodeMalformedToken, "token has an empty payload or signature")
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(s64)
+	var sbuf [512]byte // an RSA-4096 signature
+	sig, err := decodeBase64URL(s64, sbuf[:])
 	if err != nil {
 		return nil, nil, p.refuse(CodeMalformedToken, "signature is not base64url")
 	}
-	if len(hdr.Crit) > 0 {
+	if hdr.Crit > 0 {
 		return nil, nil, p.refuse(CodeUnsupportedToken, "token has critical header extensions this verifier does not understand")
 	}
 
@@ -272,7 +329,7 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	}
 	// The signing input is the token up to the last dot, verified with the
 	// key and algorithm chosen above, never with keys named by the token.
-	if err := p.verifiers[hdr.Alg].Verify([]byte(token[:len(h64)+1+len(p64)]), sig, k.raw); err != nil {
+	if err := p.verifySignature(hdr.Alg, token[:len(h64)+1+len(p64)], sig, k.raw); err != nil {
 		return nil, set, p.refuse(CodeBadSignature, "signature does not verify")
 	}
 	id, err := p.claims(payload, now)
@@ -282,32 +339,89 @@ func (p *JWT) verify(ctx context.Context, token string, now time.Time, set *KeyS
 	return id, set, nil
 }
 
+// decodeBase64URL decodes unpadded base64url s into buf when it fits,
+// else into a new slice.
+func decodeBase64URL(s string, buf []byte) ([]byte, error) {
+	n := base64.RawURLEncoding.DecodedLen(len(s))
+	if n > len(buf) {
+		return base64.RawURLEncoding.DecodeString(s)
+	}
+	n, err := base64.RawURLEncoding.Decode(buf[:n], unsafe.Slice(unsafe.StringData(s), len(s))) // Decode only reads s
+	return buf[:n], err
+}
+
+// verifySignature checks sig over input with key for alg. RSA algorithms
+// call crypto/rsa directly, as jwx's verifier does (PKCS #1 v1.5, or PSS
+// with the salt length taken from the signature), without its copy of the
+// key and its hash allocations; the others go through jwx.
+func (p *JWT) verifySignature(alg, input string, sig []byte, key any) error {
+	var h crypto.Hash
+	switch alg {
+	case "RS256", "PS256":
+		h = crypto.SHA256
+	case "RS384", "PS384":
+		h = crypto.SHA384
+	case "RS512", "PS512":
+		h = crypto.SHA512
+	default:
+		// A copy: jwx's verifier is an interface, so sig would escape.
+		return p.verifiers[alg].Verify([]byte(input), bytes.Clone(sig), key)
+	}
+	pub, ok := key.(*rsa.PublicKey)
+	if !ok {
+		return errors.New("not an RSA public key")
+	}
+	var sum [sha512.Size]byte
+	n := hashString(h, input, &sum)
+	if alg[0] == 'P' {
+		return rsa.VerifyPSS(pub, h, bytes.Clone(sum[:n]), sig, nil) // a copy: VerifyPSS lets it escape
+	}
+	return rsa.VerifyPKCS1v15(pub, h, sum[:n], sig)
+}
+
+// hashString writes h(input) into sum and returns its length, reading the
+// string in place.
+func hashString(h crypto.Hash, input string, sum *[sha512.Size]byte) int {
+	b := unsafe.Slice(unsafe.StringData(input), len(input)) // the hash only reads it
+	switch h {
+	case crypto.SHA256:
+		s := sha256.Sum256(b)
+		return copy(sum[:], s[:])
+	case crypto.SHA384:
+		s := sha512.Sum384(b)
+		return copy(sum[:], s[:])
+	default:
+		s := sha512.Sum512(b)
+		return copy(sum[:], s[:])
+	}
+}
+
 func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
-	var claims map[string]any
-	if err := json.Unmarshal(payload, &claims); err != nil || claims == nil {
+	var buf [16]member // the member index is copied into the identity
+	o, ok := parseObject(payload, true, buf[:0])
+	if !ok {
 		return nil, p.refuse(CodeMalformedToken, "payload is not a JSON object")
 	}
 	skew := p.cfg.ClockSkew
-	iss, _ := claims["iss"].(string)
-	if iss != p.cfg.Issuer {
+	if !stringIs(o.find("iss"), p.cfg.Issuer) {
 		return nil, p.refuse(CodeIssuerMismatch, "token issuer is not the provider's issuer")
 	}
-	if !p.audienceOK(claims["aud"]) {
+	if !p.audienceRawOK(o.find("aud")) {
 		return nil, p.refuse(CodeAudienceMismatch, "token audience is not one the provider accepts")
 	}
-	expRaw, ok := claims["exp"]
-	if !ok {
+	expRaw := o.find("exp")
+	if expRaw == nil {
 		return nil, p.refuse(CodeMissingExp, "token has no exp claim; tokens must expire")
 	}
-	exp, ok := numericDate(expRaw)
+	exp, ok := numericDateRaw(expRaw)
 	if !ok {
 		return nil, p.refuse(CodeInvalidClaims, "exp is not a NumericDate")
 	}
 	if !now.Before(exp.Add(skew)) {
 		return nil, p.refuse(CodeExpired, "token expired")
 	}
-	if v, ok := claims["nbf"]; ok {
-		nbf, ok := numericDate(v)
+	if v := o.find("nbf"); v != nil {
+		nbf, ok := numericDateRaw(v)
 		if !ok {
 			return nil, p.refuse(CodeInvalidClaims, "nbf is not a NumericDate")
 		}
@@ -315,8 +429,8 @@ func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
 			return nil, p.refuse(CodeNotYetValid, "token is not valid yet (nbf in the future)")
 		}
 	}
-	if v, ok := claims["iat"]; ok {
-		iat, ok := numericDate(v)
+	if v := o.find("iat"); v != nil {
+		iat, ok := numericDateRaw(v)
 		if !ok {
 			return nil, p.refuse(CodeInvalidClaims, "iat is not a NumericDate")
 		}
@@ -324,15 +438,18 @@ func (p *JWT) claims(payload []byte, now time.Time) (*Identity, error) {
 			return nil, p.refuse(CodeIssuedInFuture, "token was issued in the future (iat)")
 		}
 	}
-	id := &Identity{Provider: p.cfg.Name, Kind: KindJWT, Claims: claims, ExpiresAt: exp}
-	if v, ok := claims["sub"]; ok {
-		s, ok := v.(string)
-		if !ok {
+	id := &Identity{Provider: p.cfg.Name, Kind: KindJWT, ExpiresAt: exp}
+	if v := o.find("sub"); v != nil {
+		if v[0] != '"' {
 			return nil, p.refuse(CodeInvalidClaims, "sub is not a string")
 		}
-		id.Subject = s
+		id.Subject = decodeString(v)
 	}
-	id.Scopes = scopes(claims)
+	id.Scopes = scopes(&o)
+	// The identity keeps the payload and its member index (no pointers for
+	// the GC to follow) and decodes a claim when a rule, header or metadata
+	// entry reads it.
+	id.jwt = newJWTClaims(payload, o.members)
 	return id, nil
 }
 
@@ -350,9 +467,29 @@ func (p *JWT) audienceOK(v any) bool {
 	return false
 }
 
-func numericDate(v any) (time.Time, bool) {
-	f, ok := v.(float64)
-	if !ok || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
+// audienceRawOK is audienceOK of a raw JSON value (nil: absent), without
+// decoding a plain string.
+func (p *JWT) audienceRawOK(v []byte) bool {
+	switch {
+	case v == nil:
+		return false
+	case v[0] == '"' && plainString(v):
+		return p.auds[string(v[1:len(v)-1])]
+	}
+	return p.audienceOK(decodeValue(v))
+}
+
+// numericDateRaw is numericDate of a raw JSON value.
+func numericDateRaw(v []byte) (time.Time, bool) {
+	if c := v[0]; c != '-' && (c < '0' || c > '9') {
+		return time.Time{}, false
+	}
+	f, _ := parseNumber(v) // valid and in range by the scan
+	return numericDate(f)
+}
+
+func numericDate(f float64) (time.Time, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
 		return time.Time{}, false
 	}
 	sec, frac := math.Modf(f)
@@ -360,11 +497,11 @@ func numericDate(v any) (time.Time, bool) {
 }
 
 // scopes reads "scope" (space-separated string) or "scp" (array or string).
-func scopes(claims map[string]any) []string {
-	if s, ok := claims["scope"].(string); ok {
-		return strings.Fields(s)
+func scopes(o *jsonObject) []string {
+	if v := o.find("scope"); v != nil && v[0] == '"' {
+		return strings.Fields(decodeString(v))
 	}
-	switch v := claims["scp"].(type) {
+	switch v := o.value("scp").(type) {
 	case string:
 		return strings.Fields(v)
 	case []any:

@@ -87,7 +87,7 @@ func (f identityFields) lookup(k string) (ref.Val, bool) {
 	case "subject":
 		return types.String(id.Subject), true
 	case "claims":
-		c := id.Claims
+		c := id.Claims()
 		if c == nil {
 			c = emptyClaims
 		}

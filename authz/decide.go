@@ -303,7 +303,8 @@ func hasClaims(id *authn.Identity, want []claimMatch) bool {
 			}
 			continue
 		}
-		switch v := id.Claims[w.name].(type) {
+		v, _ := id.Claim(w.name)
+		switch v := v.(type) {
 		case string:
 			if v != w.value {
 				return false
@@ -351,7 +352,7 @@ func claimString(id *authn.Identity, name string) (string, bool) {
 			return id.Subject, id.Subject != ""
 		}
 	}
-	v, ok := id.Claims[name]
+	v, ok := id.Claim(name)
 	if !ok {
 		if id.Kind == authn.KindAPIKey {
 			l, ok := id.Labels[name]
