@@ -13,14 +13,14 @@ import (
 type deltaWatch struct {
 	req *cachev3.DeltaRequest
 	sub cachev3.Subscription
-	out chan cachev3.DeltaResponse
+	out func(cachev3.DeltaResponse) // queues the answer; never waits
 }
 
 // CreateDeltaWatch answers at once when the node lacks a resource version
 // or holds a removed resource (or this is its first wildcard request), and
 // otherwise parks the watch until a snapshot of its group changes
 // something for it.
-func (c *watchCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+func (c *watchCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out func(cachev3.DeltaResponse)) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.group(GroupHash{}.ID(req.GetNode()))
@@ -70,18 +70,17 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 		// keeps a token naming it instead of its own copy of the versions.
 		next = map[string]string{heldKey: enc.version}
 	} else {
-		next = make(map[string]string, len(w.sub.SubscribedResources()))
 		for n := range w.sub.SubscribedResources() {
 			prev, held := sent[n]
 			if v, ok := enc.versions[n]; ok {
 				if prev != v {
 					changed = append(changed, n)
 				}
-				next[n] = v
 			} else if held {
 				removed = append(removed, n)
 			}
 		}
+		next = enc.namedNext(w.sub)
 	}
 	if len(changed) == 0 && len(removed) == 0 && (!w.sub.IsWildcard() || w.req.GetResponseNonce() != "") {
 		return nil, nil
@@ -89,6 +88,32 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 	slices.Sort(changed)
 	slices.Sort(removed)
 	return &deltaResponse{req: w.req, version: enc.version, body: concat(enc.deltaBodies, enc.deltaEntries, changed), removed: removed, next: next}, nil
+}
+
+// namedNext is what a named delta subscription holds once answered from
+// e: the version of each subscribed resource that exists. Streams with
+// the same interned name set (subscription) share one map.
+func (e *encodedType) namedNext(sub cachev3.Subscription) map[string]string {
+	var ns *nameSet
+	if s, ok := sub.(subscription); ok {
+		ns = s.names
+		if next, ok := e.deltaNext[ns]; ok && ns != nil {
+			return next
+		}
+	}
+	next := make(map[string]string, len(sub.SubscribedResources()))
+	for n := range sub.SubscribedResources() {
+		if v, ok := e.versions[n]; ok {
+			next[n] = v
+		}
+	}
+	if ns != nil && len(e.deltaNext) < maxBodies {
+		if e.deltaNext == nil {
+			e.deltaNext = map[*nameSet]map[string]string{}
+		}
+		e.deltaNext[ns] = next
+	}
+	return next
 }
 
 // buildDelta hashes and encodes e's resources for delta responses, once.
