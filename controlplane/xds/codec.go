@@ -15,12 +15,15 @@ import (
 
 // ServerOptions are the gRPC server options the ADS service wants: a codec
 // that sends a response's shared, pre-encoded resources (watchCache)
-// as they are, without copying them into a fresh buffer per stream. gRPC's
+// as they are, without copying them into a fresh buffer per stream (gRPC's
 // own codec would allocate (and zero) a buffer of the response's size for
 // every node: for a change pushed to thousands of nodes that is most of
-// the control plane's CPU.
+// the control plane's CPU); and a tap that lets a stream's handler end its
+// stream (streamContext): the stream reads requests on the handler's
+// goroutine, and without the tap it ends when the node or gRPC ends it,
+// not when the Server's context ends.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")})}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")}), grpc.InTapHandle(streamContext)}
 }
 
 // codec is gRPC's proto codec except for (Delta)DiscoveryResponses

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
 
 // adsServer is the ADS service, SotW and delta: a stream loop of its own
@@ -34,11 +35,11 @@ import (
 //     answer; a subscription change that drops names builds a new map
 //     instead of modifying it (go-control-plane modifies it, so it cannot
 //     be shared);
-//   - responses wait in a queue read by the stream's goroutine, not in
-//     channels per watch.
-//
-// Per stream there are two goroutines: gRPC's handler, which sends, and
-// one reading requests (as go-control-plane's).
+//   - one goroutine per stream, gRPC's handler, reading requests (go-
+//     control-plane has two: one reading, one sending); the cache queues
+//     its answers without waiting, and a goroutine started for them sends
+//     them in order and ends when the queue is empty, so an idle stream
+//     holds one goroutine stack, not two.
 type adsServer struct {
 	ctx   context.Context
 	cache *nackCache
@@ -51,12 +52,27 @@ func newADSServer(ctx context.Context, c *nackCache, t *tracker) *adsServer {
 	return &adsServer{ctx: ctx, cache: c, t: t, sets: newNameSets()}
 }
 
-// outbox is a stream's queue of answers, filled by the cache (which never
-// waits for it) and emptied by the stream's goroutine.
-type outbox[R any] struct {
-	mu      sync.Mutex
+// loop is one stream's state: its watches by type and the answers the
+// cache gave them, which a goroutine started when the first one arrives
+// sends in order (and ends when none is left).
+type loop[R any, M any] struct {
+	// prepare makes the message for an answer to w, and records it on
+	// w (nonce, returned resources) and in the tracker. Caller holds mu.
+	prepare func(r R, w *typeWatch, nonce string) (M, error)
+	send    func(M) error
+	cancel  context.CancelFunc // ends the stream's context (streamContext); nil without
+
+	mu      sync.Mutex // the fields below; taken before the cache's lock
+	watches map[string]*typeWatch
+	nonce   int64
+	gen     int64
+	closed  bool
+
+	omu     sync.Mutex // the fields below; the cache delivers under its lock
 	pending []queued[R]
-	ready   chan struct{} // has a value when pending may be non-empty
+	running bool
+	err     error // the first error sending
+	senders sync.WaitGroup
 }
 
 type queued[R any] struct {
@@ -65,28 +81,110 @@ type queued[R any] struct {
 	resp    R
 }
 
-func newOutbox[R any]() *outbox[R] { return &outbox[R]{ready: make(chan struct{}, 1)} }
+func newLoop[R, M any](ctx context.Context, prepare func(R, *typeWatch, string) (M, error), send func(M) error) *loop[R, M] {
+	l := &loop[R, M]{prepare: prepare, send: send, watches: map[string]*typeWatch{}}
+	l.cancel, _ = ctx.Value(streamCancelKey{}).(context.CancelFunc)
+	return l
+}
 
-// deliver returns the function a watch of generation gen answers with.
-func (o *outbox[R]) deliver(typeURL string, gen int64) func(R) {
+// deliver is what the watch of type typeURL and generation gen answers
+// with: the answer is queued, and a sender started if none runs. It never
+// waits (the cache calls it under its lock).
+func (l *loop[R, M]) deliver(typeURL string, gen int64) func(R) {
 	return func(r R) {
-		o.mu.Lock()
-		o.pending = append(o.pending, queued[R]{typeURL, gen, r})
-		o.mu.Unlock()
-		select {
-		case o.ready <- struct{}{}:
-		default:
+		l.omu.Lock()
+		l.pending = append(l.pending, queued[R]{typeURL, gen, r})
+		start := !l.running
+		l.running = true
+		if start {
+			l.senders.Add(1)
+		}
+		l.omu.Unlock()
+		if start {
+			go l.drain()
 		}
 	}
 }
 
-// take removes and returns every queued answer.
-func (o *outbox[R]) take() []queued[R] {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	p := o.pending
-	o.pending = nil
-	return p
+// drain sends the queued answers, in order, until none is left.
+func (l *loop[R, M]) drain() {
+	defer l.senders.Done()
+	for {
+		l.omu.Lock()
+		batch := l.pending
+		l.pending = nil
+		l.omu.Unlock()
+		var msgs []M
+		var err error
+		l.mu.Lock()
+		for _, q := range batch {
+			w := l.watches[q.typeURL]
+			if l.closed || w == nil || w.gen != q.gen {
+				continue // the answer of a watch a later request replaced
+			}
+			l.nonce++
+			m, perr := l.prepare(q.resp, w, strconv.FormatInt(l.nonce, 10))
+			if perr != nil {
+				err = perr
+				break
+			}
+			msgs = append(msgs, m)
+		}
+		l.mu.Unlock()
+		for _, m := range msgs {
+			if err != nil {
+				break
+			}
+			err = l.send(m)
+		}
+		l.omu.Lock()
+		if err != nil && l.err == nil {
+			l.err = err
+			if l.cancel != nil {
+				l.cancel() // the stream ends: its Recv returns
+			}
+		}
+		if len(l.pending) == 0 || l.err != nil {
+			l.pending = nil
+			l.running = false
+			l.omu.Unlock()
+			return
+		}
+		l.omu.Unlock()
+	}
+}
+
+// watch replaces the watch of type t (nil when none) with a new one for
+// req, from the cache's create. Caller holds mu.
+func (l *loop[R, M]) watch(t string, w *typeWatch, create func(deliver func(R)) (func(), error)) error {
+	l.gen++
+	w.gen = l.gen
+	l.watches[t] = w
+	cancel, err := create(l.deliver(t, l.gen))
+	if err != nil {
+		w.cancel = func() {}
+		return err
+	}
+	w.cancel = cancel
+	return nil
+}
+
+// end cancels the watches and waits for a running sender; it returns the
+// error that ended sending, if any.
+func (l *loop[R, M]) end() error {
+	l.mu.Lock()
+	l.closed = true
+	for _, w := range l.watches {
+		if w.cancel != nil {
+			w.cancel()
+		}
+	}
+	l.mu.Unlock()
+	// No watch answers any more: no sender starts after this.
+	l.senders.Wait()
+	l.omu.Lock()
+	defer l.omu.Unlock()
+	return l.err
 }
 
 // typeWatch is a stream's state for one type.
@@ -97,26 +195,43 @@ type typeWatch struct {
 	nonce  string // of the last response sent
 }
 
-// recvLoop reads requests into a channel until the stream ends.
-func recvLoop[Req any](ctx, srvCtx context.Context, recv func() (*Req, error)) <-chan *Req {
-	ch := make(chan *Req)
-	go func() {
-		defer close(ch)
-		for {
-			req, err := recv()
-			if err != nil {
-				return
+// streamCancelKey keys, in a stream's context, the function that cancels
+// it (streamContext).
+type streamCancelKey struct{}
+
+// streamContext is the gRPC tap (ServerOptions) that makes every stream's
+// context cancellable by the stream's handler: an ADS stream reads its
+// requests on the handler's goroutine, so ending the stream (the server
+// stops, a send failed) must make Recv return.
+func streamContext(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
+}
+
+// serve is the life of a stream: requests are read here, answers sent
+// by the loop's sender. It ends when the node ends the stream, the
+// server's context ends (through streamContext), sending fails, or
+// handle refuses a request.
+func serve[Req, R, M any](s *adsServer, l *loop[R, M], recv func() (*Req, error), handle func(*Req) error) error {
+	if l.cancel != nil {
+		defer context.AfterFunc(s.ctx, l.cancel)()
+	}
+	for {
+		req, err := recv()
+		if err != nil {
+			if serr := l.end(); serr != nil {
+				return serr
 			}
-			select {
-			case ch <- req:
-			case <-ctx.Done():
-				return
-			case <-srvCtx.Done():
-				return
-			}
+			return nil
 		}
-	}()
-	return ch
+		l.mu.Lock()
+		err = handle(req)
+		l.mu.Unlock()
+		if err != nil {
+			l.end()
+			return err
+		}
+	}
 }
 
 // StreamAggregatedResources serves a SotW ADS stream.
@@ -124,88 +239,54 @@ func (s *adsServer) StreamAggregatedResources(st grpc.BidiStreamingServer[discov
 	id := s.ids.Add(1)
 	key := streamKey{false, id}
 	s.t.open(st.Context(), id, false)
-	out := newOutbox[cachev3.Response]()
-	watches := map[string]*typeWatch{}
-	node := &corev3.Node{}
-	var nonce, gen int64
-	defer func() {
-		for _, w := range watches {
-			w.cancel()
-		}
-		s.t.close(key)
-	}()
-	send := func(q queued[cachev3.Response]) error {
-		w := watches[q.typeURL]
-		if w == nil || w.gen != q.gen {
-			return nil // the answer of a watch a later request replaced
-		}
-		resp, err := q.resp.GetDiscoveryResponse()
+	defer s.t.close(key)
+	l := newLoop(st.Context(), func(r cachev3.Response, w *typeWatch, nonce string) (*discoveryv3.DiscoveryResponse, error) {
+		resp, err := r.GetDiscoveryResponse()
 		if err != nil {
+			return nil, err
+		}
+		resp.Nonce = nonce
+		w.sub.returned = r.GetReturnedResources()
+		w.nonce = nonce
+		s.t.response(key, resp.GetTypeUrl(), nonce, resp.GetVersionInfo())
+		return resp, nil
+	}, st.Send)
+	node := &corev3.Node{}
+	return serve(s, l, st.Recv, func(req *discoveryv3.DiscoveryRequest) error {
+		if req.GetNode() != nil {
+			node = req.GetNode()
+		} else {
+			req.Node = node
+		}
+		t := req.GetTypeUrl()
+		if t == "" {
+			return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
+		}
+		var msg *string
+		if req.GetErrorDetail() != nil {
+			m := req.GetErrorDetail().GetMessage()
+			msg = &m
+		}
+		if err := s.t.request(key, req.GetNode(), t, req.GetResponseNonce(), req.GetVersionInfo(), msg); err != nil {
 			return err
 		}
-		nonce++
-		resp.Nonce = strconv.FormatInt(nonce, 10)
-		w.sub.returned = q.resp.GetReturnedResources()
-		w.nonce = resp.Nonce
-		s.t.response(key, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
-		return st.Send(resp)
-	}
-	reqs := recvLoop(st.Context(), s.ctx, st.Recv)
-	for {
-		select {
-		case <-s.ctx.Done():
-			return nil
-		case <-out.ready:
-			for _, q := range out.take() {
-				if err := send(q); err != nil {
-					return err
-				}
+		w := l.watches[t]
+		if w != nil {
+			if w.nonce != "" && req.GetResponseNonce() != w.nonce {
+				return nil // stale: the node has not seen the last response yet
 			}
-		case req, ok := <-reqs:
-			if !ok {
-				return nil
-			}
-			if req.GetNode() != nil {
-				node = req.GetNode()
-			} else {
-				req.Node = node
-			}
-			t := req.GetTypeUrl()
-			if t == "" {
-				return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
-			}
-			var msg *string
-			if req.GetErrorDetail() != nil {
-				m := req.GetErrorDetail().GetMessage()
-				msg = &m
-			}
-			if err := s.t.request(key, req.GetNode(), t, req.GetResponseNonce(), req.GetVersionInfo(), msg); err != nil {
-				return err
-			}
-			w := watches[t]
-			if w != nil {
-				if w.nonce != "" && req.GetResponseNonce() != w.nonce {
-					continue // stale: the node has not seen the last response yet
-				}
-				w.cancel()
-			} else {
-				w = &typeWatch{sub: subscription{legacy: true, wildcard: len(req.GetResourceNames()) == 0}}
-				watches[t] = w
-			}
-			w.sub.setSotw(req.GetResourceNames(), s.sets)
-			if w.sub.names != nil {
-				req.ResourceNames = w.sub.names.names // the stream keeps the shared copy
-			}
-			gen++
-			w.gen = gen
-			cancel, err := s.cache.CreateWatch(req, w.sub, out.deliver(t, gen))
-			if err != nil {
-				w.cancel = func() {}
-				return err
-			}
-			w.cancel = cancel
+			w.cancel()
+		} else {
+			w = &typeWatch{sub: subscription{legacy: true, wildcard: len(req.GetResourceNames()) == 0}}
 		}
-	}
+		w.sub.setSotw(req.GetResourceNames(), s.sets)
+		if w.sub.names != nil {
+			req.ResourceNames = w.sub.names.names // the stream keeps the shared copy
+		}
+		return l.watch(t, w, func(deliver func(cachev3.Response)) (func(), error) {
+			return s.cache.CreateWatch(req, w.sub, deliver)
+		})
+	})
 }
 
 // DeltaAggregatedResources serves a delta ADS stream.
@@ -213,89 +294,48 @@ func (s *adsServer) DeltaAggregatedResources(st grpc.BidiStreamingServer[discove
 	id := s.ids.Add(1)
 	key := streamKey{true, id}
 	s.t.open(st.Context(), id, true)
-	out := newOutbox[cachev3.DeltaResponse]()
-	watches := map[string]*typeWatch{}
+	defer s.t.close(key)
+	l := newLoop(st.Context(), func(r cachev3.DeltaResponse, w *typeWatch, nonce string) (*discoveryv3.DeltaDiscoveryResponse, error) {
+		resp, err := r.GetDeltaDiscoveryResponse()
+		if err != nil {
+			return nil, err
+		}
+		resp.Nonce = nonce
+		w.nonce = nonce
+		w.sub.returned = r.GetNextVersionMap()
+		s.t.response(key, resp.GetTypeUrl(), nonce, resp.GetSystemVersionInfo())
+		return resp, nil
+	}, st.Send)
 	node := &corev3.Node{}
-	var nonce, gen int64
-	defer func() {
-		for _, w := range watches {
+	return serve(s, l, st.Recv, func(req *discoveryv3.DeltaDiscoveryRequest) error {
+		var msg *string
+		if req.GetErrorDetail() != nil {
+			m := req.GetErrorDetail().GetMessage()
+			msg = &m
+		}
+		if err := s.t.request(key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", msg); err != nil {
+			return err
+		}
+		if req.GetNode() != nil {
+			node = req.GetNode()
+		} else {
+			req.Node = node
+		}
+		t := req.GetTypeUrl()
+		if t == "" {
+			return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
+		}
+		w := l.watches[t]
+		if w == nil {
+			w = &typeWatch{sub: subscription{legacy: true, wildcard: len(req.GetResourceNamesSubscribe()) == 0, returned: req.GetInitialResourceVersions()}}
+		} else {
 			w.cancel()
 		}
-		s.t.close(key)
-	}()
-	sendAll := func() error {
-		for _, q := range out.take() {
-			w := watches[q.typeURL]
-			if w == nil || w.gen != q.gen {
-				continue
-			}
-			resp, err := q.resp.GetDeltaDiscoveryResponse()
-			if err != nil {
-				return err
-			}
-			nonce++
-			resp.Nonce = strconv.FormatInt(nonce, 10)
-			s.t.response(key, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
-			if err := st.Send(resp); err != nil {
-				return err
-			}
-			w.nonce = resp.Nonce
-			w.sub.returned = q.resp.GetNextVersionMap()
-		}
-		return nil
-	}
-	reqs := recvLoop(st.Context(), s.ctx, st.Recv)
-	for {
-		select {
-		case <-s.ctx.Done():
-			return nil
-		case <-out.ready:
-			if err := sendAll(); err != nil {
-				return err
-			}
-		case req, ok := <-reqs:
-			if !ok {
-				return nil
-			}
-			// What was answered before this request goes out first.
-			if err := sendAll(); err != nil {
-				return err
-			}
-			var msg *string
-			if req.GetErrorDetail() != nil {
-				m := req.GetErrorDetail().GetMessage()
-				msg = &m
-			}
-			if err := s.t.request(key, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", msg); err != nil {
-				return err
-			}
-			if req.GetNode() != nil {
-				node = req.GetNode()
-			} else {
-				req.Node = node
-			}
-			t := req.GetTypeUrl()
-			if t == "" {
-				return status.Errorf(codes.InvalidArgument, "type URL is required for ADS")
-			}
-			w := watches[t]
-			if w == nil {
-				w = &typeWatch{sub: subscription{legacy: true, wildcard: len(req.GetResourceNamesSubscribe()) == 0, returned: req.GetInitialResourceVersions()}}
-				watches[t] = w
-			} else {
-				w.cancel()
-			}
-			w.sub.updateDelta(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), s.sets)
-			gen++
-			w.gen = gen
-			cancel, err := s.cache.CreateDeltaWatch(req, w.sub, out.deliver(t, gen))
-			if err != nil {
-				w.cancel = func() {}
-				return err
-			}
-			w.cancel = cancel
-		}
-	}
+		w.sub.updateDelta(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), s.sets)
+		return l.watch(t, w, func(deliver func(cachev3.DeltaResponse)) (func(), error) {
+			return s.cache.CreateDeltaWatch(req, w.sub, deliver)
+		})
+	})
 }
 
 // subscription is one type's subscription on one stream

@@ -3,9 +3,11 @@ package xds
 import (
 	"context"
 	"fmt"
+	"net"
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +16,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // sotwAs is a SotW ADS stream of node id in group edge.
@@ -346,5 +350,125 @@ func TestNameSetsForgetUnused(t *testing.T) {
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// xdsGoroutines counts the goroutines running this package's code.
+func xdsGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "controlplane/xds.") && !strings.Contains(g, "controlplane/xds.Test") && !strings.Contains(g, "testing.tRunner") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIdleStreamHoldsOneGoroutine: a stream that has been answered and
+// waits for the next version holds one goroutine of the server's (its
+// handler, reading requests); the goroutine that sent its answers has
+// ended. SotW and delta.
+func TestIdleStreamHoldsOneGoroutine(t *testing.T) {
+	s, conn := startServer(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", edsSnapshot(t, "v1", 3, 9100)); err != nil {
+		t.Fatal(err)
+	}
+	before := xdsGoroutines()
+	const n = 20
+	for i := range n {
+		a := openSotw(t, ctx, conn, fmt.Sprintf("s%d", i))
+		a.req(resourcev3.ClusterType, "", "", "")
+		r := a.recv()
+		a.req(resourcev3.ClusterType, r.GetVersionInfo(), r.GetNonce(), "")
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: fmt.Sprintf("d%d", i), Cluster: "edge"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: d.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parked(t, s, resourcev3.ClusterType, false, n)
+	parked(t, s, resourcev3.ClusterType, true, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := xdsGoroutines() - before
+		if got == 2*n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle streams hold %d goroutines of the server's, want %d (one each)", 2*n, got, 2*n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestServerContextEndsStreams: when the Server's context ends, its
+// streams end (the handler reads requests itself, so this needs
+// ServerOptions' tap), SotW and delta.
+func TestServerContextEndsStreams(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := New(ctx, Options{Registry: prometheus.NewRegistry()})
+	gs := grpc.NewServer(ServerOptions()...)
+	s.Register(gs)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(l) }()
+	defer gs.Stop()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", edsSnapshot(t, "v1", 3, 9100)); err != nil {
+		t.Fatal(err)
+	}
+	a := openSotw(t, t.Context(), conn, "n1")
+	a.req(resourcev3.ClusterType, "", "", "")
+	a.recv()
+	d, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "d1", Cluster: "edge"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	ended := make(chan error, 2)
+	go func() { _, err := a.st.Recv(); ended <- err }()
+	go func() { _, err := d.Recv(); ended <- err }()
+	for range 2 {
+		select {
+		case err := <-ended:
+			if err == nil {
+				t.Fatal("a stream sent a response after the server's context ended")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stream did not end when the server's context ended")
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Streams() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams still tracked", s.Streams())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
