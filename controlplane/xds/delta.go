@@ -49,8 +49,18 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 	sent, known := g.heldBy(t, w.sub.ReturnedResources())
 	var changed, removed []string
 	var next map[string]string
+	// all: changed is every resource, enc.names itself (shared, sorted,
+	// never modified): a node that holds nothing yet, as every node of a
+	// fleet that connects.
+	all := false
 	if w.sub.IsWildcard() {
+		if all = len(sent) == 0; all {
+			changed = enc.names
+		}
 		for _, n := range enc.names {
+			if all {
+				break
+			}
 			if prev, ok := sent[n]; !ok || prev != enc.versions[n] {
 				changed = append(changed, n)
 			}
@@ -67,10 +77,17 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 			}
 		}
 		// The node will hold every resource of this encoding: its stream
-		// keeps a token naming it instead of its own copy of the versions.
-		next = map[string]string{heldKey: enc.version}
+		// keeps a token naming it instead of its own copy of the versions
+		// (one map per encoding, shared).
+		if enc.token == nil {
+			enc.token = map[string]string{heldKey: enc.version}
+		}
+		next = enc.token
+	} else if subs := w.sub.SubscribedResources(); len(sent) == 0 && len(enc.names) > 0 && covers(subs, enc.names) {
+		all, changed = true, enc.names
+		next = enc.namedNext(w.sub)
 	} else {
-		for n := range w.sub.SubscribedResources() {
+		for n := range subs {
 			prev, held := sent[n]
 			if v, ok := enc.versions[n]; ok {
 				if prev != v {
@@ -85,9 +102,24 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 	if len(changed) == 0 && len(removed) == 0 && (!w.sub.IsWildcard() || w.req.GetResponseNonce() != "") {
 		return nil, nil
 	}
-	slices.Sort(changed)
+	if !all {
+		slices.Sort(changed)
+	}
 	slices.Sort(removed)
-	return &deltaResponse{req: w.req, version: enc.version, body: concat(enc.deltaBodies, enc.deltaEntries, changed), removed: removed, next: next}, nil
+	return &deltaResponse{req: w.req, version: enc.version, body: concatKey(enc.deltaBodies, enc.deltaEntries, enc.key(changed), changed), removed: removed, next: next}, nil
+}
+
+// covers reports whether set holds every name of names.
+func covers(set map[string]struct{}, names []string) bool {
+	if len(set) < len(names) {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := set[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // namedNext is what a named delta subscription holds once answered from

@@ -409,6 +409,15 @@ func (s *subscription) updateDelta(subscribe, unsubscribe []string, sets *nameSe
 		s.legacy = false
 	}
 	cur := s.SubscribedResources()
+	if len(cur) == 0 && len(unsubscribe) == 0 && !slices.Contains(subscribe, wildcardName) {
+		// The first names (every node of a group sends the same list):
+		// the list is the interned set's key as it came, so a set that
+		// exists costs no copy.
+		if len(subscribe) > 0 {
+			s.names = sets.get(subscribe)
+		}
+		return
+	}
 	var next map[string]struct{} // a copy of cur, once changed
 	edit := func() {
 		if next == nil {

@@ -329,6 +329,28 @@ func TestStreamsShareSubscriptionState(t *testing.T) {
 	if len(ds["d1"].ReturnedResources()) != n || !samePtr(ds["d1"].ReturnedResources(), ds["d2"].ReturnedResources()) {
 		t.Errorf("delta: the two streams hold two maps of the same %d resource versions", n)
 	}
+
+	// Delta wildcard: the streams' held-encoding tokens are one map.
+	for _, id := range []string{"w1", "w2"} {
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: id, Cluster: "edge"}, TypeUrl: resourcev3.ClusterType}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: r.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws := parked(t, s, resourcev3.ClusterType, true, 2)
+	if len(ws["w1"].ReturnedResources()) != 1 || !samePtr(ws["w1"].ReturnedResources(), ws["w2"].ReturnedResources()) {
+		t.Errorf("delta wildcard: the two streams hold two tokens for the same encoding")
+	}
 }
 
 // TestNameSetsForgetUnused: an interned name set no stream holds any

@@ -81,6 +81,9 @@ type encodedType struct {
 	// versions a named delta subscription holds once answered: shared
 	// by every stream subscribed to the same names.
 	deltaNext map[*nameSet]map[string]string
+	// token is a wildcard delta subscription's returned resources once
+	// answered from this encoding ({heldKey: version}), shared.
+	token map[string]string
 }
 
 // revision is one revision of a group as set (Server.SetSnapshot): its
@@ -527,13 +530,8 @@ func (e *encodedType) returnedFor(key string, names []string, version func(strin
 	return r
 }
 
-// concat joins the entries of names, remembering the result in bodies
-// (up to maxBodies name sets).
-func concat(bodies, entries map[string][]byte, names []string) []byte {
-	return concatKey(bodies, entries, strings.Join(names, "\x00"), names)
-}
-
-// concatKey is concat with names' key.
+// concatKey joins the entries of names, remembering the result in bodies
+// under key (names' key) for up to maxBodies name sets.
 func concatKey(bodies, entries map[string][]byte, key string, names []string) []byte {
 	if b, ok := bodies[key]; ok {
 		return b

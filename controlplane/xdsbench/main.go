@@ -57,6 +57,12 @@ type Config struct {
 	// is written once the fleet has converged (what the memory per node
 	// is made of).
 	HeapProfile string
+	// AllocProfile, when set, is where the control plane's allocation
+	// profile is written before the fleet connects (AllocProfile +
+	// ".before") and once it has converged: `go tool pprof
+	// -sample_index=alloc_space -base FILE.before FILE` is what the
+	// fleet's connection and first answers allocated.
+	AllocProfile string
 }
 
 // Report is what a run measured.
@@ -136,6 +142,7 @@ func main() {
 	deltaOnly := flag.Bool("delta", false, "delta xDS only (same as -protocols delta)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
+	flag.StringVar(&cfg.AllocProfile, "allocprofile", "", "write the control plane's allocation profile before the fleet connects (FILE.before) and once it has converged (FILE)")
 	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
@@ -395,6 +402,11 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		rep.HeapBeforeMiB = liveHeapMiB(tg.adminAddr)
 	}
 	rep.RSSBeforeMiB = rep.MemBefore.RSS / (1 << 20)
+	if cfg.AllocProfile != "" {
+		if err := fetch(tg.adminAddr, "/debug/pprof/allocs?gc=1", cfg.AllocProfile+".before"); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Delta)
 	if err != nil {
@@ -426,6 +438,11 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
 	}
 	rep.RSSAfterMiB = rep.MemIdle.RSS / (1 << 20)
+	if cfg.AllocProfile != "" { // after the idle reading: it forces a GC
+		if err := fetch(tg.adminAddr, "/debug/pprof/allocs?gc=1", cfg.AllocProfile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.HeapProfile != "" {
 		if err := fetch(tg.adminAddr, "/debug/pprof/heap", cfg.HeapProfile); err != nil {
 			return nil, err
