@@ -375,13 +375,14 @@ func TestNameSetsForgetUnused(t *testing.T) {
 	}
 }
 
-// xdsGoroutines counts the goroutines running this package's code.
+// xdsGoroutines counts the goroutines running this package's code (not
+// its tests').
 func xdsGoroutines() int {
 	buf := make([]byte, 1<<22)
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "controlplane/xds.") && !strings.Contains(g, "controlplane/xds.Test") && !strings.Contains(g, "testing.tRunner") {
+		if strings.Contains(g, "controlplane/xds.") && !strings.Contains(g, "_test.go:") {
 			n++
 		}
 	}
@@ -399,7 +400,15 @@ func TestIdleStreamHoldsOneGoroutine(t *testing.T) {
 	if err := s.SetSnapshot(context.Background(), "edge", "v1", edsSnapshot(t, "v1", 3, 9100)); err != nil {
 		t.Fatal(err)
 	}
-	before := xdsGoroutines()
+	// The streams of earlier tests' servers end first.
+	deadline := time.Now().Add(10 * time.Second)
+	for xdsGoroutines() != 0 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<22)
+			t.Fatalf("%d goroutines of earlier servers still run:\n%s", xdsGoroutines(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	const n = 20
 	for i := range n {
 		a := openSotw(t, ctx, conn, fmt.Sprintf("s%d", i))
@@ -423,9 +432,9 @@ func TestIdleStreamHoldsOneGoroutine(t *testing.T) {
 	}
 	parked(t, s, resourcev3.ClusterType, false, n)
 	parked(t, s, resourcev3.ClusterType, true, n)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
-		got := xdsGoroutines() - before
+		got := xdsGoroutines()
 		if got == 2*n {
 			break
 		}

@@ -64,7 +64,8 @@ func TestReadMemoryClasses(t *testing.T) {
 	if d.RSS < 60<<20 {
 		t.Errorf("RSS grew by %.1f MiB with 64 MiB touched", d.RSS/(1<<20))
 	}
-	if d.Goroutines < 200 || d.Stacks < 200*2048 {
+	// (A few goroutines of the process may end meanwhile.)
+	if d.Goroutines < 180 || d.Stacks < 180*2048 {
 		t.Errorf("200 more goroutines read as %.0f goroutines and %.0f bytes of stacks", d.Goroutines, d.Stacks)
 	}
 	if after.OtherGo <= 0 || after.HeapGoal <= 0 {
