@@ -81,6 +81,9 @@ type encodedType struct {
 	// versions a named delta subscription holds once answered: shared
 	// by every stream subscribed to the same names.
 	deltaNext map[*nameSet]map[string]string
+	// askedBy is, per interned SotW name set, the names of the set
+	// that exist, sorted (asked).
+	askedBy map[*nameSet][]string
 	// token is a wildcard delta subscription's returned resources once
 	// answered from this encoding ({heldKey: version}), shared.
 	token map[string]string
@@ -316,14 +319,7 @@ func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 	}
 	names := enc.names
 	if asked := w.req.GetResourceNames(); len(asked) > 0 {
-		names = make([]string, 0, len(asked))
-		for _, n := range asked {
-			if _, ok := enc.entries[n]; ok {
-				names = append(names, n)
-			}
-		}
-		slices.Sort(names)
-		names = slices.Compact(names)
+		names = enc.asked(w.sub, asked)
 	}
 	key := enc.key(names)
 	if !partialSotW(t) || w.sub.IsWildcard() {
@@ -349,6 +345,38 @@ func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 		}
 	}
 	return &sharedResponse{req: w.req, version: enc.version, body: enc.body(send), returned: returned}, nil
+}
+
+// asked is the names of asked that exist, sorted, once per interned
+// name set (sub's, when it is a stream loop's subscription) and encoding:
+// every node of a group asks for the same names in every SotW request.
+// Read only.
+func (e *encodedType) asked(sub cachev3.Subscription, asked []string) []string {
+	var ns *nameSet
+	if s, ok := sub.(subscription); ok && s.names != nil && len(s.names.names) == len(asked) {
+		ns = s.names
+		if names, ok := e.askedBy[ns]; ok {
+			return names
+		}
+	}
+	names := make([]string, 0, len(asked))
+	for _, n := range asked {
+		if _, ok := e.entries[n]; ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) == len(e.names) {
+		names = e.names // the same names: share the encoding's list
+	}
+	if ns != nil && len(e.askedBy) < maxBodies {
+		if e.askedBy == nil {
+			e.askedBy = map[*nameSet][]string{}
+		}
+		e.askedBy[ns] = names
+	}
+	return names
 }
 
 // partialSotW reports whether a SotW response of type t may carry only
