@@ -23,9 +23,12 @@ import (
 // adsServer is the ADS service, SotW and delta: a stream loop of its own
 // in place of go-control-plane's server, with the same protocol
 // behaviour (go-control-plane v0.14 without ordered ADS: a SotW request
-// whose nonce is not the last one sent for its type is ignored; delta
-// sends what is queued before it reads the next request; legacy wildcard
-// on), so that what every stream keeps is small and shared:
+// whose nonce is not the last one sent for its type is ignored; legacy
+// wildcard on; an answer not yet sent when a request of its type
+// replaces its watch is dropped, SotW and delta alike: the new watch is
+// answered from what the node was last sent, so its answer carries the
+// dropped one's changes), so that what every stream keeps is small and
+// shared:
 //
 //   - a subscription's name set is interned (nameSets): every node of a
 //     group asks for the same hundreds of endpoint names, and holds one
