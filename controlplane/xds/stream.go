@@ -63,7 +63,7 @@ type loop[R any, M any] struct {
 	// w (nonce, returned resources) and in the tracker. Caller holds mu.
 	prepare func(r R, w *typeWatch, nonce string) (M, error)
 	send    func(M) error
-	cancel  context.CancelFunc // ends the stream's context (streamContext); nil without
+	cancel  context.CancelFunc // ends the stream's context (streamContext); nil without it
 
 	mu      sync.Mutex // the fields below; taken before the cache's lock
 	watches map[string]*typeWatch
@@ -116,6 +116,11 @@ func (l *loop[R, M]) drain() {
 		l.omu.Lock()
 		batch := l.pending
 		l.pending = nil
+		if l.err != nil { // the stream is ending: nothing more is sent
+			l.running = false
+			l.omu.Unlock()
+			return
+		}
 		l.omu.Unlock()
 		var msgs []M
 		var err error
@@ -142,10 +147,9 @@ func (l *loop[R, M]) drain() {
 		}
 		l.omu.Lock()
 		if err != nil && l.err == nil {
+			// gRPC ends a stream whose SendMsg failed (it writes the
+			// status), so the handler's Recv returns.
 			l.err = err
-			if l.cancel != nil {
-				l.cancel() // the stream ends: its Recv returns
-			}
 		}
 		if len(l.pending) == 0 || l.err != nil {
 			l.pending = nil
@@ -205,7 +209,7 @@ type streamCancelKey struct{}
 // streamContext is the gRPC tap (ServerOptions) that makes every stream's
 // context cancellable by the stream's handler: an ADS stream reads its
 // requests on the handler's goroutine, so ending the stream (the server
-// stops, a send failed) must make Recv return.
+// stops) must make Recv return.
 func streamContext(ctx context.Context, _ *tap.Info) (context.Context, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
@@ -213,8 +217,8 @@ func streamContext(ctx context.Context, _ *tap.Info) (context.Context, error) {
 
 // serve is the life of a stream: requests are read here, answers sent
 // by the loop's sender. It ends when the node ends the stream, the
-// server's context ends (through streamContext), sending fails, or
-// handle refuses a request.
+// server's context ends (through streamContext), sending fails (gRPC
+// then ends the stream), or handle refuses a request.
 func serve[Req, R, M any](s *adsServer, l *loop[R, M], recv func() (*Req, error), handle func(*Req) error) error {
 	if l.cancel != nil {
 		defer context.AfterFunc(s.ctx, l.cancel)()
