@@ -503,3 +503,34 @@ func TestServerContextEndsStreams(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestWildcardAndNamedShareNoReturnedMap: a wildcard and a named SotW
+// endpoint subscription that get the same names hold different returned
+// resources (the named one also the content hash of each, for partial
+// answers): the named node, answered after the wildcard one, is sent at
+// the next version only the load assignment that changed.
+func TestWildcardAndNamedShareNoReturnedMap(t *testing.T) {
+	s, conn := startServer(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := s.SetSnapshot(context.Background(), "edge", "v1", edsSnapshot(t, "v1", 5, 9100)); err != nil {
+		t.Fatal(err)
+	}
+	w := openSotw(t, ctx, conn, "wild")
+	w.req(resourcev3.EndpointType, "", "", "")
+	if r := w.recv(); len(r.GetResources()) != 5 {
+		t.Fatalf("wildcard: %d load assignments, want 5", len(r.GetResources()))
+	}
+	n := openSotw(t, ctx, conn, "named")
+	all := names("c", 5)
+	n.req(resourcev3.EndpointType, "", "", "", all...)
+	r := n.recv()
+	n.req(resourcev3.EndpointType, r.GetVersionInfo(), r.GetNonce(), "", all...)
+	parked(t, s, resourcev3.EndpointType, false, 1)
+	if err := s.SetSnapshot(context.Background(), "edge", "v2", edsSnapshot(t, "v2", 5, 9200)); err != nil {
+		t.Fatal(err)
+	}
+	if got := resourceNames(n.recv()); !slices.Equal(got, []string{"c-00"}) {
+		t.Fatalf("named node at v2: sent %v, want c-00 only", got)
+	}
+}

@@ -334,7 +334,9 @@ func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 	held := enc.sotwHeld(t)
 	sent := w.sub.ReturnedResources()
 	acked := w.req.GetErrorDetail() == nil && w.req.GetVersionInfo() != "" && sentVersion(sent) == w.req.GetVersionInfo()
-	returned := enc.returnedFor(key, names, func(n string) string { return held[n] })
+	// (Its own key: a wildcard answer of the same names holds versions
+	// only.)
+	returned := enc.returnedFor(key+heldSuffix, names, func(n string) string { return held[n] })
 	if !acked {
 		return &sharedResponse{req: w.req, version: enc.version, body: enc.bodyFor(key, names), returned: returned}, nil
 	}
@@ -527,6 +529,10 @@ func (e *encodedType) body(names []string) []byte { return e.bodyFor(e.key(names
 func (e *encodedType) bodyFor(key string, names []string) []byte {
 	return concatKey(e.bodies, e.entries, key, names)
 }
+
+// heldSuffix marks, in returned, the answers of named partial SotW
+// subscriptions, whose returned resources hold "<version> <hash>".
+const heldSuffix = "\x00held"
 
 // allNames is the key of every name of a type (its wildcard answer).
 const allNames = "\x00*"
