@@ -1,12 +1,15 @@
 package xds
 
 import (
+	"fmt"
+	"unicode/utf8"
 	"unique"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	// Registers the "proto" codec this one delegates to.
@@ -15,12 +18,15 @@ import (
 
 // ServerOptions are the gRPC server options the ADS service wants: a codec
 // that sends a response's shared, pre-encoded resources (watchCache)
-// as they are, without copying them into a fresh buffer per stream. gRPC's
+// as they are, without copying them into a fresh buffer per stream (gRPC's
 // own codec would allocate (and zero) a buffer of the response's size for
 // every node: for a change pushed to thousands of nodes that is most of
-// the control plane's CPU.
+// the control plane's CPU); and a tap that lets a stream's handler end its
+// stream (streamContext): the stream reads requests on the handler's
+// goroutine, and without the tap it ends when the node or gRPC ends it,
+// not when the Server's context ends.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")})}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")}), grpc.InTapHandle(streamContext)}
 }
 
 // codec is gRPC's proto codec except for (Delta)DiscoveryResponses
@@ -37,12 +43,13 @@ func (codec) Name() string { return "proto" }
 // connected node holds its own copy of every name. The canonical strings
 // are weak references: a name no stream holds any more is collected.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*discoveryv3.DiscoveryRequest); ok {
+		return unmarshalRequest(data, m)
+	}
 	if err := c.proto.Unmarshal(data, v); err != nil {
 		return err
 	}
 	switch m := v.(type) {
-	case *discoveryv3.DiscoveryRequest:
-		canonical(m.ResourceNames)
 	case *discoveryv3.DeltaDiscoveryRequest:
 		canonical(m.ResourceNamesSubscribe)
 		canonical(m.ResourceNamesUnsubscribe)
@@ -56,6 +63,47 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	return nil
 }
+
+// unmarshalRequest decodes a SotW request, its resource names straight
+// into their canonical strings: a SotW node repeats every name it
+// subscribes to in every request (hundreds of endpoint names in each
+// ACK), and the canonical string of a name seen before costs no
+// allocation, where decoding it would allocate it each time.
+func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) error {
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b := buf.ReadOnlyData()
+	var rest []byte // every field but the names, as they came
+	var names []string
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(n))
+		}
+		l := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if l < 0 {
+			return fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(l))
+		}
+		if num == resourceNamesField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			if !utf8.Valid(v) {
+				return fmt.Errorf("xds: decoding a discovery request: resource_names[%d] is not valid UTF-8", len(names))
+			}
+			names = append(names, unique.Make(string(v)).Value())
+		} else {
+			rest = append(rest, b[:n+l]...)
+		}
+		b = b[n+l:]
+	}
+	if err := proto.Unmarshal(rest, m); err != nil {
+		return err
+	}
+	m.ResourceNames = names
+	return nil
+}
+
+// resourceNamesField is DiscoveryRequest.resource_names.
+const resourceNamesField = 3
 
 func canonical(names []string) {
 	for i, n := range names {

@@ -13,14 +13,14 @@ import (
 type deltaWatch struct {
 	req *cachev3.DeltaRequest
 	sub cachev3.Subscription
-	out chan cachev3.DeltaResponse
+	out func(cachev3.DeltaResponse) // queues the answer; never waits
 }
 
 // CreateDeltaWatch answers at once when the node lacks a resource version
 // or holds a removed resource (or this is its first wildcard request), and
 // otherwise parks the watch until a snapshot of its group changes
 // something for it.
-func (c *watchCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+func (c *watchCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out func(cachev3.DeltaResponse)) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.group(GroupHash{}.ID(req.GetNode()))
@@ -49,8 +49,18 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 	sent, known := g.heldBy(t, w.sub.ReturnedResources())
 	var changed, removed []string
 	var next map[string]string
+	// all: changed is every resource, enc.names itself (shared, sorted,
+	// never modified): a node that holds nothing yet, as every node of a
+	// fleet that connects.
+	all := false
 	if w.sub.IsWildcard() {
+		if all = len(sent) == 0; all {
+			changed = enc.names
+		}
 		for _, n := range enc.names {
+			if all {
+				break
+			}
 			if prev, ok := sent[n]; !ok || prev != enc.versions[n] {
 				changed = append(changed, n)
 			}
@@ -67,28 +77,75 @@ func (g *sharedGroup) delta(w deltaWatch) (*deltaResponse, error) {
 			}
 		}
 		// The node will hold every resource of this encoding: its stream
-		// keeps a token naming it instead of its own copy of the versions.
-		next = map[string]string{heldKey: enc.version}
+		// keeps a token naming it instead of its own copy of the versions
+		// (one map per encoding, shared).
+		if enc.token == nil {
+			enc.token = map[string]string{heldKey: enc.version}
+		}
+		next = enc.token
+	} else if subs := w.sub.SubscribedResources(); len(sent) == 0 && len(enc.names) > 0 && covers(subs, enc.names) {
+		all, changed = true, enc.names
+		next = enc.namedNext(w.sub)
 	} else {
-		next = make(map[string]string, len(w.sub.SubscribedResources()))
-		for n := range w.sub.SubscribedResources() {
+		for n := range subs {
 			prev, held := sent[n]
 			if v, ok := enc.versions[n]; ok {
 				if prev != v {
 					changed = append(changed, n)
 				}
-				next[n] = v
 			} else if held {
 				removed = append(removed, n)
 			}
 		}
+		next = enc.namedNext(w.sub)
 	}
 	if len(changed) == 0 && len(removed) == 0 && (!w.sub.IsWildcard() || w.req.GetResponseNonce() != "") {
 		return nil, nil
 	}
-	slices.Sort(changed)
+	if !all {
+		slices.Sort(changed)
+	}
 	slices.Sort(removed)
-	return &deltaResponse{req: w.req, version: enc.version, body: concat(enc.deltaBodies, enc.deltaEntries, changed), removed: removed, next: next}, nil
+	return &deltaResponse{req: w.req, version: enc.version, body: concatKey(enc.deltaBodies, enc.deltaEntries, enc.key(changed), changed), removed: removed, next: next}, nil
+}
+
+// covers reports whether set holds every name of names.
+func covers(set map[string]struct{}, names []string) bool {
+	if len(set) < len(names) {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := set[n]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// namedNext is what a named delta subscription holds once answered from
+// e: the version of each subscribed resource that exists. Streams with
+// the same interned name set (subscription) share one map.
+func (e *encodedType) namedNext(sub cachev3.Subscription) map[string]string {
+	var ns *nameSet
+	if s, ok := sub.(subscription); ok {
+		ns = s.names
+		if next, ok := e.deltaNext[ns]; ok && ns != nil {
+			return next
+		}
+	}
+	next := make(map[string]string, len(sub.SubscribedResources()))
+	for n := range sub.SubscribedResources() {
+		if v, ok := e.versions[n]; ok {
+			next[n] = v
+		}
+	}
+	if ns != nil && len(e.deltaNext) < maxBodies {
+		if e.deltaNext == nil {
+			e.deltaNext = map[*nameSet]map[string]string{}
+		}
+		e.deltaNext[ns] = next
+	}
+	return next
 }
 
 // buildDelta hashes and encodes e's resources for delta responses, once.

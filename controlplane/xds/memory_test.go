@@ -1,15 +1,19 @@
 package xds
 
 import (
+	"fmt"
 	"testing"
 	"time"
 	"unsafe"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -76,5 +80,55 @@ func TestRequestNamesAreCanonical(t *testing.T) {
 	}
 	if unsafe.StringData(dr.ResourceNamesSubscribe[0]) != unsafe.StringData(r1.ResourceNames[0]) || dr.InitialResourceVersions["svc-0001/api"] != "h" {
 		t.Fatalf("delta request names are not the canonical strings: %+v", &dr)
+	}
+}
+
+// TestRequestDecodesAsProto: the SotW request decoder that takes resource
+// names from their canonical strings reads every field as protobuf does
+// (names in order, duplicates and empty ones kept, the other fields and
+// unknown ones as they are), refuses a name that is not UTF-8 as protobuf
+// does, and does not allocate per name for names seen before (a node
+// repeats hundreds in every ACK).
+func TestRequestDecodesAsProto(t *testing.T) {
+	c := codec{proto: encoding.GetCodecV2("proto")}
+	var names []string
+	for i := range 300 {
+		names = append(names, fmt.Sprintf("svc-%04d/api", i))
+	}
+	names = append(names, "", "svc-0001/api")
+	want := &discoveryv3.DiscoveryRequest{
+		VersionInfo: "v7", Node: &corev3.Node{Id: "n1", Cluster: "edge", UserAgentName: "envoy"},
+		ResourceNames: names, TypeUrl: resourcev3.EndpointType, ResponseNonce: "12",
+		ErrorDetail: &statuspb.Status{Code: 3, Message: "rejected"},
+	}
+	want.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "later field"))
+	b, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got discoveryv3.DiscoveryRequest
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(&got, want) {
+		t.Fatalf("the decoded request differs from the one encoded: %d names (want %d), version %q, nonce %q, node %v, error %v, unknown fields %q",
+			len(got.GetResourceNames()), len(names), got.GetVersionInfo(), got.GetResponseNonce(), got.GetNode(), got.GetErrorDetail(), got.ProtoReflect().GetUnknown())
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		var r discoveryv3.DiscoveryRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 50 {
+		t.Errorf("decoding a request of %d known names: %.0f allocations, want no allocation per name", len(names), allocs)
+	}
+	bad, err := proto.Marshal(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad = protowire.AppendBytes(protowire.AppendTag(bad, 3, protowire.BytesType), []byte{0xff, 0xfe})
+	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, &got); err == nil {
+		t.Fatal("a resource name that is not UTF-8 was accepted")
 	}
 }

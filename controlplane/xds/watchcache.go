@@ -57,7 +57,7 @@ type sharedGroup struct {
 type sotwWatch struct {
 	req *cachev3.Request
 	sub cachev3.Subscription
-	out chan cachev3.Response
+	out func(cachev3.Response) // queues the answer; never waits
 }
 
 // encodedType is one type of one snapshot, encoded.
@@ -67,12 +67,26 @@ type encodedType struct {
 	raw     map[string][]byte // name → the resource's encoding
 	entries map[string][]byte // name → SotW resources-field entry (tag, length, Any)
 	bodies  map[string][]byte // requested name set → concatenated entries
+	// returned is, per name set answered (the keys of bodies), the
+	// returned resources of that answer: one map shared by every stream
+	// given it (subscriptions never modify it).
+	returned map[string]map[string]string
 
 	// Delta, built on first use.
 	versions     map[string]string // name → content hash
 	held         map[string]string // name → "<version> <hash>" (partial SotW, on first use)
 	deltaEntries map[string][]byte // name → delta resources-field entry (Resource)
 	deltaBodies  map[string][]byte
+	// deltaNext is, per interned subscribed name set, the resource
+	// versions a named delta subscription holds once answered: shared
+	// by every stream subscribed to the same names.
+	deltaNext map[*nameSet]map[string]string
+	// askedBy is, per interned SotW name set, the names of the set
+	// that exist, sorted (asked).
+	askedBy map[*nameSet][]string
+	// token is a wildcard delta subscription's returned resources once
+	// answered from this encoding ({heldKey: version}), shared.
+	token map[string]string
 }
 
 // revision is one revision of a group as set (Server.SetSnapshot): its
@@ -117,10 +131,10 @@ func (c *watchCache) SetSnapshot(ctx context.Context, group, rev string, snap ca
 	g := c.group(group)
 	g.snap, g.types = snap, nil
 	g.record(rev, snap)
-	if err := answer(ctx, g.watches, g.sotw); err != nil {
+	if err := answer(g.watches, g.sotw); err != nil {
 		return err
 	}
-	return answer(ctx, g.deltas, g.deltaAnswer)
+	return answer(g.deltas, g.deltaAnswer)
 }
 
 // ClearSnapshot forgets a group's snapshot; its open watches stay open.
@@ -204,7 +218,7 @@ next:
 // CreateWatch answers at once when the node is behind or lacks a
 // subscribed resource, and otherwise parks the watch until a snapshot of
 // the node's group changes that.
-func (c *watchCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+func (c *watchCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out func(cachev3.Response)) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g := c.group(GroupHash{}.ID(req.GetNode()))
@@ -221,15 +235,14 @@ func (g *sharedGroup) sotw(w sotwWatch) (cachev3.Response, bool, error) {
 }
 
 // A watch is a parked SotW or delta request; R is its kind of answer.
-type watch[R any] interface{ channel() chan R }
+type watch[R any] interface{ deliver(R) }
 
-func (w sotwWatch) channel() chan cachev3.Response       { return w.out }
-func (w deltaWatch) channel() chan cachev3.DeltaResponse { return w.out }
+func (w sotwWatch) deliver(r cachev3.Response)       { w.out(r) }
+func (w deltaWatch) deliver(r cachev3.DeltaResponse) { w.out(r) }
 
-// answerOrPark sends w its answer now if respond has one, and otherwise
-// keeps it in m until answer or the stream's cancel removes it. The
-// server's channel always has room for the one answer of a new watch.
-// Caller holds c.mu.
+// answerOrPark gives w its answer now if respond has one, and otherwise
+// keeps it in m until answer or the stream's cancel removes it. A
+// stream queues an answer without waiting (adsServer). Caller holds c.mu.
 func answerOrPark[W watch[R], R any](c *watchCache, g *sharedGroup, m map[int64]W, w W, respond func(W) (R, bool, error)) (func(), error) {
 	if g.snap != nil {
 		resp, ok, err := respond(w)
@@ -237,7 +250,7 @@ func answerOrPark[W watch[R], R any](c *watchCache, g *sharedGroup, m map[int64]
 			return nil, err
 		}
 		if ok {
-			w.channel() <- resp
+			w.deliver(resp)
 			return func() {}, nil
 		}
 	}
@@ -251,9 +264,9 @@ func answerOrPark[W watch[R], R any](c *watchCache, g *sharedGroup, m map[int64]
 	}, nil
 }
 
-// answer sends each watch of m the answer respond has for it, if any, and
+// answer gives each watch of m the answer respond has for it, if any, and
 // forgets the watches answered. Caller holds c.mu.
-func answer[W watch[R], R any](ctx context.Context, m map[int64]W, respond func(W) (R, bool, error)) error {
+func answer[W watch[R], R any](m map[int64]W, respond func(W) (R, bool, error)) error {
 	for id, w := range m {
 		resp, ok, err := respond(w)
 		if err != nil {
@@ -263,11 +276,7 @@ func answer[W watch[R], R any](ctx context.Context, m map[int64]W, respond func(
 			continue
 		}
 		delete(m, id)
-		select {
-		case w.channel() <- resp:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		w.deliver(resp)
 	}
 	return nil
 }
@@ -310,21 +319,12 @@ func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 	}
 	names := enc.names
 	if asked := w.req.GetResourceNames(); len(asked) > 0 {
-		names = make([]string, 0, len(asked))
-		for _, n := range asked {
-			if _, ok := enc.entries[n]; ok {
-				names = append(names, n)
-			}
-		}
-		slices.Sort(names)
-		names = slices.Compact(names)
+		names = enc.asked(w.sub, asked)
 	}
+	key := enc.key(names)
 	if !partialSotW(t) || w.sub.IsWildcard() {
-		returned := make(map[string]string, len(names))
-		for _, n := range names {
-			returned[n] = enc.version
-		}
-		return &sharedResponse{req: w.req, version: enc.version, body: enc.body(names), returned: returned}, nil
+		returned := enc.returnedFor(key, names, func(string) string { return enc.version })
+		return &sharedResponse{req: w.req, version: enc.version, body: enc.bodyFor(key, names), returned: returned}, nil
 	}
 	// A named RDS or EDS subscription: the stream remembers each resource
 	// returned by version and content hash, and a node that ACKed the last
@@ -334,19 +334,51 @@ func (g *sharedGroup) response(w sotwWatch) (*sharedResponse, error) {
 	held := enc.sotwHeld(t)
 	sent := w.sub.ReturnedResources()
 	acked := w.req.GetErrorDetail() == nil && w.req.GetVersionInfo() != "" && sentVersion(sent) == w.req.GetVersionInfo()
-	returned := make(map[string]string, len(names))
-	send := names
-	if acked {
-		send = make([]string, 0, len(names))
+	// (Its own key: a wildcard answer of the same names holds versions
+	// only.)
+	returned := enc.returnedFor(key+heldSuffix, names, func(n string) string { return held[n] })
+	if !acked {
+		return &sharedResponse{req: w.req, version: enc.version, body: enc.bodyFor(key, names), returned: returned}, nil
 	}
+	send := make([]string, 0, len(names))
 	for _, n := range names {
-		v := held[n]
-		returned[n] = v
-		if acked && contentHash(sent[n]) != contentHash(v) {
+		if contentHash(sent[n]) != contentHash(held[n]) {
 			send = append(send, n)
 		}
 	}
 	return &sharedResponse{req: w.req, version: enc.version, body: enc.body(send), returned: returned}, nil
+}
+
+// asked is the names of asked that exist, sorted, once per interned
+// name set (sub's, when it is a stream loop's subscription) and encoding:
+// every node of a group asks for the same names in every SotW request.
+// Read only.
+func (e *encodedType) asked(sub cachev3.Subscription, asked []string) []string {
+	var ns *nameSet
+	if s, ok := sub.(subscription); ok && s.names != nil && len(s.names.names) == len(asked) {
+		ns = s.names
+		if names, ok := e.askedBy[ns]; ok {
+			return names
+		}
+	}
+	names := make([]string, 0, len(asked))
+	for _, n := range asked {
+		if _, ok := e.entries[n]; ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) == len(e.names) {
+		names = e.names // the same names: share the encoding's list
+	}
+	if ns != nil && len(e.askedBy) < maxBodies {
+		if e.askedBy == nil {
+			e.askedBy = map[*nameSet][]string{}
+		}
+		e.askedBy[ns] = names
+	}
+	return names
 }
 
 // partialSotW reports whether a SotW response of type t may carry only
@@ -426,7 +458,7 @@ func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 		return e, nil
 	}
 	res := g.snap.GetResources(t)
-	e := &encodedType{version: g.snap.GetVersion(t), raw: make(map[string][]byte, len(res)), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}}
+	e := &encodedType{version: g.snap.GetVersion(t), raw: make(map[string][]byte, len(res)), entries: make(map[string][]byte, len(res)), bodies: map[string][]byte{}, returned: map[string]map[string]string{}}
 	enc := make(map[string][]byte, len(res))
 	size := 0
 	for name, r := range res {
@@ -456,7 +488,7 @@ func (g *sharedGroup) encoded(t string) (*encodedType, error) {
 		e.raw[name] = entry[len(entry)-len(b):]
 	}
 	if len(e.names) > 0 {
-		e.bodies[strings.Join(e.names, "\x00")] = all
+		e.bodies[allNames] = all
 	}
 	if g.types == nil {
 		g.types = map[string]*encodedType{}
@@ -491,12 +523,50 @@ func appendAny(dst []byte, t string, b []byte) []byte {
 
 // body concatenates the SotW entries of names (sorted, all present),
 // sharing the result between requests for the same names.
-func (e *encodedType) body(names []string) []byte { return concat(e.bodies, e.entries, names) }
+func (e *encodedType) body(names []string) []byte { return e.bodyFor(e.key(names), names) }
 
-// concat joins the entries of names, remembering the result in bodies
-// (up to maxBodies name sets).
-func concat(bodies, entries map[string][]byte, names []string) []byte {
-	key := strings.Join(names, "\x00")
+// bodyFor is body with names' key (encodedType.key).
+func (e *encodedType) bodyFor(key string, names []string) []byte {
+	return concatKey(e.bodies, e.entries, key, names)
+}
+
+// heldSuffix marks, in returned, the answers of named partial SotW
+// subscriptions, whose returned resources hold "<version> <hash>".
+const heldSuffix = "\x00held"
+
+// allNames is the key of every name of a type (its wildcard answer).
+const allNames = "\x00*"
+
+// key names a set of names (sorted, all present) in bodies and returned:
+// allNames for all of them (no join of hundreds of names for every
+// wildcard answer), else the names joined.
+func (e *encodedType) key(names []string) string {
+	if len(names) == len(e.names) && len(names) > 0 {
+		return allNames
+	}
+	return strings.Join(names, "\x00")
+}
+
+// returnedFor is the returned resources of an answer of names (key its
+// key), each at version(name), shared between the answers of the same
+// names (up to maxBodies name sets).
+func (e *encodedType) returnedFor(key string, names []string, version func(string) string) map[string]string {
+	if r, ok := e.returned[key]; ok {
+		return r
+	}
+	r := make(map[string]string, len(names))
+	for _, n := range names {
+		r[n] = version(n)
+	}
+	if len(e.returned) < maxBodies {
+		e.returned[key] = r
+	}
+	return r
+}
+
+// concatKey joins the entries of names, remembering the result in bodies
+// under key (names' key) for up to maxBodies name sets.
+func concatKey(bodies, entries map[string][]byte, key string, names []string) []byte {
 	if b, ok := bodies[key]; ok {
 		return b
 	}

@@ -1,5 +1,7 @@
 // Package xds serves the compiled snapshots over ADS, state-of-the-world
-// and delta (go-control-plane's server), and watches what the fleet does
+// and delta (a stream loop of its own with go-control-plane's protocol
+// behaviour, stream.go, over go-control-plane's snapshot cache), and
+// watches what the fleet does
 // with them: which nodes are connected, which version of each type every
 // node ACKed, and every NACK (recorded per node, counted, and handed to the
 // rollout). It fixes go-control-plane#962: after a NACK, SotW does not
@@ -28,7 +30,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -101,7 +102,7 @@ type Options struct {
 // Server is the ADS server plus its node tracker.
 type Server struct {
 	cache   *watchCache
-	xds     serverv3.Server
+	ads     *adsServer
 	tracker *tracker
 	log     *slog.Logger
 	metrics *metrics
@@ -127,13 +128,13 @@ func New(ctx context.Context, o Options) *Server {
 	m := newMetrics(o.Registry)
 	t := newTracker(o, m, log, inner)
 	s := &Server{cache: inner, tracker: t, log: log, metrics: m}
-	s.xds = serverv3.NewServer(ctx, &nackCache{watchCache: inner, t: t}, t)
+	s.ads = newADSServer(ctx, &nackCache{watchCache: inner, t: t}, t)
 	return s
 }
 
 // Register adds the ADS service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.ads)
 }
 
 // SetSnapshot publishes a snapshot for a node group as revision rev. Each
@@ -176,7 +177,7 @@ type nackCache struct {
 	t *tracker
 }
 
-func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out func(cachev3.Response)) (func(), error) {
 	if req.GetErrorDetail() != nil {
 		group := req.GetNode().GetCluster()
 		if snap, err := c.watchCache.GetSnapshot(group); err == nil {
@@ -192,7 +193,7 @@ func (c *nackCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	return c.watchCache.CreateWatch(req, c.resumeSotW(req, sub), out)
 }
 
-// tracker implements the server callbacks: per-stream node state.
+// tracker is the per-stream node state the stream loop records.
 type tracker struct {
 	opts    Options
 	metrics *metrics
@@ -430,47 +431,4 @@ func (t *tracker) response(id streamKey, typeURL, nonce, version string) {
 	}
 	t.mu.Unlock()
 	t.metrics.responses.WithLabelValues(typeLabel(typeURL)).Inc()
-}
-
-// Callbacks (serverv3.Callbacks).
-
-func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	t.open(ctx, id, false)
-	return nil
-}
-func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{false, id}) }
-func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	t.open(ctx, id, true)
-	return nil
-}
-func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.close(streamKey{true, id}) }
-
-func (t *tracker) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
-	var msg *string
-	if r.GetErrorDetail() != nil {
-		m := r.GetErrorDetail().GetMessage()
-		msg = &m
-	}
-	return t.request(streamKey{false, id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), msg)
-}
-
-func (t *tracker) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
-	t.response(streamKey{false, id}, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
-}
-
-func (t *tracker) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-	var msg *string
-	if r.GetErrorDetail() != nil {
-		m := r.GetErrorDetail().GetMessage()
-		msg = &m
-	}
-	return t.request(streamKey{true, id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", msg)
-}
-
-func (t *tracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
-	t.response(streamKey{true, id}, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
-}
-
-func (t *tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
-func (t *tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
 }

@@ -57,6 +57,12 @@ type Config struct {
 	// is written once the fleet has converged (what the memory per node
 	// is made of).
 	HeapProfile string
+	// AllocProfile, when set, is where the control plane's allocation
+	// profile is written before the fleet connects (AllocProfile +
+	// ".before") and once it has converged: `go tool pprof
+	// -sample_index=alloc_space -base FILE.before FILE` is what the
+	// fleet's connection and first answers allocated.
+	AllocProfile string
 }
 
 // Report is what a run measured.
@@ -81,9 +87,22 @@ type Report struct {
 	RSSBeforeMiB           float64 `json:"rss_before_mib"`
 	RSSAfterMiB            float64 `json:"rss_after_mib"`
 	KiBPerNode             float64 `json:"kib_per_node"`
-	CPUPerChangeMillis     float64 `json:"cpu_ms_per_change"`
-	FleetCPUPerChangeMs    float64 `json:"fleet_cpu_ms_per_change"`
-	ControlPlaneCPUSeconds float64 `json:"control_plane_cpu_seconds_total"`
+	// Memory is where the control plane's memory is, absolute: before
+	// the fleet connects, with it converged and idle, and right after the
+	// last change (no GC forced at any of these); PerNode* are the
+	// differences to Before per node. PeakRSSMiB is the resident
+	// high-water mark during the changes (VmHWM, reset before the first),
+	// PeakKiBPerNode that minus Before's RSS, per node.
+	MemBefore              MemSample `json:"memory_before"`
+	MemIdle                MemSample `json:"memory_idle"`
+	MemAfterChanges        MemSample `json:"memory_after_changes"`
+	PerNodeIdle            MemSample `json:"memory_per_node_idle"`
+	PerNodeAfterChanges    MemSample `json:"memory_per_node_after_changes"`
+	PeakRSSMiB             float64   `json:"peak_rss_mib"`
+	PeakKiBPerNode         float64   `json:"peak_rss_kib_per_node"`
+	CPUPerChangeMillis     float64   `json:"cpu_ms_per_change"`
+	FleetCPUPerChangeMs    float64   `json:"fleet_cpu_ms_per_change"`
+	ControlPlaneCPUSeconds float64   `json:"control_plane_cpu_seconds_total"`
 }
 
 // Change is one spec change.
@@ -123,6 +142,7 @@ func main() {
 	deltaOnly := flag.Bool("delta", false, "delta xDS only (same as -protocols delta)")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the control plane's CPU profile of the change phase to this file")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
+	flag.StringVar(&cfg.AllocProfile, "allocprofile", "", "write the control plane's allocation profile before the fleet connects (FILE.before) and once it has converged (FILE)")
 	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
@@ -223,6 +243,9 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms; the simulated fleet's: %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis, rep.FleetCPUPerChangeMs)
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
 	fmt.Printf("control plane RSS (VmRSS, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
+	fmt.Printf("control plane memory per node, fleet converged and idle (minus before nodes; RSS read, then a GC forced, then the runtime's classes): %s\n", rep.PerNodeIdle.kib())
+	fmt.Printf("control plane memory per node right after the last change (no GC forced): %s\n", rep.PerNodeAfterChanges.kib())
+	fmt.Printf("control plane peak RSS during the changes (VmHWM): %.1f MiB: %.1f KiB per node over before nodes\n", rep.PeakRSSMiB, rep.PeakKiBPerNode)
 	fmt.Printf("response bytes per change (whole fleet): %s\n", bytesLine(rep.BytesPerChange))
 	fmt.Printf("route bytes per node: %s initially (every table it is served), %s per change\n", humanBytes(rep.RDSBytesPerNodeInitial), humanBytes(rep.RDSBytesPerNodeChange))
 	out, _ := json.MarshalIndent(rep, "", "  ")
@@ -273,6 +296,15 @@ func printSummary(w io.Writer, cfg Config, reps []*Report) {
 			r.CPUPerChangeMillis, r.KiBPerNode, r.HeapKiBPerNode,
 			humanBytes(r.BytesPerChange["LDS"]), humanBytes(r.BytesPerChange["CDS"]), humanBytes(r.BytesPerChange["EDS"]), humanBytes(r.BytesPerChange["SRDS"]), humanBytes(r.BytesPerChange["RDS"]),
 			humanBytes(r.RDSBytesPerNodeChange), humanBytes(r.RDSBytesPerNodeInitial))
+	}
+	fmt.Fprintf(w, "memory per node (KiB; fleet converged and idle minus before nodes: RSS, then a GC forced, then the control plane's runtime/metrics memory classes; peak = VmHWM during the changes minus RSS before nodes; after changes: no GC forced):\n")
+	fmt.Fprintf(w, "| protocol | routes | RSS idle | RSS peak (changes) | RSS after changes | heap objects | heap unused | heap free | stacks | other Go | outside Go | released | goroutines/node | live heap (GC forced) |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, r := range reps {
+		m := r.PerNodeIdle
+		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.1f |\n", r.Protocol, r.Layout,
+			m.RSS/1024, r.PeakKiBPerNode, r.PerNodeAfterChanges.RSS/1024, m.HeapObjects/1024, m.HeapUnused/1024, m.HeapFree/1024, m.Stacks/1024,
+			m.OtherGo/1024, m.NotGo()/1024, m.HeapReleased/1024, m.Goroutines, r.HeapKiBPerNode)
 	}
 	fmt.Fprintf(w, "routes: scoped = exact hosts, every group served scoped routes (one route table per spec); table = a wildcard host per spec, one route table per group\n")
 	fmt.Fprintf(w, "targets (issue 15): p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node; a change sends about one spec's routes per node\n")
@@ -360,8 +392,21 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	if cfg.Delta {
 		rep.Protocol = "delta"
 	}
-	rep.RSSBeforeMiB = rssMiB(tg.pid)
-	rep.HeapBeforeMiB = liveHeapMiB(tg.adminAddr)
+	var err error
+	if tg.pid != 0 {
+		if rep.MemBefore, err = readMemory(tg.adminAddr, tg.pid, true); err != nil {
+			return nil, fmt.Errorf("memory before the fleet: %w", err)
+		}
+		rep.HeapBeforeMiB = rep.MemBefore.HeapObjects / (1 << 20)
+	} else {
+		rep.HeapBeforeMiB = liveHeapMiB(tg.adminAddr)
+	}
+	rep.RSSBeforeMiB = rep.MemBefore.RSS / (1 << 20)
+	if cfg.AllocProfile != "" {
+		if err := fetch(tg.adminAddr, "/debug/pprof/allocs?gc=1", cfg.AllocProfile+".before"); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Delta)
 	if err != nil {
@@ -384,8 +429,20 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
 	}
 	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
-	rep.RSSAfterMiB = rssMiB(tg.pid)
-	rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
+	if tg.pid != 0 {
+		if rep.MemIdle, err = readMemory(tg.adminAddr, tg.pid, true); err != nil {
+			return nil, fmt.Errorf("memory with the fleet: %w", err)
+		}
+		rep.HeapAfterMiB = rep.MemIdle.HeapObjects / (1 << 20)
+	} else {
+		rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
+	}
+	rep.RSSAfterMiB = rep.MemIdle.RSS / (1 << 20)
+	if cfg.AllocProfile != "" { // after the idle reading: it forces a GC
+		if err := fetch(tg.adminAddr, "/debug/pprof/allocs?gc=1", cfg.AllocProfile); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.HeapProfile != "" {
 		if err := fetch(tg.adminAddr, "/debug/pprof/heap", cfg.HeapProfile); err != nil {
 			return nil, err
@@ -402,6 +459,32 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		go func() { profiled <- fetchProfile(tg.adminAddr, cfg.ProfileSeconds, cfg.CPUProfile) }()
 	} else {
 		profiled <- nil
+	}
+	peak := func() float64 { return 0 }
+	if tg.pid != 0 {
+		// The peak of the changes, not of the initial compile: the
+		// high-water mark restarts here, or, where it cannot be reset,
+		// VmRSS is sampled.
+		if err := resetPeakRSS(tg.pid); err == nil {
+			peak = func() float64 { return statusKiB(tg.pid, "VmHWM") / 1024 }
+		} else {
+			fmt.Fprintf(os.Stderr, "xdsbench: resetting the control plane's VmHWM: %v; sampling VmRSS every 10ms instead\n", err)
+			stop := make(chan struct{})
+			high := make(chan float64, 1)
+			go func() {
+				var mx float64
+				for {
+					mx = max(mx, rssMiB(tg.pid))
+					select {
+					case <-stop:
+						high <- mx
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}()
+			peak = func() float64 { close(stop); return <-high }
+		}
 	}
 	cpu0, fleet0 := cpuSeconds(tg.pid), cpuSeconds(os.Getpid())
 	for k := 0; k < cfg.Changes; k++ {
@@ -439,6 +522,18 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		all = append(all, lat...)
 		p50, p99, mx := percentiles(lat)
 		rep.Changes = append(rep.Changes, Change{Spec: benchspec.Name(i), P50: p50, P99: p99, Max: mx, Bytes: bytes})
+	}
+	if tg.pid != 0 {
+		rep.PeakRSSMiB = peak()
+		if rep.MemAfterChanges, err = readMemory(tg.adminAddr, tg.pid, false); err != nil {
+			return nil, fmt.Errorf("memory after the changes: %w", err)
+		}
+		if cfg.Nodes > 0 {
+			n := float64(cfg.Nodes)
+			rep.PerNodeIdle = rep.MemIdle.sub(rep.MemBefore).div(n)
+			rep.PerNodeAfterChanges = rep.MemAfterChanges.sub(rep.MemBefore).div(n)
+			rep.PeakKiBPerNode = (rep.PeakRSSMiB - rep.RSSBeforeMiB) * 1024 / n
+		}
 	}
 	rep.BytesPerChange = map[string]float64{}
 	for _, c := range rep.Changes {
@@ -593,20 +688,26 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / 100 // USER_HZ
 }
 
-// liveHeapMiB forces a GC in the control plane (the heap profile endpoint
-// with gc=1) and reads the live heap from /metrics.
+// liveHeapMiB forces a GC in the control plane and reads the live heap
+// from /metrics.
 func liveHeapMiB(adminAddr string) float64 {
+	forceGC(adminAddr)
+	return metric(adminAddr, "go_memstats_heap_alloc_bytes") / (1 << 20)
+}
+
+// forceGC has the control plane collect garbage (the heap profile
+// endpoint with gc=1; it never returns memory to the OS).
+func forceGC(adminAddr string) {
 	// Twice: objects parked in sync.Pools (gRPC's buffer pools) survive
 	// one collection in the pools' victim cache.
 	for i := 0; i < 2; i++ {
 		resp, err := http.Get("http://" + adminAddr + "/debug/pprof/heap?gc=1")
 		if err != nil {
-			return 0
+			return
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	return metric(adminAddr, "go_memstats_heap_alloc_bytes") / (1 << 20)
 }
 
 // metric reads one unlabeled sample from /metrics.
