@@ -393,13 +393,8 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		rep.Protocol = "delta"
 	}
 	var err error
-	if tg.pid != 0 {
-		if rep.MemBefore, err = readMemory(tg.adminAddr, tg.pid, true); err != nil {
-			return nil, fmt.Errorf("memory before the fleet: %w", err)
-		}
-		rep.HeapBeforeMiB = rep.MemBefore.HeapObjects / (1 << 20)
-	} else {
-		rep.HeapBeforeMiB = liveHeapMiB(tg.adminAddr)
+	if rep.MemBefore, rep.HeapBeforeMiB, err = tg.memory(); err != nil {
+		return nil, fmt.Errorf("memory before the fleet: %w", err)
 	}
 	rep.RSSBeforeMiB = rep.MemBefore.RSS / (1 << 20)
 	if cfg.AllocProfile != "" {
@@ -429,13 +424,8 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
 	}
 	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
-	if tg.pid != 0 {
-		if rep.MemIdle, err = readMemory(tg.adminAddr, tg.pid, true); err != nil {
-			return nil, fmt.Errorf("memory with the fleet: %w", err)
-		}
-		rep.HeapAfterMiB = rep.MemIdle.HeapObjects / (1 << 20)
-	} else {
-		rep.HeapAfterMiB = liveHeapMiB(tg.adminAddr)
+	if rep.MemIdle, rep.HeapAfterMiB, err = tg.memory(); err != nil {
+		return nil, fmt.Errorf("memory with the fleet: %w", err)
 	}
 	rep.RSSAfterMiB = rep.MemIdle.RSS / (1 << 20)
 	if cfg.AllocProfile != "" { // after the idle reading: it forces a GC
@@ -686,6 +676,17 @@ func cpuSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(fields[11], 64)
 	st, _ := strconv.ParseFloat(fields[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// memory reads the control plane's memory after a forced GC: every
+// memory class and the live heap in MiB from a separate process, the live
+// heap only in process (pid 0: no RSS of its own).
+func (tg target) memory() (MemSample, float64, error) {
+	if tg.pid == 0 {
+		return MemSample{}, liveHeapMiB(tg.adminAddr), nil
+	}
+	m, err := readMemory(tg.adminAddr, tg.pid, true)
+	return m, m.HeapObjects / (1 << 20), err
 }
 
 // liveHeapMiB forces a GC in the control plane and reads the live heap
