@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,21 @@ func startReplica(t *testing.T, st store.Store) *replica {
 	return &replica{cp: cp, addr: l.Addr().String()}
 }
 
+// waitPublished waits until the replica's last good result satisfies ok.
+func (r *replica) waitPublished(t *testing.T, what string, ok func(*compile.Result) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if g := r.cp.Publisher().Good(); g != nil && ok(g) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // version waits until the replica's last good result publishes spec a at
 // store revision rev, and returns the group's version.
 func (r *replica) version(t *testing.T, rev int64) string {
@@ -193,17 +209,19 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 			ra := putSpec(t, stA, "a", specYAML("a", "a.example.com", "10.0.0.1:80"), 0)
 			a := startReplica(t, stA)
 			vA := a.version(t, ra)
-			rb := putSpec(t, stA, "b", specYAML("b", "b.example.com", "10.0.0.2:80"), 0)
-			putSpec(t, stA, "b", "null", rb)
 			// A publishes b and then its deletion; then it is back on the
-			// content it started with.
-			deadline := time.Now().Add(20 * time.Second)
-			for a.cp.Publisher().Good().GroupVersion(replicaGroup) != vA || len(a.cp.Publisher().Good().Published()) != 1 {
-				if time.Now().After(deadline) {
-					t.Fatalf("replica A never went back to version %s", vA)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			// content it started with. Each step is waited for: A polls the
+			// store, and without the first wait it could still be on a
+			// alone when the second one passes, and only see b come and go
+			// after the node below has synced with it.
+			rb := putSpec(t, stA, "b", specYAML("b", "b.example.com", "10.0.0.2:80"), 0)
+			a.waitPublished(t, "replica A never published b", func(g *compile.Result) bool {
+				return slices.ContainsFunc(g.Published(), func(s *compile.Spec) bool { return s.Name == "b" })
+			})
+			putSpec(t, stA, "b", "null", rb)
+			a.waitPublished(t, "replica A never went back to version "+vA, func(g *compile.Result) bool {
+				return g.GroupVersion(replicaGroup) == vA && len(g.Published()) == 1
+			})
 			b := startReplica(t, stB)
 			if vB := b.version(t, ra); vB != vA {
 				t.Fatalf("same store content, different versions: A %s, B %s", vA, vB)
@@ -369,7 +387,7 @@ func TestReplicasNodeMovesWithoutResend(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			deadline = time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(20 * time.Second)
 			for {
 				p, err := stB.GetPublication(context.Background(), "a")
 				if err == nil && p.Revision == cur.Revision {
