@@ -325,3 +325,67 @@ func TestUnchangedGroupReusesStampedRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchWhenVerdicts: every bench spec's CEL `when` gets the same
+// verdict from the checker the compiler validates with (spec.CELChecker,
+// which decides this common shape without cel-go's parser) as from
+// cel-go's own compile (spec.CompileWhen, what the authz engine runs),
+// and that program decides as the bench intends: the gold plan and the
+// spec's own tag pass, another plan or kind does not.
+func TestBenchWhenVerdicts(t *testing.T) {
+	env, err := spec.NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk, err := spec.NewCELChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(kind, plan string) map[string]any {
+		return map[string]any{"request": map[string]any{}, "identity": map[string]any{"kind": kind, "labels": map[string]any{"plan": plan}}}
+	}
+	n := 0
+	for salt := range 2 {
+		for i, src := range benchRevision(benchSpecs, -1, 0, salt).Specs {
+			if i%7 != 0 && salt > 0 {
+				continue // every spec of one op, a sample of the next
+			}
+			docs, err := spec.Parse(src.Origin, src.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range docs[0].EdgeRoute.Spec.Routes {
+				if r.Auth == nil {
+					continue
+				}
+				for _, rule := range r.Auth.Rules {
+					if rule.When == "" {
+						continue
+					}
+					n++
+					ast, want := spec.CompileWhen(env, rule.When)
+					if got := chk.Check(rule.When); want != nil || got != nil {
+						t.Fatalf("%s: %q: checker says %v, cel-go says %v", src.Origin, rule.When, got, want)
+					}
+					prg, err := env.Program(ast)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tag := fmt.Sprintf("s%d-%04d", salt, i)
+					for _, c := range []struct {
+						kind, plan string
+						want       bool
+					}{{"apiKey", "gold", true}, {"apiKey", tag, true}, {"apiKey", "silver", false}, {"jwt", "gold", false}} {
+						out, _, err := prg.Eval(ask(c.kind, c.plan))
+						if err != nil || out.Value() != c.want {
+							t.Fatalf("%s: %q on kind %s plan %s: %v, %v; want %v", src.Origin, rule.When, c.kind, c.plan, out, err, c.want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if n < benchSpecs {
+		t.Fatalf("checked %d `when` expressions, want at least %d", n, benchSpecs)
+	}
+}
