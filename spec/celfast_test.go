@@ -33,6 +33,13 @@ var celFastValid = []string{
 	`identity.x == 999999999999999999`,
 	`identity._a1 == "x" && identity.Letters_9 == 'y'`,
 	`"a"in["a"]`,
+	`identity.x in identity.y`,
+	`true in identity.x && 1 in identity.x && null == identity.z`,
+	`identity.x < identity.y && "a" <= identity.x && identity.x >= 1`,
+	`(identity.a || identity.b) && !(identity.c)`,
+	`identity.a == (identity.b == "x")`,
+	`(identity.a == "x") == true`,
+	`request["a"]["b"] in ["x"] || request.c in [1]`,
 }
 
 // celFastRefusedByCEL are expressions cel-go refuses (the parse or the
@@ -83,6 +90,12 @@ var celFastRefusedByCEL = []string{
 	`[]`,
 	`in`,
 	`request.ip.startsWith(`,
+	`true in [1]`,                  // no overload
+	`identity.x in ["a"] in ["b"]`, // bool in list(string)
+	`!1`,                           // no overload
+	`!"a"`,                         // no overload
+	`1 && true`,                    // no overload
+	`null && true`,                 // no overload
 }
 
 // celFastOutsideSubset are valid boolean expressions the subset leaves to
@@ -116,6 +129,12 @@ var celFastOutsideSubset = []string{
 	`request == identity`,
 	`true // comment`,
 	"identity.kind == \"a\"\f",
+	`null < identity.x`,
+	`null in identity.x`,
+	`true < identity.x`,
+	`identity.x == [1]`,
+	`[1] == [1]`,
+	`identity["a"] == request`,
 }
 
 func TestCELSurelyBoolTable(t *testing.T) {
