@@ -16,6 +16,7 @@ var celFastValid = []string{
 	`identity.claims.banned == true`,
 	`!(request.method in ["DELETE", "PUT"])`,
 	`(((((true)))))`,
+	strings.Repeat("(", celFastMaxDepth) + "true" + strings.Repeat(")", celFastMaxDepth),
 	`true && false || !true`,
 	`null == null`,
 	`identity.claims.sub != null`,
@@ -135,6 +136,8 @@ var celFastOutsideSubset = []string{
 	`identity.x == [1]`,
 	`[1] == [1]`,
 	`identity["a"] == request`,
+	strings.Repeat("(", celFastMaxDepth+1) + "true" + strings.Repeat(")", celFastMaxDepth+1), // deeper than the subset's bound
+	`identity.x == "` + strings.Repeat("a", celFastMaxLen) + `"`,                             // longer than the subset's bound
 }
 
 func TestCELSurelyBoolTable(t *testing.T) {
