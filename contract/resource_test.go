@@ -233,3 +233,55 @@ func TestWrapperEncodeIsMarshal(t *testing.T) {
 		t.Fatal("Encode of a func succeeded")
 	}
 }
+
+// The NoStruct wrappers give the extension config WrapTypedJSON gives,
+// byte for byte, and a TypedStruct with the payload type and no Value;
+// payloads the fast path does not take get WrapTypedJSON's whole result.
+func TestWrapperNoStruct(t *testing.T) {
+	payloads := []string{
+		`{"a":{"b":[1,2,{"c":"d"}],"e":true},"f":null,"g":"h"}`,
+		`{"x":[],"y":{},"z":[[["deep"]]]}`,
+		`{"only":"one","esc":"\u003c\u2028\"","n":-1.5e-7}`,
+		`{"big":"` + strings.Repeat("x", 300) + `"}`,
+	}
+	var w Wrapper
+	for round := 0; round < 2; round++ {
+		for _, p := range payloads {
+			raw := []byte(p)
+			tec, ts, err := w.WrapTypedJSONNoStruct("x", RateLimitRulesType, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, err := WrapTypedJSON("x", RateLimitRulesType, raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(tec)
+			wb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+			if string(gb) != string(wb) || string(tec.GetTypedConfig().GetValue()) != string(want.GetTypedConfig().GetValue()) {
+				t.Fatalf("%s: NoStruct's extension config differs from WrapTypedJSON's", p)
+			}
+			if ts.GetTypeUrl() != RateLimitRulesType || ts.GetValue() != nil {
+				t.Fatalf("%s: TypedStruct %v, want the type URL and no Value", p, ts)
+			}
+		}
+	}
+	// Through Encode, as WrapTyped.
+	v := payload{Name: "<a&b>", Requests: 7, Labels: map[string]string{"z": "1"}}
+	tec, ts, err := w.WrapTypedNoStruct("y", AccessLogSettingType, v)
+	want, _, _ := WrapTyped("y", AccessLogSettingType, v)
+	if err != nil || !proto.Equal(tec, want) || ts.GetValue() != nil {
+		t.Fatalf("WrapTypedNoStruct = %v, %v, %v; want %v", tec, ts, err, want)
+	}
+	if _, _, err := w.WrapTypedNoStruct("y", AccessLogSettingType, func() {}); err == nil || !strings.Contains(err.Error(), "resource y: encoding payload") {
+		t.Fatalf("WrapTypedNoStruct of a func: %v", err)
+	}
+	// A duplicate key is not the fast path's: the whole TypedStruct.
+	tec, ts, err = w.WrapTypedJSONNoStruct("x", AuthzPolicyType, []byte(`{"a":1,"a":2}`))
+	if err != nil || ts.GetValue() == nil || ts.GetValue().GetFields()["a"].GetNumberValue() != 2 {
+		t.Fatalf("duplicate key: %v, %v, %v", tec, ts, err)
+	}
+	if _, _, err := w.WrapTypedJSONNoStruct("x", AuthzPolicyType, []byte(`[1]`)); err == nil {
+		t.Fatal("a payload that is not an object was wrapped")
+	}
+}
