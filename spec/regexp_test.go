@@ -273,3 +273,26 @@ func FuzzCheckRegexpSameAsCompile(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheckRegexp: one verdict (no memo) for 1,000 distinct route
+// regexes of the compile bench's kind, by regexp.Compile plus the size
+// estimate (compile, as before) and by checkRegexp (syntax).
+func BenchmarkCheckRegexp(b *testing.B) {
+	exprs := make([]string, 1000)
+	for i := range exprs {
+		exprs[i] = fmt.Sprintf("^/items/(?:[0-9]+|s0-%04d-[a-f]+)$", i)
+	}
+	for _, c := range []struct {
+		name  string
+		check func(string) error
+	}{{"compile", checkRegexpCompile}, {"syntax", checkRegexp}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := c.check(exprs[i%len(exprs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
