@@ -86,6 +86,7 @@ func WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.TypedExtension
 type Wrapper struct {
 	m       messages
 	scratch []byte        // the Struct's wire form being built
+	keys    []string      // wireOf's duplicate-key check
 	buf     bytes.Buffer  // Encode's output
 	enc     *json.Encoder // writes to buf
 }
@@ -127,16 +128,8 @@ func (w *Wrapper) WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.T
 	st, structWire, err := w.m.structAndWire(raw, w.scratch[:0])
 	if err == nil {
 		w.scratch = structWire
-		// The TypedStruct: type_url, then the Struct.
-		n := len(payloadType) + len(structWire)
-		wire := make([]byte, 0, 2+protowire.SizeVarint(uint64(len(payloadType)))+protowire.SizeVarint(uint64(len(structWire)))+n)
-		wire = protowire.AppendTag(wire, 1, protowire.BytesType)
-		wire = protowire.AppendString(wire, payloadType)
-		wire = protowire.AppendTag(wire, 2, protowire.BytesType)
-		wire = protowire.AppendBytes(wire, structWire)
 		ts := &v3.TypedStruct{TypeUrl: payloadType, Value: st}
-		a := &anypb.Any{TypeUrl: typedStructURL, Value: wire}
-		return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, ts, nil
+		return &corev3.TypedExtensionConfig{Name: name, TypedConfig: typedStructAny(payloadType, structWire)}, ts, nil
 	}
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
@@ -154,6 +147,47 @@ func (w *Wrapper) WrapTypedJSON(name, payloadType string, raw []byte) (*corev3.T
 		return nil, nil, fmt.Errorf("resource %s: %w", name, err)
 	}
 	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: a}, ts, nil
+}
+
+// WrapTypedNoStruct is WrapTyped with the TypedStruct of
+// WrapTypedJSONNoStruct (no Value).
+func (w *Wrapper) WrapTypedNoStruct(name, payloadType string, v any) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
+	raw, err := w.Encode(v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resource %s: encoding payload: %w", name, err)
+	}
+	return w.WrapTypedJSONNoStruct(name, payloadType, raw)
+}
+
+// WrapTypedJSONNoStruct is WrapTypedJSON for a caller that only
+// validates the TypedStruct it gets back: the extension config is the
+// same, byte for byte, but the TypedStruct carries the payload type URL
+// and no Value (the Struct is not built, only its wire form). Validating
+// it finds what validating the whole one would: PGV has no rules for a
+// google.protobuf.Struct, and a Struct cannot hold an Any (its values are
+// null, numbers, strings, bools, lists and Structs). On a payload the fast
+// path does not take, it is WrapTypedJSON (the Struct is built).
+func (w *Wrapper) WrapTypedJSONNoStruct(name, payloadType string, raw []byte) (*corev3.TypedExtensionConfig, *v3.TypedStruct, error) {
+	structWire, keys, err := wireOf(raw, w.scratch[:0], w.keys)
+	w.keys = keys
+	if err != nil {
+		return w.WrapTypedJSON(name, payloadType, raw)
+	}
+	w.scratch = structWire
+	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: typedStructAny(payloadType, structWire)}, &v3.TypedStruct{TypeUrl: payloadType}, nil
+}
+
+// typedStructAny is the Any of the TypedStruct of payloadType whose
+// Struct's wire form is structWire.
+func typedStructAny(payloadType string, structWire []byte) *anypb.Any {
+	// The TypedStruct: type_url, then the Struct.
+	n := len(payloadType) + len(structWire)
+	wire := make([]byte, 0, 2+protowire.SizeVarint(uint64(len(payloadType)))+protowire.SizeVarint(uint64(len(structWire)))+n)
+	wire = protowire.AppendTag(wire, 1, protowire.BytesType)
+	wire = protowire.AppendString(wire, payloadType)
+	wire = protowire.AppendTag(wire, 2, protowire.BytesType)
+	wire = protowire.AppendBytes(wire, structWire)
+	return &anypb.Any{TypeUrl: typedStructURL, Value: wire}
 }
 
 // Unwrap decodes a resource made by Wrap into v, checking the payload type.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -36,6 +37,32 @@ func structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
 // structAndWire is structAndWire with the messages allocated from m.
 func (m *messages) structAndWire(raw, dst []byte) (*structpb.Struct, []byte, error) {
 	p := jsonParser{b: raw, s: string(raw), out: dst, m: m}
+	return p.parse()
+}
+
+// wireOf is structAndWire without the Struct: the same wire bytes and the
+// same errors (what it refuses, structAndWire refuses), no messages built.
+// keys is scratch memory for the duplicate-key check, returned for reuse.
+func wireOf(raw, dst []byte, keys []string) ([]byte, []string, error) {
+	p := jsonParser{b: raw, s: string(raw), out: dst, wireOnly: true, keys: keys[:0]}
+	_, out, err := p.parse()
+	return out, p.keys, err
+}
+
+func (p *jsonParser) parse() (*structpb.Struct, []byte, error) {
+	if p.wireOnly {
+		if !p.next('{') {
+			return nil, nil, errNotSimple
+		}
+		if _, err := p.object(); err != nil {
+			return nil, nil, err
+		}
+		if p.i != len(p.b) {
+			return nil, nil, errNotSimple
+		}
+		return nil, p.out, nil
+	}
+	m, raw := p.m, p.b
 	values, strs, objects, lists := countJSON(raw)
 	m.values.reserve(values)
 	m.strings.reserve(strs)
@@ -63,6 +90,11 @@ type jsonParser struct {
 	out []byte // the wire form so far
 
 	m *messages
+	// wireOnly: write the wire form only; object and value return nil
+	// messages, and keys holds the keys of the objects being parsed (for
+	// the duplicate check the Struct's map does otherwise).
+	wireOnly bool
+	keys     []string
 }
 
 // messages are the arenas the structpb messages of payloads are allocated
@@ -206,6 +238,9 @@ func (p *jsonParser) next(c byte) bool {
 
 // object parses after the opening brace, writing the Struct's fields.
 func (p *jsonParser) object() (*structpb.Struct, error) {
+	if p.wireOnly {
+		return p.objectWire()
+	}
 	st := p.m.structs.alloc()
 	if st.Fields == nil {
 		st.Fields = map[string]*structpb.Value{}
@@ -246,10 +281,52 @@ func (p *jsonParser) object() (*structpb.Struct, error) {
 	}
 }
 
-// value parses one value and writes the fields of its Value message.
+// objectWire is object writing the wire form only: the same bytes and
+// errors, a nil Struct.
+func (p *jsonParser) objectWire() (*structpb.Struct, error) {
+	if p.next('}') {
+		return nil, nil
+	}
+	first := len(p.keys)
+	for {
+		entry := p.open(tagStructFields)
+		k, kb, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		p.appendString(tagEntryKey, kb)
+		if !p.next(':') {
+			return nil, errNotSimple
+		}
+		val := p.open(tagEntryValue)
+		if _, err := p.value(); err != nil {
+			return nil, err
+		}
+		p.close(val)
+		p.close(entry)
+		if slices.Contains(p.keys[first:], k) {
+			return nil, errNotSimple // as object: protojson refuses it
+		}
+		p.keys = append(p.keys, k)
+		if p.next(',') {
+			continue
+		}
+		if p.next('}') {
+			p.keys = p.keys[:first]
+			return nil, nil
+		}
+		return nil, errNotSimple
+	}
+}
+
+// value parses one value and writes the fields of its Value message (in
+// wireOnly mode, only those: the Value is nil).
 func (p *jsonParser) value() (*structpb.Value, error) {
 	if p.i >= len(p.b) {
 		return nil, errNotSimple
+	}
+	if p.wireOnly {
+		return nil, p.valueWire()
 	}
 	v := p.m.values.alloc()
 	switch c := p.b[p.i]; {
@@ -335,6 +412,69 @@ func (p *jsonParser) value() (*structpb.Value, error) {
 		return nil, errNotSimple
 	}
 	return v, nil
+}
+
+// valueWire is value in wireOnly mode: the same bytes and errors.
+func (p *jsonParser) valueWire() error {
+	switch c := p.b[p.i]; {
+	case c == '{':
+		p.i++
+		at := p.open(tagStruct)
+		if _, err := p.object(); err != nil {
+			return err
+		}
+		p.close(at)
+	case c == '[':
+		p.i++
+		at := p.open(tagList)
+		if !p.next(']') {
+			for {
+				item := p.open(tagListValues)
+				if _, err := p.value(); err != nil {
+					return err
+				}
+				p.close(item)
+				if p.next(',') {
+					continue
+				}
+				if p.next(']') {
+					break
+				}
+				return errNotSimple
+			}
+		}
+		p.close(at)
+	case c == '"':
+		_, sb, err := p.str()
+		if err != nil {
+			return err
+		}
+		p.appendString(tagString, sb)
+	case c == 't' && bytes.HasPrefix(p.b[p.i:], []byte("true")):
+		p.i += 4
+		p.out = append(p.out, tagBool, 1)
+	case c == 'f' && bytes.HasPrefix(p.b[p.i:], []byte("false")):
+		p.i += 5
+		p.out = append(p.out, tagBool, 0)
+	case c == 'n' && bytes.HasPrefix(p.b[p.i:], []byte("null")):
+		p.i += 4
+		p.out = append(p.out, tagNull, 0)
+	case c == '-' || (c >= '0' && c <= '9'):
+		j := p.i
+		for j < len(p.b) && (p.b[j] == '-' || p.b[j] == '+' || p.b[j] == '.' || p.b[j] == 'e' || p.b[j] == 'E' || (p.b[j] >= '0' && p.b[j] <= '9')) {
+			j++
+		}
+		f, err := strconv.ParseFloat(p.s[p.i:j], 64)
+		if err != nil {
+			return errNotSimple
+		}
+		p.i = j
+		p.out = append(p.out, tagNumber)
+		p.out = protowire.AppendFixed64(p.out, math.Float64bits(f))
+	default:
+		return errNotSimple
+	}
+	return nil
 }
 
 // str parses a string token, returning it also as bytes (a view of the

@@ -116,3 +116,57 @@ func checkWire(t *testing.T, label string, raw []byte) {
 		t.Fatalf("%s: wire form differs in meaning from proto.Marshal's", label)
 	}
 }
+
+// sameAsStructAndWire: wireOf writes what structAndWire writes, byte for
+// byte, and refuses what it refuses.
+func sameAsStructAndWire(t *testing.T, raw []byte, keys []string) []string {
+	t.Helper()
+	_, want, wantErr := structAndWire(raw, []byte("p"))
+	got, keys, err := wireOf(raw, []byte("p"), keys)
+	if (err == nil) != (wantErr == nil) || string(got) != string(want) {
+		t.Fatalf("%.200s: wireOf = %x, %v; structAndWire = %x, %v", raw, got, err, want, wantErr)
+	}
+	return keys
+}
+
+// TestWireOfMatchesStructAndWire: the seeds, refused inputs (duplicate
+// keys at every depth among them) and wrapper payloads, one scratch
+// slice reused throughout.
+func TestWireOfMatchesStructAndWire(t *testing.T) {
+	var keys []string
+	for _, in := range append(append([]string(nil), structJSONSeeds...),
+		``, `[]`, `null`, `{"a":1`, `{"a":1}x`, `{"a" :1}`, `{"a":tru}`, `{"a":"\x01"}`,
+		`{"dup":1,"dup":2}`, `{"a":{"d":1,"e":2,"d":3}}`, `{"a":[{"d":1},{"d":1,"d":2}]}`,
+		`{"a":{"k":1},"k":2,"b":{"k":3}}`, `{"k":{"k":{"k":1}},"j":1}`, `{"\u0061":1,"a":2}`,
+		`{"a":{"b":[1,2,{"c":"d"}],"e":true},"f":null,"g":"h"}`, `{"x":[],"y":{},"z":[[["deep"]]]}`,
+		`{"n":-1.5e3,"m":1e400}`, `{"a":1,}`, `{"a":[1,]}`,
+	) {
+		keys = sameAsStructAndWire(t, []byte(in), keys)
+	}
+	for _, dup := range []string{`{"dup":1,"dup":2}`, `{"a":{"d":1,"e":2,"d":3}}`, `{"a":[{"d":1},{"d":1,"d":2}]}`, `{"\u0061":1,"a":2}`} {
+		if _, _, err := wireOf([]byte(dup), nil, nil); err == nil {
+			t.Errorf("%s: wireOf took a duplicate key", dup)
+		}
+	}
+}
+
+// FuzzWireOf: for any input, wireOf gives structAndWire's bytes and
+// verdict (with the scratch keys of earlier inputs reused).
+func FuzzWireOf(f *testing.F) {
+	for _, s := range structJSONSeeds {
+		f.Add(s)
+	}
+	f.Add(`{"a":{"d":1,"e":2,"d":3}}`)
+	f.Add(`{"a":[{"d":1},{"d":1,"d":2}]}`)
+	var keys []string
+	f.Fuzz(func(t *testing.T, in string) {
+		keys = sameAsStructAndWire(t, []byte(in), keys)
+		var v any
+		if json.Unmarshal([]byte(in), &v) != nil {
+			return
+		}
+		if raw, err := json.Marshal(v); err == nil { // the form Wrap hands over
+			keys = sameAsStructAndWire(t, raw, keys)
+		}
+	})
+}

@@ -17,7 +17,8 @@ import (
 )
 
 // Gatehouse compiles `when` expressions with cel-go's default (ANTLR)
-// parser. cel-go v0.33 also ships a Pratt parser (parse and check of a new
+// parser (validation decides the common shape without any parser first,
+// celfast.go; everything else goes to that parser). cel-go v0.33 also ships a Pratt parser (parse and check of a new
 // expression about half the CPU and heap bytes, BenchmarkCELParsers); it
 // is not used because it does not accept the same language: it takes an
 // upper-case hex prefix ("0X1F"), which the default parser (and the CEL

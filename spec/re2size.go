@@ -28,10 +28,17 @@ const MaxRE2ProgramSize = 100
 // is not compiled, common suffixes and prefixes are shared) are counted
 // only where they are certain. The error is the parse error, if any.
 func RE2ProgramSize(expr string) (int, error) {
-	n, err := re2Size(expr)
+	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return 0, err
 	}
+	return re2ProgramSize(expr, re), nil
+}
+
+// re2ProgramSize is RE2ProgramSize of expr, already parsed (with the
+// Perl flags) into re.
+func re2ProgramSize(expr string, re *syntax.Regexp) int {
+	n := re2SizeOf(re)
 	// Go merges alternatives such as .|x into one character class; RE2
 	// keeps a . (any character) apart. The same expression with every .
 	// in its own group, which neither merges, bounds that case.
@@ -40,7 +47,7 @@ func RE2ProgramSize(expr string) (int, error) {
 			n = g - 2*dots
 		}
 	}
-	return n, nil
+	return n
 }
 
 // guardDots rewrites every . outside a character class and an escape as
@@ -102,6 +109,11 @@ func re2Size(expr string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return re2SizeOf(re), nil
+}
+
+// re2SizeOf is re2Size of a parsed expression.
+func re2SizeOf(re *syntax.Regexp) int {
 	n := 3 // RE2's fail and match instructions, and a no-op it may keep
 	anchored := false
 	if re.Op == syntax.OpBeginText {
@@ -112,7 +124,7 @@ func re2Size(expr string) (int, error) {
 	if !anchored {
 		n += 2 // the unanchored search loop, .*?
 	}
-	return n + re2Cost(re, anchored), nil
+	return n + re2Cost(re, anchored)
 }
 
 // re2Cost is the number of instructions re compiles to. skipBegin: a

@@ -2,7 +2,7 @@ package spec
 
 import (
 	"fmt"
-	"regexp"
+	"regexp/syntax"
 	"sync"
 )
 
@@ -36,14 +36,7 @@ func CheckRegexp(expr string) error {
 	if ok {
 		return err
 	}
-	_, err = regexp.Compile(expr)
-	if err == nil {
-		if n, perr := RE2ProgramSize(expr); perr != nil {
-			err = perr
-		} else if n+re2Margin > MaxRE2ProgramSize {
-			err = fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated, plus a safety margin of %d), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, re2Margin, MaxRE2ProgramSize)
-		}
-	}
+	err = checkRegexp(expr)
 	regexpVerdicts.Lock()
 	if regexpVerdicts.m == nil || len(regexpVerdicts.m) >= maxRegexpVerdicts {
 		regexpVerdicts.m = make(map[string]error)
@@ -51,4 +44,26 @@ func CheckRegexp(expr string) error {
 	regexpVerdicts.m[expr] = err
 	regexpVerdicts.Unlock()
 	return err
+}
+
+// checkRegexp is CheckRegexp without the memo. It does what
+// regexp.Compile does up to the point where an error can arise (parse
+// with the Perl flags, which is also where Go's size and nesting bounds
+// are enforced, then simplify and compile the program), with the same
+// errors, but builds no matcher (no one-pass analysis, prefix or pools):
+// validation only needs the verdict. The parsed tree is the one the RE2
+// size estimate walks, so the expression is parsed once for both.
+func checkRegexp(expr string) error {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return err
+	}
+	if _, err := syntax.Compile(re.Simplify()); err != nil {
+		return err
+	}
+	n := re2ProgramSize(expr, re)
+	if n+re2Margin > MaxRE2ProgramSize {
+		return fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated, plus a safety margin of %d), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, re2Margin, MaxRE2ProgramSize)
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"testing"
 )
@@ -165,4 +167,132 @@ func FuzzRE2ProgramSize(f *testing.F) {
 			t.Fatalf("RE2ProgramSize(%q) = %d", expr, n)
 		}
 	})
+}
+
+// checkRegexpCompile is how CheckRegexp decided before it stopped
+// building a matcher: regexp.Compile for the error, then the RE2 size
+// estimate of its own parse. checkRegexp must give the same error, of the
+// same type and text, for every expression.
+func checkRegexpCompile(expr string) error {
+	if _, err := regexp.Compile(expr); err != nil {
+		return err
+	}
+	n, err := RE2ProgramSize(expr)
+	if err != nil {
+		return err
+	}
+	if n+re2Margin > MaxRE2ProgramSize {
+		return fmt.Errorf("too complex for Envoy: its RE2 program size is about %d (estimated, plus a safety margin of %d), over Envoy's limit of %d (re2.max_program_size.error_level), and Envoy would refuse the whole route table; write + or * instead of a long counted repetition such as {64}", n, re2Margin, MaxRE2ProgramSize)
+	}
+	return nil
+}
+
+// sameRegexpVerdict reports whether two verdicts are the same: both nil,
+// or errors of one type with one text (a *syntax.Error also with one
+// code and expression).
+func sameRegexpVerdict(got, want error) bool {
+	if (got == nil) != (want == nil) {
+		return false
+	}
+	if got == nil {
+		return true
+	}
+	if fmt.Sprintf("%T", got) != fmt.Sprintf("%T", want) || got.Error() != want.Error() {
+		return false
+	}
+	var gs, ws *syntax.Error
+	if errors.As(want, &ws) {
+		return errors.As(got, &gs) && *gs == *ws
+	}
+	return true
+}
+
+// refusedRegexps are expressions CheckRegexp must refuse, one for each
+// way to fail: Go's parse errors, Go's size, repeat and nesting bounds,
+// and Envoy's RE2 program size.
+var refusedRegexps = []string{
+	`(`, `)`, `a{2,1}`, `\p{Nope}`, `[z-a]`, `*`, `a**`, `x{1001}`, `(?<>a)`, `\8`, `[[:nope:]]`,
+	"\xff", `(?z)`, `[a`, `a{1000}{1000}`,
+	`((((((((((a{100}){100}){100}){100}){100}){100}){100}){100}){100}){100})`,
+	strings.Repeat("(", 1001) + strings.Repeat(")", 1001),
+	"(?:" + strings.Repeat("a", 4000) + "){1000}",
+	`^/x/[a-f0-9]{64}$`, `^/api/v[0-9]+/users/[a-f0-9-]{36}$`, `^[a-z]{1,50}$`, `\p{L}`, `^(?:[^/]|\s){30}$`, `a{1000}`,
+	`^/x/\d{90}$`, // estimated 97: refused by the safety margin only
+}
+
+// TestCheckRegexpSameAsCompile: every refused expression (and a few
+// accepted ones) gets from checkRegexp exactly the error regexp.Compile
+// plus the size estimate gave; each of refusedRegexps is refused.
+func TestCheckRegexpSameAsCompile(t *testing.T) {
+	accepted := []string{``, `a`, `^/items/[0-9]+$`, `(?i)x`, `^/x/[a-f0-9]{32}$`, `.*`, `(?s).`, `^(?:ab|ab){30}$`,
+		`^/x/\d{89}$`, // estimated 96: the largest of its kind under the margin
+		`(?P<n>a)(?P<n>b)`, `\Q`, strings.Repeat("(?:", 1001) + "a" + strings.Repeat(")", 1001)}
+	for _, expr := range append(append([]string(nil), refusedRegexps...), accepted...) {
+		got, want := checkRegexp(expr), checkRegexpCompile(expr)
+		if !sameRegexpVerdict(got, want) {
+			t.Errorf("checkRegexp(%.60q) = %#v, regexp.Compile and the estimate say %#v", expr, got, want)
+		}
+	}
+	for _, expr := range refusedRegexps {
+		if err := checkRegexp(expr); err == nil {
+			t.Errorf("checkRegexp(%.60q) = nil, want an error", expr)
+		}
+	}
+	for _, expr := range accepted {
+		if err := checkRegexp(expr); err != nil {
+			t.Errorf("checkRegexp(%q) = %v", expr, err)
+		}
+	}
+}
+
+// FuzzCheckRegexpSameAsCompile: for any expression up to 256 bytes,
+// checkRegexp's verdict is regexp.Compile's plus the size estimate's.
+// (Longer ones only repeat the grammar; mutations of the long seeds of
+// the table test build programs of millions of instructions, which
+// stall the fuzzer. The table test holds the size and nesting bounds.)
+func FuzzCheckRegexpSameAsCompile(f *testing.F) {
+	for _, expr := range refusedRegexps {
+		if len(expr) <= 256 {
+			f.Add(expr)
+		}
+	}
+	for _, c := range re2Sizes {
+		f.Add(c.expr)
+	}
+	for _, c := range re2Odd {
+		f.Add(c.expr)
+	}
+	f.Add(`(?:(?:a{10}){10}){10}`)
+	f.Add(`a{100}{1}`)
+	f.Fuzz(func(t *testing.T, expr string) {
+		if len(expr) > 256 {
+			return
+		}
+		if got, want := checkRegexp(expr), checkRegexpCompile(expr); !sameRegexpVerdict(got, want) {
+			t.Fatalf("checkRegexp(%q) = %#v, regexp.Compile and the estimate say %#v", expr, got, want)
+		}
+	})
+}
+
+// BenchmarkCheckRegexp: one verdict (no memo) for 1,000 distinct route
+// regexes of the compile bench's kind, by regexp.Compile plus the size
+// estimate (compile, as before) and by checkRegexp (syntax).
+func BenchmarkCheckRegexp(b *testing.B) {
+	exprs := make([]string, 1000)
+	for i := range exprs {
+		exprs[i] = fmt.Sprintf("^/items/(?:[0-9]+|s0-%04d-[a-f]+)$", i)
+	}
+	for _, c := range []struct {
+		name  string
+		check func(string) error
+	}{{"compile", checkRegexpCompile}, {"syntax", checkRegexp}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := c.check(exprs[i%len(exprs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -47,14 +47,49 @@ const (
 
 // benchSpec is benchspec.Spec(i, benchGroups, variant) with its own CEL
 // expression and regex (same meaning for the requests the bench names).
+// Its `when` is of the common shape spec.CELChecker decides without
+// cel-go (fastWhen); benchSpecCELGo's needs cel-go.
 func benchSpec(i, variant, salt int) []byte {
+	return benchSpecWhen(i, variant, salt, fastWhen, "")
+}
+
+// fastWhen is the `when` of bench spec i: inside the fast subset.
+func fastWhen(i, salt int) string {
+	return `identity.kind == "apiKey" && identity.labels.plan in ["gold", "` + benchTag(i, salt) + `"]`
+}
+
+// celgoWhen is the `when` of celgo bench spec i: outside the fast subset
+// (each calls a function or macro: startsWith, size, has, matches; the
+// first is ROUTE_SPEC.md's own example's shape), so spec.CELChecker gives
+// every one to cel-go's parser and checker. TestBenchCELGoWhenVerdicts
+// holds that, and what each decides.
+func celgoWhen(i, salt int) string {
+	tag := "g" + benchTag(i, salt)
+	switch i % 4 {
+	case 0:
+		return `identity.kind == "apiKey" && (identity.labels.plan == "gold" || request.path.startsWith("/api/` + tag + `/"))`
+	case 1:
+		return `identity.kind == "apiKey" && size(identity.labels.plan) == 4 && identity.labels.plan != "` + tag + `"`
+	case 2:
+		return `has(identity.labels.plan) && identity.labels.plan in ["gold", "` + tag + `"] && identity.kind == "apiKey"`
+	default:
+		return `identity.kind == "apiKey" && identity.labels.plan.matches("^(gold|` + tag + `)$")`
+	}
+}
+
+func benchTag(i, salt int) string { return fmt.Sprintf("s%d-%04d", salt, i) }
+
+// benchSpecWhen is benchSpec with when(i, salt) as the rule's `when`,
+// and tagPrefix before the regex's tag (the celgo specs' regexes differ
+// from the others', so spec.CheckRegexp's process-wide memo does not
+// answer one sub-benchmark's from another's).
+func benchSpecWhen(i, variant, salt int, when func(i, salt int) string, tagPrefix string) []byte {
 	y := string(benchspec.Spec(i, benchGroups, variant))
 	if strings.Count(y, sharedWhen) != 1 || strings.Count(y, sharedRegex) != 1 {
 		panic("compile bench: benchspec's template no longer has the CEL rule and regex this bench makes distinct")
 	}
-	tag := fmt.Sprintf("s%d-%04d", salt, i)
-	y = strings.Replace(y, sharedWhen, `when: 'identity.kind == "apiKey" && identity.labels.plan in ["gold", "`+tag+`"]'`, 1)
-	y = strings.Replace(y, sharedRegex, `pathRegex: "^/items/(?:[0-9]+|`+tag+`-[a-f]+)$"`, 1)
+	y = strings.Replace(y, sharedWhen, `when: '`+when(i, salt)+`'`, 1)
+	y = strings.Replace(y, sharedRegex, `pathRegex: "^/items/(?:[0-9]+|`+tagPrefix+benchTag(i, salt)+`-[a-f]+)$"`, 1)
 	return []byte(y)
 }
 
@@ -69,6 +104,16 @@ func benchRevision(n, changed, variant, salt int) source.Revision {
 		specs[i] = source.Spec{Origin: benchspec.Name(i) + ".yaml", Data: benchSpec(i, v, salt)}
 	}
 	return source.Revision{ID: fmt.Sprintf("bench-%d-%d-%d", changed, variant, salt), Specs: specs}
+}
+
+// benchRevisionCELGo is benchRevision(n, -1, 0, salt) with celgoWhen's
+// expressions: every `when` takes cel-go's path.
+func benchRevisionCELGo(n, salt int) source.Revision {
+	specs := make([]source.Spec, n)
+	for i := range specs {
+		specs[i] = source.Spec{Origin: benchspec.Name(i) + ".yaml", Data: benchSpecWhen(i, 0, salt, celgoWhen, "g")}
+	}
+	return source.Revision{ID: fmt.Sprintf("bench-celgo-%d", salt), Specs: specs}
 }
 
 // benchRevisionJSON is benchRevision in canonical JSON, the form the
@@ -91,10 +136,24 @@ func benchRevisionJSON(n, salt int) source.Revision {
 
 // TestBenchSpecsDistinct: every bench spec has a CEL expression and a
 // regex no other spec (of its op or another op) has.
+// The same holds for the celgo bench specs, among themselves and against
+// the others.
 func TestBenchSpecsDistinct(t *testing.T) {
 	seen := map[string]string{}
+	for _, kind := range []struct {
+		name string
+		rev  func(n, salt int) source.Revision
+	}{
+		{"fast", func(n, salt int) source.Revision { return benchRevision(n, -1, 0, salt) }},
+		{"celgo", benchRevisionCELGo},
+	} {
+		t.Run(kind.name, func(t *testing.T) { testBenchSpecsDistinct(t, kind.rev, seen) })
+	}
+}
+
+func testBenchSpecsDistinct(t *testing.T, rev func(n, salt int) source.Revision, seen map[string]string) {
 	for salt := range 2 {
-		for _, src := range benchRevision(50, -1, 0, salt).Specs {
+		for _, src := range rev(50, salt).Specs {
 			docs, err := spec.Parse(src.Origin, src.Data)
 			if err != nil {
 				t.Fatal(err)
@@ -156,7 +215,10 @@ func TestBenchSpecsJSONCompileAlike(t *testing.T) {
 //     feed them (parsing included);
 //   - yaml: YAML bytes, as the file source reads them (parsing included);
 //   - parsed: documents parsed before the clock starts — the compile and
-//     validate alone, which is what the issue's target is about.
+//     validate alone, which is what the issue's target is about;
+//   - parsed-celgo: the same, but every `when` is outside the common
+//     shape spec.CELChecker decides itself (celgoWhen: startsWith, size,
+//     has, matches), so each of the 1,000 is parsed and checked by cel-go.
 //
 // Every spec has its own CEL expression and regex, and every op gets specs
 // whose expressions no earlier op saw (prepared before the clock starts).
@@ -168,41 +230,50 @@ func BenchmarkCompileFull(b *testing.B) {
 		benchCompileRevisions(b, func(salt int) source.Revision { return benchRevision(benchSpecs, -1, 0, salt) })
 	})
 	b.Run("parsed", func(b *testing.B) {
-		revs := make([]source.Revision, b.N)
-		docss := make([][]*spec.Document, b.N)
-		for i := range revs {
-			revs[i] = benchRevision(benchSpecs, -1, 0, i)
-			docss[i] = make([]*spec.Document, len(revs[i].Specs))
-			for j, src := range revs[i].Specs {
-				ds, err := spec.Parse(src.Origin, src.Data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				docss[i][j] = ds[0]
-			}
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		defer reportCPU(b, testenv.CPUTime())
-		for i := 0; i < b.N; i++ {
-			docs := docss[i]
-			c, err := New(Options{})
+		benchCompileParsed(b, func(salt int) source.Revision { return benchRevision(benchSpecs, -1, 0, salt) })
+	})
+	b.Run("parsed-celgo", func(b *testing.B) {
+		benchCompileParsed(b, func(salt int) source.Revision { return benchRevisionCELGo(benchSpecs, salt) })
+	})
+}
+
+// benchCompileParsed compiles rev(i)'s documents, parsed before the clock
+// starts, in op i.
+func benchCompileParsed(b *testing.B, rev func(salt int) source.Revision) {
+	revs := make([]source.Revision, b.N)
+	docss := make([][]*spec.Document, b.N)
+	for i := range revs {
+		revs[i] = rev(i)
+		docss[i] = make([]*spec.Document, len(revs[i].Specs))
+		for j, src := range revs[i].Specs {
+			ds, err := spec.Parse(src.Origin, src.Data)
 			if err != nil {
 				b.Fatal(err)
 			}
-			specs := make([]*Spec, len(docs))
-			parallel(len(docs), func(j int, w *worker) {
-				s := &Spec{Name: docs[j].Name(), Origin: docs[j].File, doc: docs[j]}
-				c.compileSpec(s, w)
-				specs[j] = s
-			})
-			res := c.assemble(revs[i].ID, specs)
-			if len(res.Published()) != benchSpecs {
-				b.Fatalf("published %d of %d: %v", len(res.Published()), benchSpecs, res.Failed()[0].Err)
-			}
-			buildAll(b, res)
+			docss[i][j] = ds[0]
 		}
-	})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b, testenv.CPUTime())
+	for i := 0; i < b.N; i++ {
+		docs := docss[i]
+		c, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		specs := make([]*Spec, len(docs))
+		parallel(len(docs), func(j int, w *worker) {
+			s := &Spec{Name: docs[j].Name(), Origin: docs[j].File, doc: docs[j]}
+			c.compileSpec(s, w)
+			specs[j] = s
+		})
+		res := c.assemble(revs[i].ID, specs)
+		if len(res.Published()) != benchSpecs {
+			b.Fatalf("published %d of %d: %v", len(res.Published()), benchSpecs, res.Failed()[0].Err)
+		}
+		buildAll(b, res)
+	}
 }
 
 // benchCompileRevisions compiles rev(i) in op i, each prepared before the
@@ -323,5 +394,143 @@ func TestUnchangedGroupReusesStampedRoutes(t *testing.T) {
 		} else if !same {
 			t.Fatalf("%s: unchanged (version %s → %s) but its virtual hosts were stamped again", group, r1.GroupVersion(group), r2.GroupVersion(group))
 		}
+	}
+}
+
+// TestBenchWhenVerdicts: every bench spec's CEL `when` gets the same
+// verdict from the checker the compiler validates with (spec.CELChecker,
+// which decides this common shape without cel-go's parser) as from
+// cel-go's own compile (spec.CompileWhen, what the authz engine runs),
+// and that program decides as the bench intends: the gold plan and the
+// spec's own tag pass, another plan or kind does not.
+func TestBenchWhenVerdicts(t *testing.T) {
+	env, err := spec.NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk, err := spec.NewCELChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(kind, plan string) map[string]any {
+		return map[string]any{"request": map[string]any{}, "identity": map[string]any{"kind": kind, "labels": map[string]any{"plan": plan}}}
+	}
+	n := 0
+	for salt := range 2 {
+		for i, src := range benchRevision(benchSpecs, -1, 0, salt).Specs {
+			if i%7 != 0 && salt > 0 {
+				continue // every spec of one op, a sample of the next
+			}
+			docs, err := spec.Parse(src.Origin, src.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range docs[0].EdgeRoute.Spec.Routes {
+				if r.Auth == nil {
+					continue
+				}
+				for _, rule := range r.Auth.Rules {
+					if rule.When == "" {
+						continue
+					}
+					n++
+					ast, want := spec.CompileWhen(env, rule.When)
+					if got := chk.Check(rule.When); want != nil || got != nil {
+						t.Fatalf("%s: %q: checker says %v, cel-go says %v", src.Origin, rule.When, got, want)
+					}
+					prg, err := env.Program(ast)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tag := fmt.Sprintf("s%d-%04d", salt, i)
+					for _, c := range []struct {
+						kind, plan string
+						want       bool
+					}{{"apiKey", "gold", true}, {"apiKey", tag, true}, {"apiKey", "silver", false}, {"jwt", "gold", false}} {
+						out, _, err := prg.Eval(ask(c.kind, c.plan))
+						if err != nil || out.Value() != c.want {
+							t.Fatalf("%s: %q on kind %s plan %s: %v, %v; want %v", src.Origin, rule.When, c.kind, c.plan, out, err, c.want)
+						}
+					}
+				}
+			}
+		}
+	}
+	if n < benchSpecs {
+		t.Fatalf("checked %d `when` expressions, want at least %d", n, benchSpecs)
+	}
+}
+
+// TestBenchCELGoWhenVerdicts: every `when` of the celgo bench specs (one
+// op's, and a sample of the next op's) is declined by the checker's fast
+// verdict (spec.CELFastVerdict), so validating it takes cel-go's parser
+// and checker; the checker accepts it as cel-go's own compile does; and
+// the program decides as intended: an apiKey caller on the gold plan
+// passes, a JWT caller or another plan does not.
+func TestBenchCELGoWhenVerdicts(t *testing.T) {
+	env, err := spec.NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk, err := spec.NewCELChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(kind, plan string) map[string]any {
+		return map[string]any{
+			"request":  map[string]any{"path": "/api/x", "ip": "192.0.2.1"},
+			"identity": map[string]any{"kind": kind, "labels": map[string]any{"plan": plan}},
+		}
+	}
+	n := 0
+	for salt := range 2 {
+		for i, src := range benchRevisionCELGo(benchSpecs, salt).Specs {
+			if i%7 != 0 && salt > 0 {
+				continue
+			}
+			docs, err := spec.Parse(src.Origin, src.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whens := 0
+			for _, r := range docs[0].EdgeRoute.Spec.Routes {
+				if r.Auth == nil {
+					continue
+				}
+				for _, rule := range r.Auth.Rules {
+					if rule.When == "" {
+						continue
+					}
+					whens++
+					n++
+					if spec.CELFastVerdict(rule.When) {
+						t.Fatalf("%s: %q is decided by the fast verdict; the celgo bench needs expressions cel-go checks", src.Origin, rule.When)
+					}
+					ast, want := spec.CompileWhen(env, rule.When)
+					if got := chk.Check(rule.When); want != nil || got != nil {
+						t.Fatalf("%s: %q: checker says %v, cel-go says %v", src.Origin, rule.When, got, want)
+					}
+					prg, err := env.Program(ast)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, c := range []struct {
+						kind, plan string
+						want       bool
+					}{{"apiKey", "gold", true}, {"apiKey", "silver", false}, {"jwt", "gold", false}} {
+						out, _, err := prg.Eval(ask(c.kind, c.plan))
+						if err != nil || out.Value() != c.want {
+							t.Fatalf("%s: %q on kind %s plan %s: %v, %v; want %v", src.Origin, rule.When, c.kind, c.plan, out, err, c.want)
+						}
+					}
+				}
+			}
+			if whens != 1 {
+				t.Fatalf("%s: %d `when` expressions, want 1", src.Origin, whens)
+			}
+		}
+	}
+	if n < benchSpecs {
+		t.Fatalf("checked %d `when` expressions, want at least %d", n, benchSpecs)
 	}
 }

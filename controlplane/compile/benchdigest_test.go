@@ -29,6 +29,10 @@ const (
 	// 200 specs with exact hosts, group-01 and group-02 served scoped
 	// routes (one route table per spec, stamped per spec).
 	benchDigestScoped = "e3c2632bf32c786cf8372e16141ae5e42d62fa5f23b51061f8056aaa3873dfcd"
+	// 200 celgo bench specs (benchRevisionCELGo(200, 0): every `when`
+	// takes cel-go's path), one Compile; taken when that bench was added
+	// (s6-compilecpu2, before the regex and sidecar-payload changes).
+	benchDigestCELGo = "d70336aeed5599879010d598a8e5ea2959c69f42b817f690650f09a97cc13317"
 )
 
 var updateDigests = flag.Bool("update-digests", false, "print the bench output digests instead of checking them")
@@ -103,6 +107,7 @@ func TestBenchOutputUnchanged(t *testing.T) {
 		}
 	}
 	check("benchDigestScoped", benchDigestScoped, groupsDigest(t, res))
+	check("benchDigestCELGo", benchDigestCELGo, groupsDigest(t, newCompiler(t).Compile(benchRevisionCELGo(200, 0))))
 }
 
 // TestFileKeyFollowsTheBytes: a spec's file key is reused from the last

@@ -245,13 +245,15 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 		routeIDs[spec.RouteID(r.Metadata.Name, rt.Name)] = true
 	}
 
-	// Sidecar resources, each from its domain library's compiler.
+	// Sidecar resources, each from its domain library's compiler. The
+	// TypedStructs validation looks at carry no Struct (the NoStruct
+	// wrappers): a Struct has no rules and cannot hold an Any.
 	pol, err := authz.CompileWith(r, w.chk)
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
 	s.policy = pol
-	az, azTS, err := w.wrap.WrapTyped(contract.AuthzPrefix+r.Metadata.Name, contract.AuthzPolicyType, pol)
+	az, azTS, err := w.wrap.WrapTypedNoStruct(contract.AuthzPrefix+r.Metadata.Name, contract.AuthzPolicyType, pol)
 	if err != nil {
 		return err
 	}
@@ -266,7 +268,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 	if err != nil {
 		return fmt.Errorf("rate limits: %w", err)
 	}
-	rl, rlTS, err := w.wrap.WrapTypedJSON(contract.RateLimitPrefix+r.Metadata.Name, contract.RateLimitRulesType, rulesJSON)
+	rl, rlTS, err := w.wrap.WrapTypedJSONNoStruct(contract.RateLimitPrefix+r.Metadata.Name, contract.RateLimitRulesType, rulesJSON)
 	if err != nil {
 		return err
 	}
@@ -278,7 +280,7 @@ func (c *Compiler) buildSpec(s *Spec, r *spec.EdgeRoute, w *worker) error {
 	if err != nil {
 		return fmt.Errorf("access log: %w", err)
 	}
-	al, alTS, err := w.wrap.WrapTyped(contract.AccessLogPrefix+r.Metadata.Name, contract.AccessLogSettingType, logs)
+	al, alTS, err := w.wrap.WrapTypedNoStruct(contract.AccessLogPrefix+r.Metadata.Name, contract.AccessLogSettingType, logs)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 )
 
@@ -143,5 +145,55 @@ func TestValidateAllReachesEveryAny(t *testing.T) {
 	}
 	if total == 0 {
 		t.Fatal("no Anys")
+	}
+}
+
+// The sidecar resources are validated through TypedStructs without their
+// Struct (contract's NoStruct wrappers). That finds what decoding the
+// resource finds: decoded, the whole TypedStruct passes too and holds no
+// Any past the typed_config itself (a Struct cannot hold one). An Any put
+// where the stand-in does not apply (another Any, or the same Any with
+// another type) is decoded and checked: an unknown type is refused.
+func TestSidecarStandInsValidateAsDecoded(t *testing.T) {
+	c := newCompiler(t)
+	res := c.Compile(benchRevisionCELGo(5, 0))
+	n := 0
+	for _, s := range res.Specs {
+		if s.Err != nil {
+			t.Fatalf("%s: %v", s.Origin, s.Err)
+		}
+		for _, tec := range s.sidecar {
+			n++
+			w := anyWalker{path: make([]pathSeg, 0, 8)}
+			w.validateMsg(tec.ProtoReflect())
+			if err := errors.Join(w.errs...); err != nil || w.anys != 1 {
+				t.Fatalf("%s decoded: %v, %d Anys validated (want the typed_config alone)", tec.GetName(), err, w.anys)
+			}
+		}
+	}
+	if n != 15 {
+		t.Fatalf("%d sidecar resources, want 15", n)
+	}
+
+	var wrap contract.Wrapper
+	tec, ts, err := wrap.WrapTypedJSONNoStruct("x", contract.AuthzPolicyType, []byte(`{"spec":"x","routes":[]}`))
+	if err != nil || ts.GetValue() != nil {
+		t.Fatalf("stand-in: %v, %v", ts, err)
+	}
+	if err := validateAllKnown(tec, map[*anypb.Any]proto.Message{tec.TypedConfig: ts}); err != nil {
+		t.Fatalf("baseline: %v", err)
+	}
+	smuggled := &anypb.Any{TypeUrl: "type.googleapis.com/no.such.Type", Value: tec.TypedConfig.Value}
+	for name, c := range map[string]struct {
+		tec    *corev3.TypedExtensionConfig
+		packed map[*anypb.Any]proto.Message
+	}{
+		"another Any":             {&corev3.TypedExtensionConfig{Name: "x", TypedConfig: smuggled}, map[*anypb.Any]proto.Message{tec.TypedConfig: ts}},
+		"the Any with a new type": {&corev3.TypedExtensionConfig{Name: "x", TypedConfig: smuggled}, map[*anypb.Any]proto.Message{smuggled: ts}},
+	} {
+		err := validateAllKnown(c.tec, c.packed)
+		if err == nil || !strings.Contains(err.Error(), "the type is unknown") {
+			t.Errorf("%s: validateAllKnown = %v, want the unknown type refused", name, err)
+		}
 	}
 }

@@ -1,0 +1,474 @@
+package spec
+
+// celSurelyBool is a fast verdict for the common shape of `when`
+// expressions: comparisons of request and identity fields with literals,
+// joined by &&, || and !. It answers true only when the expression is in
+// that small subset of CEL and, by the rules below, compiles in the
+// NewCELEnv environment to a boolean; CompileWhen then reports nil for it.
+// On false nothing is decided: the caller compiles the expression with
+// cel-go (whose parser costs ~60 µs per expression), which gives every
+// error its text. So this function may refuse a valid expression, never
+// accept an invalid one (TestCELSurelyBoolAgrees, FuzzCELSurelyBool).
+//
+// The subset (a strict part of CEL's grammar; anything else is refused):
+//
+//	expr    = and { "||" and }
+//	and     = rel { "&&" rel }
+//	rel     = unary [ relop unary ]            relop: == != < <= > >= in
+//	unary   = [ "!" ] member                   (one !; !! is refused)
+//	member  = primary { "." ident | "[" string "]" }
+//	primary = ident | string | int | true | false | null
+//	        | "(" expr ")" | "[" literal { "," literal } "]"
+//
+// Identifiers are ASCII letters, digits and _, never a CEL keyword or
+// reserved word; a root identifier is request or identity. Strings are
+// single- or double-quoted printable ASCII without backslash or newline
+// (no raw, triple-quoted or bytes forms). Integers are decimal without a
+// leading zero or suffix, at most 18 digits. Whitespace is space, tab,
+// CR and LF; comments, non-ASCII bytes and other characters are refused.
+// The length and nesting are bounded far below cel-go's limits.
+//
+// Types: request and identity are map(string, dyn); a field or a string
+// index of them, or of a dyn, is dyn. A list literal has elements of one
+// type, string or int. == and != take two operands of one type (bool,
+// string, int, null) or a dyn with any of those; ordering takes two ints,
+// two strings, or a dyn with an int, a string or a dyn; `in` takes a
+// list whose element type is the left operand's (or the left operand is
+// dyn), or a dyn on the right with a bool, string, int or dyn on the
+// left; !, && and || take bool or dyn. Every one of these yields bool, and
+// the whole expression must be bool (not dyn), as CompileWhen requires.
+func celSurelyBool(expr string) bool {
+	if len(expr) == 0 || len(expr) > celFastMaxLen {
+		return false
+	}
+	p := celFast{src: expr, ok: true}
+	p.next()
+	t := p.expr(0)
+	return p.ok && p.tok == tkEOF && t == tyBool
+}
+
+const (
+	celFastMaxLen   = 2048
+	celFastMaxDepth = 16
+)
+
+type celTok uint8
+
+const (
+	tkBad celTok = iota
+	tkEOF
+	tkIdent
+	tkString
+	tkInt
+	tkTrue
+	tkFalse
+	tkNull
+	tkIn
+	tkEq    // ==
+	tkNe    // !=
+	tkLt    // <
+	tkLe    // <=
+	tkGt    // >
+	tkGe    // >=
+	tkAnd   // &&
+	tkOr    // ||
+	tkNot   // !
+	tkDot   // .
+	tkComma // ,
+	tkLParen
+	tkRParen
+	tkLBrack
+	tkRBrack
+)
+
+type celType uint8
+
+const (
+	tyBad celType = iota
+	tyBool
+	tyString
+	tyInt
+	tyNull
+	tyDyn
+	tyMap // request, identity: map(string, dyn)
+	tyListString
+	tyListInt
+)
+
+// celReserved holds CEL's keywords and reserved words: none may be an
+// identifier (in, true, false and null are tokens of their own).
+var celReserved = map[string]bool{
+	"as": true, "break": true, "const": true, "continue": true, "else": true,
+	"for": true, "function": true, "if": true, "import": true, "let": true,
+	"loop": true, "package": true, "namespace": true, "return": true,
+	"var": true, "void": true, "while": true,
+}
+
+type celFast struct {
+	src  string
+	pos  int
+	tok  celTok
+	text string // identifier text of tkIdent
+	ok   bool
+}
+
+func (p *celFast) fail() celType {
+	p.ok = false
+	p.tok = tkBad
+	return tyBad
+}
+
+// next reads the next token into p.tok; an unknown character is tkBad.
+func (p *celFast) next() {
+	if !p.ok {
+		return
+	}
+	s := p.src
+	for p.pos < len(s) && (s[p.pos] == ' ' || s[p.pos] == '\t' || s[p.pos] == '\n' || s[p.pos] == '\r') {
+		p.pos++
+	}
+	if p.pos == len(s) {
+		p.tok = tkEOF
+		return
+	}
+	c := s[p.pos]
+	two := func(second byte, yes, no celTok) {
+		if p.pos+1 < len(s) && s[p.pos+1] == second {
+			p.pos += 2
+			p.tok = yes
+			return
+		}
+		p.pos++
+		p.tok = no
+	}
+	switch {
+	case isCELLetter(c):
+		start := p.pos
+		for p.pos < len(s) && (isCELLetter(s[p.pos]) || isCELDigit(s[p.pos])) {
+			p.pos++
+		}
+		p.text = s[start:p.pos]
+		switch p.text {
+		case "true":
+			p.tok = tkTrue
+		case "false":
+			p.tok = tkFalse
+		case "null":
+			p.tok = tkNull
+		case "in":
+			p.tok = tkIn
+		default:
+			if celReserved[p.text] {
+				p.tok = tkBad
+			} else {
+				p.tok = tkIdent
+			}
+		}
+		// A quote right after an identifier is another token form
+		// (r"..", b"..") or not CEL: refuse.
+		if p.pos < len(s) && (s[p.pos] == '"' || s[p.pos] == '\'') {
+			p.tok = tkBad
+		}
+	case isCELDigit(c):
+		start := p.pos
+		for p.pos < len(s) && isCELDigit(s[p.pos]) {
+			p.pos++
+		}
+		n := p.pos - start
+		// No leading zero (octal-looking, or 0x..), no suffix or fraction
+		// (1u, 1.0, 1e3), no overflow.
+		if (s[start] == '0' && n > 1) || n > 18 ||
+			(p.pos < len(s) && (isCELLetter(s[p.pos]) || s[p.pos] == '.' || s[p.pos] == '"' || s[p.pos] == '\'')) {
+			p.fail()
+			return
+		}
+		p.tok = tkInt
+	case c == '"' || c == '\'':
+		q := c
+		p.pos++
+		for p.pos < len(s) && s[p.pos] != q {
+			b := s[p.pos]
+			if b < 0x20 || b > 0x7e || b == '\\' {
+				p.fail()
+				return
+			}
+			p.pos++
+		}
+		if p.pos == len(s) {
+			p.fail()
+			return
+		}
+		p.pos++
+		// Two quotes in a row after a string ("""x""", '''x''', or
+		// adjacent strings) are not this subset's.
+		if p.pos < len(s) && (s[p.pos] == '"' || s[p.pos] == '\'') {
+			p.fail()
+			return
+		}
+		p.tok = tkString
+	case c == '=':
+		if p.pos+1 < len(s) && s[p.pos+1] == '=' {
+			p.pos += 2
+			p.tok = tkEq
+		} else {
+			p.tok = tkBad
+		}
+	case c == '!':
+		two('=', tkNe, tkNot)
+	case c == '<':
+		two('=', tkLe, tkLt)
+	case c == '>':
+		two('=', tkGe, tkGt)
+	case c == '&':
+		if p.pos+1 < len(s) && s[p.pos+1] == '&' {
+			p.pos += 2
+			p.tok = tkAnd
+		} else {
+			p.tok = tkBad
+		}
+	case c == '|':
+		if p.pos+1 < len(s) && s[p.pos+1] == '|' {
+			p.pos += 2
+			p.tok = tkOr
+		} else {
+			p.tok = tkBad
+		}
+	case c == '.':
+		p.pos++
+		p.tok = tkDot
+	case c == ',':
+		p.pos++
+		p.tok = tkComma
+	case c == '(':
+		p.pos++
+		p.tok = tkLParen
+	case c == ')':
+		p.pos++
+		p.tok = tkRParen
+	case c == '[':
+		p.pos++
+		p.tok = tkLBrack
+	case c == ']':
+		p.pos++
+		p.tok = tkRBrack
+	default:
+		p.tok = tkBad
+	}
+	if p.tok == tkBad {
+		p.ok = false
+	}
+}
+
+func isCELLetter(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+}
+
+func isCELDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// boolish: an operand of !, && and ||.
+func boolish(t celType) bool { return t == tyBool || t == tyDyn }
+
+// expr = and { "||" and }
+func (p *celFast) expr(depth int) celType {
+	if depth > celFastMaxDepth {
+		return p.fail()
+	}
+	t := p.and(depth)
+	for p.ok && p.tok == tkOr {
+		p.next()
+		u := p.and(depth)
+		if !boolish(t) || !boolish(u) {
+			return p.fail()
+		}
+		t = tyBool
+	}
+	if !p.ok {
+		return tyBad
+	}
+	return t
+}
+
+// and = rel { "&&" rel }
+func (p *celFast) and(depth int) celType {
+	t := p.rel(depth)
+	for p.ok && p.tok == tkAnd {
+		p.next()
+		u := p.rel(depth)
+		if !boolish(t) || !boolish(u) {
+			return p.fail()
+		}
+		t = tyBool
+	}
+	if !p.ok {
+		return tyBad
+	}
+	return t
+}
+
+// rel = unary [ relop unary ]
+func (p *celFast) rel(depth int) celType {
+	l := p.unary(depth)
+	if !p.ok {
+		return tyBad
+	}
+	op := p.tok
+	switch op {
+	case tkEq, tkNe, tkLt, tkLe, tkGt, tkGe, tkIn:
+	default:
+		return l
+	}
+	p.next()
+	r := p.unary(depth)
+	if !p.ok {
+		return tyBad
+	}
+	// A second relational operator (a == b == c) is refused.
+	switch p.tok {
+	case tkEq, tkNe, tkLt, tkLe, tkGt, tkGe, tkIn:
+		return p.fail()
+	}
+	scalar := func(t celType) bool { return t == tyBool || t == tyString || t == tyInt || t == tyNull }
+	switch op {
+	case tkEq, tkNe:
+		if (scalar(l) || l == tyDyn) && (l == r || l == tyDyn && scalar(r) || r == tyDyn && scalar(l)) {
+			return tyBool
+		}
+	case tkLt, tkLe, tkGt, tkGe:
+		ordered := func(t celType) bool { return t == tyString || t == tyInt }
+		if ordered(l) && l == r || l == tyDyn && (ordered(r) || r == tyDyn) || r == tyDyn && ordered(l) {
+			return tyBool
+		}
+	case tkIn:
+		switch r {
+		case tyListString:
+			if l == tyString || l == tyDyn {
+				return tyBool
+			}
+		case tyListInt:
+			if l == tyInt || l == tyDyn {
+				return tyBool
+			}
+		case tyDyn:
+			if l == tyBool || l == tyString || l == tyInt || l == tyDyn {
+				return tyBool
+			}
+		}
+	}
+	return p.fail()
+}
+
+// unary = [ "!" ] member
+func (p *celFast) unary(depth int) celType {
+	if p.tok != tkNot {
+		return p.member(depth)
+	}
+	p.next()
+	if p.tok == tkNot {
+		return p.fail()
+	}
+	t := p.member(depth)
+	if !p.ok || !boolish(t) {
+		return p.fail()
+	}
+	return tyBool
+}
+
+// member = primary { "." ident | "[" string "]" }
+func (p *celFast) member(depth int) celType {
+	t := p.primary(depth)
+	for p.ok {
+		switch p.tok {
+		case tkDot:
+			p.next()
+			if p.tok != tkIdent || (t != tyMap && t != tyDyn) {
+				return p.fail()
+			}
+			p.next()
+			// A call (a.f(...)) is not this subset's.
+			if p.tok == tkLParen {
+				return p.fail()
+			}
+			t = tyDyn
+		case tkLBrack:
+			p.next()
+			if p.tok != tkString || (t != tyMap && t != tyDyn) {
+				return p.fail()
+			}
+			p.next()
+			if p.tok != tkRBrack {
+				return p.fail()
+			}
+			p.next()
+			t = tyDyn
+		default:
+			return t
+		}
+	}
+	return tyBad
+}
+
+// primary = ident | literal | "(" expr ")" | "[" literal { "," literal } "]"
+func (p *celFast) primary(depth int) celType {
+	switch p.tok {
+	case tkIdent:
+		if p.text != "request" && p.text != "identity" {
+			return p.fail()
+		}
+		p.next()
+		if p.tok == tkLParen {
+			return p.fail()
+		}
+		return tyMap
+	case tkString:
+		p.next()
+		return tyString
+	case tkInt:
+		p.next()
+		return tyInt
+	case tkTrue, tkFalse:
+		p.next()
+		return tyBool
+	case tkNull:
+		p.next()
+		return tyNull
+	case tkLParen:
+		p.next()
+		t := p.expr(depth + 1)
+		if !p.ok || p.tok != tkRParen {
+			return p.fail()
+		}
+		p.next()
+		return t
+	case tkLBrack:
+		p.next()
+		var elem celType
+		for {
+			var t celType
+			switch p.tok {
+			case tkString:
+				t = tyString
+			case tkInt:
+				t = tyInt
+			default:
+				return p.fail()
+			}
+			if elem != tyBad && elem != t {
+				return p.fail()
+			}
+			elem = t
+			p.next()
+			if p.tok == tkRBrack {
+				p.next()
+				if elem == tyString {
+					return tyListString
+				}
+				return tyListInt
+			}
+			if p.tok != tkComma {
+				return p.fail()
+			}
+			p.next()
+		}
+	}
+	return p.fail()
+}
