@@ -414,6 +414,10 @@ func (in *Ingester) flush(buf *[]byte) {
 	in.flushed = make(chan struct{})
 	in.mu.Unlock()
 	defer close(flushed)
+	start := time.Now()
+	if len(pending) > 0 {
+		in.m.FlushWait.Observe(start.Sub(since).Seconds())
+	}
 	var written []memBatch
 	if oneDay(pending) {
 		// The common case: every chunk is one frame, spooled as it is.
@@ -434,12 +438,15 @@ func (in *Ingester) flush(buf *[]byte) {
 		return
 	}
 	synced := true
+	wrote := time.Now()
+	in.m.FlushWrite.Observe(wrote.Sub(start).Seconds())
 	if err := in.spool.sync(); err != nil {
 		// The frames are written (the store writer still gets them) but
 		// not known to be on disk.
 		synced = false
 		in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
 	} else {
+		in.m.FlushSync.Observe(time.Since(wrote).Seconds())
 		lag := time.Since(since).Seconds()
 		in.m.SyncLag.Set(lag)
 		in.m.SyncLags.Observe(lag)
