@@ -233,6 +233,14 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		sp.close()
 		return nil, fmt.Errorf("accesslog: reading the chain head from the store: %w", err)
 	}
+	if err := sp.missing(head.SpoolSeq + 1); err != nil {
+		sp.close()
+		return nil, fmt.Errorf("accesslog: %w", err)
+	}
+	// A spool behind the store (moved away, or lost) numbers its frames
+	// on from the store's head: a frame numbered at or below it would be
+	// taken for stored and skipped.
+	sp.skipTo(head.SpoolSeq + 1)
 	writers := 1
 	ordered, _ := cfg.Store.(OrderedStore)
 	if ordered != nil {
@@ -452,6 +460,9 @@ func (in *Ingester) flush(buf *[]byte) {
 		in.m.SyncLags.Observe(lag)
 	}
 	in.m.SpoolBytes.Set(float64(in.spool.size()))
+	if err := in.spool.preparerErr(); err != nil {
+		in.log.Warn("access-log spool could not prepare or recycle a segment: flushes fsync a growing file meanwhile", "error", err)
+	}
 	for _, b := range written {
 		n := len(b.recs)
 		in.m.Buffered.Sub(float64(n))
