@@ -144,6 +144,51 @@ func TestReplayAfterKillInRecycledSegment(t *testing.T) {
 	}
 }
 
+// TestAdmitHoldsBackUntilTheSpoolCatchesUp: while an entry not yet
+// spooled has waited more than FlushInterval/2, a receiver is held until
+// a flush has taken it (up to ten FlushIntervals; not for one and then let
+// go to add more), and let go by the flush that takes it.
+func TestAdmitHoldsBackUntilTheSpoolCatchesUp(t *testing.T) {
+	dir := t.TempDir()
+	db := openDuck(t, filepath.Join(dir, "logs.duckdb"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := accesslog.NewMetrics(prometheus.NewRegistry())
+	const fi = 20 * time.Millisecond
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: db, SpoolDir: filepath.Join(dir, "spool"), FlushInterval: fi, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The spool goroutine is not running: the entry's flush is late.
+	in.Add(accesslogtest.RandomRecords(3, 1, time.Now().UTC(), time.Second)...)
+	time.Sleep(fi)
+	admitted := make(chan struct{})
+	go func() { in.Admit(ctx); close(admitted) }()
+	select {
+	case <-admitted:
+		t.Fatal("a receiver was let go while the spool was still late")
+	case <-time.After(5 * fi):
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	testenv.WaitFor(t, "the receiver let go once the late entry was spooled", 20*time.Second, func() bool {
+		select {
+		case <-admitted:
+			return true
+		default:
+			return false
+		}
+	})
+	if got := testutil.ToFloat64(m.Throttled); got < (5 * fi).Seconds() {
+		t.Fatalf("throttled %v s, want at least the %v held", got, 5*fi)
+	}
+	testenv.WaitFor(t, "the entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestBackpressureLosesNothing: receivers that add and Admit as fast as
 // they can, against a spool that is often late, are slowed but never
 // stuck, nothing is dropped and everything is stored once; every flush

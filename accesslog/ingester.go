@@ -311,11 +311,15 @@ func (in *Ingester) Add(recs ...Record) {
 //   - while the in-memory buffer is more than half full it waits until a
 //     flush has made room (the other half takes what receivers already
 //     past Admit add), so Add does not drop what was read;
-//   - while the oldest entry not yet spooled has waited longer than
+//   - while an entry not yet spooled has waited longer than
 //     FlushInterval/2 (the spool goroutine is late: starved of CPU, or a
-//     slow fsync) it waits for the next flush, at most FlushInterval.
+//     slow fsync; entries added now would only make its next flush
+//     longer) it waits for flushes until none has, as many as it takes,
+//     for up to ten FlushIntervals (a spool that stalls longer gets
+//     entries again, up to half the buffer).
 //
-// The time waited is counted in gatehouse_accesslog_receive_throttled_seconds_total.
+// It returns early when ctx ends. The time waited is counted in
+// gatehouse_accesslog_receive_throttled_seconds_total.
 func (in *Ingester) Admit(ctx context.Context) {
 	var start time.Time
 	defer func() {
@@ -323,28 +327,29 @@ func (in *Ingester) Admit(ctx context.Context) {
 			in.m.Throttled.Add(time.Since(start).Seconds())
 		}
 	}()
-	for waitedLate := false; ; {
+	var stall <-chan time.Time // the late wait's limit
+	for stalled := false; ; {
 		in.mu.Lock()
 		full := in.npending > in.cfg.BufferEntries/2
 		late := in.npending > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
 		flushed := in.flushed
 		in.mu.Unlock()
-		if !full && (!late || waitedLate) {
+		if !full && (!late || stalled) {
 			return
 		}
 		if start.IsZero() {
 			start = time.Now()
+			t := time.NewTimer(10 * in.cfg.FlushInterval)
+			defer t.Stop()
+			stall = t.C
 		}
-		waitedLate = true
-		t := time.NewTimer(in.cfg.FlushInterval)
 		select {
 		case <-flushed:
-		case <-t.C:
+		case <-stall:
+			stalled, stall = true, nil
 		case <-ctx.Done():
-			t.Stop()
 			return
 		}
-		t.Stop()
 	}
 }
 
