@@ -25,23 +25,26 @@ import (
 // fsynced before the batch is handed to the store writer, so a batch that
 // reached the spool survives kill -9 and is replayed until stored.
 //
-// Segments are preallocated: a segment file "w<n>.seg" starts with a
-// header (magic, a random salt, CRC) and is written with zeros to its full
-// size and fsynced once before it is taken into use (off the hot path, by
-// the spool's preparer goroutine); frames then overwrite those zeros in
-// place, so the file never grows and a flush needs only fdatasync, which
-// writes the frames' pages but no metadata: no journal commit, which on
-// ext4 (data=ordered) would also wait for other files' dirty data (the
-// store's). A stored segment is recycled (a new salt in its header, renamed
-// "w<n>.free") instead of deleted, like a database recycles its WAL
-// segments. The CRC of a frame covers the segment's salt and its payload,
-// and seqs follow each other within a segment, so the valid frames of a
-// segment end at the first frame of zero length (the zero tail), with a
-// bad CRC (a torn frame, or a frame of the segment's previous life) or an
-// unexpected seq. File names do not matter for correctness: at start every
-// file is scanned and ordered by its frames' seqs.
+// Segment files "w<n>.seg" start with a header (magic, a random salt,
+// CRC). A stored segment is recycled instead of deleted, like a database
+// recycles its WAL segments: the spool's preparer goroutine gives it a new
+// salt in its header, pads it with zeros to the segment size if it is
+// shorter, fsyncs it and keeps it as "w<n>.free" (up to spareSegments);
+// the next segment is such a file when there is one, and frames overwrite
+// its old content in place, so the file never grows and a flush needs
+// only fdatasync, which writes the frames' pages but no metadata: no
+// journal commit, which on ext4 (data=ordered) would also wait for other
+// files' dirty data (the store's). Until stored segments come back (a new
+// spool, or one that needs more segments than it kept) a new segment grows
+// as frames are written, and its flushes commit the journal as before.
+// The CRC of a frame covers the segment's salt and its payload, and seqs
+// follow each other within a segment, so the valid frames of a segment end
+// at the first frame of zero length (zeros), with a bad CRC (a torn frame,
+// or a frame of the file's previous life) or an unexpected seq. File names
+// do not matter for correctness: at start every file is scanned and ordered
+// by its frames' seqs.
 //
-// Segments written before the preallocation ("<first seq>.seg", frames
+// Segments written before this format ("<first seq>.seg", frames
 // from byte 0, CRC of the payload only) are read, replayed and deleted,
 // never written to again.
 type spool struct {
@@ -58,14 +61,13 @@ type spool struct {
 	fileNo   uint64 // the highest n of a "w<n>" file name
 	free     []freeSeg
 	// recycle holds stored segments for the preparer to recycle (or
-	// delete); preparing says it is preparing a new segment.
-	recycle   []segment
-	preparing bool
-	kick      chan struct{}
-	stop      chan struct{}
-	done      chan struct{}
-	closed    bool
-	prepErr   error // the preparer's last error, logged by the ingester
+	// delete).
+	recycle []segment
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closed  bool
+	prepErr error // the preparer's last error, logged by the ingester
 }
 
 type segment struct {
@@ -102,9 +104,9 @@ var errSpoolFull = errors.New("spool is full")
 // openSpool opens or creates the spool in dir. The frames of every
 // segment file are checked; a torn frame at the end of the newest
 // old-format segment is truncated (the only place kill -9 can leave one
-// in it); in a preallocated segment the valid frames end where the scan
-// stops and nothing is truncated (the file keeps its size). Writing always
-// continues in a fresh segment.
+// in it); in a "w<n>" segment the valid frames end where the scan stops
+// and nothing is truncated (the file keeps its size). Writing always
+// continues in another segment.
 func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
@@ -118,13 +120,6 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 	var legacy []uint64
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasSuffix(name, ".tmp") {
-			// A segment the preparer had not finished.
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("spool: %w", err)
-			}
-			continue
-		}
 		base, ok := strings.CutSuffix(name, ".seg")
 		if !ok {
 			base, ok = strings.CutSuffix(name, ".free")
@@ -221,10 +216,9 @@ func (s *spool) openSegment(path string) error {
 }
 
 // reuseOrRemove keeps a file without frames found at start for the
-// preparer to recycle, or deletes it (not of the segment size, or spare
-// enough already).
+// preparer to recycle, or deletes it.
 func (s *spool) reuseOrRemove(seg segment) error {
-	if seg.filled == s.segBytes && len(s.recycle) < spareSegments {
+	if s.recyclable(seg) && len(s.recycle) < spareSegments {
 		s.recycle = append(s.recycle, seg)
 		return nil
 	}
@@ -232,6 +226,12 @@ func (s *spool) reuseOrRemove(seg segment) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
+}
+
+// recyclable says whether seg's file is worth recycling: at least half the
+// segment size written (the rest is padded with zeros) and not larger.
+func (s *spool) recyclable(seg segment) bool {
+	return seg.filled >= s.segBytes/2 && seg.filled <= s.segBytes
 }
 
 func readSegHeader(path string) (salt uint64, ok bool, err error) {
@@ -414,8 +414,7 @@ func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 			return 0, buf, err
 		}
 	} else if cur := &s.segs[len(s.segs)-1]; cur.size > 0 && (cur.hdr+cur.size+int64(len(frame)) > s.segBytes || cur.filled < s.segBytes && len(s.free) > 0) {
-		// Full, or a segment that grows (none was prepared in time) while
-		// a preallocated one is ready.
+		// Full, or a segment that grows while a recycled one is ready.
 		if err := s.rotate(seq); err != nil {
 			return 0, buf, err
 		}
@@ -431,17 +430,12 @@ func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 	cur.filled = max(cur.filled, cur.hdr+cur.size)
 	s.total += int64(len(frame))
 	s.next++
-	if len(s.free) == 0 && !s.preparing && cur.size >= s.segBytes/16 {
-		// Time to prepare the next segment (not before a sixteenth of
-		// this one is used: an idle or test spool writes no zeros).
-		s.wake()
-	}
 	return seq, buf, nil
 }
 
 // sync fsyncs the active segment's data (rotate fsyncs a segment it
-// closes). In a preallocated segment that is fdatasync of pages within
-// the file's size: no metadata to commit.
+// closes). In a recycled segment that is fdatasync of pages within the
+// file's size: no metadata to commit.
 func (s *spool) sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -454,7 +448,7 @@ func (s *spool) sync() error {
 	return nil
 }
 
-// rotate starts a new active segment whose first frame is seq: a prepared
+// rotate starts a new active segment whose first frame is seq: a recycled
 // one when there is one, else a new file that grows as frames are
 // written (s.mu held).
 func (s *spool) rotate(seq uint64) error {
@@ -506,7 +500,6 @@ func (s *spool) rotate(seq uint64) error {
 		s.active = f
 	}
 	s.segs = append(s.segs, seg)
-	s.wake()
 	return nil
 }
 
@@ -533,12 +526,8 @@ func (s *spool) wake() {
 	}
 }
 
-// prepare is the spool's preparer goroutine: it recycles stored segments
-// (a new salt in the header, fdatasync, renamed "w<n>.free") up to
-// spareSegments free ones, deletes the rest, and when the active segment
-// fills up and no free segment is left it writes a new one (header,
-// zeros to the segment size, fdatasync, then renamed from ".tmp" to
-// ".free"), all off the spool goroutine's path.
+// prepare is the spool's preparer goroutine: it recycles the stored
+// segments release hands it (reuse), off the spool goroutine's path.
 func (s *spool) prepare() {
 	defer close(s.done)
 	for {
@@ -579,32 +568,15 @@ func (s *spool) prepareOne() bool {
 		s.mu.Unlock()
 		return true
 	}
-	need := len(s.free) == 0 && len(s.recycle) == 0 && !s.preparing && len(s.segs) > 0 && s.active != nil &&
-		s.segs[len(s.segs)-1].size >= s.segBytes/16
-	if !need {
-		s.mu.Unlock()
-		return false
-	}
-	s.preparing = true
-	s.fileNo++
-	no := s.fileNo
 	s.mu.Unlock()
-	fs, err := s.create(no)
-	s.mu.Lock()
-	s.preparing = false
-	if err != nil {
-		s.prepErr = err
-	} else {
-		s.free = append(s.free, fs)
-	}
-	closed := s.closed
-	s.mu.Unlock()
-	return err == nil && !closed
+	return false
 }
 
 // reuse gives the free segment file at path (a stored segment or an empty
 // one found at start) a new salt, so that its old frames no longer pass
-// their CRC, and makes it free.
+// their CRC, pads it with zeros to the segment size (their writeback
+// started every MiB, so the disk queue never holds much of them ahead of
+// the spool's own fsyncs), fsyncs it and makes it free.
 func (s *spool) reuse(path string) (freeSeg, error) {
 	salt, err := newSalt()
 	if err != nil {
@@ -615,7 +587,23 @@ func (s *spool) reuse(path string) (freeSeg, error) {
 		return freeSeg{}, fmt.Errorf("spool: recycling segment: %w", err)
 	}
 	_, err = f.WriteAt(segHeaderBytes(salt), 0)
-	if err == nil {
+	grew := false
+	if st, serr := f.Stat(); err == nil {
+		err = serr
+		zeros := make([]byte, min(1<<20, s.segBytes))
+		for off := st.Size(); err == nil && off < s.segBytes; {
+			n := min(int64(len(zeros)), s.segBytes-off)
+			if _, err = f.WriteAt(zeros[:n], off); err != nil {
+				break
+			}
+			startWriteback(f, off, n)
+			off += n
+			grew = true
+		}
+	}
+	if err == nil && grew {
+		err = f.Sync() // data and the new size, once
+	} else if err == nil {
 		err = fdatasync(f)
 	}
 	if cerr := f.Close(); err == nil {
@@ -625,52 +613,6 @@ func (s *spool) reuse(path string) (freeSeg, error) {
 		return freeSeg{}, fmt.Errorf("spool: recycling segment: %w", err)
 	}
 	return freeSeg{path: path, salt: salt, size: s.segBytes, recycled: true}, nil
-}
-
-// create writes the new free segment no: header, zeros up to the segment
-// size (their writeback started every MiB, so the disk queue never holds
-// a whole segment ahead of the spool's own fsyncs), one fsync, rename.
-func (s *spool) create(no uint64) (freeSeg, error) {
-	salt, err := newSalt()
-	if err != nil {
-		return freeSeg{}, err
-	}
-	tmp := filepath.Join(s.dir, fmt.Sprintf("w%020d.free.tmp", no))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return freeSeg{}, fmt.Errorf("spool: preparing segment: %w", err)
-	}
-	_, err = f.Write(segHeaderBytes(salt))
-	zeros := make([]byte, 1<<20)
-	for off := int64(segHeader); err == nil && off < s.segBytes; {
-		n := min(int64(len(zeros)), s.segBytes-off)
-		if _, err = f.Write(zeros[:n]); err != nil {
-			break
-		}
-		startWriteback(f, off, n)
-		off += n
-		select {
-		case <-s.stop:
-			err = errors.New("spool closed")
-		default:
-		}
-	}
-	if err == nil {
-		err = f.Sync() // the size, once
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	to := strings.TrimSuffix(tmp, ".tmp")
-	if err == nil {
-		err = os.Rename(tmp, to)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return freeSeg{}, fmt.Errorf("spool: preparing segment: %w", err)
-	}
-	syncDir(s.dir)
-	return freeSeg{path: to, salt: salt, size: s.segBytes}, nil
 }
 
 // preparerErr returns (and forgets) the preparer's last error.
@@ -683,9 +625,9 @@ func (s *spool) preparerErr() error {
 }
 
 // release marks every seq below upTo as stored and recycles segments
-// that hold nothing else (never the newest): up to spareSegments
-// preallocated ones are renamed "w<n>.free" and left to the preparer,
-// which gives them a new salt; the rest are deleted.
+// that hold nothing else (never the newest): up to spareSegments of them
+// are renamed "w<n>.free" and left to the preparer (reuse); the rest are
+// deleted.
 func (s *spool) release(upTo uint64) error {
 	type job struct {
 		seg segment
@@ -702,7 +644,7 @@ func (s *spool) release(upTo uint64) error {
 		s.total -= seg.size
 		s.segs = s.segs[1:]
 		j := job{seg: seg}
-		if seg.hdr > 0 && seg.filled == s.segBytes && len(s.free)+len(s.recycle)+len(jobs) < spareSegments {
+		if seg.hdr > 0 && s.recyclable(seg) && len(s.free)+len(s.recycle)+len(jobs) < spareSegments {
 			s.fileNo++
 			j.to = filepath.Join(s.dir, fmt.Sprintf("w%020d.free", s.fileNo))
 		}

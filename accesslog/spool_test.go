@@ -161,10 +161,11 @@ func seqRange(from, to uint64) []uint64 {
 	return out
 }
 
-// TestSpoolWritesPreallocatedSegmentsInPlace: once the preparer has a
-// segment ready, frames go into a file written with zeros to the segment
-// size beforehand, which then never grows (fdatasync needs no metadata).
-func TestSpoolWritesPreallocatedSegmentsInPlace(t *testing.T) {
+// TestSpoolWritesRecycledSegmentsInPlace: a new spool's segments grow;
+// once stored they are recycled (padded with zeros to the segment size
+// when shorter) and frames go into them in place: the file never grows
+// (fdatasync needs no metadata).
+func TestSpoolWritesRecycledSegmentsInPlace(t *testing.T) {
 	const segBytes = 64 << 10
 	sp, err := openSpool(t.TempDir(), 1<<30, segBytes)
 	if err != nil {
@@ -172,26 +173,53 @@ func TestSpoolWritesPreallocatedSegmentsInPlace(t *testing.T) {
 	}
 	defer sp.close()
 	var buf []byte
-	// Past a sixteenth of the first (growing) segment: the preparer
-	// starts on the next one.
-	for sp.size() < segBytes/16 {
-		if _, buf, err = sp.append(buf, testRecs(10, "g")); err != nil {
+	var seq uint64
+	// Three growing segments, all but the newest stored.
+	for {
+		if seq, buf, err = sp.append(buf, testRecs(40, "g")); err != nil {
 			t.Fatal(err)
 		}
+		sp.mu.Lock()
+		n, grows := len(sp.segs), sp.segs[len(sp.segs)-1].filled < segBytes
+		sp.mu.Unlock()
+		if !grows {
+			t.Fatalf("segment %d of a new spool does not grow", n)
+		}
+		if n == 3 {
+			break
+		}
 	}
-	waitFree(t, sp, 1)
-	seq, buf, err := sp.append(buf, testRecs(10, "p"))
-	if err != nil {
+	if err := sp.release(seq); err != nil {
 		t.Fatal(err)
 	}
+	waitFree(t, sp, 1)
 	sp.mu.Lock()
-	cur := sp.segs[len(sp.segs)-1]
+	fs := sp.free[0]
 	sp.mu.Unlock()
-	if cur.first != seq || cur.hdr != segHeader {
-		t.Fatalf("frame %d went to segment %+v, not to a fresh preallocated one", seq, cur)
+	if st, err := os.Stat(fs.path); err != nil || st.Size() != segBytes || !fs.recycled {
+		t.Fatalf("free segment %+v: %v %v, want a recycled one padded to %d bytes", fs, st, err, segBytes)
+	}
+	// Fill the growing segment: the next frame goes to the recycled one.
+	var cur segment
+	for i := 0; ; i++ {
+		if seq, buf, err = sp.append(buf, testRecs(40, "p")); err != nil {
+			t.Fatal(err)
+		}
+		sp.mu.Lock()
+		cur = sp.segs[len(sp.segs)-1]
+		sp.mu.Unlock()
+		if cur.first == seq {
+			break
+		}
+		if i > 100 {
+			t.Fatal("no rotation")
+		}
+	}
+	if cur.path != strings.TrimSuffix(fs.path, ".free")+".seg" || cur.salt != fs.salt {
+		t.Fatalf("frame %d went to %s, not to the recycled %s", seq, cur.path, fs.path)
 	}
 	for i := 0; i < 5; i++ {
-		if _, buf, err = sp.append(buf, testRecs(10, "p")); err != nil {
+		if _, buf, err = sp.append(buf, testRecs(40, "p")); err != nil {
 			t.Fatal(err)
 		}
 		st, err := os.Stat(cur.path)
@@ -199,21 +227,22 @@ func TestSpoolWritesPreallocatedSegmentsInPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 		if st.Size() != segBytes {
-			t.Fatalf("active segment is %d bytes, want the preallocated %d", st.Size(), segBytes)
+			t.Fatalf("active recycled segment is %d bytes, want %d: it grew", st.Size(), segBytes)
 		}
 	}
-	b, err := os.ReadFile(cur.path)
-	if err != nil {
+}
+
+// zeroSegment writes a free segment as a recycled one looks after its
+// first use: header, then zeros to segBytes.
+func zeroSegment(t *testing.T, sp *spool, no uint64, segBytes int64) freeSeg {
+	t.Helper()
+	fs := freeSeg{path: filepath.Join(sp.dir, fmt.Sprintf("w%020d.free", no)), salt: 42 + no, size: segBytes}
+	b := make([]byte, segBytes)
+	copy(b, segHeaderBytes(fs.salt))
+	if err := os.WriteFile(fs.path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sp.mu.Lock()
-	end := sp.segs[len(sp.segs)-1].hdr + sp.segs[len(sp.segs)-1].size
-	sp.mu.Unlock()
-	for i, c := range b[end:] {
-		if c != 0 {
-			t.Fatalf("byte %d after the frames is %d, want the zero tail", end+int64(i), c)
-		}
-	}
+	return fs
 }
 
 // TestSpoolTornFrameThenZerosOrGarbage: a kill -9 in the middle of a
@@ -234,11 +263,8 @@ func TestSpoolTornFrameThenZerosOrGarbage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// A preallocated segment, as in steady state.
-			fs, err := sp.create(1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			// A segment of the segment size, as in steady state.
+			fs := zeroSegment(t, sp, 1, segBytes)
 			sp.mu.Lock()
 			sp.fileNo, sp.free = 1, []freeSeg{fs}
 			sp.mu.Unlock()
@@ -343,6 +369,10 @@ func TestSpoolRecyclesSegmentsAcrossRestarts(t *testing.T) {
 			}
 		}
 	}
+	// Everything but the newest frame is stored.
+	if err := sp.release(seq); err != nil {
+		t.Fatal(err)
+	}
 	// Wait for a segment recycled from stored frames among the free ones.
 	var rec freeSeg
 	testWait(t, "recycled free segment", func() bool {
@@ -388,7 +418,7 @@ func TestSpoolRecyclesSegmentsAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	released := seq - 5 // the last release above
+	released := seq // the last release above
 	want := strings.TrimSuffix(rec.path, ".free") + ".seg"
 	var cur segment
 	for i := 0; ; i++ {
