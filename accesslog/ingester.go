@@ -233,6 +233,14 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		sp.close()
 		return nil, fmt.Errorf("accesslog: reading the chain head from the store: %w", err)
 	}
+	if err := sp.missing(head.SpoolSeq + 1); err != nil {
+		sp.close()
+		return nil, fmt.Errorf("accesslog: %w", err)
+	}
+	// A spool behind the store (moved away, or lost) numbers its frames
+	// on from the store's head: a frame numbered at or below it would be
+	// taken for stored and skipped.
+	sp.skipTo(head.SpoolSeq + 1)
 	writers := 1
 	ordered, _ := cfg.Store.(OrderedStore)
 	if ordered != nil {
@@ -303,11 +311,15 @@ func (in *Ingester) Add(recs ...Record) {
 //   - while the in-memory buffer is more than half full it waits until a
 //     flush has made room (the other half takes what receivers already
 //     past Admit add), so Add does not drop what was read;
-//   - while the oldest entry not yet spooled has waited longer than
+//   - while an entry not yet spooled has waited longer than
 //     FlushInterval/2 (the spool goroutine is late: starved of CPU, or a
-//     slow fsync) it waits for the next flush, at most FlushInterval.
+//     slow fsync; entries added now would only make its next flush
+//     longer) it waits for flushes until none has, as many as it takes,
+//     for up to ten FlushIntervals (a spool that stalls longer gets
+//     entries again, up to half the buffer).
 //
-// The time waited is counted in gatehouse_accesslog_receive_throttled_seconds_total.
+// It returns early when ctx ends. The time waited is counted in
+// gatehouse_accesslog_receive_throttled_seconds_total.
 func (in *Ingester) Admit(ctx context.Context) {
 	var start time.Time
 	defer func() {
@@ -315,28 +327,29 @@ func (in *Ingester) Admit(ctx context.Context) {
 			in.m.Throttled.Add(time.Since(start).Seconds())
 		}
 	}()
-	for waitedLate := false; ; {
+	var stall <-chan time.Time // the late wait's limit
+	for stalled := false; ; {
 		in.mu.Lock()
 		full := in.npending > in.cfg.BufferEntries/2
 		late := in.npending > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
 		flushed := in.flushed
 		in.mu.Unlock()
-		if !full && (!late || waitedLate) {
+		if !full && (!late || stalled) {
 			return
 		}
 		if start.IsZero() {
 			start = time.Now()
+			t := time.NewTimer(10 * in.cfg.FlushInterval)
+			defer t.Stop()
+			stall = t.C
 		}
-		waitedLate = true
-		t := time.NewTimer(in.cfg.FlushInterval)
 		select {
 		case <-flushed:
-		case <-t.C:
+		case <-stall:
+			stalled, stall = true, nil
 		case <-ctx.Done():
-			t.Stop()
 			return
 		}
-		t.Stop()
 	}
 }
 
@@ -414,6 +427,10 @@ func (in *Ingester) flush(buf *[]byte) {
 	in.flushed = make(chan struct{})
 	in.mu.Unlock()
 	defer close(flushed)
+	start := time.Now()
+	if len(pending) > 0 {
+		in.m.FlushWait.Observe(start.Sub(since).Seconds())
+	}
 	var written []memBatch
 	if oneDay(pending) {
 		// The common case: every chunk is one frame, spooled as it is.
@@ -434,17 +451,23 @@ func (in *Ingester) flush(buf *[]byte) {
 		return
 	}
 	synced := true
+	wrote := time.Now()
+	in.m.FlushWrite.Observe(wrote.Sub(start).Seconds())
 	if err := in.spool.sync(); err != nil {
 		// The frames are written (the store writer still gets them) but
 		// not known to be on disk.
 		synced = false
 		in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
 	} else {
+		in.m.FlushSync.Observe(time.Since(wrote).Seconds())
 		lag := time.Since(since).Seconds()
 		in.m.SyncLag.Set(lag)
 		in.m.SyncLags.Observe(lag)
 	}
 	in.m.SpoolBytes.Set(float64(in.spool.size()))
+	if err := in.spool.preparerErr(); err != nil {
+		in.log.Warn("access-log spool could not prepare or recycle a segment: flushes fsync a growing file meanwhile", "error", err)
+	}
 	for _, b := range written {
 		n := len(b.recs)
 		in.m.Buffered.Sub(float64(n))

@@ -20,7 +20,17 @@ type Metrics struct {
 	WriteTime   prometheus.Histogram   // seconds per batch write to the store
 	BatchSize   prometheus.Histogram   // entries per stored batch
 	Throttled   prometheus.Counter     // seconds ALS streams waited for a late spool flush (Ingester.Admit)
+
+	// The crash-loss window of each spool flush in its parts: how long its
+	// oldest entry had waited when the flush started, the encoding and
+	// write(2) of its frames, and its fsync.
+	FlushWait  prometheus.Histogram
+	FlushWrite prometheus.Histogram
+	FlushSync  prometheus.Histogram
 }
+
+// flushBuckets resolve the parts of a 100 ms crash-loss window.
+var flushBuckets = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}
 
 // NewMetrics creates the metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -40,12 +50,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		WriteTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_store_write_seconds", Help: "Time per batch write to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		BatchSize:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_batch_entries", Help: "Entries per stored batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
 		Throttled:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_receive_throttled_seconds_total", Help: "Seconds ALS streams waited before reading on because the spool flush was late (backpressure to Envoy)."}),
+		FlushWait:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_flush_wait_seconds", Help: "Per spool flush, how long its oldest entry had waited since it was received when the flush started (the first part of the crash-loss window).", Buckets: flushBuckets}),
+		FlushWrite:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_flush_write_seconds", Help: "Per spool flush, the time to encode and write its frames (before the fsync).", Buckets: flushBuckets}),
+		FlushSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_fsync_seconds", Help: "Per spool flush, the time its fsync took.", Buckets: flushBuckets}),
 	}
 	for _, r := range []string{"buffer_full", "spool_full", "spool_error"} {
 		m.Dropped.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize, m.Throttled)
+		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize, m.Throttled, m.FlushWait, m.FlushWrite, m.FlushSync)
 	}
 	return m
 }

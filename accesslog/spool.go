@@ -2,6 +2,8 @@ package accesslog
 
 import (
 	"bufio"
+	"cmp"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,63 +19,133 @@ import (
 )
 
 // spool is the on-disk segment log every batch passes through before it
-// is stored: a directory of files "<first seq>.seg", each a run of frames
+// is stored: a directory of segment files, each a run of frames
 // [u32 length][u32 CRC-32C][payload]; the payload is uvarint seq, uvarint
 // count, then count records in Record.AppendBinary form. A frame is
 // fsynced before the batch is handed to the store writer, so a batch that
 // reached the spool survives kill -9 and is replayed until stored.
+//
+// Segment files "w<n>.seg" start with a header (magic, a random salt,
+// CRC). A stored segment is recycled instead of deleted, like a database
+// recycles its WAL segments: the spool's preparer goroutine gives it a new
+// salt in its header, pads it with zeros to the segment size if it is
+// shorter, fsyncs it and keeps it as "w<n>.free" (up to spareSegments);
+// the next segment is such a file when there is one, and frames overwrite
+// its old content in place, so the file never grows and a flush needs
+// only fdatasync, which writes the frames' pages but no metadata: no
+// journal commit, which on ext4 (data=ordered) would also wait for other
+// files' dirty data (the store's). Until stored segments come back (a new
+// spool, or one that needs more segments than it kept) a new segment grows
+// as frames are written, and its flushes commit the journal as before.
+// The CRC of a frame covers the segment's salt and its payload, and seqs
+// follow each other within a segment, so the valid frames of a segment end
+// at the first frame of zero length (zeros), with a bad CRC (a torn frame,
+// or a frame of the file's previous life) or an unexpected seq. File names
+// do not matter for correctness: at start every file is scanned and ordered
+// by its frames' seqs.
+//
+// Segments written before this format ("<first seq>.seg", frames
+// from byte 0, CRC of the payload only) are read, replayed and deleted,
+// never written to again.
 type spool struct {
 	dir      string
-	maxBytes int64
+	maxBytes int64 // bound of the frames' bytes (preallocated space not counted)
 	segBytes int64
 
 	mu       sync.Mutex
-	segs     []segment // oldest first; the last one is active
+	segs     []segment // oldest first; the last one is active while active != nil
 	active   *os.File
 	next     uint64 // seq of the next frame
-	total    int64  // bytes on disk
+	total    int64  // bytes of frames on disk
 	released uint64 // every seq below is stored; segments below may go
+	fileNo   uint64 // the highest n of a "w<n>" file name
+	free     []freeSeg
+	// recycle holds stored segments for the preparer to recycle (or
+	// delete).
+	recycle []segment
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closed  bool
+	prepErr error // the preparer's last error, logged by the ingester
 }
 
 type segment struct {
 	first, last uint64 // last is first-1 while empty
 	path        string
-	size        int64
+	size        int64  // bytes of valid frames (after the header)
+	hdr         int64  // header bytes (0: a segment written before preallocation)
+	salt        uint64 // seeds the frames' CRC (preallocated segments)
+	filled      int64  // bytes of the file already written (zeros or older frames): overwritten in place
+	recycled    bool   // the file held stored frames before (behind the valid ones: a previous life's)
 }
 
-const frameHeader = 8
+// freeSeg is a preallocated segment file ready to be taken.
+type freeSeg struct {
+	path     string
+	salt     uint64
+	size     int64
+	recycled bool
+}
+
+const (
+	frameHeader = 8
+	segHeader   = 24 // magic, salt, CRC-32C of both, 4 zero bytes
+	// spareSegments is how many free segment files the spool keeps.
+	spareSegments = 2
+)
+
+var segMagic = [8]byte{'G', 'H', 'S', 'P', 'O', 'O', 'L', '2'}
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 var errSpoolFull = errors.New("spool is full")
 
-// openSpool opens or creates the spool in dir, truncating a torn frame at
-// the end of the newest segment (the only place kill -9 can leave one).
+// openSpool opens or creates the spool in dir. The frames of every
+// segment file are checked; a torn frame at the end of the newest
+// old-format segment is truncated (the only place kill -9 can leave one
+// in it); in a "w<n>" segment the valid frames end where the scan stops
+// and nothing is truncated (the file keeps its size). Writing always
+// continues in another segment.
 func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: segBytes, next: 1}
+	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: max(segBytes, 2*segHeader), next: 1,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	var firsts []uint64
+	var legacy []uint64
 	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".seg")
+		name := e.Name()
+		base, ok := strings.CutSuffix(name, ".seg")
+		if !ok {
+			base, ok = strings.CutSuffix(name, ".free")
+		}
 		if !ok {
 			continue
 		}
-		n, err := strconv.ParseUint(name, 10, 64)
-		if err != nil {
+		if n, ok := strings.CutPrefix(base, "w"); ok {
+			no, err := strconv.ParseUint(n, 10, 64)
+			if err != nil {
+				continue
+			}
+			s.fileNo = max(s.fileNo, no)
+			if err := s.openSegment(filepath.Join(dir, name)); err != nil {
+				return nil, err
+			}
 			continue
 		}
-		firsts = append(firsts, n)
+		if n, err := strconv.ParseUint(base, 10, 64); err == nil && strings.HasSuffix(name, ".seg") {
+			legacy = append(legacy, n)
+		}
 	}
-	slices.Sort(firsts)
-	for i, first := range firsts {
-		seg := segment{first: first, path: s.segPath(first)}
-		last, good, err := scanSegment(seg.path, first)
+	slices.Sort(legacy)
+	for i, first := range legacy {
+		seg := segment{first: first, path: filepath.Join(dir, fmt.Sprintf("%020d.seg", first))}
+		last, good, err := scanSegment(seg, first)
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +154,7 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
 		if good < st.Size() {
-			if i != len(firsts)-1 {
+			if i != len(legacy)-1 {
 				return nil, fmt.Errorf("spool: segment %s is corrupt at byte %d and is not the newest; move it away to start", seg.path, good)
 			}
 			if err := os.Truncate(seg.path, good); err != nil {
@@ -90,10 +162,13 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 			}
 		}
 		seg.last, seg.size = last, good
-		s.total += good
 		s.segs = append(s.segs, seg)
-		if last >= s.next {
-			s.next = last + 1
+	}
+	slices.SortFunc(s.segs, func(a, b segment) int { return cmp.Compare(a.first, b.first) })
+	for _, seg := range s.segs {
+		s.total += seg.size
+		if seg.last >= s.next {
+			s.next = seg.last + 1
 		}
 	}
 	if len(s.segs) > 0 {
@@ -101,39 +176,134 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 	} else {
 		s.released = s.next
 	}
+	go s.prepare()
+	if len(s.recycle) > 0 {
+		s.wake()
+	}
 	return s, nil
 }
 
-func (s *spool) segPath(first uint64) string {
-	return filepath.Join(s.dir, fmt.Sprintf("%020d.seg", first))
+// openSegment reads the preallocated segment file at path: one with
+// frames joins segs, an empty one is recycled (given a new salt) before
+// it is used again.
+func (s *spool) openSegment(path string) error {
+	seg := segment{path: path}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	seg.filled = st.Size()
+	salt, ok, err := readSegHeader(path)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// A header not written in full: nothing in the file was ever
+		// fsynced as a frame.
+		return s.reuseOrRemove(seg)
+	}
+	seg.hdr, seg.salt = segHeader, salt
+	first, last, good, err := scanFrames(seg, 0)
+	if err != nil {
+		return err
+	}
+	if good == 0 {
+		return s.reuseOrRemove(seg)
+	}
+	seg.first, seg.last, seg.size = first, last, good
+	s.segs = append(s.segs, seg)
+	return nil
 }
 
-// scanSegment checks every frame and returns the last seq and the length
-// of the valid prefix.
-func scanSegment(path string, first uint64) (last uint64, good int64, err error) {
+// reuseOrRemove keeps a file without frames found at start for the
+// preparer to recycle, or deletes it.
+func (s *spool) reuseOrRemove(seg segment) error {
+	if s.recyclable(seg) && len(s.recycle) < spareSegments {
+		s.recycle = append(s.recycle, seg)
+		return nil
+	}
+	if err := os.Remove(seg.path); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// recyclable says whether seg's file is worth recycling: at least half the
+// segment size written (the rest is padded with zeros) and not larger.
+func (s *spool) recyclable(seg segment) bool {
+	return seg.filled >= s.segBytes/2 && seg.filled <= s.segBytes
+}
+
+func readSegHeader(path string) (salt uint64, ok bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("spool: %w", err)
+		return 0, false, fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
-	last = first - 1
+	var h [segHeader]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, false, nil
+	}
+	if [8]byte(h[:8]) != segMagic || crc32.Checksum(h[:16], crcTable) != binary.LittleEndian.Uint32(h[16:20]) {
+		return 0, false, nil
+	}
+	return binary.LittleEndian.Uint64(h[8:16]), true, nil
+}
+
+func segHeaderBytes(salt uint64) []byte {
+	h := make([]byte, segHeader)
+	copy(h, segMagic[:])
+	binary.LittleEndian.PutUint64(h[8:], salt)
+	binary.LittleEndian.PutUint32(h[16:], crc32.Checksum(h[:16], crcTable))
+	return h
+}
+
+// scanSegment checks every frame of an old-format segment and returns the
+// last seq and the length of the valid prefix.
+func scanSegment(seg segment, first uint64) (last uint64, good int64, err error) {
+	_, last, good, err = scanFrames(seg, first)
+	return last, good, err
+}
+
+// scanFrames reads seg's frames from its header on and returns the seqs
+// of its first and last valid frame (want-1 for both when there is none;
+// want 0: any first seq) and the bytes of its valid frames.
+func scanFrames(seg segment, want uint64) (first, last uint64, good int64, err error) {
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(seg.hdr, io.SeekStart); err != nil {
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	first, last = want, want-1
 	r := bufio.NewReaderSize(f, 1<<20)
 	for {
-		seq, _, n, ferr := readFrame(r)
-		if ferr != nil {
-			return last, good, nil
+		seq, _, n, ferr := readFrame(r, seg.salt, seg.hdr > 0)
+		if ferr != nil || (good > 0 || want != 0) && seq != last+1 {
+			return first, last, good, nil
+		}
+		if good == 0 {
+			first = seq
 		}
 		last = seq
 		good += n
 	}
 }
 
-func readFrame(r *bufio.Reader) (seq uint64, payload []byte, n int64, err error) {
+// readFrame reads one frame. salted: its CRC covers salt and payload (a
+// preallocated segment). A frame of length zero is the end of the
+// segment's frames (its zero tail).
+func readFrame(r *bufio.Reader, salt uint64, salted bool) (seq uint64, payload []byte, n int64, err error) {
 	var h [frameHeader]byte
 	if _, err = io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, 0, err
 	}
 	l := binary.LittleEndian.Uint32(h[:4])
+	if l == 0 {
+		return 0, nil, 0, errEndOfFrames
+	}
 	if l > 1<<30 {
 		return 0, nil, 0, fmt.Errorf("frame length %d", l)
 	}
@@ -141,7 +311,7 @@ func readFrame(r *bufio.Reader) (seq uint64, payload []byte, n int64, err error)
 	if _, err = io.ReadFull(r, payload); err != nil {
 		return 0, nil, 0, err
 	}
-	if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(h[4:]) {
+	if frameCRC(salt, salted, payload) != binary.LittleEndian.Uint32(h[4:]) {
 		return 0, nil, 0, errors.New("frame checksum mismatch")
 	}
 	seq, k := binary.Uvarint(payload)
@@ -149,6 +319,21 @@ func readFrame(r *bufio.Reader) (seq uint64, payload []byte, n int64, err error)
 		return 0, nil, 0, errors.New("frame without seq")
 	}
 	return seq, payload, int64(frameHeader) + int64(l), nil
+}
+
+var errEndOfFrames = errors.New("end of frames")
+
+// frameCRC is the CRC-32C of a frame: of salt and payload in a
+// preallocated segment, so that a frame of the file's previous life (or
+// anything that looks like a frame inside one) never passes for a frame
+// of this one.
+func frameCRC(salt uint64, salted bool, payload []byte) uint32 {
+	if !salted {
+		return crc32.Checksum(payload, crcTable)
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], salt)
+	return crc32.Update(crc32.Checksum(b[:], crcTable), crcTable, payload)
 }
 
 // encodeBatch appends a frame payload for recs with the given seq to buf.
@@ -221,47 +406,56 @@ func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 	frame := encodeBatch(append(buf[:0], h[:]...), seq, recs)
 	buf = frame
 	payload := frame[frameHeader:]
-	binary.LittleEndian.PutUint32(frame[:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(payload, crcTable))
 	if s.total+int64(len(frame)) > s.maxBytes {
 		return 0, buf, errSpoolFull
 	}
-	if s.active == nil || s.segs[len(s.segs)-1].size+int64(len(frame)) > s.segBytes && s.segs[len(s.segs)-1].size > 0 {
+	if s.active == nil {
+		if err := s.rotate(seq); err != nil {
+			return 0, buf, err
+		}
+	} else if cur := &s.segs[len(s.segs)-1]; cur.size > 0 && (cur.hdr+cur.size+int64(len(frame)) > s.segBytes || cur.filled < s.segBytes && len(s.free) > 0) {
+		// Full, or a segment that grows while a recycled one is ready.
 		if err := s.rotate(seq); err != nil {
 			return 0, buf, err
 		}
 	}
-	if _, err := s.active.Write(frame); err != nil {
+	cur := &s.segs[len(s.segs)-1]
+	binary.LittleEndian.PutUint32(frame[:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(frame[4:], frameCRC(cur.salt, true, payload))
+	if _, err := s.active.WriteAt(frame, cur.hdr+cur.size); err != nil {
 		return 0, buf, fmt.Errorf("spool: writing frame %d: %w", seq, err)
 	}
-	cur := &s.segs[len(s.segs)-1]
 	cur.last = seq
 	cur.size += int64(len(frame))
+	cur.filled = max(cur.filled, cur.hdr+cur.size)
 	s.total += int64(len(frame))
 	s.next++
 	return seq, buf, nil
 }
 
-// sync fsyncs the active segment (rotate fsyncs a segment it closes).
+// sync fsyncs the active segment's data (rotate fsyncs a segment it
+// closes). In a recycled segment that is fdatasync of pages within the
+// file's size: no metadata to commit.
 func (s *spool) sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.active == nil {
 		return nil
 	}
-	if err := s.active.Sync(); err != nil {
+	if err := fdatasync(s.active); err != nil {
 		return fmt.Errorf("spool: fsync: %w", err)
 	}
 	return nil
 }
 
-// rotate starts a new active segment whose first frame is seq. An existing
-// segment file (the newest one after a restart) is appended to.
+// rotate starts a new active segment whose first frame is seq: a recycled
+// one when there is one, else a new file that grows as frames are
+// written (s.mu held).
 func (s *spool) rotate(seq uint64) error {
 	if s.active != nil {
 		// Frames written since the last sync must be on disk before the
 		// segment is closed.
-		if err := s.active.Sync(); err != nil {
+		if err := fdatasync(s.active); err != nil {
 			return fmt.Errorf("spool: fsync: %w", err)
 		}
 		if err := s.active.Close(); err != nil {
@@ -269,46 +463,217 @@ func (s *spool) rotate(seq uint64) error {
 		}
 		s.active = nil
 	}
-	if n := len(s.segs); n > 0 && s.segs[n-1].last == seq-1 && s.segs[n-1].size < s.segBytes {
-		f, err := os.OpenFile(s.segs[n-1].path, os.O_WRONLY|os.O_APPEND, 0o600)
+	seg := segment{first: seq, last: seq - 1, hdr: segHeader}
+	if len(s.free) > 0 {
+		fs := s.free[0]
+		f, err := os.OpenFile(fs.path, os.O_WRONLY, 0)
 		if err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
+		// The name only tells a reader which files are free: at start the
+		// frames decide, so the rename needs no fsync of the directory.
+		path := strings.TrimSuffix(fs.path, ".free") + ".seg"
+		if err := os.Rename(fs.path, path); err != nil {
+			f.Close()
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.free = s.free[1:]
+		seg.path, seg.salt, seg.filled, seg.recycled = path, fs.salt, fs.size, fs.recycled
 		s.active = f
-		return nil
+	} else {
+		salt, err := newSalt()
+		if err != nil {
+			return err
+		}
+		s.fileNo++
+		seg.path, seg.salt = filepath.Join(s.dir, fmt.Sprintf("w%020d.seg", s.fileNo)), salt
+		f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("spool: creating segment: %w", err)
+		}
+		if _, err := f.Write(segHeaderBytes(salt)); err != nil {
+			f.Close()
+			return fmt.Errorf("spool: creating segment: %w", err)
+		}
+		seg.filled = segHeader
+		syncDir(s.dir)
+		s.active = f
 	}
-	seg := segment{first: seq, last: seq - 1, path: s.segPath(seq)}
-	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: creating segment: %w", err)
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	s.active = f
 	s.segs = append(s.segs, seg)
 	return nil
 }
 
-// release marks every seq below upTo as stored and deletes segments that
-// hold nothing else (never the active one).
-func (s *spool) release(upTo uint64) error {
+func newSalt() (uint64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// wake asks the preparer to look for work.
+func (s *spool) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// prepare is the spool's preparer goroutine: it recycles the stored
+// segments release hands it (reuse), off the spool goroutine's path.
+func (s *spool) prepare() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		}
+		for s.prepareOne() {
+		}
+	}
+}
+
+// prepareOne does one piece of the preparer's work and says whether there
+// may be more.
+func (s *spool) prepareOne() bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.recycle) > 0 {
+		seg := s.recycle[0]
+		s.recycle = s.recycle[1:]
+		s.mu.Unlock()
+		fs, err := s.reuse(seg.path)
+		if err != nil {
+			if rerr := os.Remove(seg.path); rerr != nil && !os.IsNotExist(rerr) {
+				err = errors.Join(err, fmt.Errorf("spool: removing stored segment: %w", rerr))
+			}
+		}
+		s.mu.Lock()
+		if err != nil {
+			s.prepErr = err
+		} else {
+			s.free = append(s.free, fs)
+		}
+		s.mu.Unlock()
+		return true
+	}
+	s.mu.Unlock()
+	return false
+}
+
+// reuse gives the free segment file at path (a stored segment or an empty
+// one found at start) a new salt, so that its old frames no longer pass
+// their CRC, pads it with zeros to the segment size (their writeback
+// started every MiB, so the disk queue never holds much of them ahead of
+// the spool's own fsyncs), fsyncs it and makes it free.
+func (s *spool) reuse(path string) (freeSeg, error) {
+	salt, err := newSalt()
+	if err != nil {
+		return freeSeg{}, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return freeSeg{}, fmt.Errorf("spool: recycling segment: %w", err)
+	}
+	_, err = f.WriteAt(segHeaderBytes(salt), 0)
+	grew := false
+	if st, serr := f.Stat(); err == nil {
+		err = serr
+		zeros := make([]byte, min(1<<20, s.segBytes))
+		for off := st.Size(); err == nil && off < s.segBytes; {
+			n := min(int64(len(zeros)), s.segBytes-off)
+			if _, err = f.WriteAt(zeros[:n], off); err != nil {
+				break
+			}
+			startWriteback(f, off, n)
+			off += n
+			grew = true
+		}
+	}
+	if err == nil && grew {
+		err = f.Sync() // data and the new size, once
+	} else if err == nil {
+		err = fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return freeSeg{}, fmt.Errorf("spool: recycling segment: %w", err)
+	}
+	return freeSeg{path: path, salt: salt, size: s.segBytes, recycled: true}, nil
+}
+
+// preparerErr returns (and forgets) the preparer's last error.
+func (s *spool) preparerErr() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	err := s.prepErr
+	s.prepErr = nil
+	return err
+}
+
+// release marks every seq below upTo as stored and recycles segments
+// that hold nothing else (never the newest): up to spareSegments of them
+// are renamed "w<n>.free" and left to the preparer (reuse); the rest are
+// deleted.
+func (s *spool) release(upTo uint64) error {
+	type job struct {
+		seg segment
+		to  string // "": delete
+	}
+	var jobs []job
+	s.mu.Lock()
 	if upTo > s.released {
 		s.released = upTo
 	}
 	// The newest segment always stays: it carries the seq numbering.
 	for len(s.segs) > 1 && s.segs[0].last < s.released {
 		seg := s.segs[0]
-		if err := os.Remove(seg.path); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("spool: removing stored segment: %w", err)
-		}
 		s.total -= seg.size
 		s.segs = s.segs[1:]
+		j := job{seg: seg}
+		if seg.hdr > 0 && s.recyclable(seg) && len(s.free)+len(s.recycle)+len(jobs) < spareSegments {
+			s.fileNo++
+			j.to = filepath.Join(s.dir, fmt.Sprintf("w%020d.free", s.fileNo))
+		}
+		jobs = append(jobs, j)
 	}
-	return nil
+	s.mu.Unlock()
+	// Outside the lock: a flush does not wait for these renames and
+	// deletions.
+	var errs []error
+	var recycled []segment
+	for _, j := range jobs {
+		if j.to != "" {
+			if err := os.Rename(j.seg.path, j.to); err == nil {
+				j.seg.path = j.to
+				recycled = append(recycled, j.seg)
+				continue
+			}
+		}
+		if err := os.Remove(j.seg.path); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("spool: removing stored segment: %w", err))
+		}
+	}
+	if len(recycled) > 0 {
+		s.mu.Lock()
+		s.recycle = append(s.recycle, recycled...)
+		s.mu.Unlock()
+		s.wake()
+	}
+	return errors.Join(errs...)
 }
 
 // read calls fn for every frame with from <= seq < to, in order.
@@ -317,7 +682,7 @@ func (s *spool) read(from, to uint64, fn func(seq uint64, recs []Record) error) 
 	segs := slices.Clone(s.segs)
 	s.mu.Unlock()
 	for _, seg := range segs {
-		if seg.last < from || seg.first >= to {
+		if seg.last < from || seg.first >= to || seg.size == 0 {
 			continue
 		}
 		if err := readSegment(seg, from, to, fn); err != nil {
@@ -327,15 +692,17 @@ func (s *spool) read(from, to uint64, fn func(seq uint64, recs []Record) error) 
 	return nil
 }
 
+// readSegment reads seg's valid frames (its size as last known: never
+// the zero tail or a previous life's frames behind them).
 func readSegment(seg segment, from, to uint64, fn func(uint64, []Record) error) error {
 	f, err := os.Open(seg.path)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(io.LimitReader(f, seg.size), 1<<20)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, seg.hdr, seg.size), 1<<20)
 	for {
-		seq, payload, _, err := readFrame(r)
+		seq, payload, _, err := readFrame(r, seg.salt, seg.hdr > 0)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -358,13 +725,50 @@ func readSegment(seg segment, from, to uint64, fn func(uint64, []Record) error) 
 	}
 }
 
-func (s *spool) close() error {
+// missing returns an error naming the first frames from from on that no
+// segment holds although a later frame is spooled (a segment lost or
+// corrupt in the middle); frames before the first segment are the
+// caller's to judge.
+func (s *spool) missing(from uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.active == nil {
+	for i := 1; i < len(s.segs); i++ {
+		prev, seg := s.segs[i-1], s.segs[i]
+		if seg.first > prev.last+1 && seg.first > from {
+			lo := max(prev.last+1, from)
+			return fmt.Errorf("spool: frames %d to %d are missing (the valid frames of %s end at %d, %s starts at %d): a segment was lost or is corrupt; move the spool away to start", lo, seg.first-1, prev.path, prev.last, seg.path, seg.first)
+		}
+	}
+	return nil
+}
+
+// skipTo makes seq the next frame's seq if it is higher (s.next and
+// everything below it are stored already: the store's head is ahead of
+// the spool, e.g. after the spool directory was moved away).
+func (s *spool) skipTo(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq > s.next {
+		s.next = seq
+		s.released = max(s.released, seq)
+	}
+}
+
+// close closes the active segment and stops the preparer.
+func (s *spool) close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	err := s.active.Close()
-	s.active = nil
+	s.closed = true
+	close(s.stop)
+	var err error
+	if s.active != nil {
+		err = s.active.Close()
+		s.active = nil
+	}
+	s.mu.Unlock()
+	<-s.done
 	return err
 }

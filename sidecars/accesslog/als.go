@@ -19,8 +19,9 @@ import (
 
 // alsServer receives Envoy's access-log streams. Recv never waits on
 // storage: records go into the Ingester's bounded buffer; only a late
-// spool flush holds the next read back, for at most FlushInterval
-// (Ingester.Admit).
+// spool flush holds the next read back, until the flush has taken the
+// late entries (up to ten FlushIntervals), or a buffer more than half
+// full until a flush makes room (Ingester.Admit).
 type alsServer struct {
 	accesslogv3.UnimplementedAccessLogServiceServer
 	settings *settingsHolder

@@ -286,6 +286,34 @@ func gatherMetrics(reg *prometheus.Registry, names ...string) []float64 {
 	return out
 }
 
+// histBounds returns, for each quantile q, the upper bound of the first
+// bucket of histogram name in reg holding at least q of its observations
+// (+Inf as -1; nil without observations).
+func histBounds(reg *prometheus.Registry, name string, qs ...float64) []float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() == 0 {
+			return nil
+		}
+		out := make([]float64, len(qs))
+		for i, q := range qs {
+			out[i] = -1
+			for _, bk := range h.GetBucket() {
+				if float64(bk.GetCumulativeCount()) >= q*float64(h.GetSampleCount()) {
+					out[i] = bk.GetUpperBound()
+					break
+				}
+			}
+		}
+		return out
+	}
+	return nil
+}
+
 // peakRSSMiB is the process's peak resident set (VmHWM, since the
 // benchmark reset it): Go heap, DuckDB and everything else of the
 // benchmark process.
@@ -440,6 +468,14 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		}
 		b.ReportMetric(p99*1000, "p99-sync-lag-le-ms")
 		b.ReportMetric(top*1000, "max-sync-lag-le-ms")
+	}
+	// The window's parts per flush (bucket bounds of p50, p99, max): the
+	// oldest entry's wait for its flush to start, encoding + write(2),
+	// fsync.
+	for _, part := range []string{"flush_wait", "flush_write", "fsync"} {
+		for i, v := range histBounds(reg, "gatehouse_accesslog_spool_"+part+"_seconds", 0.5, 0.99, 1) {
+			b.ReportMetric(v*1000, []string{"p50", "p99", "max"}[i]+"-"+part+"-le-ms")
+		}
 	}
 	// Stored is not the end of the store's work: DuckDB compresses what
 	// it has not checkpointed yet when the sidecar closes it. The CPU
