@@ -44,19 +44,24 @@ var serviceDesc = grpc.ServiceDesc{
 
 func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	s := srv.(*Server)
-	in := new(authv3.CheckRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
 	if interceptor != nil {
 		// Interceptors see the generated types, as with the generated handler.
+		in := new(authv3.CheckRequest)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
 		info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
 		return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
 			return s.Check(ctx, req.(*authv3.CheckRequest))
 		})
 	}
-	d := s.d.Decide(ctx, RequestFrom(in))
-	return newWireResponse(&d, requestVersion(in)), nil
+	in := new(wireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	req, version := in.request()
+	d := s.d.Decide(ctx, req)
+	return newWireResponse(&d, version), nil
 }
 
 // wireResponse is a CheckResponse in its wire form. It is a proto.Message
@@ -90,7 +95,7 @@ func (w *wireResponse) ProtoReflect() protoreflect.Message {
 }
 
 // codec is gRPC's proto codec, except that a *wireResponse is sent as it
-// is.
+// is and a *wireRequest is decoded by decodeRequest.
 type codec struct{ base encoding.CodecV2 }
 
 func newCodec() codec { return codec{base: encoding.GetCodecV2(protocodec.Name)} }
@@ -104,7 +109,18 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.base.Marshal(v)
 }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.base.Unmarshal(data, v) }
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if w, ok := v.(*wireRequest); ok {
+		// A private copy (gRPC reuses its buffers): w's strings point into it.
+		req, version, err := decodeRequest(data.Materialize())
+		if err != nil {
+			return err
+		}
+		w.req, w.version = req, version
+		return nil
+	}
+	return c.base.Unmarshal(data, v)
+}
 
 // Field numbers of the messages written below (envoy.service.auth.v3,
 // envoy.config.core.v3, envoy.type.v3, google.rpc, google.protobuf).
