@@ -30,23 +30,16 @@ import (
 // SERVING once a policy set is loaded.
 const ServiceName = "envoy.service.auth.v3.Authorization"
 
-// streamWorkers is the pool of reused stream goroutines, as in the
-// ratelimit sidecar: enough for the Checks a busy Envoy has in flight at
-// once (a Check that finds every worker busy runs on a goroutine of its
-// own, as without the option). Sized by the in-flight Checks, not by the
-// cores: with 4 per core (8 on 2 cores), about half of 32 in-flight Checks
-// started a fresh goroutine and grew its stack to the depth of an RSA
-// verification (stack copying: ~5 % of a fresh-token Check's CPU).
-const streamWorkers = 256
-
 // ServerOptions are the gRPC server options of the sidecar on top of
 // telemetry's defaults: a pool of stream workers, so Checks run on
 // goroutines whose stacks have already grown instead of growing a fresh
 // goroutine's stack on every request; and gRPC's proto codec, except that
-// the pre-encoded responses of RegisterServer are sent as they are (any
-// other message, e.g. a health check's, is marshalled as before).
+// RegisterServer's Check requests are decoded by decodeRequest and its
+// pre-encoded responses sent as they are (any other message, e.g. a health
+// check's, or the do-nothing floor's of `make bench-authz`, goes through
+// gRPC's proto codec as before).
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.NumStreamWorkers(max(streamWorkers, uint32(4*runtime.GOMAXPROCS(0)))), grpc.ForceServerCodecV2(newCodec())}
+	return []grpc.ServerOption{grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))), grpc.ForceServerCodecV2(newCodec())}
 }
 
 // Config is the sidecar's configuration (`gatehouse authz` flags).

@@ -3,11 +3,9 @@ package authzsidecar
 import (
 	"context"
 	"net"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,74 +283,4 @@ func FuzzWireResponse(f *testing.F) {
 			t.Fatalf("(-Response +wire):\n%s", diff)
 		}
 	})
-}
-
-// barrierDecider holds every Decide, once armed, until n are in flight
-// at once.
-type barrierDecider struct {
-	n       int
-	armed   atomic.Bool
-	mu      sync.Mutex
-	waiting int
-	release chan struct{}
-}
-
-func (b *barrierDecider) Decide(ctx context.Context, _ authz.Request) authz.Decision {
-	if b.armed.Load() {
-		b.mu.Lock()
-		b.waiting++
-		if b.waiting == b.n {
-			close(b.release)
-		}
-		b.mu.Unlock()
-		select {
-		case <-b.release:
-		case <-ctx.Done():
-		}
-	}
-	return authz.Decision{Allow: true, Status: 200}
-}
-
-// goroutinesCreated is the process's count of goroutines ever created.
-func goroutinesCreated() uint64 {
-	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
-
-// 64 Checks in flight at once all run on the server's stream workers: the
-// server starts (almost) no goroutine of its own for them; a fresh
-// goroutine would grow its stack to an RSA verification's depth on every
-// Check.
-func TestInFlightChecksRunOnStreamWorkers(t *testing.T) {
-	const inFlight = 64
-	d := &barrierDecider{n: inFlight, release: make(chan struct{})}
-	c := startCheckServerFor(t, NewServer(d))
-	req := checkRequest("petstore/read", nil, "")
-	ctx := ctxT(t)
-	if _, err := c.Check(ctx, req); err != nil { // the connection is up
-		t.Fatal(err)
-	}
-	d.armed.Store(true)
-	before := goroutinesCreated()
-	var wg sync.WaitGroup
-	errs := make(chan error, inFlight)
-	for range inFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.Check(ctx, req); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	// The test's own callers are inFlight of them.
-	if extra := goroutinesCreated() - before - inFlight; extra > inFlight/8 {
-		t.Fatalf("%d goroutines started for %d in-flight Checks beyond the callers: Checks do not run on the stream workers", extra, inFlight)
-	}
 }
