@@ -30,25 +30,31 @@ import (
 // keeps them unread. FuzzDecodeRequest compares both on arbitrary bytes.
 
 // wireRequest is what Check reads of a CheckRequest. It is a proto.Message
-// too, for codecs other than the sidecar's: they decode the whole message
-// into full through ProtoReflect.
+// too: codecs other than the sidecar's decode the whole message into full
+// through ProtoReflect; after the sidecar's codec, ProtoReflect is the
+// message decoded from raw (for whatever else looks at it, e.g. a stats
+// handler).
 type wireRequest struct {
 	req     authz.Request
 	version string
+	raw     []byte // the bytes decodeRequest read, when the sidecar's codec decoded it
 	full    *authv3.CheckRequest
 }
 
-// ProtoReflect is the message another codec decodes into.
+// ProtoReflect is the request as a message.
 func (w *wireRequest) ProtoReflect() protoreflect.Message {
 	if w.full == nil {
 		w.full = new(authv3.CheckRequest)
+		if w.raw != nil {
+			_ = proto.Unmarshal(w.raw, w.full) // decodeRequest accepted it, so does proto.Unmarshal
+		}
 	}
 	return w.full.ProtoReflect()
 }
 
 // request is the authz.Request and config version of the decoded request.
 func (w *wireRequest) request() (authz.Request, string) {
-	if w.full != nil {
+	if w.raw == nil && w.full != nil {
 		return RequestFrom(w.full), requestVersion(w.full)
 	}
 	return w.req, w.version

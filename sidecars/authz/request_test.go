@@ -7,9 +7,13 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -250,4 +254,28 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		compareDecode(t, "fuzz", b)
 	})
+}
+
+// A request the sidecar's codec decoded is, as a proto.Message, the
+// request that was sent (for stats handlers and the like); one another
+// codec decoded is read from the message.
+func TestWireRequestAsMessage(t *testing.T) {
+	want := checkRequest("petstore/read", map[string]string{"x-api-key": "acme-key"}, "spiffe://corp/ns/a/sa/b")
+	data := mem.BufferSlice{mem.SliceBuffer(marshal(t, want))}
+	for name, c := range map[string]encoding.CodecV2{"sidecar codec": newCodec(), "default codec": encoding.GetCodecV2("proto")} {
+		w := new(wireRequest)
+		if err := c.Unmarshal(data, w); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		req, version := w.request()
+		if !reflect.DeepEqual(req, RequestFrom(want)) || version != "r1" {
+			t.Fatalf("%s: request %#v %q", name, req, version)
+		}
+		if diff := cmp.Diff(want, w.ProtoReflect().Interface(), protocmp.Transform()); diff != "" {
+			t.Fatalf("%s: as a message (-sent +got):\n%s", name, diff)
+		}
+		if req2, _ := w.request(); !reflect.DeepEqual(req, req2) {
+			t.Fatalf("%s: the request changed after ProtoReflect", name)
+		}
+	}
 }

@@ -112,11 +112,12 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if w, ok := v.(*wireRequest); ok {
 		// A private copy (gRPC reuses its buffers): w's strings point into it.
-		req, version, err := decodeRequest(data.Materialize())
+		raw := data.Materialize()
+		req, version, err := decodeRequest(raw)
 		if err != nil {
 			return err
 		}
-		w.req, w.version = req, version
+		w.req, w.version, w.raw = req, version, raw
 		return nil
 	}
 	return c.base.Unmarshal(data, v)
