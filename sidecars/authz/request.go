@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/gatehouse-edge/gatehouse/authz"
 	"github.com/gatehouse-edge/gatehouse/contract"
@@ -23,11 +24,13 @@ import (
 // allocations). It accepts exactly the inputs proto.Unmarshal accepts:
 // fields Check reads are checked as protobuf checks them (wire types,
 // lengths, UTF-8 of proto3 strings, field numbers, oneof and merge rules);
-// a field Check does not read is decoded on its own by proto.Unmarshal into
-// a throwaway message of its parent's type (so it is refused exactly when
-// the whole message would be), except a singular scalar, whose only check
-// is UTF-8 for a string; unknown fields are skipped, as proto.Unmarshal
-// keeps them unread. FuzzDecodeRequest compares both on arbitrary bytes.
+// a field Check does not read is walked the same way when it is a singular
+// scalar (whose only check is UTF-8 for a string) or a singular proto3
+// message (e.g. the destination peer), and otherwise (maps, repeated
+// fields, groups) decoded on its own by proto.Unmarshal into a throwaway
+// message of its parent's type, so it is refused exactly when the whole
+// message would be; unknown fields are skipped, as proto.Unmarshal keeps
+// them unread. FuzzDecodeRequest compares both on arbitrary bytes.
 
 // wireRequest is what Check reads of a CheckRequest. It is a proto.Message
 // too: codecs other than the sidecar's decode the whole message into full
@@ -64,15 +67,15 @@ var (
 	errWire = errors.New("proto: cannot parse invalid wire-format data")
 	errUTF8 = errors.New("proto: string field contains invalid UTF-8")
 
-	typeCheckRequest = (*authv3.CheckRequest)(nil).ProtoReflect().Type()
-	typeAttributes   = (*authv3.AttributeContext)(nil).ProtoReflect().Type()
-	typePeer         = (*authv3.AttributeContext_Peer)(nil).ProtoReflect().Type()
-	typeAddress      = (*corev3.Address)(nil).ProtoReflect().Type()
-	typeSocket       = (*corev3.SocketAddress)(nil).ProtoReflect().Type()
-	typeRequest      = (*authv3.AttributeContext_Request)(nil).ProtoReflect().Type()
-	typeHTTP         = (*authv3.AttributeContext_HttpRequest)(nil).ProtoReflect().Type()
-	typeHeaderMap    = (*corev3.HeaderMap)(nil).ProtoReflect().Type()
-	typeHeaderValue  = (*corev3.HeaderValue)(nil).ProtoReflect().Type()
+	typeCheckRequest = (*authv3.CheckRequest)(nil).ProtoReflect().Descriptor()
+	typeAttributes   = (*authv3.AttributeContext)(nil).ProtoReflect().Descriptor()
+	typePeer         = (*authv3.AttributeContext_Peer)(nil).ProtoReflect().Descriptor()
+	typeAddress      = (*corev3.Address)(nil).ProtoReflect().Descriptor()
+	typeSocket       = (*corev3.SocketAddress)(nil).ProtoReflect().Descriptor()
+	typeRequest      = (*authv3.AttributeContext_Request)(nil).ProtoReflect().Descriptor()
+	typeHTTP         = (*authv3.AttributeContext_HttpRequest)(nil).ProtoReflect().Descriptor()
+	typeHeaderMap    = (*corev3.HeaderMap)(nil).ProtoReflect().Descriptor()
+	typeHeaderValue  = (*corev3.HeaderValue)(nil).ProtoReflect().Descriptor()
 )
 
 // Field numbers Check reads (TestDecodeRequestFieldNumbers holds them to
@@ -117,7 +120,7 @@ type reqDecoder struct {
 // proto.Unmarshal fails.
 func decodeRequest(b []byte) (authz.Request, string, error) {
 	var d reqDecoder
-	if err := d.message(b, typeCheckRequest, 1, d.checkRequest); err != nil {
+	if err := message(b, typeCheckRequest, 1, d.checkRequest); err != nil {
 		return authz.Request{}, "", err
 	}
 	headers := d.headers
@@ -139,9 +142,9 @@ func decodeRequest(b []byte) (authz.Request, string, error) {
 // leaves it to other.
 type fieldFunc func(num protowire.Number, typ protowire.Type, v []byte, level int) (handled bool, err error)
 
-// message walks the fields of one message of type mt at depth level (the
+// message walks the fields of one message of type md at depth level (the
 // request is level 1), as protobuf's decoder does.
-func (d *reqDecoder) message(b []byte, mt protoreflect.MessageType, level int, f fieldFunc) error {
+func message(b []byte, md protoreflect.MessageDescriptor, level int, f fieldFunc) error {
 	if level > protowire.DefaultRecursionLimit {
 		return errWire
 	}
@@ -165,7 +168,7 @@ func (d *reqDecoder) message(b []byte, mt protoreflect.MessageType, level int, f
 			}
 		}
 		if !handled {
-			if err := other(mt, level, num, typ, field, v); err != nil {
+			if err := other(md, level, num, typ, field, v); err != nil {
 				return err
 			}
 		}
@@ -173,14 +176,26 @@ func (d *reqDecoder) message(b []byte, mt protoreflect.MessageType, level int, f
 	return nil
 }
 
+// ignore reads no field: message then checks each with other.
+func ignore(protowire.Number, protowire.Type, []byte, int) (bool, error) { return false, nil }
+
 // other checks a field Check does not read as proto.Unmarshal checks it.
-func other(mt protoreflect.MessageType, level int, num protowire.Number, typ protowire.Type, field, v []byte) error {
-	fd := mt.Descriptor().Fields().ByNumber(num)
+func other(md protoreflect.MessageDescriptor, level int, num protowire.Number, typ protowire.Type, field, v []byte) error {
+	fd := md.Fields().ByNumber(num)
 	if fd == nil {
 		return nil // unknown: kept unread
 	}
-	if fd.Cardinality() != protoreflect.Repeated && fd.Message() == nil && fd.Kind() != protoreflect.GroupKind &&
-		fd.Syntax() != protoreflect.Editions {
+	singular := fd.Cardinality() != protoreflect.Repeated && fd.Kind() != protoreflect.GroupKind && fd.Syntax() != protoreflect.Editions
+	if singular && fd.Message() != nil && fd.Message().Syntax() == protoreflect.Proto3 {
+		// A singular proto3 message (no required fields): another wire
+		// type makes it unknown; its own is walked like the fields read.
+		if typ != protowire.BytesType {
+			return nil
+		}
+		payload, _ := protowire.ConsumeBytes(v)
+		return message(payload, fd.Message(), level+1, ignore)
+	}
+	if singular && fd.Message() == nil {
 		// A singular scalar: its own wire type is read by ConsumeFieldValue
 		// above, any other makes it unknown. Only a proto3 string checks
 		// more.
@@ -192,8 +207,12 @@ func other(mt protoreflect.MessageType, level int, num protowire.Number, typ pro
 		}
 		return nil
 	}
-	// Messages, maps, repeated fields: the field alone, decoded into its
+	// Maps, repeated fields, the rest: the field alone, decoded into its
 	// parent's type at the depth the whole decode would reach it.
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
+	if err != nil {
+		return err // not reached: every message here is generated and registered
+	}
 	return proto.UnmarshalOptions{RecursionLimit: protowire.DefaultRecursionLimit - (level - 1)}.Unmarshal(field, mt.New().Interface())
 }
 
@@ -212,15 +231,15 @@ func (d *reqDecoder) checkRequest(num protowire.Number, _ protowire.Type, v []by
 	if num != fRequestAttributes {
 		return false, nil
 	}
-	return true, d.message(v, typeAttributes, level+1, d.attributes)
+	return true, message(v, typeAttributes, level+1, d.attributes)
 }
 
 func (d *reqDecoder) attributes(num protowire.Number, _ protowire.Type, v []byte, level int) (bool, error) {
 	switch num {
 	case fAttrSource:
-		return true, d.message(v, typePeer, level+1, d.peer)
+		return true, message(v, typePeer, level+1, d.peer)
 	case fAttrRequest:
-		return true, d.message(v, typeRequest, level+1, d.request)
+		return true, message(v, typeRequest, level+1, d.request)
 	case fAttrContextExt:
 		k, val, err := mapEntry(v)
 		if err != nil {
@@ -240,7 +259,7 @@ func (d *reqDecoder) attributes(num protowire.Number, _ protowire.Type, v []byte
 func (d *reqDecoder) peer(num protowire.Number, _ protowire.Type, v []byte, level int) (bool, error) {
 	switch num {
 	case fPeerAddress:
-		return true, d.message(v, typeAddress, level+1, d.address)
+		return true, message(v, typeAddress, level+1, d.address)
 	case fPeerPrincipal:
 		s, err := str(v)
 		d.principal = s
@@ -254,7 +273,7 @@ func (d *reqDecoder) address(num protowire.Number, typ protowire.Type, v []byte,
 	case fAddressSocket:
 		// Merged into the socket address the oneof holds, or a new one
 		// when it holds another member (sourceIP is "" then).
-		return true, d.message(v, typeSocket, level+1, d.socketAddress)
+		return true, message(v, typeSocket, level+1, d.socketAddress)
 	case fAddressPipe, fAddressInternal:
 		// Another member of the oneof replaces the socket address; the
 		// field itself is checked by other.
@@ -282,7 +301,7 @@ func (d *reqDecoder) request(num protowire.Number, _ protowire.Type, v []byte, l
 	if num != fReqHTTP {
 		return false, nil
 	}
-	return true, d.message(v, typeHTTP, level+1, d.http)
+	return true, message(v, typeHTTP, level+1, d.http)
 }
 
 func (d *reqDecoder) http(num protowire.Number, _ protowire.Type, v []byte, level int) (bool, error) {
@@ -309,7 +328,7 @@ func (d *reqDecoder) http(num protowire.Number, _ protowire.Type, v []byte, leve
 		if d.headerMap == nil {
 			d.headerMap = map[string]string{}
 		}
-		err = d.message(v, typeHeaderMap, level+1, d.headerMapField)
+		err = message(v, typeHeaderMap, level+1, d.headerMapField)
 	default:
 		return false, nil
 	}
@@ -321,7 +340,7 @@ func (d *reqDecoder) headerMapField(num protowire.Number, _ protowire.Type, v []
 		return false, nil
 	}
 	var hv headerValue
-	if err := d.message(v, typeHeaderValue, level+1, hv.field); err != nil {
+	if err := message(v, typeHeaderValue, level+1, hv.field); err != nil {
 		return true, err
 	}
 	val := hv.value

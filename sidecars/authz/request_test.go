@@ -201,7 +201,7 @@ func TestDecodeRequestRecursionLimit(t *testing.T) {
 // The field numbers decodeRequest reads are the descriptors'.
 func TestDecodeRequestFieldNumbers(t *testing.T) {
 	for _, f := range []struct {
-		mt   protoreflect.MessageType
+		mt   protoreflect.MessageDescriptor
 		name protoreflect.Name
 		num  protowire.Number
 		kind protoreflect.Kind
@@ -228,18 +228,18 @@ func TestDecodeRequestFieldNumbers(t *testing.T) {
 		{typeHeaderValue, "value", fHeaderValueValue, protoreflect.StringKind},
 		{typeHeaderValue, "raw_value", fHeaderValueRawValue, protoreflect.BytesKind},
 	} {
-		fd := f.mt.Descriptor().Fields().ByName(f.name)
+		fd := f.mt.Fields().ByName(f.name)
 		if fd == nil || fd.Number() != f.num || fd.Kind() != f.kind || fd.Syntax() != protoreflect.Proto3 {
-			t.Fatalf("%s.%s: descriptor %v, decodeRequest reads number %d kind %v (proto3)", f.mt.Descriptor().FullName(), f.name, fd, f.num, f.kind)
+			t.Fatalf("%s.%s: descriptor %v, decodeRequest reads number %d kind %v (proto3)", f.mt.FullName(), f.name, fd, f.num, f.kind)
 		}
 	}
-	if od := typeAddress.Descriptor().Oneofs().ByName("address"); od == nil || od.Fields().Len() != 3 {
+	if od := typeAddress.Oneofs().ByName("address"); od == nil || od.Fields().Len() != 3 {
 		t.Fatalf("Address's oneof has other members than socket_address, pipe, envoy_internal_address: %v", od)
 	}
-	for _, m := range []protoreflect.MessageType{typeAttributes, typeHTTP} {
+	for _, m := range []protoreflect.MessageDescriptor{typeAttributes, typeHTTP} {
 		for name, key := range map[protoreflect.Name]bool{"context_extensions": true, "headers": true} {
-			if fd := m.Descriptor().Fields().ByName(name); fd != nil && key && (!fd.IsMap() || fd.MapKey().Kind() != protoreflect.StringKind || fd.MapValue().Kind() != protoreflect.StringKind) {
-				t.Fatalf("%s.%s is not a map<string, string>", m.Descriptor().FullName(), name)
+			if fd := m.Fields().ByName(name); fd != nil && key && (!fd.IsMap() || fd.MapKey().Kind() != protoreflect.StringKind || fd.MapValue().Kind() != protoreflect.StringKind) {
+				t.Fatalf("%s.%s is not a map<string, string>", m.FullName(), name)
 			}
 		}
 	}
