@@ -6,7 +6,8 @@
 // HTTP server and gRPC health of internal/telemetry.
 //
 // It is thin: it maps CheckRequest to authz.Request and authz.Decision to
-// CheckResponse, and wires config, listeners and metrics. Decisions live in
+// CheckResponse (on the wire, through its own gRPC codec: request.go,
+// wire.go), and wires config, listeners and metrics. Decisions live in
 // package authz, credentials in package authn. It must not import the
 // control plane (the wire contract is package contract, the xDS client
 // internal/xdsclient), nor other sidecars.

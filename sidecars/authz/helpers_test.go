@@ -154,7 +154,11 @@ func startCheckServerFor(t testing.TB, srv authv3.AuthorizationServer) authv3.Au
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer(ServerOptions()...)
-	authv3.RegisterAuthorizationServer(gs, srv)
+	if s, ok := srv.(*Server); ok {
+		RegisterServer(gs, s) // what the sidecar serves
+	} else {
+		authv3.RegisterAuthorizationServer(gs, srv)
+	}
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 	return dial(t, l.Addr().String())

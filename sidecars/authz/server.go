@@ -36,11 +36,23 @@ func NewServer(d Decider) *Server { return &Server{d: d} }
 // a gRPC error.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	d := s.d.Decide(ctx, RequestFrom(req))
-	resp := Response(&d)
-	if v := configVersion(req.GetAttributes().GetContextExtensions()[contract.ContextRevision]); v != "" {
-		resp.DynamicMetadata.Fields[contract.ConfigVersionKey] = structpb.NewStringValue(v)
+	return fullResponse(&d, requestVersion(req)), nil
+}
+
+// requestVersion is the config version the request names, as
+// configVersion keeps it.
+func requestVersion(req *authv3.CheckRequest) string {
+	return configVersion(req.GetAttributes().GetContextExtensions()[contract.ContextRevision])
+}
+
+// fullResponse is Response(d) with the config version in its metadata
+// (when not empty): the answer to Check.
+func fullResponse(d *authz.Decision, version string) *authv3.CheckResponse {
+	resp := Response(d)
+	if version != "" {
+		resp.DynamicMetadata.Fields[contract.ConfigVersionKey] = structpb.NewStringValue(version)
 	}
-	return resp, nil
+	return resp
 }
 
 // configVersion is the revision as logged: empty unless it is short and
@@ -107,10 +119,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: ok}
 		return resp
 	}
-	grpcCode, httpCode := code.Code_PERMISSION_DENIED, typev3.StatusCode_Forbidden
-	if d.Status == 401 {
-		grpcCode, httpCode = code.Code_UNAUTHENTICATED, typev3.StatusCode_Unauthorized
-	}
+	grpcCode, httpCode := denyCodes(d)
 	headers := []*corev3.HeaderValueOption{
 		header(contract.ReasonHeader, headerSafe(d.ReasonCode+": "+d.Reason)),
 		header("content-type", "application/json"),
@@ -125,6 +134,14 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		Body:    d.Body,
 	}}
 	return resp
+}
+
+// denyCodes are the gRPC and HTTP status codes of a denial.
+func denyCodes(d *authz.Decision) (code.Code, typev3.StatusCode) {
+	if d.Status == 401 {
+		return code.Code_UNAUTHENTICATED, typev3.StatusCode_Unauthorized
+	}
+	return code.Code_PERMISSION_DENIED, typev3.StatusCode_Forbidden
 }
 
 func header(k, v string) *corev3.HeaderValueOption {
