@@ -81,6 +81,9 @@ type writer struct {
 	fn   string // the name of its table function (rows.go)
 	// rows is the batch being inserted on conn, read by fn.
 	rows atomic.Pointer[rowBatch]
+	// inlined counts the strings fn wrote straight into DuckDB's
+	// vectors (strfill.go).
+	inlined atomic.Int64
 }
 
 // Lookup hashes: a point filter on a high-cardinality string column
