@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -18,7 +19,8 @@ import (
 const rowsFunction = "gatehouse_batch_rows"
 
 // rowColumn is one column rowsFunction can yield, named as in logs. A
-// VARCHAR column has str; every other column has fill.
+// VARCHAR column has str (written by fillStrings); every other column has
+// fill.
 type rowColumn struct {
 	name string
 	typ  duckdb.Type
@@ -85,15 +87,6 @@ func init() {
 	for i := range rowColumns {
 		if c := &rowColumns[i]; c.str != nil {
 			c.typ = duckdb.TYPE_VARCHAR
-			get := c.str
-			c.fill = func(ch duckdb.DataChunk, col int, recs []accesslog.Record) error {
-				for j := range recs {
-					if err := duckdb.SetChunkValue(ch, col, j, get(&recs[j])); err != nil {
-						return fmt.Errorf("row %d: %w", j, err)
-					}
-				}
-				return nil
-			}
 		}
 	}
 }
@@ -186,7 +179,7 @@ func registerRows(w *writer) error {
 			for k, i := range rb.plan.cols {
 				infos[k] = duckdb.ColumnInfo{Name: rowColumns[i].name, T: types[i]}
 			}
-			return &rowSource{infos: infos, cols: rb.plan.cols, recs: rb.recs}, nil
+			return &rowSource{infos: infos, cols: rb.plan.cols, recs: rb.recs, inlined: &w.inlined}, nil
 		},
 	})
 }
@@ -197,6 +190,8 @@ type rowSource struct {
 	cols  []int
 	recs  []accesslog.Record
 	next  int
+	// inlined counts the strings written straight into the vectors.
+	inlined *atomic.Int64
 }
 
 func (r *rowSource) ColumnInfos() []duckdb.ColumnInfo { return r.infos }
@@ -212,11 +207,25 @@ func (r *rowSource) Init() {}
 func (r *rowSource) FillChunk(c duckdb.DataChunk) error {
 	recs := r.recs[r.next:]
 	recs = recs[:min(len(recs), duckdb.GetDataChunkCapacity())]
+	// The size first: the VARCHAR fill reads the vectors back (strfill.go).
+	if err := c.SetSize(len(recs)); err != nil {
+		return err
+	}
+	inlined := 0
 	for k, i := range r.cols {
-		if err := rowColumns[i].fill(c, k, recs); err != nil {
+		var err error
+		if col := &rowColumns[i]; col.str != nil {
+			var n int
+			n, err = fillStrings(&c, k, recs, col.str)
+			inlined += n
+		} else {
+			err = col.fill(c, k, recs)
+		}
+		if err != nil {
 			return fmt.Errorf("column %s, batch row %d+: %w", rowColumns[i].name, r.next, err)
 		}
 	}
+	r.inlined.Add(int64(inlined))
 	r.next += len(recs)
-	return c.SetSize(len(recs))
+	return nil
 }
