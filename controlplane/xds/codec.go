@@ -73,8 +73,21 @@ func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) err
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
+	// A first pass sizes both lists: appending to empty ones would leave
+	// a trail of outgrown copies for every request (a node's ACK repeats
+	// hundreds of names, and a fleet connecting sends thousands of ACKs).
+	nNames, nRest, err := requestSizes(b)
+	if err != nil {
+		return err
+	}
 	var rest []byte // every field but the names, as they came
+	if nRest > 0 {
+		rest = make([]byte, 0, nRest)
+	}
 	var names []string
+	if nNames > 0 {
+		names = make([]string, 0, nNames)
+	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -100,6 +113,28 @@ func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) err
 	}
 	m.ResourceNames = names
 	return nil
+}
+
+// requestSizes counts the resource names of an encoded SotW request and
+// the bytes of its other fields.
+func requestSizes(b []byte) (names, rest int, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, 0, fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(n))
+		}
+		l := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if l < 0 {
+			return 0, 0, fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(l))
+		}
+		if num == resourceNamesField && typ == protowire.BytesType {
+			names++
+		} else {
+			rest += n + l
+		}
+		b = b[n+l:]
+	}
+	return names, rest, nil
 }
 
 // resourceNamesField is DiscoveryRequest.resource_names.

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
@@ -130,5 +131,49 @@ func TestRequestDecodesAsProto(t *testing.T) {
 	bad = protowire.AppendBytes(protowire.AppendTag(bad, 3, protowire.BytesType), []byte{0xff, 0xfe})
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, &got); err == nil {
 		t.Fatal("a resource name that is not UTF-8 was accepted")
+	}
+}
+
+// TestRequestDecodeSizesNamesOnce: decoding a SotW request allocates its
+// list of names once, at its size, not by appending to an empty list (a
+// node's every ACK repeats hundreds of names; a fleet connecting sends
+// thousands of them, and the outgrown copies were most of what
+// connecting it allocated, left as garbage under a high GC target).
+func TestRequestDecodeSizesNamesOnce(t *testing.T) {
+	c := codec{proto: encoding.GetCodecV2("proto")}
+	var names []string
+	for i := range 300 {
+		names = append(names, fmt.Sprintf("svc-%04d/api", i))
+	}
+	req := &discoveryv3.DiscoveryRequest{
+		VersionInfo: "v7", Node: &corev3.Node{Id: "n1", Cluster: "edge"},
+		ResourceNames: names, TypeUrl: resourcev3.EndpointType, ResponseNonce: "12",
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func() *discoveryv3.DiscoveryRequest {
+		var r discoveryv3.DiscoveryRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	if got := decode(); !proto.Equal(got, req) || cap(got.ResourceNames) != len(names) {
+		t.Fatalf("decoded %d names with room for %d, want %d exactly (request equal: %v)", len(got.ResourceNames), cap(got.ResourceNames), len(names), proto.Equal(got, req))
+	}
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		decode()
+	}
+	runtime.ReadMemStats(&after)
+	perDecode := (after.TotalAlloc - before.TotalAlloc) / runs
+	// The list itself is 16 bytes a name; the rest (the request, its
+	// other fields, the buffer they are decoded from) is well under 2 KiB.
+	if limit := uint64(16*len(names) + 2048); perDecode > limit {
+		t.Errorf("decoding a request of %d names allocates %d bytes, want at most %d (the list once, at its size)", len(names), perDecode, limit)
 	}
 }
