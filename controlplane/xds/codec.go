@@ -2,6 +2,8 @@ package xds
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 	"unicode/utf8"
 	"unique"
 
@@ -26,13 +28,33 @@ import (
 // goroutine, and without the tap it ends when the node or gRPC ends it,
 // not when the Server's context ends.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")}), grpc.InTapHandle(streamContext)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(newCodec()), grpc.InTapHandle(streamContext)}
 }
+
+// newCodec is the codec ServerOptions installs: SotW name lists are
+// decoded to requestNames' lists.
+func newCodec() codec { return codec{proto: encoding.GetCodecV2("proto"), names: requestNames} }
+
+// requestNames interns the name lists of SotW requests, for the codec
+// and every ADS server (newADSServer): a node repeats its whole list in
+// every request, every node of a group asks for the same list, and a
+// list decoded to the one its stream's subscription already holds costs
+// no allocation. Like unique.Make's strings, a list no stream holds any
+// more is collected.
+var requestNames = newNameSets()
+
+// nameScratch holds the lists a request's names are decoded into before
+// their interned list is found (*[]string).
+var nameScratch sync.Pool
 
 // codec is gRPC's proto codec except for (Delta)DiscoveryResponses
 // carrying a shared body, which it sends as two buffers: the small header fields,
-// encoded per message, and the body itself.
-type codec struct{ proto encoding.CodecV2 }
+// encoded per message, and the body itself; and for SotW requests, whose
+// name lists it decodes to the interned list of names when names is set.
+type codec struct {
+	proto encoding.CodecV2
+	names *nameSets
+}
 
 func (codec) Name() string { return "proto" }
 
@@ -44,7 +66,7 @@ func (codec) Name() string { return "proto" }
 // are weak references: a name no stream holds any more is collected.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if m, ok := v.(*discoveryv3.DiscoveryRequest); ok {
-		return unmarshalRequest(data, m)
+		return unmarshalRequest(data, m, c.names)
 	}
 	if err := c.proto.Unmarshal(data, v); err != nil {
 		return err
@@ -68,8 +90,10 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 // into their canonical strings: a SotW node repeats every name it
 // subscribes to in every request (hundreds of endpoint names in each
 // ACK), and the canonical string of a name seen before costs no
-// allocation, where decoding it would allocate it each time.
-func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) error {
+// allocation, where decoding it would allocate it each time. With sets,
+// the list itself is sets' list of those names (a list seen before costs
+// no allocation either); without, a list of its exact size.
+func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest, sets *nameSets) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
@@ -85,7 +109,21 @@ func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) err
 		rest = make([]byte, 0, nRest)
 	}
 	var names []string
-	if nNames > 0 {
+	var scratch *[]string
+	switch {
+	case nNames == 0:
+	case sets != nil:
+		scratch, _ = nameScratch.Get().(*[]string)
+		if scratch == nil {
+			scratch = new([]string)
+		}
+		names = slices.Grow((*scratch)[:0], nNames)
+		defer func() {
+			clear(names)
+			*scratch = names[:0]
+			nameScratch.Put(scratch)
+		}()
+	default:
 		names = make([]string, 0, nNames)
 	}
 	for len(b) > 0 {
@@ -111,7 +149,11 @@ func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) err
 	if err := proto.Unmarshal(rest, m); err != nil {
 		return err
 	}
-	m.ResourceNames = names
+	if scratch != nil {
+		m.ResourceNames = sets.get(names).names
+	} else {
+		m.ResourceNames = names
+	}
 	return nil
 }
 

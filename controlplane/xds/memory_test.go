@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -176,4 +177,53 @@ func TestRequestDecodeSizesNamesOnce(t *testing.T) {
 	if limit := uint64(16*len(names) + 2048); perDecode > limit {
 		t.Errorf("decoding a request of %d names allocates %d bytes, want at most %d (the list once, at its size)", len(names), perDecode, limit)
 	}
+}
+
+// TestRequestDecodeReusesInternedList: the codec ServerOptions installs
+// decodes a SotW request's names to the interned list of them (the one a
+// stream's subscription holds), so a list seen before (every ACK repeats
+// it) allocates no list at all; a request with other names does not
+// change the lists decoded before.
+func TestRequestDecodeReusesInternedList(t *testing.T) {
+	c := newCodec()
+	var names, others []string
+	for i := range 300 {
+		names = append(names, fmt.Sprintf("svc-%04d/api", i))
+		others = append(others, fmt.Sprintf("svc-%04d/web", i))
+	}
+	encode := func(names []string) []byte {
+		b, err := proto.Marshal(&discoveryv3.DiscoveryRequest{VersionInfo: "v7", Node: &corev3.Node{Id: "n1", Cluster: "edge"}, ResourceNames: names, TypeUrl: resourcev3.EndpointType, ResponseNonce: "12"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b, ob := encode(names), encode(others)
+	decode := func(b []byte) *discoveryv3.DiscoveryRequest {
+		var r discoveryv3.DiscoveryRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	first := decode(b)
+	held := requestNames.get(first.ResourceNames) // a stream's subscription holds it
+	second, other := decode(b), decode(ob)
+	if !slices.Equal(first.ResourceNames, names) || !slices.Equal(other.ResourceNames, others) {
+		t.Fatalf("decoded lists differ from the names sent (first %d names, other %d)", len(first.ResourceNames), len(other.ResourceNames))
+	}
+	if unsafe.SliceData(second.ResourceNames) != unsafe.SliceData(held.names) || unsafe.SliceData(first.ResourceNames) != unsafe.SliceData(held.names) {
+		t.Fatal("the same names decoded twice are two lists, not the interned one")
+	}
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		decode(b)
+	}
+	runtime.ReadMemStats(&after)
+	if perDecode := (after.TotalAlloc - before.TotalAlloc) / runs; perDecode > 2048 {
+		t.Errorf("decoding a request of %d names held by a stream allocates %d bytes, want under 2048 (no list: the interned one)", len(names), perDecode)
+	}
+	runtime.KeepAlive(held)
 }

@@ -52,7 +52,7 @@ type adsServer struct {
 }
 
 func newADSServer(ctx context.Context, c *nackCache, t *tracker) *adsServer {
-	return &adsServer{ctx: ctx, cache: c, t: t, sets: newNameSets()}
+	return &adsServer{ctx: ctx, cache: c, t: t, sets: requestNames}
 }
 
 // loop is one stream's state: its watches by type and the answers the
