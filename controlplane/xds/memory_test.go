@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unique"
 	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -180,10 +182,10 @@ func TestRequestDecodeSizesNamesOnce(t *testing.T) {
 }
 
 // TestRequestDecodeReusesInternedList: the codec ServerOptions installs
-// decodes a SotW request's names to the interned list of them (the one a
-// stream's subscription holds), so a list seen before (every ACK repeats
-// it) allocates no list at all; a request with other names does not
-// change the lists decoded before.
+// decodes a SotW request's names to the interned list of them when a
+// stream's subscription holds one, so a list seen before (every ACK
+// repeats it) allocates no list at all; a request with other names does
+// not change the lists decoded before.
 func TestRequestDecodeReusesInternedList(t *testing.T) {
 	c := newCodec()
 	var names, others []string
@@ -212,8 +214,8 @@ func TestRequestDecodeReusesInternedList(t *testing.T) {
 	if !slices.Equal(first.ResourceNames, names) || !slices.Equal(other.ResourceNames, others) {
 		t.Fatalf("decoded lists differ from the names sent (first %d names, other %d)", len(first.ResourceNames), len(other.ResourceNames))
 	}
-	if unsafe.SliceData(second.ResourceNames) != unsafe.SliceData(held.names) || unsafe.SliceData(first.ResourceNames) != unsafe.SliceData(held.names) {
-		t.Fatal("the same names decoded twice are two lists, not the interned one")
+	if unsafe.SliceData(second.ResourceNames) != unsafe.SliceData(held.names) {
+		t.Fatal("names a stream holds decoded again are a new list, not the interned one")
 	}
 	const runs = 50
 	var before, after runtime.MemStats
@@ -226,4 +228,67 @@ func TestRequestDecodeReusesInternedList(t *testing.T) {
 		t.Errorf("decoding a request of %d names held by a stream allocates %d bytes, want under 2048 (no list: the interned one)", len(names), perDecode)
 	}
 	runtime.KeepAlive(held)
+}
+
+// TestDeltaRequestDecodesAsProto: a delta request's subscribe and
+// unsubscribe names decode as protobuf decodes them (in order, fields
+// interleaved or not, the other fields and unknown ones as they are), to
+// canonical strings, without a string or an outgrown list per name, and
+// a name that is not UTF-8 is refused as protobuf refuses it.
+func TestDeltaRequestDecodesAsProto(t *testing.T) {
+	c := newCodec()
+	var sub []string
+	for i := range 300 {
+		sub = append(sub, fmt.Sprintf("svc-%04d/api", i))
+	}
+	want := &discoveryv3.DeltaDiscoveryRequest{
+		Node: &corev3.Node{Id: "n1", Cluster: "edge"}, TypeUrl: resourcev3.EndpointType,
+		ResourceNamesSubscribe: sub, ResourceNamesUnsubscribe: []string{"gone-1", "gone-2"},
+		InitialResourceVersions: map[string]string{"svc-0001/api": "h1"}, ResponseNonce: "3",
+		ErrorDetail: &statuspb.Status{Code: 3, Message: "rejected"},
+	}
+	want.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "later field"))
+	b, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(b []byte) (*discoveryv3.DeltaDiscoveryRequest, error) {
+		var r discoveryv3.DeltaDiscoveryRequest
+		return &r, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r)
+	}
+	got, err := decode(b)
+	if err != nil || !proto.Equal(got, want) {
+		t.Fatalf("the decoded request differs from the one encoded (%v): %d subscribed, unsubscribed %q, versions %v, nonce %q, unknown %q", err,
+			len(got.GetResourceNamesSubscribe()), got.GetResourceNamesUnsubscribe(), got.GetInitialResourceVersions(), got.GetResponseNonce(), got.ProtoReflect().GetUnknown())
+	}
+	if unsafe.StringData(got.ResourceNamesSubscribe[7]) != unsafe.StringData(unique.Make(sub[7]).Value()) || unsafe.StringData(got.ResourceNamesUnsubscribe[1]) != unsafe.StringData(unique.Make("gone-2").Value()) {
+		t.Fatal("delta request names are not the canonical strings")
+	}
+	// Interleaved: unsubscribe, subscribe, unsubscribe.
+	var mixed []byte
+	for _, f := range []struct {
+		num  protowire.Number
+		name string
+	}{{4, "u1"}, {3, "s1"}, {4, "u2"}} {
+		mixed = protowire.AppendString(protowire.AppendTag(mixed, f.num, protowire.BytesType), f.name)
+	}
+	if got, err := decode(mixed); err != nil || !slices.Equal(got.ResourceNamesSubscribe, []string{"s1"}) || !slices.Equal(got.ResourceNamesUnsubscribe, []string{"u1", "u2"}) {
+		t.Fatalf("interleaved fields: subscribe %q, unsubscribe %q, error %v", got.GetResourceNamesSubscribe(), got.GetResourceNamesUnsubscribe(), err)
+	}
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if _, err := decode(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if perDecode, limit := (after.TotalAlloc-before.TotalAlloc)/runs, uint64(16*len(sub)+2048); perDecode > limit {
+		t.Errorf("decoding a delta request of %d names allocates %d bytes, want at most %d (the list once, no string per name)", len(sub), perDecode, limit)
+	}
+	bad := protowire.AppendBytes(protowire.AppendTag(slices.Clone(mixed), 4, protowire.BytesType), []byte{0xff, 0xfe})
+	if _, err := decode(bad); err == nil || !strings.Contains(err.Error(), "resource_names_unsubscribe[2]") {
+		t.Fatalf("a name that is not UTF-8: %v, want an error naming resource_names_unsubscribe[2]", err)
+	}
 }
