@@ -68,6 +68,10 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			return err
 		}
 		m.ResourceNames = lists[0]
+		// A stream's watch keeps its type's last request: the type URL
+		// and the version every node of a group ACKs, once each.
+		m.TypeUrl = unique.Make(m.TypeUrl).Value()
+		m.VersionInfo = unique.Make(m.VersionInfo).Value()
 		return nil
 	case *discoveryv3.DeltaDiscoveryRequest:
 		lists, err := decodeNamed(data, m, c.names, deltaNameFields)
@@ -75,6 +79,7 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			return err
 		}
 		m.ResourceNamesSubscribe, m.ResourceNamesUnsubscribe = lists[0], lists[1]
+		m.TypeUrl = unique.Make(m.TypeUrl).Value()
 		if len(m.InitialResourceVersions) > 0 {
 			iv := make(map[string]string, len(m.InitialResourceVersions))
 			for k, x := range m.InitialResourceVersions {

@@ -88,6 +88,29 @@ func TestRequestNamesAreCanonical(t *testing.T) {
 	if unsafe.StringData(dr.ResourceNamesSubscribe[0]) != unsafe.StringData(r1.ResourceNames[0]) || dr.InitialResourceVersions["svc-0001/api"] != "h" {
 		t.Fatalf("delta request names are not the canonical strings: %+v", &dr)
 	}
+	// The type URL and version a watch keeps with its request: one string
+	// each, however many streams send them.
+	v, err := proto.Marshal(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: "7f3a9c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1, v2 discoveryv3.DiscoveryRequest
+	var d1 discoveryv3.DeltaDiscoveryRequest
+	for _, r := range []struct {
+		b []byte
+		m any
+	}{{v, &v1}, {v, &v2}, {dv, &d1}} {
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(r.b)}, r.m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if unsafe.StringData(v1.TypeUrl) != unsafe.StringData(v2.TypeUrl) || unsafe.StringData(v1.VersionInfo) != unsafe.StringData(v2.VersionInfo) || unsafe.StringData(d1.TypeUrl) != unsafe.StringData(v1.TypeUrl) {
+		t.Fatal("a request's type URL or version decoded twice is two strings")
+	}
 }
 
 // TestRequestDecodesAsProto: the SotW request decoder that takes resource
