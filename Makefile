@@ -125,9 +125,11 @@ bench-accesslog-ingest:
 # node groups, SotW then delta, for each route layout: scoped (exact hosts,
 # every group --scoped-route-groups: one route table per spec) then table
 # (a wildcard host per spec: one table per group); BENCH_XDS_FLAGS=
-# '-layouts scoped' runs one. It ends with a summary block (p50/p99 per
-# change, control-plane CPU per change, RSS and live heap per node, bytes
-# per change per type, route bytes per node per change).
+# '-layouts scoped' runs one; BENCH_XDS_FLAGS=-tls serves xDS over mutual
+# TLS (a throwaway CA, a client certificate per node group), as deployed.
+# It ends with a summary block (p50/p99 per change, control-plane CPU per
+# change, RSS and live heap per node, bytes per change per type, route
+# bytes per node per change).
 BENCH_XDS_SPECS ?= 1000
 BENCH_XDS_NODES ?= 2000
 BENCH_XDS_FLAGS ?=

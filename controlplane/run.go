@@ -46,6 +46,25 @@ func Run(ctx context.Context, cfg Config, l Listeners) error {
 	return cp.Serve(ctx, l)
 }
 
+// tlsReadBufferSize is the xDS server's read buffer per connection when
+// it serves TLS. gRPC's default (32 KiB) comes from a pool shared by all
+// connections only when it can read the socket directly (plaintext); over
+// TLS each connection holds its own 32 KiB for as long as it lives, most
+// of a node's memory on a control plane with thousands of nodes
+// connected. crypto/tls already buffers a whole record per connection, so
+// gRPC reads frames from it unbuffered (0).
+const tlsReadBufferSize = 0
+
+// xdsServerOptions are the xDS gRPC server's options: the ADS codec's
+// and, with creds (TLS), the credentials and tlsReadBufferSize.
+func xdsServerOptions(creds credentials.TransportCredentials) []grpc.ServerOption {
+	opts := xds.ServerOptions()
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds), grpc.ReadBufferSize(tlsReadBufferSize))
+	}
+	return opts
+}
+
 // Serve serves xDS (with cfg.TLS) and the admin endpoints on l and runs
 // the pipeline until ctx ends. Plaintext xDS on a non-loopback address is
 // refused unless cfg.TLS.Insecure.
@@ -63,12 +82,12 @@ func (cp *ControlPlane) Serve(ctx context.Context, l Listeners) error {
 		l.Admin.Close()
 		return err
 	}
-	opts := xds.ServerOptions()
+	var creds credentials.TransportCredentials
 	if tc != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		creds = credentials.NewTLS(tc)
 		log.Info("xds: TLS on", "mutual", tc.ClientCAs != nil)
 	}
-	gs := telemetry.NewGRPCServer(log, opts...)
+	gs := telemetry.NewGRPCServer(log, xdsServerOptions(creds)...)
 	cp.RegisterXDS(gs.Server)
 	admin := telemetry.NewAdmin(log, cfg.Registry)
 	cp.RegisterDebug(admin)

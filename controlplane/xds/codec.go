@@ -2,8 +2,10 @@ package xds
 
 import (
 	"fmt"
+	"hash/maphash"
 	"unicode/utf8"
 	"unique"
+	"unsafe"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
@@ -26,13 +28,29 @@ import (
 // goroutine, and without the tap it ends when the node or gRPC ends it,
 // not when the Server's context ends.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")}), grpc.InTapHandle(streamContext)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(newCodec()), grpc.InTapHandle(streamContext)}
 }
+
+// newCodec is the codec ServerOptions installs: SotW name lists are
+// decoded to requestNames' lists.
+func newCodec() codec { return codec{proto: encoding.GetCodecV2("proto"), names: requestNames} }
+
+// requestNames interns the name lists of SotW requests, for the codec
+// and every ADS server (newADSServer): a node repeats its whole list in
+// every request, every node of a group asks for the same list, and a
+// list decoded to the one its stream's subscription already holds costs
+// no allocation. Like unique.Make's strings, a list no stream holds any
+// more is collected.
+var requestNames = newNameSets()
 
 // codec is gRPC's proto codec except for (Delta)DiscoveryResponses
 // carrying a shared body, which it sends as two buffers: the small header fields,
-// encoded per message, and the body itself.
-type codec struct{ proto encoding.CodecV2 }
+// encoded per message, and the body itself; and for SotW requests, whose
+// name lists it decodes to the interned list of names when names is set.
+type codec struct {
+	proto encoding.CodecV2
+	names *nameSets
+}
 
 func (codec) Name() string { return "proto" }
 
@@ -43,16 +61,25 @@ func (codec) Name() string { return "proto" }
 // connected node holds its own copy of every name. The canonical strings
 // are weak references: a name no stream holds any more is collected.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*discoveryv3.DiscoveryRequest); ok {
-		return unmarshalRequest(data, m)
-	}
-	if err := c.proto.Unmarshal(data, v); err != nil {
-		return err
-	}
 	switch m := v.(type) {
+	case *discoveryv3.DiscoveryRequest:
+		lists, err := decodeNamed(data, m, c.names, sotwNameFields)
+		if err != nil {
+			return err
+		}
+		m.ResourceNames = lists[0]
+		// A stream's watch keeps its type's last request: the type URL
+		// and the version every node of a group ACKs, once each.
+		m.TypeUrl = unique.Make(m.TypeUrl).Value()
+		m.VersionInfo = unique.Make(m.VersionInfo).Value()
+		return nil
 	case *discoveryv3.DeltaDiscoveryRequest:
-		canonical(m.ResourceNamesSubscribe)
-		canonical(m.ResourceNamesUnsubscribe)
+		lists, err := decodeNamed(data, m, c.names, deltaNameFields)
+		if err != nil {
+			return err
+		}
+		m.ResourceNamesSubscribe, m.ResourceNamesUnsubscribe = lists[0], lists[1]
+		m.TypeUrl = unique.Make(m.TypeUrl).Value()
 		if len(m.InitialResourceVersions) > 0 {
 			iv := make(map[string]string, len(m.InitialResourceVersions))
 			for k, x := range m.InitialResourceVersions {
@@ -60,54 +87,133 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			}
 			m.InitialResourceVersions = iv
 		}
+		return nil
 	}
-	return nil
+	return c.proto.Unmarshal(data, v)
 }
 
-// unmarshalRequest decodes a SotW request, its resource names straight
-// into their canonical strings: a SotW node repeats every name it
-// subscribes to in every request (hundreds of endpoint names in each
-// ACK), and the canonical string of a name seen before costs no
-// allocation, where decoding it would allocate it each time.
-func unmarshalRequest(data mem.BufferSlice, m *discoveryv3.DiscoveryRequest) error {
+// nameField is a request's repeated field of resource names.
+type nameField struct {
+	num  protowire.Number
+	name string // for errors
+}
+
+var (
+	// DiscoveryRequest.resource_names.
+	sotwNameFields = [2]nameField{{3, "resource_names"}}
+	// DeltaDiscoveryRequest.resource_names_subscribe and _unsubscribe.
+	deltaNameFields = [2]nameField{{3, "resource_names_subscribe"}, {4, "resource_names_unsubscribe"}}
+)
+
+// decodeNamed decodes a request whose fields (one or two; a zero field
+// number is none) are lists of resource names: every other field is
+// decoded into m by protobuf, and the names straight into their
+// canonical strings (a SotW node repeats every name it subscribes to in
+// every request, hundreds of endpoint names in each ACK, and the
+// canonical string of a name seen before costs no allocation where
+// decoding it would allocate it each time). Each list is the interned
+// one of sets when there is one (a list a stream's subscription holds
+// costs no allocation either: it is found from the encoded names), else
+// a new list of its exact size; an empty list is nil.
+func decodeNamed(data mem.BufferSlice, m proto.Message, sets *nameSets, fields [2]nameField) ([2][]string, error) {
+	var lists [2][]string
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	var rest []byte // every field but the names, as they came
-	var names []string
+	field := func(num protowire.Number, typ protowire.Type) int {
+		for i, f := range fields {
+			if f.num != 0 && f.num == num && typ == protowire.BytesType {
+				return i
+			}
+		}
+		return -1
+	}
+	// A first pass counts the names, hashes each list as nameSets does and
+	// sizes the other fields: appending to empty lists would leave a trail
+	// of outgrown copies for every request (a fleet connecting sends
+	// thousands of them).
+	var count [2]int
+	var hash [2]maphash.Hash
+	if sets != nil {
+		for i := range hash {
+			hash[i].SetSeed(sets.seed)
+		}
+	}
+	nRest := 0
+	for p := b; len(p) > 0; {
+		num, typ, n := protowire.ConsumeTag(p)
+		if n < 0 {
+			return lists, fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(n))
+		}
+		l := protowire.ConsumeFieldValue(num, typ, p[n:])
+		if l < 0 {
+			return lists, fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(l))
+		}
+		if i := field(num, typ); i >= 0 {
+			v, _ := protowire.ConsumeBytes(p[n:])
+			if !utf8.Valid(v) {
+				return lists, fmt.Errorf("xds: decoding a discovery request: %s[%d] is not valid UTF-8", fields[i].name, count[i])
+			}
+			count[i]++
+			if sets != nil {
+				hash[i].Write(v)
+				hash[i].WriteByte(0)
+			}
+		} else {
+			nRest += n + l
+		}
+		p = p[n+l:]
+	}
+	var found [2]bool
+	for i := range lists {
+		if count[i] == 0 {
+			continue
+		}
+		if sets != nil {
+			if ns := sets.lookupEncoded(hash[i].Sum64(), count[i], func(yield func(string) bool) {
+				encodedNames(b, fields[i].num, yield)
+			}); ns != nil {
+				lists[i], found[i] = ns.names, true
+				continue
+			}
+		}
+		lists[i] = make([]string, 0, count[i])
+	}
+	var rest []byte // every other field, as it came
+	if nRest > 0 {
+		rest = make([]byte, 0, nRest)
+	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(n))
-		}
 		l := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if l < 0 {
-			return fmt.Errorf("xds: decoding a discovery request: %w", protowire.ParseError(l))
-		}
-		if num == resourceNamesField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			if !utf8.Valid(v) {
-				return fmt.Errorf("xds: decoding a discovery request: resource_names[%d] is not valid UTF-8", len(names))
-			}
-			names = append(names, unique.Make(string(v)).Value())
-		} else {
+		if i := field(num, typ); i < 0 {
 			rest = append(rest, b[:n+l]...)
+		} else if !found[i] {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			lists[i] = append(lists[i], unique.Make(string(v)).Value())
 		}
 		b = b[n+l:]
 	}
 	if err := proto.Unmarshal(rest, m); err != nil {
-		return err
+		return lists, err
 	}
-	m.ResourceNames = names
-	return nil
+	return lists, nil
 }
 
-// resourceNamesField is DiscoveryRequest.resource_names.
-const resourceNamesField = 3
-
-func canonical(names []string) {
-	for i, n := range names {
-		names[i] = unique.Make(n).Value()
+// encodedNames yields the values of field num of an encoded message
+// (checked by decodeNamed's first pass) as strings that live only for
+// the call of yield.
+func encodedNames(b []byte, num protowire.Number, yield func(string) bool) {
+	for len(b) > 0 {
+		fnum, typ, n := protowire.ConsumeTag(b)
+		l := protowire.ConsumeFieldValue(fnum, typ, b[n:])
+		if fnum == num && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			if !yield(unsafe.String(unsafe.SliceData(v), len(v))) {
+				return
+			}
+		}
+		b = b[n+l:]
 	}
 }
 

@@ -1,15 +1,22 @@
 package xds
 
 import (
+	"context"
 	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unique"
 	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -81,6 +88,29 @@ func TestRequestNamesAreCanonical(t *testing.T) {
 	if unsafe.StringData(dr.ResourceNamesSubscribe[0]) != unsafe.StringData(r1.ResourceNames[0]) || dr.InitialResourceVersions["svc-0001/api"] != "h" {
 		t.Fatalf("delta request names are not the canonical strings: %+v", &dr)
 	}
+	// The type URL and version a watch keeps with its request: one string
+	// each, however many streams send them.
+	v, err := proto.Marshal(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, VersionInfo: "7f3a9c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv, err := proto.Marshal(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1, v2 discoveryv3.DiscoveryRequest
+	var d1 discoveryv3.DeltaDiscoveryRequest
+	for _, r := range []struct {
+		b []byte
+		m any
+	}{{v, &v1}, {v, &v2}, {dv, &d1}} {
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(r.b)}, r.m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if unsafe.StringData(v1.TypeUrl) != unsafe.StringData(v2.TypeUrl) || unsafe.StringData(v1.VersionInfo) != unsafe.StringData(v2.VersionInfo) || unsafe.StringData(d1.TypeUrl) != unsafe.StringData(v1.TypeUrl) {
+		t.Fatal("a request's type URL or version decoded twice is two strings")
+	}
 }
 
 // TestRequestDecodesAsProto: the SotW request decoder that takes resource
@@ -131,4 +161,221 @@ func TestRequestDecodesAsProto(t *testing.T) {
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bad)}, &got); err == nil {
 		t.Fatal("a resource name that is not UTF-8 was accepted")
 	}
+}
+
+// TestRequestDecodeSizesNamesOnce: decoding a SotW request allocates its
+// list of names once, at its size, not by appending to an empty list (a
+// node's every ACK repeats hundreds of names; a fleet connecting sends
+// thousands of them, and the outgrown copies were most of what
+// connecting it allocated, left as garbage under a high GC target).
+func TestRequestDecodeSizesNamesOnce(t *testing.T) {
+	c := codec{proto: encoding.GetCodecV2("proto")}
+	var names []string
+	for i := range 300 {
+		names = append(names, fmt.Sprintf("svc-%04d/api", i))
+	}
+	req := &discoveryv3.DiscoveryRequest{
+		VersionInfo: "v7", Node: &corev3.Node{Id: "n1", Cluster: "edge"},
+		ResourceNames: names, TypeUrl: resourcev3.EndpointType, ResponseNonce: "12",
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func() *discoveryv3.DiscoveryRequest {
+		var r discoveryv3.DiscoveryRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	if got := decode(); !proto.Equal(got, req) || cap(got.ResourceNames) != len(names) {
+		t.Fatalf("decoded %d names with room for %d, want %d exactly (request equal: %v)", len(got.ResourceNames), cap(got.ResourceNames), len(names), proto.Equal(got, req))
+	}
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		decode()
+	}
+	runtime.ReadMemStats(&after)
+	perDecode := (after.TotalAlloc - before.TotalAlloc) / runs
+	// The list itself is 16 bytes a name; the rest (the request, its
+	// other fields, the buffer they are decoded from) is well under 2 KiB.
+	if limit := uint64(16*len(names) + 2048); perDecode > limit {
+		t.Errorf("decoding a request of %d names allocates %d bytes, want at most %d (the list once, at its size)", len(names), perDecode, limit)
+	}
+}
+
+// TestRequestDecodeReusesInternedList: the codec ServerOptions installs
+// decodes a SotW request's names to the interned list of them when a
+// stream's subscription holds one, so a list seen before (every ACK
+// repeats it) allocates no list at all; a request with other names does
+// not change the lists decoded before.
+func TestRequestDecodeReusesInternedList(t *testing.T) {
+	c := newCodec()
+	var names, others []string
+	for i := range 300 {
+		names = append(names, fmt.Sprintf("svc-%04d/api", i))
+		others = append(others, fmt.Sprintf("svc-%04d/web", i))
+	}
+	encode := func(names []string) []byte {
+		b, err := proto.Marshal(&discoveryv3.DiscoveryRequest{VersionInfo: "v7", Node: &corev3.Node{Id: "n1", Cluster: "edge"}, ResourceNames: names, TypeUrl: resourcev3.EndpointType, ResponseNonce: "12"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b, ob := encode(names), encode(others)
+	decode := func(b []byte) *discoveryv3.DiscoveryRequest {
+		var r discoveryv3.DiscoveryRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	first := decode(b)
+	held := requestNames.get(first.ResourceNames) // a stream's subscription holds it
+	second, other := decode(b), decode(ob)
+	if !slices.Equal(first.ResourceNames, names) || !slices.Equal(other.ResourceNames, others) {
+		t.Fatalf("decoded lists differ from the names sent (first %d names, other %d)", len(first.ResourceNames), len(other.ResourceNames))
+	}
+	if unsafe.SliceData(second.ResourceNames) != unsafe.SliceData(held.names) {
+		t.Fatal("names a stream holds decoded again are a new list, not the interned one")
+	}
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		decode(b)
+	}
+	runtime.ReadMemStats(&after)
+	if perDecode := (after.TotalAlloc - before.TotalAlloc) / runs; perDecode > 2048 {
+		t.Errorf("decoding a request of %d names held by a stream allocates %d bytes, want under 2048 (no list: the interned one)", len(names), perDecode)
+	}
+	runtime.KeepAlive(held)
+}
+
+// TestDeltaRequestDecodesAsProto: a delta request's subscribe and
+// unsubscribe names decode as protobuf decodes them (in order, fields
+// interleaved or not, the other fields and unknown ones as they are), to
+// canonical strings, without a string or an outgrown list per name, and
+// a name that is not UTF-8 is refused as protobuf refuses it.
+func TestDeltaRequestDecodesAsProto(t *testing.T) {
+	c := newCodec()
+	var sub []string
+	for i := range 300 {
+		sub = append(sub, fmt.Sprintf("svc-%04d/api", i))
+	}
+	want := &discoveryv3.DeltaDiscoveryRequest{
+		Node: &corev3.Node{Id: "n1", Cluster: "edge"}, TypeUrl: resourcev3.EndpointType,
+		ResourceNamesSubscribe: sub, ResourceNamesUnsubscribe: []string{"gone-1", "gone-2"},
+		InitialResourceVersions: map[string]string{"svc-0001/api": "h1"}, ResponseNonce: "3",
+		ErrorDetail: &statuspb.Status{Code: 3, Message: "rejected"},
+	}
+	want.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 99, protowire.BytesType), "later field"))
+	b, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(b []byte) (*discoveryv3.DeltaDiscoveryRequest, error) {
+		var r discoveryv3.DeltaDiscoveryRequest
+		return &r, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r)
+	}
+	got, err := decode(b)
+	if err != nil || !proto.Equal(got, want) {
+		t.Fatalf("the decoded request differs from the one encoded (%v): %d subscribed, unsubscribed %q, versions %v, nonce %q, unknown %q", err,
+			len(got.GetResourceNamesSubscribe()), got.GetResourceNamesUnsubscribe(), got.GetInitialResourceVersions(), got.GetResponseNonce(), got.ProtoReflect().GetUnknown())
+	}
+	if unsafe.StringData(got.ResourceNamesSubscribe[7]) != unsafe.StringData(unique.Make(sub[7]).Value()) || unsafe.StringData(got.ResourceNamesUnsubscribe[1]) != unsafe.StringData(unique.Make("gone-2").Value()) {
+		t.Fatal("delta request names are not the canonical strings")
+	}
+	// Interleaved: unsubscribe, subscribe, unsubscribe.
+	var mixed []byte
+	for _, f := range []struct {
+		num  protowire.Number
+		name string
+	}{{4, "u1"}, {3, "s1"}, {4, "u2"}} {
+		mixed = protowire.AppendString(protowire.AppendTag(mixed, f.num, protowire.BytesType), f.name)
+	}
+	if got, err := decode(mixed); err != nil || !slices.Equal(got.ResourceNamesSubscribe, []string{"s1"}) || !slices.Equal(got.ResourceNamesUnsubscribe, []string{"u1", "u2"}) {
+		t.Fatalf("interleaved fields: subscribe %q, unsubscribe %q, error %v", got.GetResourceNamesSubscribe(), got.GetResourceNamesUnsubscribe(), err)
+	}
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if _, err := decode(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if perDecode, limit := (after.TotalAlloc-before.TotalAlloc)/runs, uint64(16*len(sub)+2048); perDecode > limit {
+		t.Errorf("decoding a delta request of %d names allocates %d bytes, want at most %d (the list once, no string per name)", len(sub), perDecode, limit)
+	}
+	bad := protowire.AppendBytes(protowire.AppendTag(slices.Clone(mixed), 4, protowire.BytesType), []byte{0xff, 0xfe})
+	if _, err := decode(bad); err == nil || !strings.Contains(err.Error(), "resource_names_unsubscribe[2]") {
+		t.Fatalf("a name that is not UTF-8: %v, want an error naming resource_names_unsubscribe[2]", err)
+	}
+}
+
+// TestTrackerStreamStateIsSmall: what the tracker keeps per stream (its
+// ACKed versions, the last response of each type, per node the last
+// response of each type) stays under 1.5 KiB for a node of five types
+// (as maps of a few entries each it was about 2 KiB, a tenth of a
+// connected node's heap), and still answers what the protocol asks:
+// the version a nonce was sent with, what a node ACKed.
+func TestTrackerStreamStateIsSmall(t *testing.T) {
+	s := New(context.Background(), Options{Registry: prometheus.NewRegistry()})
+	tr := s.tracker
+	types := []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.RouteType, resourcev3.ScopedRouteType}
+	const streams = 400
+	nodes := make([]*corev3.Node, streams)
+	for i := range nodes {
+		nodes[i] = &corev3.Node{Id: fmt.Sprintf("node-%04d", i), Cluster: "edge"}
+	}
+	nonces := make([]string, 16)
+	for i := range nonces {
+		nonces[i] = strconv.Itoa(i + 1)
+	}
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	for i := range streams {
+		key := streamKey{false, int64(i + 1)}
+		tr.open(context.Background(), key.id, false)
+		for j, ty := range types {
+			if err := tr.request(key, nodes[i], ty, "", "", nil); err != nil {
+				t.Fatal(err)
+			}
+			tr.response(key, ty, nonces[j], "v1")
+			if err := tr.request(key, nodes[i], ty, nonces[j], "v1", nil); err != nil {
+				t.Fatal(err)
+			}
+			tr.response(key, ty, nonces[j+len(types)], "v2")
+		}
+	}
+	per := float64(heap()-before) / streams
+	if v, ok := tr.sentVersion("node-0007", resourcev3.RouteType, nonces[3+len(types)]); !ok || v != "v2" {
+		t.Fatalf("sentVersion of the last route response: %q, %v; want v2", v, ok)
+	}
+	if _, ok := tr.sentVersion("node-0007", resourcev3.RouteType, nonces[3]); ok {
+		t.Fatal("an older nonce of the type still maps to a version")
+	}
+	if !tr.hasSent("node-0007", resourcev3.ScopedRouteType) || tr.hasSent("node-0007", resourcev3.SecretType) {
+		t.Fatal("hasSent wrong for a sent type or one never sent")
+	}
+	ns := s.Nodes()
+	if len(ns) != streams || len(ns[0].Acked) != len(types) || ns[0].Acked[resourcev3.ClusterType] != "v1" {
+		t.Fatalf("node status: %d streams, first acked %v", len(ns), ns[0].Acked)
+	}
+	t.Logf("%.0f bytes per stream", per)
+	if per > 1536 {
+		t.Errorf("the tracker keeps %.0f bytes per stream of %d types, want at most 1536", per, len(types))
+	}
+	runtime.KeepAlive(nodes)
 }

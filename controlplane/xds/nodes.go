@@ -36,8 +36,10 @@ func (t *tracker) nodes() []NodeStatus {
 			ns.NodeGroup = s.node.GetCluster()
 			ns.UserAgent = strings.TrimSpace(s.node.GetUserAgentName() + " " + s.node.GetUserAgentVersion())
 		}
-		for k, v := range s.acked {
-			ns.Acked[k] = v
+		for _, ty := range s.types {
+			if ty.hasAcked {
+				ns.Acked[ty.typeURL] = ty.acked
+			}
 		}
 		if s.lastNACK != nil {
 			n := *s.lastNACK

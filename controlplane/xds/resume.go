@@ -53,6 +53,5 @@ func (c *nackCache) resumeSotW(req *cachev3.Request, sub cachev3.Subscription) c
 func (t *tracker) hasSent(node, typeURL string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.sent[node][typeURL]
-	return ok
+	return lastSent(t.sent[node], typeURL) != nil
 }

@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"hash/maphash"
+	"iter"
 	"maps"
 	"runtime"
 	"slices"
@@ -52,7 +53,7 @@ type adsServer struct {
 }
 
 func newADSServer(ctx context.Context, c *nackCache, t *tracker) *adsServer {
-	return &adsServer{ctx: ctx, cache: c, t: t, sets: newNameSets()}
+	return &adsServer{ctx: ctx, cache: c, t: t, sets: requestNames}
 }
 
 // loop is one stream's state: its watches by type and the answers the
@@ -528,15 +529,49 @@ func (t *nameSets) hash(names []string) uint64 {
 	return h.Sum64()
 }
 
+// lookupEncoded is the interned set of the n names that names yields
+// (their hash is h; each string is valid only during its yield), if
+// there is one, else nil.
+func (t *nameSets) lookupEncoded(h uint64, n int, names iter.Seq[string]) *nameSet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.m[h] {
+		ns := p.Value()
+		if ns == nil || len(ns.names) != n {
+			continue
+		}
+		i, same := 0, true
+		for v := range names {
+			if ns.names[i] != v {
+				same = false
+				break
+			}
+			i++
+		}
+		if same {
+			return ns
+		}
+	}
+	return nil
+}
+
+// find is the interned set of names, whose hash is h, if there is one. Caller holds t.mu.
+func (t *nameSets) find(h uint64, names []string) *nameSet {
+	for _, p := range t.m[h] {
+		if ns := p.Value(); ns != nil && slices.Equal(ns.names, names) {
+			return ns
+		}
+	}
+	return nil
+}
+
 // get is the interned set of names.
 func (t *nameSets) get(names []string) *nameSet {
 	h := t.hash(names)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, p := range t.m[h] {
-		if ns := p.Value(); ns != nil && slices.Equal(ns.names, names) {
-			return ns
-		}
+	if ns := t.find(h, names); ns != nil {
+		return ns
 	}
 	ns := &nameSet{names: slices.Clone(names), set: make(map[string]struct{}, len(names))}
 	for _, n := range ns.names {

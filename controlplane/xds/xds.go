@@ -202,13 +202,44 @@ type tracker struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*stream
-	groups  map[string]int             // streams per group
-	sent    map[string]map[string]sent // node id → type URL → last response
+	groups  map[string]int        // streams per group
+	sent    map[string][]typeSent // node id → the last response of each type
 }
 
 // sent is a response: its nonce, the version of its type and the
 // revision it was sent for.
 type sent struct{ nonce, version, revision string }
+
+// typeSent is the last response of a type. A node or a stream has a few
+// types (four or five), so its per-type state is a short list, not maps:
+// with thousands of nodes, maps of a few entries each were a tenth of a
+// node's heap.
+type typeSent struct {
+	typeURL string
+	sent
+}
+
+// lastSent is the entry of typeURL in list, or nil.
+func lastSent(list []typeSent, typeURL string) *typeSent {
+	for i := range list {
+		if list[i].typeURL == typeURL {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// typesPerNode is how many types a node's lists have room for at first.
+const typesPerNode = 6
+
+// streamType is a stream's state for one type: its last response (a
+// request answers the latest nonce of a type; older ones are stale), and
+// the version the node ACKed last.
+type streamType struct {
+	typeSent
+	acked    string
+	hasAcked bool
+}
 
 type stream struct {
 	id        int64
@@ -217,22 +248,41 @@ type stream struct {
 	certGroup string // the node group its certificate names
 	node      *corev3.Node
 	since     time.Time
-	acked     map[string]string // type → version
+	types     []streamType // in the order first seen
 	lastNACK  *NACK
-	rejecting map[string]bool   // types whose last answer was a NACK
-	responses map[string]string // type → nonce of the last response
-	nonceVer  map[string]sent   // nonce → version and revision, last few
+	rejecting map[string]bool // types whose last answer was a NACK
+}
+
+// typ is the state of typeURL, added if missing.
+func (s *stream) typ(typeURL string) *streamType {
+	for i := range s.types {
+		if s.types[i].typeURL == typeURL {
+			return &s.types[i]
+		}
+	}
+	s.types = append(s.types, streamType{typeSent: typeSent{typeURL: typeURL}})
+	return &s.types[len(s.types)-1]
+}
+
+// sentWith is the last response of any type whose nonce is nonce.
+func (s *stream) sentWith(nonce string) (sent, bool) {
+	for _, ty := range s.types {
+		if ty.nonce != "" && ty.nonce == nonce {
+			return ty.sent, true
+		}
+	}
+	return sent{}, false
 }
 
 func newTracker(o Options, m *metrics, log *slog.Logger, c *watchCache) *tracker {
-	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[streamKey]*stream{}, groups: map[string]int{}, sent: map[string]map[string]sent{}}
+	return &tracker{opts: o, metrics: m, log: log, cache: c, streams: map[streamKey]*stream{}, groups: map[string]int{}, sent: map[string][]typeSent{}}
 }
 
 func (t *tracker) sentVersion(node, typeURL, nonce string) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s, ok := t.sent[node][typeURL]
-	if !ok || s.nonce != nonce {
+	s := lastSent(t.sent[node], typeURL)
+	if s == nil || s.nonce != nonce {
 		return "", false
 	}
 	return s.version, true
@@ -246,7 +296,9 @@ type streamKey struct {
 }
 
 func (t *tracker) open(ctx context.Context, id int64, delta bool) {
-	s := &stream{id: id, delta: delta, since: t.opts.Now(), acked: map[string]string{}, nonceVer: map[string]sent{}}
+	// Room for the types a node asks for (listeners, clusters,
+	// endpoints, routes, scoped routes, secrets) without regrowing.
+	s := &stream{id: id, delta: delta, since: t.opts.Now(), types: make([]streamType, 0, typesPerNode)}
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
 			s.tlsPeer = true
@@ -373,16 +425,17 @@ func (t *tracker) request(id streamKey, node *corev3.Node, typeURL, nonce, versi
 	case errMsg != nil:
 		kind = "nack"
 		t.setRejecting(s, typeURL, true)
-		rejected := s.nonceVer[nonce]
+		rejected, _ := s.sentWith(nonce)
 		nack = &NACK{NodeID: s.node.GetId(), NodeGroup: s.node.GetCluster(), TypeURL: typeURL, Version: rejected.revision, TypeVersion: rejected.version, Message: capMessage(*errMsg), At: t.opts.Now(), Authenticated: s.certGroup != ""}
 		s.lastNACK = nack
 	default:
 		kind = "ack"
 		t.setRejecting(s, typeURL, false)
-		if v, ok := s.nonceVer[nonce]; ok {
+		if v, ok := s.sentWith(nonce); ok {
 			version = v.version
 		}
-		s.acked[typeURL] = version
+		ty := s.typ(typeURL)
+		ty.acked, ty.hasAcked = version, true
 	}
 	t.mu.Unlock()
 	t.metrics.requests.WithLabelValues(typeLabel(typeURL), kind).Inc()
@@ -411,22 +464,18 @@ func (t *tracker) response(id streamKey, typeURL, nonce, version string) {
 			rev = t.cache.revisionOf(s.node.GetCluster(), typeURL, version)
 		}
 		// Only the latest nonce per type can be answered (older ones are
-		// stale to the server); keep the table to one entry per type.
-		if s.responses == nil {
-			s.responses = map[string]string{}
-		}
-		if old, ok := s.responses[typeURL]; ok {
-			delete(s.nonceVer, old)
-		}
-		s.responses[typeURL] = nonce
-		s.nonceVer[nonce] = sent{nonce, version, rev}
+		// stale to the server): one entry per type.
+		s.typ(typeURL).sent = sent{nonce, version, rev}
 		if s.node != nil {
-			byType := t.sent[s.node.GetId()]
-			if byType == nil {
-				byType = map[string]sent{}
-				t.sent[s.node.GetId()] = byType
+			id := s.node.GetId()
+			if last := lastSent(t.sent[id], typeURL); last != nil {
+				last.sent = sent{nonce, version, rev}
+			} else {
+				if t.sent[id] == nil {
+					t.sent[id] = make([]typeSent, 0, typesPerNode)
+				}
+				t.sent[id] = append(t.sent[id], typeSent{typeURL, sent{nonce, version, rev}})
 			}
-			byType[typeURL] = sent{nonce, version, rev}
 		}
 	}
 	t.mu.Unlock()

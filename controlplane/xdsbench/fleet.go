@@ -14,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -358,7 +359,14 @@ type fleet struct {
 
 // startFleet opens nodes streams spread over connections of perConn
 // streams each, node i in group i%groups.
-func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int, delta bool) (*fleet, error) {
+//
+// With creds set (node group → mutual-TLS credentials), each connection
+// dials with its first node's group's credentials; perConn must then be 1
+// (a client certificate names one group).
+func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int, delta bool, creds map[string]credentials.TransportCredentials) (*fleet, error) {
+	if creds != nil && perConn != 1 {
+		return nil, fmt.Errorf("mutual TLS needs one node per connection (a client certificate names one node group), not %d", perConn)
+	}
 	f := &fleet{bytes: newTypeBytes()}
 	eds := make([][]string, groups)
 	for i := 0; i < specs; i++ {
@@ -370,11 +378,19 @@ func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn 
 	}
 	var conn *grpc.ClientConn
 	for i := 0; i < nodes; i++ {
+		group := benchspec.Group(i, groups)
 		if i%perConn == 0 {
+			tc := insecure.NewCredentials()
+			if creds != nil {
+				if tc = creds[group]; tc == nil {
+					f.close()
+					return nil, fmt.Errorf("no client certificate for node group %s", group)
+				}
+			}
 			// Flow-control windows as Envoy's HTTP/2 defaults (256 MiB per
 			// stream and per connection), so the control plane is not
 			// held back by window updates a real Envoy would not need.
-			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc),
 				grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(newHeaderCodec(f.bytes))))
 			if err != nil {
@@ -384,7 +400,7 @@ func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn 
 			conn = c
 			f.conns = append(f.conns, c)
 		}
-		n := newNode(fmt.Sprintf("node-%05d", i), benchspec.Group(i, groups), eds[i%groups])
+		n := newNode(fmt.Sprintf("node-%05d", i), group, eds[i%groups])
 		n.delta = delta
 		f.nodes = append(f.nodes, n)
 		f.wg.Add(1)

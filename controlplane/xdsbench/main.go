@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/gatehouse-edge/gatehouse/controlplane/internal/benchspec"
 )
 
@@ -49,6 +51,12 @@ type Config struct {
 	// spec, one scope per host, so a spec's change re-sends its table only.
 	// Unset, each group has one route table.
 	Scoped bool
+	// TLS serves xDS over mutual TLS (the control plane's
+	// --tls-cert-file, --tls-key-file and --tls-client-ca-file, from a
+	// throwaway CA minted per run) and has each node dial with its
+	// group's client certificate, as production fleets do (one node group
+	// per connection: -streams-per-conn 1). Unset, plaintext.
+	TLS bool
 	// CPUProfile, when set, is where the control plane's CPU profile of
 	// the change phase is written (from its /debug/pprof/profile).
 	CPUProfile     string
@@ -69,7 +77,8 @@ type Config struct {
 type Report struct {
 	Specs, Nodes, Groups int
 	Protocol             string    `json:"protocol"`
-	Layout               string    `json:"layout"` // "scoped" or "table"
+	Layout               string    `json:"layout"`    // "scoped" or "table"
+	Transport            string    `json:"transport"` // "plaintext" or "tls" (mutual)
 	InitialConvergence   string    `json:"initial_convergence"`
 	Changes              []Change  `json:"changes"`
 	Latencies            Latencies `json:"latency"`
@@ -125,6 +134,9 @@ type target struct {
 	xdsAddr, adminAddr string
 	pid                int // 0 when in-process (no CPU/RSS numbers)
 	specDir            string
+	// creds are the fleet's mutual-TLS credentials by node group; nil:
+	// plaintext.
+	creds map[string]credentials.TransportCredentials
 }
 
 func main() {
@@ -144,10 +156,15 @@ func main() {
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
 	flag.StringVar(&cfg.AllocProfile, "allocprofile", "", "write the control plane's allocation profile before the fleet connects (FILE.before) and once it has converged (FILE)")
 	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
+	flag.BoolVar(&cfg.TLS, "tls", false, "serve xDS over mutual TLS (a throwaway CA, the control plane's --tls-* flags, a client certificate per node group); needs -streams-per-conn 1")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
 	if *deltaOnly {
 		protocols = "delta"
+	}
+	if cfg.TLS && cfg.PerConn != 1 {
+		fmt.Fprintf(os.Stderr, "xdsbench: -tls: -streams-per-conn is %d, want 1 (a connection's client certificate names one node group)\n", cfg.PerConn)
+		os.Exit(2)
 	}
 	var reps []*Report
 	for _, l := range strings.Split(layouts, ",") {
@@ -227,7 +244,18 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 			scoped = append(scoped, benchspec.Group(g, cfg.Groups))
 		}
 	}
-	tg, stop, err := startControlPlane(ctx, bin, dir, scoped)
+	var pki *benchPKI
+	if cfg.TLS {
+		pkiDir, err := os.MkdirTemp("", "xdsbench-pki-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(pkiDir)
+		if pki, err = mintPKI(pkiDir, cfg.Groups); err != nil {
+			return nil, err
+		}
+	}
+	tg, stop, err := startControlPlane(ctx, bin, dir, scoped, pki)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +264,7 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups over %s xDS, route layout %s, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, rep.Protocol, rep.Layout, len(rep.Changes))
+	fmt.Printf("specs %d (3 routes each), nodes %d in %d groups over %s xDS (%s), route layout %s, %d changes of a spec every group serves\n", rep.Specs, rep.Nodes, rep.Groups, rep.Protocol, rep.Transport, rep.Layout, len(rep.Changes))
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
@@ -287,8 +315,12 @@ func humanBytes(b float64) string {
 func printSummary(w io.Writer, cfg Config, reps []*Report) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "\n==== xdsbench summary ====\n")
-	fmt.Fprintf(w, "run: xdsbench -specs %d -nodes %d -groups %d -streams-per-conn %d -changes %d (load average before the last run: %s)\n",
-		cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Changes, strings.TrimSpace(string(load)))
+	tls := ""
+	if cfg.TLS {
+		tls = " -tls (xDS over mutual TLS, a client certificate per node group)"
+	}
+	fmt.Fprintf(w, "run: xdsbench -specs %d -nodes %d -groups %d -streams-per-conn %d -changes %d%s (load average before the last run: %s)\n",
+		cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Changes, tls, strings.TrimSpace(string(load)))
 	fmt.Fprintf(w, "| protocol | routes | p50 | p99 | max | CP CPU ms/change | CP RSS KiB/node | CP live heap KiB/node | bytes/change LDS | CDS | EDS | SRDS | RDS | RDS/node/change | RDS/node initial |\n")
 	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range reps {
@@ -332,8 +364,9 @@ func freeAddr() (string, error) {
 func (cfg Config) specs() benchspec.Options { return benchspec.Options{ExactHosts: cfg.Scoped} }
 
 // startControlPlane runs bin's control plane on the specs in dir, serving
-// the node groups scoped scoped routes.
-func startControlPlane(ctx context.Context, bin, dir string, scoped []string) (target, func(), error) {
+// the node groups scoped scoped routes, over mutual TLS with pki's
+// certificates when pki is set.
+func startControlPlane(ctx context.Context, bin, dir string, scoped []string, pki *benchPKI) (target, func(), error) {
 	xdsAddr, err := freeAddr()
 	if err != nil {
 		return target{}, nil, err
@@ -346,6 +379,9 @@ func startControlPlane(ctx context.Context, bin, dir string, scoped []string) (t
 		"--xds-addr", xdsAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--hold-off", "50ms", "--pprof"}
 	if len(scoped) > 0 {
 		args = append(args, "--scoped-route-groups", strings.Join(scoped, ","))
+	}
+	if pki != nil {
+		args = append(args, pki.args()...)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -364,6 +400,9 @@ func startControlPlane(ctx context.Context, bin, dir string, scoped []string) (t
 		}
 	}
 	tg := target{xdsAddr: xdsAddr, adminAddr: adminAddr, pid: cmd.Process.Pid, specDir: dir}
+	if pki != nil {
+		tg.creds = pki.creds
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
@@ -385,7 +424,10 @@ func startControlPlane(ctx context.Context, bin, dir string, scoped []string) (t
 // cfg.Changes specs (ones every group serves) one after the other and
 // measures each convergence.
 func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
-	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups, Protocol: "sotw", Layout: "table"}
+	rep := &Report{Specs: cfg.Specs, Nodes: cfg.Nodes, Groups: cfg.Groups, Protocol: "sotw", Layout: "table", Transport: "plaintext"}
+	if tg.creds != nil {
+		rep.Transport = "tls"
+	}
 	if cfg.Scoped {
 		rep.Layout = "scoped"
 	}
@@ -403,7 +445,7 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		}
 	}
 	start := time.Now()
-	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Delta)
+	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Delta, tg.creds)
 	if err != nil {
 		return nil, err
 	}
