@@ -273,27 +273,20 @@ func (p *celFast) expr(depth int) celType {
 	if depth > celFastMaxDepth {
 		return p.fail()
 	}
-	t := p.and(depth)
-	for p.ok && p.tok == tkOr {
-		p.next()
-		u := p.and(depth)
-		if !boolish(t) || !boolish(u) {
-			return p.fail()
-		}
-		t = tyBool
-	}
-	if !p.ok {
-		return tyBad
-	}
-	return t
+	return p.boolChain(tkOr, p.and, depth)
 }
 
 // and = rel { "&&" rel }
-func (p *celFast) and(depth int) celType {
-	t := p.rel(depth)
-	for p.ok && p.tok == tkAnd {
+func (p *celFast) and(depth int) celType { return p.boolChain(tkAnd, p.rel, depth) }
+
+// boolChain reads operand { op operand }, where op is && or ||: one
+// operand keeps its type; two or more must each be bool or dyn, and the
+// chain is bool.
+func (p *celFast) boolChain(op celTok, operand func(int) celType, depth int) celType {
+	t := operand(depth)
+	for p.ok && p.tok == op {
 		p.next()
-		u := p.rel(depth)
+		u := operand(depth)
 		if !boolish(t) || !boolish(u) {
 			return p.fail()
 		}
