@@ -33,8 +33,9 @@ type IngesterConfig struct {
 	StoreWriters int
 	// StoreDelay is the longest a spooled frame waits for its store batch
 	// to fill up to StoreBatch before the batch is written anyway (default
-	// DefaultStoreDelay). Entries are spooled (crash-safe) meanwhile; only
-	// queries see them later.
+	// DefaultStoreDelay), or, when no frame has come for StoreDelay/4
+	// (the input paused), that long after its last frame. Entries are
+	// spooled (crash-safe) meanwhile; only queries see them later.
 	StoreDelay time.Duration
 	Log        *slog.Logger
 	Metrics    *Metrics
@@ -594,6 +595,7 @@ type batcher struct {
 	acc      []Record  // frames taken and not written yet
 	accLast  uint64    // the spool seq of acc's last frame
 	accSince time.Time // when acc got its first frame
+	accAt    time.Time // when acc got its last frame
 	// acc's array comes from in.bufs and goes back there, cleared so that
 	// it keeps no record strings alive, once its batch is stored: the
 	// store keeps no reference to the records (Store.WriteBatch), so the
@@ -688,6 +690,7 @@ func (b *batcher) add(ctx context.Context, seq uint64, recs []Record, hint int) 
 	}
 	b.acc = append(b.acc, recs...)
 	b.accLast = seq
+	b.accAt = time.Now()
 	return nil
 }
 
@@ -733,10 +736,17 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 		}
 		// acc grows towards StoreBatch (add hands it to a writer when the
 		// next frame would not fit) for at most StoreDelay: fewer, larger
-		// transactions.
+		// transactions. When no frame has come for StoreDelay/4 the input
+		// has paused (under load the spool hands over a frame at least
+		// every FlushInterval), and acc is written without waiting out the
+		// rest: the last entries of a burst are not held back for them.
 		var due <-chan time.Time
 		if len(bt.acc) > 0 {
-			delay.Reset(max(0, in.cfg.StoreDelay-time.Since(bt.accSince)))
+			wait := in.cfg.StoreDelay - time.Since(bt.accSince)
+			if idle := in.cfg.StoreDelay/4 - time.Since(bt.accAt); idle < wait {
+				wait = idle
+			}
+			delay.Reset(max(0, wait))
 			due = delay.C
 		}
 		var b memBatch

@@ -319,6 +319,50 @@ func TestStoreDelayFillsBatches(t *testing.T) {
 	storedOnce(t, s, recs)
 }
 
+// TestStoreWritesSoonAfterInputPauses: frames 100 ms apart fill one
+// store batch, and when they stop the batch is written StoreDelay/4 after
+// the last one, not when StoreDelay runs out (8 s here).
+func TestStoreWritesSoonAfterInputPauses(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, filepath.Join(dir, "logs.duckdb"))
+	defer s.Close()
+	m := accesslog.NewMetrics(prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const storeDelay = 8 * time.Second
+	in, err := accesslog.NewIngester(ctx, accesslog.IngesterConfig{Store: s, SpoolDir: filepath.Join(dir, "spool"), BatchSize: 1000,
+		StoreBatch: 10000, StoreDelay: storeDelay, FlushInterval: 20 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	recs := oneDayRecords(25, 3000)
+	start := time.Now()
+	for i := 0; i < len(recs); i += 1000 {
+		in.Add(recs[i : i+1000]...)
+		testenv.WaitFor(t, "frame spooled", 10*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == float64(i+1000) })
+		time.Sleep(100 * time.Millisecond)
+	}
+	testenv.WaitFor(t, "the batch stored after the input paused", storeDelay-time.Since(start)-time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 3000 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hs, err := s.Headers(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []uint32
+	for _, h := range hs {
+		sizes = append(sizes, h.Count)
+	}
+	if !slices.Equal(sizes, []uint32{3000}) {
+		t.Errorf("store batches %v, want one of 3000", sizes)
+	}
+	storedOnce(t, s, recs)
+}
+
 // TestWriterRetryKeepsOrder: batch 1's commit fails twice (a store
 // outage as its writer sees it: rolled back, retried with backoff) while
 // batch 2 is written on the other connection; batch 2 waits for batch 1's

@@ -66,7 +66,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.IntVar(&cfg.BatchSize, "batch-size", 10000, "most entries per spool frame")
 	f.IntVar(&cfg.StoreBatch, "store-batch", 200000, "most entries per store batch (consecutive spool frames are combined; above DuckDB's 122,880-row row group, full row groups skip the WAL)")
 	f.IntVar(&cfg.StoreWriters, "store-writers", 2, "store batches written at once (DuckDB: one connection each; batches commit in order)")
-	f.DurationVar(&cfg.StoreDelay, "store-delay", 2*time.Second, "longest a spooled entry waits for its store batch to fill up to --store-batch (entries are crash-safe in the spool meanwhile; queries see them later)")
+	f.DurationVar(&cfg.StoreDelay, "store-delay", 2*time.Second, "longest a spooled entry waits for its store batch to fill up to --store-batch; a quarter of it after the last entry when the input pauses (entries are crash-safe in the spool meanwhile; queries see them later)")
 	f.DurationVar(&cfg.FlushInterval, "flush-interval", 100*time.Millisecond, "longest an entry waits in memory before it is fsynced to the spool")
 	tlsServerFlags(f, &cfg.TLS, "ALS gRPC and query API (HTTPS; the client CA applies to gRPC only)")
 	xdsClientTLSFlags(f, &cfg.XDSTLS)
