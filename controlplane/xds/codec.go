@@ -58,8 +58,11 @@ func (codec) Name() string { return "proto" }
 // request canonical (unique.Make): every node of a group asks for the same
 // hundreds of EDS names, and go-control-plane keeps each stream's request
 // and subscription for as long as the stream lives, so without this every
-// connected node holds its own copy of every name. The canonical strings
-// are weak references: a name no stream holds any more is collected.
+// connected node holds its own copy of every name. unique keeps a
+// canonical string only while a handle to it is reachable, and the codec
+// keeps no handle: requests decoded with a garbage collection between
+// them may hold separate copies of a name, and a name nothing holds is
+// collected.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *discoveryv3.DiscoveryRequest:
