@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"unicode/utf8"
-	"unique"
 	"unsafe"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -39,8 +38,8 @@ func newCodec() codec { return codec{proto: encoding.GetCodecV2("proto"), names:
 // and every ADS server (newADSServer): a node repeats its whole list in
 // every request, every node of a group asks for the same list, and a
 // list decoded to the one its stream's subscription already holds costs
-// no allocation. Like unique.Make's strings, a list no stream holds any
-// more is collected.
+// no allocation. Like a canonical name (requestStrings), a list no stream
+// holds any more is collected.
 var requestNames = newNameSets()
 
 // codec is gRPC's proto codec except for (Delta)DiscoveryResponses
@@ -54,15 +53,20 @@ type codec struct {
 
 func (codec) Name() string { return "proto" }
 
+// requestStrings makes the strings of requests canonical, for the codec:
+// resource names, type URLs and versions.
+var requestStrings = newCanonStrings()
+
 // Unmarshal decodes as gRPC's codec, then makes the resource names of a
-// request canonical (unique.Make): every node of a group asks for the same
-// hundreds of EDS names, and go-control-plane keeps each stream's request
-// and subscription for as long as the stream lives, so without this every
-// connected node holds its own copy of every name. unique keeps a
-// canonical string only while a handle to it is reachable, and the codec
-// keeps no handle: requests decoded with a garbage collection between
-// them may hold separate copies of a name, and a name nothing holds is
-// collected.
+// request canonical (requestStrings): every node of a group asks for the
+// same hundreds of EDS names, and each stream keeps its watches' requests
+// and subscriptions for as long as it lives, so without this every
+// connected node would hold its own copy of every name. A name stays
+// canonical for as long as any stream (any string of it) holds it,
+// garbage collections in between or not (unique.Make, used before, kept
+// an entry only while a Handle was reachable, and the codec keeps only
+// strings: after every collection the next node's request cloned every
+// name again); a name nothing holds is collected, and its entry dropped.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *discoveryv3.DiscoveryRequest:
@@ -73,8 +77,8 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 		m.ResourceNames = lists[0]
 		// A stream's watch keeps its type's last request: the type URL
 		// and the version every node of a group ACKs, once each.
-		m.TypeUrl = unique.Make(m.TypeUrl).Value()
-		m.VersionInfo = unique.Make(m.VersionInfo).Value()
+		m.TypeUrl = requestStrings.string(m.TypeUrl)
+		m.VersionInfo = requestStrings.string(m.VersionInfo)
 		return nil
 	case *discoveryv3.DeltaDiscoveryRequest:
 		lists, err := decodeNamed(data, m, c.names, deltaNameFields)
@@ -82,11 +86,11 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 			return err
 		}
 		m.ResourceNamesSubscribe, m.ResourceNamesUnsubscribe = lists[0], lists[1]
-		m.TypeUrl = unique.Make(m.TypeUrl).Value()
+		m.TypeUrl = requestStrings.string(m.TypeUrl)
 		if len(m.InitialResourceVersions) > 0 {
 			iv := make(map[string]string, len(m.InitialResourceVersions))
 			for k, x := range m.InitialResourceVersions {
-				iv[unique.Make(k).Value()] = x
+				iv[requestStrings.string(k)] = x
 			}
 			m.InitialResourceVersions = iv
 		}
@@ -193,7 +197,7 @@ func decodeNamed(data mem.BufferSlice, m proto.Message, sets *nameSets, fields [
 			rest = append(rest, b[:n+l]...)
 		} else if !found[i] {
 			v, _ := protowire.ConsumeBytes(b[n:])
-			lists[i] = append(lists[i], unique.Make(string(v)).Value())
+			lists[i] = append(lists[i], requestStrings.bytes(v))
 		}
 		b = b[n+l:]
 	}

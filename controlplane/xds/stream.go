@@ -5,12 +5,10 @@ import (
 	"hash/maphash"
 	"iter"
 	"maps"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -511,12 +509,11 @@ type nameSet struct {
 // any more is collected.
 type nameSets struct {
 	seed maphash.Seed
-	mu   sync.Mutex
-	m    map[uint64][]weak.Pointer[nameSet]
+	idx  *weakIndex[nameSet]
 }
 
 func newNameSets() *nameSets {
-	return &nameSets{seed: maphash.MakeSeed(), m: map[uint64][]weak.Pointer[nameSet]{}}
+	return &nameSets{seed: maphash.MakeSeed(), idx: newWeakIndex[nameSet]()}
 }
 
 func (t *nameSets) hash(names []string) uint64 {
@@ -533,11 +530,14 @@ func (t *nameSets) hash(names []string) uint64 {
 // (their hash is h; each string is valid only during its yield), if
 // there is one, else nil.
 func (t *nameSets) lookupEncoded(h uint64, n int, names iter.Seq[string]) *nameSet {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, p := range t.m[h] {
-		ns := p.Value()
-		if ns == nil || len(ns.names) != n {
+	t.idx.mu.Lock()
+	defer t.idx.mu.Unlock()
+	for _, r := range t.idx.m[h] {
+		if r.n != n {
+			continue
+		}
+		ns := r.p.Value()
+		if ns == nil {
 			continue
 		}
 		i, same := 0, true
@@ -555,23 +555,15 @@ func (t *nameSets) lookupEncoded(h uint64, n int, names iter.Seq[string]) *nameS
 	return nil
 }
 
-// find is the interned set of names, whose hash is h, if there is one. Caller holds t.mu.
-func (t *nameSets) find(h uint64, names []string) *nameSet {
-	for _, p := range t.m[h] {
-		if ns := p.Value(); ns != nil && slices.Equal(ns.names, names) {
-			return ns
-		}
-	}
-	return nil
-}
-
 // get is the interned set of names.
 func (t *nameSets) get(names []string) *nameSet {
 	h := t.hash(names)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if ns := t.find(h, names); ns != nil {
-		return ns
+	t.idx.mu.Lock()
+	defer t.idx.mu.Unlock()
+	for _, r := range t.idx.m[h] {
+		if ns := r.p.Value(); ns != nil && r.n == len(names) && slices.Equal(ns.names, names) {
+			return ns
+		}
 	}
 	ns := &nameSet{names: slices.Clone(names), set: make(map[string]struct{}, len(names))}
 	for _, n := range ns.names {
@@ -581,30 +573,9 @@ func (t *nameSets) get(names []string) *nameSet {
 			ns.set[n] = struct{}{}
 		}
 	}
-	t.m[h] = append(t.m[h], weak.Make(ns))
-	runtime.AddCleanup(ns, t.forget, h)
+	t.idx.add(h, len(names), ns)
 	return ns
 }
 
-// forget drops the collected sets of hash h.
-func (t *nameSets) forget(h uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	live := slices.DeleteFunc(t.m[h], func(p weak.Pointer[nameSet]) bool { return p.Value() == nil })
-	if len(live) == 0 {
-		delete(t.m, h)
-	} else {
-		t.m[h] = live
-	}
-}
-
 // size is the number of interned sets (tests).
-func (t *nameSets) size() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := 0
-	for _, l := range t.m {
-		n += len(l)
-	}
-	return n
-}
+func (t *nameSets) size() int { return t.idx.size() }
