@@ -462,18 +462,11 @@ func TestCELSurelyBoolAgrees(t *testing.T) {
 	t.Logf("%d expressions: %d taken by the fast verdict (%d with calls), %d refused by cel-go", n, taken, takenCalls, refused)
 }
 
-// TestCELFastCallsAgree: every receiver, method and argument list of a
-// small product (the calls the fast verdict takes, and their neighbours:
-// other receivers and argument types, counts, methods, size and has over
-// the same operands), each used as a whole expression and inside a
-// relation, against cel-go: what the fast verdict takes, cel-go compiles
-// to a boolean, and the fast verdict takes every call of the intended
-// shapes (so the product reaches the new paths).
-func TestCELFastCallsAgree(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+// celFastCalls is a product of receivers, methods and argument lists
+// (the calls the fast verdict takes, and their neighbours: other
+// receivers and argument types, counts and methods), and size and has
+// over the same receivers.
+func celFastCalls() []string {
 	recvs := []string{`request.path`, `request["h"].x`, `"abc"`, `1`, `true`, `null`, `["a"]`, `request`, `(request.path)`, `request.path.startsWith("a")`, `size("a")`}
 	methods := []string{"startsWith", "endsWith", "contains", "matches", "size", "exists", "lowerAscii"}
 	args := []string{``, `"a"`, `"^(a|b)$"`, `"("`, `request.x`, `1`, `true`, `null`, `["a"]`, `request`, `"a", "b"`, `("a")`}
@@ -486,6 +479,22 @@ func TestCELFastCallsAgree(t *testing.T) {
 		}
 		calls = append(calls, "size("+r+")", "has("+r+")", "has("+r+".f)", "size("+r+", 1)")
 	}
+	return calls
+}
+
+// TestCELFastCallsAgree: every receiver, method and argument list of a
+// small product (the calls the fast verdict takes, and their neighbours:
+// other receivers and argument types, counts, methods, size and has over
+// the same operands), each used as a whole expression and inside a
+// relation, against cel-go: what the fast verdict takes, cel-go compiles
+// to a boolean, and the fast verdict takes every call of the intended
+// shapes (so the product reaches the new paths).
+func TestCELFastCallsAgree(t *testing.T) {
+	env, err := NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := celFastCalls()
 	wraps := []string{"%s", "%s == true", "%s > 0", "!%s", "%s && request.y", "request.k in [%s]", "%s in identity.x"}
 	// intended: the calls the fast verdict must take as they stand.
 	intended := map[string]bool{}
