@@ -31,7 +31,8 @@ package spec
 // (no raw, triple-quoted or bytes forms). Integers are decimal without a
 // leading zero or suffix, at most 18 digits. Whitespace is space, tab,
 // CR and LF; comments, non-ASCII bytes and other characters are refused.
-// The length and nesting are bounded far below cel-go's limits.
+// The length, nesting and member steps are bounded far below cel-go's
+// limits.
 //
 // Types: request and identity are map(string, dyn); a field or a string
 // index of them, or of a dyn, is dyn. A list literal has elements of one
@@ -61,6 +62,14 @@ func celSurelyBool(expr string) bool {
 const (
 	celFastMaxLen   = 2048
 	celFastMaxDepth = 16
+	// celFastMaxSteps bounds the member steps (".f", "[k]", calls and the
+	// steps inside has()) of the whole expression. cel-go's parser
+	// refuses an expression nested deeper than 250 ("max recursion depth
+	// exceeded"), and every step of a member chain nests one level (250
+	// selects in a row are refused): with at most 64 steps in all and 16
+	// levels of parentheses, no path through the expression comes near
+	// (TestCELFastStaysUnderCELDepth).
+	celFastMaxSteps = 64
 )
 
 type celTok uint8
@@ -121,6 +130,7 @@ type celFast struct {
 	tok   celTok
 	text  string // identifier text of tkIdent
 	start int    // where the current token starts in src
+	steps int    // member steps so far (celFastMaxSteps)
 	ok    bool
 }
 
@@ -387,6 +397,11 @@ func (p *celFast) unary(depth int) celType {
 func (p *celFast) member(depth int) celType {
 	t := p.primary(depth)
 	for p.ok {
+		if p.tok == tkDot || p.tok == tkLBrack {
+			if p.steps++; p.steps > celFastMaxSteps {
+				return p.fail()
+			}
+		}
 		switch p.tok {
 		case tkDot:
 			p.next()
@@ -490,6 +505,9 @@ func (p *celFast) hasArg() celType {
 	p.next()
 	lastField := false
 	for p.ok && p.tok != tkRParen {
+		if p.steps++; p.steps > celFastMaxSteps {
+			return p.fail()
+		}
 		switch p.tok {
 		case tkDot:
 			p.next()

@@ -181,6 +181,19 @@ var celFastRefusedByCEL = []string{
 	`request.path.startsWith("a"[0])`,            // index of a string
 }
 
+// celFastTooDeep are member chains deeper than cel-go's parser goes
+// ("max recursion depth exceeded"); the fast verdict took them before
+// celFastMaxSteps (main at 934da55 took the first and the last: it
+// validated them, and the authz sidecar, which compiles with cel-go,
+// refused them).
+var celFastTooDeep = []string{
+	`identity` + strings.Repeat(".a", 250) + ` == "x"`,
+	`has(identity` + strings.Repeat(".a", 300) + `)`,
+	`identity` + strings.Repeat(`["a"].a`, 130) + ` == "x"`,
+}
+
+func init() { celFastRefusedByCEL = append(celFastRefusedByCEL, celFastTooDeep...) }
+
 // celFastOutsideSubset are valid boolean expressions the subset leaves to
 // cel-go (calls, macros, other literal forms, chained relations, ...).
 var celFastOutsideSubset = []string{
@@ -529,6 +542,65 @@ func TestCELFastCallsAgree(t *testing.T) {
 		}
 	}
 	t.Logf("%d expressions, %d taken by the fast verdict", n, taken)
+}
+
+// TestCELFastStaysUnderCELDepth: cel-go's parser refuses an expression
+// nested deeper than its recursion limit, and a member chain nests one
+// level per step; the fast verdict bounds the steps of the whole
+// expression (celFastMaxSteps) besides its parentheses (celFastMaxDepth).
+// The deepest expressions it takes, built to stack every kind of nesting
+// it has on one path, compile in cel-go; one step more is left to cel-go.
+func TestCELFastStaysUnderCELDepth(t *testing.T) {
+	env, err := NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := func(n int) string { return strings.Repeat(".a", n) }
+	// parens: celFastMaxDepth levels of parentheses, each followed by
+	// perLevel steps, around a chain of first steps.
+	parens := func(first, perLevel int) string {
+		x := "identity" + steps(first)
+		for range celFastMaxDepth {
+			x = "(" + x + ")" + steps(perLevel)
+		}
+		return x + ` == "x"`
+	}
+	// bools: celFastMaxDepth-1 levels of !, &&, || and a relation, each in
+	// parentheses, around a call on a chain of n steps (the call is one
+	// step, and its argument the last level).
+	bools := func(n int) string {
+		x := "identity" + steps(n-1) + `.startsWith("x")`
+		for range celFastMaxDepth - 1 {
+			x = `!(true && ` + x + ` == true || false)`
+		}
+		return x
+	}
+	max := celFastMaxSteps
+	for _, c := range []struct {
+		name string
+		expr string
+		fast bool
+	}{
+		{"chain", "identity" + steps(max) + ` == "x"`, true},
+		{"chain+1", "identity" + steps(max+1) + ` == "x"`, false},
+		{"index chain", "identity" + strings.Repeat(`["a"]`, max) + ` == "x"`, true},
+		{"has", "has(identity" + steps(max) + ")", true},
+		{"has+1", "has(identity" + steps(max+1) + ")", false},
+		{"parens", parens(max-celFastMaxDepth*(max/celFastMaxDepth-1), max/celFastMaxDepth-1), true},
+		{"parens+1", parens(max-celFastMaxDepth*(max/celFastMaxDepth-1)+1, max/celFastMaxDepth-1), false},
+		{"bools", bools(max), true},
+		{"bools+1", bools(max + 1), false},
+		{"call arguments", "identity" + steps(max/2-1) + ".startsWith(identity" + steps(max/2) + ")", true},
+		{"size", "size(identity" + steps(max) + ") > 0", true},
+		{"two chains", "identity" + steps(max/2) + ` == "x" && identity` + steps(max/2+1) + ` == "y"`, false},
+	} {
+		if got := celSurelyBool(c.expr); got != c.fast {
+			t.Errorf("%s: fast verdict %v, want %v (%d bytes)", c.name, got, c.fast, len(c.expr))
+		}
+		if _, err := CompileWhen(env, c.expr); err != nil {
+			t.Errorf("%s: cel-go refuses it: %v", c.name, err)
+		}
+	}
 }
 
 // FuzzCELSurelyBool: anything celSurelyBool takes compiles to a boolean.
