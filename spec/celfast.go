@@ -2,13 +2,14 @@ package spec
 
 // celSurelyBool is a fast verdict for the common shape of `when`
 // expressions: comparisons of request and identity fields with literals,
-// joined by &&, || and !. It answers true only when the expression is in
-// that small subset of CEL and, by the rules below, compiles in the
-// NewCELEnv environment to a boolean; CompileWhen then reports nil for it.
-// On false nothing is decided: the caller compiles the expression with
-// cel-go (whose parser costs ~60 µs per expression), which gives every
-// error its text. So this function may refuse a valid expression, never
-// accept an invalid one (TestCELSurelyBoolAgrees, FuzzCELSurelyBool).
+// the common calls on string fields, joined by &&, || and !. It answers
+// true only when the expression is in that small subset of CEL and, by
+// the rules below, compiles in the NewCELEnv environment to a boolean;
+// CompileWhen then reports nil for it. On false nothing is decided: the
+// caller compiles the expression with cel-go (whose parser costs ~60 µs
+// per expression), which gives every error its text. So this function
+// may refuse a valid expression, never accept an invalid one
+// (TestCELSurelyBoolAgrees, FuzzCELSurelyBool).
 //
 // The subset (a strict part of CEL's grammar; anything else is refused):
 //
@@ -16,17 +17,22 @@ package spec
 //	and     = rel { "&&" rel }
 //	rel     = unary [ relop unary ]            relop: == != < <= > >= in
 //	unary   = [ "!" ] member                   (one !; !! is refused)
-//	member  = primary { "." ident | "[" string "]" }
+//	member  = primary { "." ident [ call ] | "[" string "]" }
+//	call    = "(" [ expr ] ")"                 (see method)
 //	primary = ident | string | int | true | false | null
 //	        | "(" expr ")" | "[" literal { "," literal } "]"
+//	        | "size" "(" expr ")" | "has" "(" field ")"
+//	field   = ident { "." ident | "[" string "]" }, ending in "." ident
 //
 // Identifiers are ASCII letters, digits and _, never a CEL keyword or
-// reserved word; a root identifier is request or identity. Strings are
+// reserved word; a root identifier is request or identity (size and has
+// only as the calls above). Strings are
 // single- or double-quoted printable ASCII without backslash or newline
 // (no raw, triple-quoted or bytes forms). Integers are decimal without a
 // leading zero or suffix, at most 18 digits. Whitespace is space, tab,
 // CR and LF; comments, non-ASCII bytes and other characters are refused.
-// The length and nesting are bounded far below cel-go's limits.
+// The length, nesting and member steps are bounded far below cel-go's
+// limits.
 //
 // Types: request and identity are map(string, dyn); a field or a string
 // index of them, or of a dyn, is dyn. A list literal has elements of one
@@ -34,9 +40,15 @@ package spec
 // string, int, null) or a dyn with any of those; ordering takes two ints,
 // two strings, or a dyn with an int, a string or a dyn; `in` takes a
 // list whose element type is the left operand's (or the left operand is
-// dyn), or a dyn on the right with a bool, string, int or dyn on the
-// left; !, && and || take bool or dyn. Every one of these yields bool, and
-// the whole expression must be bool (not dyn), as CompileWhen requires.
+// dyn), a dyn on the right with a bool, string, int or dyn on the left,
+// or request/identity on the right with a string or dyn on the left;
+// !, && and || take bool or dyn. Every one of these yields bool. The
+// calls: x.startsWith(y), x.endsWith(y) and x.contains(y) take a string
+// or dyn x and y and yield bool; x.matches("re") takes a string or dyn x
+// and a string literal that CheckRegexp accepts, and yields bool;
+// size(x) and x.size() take a string, list, map or dyn and yield int;
+// has(request.a.b) yields bool. The whole expression must be bool (not
+// dyn), as CompileWhen requires.
 func celSurelyBool(expr string) bool {
 	if len(expr) == 0 || len(expr) > celFastMaxLen {
 		return false
@@ -50,6 +62,14 @@ func celSurelyBool(expr string) bool {
 const (
 	celFastMaxLen   = 2048
 	celFastMaxDepth = 16
+	// celFastMaxSteps bounds the member steps (".f", "[k]", calls and the
+	// steps inside has()) of the whole expression. cel-go's parser
+	// refuses an expression nested deeper than 250 ("max recursion depth
+	// exceeded"), and every step of a member chain nests one level (250
+	// selects in a row are refused): with at most 64 steps in all and 16
+	// levels of parentheses, no path through the expression comes near
+	// (TestCELFastStaysUnderCELDepth).
+	celFastMaxSteps = 64
 )
 
 type celTok uint8
@@ -105,11 +125,13 @@ var celReserved = map[string]bool{
 }
 
 type celFast struct {
-	src  string
-	pos  int
-	tok  celTok
-	text string // identifier text of tkIdent
-	ok   bool
+	src   string
+	pos   int
+	tok   celTok
+	text  string // identifier text of tkIdent
+	start int    // where the current token starts in src
+	steps int    // member steps so far (celFastMaxSteps)
+	ok    bool
 }
 
 func (p *celFast) fail() celType {
@@ -131,6 +153,7 @@ func (p *celFast) next() {
 		p.tok = tkEOF
 		return
 	}
+	p.start = p.pos
 	c := s[p.pos]
 	two := func(second byte, yes, no celTok) {
 		if p.pos+1 < len(s) && s[p.pos+1] == second {
@@ -345,6 +368,10 @@ func (p *celFast) rel(depth int) celType {
 			if l == tyBool || l == tyString || l == tyInt || l == tyDyn {
 				return tyBool
 			}
+		case tyMap:
+			if l == tyString || l == tyDyn {
+				return tyBool
+			}
 		}
 	}
 	return p.fail()
@@ -366,19 +393,28 @@ func (p *celFast) unary(depth int) celType {
 	return tyBool
 }
 
-// member = primary { "." ident | "[" string "]" }
+// member = primary { "." ident [ call ] | "[" string "]" }
 func (p *celFast) member(depth int) celType {
 	t := p.primary(depth)
 	for p.ok {
+		if p.tok == tkDot || p.tok == tkLBrack {
+			if p.steps++; p.steps > celFastMaxSteps {
+				return p.fail()
+			}
+		}
 		switch p.tok {
 		case tkDot:
 			p.next()
-			if p.tok != tkIdent || (t != tyMap && t != tyDyn) {
+			if p.tok != tkIdent {
 				return p.fail()
 			}
+			name := p.text
 			p.next()
-			// A call (a.f(...)) is not this subset's.
 			if p.tok == tkLParen {
+				t = p.method(t, name, depth)
+				continue
+			}
+			if t != tyMap && t != tyDyn {
 				return p.fail()
 			}
 			t = tyDyn
@@ -400,18 +436,129 @@ func (p *celFast) member(depth int) celType {
 	return tyBad
 }
 
+// stringish: a receiver or argument of the string functions.
+func stringish(t celType) bool { return t == tyString || t == tyDyn }
+
+// sizeable: what size() takes (string, list, map; dyn may be any).
+func sizeable(t celType) bool {
+	return t == tyString || t == tyDyn || t == tyMap || t == tyListString || t == tyListInt
+}
+
+// method reads the call "(" args ")" of recv.name, p.tok being "(":
+//
+//	startsWith, endsWith, contains (string, string) -> bool
+//	matches (string, string literal) -> bool
+//	size () -> int (string, list or map)
+//
+// where string may be dyn. A regex that CheckRegexp would refuse, a
+// pattern that is not a literal, any other name or argument count is
+// left to cel-go.
+func (p *celFast) method(recv celType, name string, depth int) celType {
+	p.next()
+	switch name {
+	case "startsWith", "endsWith", "contains":
+		if !stringish(recv) {
+			return p.fail()
+		}
+		if a := p.expr(depth + 1); !p.ok || !stringish(a) {
+			return p.fail()
+		}
+		p.closeCall()
+		return tyBool
+	case "matches":
+		if !stringish(recv) || p.tok != tkString {
+			return p.fail()
+		}
+		pattern := p.src[p.start+1 : p.pos-1]
+		p.next()
+		if !p.ok || checkRegexp(pattern) != nil {
+			return p.fail()
+		}
+		p.closeCall()
+		return tyBool
+	case "size":
+		if !sizeable(recv) {
+			return p.fail()
+		}
+		p.closeCall()
+		return tyInt
+	}
+	return p.fail()
+}
+
+// closeCall reads the ")" that ends a call's arguments.
+func (p *celFast) closeCall() {
+	if p.ok && p.tok == tkRParen {
+		p.next()
+		return
+	}
+	p.fail()
+}
+
+// hasArg reads the argument of has( ... ) up to its ")": a field
+// selection of request or identity, i.e. the root, then ".field" and
+// ["key"] steps, the last a ".field" (has() of an index is an error).
+func (p *celFast) hasArg() celType {
+	if p.tok != tkIdent || (p.text != "request" && p.text != "identity") {
+		return p.fail()
+	}
+	p.next()
+	lastField := false
+	for p.ok && p.tok != tkRParen {
+		if p.steps++; p.steps > celFastMaxSteps {
+			return p.fail()
+		}
+		switch p.tok {
+		case tkDot:
+			p.next()
+			if p.tok != tkIdent {
+				return p.fail()
+			}
+			p.next()
+			lastField = true
+		case tkLBrack:
+			p.next()
+			if p.tok != tkString {
+				return p.fail()
+			}
+			p.next()
+			if p.tok != tkRBrack {
+				return p.fail()
+			}
+			p.next()
+			lastField = false
+		default:
+			return p.fail()
+		}
+	}
+	if !p.ok || !lastField {
+		return p.fail()
+	}
+	p.next()
+	return tyBool
+}
+
 // primary = ident | literal | "(" expr ")" | "[" literal { "," literal } "]"
 func (p *celFast) primary(depth int) celType {
 	switch p.tok {
 	case tkIdent:
-		if p.text != "request" && p.text != "identity" {
-			return p.fail()
-		}
+		name := p.text
 		p.next()
-		if p.tok == tkLParen {
-			return p.fail()
+		switch {
+		case p.tok != tkLParen && (name == "request" || name == "identity"):
+			return tyMap
+		case p.tok == tkLParen && name == "size":
+			p.next()
+			if a := p.expr(depth + 1); !p.ok || !sizeable(a) {
+				return p.fail()
+			}
+			p.closeCall()
+			return tyInt
+		case p.tok == tkLParen && name == "has":
+			p.next()
+			return p.hasArg()
 		}
-		return tyMap
+		return p.fail()
 	case tkString:
 		p.next()
 		return tyString

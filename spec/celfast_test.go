@@ -41,6 +41,34 @@ var celFastValid = []string{
 	`identity.a == (identity.b == "x")`,
 	`(identity.a == "x") == true`,
 	`request["a"]["b"] in ["x"] || request.c in [1]`,
+	// The common calls on string fields.
+	`request.ip.startsWith("203.0.113.")`,
+	`request.path.endsWith(".json") && !request.path.contains("..")`,
+	`"abc".startsWith("a") && 'abc'.endsWith('c') && "abc".contains("b")`,
+	`request.path.startsWith(identity.labels.prefix)`,
+	`request.path.startsWith("/a" )|| request.path . startsWith ( "/b" )`,
+	`(request.path).startsWith("/")`,
+	`request["x-path"].contains("a")`,
+	`request.path.startsWith(("a"))`,
+	`identity.kind == "apiKey" && (identity.labels.plan == "gold" || request.path.startsWith("/api/s0-0001/"))`,
+	`identity.labels.plan.matches("^(gold|s0-0001)$")`,
+	`request.path.matches("")`,
+	`"x".matches("x|y")`,
+	`has(identity.claims.sub)`,
+	`has(request.headers.x) && has(request["headers"].y)`,
+	`has(identity.labels.plan) && identity.labels.plan in ["gold", "s0-0001"] && identity.kind == "apiKey"`,
+	`!has(identity.claims.sub)`,
+	`has( identity . a . b )`,
+	`size(request.path) < 64`,
+	`size(identity.labels.plan) == 4 && identity.labels.plan != "x"`,
+	`request.path.size() > 0 && "ab".size() == 2`,
+	`size("abc") == 3 && size(["a"]) == 1 && size([1, 2]) > 1 && size(request) >= 0`,
+	`size(request.a) <= identity.n && identity.m < request.b.size()`,
+	`["a"].size() == 1 && request.size() == identity.size()`,
+	`"a" in request && request.x in identity`,
+	`request.path.startsWith("a") == true`,
+	`request.path.contains("a") != request.path.contains("b")`,
+	`request.path.startsWith("a") in identity.x`,
 }
 
 // celFastRefusedByCEL are expressions cel-go refuses (the parse or the
@@ -97,15 +125,94 @@ var celFastRefusedByCEL = []string{
 	`!"a"`,                         // no overload
 	`1 && true`,                    // no overload
 	`null && true`,                 // no overload
+	// Calls one step from the subset.
+	`request.path.startsWith(1)`,                 // no overload
+	`1.startsWith("a")`,                          // not a number
+	`request.startsWith("a")`,                    // map receiver
+	`["a"].startsWith("a")`,                      // list receiver
+	`true.contains("a")`,                         // bool receiver
+	`request.path.startsWith(null)`,              // no overload
+	`request.path.startsWith("a", "b")`,          // two arguments
+	`request.path.startsWith()`,                  // no argument
+	`request.path.startsWith("a"`,                // unbalanced
+	`request.path.startsWith("a"))`,              // unbalanced
+	`startsWith(request.path, "a")`,              // no global overload
+	`request.path.endsWith(request)`,             // map argument
+	`request.path.contains(["a"])`,               // list argument
+	`request.path.contains(1 == 1)`,              // bool argument
+	`request.path.startsWith("a").x`,             // select on a bool
+	`request.path.startsWith("a") == "a"`,        // bool == string
+	`request.path.startsWith("a") && 1`,          // && of an int
+	`request.path.matches(1)`,                    // no overload
+	`request.path.matches("a", "b")`,             // two arguments
+	`request.path.matches()`,                     // no argument
+	`request.matches("a")`,                       // map receiver
+	`1 in request`,                               // int key in map(string, _)
+	`true in request`,                            // bool key in map(string, _)
+	`request in request`,                         // map key
+	`has(request)`,                               // has() of an identifier
+	`has(request["x"])`,                          // has() of an index
+	`has(request.x["y"])`,                        // has() of an index
+	`has(request.x, 1)`,                          // two arguments
+	`has()`,                                      // no argument
+	`has("a")`,                                   // not a selection
+	`has(request.x) == 1`,                        // bool == int
+	`has(x.y)`,                                   // undeclared reference
+	`has(request.x.in)`,                          // keyword as a field
+	`size(request.path)`,                         // int, not bool
+	`size(request.path) == "4"`,                  // int == string
+	`size(request.path) > 4u`,                    // int > uint
+	`size(1) == 1`,                               // no overload
+	`size(true) == 1`,                            // no overload
+	`size(null) == 1`,                            // no overload
+	`size(request.path, 1) == 1`,                 // two arguments
+	`size() == 0`,                                // no argument
+	`request.path.size(1) == 1`,                  // an argument
+	`true.size() == 1`,                           // no overload
+	`1.size() == 1`,                              // not a number
+	`!size("a")`,                                 // ! of an int
+	`request.path.size() && true`,                // && of an int
+	`request.path.startsWith`,                    // a dyn field, not bool
+	`request.path.bogus("a")`,                    // undeclared function
+	`sizes(request.path) == 1`,                   // undeclared function
+	`size(size(request.path) == 1) == 0 || true`, // size of a bool
+	`request.path.lowerAscii() == "a"`,           // not in the environment
+	`identity.x.startsWith("a", )`,               // trailing comma
+	`request.path.startsWith("a"[0])`,            // index of a string
 }
+
+// celFastTooDeep are member chains deeper than cel-go's parser goes
+// ("max recursion depth exceeded"); the fast verdict took them before
+// celFastMaxSteps (main at 934da55 took the first and the last: it
+// validated them, and the authz sidecar, which compiles with cel-go,
+// refused them).
+var celFastTooDeep = []string{
+	`identity` + strings.Repeat(".a", 250) + ` == "x"`,
+	`has(identity` + strings.Repeat(".a", 300) + `)`,
+	`identity` + strings.Repeat(`["a"].a`, 130) + ` == "x"`,
+}
+
+func init() { celFastRefusedByCEL = append(celFastRefusedByCEL, celFastTooDeep...) }
 
 // celFastOutsideSubset are valid boolean expressions the subset leaves to
 // cel-go (calls, macros, other literal forms, chained relations, ...).
 var celFastOutsideSubset = []string{
-	`request.ip.startsWith("203.0.113.")`,
-	`has(identity.claims.sub)`,
-	`size(request.path) < 64`,
 	`identity.claims.groups.exists(g, g == "ops")`,
+	`identity.claims.groups.all(g, g != "ops")`,
+	`identity.kind + "/" + identity.labels.plan == "apiKey/gold"`,
+	`identity.kind == "a" && (identity.labels.plan == "x" ? false : identity.labels.plan == "gold")`,
+	`size(identity.labels.plan) * 2 == 8`,
+	`size(identity.scopes) + 1 > 1`,
+	`request.path.matches(identity.re)`,
+	`request.path.matches("(")`,
+	`request.path.matches("a{1001}")`,
+	`request.path.matches("\\d")`,
+	`matches(request.path, "a")`,
+	`request.path.matches(("a"))`,
+	`has(request.x) && has((request).y)`,
+	`identity.kind in ["a"] && "a" in {"a": 1}`,
+	`size([]) == 0`,
+	`size(request.path) == -1`,
 	`!!true`,
 	`1 < 2 == true`,
 	`identity.if == "x"`,
@@ -189,11 +296,14 @@ var celFastPieces = map[string][2][]string{
 		{`"a"`, `'b'`, `""`, `''`, `"x y"`, `"it's"`, `'say "hi"'`, `1`, `0`, `42`, `999999999999999999`, `true`, `false`, `null`, `["a"]`, `[1, 2]`, `["a", "b"]`},
 		{`01`, `0x1`, `0X1`, `1u`, `1.0`, `1e3`, `9999999999999999999`, `-1`, `r"x"`, `b"x"`, `"""a"""`, `'''a'''`, `"a\n"`, `"é"`, `"a`, `[]`, `["a", 1]`, `[1,]`, `{}`, `[true]`},
 	},
-	"relop": {{"==", "!=", "<", "<=", ">", ">=", "in"}, {"=", "===", "=<", "<>", "+", "-", "*", "%"}},
-	"logic": {{"&&", "||"}, {"&", "|", "?", "^", "and"}},
-	"not":   {{"!"}, {"!!", "-", "~"}},
-	"ws":    {{"", " ", " ", " ", "\t", "\n", "\r"}, {"\f", "//", "\v"}},
-	"junk":  {{""}, {"!", "&&", "(", ")", "[", "]", ".", ",", "?", ":", "{", "}", "`", "\\", "@", "#", ";", "'", `"`}},
+	"relop":   {{"==", "!=", "<", "<=", ">", ">=", "in"}, {"=", "===", "=<", "<>", "+", "-", "*", "%"}},
+	"logic":   {{"&&", "||"}, {"&", "|", "?", "^", "and"}},
+	"not":     {{"!"}, {"!!", "-", "~"}},
+	"ws":      {{"", " ", " ", " ", "\t", "\n", "\r"}, {"\f", "//", "\v"}},
+	"method":  {{"startsWith", "endsWith", "contains", "matches", "size"}, {"exists", "lowerAscii", "has", "startswith", "in", "all"}},
+	"global":  {{"size", "has"}, {"matches", "startsWith", "sizes", "int", "string"}},
+	"pattern": {{`"^a$"`, `"a|b"`, `""`, `'x+'`, `"^(gold|s0-0001)$"`, `"[a-z]"`}, {`"("`, `"a{1001}"`, `"\\d"`, `"[z-a]"`, `1`, `request.x`}},
+	"junk":    {{""}, {"!", "&&", "(", ")", "[", "]", ".", ",", "?", ":", "{", "}", "`", "\\", "@", "#", ";", "'", `"`}},
 }
 
 // celFastExpr makes an expression of the subset's shape in which, at
@@ -207,14 +317,72 @@ func celFastExpr(r *rand.Rand, depth, bad int) string {
 		}
 		return p[0][r.IntN(len(p[0]))]
 	}
-	member := func() string {
-		switch r.IntN(8) {
+	var member func() string
+	// args are a call's arguments: n (or, sometimes when bad, another
+	// count) of members or whole expressions.
+	args := func(n int) string {
+		if bad > 0 && r.IntN(bad) == 0 {
+			n = r.IntN(3)
+		}
+		var a []string
+		for range n {
+			switch r.IntN(6) {
+			case 0:
+				if depth < 3 {
+					a = append(a, celFastExpr(r, depth+1, bad))
+					continue
+				}
+			case 1, 2:
+				a = append(a, []string{`"a"`, `'/x/'`, `""`, `identity.labels.p`, `request["h"]`}[r.IntN(5)])
+				continue
+			}
+			a = append(a, member())
+		}
+		return "(" + pick("ws") + strings.Join(a, ","+pick("ws")) + ")"
+	}
+	call := func(recv string) string {
+		switch m := pick("method"); m {
+		case "size":
+			return recv + "." + m + args(0)
+		case "matches":
+			if r.IntN(3) > 0 {
+				return recv + "." + m + "(" + pick("pattern") + ")"
+			}
+			return recv + "." + m + args(1)
+		default:
+			return recv + "." + m + args(1)
+		}
+	}
+	member = func() string {
+		switch r.IntN(10) {
 		case 0, 1:
 			return pick("literal")
 		case 2:
 			if depth < 3 {
 				return "(" + pick("ws") + celFastExpr(r, depth+1, bad) + pick("ws") + ")"
 			}
+		case 3:
+			if depth < 3 {
+				if g := pick("global"); g == "has" && r.IntN(4) > 0 {
+					s := pick("ident")
+					for n := r.IntN(3); n >= 0; n-- {
+						if r.IntN(5) == 0 {
+							s += `["` + pick("field") + `"]`
+						} else {
+							s += "." + pick("field")
+						}
+					}
+					return g + "(" + s + ")"
+				} else {
+					return g + args(1)
+				}
+			}
+		}
+		if depth < 3 && r.IntN(3) == 0 {
+			if r.IntN(4) == 0 {
+				return call(pick("literal"))
+			}
+			return call(pick("ident") + "." + pick("field"))
 		}
 		s := pick("ident")
 		for n := 1 + r.IntN(3); n > 0; n-- {
@@ -278,12 +446,18 @@ func TestCELSurelyBoolAgrees(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(15, 4))
 	const n = 3000
-	var taken, refused int
+	var taken, takenCalls, refused int
 	for range n {
 		expr := celFastExpr(r, 0, []int{0, 8, 20, 40}[r.IntN(4)])
 		_, want := CompileWhen(env, expr)
 		if celSurelyBool(expr) {
 			taken++
+			for _, c := range []string{"startsWith(", "endsWith(", "contains(", "matches(", "size(", "has("} {
+				if strings.Contains(expr, c) {
+					takenCalls++
+					break
+				}
+			}
 			if want != nil {
 				t.Errorf("%q: taken by the fast verdict; cel-go says %v", expr, want)
 			}
@@ -295,10 +469,138 @@ func TestCELSurelyBoolAgrees(t *testing.T) {
 			t.Errorf("%q: Check says %q, CompileWhen %q", expr, celErr(got), celErr(want))
 		}
 	}
-	if taken < n/20 || refused < n/4 {
-		t.Fatalf("of %d generated expressions %d were taken by the fast verdict and %d refused by cel-go; the generator should reach both", n, taken, refused)
+	if taken < n/20 || takenCalls < n/60 || refused < n/4 {
+		t.Fatalf("of %d generated expressions %d were taken by the fast verdict (%d with calls) and %d refused by cel-go; the generator should reach both", n, taken, takenCalls, refused)
 	}
-	t.Logf("%d expressions: %d taken by the fast verdict, %d refused by cel-go", n, taken, refused)
+	t.Logf("%d expressions: %d taken by the fast verdict (%d with calls), %d refused by cel-go", n, taken, takenCalls, refused)
+}
+
+// celFastCalls is a product of receivers, methods and argument lists
+// (the calls the fast verdict takes, and their neighbours: other
+// receivers and argument types, counts and methods), and size and has
+// over the same receivers.
+func celFastCalls() []string {
+	recvs := []string{`request.path`, `request["h"].x`, `"abc"`, `1`, `true`, `null`, `["a"]`, `request`, `(request.path)`, `request.path.startsWith("a")`, `size("a")`}
+	methods := []string{"startsWith", "endsWith", "contains", "matches", "size", "exists", "lowerAscii"}
+	args := []string{``, `"a"`, `"^(a|b)$"`, `"("`, `request.x`, `1`, `true`, `null`, `["a"]`, `request`, `"a", "b"`, `("a")`}
+	var calls []string
+	for _, r := range recvs {
+		for _, m := range methods {
+			for _, a := range args {
+				calls = append(calls, r+"."+m+"("+a+")")
+			}
+		}
+		calls = append(calls, "size("+r+")", "has("+r+")", "has("+r+".f)", "size("+r+", 1)")
+	}
+	return calls
+}
+
+// TestCELFastCallsAgree: every receiver, method and argument list of a
+// small product (the calls the fast verdict takes, and their neighbours:
+// other receivers and argument types, counts, methods, size and has over
+// the same operands), each used as a whole expression and inside a
+// relation, against cel-go: what the fast verdict takes, cel-go compiles
+// to a boolean, and the fast verdict takes every call of the intended
+// shapes (so the product reaches the new paths).
+func TestCELFastCallsAgree(t *testing.T) {
+	env, err := NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := celFastCalls()
+	wraps := []string{"%s", "%s == true", "%s > 0", "!%s", "%s && request.y", "request.k in [%s]", "%s in identity.x"}
+	// intended: the calls the fast verdict must take as they stand.
+	intended := map[string]bool{}
+	for _, r := range []string{`request.path`, `request["h"].x`, `"abc"`, `(request.path)`} {
+		for _, m := range []string{"startsWith", "endsWith", "contains"} {
+			for _, a := range []string{`"a"`, `"^(a|b)$"`, `"("`, `request.x`, `("a")`} {
+				intended[r+"."+m+"("+a+")"] = true
+			}
+		}
+		for _, a := range []string{`"a"`, `"^(a|b)$"`} {
+			intended[r+".matches("+a+")"] = true
+		}
+	}
+	intended[`has(request.path.f)`] = true
+	intended[`has(request.f)`] = true
+	var taken, n int
+	for _, c := range calls {
+		for _, w := range wraps {
+			expr := strings.Replace(w, "%s", c, 1)
+			n++
+			fast := celSurelyBool(expr)
+			if w == "%s" && intended[c] && !fast {
+				t.Errorf("%q: not taken by the fast verdict", expr)
+			}
+			if !fast {
+				continue
+			}
+			taken++
+			if _, err := CompileWhen(env, expr); err != nil {
+				t.Errorf("%q: taken by the fast verdict; cel-go says %v", expr, err)
+			}
+		}
+	}
+	t.Logf("%d expressions, %d taken by the fast verdict", n, taken)
+}
+
+// TestCELFastStaysUnderCELDepth: cel-go's parser refuses an expression
+// nested deeper than its recursion limit, and a member chain nests one
+// level per step; the fast verdict bounds the steps of the whole
+// expression (celFastMaxSteps) besides its parentheses (celFastMaxDepth).
+// The deepest expressions it takes, built to stack every kind of nesting
+// it has on one path, compile in cel-go; one step more is left to cel-go.
+func TestCELFastStaysUnderCELDepth(t *testing.T) {
+	env, err := NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := func(n int) string { return strings.Repeat(".a", n) }
+	// parens: celFastMaxDepth levels of parentheses, each followed by
+	// perLevel steps, around a chain of first steps.
+	parens := func(first, perLevel int) string {
+		x := "identity" + steps(first)
+		for range celFastMaxDepth {
+			x = "(" + x + ")" + steps(perLevel)
+		}
+		return x + ` == "x"`
+	}
+	// bools: celFastMaxDepth-1 levels of !, &&, || and a relation, each in
+	// parentheses, around a call on a chain of n steps (the call is one
+	// step, and its argument the last level).
+	bools := func(n int) string {
+		x := "identity" + steps(n-1) + `.startsWith("x")`
+		for range celFastMaxDepth - 1 {
+			x = `!(true && ` + x + ` == true || false)`
+		}
+		return x
+	}
+	max := celFastMaxSteps
+	for _, c := range []struct {
+		name string
+		expr string
+		fast bool
+	}{
+		{"chain", "identity" + steps(max) + ` == "x"`, true},
+		{"chain+1", "identity" + steps(max+1) + ` == "x"`, false},
+		{"index chain", "identity" + strings.Repeat(`["a"]`, max) + ` == "x"`, true},
+		{"has", "has(identity" + steps(max) + ")", true},
+		{"has+1", "has(identity" + steps(max+1) + ")", false},
+		{"parens", parens(max-celFastMaxDepth*(max/celFastMaxDepth-1), max/celFastMaxDepth-1), true},
+		{"parens+1", parens(max-celFastMaxDepth*(max/celFastMaxDepth-1)+1, max/celFastMaxDepth-1), false},
+		{"bools", bools(max), true},
+		{"bools+1", bools(max + 1), false},
+		{"call arguments", "identity" + steps(max/2-1) + ".startsWith(identity" + steps(max/2) + ")", true},
+		{"size", "size(identity" + steps(max) + ") > 0", true},
+		{"two chains", "identity" + steps(max/2) + ` == "x" && identity` + steps(max/2+1) + ` == "y"`, false},
+	} {
+		if got := celSurelyBool(c.expr); got != c.fast {
+			t.Errorf("%s: fast verdict %v, want %v (%d bytes)", c.name, got, c.fast, len(c.expr))
+		}
+		if _, err := CompileWhen(env, c.expr); err != nil {
+			t.Errorf("%s: cel-go refuses it: %v", c.name, err)
+		}
+	}
 }
 
 // FuzzCELSurelyBool: anything celSurelyBool takes compiles to a boolean.
@@ -323,6 +625,32 @@ func FuzzCELSurelyBool(f *testing.F) {
 		}
 		if strings.TrimSpace(expr) == "" {
 			t.Fatalf("%q: empty expression taken", expr)
+		}
+	})
+}
+
+// FuzzCELFastGenerated: FuzzCELSurelyBool over celFastExpr's generated
+// expressions (the fuzzer picks the generator's seed and how often a bad
+// piece is taken), which reach the calls and relations of the subset far
+// more often than byte mutations do. Whatever the fast verdict takes,
+// cel-go compiles to a boolean.
+//
+//	go test -run '^$' -fuzz '^FuzzCELFastGenerated$' -fuzztime 60s ./spec
+func FuzzCELFastGenerated(f *testing.F) {
+	for i := range 16 {
+		f.Add(uint64(i), uint64(i*7919), uint8(i%5*10))
+	}
+	env, err := NewCELEnv()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s1, s2 uint64, bad uint8) {
+		expr := celFastExpr(rand.New(rand.NewPCG(s1, s2)), 0, int(bad%64))
+		if !celSurelyBool(expr) {
+			return
+		}
+		if _, err := CompileWhen(env, expr); err != nil {
+			t.Fatalf("%q: taken by the fast verdict; cel-go says %v", expr, err)
 		}
 	})
 }

@@ -58,12 +58,13 @@ func fastWhen(i, salt int) string {
 	return `identity.kind == "apiKey" && identity.labels.plan in ["gold", "` + benchTag(i, salt) + `"]`
 }
 
-// celgoWhen is the `when` of celgo bench spec i: outside the fast subset
-// (each calls a function or macro: startsWith, size, has, matches; the
-// first is ROUTE_SPEC.md's own example's shape), so spec.CELChecker gives
-// every one to cel-go's parser and checker. TestBenchCELGoWhenVerdicts
-// holds that, and what each decides.
-func celgoWhen(i, salt int) string {
+// callsWhen is the `when` of calls bench spec i: the common calls on
+// string fields (startsWith, size, has, matches; the first is
+// ROUTE_SPEC.md's own example's shape), which spec.CELChecker decides
+// without cel-go since s7-compilecpu4 (they were the celgo bench's
+// expressions before). TestBenchCallsWhenVerdicts holds that, and what
+// each decides.
+func callsWhen(i, salt int) string {
 	tag := "g" + benchTag(i, salt)
 	switch i % 4 {
 	case 0:
@@ -74,6 +75,25 @@ func celgoWhen(i, salt int) string {
 		return `has(identity.labels.plan) && identity.labels.plan in ["gold", "` + tag + `"] && identity.kind == "apiKey"`
 	default:
 		return `identity.kind == "apiKey" && identity.labels.plan.matches("^(gold|` + tag + `)$")`
+	}
+}
+
+// celgoWhen is the `when` of celgo bench spec i: outside the fast subset
+// (the conditional operator, string concatenation, a list macro,
+// arithmetic on a size), so spec.CELChecker gives every one to cel-go's
+// parser and checker. TestBenchCELGoWhenVerdicts holds that, and what
+// each decides.
+func celgoWhen(i, salt int) string {
+	tag := "c" + benchTag(i, salt)
+	switch i % 4 {
+	case 0:
+		return `identity.kind == "apiKey" && (identity.labels.plan == "` + tag + `" ? false : identity.labels.plan == "gold")`
+	case 1:
+		return `identity.kind + "/" + identity.labels.plan == "apiKey/gold" || identity.labels.plan + "/" + identity.kind == "` + tag + `"`
+	case 2:
+		return `identity.kind == "apiKey" && ["gold", "` + tag + `"].exists(p, p == identity.labels.plan)`
+	default:
+		return `identity.kind == "apiKey" && size(identity.labels.plan) * 2 == 8 && identity.labels.plan != "` + tag + `"`
 	}
 }
 
@@ -111,7 +131,19 @@ func benchRevision(n, changed, variant, salt int) source.Revision {
 func benchRevisionCELGo(n, salt int) source.Revision {
 	specs := make([]source.Spec, n)
 	for i := range specs {
-		specs[i] = source.Spec{Origin: benchspec.Name(i) + ".yaml", Data: benchSpecWhen(i, 0, salt, celgoWhen, "g")}
+		specs[i] = source.Spec{Origin: benchspec.Name(i) + ".yaml", Data: benchSpecWhen(i, 0, salt, celgoWhen, "c")}
+	}
+	return source.Revision{ID: fmt.Sprintf("bench-celgo-%d", salt), Specs: specs}
+}
+
+// benchRevisionCalls is benchRevision(n, -1, 0, salt) with callsWhen's
+// expressions: every `when` calls a function or macro the fast verdict
+// decides. (The specs and revision id of the celgo bench before
+// s7-compilecpu4, so the digest taken then still holds them.)
+func benchRevisionCalls(n, salt int) source.Revision {
+	specs := make([]source.Spec, n)
+	for i := range specs {
+		specs[i] = source.Spec{Origin: benchspec.Name(i) + ".yaml", Data: benchSpecWhen(i, 0, salt, callsWhen, "g")}
 	}
 	return source.Revision{ID: fmt.Sprintf("bench-celgo-%d", salt), Specs: specs}
 }
@@ -136,8 +168,8 @@ func benchRevisionJSON(n, salt int) source.Revision {
 
 // TestBenchSpecsDistinct: every bench spec has a CEL expression and a
 // regex no other spec (of its op or another op) has.
-// The same holds for the celgo bench specs, among themselves and against
-// the others.
+// The same holds for the celgo and calls bench specs, among themselves
+// and against the others.
 func TestBenchSpecsDistinct(t *testing.T) {
 	seen := map[string]string{}
 	for _, kind := range []struct {
@@ -146,6 +178,7 @@ func TestBenchSpecsDistinct(t *testing.T) {
 	}{
 		{"fast", func(n, salt int) source.Revision { return benchRevision(n, -1, 0, salt) }},
 		{"celgo", benchRevisionCELGo},
+		{"calls", benchRevisionCalls},
 	} {
 		t.Run(kind.name, func(t *testing.T) { testBenchSpecsDistinct(t, kind.rev, seen) })
 	}
@@ -217,8 +250,12 @@ func TestBenchSpecsJSONCompileAlike(t *testing.T) {
 //   - parsed: documents parsed before the clock starts — the compile and
 //     validate alone, which is what the issue's target is about;
 //   - parsed-celgo: the same, but every `when` is outside the common
-//     shape spec.CELChecker decides itself (celgoWhen: startsWith, size,
-//     has, matches), so each of the 1,000 is parsed and checked by cel-go.
+//     shape spec.CELChecker decides itself (celgoWhen: the conditional
+//     operator, string concatenation, exists(), arithmetic), so each of
+//     the 1,000 is parsed and checked by cel-go;
+//   - parsed-calls: the same with `when` expressions that call the common
+//     functions on string fields (callsWhen: startsWith, size, has,
+//     matches), which the fast verdict decides.
 //
 // Every spec has its own CEL expression and regex, and every op gets specs
 // whose expressions no earlier op saw (prepared before the clock starts).
@@ -234,6 +271,9 @@ func BenchmarkCompileFull(b *testing.B) {
 	})
 	b.Run("parsed-celgo", func(b *testing.B) {
 		benchCompileParsed(b, func(salt int) source.Revision { return benchRevisionCELGo(benchSpecs, salt) })
+	})
+	b.Run("parsed-calls", func(b *testing.B) {
+		benchCompileParsed(b, func(salt int) source.Revision { return benchRevisionCalls(benchSpecs, salt) })
 	})
 }
 
@@ -467,7 +507,13 @@ func TestBenchWhenVerdicts(t *testing.T) {
 // and checker; the checker accepts it as cel-go's own compile does; and
 // the program decides as intended: an apiKey caller on the gold plan
 // passes, a JWT caller or another plan does not.
-func TestBenchCELGoWhenVerdicts(t *testing.T) {
+func TestBenchCELGoWhenVerdicts(t *testing.T) { testBenchWhenVerdicts(t, benchRevisionCELGo, false) }
+
+// TestBenchCallsWhenVerdicts: the same for the calls bench specs, each of
+// which the fast verdict decides (and cel-go accepts).
+func TestBenchCallsWhenVerdicts(t *testing.T) { testBenchWhenVerdicts(t, benchRevisionCalls, true) }
+
+func testBenchWhenVerdicts(t *testing.T, rev func(n, salt int) source.Revision, fast bool) {
 	env, err := spec.NewCELEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -484,7 +530,7 @@ func TestBenchCELGoWhenVerdicts(t *testing.T) {
 	}
 	n := 0
 	for salt := range 2 {
-		for i, src := range benchRevisionCELGo(benchSpecs, salt).Specs {
+		for i, src := range rev(benchSpecs, salt).Specs {
 			if i%7 != 0 && salt > 0 {
 				continue
 			}
@@ -503,8 +549,8 @@ func TestBenchCELGoWhenVerdicts(t *testing.T) {
 					}
 					whens++
 					n++
-					if spec.CELFastVerdict(rule.When) {
-						t.Fatalf("%s: %q is decided by the fast verdict; the celgo bench needs expressions cel-go checks", src.Origin, rule.When)
+					if got := spec.CELFastVerdict(rule.When); got != fast {
+						t.Fatalf("%s: %q: fast verdict %v, this bench needs %v", src.Origin, rule.When, got, fast)
 					}
 					ast, want := spec.CompileWhen(env, rule.When)
 					if got := chk.Check(rule.When); want != nil || got != nil {
