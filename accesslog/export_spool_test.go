@@ -11,3 +11,6 @@ func SetSpoolFsync(in *Ingester, fsync func(f *os.File, real func(*os.File) erro
 // SpoolNextSeq is the seq the next spool frame gets: every frame below it
 // is written (not necessarily fsynced).
 func SpoolNextSeq(in *Ingester) uint64 { return in.spool.nextSeq() }
+
+// SpoolFramesRead is how many frames were read back from the spool files.
+func SpoolFramesRead(in *Ingester) uint64 { return in.spool.framesRead.Load() }

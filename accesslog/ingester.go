@@ -416,7 +416,7 @@ type unsyncedFlush struct {
 // flushJob is a flush whose frames are written, on its way to the syncer.
 type flushJob struct {
 	since, start, wrote time.Time // oldest entry added, flush started, frames written
-	written             []memBatch
+	entries             int
 	flushed             chan struct{} // closed once it is through its fsync
 }
 
@@ -477,8 +477,10 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 }
 
 // flush moves the buffer into the spool, in BatchSize frames, written
-// but not yet fsynced; it returns them for the syncer (nil: nothing
-// written, and its waiters are let go).
+// but not yet fsynced, and hands the frames to the store writer (which
+// does not need them fsynced: a batch stored before its frame is durable
+// is skipped at replay by the store's head); it returns the flush for the
+// syncer (nil: nothing written, and its waiters are let go).
 func (in *Ingester) flush(buf *[]byte) *flushJob {
 	in.mu.Lock()
 	pending, since, flushed := in.pending, in.pendingSince, in.flushed
@@ -515,15 +517,19 @@ func (in *Ingester) flush(buf *[]byte) *flushJob {
 	}
 	wrote := time.Now()
 	in.m.FlushWrite.Observe(wrote.Sub(start).Seconds())
-	return &flushJob{since: since, start: start, wrote: wrote, written: written, flushed: flushed}
+	// Now, not after the fsync: the store loop reads from disk the
+	// frames written and not handed over (its catch-up), which would
+	// then be every frame waiting for its fsync.
+	n := in.handOff(written)
+	return &flushJob{since: since, start: start, wrote: wrote, entries: n, flushed: flushed}
 }
 
 // syncer makes written flushes durable, in order: it takes every flush
 // waiting (the one in progress may have written more meanwhile), fsyncs
-// once for all of them and only then counts them spooled, lets their
-// waiters go and hands their frames to the store writer. A flush is thus
-// never reported durable before an earlier one. It frees one of slots
-// per flush and returns when jobs is closed and drained.
+// once for all of them and only then counts them spooled and lets their
+// waiters go. A flush is thus never reported durable before an earlier
+// one. It frees one of slots per flush and returns when jobs is closed
+// and drained.
 func (in *Ingester) syncer(jobs <-chan *flushJob, slots <-chan struct{}) {
 	var batch []*flushJob
 	for job := range jobs {
@@ -543,12 +549,13 @@ func (in *Ingester) syncer(jobs <-chan *flushJob, slots <-chan struct{}) {
 		err := in.spool.sync()
 		done := time.Now()
 		if err != nil {
-			// The frames are written (the store writer still gets them)
-			// but not known to be on disk.
+			// The frames are written (the store writer has them) but not
+			// known to be on disk.
 			in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
 		}
 		for _, j := range batch {
 			if err == nil {
+				in.m.Spooled.Add(float64(j.entries))
 				// Its fsync part: from its frames' write to the return of
 				// the fsync that covers them (the one in progress at the
 				// time, if any, then this one).
@@ -557,7 +564,6 @@ func (in *Ingester) syncer(jobs <-chan *flushJob, slots <-chan struct{}) {
 				in.m.SyncLag.Set(lag)
 				in.m.SyncLags.Observe(lag)
 			}
-			in.handOff(j.written, err == nil)
 			in.synced(j.flushed)
 			<-slots
 		}
@@ -581,14 +587,12 @@ func (in *Ingester) synced(flushed chan struct{}) {
 }
 
 // handOff gives a flush's frames to the store writer, in memory while it
-// keeps up, else they wait on disk.
-func (in *Ingester) handOff(written []memBatch, synced bool) {
+// keeps up, else they wait on disk, and returns their entries.
+func (in *Ingester) handOff(written []memBatch) (entries int) {
 	for _, b := range written {
 		n := len(b.recs)
+		entries += n
 		in.m.Buffered.Sub(float64(n))
-		if synced {
-			in.m.Spooled.Add(float64(n))
-		}
 		if in.inMem.Add(int64(n)) <= int64(max(in.cfg.StoreBatch, 4*in.cfg.BatchSize)) {
 			select {
 			case in.handoff <- b:
@@ -604,6 +608,7 @@ func (in *Ingester) handOff(written []memBatch, synced bool) {
 			in.recycle(b.recs)
 		}
 	}
+	return entries
 }
 
 // spoolDay writes records of one UTC day as BatchSize frames (not yet

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -75,6 +76,9 @@ type spool struct {
 	// fsync makes a segment's written frames durable (fdatasync; tests
 	// slow it down).
 	fsync func(*os.File) error
+	// framesRead counts the frames read back (replay and the store's
+	// catch-up), for tests.
+	framesRead atomic.Uint64
 }
 
 type segment struct {
@@ -711,11 +715,15 @@ func (s *spool) read(from, to uint64, fn func(seq uint64, recs []Record) error) 
 	s.mu.Lock()
 	segs := slices.Clone(s.segs)
 	s.mu.Unlock()
+	count := func(seq uint64, recs []Record) error {
+		s.framesRead.Add(1)
+		return fn(seq, recs)
+	}
 	for _, seg := range segs {
 		if seg.last < from || seg.first >= to || seg.size == 0 {
 			continue
 		}
-		if err := readSegment(seg, from, to, fn); err != nil {
+		if err := readSegment(seg, from, to, count); err != nil {
 			return err
 		}
 	}
