@@ -263,13 +263,16 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 			close(held.release)
 		}
 	}()
-	recs := accesslogtest.RandomRecords(9, 100, time.Now().UTC().Add(-time.Hour), time.Minute)
+	recs := accesslogtest.RandomRecords(9, 150, time.Now().UTC().Add(-time.Hour), time.Minute)
 	in.Add(recs[:50]...)
 	<-held.entered
-	testenv.WaitFor(t, "the frame stored while its fsync is held", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 50 })
+	in.Add(recs[50:100]...) // the second flush in flight
+	testenv.WaitFor(t, "both frames stored while the fsync is held", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == 100 })
 	// Two catch-up ticks of the store loop.
 	time.Sleep(600 * time.Millisecond)
-	if n := accesslog.SpoolFramesRead(in); n != 0 {
+	// A catch-up tick between a frame's write and its hand-over (a few
+	// microseconds) may read that one frame: never both.
+	if n := accesslog.SpoolFramesRead(in); n > 1 {
 		t.Fatalf("%d frames read back from the spool while their fsync ran: not handed over from memory", n)
 	}
 	if got := testutil.ToFloat64(m.Spooled); got != 0 {
@@ -281,7 +284,7 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// Power lost before the frame reached the disk: its bytes are zeros.
+	// Power lost before the frames reached the disk: zeros.
 	segs, _ := filepath.Glob(filepath.Join(cfg.SpoolDir, "*.seg"))
 	if len(segs) != 1 {
 		t.Fatalf("segments %v, want one", segs)
@@ -295,7 +298,7 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 	}
 	f.Close()
 	r := runIngester(t, cfg)
-	r.in.Add(recs[50:]...)
+	r.in.Add(recs[100:]...)
 	testenv.WaitFor(t, "the new entries stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 50 })
 	r.stop()
 	got, err := db.Query(context.Background(), accesslog.Filter{Limit: 1000})
@@ -306,11 +309,11 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 	for _, g := range got {
 		ids[g.RequestID] = true
 	}
-	if len(got) != 100 || len(ids) != 100 {
-		t.Fatalf("%d rows, %d distinct, want 100 once each", len(got), len(ids))
+	if len(got) != 150 || len(ids) != 150 {
+		t.Fatalf("%d rows, %d distinct, want 150 once each", len(got), len(ids))
 	}
 	res, err := accesslog.Verify(context.Background(), db, accesslog.VerifyOptions{})
-	if err != nil || !res.OK || res.Records != 100 {
+	if err != nil || !res.OK || res.Records != 150 {
 		t.Fatalf("verify: %+v %v", res, err)
 	}
 }
