@@ -67,10 +67,15 @@ const DefaultStoreDelay = 2 * time.Second
 // Ingester takes records without ever waiting on storage: Add appends to a
 // bounded in-memory buffer; one goroutine moves the buffer into the spool
 // (segment log) by group commit: it writes every pending record as
-// BatchSize frames and fsyncs once, and starts the next flush as soon as
-// records are pending again (at most every FlushInterval/10), so a record
-// waits for the flush in progress and its own (tens of milliseconds, the
+// BatchSize frames, hands them to the syncer goroutine, which fsyncs once
+// for every flush written meanwhile, and starts the next flush as soon as
+// records are pending again (at most every FlushInterval/10) while the
+// previous one's fsync runs (at most two flushes between write and
+// fsync), so a record waits for the flush in progress to be written, then
+// for its own write and the fsync covering it (tens of milliseconds, the
 // crash-loss window; gatehouse_accesslog_spool_sync_lag_seconds shows it);
+// a flush counts as spooled only once it and every flush before it are
+// fsynced;
 // the store loop combines spooled frames into store batches (up to
 // StoreBatch entries, waiting at most StoreDelay for them), chains each
 // batch's hash to the previous one in spool order and hands it to a store
@@ -94,9 +99,12 @@ type Ingester struct {
 	pending      [][]Record
 	npending     int
 	pendingSince time.Time     // when the oldest pending record was added
-	flushed      chan struct{} // closed (and replaced) when a flush has written and fsynced what it took
-	kick         chan struct{}
-	free         chan []Record // cleared chunks, len 0, cap BatchSize
+	flushed      chan struct{} // closed (and replaced) when a flush has written what it took and it is fsynced
+	// unsynced are the flushes written and waiting for their fsync,
+	// oldest first: their entries are not durable yet either.
+	unsynced []unsyncedFlush
+	kick     chan struct{}
+	free     chan []Record // cleared chunks, len 0, cap BatchSize
 
 	handoff chan memBatch
 	inMem   atomic.Int64  // entries in handoff, bounded by StoreBatch (at least 4 frames)
@@ -312,12 +320,13 @@ func (in *Ingester) Add(recs ...Record) {
 //   - while the in-memory buffer is more than half full it waits until a
 //     flush has made room (the other half takes what receivers already
 //     past Admit add), so Add does not drop what was read;
-//   - while an entry not yet spooled has waited longer than
-//     FlushInterval/2 (the spool goroutine is late: starved of CPU, or a
-//     slow fsync; entries added now would only make its next flush
-//     longer) it waits for flushes until none has, as many as it takes,
-//     for up to ten FlushIntervals (a spool that stalls longer gets
-//     entries again, up to half the buffer).
+//   - while an entry not yet durable (pending, or in a flush waiting for
+//     its fsync) has waited longer than FlushInterval/2 (the spool
+//     goroutine is late: starved of CPU, or a slow fsync; entries added
+//     now would only make its next flush longer) it waits for flushes
+//     until none has, as many as it takes, for up to ten FlushIntervals
+//     (a spool that stalls longer gets entries again, up to half the
+//     buffer).
 //
 // It returns early when ctx ends. The time waited is counted in
 // gatehouse_accesslog_receive_throttled_seconds_total.
@@ -332,11 +341,20 @@ func (in *Ingester) Admit(ctx context.Context) {
 	for stalled := false; ; {
 		in.mu.Lock()
 		full := in.npending > in.cfg.BufferEntries/2
+		// The oldest entry not yet durable: in the oldest flush waiting
+		// for its fsync, else pending.
 		late := in.npending > 0 && time.Since(in.pendingSince) > in.cfg.FlushInterval/2
-		flushed := in.flushed
+		flushed, next := in.flushed, in.flushed
+		if len(in.unsynced) > 0 {
+			f := in.unsynced[0]
+			late, next = time.Since(f.since) > in.cfg.FlushInterval/2, f.flushed
+		}
 		in.mu.Unlock()
 		if !full && (!late || stalled) {
 			return
+		}
+		if !full {
+			flushed = next // late: until the oldest entry is durable
 		}
 		if start.IsZero() {
 			start = time.Now()
@@ -384,23 +402,62 @@ func (in *Ingester) Run(ctx context.Context) error {
 	return errors.Join(err, in.spool.close())
 }
 
+// flushesInFlight bounds the flushes written and not yet through their
+// fsync: one fsyncing while the next one's frames are written. A third
+// waits (its entries stay pending, where Admit sees them).
+const flushesInFlight = 2
+
+// unsyncedFlush is what Admit knows of a flush waiting for its fsync.
+type unsyncedFlush struct {
+	since   time.Time     // its oldest entry added
+	flushed chan struct{} // closed once it is fsynced
+}
+
+// flushJob is a flush whose frames are written, on its way to the syncer.
+type flushJob struct {
+	since, start, wrote time.Time // oldest entry added, flush started, frames written
+	entries             int
+	flushed             chan struct{} // closed once it is through its fsync
+}
+
 func (in *Ingester) spoolLoop(ctx context.Context) error {
-	// Group commit: a flush starts as soon as records are pending and the
-	// previous flush is done, but no sooner than gap after the previous
-	// one started, so there are at most 1/gap fsyncs a second and every
-	// record received during a flush shares the next one. The ticker is a
-	// safety net only.
+	// Group commit: a flush starts as soon as records are pending and
+	// fewer than flushesInFlight flushes wait for their fsync, but no
+	// sooner than gap after the previous one started, so there are at
+	// most 1/gap flushes a second and every record received meanwhile
+	// shares the next one. The ticker is a safety net only. The fsyncs
+	// run in the syncer goroutine, so a flush's encoding and write(2)
+	// overlap the previous flush's fsync instead of waiting for it.
 	gap := max(in.cfg.FlushInterval/10, time.Millisecond)
 	t := time.NewTicker(in.cfg.FlushInterval)
 	defer t.Stop()
 	wait := time.NewTimer(0)
 	defer wait.Stop()
+	jobs := make(chan *flushJob, flushesInFlight)
+	slots := make(chan struct{}, flushesInFlight)
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		in.syncer(jobs, slots)
+	}()
 	var buf []byte
 	var last time.Time
+	flush := func() {
+		slots <- struct{}{} // freed by the syncer
+		if job := in.flush(&buf); job != nil {
+			jobs <- job
+		} else {
+			<-slots
+		}
+	}
+	defer func() {
+		close(jobs)
+		<-synced // every written frame through its fsync and handed on
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			in.flush(&buf)
+			flush()
 			return nil
 		case <-t.C:
 		case <-in.kick:
@@ -409,25 +466,31 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 			wait.Reset(d)
 			select {
 			case <-ctx.Done():
-				in.flush(&buf)
+				flush()
 				return nil
 			case <-wait.C:
 			}
 		}
 		last = time.Now()
-		in.flush(&buf)
+		flush()
 	}
 }
 
-// flush moves the buffer into the spool, in BatchSize frames, with one
-// fsync for all of them, then hands the frames to the store writer.
-func (in *Ingester) flush(buf *[]byte) {
+// flush moves the buffer into the spool, in BatchSize frames, written
+// but not yet fsynced, and hands the frames to the store writer (which
+// does not need them fsynced: a batch stored before its frame is durable
+// is skipped at replay by the store's head); it returns the flush for the
+// syncer (nil: nothing written, and its waiters are let go).
+func (in *Ingester) flush(buf *[]byte) *flushJob {
 	in.mu.Lock()
 	pending, since, flushed := in.pending, in.pendingSince, in.flushed
+	if in.npending > 0 {
+		// Taken, not yet durable: Admit keeps seeing its age.
+		in.unsynced = append(in.unsynced, unsyncedFlush{since: since, flushed: flushed})
+	}
 	in.pending, in.npending = nil, 0
 	in.flushed = make(chan struct{})
 	in.mu.Unlock()
-	defer close(flushed)
 	start := time.Now()
 	if len(pending) > 0 {
 		in.m.FlushWait.Observe(start.Sub(since).Seconds())
@@ -449,32 +512,87 @@ func (in *Ingester) flush(buf *[]byte) {
 		}
 	}
 	if len(written) == 0 {
-		return
+		in.synced(flushed)
+		return nil
 	}
-	synced := true
 	wrote := time.Now()
 	in.m.FlushWrite.Observe(wrote.Sub(start).Seconds())
-	if err := in.spool.sync(); err != nil {
-		// The frames are written (the store writer still gets them) but
-		// not known to be on disk.
-		synced = false
-		in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
-	} else {
-		in.m.FlushSync.Observe(time.Since(wrote).Seconds())
-		lag := time.Since(since).Seconds()
-		in.m.SyncLag.Set(lag)
-		in.m.SyncLags.Observe(lag)
+	// Now, not after the fsync: the store loop reads from disk the
+	// frames written and not handed over (its catch-up), which would
+	// then be every frame waiting for its fsync.
+	n := in.handOff(written)
+	return &flushJob{since: since, start: start, wrote: wrote, entries: n, flushed: flushed}
+}
+
+// syncer makes written flushes durable, in order: it takes every flush
+// waiting (the one in progress may have written more meanwhile), fsyncs
+// once for all of them and only then counts them spooled and lets their
+// waiters go. A flush is thus never reported durable before an earlier
+// one. It frees one of slots per flush and returns when jobs is closed
+// and drained.
+func (in *Ingester) syncer(jobs <-chan *flushJob, slots <-chan struct{}) {
+	var batch []*flushJob
+	for job := range jobs {
+		batch = append(batch[:0], job)
+	more:
+		for {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
+		err := in.spool.sync()
+		done := time.Now()
+		if err != nil {
+			// The frames are written (the store writer has them) but not
+			// known to be on disk.
+			in.log.Error("access-log spool fsync failed: entries are not crash-safe until stored", "error", err)
+		}
+		for _, j := range batch {
+			if err == nil {
+				in.m.Spooled.Add(float64(j.entries))
+				// Its fsync part: from its frames' write to the return of
+				// the fsync that covers them (the one in progress at the
+				// time, if any, then this one).
+				in.m.FlushSync.Observe(done.Sub(j.wrote).Seconds())
+				lag := done.Sub(j.since).Seconds()
+				in.m.SyncLag.Set(lag)
+				in.m.SyncLags.Observe(lag)
+			}
+			in.synced(j.flushed)
+			<-slots
+		}
+		in.m.SpoolBytes.Set(float64(in.spool.size()))
+		if err := in.spool.preparerErr(); err != nil {
+			in.log.Warn("access-log spool could not prepare or recycle a segment: flushes fsync a growing file meanwhile", "error", err)
+		}
 	}
-	in.m.SpoolBytes.Set(float64(in.spool.size()))
-	if err := in.spool.preparerErr(); err != nil {
-		in.log.Warn("access-log spool could not prepare or recycle a segment: flushes fsync a growing file meanwhile", "error", err)
+}
+
+// synced lets the waiters of a flush go: it is fsynced (or nothing of it
+// was written).
+func (in *Ingester) synced(flushed chan struct{}) {
+	in.mu.Lock()
+	// The oldest one but for a flush that wrote nothing.
+	if i := slices.IndexFunc(in.unsynced, func(u unsyncedFlush) bool { return u.flushed == flushed }); i >= 0 {
+		in.unsynced = slices.Delete(in.unsynced, i, i+1)
 	}
+	in.mu.Unlock()
+	close(flushed)
+}
+
+// handOff gives a flush's frames to the store writer, in memory while it
+// keeps up, else they wait on disk, and returns their entries.
+func (in *Ingester) handOff(written []memBatch) (entries int) {
 	for _, b := range written {
 		n := len(b.recs)
+		entries += n
 		in.m.Buffered.Sub(float64(n))
-		if synced {
-			in.m.Spooled.Add(float64(n))
-		}
 		if in.inMem.Add(int64(n)) <= int64(max(in.cfg.StoreBatch, 4*in.cfg.BatchSize)) {
 			select {
 			case in.handoff <- b:
@@ -490,6 +608,7 @@ func (in *Ingester) flush(buf *[]byte) {
 			in.recycle(b.recs)
 		}
 	}
+	return entries
 }
 
 // spoolDay writes records of one UTC day as BatchSize frames (not yet

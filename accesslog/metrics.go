@@ -14,7 +14,7 @@ type Metrics struct {
 	StoreErrors prometheus.Counter     // failed store writes (retried)
 	Buffered    prometheus.Gauge       // entries in memory, not yet in the spool
 	SyncLag     prometheus.Gauge       // at the last spool fsync, seconds since its oldest entry was received
-	SyncLags    prometheus.Histogram   // the same, for every spool fsync: the crash-loss window
+	SyncLags    prometheus.Histogram   // the same, for every spool flush at its fsync: the crash-loss window
 	SpoolBytes  prometheus.Gauge       // bytes in the spool
 	Backlog     prometheus.Gauge       // spool batches not yet stored
 	WriteTime   prometheus.Histogram   // seconds per batch write to the store
@@ -23,7 +23,9 @@ type Metrics struct {
 
 	// The crash-loss window of each spool flush in its parts: how long its
 	// oldest entry had waited when the flush started, the encoding and
-	// write(2) of its frames, and its fsync.
+	// write(2) of its frames, and from then to the return of the fsync
+	// that covers them (an fsync in progress, which the write overlapped,
+	// then the next one).
 	FlushWait  prometheus.Histogram
 	FlushWrite prometheus.Histogram
 	FlushSync  prometheus.Histogram
@@ -44,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_store_errors_total", Help: "Failed batch writes to the store (retried)."}),
 		Buffered:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_buffered_entries", Help: "Entries in memory not yet in the spool."}),
 		SyncLag:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_sync_lag_seconds", Help: "At the last spool fsync, how long its oldest entry had waited in memory since it was received: what a crash just before that fsync would have lost."}),
-		SyncLags:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_sync_lag_hist_seconds", Help: "Per spool fsync, how long its oldest entry had waited in memory since it was received (the crash-loss window).", Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}}),
+		SyncLags:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_sync_lag_hist_seconds", Help: "Per spool flush, at the return of the fsync that made it durable, how long its oldest entry had waited since it was received (the crash-loss window).", Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}}),
 		SpoolBytes:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_bytes", Help: "Bytes in the on-disk spool."}),
 		Backlog:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "gatehouse_accesslog_spool_backlog_batches", Help: "Spooled batches not yet stored."}),
 		WriteTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_store_write_seconds", Help: "Time per batch write to the store.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -52,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Throttled:   prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_receive_throttled_seconds_total", Help: "Seconds ALS streams waited before reading on because the spool flush was late (backpressure to Envoy)."}),
 		FlushWait:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_flush_wait_seconds", Help: "Per spool flush, how long its oldest entry had waited since it was received when the flush started (the first part of the crash-loss window).", Buckets: flushBuckets}),
 		FlushWrite:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_flush_write_seconds", Help: "Per spool flush, the time to encode and write its frames (before the fsync).", Buckets: flushBuckets}),
-		FlushSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_fsync_seconds", Help: "Per spool flush, the time its fsync took.", Buckets: flushBuckets}),
+		FlushSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_fsync_seconds", Help: "Per spool flush, from the end of its write to the return of the fsync that made it durable (including the end of an fsync in progress).", Buckets: flushBuckets}),
 	}
 	for _, r := range []string{"buffer_full", "spool_full", "spool_error"} {
 		m.Dropped.WithLabelValues(r)

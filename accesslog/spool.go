@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -68,6 +69,16 @@ type spool struct {
 	done    chan struct{}
 	closed  bool
 	prepErr error // the preparer's last error, logged by the ingester
+	// syncing is set while sync runs its fdatasync outside mu; a segment
+	// rotate closes meanwhile waits in retired for sync to close it.
+	syncing bool
+	retired []*os.File
+	// fsync makes a segment's written frames durable (fdatasync; tests
+	// slow it down).
+	fsync func(*os.File) error
+	// framesRead counts the frames read back (replay and the store's
+	// catch-up), for tests.
+	framesRead atomic.Uint64
 }
 
 type segment struct {
@@ -112,7 +123,7 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: max(segBytes, 2*segHeader), next: 1,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fsync: fdatasync}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
@@ -433,16 +444,33 @@ func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 	return seq, buf, nil
 }
 
-// sync fsyncs the active segment's data (rotate fsyncs a segment it
-// closes). In a recycled segment that is fdatasync of pages within the
-// file's size: no metadata to commit.
+// sync makes every frame written before the call durable: it fsyncs the
+// active segment's data (rotate fsyncs a segment before it closes it, so
+// frames in older segments are durable already). In a recycled segment
+// that is fdatasync of pages within the file's size: no metadata to
+// commit. The fdatasync runs outside mu, so frames of the next flush are
+// written meanwhile (they are durable only after the next sync); one sync
+// runs at a time.
 func (s *spool) sync() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.active == nil {
+	f := s.active
+	s.syncing = f != nil
+	s.mu.Unlock()
+	if f == nil {
 		return nil
 	}
-	if err := fdatasync(s.active); err != nil {
+	err := s.fsync(f)
+	s.mu.Lock()
+	s.syncing = false
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
+	for _, r := range retired {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("spool: fsync: %w", err)
 	}
 	return nil
@@ -454,11 +482,17 @@ func (s *spool) sync() error {
 func (s *spool) rotate(seq uint64) error {
 	if s.active != nil {
 		// Frames written since the last sync must be on disk before the
-		// segment is closed.
-		if err := fdatasync(s.active); err != nil {
+		// segment is closed, and before any frame goes into the next one:
+		// a frame never reaches the disk ahead of an earlier one in
+		// another file (a later segment's frames after a gap would stop
+		// the next start, see missing).
+		if err := s.fsync(s.active); err != nil {
 			return fmt.Errorf("spool: fsync: %w", err)
 		}
-		if err := s.active.Close(); err != nil {
+		if s.syncing {
+			// sync is fsyncing it outside mu: it closes it when done.
+			s.retired = append(s.retired, s.active)
+		} else if err := s.active.Close(); err != nil {
 			return fmt.Errorf("spool: closing segment: %w", err)
 		}
 		s.active = nil
@@ -681,11 +715,15 @@ func (s *spool) read(from, to uint64, fn func(seq uint64, recs []Record) error) 
 	s.mu.Lock()
 	segs := slices.Clone(s.segs)
 	s.mu.Unlock()
+	count := func(seq uint64, recs []Record) error {
+		s.framesRead.Add(1)
+		return fn(seq, recs)
+	}
 	for _, seg := range segs {
 		if seg.last < from || seg.first >= to || seg.size == 0 {
 			continue
 		}
-		if err := readSegment(seg, from, to, fn); err != nil {
+		if err := readSegment(seg, from, to, count); err != nil {
 			return err
 		}
 	}
@@ -763,12 +801,16 @@ func (s *spool) close() error {
 	}
 	s.closed = true
 	close(s.stop)
-	var err error
+	var errs []error
 	if s.active != nil {
-		err = s.active.Close()
+		errs = append(errs, s.active.Close())
 		s.active = nil
 	}
+	for _, r := range s.retired {
+		errs = append(errs, r.Close())
+	}
+	s.retired = nil
 	s.mu.Unlock()
 	<-s.done
-	return err
+	return errors.Join(errs...)
 }

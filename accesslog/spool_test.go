@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -255,7 +256,7 @@ func zeroSegment(t *testing.T, sp *spool, no uint64, segBytes int64) freeSeg {
 // continues in a new segment, and still reads the same after a second
 // restart (the torn segment is no longer the newest).
 func TestSpoolTornFrameThenZerosOrGarbage(t *testing.T) {
-	for _, tail := range []string{"zeros", "garbage", "frame of another salt", "unsalted frame"} {
+	for _, tail := range []string{"zeros", "garbage", "frame of another salt", "unsalted frame", "later frame after a torn one"} {
 		t.Run(tail, func(t *testing.T) {
 			const segBytes = 64 << 10
 			dir := t.TempDir()
@@ -295,6 +296,14 @@ func TestSpoolTornFrameThenZerosOrGarbage(t *testing.T) {
 				for i := range after {
 					after[i] = byte(i*7 + 3)
 				}
+			case "later frame after a torn one":
+				// Power lost while two flushes were in flight: the later
+				// one's frame reached the disk, the earlier one's did not
+				// (whole); neither was reported durable.
+				payload := encodeBatch(nil, 7, testRecs(3, "later"))
+				after = binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))
+				after = binary.LittleEndian.AppendUint32(after, frameCRC(seg.salt, true, payload))
+				after = append(after, payload...)
 			case "frame of another salt", "unsalted frame":
 				payload := encodeBatch(nil, 6, testRecs(3, "evil"))
 				after = binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))
@@ -306,7 +315,7 @@ func TestSpoolTornFrameThenZerosOrGarbage(t *testing.T) {
 				t.Fatal(err)
 			}
 			at := end
-			if tail == "zeros" || tail == "garbage" {
+			if tail == "zeros" || tail == "garbage" || tail == "later frame after a torn one" {
 				if _, err := f.WriteAt(torn, end); err != nil {
 					t.Fatal(err)
 				}
@@ -493,5 +502,82 @@ func TestSpoolMissingFramesStopTheStart(t *testing.T) {
 	}
 	if err := sp.missing(mid.last + 1); err != nil {
 		t.Fatalf("frames already stored reported missing: %v", err)
+	}
+}
+
+// TestSpoolRotatesWhileAnFsyncRuns: sync fsyncs outside the spool's lock,
+// so frames are written, and the segment rotated, while it runs; the
+// segment it is fsyncing is closed only after it returns (not under it),
+// and every frame reads back after a restart.
+func TestSpoolRotatesWhileAnFsyncRuns(t *testing.T) {
+	dir := t.TempDir()
+	const segBytes = 16 << 10
+	sp, err := openSpool(dir, 1<<30, segBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	sp.fsync = func(f *os.File) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return fdatasync(f)
+	}
+	var buf []byte
+	if _, buf, err = sp.write(buf, testRecs(20, "a")); err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- sp.sync() }()
+	<-entered
+	// Frames go on while the fsync runs, into a new segment and beyond.
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < 60 && err == nil; i++ {
+			_, buf, err = sp.write(buf, testRecs(20, "b"))
+		}
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("frames were not written while an fsync ran")
+	}
+	sp.mu.Lock()
+	nsegs, nretired := len(sp.segs), len(sp.retired)
+	sp.mu.Unlock()
+	if nsegs < 3 || nretired < 2 {
+		t.Fatalf("%d segments, %d waiting to be closed: no rotation during the fsync", nsegs, nretired)
+	}
+	close(release)
+	if err := <-synced; err != nil {
+		t.Fatalf("the fsync of a segment rotated meanwhile: %v", err)
+	}
+	sp.mu.Lock()
+	nretired = len(sp.retired)
+	sp.mu.Unlock()
+	if nretired != 0 {
+		t.Fatalf("%d rotated segments still open after the fsync", nretired)
+	}
+	if err := sp.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.close(); err != nil {
+		t.Fatal(err)
+	}
+	sp, err = openSpool(dir, 1<<30, segBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	if got := readAll(t, sp, 1); !slices.Equal(got, seqRange(1, 61)) {
+		t.Fatalf("after a restart read frames %v, want 1 to 61", got)
 	}
 }
