@@ -292,3 +292,22 @@ func TestSpoolMovedAwayKeepsStoring(t *testing.T) {
 		t.Fatalf("verify: %+v %v", res, err)
 	}
 }
+
+// TestBufferedGaugeCountsWhatWasAdded: gatehouse_accesslog_buffered_entries
+// rises by what Add took and falls by what reached the spool, so it is
+// back at zero once everything is stored (it went negative when Add
+// counted the records it had already moved into chunks: none).
+func TestBufferedGaugeCountsWhatWasAdded(t *testing.T) {
+	dir := t.TempDir()
+	db := openDuck(t, filepath.Join(dir, "logs.duckdb"))
+	r := runIngester(t, accesslog.IngesterConfig{Store: db, SpoolDir: filepath.Join(dir, "spool"), BatchSize: 50, StoreBatch: 50,
+		FlushInterval: 20 * time.Millisecond, StoreDelay: time.Millisecond, StopGrace: time.Second})
+	recs := accesslogtest.RandomRecords(11, 300, time.Now().UTC().Add(-time.Hour), time.Minute)
+	for i := 0; i < len(recs); i += 30 {
+		r.in.Add(recs[i : i+30]...)
+	}
+	testenv.WaitFor(t, "every entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == float64(len(recs)) })
+	if got := testutil.ToFloat64(r.m.Buffered); got != 0 {
+		t.Fatalf("buffered entries gauge %v once all %d entries are stored, want 0", got, len(recs))
+	}
+}

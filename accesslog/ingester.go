@@ -291,6 +291,7 @@ func (in *Ingester) Add(recs ...Record) {
 		in.pendingSince = time.Now()
 	}
 	in.npending += len(recs)
+	added := len(recs)
 	for len(recs) > 0 {
 		last := len(in.pending) - 1
 		if last < 0 || len(in.pending[last]) == cap(in.pending[last]) {
@@ -304,7 +305,7 @@ func (in *Ingester) Add(recs ...Record) {
 	}
 	n := in.npending
 	in.mu.Unlock()
-	in.m.Buffered.Add(float64(len(recs)))
+	in.m.Buffered.Add(float64(added))
 	if first || n >= in.cfg.BatchSize {
 		select {
 		case in.kick <- struct{}{}:
