@@ -2,6 +2,8 @@ package spec
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,4 +186,31 @@ func mustCompile(t *testing.T, env *cel.Env, expr string) *cel.Ast {
 		t.Fatalf("%q: %v", expr, iss.Err())
 	}
 	return ast
+}
+
+// TestCheckRequestRegexp: CheckRequestRegexp gives CheckRegexp's verdict
+// and text for every pattern of the tables, and refuses a short pattern
+// that expands to a huge program from its parse tree: it allocates a
+// small fraction of what building the program would (bytes, not time).
+func TestCheckRequestRegexp(t *testing.T) {
+	patterns := []string{`^/items/[0-9]+$`, `(`, `a{2,1}`, `\p{Nope}`, ``, `(?i)x`, `(a{10}){10}`, `a{1001}`, `.*`}
+	for _, s := range re2Sizes {
+		patterns = append(patterns, s.expr)
+	}
+	for _, p := range patterns {
+		if got, want := CheckRequestRegexp(p), CheckRegexp(p); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%q: CheckRequestRegexp %v, CheckRegexp %v", p, got, want)
+		}
+	}
+	huge := strings.Repeat("a{1000}", 1000) // a million instructions
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	err := CheckRequestRegexp(huge)
+	runtime.ReadMemStats(&m1)
+	if err == nil || !strings.HasPrefix(err.Error(), "too complex for Envoy") {
+		t.Fatalf("huge pattern: %v", err)
+	}
+	if n := m1.TotalAlloc - m0.TotalAlloc; n > 16<<20 {
+		t.Errorf("refusing a 7 KB pattern allocated %d MiB: the program was built", n>>20)
+	}
 }
