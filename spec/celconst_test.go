@@ -214,3 +214,41 @@ func TestCheckRequestRegexp(t *testing.T) {
 		t.Errorf("refusing a 7 KB pattern allocated %d MiB: the program was built", n>>20)
 	}
 }
+
+// FuzzCELAcceptedLoads: whatever expression validation accepts, the authz
+// sidecar's planning (Program with OptOptimize) accepts too. Seeded from
+// the refusal and acceptance tables and the CEL seeds.
+func FuzzCELAcceptedLoads(f *testing.F) {
+	for _, c := range celPlanRefused {
+		f.Add(c.expr)
+	}
+	for _, e := range celPlanAccepted {
+		f.Add(e)
+	}
+	for _, e := range celSeeds {
+		f.Add(e)
+	}
+	env, err := NewCELEnv()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		if len(expr) > 1024 {
+			return
+		}
+		chk, err := NewCELChecker()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chk.Check(expr) != nil {
+			return
+		}
+		ast, iss := env.Compile(expr)
+		if iss.Err() != nil {
+			t.Fatalf("%q: validation accepts it, cel-go does not compile it: %v", expr, iss.Err())
+		}
+		if _, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
+			t.Fatalf("%q: validation accepts it, the sidecar would refuse it: %v", expr, err)
+		}
+	})
+}
