@@ -1,7 +1,9 @@
 package authz
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -104,6 +106,35 @@ func TestUpdateRefusesBadLiteralPattern(t *testing.T) {
 		}
 		if d := e.Decide(context.Background(), Request{RouteID: "petstore/read", Headers: bearer(token(nil))}); !d.Allow {
 			t.Fatalf("%s: last good policy not kept: %+v", when, d)
+		}
+	}
+}
+
+// TestCELDynamicPatternErrorNotLogged: a pattern made of a header that
+// carries a secret (here the cookie) and does not pass is a rule error
+// whose debug log says why without quoting any of the header (Go's parse
+// error ends with the offending part of the pattern).
+func TestCELDynamicPatternErrorNotLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := compile(t, string(authntest.JWKS(key())))
+	p.Routes[1].Rules = []Rule{{Allow: false, When: `request.path.matches(request.headers["cookie"])`}, {Allow: true}}
+	e, _ := newEngine(t, Options{Log: log}, p)
+	const secret = "s3cr3t-session"
+	for _, v := range []string{"sid=" + secret + "(", "sid=" + secret + "[z-a]", "sid=" + secret + "\\p{Nope}", "sid=" + secret + strings.Repeat("a{1000}", 20)} {
+		buf.Reset()
+		h := bearer(token(nil))
+		h["cookie"] = v
+		d := e.Decide(context.Background(), Request{RouteID: "petstore/open", Path: "/any", Headers: h})
+		if d.Allow || d.ReasonCode != ReasonRuleError {
+			t.Fatalf("%q: %+v", v, d)
+		}
+		out := buf.String()
+		if !strings.Contains(out, "the pattern from the request is refused") {
+			t.Fatalf("%q: the log does not say why: %s", v, out)
+		}
+		if strings.Contains(out, secret) {
+			t.Fatalf("%q: the log quotes the header:\n%s", v, out)
 		}
 	}
 }

@@ -1,7 +1,8 @@
 package authz
 
 import (
-	"fmt"
+	"errors"
+	"regexp/syntax"
 
 	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
@@ -65,8 +66,18 @@ func patternError(p ref.Val) ref.Val {
 	if !ok {
 		return nil
 	}
-	if err := spec.CheckRequestRegexp(string(s)); err != nil {
-		return types.WrapErr(fmt.Errorf("matches: the pattern from the request is refused: %w", err))
+	err := spec.CheckRequestRegexp(string(s))
+	if err == nil {
+		return nil
 	}
-	return nil
+	// The pattern may be made of a header that carries a credential
+	// (request.headers["authorization"]); the error, which the engine
+	// logs, says why without quoting any of it (Go's parse error ends
+	// with the offending part of the pattern).
+	why := err.Error()
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		why = "error parsing regexp: " + string(se.Code)
+	}
+	return types.NewErr("matches: the pattern from the request is refused: %s", why)
 }
