@@ -22,9 +22,10 @@ import (
 //
 // The environment (NewCELEnv) declares CEL's standard library and no
 // extension, so matches is its only function that takes a regex. A
-// pattern that is not a literal (built from request data) is compiled
-// when the rule runs; a bad one is an evaluation error, which the authz
-// engine treats as a rule that cannot be evaluated (it fails closed).
+// pattern that is not a literal (built from request data) is checked by
+// the authz engine on each evaluation with the same rules
+// (CheckRequestRegexp, authz/celpattern.go); a refused one is an
+// evaluation error, a rule that cannot be evaluated (it fails closed).
 //
 // checkWhenConstants refuses what planning would refuse, so that
 // validation refuses what a sidecar would: every literal matches pattern
