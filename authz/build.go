@@ -320,7 +320,8 @@ func (b *builder) route(rp RoutePolicy, providers map[string]*provider, forward 
 			if err != nil {
 				return nil, fmt.Errorf("rules[%d].when: %w", i, err)
 			}
-			prg, err := b.e.env.Program(ast, cel.CostLimit(b.e.opts.CELCostLimit), cel.EvalOptions(cel.OptOptimize))
+			prg, err := b.e.env.Program(ast, cel.CostLimit(b.e.opts.CELCostLimit), cel.EvalOptions(cel.OptOptimize),
+				cel.CustomDecoratorV2(checkRequestPatterns))
 			if err != nil {
 				return nil, fmt.Errorf("rules[%d].when: %w", i, err)
 			}

@@ -17,7 +17,10 @@ func NewCELEnv() (*cel.Env, error) {
 	)
 }
 
-// CompileWhen type-checks a `when` expression and requires a boolean result.
+// CompileWhen type-checks a `when` expression and requires a boolean
+// result. It also refuses what the authz sidecar would refuse when it
+// plans the expression (checkWhenConstants): a literal matches pattern
+// that CheckRegexp refuses, a conversion of a constant that fails.
 func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
@@ -25,6 +28,9 @@ func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("CEL expression must be boolean, but its type is %s (compare it, e.g. `... == \"x\"`)", ast.OutputType())
+	}
+	if err := checkWhenConstants(env, ast); err != nil {
+		return nil, fmt.Errorf("CEL does not compile: %w", err)
 	}
 	return ast, nil
 }

@@ -45,7 +45,7 @@ package spec
 // !, && and || take bool or dyn. Every one of these yields bool. The
 // calls: x.startsWith(y), x.endsWith(y) and x.contains(y) take a string
 // or dyn x and y and yield bool; x.matches("re") takes a string or dyn x
-// and a string literal that CheckRegexp accepts, and yields bool;
+// and a string literal that celPattern (CheckRegexp) accepts, and yields bool;
 // size(x) and x.size() take a string, list, map or dyn and yield int;
 // has(request.a.b) yields bool. The whole expression must be bool (not
 // dyn), as CompileWhen requires.
@@ -450,7 +450,8 @@ func sizeable(t celType) bool {
 //	matches (string, string literal) -> bool
 //	size () -> int (string, list or map)
 //
-// where string may be dyn. A regex that CheckRegexp would refuse, a
+// where string may be dyn. A pattern that celPattern refuses (cel-go's
+// path gives it its error, checkWhenConstants), a
 // pattern that is not a literal, any other name or argument count is
 // left to cel-go.
 func (p *celFast) method(recv celType, name string, depth int) celType {
@@ -471,7 +472,7 @@ func (p *celFast) method(recv celType, name string, depth int) celType {
 		}
 		pattern := p.src[p.start+1 : p.pos-1]
 		p.next()
-		if !p.ok || checkRegexp(pattern) != nil {
+		if !p.ok || celPattern(pattern) != nil {
 			return p.fail()
 		}
 		p.closeCall()

@@ -1,0 +1,111 @@
+package spec
+
+import (
+	"fmt"
+
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/overloads"
+	"cel.dev/cel-go/common/types"
+)
+
+// What cel-go's type checker leaves to later: a `when` expression can
+// type-check and still be refused when the authz sidecar plans it
+// (Program with OptOptimize, authz/build.go), because planning evaluates
+// some calls whose arguments are constants:
+//
+//   - matches (both overloads: x.matches(p) and matches(x, p)): a literal
+//     pattern is compiled by Go's regexp package ("error parsing regexp");
+//   - the type conversions (bool, bytes, double, duration, dyn, int,
+//     string, timestamp, type, uint) of a constant: evaluated once
+//     (int("x"), timestamp("bad"), string(b"\xff") fail).
+//
+// The environment (NewCELEnv) declares CEL's standard library and no
+// extension, so matches is its only function that takes a regex. A
+// pattern that is not a literal (built from request data) is checked by
+// the authz engine on each evaluation with the same rules
+// (CheckRequestRegexp, authz/celpattern.go); a refused one is an
+// evaluation error, a rule that cannot be evaluated (it fails closed).
+//
+// checkWhenConstants refuses what planning would refuse, so that
+// validation refuses what a sidecar would: every literal matches pattern
+// must pass celPattern (the rules and limit of path regexes, stricter than
+// Go's regexp), and an expression with a conversion of a constant is
+// planned the way the sidecar plans it.
+func checkWhenConstants(env *cel.Env, ast *cel.Ast) error {
+	native := ast.NativeRep()
+	var first error
+	plan := false
+	celast.PreOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if first != nil || e.Kind() != celast.CallKind {
+			return
+		}
+		call := e.AsCall()
+		args := call.Args()
+		switch fn := call.FunctionName(); {
+		case fn == overloads.Matches:
+			// x.matches(p): the pattern is the only argument;
+			// matches(x, p): the second.
+			var p celast.Expr
+			switch {
+			case call.IsMemberFunction() && len(args) == 1:
+				p = args[0]
+			case !call.IsMemberFunction() && len(args) == 2:
+				p = args[1]
+			default:
+				return
+			}
+			if p.Kind() != celast.LiteralKind {
+				return
+			}
+			s, ok := p.AsLiteral().(types.String)
+			if !ok {
+				return
+			}
+			if err := celPattern(string(s)); err != nil {
+				loc := native.SourceInfo().GetStartLocation(p.ID())
+				first = fmt.Errorf("the pattern %s of matches (line %d, column %d) is an invalid regex: %w", quotePattern(string(s)), loc.Line(), loc.Column()+1, err)
+			}
+		case overloads.IsTypeConversionFunction(fn) && len(args) == 1 && constantExpr(args[0]):
+			plan = true
+		}
+	}))
+	if first != nil {
+		return first
+	}
+	if plan {
+		if _, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
+			return fmt.Errorf("a constant part cannot be evaluated (the authz sidecar evaluates conversions of constants when it loads the rule, and would refuse the policy): %w", err)
+		}
+	}
+	return nil
+}
+
+// celPattern reports whether a literal pattern of CEL's matches is
+// accepted: the same rules, limit and error text as a path or header
+// regex (CheckRegexp, without its memo: CELChecker remembers the verdict
+// of the whole expression). Both ways a `when` expression is validated
+// (the fast verdict and cel-go's checked expression) use it.
+func celPattern(pattern string) error { return checkRegexp(pattern) }
+
+// constantExpr reports whether e reads no variable: literals, and lists,
+// maps and calls of constants (what cel-go's planner may fold).
+func constantExpr(e celast.Expr) bool {
+	ok := true
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(x celast.Expr) {
+		switch x.Kind() {
+		case celast.IdentKind, celast.SelectKind, celast.ComprehensionKind, celast.StructKind, celast.UnspecifiedExprKind:
+			ok = false
+		}
+	}))
+	return ok
+}
+
+// quotePattern quotes a pattern for an error message, cut to 64 bytes.
+func quotePattern(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q...", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}
