@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 
 	"github.com/gatehouse-edge/gatehouse/authn"
 	"github.com/gatehouse-edge/gatehouse/spec"
@@ -66,6 +67,7 @@ type rule struct {
 	scopes []string
 	claims []claimMatch
 	prg    cel.Program
+	src    *celast.SourceInfo // of the `when`, for error positions
 }
 
 type claimMatch struct{ name, value string }
@@ -325,7 +327,7 @@ func (b *builder) route(rp RoutePolicy, providers map[string]*provider, forward 
 			if err != nil {
 				return nil, fmt.Errorf("rules[%d].when: %w", i, err)
 			}
-			ru.prg = prg
+			ru.prg, ru.src = prg, ast.NativeRep().SourceInfo()
 		}
 		r.rules = append(r.rules, ru)
 	}

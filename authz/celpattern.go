@@ -1,9 +1,6 @@
 package authz
 
 import (
-	"errors"
-	"regexp/syntax"
-
 	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
@@ -73,11 +70,6 @@ func patternError(p ref.Val) ref.Val {
 	// The pattern may be made of a header that carries a credential
 	// (request.headers["authorization"]); the error, which the engine
 	// logs, says why without quoting any of it (Go's parse error ends
-	// with the offending part of the pattern).
-	why := err.Error()
-	var se *syntax.Error
-	if errors.As(err, &se) {
-		why = "error parsing regexp: " + string(se.Code)
-	}
-	return types.NewErr("matches: the pattern from the request is refused: %s", why)
+	// with the offending part of the pattern): celerr.go.
+	return newValueFreeErr("matches: the pattern from the request is refused: " + regexpErrorText(err))
 }

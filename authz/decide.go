@@ -256,7 +256,7 @@ func (e *Engine) rules(ctx context.Context, r *route, req *Request, id *authn.Id
 			if err != nil && ru.allow {
 				// An allow rule that cannot be evaluated does not match:
 				// that grants nothing a false condition would not.
-				e.log.Debug("authz rule error; allow rule skipped", "route", r.id, "rule", ru.name, "error", err)
+				e.log.Debug("authz rule error; allow rule skipped", "route", r.id, "rule", ru.name, "error", ru.evalError(err))
 				continue
 			}
 			if err != nil {
@@ -264,7 +264,7 @@ func (e *Engine) rules(ctx context.Context, r *route, req *Request, id *authn.Id
 				// through to a later allow: fail closed.
 				d := deny(403, ReasonRuleError, ru.name+": `when` could not be evaluated")
 				d.Metadata.Rule = ru.name
-				e.log.Debug("authz rule error", "route", r.id, "rule", ru.name, "error", err)
+				e.log.Debug("authz rule error", "route", r.id, "rule", ru.name, "error", ru.evalError(err))
 				return d
 			}
 			if out != types.True {
@@ -468,15 +468,17 @@ func denyBody(status int, code, reason, requestID string) string {
 }
 
 // LogValue prints the request without credentials: header names only, and
-// no query (API keys may travel in it).
+// no query (API keys may travel in it), even when a caller left it on
+// Path.
 func (r Request) LogValue() slog.Value {
+	path, _, _ := strings.Cut(r.Path, "?")
 	names := make([]string, 0, len(r.Headers))
 	for k := range r.Headers {
 		names = append(names, k)
 	}
 	slices.Sort(names)
 	return slog.GroupValue(
-		slog.String("route", r.RouteID), slog.String("method", r.Method), slog.String("path", r.Path),
+		slog.String("route", r.RouteID), slog.String("method", r.Method), slog.String("path", path),
 		slog.String("host", r.Host), slog.String("source_ip", r.SourceIP), slog.String("principal", r.Principal),
 		slog.String("request_id", r.RequestID), slog.Any("header_names", names),
 	)
