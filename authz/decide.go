@@ -256,7 +256,9 @@ func (e *Engine) rules(ctx context.Context, r *route, req *Request, id *authn.Id
 			if err != nil && ru.allow {
 				// An allow rule that cannot be evaluated does not match:
 				// that grants nothing a false condition would not.
-				e.log.Debug("authz rule error; allow rule skipped", "route", r.id, "rule", ru.name, "error", ru.evalError(err))
+				if e.log.Enabled(ctx, slog.LevelDebug) {
+					e.log.Debug("authz rule error; allow rule skipped", "route", r.id, "rule", ru.name, "error", ru.evalError(err))
+				}
 				continue
 			}
 			if err != nil {
@@ -264,7 +266,9 @@ func (e *Engine) rules(ctx context.Context, r *route, req *Request, id *authn.Id
 				// through to a later allow: fail closed.
 				d := deny(403, ReasonRuleError, ru.name+": `when` could not be evaluated")
 				d.Metadata.Rule = ru.name
-				e.log.Debug("authz rule error", "route", r.id, "rule", ru.name, "error", ru.evalError(err))
+				if e.log.Enabled(ctx, slog.LevelDebug) {
+					e.log.Debug("authz rule error", "route", r.id, "rule", ru.name, "error", ru.evalError(err))
+				}
 				return d
 			}
 			if out != types.True {
