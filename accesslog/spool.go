@@ -84,6 +84,9 @@ type spool struct {
 	retry   time.Duration
 	// writeAt writes the zeros of a fresh segment (tests make it fail).
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
+	// paceWriteback waits until a fresh segment's chunk of zeros is on
+	// the disk (waitWriteback; tests watch it).
+	paceWriteback func(f *os.File, off, n int64) error
 	// grew: a frame written since the last sync made the active file
 	// grow (its fsync commits metadata).
 	grew bool
@@ -157,7 +160,7 @@ func openSpoolPrepared(dir string, maxBytes, segBytes int64, prepared int) (*spo
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: max(segBytes, 2*segHeader), next: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fsync: fdatasync,
-		prepared: prepared, retry: prepareRetry, writeAt: (*os.File).WriteAt}
+		prepared: prepared, retry: prepareRetry, writeAt: (*os.File).WriteAt, paceWriteback: waitWriteback}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
@@ -654,9 +657,9 @@ func (s *spool) prepareOne() bool {
 	}
 	s.fileNo++
 	path := filepath.Join(s.dir, fmt.Sprintf("w%020d.free", s.fileNo))
-	writeAt := s.writeAt
+	writeAt, pace := s.writeAt, s.paceWriteback
 	s.mu.Unlock()
-	fs, err := s.fresh(path, writeAt)
+	fs, err := s.fresh(path, writeAt, pace)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -689,13 +692,13 @@ func (s *spool) needFresh() bool {
 }
 
 // fresh writes a new free segment at path: a header with a new salt, then
-// zeros to the segment size (their writeback started every MiB, as in
-// reuse), fsynced with the directory. Zeros end a segment's frames, so an
+// zeros to the segment size (written to the disk a MiB at a time, at
+// most two in flight), fsynced with the directory. Zeros end a segment's frames, so an
 // unused fresh segment replays as nothing, also when a crash cut its
 // preparation short (found at start without frames, it is recycled or
 // deleted). It stops early when the spool closes. On an error (disk full)
 // the file is removed: flushes go to growing segments meanwhile.
-func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, error)) (freeSeg, error) {
+func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (freeSeg, error) {
 	salt, err := newSalt()
 	if err != nil {
 		return freeSeg{}, err
@@ -706,6 +709,10 @@ func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, e
 	}
 	_, err = writeAt(f, segHeaderBytes(salt), 0)
 	zeros := make([]byte, min(1<<20, s.segBytes))
+	// At most two chunks of zeros on their way to the disk at a time: a
+	// flush's fdatasync queued behind them waits for about 2 MiB, not for
+	// a whole segment's worth.
+	var prev, prevN int64
 	for off := int64(segHeader); err == nil && off < s.segBytes; {
 		select {
 		case <-s.stop:
@@ -714,10 +721,15 @@ func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, e
 		default:
 		}
 		n := min(int64(len(zeros)), s.segBytes-off)
-		if _, err = writeAt(f, zeros[:n], off); err == nil {
-			startWriteback(f, off, n)
-			off += n
+		if _, err = writeAt(f, zeros[:n], off); err != nil {
+			break
 		}
+		startWriteback(f, off, n)
+		if prevN > 0 {
+			err = pace(f, prev, prevN)
+		}
+		prev, prevN = off, n
+		off += n
 	}
 	if err == nil {
 		err = f.Sync()

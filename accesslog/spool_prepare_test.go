@@ -297,3 +297,57 @@ func TestSpoolDiskFullWhilePreparing(t *testing.T) {
 	sp.wake()
 	waitFree(t, sp, preparedSegments)
 }
+
+// TestSpoolFreshSegmentPacesItsZeros: a fresh segment's zeros go to the
+// disk a chunk at a time: before a chunk is written, every chunk but the
+// one just before it has been waited for (at most two in flight, so a
+// flush's fsync never queues behind a segment's worth of zeros).
+func TestSpoolFreshSegmentPacesItsZeros(t *testing.T) {
+	const segBytes = 4<<20 + 4096
+	sp, err := openSpoolPrepared(t.TempDir(), 1<<30, segBytes, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	type ev struct {
+		wait   bool
+		off, n int64
+	}
+	var evs []ev // the preparer's calls, in order (one goroutine)
+	sp.mu.Lock()
+	sp.prepared = 1
+	sp.writeAt = func(f *os.File, b []byte, off int64) (int, error) {
+		evs = append(evs, ev{off: off, n: int64(len(b))})
+		return f.WriteAt(b, off)
+	}
+	sp.paceWriteback = func(f *os.File, off, n int64) error {
+		evs = append(evs, ev{wait: true, off: off, n: n})
+		return waitWriteback(f, off, n)
+	}
+	sp.mu.Unlock()
+	sp.wake()
+	waitFree(t, sp, 1)
+	sp.mu.Lock() // the preparer is done with evs (free is set under mu)
+	defer sp.mu.Unlock()
+	checkFresh(t, sp.free[0], segBytes)
+	var chunks []ev // zeros written
+	waited := map[int64]bool{}
+	for _, e := range evs {
+		if e.wait {
+			waited[e.off] = true
+			continue
+		}
+		if e.off == 0 {
+			continue // the header
+		}
+		for _, c := range chunks[:max(0, len(chunks)-1)] {
+			if !waited[c.off] {
+				t.Fatalf("zeros at %d written while the chunk at %d was not waited for: more than two chunks in flight (%v)", e.off, c.off, evs)
+			}
+		}
+		chunks = append(chunks, e)
+	}
+	if len(chunks) < 4 {
+		t.Fatalf("%d chunks of zeros, want the segment in chunks of at most 1 MiB", len(chunks))
+	}
+}

@@ -265,7 +265,8 @@ func TestSpoolTornFrameThenZerosOrGarbage(t *testing.T) {
 		t.Run(tail, func(t *testing.T) {
 			const segBytes = 64 << 10
 			dir := t.TempDir()
-			sp, err := openSpool(dir, 1<<30, segBytes)
+			// No fresh segments from the preparer: the test puts its own.
+			sp, err := openSpoolPrepared(dir, 1<<30, segBytes, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
