@@ -82,7 +82,8 @@ type spool struct {
 	// writes none before then; retry is the pause.
 	retryAt time.Time
 	retry   time.Duration
-	// writeAt writes the zeros of a fresh segment (tests make it fail).
+	// writeAt writes the zeros of a fresh or padded segment (tests make
+	// it fail).
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
 	// paceWriteback waits until a fresh segment's chunk of zeros is on
 	// the disk (waitWriteback; tests watch it).
@@ -635,8 +636,9 @@ func (s *spool) prepareOne() bool {
 	if len(s.recycle) > 0 {
 		seg := s.recycle[0]
 		s.recycle = s.recycle[1:]
+		writeAt, pace := s.writeAt, s.paceWriteback
 		s.mu.Unlock()
-		fs, err := s.reuse(seg.path)
+		fs, err := s.reuse(seg.path, writeAt, pace)
 		if err != nil {
 			if rerr := os.Remove(seg.path); rerr != nil && !os.IsNotExist(rerr) {
 				err = errors.Join(err, fmt.Errorf("spool: removing stored segment: %w", rerr))
@@ -707,29 +709,8 @@ func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, e
 	if err != nil {
 		return freeSeg{}, fmt.Errorf("spool: preparing segment: %w", err)
 	}
-	_, err = writeAt(f, segHeaderBytes(salt), 0)
-	zeros := make([]byte, min(1<<20, s.segBytes))
-	// At most two chunks of zeros on their way to the disk at a time: a
-	// flush's fdatasync queued behind them waits for about 2 MiB, not for
-	// a whole segment's worth.
-	var prev, prevN int64
-	for off := int64(segHeader); err == nil && off < s.segBytes; {
-		select {
-		case <-s.stop:
-			err = errors.New("spool closed")
-			continue
-		default:
-		}
-		n := min(int64(len(zeros)), s.segBytes-off)
-		if _, err = writeAt(f, zeros[:n], off); err != nil {
-			break
-		}
-		startWriteback(f, off, n)
-		if prevN > 0 {
-			err = pace(f, prev, prevN)
-		}
-		prev, prevN = off, n
-		off += n
+	if _, err = writeAt(f, segHeaderBytes(salt), 0); err == nil {
+		_, err = s.writeZeros(f, segHeader, writeAt, pace)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -747,12 +728,42 @@ func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, e
 	return freeSeg{path: path, salt: salt, size: s.segBytes}, nil
 }
 
+// writeZeros writes zeros to f from off to the segment size, a MiB at a
+// time, with at most two chunks on their way to the disk (pace waits for
+// the one before the last): a flush's fdatasync queued behind them waits
+// for about 2 MiB, not for a segment's worth. It stops when the spool
+// closes. wrote: f grew.
+func (s *spool) writeZeros(f *os.File, off int64, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (wrote bool, err error) {
+	zeros := make([]byte, min(1<<20, s.segBytes))
+	var prev, prevN int64
+	for off < s.segBytes {
+		select {
+		case <-s.stop:
+			return wrote, errors.New("spool closed")
+		default:
+		}
+		n := min(int64(len(zeros)), s.segBytes-off)
+		if _, err := writeAt(f, zeros[:n], off); err != nil {
+			return wrote, err
+		}
+		wrote = true
+		startWriteback(f, off, n)
+		if prevN > 0 {
+			if err := pace(f, prev, prevN); err != nil {
+				return wrote, err
+			}
+		}
+		prev, prevN = off, n
+		off += n
+	}
+	return wrote, nil
+}
+
 // reuse gives the free segment file at path (a stored segment or an empty
 // one found at start) a new salt, so that its old frames no longer pass
-// their CRC, pads it with zeros to the segment size (their writeback
-// started every MiB, so the disk queue never holds much of them ahead of
-// the spool's own fsyncs), fsyncs it and makes it free.
-func (s *spool) reuse(path string) (freeSeg, error) {
+// their CRC, pads it with zeros to the segment size (writeZeros: paced),
+// fsyncs it and makes it free.
+func (s *spool) reuse(path string, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (freeSeg, error) {
 	salt, err := newSalt()
 	if err != nil {
 		return freeSeg{}, err
@@ -765,15 +776,8 @@ func (s *spool) reuse(path string) (freeSeg, error) {
 	grew := false
 	if st, serr := f.Stat(); err == nil {
 		err = serr
-		zeros := make([]byte, min(1<<20, s.segBytes))
-		for off := st.Size(); err == nil && off < s.segBytes; {
-			n := min(int64(len(zeros)), s.segBytes-off)
-			if _, err = f.WriteAt(zeros[:n], off); err != nil {
-				break
-			}
-			startWriteback(f, off, n)
-			off += n
-			grew = true
+		if err == nil {
+			grew, err = s.writeZeros(f, st.Size(), writeAt, pace)
 		}
 	}
 	if err == nil && grew {

@@ -298,56 +298,84 @@ func TestSpoolDiskFullWhilePreparing(t *testing.T) {
 	waitFree(t, sp, preparedSegments)
 }
 
-// TestSpoolFreshSegmentPacesItsZeros: a fresh segment's zeros go to the
-// disk a chunk at a time: before a chunk is written, every chunk but the
-// one just before it has been waited for (at most two in flight, so a
-// flush's fsync never queues behind a segment's worth of zeros).
-func TestSpoolFreshSegmentPacesItsZeros(t *testing.T) {
+// TestSpoolPacesItsZeros: the zeros of a fresh segment, and the padding
+// of a recycled one shorter than the segment size, go to the disk a chunk
+// at a time: before a chunk is written, every chunk but the one just
+// before it has been waited for (at most two in flight, so a flush's
+// fsync never queues behind a segment's worth of zeros).
+func TestSpoolPacesItsZeros(t *testing.T) {
 	const segBytes = 4<<20 + 4096
-	sp, err := openSpoolPrepared(t.TempDir(), 1<<30, segBytes, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.close()
 	type ev struct {
 		wait   bool
 		off, n int64
 	}
-	var evs []ev // the preparer's calls, in order (one goroutine)
-	sp.mu.Lock()
-	sp.prepared = 1
-	sp.writeAt = func(f *os.File, b []byte, off int64) (int, error) {
-		evs = append(evs, ev{off: off, n: int64(len(b))})
-		return f.WriteAt(b, off)
-	}
-	sp.paceWriteback = func(f *os.File, off, n int64) error {
-		evs = append(evs, ev{wait: true, off: off, n: n})
-		return waitWriteback(f, off, n)
-	}
-	sp.mu.Unlock()
-	sp.wake()
-	waitFree(t, sp, 1)
-	sp.mu.Lock() // the preparer is done with evs (free is set under mu)
-	defer sp.mu.Unlock()
-	checkFresh(t, sp.free[0], segBytes)
-	var chunks []ev // zeros written
-	waited := map[int64]bool{}
-	for _, e := range evs {
-		if e.wait {
-			waited[e.off] = true
-			continue
-		}
-		if e.off == 0 {
-			continue // the header
-		}
-		for _, c := range chunks[:max(0, len(chunks)-1)] {
-			if !waited[c.off] {
-				t.Fatalf("zeros at %d written while the chunk at %d was not waited for: more than two chunks in flight (%v)", e.off, c.off, evs)
+	for _, tc := range []string{"fresh", "recycled"} {
+		t.Run(tc, func(t *testing.T) {
+			dir := t.TempDir()
+			sp, err := openSpoolPrepared(dir, 1<<30, segBytes, 0)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		chunks = append(chunks, e)
-	}
-	if len(chunks) < 4 {
-		t.Fatalf("%d chunks of zeros, want the segment in chunks of at most 1 MiB", len(chunks))
+			defer sp.close()
+			var evs []ev // the preparer's calls, in order (one goroutine)
+			writeAt := func(f *os.File, b []byte, off int64) (int, error) {
+				evs = append(evs, ev{off: off, n: int64(len(b))})
+				return f.WriteAt(b, off)
+			}
+			pace := func(f *os.File, off, n int64) error {
+				evs = append(evs, ev{wait: true, off: off, n: n})
+				return waitWriteback(f, off, n)
+			}
+			var fs freeSeg
+			if tc == "fresh" {
+				sp.mu.Lock()
+				sp.prepared, sp.writeAt, sp.paceWriteback = 1, writeAt, pace
+				sp.mu.Unlock()
+				sp.wake()
+				waitFree(t, sp, 1)
+				sp.mu.Lock() // the preparer is done with evs (free is set under mu)
+				fs = sp.free[0]
+				sp.mu.Unlock()
+				checkFresh(t, fs, segBytes)
+			} else {
+				// A stored segment of 1 MiB (left early for a free one),
+				// padded to the segment size when recycled.
+				path := filepath.Join(dir, "w00000000000000000001.free")
+				b := make([]byte, 1<<20)
+				copy(b, segHeaderBytes(3))
+				for i := segHeader; i < len(b); i++ {
+					b[i] = byte(i)
+				}
+				if err := os.WriteFile(path, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if fs, err = sp.reuse(path, writeAt, pace); err != nil {
+					t.Fatal(err)
+				}
+				if st, err := os.Stat(path); err != nil || st.Size() != segBytes || !fs.recycled {
+					t.Fatalf("recycled segment %+v: %v %v, want %d bytes", fs, st, err, segBytes)
+				}
+			}
+			var chunks []ev // zeros written
+			waited := map[int64]bool{}
+			for _, e := range evs {
+				if e.wait {
+					waited[e.off] = true
+					continue
+				}
+				if e.off == 0 {
+					continue // the header
+				}
+				for _, c := range chunks[:max(0, len(chunks)-1)] {
+					if !waited[c.off] {
+						t.Fatalf("zeros at %d written while the chunk at %d was not waited for: more than two chunks in flight (%v)", e.off, c.off, evs)
+					}
+				}
+				chunks = append(chunks, e)
+			}
+			if len(chunks) < 3 {
+				t.Fatalf("%d chunks of zeros, want the padding in chunks of at most 1 MiB", len(chunks))
+			}
+		})
 	}
 }
