@@ -85,8 +85,8 @@ type spool struct {
 	// writeAt writes the zeros of a fresh or padded segment (tests make
 	// it fail).
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
-	// paceWriteback waits until a fresh segment's chunk of zeros is on
-	// the disk (waitWriteback; tests watch it).
+	// paceWriteback waits until a chunk of zeros is on the disk
+	// (waitWriteback; tests watch it).
 	paceWriteback func(f *os.File, off, n int64) error
 	// grew: a frame written since the last sync made the active file
 	// grow (its fsync commits metadata).
@@ -694,12 +694,12 @@ func (s *spool) needFresh() bool {
 }
 
 // fresh writes a new free segment at path: a header with a new salt, then
-// zeros to the segment size (written to the disk a MiB at a time, at
-// most two in flight), fsynced with the directory. Zeros end a segment's frames, so an
-// unused fresh segment replays as nothing, also when a crash cut its
-// preparation short (found at start without frames, it is recycled or
-// deleted). It stops early when the spool closes. On an error (disk full)
-// the file is removed: flushes go to growing segments meanwhile.
+// zeros to the segment size (writeZeros: paced), fsynced with the
+// directory. Zeros end a segment's frames, so an unused fresh segment
+// replays as nothing, also when a crash cut its preparation short (found
+// at start without frames, it is recycled or deleted). It stops early
+// when the spool closes. On an error (disk full) the file is removed:
+// flushes go to growing segments meanwhile.
 func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (freeSeg, error) {
 	salt, err := newSalt()
 	if err != nil {
