@@ -14,3 +14,11 @@ func SpoolNextSeq(in *Ingester) uint64 { return in.spool.nextSeq() }
 
 // SpoolFramesRead is how many frames were read back from the spool files.
 func SpoolFramesRead(in *Ingester) uint64 { return in.spool.framesRead.Load() }
+
+// SpoolFreeReady is how many free segments are ready for the spool's
+// next rotations.
+func SpoolFreeReady(in *Ingester) int {
+	in.spool.mu.Lock()
+	defer in.spool.mu.Unlock()
+	return len(in.spool.free)
+}

@@ -42,3 +42,22 @@ func startWriteback(f *os.File, off, n int64) {
 	}
 	_ = rc.Control(func(fd uintptr) { _ = syscall.SyncFileRange(int(fd), off, n, syncFileRangeWrite) })
 }
+
+// waitWriteback starts writing f's dirty pages in [off, off+n) and waits
+// until they are written (sync_file_range SYNC_FILE_RANGE_WAIT_BEFORE |
+// WRITE | WAIT_AFTER; no device cache flush, no metadata).
+func waitWriteback(f *os.File, off, n int64) error {
+	const waitAll = 0x1 | 0x2 | 0x4
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = syscall.SyncFileRange(int(fd), off, n, waitAll) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "sync_file_range", Path: f.Name(), Err: serr}
+	}
+	return nil
+}

@@ -547,7 +547,7 @@ func (in *Ingester) syncer(jobs <-chan *flushJob, slots <-chan struct{}) {
 				break more
 			}
 		}
-		err := in.spool.sync()
+		grew, err := in.spool.sync()
 		done := time.Now()
 		if err != nil {
 			// The frames are written (the store writer has them) but not
@@ -561,6 +561,9 @@ func (in *Ingester) syncer(jobs <-chan *flushJob, slots <-chan struct{}) {
 				// the fsync that covers them (the one in progress at the
 				// time, if any, then this one).
 				in.m.FlushSync.Observe(done.Sub(j.wrote).Seconds())
+				if grew {
+					in.m.FlushesGrowing.Inc()
+				}
 				lag := done.Sub(j.since).Seconds()
 				in.m.SyncLag.Set(lag)
 				in.m.SyncLags.Observe(lag)

@@ -29,6 +29,12 @@ type Metrics struct {
 	FlushWait  prometheus.Histogram
 	FlushWrite prometheus.Histogram
 	FlushSync  prometheus.Histogram
+
+	// FlushesGrowing counts the flushes whose fsync covered a segment
+	// that grew (no prepared segment was ready: the fsync commits the
+	// file's size through the file system's journal); their share is
+	// this over FlushSync's count.
+	FlushesGrowing prometheus.Counter
 }
 
 // flushBuckets resolve the parts of a 100 ms crash-loss window.
@@ -56,11 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		FlushWrite:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_flush_write_seconds", Help: "Per spool flush, the time to encode and write its frames (before the fsync).", Buckets: flushBuckets}),
 		FlushSync:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_accesslog_spool_fsync_seconds", Help: "Per spool flush, from the end of its write to the return of the fsync that made it durable (including the end of an fsync in progress).", Buckets: flushBuckets}),
 	}
+	m.FlushesGrowing = prometheus.NewCounter(prometheus.CounterOpts{Name: "gatehouse_accesslog_spool_flushes_growing_total", Help: "Spool flushes made durable by the fsync of a segment that grew (no prepared segment was ready): such an fsync also commits the file's size."})
 	for _, r := range []string{"buffer_full", "spool_full", "spool_error"} {
 		m.Dropped.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize, m.Throttled, m.FlushWait, m.FlushWrite, m.FlushSync)
+		reg.MustRegister(m.Received, m.SampledOut, m.Spooled, m.Stored, m.Spilled, m.Dropped, m.StoreErrors, m.Buffered, m.SyncLag, m.SyncLags, m.SpoolBytes, m.Backlog, m.WriteTime, m.BatchSize, m.Throttled, m.FlushWait, m.FlushWrite, m.FlushSync, m.FlushesGrowing)
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -36,8 +37,13 @@ import (
 // only fdatasync, which writes the frames' pages but no metadata: no
 // journal commit, which on ext4 (data=ordered) would also wait for other
 // files' dirty data (the store's). Until stored segments come back (a new
-// spool, or one that needs more segments than it kept) a new segment grows
-// as frames are written, and its flushes commit the journal as before.
+// spool, or one that needs more segments than it kept) the preparer
+// writes fresh ones ahead of need: a new file with a header, zeros to the
+// segment size, fsynced with its directory, also kept as "w<n>.free" (it
+// keeps preparedSegments free files ready, started at open). Only when
+// none is ready (the first frames of a new spool, a preparer behind, or
+// one that failed: disk full) does a new segment grow as frames are
+// written, its flushes committing the journal as before.
 // The CRC of a frame covers the segment's salt and its payload, and seqs
 // follow each other within a segment, so the valid frames of a segment end
 // at the first frame of zero length (zeros), with a bad CRC (a torn frame,
@@ -69,6 +75,22 @@ type spool struct {
 	done    chan struct{}
 	closed  bool
 	prepErr error // the preparer's last error, logged by the ingester
+	// prepared is how many free segments the preparer keeps ready,
+	// writing fresh ones when no stored segment comes back (0: none).
+	prepared int
+	// retryAt: after a fresh segment failed (disk full), the preparer
+	// writes none before then; retry is the pause.
+	retryAt time.Time
+	retry   time.Duration
+	// writeAt writes the zeros of a fresh or padded segment (tests make
+	// it fail).
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
+	// paceWriteback waits until a chunk of zeros is on the disk
+	// (waitWriteback; tests watch it).
+	paceWriteback func(f *os.File, off, n int64) error
+	// grew: a frame written since the last sync made the active file
+	// grow (its fsync commits metadata).
+	grew bool
 	// syncing is set while sync runs its fdatasync outside mu; a segment
 	// rotate closes meanwhile waits in retired for sync to close it.
 	syncing bool
@@ -102,8 +124,17 @@ type freeSeg struct {
 const (
 	frameHeader = 8
 	segHeader   = 24 // magic, salt, CRC-32C of both, 4 zero bytes
-	// spareSegments is how many free segment files the spool keeps.
-	spareSegments = 2
+	// preparedSegments is how many free segment files the preparer keeps
+	// ready, writing fresh ones (zeros) when no stored segment comes
+	// back.
+	preparedSegments = 2
+	// spareSegments is how many free segment files the spool keeps at
+	// most: one more than preparedSegments, so that a stored segment is
+	// recycled (a header written) rather than deleted while the fresh
+	// ones fill the pool, and the steady state writes no zeros.
+	spareSegments = preparedSegments + 1
+	// prepareRetry is the pause after a fresh segment failed.
+	prepareRetry = 10 * time.Second
 )
 
 var segMagic = [8]byte{'G', 'H', 'S', 'P', 'O', 'O', 'L', '2'}
@@ -119,11 +150,18 @@ var errSpoolFull = errors.New("spool is full")
 // and nothing is truncated (the file keeps its size). Writing always
 // continues in another segment.
 func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
+	return openSpoolPrepared(dir, maxBytes, segBytes, preparedSegments)
+}
+
+// openSpoolPrepared is openSpool with prepared free segments kept ready
+// (0: only stored segments are recycled).
+func openSpoolPrepared(dir string, maxBytes, segBytes int64, prepared int) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: max(segBytes, 2*segHeader), next: 1,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fsync: fdatasync}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fsync: fdatasync,
+		prepared: prepared, retry: prepareRetry, writeAt: (*os.File).WriteAt, paceWriteback: waitWriteback}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
@@ -188,7 +226,7 @@ func openSpool(dir string, maxBytes, segBytes int64) (*spool, error) {
 		s.released = s.next
 	}
 	go s.prepare()
-	if len(s.recycle) > 0 {
+	if len(s.recycle) > 0 || s.prepared > 0 {
 		s.wake()
 	}
 	return s, nil
@@ -400,7 +438,7 @@ func (s *spool) size() int64 {
 func (s *spool) append(buf []byte, recs []Record) (uint64, []byte, error) {
 	seq, buf, err := s.write(buf, recs)
 	if err == nil {
-		err = s.sync()
+		_, err = s.sync()
 	}
 	return seq, buf, err
 }
@@ -433,6 +471,9 @@ func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 	cur := &s.segs[len(s.segs)-1]
 	binary.LittleEndian.PutUint32(frame[:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(frame[4:], frameCRC(cur.salt, true, payload))
+	if cur.hdr+cur.size+int64(len(frame)) > cur.filled {
+		s.grew = true
+	}
 	if _, err := s.active.WriteAt(frame, cur.hdr+cur.size); err != nil {
 		return 0, buf, fmt.Errorf("spool: writing frame %d: %w", seq, err)
 	}
@@ -450,16 +491,18 @@ func (s *spool) write(buf []byte, recs []Record) (uint64, []byte, error) {
 // that is fdatasync of pages within the file's size: no metadata to
 // commit. The fdatasync runs outside mu, so frames of the next flush are
 // written meanwhile (they are durable only after the next sync); one sync
-// runs at a time.
-func (s *spool) sync() error {
+// runs at a time. grew says whether a frame it covers made its file grow
+// (a growing segment: the fsync commits the file's new size too).
+func (s *spool) sync() (grew bool, err error) {
 	s.mu.Lock()
 	f := s.active
 	s.syncing = f != nil
+	grew, s.grew = s.grew, false
 	s.mu.Unlock()
 	if f == nil {
-		return nil
+		return grew, nil
 	}
-	err := s.fsync(f)
+	err = s.fsync(f)
 	s.mu.Lock()
 	s.syncing = false
 	retired := s.retired
@@ -471,9 +514,9 @@ func (s *spool) sync() error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("spool: fsync: %w", err)
+		return grew, fmt.Errorf("spool: fsync: %w", err)
 	}
-	return nil
+	return grew, nil
 }
 
 // rotate starts a new active segment whose first frame is seq: a recycled
@@ -514,6 +557,9 @@ func (s *spool) rotate(seq uint64) error {
 		s.free = s.free[1:]
 		seg.path, seg.salt, seg.filled, seg.recycled = path, fs.salt, fs.size, fs.recycled
 		s.active = f
+		if s.prepared > 0 {
+			s.wake() // a fresh one, unless a stored one comes back
+		}
 	} else {
 		salt, err := newSalt()
 		if err != nil {
@@ -532,6 +578,10 @@ func (s *spool) rotate(seq uint64) error {
 		seg.filled = segHeader
 		syncDir(s.dir)
 		s.active = f
+		s.grew = true
+		if s.prepared > 0 {
+			s.wake() // none was ready: retry a failed one when due
+		}
 	}
 	s.segs = append(s.segs, seg)
 	return nil
@@ -586,8 +636,9 @@ func (s *spool) prepareOne() bool {
 	if len(s.recycle) > 0 {
 		seg := s.recycle[0]
 		s.recycle = s.recycle[1:]
+		writeAt, pace := s.writeAt, s.paceWriteback
 		s.mu.Unlock()
-		fs, err := s.reuse(seg.path)
+		fs, err := s.reuse(seg.path, writeAt, pace)
 		if err != nil {
 			if rerr := os.Remove(seg.path); rerr != nil && !os.IsNotExist(rerr) {
 				err = errors.Join(err, fmt.Errorf("spool: removing stored segment: %w", rerr))
@@ -602,16 +653,117 @@ func (s *spool) prepareOne() bool {
 		s.mu.Unlock()
 		return true
 	}
+	if !s.needFresh() {
+		s.mu.Unlock()
+		return false
+	}
+	s.fileNo++
+	path := filepath.Join(s.dir, fmt.Sprintf("w%020d.free", s.fileNo))
+	writeAt, pace := s.writeAt, s.paceWriteback
 	s.mu.Unlock()
-	return false
+	fs, err := s.fresh(path, writeAt, pace)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.prepErr = err
+		s.retryAt = time.Now().Add(s.retry)
+		return false
+	}
+	if s.closed {
+		// Found and reused at the next start.
+		return false
+	}
+	s.free = append(s.free, fs)
+	return true
+}
+
+// needFresh says whether the preparer should write a fresh segment (s.mu
+// held): fewer than prepared free segments ready or coming from the
+// stored ones, not after a failure until retryAt, and only while the
+// spool's files stay within maxBytes + (1+spareSegments) segments: the
+// frames' bound, the active segment and the free ones.
+func (s *spool) needFresh() bool {
+	if s.closed || len(s.free)+len(s.recycle) >= s.prepared || time.Now().Before(s.retryAt) {
+		return false
+	}
+	files := int64(len(s.free)+len(s.recycle)+1) * s.segBytes
+	for _, seg := range s.segs {
+		files += max(seg.filled, seg.hdr+seg.size)
+	}
+	return files <= s.maxBytes+int64(1+spareSegments)*s.segBytes
+}
+
+// fresh writes a new free segment at path: a header with a new salt, then
+// zeros to the segment size (writeZeros: paced), fsynced with the
+// directory. Zeros end a segment's frames, so an unused fresh segment
+// replays as nothing, also when a crash cut its preparation short (found
+// at start without frames, it is recycled or deleted). It stops early
+// when the spool closes. On an error (disk full) the file is removed:
+// flushes go to growing segments meanwhile.
+func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (freeSeg, error) {
+	salt, err := newSalt()
+	if err != nil {
+		return freeSeg{}, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return freeSeg{}, fmt.Errorf("spool: preparing segment: %w", err)
+	}
+	if _, err = writeAt(f, segHeaderBytes(salt), 0); err == nil {
+		_, err = s.writeZeros(f, segHeader, writeAt, pace)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if rerr := os.Remove(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return freeSeg{}, fmt.Errorf("spool: preparing segment %s: %w", path, err)
+	}
+	syncDir(s.dir)
+	return freeSeg{path: path, salt: salt, size: s.segBytes}, nil
+}
+
+// writeZeros writes zeros to f from off to the segment size, a MiB at a
+// time, with at most two chunks on their way to the disk (pace waits for
+// the one before the last): a flush's fdatasync queued behind them waits
+// for about 2 MiB, not for a segment's worth. It stops when the spool
+// closes. wrote: f grew.
+func (s *spool) writeZeros(f *os.File, off int64, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (wrote bool, err error) {
+	zeros := make([]byte, min(1<<20, s.segBytes))
+	var prev, prevN int64
+	for off < s.segBytes {
+		select {
+		case <-s.stop:
+			return wrote, errors.New("spool closed")
+		default:
+		}
+		n := min(int64(len(zeros)), s.segBytes-off)
+		if _, err := writeAt(f, zeros[:n], off); err != nil {
+			return wrote, err
+		}
+		wrote = true
+		startWriteback(f, off, n)
+		if prevN > 0 {
+			if err := pace(f, prev, prevN); err != nil {
+				return wrote, err
+			}
+		}
+		prev, prevN = off, n
+		off += n
+	}
+	return wrote, nil
 }
 
 // reuse gives the free segment file at path (a stored segment or an empty
 // one found at start) a new salt, so that its old frames no longer pass
-// their CRC, pads it with zeros to the segment size (their writeback
-// started every MiB, so the disk queue never holds much of them ahead of
-// the spool's own fsyncs), fsyncs it and makes it free.
-func (s *spool) reuse(path string) (freeSeg, error) {
+// their CRC, pads it with zeros to the segment size (writeZeros: paced),
+// fsyncs it and makes it free.
+func (s *spool) reuse(path string, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (freeSeg, error) {
 	salt, err := newSalt()
 	if err != nil {
 		return freeSeg{}, err
@@ -624,15 +776,8 @@ func (s *spool) reuse(path string) (freeSeg, error) {
 	grew := false
 	if st, serr := f.Stat(); err == nil {
 		err = serr
-		zeros := make([]byte, min(1<<20, s.segBytes))
-		for off := st.Size(); err == nil && off < s.segBytes; {
-			n := min(int64(len(zeros)), s.segBytes-off)
-			if _, err = f.WriteAt(zeros[:n], off); err != nil {
-				break
-			}
-			startWriteback(f, off, n)
-			off += n
-			grew = true
+		if err == nil {
+			grew, err = s.writeZeros(f, st.Size(), writeAt, pace)
 		}
 	}
 	if err == nil && grew {

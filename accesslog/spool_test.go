@@ -81,10 +81,13 @@ func TestSpoolRecoversFromTornTailAndRotates(t *testing.T) {
 		t.Fatalf("%d segments after release, want 1", len(segs))
 	}
 	sp.close()
-	if _, err := openSpool(dir, 10, 4096); err != nil {
+	again, err := openSpool(dir, 10, 4096)
+	if err != nil {
 		t.Fatal(err)
 	}
+	again.close() // its preparer writes no more files into dir
 	full, _ := openSpool(t.TempDir(), 100, 4096)
+	defer full.close()
 	if _, _, err := full.append(nil, testRecs(50, "x")); err != errSpoolFull {
 		t.Fatalf("over the disk bound: %v", err)
 	}
@@ -168,7 +171,9 @@ func seqRange(from, to uint64) []uint64 {
 // (fdatasync needs no metadata).
 func TestSpoolWritesRecycledSegmentsInPlace(t *testing.T) {
 	const segBytes = 64 << 10
-	sp, err := openSpool(t.TempDir(), 1<<30, segBytes)
+	// Without fresh prepared segments: the new spool's segments grow
+	// until stored ones come back.
+	sp, err := openSpoolPrepared(t.TempDir(), 1<<30, segBytes, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +265,8 @@ func TestSpoolTornFrameThenZerosOrGarbage(t *testing.T) {
 		t.Run(tail, func(t *testing.T) {
 			const segBytes = 64 << 10
 			dir := t.TempDir()
-			sp, err := openSpool(dir, 1<<30, segBytes)
+			// No fresh segments from the preparer: the test puts its own.
+			sp, err := openSpoolPrepared(dir, 1<<30, segBytes, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -530,7 +536,7 @@ func TestSpoolRotatesWhileAnFsyncRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	synced := make(chan error, 1)
-	go func() { synced <- sp.sync() }()
+	go func() { _, err := sp.sync(); synced <- err }()
 	<-entered
 	// Frames go on while the fsync runs, into a new segment and beyond.
 	wrote := make(chan error, 1)
@@ -566,7 +572,7 @@ func TestSpoolRotatesWhileAnFsyncRuns(t *testing.T) {
 	if nretired != 0 {
 		t.Fatalf("%d rotated segments still open after the fsync", nretired)
 	}
-	if err := sp.sync(); err != nil {
+	if _, err := sp.sync(); err != nil {
 		t.Fatal(err)
 	}
 	if err := sp.close(); err != nil {

@@ -47,7 +47,7 @@ func newAccesslogCmd() *cobra.Command {
 	f.StringVar(&cfg.HTTPAddr, "http-addr", contract.DefaultAccessLogHTTPAddr, "query API, web page, /metrics (bearer token required), /healthz, /readyz listen address")
 	f.StringVar(&cfg.Store, "store", "duckdb:gatehouse-accesslog.duckdb", "log store: duckdb:PATH or clickhouse://[USER@]HOST:PORT/DB[?password_file=F]")
 	f.StringVar(&cfg.SpoolDir, "spool-dir", "", "on-disk segment log (default: <duckdb file>.spool)")
-	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 1<<30, "disk bound of the spool; beyond it entries are dropped and counted")
+	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the spooled entries' bytes; beyond it entries are dropped and counted (the files take up to four segments more: the active one and free ones prepared ahead)")
 	f.StringVar(&cfg.DuckDBMemoryLimit, "duckdb-memory-limit", "512MB", "DuckDB memory_limit")
 	f.IntVar(&cfg.DuckDBThreads, "duckdb-threads", 2, "DuckDB threads")
 	f.StringVar(&cfg.Archive, "archive", "", "hourly Parquet archive: s3://bucket/prefix (AWS credentials from the standard chain)")

@@ -473,6 +473,11 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		// bucket bound between short runs.
 		b.ReportMetric(1000*metric(b, s.httpAddr, h+"_sum")/n, "mean-sync-lag-ms")
 	}
+	// The share of flushes whose fsync covered a segment that grew (no
+	// prepared segment was ready: the fsync commits the file's size too).
+	if n := metric(b, s.httpAddr, "gatehouse_accesslog_spool_fsync_seconds_count"); n > 0 {
+		b.ReportMetric(100*metric(b, s.httpAddr, "gatehouse_accesslog_spool_flushes_growing_total")/n, "%-flushes-growing")
+	}
 	// The window's parts per flush (bucket bounds of p50, p99, max): the
 	// oldest entry's wait for its flush to start, encoding + write(2),
 	// fsync.
