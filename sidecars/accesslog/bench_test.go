@@ -404,6 +404,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		b.Fatal(err)
 	}
 	var maxBuffered float64
+	tr := newIngestTrace(os.Getenv("GATEHOUSE_BENCH_TRACE"), cmd.Process.Pid, t0, cpu0)
 	deadline := time.Now().Add(5 * time.Minute)
 	for loadDone := false; ; {
 		if !loadDone {
@@ -418,16 +419,19 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		}
 		m := gatherMetrics(reg, "gatehouse_accesslog_buffered_entries", "gatehouse_accesslog_stored_total")
 		maxBuffered = max(maxBuffered, m[0])
+		tr.sample(reg)
 		if m[1]-base >= float64(b.N) && loadDone {
 			break
 		}
 		if time.Now().After(deadline) {
+			tr.write(b)
 			b.Fatalf("only %v of %d stored within 5 minutes", m[1]-base, b.N)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	el, cpu := time.Since(t0), testenv.CPUTime()-cpu0
 	b.StopTimer()
+	tr.write(b)
 	if d := metric(b, s.httpAddr, `gatehouse_accesslog_dropped_total{reason="buffer_full"}`); d != 0 {
 		b.Fatalf("%v entries dropped", d)
 	}
