@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,24 +17,35 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
-// heldFsync holds the spool's first fsync until release is closed (a
-// slow disk); the others go through.
+// heldFsync holds the spool's first fsync until release (a slow disk);
+// the others go through.
 type heldFsync struct {
 	calls   atomic.Int32
 	entered chan struct{}
-	release chan struct{}
-}
-
-func newHeldFsync() *heldFsync {
-	return &heldFsync{entered: make(chan struct{}), release: make(chan struct{})}
+	gate    chan struct{}
+	once    sync.Once
 }
 
 func (h *heldFsync) fsync(f *os.File, real func(*os.File) error) error {
 	if h.calls.Add(1) == 1 {
 		close(h.entered)
-		<-h.release
+		<-h.gate
 	}
 	return real(f)
+}
+
+// release lets the held fsync return (once; later calls do nothing).
+func (h *heldFsync) release() { h.once.Do(func() { close(h.gate) }) }
+
+// runHeld runs in with its first fsync held; done receives Run's
+// result. The fsync is released when the test ends, at the latest.
+func runHeld(t *testing.T, ctx context.Context, in *accesslog.Ingester) (held *heldFsync, done <-chan error) {
+	held = &heldFsync{entered: make(chan struct{}), gate: make(chan struct{})}
+	accesslog.SetSpoolFsync(in, held.fsync)
+	d := make(chan error, 1)
+	go func() { d <- in.Run(ctx) }()
+	t.Cleanup(held.release)
+	return held, d
 }
 
 // copyDir copies the regular files of dir (the spool as the kernel holds
@@ -81,18 +93,7 @@ func TestFlushWritesWhileTheLastFsyncRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := newHeldFsync()
-	accesslog.SetSpoolFsync(in, held.fsync)
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(held.release)
-		}
-	}
-	defer release()
+	held, done := runHeld(t, ctx, in)
 	recs := accesslogtest.RandomRecords(21, 150, time.Now().UTC().Add(-time.Hour), time.Minute)
 
 	in.Add(recs[:50]...) // flush 1: frame 1, its fsync held
@@ -110,7 +111,7 @@ func TestFlushWritesWhileTheLastFsyncRuns(t *testing.T) {
 		case n := <-got:
 			return n
 		case <-time.After(5 * time.Second):
-			release()
+			held.release()
 			t.Fatal("the spool is locked while an fsync runs")
 			return 0
 		}
@@ -130,7 +131,7 @@ func TestFlushWritesWhileTheLastFsyncRuns(t *testing.T) {
 	// kill -9 now: the written frames are in the files.
 	crashed := copyDir(t, spoolDir)
 
-	release()
+	held.release()
 	testenv.WaitFor(t, "all three flushes fsynced", 20*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == 150 })
 	if n, _ := hist(t, reg, "gatehouse_accesslog_spool_fsync_seconds"); n != 3 {
 		t.Fatalf("%d flushes observed an fsync, want 3", n)
@@ -189,16 +190,7 @@ func TestAdmitHoldsWhileAFlushWaitsForItsFsync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := newHeldFsync()
-	accesslog.SetSpoolFsync(in, held.fsync)
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	released := false
-	defer func() {
-		if !released {
-			close(held.release)
-		}
-	}()
+	held, done := runHeld(t, ctx, in)
 	in.Add(accesslogtest.RandomRecords(5, 50, time.Now().UTC(), time.Second)...)
 	select {
 	case <-held.entered:
@@ -213,8 +205,7 @@ func TestAdmitHoldsWhileAFlushWaitsForItsFsync(t *testing.T) {
 		t.Fatal("a receiver was let go while the entries of a flush waited late for their fsync")
 	case <-time.After(5 * fi):
 	}
-	released = true
-	close(held.release)
+	held.release()
 	testenv.WaitFor(t, "the receiver let go once the fsync returned", 20*time.Second, func() bool {
 		select {
 		case <-admitted:
@@ -253,16 +244,7 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := newHeldFsync()
-	accesslog.SetSpoolFsync(in, held.fsync)
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	released := false
-	defer func() {
-		if !released {
-			close(held.release)
-		}
-	}()
+	held, done := runHeld(t, ctx, in)
 	recs := accesslogtest.RandomRecords(9, 150, time.Now().UTC().Add(-time.Hour), time.Minute)
 	in.Add(recs[:50]...)
 	<-held.entered
@@ -278,8 +260,7 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 	if got := testutil.ToFloat64(m.Spooled); got != 0 {
 		t.Fatalf("%v entries counted spooled before their fsync returned", got)
 	}
-	released = true
-	close(held.release)
+	held.release()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
