@@ -127,21 +127,7 @@ func TestReplayAfterKillInRecycledSegment(t *testing.T) {
 	r2 := runIngester(t, cfg)
 	testenv.WaitFor(t, "the spooled entries replayed", 20*time.Second, func() bool { return testutil.ToFloat64(r2.m.Stored) == float64(added-stored) })
 	r2.stop()
-	got, err := db.Query(context.Background(), accesslog.Filter{Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]bool{}
-	for _, g := range got {
-		ids[g.RequestID] = true
-	}
-	if len(got) != added || len(ids) != added {
-		t.Fatalf("%d rows, %d distinct, want %d once each", len(got), len(ids), added)
-	}
-	res, err := accesslog.Verify(context.Background(), db, accesslog.VerifyOptions{})
-	if err != nil || !res.OK || res.Records != int64(added) {
-		t.Fatalf("verify: %+v %v", res, err)
-	}
+	accesslogtest.StoredOnce(t, db, added)
 }
 
 // TestAdmitHoldsBackUntilTheSpoolCatchesUp: while an entry not yet

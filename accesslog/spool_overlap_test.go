@@ -152,25 +152,11 @@ func TestFlushWritesWhileTheLastFsyncRuns(t *testing.T) {
 		FlushInterval: 20 * time.Millisecond, StoreDelay: time.Millisecond})
 	testenv.WaitFor(t, "the crashed spool replayed", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 100 })
 	r.stop()
-	got, err := db2.Query(context.Background(), accesslog.Filter{Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]bool{}
-	for _, g := range got {
-		ids[g.RequestID] = true
-	}
+	ids := accesslogtest.StoredOnce(t, db2, 100)
 	for _, rec := range recs[:100] {
 		if !ids[rec.RequestID] {
 			t.Fatalf("entry %s written before the kill is not stored after the replay", rec.RequestID)
 		}
-	}
-	if len(got) != 100 || len(ids) != 100 {
-		t.Fatalf("%d rows, %d distinct after the replay, want 100 once each", len(got), len(ids))
-	}
-	res, err := accesslog.Verify(context.Background(), db2, accesslog.VerifyOptions{})
-	if err != nil || !res.OK || res.Records != 100 {
-		t.Fatalf("verify: %+v %v", res, err)
 	}
 }
 
@@ -282,19 +268,5 @@ func TestFramesReachTheStoreBeforeTheirFsync(t *testing.T) {
 	r.in.Add(recs[100:]...)
 	testenv.WaitFor(t, "the new entries stored", 20*time.Second, func() bool { return testutil.ToFloat64(r.m.Stored) == 50 })
 	r.stop()
-	got, err := db.Query(context.Background(), accesslog.Filter{Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]bool{}
-	for _, g := range got {
-		ids[g.RequestID] = true
-	}
-	if len(got) != 150 || len(ids) != 150 {
-		t.Fatalf("%d rows, %d distinct, want 150 once each", len(got), len(ids))
-	}
-	res, err := accesslog.Verify(context.Background(), db, accesslog.VerifyOptions{})
-	if err != nil || !res.OK || res.Records != 150 {
-		t.Fatalf("verify: %+v %v", res, err)
-	}
+	accesslogtest.StoredOnce(t, db, 150)
 }
