@@ -88,9 +88,6 @@ type spool struct {
 	// paceWriteback waits until a chunk of zeros is on the disk
 	// (waitWriteback; tests watch it).
 	paceWriteback func(f *os.File, off, n int64) error
-	// openDirect opens a segment file for the O_DIRECT writes of its
-	// zeros (tests make it fail).
-	openDirect func(path string) (*os.File, error)
 	// grew: a frame written since the last sync made the active file
 	// grow (its fsync commits metadata).
 	grew bool
@@ -164,8 +161,7 @@ func openSpoolPrepared(dir string, maxBytes, segBytes int64, prepared int) (*spo
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, segBytes: max(segBytes, 2*segHeader), next: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), fsync: fdatasync,
-		prepared: prepared, retry: prepareRetry, writeAt: (*os.File).WriteAt, paceWriteback: waitWriteback,
-		openDirect: openDirect}
+		prepared: prepared, retry: prepareRetry, writeAt: (*os.File).WriteAt, paceWriteback: waitWriteback}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
@@ -732,85 +728,21 @@ func (s *spool) fresh(path string, writeAt func(*os.File, []byte, int64) (int, e
 	return freeSeg{path: path, salt: salt, size: s.segBytes}, nil
 }
 
-// directAlign is the alignment of O_DIRECT offsets, lengths and buffer
-// addresses (the largest logical block size in use; 4 KiB).
-const directAlign = 4096
-
-// directMin is the least aligned range of zeros written with O_DIRECT: a
-// shorter padding goes through the page cache (not worth a second open).
-const directMin = 1 << 20
-
 // writeZeros writes zeros to f from off to the segment size, a MiB at a
-// time. The aligned middle of the range, when at least directMin long,
-// goes through a second file descriptor opened with O_DIRECT (openDirect)
-// so that the zeros bypass the page cache (less CPU than copying them
-// into it and writing it back): such a write returns when the device has
-// the chunk, so one at most is on its way. The unaligned head (after the
-// header up to the first 4 KiB boundary) and tail, and everything when
-// O_DIRECT is not there (openDirect or the first direct write fails with
-// EINVAL or EOPNOTSUPP, or not Linux), go through f with at most two
-// chunks on their way to the disk (pace waits for the one before the
-// last): a flush's fdatasync queued behind them waits for about 2 MiB,
-// not for a segment's worth. The caller's fsync of f writes the size and
-// flushes the device cache for both. It stops when the spool closes.
-// wrote: f grew.
+// time, with at most two chunks on their way to the disk (pace waits for
+// the one before the last): a flush's fdatasync queued behind them waits
+// for about 2 MiB, not for a segment's worth. It stops when the spool
+// closes. wrote: f grew.
 func (s *spool) writeZeros(f *os.File, off int64, writeAt func(*os.File, []byte, int64) (int, error), pace func(*os.File, int64, int64) error) (wrote bool, err error) {
-	chunk := min(1<<20, s.segBytes)
-	buf := make([]byte, chunk+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(&buf[0]))%directAlign)) % directAlign
-	zeros := buf[skip : skip+int(chunk)] // address a multiple of directAlign
-	dStart := (off + directAlign - 1) &^ (directAlign - 1)
-	dEnd := s.segBytes &^ (directAlign - 1)
-	var df *os.File // nil: buffered
-	defer func() {
-		if df != nil {
-			_ = df.Close() // its writes are on the device already
-		}
-	}()
-	if dEnd-dStart >= directMin {
-		s.mu.Lock()
-		open := s.openDirect
-		s.mu.Unlock()
-		if df, err = open(f.Name()); err != nil {
-			df = nil
-			if !directUnsupported(err) {
-				return false, err
-			}
-			err = nil
-		}
-	}
-	firstDirect := true
-	var prev, prevN int64 // the buffered chunk not yet waited for
+	zeros := make([]byte, min(1<<20, s.segBytes))
+	var prev, prevN int64
 	for off < s.segBytes {
 		select {
 		case <-s.stop:
 			return wrote, errors.New("spool closed")
 		default:
 		}
-		if df != nil && off >= dStart && off < dEnd {
-			n := min(chunk, dEnd-off)
-			if _, err := writeAt(df, zeros[:n], off); err != nil {
-				if firstDirect && directUnsupported(err) {
-					_ = df.Close()
-					df = nil // the buffered path from here
-					continue
-				}
-				return wrote, err
-			}
-			wrote, firstDirect = true, false
-			if prevN > 0 {
-				if err := pace(f, prev, prevN); err != nil {
-					return wrote, err
-				}
-				prevN = 0
-			}
-			off += n
-			continue
-		}
-		n := min(chunk, s.segBytes-off)
-		if df != nil && off < dStart {
-			n = dStart - off // the head up to the direct range
-		}
+		n := min(int64(len(zeros)), s.segBytes-off)
 		if _, err := writeAt(f, zeros[:n], off); err != nil {
 			return wrote, err
 		}
