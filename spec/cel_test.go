@@ -185,10 +185,7 @@ func FuzzCELParsersAgree(f *testing.F) {
 	for _, s := range exampleWhens(f) {
 		f.Add(s)
 	}
-	env, err := NewCELEnv()
-	if err != nil {
-		f.Fatal(err)
-	}
+	env := testCELEnv(f)
 	pratt, err := newPrattParser(env)
 	if err != nil {
 		f.Fatal(err)
@@ -197,10 +194,7 @@ func FuzzCELParsersAgree(f *testing.F) {
 		if len(expr) > 2000 {
 			return // long inputs add parse time, not shapes
 		}
-		chk, err := NewCELChecker()
-		if err != nil {
-			t.Fatal(err)
-		}
+		chk := testCELChecker(t)
 		_, want := CompileWhen(env, expr)
 		for range 2 { // the second answer is the remembered one
 			if got := chk.Check(expr); celErr(got) != celErr(want) {
@@ -251,10 +245,7 @@ func FuzzCELParsersAgree(f *testing.F) {
 // cel-go upgrade makes this test fail, the difference is gone: run the
 // fuzz test for a few minutes without its "0X" skip before switching.
 func TestCELPrattParserDisagrees(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
 	pratt, err := newPrattParser(env)
 	if err != nil {
 		t.Fatal(err)
@@ -278,14 +269,8 @@ func TestCELPrattParserDisagrees(t *testing.T) {
 // CELChecker.Check reports exactly what CompileWhen reports (nil or the
 // same error text), the first time and from its memo.
 func TestCELCheckerSameErrors(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	chk, err := NewCELChecker()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
+	chk := testCELChecker(t)
 	var accepted, refused int
 	for _, expr := range append(append([]string{}, celSeeds...), exampleWhens(t)...) {
 		_, want := CompileWhen(env, expr)
@@ -310,10 +295,7 @@ func TestCELCheckerSameErrors(t *testing.T) {
 // does) and with the Pratt parser (what switching would save).
 func BenchmarkCELParsers(b *testing.B) {
 	const expr = `identity.kind == "apiKey" && identity.labels.plan in ["gold", "silver"] && request.ip.startsWith("10.")`
-	env, err := NewCELEnv()
-	if err != nil {
-		b.Fatal(err)
-	}
+	env := testCELEnv(b)
 	pratt, err := newPrattParser(env)
 	if err != nil {
 		b.Fatal(err)
@@ -343,4 +325,24 @@ func celErr(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
+}
+
+// testCELEnv is NewCELEnv for a test; it fails the test on an error.
+func testCELEnv(t testing.TB) *cel.Env {
+	t.Helper()
+	env, err := NewCELEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// testCELChecker is NewCELChecker for a test; it fails the test on an error.
+func testCELChecker(t testing.TB) *CELChecker {
+	t.Helper()
+	chk, err := NewCELChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chk
 }

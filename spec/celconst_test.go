@@ -67,14 +67,8 @@ var celPlanAccepted = []string{
 // both, that names the pattern, where it is and CheckRegexp's reason; and
 // accept celPlanAccepted, which the sidecar loads.
 func TestCELRefusesWhatTheSidecarCannotLoad(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	chk, err := NewCELChecker()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
+	chk := testCELChecker(t)
 	for _, c := range celPlanRefused {
 		if celSurelyBool(c.expr) {
 			t.Errorf("%q: taken by the fast verdict", c.expr)
@@ -129,14 +123,8 @@ func TestCELRefusesWhatTheSidecarCannotLoad(t *testing.T) {
 // Program with OptOptimize). Fails when validation lets a literal pattern
 // or a constant conversion through that the sidecar refuses.
 func TestCELAcceptedLoadsInTheSidecar(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	chk, err := NewCELChecker()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
+	chk := testCELChecker(t)
 	exprs := celVerdictExprs(t)
 	for _, c := range celPlanRefused {
 		exprs = append(exprs, c.expr)
@@ -161,10 +149,7 @@ func TestCELAcceptedLoadsInTheSidecar(t *testing.T) {
 // takes request.path.matches("p") exactly when cel-go's path accepts it,
 // and that is exactly when CheckRegexp accepts p.
 func TestCELPatternOneRuleBothPaths(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
 	for _, p := range []string{`^a$`, `a|b`, ``, `x+`, `[a-z]`, `^/x/[a-f0-9]{32}$`, `^/x/[a-f0-9]{48}$`, `^/x/[a-f0-9]{64}$`,
 		`(`, `(x`, `[z-a]`, `a{1001}`, `a{2,1}`, `(a{10}){10}`, `x**`, `(?P<n>a)`, `(?<n>a)`, `(?i)abc`} {
 		expr := `request.path.matches("` + p + `")`
@@ -228,18 +213,12 @@ func FuzzCELAcceptedLoads(f *testing.F) {
 	for _, e := range celSeeds {
 		f.Add(e)
 	}
-	env, err := NewCELEnv()
-	if err != nil {
-		f.Fatal(err)
-	}
+	env := testCELEnv(f)
 	f.Fuzz(func(t *testing.T, expr string) {
 		if len(expr) > 1024 {
 			return
 		}
-		chk, err := NewCELChecker()
-		if err != nil {
-			t.Fatal(err)
-		}
+		chk := testCELChecker(t)
 		if chk.Check(expr) != nil {
 			return
 		}

@@ -248,10 +248,7 @@ var celFastOutsideSubset = []string{
 }
 
 func TestCELSurelyBoolTable(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
 	for _, expr := range celFastValid {
 		if !celSurelyBool(expr) {
 			t.Errorf("%q: not taken by the fast verdict", expr)
@@ -436,14 +433,8 @@ func celFastExpr(r *rand.Rand, depth, bad int) string {
 // CELChecker.Check says what CompileWhen says). The generator must reach
 // both sides: many taken, many refused by cel-go.
 func TestCELSurelyBoolAgrees(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	chk, err := NewCELChecker()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
+	chk := testCELChecker(t)
 	r := rand.New(rand.NewPCG(15, 4))
 	const n = 3000
 	var taken, takenCalls, refused int
@@ -503,10 +494,7 @@ func celFastCalls() []string {
 // to a boolean, and the fast verdict takes every call of the intended
 // shapes (so the product reaches the new paths).
 func TestCELFastCallsAgree(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
 	calls := celFastCalls()
 	wraps := []string{"%s", "%s == true", "%s > 0", "!%s", "%s && request.y", "request.k in [%s]", "%s in identity.x"}
 	// intended: the calls the fast verdict must take as they stand.
@@ -551,10 +539,7 @@ func TestCELFastCallsAgree(t *testing.T) {
 // The deepest expressions it takes, built to stack every kind of nesting
 // it has on one path, compile in cel-go; one step more is left to cel-go.
 func TestCELFastStaysUnderCELDepth(t *testing.T) {
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
 	steps := func(n int) string { return strings.Repeat(".a", n) }
 	// parens: celFastMaxDepth levels of parentheses, each followed by
 	// perLevel steps, around a chain of first steps.
@@ -612,10 +597,7 @@ func FuzzCELSurelyBool(f *testing.F) {
 			f.Add(s)
 		}
 	}
-	env, err := NewCELEnv()
-	if err != nil {
-		f.Fatal(err)
-	}
+	env := testCELEnv(f)
 	f.Fuzz(func(t *testing.T, expr string) {
 		if !celSurelyBool(expr) {
 			return
@@ -640,10 +622,7 @@ func FuzzCELFastGenerated(f *testing.F) {
 	for i := range 16 {
 		f.Add(uint64(i), uint64(i*7919), uint8(i%5*10))
 	}
-	env, err := NewCELEnv()
-	if err != nil {
-		f.Fatal(err)
-	}
+	env := testCELEnv(f)
 	f.Fuzz(func(t *testing.T, s1, s2 uint64, bad uint8) {
 		expr := celFastExpr(rand.New(rand.NewPCG(s1, s2)), 0, int(bad%64))
 		if !celSurelyBool(expr) {

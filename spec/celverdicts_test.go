@@ -62,10 +62,7 @@ func celVerdictExprs(t *testing.T) []string {
 // except celFastTooDeep, which main validated and cel-go refuses: Check
 // now gives cel-go's error.
 func TestCELVerdictsUnchanged(t *testing.T) {
-	chk, err := NewCELChecker()
-	if err != nil {
-		t.Fatal(err)
-	}
+	chk := testCELChecker(t)
 	exprs := celVerdictExprs(t)
 	if *updateCELVerdicts {
 		f, err := os.Create(celVerdictsFile)
@@ -102,10 +99,7 @@ func TestCELVerdictsUnchanged(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	env, err := NewCELEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := testCELEnv(t)
 	// fixed: what main's fast verdict may have taken although cel-go
 	// refuses it (celFastTooDeep); the one intended change of verdict.
 	fixed := map[string]bool{}
