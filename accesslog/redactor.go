@@ -67,7 +67,12 @@ func StrictRedactor(hmacKey []byte) *Redactor {
 }
 
 type routePolicy struct {
-	keep        map[string]bool // nil: keep every header Envoy sent
+	keep map[string]bool // nil: keep every header Envoy sent
+	// kept is keep with each name's treatment decided once, when the
+	// policy is built (secretHeader, isURLHeader): the wire decoder's
+	// only lookup per header. Bounded by the spec's header list; nil
+	// when keep is nil.
+	kept        map[string]headerAction
 	redact      map[string]bool
 	redactQuery map[string]bool
 	queryWords  bool // a query name containing a SecretWords entry is masked
@@ -102,6 +107,10 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 			}
 			if rp.keep == nil {
 				rp.keep = map[string]bool{}
+			}
+			rp.kept = make(map[string]headerAction, len(rp.keep))
+			for k := range rp.keep {
+				rp.kept[k] = p.headerAction(rp, k)
 			}
 			p.routes[id] = rp
 			for _, h := range rs.Redact {
@@ -174,6 +183,26 @@ func (p *Redactor) mask(v string) string {
 	return string(out[:])
 }
 
+// headerAction is what happens to a kept header's value.
+type headerAction uint8
+
+const (
+	headerPlain  headerAction = iota // kept as sent
+	headerSecret                     // masked
+	headerURL                        // kept with its URL's secrets masked
+)
+
+// headerAction decides the value of header name (lower case) on route rp.
+func (p *Redactor) headerAction(rp *routePolicy, name string) headerAction {
+	if p.secretHeader(rp, name) {
+		return headerSecret
+	}
+	if isURLHeader(name) {
+		return headerURL
+	}
+	return headerPlain
+}
+
 func (p *Redactor) secretHeader(rp *routePolicy, name string) bool {
 	if rp.strict {
 		return !safeHeaders[name]
@@ -229,21 +258,27 @@ func (p *Redactor) RedactPath(route, path string) string {
 // masked.
 func (p *Redactor) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
 	for raw != "" {
-		i := strings.IndexAny(raw, "&;")
+		i := indexParamSep(raw)
 		part := raw
 		if i >= 0 {
 			part = raw[:i]
 		}
 		name, val, hasVal := strings.Cut(part, "=")
 		key := name
-		if un, err := url.QueryUnescape(name); err == nil {
-			key = un
+		if hasQueryEscape(name) {
+			if un, err := url.QueryUnescape(name); err == nil {
+				key = un
+			}
 		}
 		dst = append(dst, name...)
 		if p.secretParam(rp, lowerASCII(key)) {
 			dst = append(dst, '=')
-			if un, err := url.QueryUnescape(val); err == nil {
-				val = un
+			// Without a key the mask does not depend on the value
+			// but for its being empty, which unescaping keeps.
+			if len(p.hmacKey) > 0 {
+				if un, err := url.QueryUnescape(val); err == nil {
+					val = un
+				}
 			}
 			dst = p.appendMask(dst, unsafe.Slice(unsafe.StringData(val), len(val)))
 		} else if hasVal {
@@ -257,6 +292,27 @@ func (p *Redactor) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
 		raw = raw[i+1:]
 	}
 	return dst
+}
+
+// hasQueryEscape is strings.ContainsAny(s, "%+"): whether
+// url.QueryUnescape could change s.
+func hasQueryEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' || s[i] == '+' {
+			return true
+		}
+	}
+	return false
+}
+
+// indexParamSep is strings.IndexAny(s, "&;").
+func indexParamSep(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '&' || s[i] == ';' {
+			return i
+		}
+	}
+	return -1
 }
 
 // lowerASCII is strings.ToLower without an allocation for names that are
@@ -427,15 +483,22 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
+		// A run of bytes written as they are, appended at once.
+		j := i
+		for j < len(s) && jsonPlain[s[j]] {
+			j++
+		}
+		b = append(b, s[i:j]...)
+		if i = j; i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
 			case c == '"' || c == '\\':
 				b = append(b, '\\', c)
-			case c < 0x20:
+			default: // c < 0x20
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
 			}
 			i++
 			continue
@@ -450,6 +513,15 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	}
 	return append(b, '"')
 }
+
+// jsonPlain marks the bytes appendJSONString writes as they are: ASCII
+// but control characters, quote and backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func (p *Redactor) common(r *Record, c *alv3.AccessLogCommon) {
 	if t := c.GetStartTime(); t != nil {

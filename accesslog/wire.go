@@ -3,6 +3,7 @@ package accesslog
 import (
 	"bytes"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -93,35 +94,49 @@ type wireHTTP struct {
 	headerStack                    [16]wireKV
 }
 
-// walk calls fn for every field of a message; fn gets the varint value or
-// the length-delimited bytes. Other wire types are skipped (typ tells fn).
-// It stops with false on malformed input or when fn returns false.
-func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool) bool {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		var v uint64
-		var val []byte
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			val, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		if !fn(num, typ, v, val) {
-			return false
-		}
+// next reads the field at the start of b (a message in wire form): its
+// number and wire type, the value of a varint or the bytes of a
+// length-delimited field (other wire types are skipped), and how many
+// bytes it took, n < 0 on malformed input. One-byte tags, varints and
+// lengths (nearly every field of an entry) are read inline; the rest, and
+// every error, is protowire's.
+func next(b []byte) (num protowire.Number, typ protowire.Type, v uint64, val []byte, n int) {
+	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
+		num, typ, n = protowire.Number(b[0]>>3), protowire.Type(b[0]&7), 1
+	} else if num, typ, n = protowire.ConsumeTag(b); n < 0 {
+		return 0, 0, 0, nil, -1
 	}
-	return true
+	rest := b[n:]
+	switch typ {
+	case protowire.VarintType:
+		if len(rest) > 0 && rest[0] < 0x80 {
+			return num, typ, uint64(rest[0]), nil, n + 1
+		}
+		v, m := protowire.ConsumeVarint(rest)
+		if m < 0 {
+			return 0, 0, 0, nil, -1
+		}
+		return num, typ, v, nil, n + m
+	case protowire.BytesType:
+		var l uint64
+		m := 1
+		if len(rest) > 0 && rest[0] < 0x80 {
+			l = uint64(rest[0])
+		} else if l, m = protowire.ConsumeVarint(rest); m < 0 {
+			return 0, 0, 0, nil, -1
+		}
+		if l > uint64(len(rest)-m) {
+			return 0, 0, 0, nil, -1
+		}
+		end := m + int(l)
+		return num, typ, 0, rest[m:end], n + end
+	default:
+		m := protowire.ConsumeFieldValue(num, typ, rest)
+		if m < 0 {
+			return 0, 0, 0, nil, -1
+		}
+		return num, typ, 0, nil, n + m
+	}
 }
 
 // once marks a singular message field seen; a second occurrence would be
@@ -135,33 +150,49 @@ func once(seen *uint64, num protowire.Number) bool {
 	return true
 }
 
-func str(val []byte) ([]byte, bool) { return val, utf8.Valid(val) }
+// The readers below return false on malformed input and on anything they
+// leave to proto.Unmarshal; they read every field with next, in order, so
+// a field sent again replaces the earlier value as in proto.
 
 func (w *wireHTTP) parse(b []byte) bool {
 	w.headers = w.headerStack[:0]
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-		switch num {
-		case 1, 3, 4:
-			if typ != protowire.BytesType || !once(&seen, num) {
-				return false
-			}
-			switch num {
-			case 1:
-				return w.common(val)
-			case 3:
-				return w.request(val)
-			default:
-				return w.response(val)
-			}
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
 		}
-		return true
-	})
+		b = b[n:]
+		if num != 1 && num != 3 && num != 4 {
+			continue
+		}
+		if typ != protowire.BytesType || !once(&seen, num) {
+			return false
+		}
+		var ok bool
+		switch num {
+		case 1:
+			ok = w.common(val)
+		case 3:
+			ok = w.request(val)
+		default:
+			ok = w.response(val)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func parseWireTime(t *wireTime, b []byte) bool {
 	t.set = true
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, _, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1, 2:
 			if typ != protowire.VarintType {
@@ -173,118 +204,146 @@ func parseWireTime(t *wireTime, b []byte) bool {
 				t.nano = int32(v)
 			}
 		}
-		return true
-	})
+	}
+	return true
 }
 
 // parseAddr reads a core.v3.Address (oneof socket_address=1, pipe=2,
 // envoy_internal_address=3).
 func parseAddr(a *wireAddr, b []byte) bool {
 	sockets := 0
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if num < 1 || num > 3 {
+			continue
+		}
+		if typ != protowire.BytesType {
+			return false
+		}
+		if num != 1 {
+			a.set, a.addr, a.port = false, nil, 0
+			continue
+		}
+		if sockets++; sockets > 1 {
+			return false
+		}
+		a.set = true
+		if !parseSocket(a, val) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSocket reads a SocketAddress: address=2, port_value=3 | named_port=4.
+func parseSocket(a *wireAddr, b []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
-		case 1, 2, 3:
+		case 2, 4:
 			if typ != protowire.BytesType {
 				return false
 			}
-			if num != 1 {
-				a.set, a.addr, a.port = false, nil, 0
-				return true
+			if num == 4 {
+				a.port = 0
+				continue
 			}
-			if sockets++; sockets > 1 {
+			if !utf8.Valid(val) {
 				return false
 			}
-			a.set = true
-			// SocketAddress: address=2, port_value=3 | named_port=4.
-			return walk(val, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
-				switch num {
-				case 2, 4:
-					if typ != protowire.BytesType {
-						return false
-					}
-					if num == 4 {
-						a.port = 0
-						return true
-					}
-					var ok bool
-					a.addr, ok = str(val)
-					return ok
-				case 3:
-					if typ != protowire.VarintType {
-						return false
-					}
-					a.port = uint32(v)
-				}
-				return true
-			})
+			a.addr = val
+		case 3:
+			if typ != protowire.VarintType {
+				return false
+			}
+			a.port = uint32(v)
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) common(b []byte) bool {
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 2, 4, 5, 12, 13, 16, 17, 23:
 			if typ != protowire.BytesType || !once(&seen, num) {
 				return false
 			}
+			var ok bool
 			switch num {
 			case 2:
-				return parseAddr(&w.client, val)
+				ok = parseAddr(&w.client, val)
 			case 4:
-				return w.tlsProps(val)
+				ok = w.tlsProps(val)
 			case 5:
-				return parseWireTime(&w.start, val)
+				ok = parseWireTime(&w.start, val)
 			case 12:
-				return parseWireTime(&w.lastTx, val)
+				ok = parseWireTime(&w.lastTx, val)
 			case 13:
-				return parseAddr(&w.upstream, val)
+				ok = parseAddr(&w.upstream, val)
 			case 16:
-				return w.responseFlags(val)
+				ok = w.responseFlags(val)
 			case 17:
-				return w.metadata(val)
+				ok = w.metadata(val)
 			default:
-				return parseWireTime(&w.duration, val)
+				ok = parseWireTime(&w.duration, val)
 			}
-		case 15, 19:
-			if typ != protowire.BytesType {
+			if !ok {
 				return false
 			}
-			s, ok := str(val)
-			if num == 15 {
-				w.upCluster = s
-			} else {
-				w.route = s
+		case 15, 19:
+			if typ != protowire.BytesType || !utf8.Valid(val) {
+				return false
 			}
-			return ok
+			if num == 15 {
+				w.upCluster = val
+			} else {
+				w.route = val
+			}
 		case 22: // custom_tags map<string, string>; a key sent again replaces the earlier entry
 			if typ != protowire.BytesType {
 				return false
 			}
 			k, v, ok := mapEntry(val, false)
-			if ok && !utf8.Valid(v) {
+			if !ok || !utf8.Valid(v) {
 				return false
 			}
 			if string(k) == contract.ConfigVersionTag {
 				w.versionTag = v
 			}
-			return ok
 		case 33:
 			if typ != protowire.VarintType {
 				return false
 			}
 			w.logType = int32(v)
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) tlsProps(b []byte) bool {
 	w.tls = true
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1:
 			if typ != protowire.VarintType {
@@ -292,65 +351,81 @@ func (w *wireHTTP) tlsProps(b []byte) bool {
 			}
 			w.tlsVersion = int32(v)
 		case 3:
-			if typ != protowire.BytesType {
+			if typ != protowire.BytesType || !utf8.Valid(val) {
 				return false
 			}
-			var ok bool
-			w.sni, ok = str(val)
-			return ok
+			w.sni = val
 		case 5:
 			if typ != protowire.BytesType || !once(&seen, num) {
 				return false
 			}
 			w.peer = true
-			// CertificateProperties: subject_alt_name=1 (repeated; oneof
-			// uri=1 | dns=2 | ip_address=3), subject=2.
-			return walk(val, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-				switch num {
-				case 1:
-					if typ != protowire.BytesType {
-						return false
-					}
-					var uri []byte
-					ok := walk(val, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-						switch num {
-						case 1, 2, 3:
-							if typ != protowire.BytesType {
-								return false
-							}
-							uri = nil
-							if num == 1 {
-								var ok bool
-								uri, ok = str(val)
-								return ok
-							}
-						}
-						return true
-					})
-					if len(w.sanURI) == 0 {
-						w.sanURI = uri
-					}
-					return ok
-				case 2:
-					if typ != protowire.BytesType {
-						return false
-					}
-					var ok bool
-					w.subject, ok = str(val)
-					return ok
-				}
-				return true
-			})
+			if !w.certificate(val) {
+				return false
+			}
 		}
-		return true
-	})
+	}
+	return true
+}
+
+// certificate reads CertificateProperties: subject_alt_name=1 (repeated;
+// oneof uri=1 | dns=2 | ip_address=3), subject=2.
+func (w *wireHTTP) certificate(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			if typ != protowire.BytesType {
+				return false
+			}
+			var uri []byte
+			for len(val) > 0 {
+				num, typ, _, s, n := next(val)
+				if n < 0 {
+					return false
+				}
+				val = val[n:]
+				if num < 1 || num > 3 {
+					continue
+				}
+				if typ != protowire.BytesType {
+					return false
+				}
+				uri = nil
+				if num == 1 {
+					if !utf8.Valid(s) {
+						return false
+					}
+					uri = s
+				}
+			}
+			if len(w.sanURI) == 0 {
+				w.sanURI = uri
+			}
+		case 2:
+			if typ != protowire.BytesType || !utf8.Valid(val) {
+				return false
+			}
+			w.subject = val
+		}
+	}
+	return true
 }
 
 func (w *wireHTTP) responseFlags(b []byte) bool {
 	w.flagsSet = true
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, _, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		if num < 1 || num > 28 {
-			return true
+			continue
 		}
 		bit := uint32(1) << (num - 1)
 		if num == 13 { // unauthorized_details: present is enough
@@ -358,7 +433,7 @@ func (w *wireHTTP) responseFlags(b []byte) bool {
 				return false
 			}
 			w.flags |= bit
-			return true
+			continue
 		}
 		if typ != protowire.VarintType {
 			return false
@@ -368,57 +443,91 @@ func (w *wireHTTP) responseFlags(b []byte) bool {
 		} else {
 			w.flags &^= bit
 		}
-		return true
-	})
+	}
+	return true
 }
 
 // mapEntry reads a map entry (key=1, value=2); a message value sent twice
 // would be merged, so it is refused.
 func mapEntry(b []byte, msgValue bool) (k, v []byte, ok bool) {
-	values := 0
-	ok = walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-		switch num {
-		case 1, 2:
-			if typ != protowire.BytesType {
-				return false
-			}
-			if num == 1 {
-				var ok bool
-				k, ok = str(val)
-				return ok
-			}
-			if values++; msgValue && values > 1 {
-				return false
-			}
-			v = val
+	// What proto.Marshal writes for short entries: key (tag 0x0a) then
+	// value (tag 0x12), one-byte lengths, nothing else.
+	if len(b) >= 4 && b[0] == 0x0a && b[1] < 0x80 {
+		if kl := int(b[1]); 2+kl+2 <= len(b) && b[2+kl] == 0x12 && b[3+kl] < 0x80 && 4+kl+int(b[3+kl]) == len(b) {
+			k = b[2 : 2+kl]
+			return k, b[4+kl:], utf8.Valid(k)
 		}
-		return true
-	})
-	return k, v, ok
+	}
+	values := 0
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return k, v, false
+		}
+		b = b[n:]
+		if num != 1 && num != 2 {
+			continue
+		}
+		if typ != protowire.BytesType {
+			return k, v, false
+		}
+		if num == 1 {
+			if !utf8.Valid(val) {
+				return val, v, false
+			}
+			k = val
+			continue
+		}
+		if values++; msgValue && values > 1 {
+			return k, v, false
+		}
+		v = val
+	}
+	return k, v, true
 }
 
 // metadata reads core.v3.Metadata: filter_metadata=1 map<string, Struct>.
 // A map key sent again replaces the earlier entry.
 func (w *wireHTTP) metadata(b []byte) bool {
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		if num != 1 {
-			return true
+			continue
 		}
 		if typ != protowire.BytesType {
 			return false
 		}
 		k, v, ok := mapEntry(val, true)
-		if ok && string(k) == contract.ExtAuthzNamespace {
-			w.authz = [len(authzKeys)][]byte{}
-			ok = w.authzStruct(v)
+		if !ok {
+			return false
 		}
-		return ok
-	})
+		if string(k) == contract.ExtAuthzNamespace {
+			w.authz = [len(authzKeys)][]byte{}
+			if !w.authzStruct(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // authzKeys are the ext_authz metadata fields a Record keeps, in the
 // order of wireHTTP.authz.
 var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision", contract.ConfigVersionKey}
+
+// authzSlot is the index of k in authzKeys, or -1.
+func authzSlot(k []byte) int {
+	for i, key := range authzKeys {
+		if string(k) == key {
+			return i
+		}
+	}
+	return -1
+}
 
 // valueKinds are the wire types of google.protobuf.Value's oneof members
 // (null_value=1 … list_value=6); a member sent with another wire type is
@@ -430,9 +539,14 @@ var valueKinds = [7]protowire.Type{1: protowire.VarintType, 2: protowire.Fixed64
 // Value is a oneof, string_value=3; a key sent again replaces the earlier
 // entry) into w.authz.
 func (w *wireHTTP) authzStruct(b []byte) bool {
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		if num != 1 {
-			return true
+			continue
 		}
 		if typ != protowire.BytesType {
 			return false
@@ -441,36 +555,40 @@ func (w *wireHTTP) authzStruct(b []byte) bool {
 		if !ok {
 			return false
 		}
-		slot := -1
-		for i, key := range authzKeys {
-			if string(k) == key {
-				slot = i
-				break
-			}
-		}
+		slot := authzSlot(k)
 		if slot < 0 {
-			return true
+			continue
 		}
 		var s []byte
-		ok = walk(v, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+		for len(v) > 0 {
+			num, typ, _, val, n := next(v)
+			if n < 0 {
+				return false
+			}
+			v = v[n:]
 			if num < 1 || num > 6 || typ != valueKinds[num] {
-				return true // unknown to proto
+				continue // unknown to proto
 			}
 			s = nil
 			if num == 3 {
-				var ok bool
-				s, ok = str(val)
-				return ok
+				if !utf8.Valid(val) {
+					return false
+				}
+				s = val
 			}
-			return true
-		})
+		}
 		w.authz[slot] = s
-		return ok
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) request(b []byte) bool {
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1:
 			if typ != protowire.VarintType {
@@ -478,21 +596,19 @@ func (w *wireHTTP) request(b []byte) bool {
 			}
 			w.method = int32(v)
 		case 3, 5, 6, 9:
-			if typ != protowire.BytesType {
+			if typ != protowire.BytesType || !utf8.Valid(val) {
 				return false
 			}
-			s, ok := str(val)
 			switch num {
 			case 3:
-				w.authority = s
+				w.authority = val
 			case 5:
-				w.path = s
+				w.path = val
 			case 6:
-				w.ua = s
+				w.ua = val
 			default:
-				w.requestID = s
+				w.requestID = val
 			}
-			return ok
 		case 12:
 			if typ != protowire.VarintType {
 				return false
@@ -503,47 +619,85 @@ func (w *wireHTTP) request(b []byte) bool {
 				return false
 			}
 			k, v, ok := mapEntry(val, false)
-			if ok && !utf8.Valid(v) {
+			if !ok || !utf8.Valid(v) {
 				return false
 			}
 			w.headers = append(w.headers, wireKV{k, v})
-			return ok
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) response(b []byte) bool {
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1:
 			if typ != protowire.BytesType || !once(&seen, num) {
 				return false
 			}
 			// UInt32Value: value=1.
-			return walk(val, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) bool {
+			for len(val) > 0 {
+				num, typ, v, _, n := next(val)
+				if n < 0 {
+					return false
+				}
+				val = val[n:]
 				if num == 1 {
 					if typ != protowire.VarintType {
 						return false
 					}
 					w.status = uint32(v)
 				}
-				return true
-			})
+			}
 		case 3:
 			if typ != protowire.VarintType {
 				return false
 			}
 			w.bodyOut = v
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (t wireTime) duration() time.Duration {
 	return (&durationpb.Duration{Seconds: t.sec, Nanos: t.nano}).AsDuration()
 }
+
+// protoEnum is a generated enum type.
+type protoEnum interface {
+	~int32
+	String() string
+}
+
+// enumNames are the String() of an enum's values 0..n-1, computed once:
+// String() looks the name up in the descriptor, a cost per entry.
+func enumNames[E protoEnum](n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = E(i).String()
+	}
+	return out
+}
+
+// enumString is v.String() through names.
+func enumString[E protoEnum](names []string, v E) string {
+	if v >= 0 && int(v) < len(names) {
+		return names[v]
+	}
+	return v.String()
+}
+
+var (
+	logTypeNames    = enumNames[alv3.AccessLogType](len(alv3.AccessLogType_name))
+	tlsVersionNames = enumNames[alv3.TLSProperties_TLSVersion](len(alv3.TLSProperties_TLSVersion_name))
+	methodNames     = enumNames[corev3.RequestMethod](len(corev3.RequestMethod_name))
+)
 
 // fromWire is FromHTTP (and common) over a parsed entry.
 func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Record {
@@ -552,7 +706,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 		r.Time = time.Unix(w.start.sec, int64(w.start.nano)).UTC().Truncate(time.Millisecond)
 	}
 	if w.logType != int32(alv3.AccessLogType_NotSet) {
-		r.LogType = alv3.AccessLogType(w.logType).String()
+		r.LogType = enumString(logTypeNames, alv3.AccessLogType(w.logType))
 	} else {
 		r.LogType = "DownstreamEnd"
 	}
@@ -568,7 +722,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	}
 	if w.tls {
 		if w.tlsVersion != int32(alv3.TLSProperties_VERSION_UNSPECIFIED) {
-			r.TLSVersion = alv3.TLSProperties_TLSVersion(w.tlsVersion).String()
+			r.TLSVersion = enumString(tlsVersionNames, alv3.TLSProperties_TLSVersion(w.tlsVersion))
 		}
 		r.TLSSNI = d.str(w.sni)
 		if w.peer {
@@ -582,7 +736,8 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	r.UpstreamCluster = d.str(w.upCluster)
 	if w.upstream.set {
 		if w.upstream.port != 0 {
-			r.UpstreamHost = string(w.upstream.addr) + ":" + itoa(w.upstream.port)
+			d.vals = strconv.AppendUint(append(append(d.vals[:0], w.upstream.addr...), ':'), uint64(w.upstream.port), 10)
+			r.UpstreamHost = d.str(d.vals)
 		} else {
 			r.UpstreamHost = d.str(w.upstream.addr)
 		}
@@ -599,7 +754,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	r.RequestID = d.str(w.requestID)
 	r.Authority = d.str(w.authority)
 	if w.method != int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {
-		r.Method = corev3.RequestMethod(w.method).String()
+		r.Method = enumString(methodNames, corev3.RequestMethod(w.method))
 	}
 	path, query, _ := bytes.Cut(w.path, []byte("?"))
 	rp := p.route(r.Route)
@@ -617,7 +772,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	r.BytesIn = w.bodyIn
 	r.BytesOut = w.bodyOut
 	r.Status = w.status
-	r.Headers = p.wireHeaders(r.Route, w.headers, d)
+	r.Headers = p.wireHeaders(rp, w.headers, d)
 	return r
 }
 
@@ -662,11 +817,10 @@ func (d *WireDecoder) str(b []byte) string {
 
 // wireHeaders is headers over the entries of the map as sent: a key sent
 // twice keeps its last value, as in the decoded map.
-func (p *Redactor) wireHeaders(route string, h []wireKV, d *WireDecoder) string {
+func (p *Redactor) wireHeaders(rp *routePolicy, h []wireKV, d *WireDecoder) string {
 	if len(h) == 0 {
 		return ""
 	}
-	rp := p.route(route)
 	kept := d.kept[:0]
 	d.keys, d.vals = d.keys[:0], d.vals[:0]
 next:
@@ -681,16 +835,25 @@ next:
 		start := len(d.keys)
 		d.keys = appendLower(d.keys, e.k)
 		k := d.keys[start:len(d.keys):len(d.keys)]
-		if rp.keep != nil && !rp.keep[string(k)] {
-			d.keys = d.keys[:start]
-			continue
+		ks := unsafe.String(unsafe.SliceData(k), len(k))
+		var act headerAction
+		if rp.kept != nil {
+			a, ok := rp.kept[ks]
+			if !ok {
+				d.keys = d.keys[:start]
+				continue
+			}
+			act = a
+		} else {
+			act = p.headerAction(rp, ks)
 		}
 		v := e.v
-		if ks := unsafe.String(unsafe.SliceData(k), len(k)); p.secretHeader(rp, ks) {
+		switch act {
+		case headerSecret:
 			vs := len(d.vals)
 			d.vals = p.appendMask(d.vals, e.v)
 			v = d.vals[vs:len(d.vals):len(d.vals)]
-		} else if isURLHeader(ks) {
+		case headerURL:
 			vs := len(d.vals)
 			d.vals = p.appendURL(d.vals, rp, unsafe.String(unsafe.SliceData(e.v), len(e.v)))
 			v = d.vals[vs:len(d.vals):len(d.vals)]
@@ -701,7 +864,7 @@ next:
 	if len(kept) == 0 {
 		return ""
 	}
-	slices.SortFunc(kept, func(a, b wireKV) int { return bytes.Compare(a.k, b.k) })
+	sortByKey(kept)
 	b := append(d.json[:0], '{')
 	for i, e := range kept {
 		if i > 0 {
@@ -714,6 +877,22 @@ next:
 	b = append(b, '}')
 	d.json = b
 	return d.str(b)
+}
+
+// sortByKey sorts kept by name as slices.SortFunc with bytes.Compare
+// does, with the same order for equal names (two names that differ only
+// in case): an insertion sort, what slices.SortFunc runs on 12 elements
+// or fewer, inline.
+func sortByKey(kept []wireKV) {
+	if len(kept) > 12 {
+		slices.SortFunc(kept, func(a, b wireKV) int { return bytes.Compare(a.k, b.k) })
+		return
+	}
+	for i := 1; i < len(kept); i++ {
+		for j := i; j > 0 && string(kept[j].k) < string(kept[j-1].k); j-- {
+			kept[j], kept[j-1] = kept[j-1], kept[j]
+		}
+	}
 }
 
 // appendLower appends strings.ToLower(b) to dst.

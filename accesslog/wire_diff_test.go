@@ -81,7 +81,7 @@ func diffCommon(rng *rand.Rand) *alv3.AccessLogCommon {
 		c.TimeToLastDownstreamTxByte = &durationpb.Duration{Seconds: rng.Int64N(100), Nanos: rng.Int32N(1e9)}
 	}
 	if pick() {
-		c.AccessLogType = alv3.AccessLogType(rng.IntN(14))
+		c.AccessLogType = alv3.AccessLogType(rng.IntN(18)) // 15.. are not Envoy's
 	}
 	addr := func() *corev3.Address {
 		switch rng.IntN(4) {
