@@ -70,9 +70,9 @@ type routePolicy struct {
 	keep map[string]bool // nil: keep every header Envoy sent
 	// kept is keep with each name's treatment decided once, when the
 	// policy is built (secretHeader, isURLHeader): the wire decoder's
-	// only lookup per header. Bounded by the spec's header list; nil
-	// when keep is nil.
-	kept        map[string]headerAction
+	// only lookup per header. Bounded by the spec's header list (no name
+	// Envoy sends is ever added); nil when keep is nil.
+	kept        *keptHeaders
 	redact      map[string]bool
 	redactQuery map[string]bool
 	queryWords  bool // a query name containing a SecretWords entry is masked
@@ -108,10 +108,7 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 			if rp.keep == nil {
 				rp.keep = map[string]bool{}
 			}
-			rp.kept = make(map[string]headerAction, len(rp.keep))
-			for k := range rp.keep {
-				rp.kept[k] = p.headerAction(rp, k)
-			}
+			rp.kept = p.keptHeaders(rp)
 			p.routes[id] = rp
 			for _, h := range rs.Redact {
 				p.unknown.redact[strings.ToLower(h)] = true
@@ -201,6 +198,52 @@ func (p *Redactor) headerAction(rp *routePolicy, name string) headerAction {
 		return headerURL
 	}
 	return headerPlain
+}
+
+// keptHeaders are a route's kept header names (lower case) and what
+// happens to each one's value.
+type keptHeaders struct {
+	few  []keptName              // up to maxFewKept names: compared in turn
+	many map[string]headerAction // more
+}
+
+type keptName struct {
+	name string
+	act  headerAction
+}
+
+// maxFewKept: up to this many kept names, comparing a name with each
+// (lengths first) costs less than hashing it.
+const maxFewKept = 8
+
+func (p *Redactor) keptHeaders(rp *routePolicy) *keptHeaders {
+	k := new(keptHeaders)
+	if len(rp.keep) <= maxFewKept {
+		for name := range rp.keep {
+			k.few = append(k.few, keptName{name, p.headerAction(rp, name)})
+		}
+		return k
+	}
+	k.many = make(map[string]headerAction, len(rp.keep))
+	for name := range rp.keep {
+		k.many[name] = p.headerAction(rp, name)
+	}
+	return k
+}
+
+// lookup reports whether name (lower case) is kept and what happens to
+// its value.
+func (k *keptHeaders) lookup(name string) (headerAction, bool) {
+	if k.many != nil {
+		a, ok := k.many[name]
+		return a, ok
+	}
+	for _, e := range k.few {
+		if e.name == name {
+			return e.act, true
+		}
+	}
+	return 0, false
 }
 
 func (p *Redactor) secretHeader(rp *routePolicy, name string) bool {

@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,6 +140,23 @@ func next(b []byte) (num protowire.Number, typ protowire.Type, v uint64, val []b
 	}
 }
 
+// validUTF8 is utf8.Valid with ASCII, nearly every string of an entry,
+// checked eight bytes at a time inline.
+func validUTF8(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:])&0x8080808080808080 != 0 {
+			return utf8.Valid(b[i:])
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] >= utf8.RuneSelf {
+			return utf8.Valid(b[i:])
+		}
+	}
+	return true
+}
+
 // once marks a singular message field seen; a second occurrence would be
 // merged by proto, which the fast reader leaves to proto.
 func once(seen *uint64, num protowire.Number) bool {
@@ -256,7 +274,7 @@ func parseSocket(a *wireAddr, b []byte) bool {
 				a.port = 0
 				continue
 			}
-			if !utf8.Valid(val) {
+			if !validUTF8(val) {
 				return false
 			}
 			a.addr = val
@@ -306,7 +324,7 @@ func (w *wireHTTP) common(b []byte) bool {
 				return false
 			}
 		case 15, 19:
-			if typ != protowire.BytesType || !utf8.Valid(val) {
+			if typ != protowire.BytesType || !validUTF8(val) {
 				return false
 			}
 			if num == 15 {
@@ -319,7 +337,7 @@ func (w *wireHTTP) common(b []byte) bool {
 				return false
 			}
 			k, v, ok := mapEntry(val, false)
-			if !ok || !utf8.Valid(v) {
+			if !ok || !validUTF8(v) {
 				return false
 			}
 			if string(k) == contract.ConfigVersionTag {
@@ -351,7 +369,7 @@ func (w *wireHTTP) tlsProps(b []byte) bool {
 			}
 			w.tlsVersion = int32(v)
 		case 3:
-			if typ != protowire.BytesType || !utf8.Valid(val) {
+			if typ != protowire.BytesType || !validUTF8(val) {
 				return false
 			}
 			w.sni = val
@@ -397,7 +415,7 @@ func (w *wireHTTP) certificate(b []byte) bool {
 				}
 				uri = nil
 				if num == 1 {
-					if !utf8.Valid(s) {
+					if !validUTF8(s) {
 						return false
 					}
 					uri = s
@@ -407,7 +425,7 @@ func (w *wireHTTP) certificate(b []byte) bool {
 				w.sanURI = uri
 			}
 		case 2:
-			if typ != protowire.BytesType || !utf8.Valid(val) {
+			if typ != protowire.BytesType || !validUTF8(val) {
 				return false
 			}
 			w.subject = val
@@ -455,7 +473,7 @@ func mapEntry(b []byte, msgValue bool) (k, v []byte, ok bool) {
 	if len(b) >= 4 && b[0] == 0x0a && b[1] < 0x80 {
 		if kl := int(b[1]); 2+kl+2 <= len(b) && b[2+kl] == 0x12 && b[3+kl] < 0x80 && 4+kl+int(b[3+kl]) == len(b) {
 			k = b[2 : 2+kl]
-			return k, b[4+kl:], utf8.Valid(k)
+			return k, b[4+kl:], validUTF8(k)
 		}
 	}
 	values := 0
@@ -472,7 +490,7 @@ func mapEntry(b []byte, msgValue bool) (k, v []byte, ok bool) {
 			return k, v, false
 		}
 		if num == 1 {
-			if !utf8.Valid(val) {
+			if !validUTF8(val) {
 				return val, v, false
 			}
 			k = val
@@ -571,7 +589,7 @@ func (w *wireHTTP) authzStruct(b []byte) bool {
 			}
 			s = nil
 			if num == 3 {
-				if !utf8.Valid(val) {
+				if !validUTF8(val) {
 					return false
 				}
 				s = val
@@ -596,7 +614,7 @@ func (w *wireHTTP) request(b []byte) bool {
 			}
 			w.method = int32(v)
 		case 3, 5, 6, 9:
-			if typ != protowire.BytesType || !utf8.Valid(val) {
+			if typ != protowire.BytesType || !validUTF8(val) {
 				return false
 			}
 			switch num {
@@ -619,7 +637,7 @@ func (w *wireHTTP) request(b []byte) bool {
 				return false
 			}
 			k, v, ok := mapEntry(val, false)
-			if !ok || !utf8.Valid(v) {
+			if !ok || !validUTF8(v) {
 				return false
 			}
 			w.headers = append(w.headers, wireKV{k, v})
@@ -838,7 +856,7 @@ next:
 		ks := unsafe.String(unsafe.SliceData(k), len(k))
 		var act headerAction
 		if rp.kept != nil {
-			a, ok := rp.kept[ks]
+			a, ok := rp.kept.lookup(ks)
 			if !ok {
 				d.keys = d.keys[:start]
 				continue
@@ -895,10 +913,19 @@ func sortByKey(kept []wireKV) {
 	}
 }
 
-// appendLower appends strings.ToLower(b) to dst.
+// appendLower appends strings.ToLower(b) to dst. Names Envoy sends are
+// lower case already (HTTP/2 requires it): those are appended at once.
 func appendLower(dst, b []byte) []byte {
-	start := len(dst)
-	for _, c := range b {
+	i := 0
+	for i < len(b) && b[i] < utf8.RuneSelf && (b[i] < 'A' || b[i] > 'Z') {
+		i++
+	}
+	dst = append(dst, b[:i]...)
+	if i == len(b) {
+		return dst
+	}
+	start := len(dst) - i
+	for _, c := range b[i:] {
 		if c >= utf8.RuneSelf {
 			return append(dst[:start], strings.ToLower(string(b))...)
 		}
