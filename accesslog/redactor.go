@@ -37,7 +37,7 @@ type Redactor struct {
 	// headers, as before any settings arrive (StrictRedactor).
 	pending *routePolicy
 	hmacKey []byte
-	hmacs   sync.Pool // keyed HMAC-SHA256 states, Reset between uses
+	hmacs   sync.Pool // *hmacState: keyed HMAC-SHA256 states, Reset between uses
 }
 
 // SecretWords mark a header name as secret on every route when it
@@ -90,7 +90,7 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 		hmacKey: append([]byte(nil), hmacKey...),
 	}
 	if len(p.hmacKey) > 0 {
-		p.hmacs.New = func() any { return hmac.New(sha256.New, p.hmacKey) }
+		p.hmacs.New = func() any { return &hmacState{h: hmac.New(sha256.New, p.hmacKey)} }
 	}
 	p.unknown = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), queryWords: true, sample: 1}
 	p.pending = &routePolicy{strict: true, sample: 1}
@@ -148,18 +148,24 @@ func (p *Redactor) route(id string) *routePolicy {
 	return p.pending
 }
 
+// hmacState is a keyed HMAC-SHA256 with room for its sum, so a mask
+// allocates nothing.
+type hmacState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
 // appendMask appends the stored form of the secret value v (mask's
 // result) to dst.
 func (p *Redactor) appendMask(dst, v []byte) []byte {
 	if len(p.hmacKey) == 0 || len(v) == 0 {
 		return append(dst, Mask...)
 	}
-	m := p.hmacs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(v)
-	var sum [sha256.Size]byte
+	m := p.hmacs.Get().(*hmacState)
+	m.h.Reset()
+	m.h.Write(v)
 	dst = append(dst, Mask+"."...)
-	dst = hex.AppendEncode(dst, m.Sum(sum[:0])[:8])
+	dst = hex.AppendEncode(dst, m.h.Sum(m.sum[:0])[:8])
 	p.hmacs.Put(m)
 	return dst
 }
@@ -169,15 +175,8 @@ func (p *Redactor) mask(v string) string {
 	if len(p.hmacKey) == 0 || v == "" {
 		return Mask
 	}
-	m := p.hmacs.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(v))
-	var sum [sha256.Size]byte
 	var out [len(Mask) + 1 + 16]byte
-	copy(out[:], Mask+".")
-	hex.Encode(out[len(Mask)+1:], m.Sum(sum[:0])[:8])
-	p.hmacs.Put(m)
-	return string(out[:])
+	return string(p.appendMask(out[:0], unsafe.Slice(unsafe.StringData(v), len(v))))
 }
 
 // headerAction is what happens to a kept header's value.

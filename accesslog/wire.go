@@ -761,7 +761,8 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 		}
 	}
 	if w.flagsSet {
-		r.ResponseFlags = flagString(w.flags)
+		d.vals = appendFlags(d.vals[:0], w.flags)
+		r.ResponseFlags = d.str(d.vals)
 	}
 	r.Subject, r.Provider, r.AuthKind = d.str(w.authz[0]), d.str(w.authz[1]), d.str(w.authz[2])
 	r.APIKeyID, r.Rule, r.Decision = d.str(w.authz[3]), d.str(w.authz[4]), d.str(w.authz[5])
@@ -800,20 +801,19 @@ var flagCodeByField = [28]string{"LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO",
 	"FI", "RL", "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT",
 	"UPE", "NC", "OM", "DF", "DR"}
 
-func flagString(bits uint32) string {
-	if bits == 0 {
-		return ""
-	}
-	var b []byte
+// appendFlags appends the short codes of the flags set in bits,
+// comma-separated.
+func appendFlags(b []byte, bits uint32) []byte {
+	start := len(b)
 	for i, code := range flagCodeByField {
 		if bits&(1<<i) != 0 {
-			if len(b) > 0 {
+			if len(b) > start {
 				b = append(b, ',')
 			}
 			b = append(b, code...)
 		}
 	}
-	return string(b)
+	return b
 }
 
 // str returns b as a string cut from the current block.

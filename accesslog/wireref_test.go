@@ -7,9 +7,9 @@ package accesslog
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"hash"
 	"net/url"
 	"slices"
 	"strings"
@@ -779,13 +779,12 @@ func (p refRedactor) appendMask(dst, v []byte) []byte {
 	if len(p.hmacKey) == 0 || len(v) == 0 {
 		return append(dst, Mask...)
 	}
-	m := p.hmacs.Get().(hash.Hash)
+	m := hmac.New(sha256.New, p.hmacKey) // the pool's type has changed; the computation has not
 	m.Reset()
 	m.Write(v)
 	var sum [sha256.Size]byte
 	dst = append(dst, Mask+"."...)
 	dst = hex.AppendEncode(dst, m.Sum(sum[:0])[:8])
-	p.hmacs.Put(m)
 	return dst
 }
 
@@ -794,14 +793,13 @@ func (p refRedactor) mask(v string) string {
 	if len(p.hmacKey) == 0 || v == "" {
 		return Mask
 	}
-	m := p.hmacs.Get().(hash.Hash)
+	m := hmac.New(sha256.New, p.hmacKey) // the pool's type has changed; the computation has not
 	m.Reset()
 	m.Write([]byte(v))
 	var sum [sha256.Size]byte
 	var out [len(Mask) + 1 + 16]byte
 	copy(out[:], Mask+".")
 	hex.Encode(out[len(Mask)+1:], m.Sum(sum[:0])[:8])
-	p.hmacs.Put(m)
 	return string(out[:])
 }
 
