@@ -40,7 +40,7 @@ type WireDecoder struct {
 	w     wireHTTP
 	block strings.Builder // the current string block; only appended to
 	keys  []byte          // scratch: lower-cased header names
-	vals  []byte          // scratch: masked header values
+	vals  []byte          // scratch: masked header values, redacted path and query, upstream host, flags
 	json  []byte          // scratch: the headers JSON
 	kept  []wireKV
 }

@@ -1,9 +1,11 @@
 package accesslog
 
-// The wire decoder and redactor as they were before the single-pass
-// rewrite (commit dd76589), kept as the reference the differential tests
-// and the fuzzer compare the fast path with (wire_diff_test.go). Do not
-// optimise this file: its worth is that it is the old code.
+// The wire decoder and redactor as they were at commit dd76589, before
+// the loop rewrite, kept as the reference the differential tests and the
+// fuzzer compare the fast path with (wire_diff_test.go). One change
+// since: a mask takes a fresh HMAC of the same key instead of one from
+// the Redactor's pool, whose type changed. Do not optimise this file: its
+// worth is that it is the old code.
 
 import (
 	"bytes"
