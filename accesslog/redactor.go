@@ -75,9 +75,12 @@ type routePolicy struct {
 	kept        *keptHeaders
 	redact      map[string]bool
 	redactQuery map[string]bool
-	queryWords  bool // a query name containing a SecretWords entry is masked
-	strict      bool // every value is masked but safeHeaders
-	sample      float64
+	// queryNames is redactQuery by length, for the wire decoder: a
+	// name is compared with the few of its length instead of hashed.
+	queryNames byLength
+	queryWords bool // a query name containing a SecretWords entry is masked
+	strict     bool // every value is masked but safeHeaders
+	sample     float64
 }
 
 // NewRedactor compiles the settings of every spec. hmacKey, when not empty,
@@ -118,7 +121,37 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 			}
 		}
 	}
+	p.unknown.queryNames = newByLength(p.unknown.redactQuery)
+	for _, rp := range p.routes {
+		rp.queryNames = newByLength(rp.redactQuery)
+	}
 	return p
+}
+
+// byLength is a set of names grouped by length.
+type byLength [][]string
+
+func newByLength(set map[string]bool) byLength {
+	var b byLength
+	for name := range set {
+		for len(b) <= len(name) {
+			b = append(b, nil)
+		}
+		b[len(name)] = append(b[len(name)], name)
+	}
+	return b
+}
+
+func (b byLength) has(name string) bool {
+	if len(name) >= len(b) {
+		return false
+	}
+	for _, s := range b[len(name)] {
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Routes is the number of routes the policy knows.
@@ -264,7 +297,7 @@ func hasSecretWord(name string) bool {
 // secretParam reports whether a query or path parameter name (decoded,
 // lower case) is masked.
 func (p *Redactor) secretParam(rp *routePolicy, key string) bool {
-	return rp.strict || rp.redactQuery[key] || (rp.queryWords && hasSecretWord(key))
+	return rp.strict || rp.queryNames.has(key) || (rp.queryWords && hasSecretWord(key))
 }
 
 func isURLHeader(name string) bool {

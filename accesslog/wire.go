@@ -47,7 +47,7 @@ type WireDecoder struct {
 
 // FromHTTP converts one HTTPAccessLogEntry in wire form under p.
 func (d *WireDecoder) FromHTTP(p *Redactor, node, group string, b []byte) (Record, error) {
-	d.w = wireHTTP{}
+	d.w = wireHTTP{headers: d.w.headers[:0]}
 	if d.w.parse(b) {
 		return p.fromWire(node, group, &d.w, d), nil
 	}
@@ -91,8 +91,7 @@ type wireHTTP struct {
 	authority, path, ua, requestID []byte
 	bodyIn, bodyOut                uint64
 	status                         uint32
-	headers                        []wireKV
-	headerStack                    [16]wireKV
+	headers                        []wireKV // its array is reused from entry to entry
 }
 
 // next reads the field at the start of b (a message in wire form): its
@@ -173,7 +172,7 @@ func once(seen *uint64, num protowire.Number) bool {
 // a field sent again replaces the earlier value as in proto.
 
 func (w *wireHTTP) parse(b []byte) bool {
-	w.headers = w.headerStack[:0]
+	w.headers = w.headers[:0]
 	var seen uint64
 	for len(b) > 0 {
 		num, typ, _, val, n := next(b)
@@ -848,11 +847,16 @@ next:
 				continue next
 			}
 		}
-		// Slices of the scratch stay valid when it grows: bytes already
-		// written are not rewritten within one entry.
+		// A name in lower case already (what Envoy sends) is used as it
+		// is; another is lowered into the scratch, whose slices stay
+		// valid when it grows: bytes already written are not rewritten
+		// within one entry.
+		k := e.k
 		start := len(d.keys)
-		d.keys = appendLower(d.keys, e.k)
-		k := d.keys[start:len(d.keys):len(d.keys)]
+		if !isLowerASCII(k) {
+			d.keys = appendLower(d.keys, e.k)
+			k = d.keys[start:len(d.keys):len(d.keys)]
+		}
 		ks := unsafe.String(unsafe.SliceData(k), len(k))
 		var act headerAction
 		if rp.kept != nil {
@@ -911,6 +915,17 @@ func sortByKey(kept []wireKV) {
 			kept[j], kept[j-1] = kept[j-1], kept[j]
 		}
 	}
+}
+
+// isLowerASCII reports whether b is ASCII with no upper-case letter, so
+// strings.ToLower(b) is b.
+func isLowerASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // appendLower appends strings.ToLower(b) to dst. Names Envoy sends are

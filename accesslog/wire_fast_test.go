@@ -192,3 +192,23 @@ func TestKeptHeadersDecidedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestByLength: the length-grouped query-name set holds what the map
+// holds, nothing more.
+func TestByLength(t *testing.T) {
+	set := map[string]bool{}
+	for _, n := range DefaultRedactQuery {
+		set[n] = true
+	}
+	set["ü-key"] = true
+	b := newByLength(set)
+	probes := append([]string{"", "page", "q", "tokens", "toke", "ü-key", "ü-kez", "x-amz-security-token-x", "SIG"}, DefaultRedactQuery...)
+	for _, n := range probes {
+		if b.has(n) != set[n] {
+			t.Errorf("has(%q) = %v, the map says %v", n, b.has(n), set[n])
+		}
+	}
+	if (byLength)(nil).has("token") {
+		t.Error("an empty set has a name")
+	}
+}
