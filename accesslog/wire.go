@@ -576,6 +576,15 @@ func (w *wireHTTP) authzStruct(b []byte) bool {
 		if slot < 0 {
 			continue
 		}
+		// What proto.Marshal writes for a string: string_value (tag
+		// 0x1a) alone, a one-byte length.
+		if len(v) >= 2 && v[0] == 0x1a && v[1] < 0x80 && 2+int(v[1]) == len(v) {
+			if !validUTF8(v[2:]) {
+				return false
+			}
+			w.authz[slot] = v[2:]
+			continue
+		}
 		var s []byte
 		for len(v) > 0 {
 			num, typ, _, val, n := next(v)
