@@ -37,7 +37,7 @@ type Redactor struct {
 	// headers, as before any settings arrive (StrictRedactor).
 	pending *routePolicy
 	hmacKey []byte
-	hmacs   sync.Pool // keyed HMAC-SHA256 states, Reset between uses
+	hmacs   sync.Pool // *hmacState: keyed HMAC-SHA256 states, Reset between uses
 }
 
 // SecretWords mark a header name as secret on every route when it
@@ -67,12 +67,20 @@ func StrictRedactor(hmacKey []byte) *Redactor {
 }
 
 type routePolicy struct {
-	keep        map[string]bool // nil: keep every header Envoy sent
+	keep map[string]bool // nil: keep every header Envoy sent
+	// kept is keep with each name's treatment decided once, when the
+	// policy is built (secretHeader, isURLHeader): the wire decoder's
+	// only lookup per header. Bounded by the spec's header list (no name
+	// Envoy sends is ever added); nil when keep is nil.
+	kept        *keptHeaders
 	redact      map[string]bool
 	redactQuery map[string]bool
-	queryWords  bool // a query name containing a SecretWords entry is masked
-	strict      bool // every value is masked but safeHeaders
-	sample      float64
+	// queryNames is redactQuery by length, for the wire decoder: a
+	// name is compared with the few of its length instead of hashed.
+	queryNames byLength
+	queryWords bool // a query name containing a SecretWords entry is masked
+	strict     bool // every value is masked but safeHeaders
+	sample     float64
 }
 
 // NewRedactor compiles the settings of every spec. hmacKey, when not empty,
@@ -85,7 +93,7 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 		hmacKey: append([]byte(nil), hmacKey...),
 	}
 	if len(p.hmacKey) > 0 {
-		p.hmacs.New = func() any { return hmac.New(sha256.New, p.hmacKey) }
+		p.hmacs.New = func() any { return &hmacState{h: hmac.New(sha256.New, p.hmacKey)} }
 	}
 	p.unknown = &routePolicy{redact: set(DefaultRedactHeaders, nil), redactQuery: set(DefaultRedactQuery, nil), queryWords: true, sample: 1}
 	p.pending = &routePolicy{strict: true, sample: 1}
@@ -103,6 +111,7 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 			if rp.keep == nil {
 				rp.keep = map[string]bool{}
 			}
+			rp.kept = p.keptHeaders(rp)
 			p.routes[id] = rp
 			for _, h := range rs.Redact {
 				p.unknown.redact[strings.ToLower(h)] = true
@@ -112,7 +121,37 @@ func NewRedactor(specs []*SpecSettings, hmacKey []byte) *Redactor {
 			}
 		}
 	}
+	p.unknown.queryNames = newByLength(p.unknown.redactQuery)
+	for _, rp := range p.routes {
+		rp.queryNames = newByLength(rp.redactQuery)
+	}
 	return p
+}
+
+// byLength is a set of names grouped by length.
+type byLength [][]string
+
+func newByLength(set map[string]bool) byLength {
+	var b byLength
+	for name := range set {
+		for len(b) <= len(name) {
+			b = append(b, nil)
+		}
+		b[len(name)] = append(b[len(name)], name)
+	}
+	return b
+}
+
+func (b byLength) has(name string) bool {
+	if len(name) >= len(b) {
+		return false
+	}
+	for _, s := range b[len(name)] {
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Routes is the number of routes the policy knows.
@@ -142,18 +181,24 @@ func (p *Redactor) route(id string) *routePolicy {
 	return p.pending
 }
 
+// hmacState is a keyed HMAC-SHA256 with room for its sum, so a mask
+// allocates nothing.
+type hmacState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
 // appendMask appends the stored form of the secret value v (mask's
 // result) to dst.
 func (p *Redactor) appendMask(dst, v []byte) []byte {
 	if len(p.hmacKey) == 0 || len(v) == 0 {
 		return append(dst, Mask...)
 	}
-	m := p.hmacs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(v)
-	var sum [sha256.Size]byte
+	m := p.hmacs.Get().(*hmacState)
+	m.h.Reset()
+	m.h.Write(v)
 	dst = append(dst, Mask+"."...)
-	dst = hex.AppendEncode(dst, m.Sum(sum[:0])[:8])
+	dst = hex.AppendEncode(dst, m.h.Sum(m.sum[:0])[:8])
 	p.hmacs.Put(m)
 	return dst
 }
@@ -163,15 +208,74 @@ func (p *Redactor) mask(v string) string {
 	if len(p.hmacKey) == 0 || v == "" {
 		return Mask
 	}
-	m := p.hmacs.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(v))
-	var sum [sha256.Size]byte
 	var out [len(Mask) + 1 + 16]byte
-	copy(out[:], Mask+".")
-	hex.Encode(out[len(Mask)+1:], m.Sum(sum[:0])[:8])
-	p.hmacs.Put(m)
-	return string(out[:])
+	return string(p.appendMask(out[:0], unsafe.Slice(unsafe.StringData(v), len(v))))
+}
+
+// headerAction is what happens to a kept header's value.
+type headerAction uint8
+
+const (
+	headerPlain  headerAction = iota // kept as sent
+	headerSecret                     // masked
+	headerURL                        // kept with its URL's secrets masked
+)
+
+// headerAction decides the value of header name (lower case) on route rp.
+func (p *Redactor) headerAction(rp *routePolicy, name string) headerAction {
+	if p.secretHeader(rp, name) {
+		return headerSecret
+	}
+	if isURLHeader(name) {
+		return headerURL
+	}
+	return headerPlain
+}
+
+// keptHeaders are a route's kept header names (lower case) and what
+// happens to each one's value.
+type keptHeaders struct {
+	few  []keptName              // up to maxFewKept names: compared in turn
+	many map[string]headerAction // more
+}
+
+type keptName struct {
+	name string
+	act  headerAction
+}
+
+// maxFewKept: up to this many kept names, comparing a name with each
+// (lengths first) costs less than hashing it.
+const maxFewKept = 8
+
+func (p *Redactor) keptHeaders(rp *routePolicy) *keptHeaders {
+	k := new(keptHeaders)
+	if len(rp.keep) <= maxFewKept {
+		for name := range rp.keep {
+			k.few = append(k.few, keptName{name, p.headerAction(rp, name)})
+		}
+		return k
+	}
+	k.many = make(map[string]headerAction, len(rp.keep))
+	for name := range rp.keep {
+		k.many[name] = p.headerAction(rp, name)
+	}
+	return k
+}
+
+// lookup reports whether name (lower case) is kept and what happens to
+// its value.
+func (k *keptHeaders) lookup(name string) (headerAction, bool) {
+	if k.many != nil {
+		a, ok := k.many[name]
+		return a, ok
+	}
+	for _, e := range k.few {
+		if e.name == name {
+			return e.act, true
+		}
+	}
+	return 0, false
 }
 
 func (p *Redactor) secretHeader(rp *routePolicy, name string) bool {
@@ -193,7 +297,7 @@ func hasSecretWord(name string) bool {
 // secretParam reports whether a query or path parameter name (decoded,
 // lower case) is masked.
 func (p *Redactor) secretParam(rp *routePolicy, key string) bool {
-	return rp.strict || rp.redactQuery[key] || (rp.queryWords && hasSecretWord(key))
+	return rp.strict || rp.queryNames.has(key) || (rp.queryWords && hasSecretWord(key))
 }
 
 func isURLHeader(name string) bool {
@@ -229,21 +333,27 @@ func (p *Redactor) RedactPath(route, path string) string {
 // masked.
 func (p *Redactor) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
 	for raw != "" {
-		i := strings.IndexAny(raw, "&;")
+		i := indexParamSep(raw)
 		part := raw
 		if i >= 0 {
 			part = raw[:i]
 		}
 		name, val, hasVal := strings.Cut(part, "=")
 		key := name
-		if un, err := url.QueryUnescape(name); err == nil {
-			key = un
+		if hasQueryEscape(name) {
+			if un, err := url.QueryUnescape(name); err == nil {
+				key = un
+			}
 		}
 		dst = append(dst, name...)
 		if p.secretParam(rp, lowerASCII(key)) {
 			dst = append(dst, '=')
-			if un, err := url.QueryUnescape(val); err == nil {
-				val = un
+			// Without a key the mask does not depend on the value
+			// but for its being empty, which unescaping keeps.
+			if len(p.hmacKey) > 0 {
+				if un, err := url.QueryUnescape(val); err == nil {
+					val = un
+				}
 			}
 			dst = p.appendMask(dst, unsafe.Slice(unsafe.StringData(val), len(val)))
 		} else if hasVal {
@@ -257,6 +367,27 @@ func (p *Redactor) appendQuery(dst []byte, rp *routePolicy, raw string) []byte {
 		raw = raw[i+1:]
 	}
 	return dst
+}
+
+// hasQueryEscape is strings.ContainsAny(s, "%+"): whether
+// url.QueryUnescape could change s.
+func hasQueryEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' || s[i] == '+' {
+			return true
+		}
+	}
+	return false
+}
+
+// indexParamSep is strings.IndexAny(s, "&;").
+func indexParamSep(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '&' || s[i] == ';' {
+			return i
+		}
+	}
+	return -1
 }
 
 // lowerASCII is strings.ToLower without an allocation for names that are
@@ -427,15 +558,22 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
+		// A run of bytes written as they are, appended at once.
+		j := i
+		for j < len(s) && jsonPlain[s[j]] {
+			j++
+		}
+		b = append(b, s[i:j]...)
+		if i = j; i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
 			case c == '"' || c == '\\':
 				b = append(b, '\\', c)
-			case c < 0x20:
+			default: // c < 0x20
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
 			}
 			i++
 			continue
@@ -450,6 +588,15 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	}
 	return append(b, '"')
 }
+
+// jsonPlain marks the bytes appendJSONString writes as they are: ASCII
+// but control characters, quote and backslash.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func (p *Redactor) common(r *Record, c *alv3.AccessLogCommon) {
 	if t := c.GetStartTime(); t != nil {

@@ -2,7 +2,9 @@ package accesslog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -38,14 +40,14 @@ type WireDecoder struct {
 	w     wireHTTP
 	block strings.Builder // the current string block; only appended to
 	keys  []byte          // scratch: lower-cased header names
-	vals  []byte          // scratch: masked header values
+	vals  []byte          // scratch: masked header values, redacted path and query, upstream host, flags
 	json  []byte          // scratch: the headers JSON
 	kept  []wireKV
 }
 
 // FromHTTP converts one HTTPAccessLogEntry in wire form under p.
 func (d *WireDecoder) FromHTTP(p *Redactor, node, group string, b []byte) (Record, error) {
-	d.w = wireHTTP{}
+	d.w = wireHTTP{headers: d.w.headers[:0]}
 	if d.w.parse(b) {
 		return p.fromWire(node, group, &d.w, d), nil
 	}
@@ -89,36 +91,66 @@ type wireHTTP struct {
 	authority, path, ua, requestID []byte
 	bodyIn, bodyOut                uint64
 	status                         uint32
-	headers                        []wireKV
-	headerStack                    [16]wireKV
+	headers                        []wireKV // its array is reused from entry to entry
 }
 
-// walk calls fn for every field of a message; fn gets the varint value or
-// the length-delimited bytes. Other wire types are skipped (typ tells fn).
-// It stops with false on malformed input or when fn returns false.
-func walk(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool) bool {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return false
+// next reads the field at the start of b (a message in wire form): its
+// number and wire type, the value of a varint or the bytes of a
+// length-delimited field (other wire types are skipped), and how many
+// bytes it took, n < 0 on malformed input. One-byte tags, varints and
+// lengths (nearly every field of an entry) are read inline; the rest, and
+// every error, is protowire's.
+func next(b []byte) (num protowire.Number, typ protowire.Type, v uint64, val []byte, n int) {
+	if len(b) > 0 && b[0] >= 1<<3 && b[0] < 0x80 {
+		num, typ, n = protowire.Number(b[0]>>3), protowire.Type(b[0]&7), 1
+	} else if num, typ, n = protowire.ConsumeTag(b); n < 0 {
+		return 0, 0, 0, nil, -1
+	}
+	rest := b[n:]
+	switch typ {
+	case protowire.VarintType:
+		if len(rest) > 0 && rest[0] < 0x80 {
+			return num, typ, uint64(rest[0]), nil, n + 1
 		}
-		b = b[n:]
-		var v uint64
-		var val []byte
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			val, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+		v, m := protowire.ConsumeVarint(rest)
+		if m < 0 {
+			return 0, 0, 0, nil, -1
 		}
-		if n < 0 {
-			return false
+		return num, typ, v, nil, n + m
+	case protowire.BytesType:
+		var l uint64
+		m := 1
+		if len(rest) > 0 && rest[0] < 0x80 {
+			l = uint64(rest[0])
+		} else if l, m = protowire.ConsumeVarint(rest); m < 0 {
+			return 0, 0, 0, nil, -1
 		}
-		b = b[n:]
-		if !fn(num, typ, v, val) {
-			return false
+		if l > uint64(len(rest)-m) {
+			return 0, 0, 0, nil, -1
+		}
+		end := m + int(l)
+		return num, typ, 0, rest[m:end], n + end
+	default:
+		m := protowire.ConsumeFieldValue(num, typ, rest)
+		if m < 0 {
+			return 0, 0, 0, nil, -1
+		}
+		return num, typ, 0, nil, n + m
+	}
+}
+
+// validUTF8 is utf8.Valid with ASCII, nearly every string of an entry,
+// checked eight bytes at a time inline.
+func validUTF8(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:])&0x8080808080808080 != 0 {
+			return utf8.Valid(b[i:])
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] >= utf8.RuneSelf {
+			return utf8.Valid(b[i:])
 		}
 	}
 	return true
@@ -135,33 +167,49 @@ func once(seen *uint64, num protowire.Number) bool {
 	return true
 }
 
-func str(val []byte) ([]byte, bool) { return val, utf8.Valid(val) }
+// The readers below return false on malformed input and on anything they
+// leave to proto.Unmarshal; they read every field with next, in order, so
+// a field sent again replaces the earlier value as in proto.
 
 func (w *wireHTTP) parse(b []byte) bool {
-	w.headers = w.headerStack[:0]
+	w.headers = w.headers[:0]
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-		switch num {
-		case 1, 3, 4:
-			if typ != protowire.BytesType || !once(&seen, num) {
-				return false
-			}
-			switch num {
-			case 1:
-				return w.common(val)
-			case 3:
-				return w.request(val)
-			default:
-				return w.response(val)
-			}
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
 		}
-		return true
-	})
+		b = b[n:]
+		if num != 1 && num != 3 && num != 4 {
+			continue
+		}
+		if typ != protowire.BytesType || !once(&seen, num) {
+			return false
+		}
+		var ok bool
+		switch num {
+		case 1:
+			ok = w.common(val)
+		case 3:
+			ok = w.request(val)
+		default:
+			ok = w.response(val)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func parseWireTime(t *wireTime, b []byte) bool {
 	t.set = true
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, _, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1, 2:
 			if typ != protowire.VarintType {
@@ -173,118 +221,146 @@ func parseWireTime(t *wireTime, b []byte) bool {
 				t.nano = int32(v)
 			}
 		}
-		return true
-	})
+	}
+	return true
 }
 
 // parseAddr reads a core.v3.Address (oneof socket_address=1, pipe=2,
 // envoy_internal_address=3).
 func parseAddr(a *wireAddr, b []byte) bool {
 	sockets := 0
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if num < 1 || num > 3 {
+			continue
+		}
+		if typ != protowire.BytesType {
+			return false
+		}
+		if num != 1 {
+			a.set, a.addr, a.port = false, nil, 0
+			continue
+		}
+		if sockets++; sockets > 1 {
+			return false
+		}
+		a.set = true
+		if !parseSocket(a, val) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSocket reads a SocketAddress: address=2, port_value=3 | named_port=4.
+func parseSocket(a *wireAddr, b []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
-		case 1, 2, 3:
+		case 2, 4:
 			if typ != protowire.BytesType {
 				return false
 			}
-			if num != 1 {
-				a.set, a.addr, a.port = false, nil, 0
-				return true
+			if num == 4 {
+				a.port = 0
+				continue
 			}
-			if sockets++; sockets > 1 {
+			if !validUTF8(val) {
 				return false
 			}
-			a.set = true
-			// SocketAddress: address=2, port_value=3 | named_port=4.
-			return walk(val, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
-				switch num {
-				case 2, 4:
-					if typ != protowire.BytesType {
-						return false
-					}
-					if num == 4 {
-						a.port = 0
-						return true
-					}
-					var ok bool
-					a.addr, ok = str(val)
-					return ok
-				case 3:
-					if typ != protowire.VarintType {
-						return false
-					}
-					a.port = uint32(v)
-				}
-				return true
-			})
+			a.addr = val
+		case 3:
+			if typ != protowire.VarintType {
+				return false
+			}
+			a.port = uint32(v)
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) common(b []byte) bool {
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 2, 4, 5, 12, 13, 16, 17, 23:
 			if typ != protowire.BytesType || !once(&seen, num) {
 				return false
 			}
+			var ok bool
 			switch num {
 			case 2:
-				return parseAddr(&w.client, val)
+				ok = parseAddr(&w.client, val)
 			case 4:
-				return w.tlsProps(val)
+				ok = w.tlsProps(val)
 			case 5:
-				return parseWireTime(&w.start, val)
+				ok = parseWireTime(&w.start, val)
 			case 12:
-				return parseWireTime(&w.lastTx, val)
+				ok = parseWireTime(&w.lastTx, val)
 			case 13:
-				return parseAddr(&w.upstream, val)
+				ok = parseAddr(&w.upstream, val)
 			case 16:
-				return w.responseFlags(val)
+				ok = w.responseFlags(val)
 			case 17:
-				return w.metadata(val)
+				ok = w.metadata(val)
 			default:
-				return parseWireTime(&w.duration, val)
+				ok = parseWireTime(&w.duration, val)
 			}
-		case 15, 19:
-			if typ != protowire.BytesType {
+			if !ok {
 				return false
 			}
-			s, ok := str(val)
-			if num == 15 {
-				w.upCluster = s
-			} else {
-				w.route = s
+		case 15, 19:
+			if typ != protowire.BytesType || !validUTF8(val) {
+				return false
 			}
-			return ok
+			if num == 15 {
+				w.upCluster = val
+			} else {
+				w.route = val
+			}
 		case 22: // custom_tags map<string, string>; a key sent again replaces the earlier entry
 			if typ != protowire.BytesType {
 				return false
 			}
 			k, v, ok := mapEntry(val, false)
-			if ok && !utf8.Valid(v) {
+			if !ok || !validUTF8(v) {
 				return false
 			}
 			if string(k) == contract.ConfigVersionTag {
 				w.versionTag = v
 			}
-			return ok
 		case 33:
 			if typ != protowire.VarintType {
 				return false
 			}
 			w.logType = int32(v)
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) tlsProps(b []byte) bool {
 	w.tls = true
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1:
 			if typ != protowire.VarintType {
@@ -292,65 +368,81 @@ func (w *wireHTTP) tlsProps(b []byte) bool {
 			}
 			w.tlsVersion = int32(v)
 		case 3:
-			if typ != protowire.BytesType {
+			if typ != protowire.BytesType || !validUTF8(val) {
 				return false
 			}
-			var ok bool
-			w.sni, ok = str(val)
-			return ok
+			w.sni = val
 		case 5:
 			if typ != protowire.BytesType || !once(&seen, num) {
 				return false
 			}
 			w.peer = true
-			// CertificateProperties: subject_alt_name=1 (repeated; oneof
-			// uri=1 | dns=2 | ip_address=3), subject=2.
-			return walk(val, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-				switch num {
-				case 1:
-					if typ != protowire.BytesType {
-						return false
-					}
-					var uri []byte
-					ok := walk(val, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-						switch num {
-						case 1, 2, 3:
-							if typ != protowire.BytesType {
-								return false
-							}
-							uri = nil
-							if num == 1 {
-								var ok bool
-								uri, ok = str(val)
-								return ok
-							}
-						}
-						return true
-					})
-					if len(w.sanURI) == 0 {
-						w.sanURI = uri
-					}
-					return ok
-				case 2:
-					if typ != protowire.BytesType {
-						return false
-					}
-					var ok bool
-					w.subject, ok = str(val)
-					return ok
-				}
-				return true
-			})
+			if !w.certificate(val) {
+				return false
+			}
 		}
-		return true
-	})
+	}
+	return true
+}
+
+// certificate reads CertificateProperties: subject_alt_name=1 (repeated;
+// oneof uri=1 | dns=2 | ip_address=3), subject=2.
+func (w *wireHTTP) certificate(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			if typ != protowire.BytesType {
+				return false
+			}
+			var uri []byte
+			for len(val) > 0 {
+				num, typ, _, s, n := next(val)
+				if n < 0 {
+					return false
+				}
+				val = val[n:]
+				if num < 1 || num > 3 {
+					continue
+				}
+				if typ != protowire.BytesType {
+					return false
+				}
+				uri = nil
+				if num == 1 {
+					if !validUTF8(s) {
+						return false
+					}
+					uri = s
+				}
+			}
+			if len(w.sanURI) == 0 {
+				w.sanURI = uri
+			}
+		case 2:
+			if typ != protowire.BytesType || !validUTF8(val) {
+				return false
+			}
+			w.subject = val
+		}
+	}
+	return true
 }
 
 func (w *wireHTTP) responseFlags(b []byte) bool {
 	w.flagsSet = true
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, _, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		if num < 1 || num > 28 {
-			return true
+			continue
 		}
 		bit := uint32(1) << (num - 1)
 		if num == 13 { // unauthorized_details: present is enough
@@ -358,7 +450,7 @@ func (w *wireHTTP) responseFlags(b []byte) bool {
 				return false
 			}
 			w.flags |= bit
-			return true
+			continue
 		}
 		if typ != protowire.VarintType {
 			return false
@@ -368,57 +460,91 @@ func (w *wireHTTP) responseFlags(b []byte) bool {
 		} else {
 			w.flags &^= bit
 		}
-		return true
-	})
+	}
+	return true
 }
 
 // mapEntry reads a map entry (key=1, value=2); a message value sent twice
 // would be merged, so it is refused.
 func mapEntry(b []byte, msgValue bool) (k, v []byte, ok bool) {
-	values := 0
-	ok = walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
-		switch num {
-		case 1, 2:
-			if typ != protowire.BytesType {
-				return false
-			}
-			if num == 1 {
-				var ok bool
-				k, ok = str(val)
-				return ok
-			}
-			if values++; msgValue && values > 1 {
-				return false
-			}
-			v = val
+	// What proto.Marshal writes for short entries: key (tag 0x0a) then
+	// value (tag 0x12), one-byte lengths, nothing else.
+	if len(b) >= 4 && b[0] == 0x0a && b[1] < 0x80 {
+		if kl := int(b[1]); 2+kl+2 <= len(b) && b[2+kl] == 0x12 && b[3+kl] < 0x80 && 4+kl+int(b[3+kl]) == len(b) {
+			k = b[2 : 2+kl]
+			return k, b[4+kl:], validUTF8(k)
 		}
-		return true
-	})
-	return k, v, ok
+	}
+	values := 0
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return k, v, false
+		}
+		b = b[n:]
+		if num != 1 && num != 2 {
+			continue
+		}
+		if typ != protowire.BytesType {
+			return k, v, false
+		}
+		if num == 1 {
+			if !validUTF8(val) {
+				return val, v, false
+			}
+			k = val
+			continue
+		}
+		if values++; msgValue && values > 1 {
+			return k, v, false
+		}
+		v = val
+	}
+	return k, v, true
 }
 
 // metadata reads core.v3.Metadata: filter_metadata=1 map<string, Struct>.
 // A map key sent again replaces the earlier entry.
 func (w *wireHTTP) metadata(b []byte) bool {
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		if num != 1 {
-			return true
+			continue
 		}
 		if typ != protowire.BytesType {
 			return false
 		}
 		k, v, ok := mapEntry(val, true)
-		if ok && string(k) == contract.ExtAuthzNamespace {
-			w.authz = [len(authzKeys)][]byte{}
-			ok = w.authzStruct(v)
+		if !ok {
+			return false
 		}
-		return ok
-	})
+		if string(k) == contract.ExtAuthzNamespace {
+			w.authz = [len(authzKeys)][]byte{}
+			if !w.authzStruct(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // authzKeys are the ext_authz metadata fields a Record keeps, in the
 // order of wireHTTP.authz.
 var authzKeys = [...]string{"subject", "provider", "kind", "apikey_id", "rule", "decision", contract.ConfigVersionKey}
+
+// authzSlot is the index of k in authzKeys, or -1.
+func authzSlot(k []byte) int {
+	for i, key := range authzKeys {
+		if string(k) == key {
+			return i
+		}
+	}
+	return -1
+}
 
 // valueKinds are the wire types of google.protobuf.Value's oneof members
 // (null_value=1 … list_value=6); a member sent with another wire type is
@@ -430,9 +556,14 @@ var valueKinds = [7]protowire.Type{1: protowire.VarintType, 2: protowire.Fixed64
 // Value is a oneof, string_value=3; a key sent again replaces the earlier
 // entry) into w.authz.
 func (w *wireHTTP) authzStruct(b []byte) bool {
-	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, _, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		if num != 1 {
-			return true
+			continue
 		}
 		if typ != protowire.BytesType {
 			return false
@@ -441,36 +572,49 @@ func (w *wireHTTP) authzStruct(b []byte) bool {
 		if !ok {
 			return false
 		}
-		slot := -1
-		for i, key := range authzKeys {
-			if string(k) == key {
-				slot = i
-				break
-			}
-		}
+		slot := authzSlot(k)
 		if slot < 0 {
-			return true
+			continue
+		}
+		// What proto.Marshal writes for a string: string_value (tag
+		// 0x1a) alone, a one-byte length.
+		if len(v) >= 2 && v[0] == 0x1a && v[1] < 0x80 && 2+int(v[1]) == len(v) {
+			if !validUTF8(v[2:]) {
+				return false
+			}
+			w.authz[slot] = v[2:]
+			continue
 		}
 		var s []byte
-		ok = walk(v, func(num protowire.Number, typ protowire.Type, _ uint64, val []byte) bool {
+		for len(v) > 0 {
+			num, typ, _, val, n := next(v)
+			if n < 0 {
+				return false
+			}
+			v = v[n:]
 			if num < 1 || num > 6 || typ != valueKinds[num] {
-				return true // unknown to proto
+				continue // unknown to proto
 			}
 			s = nil
 			if num == 3 {
-				var ok bool
-				s, ok = str(val)
-				return ok
+				if !validUTF8(val) {
+					return false
+				}
+				s = val
 			}
-			return true
-		})
+		}
 		w.authz[slot] = s
-		return ok
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) request(b []byte) bool {
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1:
 			if typ != protowire.VarintType {
@@ -478,21 +622,19 @@ func (w *wireHTTP) request(b []byte) bool {
 			}
 			w.method = int32(v)
 		case 3, 5, 6, 9:
-			if typ != protowire.BytesType {
+			if typ != protowire.BytesType || !validUTF8(val) {
 				return false
 			}
-			s, ok := str(val)
 			switch num {
 			case 3:
-				w.authority = s
+				w.authority = val
 			case 5:
-				w.path = s
+				w.path = val
 			case 6:
-				w.ua = s
+				w.ua = val
 			default:
-				w.requestID = s
+				w.requestID = val
 			}
-			return ok
 		case 12:
 			if typ != protowire.VarintType {
 				return false
@@ -503,47 +645,85 @@ func (w *wireHTTP) request(b []byte) bool {
 				return false
 			}
 			k, v, ok := mapEntry(val, false)
-			if ok && !utf8.Valid(v) {
+			if !ok || !validUTF8(v) {
 				return false
 			}
 			w.headers = append(w.headers, wireKV{k, v})
-			return ok
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (w *wireHTTP) response(b []byte) bool {
 	var seen uint64
-	return walk(b, func(num protowire.Number, typ protowire.Type, v uint64, val []byte) bool {
+	for len(b) > 0 {
+		num, typ, v, val, n := next(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
 		switch num {
 		case 1:
 			if typ != protowire.BytesType || !once(&seen, num) {
 				return false
 			}
 			// UInt32Value: value=1.
-			return walk(val, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) bool {
+			for len(val) > 0 {
+				num, typ, v, _, n := next(val)
+				if n < 0 {
+					return false
+				}
+				val = val[n:]
 				if num == 1 {
 					if typ != protowire.VarintType {
 						return false
 					}
 					w.status = uint32(v)
 				}
-				return true
-			})
+			}
 		case 3:
 			if typ != protowire.VarintType {
 				return false
 			}
 			w.bodyOut = v
 		}
-		return true
-	})
+	}
+	return true
 }
 
 func (t wireTime) duration() time.Duration {
 	return (&durationpb.Duration{Seconds: t.sec, Nanos: t.nano}).AsDuration()
 }
+
+// protoEnum is a generated enum type.
+type protoEnum interface {
+	~int32
+	String() string
+}
+
+// enumNames are the String() of an enum's values 0..n-1, computed once:
+// String() looks the name up in the descriptor, a cost per entry.
+func enumNames[E protoEnum](n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = E(i).String()
+	}
+	return out
+}
+
+// enumString is v.String() through names.
+func enumString[E protoEnum](names []string, v E) string {
+	if v >= 0 && int(v) < len(names) {
+		return names[v]
+	}
+	return v.String()
+}
+
+var (
+	logTypeNames    = enumNames[alv3.AccessLogType](len(alv3.AccessLogType_name))
+	tlsVersionNames = enumNames[alv3.TLSProperties_TLSVersion](len(alv3.TLSProperties_TLSVersion_name))
+	methodNames     = enumNames[corev3.RequestMethod](len(corev3.RequestMethod_name))
+)
 
 // fromWire is FromHTTP (and common) over a parsed entry.
 func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Record {
@@ -552,7 +732,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 		r.Time = time.Unix(w.start.sec, int64(w.start.nano)).UTC().Truncate(time.Millisecond)
 	}
 	if w.logType != int32(alv3.AccessLogType_NotSet) {
-		r.LogType = alv3.AccessLogType(w.logType).String()
+		r.LogType = enumString(logTypeNames, alv3.AccessLogType(w.logType))
 	} else {
 		r.LogType = "DownstreamEnd"
 	}
@@ -568,7 +748,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	}
 	if w.tls {
 		if w.tlsVersion != int32(alv3.TLSProperties_VERSION_UNSPECIFIED) {
-			r.TLSVersion = alv3.TLSProperties_TLSVersion(w.tlsVersion).String()
+			r.TLSVersion = enumString(tlsVersionNames, alv3.TLSProperties_TLSVersion(w.tlsVersion))
 		}
 		r.TLSSNI = d.str(w.sni)
 		if w.peer {
@@ -582,13 +762,15 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	r.UpstreamCluster = d.str(w.upCluster)
 	if w.upstream.set {
 		if w.upstream.port != 0 {
-			r.UpstreamHost = string(w.upstream.addr) + ":" + itoa(w.upstream.port)
+			d.vals = strconv.AppendUint(append(append(d.vals[:0], w.upstream.addr...), ':'), uint64(w.upstream.port), 10)
+			r.UpstreamHost = d.str(d.vals)
 		} else {
 			r.UpstreamHost = d.str(w.upstream.addr)
 		}
 	}
 	if w.flagsSet {
-		r.ResponseFlags = flagString(w.flags)
+		d.vals = appendFlags(d.vals[:0], w.flags)
+		r.ResponseFlags = d.str(d.vals)
 	}
 	r.Subject, r.Provider, r.AuthKind = d.str(w.authz[0]), d.str(w.authz[1]), d.str(w.authz[2])
 	r.APIKeyID, r.Rule, r.Decision = d.str(w.authz[3]), d.str(w.authz[4]), d.str(w.authz[5])
@@ -599,7 +781,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	r.RequestID = d.str(w.requestID)
 	r.Authority = d.str(w.authority)
 	if w.method != int32(corev3.RequestMethod_METHOD_UNSPECIFIED) {
-		r.Method = corev3.RequestMethod(w.method).String()
+		r.Method = enumString(methodNames, corev3.RequestMethod(w.method))
 	}
 	path, query, _ := bytes.Cut(w.path, []byte("?"))
 	rp := p.route(r.Route)
@@ -617,7 +799,7 @@ func (p *Redactor) fromWire(node, group string, w *wireHTTP, d *WireDecoder) Rec
 	r.BytesIn = w.bodyIn
 	r.BytesOut = w.bodyOut
 	r.Status = w.status
-	r.Headers = p.wireHeaders(r.Route, w.headers, d)
+	r.Headers = p.wireHeaders(rp, w.headers, d)
 	return r
 }
 
@@ -627,20 +809,19 @@ var flagCodeByField = [28]string{"LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO",
 	"FI", "RL", "UAEX", "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT",
 	"UPE", "NC", "OM", "DF", "DR"}
 
-func flagString(bits uint32) string {
-	if bits == 0 {
-		return ""
-	}
-	var b []byte
+// appendFlags appends the short codes of the flags set in bits,
+// comma-separated.
+func appendFlags(b []byte, bits uint32) []byte {
+	start := len(b)
 	for i, code := range flagCodeByField {
 		if bits&(1<<i) != 0 {
-			if len(b) > 0 {
+			if len(b) > start {
 				b = append(b, ',')
 			}
 			b = append(b, code...)
 		}
 	}
-	return string(b)
+	return b
 }
 
 // str returns b as a string cut from the current block.
@@ -662,11 +843,10 @@ func (d *WireDecoder) str(b []byte) string {
 
 // wireHeaders is headers over the entries of the map as sent: a key sent
 // twice keeps its last value, as in the decoded map.
-func (p *Redactor) wireHeaders(route string, h []wireKV, d *WireDecoder) string {
+func (p *Redactor) wireHeaders(rp *routePolicy, h []wireKV, d *WireDecoder) string {
 	if len(h) == 0 {
 		return ""
 	}
-	rp := p.route(route)
 	kept := d.kept[:0]
 	d.keys, d.vals = d.keys[:0], d.vals[:0]
 next:
@@ -676,21 +856,35 @@ next:
 				continue next
 			}
 		}
-		// Slices of the scratch stay valid when it grows: bytes already
-		// written are not rewritten within one entry.
+		// A name in lower case already (what Envoy sends) is used as it
+		// is; another is lowered into the scratch, whose slices stay
+		// valid when it grows: bytes already written are not rewritten
+		// within one entry.
+		k := e.k
 		start := len(d.keys)
-		d.keys = appendLower(d.keys, e.k)
-		k := d.keys[start:len(d.keys):len(d.keys)]
-		if rp.keep != nil && !rp.keep[string(k)] {
-			d.keys = d.keys[:start]
-			continue
+		if !isLowerASCII(k) {
+			d.keys = appendLower(d.keys, e.k)
+			k = d.keys[start:len(d.keys):len(d.keys)]
+		}
+		ks := unsafe.String(unsafe.SliceData(k), len(k))
+		var act headerAction
+		if rp.kept != nil {
+			a, ok := rp.kept.lookup(ks)
+			if !ok {
+				d.keys = d.keys[:start]
+				continue
+			}
+			act = a
+		} else {
+			act = p.headerAction(rp, ks)
 		}
 		v := e.v
-		if ks := unsafe.String(unsafe.SliceData(k), len(k)); p.secretHeader(rp, ks) {
+		switch act {
+		case headerSecret:
 			vs := len(d.vals)
 			d.vals = p.appendMask(d.vals, e.v)
 			v = d.vals[vs:len(d.vals):len(d.vals)]
-		} else if isURLHeader(ks) {
+		case headerURL:
 			vs := len(d.vals)
 			d.vals = p.appendURL(d.vals, rp, unsafe.String(unsafe.SliceData(e.v), len(e.v)))
 			v = d.vals[vs:len(d.vals):len(d.vals)]
@@ -701,7 +895,7 @@ next:
 	if len(kept) == 0 {
 		return ""
 	}
-	slices.SortFunc(kept, func(a, b wireKV) int { return bytes.Compare(a.k, b.k) })
+	sortByKey(kept)
 	b := append(d.json[:0], '{')
 	for i, e := range kept {
 		if i > 0 {
@@ -716,10 +910,46 @@ next:
 	return d.str(b)
 }
 
-// appendLower appends strings.ToLower(b) to dst.
-func appendLower(dst, b []byte) []byte {
-	start := len(dst)
+// sortByKey sorts kept by name as slices.SortFunc with bytes.Compare
+// does, with the same order for equal names (two names that differ only
+// in case): an insertion sort, what slices.SortFunc runs on 12 elements
+// or fewer, inline.
+func sortByKey(kept []wireKV) {
+	if len(kept) > 12 {
+		slices.SortFunc(kept, func(a, b wireKV) int { return bytes.Compare(a.k, b.k) })
+		return
+	}
+	for i := 1; i < len(kept); i++ {
+		for j := i; j > 0 && string(kept[j].k) < string(kept[j-1].k); j-- {
+			kept[j], kept[j-1] = kept[j-1], kept[j]
+		}
+	}
+}
+
+// isLowerASCII reports whether b is ASCII with no upper-case letter, so
+// strings.ToLower(b) is b.
+func isLowerASCII(b []byte) bool {
 	for _, c := range b {
+		if c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// appendLower appends strings.ToLower(b) to dst. Names Envoy sends are
+// lower case already (HTTP/2 requires it): those are appended at once.
+func appendLower(dst, b []byte) []byte {
+	i := 0
+	for i < len(b) && b[i] < utf8.RuneSelf && (b[i] < 'A' || b[i] > 'Z') {
+		i++
+	}
+	dst = append(dst, b[:i]...)
+	if i == len(b) {
+		return dst
+	}
+	start := len(dst) - i
+	for _, c := range b[i:] {
 		if c >= utf8.RuneSelf {
 			return append(dst[:start], strings.ToLower(string(b))...)
 		}
