@@ -204,3 +204,48 @@ func (r *Record) decodeBinary(b []byte, back string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// recordTimes walks n records in AppendBinary form, checking that b holds
+// exactly them, and returns their earliest and latest Time (n > 0).
+func recordTimes(b []byte, n int) (first, last time.Time, err error) {
+	var lo, hi int64
+	for i := range n {
+		ms, k := binary.Varint(b)
+		if k <= 0 {
+			return first, last, fmt.Errorf("record %d: %w", i, errShort)
+		}
+		b = b[k:]
+		var st uint64
+		for j := range 5 { // status, duration, bytes in and out, port
+			v, k := binary.Uvarint(b)
+			if k <= 0 {
+				return first, last, fmt.Errorf("record %d: %w", i, errShort)
+			}
+			if j == 0 {
+				st = v
+			}
+			b = b[k:]
+		}
+		strs := 25 // strs() and Decision
+		if st&hasConfigVersion != 0 {
+			strs++
+		}
+		for range strs {
+			l, k := binary.Uvarint(b)
+			if k <= 0 || l > uint64(len(b)-k) {
+				return first, last, fmt.Errorf("record %d: %w", i, errShort)
+			}
+			b = b[k+int(l):]
+		}
+		if i == 0 || ms < lo {
+			lo = ms
+		}
+		if i == 0 || ms > hi {
+			hi = ms
+		}
+	}
+	if len(b) > 0 {
+		return first, last, fmt.Errorf("%d bytes after %d records", len(b), n)
+	}
+	return time.UnixMilli(lo).UTC(), time.UnixMilli(hi).UTC(), nil
+}
