@@ -2,6 +2,7 @@ package accesslog_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -193,7 +194,7 @@ func TestDecodeFramesOwnStrings(t *testing.T) {
 
 // TestRecordTimes: the earliest and latest Time of encoded records (a
 // frame read back from the spool), and an error for bytes that are not
-// exactly n records.
+// exactly n records as AppendBinary writes them.
 func TestRecordTimes(t *testing.T) {
 	recs := frameRecords(40)
 	recs[17].Time = time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
@@ -203,10 +204,26 @@ func TestRecordTimes(t *testing.T) {
 	if err != nil || !lo.Equal(recs[17].Time) || !hi.Equal(recs[23].Time) {
 		t.Fatalf("%v %v %v", lo, hi, err)
 	}
+	// Bytes that decode, but to a record that encodes to other bytes: a
+	// hash over them would not be the hash over the record.
+	r := recs[1]
+	r.ConfigVersion = "x"
+	flagged := r.AppendBinary(nil)
+	flagged = append(flagged[:len(flagged)-2], 0) // the version flagged, and empty
+	one := r.AppendBinary(nil)
+	_, k := binary.Varint(one)
+	long := append(append(append([]byte{}, one[:k-1]...), one[k-1]|0x80, 0), one[k:]...) // the time in one varint byte more
+	for _, odd := range [][]byte{flagged, long} {
+		var dec accesslog.Record
+		if rest, err := dec.DecodeBinary(odd); err != nil || len(rest) != 0 || string(dec.AppendBinary(nil)) == string(odd) {
+			t.Fatalf("the odd encoding: %v, %d left", err, len(rest))
+		}
+	}
 	for name, tc := range map[string]struct {
 		b []byte
 		n int
-	}{"a record more": {b, len(recs) + 1}, "bytes left": {b, len(recs) - 1}, "cut": {b[:len(b)-1], len(recs)}} {
+	}{"a record more": {b, len(recs) + 1}, "bytes left": {b, len(recs) - 1}, "cut": {b[:len(b)-1], len(recs)},
+		"empty version flagged": {flagged, 1}, "varint not minimal": {long, 1}} {
 		if _, _, err := accesslog.RecordTimes(tc.b, tc.n); err == nil {
 			t.Errorf("%s: no error", name)
 		}
@@ -306,4 +323,39 @@ func TestFrameBuffersReusedOnlyOnceStored(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRecordTimes: bytes recordTimes accepts as one record (a frame read
+// back from the spool, whose bytes the chain hash is taken over) decode,
+// as a batch's reader and as DecodeBinary, to a record that encodes to
+// exactly those bytes again (so the hash over the bytes is the hash over
+// the record, as Verify computes it) at the time it reported; and every
+// record's own encoding is accepted.
+func FuzzRecordTimes(f *testing.F) {
+	for _, r := range frameRecords(8) {
+		f.Add(r.AppendBinary(nil))
+	}
+	f.Add([]byte{0x80, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var dec accesslog.Record
+		rest, derr := dec.DecodeBinary(b)
+		canonical := derr == nil && len(rest) == 0 && string(dec.AppendBinary(nil)) == string(b)
+		lo, hi, err := accesslog.RecordTimes(b, 1)
+		if (err == nil) != canonical {
+			t.Fatalf("recordTimes: %v; decode: %v, %d bytes left, canonical %v", err, derr, len(rest), canonical)
+		}
+		if err != nil {
+			return
+		}
+		if !lo.Equal(dec.Time) || !hi.Equal(dec.Time) {
+			t.Fatalf("times %v %v, record %v", lo, hi, dec.Time)
+		}
+		bt := &accesslog.Batch{Frames: [][]byte{b}}
+		bt.Seq, bt.Count = 3, 1
+		got, err := bt.Reader().Next(make([]accesslog.Record, 2))
+		dec.Batch, dec.Index = 3, 0
+		if err != nil || len(got) != 1 || got[0] != dec {
+			t.Fatalf("reader: %v %+v, want %+v", err, got, dec)
+		}
+	})
 }
