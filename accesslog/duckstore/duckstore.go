@@ -335,10 +335,10 @@ func (s *Store) WriteBatchAfter(ctx context.Context, b *accesslog.Batch, prev fu
 	if _, err := w.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)
 	}
-	plan, err := planBatch(b)
+	rb, err := newRowBatch(b)
 	if err == nil {
-		w.rows.Store(&rowBatch{b: b, plan: &plan})
-		_, err = w.conn.ExecContext(ctx, plan.insertSQL(w.fn), plan.vals...)
+		w.rows.Store(rb)
+		_, err = w.conn.ExecContext(ctx, rb.plan.insertSQL(w.fn), rb.plan.vals...)
 		w.rows.Store(nil)
 	}
 	if err == nil {

@@ -108,8 +108,8 @@ type rowPlan struct {
 // row (a batch is ~100 MB: a pass per column would read it from memory
 // again for every column), and stops comparing a column at its first
 // difference; encoded records (Batch.Frames) are decoded a chunk at a
-// time into a scratch array.
-func planBatch(b *accesslog.Batch) (rowPlan, error) {
+// time into scratch.
+func planBatch(b *accesslog.Batch, scratch []accesslog.Record) (rowPlan, error) {
 	var cand []int // VARCHAR columns constant so far
 	if b.Len() > 1 {
 		for i := range rowColumns {
@@ -127,7 +127,6 @@ func planBatch(b *accesslog.Batch) (rowPlan, error) {
 	}
 	if b.Records == nil && b.Frames != nil {
 		rd := b.Reader()
-		scratch := make([]accesslog.Record, duckdb.GetDataChunkCapacity())
 		next = func() ([]accesslog.Record, error) { return rd.Next(scratch) }
 	}
 	for len(cand) > 0 {
@@ -183,10 +182,25 @@ func (p *rowPlan) insertSQL(fn string) string {
 	return q + " FROM " + fn + "()"
 }
 
-// rowBatch is what WriteBatch hands the table function.
+// rowBatch is what WriteBatch hands the table function: the batch, how
+// it goes in, and for encoded records (Batch.Frames) the array a chunk of
+// them is decoded into (nil for Records).
 type rowBatch struct {
-	b    *accesslog.Batch
-	plan *rowPlan
+	b       *accesslog.Batch
+	plan    *rowPlan
+	scratch []accesslog.Record
+}
+
+// newRowBatch plans b, decoding its encoded records (if any) into an
+// array of one chunk, which the table function then reuses.
+func newRowBatch(b *accesslog.Batch) (*rowBatch, error) {
+	rb := &rowBatch{b: b}
+	if b.Records == nil && b.Frames != nil {
+		rb.scratch = make([]accesslog.Record, duckdb.GetDataChunkCapacity())
+	}
+	plan, err := planBatch(b, rb.scratch)
+	rb.plan = &plan
+	return rb, err
 }
 
 // registerRows registers w's table function on its connection.
@@ -209,20 +223,23 @@ func registerRows(w *writer) error {
 			for k, i := range rb.plan.cols {
 				infos[k] = duckdb.ColumnInfo{Name: rowColumns[i].name, T: types[i]}
 			}
-			src := &rowSource{infos: infos, cols: rb.plan.cols, rd: rb.b.Reader(), n: rb.b.Len(), inlined: &w.inlined}
-			src.scratch = make([]accesslog.Record, duckdb.GetDataChunkCapacity())
+			src := &rowSource{infos: infos, cols: rb.plan.cols, recs: rb.b.Records, n: rb.b.Len(), inlined: &w.inlined}
+			if rb.scratch != nil {
+				src.rd, src.scratch = rb.b.Reader(), rb.scratch
+			}
 			return src, nil
 		},
 	})
 }
 
-// rowSource yields a batch's records in chunks: a part of its Records,
-// or its encoded records (Batch.Frames) decoded into scratch, one chunk
-// at a time, with strings that share the frames' bytes (DuckDB copies
-// them into its vectors).
+// rowSource yields a batch's records in chunks: parts of its Records, or
+// (rd set) its encoded records (Batch.Frames) decoded into scratch, one
+// chunk at a time, with strings that share the frames' bytes (DuckDB
+// copies them into its vectors).
 type rowSource struct {
 	infos   []duckdb.ColumnInfo
 	cols    []int
+	recs    []accesslog.Record
 	rd      *accesslog.BatchReader
 	scratch []accesslog.Record
 	n       int // rows in all
@@ -242,9 +259,15 @@ func (r *rowSource) Init() {}
 // FillChunk writes the next records column by column; a chunk of size 0
 // ends the function.
 func (r *rowSource) FillChunk(c duckdb.DataChunk) error {
-	recs, err := r.rd.Next(r.scratch[:min(len(r.scratch), duckdb.GetDataChunkCapacity())])
-	if err != nil {
-		return err
+	var recs []accesslog.Record
+	if r.rd != nil {
+		var err error
+		if recs, err = r.rd.Next(r.scratch[:min(len(r.scratch), duckdb.GetDataChunkCapacity())]); err != nil {
+			return err
+		}
+	} else {
+		recs = r.recs[r.next:]
+		recs = recs[:min(len(recs), duckdb.GetDataChunkCapacity())]
 	}
 	// The size first: the VARCHAR fill reads the vectors back (strfill.go).
 	if err := c.SetSize(len(recs)); err != nil {
