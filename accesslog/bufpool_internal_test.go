@@ -4,9 +4,10 @@ import "testing"
 
 // TestBufPool: get hands out the smallest kept buffer that fits (else a
 // new one of the size asked), empty; put keeps up to max buffers, then
-// keeps the larger ones; a poisoned pool overwrites what it is given.
+// keeps the larger ones, and no more than maxBytes of them; a poisoned
+// pool overwrites what it is given.
 func TestBufPool(t *testing.T) {
-	p := &bufPool{max: 2}
+	p := &bufPool{max: 2, maxBytes: 1 << 20}
 	if b := p.get(100); len(b) != 0 || cap(b) != 100 {
 		t.Fatalf("new buffer: len %d cap %d", len(b), cap(b))
 	}
@@ -28,10 +29,20 @@ func TestBufPool(t *testing.T) {
 		t.Fatalf("kept %d buffers", len(p.bufs))
 	}
 	p.put(nil) // nothing to keep
-	if len(p.bufs) != 2 {
-		t.Fatalf("kept %d buffers", len(p.bufs))
+	if len(p.bufs) != 2 || p.bytes != 1100 {
+		t.Fatalf("kept %d buffers, %d bytes", len(p.bufs), p.bytes)
 	}
-	q := &bufPool{max: 1, poison: true}
+	r := &bufPool{max: 10, maxBytes: 1000}
+	r.put(make([]byte, 0, 600))
+	r.put(make([]byte, 0, 500)) // over maxBytes: dropped
+	r.put(make([]byte, 0, 400))
+	if len(r.bufs) != 2 || r.bytes != 1000 {
+		t.Fatalf("byte bound: kept %d buffers, %d bytes", len(r.bufs), r.bytes)
+	}
+	if b := r.get(1); cap(b) != 400 || r.bytes != 600 {
+		t.Fatalf("get(1): cap %d, %d bytes kept", cap(b), r.bytes)
+	}
+	q := &bufPool{max: 1, maxBytes: 100, poison: true}
 	b := append(make([]byte, 0, 8), "secret"...)
 	q.put(b)
 	if string(b[:cap(b)]) != "\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5" {

@@ -174,12 +174,15 @@ type frame struct {
 }
 
 // bufPool keeps byte buffers for reuse, up to max of them (dropping the
-// smallest beyond it).
+// smallest beyond it) and maxBytes of capacity in all (dropping the
+// buffer given back beyond it).
 type bufPool struct {
-	mu     sync.Mutex
-	bufs   [][]byte
-	max    int
-	poison bool // tests: overwrite a buffer when it is given back
+	mu       sync.Mutex
+	bufs     [][]byte
+	bytes    int // their capacity
+	max      int
+	maxBytes int
+	poison   bool // tests: overwrite a buffer when it is given back
 }
 
 // get returns an empty buffer of capacity need or more: the smallest kept
@@ -194,6 +197,7 @@ func (p *bufPool) get(need int) []byte {
 	}
 	if best >= 0 {
 		b := p.bufs[best]
+		p.bytes -= cap(b)
 		last := len(p.bufs) - 1
 		p.bufs[best], p.bufs[last] = p.bufs[last], nil
 		p.bufs = p.bufs[:last]
@@ -217,8 +221,12 @@ func (p *bufPool) put(b []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.bytes+cap(b) > p.maxBytes {
+		return
+	}
 	if len(p.bufs) < p.max {
 		p.bufs = append(p.bufs, b[:0])
+		p.bytes += cap(b)
 		return
 	}
 	small := 0
@@ -228,6 +236,7 @@ func (p *bufPool) put(b []byte) {
 		}
 	}
 	if cap(p.bufs[small]) < cap(b) {
+		p.bytes += cap(b) - cap(p.bufs[small])
 		p.bufs[small] = b[:0]
 	}
 }
@@ -349,8 +358,9 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		flushed: make(chan struct{}),
 		handoff: make(chan frame, 1024),
 		// About the frames a full handoff, a batch being filled and
-		// one in flight per store writer hold under load.
-		frameBufs:   bufPool{max: 1024 + (writers+1)*256},
+		// one in flight per store writer hold under load (a frame every
+		// few milliseconds), and at most 1 KiB per entry of those.
+		frameBufs:   bufPool{max: 1024 + (writers+1)*256, maxBytes: (writers + 2) * cfg.StoreBatch << 10},
 		readsFrames: readsFrames,
 		chain:       make(chan struct{}, 1),
 		// Enough chunks for a full buffer (a chunk is free again as soon
