@@ -169,7 +169,7 @@ type frame struct {
 	seq      uint64
 	n        int       // records
 	recs     []byte    // the records, in buf
-	buf      []byte    // the buffer to give back (putFrameBuf) once no batch holds it
+	buf      []byte    // the buffer to give back (frameBufs.put) once no batch holds it
 	min, max time.Time // the records' earliest and latest Time
 }
 
