@@ -291,3 +291,30 @@ func BenchmarkFromHTTPWireIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkBatchReader decodes a store batch's encoded records (as a
+// FrameStore reads them) a DuckDB chunk (2,048 records) at a time.
+func BenchmarkBatchReader(b *testing.B) {
+	recs := accesslogtest.RandomRecords(1, 10_000, time.Now().Add(-time.Hour), time.Hour)
+	var frame []byte
+	for i := range recs {
+		frame = recs[i].AppendBinary(frame)
+	}
+	scratch := make([]accesslog.Record, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		bt := &accesslog.Batch{Frames: [][]byte{frame}}
+		bt.Seq, bt.Count = 1, uint32(len(recs))
+		rd := bt.Reader()
+		for {
+			part, err := rd.Next(scratch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(part) == 0 {
+				break
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
+}

@@ -103,20 +103,49 @@ const chainDomain = "gatehouse/accesslog/chain/v2\x00"
 // it is the plain SHA-256 chain (ChainHash, plus PruneTo when set);
 // otherwise HMAC-SHA256 under that key of the ring, over the key id too.
 func BatchHash(keys *KeyRing, h *BatchHeader, recs []Record) (string, error) {
+	m, err := chainMAC(keys, h, uint64(len(recs)))
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 0, 512)
+	for i := range recs {
+		buf = recs[i].AppendBinary(buf[:0])
+		m.Write(buf)
+	}
+	return hex.EncodeToString(m.Sum(nil)), nil
+}
+
+// batchHashFrames is BatchHash of h.Count records given in
+// Record.AppendBinary form, concatenated across frames (Batch.Frames):
+// the bytes BatchHash encodes, hashed without encoding them again.
+func batchHashFrames(keys *KeyRing, h *BatchHeader, frames [][]byte) (string, error) {
+	m, err := chainMAC(keys, h, uint64(h.Count))
+	if err != nil {
+		return "", err
+	}
+	for _, f := range frames {
+		m.Write(f)
+	}
+	return hex.EncodeToString(m.Sum(nil)), nil
+}
+
+// chainMAC starts the hash of a chain entry of count records: the key
+// (when keyed), the previous hash, seq, count and PruneTo.
+func chainMAC(keys *KeyRing, h *BatchHeader, count uint64) (hash.Hash, error) {
 	prev, err := hex.DecodeString(h.PrevHash)
 	if err != nil {
-		return "", fmt.Errorf("chain: previous hash %.16q is not hex", h.PrevHash)
+		return nil, fmt.Errorf("chain: previous hash %.16q is not hex", h.PrevHash)
 	}
 	var m hash.Hash
 	if h.KeyID == "" {
 		m = sha256.New()
 	} else {
 		if keys == nil {
-			return "", fmt.Errorf("chain: batch %d is keyed with chain key %q and no key ring was given", h.Seq, h.KeyID)
+			return nil, fmt.Errorf("chain: batch %d is keyed with chain key %q and no key ring was given", h.Seq, h.KeyID)
 		}
 		secret, ok := keys.keys[h.KeyID]
 		if !ok {
-			return "", fmt.Errorf("chain: batch %d is keyed with chain key %q, which is not in the key ring", h.Seq, h.KeyID)
+			return nil, fmt.Errorf("chain: batch %d is keyed with chain key %q, which is not in the key ring", h.Seq, h.KeyID)
 		}
 		m = hmac.New(sha256.New, secret)
 		m.Write([]byte(chainDomain))
@@ -126,16 +155,11 @@ func BatchHash(keys *KeyRing, h *BatchHeader, recs []Record) (string, error) {
 	m.Write(prev)
 	var n [24]byte
 	binary.BigEndian.PutUint64(n[:8], h.Seq)
-	binary.BigEndian.PutUint64(n[8:16], uint64(len(recs)))
+	binary.BigEndian.PutUint64(n[8:16], count)
 	m.Write(n[:16])
 	if h.KeyID != "" || h.PruneTo != 0 {
 		binary.BigEndian.PutUint64(n[16:], h.PruneTo)
 		m.Write(n[16:])
 	}
-	buf := make([]byte, 0, 512)
-	for i := range recs {
-		buf = recs[i].AppendBinary(buf[:0])
-		m.Write(buf)
-	}
-	return hex.EncodeToString(m.Sum(nil)), nil
+	return m, nil
 }

@@ -13,3 +13,18 @@ func SpoolActive(in *Ingester) (path string, first, last uint64, size, fileSize 
 	seg := s.segs[len(s.segs)-1]
 	return seg.path, seg.first, seg.last, seg.hdr + seg.size, seg.filled, seg.recycled
 }
+
+// BatchHashFrames is batchHashFrames: BatchHash over encoded records.
+var BatchHashFrames = batchHashFrames
+
+// DecodeFrames decodes b.Frames into dst's array (a store that does not
+// read frames gets its Records so).
+func DecodeFrames(b *Batch, dst []Record) ([]Record, error) { return b.decodeFrames(dst) }
+
+// RecordTimes is recordTimes: the earliest and latest Time of n encoded
+// records.
+var RecordTimes = recordTimes
+
+// PoisonFrameBuffers makes in overwrite every frame buffer given back for
+// reuse, so a batch still reading one reads garbage; call it before Run.
+func PoisonFrameBuffers(in *Ingester) { in.frameBufs.poison = true }

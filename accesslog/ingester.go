@@ -28,8 +28,8 @@ type IngesterConfig struct {
 	// StoreWriters is how many store batches are written at once when the
 	// store is an OrderedStore (default DefaultStoreWriters; 1: one at a
 	// time). Batches get their seq and hash in spool order before they are
-	// written and commit in that order; a batch in flight keeps its array
-	// of up to StoreBatch records until it is stored.
+	// written and commit in that order; a batch in flight keeps its
+	// frames' encoded bytes (up to StoreBatch records) until it is stored.
 	StoreWriters int
 	// StoreDelay is the longest a spooled frame waits for its store batch
 	// to fill up to StoreBatch before the batch is written anyway (default
@@ -83,7 +83,10 @@ const DefaultStoreDelay = 2 * time.Second
 // commit in chain order), retrying while the store is down and replaying
 // from disk what did not fit in memory or survived a restart. Spooled
 // batches wait for the store loop in memory up to StoreBatch entries (at
-// least four frames); beyond that they wait on disk only.
+// least four frames); beyond that they wait on disk only. From the spool
+// on, records are kept as the spool encoded them (Record.AppendBinary,
+// pointer-free buffers reused from frame to frame): a batch's hash is
+// taken over those bytes, and a FrameStore reads them directly.
 type Ingester struct {
 	cfg   IngesterConfig
 	log   *slog.Logger
@@ -93,9 +96,10 @@ type Ingester struct {
 	mu sync.Mutex
 	// pending holds the records not yet spooled in chunks of BatchSize
 	// (the last one may be partly filled): a flush spools each chunk as
-	// one frame without copying it, and a chunk the store writer has
-	// copied into its batch goes back to free, cleared, for Add to fill
-	// again (no growing, no fresh memory to zero and fault in per flush).
+	// one frame without copying it, and the chunk goes back to free,
+	// cleared, for Add to fill again as soon as the frame is encoded (no
+	// growing, no fresh memory to zero and fault in per flush): the store
+	// loop gets the frame's encoded bytes, not the records.
 	pending      [][]Record
 	npending     int
 	pendingSince time.Time     // when the oldest pending record was added
@@ -106,9 +110,16 @@ type Ingester struct {
 	kick     chan struct{}
 	free     chan []Record // cleared chunks, len 0, cap BatchSize
 
-	handoff chan memBatch
-	inMem   atomic.Int64  // entries in handoff, bounded by StoreBatch (at least 4 frames)
-	spilled atomic.Uint64 // the newest spool seq whose batch is on disk only
+	handoff chan frame
+	// frameBufs are the encoded frames' buffers no batch holds any more,
+	// reused by the next frames (no fresh memory to fault in per frame).
+	frameBufs bufPool
+	recBytes  int // encoded bytes per record in the last frame (spool goroutine)
+	// readsFrames: the store reads the frames' bytes (FrameStore); else
+	// a store writer decodes them into its batch array first.
+	readsFrames bool
+	inMem       atomic.Int64  // entries in handoff, bounded by StoreBatch (at least 4 frames)
+	spilled     atomic.Uint64 // the newest spool seq whose batch is on disk only
 
 	headMu sync.Mutex
 	head   BatchHeader // the newest header stored
@@ -121,8 +132,9 @@ type Ingester struct {
 	// ordered is the store when batches are written concurrently (nil:
 	// one at a time, through Store.WriteBatch).
 	ordered OrderedStore
-	// bufs holds the batch arrays, one per store writer: the batcher
-	// fills one while the others are written.
+	// bufs holds one token per store writer, with its batch array (for
+	// a store that does not read frames; allocated when first needed):
+	// the batcher fills a batch while the others are written.
 	bufs chan []Record
 	// last is the newest batch given to a store writer (nil before the
 	// first); held under chain.
@@ -151,12 +163,90 @@ func (f *inflight) wait(ctx context.Context) error {
 	}
 }
 
-type memBatch struct {
-	seq  uint64
-	recs []Record
-	// chunk: recs is a whole pending chunk, to be recycled once the store
-	// writer has copied it (or it is spilled).
-	chunk bool
+// frame is a spooled frame's records as the store loop keeps them:
+// encoded (Record.AppendBinary, concatenated), pointer-free, in buf.
+type frame struct {
+	seq      uint64
+	n        int       // records
+	recs     []byte    // the records, in buf
+	buf      []byte    // the buffer to give back (frameBufs.put) once no batch holds it
+	min, max time.Time // the records' earliest and latest Time
+}
+
+// bufPool keeps byte buffers for reuse, up to max of them (dropping the
+// smallest beyond it) and maxBytes of capacity in all (dropping the
+// buffer given back beyond it).
+type bufPool struct {
+	mu       sync.Mutex
+	bufs     [][]byte
+	bytes    int // their capacity
+	max      int
+	maxBytes int
+	poison   bool // tests: overwrite a buffer when it is given back
+}
+
+// get returns an empty buffer of capacity need or more: the smallest kept
+// one that fits, else a new one.
+func (p *bufPool) get(need int) []byte {
+	p.mu.Lock()
+	best := -1
+	for i, b := range p.bufs {
+		if cap(b) >= need && (best < 0 || cap(b) < cap(p.bufs[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := p.bufs[best]
+		p.bytes -= cap(b)
+		last := len(p.bufs) - 1
+		p.bufs[best], p.bufs[last] = p.bufs[last], nil
+		p.bufs = p.bufs[:last]
+		p.mu.Unlock()
+		return b
+	}
+	p.mu.Unlock()
+	return make([]byte, 0, need)
+}
+
+// put keeps b, which no one reads any more, for get.
+func (p *bufPool) put(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	if p.poison {
+		b = b[:cap(b)]
+		for i := range b {
+			b[i] = 0xA5
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bytes+cap(b) > p.maxBytes {
+		return
+	}
+	if len(p.bufs) < p.max {
+		p.bufs = append(p.bufs, b[:0])
+		p.bytes += cap(b)
+		return
+	}
+	small := 0
+	for i := range p.bufs {
+		if cap(p.bufs[i]) < cap(p.bufs[small]) {
+			small = i
+		}
+	}
+	if cap(p.bufs[small]) < cap(b) {
+		p.bytes += cap(b) - cap(p.bufs[small])
+		p.bufs[small] = b[:0]
+	}
+}
+
+// putFrames gives back the buffers of frames no one reads any more.
+func (in *Ingester) putFrames(fs []frame) {
+	for i := range fs {
+		in.frameBufs.put(fs[i].buf)
+		fs[i] = frame{}
+	}
 }
 
 // chunk returns an empty chunk for pending (in.mu held).
@@ -251,6 +341,8 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 	// taken for stored and skipped.
 	sp.skipTo(head.SpoolSeq + 1)
 	writers := 1
+	fs, _ := cfg.Store.(FrameStore)
+	readsFrames := fs != nil && fs.ReadsFrames()
 	ordered, _ := cfg.Store.(OrderedStore)
 	if ordered != nil {
 		writers = max(1, min(cfg.StoreWriters, ordered.Writers()))
@@ -264,10 +356,16 @@ func NewIngester(ctx context.Context, cfg IngesterConfig) (*Ingester, error) {
 		bufs:    make(chan []Record, writers),
 		kick:    make(chan struct{}, 1),
 		flushed: make(chan struct{}),
-		handoff: make(chan memBatch, 1024),
-		chain:   make(chan struct{}, 1),
-		// Enough chunks for a full buffer and a store batch in the handoff.
-		free: make(chan []Record, (cfg.BufferEntries+max(cfg.StoreBatch, 4*cfg.BatchSize))/cfg.BatchSize+2),
+		handoff: make(chan frame, 1024),
+		// About the frames a full handoff, a batch being filled and
+		// one in flight per store writer hold under load (a frame every
+		// few milliseconds), and at most 1 KiB per entry of those.
+		frameBufs:   bufPool{max: 1024 + (writers+1)*256, maxBytes: (writers + 2) * cfg.StoreBatch << 10},
+		readsFrames: readsFrames,
+		chain:       make(chan struct{}, 1),
+		// Enough chunks for a full buffer (a chunk is free again as soon
+		// as its frame is encoded).
+		free: make(chan []Record, cfg.BufferEntries/cfg.BatchSize+2),
 	}
 	for range writers {
 		in.bufs <- nil // allocated when first needed
@@ -441,11 +539,10 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 		defer close(synced)
 		in.syncer(jobs, slots)
 	}()
-	var buf []byte
 	var last time.Time
 	flush := func() {
 		slots <- struct{}{} // freed by the syncer
-		if job := in.flush(&buf); job != nil {
+		if job := in.flush(); job != nil {
 			jobs <- job
 		} else {
 			<-slots
@@ -482,7 +579,7 @@ func (in *Ingester) spoolLoop(ctx context.Context) error {
 // does not need them fsynced: a batch stored before its frame is durable
 // is skipped at replay by the store's head); it returns the flush for the
 // syncer (nil: nothing written, and its waiters are let go).
-func (in *Ingester) flush(buf *[]byte) *flushJob {
+func (in *Ingester) flush() *flushJob {
 	in.mu.Lock()
 	pending, since, flushed := in.pending, in.pendingSince, in.flushed
 	if in.npending > 0 {
@@ -496,11 +593,11 @@ func (in *Ingester) flush(buf *[]byte) *flushJob {
 	if len(pending) > 0 {
 		in.m.FlushWait.Observe(start.Sub(since).Seconds())
 	}
-	var written []memBatch
+	var written []frame
 	if oneDay(pending) {
 		// The common case: every chunk is one frame, spooled as it is.
 		for _, c := range pending {
-			written = in.spoolDay(buf, c, true, written)
+			written = in.spoolDay(c, true, written)
 		}
 	} else {
 		var all []Record
@@ -509,7 +606,7 @@ func (in *Ingester) flush(buf *[]byte) *flushJob {
 			in.recycle(c)
 		}
 		for _, recs := range splitByDay(all) {
-			written = in.spoolDay(buf, recs, false, written)
+			written = in.spoolDay(recs, false, written)
 		}
 	}
 	if len(written) == 0 {
@@ -592,33 +689,31 @@ func (in *Ingester) synced(flushed chan struct{}) {
 
 // handOff gives a flush's frames to the store writer, in memory while it
 // keeps up, else they wait on disk, and returns their entries.
-func (in *Ingester) handOff(written []memBatch) (entries int) {
-	for _, b := range written {
-		n := len(b.recs)
+func (in *Ingester) handOff(written []frame) (entries int) {
+	for _, f := range written {
+		n := f.n
 		entries += n
 		in.m.Buffered.Sub(float64(n))
 		if in.inMem.Add(int64(n)) <= int64(max(in.cfg.StoreBatch, 4*in.cfg.BatchSize)) {
 			select {
-			case in.handoff <- b:
+			case in.handoff <- f:
 				continue
 			default:
 			}
 		}
 		// The store writer is behind: the batch waits on disk.
 		in.inMem.Add(-int64(n))
-		in.spilled.Store(b.seq)
+		in.spilled.Store(f.seq)
 		in.m.Spilled.Add(float64(n))
-		if b.chunk {
-			in.recycle(b.recs)
-		}
+		in.frameBufs.put(f.buf)
 	}
 	return entries
 }
 
 // spoolDay writes records of one UTC day as BatchSize frames (not yet
-// fsynced) and appends them to written. chunk: recs is a pending chunk
-// (one frame), recycled if it cannot be spooled.
-func (in *Ingester) spoolDay(buf *[]byte, recs []Record, chunk bool, written []memBatch) []memBatch {
+// fsynced) and appends them, encoded, to written. chunk: recs is a
+// pending chunk (one frame), recycled as soon as it is encoded.
+func (in *Ingester) spoolDay(recs []Record, chunk bool, written []frame) []frame {
 	if chunk && len(recs) == 0 {
 		in.recycle(recs)
 		return written
@@ -630,9 +725,22 @@ func (in *Ingester) spoolDay(buf *[]byte, recs []Record, chunk bool, written []m
 			batch = recs[:n] // keeps the chunk's capacity, to recycle it
 		}
 		recs = recs[n:]
-		seq, b, err := in.spool.write(*buf, batch)
-		*buf = b
+		f := frame{n: n, min: batch[0].Time, max: batch[0].Time}
+		for i := range batch {
+			if t := batch[i].Time; t.Before(f.min) {
+				f.min = t
+			} else if t.After(f.max) {
+				f.max = t
+			}
+		}
+		// Room for the frame's header and seq and count varints too.
+		buf := in.frameBufs.get(n*max(in.recBytes, 64)*9/8 + 64)
+		seq, buf, err := in.spool.write(buf, batch)
+		if chunk {
+			in.recycle(batch)
+		}
 		if err != nil {
+			in.frameBufs.put(buf)
 			in.m.Buffered.Sub(float64(n))
 			reason := "spool_error"
 			if errors.Is(err, errSpoolFull) {
@@ -640,12 +748,19 @@ func (in *Ingester) spoolDay(buf *[]byte, recs []Record, chunk bool, written []m
 			}
 			in.m.Dropped.WithLabelValues(reason).Add(float64(n))
 			in.log.Error("access-log entries dropped: cannot spool", "entries", n, "reason", reason, "error", err)
-			if chunk {
-				in.recycle(batch)
-			}
 			continue
 		}
-		written = append(written, memBatch{seq: seq, recs: batch, chunk: chunk})
+		_, f.recs, err = payloadRecords(buf[frameHeader:])
+		if err != nil { // cannot happen: spool.write has just encoded it
+			in.log.Error("access-log spool frame unreadable as written; the store reads it from disk", "spool_seq", seq, "error", err)
+			in.frameBufs.put(buf)
+			in.m.Buffered.Sub(float64(n))
+			in.spilled.Store(seq)
+			continue
+		}
+		f.seq, f.buf = seq, buf
+		in.recBytes = len(f.recs)/n + 1
+		written = append(written, f)
 	}
 	return written
 }
@@ -670,7 +785,10 @@ func oneDay(chunks [][]Record) bool {
 // dayOf is the UTC day of a record. Frames and store batches never mix
 // days, so retention drops whole batches and every kept row stays
 // verifiable.
-func dayOf(r *Record) int64 { return r.Time.Unix() / 86400 }
+func dayOf(r *Record) int64 { return dayOfTime(r.Time) }
+
+// dayOfTime is the UTC day of t.
+func dayOfTime(t time.Time) int64 { return t.Unix() / 86400 }
 
 // splitByDay groups records by UTC day, oldest day first, keeping order
 // within a day. The common case (one day) does not copy.
@@ -715,15 +833,19 @@ type batcher struct {
 	// expected is the next spool seq the store needs: every frame before
 	// it is stored or in a batch given to a store writer.
 	expected uint64
-	acc      []Record  // frames taken and not written yet
+	acc      []frame   // frames taken and not written yet
+	accN     int       // their records
 	accLast  uint64    // the spool seq of acc's last frame
 	accSince time.Time // when acc got its first frame
 	accAt    time.Time // when acc got its last frame
-	// acc's array comes from in.bufs and goes back there, cleared so that
-	// it keeps no record strings alive, once its batch is stored: the
-	// store keeps no reference to the records (Store.WriteBatch), so the
-	// arrays (up to StoreBatch records each, one per store writer) are
-	// reused for the process's life instead of grown again.
+	// tok: the batcher holds a store writer's token (from in.bufs, with
+	// its batch array arr), which goes to the batch acc becomes and back
+	// to bufs once that is stored: at most one batch per store writer
+	// is filled or in flight. acc's frames' buffers go back to the pool
+	// then too: the store keeps no reference to a batch's bytes
+	// (Store.WriteBatch).
+	tok bool
+	arr []Record
 }
 
 // taken says whether frame seq is stored already or in acc.
@@ -732,14 +854,14 @@ func (b *batcher) taken(seq uint64) bool {
 }
 
 // flush gives acc to a store writer as one store batch (write owns its
-// array from here on).
+// frames and token from here on).
 func (b *batcher) flush(ctx context.Context) error {
 	if len(b.acc) == 0 {
-		return nil // an empty acc keeps its array
+		return nil // an empty acc keeps its token
 	}
-	acc := b.acc
-	b.acc = nil
-	err := b.in.write(ctx, b.accLast, acc)
+	acc, n, arr := b.acc, b.accN, b.arr
+	b.acc, b.accN, b.arr, b.tok = nil, 0, nil, false
+	err := b.in.write(ctx, b.accLast, acc, n, arr)
 	if err == nil {
 		b.expected = b.accLast + 1
 	}
@@ -749,76 +871,81 @@ func (b *batcher) flush(ctx context.Context) error {
 // drop forgets acc after a failure; its frames are read from the spool
 // again.
 func (b *batcher) drop() {
-	if b.acc != nil {
-		b.in.putBuf(b.acc)
+	b.in.putFrames(b.acc)
+	b.acc, b.accN = nil, 0
+	if b.tok {
+		b.in.putBuf(b.arr)
 	}
-	b.acc = nil
+	b.arr, b.tok = nil, false
 }
 
-// getBuf waits for a free batch array (one per store writer): while every
-// writer is busy the store loop waits here and the frames wait in the
-// handoff, or on disk.
+// getBuf waits for a store writer's token and its batch array (nil until
+// a store that does not read frames needs it): while every writer is
+// busy the store loop waits here and the frames wait in the handoff, or
+// on disk.
 func (in *Ingester) getBuf(ctx context.Context) ([]Record, error) {
 	select {
 	case buf := <-in.bufs:
-		if buf == nil {
-			// Room for a whole store batch (acc never grows past it), so
-			// the array is allocated once, not again whenever a batch is
-			// larger than the last.
-			buf = make([]Record, 0, in.cfg.StoreBatch)
-		}
 		return buf, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// putBuf clears a batch array no one reads any more and makes it free.
+// putBuf gives back a token with its batch array, cleared so that it
+// keeps no record strings alive.
 func (in *Ingester) putBuf(buf []Record) {
 	clear(buf)
 	select {
 	case in.bufs <- buf[:0]:
-	default: // cannot happen: every array came from bufs
+	default: // cannot happen: every token came from bufs
 	}
 }
 
-// add appends frame seq to acc, writing acc first when recs would make it
-// larger than StoreBatch or belong to another day. hint is how many
-// records are known to follow (acc's first capacity).
-func (b *batcher) add(ctx context.Context, seq uint64, recs []Record, hint int) error {
-	if len(recs) == 0 {
-		b.accLast = max(b.accLast, seq)
+// take gets a store writer's token for acc unless it holds one.
+func (b *batcher) take(ctx context.Context) error {
+	if b.tok {
 		return nil
 	}
-	if len(b.acc) > 0 && (len(b.acc)+len(recs) > b.in.cfg.StoreBatch || dayOf(&b.acc[0]) != dayOf(&recs[0])) {
+	arr, err := b.in.getBuf(ctx)
+	if err != nil {
+		return err
+	}
+	b.arr, b.tok = arr, true
+	return nil
+}
+
+// add appends frame f to acc, writing acc first when f would make it
+// larger than StoreBatch or belongs to another day. acc owns f from the
+// call on (its buffer is given back on an error).
+func (b *batcher) add(ctx context.Context, f frame) error {
+	if f.n == 0 {
+		b.accLast = max(b.accLast, f.seq)
+		b.in.frameBufs.put(f.buf)
+		return nil
+	}
+	if len(b.acc) > 0 && (b.accN+f.n > b.in.cfg.StoreBatch || dayOfTime(b.acc[0].min) != dayOfTime(f.min)) {
 		if err := b.flush(ctx); err != nil {
+			b.in.frameBufs.put(f.buf)
 			return err
 		}
 	}
-	if len(b.acc) == 0 {
-		buf := b.acc
-		if buf == nil {
-			var err error
-			if buf, err = b.in.getBuf(ctx); err != nil {
-				return err
-			}
-		}
-		if n := max(len(recs), min(b.in.cfg.StoreBatch, hint)); cap(buf) < n {
-			buf = make([]Record, 0, max(n, b.in.cfg.StoreBatch))
-		}
-		b.acc = buf
+	if err := b.take(ctx); err != nil {
+		b.in.frameBufs.put(f.buf)
+		return err
 	}
 	if len(b.acc) == 0 {
 		b.accSince = time.Now()
 	}
-	b.acc = append(b.acc, recs...)
-	b.accLast = seq
+	b.acc = append(b.acc, f)
+	b.accN += f.n
+	b.accLast = f.seq
 	b.accAt = time.Now()
 	return nil
 }
 
 // catchUp reads from the spool the frames before to that are neither
-// stored nor in acc, and adds them.
+// stored nor in acc, and adds them (encoded, as read).
 func (b *batcher) catchUp(ctx context.Context, to uint64) error {
 	from := b.expected
 	if len(b.acc) > 0 {
@@ -827,12 +954,19 @@ func (b *batcher) catchUp(ctx context.Context, to uint64) error {
 	if to <= from {
 		return nil
 	}
-	return b.in.spool.read(from, to, func(seq uint64, recs []Record) error {
+	return b.in.spool.readEncoded(from, to, func(seq uint64, n int, recs, payload []byte) error {
 		if seq != from {
 			return fmt.Errorf("spool frame %d missing (found %d)", from, seq)
 		}
 		from = seq + 1
-		return b.add(ctx, seq, recs, 4*len(recs))
+		f := frame{seq: seq, n: n, recs: recs, buf: payload}
+		if n > 0 {
+			var err error
+			if f.min, f.max, err = recordTimes(recs, n); err != nil {
+				return fmt.Errorf("spool frame %d: %w", seq, err)
+			}
+		}
+		return b.add(ctx, f)
 	})
 }
 
@@ -842,20 +976,17 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 	defer in.writes.Wait()
 	head := in.Head()
 	bt := &batcher{in: in, expected: max(head.SpoolSeq+1, in.spool.released)}
+	defer func() { bt.drop() }()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	delay := time.NewTimer(time.Hour)
 	defer delay.Stop()
 	for {
 		in.m.Backlog.Set(float64(in.spool.nextSeq() - bt.expected))
-		// A batch array first: while every store writer is busy, frames
-		// wait in the handoff (and it fills up into large batches).
-		if bt.acc == nil {
-			buf, err := in.getBuf(ctx)
-			if err != nil {
-				return nil
-			}
-			bt.acc = buf
+		// A store writer's token first: while every store writer is busy,
+		// frames wait in the handoff (and it fills up into large batches).
+		if err := bt.take(ctx); err != nil {
+			return nil
 		}
 		// acc grows towards StoreBatch (add hands it to a writer when the
 		// next frame would not fit) for at most StoreDelay: fewer, larger
@@ -872,7 +1003,7 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			delay.Reset(max(0, wait))
 			due = delay.C
 		}
-		var b memBatch
+		var b frame
 		var ok bool
 		select {
 		case <-due:
@@ -885,7 +1016,7 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			}
 			continue
 		case b, ok = <-in.handoff:
-			in.inMem.Add(-int64(len(b.recs)))
+			in.inMem.Add(-int64(b.n))
 			if !ok {
 				if err := bt.flush(ctx); err != nil && ctx.Err() == nil {
 					in.log.Error("access-log store write failed at shutdown; entries stay in the spool", "error", err)
@@ -909,8 +1040,8 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		batches := []memBatch{b}
-		n := len(b.recs)
+		frames := []frame{b}
+		n := b.n
 	drain:
 		for n < in.cfg.StoreBatch {
 			select {
@@ -918,31 +1049,29 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 				if !ok {
 					break drain
 				}
-				in.inMem.Add(-int64(len(b2.recs)))
-				batches = append(batches, b2)
-				n += len(b2.recs)
+				in.inMem.Add(-int64(b2.n))
+				frames = append(frames, b2)
+				n += b2.n
 			default:
 				break drain
 			}
 		}
 		var err error
-		for _, b := range batches {
-			if bt.taken(b.seq) {
-				continue // already stored or taken from disk
-			}
-			if err = bt.catchUp(ctx, b.seq); err != nil {
+		for i, f := range frames {
+			if err != nil {
+				// Left to be read from the spool again.
+				in.putFrames(frames[i:])
 				break
 			}
-			if err = bt.add(ctx, b.seq, b.recs, n); err != nil {
-				break
+			if bt.taken(f.seq) {
+				in.frameBufs.put(f.buf) // already stored or taken from disk
+				continue
 			}
-		}
-		// The frames are copied into the batcher's batch (or left to be
-		// read from the spool again): their chunks can be filled again.
-		for _, b := range batches {
-			if b.chunk {
-				in.recycle(b.recs)
+			if err = bt.catchUp(ctx, f.seq); err != nil {
+				in.frameBufs.put(f.buf)
+				continue
 			}
+			err = bt.add(ctx, f) // acc owns f's buffer now
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -954,48 +1083,55 @@ func (in *Ingester) storeLoop(ctx context.Context) error {
 	}
 }
 
-// write gives one spooled batch its place in the chain (seq, previous
-// hash, hash: in spool order, under chain) and hands it to a store writer
-// goroutine, which stores it, retrying with backoff until it succeeds or
-// ctx ends, and commits it only after the batch before it. write owns
-// recs' array (from bufs) from the call on.
-func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error {
+// write gives one spooled batch (n records in frames) its place in the
+// chain (seq, previous hash, hash: in spool order, under chain) and hands
+// it to a store writer goroutine, which stores it, retrying with backoff
+// until it succeeds or ctx ends, and commits it only after the batch
+// before it. write owns the frames' buffers and the store writer's token
+// (with its array arr, from bufs) from the call on.
+func (in *Ingester) write(ctx context.Context, seq uint64, frames []frame, n int, arr []Record) error {
+	release := func() {
+		in.putFrames(frames)
+		in.putBuf(arr)
+	}
 	select {
 	case in.chain <- struct{}{}:
 		defer func() { <-in.chain }()
 	case <-ctx.Done():
-		in.putBuf(recs)
+		release()
 		return ctx.Err()
 	}
 	in.headMu.Lock()
 	tail := in.tail
 	in.headMu.Unlock()
 	if seq <= tail.SpoolSeq {
-		in.putBuf(recs)
+		release()
 		return nil
 	}
-	b := &Batch{Records: recs}
+	b := &Batch{Frames: make([][]byte, len(frames))}
 	b.Seq = tail.Seq + 1
 	if tail.Seq == 0 {
 		b.Seq = SeqOf(in.cfg.Writer, 1)
 	}
 	b.SpoolSeq = seq
-	b.Count = uint32(len(recs))
+	b.Count = uint32(n)
 	b.PrevHash = tail.Hash
 	b.KeyID = in.cfg.ChainKeys.Active()
-	for i := range recs {
-		recs[i].Batch, recs[i].Index = b.Seq, uint32(i)
-		t := recs[i].Time
-		if i == 0 || t.Before(b.MinTime) {
-			b.MinTime = t
+	for i := range frames {
+		f := &frames[i]
+		b.Frames[i] = f.recs
+		if i == 0 || f.min.Before(b.MinTime) {
+			b.MinTime = f.min
 		}
-		if i == 0 || t.After(b.MaxTime) {
-			b.MaxTime = t
+		if i == 0 || f.max.After(b.MaxTime) {
+			b.MaxTime = f.max
 		}
 	}
 	var err error
-	if b.Hash, err = BatchHash(in.cfg.ChainKeys, &b.BatchHeader, recs); err != nil {
-		in.putBuf(recs)
+	// The bytes the spool encoded are the records' canonical form: the
+	// hash of a batch of Records, without encoding them again.
+	if b.Hash, err = batchHashFrames(in.cfg.ChainKeys, &b.BatchHeader, b.Frames); err != nil {
+		release()
 		return err
 	}
 	prev, cur := in.last, &inflight{done: make(chan struct{})}
@@ -1006,7 +1142,16 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 	in.writes.Add(1)
 	go func() {
 		defer in.writes.Done()
-		cur.err = in.store(ctx, b, prev)
+		if in.readsFrames {
+			cur.err = in.store(ctx, b, prev)
+		} else if b.Records, cur.err = b.decodeFrames(slices.Grow(arr[:0], max(int(b.Count), in.cfg.StoreBatch))); cur.err == nil {
+			// A store that reads Records: a copy of them, with strings
+			// of their own (it may keep those), in the token's array.
+			arr, b.Frames = b.Records, nil
+			cur.err = in.store(ctx, b, prev)
+		} else {
+			in.log.Error("access-log batch cannot be decoded from its frames; it stays in the spool", "batch", b.Seq, "error", cur.err)
+		}
 		if cur.err != nil {
 			// Not stored (ctx ended): it and every batch after it stay in
 			// the spool for the next start.
@@ -1015,7 +1160,7 @@ func (in *Ingester) write(ctx context.Context, seq uint64, recs []Record) error 
 			in.headMu.Unlock()
 		}
 		close(cur.done)
-		in.putBuf(b.Records)
+		release()
 	}()
 	return nil
 }
@@ -1029,7 +1174,7 @@ func (in *Ingester) store(ctx context.Context, b *Batch, prev *inflight) error {
 		prevErr = prev.wait(ctx)
 		return prevErr
 	}
-	recs := b.Records
+	count := int(b.Count)
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -1041,8 +1186,8 @@ func (in *Ingester) store(ctx context.Context, b *Batch, prev *inflight) error {
 		}
 		if err == nil {
 			in.m.WriteTime.Observe(time.Since(start).Seconds())
-			in.m.BatchSize.Observe(float64(len(recs)))
-			in.m.Stored.Add(float64(len(recs)))
+			in.m.BatchSize.Observe(float64(count))
+			in.m.Stored.Add(float64(count))
 			in.headMu.Lock()
 			in.head = b.BatchHeader
 			in.headMu.Unlock()
@@ -1060,7 +1205,7 @@ func (in *Ingester) store(ctx context.Context, b *Batch, prev *inflight) error {
 		}
 		in.m.StoreErrors.Inc()
 		if attempt == 1 || attempt%20 == 0 {
-			in.log.Warn("access-log store write failed; entries stay in the spool and are retried", "batch", b.Seq, "spool_seq", b.SpoolSeq, "entries", len(recs), "attempt", attempt, "error", err)
+			in.log.Warn("access-log store write failed; entries stay in the spool and are retried", "batch", b.Seq, "spool_seq", b.SpoolSeq, "entries", count, "attempt", attempt, "error", err)
 		}
 		select {
 		case <-ctx.Done():

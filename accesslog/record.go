@@ -140,67 +140,123 @@ func (r *Record) DecodeBinary(b []byte) ([]byte, error) { return r.decodeBinary(
 // bytes and the record's strings are cut from back instead of copied
 // (one allocation per spool frame instead of one per field).
 func (r *Record) decodeBinary(b []byte, back string) ([]byte, error) {
-	var err error
-	next := func() uint64 {
-		v, n := binary.Uvarint(b)
+	var v [6]uint64 // time (zigzag), status, duration (zigzag), bytes in and out, port
+	for i := range v {
+		if len(b) > 0 && b[0] < 0x80 { // one byte: most of them
+			v[i], b = uint64(b[0]), b[1:]
+			continue
+		}
+		x, n := binary.Uvarint(b)
 		if n <= 0 {
-			err = errShort
-			return 0
+			return b, fmt.Errorf("record: %w", errShort)
 		}
-		b = b[n:]
-		return v
+		v[i], b = x, b[n:]
 	}
-	nextInt := func() int64 {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			err = errShort
-			return 0
-		}
-		b = b[n:]
-		return v
-	}
-	str := func() string {
-		l := next()
-		if err != nil {
-			return ""
-		}
-		if l > uint64(len(b)) {
-			err = errShort
-			return ""
-		}
-		var s string
-		if back != "" {
-			off := len(back) - len(b)
-			s = back[off : off+int(l)]
-		} else {
-			s = string(b[:l])
-		}
-		b = b[l:]
-		return s
-	}
-	ms := nextInt()
-	r.Time = time.UnixMilli(ms).UTC()
-	st := next()
-	r.DurationUS = nextInt()
-	r.BytesIn = next()
-	r.BytesOut = next()
-	port := next()
+	r.Time = time.UnixMilli(unzigzag(v[0])).UTC()
+	st, port := v[1], v[5]
+	r.DurationUS = unzigzag(v[2])
+	r.BytesIn, r.BytesOut = v[3], v[4]
 	withVersion := st&hasConfigVersion != 0
 	st &^= hasConfigVersion
 	if st > math.MaxUint32 || port > math.MaxUint32 {
 		return b, fmt.Errorf("record: status or port out of range")
 	}
 	r.Status, r.ClientPort = uint32(st), uint32(port)
-	for _, s := range r.strs() {
-		*s = str()
+	var ok bool
+	for _, p := range r.strs() {
+		if *p, b, ok = readString(b, back); !ok {
+			return b, fmt.Errorf("record: %w", errShort)
+		}
 	}
-	r.Decision = str()
+	if r.Decision, b, ok = readString(b, back); !ok {
+		return b, fmt.Errorf("record: %w", errShort)
+	}
 	r.ConfigVersion = ""
 	if withVersion {
-		r.ConfigVersion = str()
-	}
-	if err != nil {
-		return b, fmt.Errorf("record: %w", err)
+		if r.ConfigVersion, b, ok = readString(b, back); !ok {
+			return b, fmt.Errorf("record: %w", errShort)
+		}
 	}
 	return b, nil
 }
+
+// unzigzag reverses binary.AppendVarint's zig-zag encoding.
+func unzigzag(u uint64) int64 {
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
+	}
+	return x
+}
+
+// readString reads one length-prefixed string of AppendBinary from b: cut
+// from back when it is set (b is a suffix of back), else copied.
+func readString(b []byte, back string) (string, []byte, bool) {
+	var l uint64
+	if len(b) > 0 && b[0] < 0x80 {
+		l, b = uint64(b[0]), b[1:]
+	} else {
+		x, n := binary.Uvarint(b)
+		if n <= 0 {
+			return "", b, false
+		}
+		l, b = x, b[n:]
+	}
+	if l > uint64(len(b)) {
+		return "", b, false
+	}
+	var s string
+	if back != "" {
+		off := len(back) - len(b)
+		s = back[off : off+int(l)]
+	} else {
+		s = string(b[:l])
+	}
+	return s, b[l:], true
+}
+
+// recordTimes walks n records in AppendBinary form, checking that b holds
+// exactly them, each as AppendBinary writes it (minimal varints, values
+// in range, a config version only when flagged and not empty: the bytes
+// a decoded record encodes to again, so a hash over them is the hash
+// over the records), and returns their earliest and latest Time (n > 0).
+func recordTimes(b []byte, n int) (first, last time.Time, err error) {
+	var lo, hi int64
+	for i := range n {
+		var v [6]uint64 // time (zigzag), status, duration (zigzag), bytes in and out, port
+		for j := range v {
+			x, k := binary.Uvarint(b)
+			if k <= 0 || (k > 1 && b[k-1] == 0) {
+				return first, last, fmt.Errorf("record %d: %w", i, errNotCanonical)
+			}
+			v[j], b = x, b[k:]
+		}
+		if v[1]&^hasConfigVersion > math.MaxUint32 || v[5] > math.MaxUint32 {
+			return first, last, fmt.Errorf("record %d: status or port out of range", i)
+		}
+		strs := 25 // strs() and Decision
+		if v[1]&hasConfigVersion != 0 {
+			strs++
+		}
+		for j := range strs {
+			l, k := binary.Uvarint(b)
+			if k <= 0 || (k > 1 && b[k-1] == 0) || l > uint64(len(b)-k) || (j == 25 && l == 0) {
+				return first, last, fmt.Errorf("record %d: %w", i, errNotCanonical)
+			}
+			b = b[k+int(l):]
+		}
+		ms := unzigzag(v[0])
+		if i == 0 || ms < lo {
+			lo = ms
+		}
+		if i == 0 || ms > hi {
+			hi = ms
+		}
+	}
+	if len(b) > 0 {
+		return first, last, fmt.Errorf("%d bytes after %d records", len(b), n)
+	}
+	return time.UnixMilli(lo).UTC(), time.UnixMilli(hi).UTC(), nil
+}
+
+var errNotCanonical = errors.New("truncated, or not as AppendBinary writes it")

@@ -857,12 +857,38 @@ func (s *spool) release(upTo uint64) error {
 
 // read calls fn for every frame with from <= seq < to, in order.
 func (s *spool) read(from, to uint64, fn func(seq uint64, recs []Record) error) error {
+	return s.readPayloads(from, to, func(seq uint64, payload []byte) error {
+		_, recs, err := decodeBatch(payload)
+		if err != nil {
+			return err
+		}
+		return fn(seq, recs)
+	})
+}
+
+// readEncoded calls fn for every frame with from <= seq < to, in order,
+// with its records still encoded: n records in Record.AppendBinary form,
+// recs, the tail of payload (the frame's payload, a fresh array fn may
+// keep).
+func (s *spool) readEncoded(from, to uint64, fn func(seq uint64, n int, recs, payload []byte) error) error {
+	return s.readPayloads(from, to, func(seq uint64, payload []byte) error {
+		n, recs, err := payloadRecords(payload)
+		if err != nil {
+			return fmt.Errorf("spool frame %d: %w", seq, err)
+		}
+		return fn(seq, n, recs, payload)
+	})
+}
+
+// readPayloads calls fn for every frame's payload with from <= seq < to,
+// in order.
+func (s *spool) readPayloads(from, to uint64, fn func(seq uint64, payload []byte) error) error {
 	s.mu.Lock()
 	segs := slices.Clone(s.segs)
 	s.mu.Unlock()
-	count := func(seq uint64, recs []Record) error {
+	count := func(seq uint64, payload []byte) error {
 		s.framesRead.Add(1)
-		return fn(seq, recs)
+		return fn(seq, payload)
 	}
 	for _, seg := range segs {
 		if seg.last < from || seg.first >= to || seg.size == 0 {
@@ -875,9 +901,24 @@ func (s *spool) read(from, to uint64, fn func(seq uint64, recs []Record) error) 
 	return nil
 }
 
+// payloadRecords splits a frame payload (encodeBatch) into its record
+// count and its records' bytes.
+func payloadRecords(payload []byte) (n int, recs []byte, err error) {
+	_, k := binary.Uvarint(payload)
+	if k <= 0 {
+		return 0, nil, errors.New("no seq")
+	}
+	payload = payload[k:]
+	c, k := binary.Uvarint(payload)
+	if k <= 0 || c > uint64(len(payload)) {
+		return 0, nil, errors.New("bad count")
+	}
+	return int(c), payload[k:], nil
+}
+
 // readSegment reads seg's valid frames (its size as last known: never
 // the zero tail or a previous life's frames behind them).
-func readSegment(seg segment, from, to uint64, fn func(uint64, []Record) error) error {
+func readSegment(seg segment, from, to uint64, fn func(uint64, []byte) error) error {
 	f, err := os.Open(seg.path)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -898,11 +939,7 @@ func readSegment(seg segment, from, to uint64, fn func(uint64, []Record) error) 
 		if seq >= to {
 			return nil
 		}
-		_, recs, err := decodeBatch(payload)
-		if err != nil {
-			return err
-		}
-		if err := fn(seq, recs); err != nil {
+		if err := fn(seq, payload); err != nil {
 			return err
 		}
 	}

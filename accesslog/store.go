@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // WriterBits is how many low bits of a batch seq count batches within one
@@ -46,10 +47,129 @@ type BatchHeader struct {
 	PruneTo uint64 `json:"prune_to,omitempty"`
 }
 
-// Batch is a header with its records, in index order.
+// Batch is a header with its records, in index order: in Records, or,
+// for a store that reads them encoded (FrameStore), in Frames.
 type Batch struct {
 	BatchHeader
 	Records []Record
+	// Frames holds the records when Records is nil: Count records in
+	// Record.AppendBinary form (the spool's and the hash chain's), in
+	// index order, concatenated across the slices (a record never spans
+	// two). The Ingester hands Frames only to a FrameStore, and reuses
+	// the bytes once WriteBatch returns. Read them with Reader.
+	Frames [][]byte
+}
+
+// FrameStore is a Store whose WriteBatch reads a batch's records with
+// Batch.Reader, so the Ingester can hand it the records as the spool
+// encoded them (Batch.Frames) instead of decoding them into Records: no
+// array of records to fill, and no pointers in it for the collector to
+// scan while batches wait for the store.
+type FrameStore interface {
+	Store
+	// ReadsFrames reports whether WriteBatch reads Batch.Frames.
+	ReadsFrames() bool
+}
+
+// Len is how many records b holds.
+func (b *Batch) Len() int {
+	if b.Records != nil || b.Frames == nil {
+		return len(b.Records)
+	}
+	return int(b.Count)
+}
+
+// Reader reads b's records in index order.
+func (b *Batch) Reader() *BatchReader {
+	return &BatchReader{recs: b.Records, frames: b.Frames, seq: b.Seq, count: uint32(b.Len()), encoded: b.Records == nil}
+}
+
+// BatchReader reads a batch's records in index order (Batch.Reader).
+type BatchReader struct {
+	recs    []Record
+	frames  [][]byte
+	rest    []byte // the unread part of the current frame
+	back    string // the current frame, as a string sharing its bytes
+	seq     uint64
+	next    uint32 // index of the next record
+	count   uint32
+	encoded bool
+}
+
+// Next returns the next records, at most len(scratch) of them, and an
+// empty slice at the end. From Records it returns a part of them; from
+// Frames it decodes into scratch, setting Batch and Index, with strings
+// that share the frames' bytes: valid only as long as those are (during
+// WriteBatch), so a store that keeps a string past the call copies it.
+func (r *BatchReader) Next(scratch []Record) ([]Record, error) {
+	if !r.encoded {
+		n := min(len(scratch), len(r.recs))
+		out := r.recs[:n:n]
+		r.recs = r.recs[n:]
+		r.next += uint32(n)
+		return out, nil
+	}
+	n := 0
+	for n < len(scratch) && r.next < r.count {
+		for len(r.rest) == 0 {
+			if len(r.frames) == 0 {
+				return nil, fmt.Errorf("batch %d: its frames hold %d records, its header says %d", r.seq, r.next, r.count)
+			}
+			f := r.frames[0]
+			r.frames = r.frames[1:]
+			r.rest, r.back = f, unsafe.String(unsafe.SliceData(f), len(f))
+		}
+		rec := &scratch[n]
+		var err error
+		if r.rest, err = rec.decodeBinary(r.rest, r.back); err != nil {
+			return nil, fmt.Errorf("batch %d record %d: %w", r.seq, r.next, err)
+		}
+		rec.Batch, rec.Index = r.seq, r.next
+		r.next++
+		n++
+	}
+	if r.next == r.count && (len(r.rest) > 0 || len(r.frames) > 0) {
+		for _, f := range r.frames {
+			if len(f) > 0 {
+				return nil, fmt.Errorf("batch %d: its frames hold more than the %d records its header says", r.seq, r.count)
+			}
+		}
+		if len(r.rest) > 0 {
+			return nil, fmt.Errorf("batch %d: its frames hold more than the %d records its header says", r.seq, r.count)
+		}
+	}
+	return scratch[:n], nil
+}
+
+// decodeFrames decodes b.Frames into dst's array (grown if it is too
+// small), with strings of their own (one copy of each frame), Batch and
+// Index set: for a store that does not read frames.
+func (b *Batch) decodeFrames(dst []Record) ([]Record, error) {
+	n := int(b.Count)
+	if cap(dst) < n {
+		dst = make([]Record, n)
+	}
+	dst = dst[:n]
+	k := 0
+	for _, f := range b.Frames {
+		back := string(f)
+		rest := unsafe.Slice(unsafe.StringData(back), len(back)) // read only
+		for len(rest) > 0 {
+			if k == n {
+				return dst[:0], fmt.Errorf("batch %d: its frames hold more than the %d records its header says", b.Seq, n)
+			}
+			var err error
+			if rest, err = dst[k].decodeBinary(rest, back); err != nil {
+				return dst[:0], fmt.Errorf("batch %d record %d: %w", b.Seq, k, err)
+			}
+			dst[k].Batch, dst[k].Index = b.Seq, uint32(k)
+			k++
+		}
+	}
+	if k != n {
+		return dst[:0], fmt.Errorf("batch %d: its frames hold %d records, its header says %d", b.Seq, k, n)
+	}
+	return dst, nil
 }
 
 // ChainHash computes a batch hash: SHA-256 of the previous hash (raw
@@ -80,8 +200,9 @@ func ChainHash(prevHex string, seq uint64, recs []Record) (string, error) {
 type Store interface {
 	// WriteBatch stores the records and header of one batch as one unit:
 	// after an error nothing of it is visible, or a retry with the same
-	// batch replaces what was left. It keeps no reference to b.Records
-	// after it returns (the Ingester reuses the slice).
+	// batch replaces what was left. It keeps no reference to b.Records or
+	// b.Frames after it returns, nor to a string read from b.Frames (the
+	// Ingester reuses them).
 	WriteBatch(ctx context.Context, b *Batch) error
 	// Head returns the last stored header of a writer's chain, or a zero
 	// header when it has none.

@@ -166,6 +166,19 @@ func BenchmarkWriteBatch(b *testing.B) {
 	benchWriteBatch(b, accesslogtest.RandomRecords(1, 10_000, time.Now().Add(-time.Hour), time.Hour))
 }
 
+// BenchmarkWriteBatchFrames is BenchmarkWriteBatch with the records
+// handed as the Ingester hands them: encoded, in spool frames of 1,000
+// (Batch.Frames), decoded a chunk at a time by the store.
+func BenchmarkWriteBatchFrames(b *testing.B) {
+	benchWriteBatchFrames = 1000
+	defer func() { benchWriteBatchFrames = 0 }()
+	benchWriteBatch(b, accesslogtest.RandomRecords(1, 10_000, time.Now().Add(-time.Hour), time.Hour))
+}
+
+// benchWriteBatchFrames, when not 0, makes benchWriteBatch hand the
+// records as frames of that many.
+var benchWriteBatchFrames int
+
 // BenchmarkWriteBatchNoConstantColumn is BenchmarkWriteBatch with a value
 // of its own in every VARCHAR column of every row (RandomRecords leaves
 // most of them the same across a batch, which the store writes as one
@@ -191,6 +204,10 @@ func benchWriteBatch(b *testing.B, recs []accesslog.Record) {
 	}
 	defer s.Close()
 	var prev accesslog.BatchHeader
+	var frames [][]byte // the same for every batch: Batch and Index are not encoded
+	if benchWriteBatchFrames > 0 {
+		frames = framesOf(recs, benchWriteBatchFrames)
+	}
 	b.ReportAllocs()
 	cpu0 := testenv.CPUTime()
 	for b.Loop() {
@@ -201,6 +218,9 @@ func benchWriteBatch(b *testing.B, recs []accesslog.Record) {
 		}
 		bt.MinTime, bt.MaxTime = recs[0].Time, recs[len(recs)-1].Time
 		bt.Hash, _ = accesslog.ChainHash(bt.PrevHash, bt.Seq, recs)
+		if frames != nil {
+			bt.Records, bt.Frames = nil, frames
+		}
 		if err := s.WriteBatch(context.Background(), bt); err != nil {
 			b.Fatal(err)
 		}

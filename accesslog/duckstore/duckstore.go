@@ -285,6 +285,11 @@ func (s *Store) writeThreadsOn(ctx context.Context, conn *sql.Conn) (func(), err
 	}, nil
 }
 
+// ReadsFrames says WriteBatch reads a batch's encoded records
+// (accesslog.FrameStore): the Ingester hands them as the spool encoded
+// them, and rowSource decodes them a chunk at a time.
+func (s *Store) ReadsFrames() bool { return true }
+
 // WriteBatch inserts the batch's rows and header in one transaction. A
 // batch whose seq is already stored is skipped (spool replay after a
 // crash). The rows go in by one INSERT … SELECT from a table function
@@ -330,10 +335,12 @@ func (s *Store) WriteBatchAfter(ctx context.Context, b *accesslog.Batch, prev fu
 	if _, err := w.conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return fmt.Errorf("duckdb: begin batch %d: %w", b.Seq, err)
 	}
-	plan := planRows(b.Records)
-	w.rows.Store(&rowBatch{recs: b.Records, plan: &plan})
-	_, err = w.conn.ExecContext(ctx, plan.insertSQL(w.fn), plan.vals...)
-	w.rows.Store(nil)
+	rb, err := newRowBatch(b)
+	if err == nil {
+		w.rows.Store(rb)
+		_, err = w.conn.ExecContext(ctx, rb.plan.insertSQL(w.fn), rb.plan.vals...)
+		w.rows.Store(nil)
+	}
 	if err == nil {
 		err = insertHeader(ctx, w.conn, &b.BatchHeader)
 	}
@@ -348,7 +355,7 @@ func (s *Store) WriteBatchAfter(ctx context.Context, b *accesslog.Batch, prev fu
 	}
 	if err != nil {
 		_, rerr := w.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		return errors.Join(fmt.Errorf("duckdb: writing batch %d (%d rows): %w", b.Seq, len(b.Records), err), rerr)
+		return errors.Join(fmt.Errorf("duckdb: writing batch %d (%d rows): %w", b.Seq, b.Len(), err), rerr)
 	}
 	return nil
 }

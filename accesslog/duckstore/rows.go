@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -102,33 +103,61 @@ type rowPlan struct {
 	vals   []any // their values
 }
 
-// planRows finds the constant VARCHAR columns of recs (at least two rows:
+// planBatch finds the constant VARCHAR columns of b (at least two rows:
 // below that there is nothing to save). It reads the batch once, row by
 // row (a batch is ~100 MB: a pass per column would read it from memory
 // again for every column), and stops comparing a column at its first
-// difference.
-func planRows(recs []accesslog.Record) rowPlan {
+// difference; encoded records (Batch.Frames) are decoded a chunk at a
+// time into scratch.
+func planBatch(b *accesslog.Batch, scratch []accesslog.Record) (rowPlan, error) {
 	var cand []int // VARCHAR columns constant so far
-	if len(recs) > 1 {
+	if b.Len() > 1 {
 		for i := range rowColumns {
 			if rowColumns[i].str != nil {
 				cand = append(cand, i)
 			}
 		}
 	}
-	first := make([]string, len(cand))
-	for k, i := range cand {
-		first[k] = rowColumns[i].str(&recs[0])
+	var first []string
+	rest := b.Records
+	next := func() ([]accesslog.Record, error) { // Records: all at once
+		recs := rest
+		rest = nil
+		return recs, nil
 	}
-	for j := 1; j < len(recs) && len(cand) > 0; j++ {
-		r := &recs[j]
-		for k := 0; k < len(cand); {
-			if rowColumns[cand[k]].str(r) == first[k] {
-				k++
-				continue
+	if b.Records == nil && b.Frames != nil {
+		rd := b.Reader()
+		next = func() ([]accesslog.Record, error) { return rd.Next(scratch) }
+	}
+	for len(cand) > 0 {
+		recs, err := next()
+		if err != nil {
+			return rowPlan{}, err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		if first == nil {
+			first = make([]string, len(cand))
+			for k, i := range cand {
+				// A copy: a decoded record's strings share the frames'
+				// bytes, and the values outlive the chunk.
+				first[k] = strings.Clone(rowColumns[i].str(&recs[0]))
 			}
-			cand = append(cand[:k], cand[k+1:]...)
-			first = append(first[:k], first[k+1:]...)
+		}
+		for j := range recs {
+			r := &recs[j]
+			for k := 0; k < len(cand); {
+				if rowColumns[cand[k]].str(r) == first[k] {
+					k++
+					continue
+				}
+				cand = append(cand[:k], cand[k+1:]...)
+				first = append(first[:k], first[k+1:]...)
+			}
+			if len(cand) == 0 {
+				break
+			}
 		}
 	}
 	var p rowPlan
@@ -140,7 +169,7 @@ func planRows(recs []accesslog.Record) rowPlan {
 		}
 		p.cols = append(p.cols, i)
 	}
-	return p
+	return p, nil
 }
 
 // insertSQL is the INSERT of a batch under p from the table function fn;
@@ -153,10 +182,25 @@ func (p *rowPlan) insertSQL(fn string) string {
 	return q + " FROM " + fn + "()"
 }
 
-// rowBatch is what WriteBatch hands the table function.
+// rowBatch is what WriteBatch hands the table function: the batch, how
+// it goes in, and for encoded records (Batch.Frames) the array a chunk of
+// them is decoded into (nil for Records).
 type rowBatch struct {
-	recs []accesslog.Record
-	plan *rowPlan
+	b       *accesslog.Batch
+	plan    *rowPlan
+	scratch []accesslog.Record
+}
+
+// newRowBatch plans b, decoding its encoded records (if any) into an
+// array of one chunk, which the table function then reuses.
+func newRowBatch(b *accesslog.Batch) (*rowBatch, error) {
+	rb := &rowBatch{b: b}
+	if b.Records == nil && b.Frames != nil {
+		rb.scratch = make([]accesslog.Record, duckdb.GetDataChunkCapacity())
+	}
+	plan, err := planBatch(b, rb.scratch)
+	rb.plan = &plan
+	return rb, err
 }
 
 // registerRows registers w's table function on its connection.
@@ -179,17 +223,27 @@ func registerRows(w *writer) error {
 			for k, i := range rb.plan.cols {
 				infos[k] = duckdb.ColumnInfo{Name: rowColumns[i].name, T: types[i]}
 			}
-			return &rowSource{infos: infos, cols: rb.plan.cols, recs: rb.recs, inlined: &w.inlined}, nil
+			src := &rowSource{infos: infos, cols: rb.plan.cols, recs: rb.b.Records, n: rb.b.Len(), inlined: &w.inlined}
+			if rb.scratch != nil {
+				src.rd, src.scratch = rb.b.Reader(), rb.scratch
+			}
+			return src, nil
 		},
 	})
 }
 
-// rowSource yields recs in chunks.
+// rowSource yields a batch's records in chunks: parts of its Records, or
+// (rd set) its encoded records (Batch.Frames) decoded into scratch, one
+// chunk at a time, with strings that share the frames' bytes (DuckDB
+// copies them into its vectors).
 type rowSource struct {
-	infos []duckdb.ColumnInfo
-	cols  []int
-	recs  []accesslog.Record
-	next  int
+	infos   []duckdb.ColumnInfo
+	cols    []int
+	recs    []accesslog.Record
+	rd      *accesslog.BatchReader
+	scratch []accesslog.Record
+	n       int // rows in all
+	next    int
 	// inlined counts the strings written straight into the vectors.
 	inlined *atomic.Int64
 }
@@ -197,7 +251,7 @@ type rowSource struct {
 func (r *rowSource) ColumnInfos() []duckdb.ColumnInfo { return r.infos }
 
 func (r *rowSource) Cardinality() *duckdb.CardinalityInfo {
-	return &duckdb.CardinalityInfo{Cardinality: uint(len(r.recs)), Exact: true}
+	return &duckdb.CardinalityInfo{Cardinality: uint(r.n), Exact: true}
 }
 
 func (r *rowSource) Init() {}
@@ -205,8 +259,16 @@ func (r *rowSource) Init() {}
 // FillChunk writes the next records column by column; a chunk of size 0
 // ends the function.
 func (r *rowSource) FillChunk(c duckdb.DataChunk) error {
-	recs := r.recs[r.next:]
-	recs = recs[:min(len(recs), duckdb.GetDataChunkCapacity())]
+	var recs []accesslog.Record
+	if r.rd != nil {
+		var err error
+		if recs, err = r.rd.Next(r.scratch[:min(len(r.scratch), duckdb.GetDataChunkCapacity())]); err != nil {
+			return err
+		}
+	} else {
+		recs = r.recs[r.next:]
+		recs = recs[:min(len(recs), duckdb.GetDataChunkCapacity())]
+	}
 	// The size first: the VARCHAR fill reads the vectors back (strfill.go).
 	if err := c.SetSize(len(recs)); err != nil {
 		return err

@@ -3,6 +3,7 @@ package duckstore_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,88 @@ func TestConstantColumnsStoredPerRow(t *testing.T) {
 	}
 	res, err := accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
 	if err != nil || !res.OK {
+		t.Fatalf("verify: %+v, %v", res, err)
+	}
+}
+
+// framesOf encodes recs as the spool does, in frames of up to size
+// records.
+func framesOf(recs []accesslog.Record, size int) [][]byte {
+	var frames [][]byte
+	for len(recs) > 0 {
+		n := min(size, len(recs))
+		var b []byte
+		for i := range recs[:n] {
+			b = recs[i].AppendBinary(b)
+		}
+		frames = append(frames, b)
+		recs = recs[n:]
+	}
+	return frames
+}
+
+// TestWriteBatchFromFrames: a batch handed as encoded frames (as the
+// Ingester hands it to a FrameStore) stores the same rows as the same
+// batch in Records: every column, the constant ones as parameters, Batch
+// and Index from the header; the frames' bytes are not referenced after
+// WriteBatch (overwritten, the rows still read back), and frames holding
+// fewer records than the header says fail the batch, which leaves
+// nothing behind and can be written again.
+func TestWriteBatchFromFrames(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, filepath.Join(t.TempDir(), "f.duckdb"))
+	defer s.Close()
+	if !s.ReadsFrames() {
+		t.Fatal("the store does not read frames")
+	}
+	t0 := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	recs := records(9, 5000, t0, time.Hour) // several 2,048-row chunks
+	for i := range recs {
+		r := &recs[i]
+		r.NodeGroup, r.TLSVersion = "eu-west-1", "" // constant
+		r.ConfigVersion = "v" + string(rune('a'+i%3))
+	}
+	recs[len(recs)-1].Rule = "last-rule"
+	b := &accesslog.Batch{Frames: framesOf(recs, 777)}
+	b.Seq, b.SpoolSeq, b.Count = 1, 1, uint32(len(recs))
+	b.MinTime, b.MaxTime = recs[0].Time, recs[len(recs)-1].Time
+	var err error
+	if b.Hash, err = accesslog.ChainHash("", b.Seq, recs); err != nil {
+		t.Fatal(err)
+	}
+	short := *b
+	short.Frames = b.Frames[:len(b.Frames)-1]
+	if err := s.WriteBatch(ctx, &short); err == nil || !strings.Contains(err.Error(), "its frames hold") {
+		t.Fatalf("frames short of the count: %v", err)
+	}
+	if hs, err := s.Headers(ctx, 0); err != nil || len(hs) != 0 {
+		t.Fatalf("after the failed batch: %d headers, %v", len(hs), err)
+	}
+	if err := s.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range b.Frames {
+		for i := range f {
+			f[i] = 0xA5
+		}
+	}
+	got, err := s.BatchRecords(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d rows back, want %d", len(got), len(recs))
+	}
+	for i := range recs {
+		want := recs[i]
+		want.Batch, want.Index = b.Seq, uint32(i)
+		want.Time = want.Time.Truncate(time.Microsecond)
+		if got[i] != want {
+			t.Fatalf("row %d reads back as\n%+v\nwant\n%+v", i, got[i], want)
+		}
+	}
+	res, err := accesslog.Verify(ctx, s, accesslog.VerifyOptions{})
+	if err != nil || !res.OK || res.Records != int64(len(recs)) {
 		t.Fatalf("verify: %+v, %v", res, err)
 	}
 }
