@@ -1,21 +1,17 @@
 package accesslog_test
 
 import (
-	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	alv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 func benchEntries(n int) []*alv3.HTTPAccessLogEntry {
@@ -150,110 +146,6 @@ func BenchmarkChainHashKeyed(b *testing.B) {
 	}
 }
 
-// ingestSpec is the EdgeRoute of BenchmarkIngestGRPC's sidecar
-// (sidecars/accesslog): ingestSpecs copies of it under other names are
-// compiled into the redactor BenchmarkFromHTTPWireIngest decodes under.
-const ingestSpec = `apiVersion: gatehouse/v1
-kind: EdgeRoute
-metadata: {name: petstore, team: pets}
-spec:
-  hosts: [petstore.example.com]
-  upstreams:
-    - {name: api, endpoints: ["192.0.2.10:9080"]}
-  identity:
-    apiKeys:
-      - {name: partners, header: x-partner-key, keys: [{id: acme, sha256: "66e801a8cf159f1994aeaa3f6c3220ad1f7038dc1803667a5a3f41e9f0b45cc1"}]}
-  routes:
-    - name: list-pets
-      match: {pathPrefix: /pets}
-      upstream: api
-      auth: {anyOf: [partners]}
-      accessLog:
-        headers: [user-agent, x-request-id, authorization, x-session-ref, x-partner-key, x-trace]
-        redact: [x-session-ref]
-`
-
-const ingestSpecs = 16
-
-func ingestSpecName(k int) string {
-	if k == 0 {
-		return "petstore"
-	}
-	return fmt.Sprintf("shop%d", k)
-}
-
-// ingestRedactor compiles ingestSpecs copies of ingestSpec, as the
-// benchmark's sidecar does from its spec directory (no HMAC key: the
-// shipped default).
-func ingestRedactor(tb testing.TB) *accesslog.Redactor {
-	var specs []*accesslog.SpecSettings
-	for k := range ingestSpecs {
-		name := ingestSpecName(k)
-		docs, err := spec.Parse(name+".yaml", []byte(strings.ReplaceAll(ingestSpec, "petstore", name)))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		s, err := accesslog.Compile(&docs[0].EdgeRoute)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		specs = append(specs, s)
-	}
-	return accesslog.NewRedactor(specs, nil)
-}
-
-// ingestEntry is entry i of n as BenchmarkIngestGRPC's load generator
-// builds it (sidecars/accesslog uniqueEntry): request id, path, query
-// values, client address, user agent, trace header and secrets unique per
-// entry; route (of ingestSpecs specs), method, status and subject from
-// bounded sets.
-func ingestEntry(i, n int, t0 time.Time) *alv3.HTTPAccessLogEntry {
-	h := uint64(i)*0x9e3779b97f4a7c15 ^ 0xd1b54a32d192ed03
-	tok := fmt.Sprintf("sekrit-%016x", h)
-	e := accesslogtest.Entry{
-		Time:      t0.Add(20 * time.Minute / time.Duration(max(n, 1)) * time.Duration(i)),
-		Route:     "petstore/list-pets",
-		Method:    corev3.RequestMethod_GET,
-		Path:      fmt.Sprintf("/pets/%d/photos/%x?page=%d&api_key=%s&sig=%x", i, h>>40, i%97, tok, h),
-		Status:    200,
-		ClientIP:  fmt.Sprintf("%d.%d.%d.%d", 11+i>>24&0x7f, i>>16&0xff, i>>8&0xff, i&0xff),
-		Subject:   fmt.Sprintf("user-%d", h%50000),
-		Decision:  "allow",
-		RequestID: fmt.Sprintf("%08x-%04x-4%03x-a%03x-%012x", uint32(h), uint16(h>>32), i&0xfff, (i>>12)&0xfff, h>>16),
-		Duration:  time.Duration(1+h%40000) * time.Microsecond,
-		Headers: map[string]string{
-			"authorization": "Bearer " + tok,
-			"cookie":        "session=" + tok,
-			"x-partner-key": tok,
-			"x-session-ref": tok,
-			"user-agent":    fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) bench/%d.%d", i, h%1000),
-			"x-trace":       fmt.Sprintf("trace-%x-%d", h, i),
-			"x-not-kept":    "dropped",
-		},
-	}
-	switch h % 100 {
-	case 0, 1, 2, 3, 4:
-		e.Status, e.Decision = 403, "deny"
-		e.Flags = &alv3.ResponseFlags{UnauthorizedDetails: &alv3.ResponseFlags_Unauthorized{Reason: alv3.ResponseFlags_Unauthorized_EXTERNAL_SERVICE}}
-	case 5, 6, 7:
-		e.Status = 429
-		e.Flags = &alv3.ResponseFlags{RateLimited: true}
-	case 8, 9:
-		e.Method, e.Status = corev3.RequestMethod_POST, 201
-	}
-	out := e.HTTP()
-	name := ingestSpecName(int(h>>20) % ingestSpecs)
-	out.CommonProperties.RouteName = name + "/list-pets"
-	out.CommonProperties.UpstreamCluster = name + "/api"
-	out.CommonProperties.TlsProperties.TlsSniHostname = name + ".example.com"
-	out.Request.Authority = name + ".example.com"
-	out.Request.UserAgent = e.Headers["user-agent"]
-	out.CommonProperties.DownstreamRemoteAddress = &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: e.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(1024 + i%64000)},
-	}}}
-	return out
-}
-
 // ingestWireEntries are the wire forms of ingestWireN unique entries
 // (about 40 MB, more than a last-level cache), built once per process.
 const ingestWireN = 1 << 16
@@ -262,7 +154,7 @@ var ingestWire = sync.OnceValue(func() [][]byte {
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	out := make([][]byte, ingestWireN)
 	for i := range out {
-		b, err := proto.Marshal(ingestEntry(i, ingestWireN, t0))
+		b, err := proto.Marshal(accesslogtest.UniqueEntry(i, ingestWireN, t0))
 		if err != nil {
 			panic(err)
 		}
@@ -280,7 +172,7 @@ var ingestWire = sync.OnceValue(func() [][]byte {
 // shared machine.
 func BenchmarkFromHTTPWireIngest(b *testing.B) {
 	wire := ingestWire()
-	p := ingestRedactor(b)
+	p := accesslogtest.IngestRedactor(b)
 	var d accesslog.WireDecoder
 	b.ReportAllocs()
 	cpu0 := testenv.CPUTime()

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
+	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 )
 
 // TestWireDecoderAllocatesPerBlock: decoding the ingest benchmark's
@@ -22,13 +23,13 @@ func TestWireDecoderAllocatesPerBlock(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	wire := make([][]byte, n)
 	for i := range wire {
-		b, err := proto.Marshal(ingestEntry(i, n, t0))
+		b, err := proto.Marshal(accesslogtest.UniqueEntry(i, n, t0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		wire[i] = b
 	}
-	plain := ingestRedactor(t)
+	plain := accesslogtest.IngestRedactor(t)
 	keyed := accesslog.NewRedactor(nil, []byte("alloc-test-hmac-key-0123456789"))
 	for _, c := range []struct {
 		name string

@@ -32,7 +32,7 @@ import (
 )
 
 // loadgen is the separate process of BenchmarkIngestGRPC: it encodes n
-// entries whose values are all unique (uniqueEntry), prints "ready",
+// entries whose values are all unique (accesslogtest.UniqueEntry), prints "ready",
 // waits for a line on stdin, streams them over `streams` ALS streams in
 // messages of 500 entries, then exits. Bounded by n and by ten minutes.
 // The messages are encoded before "ready" (the same bytes Envoy's
@@ -75,7 +75,7 @@ func loadgen(spec string) int {
 				m := min(500, share-sent)
 				pool := make([]*alv3.HTTPAccessLogEntry, m)
 				for i := range pool {
-					pool[i] = uniqueEntry(from+sent+i, n, t0)
+					pool[i] = accesslogtest.UniqueEntry(from+sent+i, n, t0)
 				}
 				enc, err := preencode(pool)
 				if err != nil {
@@ -143,75 +143,6 @@ func loadgen(spec string) int {
 		return 1
 	}
 	return 0
-}
-
-// benchSpecs is how many specs the ingest benchmark's sidecar serves
-// (petstore and copies of it under other names and hosts).
-const benchSpecs = 16
-
-func benchSpecName(k int) string {
-	if k == 0 {
-		return "petstore"
-	}
-	return fmt.Sprintf("shop%d", k)
-}
-
-// uniqueEntry is entry i of n: every request id, path, query value,
-// client IP and port, user agent, trace header and secret differs from
-// every other entry's (no pool is cycled, so DuckDB's dictionary
-// compression gets no help a real fleet would not give it); routes (of
-// benchSpecs specs, with their hosts and upstreams), methods, statuses
-// and subjects come from realistic bounded sets. The
-// secrets are in the headers and query parameters the petstore spec and
-// the defaults redact.
-func uniqueEntry(i, n int, t0 time.Time) *alv3.HTTPAccessLogEntry {
-	h := uint64(i)*0x9e3779b97f4a7c15 ^ 0xd1b54a32d192ed03 // a unique, scrambled 64-bit value
-	tok := fmt.Sprintf("sekrit-%016x", h)
-	e := accesslogtest.Entry{
-		Time:      t0.Add(20 * time.Minute / time.Duration(max(n, 1)) * time.Duration(i)),
-		Route:     "petstore/list-pets",
-		Method:    corev3.RequestMethod_GET,
-		Path:      fmt.Sprintf("/pets/%d/photos/%x?page=%d&api_key=%s&sig=%x", i, h>>40, i%97, tok, h),
-		Status:    200,
-		ClientIP:  fmt.Sprintf("%d.%d.%d.%d", 11+i>>24&0x7f, i>>16&0xff, i>>8&0xff, i&0xff),
-		Subject:   fmt.Sprintf("user-%d", h%50000),
-		Decision:  "allow",
-		RequestID: fmt.Sprintf("%08x-%04x-4%03x-a%03x-%012x", uint32(h), uint16(h>>32), i&0xfff, (i>>12)&0xfff, h>>16),
-		Duration:  time.Duration(1+h%40000) * time.Microsecond,
-		Headers: map[string]string{
-			"authorization": "Bearer " + tok,
-			"cookie":        "session=" + tok,
-			"x-partner-key": tok,
-			"x-session-ref": tok,
-			"user-agent":    fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) bench/%d.%d", i, h%1000),
-			"x-trace":       fmt.Sprintf("trace-%x-%d", h, i),
-			"x-not-kept":    "dropped",
-		},
-	}
-	switch h % 100 {
-	case 0, 1, 2, 3, 4:
-		e.Status, e.Decision = 403, "deny"
-		e.Flags = &alv3.ResponseFlags{UnauthorizedDetails: &alv3.ResponseFlags_Unauthorized{Reason: alv3.ResponseFlags_Unauthorized_EXTERNAL_SERVICE}}
-	case 5, 6, 7:
-		e.Status = 429
-		e.Flags = &alv3.ResponseFlags{RateLimited: true}
-	case 8, 9:
-		e.Method, e.Status = corev3.RequestMethod_POST, 201
-	}
-	out := e.HTTP()
-	// The request goes to one of benchSpecs specs (a sidecar next to an
-	// Envoy logs many routes, hosts and upstreams at once; a store batch
-	// holds a mix of them).
-	name := benchSpecName(int(h>>20) % benchSpecs)
-	out.CommonProperties.RouteName = name + "/list-pets"
-	out.CommonProperties.UpstreamCluster = name + "/api"
-	out.CommonProperties.TlsProperties.TlsSniHostname = name + ".example.com"
-	out.Request.Authority = name + ".example.com"
-	out.Request.UserAgent = e.Headers["user-agent"]
-	out.CommonProperties.DownstreamRemoteAddress = &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: e.ClientIP, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(1024 + i%64000)},
-	}}}
-	return out
 }
 
 // encodedPool holds every pool entry as the wire bytes of an http_logs
@@ -331,7 +262,7 @@ func peakRSSMiB() float64 {
 	return -1
 }
 
-// BenchmarkIngestGRPC: b.N entries, every value unique (uniqueEntry),
+// BenchmarkIngestGRPC: b.N entries, every value unique (accesslogtest.UniqueEntry),
 // streamed over ALS gRPC by a separate process (loadgen, this test binary
 // run again) into a sidecar with the embedded DuckDB store, redaction on
 // and the shipped default settings (the zero Config values, which are the
@@ -359,9 +290,9 @@ func BenchmarkIngestGRPC(b *testing.B) {
 		// process collector reading /proc every 10 ms on the sidecar's CPU
 		// (≈ 3 % of it through /metrics).
 		c.Registry = reg
-		for k := 1; k < benchSpecs; k++ {
-			y := strings.ReplaceAll(petSpec, "petstore", benchSpecName(k))
-			if err := os.WriteFile(filepath.Join(dir, "specs", benchSpecName(k)+".yaml"), []byte(y), 0o644); err != nil {
+		for k := 1; k < accesslogtest.IngestSpecs; k++ {
+			y := accesslogtest.IngestSpec(k)
+			if err := os.WriteFile(filepath.Join(dir, "specs", accesslogtest.IngestSpecName(k)+".yaml"), []byte(y), 0o644); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -506,7 +437,7 @@ func TestUniqueEntries(t *testing.T) {
 	seen := map[string]map[string]bool{}
 	t0 := time.Now().UTC()
 	for i := 0; i < n; i++ {
-		e := uniqueEntry(i, n, t0)
+		e := accesslogtest.UniqueEntry(i, n, t0)
 		sa := e.CommonProperties.DownstreamRemoteAddress.GetSocketAddress()
 		for k, v := range map[string]string{
 			"request id": e.Request.RequestId, "path": e.Request.Path, "client ip": sa.Address,

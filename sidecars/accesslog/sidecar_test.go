@@ -42,25 +42,7 @@ const (
 	marker = "marker-UA-5d1c9e"
 )
 
-const petSpec = `apiVersion: gatehouse/v1
-kind: EdgeRoute
-metadata: {name: petstore, team: pets}
-spec:
-  hosts: [petstore.example.com]
-  upstreams:
-    - {name: api, endpoints: ["192.0.2.10:9080"]}
-  identity:
-    apiKeys:
-      - {name: partners, header: x-partner-key, keys: [{id: acme, sha256: "66e801a8cf159f1994aeaa3f6c3220ad1f7038dc1803667a5a3f41e9f0b45cc1"}]}
-  routes:
-    - name: list-pets
-      match: {pathPrefix: /pets}
-      upstream: api
-      auth: {anyOf: [partners]}
-      accessLog:
-        headers: [user-agent, x-request-id, authorization, x-session-ref, x-partner-key, x-trace]
-        redact: [x-session-ref]
-`
+const petSpec = accesslogtest.PetSpec
 
 type sidecar struct {
 	dir, grpcAddr, httpAddr, storePath string
