@@ -26,13 +26,22 @@ func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("CEL does not compile: %v", iss.Err())
 	}
-	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("CEL expression must be boolean, but its type is %s (compare it, e.g. `... == \"x\"`)", ast.OutputType())
-	}
-	if err := checkWhenConstants(env, ast); err != nil {
-		return nil, fmt.Errorf("CEL does not compile: %w", err)
+	if err := checkedWhen(env, ast); err != nil {
+		return nil, err
 	}
 	return ast, nil
+}
+
+// checkedWhen is what CompileWhen requires of a checked expression
+// beyond cel-go's checker: a boolean result and checkWhenConstants.
+func checkedWhen(env *cel.Env, ast *cel.Ast) error {
+	if !ast.OutputType().IsExactType(cel.BoolType) {
+		return fmt.Errorf("CEL expression must be boolean, but its type is %s (compare it, e.g. `... == \"x\"`)", ast.OutputType())
+	}
+	if err := checkWhenConstants(env, ast); err != nil {
+		return fmt.Errorf("CEL does not compile: %w", err)
+	}
+	return nil
 }
 
 // CELChecker type-checks `when` expressions against one CEL environment
@@ -42,8 +51,12 @@ func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 // expression depends on its text only. A CELChecker is not safe for
 // concurrent use; make one per goroutine and run.
 type CELChecker struct {
-	env  *cel.Env
-	seen map[string]error
+	env    *cel.Env
+	parsed *celParsed
+	seen   map[string]error
+	// slow counts the expressions given to CompileWhen (cel-go's default
+	// parser), for tests and benchmarks.
+	slow int
 }
 
 // NewCELChecker builds a checker with a fresh NewCELEnv environment.
@@ -52,20 +65,28 @@ func NewCELChecker() (*CELChecker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CELChecker{env: env, seen: map[string]error{}}, nil
+	parsed, err := newCELParsed(env)
+	if err != nil {
+		return nil, err
+	}
+	return &CELChecker{env: env, parsed: parsed, seen: map[string]error{}}, nil
 }
 
 // Check reports what CompileWhen reports for expr, compiling it only the
 // first time this checker sees it. An expression of the common shape
 // that celSurelyBool recognises as a valid boolean is not given to cel-go
-// at all (its parser is most of a check's cost); every other expression,
-// and so every error, is cel-go's.
+// at all (its parser is most of a check's cost). An expression of plain
+// tokens (celPlain) is parsed by cel-go's Pratt parser and checked by
+// cel-go's checker (celParsed), which may only find it valid. Every other
+// expression, and so every error, is CompileWhen's (cel-go's default
+// parser and checker).
 func (c *CELChecker) Check(expr string) error {
 	if err, ok := c.seen[expr]; ok {
 		return err
 	}
 	var err error
-	if !celSurelyBool(expr) {
+	if !celSurelyBool(expr) && !c.parsed.valid(expr) {
+		c.slow++
 		_, err = CompileWhen(c.env, expr)
 	}
 	c.seen[expr] = err

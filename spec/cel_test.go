@@ -18,15 +18,18 @@ import (
 
 // Gatehouse compiles `when` expressions with cel-go's default (ANTLR)
 // parser (validation decides the common shape without any parser first,
-// celfast.go; everything else goes to that parser). cel-go v0.33 also ships a Pratt parser (parse and check of a new
-// expression about half the CPU and heap bytes, BenchmarkCELParsers); it
-// is not used because it does not accept the same language: it takes an
-// upper-case hex prefix ("0X1F"), which the default parser (and the CEL
-// grammar's lower-case `0x`) refuses, so a spec validated with it could
-// be refused by the authz engine.
-// TestCELPrattParserDisagrees pins that difference; FuzzCELParsersAgree
-// and BenchmarkCELParsers are what to run again before switching, e.g. on
-// a cel-go upgrade (see the comment on TestCELPrattParserDisagrees).
+// celfast.go; then an expression of plain tokens is parsed by cel-go's
+// Pratt parser, celparse.go; everything else goes to the default parser).
+// cel-go v0.33's Pratt parser (parse and check of a new expression about
+// half the CPU and heap bytes, BenchmarkCELParsers) does not accept the
+// same language everywhere: it takes an upper-case hex prefix ("0X1F"),
+// which the default parser (and the CEL grammar's lower-case `0x`)
+// refuses, and places a leading-dot name (".identity") one byte off. So
+// it is used only behind celPlain's gate, which refuses both, and only to
+// find an expression valid (TestCELParseSameTree, FuzzCELParseSameTree).
+// TestCELPrattParserDisagrees pins the hex difference; FuzzCELParsersAgree
+// and BenchmarkCELParsers are what to run again on a cel-go upgrade
+// (see the comment on TestCELPrattParserDisagrees).
 
 // newPrattParser is env's parser (its macros; NewCELEnv sets no other
 // parser option) with the Pratt implementation instead of ANTLR.
