@@ -21,6 +21,9 @@ test-deps:
 
 test: test-deps
 	$(GO) test -race -timeout 18m ./...
+	# Allocation counts, which the race detector's sync.Pool makes random
+	# (these tests skip themselves under -race).
+	$(GO) test -count=1 -run 'AllocatesPerBlock' ./accesslog
 
 # The container image gatehouse:$(VERSION) (deploy/container/Containerfile):
 # the binary of `make build` (cgo: build on a glibc no newer than the
