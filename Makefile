@@ -22,7 +22,7 @@ test-deps:
 test: test-deps
 	$(GO) test -race -timeout 18m ./...
 	# Allocation counts, which the race detector's sync.Pool makes random
-	# (these tests skip themselves under -race).
+	# (the HMAC case of this test is counted only without -race).
 	$(GO) test -count=1 -run 'AllocatesPerBlock' ./accesslog
 
 # The container image gatehouse:$(VERSION) (deploy/container/Containerfile):

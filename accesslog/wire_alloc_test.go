@@ -16,9 +16,6 @@ import (
 // (the mask's sum used to escape through hash.Hash, the upstream host
 // and response flags were strings of their own).
 func TestWireDecoderAllocatesPerBlock(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops items); `make test` runs this test again without -race")
-	}
 	const n = 256
 	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	wire := make([][]byte, n)
@@ -35,6 +32,14 @@ func TestWireDecoderAllocatesPerBlock(t *testing.T) {
 		name string
 		p    *accesslog.Redactor
 	}{{"16 specs, no key", plain}, {"no settings, HMAC key", keyed}} {
+		if raceEnabled && c.p == keyed {
+			// The masks' HMAC states come from a sync.Pool, which the race
+			// detector empties at random; `make test` runs this test again
+			// without -race. The case without a key uses no pool and runs
+			// under the race detector too.
+			t.Logf("%s: not counted under the race detector", c.name)
+			continue
+		}
 		var d accesslog.WireDecoder
 		masked := 0
 		allocs := testing.AllocsPerRun(5, func() {
