@@ -67,9 +67,11 @@ func TestDefaultStoreBatchFillsRowGroups(t *testing.T) {
 		in.Admit(ctx) // as a receiver does: no drop when the spool is behind
 		in.Add(recs[i : i+5000]...)
 	}
-	testenv.WaitFor(t, "every entry spooled", 20*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == n })
+	// The waits are generous: under -race on a loaded two-core box,
+	// spooling and storing 300,000 rows has taken over 10 s each.
+	testenv.WaitFor(t, "every entry spooled", 90*time.Second, func() bool { return testutil.ToFloat64(m.Spooled) == n })
 	close(hs.release)
-	testenv.WaitFor(t, "every entry stored", 20*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == n })
+	testenv.WaitFor(t, "every entry stored", 90*time.Second, func() bool { return testutil.ToFloat64(m.Stored) == n })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
