@@ -5,6 +5,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
 )
@@ -16,6 +17,8 @@ import (
 //
 //   - matches (both overloads: x.matches(p) and matches(x, p)): a literal
 //     pattern is compiled by Go's regexp package ("error parsing regexp");
+//     one joined from literals ("(" + "a") is not folded, and compiled
+//     on every evaluation;
 //   - the type conversions (bool, bytes, double, duration, dyn, int,
 //     string, timestamp, type, uint) of a constant: evaluated once
 //     (int("x"), timestamp("bad"), string(b"\xff") fail).
@@ -28,8 +31,9 @@ import (
 // evaluation error, a rule that cannot be evaluated (it fails closed).
 //
 // checkWhenConstants refuses what planning would refuse, so that
-// validation refuses what a sidecar would: every literal matches pattern
-// must pass celPattern (the rules and limit of path regexes, stricter than
+// validation refuses what a sidecar would: every literal matches pattern,
+// and every pattern joined from literals only (constString), must pass
+// celPattern (the rules and limit of path regexes, stricter than
 // Go's regexp), and an expression with a conversion of a constant is
 // planned the way the sidecar plans it.
 func checkWhenConstants(env *cel.Env, ast *cel.Ast) error {
@@ -55,16 +59,13 @@ func checkWhenConstants(env *cel.Env, ast *cel.Ast) error {
 			default:
 				return
 			}
-			if p.Kind() != celast.LiteralKind {
-				return
-			}
-			s, ok := p.AsLiteral().(types.String)
+			s, at, ok := constString(p)
 			if !ok {
 				return
 			}
-			if err := celPattern(string(s)); err != nil {
-				loc := native.SourceInfo().GetStartLocation(p.ID())
-				first = fmt.Errorf("the pattern %s of matches (line %d, column %d) is an invalid regex: %w", quotePattern(string(s)), loc.Line(), loc.Column()+1, err)
+			if err := celPattern(s); err != nil {
+				loc := native.SourceInfo().GetStartLocation(at)
+				first = fmt.Errorf("the pattern %s of matches (line %d, column %d) is an invalid regex: %w", quotePattern(s), loc.Line(), loc.Column()+1, err)
 			}
 		case overloads.IsTypeConversionFunction(fn) && len(args) == 1 && constantExpr(args[0]):
 			plan = true
@@ -87,6 +88,37 @@ func checkWhenConstants(env *cel.Env, ast *cel.Ast) error {
 // of the whole expression). Both ways a `when` expression is validated
 // (the fast verdict and cel-go's checked expression) use it.
 func celPattern(pattern string) error { return checkRegexp(pattern) }
+
+// constString is the string a pattern expression always has when it is
+// a string literal or literals joined by + ("^/v1/" + "[a-z]+$"), and
+// the id of its first literal (where the pattern starts in the source);
+// ok is false for anything else. The authz sidecar does not fold such a
+// concatenation when it loads the rule: it would compile the pattern on
+// every request, and an invalid one would fail every request closed, so
+// validation holds it to the rule of a literal pattern. Its length is
+// bounded by the expression's; its depth by cel-go's parser's.
+func constString(e celast.Expr) (s string, at int64, ok bool) {
+	switch e.Kind() {
+	case celast.LiteralKind:
+		lit, isString := e.AsLiteral().(types.String)
+		return string(lit), e.ID(), isString
+	case celast.CallKind:
+		call := e.AsCall()
+		if call.FunctionName() != operators.Add || call.IsMemberFunction() || len(call.Args()) != 2 {
+			return "", 0, false
+		}
+		l, at, ok := constString(call.Args()[0])
+		if !ok {
+			return "", 0, false
+		}
+		r, _, ok := constString(call.Args()[1])
+		if !ok {
+			return "", 0, false
+		}
+		return l + r, at, true
+	}
+	return "", 0, false
+}
 
 // constantExpr reports whether e reads no variable: literals, and lists,
 // maps and calls of constants (what cel-go's planner may fold).
