@@ -37,9 +37,23 @@ import (
 // Go's regexp), and an expression with a conversion of a constant is
 // planned the way the sidecar plans it.
 func checkWhenConstants(env *cel.Env, ast *cel.Ast) error {
-	native := ast.NativeRep()
-	var first error
-	plan := false
+	plan, err := whenConstants(ast.NativeRep())
+	if err != nil {
+		return err
+	}
+	if plan {
+		if _, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
+			return fmt.Errorf("a constant part cannot be evaluated (the authz sidecar evaluates conversions of constants when it loads the rule, and would refuse the policy): %w", err)
+		}
+	}
+	return nil
+}
+
+// whenConstants is checkWhenConstants's walk of a checked expression:
+// the first matches pattern of literals (constString) that celPattern
+// refuses (with its position), and whether the expression converts a
+// constant, which only planning it decides.
+func whenConstants(native *celast.AST) (plan bool, first error) {
 	celast.PreOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
 		if first != nil || e.Kind() != celast.CallKind {
 			return
@@ -71,15 +85,7 @@ func checkWhenConstants(env *cel.Env, ast *cel.Ast) error {
 			plan = true
 		}
 	}))
-	if first != nil {
-		return first
-	}
-	if plan {
-		if _, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
-			return fmt.Errorf("a constant part cannot be evaluated (the authz sidecar evaluates conversions of constants when it loads the rule, and would refuse the policy): %w", err)
-		}
-	}
-	return nil
+	return plan, first
 }
 
 // celPattern reports whether a literal pattern of CEL's matches is

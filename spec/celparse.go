@@ -1,22 +1,39 @@
 package spec
 
 import (
+	"errors"
+
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/checker"
 	"cel.dev/cel-go/common"
-	"cel.dev/cel-go/common/ast"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/parser"
-	exprpb "google.golang.org/genproto/googleapis/api/expr/v1alpha1"
 )
 
 // celParsed is the second fast path of CELChecker (after celSurelyBool):
 // a `when` expression whose every token is of the plain kinds celPlain
 // lets through is parsed by cel-go's own hand-written (Pratt) parser
 // instead of its default ANTLR one, which is most of the CPU of a check
-// of a new expression. The tree goes to cel-go's checker the documented
-// way (cel.ParsedExprToAstWithSource), so every type rule is cel-go's.
+// of a new expression, and its tree is type-checked by cel-go's checker,
+// so every type rule is cel-go's.
+//
+// The tree goes to the checker as it is (checker.Check on the native
+// AST), not the documented way through a ParsedExpr proto
+// (ast.ToProto, cel.ParsedExprToAstWithSource, cel.Env.Check): that round
+// trip was a third of the CPU and bytes of this path, and cel.Env has no
+// option for the Pratt parser nor a constructor of an Ast from a native
+// tree. So celParsed holds a checker environment of its own with env's
+// declarations (celCheckerEnv), and does what cel.Env.Check does besides
+// checker.Check only where it can matter here: an environment with AST
+// validators is refused (Check would run them), and the depth and node
+// limits Check applies to loaded protos cannot be reached through the
+// gate (celParseMaxLen, celParseMaxPunct). TestCELCheckSameAsEnvCheck
+// holds the checked trees (types and references of every node) equal to
+// the old path's over the differential corpora.
 //
 // This path only ever says "valid": if anything on it fails (the gate,
-// the parse, the check, a boolean result, checkWhenConstants), it
+// the parse, the check, a boolean result, checkWhenConstants; or the
+// expression converts a constant, which only planning decides), it
 // declines and the caller runs CompileWhen, so every error text stays
 // exactly the default parser's and checker's.
 //
@@ -31,8 +48,8 @@ import (
 // and nesting far below both parsers' limits (celParseMaxPunct), so a
 // too-deep expression always gets the default parser's own error.
 type celParsed struct {
-	env   *cel.Env
 	pratt *parser.Parser
+	chk   *checker.Env
 }
 
 const (
@@ -48,45 +65,87 @@ const (
 )
 
 // newCELParsed builds the fast path for env: env's parser options (its
-// macros; NewCELEnv sets no other parser option) with the Pratt parser.
+// macros; NewCELEnv sets no other parser option) with the Pratt parser,
+// and a checker environment with env's declarations.
 func newCELParsed(env *cel.Env) (*celParsed, error) {
 	p, err := parser.NewParser(parser.Macros(env.Macros()...), parser.EnablePrattParser(true))
 	if err != nil {
 		return nil, err
 	}
-	return &celParsed{env: env, pratt: p}, nil
+	chk, err := celCheckerEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	return &celParsed{pratt: p, chk: chk}, nil
+}
+
+// celCheckerEnv is a checker environment that types what env's own does
+// (cel.Env builds its own the same way, once, and keeps it unexported):
+// env's container, type provider, variables and enabled functions, and
+// the checker's default options, which are env's as NewCELEnv builds it
+// (no cross-type numeric comparisons, no JSON field names). It has no
+// symbol catalog, which only words the suggestions of errors this path
+// never reports. It is built per CELChecker (~10 µs) and only read by
+// checker.Check.
+func celCheckerEnv(env *cel.Env) (*checker.Env, error) {
+	if len(env.Validators()) > 0 {
+		return nil, errors.New("the CEL fast path checks without cel.Env.Check, which would run the environment's AST validators")
+	}
+	chk, err := checker.NewEnv(env.Container, env.CELTypeProvider())
+	if err != nil {
+		return nil, err
+	}
+	if err := chk.AddIdents(env.Variables()...); err != nil {
+		return nil, err
+	}
+	for _, fn := range env.Functions() {
+		if fn.IsDeclarationDisabled() {
+			continue
+		}
+		if err := chk.AddFunctions(fn); err != nil {
+			return nil, err
+		}
+	}
+	return chk, nil
 }
 
 // valid reports whether expr is a valid `when` expression, decided on
 // the fast path; false means "not decided here" (run CompileWhen).
 func (c *celParsed) valid(expr string) bool {
-	a, ok := c.parse(expr)
-	if !ok {
+	checked, ok := c.check(expr)
+	if !ok || !checked.GetType(checked.Expr().ID()).IsExactType(cel.BoolType) {
 		return false
 	}
-	checked, iss := c.env.Check(a)
-	if iss.Err() != nil {
-		return false
-	}
-	return checkedWhen(c.env, checked) == nil
+	plan, err := whenConstants(checked)
+	return err == nil && !plan
 }
 
-// parse is the unchecked tree of expr from the Pratt parser, when celPlain
-// lets expr through and the parse has no error.
-func (c *celParsed) parse(expr string) (*cel.Ast, bool) {
-	if !celPlain(expr) {
+// check is the checked tree of expr, when celPlain lets expr through and
+// neither the Pratt parse nor the check has an error.
+func (c *celParsed) check(expr string) (*celast.AST, bool) {
+	parsed, src, ok := c.parseNative(expr)
+	if !ok {
 		return nil, false
+	}
+	checked, errs := checker.Check(parsed, src, c.chk)
+	if checked == nil || len(errs.GetErrors()) > 0 {
+		return nil, false
+	}
+	return checked, true
+}
+
+// parseNative is the unchecked tree of expr from the Pratt parser, and
+// its source, when celPlain lets expr through and the parse has no error.
+func (c *celParsed) parseNative(expr string) (*celast.AST, common.Source, bool) {
+	if !celPlain(expr) {
+		return nil, nil, false
 	}
 	src := common.NewTextSource(expr)
 	parsed, errs := c.pratt.Parse(src)
 	if parsed == nil || len(errs.GetErrors()) > 0 {
-		return nil, false
+		return nil, nil, false
 	}
-	pb, err := ast.ToProto(parsed)
-	if err != nil {
-		return nil, false
-	}
-	return cel.ParsedExprToAstWithSource(&exprpb.ParsedExpr{Expr: pb.GetExpr(), SourceInfo: pb.GetSourceInfo()}, src), true
+	return parsed, src, true
 }
 
 // celPlain is the gate of the fast path: expr is at most celParseMaxLen
