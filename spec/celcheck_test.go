@@ -218,3 +218,36 @@ func FuzzCELCheckSameAsEnvCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestCELFastPathSkipsRoundTrip: the fast path's verdict of a compile
+// bench shape that needs cel-go's checker (celgoWhen's four) allocates
+// at most 85 % of what the same verdict through the old path (the
+// ParsedExpr round trip and cel.Env.Check) allocates: the round trip is
+// gone, and stays gone. (Allocation counts, not time: they do not
+// depend on the machine's load.)
+func TestCELFastPathSkipsRoundTrip(t *testing.T) {
+	env := testCELEnv(t)
+	c, err := newCELParsed(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 5; k < 9; k++ {
+		i := 0
+		next := func() string { i++; return celBenchWhens(i)[k] }
+		fast := testing.AllocsPerRun(50, func() {
+			if !c.valid(next()) {
+				t.Fatalf("%q: the fast path declines it", celBenchWhens(i)[k])
+			}
+		})
+		old := testing.AllocsPerRun(50, func() {
+			a, ok := celOldCheck(env, c, next())
+			if !ok || checkedWhen(env, a) != nil {
+				t.Fatalf("%q: the old path refuses it", celBenchWhens(i)[k])
+			}
+		})
+		t.Logf("%.60q...: %.0f allocations on the fast path, %.0f through the round trip", celBenchWhens(0)[k], fast, old)
+		if fast > 0.85*old {
+			t.Errorf("%.60q...: the fast path allocates %.0f times, the round trip %.0f: want at most 85 %%", celBenchWhens(0)[k], fast, old)
+		}
+	}
+}
