@@ -385,8 +385,25 @@ func FuzzCELParseSameTree(f *testing.F) {
 		}
 		chk := testCELChecker(t)
 		_, want := CompileWhen(env, expr)
-		if got := chk.Check(expr); celErr(got) != celErr(want) {
+		if got := chk.Check(expr); celErr(got) != celErr(want) && !celErrOfCompileWhen(env, expr, celErr(got)) {
 			t.Fatalf("%q: Check says %q, CompileWhen says %q", expr, celErr(got), celErr(want))
 		}
 	})
+}
+
+// celErrOfCompileWhen reports whether text is one of the texts
+// CompileWhen itself gives expr in 50 calls. cel-go numbers the fresh
+// type variables of some errors differently from one call to the next
+// on the same environment (`expected type 'bool' but found 'map(_var5,
+// null)'`, then `_var6`: f([A9, 10.0.size(), "it's",]["a" ||"x
+// y".map(p, {request.headers["x"]: null})[(request.headers["x"])]].a),
+// found by this fuzzer on main too), so one call's text is not the only
+// right one; a text CompileWhen never gives still fails.
+func celErrOfCompileWhen(env *cel.Env, expr, text string) bool {
+	for range 50 {
+		if _, err := CompileWhen(env, expr); celErr(err) == text {
+			return true
+		}
+	}
+	return false
 }
