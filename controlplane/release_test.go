@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
@@ -181,5 +182,42 @@ func TestMemReleaseSkipsLittle(t *testing.T) {
 	}
 	if got := n.Load(); got != 0 {
 		t.Errorf("%d releases with %d bytes to return, want 0", got, releaseMinFree-1)
+	}
+}
+
+// TestMemReleaseAfterRebuild: a rebuild is a burst too (compiling a
+// revision allocates far more than stays live): once it is done and
+// nothing else happens, the heap is released once.
+func TestMemReleaseAfterRebuild(t *testing.T) {
+	src := source.Func(func(ctx context.Context, fn func(source.Revision)) error {
+		fn(source.Revision{ID: "r1", Specs: []source.Spec{{Origin: "a.yaml", Data: []byte(`apiVersion: gatehouse/v1
+kind: EdgeRoute
+metadata: {name: a, team: t}
+spec:
+  hosts: [a.example.com]
+  upstreams: [{name: api, endpoints: ["10.0.0.1:80"]}]
+  routes: [{name: r, match: {pathPrefix: /}, upstream: api}]
+`)}}})
+		<-ctx.Done()
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cp, err := New(ctx, Config{Source: src, Registry: prometheus.NewRegistry(), HoldOff: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, n := countingRelease(t, 50*time.Millisecond, 0)
+	cp.release = r // as Serve sets it, before Run
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cp.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitCount(t, n, 1)
+	if cp.State().Revision != "r1" {
+		t.Fatalf("released before the rebuild was done (revision %q)", cp.State().Revision)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if got := n.Load(); got != 1 {
+		t.Errorf("%d releases after one rebuild, want 1", got)
 	}
 }
