@@ -101,12 +101,17 @@ type Report struct {
 	// (--release-memory-after; 0 from a build without them).
 	MemoryReleases       float64 `json:"memory_releases"`
 	MemoryReleaseSeconds float64 `json:"memory_release_seconds"`
-	HeapBeforeMiB        float64 `json:"live_heap_before_mib"`
-	HeapAfterMiB         float64 `json:"live_heap_after_mib"`
-	HeapKiBPerNode       float64 `json:"live_heap_kib_per_node"`
-	RSSBeforeMiB         float64 `json:"rss_before_mib"`
-	RSSAfterMiB          float64 `json:"rss_after_mib"`
-	KiBPerNode           float64 `json:"kib_per_node"`
+	// SettleCPUMillis is the control plane's CPU time while the bench
+	// waited before the idle reading (-settle, at least 2 s; the fleet
+	// converged, nothing sent): what the release after the fleet's
+	// connecting costs, next to a build or setting without it.
+	SettleCPUMillis float64 `json:"settle_cpu_ms"`
+	HeapBeforeMiB   float64 `json:"live_heap_before_mib"`
+	HeapAfterMiB    float64 `json:"live_heap_after_mib"`
+	HeapKiBPerNode  float64 `json:"live_heap_kib_per_node"`
+	RSSBeforeMiB    float64 `json:"rss_before_mib"`
+	RSSAfterMiB     float64 `json:"rss_after_mib"`
+	KiBPerNode      float64 `json:"kib_per_node"`
 	// Memory is where the control plane's memory is, absolute: before
 	// the fleet connects, with it converged and idle, and right after the
 	// last change (no GC forced at any of these); PerNode* are the
@@ -280,7 +285,7 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
-	fmt.Printf("control plane memory releases after bursts (whole run): %.0f, %.1f ms in all\n", rep.MemoryReleases, rep.MemoryReleaseSeconds*1000)
+	fmt.Printf("control plane memory releases after bursts (whole run): %.0f, %.1f ms in all; its CPU while the converged fleet settled before the idle reading: %.0f ms\n", rep.MemoryReleases, rep.MemoryReleaseSeconds*1000, rep.SettleCPUMillis)
 	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms; the simulated fleet's: %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis, rep.FleetCPUPerChangeMs)
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
 	fmt.Printf("control plane RSS (VmRSS, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
@@ -479,7 +484,9 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	if cfg.Nodes > 0 {
 		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
 	}
+	settle0 := cpuSeconds(tg.pid)
 	time.Sleep(max(2*time.Second, cfg.Settle)) // let in-flight writes drain (and the control plane settle) before measuring
+	rep.SettleCPUMillis = (cpuSeconds(tg.pid) - settle0) * 1000
 	if rep.MemIdle, rep.HeapAfterMiB, err = tg.memory(); err != nil {
 		return nil, fmt.Errorf("memory with the fleet: %w", err)
 	}
