@@ -72,6 +72,17 @@ type Config struct {
 	// TLS is the xDS port's TLS (Run): with a client CA, mutual TLS and
 	// each node's group bound to its certificate.
 	TLS tlsconfig.Server
+	// TLSHandshakes, when positive, is how many TLS handshakes the xDS
+	// port runs at once (Run; default: unbounded); each waits at most
+	// TLSHandshakeTimeout for its turn. Every handshake must finish
+	// within TLSHandshakeTimeout (default DefaultTLSHandshakeTimeout)
+	// instead of gRPC's 120 s.
+	TLSHandshakes       int
+	TLSHandshakeTimeout time.Duration
+	// ReleaseAfter: once no node has connected and no rebuild has run for
+	// this long after one did, Run returns the free heap to the OS
+	// (release.go; default DefaultReleaseAfter, negative: never).
+	ReleaseAfter time.Duration
 	// NodeGroups, when set, are exactly the node groups served.
 	NodeGroups []string
 	// MaxNodeGroups caps the groups nodes without a certificate may
@@ -124,6 +135,9 @@ type ControlPlane struct {
 	}
 	// acks holds the published reports until the nodes ACK (rollout.go).
 	acks ackGate
+	// release, set by Serve before anything runs, hears of rebuilds
+	// (release.go); nil without Serve.
+	release *memRelease
 	// rejects are the specs a fleet node NACKed and the bisection that
 	// finds them (rollout.go); owned by the loop goroutine.
 	rejects fleetRejects

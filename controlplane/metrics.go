@@ -18,6 +18,7 @@ type metrics struct {
 	outcomesIgnored prometheus.Counter
 	gateRollbacks   prometheus.Counter
 	gatePromotions  *prometheus.CounterVec
+	handshakeWaits  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -66,6 +67,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.gatePromotions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_controlplane_gate_promotions_total", Help: "Candidates promoted after the soak, by gate verdict (healthy, unverified).",
 	}, []string{"verdict"})
+	m.handshakeWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gatehouse_controlplane_tls_handshake_waits_expired_total", Help: "xDS connections closed because no TLS handshake slot came free in time (--xds-tls-handshakes, --xds-tls-handshake-timeout).",
+	})
+	reg.MustRegister(m.handshakeWaits)
 	reg.MustRegister(m.outcomeReports, m.outcomesDropped, m.outcomesIgnored, m.gateRollbacks, m.gatePromotions)
 	reg.MustRegister(m.compileSeconds, m.specs, m.nacks, m.nacksDropped, m.reportsDropped, m.reportErrors, m.certRefusals, m.groupsDropped, m.canaryNACKs)
 	return m

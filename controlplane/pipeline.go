@@ -28,6 +28,7 @@ func (cp *ControlPlane) rebuild(ctx context.Context, rev source.Revision) bool {
 	// with EmptyOK and keeps the last good config.
 	res.EmptyOK = rev.EmptyOK && len(rev.Specs) == 0 && cp.pub.Good() != nil
 	took := time.Since(start)
+	defer cp.release.touch()
 	cp.metrics.compileSeconds.Observe(took.Seconds())
 	cp.metrics.specs.WithLabelValues("published").Set(float64(len(res.Published())))
 	cp.metrics.specs.WithLabelValues("failed").Set(float64(len(res.Failed())))

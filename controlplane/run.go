@@ -84,15 +84,27 @@ func (cp *ControlPlane) Serve(ctx context.Context, l Listeners) error {
 	}
 	var creds credentials.TransportCredentials
 	if tc != nil {
-		creds = credentials.NewTLS(tc)
-		log.Info("xds: TLS on", "mutual", tc.ClientCAs != nil)
+		lim := limitHandshakes(credentials.NewTLS(tc), cfg.TLSHandshakes, cfg.TLSHandshakeTimeout)
+		lim.waits = cp.metrics.handshakeWaits
+		creds = lim
+		log.Info("xds: TLS on", "mutual", tc.ClientCAs != nil, "handshakes", cap(lim.slots), "handshake_timeout", lim.timeout.String())
 	}
 	gs := telemetry.NewGRPCServer(log, xdsServerOptions(creds)...)
 	cp.RegisterXDS(gs.Server)
 	admin := telemetry.NewAdmin(log, cfg.Registry)
 	cp.RegisterDebug(admin)
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gs.Serve(ctx, l.XDS, 10*time.Second) })
+	xl := l.XDS
+	if cfg.ReleaseAfter >= 0 {
+		quiet := cfg.ReleaseAfter
+		if quiet == 0 {
+			quiet = DefaultReleaseAfter
+		}
+		cp.release = newMemRelease(quiet, cfg.Registry)
+		xl = touchListener{Listener: l.XDS, r: cp.release}
+		g.Go(func() error { cp.release.run(ctx); return nil })
+	}
+	g.Go(func() error { return gs.Serve(ctx, xl, 10*time.Second) })
 	g.Go(func() error {
 		log.Info("admin http listening", "addr", l.Admin.Addr().String())
 		return telemetry.ServeHTTP(ctx, l.Admin, admin.Handler())

@@ -257,12 +257,11 @@ func (s *adsServer) StreamAggregatedResources(st grpc.BidiStreamingServer[discov
 		s.t.response(key, resp.GetTypeUrl(), nonce, resp.GetVersionInfo())
 		return resp, nil
 	}, st.Send)
-	node := &corev3.Node{}
+	var node streamNode
 	return serve(s, l, st.Recv, func(req *discoveryv3.DiscoveryRequest) error {
-		if req.GetNode() != nil {
-			node = req.GetNode()
-		} else {
-			req.Node = node
+		own := req.GetNode() != nil
+		if !own {
+			req.Node = node.get()
 		}
 		t := req.GetTypeUrl()
 		if t == "" {
@@ -275,6 +274,9 @@ func (s *adsServer) StreamAggregatedResources(st grpc.BidiStreamingServer[discov
 		}
 		if err := s.t.request(key, req.GetNode(), t, req.GetResponseNonce(), req.GetVersionInfo(), msg); err != nil {
 			return err
+		}
+		if own {
+			req.Node = node.keep(req.Node)
 		}
 		w := l.watches[t]
 		if w != nil {
@@ -312,7 +314,7 @@ func (s *adsServer) DeltaAggregatedResources(st grpc.BidiStreamingServer[discove
 		s.t.response(key, resp.GetTypeUrl(), nonce, resp.GetSystemVersionInfo())
 		return resp, nil
 	}, st.Send)
-	node := &corev3.Node{}
+	var node streamNode
 	return serve(s, l, st.Recv, func(req *discoveryv3.DeltaDiscoveryRequest) error {
 		var msg *string
 		if req.GetErrorDetail() != nil {
@@ -323,9 +325,9 @@ func (s *adsServer) DeltaAggregatedResources(st grpc.BidiStreamingServer[discove
 			return err
 		}
 		if req.GetNode() != nil {
-			node = req.GetNode()
+			req.Node = node.keep(req.Node)
 		} else {
-			req.Node = node
+			req.Node = node.get()
 		}
 		t := req.GetTypeUrl()
 		if t == "" {
@@ -342,6 +344,33 @@ func (s *adsServer) DeltaAggregatedResources(st grpc.BidiStreamingServer[discove
 			return s.cache.CreateDeltaWatch(req, w.sub, deliver)
 		})
 	})
+}
+
+// streamNode is the node a stream's kept requests carry: the first one
+// the stream sent. Envoy repeats its node in every request by default
+// (set_node_on_first_message_only is off), with its build, locality,
+// metadata and a list of every extension it was built with, and each
+// type's watch keeps its last request; sharing the first node keeps one
+// copy per stream instead of one per type. The tracker has admitted each
+// request's own node before it is replaced (the stream's id and group
+// cannot change), and what the watches read of a node is its id and
+// group.
+type streamNode struct{ n *corev3.Node }
+
+// keep returns the stream's node, n if it is the first.
+func (s *streamNode) keep(n *corev3.Node) *corev3.Node {
+	if s.n == nil {
+		s.n = n
+	}
+	return s.n
+}
+
+// get returns the stream's node, an empty one before the first.
+func (s *streamNode) get() *corev3.Node {
+	if s.n == nil {
+		return &corev3.Node{}
+	}
+	return s.n
 }
 
 // subscription is one type's subscription on one stream

@@ -71,6 +71,12 @@ type Config struct {
 	// -sample_index=alloc_space -base FILE.before FILE` is what the
 	// fleet's connection and first answers allocated.
 	AllocProfile string
+	// Settle is how long the control plane is left alone before the
+	// memory readings before the fleet and with it idle (the idle one at
+	// least 2 s, for in-flight writes): what a burst left behind and
+	// the control plane returns once quiet (--release-memory-after) is
+	// not counted as the fleet's.
+	Settle time.Duration
 }
 
 // Report is what a run measured.
@@ -90,12 +96,22 @@ type Report struct {
 	RDSBytesPerNodeInitial float64 `json:"rds_bytes_per_node_initial"`
 	RDSBytesPerNodeChange  float64 `json:"rds_bytes_per_node_per_change"`
 	CompileSeconds         float64 `json:"compile_seconds_mean"`
-	HeapBeforeMiB          float64 `json:"live_heap_before_mib"`
-	HeapAfterMiB           float64 `json:"live_heap_after_mib"`
-	HeapKiBPerNode         float64 `json:"live_heap_kib_per_node"`
-	RSSBeforeMiB           float64 `json:"rss_before_mib"`
-	RSSAfterMiB            float64 `json:"rss_after_mib"`
-	KiBPerNode             float64 `json:"kib_per_node"`
+	// MemoryReleases and MemoryReleaseSeconds are the control plane's
+	// returns of free heap to the OS after bursts over the whole run
+	// (--release-memory-after; 0 from a build without them).
+	MemoryReleases       float64 `json:"memory_releases"`
+	MemoryReleaseSeconds float64 `json:"memory_release_seconds"`
+	// SettleCPUMillis is the control plane's CPU time while the bench
+	// waited before the idle reading (-settle, at least 2 s; the fleet
+	// converged, nothing sent): what the release after the fleet's
+	// connecting costs, next to a build or setting without it.
+	SettleCPUMillis float64 `json:"settle_cpu_ms"`
+	HeapBeforeMiB   float64 `json:"live_heap_before_mib"`
+	HeapAfterMiB    float64 `json:"live_heap_after_mib"`
+	HeapKiBPerNode  float64 `json:"live_heap_kib_per_node"`
+	RSSBeforeMiB    float64 `json:"rss_before_mib"`
+	RSSAfterMiB     float64 `json:"rss_after_mib"`
+	KiBPerNode      float64 `json:"kib_per_node"`
 	// Memory is where the control plane's memory is, absolute: before
 	// the fleet connects, with it converged and idle, and right after the
 	// last change (no GC forced at any of these); PerNode* are the
@@ -156,6 +172,7 @@ func main() {
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 20, "length of the -cpuprofile capture")
 	flag.StringVar(&cfg.AllocProfile, "allocprofile", "", "write the control plane's allocation profile before the fleet connects (FILE.before) and once it has converged (FILE)")
 	flag.StringVar(&cfg.HeapProfile, "heapprofile", "", "write the control plane's heap profile, fleet converged, to this file (with -protocols naming one protocol)")
+	flag.DurationVar(&cfg.Settle, "settle", 5*time.Second, "leave the control plane alone this long before the memory readings before the fleet and with it idle (at least 2s for the idle one)")
 	flag.BoolVar(&cfg.TLS, "tls", false, "serve xDS over mutual TLS (a throwaway CA, the control plane's --tls-* flags, a client certificate per node group); needs -streams-per-conn 1")
 	flag.StringVar(&bin, "gatehouse", "bin/gatehouse", "gatehouse binary to run the control plane with")
 	flag.Parse()
@@ -268,6 +285,7 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	fmt.Printf("initial convergence of the fleet: %s\n", rep.InitialConvergence)
 	fmt.Printf("change → every node ACKed: p50 %s  p99 %s  max %s\n", rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max)
 	fmt.Printf("control plane compile (mean of all rebuilds): %.1f ms\n", rep.CompileSeconds*1000)
+	fmt.Printf("control plane memory releases after bursts (whole run): %.0f, %.1f ms in all; its CPU while the converged fleet settled before the idle reading: %.0f ms\n", rep.MemoryReleases, rep.MemoryReleaseSeconds*1000, rep.SettleCPUMillis)
 	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms; the simulated fleet's: %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis, rep.FleetCPUPerChangeMs)
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
 	fmt.Printf("control plane RSS (VmRSS, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
@@ -435,6 +453,7 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		rep.Protocol = "delta"
 	}
 	var err error
+	time.Sleep(cfg.Settle)
 	if rep.MemBefore, rep.HeapBeforeMiB, err = tg.memory(); err != nil {
 		return nil, fmt.Errorf("memory before the fleet: %w", err)
 	}
@@ -465,7 +484,9 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	if cfg.Nodes > 0 {
 		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
 	}
-	time.Sleep(2 * time.Second) // let in-flight writes drain before measuring
+	settle0 := cpuSeconds(tg.pid)
+	time.Sleep(max(2*time.Second, cfg.Settle)) // let in-flight writes drain (and the control plane settle) before measuring
+	rep.SettleCPUMillis = (cpuSeconds(tg.pid) - settle0) * 1000
 	if rep.MemIdle, rep.HeapAfterMiB, err = tg.memory(); err != nil {
 		return nil, fmt.Errorf("memory with the fleet: %w", err)
 	}
@@ -585,6 +606,8 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	rep.ControlPlaneCPUSeconds = cpuSeconds(tg.pid)
 	rep.Latencies.P50, rep.Latencies.P99, rep.Latencies.Max = percentiles(all)
 	rep.CompileSeconds = compileMean(tg.adminAddr)
+	rep.MemoryReleases = metric(tg.adminAddr, "gatehouse_controlplane_memory_releases_total")
+	rep.MemoryReleaseSeconds = metric(tg.adminAddr, "gatehouse_controlplane_memory_release_seconds_total")
 	if err := <-profiled; err != nil {
 		return nil, err
 	}
