@@ -355,6 +355,16 @@ type fleet struct {
 	conns []*grpc.ClientConn
 	wg    sync.WaitGroup
 	bytes *typeBytes // response bytes received, per type
+
+	// How grow opens nodes: the control plane's address, the node
+	// groups, streams per connection, the protocol, the credentials by
+	// group (nil: plaintext), and each group's endpoint names.
+	addr    string
+	groups  int
+	perConn int
+	delta   bool
+	creds   map[string]credentials.TransportCredentials
+	eds     [][]string
 }
 
 // startFleet opens nodes streams spread over connections of perConn
@@ -364,49 +374,68 @@ type fleet struct {
 // dials with its first node's group's credentials; perConn must then be 1
 // (a client certificate names one group).
 func startFleet(ctx context.Context, addr string, specs, nodes, groups, perConn int, delta bool, creds map[string]credentials.TransportCredentials) (*fleet, error) {
+	f, err := newFleet(addr, specs, groups, perConn, delta, creds)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.grow(ctx, nodes); err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// newFleet is a fleet of no nodes yet, which grow opens.
+func newFleet(addr string, specs, groups, perConn int, delta bool, creds map[string]credentials.TransportCredentials) (*fleet, error) {
 	if creds != nil && perConn != 1 {
 		return nil, fmt.Errorf("mutual TLS needs one node per connection (a client certificate names one node group), not %d", perConn)
 	}
-	f := &fleet{bytes: newTypeBytes()}
-	eds := make([][]string, groups)
+	f := &fleet{bytes: newTypeBytes(), addr: addr, groups: groups, perConn: perConn, delta: delta, creds: creds}
+	f.eds = make([][]string, groups)
 	for i := 0; i < specs; i++ {
-		for g := range eds {
+		for g := range f.eds {
 			if i%benchspec.GlobalEvery == 0 || i%groups == g {
-				eds[g] = append(eds[g], benchspec.Name(i)+"/api")
+				f.eds[g] = append(f.eds[g], benchspec.Name(i)+"/api")
 			}
 		}
 	}
+	return f, nil
+}
+
+// grow opens nodes up to node nodes-1, numbered on from those the fleet
+// has: node i is in group i%groups and shares a connection with the
+// nodes of its perConn block (grow to a multiple of perConn between
+// calls, or the last connection of a call is not filled).
+func (f *fleet) grow(ctx context.Context, nodes int) error {
 	var conn *grpc.ClientConn
-	for i := 0; i < nodes; i++ {
-		group := benchspec.Group(i, groups)
-		if i%perConn == 0 {
+	for i := len(f.nodes); i < nodes; i++ {
+		group := benchspec.Group(i, f.groups)
+		if i%f.perConn == 0 || conn == nil {
 			tc := insecure.NewCredentials()
-			if creds != nil {
-				if tc = creds[group]; tc == nil {
-					f.close()
-					return nil, fmt.Errorf("no client certificate for node group %s", group)
+			if f.creds != nil {
+				if tc = f.creds[group]; tc == nil {
+					return fmt.Errorf("no client certificate for node group %s", group)
 				}
 			}
 			// Flow-control windows as Envoy's HTTP/2 defaults (256 MiB per
 			// stream and per connection), so the control plane is not
 			// held back by window updates a real Envoy would not need.
-			c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(tc),
+			c, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(tc),
 				grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow),
 				grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.ForceCodecV2(newHeaderCodec(f.bytes))))
 			if err != nil {
-				f.close()
-				return nil, err
+				return err
 			}
 			conn = c
 			f.conns = append(f.conns, c)
 		}
-		n := newNode(fmt.Sprintf("node-%05d", i), group, eds[i%groups])
-		n.delta = delta
+		n := newNode(fmt.Sprintf("node-%05d", i), group, f.eds[i%f.groups])
+		n.delta = f.delta
 		f.nodes = append(f.nodes, n)
 		f.wg.Add(1)
 		go func(c *grpc.ClientConn) { defer f.wg.Done(); n.run(ctx, c) }(conn)
 	}
-	return f, nil
+	return nil
 }
 
 func (f *fleet) close() {

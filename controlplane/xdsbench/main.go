@@ -112,6 +112,15 @@ type Report struct {
 	RSSBeforeMiB    float64 `json:"rss_before_mib"`
 	RSSAfterMiB     float64 `json:"rss_after_mib"`
 	KiBPerNode      float64 `json:"kib_per_node"`
+	// MemHalf is the reading with the first HalfNodes nodes converged
+	// and idle (settled as the idle one; 0 nodes: too few to split), and
+	// Marginal* what each node of the second half added to RSS and to
+	// the live heap (after a GC): the memory one more node costs.
+	MemHalf                MemSample `json:"memory_half"`
+	HeapHalfMiB            float64   `json:"live_heap_half_mib"`
+	HalfNodes              int       `json:"half_nodes"`
+	MarginalKiBPerNode     float64   `json:"marginal_kib_per_node"`
+	MarginalHeapKiBPerNode float64   `json:"marginal_live_heap_kib_per_node"`
 	// Memory is where the control plane's memory is, absolute: before
 	// the fleet connects, with it converged and idle, and right after the
 	// last change (no GC forced at any of these); PerNode* are the
@@ -289,6 +298,9 @@ func mainErr(cfg Config, bin string) (*Report, error) {
 	fmt.Printf("control plane CPU per change (compile + push to %d nodes): %.0f ms; the simulated fleet's: %.0f ms\n", rep.Nodes, rep.CPUPerChangeMillis, rep.FleetCPUPerChangeMs)
 	fmt.Printf("control plane live heap (after a GC, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.HeapBeforeMiB, rep.HeapAfterMiB, rep.HeapKiBPerNode)
 	fmt.Printf("control plane RSS (VmRSS, fleet converged and idle): %.1f MiB before nodes, %.1f MiB with them: %.1f KiB per node\n", rep.RSSBeforeMiB, rep.RSSAfterMiB, rep.KiBPerNode)
+	if rep.HalfNodes > 0 {
+		fmt.Printf("control plane RSS with the first %d nodes converged and idle: %.1f MiB; each node of the second half added %.1f KiB RSS, %.1f KiB live heap\n", rep.HalfNodes, rep.MemHalf.RSS/(1<<20), rep.MarginalKiBPerNode, rep.MarginalHeapKiBPerNode)
+	}
 	fmt.Printf("control plane memory per node, fleet converged and idle (minus before nodes; RSS read, then a GC forced, then the runtime's classes): %s\n", rep.PerNodeIdle.kib())
 	fmt.Printf("control plane memory per node right after the last change (no GC forced): %s\n", rep.PerNodeAfterChanges.kib())
 	fmt.Printf("control plane peak RSS during the changes (VmHWM): %.1f MiB: %.1f KiB per node over before nodes\n", rep.PeakRSSMiB, rep.PeakKiBPerNode)
@@ -339,11 +351,11 @@ func printSummary(w io.Writer, cfg Config, reps []*Report) {
 	}
 	fmt.Fprintf(w, "run: xdsbench -specs %d -nodes %d -groups %d -streams-per-conn %d -changes %d%s (load average before the last run: %s)\n",
 		cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Changes, tls, strings.TrimSpace(string(load)))
-	fmt.Fprintf(w, "| protocol | routes | p50 | p99 | max | CP CPU ms/change | CP RSS KiB/node | CP live heap KiB/node | bytes/change LDS | CDS | EDS | SRDS | RDS | RDS/node/change | RDS/node initial |\n")
-	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| protocol | routes | p50 | p99 | max | CP CPU ms/change | CP RSS KiB/node | CP RSS KiB/added node | CP live heap KiB/node | bytes/change LDS | CDS | EDS | SRDS | RDS | RDS/node/change | RDS/node initial |\n")
+	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range reps {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.0f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s |\n", r.Protocol, r.Layout, r.Latencies.P50, r.Latencies.P99, r.Latencies.Max,
-			r.CPUPerChangeMillis, r.KiBPerNode, r.HeapKiBPerNode,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.0f | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s |\n", r.Protocol, r.Layout, r.Latencies.P50, r.Latencies.P99, r.Latencies.Max,
+			r.CPUPerChangeMillis, r.KiBPerNode, r.MarginalKiBPerNode, r.HeapKiBPerNode,
 			humanBytes(r.BytesPerChange["LDS"]), humanBytes(r.BytesPerChange["CDS"]), humanBytes(r.BytesPerChange["EDS"]), humanBytes(r.BytesPerChange["SRDS"]), humanBytes(r.BytesPerChange["RDS"]),
 			humanBytes(r.RDSBytesPerNodeChange), humanBytes(r.RDSBytesPerNodeInitial))
 	}
@@ -356,6 +368,7 @@ func printSummary(w io.Writer, cfg Config, reps []*Report) {
 			m.RSS/1024, r.PeakKiBPerNode, r.PerNodeAfterChanges.RSS/1024, m.HeapObjects/1024, m.HeapUnused/1024, m.HeapFree/1024, m.Stacks/1024,
 			m.OtherGo/1024, m.NotGo()/1024, m.HeapReleased/1024, m.Goroutines, r.HeapKiBPerNode)
 	}
+	fmt.Fprintf(w, "CP RSS KiB/node: RSS with the fleet idle minus before the fleet, per node; KiB/added node: minus RSS with the first half of the fleet idle, per node of the second half (what one more node costs)\n")
 	fmt.Fprintf(w, "routes: scoped = exact hosts, every group served scoped routes (one route table per spec); table = a wildcard host per spec, one route table per group\n")
 	fmt.Fprintf(w, "targets (issue 15): p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node; a change sends about one spec's routes per node\n")
 }
@@ -463,24 +476,55 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 			return nil, err
 		}
 	}
-	start := time.Now()
-	f, err := startFleet(ctx, tg.xdsAddr, cfg.Specs, cfg.Nodes, cfg.Groups, max(cfg.PerConn, 1), cfg.Delta, tg.creds)
+	perConn := max(cfg.PerConn, 1)
+	f, err := newFleet(tg.xdsAddr, cfg.Specs, cfg.Groups, perConn, cfg.Delta, tg.creds)
 	if err != nil {
 		return nil, err
 	}
 	defer f.close()
+	// The fleet connects in two halves, with a reading between them
+	// (settled, as the idle one): what the second half adds is the
+	// memory one more node costs, without what any fleet costs once (the
+	// group's shared answers, free heap the compile left and the fleet
+	// reuses, a release before the fleet that the first nodes undo).
+	half := cfg.Nodes / 2 / perConn * perConn
+	if half < cfg.Groups {
+		half = 0 // too few nodes for a first half serving every group
+	}
+	var connecting time.Duration
+	var served map[string]servedGroup
+	for _, upto := range []int{half, cfg.Nodes} {
+		if upto == len(f.nodes) {
+			continue
+		}
+		start := time.Now()
+		if err := f.grow(ctx, upto); err != nil {
+			return nil, err
+		}
+		groups := map[string]bool{}
+		for _, n := range f.nodes {
+			groups[n.group] = true
+		}
+		if served, err = waitServed(ctx, tg.adminAddr, groups, nil, cfg.Timeout); err != nil {
+			return nil, fmt.Errorf("initial convergence: %w", err)
+		}
+		if _, err := f.waitConverged(ctx, typeVersions(served), cfg.Timeout); err != nil {
+			return nil, fmt.Errorf("initial convergence: %w", err)
+		}
+		connecting += time.Since(start)
+		if upto == half {
+			time.Sleep(max(2*time.Second, cfg.Settle))
+			if rep.MemHalf, rep.HeapHalfMiB, err = tg.memory(); err != nil {
+				return nil, fmt.Errorf("memory with half the fleet: %w", err)
+			}
+			rep.HalfNodes = half
+		}
+	}
 	groups := map[string]bool{}
 	for _, n := range f.nodes {
 		groups[n.group] = true
 	}
-	served, err := waitServed(ctx, tg.adminAddr, groups, nil, cfg.Timeout)
-	if err != nil {
-		return nil, fmt.Errorf("initial convergence: %w", err)
-	}
-	if _, err := f.waitConverged(ctx, typeVersions(served), cfg.Timeout); err != nil {
-		return nil, fmt.Errorf("initial convergence: %w", err)
-	}
-	rep.InitialConvergence = time.Since(start).Round(time.Millisecond).String()
+	rep.InitialConvergence = connecting.Round(time.Millisecond).String()
 	if cfg.Nodes > 0 {
 		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
 	}
@@ -504,6 +548,11 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 	if cfg.Nodes > 0 {
 		rep.KiBPerNode = (rep.RSSAfterMiB - rep.RSSBeforeMiB) * 1024 / float64(cfg.Nodes)
 		rep.HeapKiBPerNode = (rep.HeapAfterMiB - rep.HeapBeforeMiB) * 1024 / float64(cfg.Nodes)
+	}
+	if rep.HalfNodes > 0 {
+		added := float64(cfg.Nodes - rep.HalfNodes)
+		rep.MarginalKiBPerNode = (rep.MemIdle.RSS - rep.MemHalf.RSS) / 1024 / added
+		rep.MarginalHeapKiBPerNode = (rep.HeapAfterMiB - rep.HeapHalfMiB) * 1024 / added
 	}
 
 	var all []time.Duration

@@ -27,6 +27,11 @@ func TestSmallFleet(t *testing.T) {
 			if b := rep.BytesPerChange; b["EDS"] <= 0 || b["LDS"] != 0 || b["CDS"] != 0 {
 				t.Errorf("bytes per change = %v, want EDS only (and routes), no LDS or CDS", b)
 			}
+			// The fleet connected in two halves, the first ending on a
+			// whole connection (28 = 4 × 7), read in between.
+			if rep.HalfNodes != 28 {
+				t.Errorf("first half: %d nodes, want 28", rep.HalfNodes)
+			}
 		})
 	}
 }
