@@ -2,6 +2,8 @@ package compile
 
 import (
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,23 @@ func buildAll(b *testing.B, res *Result) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// controlPlaneGOGC is the GC target the control plane compiles under:
+// `gatehouse controlplane --gogc` defaults to 400 (cmd/gatehouse,
+// TestGOGCDefaults). The compile benchmarks run at it, as a user of the
+// shipped control plane gets; GOGC in the environment wins, as it does
+// for the control plane (GOGC=100 measures at Go's default).
+const controlPlaneGOGC = 400
+
+// atControlPlaneGOGC sets the GC target to the control plane's for the
+// rest of b, unless GOGC is set.
+func atControlPlaneGOGC(b *testing.B) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return
+	}
+	old := debug.SetGCPercent(controlPlaneGOGC)
+	b.Cleanup(func() { debug.SetGCPercent(old) })
 }
 
 func reportCPU(b *testing.B, start time.Duration) {
@@ -293,6 +312,7 @@ func benchCompileParsed(b *testing.B, rev func(salt int) source.Revision) {
 			docss[i][j] = ds[0]
 		}
 	}
+	atControlPlaneGOGC(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	defer reportCPU(b, testenv.CPUTime())
@@ -323,6 +343,7 @@ func benchCompileRevisions(b *testing.B, rev func(salt int) source.Revision) {
 	for i := range revs {
 		revs[i] = rev(i)
 	}
+	atControlPlaneGOGC(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	defer reportCPU(b, testenv.CPUTime())
@@ -349,6 +370,7 @@ func BenchmarkParse(b *testing.B) {
 		{"yaml", benchRevision(benchSpecs, -1, 0, 0)},
 	} {
 		b.Run(form.name, func(b *testing.B) {
+			atControlPlaneGOGC(b)
 			b.ReportAllocs()
 			b.ResetTimer()
 			defer reportCPU(b, testenv.CPUTime())
@@ -384,6 +406,7 @@ func benchOneChanged(b *testing.B, changed int) {
 	}
 	revs := [2]source.Revision{benchRevision(benchSpecs, changed, 0, 0), benchRevision(benchSpecs, changed, 1, 0)}
 	buildAll(b, c.Compile(revs[1]))
+	atControlPlaneGOGC(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	defer reportCPU(b, testenv.CPUTime())
