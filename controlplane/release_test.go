@@ -100,14 +100,17 @@ func TestMemReleaseAfterConnectBurst(t *testing.T) {
 // TestMemReleaseWaitsForQuiet: while events keep coming (a trickle of
 // connections, rebuilds) nothing is released; once they stop, once.
 func TestMemReleaseWaitsForQuiet(t *testing.T) {
-	const quiet = 200 * time.Millisecond
+	// Events twenty times as often as the quiet period, so that only a
+	// stall of this goroutine of almost a second on a loaded machine
+	// could make a gap as long as quiet.
+	const quiet = time.Second
 	r, n := countingRelease(t, quiet, 0)
-	for end := time.Now().Add(10 * quiet); time.Now().Before(end); {
+	for end := time.Now().Add(3 * quiet); time.Now().Before(end); {
 		r.touch()
-		time.Sleep(quiet / 4)
+		time.Sleep(quiet / 20)
 	}
 	if got := n.Load(); got != 0 {
-		t.Fatalf("%d releases while events came every %s (quiet %s), want 0", got, quiet/4, quiet)
+		t.Fatalf("%d releases while events came every %s (quiet %s), want 0", got, quiet/20, quiet)
 	}
 	waitCount(t, n, 1)
 }
