@@ -193,19 +193,7 @@ func TestCELCheckDiffCatchesBrokenEnvs(t *testing.T) {
 //
 //	go test -run '^$' -fuzz '^FuzzCELCheckSameAsEnvCheck$' -fuzztime 60s ./spec
 func FuzzCELCheckSameAsEnvCheck(f *testing.F) {
-	for _, s := range celSeeds {
-		f.Add(s, uint64(0), uint8(0))
-	}
-	for i := range 4 {
-		for _, s := range celBenchWhens(i) {
-			f.Add(s, uint64(i), uint8(i*7))
-		}
-	}
-	env := testCELEnv(f)
-	c, err := newCELParsed(env)
-	if err != nil {
-		f.Fatal(err)
-	}
+	env, c := celFuzzSetup(f)
 	f.Fuzz(func(t *testing.T, expr string, seed uint64, mode uint8) {
 		if mode%2 == 1 { // a generated expression instead of the bytes
 			expr = celParseExpr(rand.New(rand.NewPCG(seed, uint64(mode))), 1+int(mode/2%7), int(mode/16))

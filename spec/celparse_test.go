@@ -353,13 +353,10 @@ func TestCELCheckerParsesWithoutANTLR(t *testing.T) {
 	}
 }
 
-// FuzzCELParseSameTree: TestCELParseSameTree's comparison and
-// CELChecker.Check against CompileWhen on arbitrary input and on
-// celParseExpr's generated expressions (the fuzzer picks the seed, the
-// depth and how often a piece is broken).
-//
-//	go test -run '^$' -fuzz '^FuzzCELParseSameTree$' -fuzztime 60s ./spec
-func FuzzCELParseSameTree(f *testing.F) {
+// celFuzzSetup seeds a differential fuzzer of the fast path (expression,
+// generator seed, mode) with the pinned seeds and the compile bench's
+// shapes, and returns the environment and fast path it compares.
+func celFuzzSetup(f *testing.F) (*cel.Env, *celParsed) {
 	for _, s := range celSeeds {
 		f.Add(s, uint64(0), uint8(0))
 	}
@@ -373,6 +370,17 @@ func FuzzCELParseSameTree(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	return env, c
+}
+
+// FuzzCELParseSameTree: TestCELParseSameTree's comparison and
+// CELChecker.Check against CompileWhen on arbitrary input and on
+// celParseExpr's generated expressions (the fuzzer picks the seed, the
+// depth and how often a piece is broken).
+//
+//	go test -run '^$' -fuzz '^FuzzCELParseSameTree$' -fuzztime 60s ./spec
+func FuzzCELParseSameTree(f *testing.F) {
+	env, c := celFuzzSetup(f)
 	f.Fuzz(func(t *testing.T, expr string, seed uint64, mode uint8) {
 		if mode%2 == 1 { // a generated expression instead of the bytes
 			expr = celParseExpr(rand.New(rand.NewPCG(seed, uint64(mode))), 1+int(mode/2%7), int(mode/16))
