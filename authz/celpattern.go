@@ -28,7 +28,9 @@ func checkRequestPatterns(i interpreter.InterpretableV2) (interpreter.Interpreta
 		return i, nil
 	}
 	// Both overloads (x.matches(p), matches(x, p)) take the pattern
-	// second. A literal pattern was checked when the rule was compiled.
+	// second. A literal pattern was checked when the rule was compiled
+	// (spec.CompileWhen, which also made a pattern joined from literals
+	// the literal it is).
 	if _, lit := call.Args()[1].(interpreter.InterpretableConst); lit {
 		return i, nil
 	}

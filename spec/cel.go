@@ -20,7 +20,10 @@ func NewCELEnv() (*cel.Env, error) {
 // CompileWhen type-checks a `when` expression and requires a boolean
 // result. It also refuses what the authz sidecar would refuse when it
 // plans the expression (checkWhenConstants): a literal matches pattern
-// that CheckRegexp refuses, a conversion of a constant that fails.
+// that CheckRegexp refuses, a conversion of a constant that fails. In the
+// expression it returns, a matches pattern joined from literals only
+// ("^/v1/" + "[a-z]+$") is that literal (foldJoinedPatterns), so a
+// program planned from it compiles the pattern once, not per evaluation.
 func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
@@ -29,6 +32,7 @@ func CompileWhen(env *cel.Env, expr string) (*cel.Ast, error) {
 	if err := checkedWhen(env, ast); err != nil {
 		return nil, err
 	}
+	foldJoinedPatterns(ast.NativeRep())
 	return ast, nil
 }
 

@@ -62,15 +62,8 @@ func whenConstants(native *celast.AST) (plan bool, first error) {
 		args := call.Args()
 		switch fn := call.FunctionName(); {
 		case fn == overloads.Matches:
-			// x.matches(p): the pattern is the only argument;
-			// matches(x, p): the second.
-			var p celast.Expr
-			switch {
-			case call.IsMemberFunction() && len(args) == 1:
-				p = args[0]
-			case !call.IsMemberFunction() && len(args) == 2:
-				p = args[1]
-			default:
+			p := matchesPattern(call)
+			if p == nil {
 				return
 			}
 			s, at, ok := constString(p)
@@ -86,6 +79,43 @@ func whenConstants(native *celast.AST) (plan bool, first error) {
 		}
 	}))
 	return plan, first
+}
+
+// matchesPattern is the pattern argument of a matches call: the only
+// argument of x.matches(p), the second of matches(x, p); nil for any
+// other shape.
+func matchesPattern(call celast.CallExpr) celast.Expr {
+	args := call.Args()
+	switch {
+	case call.IsMemberFunction() && len(args) == 1:
+		return args[0]
+	case !call.IsMemberFunction() && len(args) == 2:
+		return args[1]
+	}
+	return nil
+}
+
+// foldJoinedPatterns rewrites every matches pattern of a checked
+// expression that is joined from literals only (constString) into the
+// string literal it always is. cel-go compiles a literal pattern once,
+// when it plans the program (OptOptimize, as the authz sidecar plans),
+// and any other pattern on every evaluation; checkWhenConstants has held
+// each such pattern to celPattern's rule first. The rewritten node keeps
+// its id, so its position and its type (string) stay.
+func foldJoinedPatterns(native *celast.AST) {
+	fac := celast.NewExprFactory()
+	celast.PreOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != overloads.Matches {
+			return
+		}
+		p := matchesPattern(e.AsCall())
+		if p == nil || p.Kind() == celast.LiteralKind {
+			return
+		}
+		if s, _, ok := constString(p); ok {
+			p.SetKindCase(fac.NewLiteral(p.ID(), types.String(s)))
+		}
+	}))
 }
 
 // celPattern reports whether a literal pattern of CEL's matches is

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/overloads"
+	"cel.dev/cel-go/common/types"
 )
 
 // celPlanRefused are `when` expressions that type-check but that the
@@ -236,4 +240,71 @@ func FuzzCELAcceptedLoads(f *testing.F) {
 			t.Fatalf("%q: validation accepts it, the sidecar would refuse it: %v", expr, err)
 		}
 	})
+}
+
+// TestCompileWhenFoldsJoinedPatterns: CompileWhen returns every matches
+// pattern joined from literals only as the one literal it always is (the
+// node keeps its id: the same position and type), so that cel-go, which
+// compiles a non-literal pattern on every evaluation, compiles it once
+// when it plans the program; a pattern that reads the request is left.
+func TestCompileWhenFoldsJoinedPatterns(t *testing.T) {
+	env := testCELEnv(t)
+	for expr, want := range map[string][]string{
+		`request.path.matches("^/v1/" + "[a-z]+$")`:                           {"^/v1/[a-z]+$"},
+		`matches(request.path, "^/a" + ("b" + "c$"))`:                         {"^/abc$"},
+		`request.method == "GET" && request.path.matches("^/" + "x") || true`: {"^/x"},
+		`identity.scopes.exists(s, s.matches("^pets:" + "read$"))`:            {"^pets:read$"},
+		`request.path.matches("^/lit$")`:                                      {"^/lit$"},
+		`request.path.matches("(" + request.method + ")")`:                    nil,
+	} {
+		a, err := CompileWhen(env, expr)
+		if err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		native := a.NativeRep()
+		var got []string
+		celast.PreOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+			if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != overloads.Matches {
+				return
+			}
+			p := matchesPattern(e.AsCall())
+			if p.Kind() != celast.LiteralKind {
+				return
+			}
+			got = append(got, string(p.AsLiteral().(types.String)))
+			if typ := native.GetType(p.ID()); !typ.IsExactType(types.StringType) {
+				t.Errorf("%q: the folded pattern's type is %v", expr, typ)
+			}
+		}))
+		if !slices.Equal(got, want) {
+			t.Errorf("%q: literal patterns %q, want %q", expr, got, want)
+		}
+		prg, err := env.Program(a, cel.EvalOptions(cel.OptOptimize))
+		if err != nil {
+			t.Fatalf("%q: does not plan: %v", expr, err)
+		}
+		out, _, err := prg.Eval(map[string]any{
+			"request":  map[string]any{"path": "/v1/abc", "method": "GET"},
+			"identity": map[string]any{"scopes": []string{"pets:read"}},
+		})
+		if err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		// The folded rule means what the joined one meant.
+		unfolded, iss := env.Compile(expr)
+		if iss.Err() != nil {
+			t.Fatal(iss.Err())
+		}
+		uprg, err := env.Program(unfolded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uout, _, err := uprg.Eval(map[string]any{
+			"request":  map[string]any{"path": "/v1/abc", "method": "GET"},
+			"identity": map[string]any{"scopes": []string{"pets:read"}},
+		})
+		if err != nil || uout != out {
+			t.Errorf("%q: folded %v, as written %v (%v)", expr, out, uout, err)
+		}
+	}
 }
