@@ -2,8 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -14,7 +12,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
@@ -31,13 +28,7 @@ func TestXDSTLSHandshakesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	counter := &concurrentHandshakes{TransportCredentials: credentials.NewTLS(stc), hold: 50 * time.Millisecond}
-	gs := telemetry.NewGRPCServer(slog.New(slog.NewTextHandler(io.Discard, nil)), xdsServerOptions(limitHandshakes(counter, slots, 10*time.Second))...)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Server.Serve(l) }()
-	defer gs.Server.Stop()
+	addr := serveXDS(t, limitHandshakes(counter, slots, 10*time.Second), nil)
 
 	ctc, err := pki.NodeTLS(t, "node", "group-a").Config("--xds")
 	if err != nil {
@@ -51,7 +42,7 @@ func TestXDSTLSHandshakesBounded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(ctc.Clone())))
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ctc.Clone())))
 			if err != nil {
 				errs <- err
 				return

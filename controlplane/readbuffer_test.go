@@ -38,19 +38,13 @@ func TestXDSTLSReadBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &readRecorder{TransportCredentials: credentials.NewTLS(stc)}
-	gs := telemetry.NewGRPCServer(slog.New(slog.NewTextHandler(io.Discard, nil)), xdsServerOptions(rec)...)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = gs.Server.Serve(l) }()
-	defer gs.Server.Stop()
+	addr := serveXDS(t, rec, nil)
 
 	ctc, err := pki.NodeTLS(t, "node", "group-a").Config("--xds")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(ctc)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(ctc)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,4 +95,23 @@ func (c *recordedConn) Read(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Read(p)
+}
+
+// serveXDS serves a gRPC server with the xDS port's options
+// (xdsServerOptions) and creds on 127.0.0.1:0, through wrap when set (as
+// Serve wraps the listener), until the test ends, and returns its address.
+func serveXDS(t *testing.T, creds credentials.TransportCredentials, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
+	gs := telemetry.NewGRPCServer(slog.New(slog.NewTextHandler(io.Discard, nil)), xdsServerOptions(creds)...)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if wrap != nil {
+		l = wrap(l)
+	}
+	go func() { _ = gs.Server.Serve(l) }()
+	t.Cleanup(gs.Server.Stop)
+	return addr
 }
