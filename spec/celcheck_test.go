@@ -195,10 +195,8 @@ func TestCELCheckDiffCatchesBrokenEnvs(t *testing.T) {
 func FuzzCELCheckSameAsEnvCheck(f *testing.F) {
 	env, c := celFuzzSetup(f)
 	f.Fuzz(func(t *testing.T, expr string, seed uint64, mode uint8) {
-		if mode%2 == 1 { // a generated expression instead of the bytes
-			expr = celParseExpr(rand.New(rand.NewPCG(seed, uint64(mode))), 1+int(mode/2%7), int(mode/16))
-		}
-		if len(expr) > 3000 {
+		expr, ok := celFuzzExpr(expr, seed, mode)
+		if !ok {
 			return
 		}
 		if d, _ := celCheckDiff(env, c, expr); d != "" {

@@ -373,6 +373,17 @@ func celFuzzSetup(f *testing.F) (*cel.Env, *celParsed) {
 	return env, c
 }
 
+// celFuzzExpr is the expression a differential fuzzer's input stands for:
+// the bytes, or for an odd mode one celParseExpr generates from seed
+// (mode picks the depth and how often a piece is broken); ok is false for
+// one too long to be worth comparing.
+func celFuzzExpr(expr string, seed uint64, mode uint8) (string, bool) {
+	if mode%2 == 1 {
+		expr = celParseExpr(rand.New(rand.NewPCG(seed, uint64(mode))), 1+int(mode/2%7), int(mode/16))
+	}
+	return expr, len(expr) <= 3000
+}
+
 // FuzzCELParseSameTree: TestCELParseSameTree's comparison and
 // CELChecker.Check against CompileWhen on arbitrary input and on
 // celParseExpr's generated expressions (the fuzzer picks the seed, the
@@ -382,10 +393,8 @@ func celFuzzSetup(f *testing.F) (*cel.Env, *celParsed) {
 func FuzzCELParseSameTree(f *testing.F) {
 	env, c := celFuzzSetup(f)
 	f.Fuzz(func(t *testing.T, expr string, seed uint64, mode uint8) {
-		if mode%2 == 1 { // a generated expression instead of the bytes
-			expr = celParseExpr(rand.New(rand.NewPCG(seed, uint64(mode))), 1+int(mode/2%7), int(mode/16))
-		}
-		if len(expr) > 3000 {
+		expr, ok := celFuzzExpr(expr, seed, mode)
+		if !ok {
 			return
 		}
 		if d, _ := celParseDiff(env, c.parse, expr); d != "" {
