@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,34 +12,14 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
+	"github.com/gatehouse-edge/gatehouse/internal/browsertest"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 )
-
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is not installed; run `make test` (it installs the Debian chromium package) or apt-get install -y chromium")
-	return ""
-}
 
 // browser starts a headless Chromium with a w×h window.
 func browser(t *testing.T, w, h int) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("no-first-run", true),
-		chromedp.WindowSize(w, h), chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 120*time.Second)
-	t.Cleanup(func() { cancelT(); cancel(); cancelA() })
-	return ctx
+	return browsertest.Start(t, 120*time.Second, chromedp.WindowSize(w, h))
 }
 
 // js runs a JavaScript statement as a step.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,24 +14,14 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
+	"github.com/gatehouse-edge/gatehouse/internal/browsertest"
 )
-
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is not installed; run `make test` (it installs the Debian chromium package) or apt-get install -y chromium")
-	return ""
-}
 
 // TestWebPageInHeadlessChromium loads the page in a real headless
 // Chromium, runs a query through the form and reads the rendered table
 // and panels.
 func TestWebPageInHeadlessChromium(t *testing.T) {
-	bin := chromium(t)
+	browsertest.Path(t) // fail before anything starts when there is no Chromium
 	dir := t.TempDir()
 	s := startSidecar(t, dir, nil)
 	es := accesslogtest.Random(11, 600, time.Now().UTC().Add(-20*time.Minute), 10*time.Minute)
@@ -58,18 +47,7 @@ func TestWebPageInHeadlessChromium(t *testing.T) {
 		t.Fatalf("stats: %s", b)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("no-first-run", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelA()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelT()
+	ctx := browsertest.Start(t, 90*time.Second)
 
 	type row struct {
 		Cells []string `json:"cells"`
