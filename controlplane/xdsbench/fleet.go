@@ -438,6 +438,15 @@ func (f *fleet) grow(ctx context.Context, nodes int) error {
 	return nil
 }
 
+// nodeGroups is the set of groups the fleet's nodes are in.
+func (f *fleet) nodeGroups() map[string]bool {
+	groups := map[string]bool{}
+	for _, n := range f.nodes {
+		groups[n.group] = true
+	}
+	return groups
+}
+
 func (f *fleet) close() {
 	for _, c := range f.conns {
 		c.Close()

@@ -501,11 +501,7 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 		if err := f.grow(ctx, upto); err != nil {
 			return nil, err
 		}
-		groups := map[string]bool{}
-		for _, n := range f.nodes {
-			groups[n.group] = true
-		}
-		if served, err = waitServed(ctx, tg.adminAddr, groups, nil, cfg.Timeout); err != nil {
+		if served, err = waitServed(ctx, tg.adminAddr, f.nodeGroups(), nil, cfg.Timeout); err != nil {
 			return nil, fmt.Errorf("initial convergence: %w", err)
 		}
 		if _, err := f.waitConverged(ctx, typeVersions(served), cfg.Timeout); err != nil {
@@ -520,10 +516,7 @@ func Run(ctx context.Context, cfg Config, tg target) (*Report, error) {
 			rep.HalfNodes = half
 		}
 	}
-	groups := map[string]bool{}
-	for _, n := range f.nodes {
-		groups[n.group] = true
-	}
+	groups := f.nodeGroups()
 	rep.InitialConvergence = connecting.Round(time.Millisecond).String()
 	if cfg.Nodes > 0 {
 		rep.RDSBytesPerNodeInitial = float64(f.bytes.snapshot()[rdsType]) / float64(cfg.Nodes)
