@@ -6,9 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
@@ -29,18 +27,11 @@ func TestOutcomeReportsBoundToCertificateGroup(t *testing.T) {
 	h.write("a.yaml", strings.Replace(specYAML("a", "a.example.com", "10.0.0.1:80"), `endpoints: ["10.0.0.1:80"]}]`, `endpoints: ["10.0.0.1:80"], connectTimeout: 9s}]`, 1))
 	v2 := h.waitRollout(controlplane.PhaseSoaking).Rollout.Candidate
 
-	tc, err := h.pki.NodeTLS(t, "accesslog-fleet-1", "us-east-1").Config("--xds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialXDSTLS(t, h.addr, h.pki.NodeTLS(t, "accesslog-fleet-1", "us-east-1"))
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = outcome.Send(ctx, conn, outcome.Report{NodeID: "accesslog-fleet-1", Counts: []accesslog.Outcome{oc("canary", v2, "a/api", 40, 40, 40, 0, 0)}})
+	err := outcome.Send(ctx, conn, outcome.Report{NodeID: "accesslog-fleet-1", Counts: []accesslog.Outcome{oc("canary", v2, "a/api", 40, 40, 40, 0, 0)}})
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `node group "us-east-1" of the client certificate`) {
 		t.Fatalf("cross-group report: %v, want PermissionDenied naming the certificate's group", err)
 	}

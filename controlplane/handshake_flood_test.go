@@ -12,7 +12,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 )
@@ -73,14 +72,7 @@ func TestXDSTLSHandshakeFloodDoesNotLockOutNodes(t *testing.T) {
 	const slots = 2
 	h := startTLSControlPlane(t, controlplane.Config{TLSHandshakes: slots, TLSHandshakeTimeout: 500 * time.Millisecond}, map[string]string{"a.yaml": specYAML("a", "a.example.com", "10.0.0.1:80")})
 	stallTLS(t, h.addr, 3*slots)
-	tc, err := h.pki.NodeTLS(t, "envoy-edge", "edge").Config("--xds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialXDSTLS(t, h.addr, h.pki.NodeTLS(t, "envoy-edge", "edge"))
 	defer conn.Close()
 	// Far beyond the flood's handshake timeouts, far below gRPC's 120 s
 	// connection timeout, which would otherwise keep the slots.

@@ -66,6 +66,13 @@ func startTLSControlPlane(t *testing.T, cfg controlplane.Config, specs map[strin
 // dialTLS opens an ADS stream presenting cc.
 func dialTLS(t *testing.T, addr string, cc tlsconfig.Client, id, group string) *adsClient {
 	t.Helper()
+	return openADS(t, dialXDSTLS(t, addr, cc), id, group)
+}
+
+// dialXDSTLS is a client connection to the xDS port at addr with cc's
+// node certificate.
+func dialXDSTLS(t *testing.T, addr string, cc tlsconfig.Client) *grpc.ClientConn {
+	t.Helper()
 	tc, err := cc.Config("--xds")
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +81,7 @@ func dialTLS(t *testing.T, addr string, cc tlsconfig.Client, id, group string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	return openADS(t, conn, id, group)
+	return conn
 }
 
 func openADS(t *testing.T, conn *grpc.ClientConn, id, group string) *adsClient {
