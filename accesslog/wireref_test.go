@@ -2,10 +2,12 @@ package accesslog
 
 // The wire decoder and redactor as they were at commit dd76589, before
 // the loop rewrite, kept as the reference the differential tests and the
-// fuzzer compare the fast path with (wire_diff_test.go). One change
+// fuzzer compare the fast path with (wire_diff_test.go). Two changes
 // since: a mask takes a fresh HMAC of the same key instead of one from
-// the Redactor's pool, whose type changed. Do not optimise this file: its
-// worth is that it is the old code.
+// the Redactor's pool, whose type changed; and the one-entry wrapper
+// FromHTTPWire, which no test called, is left out (the tests use
+// refWireDecoder directly). Do not optimise this file: its worth is that
+// it is the old code.
 
 import (
 	"bytes"
@@ -30,24 +32,11 @@ import (
 // refRedactor is a Redactor whose methods are the old ones.
 type refRedactor struct{ *Redactor }
 
-// FromHTTPWire is FromHTTP for an HTTPAccessLogEntry in protobuf wire
-// form: it reads only the fields a Record needs, straight from the bytes,
-// without building the message (its header maps and metadata Structs were
-// most of the ingest CPU). Anything the fast reader does not handle the
-// way proto.Unmarshal would (a singular message field sent twice, which
-// proto merges, a known field with an unexpected wire type, invalid UTF-8
-// in a field a Record keeps) falls back to proto.Unmarshal and FromHTTP,
-// so the result is the same either way. b is not retained.
-func (p refRedactor) FromHTTPWire(node, group string, b []byte) (Record, error) {
-	var d refWireDecoder
-	return d.FromHTTP(p, node, group, b)
-}
-
-// refWireDecoder is FromHTTPWire with buffers kept from entry to entry: the
-// strings of the records it returns are cut from shared blocks that are
-// never written again (a block lives as long as any of its strings), and
-// header names and masked values are built in reused scratch space. Use
-// one per stream; it is not safe for concurrent use.
+// refWireDecoder is the old FromHTTPWire with buffers kept from entry to
+// entry: the strings of the records it returns are cut from shared blocks
+// that are never written again (a block lives as long as any of its
+// strings), and header names and masked values are built in reused
+// scratch space. Use one per stream; it is not safe for concurrent use.
 type refWireDecoder struct {
 	w     refWireHTTP
 	block strings.Builder // the current string block; only appended to

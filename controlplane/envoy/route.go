@@ -48,12 +48,6 @@ func VirtualHostPacked(r *spec.EdgeRoute, packed Packed) (*routev3.VirtualHost, 
 // ClusterName is the Envoy cluster of a spec's upstream.
 func ClusterName(specName, upstream string) string { return specName + "/" + upstream }
 
-// Route builds one Envoy route named "<spec>/<route>" (the name the access
-// log reports).
-func Route(specName string, rt *spec.Route) (*routev3.Route, error) {
-	return route(specName, rt, nil, nil)
-}
-
 // ForwardedHeaders is the union, sorted, of the headers every JWT provider
 // of a spec forwards claims in (forwardClaims). Upstreams trust them, so
 // every route of the spec removes the client's own values.

@@ -1,16 +1,16 @@
 // Package specdir is the one way a process reads and follows a directory
 // of EdgeRoute files (`--spec-dir`): LoadCompiled validates every spec and
 // compiles it with a concern's compiler (authz.Compile, ratelimit.Compile,
-// accesslog.Compile), and Watch calls a reload function when the
-// directory's spec files change. The control plane's file source and the
-// three sidecars use it, so the same flag reloads the same way everywhere:
-// fsnotify events on spec files, batched by a hold-off timer, plus a
-// periodic poll of the files' names, sizes and modification times in case
-// an event was lost.
+// accesslog.Compile), and a Watcher (Start, then Run) calls a reload
+// function when the directory's spec files change. The control plane's
+// file source and the three sidecars use it, so the same flag reloads the
+// same way everywhere: fsnotify events on spec files, batched by a
+// hold-off timer, plus a periodic poll of the files' names, sizes and
+// modification times in case an event was lost.
 //
 // A spec file is what spec.IsSpecFile says (.yaml, .yml, .json, not a
 // dot-file). Keeping the last good configuration when a reload fails is
-// the caller's job: Watch only says when to reload.
+// the caller's job: a Watcher only says when to reload.
 //
 // It imports spec and nothing of the roles (controlplane, sidecars, cmd).
 package specdir
@@ -131,17 +131,6 @@ func (w *Watcher) Close() {
 	if w.fsw != nil {
 		w.fsw.Close()
 	}
-}
-
-// Watch starts watching dir and runs the loop until ctx ends (Start, then
-// Run). A change made before Watch has started watching is seen by the
-// first poll only; callers that load dir first use Start and Run.
-func Watch(ctx context.Context, dir string, o Options, reload func()) error {
-	w, err := Start(dir, o)
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx, reload)
 }
 
 // Run calls reload (from this goroutine only) once after each burst of

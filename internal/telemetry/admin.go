@@ -22,7 +22,8 @@ type ReadyFunc func() error
 
 // Admin is the admin HTTP server of a role: /metrics, /healthz (the process
 // is alive) and /readyz (every registered check passes). Components add
-// their own handlers (e.g. /debug/...) with Handle before Serve.
+// their own handlers (e.g. /debug/...) with Handle before serving
+// Handler (with ServeHTTP).
 type Admin struct {
 	mux    *http.ServeMux
 	log    *slog.Logger
@@ -151,14 +152,4 @@ func ServeHTTP(ctx context.Context, l net.Listener, h http.Handler, limits ...Se
 		return serr
 	}
 	return err
-}
-
-// Serve listens on addr and serves the admin mux until ctx ends.
-func (a *Admin) Serve(ctx context.Context, addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	a.log.Info("admin http listening", "addr", l.Addr().String())
-	return ServeHTTP(ctx, l, a.mux)
 }

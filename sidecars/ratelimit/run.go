@@ -208,9 +208,6 @@ func validHeaderName(h string) bool {
 	return h != ""
 }
 
-// Service is the decision API: ShouldRateLimit in-process.
-func (s *Sidecar) Service() *ratelimit.Service { return s.svc }
-
 // Close releases the backend.
 func (s *Sidecar) Close() error {
 	if s.store != nil {

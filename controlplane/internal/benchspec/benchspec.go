@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
-	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // Group is the node group of spec i among n groups; every GlobalEvery-th
@@ -67,33 +66,6 @@ func Revision(n, groups, changed, variant int) source.Revision {
 		specs[i] = source.Spec{Origin: Name(i) + ".yaml", Data: Spec(i, groups, v)}
 	}
 	return source.Revision{ID: fmt.Sprintf("bench-%d-%d", changed, variant), Specs: specs}
-}
-
-// SpecJSON is Spec in canonical JSON, the form the broker store and the
-// S3 source hold.
-func SpecJSON(i, groups, variant int) []byte {
-	docs, err := spec.Parse(Name(i)+".yaml", Spec(i, groups, variant))
-	if err != nil {
-		panic(fmt.Sprintf("benchspec: template does not parse: %v", err))
-	}
-	j, err := docs[0].EdgeRoute.CanonicalJSON()
-	if err != nil {
-		panic(fmt.Sprintf("benchspec: %v", err))
-	}
-	return j
-}
-
-// RevisionJSON is Revision with every spec in canonical JSON.
-func RevisionJSON(n, groups, changed, variant int) source.Revision {
-	rev := Revision(n, groups, changed, variant)
-	for i := range rev.Specs {
-		v := 0
-		if i == changed {
-			v = variant
-		}
-		rev.Specs[i] = source.Spec{Origin: Name(i) + ".json", Data: SpecJSON(i, groups, v)}
-	}
-	return rev
 }
 
 const template = `apiVersion: gatehouse/v1
