@@ -59,6 +59,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@test -x .tools/staticcheck || GOBIN=$(CURDIR)/.tools $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	.tools/staticcheck ./...
+	@test -x .tools/deadcode || GOBIN=$(CURDIR)/.tools $(GO) install golang.org/x/tools/cmd/deadcode@v0.53.0
+	@out=$$(.tools/deadcode -test ./...) || exit 1; if [ -n "$$out" ]; then echo "unreachable code (deadcode -test ./...):"; echo "$$out"; exit 1; fi
 
 clean:
 	rm -rf bin .gatehouse
