@@ -120,9 +120,9 @@ func TestRecordConfigVersionFromCustomTag(t *testing.T) {
 		e    *alv3.HTTPAccessLogEntry
 		want string
 	}{
-		{"tag only", entry("", map[string]string{"other": "x", contract.ConfigVersionTag: "7d1e00aa"}), "7d1e00aa"},
-		{"ext_authz wins", entry("3f2a9c", map[string]string{contract.ConfigVersionTag: "7d1e00aa"}), "3f2a9c"},
-		{"neither", entry("", map[string]string{"other": "x"}), ""},
+		{name: "tag only", e: entry("", map[string]string{"other": "x", contract.ConfigVersionTag: "7d1e00aa"}), want: "7d1e00aa"},
+		{name: "ext_authz wins", e: entry("3f2a9c", map[string]string{contract.ConfigVersionTag: "7d1e00aa"}), want: "3f2a9c"},
+		{name: "neither", e: entry("", map[string]string{"other": "x"})},
 	} {
 		b, err := proto.Marshal(c.e)
 		if err != nil {

@@ -142,9 +142,9 @@ func TestBatchReaderDecodesFrames(t *testing.T) {
 		count  uint32
 		want   string
 	}{
-		"too few":    {encodeFrames(recs[:10]), 11, "its frames hold 10 records, its header says 11"},
-		"too many":   {encodeFrames(recs[:10]), 9, "more than the 9 records"},
-		"cut record": {[][]byte{encodeFrames(recs[:2])[0][:40]}, 2, "record 0: record: truncated record"},
+		"too few":    {frames: encodeFrames(recs[:10]), count: 11, want: "its frames hold 10 records, its header says 11"},
+		"too many":   {frames: encodeFrames(recs[:10]), count: 9, want: "more than the 9 records"},
+		"cut record": {frames: [][]byte{encodeFrames(recs[:2])[0][:40]}, count: 2, want: "record 0: record: truncated record"},
 	} {
 		b := &accesslog.Batch{Frames: tc.frames}
 		b.Seq, b.Count = seq, tc.count

@@ -22,7 +22,7 @@ func TestFlushesGrowingCounted(t *testing.T) {
 		name     string
 		segBytes int64
 		growing  bool
-	}{{"prepared ahead", 256 << 10, false}, {"frames larger than a segment", 64, true}} {
+	}{{name: "prepared ahead", segBytes: 256 << 10}, {name: "frames larger than a segment", segBytes: 64, growing: true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			db := openDuck(t, filepath.Join(dir, "logs.duckdb"))

@@ -124,15 +124,15 @@ func TestJWKSInternalAddressesNeedTheAllowList(t *testing.T) {
 		allow []string
 		ok    bool
 	}{
-		{"loopback, no allow list", uri, nil, false},
-		{"a name resolving to loopback, no allow list", byName, nil, false},
-		{"loopback, another range allowed", uri, []string{"10.0.0.0/8"}, false},
-		{"loopback, another port allowed", uri, []string{"127.0.0.1:1"}, false},
-		{"loopback allowed by CIDR", uri, []string{"127.0.0.0/8"}, true},
-		{"loopback allowed by IP", uri, []string{"127.0.0.1"}, true},
-		{"loopback allowed by IP and port", uri, []string{"127.0.0.1:" + itoa(port)}, true},
-		{"a name resolving to loopback, its address allowed", byName, []string{"127.0.0.1"}, true},
-		{"a name allowed", byName, []string{"localhost"}, true},
+		{name: "loopback, no allow list", uri: uri},
+		{name: "a name resolving to loopback, no allow list", uri: byName},
+		{name: "loopback, another range allowed", uri: uri, allow: []string{"10.0.0.0/8"}},
+		{name: "loopback, another port allowed", uri: uri, allow: []string{"127.0.0.1:1"}},
+		{name: "loopback allowed by CIDR", uri: uri, allow: []string{"127.0.0.0/8"}, ok: true},
+		{name: "loopback allowed by IP", uri: uri, allow: []string{"127.0.0.1"}, ok: true},
+		{name: "loopback allowed by IP and port", uri: uri, allow: []string{"127.0.0.1:" + itoa(port)}, ok: true},
+		{name: "a name resolving to loopback, its address allowed", uri: byName, allow: []string{"127.0.0.1"}, ok: true},
+		{name: "a name allowed", uri: byName, allow: []string{"localhost"}, ok: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := srv.hits.Load()

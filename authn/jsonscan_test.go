@@ -406,10 +406,10 @@ func TestRSASignaturesAgreeWithJWX(t *testing.T) {
 				tok  string
 				ok   bool
 			}{
-				{"own signature", tok, true},
-				{"tampered signature", input + "." + flipSig(t, tok), false},
-				{"signature of " + other.Alg.String(), input + "." + otherSig[strings.LastIndexByte(otherSig, '.')+1:], false},
-				{"signature by another key", input + "." + func() string { s := attackerKey.Sign(claims(nil), nil); return s[strings.LastIndexByte(s, '.')+1:] }(), false},
+				{name: "own signature", tok: tok, ok: true},
+				{name: "tampered signature", tok: input + "." + flipSig(t, tok)},
+				{name: "signature of " + other.Alg.String(), tok: input + "." + otherSig[strings.LastIndexByte(otherSig, '.')+1:]},
+				{name: "signature by another key", tok: input + "." + func() string { s := attackerKey.Sign(claims(nil), nil); return s[strings.LastIndexByte(s, '.')+1:] }()},
 			} {
 				_, err := p.Authenticate(t.Context(), c.tok)
 				if c.ok && err != nil || !c.ok && code(err) != CodeBadSignature {

@@ -119,52 +119,52 @@ func TestJWTSecurity(t *testing.T) {
 		token string
 		want  string // "" = accepted
 	}{
-		{"valid RS256", rsaKey.Sign(claims(nil), nil), ""},
-		{"valid ES256", ec.Sign(claims(nil), nil), ""},
-		{"alg none", authntest.Unsigned(map[string]any{"alg": "none", "kid": "k1"}, claims(nil), nil), CodeAlgorithmRefused},
-		{"alg NoNe", authntest.Unsigned(map[string]any{"alg": "NoNe", "kid": "k1"}, claims(nil), []byte("x")), CodeAlgorithmRefused},
-		{"alg missing", authntest.Unsigned(map[string]any{"kid": "k1"}, claims(nil), []byte("x")), CodeAlgorithmRefused},
-		{"ALG is not alg", authntest.Unsigned(map[string]any{"ALG": "RS256", "kid": "k1"}, claims(nil), []byte("x")), CodeAlgorithmRefused},
-		{"alg not a string", authntest.Unsigned(map[string]any{"alg": 256, "kid": "k1"}, claims(nil), []byte("x")), CodeMalformedToken},
-		{"header not an object", "WyJhIl0." + strings.SplitN(rsaKey.Sign(claims(nil), nil), ".", 2)[1], CodeMalformedToken},
-		{"HS256 signed with the RSA public key", hs256WithPublicKey(), CodeAlgorithmRefused},
-		{"algorithm not pinned (RS512)", func() string {
+		{name: "valid RS256", token: rsaKey.Sign(claims(nil), nil)},
+		{name: "valid ES256", token: ec.Sign(claims(nil), nil)},
+		{name: "alg none", token: authntest.Unsigned(map[string]any{"alg": "none", "kid": "k1"}, claims(nil), nil), want: CodeAlgorithmRefused},
+		{name: "alg NoNe", token: authntest.Unsigned(map[string]any{"alg": "NoNe", "kid": "k1"}, claims(nil), []byte("x")), want: CodeAlgorithmRefused},
+		{name: "alg missing", token: authntest.Unsigned(map[string]any{"kid": "k1"}, claims(nil), []byte("x")), want: CodeAlgorithmRefused},
+		{name: "ALG is not alg", token: authntest.Unsigned(map[string]any{"ALG": "RS256", "kid": "k1"}, claims(nil), []byte("x")), want: CodeAlgorithmRefused},
+		{name: "alg not a string", token: authntest.Unsigned(map[string]any{"alg": 256, "kid": "k1"}, claims(nil), []byte("x")), want: CodeMalformedToken},
+		{name: "header not an object", token: "WyJhIl0." + strings.SplitN(rsaKey.Sign(claims(nil), nil), ".", 2)[1], want: CodeMalformedToken},
+		{name: "HS256 signed with the RSA public key", token: hs256WithPublicKey(), want: CodeAlgorithmRefused},
+		{name: "algorithm not pinned (RS512)", token: func() string {
 			k := *rsaKey
 			k.Alg = jwa.RS512
 			return k.Sign(claims(nil), nil)
-		}(), CodeAlgorithmRefused},
-		{"jku header pointing elsewhere", attacker.Sign(claims(nil), map[string]any{"jku": "https://evil.test/jwks.json"}), CodeBadSignature},
-		{"x5u header pointing elsewhere", attacker.Sign(claims(nil), map[string]any{"x5u": "https://evil.test/cert.pem"}), CodeBadSignature},
-		{"embedded jwk header", attacker.Sign(claims(nil), map[string]any{"jwk": attacker.PublicJWK()}), CodeBadSignature},
-		{"no exp", rsaKey.Sign(claims(func(c map[string]any) { delete(c, "exp") }), nil), CodeMissingExp},
-		{"exp not a number", rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = "tomorrow" }), nil), CodeInvalidClaims},
-		{"expired", rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = t0.Add(-time.Minute).Unix() }), nil), CodeExpired},
-		{"expired within skew", rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = t0.Add(-10 * time.Second).Unix() }), nil), ""},
-		{"nbf in the future", rsaKey.Sign(claims(func(c map[string]any) { c["nbf"] = t0.Add(time.Minute).Unix() }), nil), CodeNotYetValid},
-		{"nbf within skew", rsaKey.Sign(claims(func(c map[string]any) { c["nbf"] = t0.Add(20 * time.Second).Unix() }), nil), ""},
-		{"iat in the future", rsaKey.Sign(claims(func(c map[string]any) { c["iat"] = t0.Add(time.Hour).Unix() }), nil), CodeIssuedInFuture},
-		{"wrong aud", rsaKey.Sign(claims(func(c map[string]any) { c["aud"] = "billing" }), nil), CodeAudienceMismatch},
-		{"aud missing", rsaKey.Sign(claims(func(c map[string]any) { delete(c, "aud") }), nil), CodeAudienceMismatch},
-		{"aud as string", rsaKey.Sign(claims(func(c map[string]any) { c["aud"] = testAud }), nil), ""},
-		{"wrong iss", rsaKey.Sign(claims(func(c map[string]any) { c["iss"] = "https://evil.test/" }), nil), CodeIssuerMismatch},
-		{"iss missing", rsaKey.Sign(claims(func(c map[string]any) { delete(c, "iss") }), nil), CodeIssuerMismatch},
-		{"over the size cap", rsaKey.Sign(claims(func(c map[string]any) { c["pad"] = big }), nil), CodeTokenTooLarge},
-		{"JWE", jweToken(), CodeUnsupportedToken},
-		{"malformed base64 header", "e30!!." + strings.SplitN(rsaKey.Sign(claims(nil), nil), ".", 2)[1], CodeMalformedToken},
-		{"malformed base64 signature", rsaKey.Sign(claims(nil), nil) + "*", CodeMalformedToken},
-		{"two parts", "abc.def", CodeMalformedToken},
-		{"empty payload", "eyJhbGciOiJSUzI1NiJ9..c2ln", CodeMalformedToken},
-		{"tampered payload", func() string {
+		}(), want: CodeAlgorithmRefused},
+		{name: "jku header pointing elsewhere", token: attacker.Sign(claims(nil), map[string]any{"jku": "https://evil.test/jwks.json"}), want: CodeBadSignature},
+		{name: "x5u header pointing elsewhere", token: attacker.Sign(claims(nil), map[string]any{"x5u": "https://evil.test/cert.pem"}), want: CodeBadSignature},
+		{name: "embedded jwk header", token: attacker.Sign(claims(nil), map[string]any{"jwk": attacker.PublicJWK()}), want: CodeBadSignature},
+		{name: "no exp", token: rsaKey.Sign(claims(func(c map[string]any) { delete(c, "exp") }), nil), want: CodeMissingExp},
+		{name: "exp not a number", token: rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = "tomorrow" }), nil), want: CodeInvalidClaims},
+		{name: "expired", token: rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = t0.Add(-time.Minute).Unix() }), nil), want: CodeExpired},
+		{name: "expired within skew", token: rsaKey.Sign(claims(func(c map[string]any) { c["exp"] = t0.Add(-10 * time.Second).Unix() }), nil)},
+		{name: "nbf in the future", token: rsaKey.Sign(claims(func(c map[string]any) { c["nbf"] = t0.Add(time.Minute).Unix() }), nil), want: CodeNotYetValid},
+		{name: "nbf within skew", token: rsaKey.Sign(claims(func(c map[string]any) { c["nbf"] = t0.Add(20 * time.Second).Unix() }), nil)},
+		{name: "iat in the future", token: rsaKey.Sign(claims(func(c map[string]any) { c["iat"] = t0.Add(time.Hour).Unix() }), nil), want: CodeIssuedInFuture},
+		{name: "wrong aud", token: rsaKey.Sign(claims(func(c map[string]any) { c["aud"] = "billing" }), nil), want: CodeAudienceMismatch},
+		{name: "aud missing", token: rsaKey.Sign(claims(func(c map[string]any) { delete(c, "aud") }), nil), want: CodeAudienceMismatch},
+		{name: "aud as string", token: rsaKey.Sign(claims(func(c map[string]any) { c["aud"] = testAud }), nil)},
+		{name: "wrong iss", token: rsaKey.Sign(claims(func(c map[string]any) { c["iss"] = "https://evil.test/" }), nil), want: CodeIssuerMismatch},
+		{name: "iss missing", token: rsaKey.Sign(claims(func(c map[string]any) { delete(c, "iss") }), nil), want: CodeIssuerMismatch},
+		{name: "over the size cap", token: rsaKey.Sign(claims(func(c map[string]any) { c["pad"] = big }), nil), want: CodeTokenTooLarge},
+		{name: "JWE", token: jweToken(), want: CodeUnsupportedToken},
+		{name: "malformed base64 header", token: "e30!!." + strings.SplitN(rsaKey.Sign(claims(nil), nil), ".", 2)[1], want: CodeMalformedToken},
+		{name: "malformed base64 signature", token: rsaKey.Sign(claims(nil), nil) + "*", want: CodeMalformedToken},
+		{name: "two parts", token: "abc.def", want: CodeMalformedToken},
+		{name: "empty payload", token: "eyJhbGciOiJSUzI1NiJ9..c2ln", want: CodeMalformedToken},
+		{name: "tampered payload", token: func() string {
 			parts := strings.Split(rsaKey.Sign(claims(nil), nil), ".")
 			parts[1] = base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + testIssuer + `","aud":"petstore","sub":"root","exp":9999999999}`))
 			return strings.Join(parts, ".")
-		}(), CodeBadSignature},
-		{"crit header", rsaKey.Sign(claims(nil), map[string]any{"crit": []string{"exp"}}), CodeUnsupportedToken},
-		{"unknown kid on a static set", func() string {
+		}(), want: CodeBadSignature},
+		{name: "crit header", token: rsaKey.Sign(claims(nil), map[string]any{"crit": []string{"exp"}}), want: CodeUnsupportedToken},
+		{name: "unknown kid on a static set", token: func() string {
 			k := *rsaKey
 			k.KID = "nope"
 			return k.Sign(claims(nil), nil)
-		}(), CodeUnknownKey},
+		}(), want: CodeUnknownKey},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,10 +33,10 @@ func TestJWTClaimsReachRulesHeadersAndMetadata(t *testing.T) {
 			allow           bool
 			tenant          string
 		}{
-			{"CEL on nested claims", gold, "rules[1]", true, "t-1"},
-			{"claims rule on an array", admin, "rules[2]", true, "t-2"},
-			{"CEL deny on a claim", banned, "rules[0]", false, "t-banned"},
-			{"no rule matches", plain, "no-match", false, "t-1"},
+			{name: "CEL on nested claims", tok: gold, rule: "rules[1]", allow: true, tenant: "t-1"},
+			{name: "claims rule on an array", tok: admin, rule: "rules[2]", allow: true, tenant: "t-2"},
+			{name: "CEL deny on a claim", tok: banned, rule: "rules[0]", tenant: "t-banned"},
+			{name: "no rule matches", tok: plain, rule: "no-match", tenant: "t-1"},
 		} {
 			d := e.Decide(context.Background(), Request{RouteID: "petstore/open", Headers: bearer(c.tok)})
 			if d.Allow != c.allow || d.Metadata.Rule != c.rule {

@@ -431,11 +431,11 @@ func TestRemoteJWKSSharedAndStoppedOnUpdate(t *testing.T) {
 
 func TestQueryValue(t *testing.T) {
 	for _, tc := range []struct{ raw, name, want string }{
-		{"api_key=abc", "api_key", "abc"},
-		{"x=1&api_key=a%2Bb", "api_key", "a+b"},
-		{"api%5Fkey=z", "api_key", "z"},
-		{"api_keyx=1", "api_key", ""},
-		{"", "api_key", ""},
+		{raw: "api_key=abc", name: "api_key", want: "abc"},
+		{raw: "x=1&api_key=a%2Bb", name: "api_key", want: "a+b"},
+		{raw: "api%5Fkey=z", name: "api_key", want: "z"},
+		{raw: "api_keyx=1", name: "api_key"},
+		{raw: "", name: "api_key"},
 	} {
 		if got := queryValue(tc.raw, tc.name); got != tc.want {
 			t.Errorf("queryValue(%q) = %q, want %q", tc.raw, got, tc.want)

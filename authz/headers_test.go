@@ -77,10 +77,10 @@ func TestForwardHeadersStrippedOnEveryRoute(t *testing.T) {
 		name, route string
 		headers     map[string]string
 	}{
-		{"api key on a route whose providers forward nothing", "shop/partner", spoof(map[string]string{"x-api-key": "acme-key"})},
-		{"public route", "shop/health", spoof(map[string]string{})},
-		{"shadow route with a wrong key", "shop/shadow", spoof(map[string]string{"x-api-key": "wrong"})},
-		{"shadow route without credentials", "shop/shadow", spoof(map[string]string{})},
+		{name: "api key on a route whose providers forward nothing", route: "shop/partner", headers: spoof(map[string]string{"x-api-key": "acme-key"})},
+		{name: "public route", route: "shop/health", headers: spoof(map[string]string{})},
+		{name: "shadow route with a wrong key", route: "shop/shadow", headers: spoof(map[string]string{"x-api-key": "wrong"})},
+		{name: "shadow route without credentials", route: "shop/shadow", headers: spoof(map[string]string{})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := e.Decide(context.Background(), Request{RouteID: tc.route, Headers: tc.headers})

@@ -49,12 +49,12 @@ spec:
 		provider string
 		code     string
 	}{
-		{"first provider's token", tok(ka, "https://corp.test/", "multi"), true, "corp", ""},
-		{"second provider's token", tok(kb, "https://partner.test/", "multi"), true, "partner", ""},
-		{"same issuer, second audience", tok(kb, "https://partner.test/", "multi-admin"), true, "partner-admin", ""},
-		{"same issuer, no audience matches", tok(kb, "https://partner.test/", "other"), false, "partner", "audience_not_accepted"},
-		{"issuer claims corp, signed by partner", tok(kb, "https://corp.test/", "multi"), false, "corp", "unknown_key"},
-		{"unknown issuer", tok(ka, "https://evil.test/", "multi"), false, "corp", "issuer_not_accepted"},
+		{name: "first provider's token", headers: tok(ka, "https://corp.test/", "multi"), allow: true, provider: "corp"},
+		{name: "second provider's token", headers: tok(kb, "https://partner.test/", "multi"), allow: true, provider: "partner"},
+		{name: "same issuer, second audience", headers: tok(kb, "https://partner.test/", "multi-admin"), allow: true, provider: "partner-admin"},
+		{name: "same issuer, no audience matches", headers: tok(kb, "https://partner.test/", "other"), provider: "partner", code: "audience_not_accepted"},
+		{name: "issuer claims corp, signed by partner", headers: tok(kb, "https://corp.test/", "multi"), provider: "corp", code: "unknown_key"},
+		{name: "unknown issuer", headers: tok(ka, "https://evil.test/", "multi"), provider: "corp", code: "issuer_not_accepted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := e.Decide(context.Background(), Request{RouteID: "multi/r", Headers: tc.headers})

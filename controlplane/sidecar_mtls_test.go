@@ -58,7 +58,7 @@ func TestSidecarsOverMutualTLS(t *testing.T) {
 	for _, sc := range []struct {
 		name, service string
 		up            chan string
-	}{{"authz", authzsidecar.ServiceName, authzUp}, {"ratelimit", ratelimitsidecar.ServiceName, rlUp}} {
+	}{{name: "authz", service: authzsidecar.ServiceName, up: authzUp}, {name: "ratelimit", service: ratelimitsidecar.ServiceName, up: rlUp}} {
 		var addr string
 		select {
 		case addr = <-sc.up:

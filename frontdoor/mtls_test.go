@@ -101,8 +101,8 @@ func TestDoorSidecarMutualTLS(t *testing.T) {
 		status int
 		groups []string
 	}{
-		{"no client certificate", tlsconfig.Client{CAFile: pki.CAFile}, http.StatusForbidden, nil},
-		{"node certificate of group dev", pki.NodeTLS(t, "envoy-dev", "dev"), http.StatusOK, []string{"dev"}},
+		{name: "no client certificate", client: tlsconfig.Client{CAFile: pki.CAFile}, status: http.StatusForbidden},
+		{name: "node certificate of group dev", client: pki.NodeTLS(t, "envoy-dev", "dev"), status: http.StatusOK, groups: []string{"dev"}},
 	} {
 		creds, err := c.client.GRPCDialOptions("--xds")
 		if err != nil {

@@ -204,9 +204,9 @@ descriptors:
 		names   []string
 		overrun float64
 	}{
-		{"upstream", Options{}, []string{"d.key7_unspecified_value", "d.service_svc/*.endpoint_get", "d.route_api/v1.method"}, 0},
-		{"bounded", Options{BoundedMetricLabels: true}, []string{"d.key7", "d.service_svc/*.endpoint", "d.route.method"}, 0},
-		{"capped", Options{MaxDetailedSeries: 1}, []string{"d.key7_unspecified_value", "d.service_svc/*.endpoint", "d.route.method"}, 2},
+		{name: "upstream", o: Options{}, names: []string{"d.key7_unspecified_value", "d.service_svc/*.endpoint_get", "d.route_api/v1.method"}},
+		{name: "bounded", o: Options{BoundedMetricLabels: true}, names: []string{"d.key7", "d.service_svc/*.endpoint", "d.route.method"}},
+		{name: "capped", o: Options{MaxDetailedSeries: 1}, names: []string{"d.key7_unspecified_value", "d.service_svc/*.endpoint", "d.route.method"}, overrun: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()

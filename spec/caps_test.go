@@ -30,19 +30,19 @@ spec:
 func TestEnvoyRefusalsRefusedWithPath(t *testing.T) {
 	long := strings.Repeat("a", MaxMatchBytes)
 	for _, tc := range []struct{ name, route, path, want string }{
-		{"timeout over the cap", "      match: {pathPrefix: /}\n      timeout: 1h\n", "spec.routes[0].timeout", "at most 5m0s"},
-		{"timeout absurd", "      match: {pathPrefix: /}\n      timeout: 2562047h\n", "spec.routes[0].timeout", "at most"},
-		{"header value with newline", "      match: {pathPrefix: /, headers: [{name: x-a, exact: \"a\\r\\nx-admin: 1\"}]}\n", "spec.routes[0].match.headers[0].exact", "control character"},
-		{"header prefix with NUL", "      match: {pathPrefix: /, headers: [{name: x-a, prefix: \"a\\0\"}]}\n", "spec.routes[0].match.headers[0].prefix", "control character"},
-		{"header value too long", "      match: {pathPrefix: /, headers: [{name: x-a, exact: " + long + "x}]}\n", "spec.routes[0].match.headers[0].exact", "over the limit"},
-		{"header name upper case", "      match: {pathPrefix: /, headers: [{name: X-A, exact: a}]}\n", "spec.routes[0].match.headers[0].name", "lower-case"},
-		{"header name with colon", "      match: {pathPrefix: /, headers: [{name: \":authority\", exact: a}]}\n", "spec.routes[0].match.headers[0].name", "lower-case"},
-		{"path with newline", "      match: {path: \"/a\\nb\"}\n", "spec.routes[0].match.path", "control character"},
-		{"path prefix with space", "      match: {pathPrefix: \"/a b\"}\n", "spec.routes[0].match.pathPrefix", "whitespace"},
-		{"path with query", "      match: {path: \"/a?b=1\"}\n", "spec.routes[0].match.path", "query string"},
-		{"rewrite with CR", "      match: {pathPrefix: /}\n      rewritePrefix: \"/v1\\r\"\n", "spec.routes[0].rewritePrefix", "control character"},
-		{"regex too long", "      match: {pathRegex: \"^/" + long + "$\"}\n", "spec.routes[0].match.pathRegex", "over the limit"},
-		{"forward claim into host", "      match: {pathPrefix: /}\n", "spec.identity.jwt[0].forwardClaims.sub", "reserves"},
+		{name: "timeout over the cap", route: "      match: {pathPrefix: /}\n      timeout: 1h\n", path: "spec.routes[0].timeout", want: "at most 5m0s"},
+		{name: "timeout absurd", route: "      match: {pathPrefix: /}\n      timeout: 2562047h\n", path: "spec.routes[0].timeout", want: "at most"},
+		{name: "header value with newline", route: "      match: {pathPrefix: /, headers: [{name: x-a, exact: \"a\\r\\nx-admin: 1\"}]}\n", path: "spec.routes[0].match.headers[0].exact", want: "control character"},
+		{name: "header prefix with NUL", route: "      match: {pathPrefix: /, headers: [{name: x-a, prefix: \"a\\0\"}]}\n", path: "spec.routes[0].match.headers[0].prefix", want: "control character"},
+		{name: "header value too long", route: "      match: {pathPrefix: /, headers: [{name: x-a, exact: " + long + "x}]}\n", path: "spec.routes[0].match.headers[0].exact", want: "over the limit"},
+		{name: "header name upper case", route: "      match: {pathPrefix: /, headers: [{name: X-A, exact: a}]}\n", path: "spec.routes[0].match.headers[0].name", want: "lower-case"},
+		{name: "header name with colon", route: "      match: {pathPrefix: /, headers: [{name: \":authority\", exact: a}]}\n", path: "spec.routes[0].match.headers[0].name", want: "lower-case"},
+		{name: "path with newline", route: "      match: {path: \"/a\\nb\"}\n", path: "spec.routes[0].match.path", want: "control character"},
+		{name: "path prefix with space", route: "      match: {pathPrefix: \"/a b\"}\n", path: "spec.routes[0].match.pathPrefix", want: "whitespace"},
+		{name: "path with query", route: "      match: {path: \"/a?b=1\"}\n", path: "spec.routes[0].match.path", want: "query string"},
+		{name: "rewrite with CR", route: "      match: {pathPrefix: /}\n      rewritePrefix: \"/v1\\r\"\n", path: "spec.routes[0].rewritePrefix", want: "control character"},
+		{name: "regex too long", route: "      match: {pathRegex: \"^/" + long + "$\"}\n", path: "spec.routes[0].match.pathRegex", want: "over the limit"},
+		{name: "forward claim into host", route: "      match: {pathPrefix: /}\n", path: "spec.identity.jwt[0].forwardClaims.sub", want: "reserves"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := routeSpec(tc.route)
@@ -97,19 +97,19 @@ func TestSpecCaps(t *testing.T) {
 	for _, tc := range []struct {
 		name, old, new, path string
 	}{
-		{"routes", "  routes:\n    - name: r\n      upstream: api\n      match: {pathPrefix: /}\n",
-			"  routes: " + list(MaxRoutes+1, func(i int) string { return fmt.Sprintf("{name: r%d, upstream: api, match: {pathPrefix: /}}", i) }) + "\n", "spec.routes"},
-		{"hosts", "hosts: [t.example.com]", "hosts: " + list(MaxHosts+1, func(i int) string { return fmt.Sprintf("h%d.example.com", i) }), "spec.hosts"},
-		{"upstreams", "upstreams: [{name: api, endpoints: [\"10.0.0.1:80\"]}]",
-			"upstreams: " + list(MaxUpstreams+1, func(i int) string {
+		{name: "routes", old: "  routes:\n    - name: r\n      upstream: api\n      match: {pathPrefix: /}\n",
+			new: "  routes: " + list(MaxRoutes+1, func(i int) string { return fmt.Sprintf("{name: r%d, upstream: api, match: {pathPrefix: /}}", i) }) + "\n", path: "spec.routes"},
+		{name: "hosts", old: "hosts: [t.example.com]", new: "hosts: " + list(MaxHosts+1, func(i int) string { return fmt.Sprintf("h%d.example.com", i) }), path: "spec.hosts"},
+		{name: "upstreams", old: "upstreams: [{name: api, endpoints: [\"10.0.0.1:80\"]}]",
+			new: "upstreams: " + list(MaxUpstreams+1, func(i int) string {
 				if i == 0 {
 					return "{name: api, endpoints: [\"10.0.0.1:80\"]}"
 				}
 				return fmt.Sprintf("{name: u%d, endpoints: [\"10.0.0.1:80\"]}", i)
-			}), "spec.upstreams"},
-		{"endpoints", "endpoints: [\"10.0.0.1:80\"]", "endpoints: " + list(MaxEndpoints+1, func(i int) string { return fmt.Sprintf("\"10.0.%d.%d:80\"", i/200, i%200+1) }), "spec.upstreams[0].endpoints"},
-		{"keys", "  routes:\n", "    apiKeys: [{name: k, header: x-k, keys: " + list(MaxAPIKeys+1, func(i int) string { return fmt.Sprintf("{id: k%d, sha256: %064x}", i, i) }) + "}]\n  routes:\n", "spec.identity.apiKeys"},
-		{"rate limits", "      match: {pathPrefix: /}\n", "      match: {pathPrefix: /}\n      rateLimits: " + list(MaxRateLimits+1, func(i int) string { return fmt.Sprintf("{name: l%d, by: [], limit: 1/second}", i) }) + "\n", "spec.routes[0].rateLimits"},
+			}), path: "spec.upstreams"},
+		{name: "endpoints", old: "endpoints: [\"10.0.0.1:80\"]", new: "endpoints: " + list(MaxEndpoints+1, func(i int) string { return fmt.Sprintf("\"10.0.%d.%d:80\"", i/200, i%200+1) }), path: "spec.upstreams[0].endpoints"},
+		{name: "keys", old: "  routes:\n", new: "    apiKeys: [{name: k, header: x-k, keys: " + list(MaxAPIKeys+1, func(i int) string { return fmt.Sprintf("{id: k%d, sha256: %064x}", i, i) }) + "}]\n  routes:\n", path: "spec.identity.apiKeys"},
+		{name: "rate limits", old: "      match: {pathPrefix: /}\n", new: "      match: {pathPrefix: /}\n      rateLimits: " + list(MaxRateLimits+1, func(i int) string { return fmt.Sprintf("{name: l%d, by: [], limit: 1/second}", i) }) + "\n", path: "spec.routes[0].rateLimits"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := base()

@@ -26,32 +26,32 @@ var celPlanRefused = []struct {
 	pattern string
 	col     int
 }{
-	{`request.path.matches("(")`, `(`, 22},                                       // syntax error
-	{`matches(request.path, "(")`, `(`, 23},                                      // the global overload
-	{`request.path.matches("[z-a]")`, `[z-a]`, 22},                               // bad range
-	{`request.path.matches("a{1001}")`, `a{1001}`, 22},                           // over Go's repeat count
-	{`request.path.matches("^/x/[a-f0-9]{64}$")`, `^/x/[a-f0-9]{64}$`, 22},       // Go compiles it; over the RE2 bound
-	{`matches(request.path, "^/x/[a-f0-9]{64}$")`, `^/x/[a-f0-9]{64}$`, 23},      // the same, global overload
-	{`request.path.matches("(a{10}){10}")`, `(a{10}){10}`, 22},                   // nested repetition beyond the bound
-	{`request.path.matches("(\\d")`, `(\d`, 22},                                  // a CEL escape: the pattern is (\d
-	{`request.method == "GET" && request.path.matches("(")`, `(`, 49},            // inside &&
-	{`request.method == "GET" || matches(request.path, "(x")`, `(x`, 50},         // inside ||
-	{`request.method == "GET" ? request.path.matches("(") : false`, `(`, 48},     // inside ?:
-	{`request.method == "GET" ? true : !matches(request.path, "(")`, `(`, 57},    // ?: else branch, under !
-	{`identity.scopes.exists(s, s.matches("a{1001}"))`, `a{1001}`, 37},           // inside the exists macro
-	{`identity.scopes.all(s, matches(s, "(") || s == "x")`, `(`, 35},             // inside all, global overload
-	{`request.path.matches("^a$") && request.path.matches("(")`, `(`, 53},        // the second of two
-	{"request.method == \"GET\" &&\n  request.path.matches(\"(\")", `(`, 24},     // line 2 (col on that line)
-	{`request.path.matches("(" + "a")`, `(a`, 22},                                // joined from literals
-	{`matches(request.path, "^/x/" + "[a-f0-9]{64}$")`, `^/x/[a-f0-9]{64}$`, 23}, // the same, global overload
-	{`request.path.matches("^a" + ("b" + "("))`, `^ab(`, 22},                     // nested joins
-	{"request.path.matches(\n\"^a\" + \"[\")", `^a[`, 1},                         // the pattern starts on line 2
-	{`request.time > timestamp("bad")`, ``, 0},                                   // conversions of a constant,
-	{`request.n == int("x")`, ``, 0},                                             // evaluated when the sidecar
-	{`duration("1x") < request.d`, ``, 0},                                        // loads the rule
-	{`string(b"\xff") == request.path`, ``, 0},                                   //
-	{`request.path.matches(string("("))`, ``, 0},                                 // a folded pattern
-	{`[1].exists(x, int("y") == x) || request.path == "/"`, ``, 0},               // inside a macro
+	{expr: `request.path.matches("(")`, pattern: `(`, col: 22},                                       // syntax error
+	{expr: `matches(request.path, "(")`, pattern: `(`, col: 23},                                      // the global overload
+	{expr: `request.path.matches("[z-a]")`, pattern: `[z-a]`, col: 22},                               // bad range
+	{expr: `request.path.matches("a{1001}")`, pattern: `a{1001}`, col: 22},                           // over Go's repeat count
+	{expr: `request.path.matches("^/x/[a-f0-9]{64}$")`, pattern: `^/x/[a-f0-9]{64}$`, col: 22},       // Go compiles it; over the RE2 bound
+	{expr: `matches(request.path, "^/x/[a-f0-9]{64}$")`, pattern: `^/x/[a-f0-9]{64}$`, col: 23},      // the same, global overload
+	{expr: `request.path.matches("(a{10}){10}")`, pattern: `(a{10}){10}`, col: 22},                   // nested repetition beyond the bound
+	{expr: `request.path.matches("(\\d")`, pattern: `(\d`, col: 22},                                  // a CEL escape: the pattern is (\d
+	{expr: `request.method == "GET" && request.path.matches("(")`, pattern: `(`, col: 49},            // inside &&
+	{expr: `request.method == "GET" || matches(request.path, "(x")`, pattern: `(x`, col: 50},         // inside ||
+	{expr: `request.method == "GET" ? request.path.matches("(") : false`, pattern: `(`, col: 48},     // inside ?:
+	{expr: `request.method == "GET" ? true : !matches(request.path, "(")`, pattern: `(`, col: 57},    // ?: else branch, under !
+	{expr: `identity.scopes.exists(s, s.matches("a{1001}"))`, pattern: `a{1001}`, col: 37},           // inside the exists macro
+	{expr: `identity.scopes.all(s, matches(s, "(") || s == "x")`, pattern: `(`, col: 35},             // inside all, global overload
+	{expr: `request.path.matches("^a$") && request.path.matches("(")`, pattern: `(`, col: 53},        // the second of two
+	{expr: "request.method == \"GET\" &&\n  request.path.matches(\"(\")", pattern: `(`, col: 24},     // line 2 (col on that line)
+	{expr: `request.path.matches("(" + "a")`, pattern: `(a`, col: 22},                                // joined from literals
+	{expr: `matches(request.path, "^/x/" + "[a-f0-9]{64}$")`, pattern: `^/x/[a-f0-9]{64}$`, col: 23}, // the same, global overload
+	{expr: `request.path.matches("^a" + ("b" + "("))`, pattern: `^ab(`, col: 22},                     // nested joins
+	{expr: "request.path.matches(\n\"^a\" + \"[\")", pattern: `^a[`, col: 1},                         // the pattern starts on line 2
+	{expr: `request.time > timestamp("bad")`},                                                        // conversions of a constant,
+	{expr: `request.n == int("x")`},                                                                  // evaluated when the sidecar
+	{expr: `duration("1x") < request.d`},                                                             // loads the rule
+	{expr: `string(b"\xff") == request.path`},                                                        //
+	{expr: `request.path.matches(string("("))`},                                                      // a folded pattern
+	{expr: `[1].exists(x, int("y") == x) || request.path == "/"`},                                    // inside a macro
 }
 
 // celPlanAccepted type-check and load: validation accepts them.

@@ -566,18 +566,18 @@ func TestCELFastStaysUnderCELDepth(t *testing.T) {
 		expr string
 		fast bool
 	}{
-		{"chain", "identity" + steps(max) + ` == "x"`, true},
-		{"chain+1", "identity" + steps(max+1) + ` == "x"`, false},
-		{"index chain", "identity" + strings.Repeat(`["a"]`, max) + ` == "x"`, true},
-		{"has", "has(identity" + steps(max) + ")", true},
-		{"has+1", "has(identity" + steps(max+1) + ")", false},
-		{"parens", parens(max-celFastMaxDepth*(max/celFastMaxDepth-1), max/celFastMaxDepth-1), true},
-		{"parens+1", parens(max-celFastMaxDepth*(max/celFastMaxDepth-1)+1, max/celFastMaxDepth-1), false},
-		{"bools", bools(max), true},
-		{"bools+1", bools(max + 1), false},
-		{"call arguments", "identity" + steps(max/2-1) + ".startsWith(identity" + steps(max/2) + ")", true},
-		{"size", "size(identity" + steps(max) + ") > 0", true},
-		{"two chains", "identity" + steps(max/2) + ` == "x" && identity` + steps(max/2+1) + ` == "y"`, false},
+		{name: "chain", expr: "identity" + steps(max) + ` == "x"`, fast: true},
+		{name: "chain+1", expr: "identity" + steps(max+1) + ` == "x"`},
+		{name: "index chain", expr: "identity" + strings.Repeat(`["a"]`, max) + ` == "x"`, fast: true},
+		{name: "has", expr: "has(identity" + steps(max) + ")", fast: true},
+		{name: "has+1", expr: "has(identity" + steps(max+1) + ")"},
+		{name: "parens", expr: parens(max-celFastMaxDepth*(max/celFastMaxDepth-1), max/celFastMaxDepth-1), fast: true},
+		{name: "parens+1", expr: parens(max-celFastMaxDepth*(max/celFastMaxDepth-1)+1, max/celFastMaxDepth-1)},
+		{name: "bools", expr: bools(max), fast: true},
+		{name: "bools+1", expr: bools(max + 1)},
+		{name: "call arguments", expr: "identity" + steps(max/2-1) + ".startsWith(identity" + steps(max/2) + ")", fast: true},
+		{name: "size", expr: "size(identity" + steps(max) + ") > 0", fast: true},
+		{name: "two chains", expr: "identity" + steps(max/2) + ` == "x" && identity` + steps(max/2+1) + ` == "y"`},
 	} {
 		if got := celSurelyBool(c.expr); got != c.fast {
 			t.Errorf("%s: fast verdict %v, want %v (%d bytes)", c.name, got, c.fast, len(c.expr))

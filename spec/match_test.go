@@ -12,11 +12,11 @@ var matchers = []struct {
 	re   *regexp.Regexp
 	fn   func(string) bool
 }{
-	{"name", regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`), isName},
-	{"host", regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`), isHost},
-	{"header", regexp.MustCompile(`^[a-z0-9!#$%&'*+\-.^_|~` + "`" + `]+$`), isHeaderName},
-	{"hex64", regexp.MustCompile(`^[0-9a-f]{64}$`), isHex64},
-	{"upper", regexp.MustCompile(`^[A-Z]+$`), isUpperWord},
+	{name: "name", re: regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`), fn: isName},
+	{name: "host", re: regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`), fn: isHost},
+	{name: "header", re: regexp.MustCompile(`^[a-z0-9!#$%&'*+\-.^_|~` + "`" + `]+$`), fn: isHeaderName},
+	{name: "hex64", re: regexp.MustCompile(`^[0-9a-f]{64}$`), fn: isHex64},
+	{name: "upper", re: regexp.MustCompile(`^[A-Z]+$`), fn: isUpperWord},
 }
 
 var matchSeeds = []string{

@@ -67,16 +67,16 @@ func TestHostIndexTenants(t *testing.T) {
 		hosts  []string
 		want   int // conflicts
 	}{
-		{"cf:org-b/space-b", []string{"login.pets.example.com"}, 1},                // exact under another tenant's wildcard
-		{"cf:org-b/space-b", []string{"a.b.pets.example.com"}, 1},                  // deeper, still covered
-		{"cf:org-b/space-b", []string{"*.example.com"}, 1},                         // wildcard over shop.example.com
-		{"cf:org-b/space-b", []string{"*.x.pets.example.com"}, 1},                  // nested wildcard
-		{"team:cats", []string{"login.pets.example.com"}, 1},                       // metadata.team is not the tenant
-		{"cf:org-a/space-a", []string{"login.pets.example.com"}, 0},                // own nesting
-		{"cf:org-a/space-a", []string{"shop.example.com"}, 1},                      // same exact host, same tenant
-		{"cf:org-a/space-a", []string{"*.pets.example.com"}, 1},                    // same wildcard, same tenant
-		{"", []string{"login.pets.example.com"}, 1},                                // nobody's tenant shares nothing
-		{"cf:org-b/space-b", []string{"pets.example.com", "other.example.org"}, 0}, // not covered by *.pets
+		{tenant: "cf:org-b/space-b", hosts: []string{"login.pets.example.com"}, want: 1},       // exact under another tenant's wildcard
+		{tenant: "cf:org-b/space-b", hosts: []string{"a.b.pets.example.com"}, want: 1},         // deeper, still covered
+		{tenant: "cf:org-b/space-b", hosts: []string{"*.example.com"}, want: 1},                // wildcard over shop.example.com
+		{tenant: "cf:org-b/space-b", hosts: []string{"*.x.pets.example.com"}, want: 1},         // nested wildcard
+		{tenant: "team:cats", hosts: []string{"login.pets.example.com"}, want: 1},              // metadata.team is not the tenant
+		{tenant: "cf:org-a/space-a", hosts: []string{"login.pets.example.com"}},                // own nesting
+		{tenant: "cf:org-a/space-a", hosts: []string{"shop.example.com"}, want: 1},             // same exact host, same tenant
+		{tenant: "cf:org-a/space-a", hosts: []string{"*.pets.example.com"}, want: 1},           // same wildcard, same tenant
+		{hosts: []string{"login.pets.example.com"}, want: 1},                                   // nobody's tenant shares nothing
+		{tenant: "cf:org-b/space-b", hosts: []string{"pets.example.com", "other.example.org"}}, // not covered by *.pets
 	} {
 		got := x.Conflicts("new", c.tenant, c.hosts)
 		if len(got) != c.want {
@@ -97,12 +97,12 @@ func TestBindingActive(t *testing.T) {
 		del   bool
 		want  bool
 	}{
-		{store.OpBind, store.StateInProgress, false, true},
-		{store.OpBind, store.StateSucceeded, false, true},
-		{store.OpBind, store.StateFailed, false, false},
-		{store.OpUnbind, store.StateInProgress, false, false},
-		{store.OpUnbind, store.StateFailed, false, true},
-		{store.OpBind, store.StateSucceeded, true, false},
+		{kind: store.OpBind, state: store.StateInProgress, want: true},
+		{kind: store.OpBind, state: store.StateSucceeded, want: true},
+		{kind: store.OpBind, state: store.StateFailed},
+		{kind: store.OpUnbind, state: store.StateInProgress},
+		{kind: store.OpUnbind, state: store.StateFailed, want: true},
+		{kind: store.OpBind, state: store.StateSucceeded, del: true},
 	} {
 		b := store.Binding{Deleted: c.del, Op: store.Operation{Kind: c.kind, State: c.state}}
 		if got := b.Active(); got != c.want {

@@ -35,26 +35,26 @@ func TestCLIHelpSharedFlags(t *testing.T) {
 		shared  []string // flags every command of its family has
 		filters bool
 	}{
-		"logs query":     {"table|json|yaml|ndjson|csv", logs, true},
-		"logs stats":     {"table|json|yaml", logs, true},
-		"logs export":    {"ndjson|csv", logs, true},
-		"logs verify":    {"table|json", logs, false},
-		"logs open":      {"", logs, false},
-		"explain":        {"table|json|yaml", []string{"--control-plane", "--spec-dir", "--node-group"}, false},
-		"rollout status": {"table|json|yaml", []string{"--control-plane"}, false},
-		"routes apply":   {"table|json|yaml", broker, false},
-		"routes status":  {"table|json|yaml", broker, false},
-		"routes delete":  {"table|json|yaml", broker, false},
-		"routes list":    {"table|json|yaml", broker, false},
-		"keys create":    {"table|json|yaml", broker, false},
-		"keys revoke":    {"table|json|yaml", broker, false},
-		"keys list":      {"table|json|yaml", broker, false},
+		"logs query":     {outputs: "table|json|yaml|ndjson|csv", shared: logs, filters: true},
+		"logs stats":     {outputs: "table|json|yaml", shared: logs, filters: true},
+		"logs export":    {outputs: "ndjson|csv", shared: logs, filters: true},
+		"logs verify":    {outputs: "table|json", shared: logs},
+		"logs open":      {shared: logs},
+		"explain":        {outputs: "table|json|yaml", shared: []string{"--control-plane", "--spec-dir", "--node-group"}},
+		"rollout status": {outputs: "table|json|yaml", shared: []string{"--control-plane"}},
+		"routes apply":   {outputs: "table|json|yaml", shared: broker},
+		"routes status":  {outputs: "table|json|yaml", shared: broker},
+		"routes delete":  {outputs: "table|json|yaml", shared: broker},
+		"routes list":    {outputs: "table|json|yaml", shared: broker},
+		"keys create":    {outputs: "table|json|yaml", shared: broker},
+		"keys revoke":    {outputs: "table|json|yaml", shared: broker},
+		"keys list":      {outputs: "table|json|yaml", shared: broker},
 		// Servers and offline tools: no -o.
 		"version": {}, "spec validate": {}, "spec render": {}, "dev": {}, "authz": {}, "accesslog": {},
 		"ratelimit": {}, "controlplane": {}, "bootstrap": {}, "broker": {}, "worker": {}, "certs ca": {},
 		"certs node": {}, "certs server": {}, "healthcheck": {}, "dev token": {}, "ratelimit validate": {},
 		// Groups: their --help shows the family's shared flags.
-		"routes": {"", broker, false}, "keys": {"", broker, false}, "logs": {}, "spec": {}, "certs": {}, "rollout": {},
+		"routes": {shared: broker}, "keys": {shared: broker}, "logs": {}, "spec": {}, "certs": {}, "rollout": {},
 	}
 	kebab := regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 	seen := map[string]bool{}

@@ -509,7 +509,7 @@ func TestBenchWhenVerdicts(t *testing.T) {
 					for _, c := range []struct {
 						kind, plan string
 						want       bool
-					}{{"apiKey", "gold", true}, {"apiKey", tag, true}, {"apiKey", "silver", false}, {"jwt", "gold", false}} {
+					}{{kind: "apiKey", plan: "gold", want: true}, {kind: "apiKey", plan: tag, want: true}, {kind: "apiKey", plan: "silver"}, {kind: "jwt", plan: "gold"}} {
 						out, _, err := prg.Eval(ask(c.kind, c.plan))
 						if err != nil || out.Value() != c.want {
 							t.Fatalf("%s: %q on kind %s plan %s: %v, %v; want %v", src.Origin, rule.When, c.kind, c.plan, out, err, c.want)
@@ -586,7 +586,7 @@ func testBenchWhenVerdicts(t *testing.T, rev func(n, salt int) source.Revision, 
 					for _, c := range []struct {
 						kind, plan string
 						want       bool
-					}{{"apiKey", "gold", true}, {"apiKey", "silver", false}, {"jwt", "gold", false}} {
+					}{{kind: "apiKey", plan: "gold", want: true}, {kind: "apiKey", plan: "silver"}, {kind: "jwt", plan: "gold"}} {
 						out, _, err := prg.Eval(ask(c.kind, c.plan))
 						if err != nil || out.Value() != c.want {
 							t.Fatalf("%s: %q on kind %s plan %s: %v, %v; want %v", src.Origin, rule.When, c.kind, c.plan, out, err, c.want)

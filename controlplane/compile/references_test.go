@@ -51,16 +51,16 @@ func TestReferenceChecksCatchDisagreement(t *testing.T) {
 		s    *Spec
 		want string
 	}{
-		{"authz policy lacks a checked route", tamper(func(s *Spec) {
+		{name: "authz policy lacks a checked route", s: tamper(func(s *Spec) {
 			s.policy.Routes = slices.DeleteFunc(s.policy.Routes, func(rp authz.RoutePolicy) bool { return rp.ID == checked.ID })
-		}), "the authz policy has no entry for it"},
-		{"sidecar lacks a limit Envoy asks about", tamper(func(s *Spec) {
+		}), want: "the authz policy has no entry for it"},
+		{name: "sidecar lacks a limit Envoy asks about", s: tamper(func(s *Spec) {
 			s.rules.Limits = s.rules.Limits[1:]
-		}), "has no rate-limit rule for the sidecar"},
-		{"sidecar has a limit Envoy never asks about", tamper(func(s *Spec) {
+		}), want: "has no rate-limit rule for the sidecar"},
+		{name: "sidecar has a limit Envoy never asks about", s: tamper(func(s *Spec) {
 			s.rules.Limits = append(s.rules.Limits, ratelimit.SpecLimit{Route: "petstore/nope", Name: "x"})
-		}), "has no Envoy rate_limits entry"},
-		{"EDS cluster without endpoints", tamper(func(s *Spec) { s.clas = nil }), "is EDS but has no endpoints"},
+		}), want: "has no Envoy rate_limits entry"},
+		{name: "EDS cluster without endpoints", s: tamper(func(s *Spec) { s.clas = nil }), want: "is EDS but has no endpoints"},
 	} {
 		err := checkSpecReferences(tc.s, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -58,14 +58,14 @@ func TestOverlapAndClash(t *testing.T) {
 		a, b string
 		want bool
 	}{
-		{"a.example.com", "a.example.com", true},
-		{"*.example.com", "a.example.com", true},
-		{"*.example.com", "a.b.example.com", true},
-		{"*.example.com", "example.com", false},
-		{"*.example.com", "*.b.example.com", true},
-		{"*.a.example.com", "*.b.example.com", false},
-		{"a.example.com", "b.example.com", false},
-		{"*.example.com", "xexample.com", false},
+		{a: "a.example.com", b: "a.example.com", want: true},
+		{a: "*.example.com", b: "a.example.com", want: true},
+		{a: "*.example.com", b: "a.b.example.com", want: true},
+		{a: "*.example.com", b: "example.com"},
+		{a: "*.example.com", b: "*.b.example.com", want: true},
+		{a: "*.a.example.com", b: "*.b.example.com"},
+		{a: "a.example.com", b: "b.example.com"},
+		{a: "*.example.com", b: "xexample.com"},
 	} {
 		if got := tenancy.Overlap(c.a, c.b); got != c.want {
 			t.Errorf("Overlap(%q, %q) = %v", c.a, c.b, got)
@@ -121,12 +121,12 @@ func TestFromContext(t *testing.T) {
 		key, tenant string
 		want        bool
 	}{
-		{"team:pets", "team:pets@o/s", true},
-		{"team:pets", "team:petshop@o/s", false},
-		{"cf:o", "cf:o/s", true},
-		{"cf:o", "cf:other/s", false},
-		{"cf:o/s", "cf:o/s", true},
-		{"", "", false},
+		{key: "team:pets", tenant: "team:pets@o/s", want: true},
+		{key: "team:pets", tenant: "team:petshop@o/s"},
+		{key: "cf:o", tenant: "cf:o/s", want: true},
+		{key: "cf:o", tenant: "cf:other/s"},
+		{key: "cf:o/s", tenant: "cf:o/s", want: true},
+		{key: "", tenant: ""},
 	} {
 		if got := tenancy.KeyMatches(c.key, c.tenant); got != c.want {
 			t.Errorf("KeyMatches(%q, %q) = %v", c.key, c.tenant, got)
@@ -147,14 +147,14 @@ func TestDomains(t *testing.T) {
 		tenant, host string
 		ok           bool
 	}{
-		{"cf:org-a/space-1", "api.pets.example.com", true},
-		{"cf:org-a/space-1", "*.pets.example.com", true},
-		{"cf:org-a/space-1", "pets.example.com", true},
-		{"cf:org-a/space-1", "evilpets.example.com", false},
-		{"cf:org-a/space-1", "api.cats.example.org", false},
-		{"team:cats", "www.cats.example.org", true},
-		{"team:dogs", "www.dogs.example.org", false},
-		{"", "www.cats.example.org", false},
+		{tenant: "cf:org-a/space-1", host: "api.pets.example.com", ok: true},
+		{tenant: "cf:org-a/space-1", host: "*.pets.example.com", ok: true},
+		{tenant: "cf:org-a/space-1", host: "pets.example.com", ok: true},
+		{tenant: "cf:org-a/space-1", host: "evilpets.example.com"},
+		{tenant: "cf:org-a/space-1", host: "api.cats.example.org"},
+		{tenant: "team:cats", host: "www.cats.example.org", ok: true},
+		{tenant: "team:dogs", host: "www.dogs.example.org"},
+		{host: "www.cats.example.org"},
 	} {
 		if err := d.Allow(c.tenant, c.host); (err == nil) != c.ok {
 			t.Errorf("Allow(%q, %q) = %v, want ok=%v", c.tenant, c.host, err, c.ok)

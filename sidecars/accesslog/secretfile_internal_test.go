@@ -47,7 +47,7 @@ func TestSecretFilesOthersCanReadAreRefused(t *testing.T) {
 		for _, tc := range []struct {
 			mode        os.FileMode
 			ok, warning bool
-		}{{0o600, true, false}, {0o400, true, false}, {0o640, true, true}, {0o644, false, false}, {0o604, false, false}, {0o620, false, false}, {0o666, false, false}} {
+		}{{mode: 0o600, ok: true}, {mode: 0o400, ok: true}, {mode: 0o640, ok: true, warning: true}, {mode: 0o644}, {mode: 0o604}, {mode: 0o620}, {mode: 0o666}} {
 			path := filepath.Join(dir, strings.ReplaceAll(what, " ", "-"))
 			os.Remove(path)
 			if err := os.WriteFile(path, []byte(content+"\n"), 0o600); err != nil {

@@ -31,9 +31,9 @@ func BenchmarkCheckInProcess(b *testing.B) {
 		headers map[string]string
 		rule    string
 	}{
-		{"cached-jwt", authz.Options{}, jwt, "rules[0]"},
-		{"uncached-rs256", authz.Options{TokenCacheSize: -1}, jwt, "rules[0]"},
-		{"api-key-cel", authz.Options{}, map[string]string{"x-api-key": "acme-key"}, "rules[1]"},
+		{name: "cached-jwt", opts: authz.Options{}, headers: jwt, rule: "rules[0]"},
+		{name: "uncached-rs256", opts: authz.Options{TokenCacheSize: -1}, headers: jwt, rule: "rules[0]"},
+		{name: "api-key-cel", opts: authz.Options{}, headers: map[string]string{"x-api-key": "acme-key"}, rule: "rules[1]"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			e, err := authz.NewEngine(bc.opts)

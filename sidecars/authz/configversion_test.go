@@ -17,11 +17,11 @@ func TestCheckCopiesConfigVersion(t *testing.T) {
 		name, rev, want string
 		headers         map[string]string
 	}{
-		{"allow", "v-3f2a", "v-3f2a", map[string]string{"x-api-key": "acme-key"}},
-		{"deny", "v-3f2a", "v-3f2a", nil},
-		{"no revision", "", "", nil},
-		{"junk revision", "v 1\n", "", nil},
-		{"overlong revision", strings.Repeat("a", 200), "", nil},
+		{name: "allow", rev: "v-3f2a", want: "v-3f2a", headers: map[string]string{"x-api-key": "acme-key"}},
+		{name: "deny", rev: "v-3f2a", want: "v-3f2a"},
+		{name: "no revision"},
+		{name: "junk revision", rev: "v 1\n"},
+		{name: "overlong revision", rev: strings.Repeat("a", 200)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := checkRequest("petstore/read", tc.headers, "")

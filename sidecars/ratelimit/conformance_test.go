@@ -53,23 +53,23 @@ func TestConformanceRejects(t *testing.T) {
 		merge bool
 		want  string
 	}{
-		{[]string{"reject/bad_unit.yaml"}, false, "bad_unit.yaml:5: invalid rate limit unit 'fortnight'"},
-		{[]string{"reject/bad_yaml.yaml"}, false, "bad_yaml.yaml:3: error loading config file: "},
-		{[]string{"reject/duplicate_key.yaml"}, false, "duplicate_key.yaml:6: duplicate descriptor composite key 'conf.k_v'"},
-		{[]string{"reject/empty_domain.yaml"}, false, "empty_domain.yaml:1: config file cannot have empty domain"},
-		{[]string{"reject/empty_key.yaml"}, false, "empty_key.yaml:3: descriptor has empty key"},
-		{[]string{"reject/misspelled_key.yaml"}, false, "misspelled_key.yaml:4: config error, unknown key 'ratelimit'"},
-		{[]string{"reject/misspelled_key2.yaml"}, false, "misspelled_key2.yaml:6: config error, unknown key 'requestsperunit'"},
-		{[]string{"reject/non_map_list.yaml"}, false, "non_map_list.yaml:3: config error, yaml file contains list of type other than map: x"},
-		{[]string{"reject/non_string_key.yaml"}, false, "non_string_key.yaml:1: config error, key is not of type string: 0.25"},
-		{[]string{"reject/replaces_empty.yaml"}, false, "replaces_empty.yaml:3: should not have an empty replaces entry"},
-		{[]string{"reject/replaces_self.yaml"}, false, "replaces_self.yaml:3: replaces should not contain name of same descriptor"},
-		{[]string{"reject/unlimited_with_unit.yaml"}, false, "unlimited_with_unit.yaml:3: should not specify rate limit unit when unlimited"},
+		{files: []string{"reject/bad_unit.yaml"}, want: "bad_unit.yaml:5: invalid rate limit unit 'fortnight'"},
+		{files: []string{"reject/bad_yaml.yaml"}, want: "bad_yaml.yaml:3: error loading config file: "},
+		{files: []string{"reject/duplicate_key.yaml"}, want: "duplicate_key.yaml:6: duplicate descriptor composite key 'conf.k_v'"},
+		{files: []string{"reject/empty_domain.yaml"}, want: "empty_domain.yaml:1: config file cannot have empty domain"},
+		{files: []string{"reject/empty_key.yaml"}, want: "empty_key.yaml:3: descriptor has empty key"},
+		{files: []string{"reject/misspelled_key.yaml"}, want: "misspelled_key.yaml:4: config error, unknown key 'ratelimit'"},
+		{files: []string{"reject/misspelled_key2.yaml"}, want: "misspelled_key2.yaml:6: config error, unknown key 'requestsperunit'"},
+		{files: []string{"reject/non_map_list.yaml"}, want: "non_map_list.yaml:3: config error, yaml file contains list of type other than map: x"},
+		{files: []string{"reject/non_string_key.yaml"}, want: "non_string_key.yaml:1: config error, key is not of type string: 0.25"},
+		{files: []string{"reject/replaces_empty.yaml"}, want: "replaces_empty.yaml:3: should not have an empty replaces entry"},
+		{files: []string{"reject/replaces_self.yaml"}, want: "replaces_self.yaml:3: replaces should not contain name of same descriptor"},
+		{files: []string{"reject/unlimited_with_unit.yaml"}, want: "unlimited_with_unit.yaml:3: should not specify rate limit unit when unlimited"},
 		// Without MERGE_DOMAIN_CONFIG a domain lives in one file.
-		{[]string{"load/merge/a_orders.yaml", "load/merge/b_orders.yaml"}, false, "b_orders.yaml:1: duplicate domain 'merged' in config file"},
+		{files: []string{"load/merge/a_orders.yaml", "load/merge/b_orders.yaml"}, want: "b_orders.yaml:1: duplicate domain 'merged' in config file"},
 		// With it, a composite key two files declare is still refused.
-		{[]string{"load/merge/a_orders.yaml", "load/merge/b_orders.yaml", "load/merge/a_orders.yaml:c_again.yaml"}, true,
-			"c_again.yaml:3: duplicate descriptor composite key 'merged.orders_create'"},
+		{files: []string{"load/merge/a_orders.yaml", "load/merge/b_orders.yaml", "load/merge/a_orders.yaml:c_again.yaml"}, merge: true,
+			want: "c_again.yaml:3: duplicate descriptor composite key 'merged.orders_create'"},
 	}
 	for _, c := range cases {
 		t.Run(filepath.Base(c.files[0]), func(t *testing.T) {

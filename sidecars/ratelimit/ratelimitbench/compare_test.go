@@ -105,12 +105,12 @@ func TestGuard(t *testing.T) {
 		m    measurement
 		want string // "" passes
 	}{
-		{"all decided", ok(0, 0), ""},
-		{"0.1 % exactly", ok(1, 0), ""},
-		{"0.2 % failure mode", ok(2, 0), "2 of 1000 calls (0.200 %) were not decided by the backend (2 failure-mode answers, 0 errors)"},
-		{"errors count too", ok(1, 1), "2 of 1000 calls (0.200 %) were not decided by the backend (1 failure-mode answers, 1 errors)"},
-		{"nothing", measurement{}, "no call completed"},
-		{"dead process", measurement{res: result{requests: 10}}, "service CPU 0.000 s"},
+		{name: "all decided", m: ok(0, 0)},
+		{name: "0.1 % exactly", m: ok(1, 0)},
+		{name: "0.2 % failure mode", m: ok(2, 0), want: "2 of 1000 calls (0.200 %) were not decided by the backend (2 failure-mode answers, 0 errors)"},
+		{name: "errors count too", m: ok(1, 1), want: "2 of 1000 calls (0.200 %) were not decided by the backend (1 failure-mode answers, 1 errors)"},
+		{name: "nothing", m: measurement{}, want: "no call completed"},
+		{name: "dead process", m: measurement{res: result{requests: 10}}, want: "service CPU 0.000 s"},
 	} {
 		err := guard("gatehouse ratelimit", 2, c.m)
 		switch {
