@@ -50,6 +50,7 @@ var rules = []rule{
 	{pkg: "contract", deny: []string{"..."}, doc: "imports no Gatehouse package"},
 	{pkg: "internal/xdsclient", deny: []string{"..."}, doc: "imports no Gatehouse package"},
 	{pkg: "internal/tlsconfig", deny: []string{"..."}, doc: "imports no other Gatehouse package"},
+	{pkg: "internal/benchproc", deny: []string{"..."}, doc: "imports no other Gatehouse package"},
 	{pkg: "internal/tenancy", deny: []string{"broker/...", "controlplane/...", "spec/..."}, doc: "must not import the broker, the control plane or the spec package"},
 	{pkg: "internal/telemetry", deny: []string{"spec/...", "authn/...", "authz/...", "ratelimit/...", "accesslog/...", "contract/...", "broker/...", "controlplane/...", "sidecars/...", "frontdoor/..."}, doc: "must not import any Gatehouse domain package"},
 	{pkg: "spec", deny: []string{"..."}, doc: "must not import any other Gatehouse package"},

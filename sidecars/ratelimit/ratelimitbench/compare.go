@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gatehouse-edge/gatehouse/internal/benchproc"
 )
 
 // benchConfig is the envoyproxy/ratelimit config both services load: a
@@ -33,65 +35,14 @@ descriptors:
       requests_per_unit: 1000000000
 `
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-}
+// proc is a child process of the run; stop sends SIGTERM and kills it
+// after 5s.
+type proc struct{ *benchproc.Proc }
 
 func (p *proc) stop() {
-	if p == nil || p.cmd == nil || p.cmd.Process == nil {
-		return
+	if p != nil {
+		p.Stop(syscall.SIGTERM, 5*time.Second)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// cpuSeconds is utime+stime of a process from /proc/<pid>/stat.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(string(b))
-}
-
-// parseStatCPU reads utime+stime (fields 14 and 15) of a /proc/<pid>/stat
-// line, in seconds. The command name (field 2) may hold spaces and
-// parentheses, so fields are counted after its last ')'.
-func parseStatCPU(s string) (float64, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 > len(s) {
-		return 0, fmt.Errorf("/proc stat %q: no command name", s)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc stat: %d fields after the command name, want at least 13", len(f))
-	}
-	ut, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("/proc stat utime %q: %w", f[11], err)
-	}
-	st, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("/proc stat stime %q: %w", f[12], err)
-	}
-	return float64(ut+st) / 100, nil // USER_HZ is 100 on Linux
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func start(name, logDir string, env []string, bin string, args ...string) (*proc, error) {
@@ -102,10 +53,11 @@ func start(name, logDir string, env []string, bin string, args ...string) (*proc
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
+	p, err := benchproc.Start(fmt.Sprintf("%s (%s)", name, bin), cmd)
+	if err != nil {
+		return nil, err
 	}
-	return &proc{name: name, cmd: cmd}, nil
+	return &proc{p}, nil
 }
 
 // waitGRPC waits until addr answers a gRPC health check or, for servers
@@ -203,7 +155,7 @@ type redisServer struct {
 // the only way envoyproxy/ratelimit (radix v4) applies
 // REDIS_PIPELINE_WINDOW.
 func startRedis(name, work, bin string, cluster bool) (*redisServer, []string, error) {
-	port, err := freePort()
+	port, err := benchproc.FreePort()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -356,7 +308,7 @@ func runCompare(args []string) error {
 			name: name, redis: r, reference: true,
 			settings: append(slices.Clone(common), "REDIS_URL="+r.addr+" HOST/PORT GRPC_HOST/GRPC_PORT DEBUG_HOST/DEBUG_PORT PROMETHEUS_ADDR: 127.0.0.1, free ports"),
 			start: func(gp, ap, mp int) (*proc, error) {
-				hp, err := freePort()
+				hp, err := benchproc.FreePort()
 				if err != nil {
 					return nil, err
 				}
@@ -513,7 +465,7 @@ func measure(s service, ld load, warm time.Duration, tag string, ri int, script 
 	var m measurement
 	ports := make([]int, 3)
 	for i := range ports {
-		p, err := freePort()
+		p, err := benchproc.FreePort()
 		if err != nil {
 			return m, "", err
 		}
@@ -555,13 +507,13 @@ func measure(s service, ld load, warm time.Duration, tag string, ri int, script 
 		}
 	}
 	m.loadBefore = loadavg()
-	c0, err := cpuSeconds(p.cmd.Process.Pid)
+	c0, err := p.CPU()
 	if err != nil {
 		return m, "", err
 	}
-	var r0, r1 float64
+	var r0, r1 time.Duration
 	if s.redis != nil {
-		if r0, err = cpuSeconds(s.redis.cmd.Process.Pid); err != nil {
+		if r0, err = s.redis.CPU(); err != nil {
 			return m, "", err
 		}
 	}
@@ -571,16 +523,16 @@ func measure(s service, ld load, warm time.Duration, tag string, ri int, script 
 	if err != nil {
 		return m, "", err
 	}
-	c1, err := cpuSeconds(p.cmd.Process.Pid)
+	c1, err := p.CPU()
 	if err != nil {
 		return m, "", fmt.Errorf("reading its CPU after the drive (did it exit?): %w", err)
 	}
 	if s.redis != nil {
-		if r1, err = cpuSeconds(s.redis.cmd.Process.Pid); err != nil {
+		if r1, err = s.redis.CPU(); err != nil {
 			return m, "", fmt.Errorf("reading redis-server's CPU after the drive (did it exit?): %w", err)
 		}
 	}
-	m.svcCPU, m.rCPU = c1-c0, r1-r0
+	m.svcCPU, m.rCPU = (c1 - c0).Seconds(), (r1 - r0).Seconds()
 	if url != "" {
 		after, err := scrapeFlushed(url, s.flushed, wres.requests+m.res.requests, flush)
 		if err != nil {

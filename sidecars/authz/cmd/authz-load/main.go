@@ -44,6 +44,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 	"github.com/gatehouse-edge/gatehouse/contract"
+	"github.com/gatehouse-edge/gatehouse/internal/benchproc"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
@@ -459,7 +460,7 @@ func measure(c config, w *workload, src requestSource, addr string, p *proc, che
 			return result{}, err
 		}
 	}
-	cpu0, err := p.cpu()
+	cpu0, err := p.CPU()
 	if err != nil {
 		return result{}, err
 	}
@@ -467,7 +468,7 @@ func measure(c config, w *workload, src requestSource, addr string, p *proc, che
 	if err != nil {
 		return result{}, err
 	}
-	cpu1, err := p.cpu()
+	cpu1, err := p.CPU()
 	if err != nil {
 		return result{}, err
 	}
@@ -621,54 +622,21 @@ func load(c config, src requestSource, clients []authv3.AuthorizationClient, d t
 	}, nil
 }
 
-// proc is a child server process.
-type proc struct{ cmd *exec.Cmd }
+// proc is a child server process; stop interrupts it and kills it after
+// 10s.
+type proc struct{ *benchproc.Proc }
 
 func start(bin string, args ...string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	return &proc{cmd: cmd}, nil
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// clockTick is USER_HZ, 100 on Linux for every architecture Go supports.
-const clockTick = 100
-
-// cpu is the process's user+system CPU time from /proc/<pid>/stat.
-func (p *proc) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	p, err := benchproc.Start(bin, cmd)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc stat: %q", s)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parsing /proc stat: %q", s)
-	}
-	return time.Duration(ut+st) * time.Second / clockTick, nil
+	return &proc{p}, nil
 }
+
+func (p *proc) stop() { p.Stop(os.Interrupt, 10*time.Second) }
 
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
