@@ -424,7 +424,7 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	// Stored is not the end of the store's work: DuckDB compresses what
 	// it has not checkpointed yet when the sidecar closes it. The CPU
 	// including that shutdown is what the entries cost in the end.
-	s.stop(b)()
+	s.run.Stop()
 	b.ReportMetric(float64((testenv.CPUTime()-cpu0).Milliseconds())/float64(b.N)*1000, "cpu-ms/1k-entries-incl-close")
 	b.ReportMetric(0, "ns/op")
 }

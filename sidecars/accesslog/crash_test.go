@@ -141,7 +141,7 @@ func TestKill9LosesNothingSpooled(t *testing.T) {
 	dir := t.TempDir()
 	// Lay out specs and tokens the same way startSidecar does.
 	pre := startSidecar(t, dir, nil)
-	pre.stop(t)()
+	pre.run.Stop()
 	os.Remove(filepath.Join(dir, "addrs"))
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -31,6 +31,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
@@ -46,9 +47,7 @@ const petSpec = accesslogtest.PetSpec
 
 type sidecar struct {
 	dir, grpcAddr, httpAddr, storePath string
-	cancel                             context.CancelFunc
-	done                               chan error
-	stopped                            bool
+	run                                *testenv.Served
 }
 
 func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config)) *sidecar {
@@ -76,7 +75,7 @@ func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sidecar{dir: dir, grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String(), storePath: filepath.Join(dir, "data", "logs.duckdb"), done: make(chan error, 1)}
+	s := &sidecar{dir: dir, grpcAddr: gl.Addr().String(), httpAddr: hl.Addr().String(), storePath: filepath.Join(dir, "data", "logs.duckdb")}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -88,30 +87,9 @@ func startSidecar(t testing.TB, dir string, mutate func(*accesslogsidecar.Config
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go func() { s.done <- accesslogsidecar.Run(ctx, cfg) }()
-	t.Cleanup(s.stop(t))
+	s.run = testenv.Serve(t, "sidecar Run", 30*time.Second, func(ctx context.Context) error { return accesslogsidecar.Run(ctx, cfg) })
 	waitReady(t, s.httpAddr)
 	return s
-}
-
-func (s *sidecar) stop(t testing.TB) func() {
-	return func() {
-		if s.stopped {
-			return
-		}
-		s.stopped = true
-		s.cancel()
-		select {
-		case err := <-s.done:
-			if err != nil {
-				t.Errorf("sidecar Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("sidecar did not stop within 30s")
-		}
-	}
 }
 
 func waitReady(t testing.TB, addr string) {
@@ -464,7 +442,7 @@ func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 		}
 	}
 
-	s.stop(t)()
+	s.run.Stop()
 
 	// The secret grep: nothing under the data directory and nothing the
 	// API returned holds the secret; the clear-text marker is found, so

@@ -51,7 +51,7 @@ func TestRetentionAndArchiveWiring(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.stop(t)()
+	s.run.Stop()
 
 	s2 := startSidecar(t, dir, func(cfg *accesslogsidecar.Config) {
 		cfg.Retention = 48 * time.Hour

@@ -12,10 +12,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -166,12 +166,7 @@ func startCheckServerFor(t testing.TB, srv authv3.AuthorizationServer) authv3.Au
 
 func dial(t testing.TB, addr string) authv3.AuthorizationClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return authv3.NewAuthorizationClient(conn)
+	return authv3.NewAuthorizationClient(testenv.Dial(t, addr))
 }
 
 func ctxT(t testing.TB) context.Context {

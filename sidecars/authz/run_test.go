@@ -20,41 +20,17 @@ import (
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
-type running struct {
-	grpcAddr, adminAddr string
-	done                chan error
-}
+type running struct{ grpcAddr, adminAddr string }
 
 // startRun runs the sidecar on 127.0.0.1:0 and stops it at cleanup.
 func startRun(t *testing.T, cfg Config) *running {
 	t.Helper()
 	cfg.GRPCAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	r := &running{done: make(chan error, 1)}
-	ready := make(chan struct{})
-	cfg.Ready = func(g, a net.Addr) { r.grpcAddr, r.adminAddr = g.String(), a.String(); close(ready) }
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { r.done <- Run(ctx, cfg) }()
-	select {
-	case <-ready:
-	case err := <-r.done:
-		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("Run did not listen within 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-r.done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not stop within 15s")
-		}
-	})
-	return r
+	ready := make(chan running, 1)
+	cfg.Ready = func(g, a net.Addr) { ready <- running{g.String(), a.String()} }
+	s := testenv.Serve(t, "Run", 15*time.Second, func(ctx context.Context) error { return Run(ctx, cfg) })
+	r := testenv.AwaitReady(t, s, ready, 10*time.Second)
+	return &r
 }
 
 func TestRunSpecDir(t *testing.T) {

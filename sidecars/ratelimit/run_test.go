@@ -44,37 +44,15 @@ func startRun(t *testing.T, cfg Config) *running {
 	}
 	ready := make(chan [2]net.Addr, 1)
 	cfg.Ready = func(g, a net.Addr) { ready <- [2]net.Addr{g, a} }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
-	r := &running{}
-	select {
-	case addrs := <-ready:
-		r.grpcAddr, r.adminAddr = addrs[0].String(), addrs[1].String()
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("Run did not start listening")
-	}
+	s := testenv.Serve(t, "Run", 15*time.Second, func(ctx context.Context) error { return Run(ctx, cfg) })
+	addrs := testenv.AwaitReady(t, s, ready, 10*time.Second)
+	r := &running{grpcAddr: addrs[0].String(), adminAddr: addrs[1].String()}
 	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.conn, r.client = conn, rlsv3.NewRateLimitServiceClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not stop")
-		}
-	})
+	t.Cleanup(func() { conn.Close() })
 	return r
 }
 

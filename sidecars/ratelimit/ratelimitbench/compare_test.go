@@ -197,34 +197,16 @@ func TestGatehouseMetricsRealSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready := make(chan [2]net.Addr, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- ratelimitsidecar.Run(ctx, ratelimitsidecar.Config{
-			GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ConfigDir: dir,
-			Backend: "redis", RedisURL: "redis://" + redis.Addr,
-			// A loaded test machine (-race, parallel builds) can miss the
-			// 50 ms default; this test is about counting, not the budget.
-			RedisTimeout: 5 * time.Second,
-			Ready:        func(g, a net.Addr) { ready <- [2]net.Addr{g, a} },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("sidecar did not stop")
-		}
-	})
-	var addrs [2]net.Addr
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("sidecar did not listen")
+	cfg := ratelimitsidecar.Config{
+		GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", ConfigDir: dir,
+		Backend: "redis", RedisURL: "redis://" + redis.Addr,
+		// A loaded test machine (-race, parallel builds) can miss the
+		// 50 ms default; this test is about counting, not the budget.
+		RedisTimeout: 5 * time.Second,
+		Ready:        func(g, a net.Addr) { ready <- [2]net.Addr{g, a} },
 	}
+	s := testenv.Serve(t, "sidecar", 15*time.Second, func(ctx context.Context) error { return ratelimitsidecar.Run(ctx, cfg) })
+	addrs := testenv.AwaitReady(t, s, ready, 15*time.Second)
 	url := "http://" + addrs[1].String() + "/metrics"
 	ld := load{addr: addrs[0].String(), concurrency: 4, conns: 1, keys: 50, duration: 10 * time.Second,
 		maxRequests: 200, domain: "bench", descKey: "user"}

@@ -8,21 +8,28 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 )
 
 func client(t *testing.T, addr string) authv3.AuthorizationClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return authv3.NewAuthorizationClient(conn)
+	return authv3.NewAuthorizationClient(testenv.Dial(t, addr))
+}
+
+type addrs struct{ grpc, admin string }
+
+// startSidecar runs the authz sidecar on dir's specs (no polling) on
+// 127.0.0.1:0; it stops at s.Stop or cleanup.
+func startSidecar(t *testing.T, dir string) (*testenv.Served, addrs) {
+	t.Helper()
+	ready := make(chan addrs, 1)
+	cfg := authzsidecar.Config{SpecDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		SpecPoll: -1, Ready: func(g, a net.Addr) { ready <- addrs{g.String(), a.String()} }}
+	s := testenv.Serve(t, "sidecar", 15*time.Second, func(ctx context.Context) error { return authzsidecar.Run(ctx, cfg) })
+	return s, testenv.AwaitReady(t, s, ready, 10*time.Second)
 }
 
 // The load generator's workload is answered as it expects by the real
@@ -35,20 +42,8 @@ func TestLoadAgainstTheSidecarAndTheFloor(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addrs := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- authzsidecar.Run(ctx, authzsidecar.Config{SpecDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			SpecPoll: -1, Ready: func(g, _ net.Addr) { addrs <- g.String() }})
-	}()
-	var sidecar string
-	select {
-	case sidecar = <-addrs:
-	case err := <-done:
-		t.Fatalf("sidecar: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar did not start")
-	}
+	s, a := startSidecar(t, dir)
+	sidecar := a.grpc
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,10 +68,8 @@ func TestLoadAgainstTheSidecarAndTheFloor(t *testing.T) {
 	if err != nil || res.allowed != res.requests {
 		t.Fatalf("floor: %+v %v", res, err)
 	}
+	s.Stop()
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 	<-noopDone
 }
 
@@ -91,23 +84,7 @@ func TestFreshTokensAreNewToTheSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type addrs struct{ grpc, admin string }
-	ready := make(chan addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- authzsidecar.Run(ctx, authzsidecar.Config{SpecDir: dir, GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			SpecPoll: -1, Ready: func(g, a net.Addr) { ready <- addrs{g.String(), a.String()} }})
-	}()
-	var a addrs
-	select {
-	case a = <-ready:
-	case err := <-done:
-		t.Fatalf("sidecar: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("sidecar did not start")
-	}
+	s, a := startSidecar(t, dir)
 	cl := []authv3.AuthorizationClient{client(t, a.grpc)}
 	scrape := func() cacheLookups {
 		t.Helper()
@@ -171,10 +148,7 @@ func TestFreshTokensAreNewToTheSidecar(t *testing.T) {
 	if res, err := load(c, pools[0], cl, 5*time.Second, true); err == nil || res.requests != 0 {
 		t.Fatalf("used-up pool: %+v, %v; want no request", res, err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.Stop()
 }
 
 func TestCombineTakesMedians(t *testing.T) {
