@@ -189,14 +189,7 @@ func (s *alsServer) convertRaw(dec *accesslog.WireDecoder, b []byte, node, group
 			if err != nil {
 				return recs, 0, err
 			}
-			if s.outcomes != nil {
-				s.outcomes.Add(&r)
-			}
-			if !p.Keep(&r) {
-				sampled++
-				continue
-			}
-			recs = append(recs, r)
+			recs, sampled = s.keep(p, &r, recs, sampled)
 		}
 	}
 	return recs, sampled, nil
@@ -232,14 +225,7 @@ func (s *alsServer) convert(msg *accesslogv3.StreamAccessLogsMessage, node, grou
 	if h := msg.GetHttpLogs(); h != nil {
 		for _, e := range h.GetLogEntry() {
 			r := p.FromHTTP(*node, *group, e)
-			if s.outcomes != nil {
-				s.outcomes.Add(&r)
-			}
-			if !p.Keep(&r) {
-				sampled++
-				continue
-			}
-			recs = append(recs, r)
+			recs, sampled = s.keep(p, &r, recs, sampled)
 		}
 	}
 	if t := msg.GetTcpLogs(); t != nil {
@@ -248,6 +234,18 @@ func (s *alsServer) convert(msg *accesslogv3.StreamAccessLogsMessage, node, grou
 		}
 	}
 	return recs, sampled
+}
+
+// keep counts the outcome of HTTP entry r and appends it to recs, unless
+// p samples it out: then sampled grows by one instead.
+func (s *alsServer) keep(p *accesslog.Redactor, r *accesslog.Record, recs []accesslog.Record, sampled int) ([]accesslog.Record, int) {
+	if s.outcomes != nil {
+		s.outcomes.Add(r)
+	}
+	if !p.Keep(r) {
+		return recs, sampled + 1
+	}
+	return append(recs, *r), sampled
 }
 
 func (s *alsServer) add(recs []accesslog.Record, sampled int) {
