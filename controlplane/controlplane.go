@@ -9,6 +9,11 @@
 // `gatehouse controlplane` calls Run; `gatehouse dev` builds one with New,
 // registers its ADS service and debug handlers on servers it owns, and
 // calls (*ControlPlane).Run.
+//
+// No package of the control plane (this one and those below it) may
+// import the sidecars, dev, cmd/, frontdoor or the broker's api and worker
+// packages: it reaches the broker only through the route store
+// (controlplane/source).
 package controlplane
 
 import (

@@ -2,7 +2,9 @@
 // (`gatehouse dev`): every role on embedded stores under one data
 // directory, plus two demo helpers that exist only here — an identity
 // provider serving the JWKS the example petstore spec trusts, and an echo
-// upstream. Nothing in the production roles imports this package.
+// upstream. Nothing in the production roles imports this package: the
+// broker, the control plane, the sidecars and frontdoor must not import
+// dev. Like cmd/, it must not import the test-support packages.
 package dev
 
 import (

@@ -1,7 +1,8 @@
 // Package authntest makes real credentials for tests and load generators:
 // RSA/EC signing keys, JWKS documents, signed compact JWTs (and deliberately
 // broken ones), and a real JWKS HTTP server on loopback that counts its
-// fetches. It must not be imported by production code paths.
+// fetches. It must not be imported by production code paths, and imports
+// no Gatehouse package.
 package authntest
 
 import (

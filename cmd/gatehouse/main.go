@@ -1,6 +1,10 @@
 // Command gatehouse is the one Gatehouse binary: one subcommand per role.
 // Each subcommand parses flags (with GATEHOUSE_<SUBCOMMAND>_<FLAG>
 // environment twins) and calls a component's Run; no logic lives here.
+// It must not import the test-support packages (internal/testenv,
+// internal/browsertest, authn/authntest, accesslog/accesslogtest,
+// broker/store/storetest, broker/queue/queuetest, the route53fake and
+// cloudfrontfake doubles).
 package main
 
 import (

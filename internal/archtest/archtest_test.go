@@ -42,15 +42,25 @@ var (
 	roles      = []string{"broker/...", "controlplane/...", "sidecars/...", "dev/...", "cmd/...", "frontdoor/..."}
 	brokerDeps = []string{"broker/api/...", "broker/queue/...", "broker/worker/..."} // api, queue, worker
 	libraries  = []string{"authn", "authz", "ratelimit", "accesslog", "spec"}
+	// testSupport are the packages only tests (and load generators) import.
+	testSupport = []string{"internal/testenv", "internal/browsertest", "authn/authntest", "accesslog/accesslogtest", "broker/store/storetest", "broker/queue/queuetest", "broker/dns/route53fake", "broker/cdn/cloudfrontfake"}
 )
 
 // rules are the written rules of the package docs, one row each, then the
-// library rule.
+// library rule and dev's rule on the production roles.
 var rules = []rule{
 	{pkg: "contract", deny: []string{"..."}, doc: "imports no Gatehouse package"},
 	{pkg: "internal/xdsclient", deny: []string{"..."}, doc: "imports no Gatehouse package"},
 	{pkg: "internal/tlsconfig", deny: []string{"..."}, doc: "imports no other Gatehouse package"},
 	{pkg: "internal/benchproc", deny: []string{"..."}, doc: "imports no other Gatehouse package"},
+	{pkg: "internal/archtest", deny: []string{"..."}, doc: "It imports nothing"},
+	{pkg: "internal/browsertest", deny: []string{"..."}, doc: "imports no Gatehouse package"},
+	{pkg: "internal/sidecar", deny: []string{"controlplane/...", "cmd/...", "sidecars/...", "authn/...", "authz/...", "ratelimit/...", "accesslog/..."}, doc: "must not import the control plane, cmd/ or any sidecar, nor the policy libraries (authn, authz, ratelimit, accesslog)"},
+	{pkg: "internal/specdir", deny: []string{"controlplane/...", "sidecars/...", "cmd/..."}, doc: "must not import the control plane, the sidecars or cmd/"},
+	{pkg: "internal/testenv", deny: roles, doc: "must not import a role package (broker, controlplane, sidecars, dev, cmd, frontdoor)"},
+	{pkg: "authn/authntest", deny: []string{"..."}, doc: "imports no Gatehouse package"},
+	{pkg: "cmd/...", deny: testSupport, doc: "must not import the test-support packages"},
+	{pkg: "dev", deny: testSupport, doc: "Like cmd/, it must not import the test-support packages"},
 	{pkg: "internal/tenancy", deny: []string{"broker/...", "controlplane/...", "spec/..."}, doc: "must not import the broker, the control plane or the spec package"},
 	{pkg: "internal/telemetry", deny: []string{"spec/...", "authn/...", "authz/...", "ratelimit/...", "accesslog/...", "contract/...", "broker/...", "controlplane/...", "sidecars/...", "frontdoor/..."}, doc: "must not import any Gatehouse domain package"},
 	{pkg: "spec", deny: []string{"..."}, doc: "must not import any other Gatehouse package"},
@@ -87,6 +97,8 @@ var rules = []rule{
 	{pkg: "broker/store/sqlitestore", deny: brokerDeps, doc: "must not import the broker's api, queue or worker packages"},
 	{pkg: "broker/store/storetest", deny: []string{"broker/store/sqlitestore", "broker/store/dynamostore", "broker/backend"}, doc: "must not import any backend"},
 	{pkg: "broker/worker", deny: []string{"broker/api/...", "controlplane/..."}, doc: "must not import the api package or the control plane"},
+	{pkg: "controlplane/...", deny: []string{"sidecars/...", "dev/...", "cmd/...", "frontdoor/...", "broker/api/...", "broker/worker/..."}, doc: "No package of the control plane ... may import the sidecars, dev, cmd/, frontdoor or the broker's api and worker packages"},
+	{pkg: "controlplane/internal/benchspec", deny: []string{"controlplane/compile", "controlplane/envoy", "controlplane/snapshot", "controlplane/xds"}, doc: "must not import the compile, envoy, snapshot or xds packages"},
 	{pkg: "controlplane/compile", deny: []string{"controlplane/snapshot", "controlplane/xds", "sidecars/..."}, doc: "must not import snapshot, xds or the sidecars"},
 	{pkg: "controlplane/envoy", deny: []string{"controlplane/compile", "controlplane/snapshot", "controlplane/xds", "sidecars/..."}, doc: "must not import compile, snapshot, xds or any sidecar package"},
 	{pkg: "controlplane/explain", deny: []string{"controlplane/xds", "controlplane/snapshot", "sidecars/..."}, doc: "must not import xds, snapshot or the sidecars"},
@@ -103,6 +115,9 @@ var rules = []rule{
 func init() {
 	for _, l := range libraries {
 		rules = append(rules, rule{pkg: l + "/...", deny: roles, doc: "libraries import no role package (broker, controlplane, sidecars, dev, cmd, frontdoor)"})
+	}
+	for _, r := range []string{"broker/...", "controlplane/...", "sidecars/...", "frontdoor/..."} {
+		rules = append(rules, rule{pkg: r, deny: []string{"dev/..."}, doc: "the broker, the control plane, the sidecars and frontdoor must not import dev"})
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package browsertest starts headless Chromium for the tests that drive
-// Gatehouse's web pages (the access-log explorer) with chromedp.
+// Gatehouse's web pages (the access-log explorer) with chromedp. It is
+// imported by tests only and imports no Gatehouse package.
 package browsertest
 
 import (

@@ -12,7 +12,8 @@
 // dot-file). Keeping the last good configuration when a reload fails is
 // the caller's job: a Watcher only says when to reload.
 //
-// It imports spec and nothing of the roles (controlplane, sidecars, cmd).
+// It imports spec; it must not import the control plane, the sidecars or
+// cmd/.
 package specdir
 
 import (

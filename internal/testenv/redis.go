@@ -1,8 +1,9 @@
 // Package testenv starts real servers for tests (redis-server, ClickHouse,
 // dynalite, goaws, s3rver, an ADS server) on free loopback ports and stops
 // them when the test ends, and holds the small helpers several packages'
-// tests share. It is imported by
-// tests only.
+// tests share. It is imported by tests only, and must not import a role
+// package (broker, controlplane, sidecars, dev, cmd, frontdoor): the
+// tests of those packages import it.
 package testenv
 
 import (

@@ -3,7 +3,8 @@
 // upstreams (static with EDS, DNS with TLS), JWT and API-key identity and
 // three routes (enforced with rules and two limits, a regex route with a
 // header match and a token bucket, a public health route). It is only for
-// benchmarks and tests.
+// benchmarks and tests. It sits below the compiler it feeds: it must not
+// import the compile, envoy, snapshot or xds packages.
 package benchspec
 
 import (
