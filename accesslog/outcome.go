@@ -38,9 +38,9 @@ type Outcome struct {
 }
 
 // Outcomes aggregates records per OutcomeKey between two Takes, for the
-// rollout gate. It keeps at most MaxKeys keys; records of further keys
-// are counted as dropped. Safe for concurrent use; Add takes one short
-// lock and never blocks on I/O.
+// rollout gate. It keeps at most the maxKeys keys NewOutcomes was given;
+// records of further keys are counted as dropped. Safe for concurrent
+// use; Add takes one short lock and never blocks on I/O.
 type Outcomes struct {
 	mu      sync.Mutex
 	max     int

@@ -78,15 +78,16 @@ type Config struct {
 	// each node's group bound to its certificate.
 	TLS tlsconfig.Server
 	// TLSHandshakes, when positive, is how many TLS handshakes the xDS
-	// port runs at once (Run; default: unbounded); each waits at most
-	// TLSHandshakeTimeout for its turn. Every handshake must finish
-	// within TLSHandshakeTimeout (default DefaultTLSHandshakeTimeout)
-	// instead of gRPC's 120 s.
+	// port runs at once (Serve, which Run calls; default: unbounded); each
+	// waits at most TLSHandshakeTimeout for its turn. Every handshake must
+	// finish within TLSHandshakeTimeout (default
+	// DefaultTLSHandshakeTimeout) instead of gRPC's 120 s.
 	TLSHandshakes       int
 	TLSHandshakeTimeout time.Duration
 	// ReleaseAfter: once no node has connected and no rebuild has run for
-	// this long after one did, Run returns the free heap to the OS
-	// (release.go; default DefaultReleaseAfter, negative: never).
+	// this long after one did, Serve (and so Run, not (*ControlPlane).Run)
+	// returns the free heap to the OS (release.go; default
+	// DefaultReleaseAfter, negative: never).
 	ReleaseAfter time.Duration
 	// NodeGroups, when set, are exactly the node groups served.
 	NodeGroups []string

@@ -33,7 +33,8 @@ type Server struct {
 func NewServer(d Decider) *Server { return &Server{d: d} }
 
 // Check answers one ext_authz request. A denial is a CheckResponse, never
-// a gRPC error.
+// a gRPC error. RegisterServer's handler calls it only when the server has
+// an interceptor; otherwise it decodes and answers on the wire (wire.go).
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	d := s.d.Decide(ctx, RequestFrom(req))
 	return fullResponse(&d, requestVersion(req)), nil
