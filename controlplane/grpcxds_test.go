@@ -16,7 +16,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	gatehousespec "github.com/gatehouse-edge/gatehouse/spec"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // TestGRPCGoXDSClientNACK uses grpc-go's own xDS client (the xds:///
@@ -86,9 +86,9 @@ func TestGRPCGoXDSClientConsumesClustersAndEndpoints(t *testing.T) {
 	go us.Serve(upstream)
 	defer us.Stop()
 
-	spec := strings.Replace(specYAML("greeter", "greeter.example.com", upstream.Addr().String()), "      rateLimits:\n        - {name: per-ip, by: [client.ip], limit: 10/second}\n", "", 1)
-	allow := gatehousespec.MustParseUpstreamAllow(upstream.Addr().String()) // the test's upstream is on loopback
-	h := startControlPlane(t, controlplane.Config{Compile: compile.Options{ProxylessGroups: []string{"grpc-clients"}, UpstreamAllow: allow}}, map[string]string{"greeter.yaml": spec})
+	greeter := strings.Replace(specYAML("greeter", "greeter.example.com", upstream.Addr().String()), "      rateLimits:\n        - {name: per-ip, by: [client.ip], limit: 10/second}\n", "", 1)
+	allow := spec.MustParseUpstreamAllow(upstream.Addr().String()) // the test's upstream is on loopback
+	h := startControlPlane(t, controlplane.Config{Compile: compile.Options{ProxylessGroups: []string{"grpc-clients"}, UpstreamAllow: allow}}, map[string]string{"greeter.yaml": greeter})
 	bootstrap := `{
 		"xds_servers": [{"server_uri": "` + h.addr + `", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
 		"node": {"id": "grpc-go-2", "cluster": "grpc-clients"}

@@ -31,7 +31,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 	"github.com/gatehouse-edge/gatehouse/sidecars/authz"
 	"github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
 	"github.com/gatehouse-edge/gatehouse/spec"

@@ -12,7 +12,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 func newAccesslogCmd() *cobra.Command {

@@ -22,7 +22,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/client"
 	"github.com/gatehouse-edge/gatehouse/contract"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 // logsFlags are the connection and filter flags shared by the logs

@@ -22,7 +22,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 // TestLogsCLI drives `gatehouse logs query|stats|export|verify` against a

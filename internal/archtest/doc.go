@@ -7,5 +7,7 @@
 // test tables keyed: a row of three or more fields in a table of an
 // anonymous struct (slice, array or map value) is written field: value,
 // so its zero values can be left out; two-field rows may stay positional.
+// TestNoImportAliases keeps one name per Gatehouse package: no import of
+// one carries another name (a blank import may).
 // It imports nothing.
 package archtest

@@ -28,7 +28,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 // loadgen is the separate process of BenchmarkIngestGRPC: it encodes n

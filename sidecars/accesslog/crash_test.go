@@ -19,7 +19,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog"
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 // TestMain lets the test binary act as a sidecar process for the crash

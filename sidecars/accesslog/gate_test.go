@@ -20,7 +20,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
 	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 // sendAs streams entries to the sidecar as an Envoy of the given node

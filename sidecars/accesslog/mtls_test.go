@@ -17,7 +17,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/internal/tlsconfig"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 // TestALSMutualTLSAndHTTPSQueryAPI: with TLS the ALS port takes streams

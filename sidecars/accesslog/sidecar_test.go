@@ -32,7 +32,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/api"
 	"github.com/gatehouse-edge/gatehouse/accesslog/duckstore"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 const (

@@ -16,7 +16,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 )
 
 func httpEntries(es []accesslogtest.Entry) []*alv3.HTTPAccessLogEntry {

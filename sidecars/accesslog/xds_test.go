@@ -16,7 +16,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/accesslog/accesslogtest"
 	"github.com/gatehouse-edge/gatehouse/contract"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	accesslogsidecar "github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
+	"github.com/gatehouse-edge/gatehouse/sidecars/accesslog"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 

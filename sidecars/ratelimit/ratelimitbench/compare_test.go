@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
-	ratelimitsidecar "github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
+	"github.com/gatehouse-edge/gatehouse/sidecars/ratelimit"
 )
 
 func TestMedian(t *testing.T) {
