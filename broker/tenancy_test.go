@@ -32,7 +32,7 @@ func cfBody(org, space string, params any) map[string]any {
 	return b
 }
 
-// TestTenantHosts drives issue 12 point 1 and point 7 (provision) over
+// TestTenantHosts drives the tenant host rules at provision over
 // HTTP against the broker and a worker, on SQLite and on DynamoDB
 // (dynalite) + SQS (goaws): a host belongs to one tenant, hostile names
 // are refused with their field path, the operator's domain allow-list
@@ -197,7 +197,7 @@ func tlsRoute(name, cert string, hosts ...string) map[string]any {
 	return r
 }
 
-// TestCertificateOwnership drives issue 12 point 3 over HTTP on SQLite
+// TestCertificateOwnership drives certificate ownership over HTTP on SQLite
 // and on DynamoDB + SQS: the broker refuses (400, spec.tls.certificate) a
 // spec naming a certificate whose SANs do not cover all of its hosts, or
 // one the operator bound to other tenants; a broker that does not know the

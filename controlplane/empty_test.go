@@ -12,7 +12,7 @@ import (
 // TestDeliberateEmptyStorePublishes: on the broker's store, a glitch (the
 // only spec's new revision does not parse) never replaces the good
 // config, while deleting every spec on purpose (tombstones) publishes the
-// empty configuration and confirms the deletion (issue 12 point 7).
+// empty configuration and confirms the deletion.
 func TestDeliberateEmptyStorePublishes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -66,7 +66,7 @@ func tlsSpec(name, cert string, hosts ...string) json.RawMessage {
 
 // TestSplitDeploymentTLS runs `gatehouse broker`, `gatehouse worker` and
 // `gatehouse controlplane` as separate roles on one store, SQLite and
-// DynamoDB (dynalite), (issue 12 points 3, 5 and 7): a TLS spec
+// DynamoDB (dynalite): a TLS spec
 // provisioned over HTTP goes live (the worker compiles with the control
 // plane's --cert-dir), a spec naming a certificate that does not cover its
 // hosts is refused with 400, and deprovisioning the last spec completes

@@ -80,8 +80,8 @@ func fastWhen(i, salt int) string {
 // callsWhen is the `when` of calls bench spec i: the common calls on
 // string fields (startsWith, size, has, matches; the first is
 // ROUTE_SPEC.md's own example's shape), which spec.CELChecker decides
-// without cel-go since s7-compilecpu4 (they were the celgo bench's
-// expressions before). TestBenchCallsWhenVerdicts holds that, and what
+// without cel-go since its fourth pass (docs/PERFORMANCE.md, "Issue 15,
+// point 4, fourth pass"; they were the celgo bench's expressions before). TestBenchCallsWhenVerdicts holds that, and what
 // each decides.
 func callsWhen(i, salt int) string {
 	tag := "g" + benchTag(i, salt)
@@ -157,8 +157,8 @@ func benchRevisionCELGo(n, salt int) source.Revision {
 
 // benchRevisionCalls is benchRevision(n, -1, 0, salt) with callsWhen's
 // expressions: every `when` calls a function or macro the fast verdict
-// decides. (The specs and revision id of the celgo bench before
-// s7-compilecpu4, so the digest taken then still holds them.)
+// decides. (The specs and revision id of the celgo bench before that
+// fourth pass, so the digest taken then still holds them.)
 func benchRevisionCalls(n, salt int) source.Revision {
 	specs := make([]source.Spec, n)
 	for i := range specs {

@@ -31,13 +31,14 @@ const (
 	benchDigestScoped = "e3c2632bf32c786cf8372e16141ae5e42d62fa5f23b51061f8056aaa3873dfcd"
 	// 200 calls bench specs (benchRevisionCalls(200, 0): every `when`
 	// calls startsWith, size, has or matches), one Compile; taken when
-	// these were the celgo bench's specs (s6-compilecpu2, before the regex
-	// and sidecar-payload changes, and before the fast verdict took them).
+	// these were the celgo bench's specs (the compile CPU's second pass in
+	// docs/PERFORMANCE.md, before the regex and sidecar-payload changes,
+	// and before the fast verdict took them).
 	benchDigestCalls = "d70336aeed5599879010d598a8e5ea2959c69f42b817f690650f09a97cc13317"
 	// 200 celgo bench specs (benchRevisionCELGo(200, 0): every `when`
-	// takes cel-go's path), one Compile; taken when s7-compilecpu4 gave
-	// that bench expressions outside the widened fast verdict (the
-	// compiler unchanged but for that verdict).
+	// takes cel-go's path), one Compile; taken when the fourth pass (in
+	// docs/PERFORMANCE.md) gave that bench expressions outside the widened
+	// fast verdict (the compiler unchanged but for that verdict).
 	benchDigestCELGo = "b1769c5dec89365f94db41e0a83accfc18d0ac88706a3a11c579feac5c978c14"
 )
 

@@ -370,7 +370,7 @@ func printSummary(w io.Writer, cfg Config, reps []*Report) {
 	}
 	fmt.Fprintf(w, "CP RSS KiB/node: RSS with the fleet idle minus before the fleet, per node; KiB/added node: minus RSS with the first half of the fleet idle, per node of the second half (what one more node costs)\n")
 	fmt.Fprintf(w, "routes: scoped = exact hosts, every group served scoped routes (one route table per spec); table = a wildcard host per spec, one route table per group\n")
-	fmt.Fprintf(w, "targets (issue 15): p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node; a change sends about one spec's routes per node\n")
+	fmt.Fprintf(w, "targets: p99 < 1 s for SotW and delta with 1,000 specs; < 50 KiB RSS per connected node; a change sends about one spec's routes per node\n")
 }
 
 func writeSpecs(dir string, cfg Config) error {

@@ -88,8 +88,11 @@ func TestCheckAllowOverGRPC(t *testing.T) {
 
 func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
 
-// TestCheckSecurity runs the attacks of issue 4 point 8 end to end over
-// gRPC: each must be denied with the right status and reason.
+// TestCheckSecurity runs the known attacks on token and credential
+// checking (unsigned and key-confused tokens, keys from elsewhere, expiry,
+// audience and issuer, size, JWE, weak keys, unknown keys and principals,
+// unknown routes) end to end over gRPC: each must be denied with the
+// right status and reason.
 func TestCheckSecurity(t *testing.T) {
 	k := key()
 	weak := authntest.NewRSA("weak", 1024)
