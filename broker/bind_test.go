@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/broker/api"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func bindBody(labels map[string]string) map[string]any {
@@ -100,7 +101,7 @@ func TestAsyncBindHandsTheKeyOverOnceFromGET(t *testing.T) {
 	for _, be := range allBackends(t) {
 		t.Run(be.name, func(t *testing.T) {
 			st, q := be.open(t, 2*time.Second)
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			p := newPipeline(t, pipelineOpts{store: st, queue: q, bindWait: 50 * time.Millisecond, logs: &logs})
 			ctx := context.Background()
 			p.provision(t, "as", edgeRoute("asyncbind"))

@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/queue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // TestOSBConformance drives the OSB v2.17 API over HTTP on 127.0.0.1 with
@@ -30,7 +31,7 @@ func TestOSBConformance(t *testing.T) {
 }
 
 func osbConformance(t *testing.T, st store.Store, q queue.Queue) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	p := newPipeline(t, pipelineOpts{logs: &logs, store: st, queue: q})
 	ctx := context.Background()
 	var issuedKeys []string

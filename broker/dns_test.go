@@ -1,11 +1,9 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,30 +13,14 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/api"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/dns/route53fake"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDNSStepDryRun runs the optional DNS step in dry-run mode through the
 // pipeline: provision would create a record per host, an update would
 // delete the records of hosts it drops, deprovision the rest.
 func TestDNSStepDryRun(t *testing.T) {
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	p := newPipeline(t, pipelineOpts{dns: dns.DryRun{Log: slog.New(slog.NewTextHandler(&buf, nil))}})
 	p.provision(t, "d1", edgeRoute("dnsdemo", "a.dns.example.com", "b.dns.example.com"))
 	if out := buf.String(); !containsAll(out, "would create", "name=a.dns.example.com type=CNAME value=edge.example.net", "name=b.dns.example.com", "marker=_gatehouse.a.dns.example.com", "gatehouse/instance=d1") {

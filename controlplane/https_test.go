@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/internal/telemetry"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 const sdsType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
@@ -70,25 +70,6 @@ func writeCert(t *testing.T, dir, name, host string) (certPEM, keyPEM []byte) {
 	return certPEM, keyPEM
 }
 
-// lockedBuffer is a log sink the control plane's goroutines and the test
-// share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func withTLS(body, cert string) string {
 	return strings.Replace(body, "spec:\n", "spec:\n  tls: {certificate: "+cert+"}\n", 1)
 }
@@ -101,7 +82,7 @@ func withTLS(body, cert string) string {
 func TestHTTPSListenerAndSecretOverADS(t *testing.T) {
 	certDir := t.TempDir()
 	certPEM, keyPEM := writeCert(t, certDir, "shop-cert", "shop.example.com")
-	var logs lockedBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := controlplane.Config{Log: log}
 	cfg.Compile.CertDir = certDir

@@ -1,34 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDevEveryAddressMoves: `gatehouse dev` takes every address it
 // listens on from a flag (or its GATEHOUSE_DEV_* twin), so it starts with
@@ -91,7 +72,7 @@ func checkBannerBootstrap(t *testing.T, banner string) {
 	if cmdline == "" || !strings.Contains(cmdline, "--xds-cert-file") {
 		t.Fatalf("banner has no bootstrap line with --xds-cert-file:\n%s", banner)
 	}
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	root := newRootCmd()
 	root.SetArgs(strings.Fields(cmdline)[1:])
 	root.SetOut(&out)
@@ -106,9 +87,9 @@ func checkBannerBootstrap(t *testing.T, banner string) {
 
 // startDevCmd runs `gatehouse <args>` (a dev suite) until the test ends
 // and returns its output once the banner is printed.
-func startDevCmd(t *testing.T, args []string) *syncBuffer {
+func startDevCmd(t *testing.T, args []string) *testenv.SyncBuffer {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(&out)

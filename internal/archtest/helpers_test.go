@@ -11,17 +11,18 @@ import (
 )
 
 // testHelpers are the small test helpers internal/testenv has one version
-// of (lower-cased name → the testenv function to call instead).
+// of (lower-cased name → the testenv function or type to use instead).
 var testHelpers = map[string]string{
 	"waitfor":      "testenv.WaitFor",
 	"httpget":      "testenv.HTTPGet",
 	"cputime":      "testenv.CPUTime",
 	"countervalue": "testenv.CounterValue",
+	"syncbuffer":   "testenv.SyncBuffer",
 }
 
 // TestTestHelpersDefinedOnce fails when a package outside internal/testenv
-// declares its own copy of one of testHelpers (a top-level function of
-// that name, in any file, tests included).
+// declares its own copy of one of testHelpers (a top-level function or
+// type of that name, in any file, tests included).
 func TestTestHelpersDefinedOnce(t *testing.T) {
 	root, _ := moduleRoot(t)
 	var found []string
@@ -29,15 +30,24 @@ func TestTestHelpersDefinedOnce(t *testing.T) {
 		if dir == "internal/testenv" {
 			return nil
 		}
-		for _, decl := range f.Decls {
-			fn, ok := decl.(*ast.FuncDecl)
-			if !ok || fn.Recv != nil {
-				continue
+		report := func(kind string, name *ast.Ident) {
+			if use, ok := testHelpers[strings.ToLower(name.Name)]; ok {
+				relFile, _ := filepath.Rel(root, fset.Position(name.Pos()).Filename)
+				found = append(found, relFile+": "+kind+" "+name.Name+" is a copy; use "+use)
 			}
-			if use, ok := testHelpers[strings.ToLower(fn.Name.Name)]; ok {
-				pos := fset.Position(fn.Pos())
-				relFile, _ := filepath.Rel(root, pos.Filename)
-				found = append(found, relFile+": func "+fn.Name.Name+" is a copy; use "+use)
+		}
+		for _, decl := range f.Decls {
+			switch d := decl.(type) {
+			case *ast.FuncDecl:
+				if d.Recv == nil {
+					report("func", d.Name)
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					if ts, ok := spec.(*ast.TypeSpec); ok {
+						report("type", ts.Name)
+					}
+				}
 			}
 		}
 		return nil

@@ -1,8 +1,11 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,5 +74,18 @@ func TestWrapExtensionsWrapsEach(t *testing.T) {
 		if got := res[i].(interface{ GetName() string }).GetName(); got != want {
 			t.Errorf("resource %d: name %q, want %q", i, got, want)
 		}
+	}
+}
+
+func TestSyncBufferTakesConcurrentWrites(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); fmt.Fprintf(&b, "line %d\n", i) }()
+	}
+	wg.Wait()
+	if n := strings.Count(b.String(), "\n"); n != 8 {
+		t.Fatalf("%d lines, want 8:\n%s", n, b.String())
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -179,24 +178,6 @@ func secretEntries(n int, start time.Time) ([]accesslogtest.Entry, []*alv3.HTTPA
 	return es, out
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type apiClient struct {
 	t    *testing.T
 	base string
@@ -237,7 +218,7 @@ func (c apiClient) logs(q url.Values) api.LogsResponse {
 
 func TestIngestRedactQueryExportVerifyAndSecretGrep(t *testing.T) {
 	dir := t.TempDir()
-	logBuf := &syncBuffer{}
+	logBuf := &testenv.SyncBuffer{}
 	s := startSidecar(t, dir, func(c *accesslogsidecar.Config) {
 		c.Log = slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
