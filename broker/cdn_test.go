@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/cdn/cloudfrontfake"
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/dns/route53fake"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func cdnProvisionBody(params any) map[string]any {
@@ -38,8 +39,8 @@ func TestCDNPlanOwnsItsDistribution(t *testing.T) {
 			cf := cloudfrontfake.Start(t)
 			theirs := cf.Put("somebody-else", "shop.cdn.example.com")
 			z := route53fake.Start(t, "ZCDN")
-			cfc := cloudfront.New(cloudfront.Options{Region: "us-east-1", BaseEndpoint: aws.String(cf.URL), Credentials: staticCreds(), RetryMaxAttempts: 1})
-			r53 := route53.New(route53.Options{Region: "us-east-1", BaseEndpoint: aws.String(z.URL), Credentials: staticCreds(), RetryMaxAttempts: 1})
+			cfc := cloudfront.New(cloudfront.Options{Region: "us-east-1", BaseEndpoint: aws.String(cf.URL), Credentials: testenv.AWSCredentials(), RetryMaxAttempts: 1})
+			r53 := route53.New(route53.Options{Region: "us-east-1", BaseEndpoint: aws.String(z.URL), Credentials: testenv.AWSCredentials(), RetryMaxAttempts: 1})
 			p := newPipeline(t, pipelineOpts{store: st, queue: q,
 				dns: &dns.Route53{Client: r53, ZoneID: "ZCDN"},
 				cdn: &cdn.CloudFront{Client: cfc, Origin: "fleet-lb.example.net", Poll: 5 * time.Millisecond}})

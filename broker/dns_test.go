@@ -59,7 +59,7 @@ func TestDNSStepOwnsItsRecords(t *testing.T) {
 			// A leftover of another Gatehouse deployment sharing the zone.
 			z.Put(route53fake.RRSet{Name: "other.dns.example.com", Type: "CNAME", TTL: 60, Values: []string{"edge.other.net"}})
 			z.Put(route53fake.RRSet{Name: "_gatehouse.other.dns.example.com", Type: "TXT", TTL: 60, Values: []string{`"heritage=gatehouse,gatehouse/owner=staging,gatehouse/instance=x"`}})
-			r53 := route53.New(route53.Options{Region: "us-east-1", BaseEndpoint: aws.String(z.URL), Credentials: staticCreds(), RetryMaxAttempts: 1})
+			r53 := route53.New(route53.Options{Region: "us-east-1", BaseEndpoint: aws.String(z.URL), Credentials: testenv.AWSCredentials(), RetryMaxAttempts: 1})
 			p := newPipeline(t, pipelineOpts{store: st, queue: q, dns: &dns.Route53{Client: r53, ZoneID: "ZGATE"}})
 			ctx := context.Background()
 

@@ -28,15 +28,9 @@ import (
 
 var awsNames atomic.Int64
 
-func staticCreds() aws.CredentialsProviderFunc {
-	return func(context.Context) (aws.Credentials, error) {
-		return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
-	}
-}
-
 // dynamoStore is a fresh table in a dynalite started for the test.
 func dynamoStore(t testing.TB, d *testenv.Dynalite) store.Store {
-	c := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.Endpoint), Credentials: staticCreds()})
+	c := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.Endpoint), Credentials: testenv.AWSCredentials()})
 	s := dynamostore.New(c, fmt.Sprintf("broker-%d", awsNames.Add(1)))
 	if err := s.EnsureTable(context.Background()); err != nil {
 		t.Fatal(err)
@@ -46,7 +40,7 @@ func dynamoStore(t testing.TB, d *testenv.Dynalite) store.Store {
 
 // sqsQueue is a fresh queue (and DLQ) in goaws.
 func sqsQueue(t testing.TB, g *testenv.GoAWS, vis time.Duration) (*sqsqueue.Queue, *sqs.Client) {
-	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(g.Endpoint), Credentials: staticCreds(),
+	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(g.Endpoint), Credentials: testenv.AWSCredentials(),
 		RetryMaxAttempts: 1})
 	url, dlq, err := sqsqueue.EnsureQueues(context.Background(), c, fmt.Sprintf("broker-%d", awsNames.Add(1)), 10)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/store"
 	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
@@ -361,7 +362,7 @@ func sqsClientFor(t *testing.T, q *sqsqueue.Queue) *sqs.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(u.Scheme + "://" + u.Host), Credentials: staticCreds()})
+	return sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(u.Scheme + "://" + u.Host), Credentials: testenv.AWSCredentials()})
 }
 
 func containsAll(s string, subs ...string) bool {

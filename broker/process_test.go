@@ -126,11 +126,11 @@ func TestWorkerProcessSIGKILLed(t *testing.T) {
 			d := testenv.StartDynalite(t)
 			g := testenv.StartGoAWS(t)
 			table := fmt.Sprintf("proc-%d", awsNames.Add(1))
-			st := dynamostore.New(dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.Endpoint), Credentials: staticCreds()}), table)
+			st := dynamostore.New(dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.Endpoint), Credentials: testenv.AWSCredentials()}), table)
 			if err := st.EnsureTable(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(g.Endpoint), Credentials: staticCreds()})
+			c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(g.Endpoint), Credentials: testenv.AWSCredentials()})
 			url, _, err := sqsqueue.EnsureQueues(context.Background(), c, table, 10)
 			if err != nil {
 				t.Fatal(err)

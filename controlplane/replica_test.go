@@ -85,9 +85,7 @@ var replicaStores = map[string]sharedStore{
 		d := testenv.StartDynalite(t)
 		open := func() *dynamostore.Store {
 			c := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String(d.Endpoint),
-				Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-					return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
-				})})
+				Credentials: testenv.AWSCredentials()})
 			return dynamostore.New(c, "gatehouse-replicas")
 		}
 		a := open()

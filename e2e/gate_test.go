@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/dev"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // cpRollout reads the control plane's rollout state and one metric.
@@ -200,17 +200,6 @@ func TestGateThroughFrontDoor(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the front door back on the good version", func() bool { return alice.run(t, ctx) == 200 })
 }
 
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
-}
-
 // soakUpdate changes the first from in instance name's parameters to to,
 // sends the OSB update and waits until the canary soaks it.
 func soakUpdate(t *testing.T, ctx context.Context, osb *osbclient.Client, cpAdmin, name, from, to string) *osbclient.Response {
@@ -238,7 +227,7 @@ func soakUpdate(t *testing.T, ctx context.Context, osb *osbclient.Client, cpAdmi
 // closed, a loopback port nothing listens on.
 func gateDevConfig(t *testing.T, soak time.Duration) (cfg dev.Config, out *lockedBuffer, closed string) {
 	t.Helper()
-	closed = closedPort(t)
+	closed = testenv.ClosedAddr(t)
 	cfg, out = devConfig(t)
 	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, soak
 	cfg.Gate = controlplane.Gate{MinRequests: 10}

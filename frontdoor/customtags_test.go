@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // alsCollector is a real ALS server handing each HTTP entry to a channel.
@@ -59,7 +60,7 @@ func TestDoorFillsCustomTagsFromRouteMetadata(t *testing.T) {
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Stop()
 
-	sidecars := envoy.Sidecars{Authz: closedAddr(t), RateLimit: closedAddr(t), AccessLog: l.Addr().String()}
+	sidecars := envoy.Sidecars{Authz: testenv.ClosedAddr(t), RateLimit: testenv.ClosedAddr(t), AccessLog: l.Addr().String()}
 	node := compiledNode(t, compile.Options{Sidecars: sidecars, HTTPAddress: "127.0.0.1:10080"},
 		strings.Replace(doorSpec, "UPSTREAM", strings.TrimPrefix(up.URL, "http://"), 1))
 	rc := node.routes[envoy.RouteConfigName]

@@ -3,7 +3,6 @@ package frontdoor
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,20 +18,9 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/envoy"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/spec"
 )
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
-}
 
 // compiledNode is a Node holding what the control plane compiles for the
 // spec (group "dev"), without a stream: the door's filters are tested on
@@ -117,7 +105,7 @@ func TestDoorFailureModes(t *testing.T) {
 	ctx := context.Background()
 
 	for _, deny := range []bool{false, true} {
-		sidecars := envoy.Sidecars{Authz: closedAddr(t), RateLimit: closedAddr(t), AccessLog: closedAddr(t)}
+		sidecars := envoy.Sidecars{Authz: testenv.ClosedAddr(t), RateLimit: testenv.ClosedAddr(t), AccessLog: testenv.ClosedAddr(t)}
 		node := compiledNode(t, compile.Options{Sidecars: sidecars, HTTPAddress: "127.0.0.1:10080", RateLimitFailureModeDeny: deny}, spec)
 		door, err := New(node, Options{Dial: dial})
 		if err != nil {
@@ -163,8 +151,8 @@ func TestDoorFailureModes(t *testing.T) {
 // TestDoorNoRoute: a host or path no route matches is a 404 from the
 // door itself, as Envoy's route_not_found.
 func TestDoorNoRoute(t *testing.T) {
-	node := compiledNode(t, compile.Options{Sidecars: envoy.Sidecars{Authz: closedAddr(t), RateLimit: closedAddr(t), AccessLog: closedAddr(t)}, HTTPAddress: "127.0.0.1:10080"},
-		strings.Replace(doorSpec, "UPSTREAM", closedAddr(t), 1))
+	node := compiledNode(t, compile.Options{Sidecars: envoy.Sidecars{Authz: testenv.ClosedAddr(t), RateLimit: testenv.ClosedAddr(t), AccessLog: testenv.ClosedAddr(t)}, HTTPAddress: "127.0.0.1:10080"},
+		strings.Replace(doorSpec, "UPSTREAM", testenv.ClosedAddr(t), 1))
 	door, err := New(node, Options{Dial: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
 	if err != nil {
 		t.Fatal(err)

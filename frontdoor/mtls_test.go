@@ -77,8 +77,8 @@ func TestDoorSidecarMutualTLS(t *testing.T) {
 	defer up.Close()
 	// The config names the authz sidecar localhost on a port nothing
 	// listens on; the dialer maps exactly that name to the server.
-	named := "localhost:" + strings.Split(closedAddr(t), ":")[1]
-	sidecars := envoy.Sidecars{Authz: named, RateLimit: closedAddr(t), AccessLog: closedAddr(t)}
+	named := "localhost:" + strings.Split(testenv.ClosedAddr(t), ":")[1]
+	sidecars := envoy.Sidecars{Authz: named, RateLimit: testenv.ClosedAddr(t), AccessLog: testenv.ClosedAddr(t)}
 	node := compiledNode(t, compile.Options{Sidecars: sidecars, HTTPAddress: "127.0.0.1:10080"},
 		strings.Replace(doorSpec, "UPSTREAM", strings.TrimPrefix(up.URL, "http://"), 1))
 	var dialed []string

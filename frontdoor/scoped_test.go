@@ -38,9 +38,9 @@ spec:
 // separator does) and answers 404 route_not_found for a host no scope
 // names; a changed spec's table reaches it.
 func TestNodeFollowsScopedRoutes(t *testing.T) {
-	up := closedAddr(t)
+	up := testenv.ClosedAddr(t)
 	c, err := compile.New(compile.Options{ScopedRouteGroups: []string{"edge"}, HTTPAddress: "127.0.0.1:10080",
-		Sidecars:      envoy.Sidecars{Authz: closedAddr(t), RateLimit: closedAddr(t), AccessLog: closedAddr(t)},
+		Sidecars:      envoy.Sidecars{Authz: testenv.ClosedAddr(t), RateLimit: testenv.ClosedAddr(t), AccessLog: testenv.ClosedAddr(t)},
 		UpstreamAllow: spec.MustParseUpstreamAllow("127.0.0.1/32")})
 	if err != nil {
 		t.Fatal(err)

@@ -14,13 +14,12 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/cdn"
 	"github.com/gatehouse-edge/gatehouse/broker/cdn/cloudfrontfake"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func client(url string) *cloudfront.Client {
 	return cloudfront.New(cloudfront.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), RetryMaxAttempts: 1,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "a", SecretAccessKey: "b"}, nil
-		})})
+		Credentials: testenv.AWSCredentials()})
 }
 
 // TestCloudFrontOwnedDistributionLifecycle runs the real SDK client

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/broker/dns"
 	"github.com/gatehouse-edge/gatehouse/broker/dns/route53fake"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func TestDryRunLogsTheChangeSet(t *testing.T) {
@@ -32,9 +33,7 @@ func TestDryRunLogsTheChangeSet(t *testing.T) {
 
 func route53Client(url string) *route53.Client {
 	return route53.New(route53.Options{Region: "us-east-1", BaseEndpoint: aws.String(url),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "a", SecretAccessKey: "b"}, nil
-		}), RetryMaxAttempts: 1})
+		Credentials: testenv.AWSCredentials(), RetryMaxAttempts: 1})
 }
 
 // TestRoute53TouchesOnlyOwnedRecords runs the real SDK client against the

@@ -13,11 +13,15 @@ import (
 // testHelpers are the small test helpers internal/testenv has one version
 // of (lower-cased name → the testenv function or type to use instead).
 var testHelpers = map[string]string{
-	"waitfor":      "testenv.WaitFor",
-	"httpget":      "testenv.HTTPGet",
-	"cputime":      "testenv.CPUTime",
-	"countervalue": "testenv.CounterValue",
-	"syncbuffer":   "testenv.SyncBuffer",
+	"waitfor":        "testenv.WaitFor",
+	"httpget":        "testenv.HTTPGet",
+	"cputime":        "testenv.CPUTime",
+	"countervalue":   "testenv.CounterValue",
+	"syncbuffer":     "testenv.SyncBuffer",
+	"closedaddr":     "testenv.ClosedAddr",
+	"closedport":     "testenv.ClosedAddr",
+	"awscredentials": "testenv.AWSCredentials",
+	"staticcreds":    "testenv.AWSCredentials",
 }
 
 // TestTestHelpersDefinedOnce fails when a package outside internal/testenv

@@ -2,13 +2,16 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -103,4 +106,25 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// AWSCredentials are the static credentials the AWS SDK clients of tests
+// sign with: the emulators (dynalite, goaws) and the API doubles take any.
+func AWSCredentials() aws.CredentialsProvider {
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
+	})
+}
+
+// ClosedAddr is a loopback address nothing listens on: a port that was
+// free a moment ago.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
 }

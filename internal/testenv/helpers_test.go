@@ -89,3 +89,10 @@ func TestSyncBufferTakesConcurrentWrites(t *testing.T) {
 		t.Fatalf("%d lines, want 8:\n%s", n, b.String())
 	}
 }
+
+func TestClosedAddrRefusesConnections(t *testing.T) {
+	if c, err := net.DialTimeout("tcp", ClosedAddr(t), time.Second); err == nil {
+		c.Close()
+		t.Fatal("dialled a closed address")
+	}
+}

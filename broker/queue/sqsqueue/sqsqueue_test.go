@@ -21,9 +21,7 @@ func client(endpoint string) *sqs.Client {
 	return sqs.New(sqs.Options{
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test"}, nil
-		}),
+		Credentials:  testenv.AWSCredentials(),
 	})
 }
 
