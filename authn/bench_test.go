@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func benchJWT(b *testing.B, cache *TokenCache) {
@@ -120,25 +120,15 @@ func BenchmarkJWTFresh(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := testenv.CPUTime()
 	for i := range b.N {
 		if _, err := p.Authenticate(ctx, toks[i%len(toks)]); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 	if hits := testutil.ToFloat64(m.cacheHit); hits != 0 {
 		b.Fatalf("%v token-cache hits; every token must be new", hits)
 	}
-}
-
-// processCPU is the process's user+system CPU time (GC included): on a
-// shared machine, CPU per operation is steadier than wall time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -62,11 +62,18 @@ func startControlPlane(t *testing.T, cfg controlplane.Config, specs map[string]s
 		t.Fatal(err)
 	}
 	h.cp = cp
+	h.addr = serveXDS(t, ctx, cancel, cp)
+	return h
+}
+
+// serveXDS serves cp's ADS on 127.0.0.1:0 and runs cp under ctx until the
+// test ends, then cancels ctx and stops both; it returns the xDS address.
+func serveXDS(t *testing.T, ctx context.Context, cancel context.CancelFunc, cp *controlplane.ControlPlane) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.addr = l.Addr().String()
 	gs := grpc.NewServer(xds.ServerOptions()...)
 	cp.RegisterXDS(gs)
 	var wg sync.WaitGroup
@@ -78,7 +85,7 @@ func startControlPlane(t *testing.T, cfg controlplane.Config, specs map[string]s
 		gs.Stop()
 		wg.Wait()
 	})
-	return h
+	return l.Addr().String()
 }
 
 func (h *harness) write(name, body string) {

@@ -38,7 +38,6 @@ import (
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 	"github.com/gatehouse-edge/gatehouse/controlplane/compile"
 	"github.com/gatehouse-edge/gatehouse/controlplane/source"
-	"github.com/gatehouse-edge/gatehouse/controlplane/xds"
 	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 	"github.com/gatehouse-edge/gatehouse/internal/xdsclient"
 )
@@ -114,18 +113,7 @@ func startReplica(t *testing.T, st store.Store) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(xds.ServerOptions()...)
-	cp.RegisterXDS(gs)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = gs.Serve(l) }()
-	go func() { defer wg.Done(); _ = cp.Run(ctx) }()
-	t.Cleanup(func() { cancel(); gs.Stop(); wg.Wait() })
-	return &replica{cp: cp, addr: l.Addr().String()}
+	return &replica{cp: cp, addr: serveXDS(t, ctx, cancel, cp)}
 }
 
 // waitPublished waits until the replica's last good result satisfies ok.

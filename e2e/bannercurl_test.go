@@ -41,6 +41,22 @@ func (c bannerCurl) run(t *testing.T, ctx context.Context) int {
 	return resp.StatusCode
 }
 
+// aliceCurl is the banner's last GET curl line with $ALICE (Alice's
+// token), failing the test when there is none.
+func aliceCurl(t *testing.T, banner string) bannerCurl {
+	t.Helper()
+	var alice bannerCurl
+	for _, c := range bannerCurls(t, banner) {
+		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
+			alice = c
+		}
+	}
+	if alice.line == "" {
+		t.Fatalf("no GET curl line with $ALICE in the banner:\n%s", banner)
+	}
+	return alice
+}
+
 // bannerCurls reads the banner's shell variables (NAME='value') and its
 // front-door curl lines (those writing only the status code).
 func bannerCurls(t *testing.T, banner string) []bannerCurl {

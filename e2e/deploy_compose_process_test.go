@@ -168,19 +168,7 @@ func TestComposeServicesRun(t *testing.T) {
 	if group == "" {
 		t.Fatal("no Compose service sets a node group")
 	}
-	logs := map[string]*lockedBuffer{}
-	for _, r := range roles {
-		logs[r.name] = supervise(t, ctx, r)
-	}
-	var rest []role
-	for _, r := range roles {
-		if r.name == "broker" || r.name == "worker" {
-			waitProbes(t, ctx, r, logs[r.name], 2*time.Minute)
-		} else {
-			rest = append(rest, r)
-		}
-	}
-	probed := probeInBackground(t, ctx, rest, logs, 3*time.Minute)
+	probed := superviseAll(t, ctx, roles, func(r role) bool { return r.name == "broker" || r.name == "worker" }, 3*time.Minute)
 	defer probed()
 
 	redisTLS := []string{"--tls", "--cacert", pki.CAFile}

@@ -326,22 +326,10 @@ func TestKubernetesManifestsRun(t *testing.T) {
 		t.Fatalf("%d sidecars set their node group, want authz, ratelimit and accesslog", len(nodeGroups))
 	}
 
-	logs := map[string]*lockedBuffer{}
-	for _, r := range roles {
-		logs[r.name] = supervise(t, ctx, r)
-	}
 	// The platform calls the broker first; the rest is probed meanwhile (the
 	// control plane is Ready once it has published a version, i.e. after
 	// the first spec is provisioned).
-	var rest []role
-	for _, r := range roles {
-		if strings.HasPrefix(r.name, "gatehouse-broker/") {
-			waitProbes(t, ctx, r, logs[r.name], 2*time.Minute)
-		} else {
-			rest = append(rest, r)
-		}
-	}
-	probed := probeInBackground(t, ctx, rest, logs, 4*time.Minute)
+	probed := superviseAll(t, ctx, roles, func(r role) bool { return strings.HasPrefix(r.name, "gatehouse-broker/") }, 4*time.Minute)
 	defer probed()
 
 	if envoyTLSDir == "" {

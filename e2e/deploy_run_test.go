@@ -10,9 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -321,6 +319,26 @@ func waitProbes(t *testing.T, ctx context.Context, r role, out *lockedBuffer, wi
 	}
 }
 
+// superviseAll supervises every role, waits until the probes of those
+// first picks pass (the platform calls them first) and probes the rest in
+// the background; it returns probeInBackground's wait.
+func superviseAll(t *testing.T, ctx context.Context, roles []role, first func(role) bool, within time.Duration) (wait func()) {
+	t.Helper()
+	logs := map[string]*lockedBuffer{}
+	for _, r := range roles {
+		logs[r.name] = supervise(t, ctx, r)
+	}
+	var rest []role
+	for _, r := range roles {
+		if first(r) {
+			waitProbes(t, ctx, r, logs[r.name], 2*time.Minute)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	return probeInBackground(t, ctx, rest, logs, within)
+}
+
 // probeInBackground probes every role like a kubelet (each until it
 // passes) while the test goes on; the returned func waits for all of them
 // and fails the test for any that did not pass within the deadline.
@@ -548,7 +566,7 @@ func driveFlow(t *testing.T, ctx context.Context, d deployed) {
 
 	// The log of the allowed request, through ALS and the query API (HTTPS).
 	waitUntil(t, 60*time.Second, "log record of the allowed request", func() bool {
-		recs := queryLogsHTTPS(t, ctx, https, d, url.Values{"request_id": {allowed.RequestID}, "since": {"1h"}})
+		recs := queryLogsAt(t, ctx, https, d.queryAPI, d.queryToken, url.Values{"request_id": {allowed.RequestID}, "since": {"1h"}})
 		return len(recs) == 1 && recs[0].Status == 200 && recs[0].APIKeyID == creds.APIKeyID
 	})
 	checkXDSRefused(t, ctx, d)
@@ -585,27 +603,4 @@ func checkXDSRefused(t *testing.T, ctx context.Context, d deployed) {
 	if err := ads(clientTLS(t, tlsconfig.Client{CAFile: d.pki.CAFile, CertFile: crt, KeyFile: key}), "other-group-intruder"); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("xDS, a node certificate of another group asking for %s: %v, want PermissionDenied", d.nodeGroup, err)
 	}
-}
-
-// queryLogsHTTPS asks the deployment's query API (HTTPS, bearer token).
-func queryLogsHTTPS(t *testing.T, ctx context.Context, hc *http.Client, d deployed, q url.Values) []logRecord {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, "GET", d.queryAPI+"/v1/logs?"+q.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+d.queryToken)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /v1/logs?%s: %d %s", q.Encode(), resp.StatusCode, body)
-	}
-	var page struct {
-		Records []logRecord `json:"records"`
-	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		t.Fatalf("decoding /v1/logs: %v\n%s", err, body)
-	}
-	return page.Records
 }

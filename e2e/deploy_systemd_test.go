@@ -227,19 +227,7 @@ func TestSystemdUnitsRun(t *testing.T) {
 	c, k = pki.node("node", groups[0])
 	install("node", c, k)
 
-	logs := map[string]*lockedBuffer{}
-	for _, r := range roles {
-		logs[r.name] = supervise(t, ctx, r)
-	}
-	var rest []role
-	for _, r := range roles {
-		if r.name == "broker" || r.name == "worker" {
-			waitProbes(t, ctx, r, logs[r.name], 2*time.Minute)
-		} else {
-			rest = append(rest, r)
-		}
-	}
-	probed := probeInBackground(t, ctx, rest, logs, 3*time.Minute)
+	probed := superviseAll(t, ctx, roles, func(r role) bool { return r.name == "broker" || r.name == "worker" }, 3*time.Minute)
 	defer probed()
 
 	driveFlow(t, ctx, deployed{

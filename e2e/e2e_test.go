@@ -235,10 +235,15 @@ type logRecord struct {
 }
 
 func (s *suite) queryLogs(ctx context.Context, q url.Values) []logRecord {
-	t := s.t
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.ep.AccessLogAPI+"/v1/logs?"+q.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+s.ep.AccessLogToken)
-	resp, err := http.DefaultClient.Do(req)
+	return queryLogsAt(s.t, ctx, http.DefaultClient, s.ep.AccessLogAPI, s.ep.AccessLogToken, q)
+}
+
+// queryLogsAt asks the query API at base with hc and the bearer token.
+func queryLogsAt(t *testing.T, ctx context.Context, hc *http.Client, base, token string, q url.Values) []logRecord {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/logs?"+q.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

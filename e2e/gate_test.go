@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,8 @@ func cpRollout(t *testing.T, ctx context.Context, admin string) controlplane.Sta
 	return st
 }
 
-func cpMetric(t *testing.T, ctx context.Context, admin, name string) bool {
+// cpCounter reads one counter of the control plane (0 when absent).
+func cpCounter(t *testing.T, ctx context.Context, admin, name string) float64 {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -41,11 +43,15 @@ func cpMetric(t *testing.T, ctx context.Context, admin, name string) bool {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, name+" ") && !strings.HasSuffix(l, " 0") {
-			return true
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", l, err)
+			}
+			return f
 		}
 	}
-	return false
+	return 0
 }
 
 // TestGateWrongIssuerRollsBackThroughFrontDoor: `gatehouse dev` with its
@@ -63,15 +69,7 @@ func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
 	cfg.CanaryGroup, cfg.Soak = cfg.NodeGroup, 3*time.Second
 	cfg.Gate = controlplane.Gate{MinRequests: 10}
 	ep, _ := runDevAsync(t, ctx, cfg, out)
-	var alice bannerCurl
-	for _, c := range bannerCurls(t, out.String()) {
-		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
-			alice = c
-		}
-	}
-	if alice.line == "" {
-		t.Fatalf("no GET curl line with $ALICE in the banner:\n%s", out.String())
-	}
+	alice := aliceCurl(t, out.String())
 	load := func(n int, want int) {
 		t.Helper()
 		for i := 0; i < n; i++ {
@@ -82,7 +80,7 @@ func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
 	}
 	load(15, 200)
 	waitUntil(t, 20*time.Second, "an outcome report at the control plane", func() bool {
-		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_outcome_reports_total")
+		return cpCounter(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_outcome_reports_total") > 0
 	})
 
 	osb := &osbclient.Client{BaseURL: ep.Broker, Username: ep.BrokerUser, Password: ep.BrokerPassword}
@@ -108,7 +106,7 @@ func TestGateWrongIssuerRollsBackThroughFrontDoor(t *testing.T) {
 	// The rollout phase may move on at once (the broker's next revision);
 	// the gate's counter and the operation keep the verdict.
 	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
-		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total")
+		return cpCounter(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total") > 0
 	})
 	t.Logf("wrong issuer load to rollback: %s", time.Since(breach).Round(time.Millisecond))
 	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {
@@ -187,7 +185,7 @@ func TestGateThroughFrontDoor(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return alice.run(t, ctx) >= 500 })
 	load(15)
 	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
-		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total")
+		return cpCounter(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total") > 0
 	})
 	t.Logf("closed port load to rollback: %s", time.Since(breach).Round(time.Millisecond))
 	final := waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {

@@ -78,7 +78,7 @@ func TestGatePublicRouteThroughFrontDoor(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the front door on the closed port", func() bool { return health.run(t, ctx) >= 500 })
 	load(15)
 	waitUntil(t, 20*time.Second, "the gate's rollback", func() bool {
-		return cpMetric(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total")
+		return cpCounter(t, ctx, ep.ControlPlaneAdmin, "gatehouse_controlplane_gate_rollbacks_total") > 0
 	})
 	t.Logf("closed port on a public route, load to rollback: %s", time.Since(breach).Round(time.Millisecond))
 	final = waitOp(t, ctx, func(ctx context.Context) (*osbclient.Response, error) {

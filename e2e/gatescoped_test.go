@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,28 +11,6 @@ import (
 	"github.com/gatehouse-edge/gatehouse/broker/osbclient"
 	"github.com/gatehouse-edge/gatehouse/controlplane"
 )
-
-// cpCounter reads one counter of the control plane (0 when absent).
-func cpCounter(t *testing.T, ctx context.Context, admin, name string) float64 {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, "GET", admin+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", l, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
 
 // TestGateScopedCanaryThroughFrontDoor: `gatehouse dev` whose node group
 // is both the canary and a scoped route group (one route table per spec;
@@ -51,15 +28,7 @@ func TestGateScopedCanaryThroughFrontDoor(t *testing.T) {
 	cfg, out, closed := gateDevConfig(t, 5*time.Second)
 	cfg.ScopedRouteGroups = []string{cfg.NodeGroup}
 	ep, _ := runDevAsync(t, ctx, cfg, out)
-	var alice bannerCurl
-	for _, c := range bannerCurls(t, out.String()) {
-		if c.method == "GET" && strings.Contains(c.line, "$ALICE") {
-			alice = c
-		}
-	}
-	if alice.line == "" {
-		t.Fatalf("no GET curl line with $ALICE in the banner:\n%s", out.String())
-	}
+	alice := aliceCurl(t, out.String())
 	status := func() int {
 		req, _ := http.NewRequestWithContext(ctx, "GET", ep.FrontDoor+"/", nil)
 		req.Host = "status.example.com"

@@ -1,15 +1,11 @@
 package api_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/gatehouse-edge/gatehouse/broker/api"
-	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
 	"github.com/gatehouse-edge/gatehouse/broker/worker"
 )
 
@@ -17,18 +13,7 @@ import (
 // and worker run without a logger or a registry (a discarding logger and a
 // new registry), instead of refusing to start.
 func TestRoleConfigDefaultsLogAndRegistry(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	q, err := sqlitequeue.Open(ctx, filepath.Join(dir, "q.db"), sqlitequeue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	st, q := openStoreQueue(t)
 	a, err := api.New(api.Config{Store: st, Queue: q, Username: "u", Password: "p"})
 	if err != nil {
 		t.Fatalf("api.New without Log and Registry: %v", err)

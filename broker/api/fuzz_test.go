@@ -25,9 +25,9 @@ func newAPI(t testing.TB) *api.API {
 	return a
 }
 
-// newTestAPI is the OSB API over a SQLite store and queue of its own (no
-// worker), with the validation policy pol; it returns the store too.
-func newTestAPI(t testing.TB, pol spec.Policy) (*api.API, *sqlitestore.Store) {
+// openStoreQueue is a SQLite store and queue of the test's own, closed
+// when it ends.
+func openStoreQueue(t testing.TB) (*sqlitestore.Store, *sqlitequeue.Queue) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	st, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
@@ -40,6 +40,13 @@ func newTestAPI(t testing.TB, pol spec.Policy) (*api.API, *sqlitestore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
+	return st, q
+}
+
+// newTestAPI is the OSB API over a SQLite store and queue of its own (no
+// worker), with the validation policy pol; it returns the store too.
+func newTestAPI(t testing.TB, pol spec.Policy) (*api.API, *sqlitestore.Store) {
+	st, q := openStoreQueue(t)
 	a, err := api.New(api.Config{Store: st, Queue: q, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1, SpecPolicy: pol})
 	if err != nil {

@@ -2,18 +2,12 @@ package api_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/gatehouse-edge/gatehouse/broker/api"
-	"github.com/gatehouse-edge/gatehouse/broker/queue/sqlitequeue"
 	"github.com/gatehouse-edge/gatehouse/broker/store"
-	"github.com/gatehouse-edge/gatehouse/broker/store/sqlitestore"
+	"github.com/gatehouse-edge/gatehouse/spec"
 )
 
 // tenantProvision is a provision body of spec name with hosts, from the
@@ -30,22 +24,7 @@ func tenantProvision(name, org, host string) []byte {
 // free again.
 func TestOverlapWithAProvisionInFlight(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlitestore.Open(ctx, filepath.Join(dir, "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	q, err := sqlitequeue.Open(ctx, filepath.Join(dir, "q.db"), sqlitequeue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	a, err := api.New(api.Config{Store: st, Queue: q, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: prometheus.NewRegistry(), Username: "u", Password: "p", BindWait: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, st := newTestAPI(t, spec.Policy{})
 
 	if w := serve(a, "PUT", "/v2/service_instances/inst-a?accepts_incomplete=true", tenantProvision("shop-a", "org-a", "*.shop.example.com")); w.Code != 202 {
 		t.Fatalf("tenant A: HTTP %d %s", w.Code, w.Body)

@@ -16,6 +16,7 @@ var testHelpers = map[string]string{
 	"waitfor":        "testenv.WaitFor",
 	"httpget":        "testenv.HTTPGet",
 	"cputime":        "testenv.CPUTime",
+	"processcpu":     "testenv.CPUTime",
 	"countervalue":   "testenv.CounterValue",
 	"syncbuffer":     "testenv.SyncBuffer",
 	"closedaddr":     "testenv.ClosedAddr",

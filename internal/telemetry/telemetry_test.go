@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 func TestNewLogger(t *testing.T) {
@@ -36,17 +37,6 @@ func TestNewLogger(t *testing.T) {
 	if _, err := NewLogger(io.Discard, LogConfig{Format: "xml"}); err == nil {
 		t.Fatal("bad format accepted")
 	}
-}
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 func TestAdmin(t *testing.T) {
@@ -71,17 +61,17 @@ func TestAdmin(t *testing.T) {
 	go func() { done <- ServeHTTP(ctx, l, a.Handler()) }()
 	base := "http://" + l.Addr().String()
 
-	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "gatehouse_test_total 3") || !strings.Contains(body, "go_goroutines") {
+	if code, body := testenv.HTTPGet(t, base+"/metrics"); code != 200 || !strings.Contains(body, "gatehouse_test_total 3") || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("/metrics %d:\n%s", code, body)
 	}
-	if code, _ := get(t, base+"/healthz"); code != 200 {
+	if code, _ := testenv.HTTPGet(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}
-	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "config: config not loaded") {
+	if code, body := testenv.HTTPGet(t, base+"/readyz"); code != 503 || !strings.Contains(body, "config: config not loaded") {
 		t.Fatalf("/readyz before ready: %d %s", code, body)
 	}
 	loaded.Store(true)
-	if code, _ := get(t, base+"/readyz"); code != 200 {
+	if code, _ := testenv.HTTPGet(t, base+"/readyz"); code != 200 {
 		t.Fatalf("/readyz after ready: %d", code)
 	}
 	cancel()

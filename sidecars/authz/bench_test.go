@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/gatehouse-edge/gatehouse/authn/authntest"
 	"github.com/gatehouse-edge/gatehouse/authz"
+	"github.com/gatehouse-edge/gatehouse/internal/testenv"
 )
 
 // In-process Check (CheckRequest → Decision → CheckResponse, no network)
@@ -217,12 +217,12 @@ func measureChecks(b *testing.B, reg *prometheus.Registry, wantHits int, check f
 	hits0 := cacheHits(b, reg)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := testenv.CPUTime()
 	for i := range b.N {
 		check(i)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
 	if hits := cacheHits(b, reg) - hits0; hits != float64(wantHits*b.N) {
 		b.Fatalf("%v token-cache hits in %d Checks, want %d", hits, b.N, wantHits*b.N)
 	}
@@ -249,16 +249,6 @@ func cacheHits(t testing.TB, reg *prometheus.Registry) float64 {
 	}
 	t.Fatal("no gatehouse_authn_token_cache_lookups_total{result=\"hit\"}")
 	return 0
-}
-
-// processCPU is the process's user+system CPU time (GC included): on a
-// shared machine, CPU per operation is steadier than wall time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // The server's side of one fresh Check without the transport: the
