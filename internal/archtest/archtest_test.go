@@ -311,3 +311,12 @@ func goFiles(t *testing.T, root string, tests bool, mode parser.Mode, fn func(p,
 		t.Fatal(err)
 	}
 }
+
+// reportAll fails t with each finding, sorted, one error each.
+func reportAll(t *testing.T, found []string) {
+	t.Helper()
+	sort.Strings(found)
+	for _, f := range found {
+		t.Error(f)
+	}
+}

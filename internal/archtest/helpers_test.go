@@ -5,7 +5,6 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -57,8 +56,5 @@ func TestTestHelpersDefinedOnce(t *testing.T) {
 		}
 		return nil
 	})
-	sort.Strings(found)
-	for _, f := range found {
-		t.Error(f)
-	}
+	reportAll(t, found)
 }

@@ -5,7 +5,6 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,10 +77,7 @@ func TestTableRowsKeyed(t *testing.T) {
 		}
 		return nil
 	})
-	sort.Strings(found)
-	for _, f := range found {
-		t.Error(f)
-	}
+	reportAll(t, found)
 }
 
 // TestPositionalRowsFound: the checker itself finds positional rows of
