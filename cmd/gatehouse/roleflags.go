@@ -56,6 +56,15 @@ func tlsServerFlags(f *pflag.FlagSet, s *tlsconfig.Server, what string) {
 	f.BoolVar(&s.Insecure, "insecure", false, "allow plaintext on a non-loopback listen address")
 }
 
+// xdsNodeFlags registers where a sidecar follows the control plane and
+// who it is there: --xds-server, --node-id and --node-cluster (its node
+// group), the same for the three sidecars.
+func xdsNodeFlags(f *pflag.FlagSet, server, nodeID, cluster *string) {
+	f.StringVar(server, "xds-server", "", "control plane xDS address (host:port)")
+	f.StringVar(nodeID, "node-id", "", "xDS node id")
+	f.StringVar(cluster, "node-cluster", "", "xDS node cluster (node group)")
+}
+
 // xdsClientTLSFlags adds --xds-ca-file, --xds-cert-file and --xds-key-file:
 // how a sidecar verifies the control plane and which node certificate it
 // presents.
