@@ -16,19 +16,9 @@ import (
 // TestHoldOffBatchesABurst: five revisions delivered back to back are one
 // rebuild, of the newest.
 func TestHoldOffBatchesABurst(t *testing.T) {
-	spec := func(n int) source.Spec {
-		return source.Spec{Origin: "a.yaml", Data: []byte(fmt.Sprintf(`apiVersion: gatehouse/v1
-kind: EdgeRoute
-metadata: {name: a, team: t}
-spec:
-  hosts: [a.example.com]
-  upstreams: [{name: api, endpoints: ["10.0.0.%d:80"]}]
-  routes: [{name: r, match: {pathPrefix: /}, upstream: api}]
-`, n))}
-	}
 	src := source.Func(func(ctx context.Context, fn func(source.Revision)) error {
 		for i := 1; i <= 5; i++ {
-			fn(source.Revision{ID: fmt.Sprintf("r%d", i), Specs: []source.Spec{spec(i)}})
+			fn(source.Revision{ID: fmt.Sprintf("r%d", i), Specs: []source.Spec{endpointSpec(i)}})
 		}
 		<-ctx.Done()
 		return nil
@@ -67,4 +57,17 @@ spec:
 	}
 	cancel()
 	<-done
+}
+
+// endpointSpec is a.yaml: one spec, one route, its upstream at
+// 10.0.0.n:80 (so each n is a different revision of the same spec).
+func endpointSpec(n int) source.Spec {
+	return source.Spec{Origin: "a.yaml", Data: []byte(fmt.Sprintf(`apiVersion: gatehouse/v1
+kind: EdgeRoute
+metadata: {name: a, team: t}
+spec:
+  hosts: [a.example.com]
+  upstreams: [{name: api, endpoints: ["10.0.0.%d:80"]}]
+  routes: [{name: r, match: {pathPrefix: /}, upstream: api}]
+`, n))}
 }

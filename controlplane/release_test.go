@@ -195,14 +195,7 @@ func TestMemReleaseSkipsLittle(t *testing.T) {
 // nothing else happens, the heap is released once.
 func TestMemReleaseAfterRebuild(t *testing.T) {
 	src := source.Func(func(ctx context.Context, fn func(source.Revision)) error {
-		fn(source.Revision{ID: "r1", Specs: []source.Spec{{Origin: "a.yaml", Data: []byte(`apiVersion: gatehouse/v1
-kind: EdgeRoute
-metadata: {name: a, team: t}
-spec:
-  hosts: [a.example.com]
-  upstreams: [{name: api, endpoints: ["10.0.0.1:80"]}]
-  routes: [{name: r, match: {pathPrefix: /}, upstream: api}]
-`)}}})
+		fn(source.Revision{ID: "r1", Specs: []source.Spec{endpointSpec(1)}})
 		<-ctx.Done()
 		return nil
 	})
